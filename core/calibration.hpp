@@ -1,0 +1,32 @@
+#pragma once
+// The hardware model's efficiency parameters: one small table, calibrated once on published A100
+// measurements (calibration/a100-measured.json), printed by `moesys calibration`, overridable from a file.
+// No other constant in the model may be tuned; everything else comes from specifications.
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace moesys::core {
+
+struct Calibration {
+  double nvlink_efficiency = 0.783;       // large-transfer fraction of NVLink spec bandwidth
+  double pcie_efficiency = 0.828;         // fraction of PCIe spec bandwidth for pinned copies
+  double nic_efficiency = 0.92;           // fraction of NIC line rate reached by RDMA collectives
+  double gemm_efficiency = 0.935;         // fraction of tensor-core peak for large GEMMs
+  double hbm_efficiency = 0.8;            // fraction of HBM bandwidth for memory-bound kernels (uncalibrated)
+  double step_latency_s = 3.13e-6;        // fixed cost of one collective step / one message
+  double half_bandwidth_bytes = 3.0e5;    // message size at which a transfer reaches half its link rate
+  double kernel_launch_s = 4e-6;          // fixed cost per GPU kernel (uncalibrated)
+
+  /// Rate a single message of `bytes` reaches on a link of `link_bytes_per_s` (already efficiency-scaled):
+  /// link * 1 / (1 + sqrt(half / bytes)). Saturates slowly, as NCCL's channel and protocol choice does.
+  double message_rate(double link_bytes_per_s, double bytes) const;
+};
+
+/// Built-in calibration (the numbers above, derived in README "Calibration").
+Calibration default_calibration();
+/// Reads {"nvlink_efficiency": ..., ...}; unknown keys or values out of (0, 1] for efficiencies are ConfigErrors.
+Calibration parse_calibration(const nlohmann::json& j, const std::string& file);
+nlohmann::json calibration_to_json(const Calibration& c);
+
+}  // namespace moesys::core

@@ -1,0 +1,119 @@
+#pragma once
+// Cluster description: what a machine room looks like, loaded from topologies/*.json or generated from flags.
+// Nodes are homogeneous (one node template repeated `nodes` times), as in every cluster the paper uses.
+// All quantities are stored in base units (bytes, bytes/s, flop/s, seconds); JSON keys carry their unit.
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace moesys::core {
+
+enum class Dtype { fp32, tf32, fp16, bf16, fp8 };
+const char* to_string(Dtype d);
+Dtype parse_dtype(const std::string& s);  // throws std::invalid_argument
+int dtype_bytes(Dtype d);
+
+struct GpuSpec {
+  std::string model;                          // "A100-SXM4-80GB"
+  double hbm_bytes = 0;                       // capacity
+  double hbm_bytes_per_s = 0;                 // peak memory bandwidth
+  std::map<Dtype, double> peak_flop_per_s;    // dense tensor-core peak per dtype
+  double peak(Dtype d) const;                 // throws std::out_of_range if the dtype is not listed
+};
+
+enum class IntraNodeKind { nvswitch, pcie_only };
+
+struct IntraNodeSpec {
+  IntraNodeKind kind = IntraNodeKind::nvswitch;
+  double bytes_per_s_per_gpu = 0;  // one direction, per GPU (NVLink ports through NVSwitch); 0 when pcie_only
+};
+
+struct HostMemorySpec {
+  double capacity_bytes = 0;
+  double bytes_per_s = 0;
+};
+
+struct PcieSwitchSpec {
+  std::vector<int> gpus;  // local GPU indices behind this switch
+  std::vector<int> nics;  // local NIC indices behind this switch
+};
+
+struct PcieSpec {
+  int generation = 4;
+  int lanes = 16;                        // per device link and per switch uplink
+  std::vector<PcieSwitchSpec> switches;  // every GPU in exactly one switch
+  double bytes_per_s() const;            // one direction, one link
+};
+
+struct NicSpec {
+  int count = 0;                       // per node
+  double bytes_per_s = 0;              // one direction, per NIC
+  std::vector<std::vector<int>> gpus;  // gpus[nic] = local GPUs this NIC serves (a partition of the GPUs)
+};
+
+struct SsdSpec {
+  double capacity_bytes = 0;
+  double read_bytes_per_s = 0;
+  double write_bytes_per_s = 0;
+};
+
+struct NodeSpec {
+  int gpus = 0;
+  GpuSpec gpu;
+  IntraNodeSpec intra_node;
+  HostMemorySpec host_memory;
+  PcieSpec pcie;
+  NicSpec nics;
+  SsdSpec ssd;
+  int nic_of_gpu(int local_gpu) const;     // the NIC serving a GPU
+  int switch_of_gpu(int local_gpu) const;  // the PCIe switch a GPU sits behind
+  int switch_of_nic(int nic) const;        // -1 if the NIC is not behind a listed switch
+};
+
+enum class FabricKind { rail_optimized, fat_tree };
+
+/// Inter-node fabric. Rail-optimised: NIC i of every node hangs off leaf group i (rail i); a rail holds
+/// `nodes_per_leaf` nodes per leaf switch. Fat-tree: consecutive nodes share a leaf, all their NICs on it.
+/// Leaves connect to a non-blocking spine core through uplinks of (downlink capacity / oversubscription).
+struct FabricSpec {
+  FabricKind kind = FabricKind::rail_optimized;
+  int nodes_per_leaf = 32;
+  double oversubscription = 1.0;  // >= 1
+  double hop_latency_s = 1e-6;    // per switch hop
+};
+
+struct ClusterSpec {
+  std::string name;
+  int nodes = 0;
+  NodeSpec node;
+  FabricSpec fabric;
+
+  int total_gpus() const { return nodes * node.gpus; }
+  int node_of(int gpu) const { return gpu / node.gpus; }
+  int local_of(int gpu) const { return gpu % node.gpus; }
+  /// Leaf switch (global index) that a node's NIC connects to.
+  int leaf_of(int node_index, int nic) const;
+  int leaf_count() const;
+};
+
+/// Parses and validates a cluster description. `file` is used in error messages only.
+/// Throws ConfigError("<file>: <json path>: <what was expected>") on any malformed, unknown, missing or
+/// impossible field (zero or negative bandwidth, GPU not served by any NIC, NICs that do not divide the GPUs...).
+ClusterSpec parse_cluster(const nlohmann::json& j, const std::string& file);
+ClusterSpec load_cluster_file(const std::string& path);
+nlohmann::json cluster_to_json(const ClusterSpec& c);
+
+/// Flags of the generator: `--nodes N --gpus-per-node G --nics-per-node K --nic-gbps B --gpu a100-80g|a100-40g|h100`.
+struct ClusterGeneratorOptions {
+  int nodes = 6;
+  int gpus_per_node = 8;
+  int nics_per_node = 8;
+  double nic_gbits_per_s = 200;
+  std::string gpu = "a100-80g";
+};
+/// Builds a DGX-like cluster from the options (validates the result like a file; errors name "<flags>").
+ClusterSpec generate_cluster(const ClusterGeneratorOptions& o);
+
+}  // namespace moesys::core

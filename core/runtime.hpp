@@ -1,0 +1,164 @@
+#pragma once
+// The per-rank runtime interface. Every policy is a program that runs once per rank (one rank = one GPU) and
+// talks only to this interface; three runtimes implement it:
+//   sim/   SimGrid: operations take simulated time on a model of the cluster; buffers carry sizes only.
+//   exec/  CPU (MPI + BLAS) and CUDA (cuBLAS + NCCL): operations run for real; buffers carry data.
+//
+// Semantics shared by all runtimes:
+// - Every operation is issued on a stream and returns an Event at once. Operations on one stream run in issue
+//   order; operations on different streams may overlap. `wait` blocks the calling rank until an event has
+//   completed; `stream_wait` makes later work on a stream wait for an event (like cudaStreamWaitEvent).
+// - Collectives are called by every member of the group, in the same order on every member. A collective
+//   completes when every member's part has completed.
+// - Sizes are bytes. Collective sizes follow nccl-tests: `bytes` is the per-rank buffer of all_reduce, the
+//   per-rank input of reduce_scatter, and the per-rank output of all_gather.
+// - Every operation becomes a trace Span (rank, stream, kind, name, bytes, flop, start, end).
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "core/cluster.hpp"
+#include "core/memory.hpp"
+#include "core/trace.hpp"
+
+namespace moesys::core {
+
+/// Streams are small integers; these are the conventional ones. A runtime creates a stream on first use.
+using StreamId = int;
+namespace streams {
+inline constexpr StreamId kCompute = 0;  // kernels
+inline constexpr StreamId kComm = 1;     // collectives and point-to-point
+inline constexpr StreamId kH2D = 2;      // host (or SSD) to device copies: prefetch, ring refill
+inline constexpr StreamId kD2H = 3;      // device to host copies: offload, write-back
+inline constexpr StreamId kNvme = 4;     // SSD <-> host memory
+inline constexpr StreamId kComm2 = 5;    // a second communication stream (e.g. dense prefetch all-gather)
+}  // namespace streams
+const char* stream_name(StreamId s);
+
+/// A region of memory in a tier. In the simulator it has a size only; real runtimes set `data`.
+struct Buffer {
+  std::uint64_t id = 0;  // 0 = no buffer
+  Tier tier = Tier::hbm;
+  std::uint64_t bytes = 0;
+  void* data = nullptr;
+  explicit operator bool() const { return id != 0; }
+};
+
+/// Completion handle of an operation. Value type; 0 means "already complete".
+struct Event {
+  std::uint64_t id = 0;
+};
+
+/// A communicator: the global ranks that take part, in group-rank order.
+class Group {
+public:
+  Group() = default;
+  explicit Group(std::vector<int> ranks);
+  static Group world(int world_size);
+  const std::vector<int>& ranks() const { return ranks_; }
+  int size() const { return static_cast<int>(ranks_.size()); }
+  int index_of(int global_rank) const;  // -1 if not a member
+  /// Identifies the group across ranks (same members in the same order -> same key).
+  const std::string& key() const { return key_; }
+
+private:
+  std::vector<int> ranks_;
+  std::string key_;
+};
+
+/// Collective algorithms. `automatic` lets the runtime choose (NCCL's choice on real hardware; the cheapest
+/// of the modelled algorithms in the simulator). Policies force one to compare them.
+enum class CollectiveAlgo { automatic, ring, direct, hierarchical };
+const char* to_string(CollectiveAlgo a);
+CollectiveAlgo parse_collective_algo(const std::string& s);  // throws std::invalid_argument
+
+// ---- Compute kernels, described by what they do (the simulator derives a time, real runtimes run them) ----
+
+/// C[m,n] (+)= op(A)[m,k] * op(B)[k,n], `batch` independent products.
+struct GemmOp {
+  std::int64_t m = 0, n = 0, k = 0;
+  std::int64_t batch = 1;
+  Dtype dtype = Dtype::bf16;
+  Buffer a, b, c;
+  bool trans_a = false, trans_b = false, accumulate = false;
+  double flop() const { return 2.0 * static_cast<double>(m) * n * k * batch; }
+};
+
+/// Scaled dot-product attention (forward, or backward when `backward`).
+struct AttentionOp {
+  std::int64_t batch = 1, heads = 1, seq_q = 1, seq_kv = 1, head_dim = 64;
+  bool causal = true, backward = false;
+  Dtype dtype = Dtype::bf16;
+  double flop() const;
+  double bytes() const;  // Q, K, V, O traffic (flash-attention style, no materialised scores)
+};
+
+/// Memory-bound work: layernorm, activation, optimizer update, permutation.
+struct ElementwiseOp {
+  std::uint64_t bytes_read = 0, bytes_written = 0;
+  double flop = 0;
+};
+
+/// Gating: softmax over experts and top-k selection for `tokens` tokens.
+struct GateOp {
+  std::int64_t tokens = 0, experts = 0, top_k = 2;
+  Dtype dtype = Dtype::fp32;
+  double flop() const { return 5.0 * static_cast<double>(tokens) * experts; }
+  double bytes() const { return static_cast<double>(tokens) * experts * dtype_bytes(dtype) * 2.0; }
+};
+
+using Kernel = std::variant<GemmOp, AttentionOp, ElementwiseOp, GateOp>;
+
+/// The interface every runtime implements. One instance per rank; not shared between ranks.
+class Runtime {
+public:
+  virtual ~Runtime() = default;
+
+  // ---- Identity and time ----
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  virtual const ClusterSpec& cluster() const = 0;
+  /// Seconds since the start of the run (simulated or wall clock).
+  virtual double now_s() const = 0;
+
+  // ---- Memory ----
+  /// Allocates in a tier; throws OutOfMemory with the numbers if the tier is full. `tag` groups memory in reports.
+  virtual Buffer alloc(Tier tier, std::uint64_t bytes, const std::string& tag) = 0;
+  virtual void free(Buffer& buffer) = 0;
+  virtual const MemoryLedger& memory() const = 0;
+
+  // ---- Operations (all asynchronous) ----
+  virtual Event compute(StreamId stream, const Kernel& kernel, std::string_view name) = 0;
+  /// Copies `bytes` between tiers of this rank: HBM<->DRAM over PCIe, DRAM<->SSD over NVMe.
+  virtual Event copy(StreamId stream, const Buffer& dst, const Buffer& src, std::uint64_t bytes) = 0;
+  virtual Event send(StreamId stream, int peer, const Buffer& buffer, std::uint64_t bytes, int tag) = 0;
+  virtual Event recv(StreamId stream, int peer, const Buffer& buffer, std::uint64_t bytes, int tag) = 0;
+  virtual Event all_reduce(StreamId stream, const Group& group, const Buffer& buffer, std::uint64_t bytes,
+                           Dtype dtype, CollectiveAlgo algo = CollectiveAlgo::automatic) = 0;
+  virtual Event reduce_scatter(StreamId stream, const Group& group, const Buffer& send, const Buffer& recv,
+                               std::uint64_t bytes, Dtype dtype,
+                               CollectiveAlgo algo = CollectiveAlgo::automatic) = 0;
+  virtual Event all_gather(StreamId stream, const Group& group, const Buffer& send, const Buffer& recv,
+                           std::uint64_t bytes, CollectiveAlgo algo = CollectiveAlgo::automatic) = 0;
+  /// All-to-all(v): send_bytes[i] go to group member i, recv_bytes[i] come from member i.
+  virtual Event all_to_all(StreamId stream, const Group& group, const Buffer& send,
+                           const std::vector<std::uint64_t>& send_bytes, const Buffer& recv,
+                           const std::vector<std::uint64_t>& recv_bytes,
+                           CollectiveAlgo algo = CollectiveAlgo::automatic) = 0;
+
+  // ---- Synchronisation ----
+  virtual void wait(Event event) = 0;
+  virtual void stream_wait(StreamId stream, Event event) = 0;
+  /// Blocks until every stream of this rank is idle.
+  virtual void synchronize() = 0;
+
+  // ---- Tracing ----
+  /// Opens / closes a named phase span on the host timeline (e.g. "step0/layer3/fwd").
+  virtual void begin_phase(std::string_view name) = 0;
+  virtual void end_phase() = 0;
+  virtual const std::vector<Span>& spans() const = 0;
+};
+
+}  // namespace moesys::core
