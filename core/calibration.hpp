@@ -18,9 +18,10 @@ struct Calibration {
   double half_bandwidth_bytes = 3.0e5;    // message size at which a transfer reaches half its link rate
   double kernel_launch_s = 4e-6;          // fixed cost per GPU kernel (uncalibrated)
 
-  /// Rate a single message of `bytes` reaches on a link of `link_bytes_per_s` (already efficiency-scaled):
-  /// link * 1 / (1 + sqrt(half / bytes)). Saturates slowly, as NCCL's channel and protocol choice does.
-  double message_rate(double link_bytes_per_s, double bytes) const;
+  /// Fraction of a link's (already efficiency-scaled) rate that messages of `bytes` use: 1 / (1 + sqrt(half / bytes)).
+  /// It rises slowly with size, as NCCL's channel and protocol choice makes it; small messages waste link time.
+  double message_efficiency(double bytes) const;
+  double message_rate(double link_bytes_per_s, double bytes) const { return link_bytes_per_s * message_efficiency(bytes); }
 };
 
 /// Built-in calibration (the numbers above, derived in README "Calibration").

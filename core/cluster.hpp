@@ -86,6 +86,7 @@ struct FabricSpec {
 
 struct ClusterSpec {
   std::string name;
+  std::string description;  // optional free text ("description" in JSON); empty when absent
   int nodes = 0;
   NodeSpec node;
   FabricSpec fabric;

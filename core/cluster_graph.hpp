@@ -47,7 +47,7 @@ public:
 
   Vertex gpu(int global_gpu) const;
   Vertex cpu(int node) const;
-  Vertex ssd(int node) const;
+  Vertex ssd(int node) const;  // throws std::out_of_range when the nodes have no SSD tier (ssd capacity 0)
   Vertex leaf(int leaf_index) const;
   Vertex spine() const;
   const Device& device(Vertex v) const { return g_[v]; }
@@ -66,11 +66,17 @@ private:
   Vertex add_device(DeviceKind kind, int node, int index, std::string name);
   void add_link(Vertex a, Vertex b, LinkClass cls, double bytes_per_s, double latency_s, const std::string& name);
   void add_duplex(Vertex a, Vertex b, LinkClass cls, double bytes_per_s, double latency_s, const std::string& name);
+  std::vector<Vertex> gpu_to_nic(Vertex gpu) const;               // GPU, its PCIe path, the NIC serving it
+  std::vector<Vertex> fixed_path(Vertex from, Vertex to) const;     // GPU/CPU/SSD routes; empty if none applies
+  std::vector<int> shortest_route(Vertex from, Vertex to) const;    // Dijkstra fallback for other pairs
+  std::vector<int> links_along(const std::vector<Vertex>& path) const;
 
   ClusterSpec spec_;
   Graph g_;
   std::vector<LinkEdge> links_;
-  std::vector<Vertex> gpus_, cpus_, ssds_, leaves_;
+  std::vector<Vertex> gpus_, cpus_, ssds_, leaves_;  // ssds_ is empty when the nodes have no SSD tier
+  std::vector<Vertex> nvswitches_;                    // one per node when intra_node is nvswitch
+  std::vector<Vertex> pcie_switches_, nics_;          // node * per_node + local index
   Vertex spine_ = 0;
   int gpus_per_node_ = 0;
 };

@@ -1,0 +1,148 @@
+// `moesys collective`: an nccl-tests style benchmark of one collective on a simulated cluster.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli/cluster_options.hpp"
+#include "cli/command.hpp"
+#include "core/error.hpp"
+#include "sim/collectives.hpp"
+#include "sim/simulation.hpp"
+
+namespace moesys::cli {
+namespace {
+
+struct Row {
+  double bytes = 0;
+  double time_s = 0;
+};
+
+sim::CollectiveOp parse_op(const std::string& s) {
+  if (s == "allreduce") return sim::CollectiveOp::all_reduce;
+  if (s == "reducescatter") return sim::CollectiveOp::reduce_scatter;
+  if (s == "allgather") return sim::CollectiveOp::all_gather;
+  if (s == "alltoall") return sim::CollectiveOp::all_to_all;
+  throw core::ConfigError("", "--op", "unknown operation '" + s + "' (known: allreduce, reducescatter, allgather, alltoall)");
+}
+
+// nccl-tests' bus bandwidth factors: what each rank's links must carry relative to the algorithm bandwidth.
+double busbw_factor(sim::CollectiveOp op, int n) {
+  if (op == sim::CollectiveOp::all_reduce) return 2.0 * (n - 1) / n;
+  return static_cast<double>(n - 1) / n;
+}
+
+core::Event issue(core::Runtime& rt, sim::CollectiveOp op, const core::Group& world, double size,
+                  core::CollectiveAlgo algo) {
+  const auto bytes = static_cast<std::uint64_t>(size);
+  core::Buffer none;
+  switch (op) {
+    case sim::CollectiveOp::all_reduce:
+      return rt.all_reduce(core::streams::kComm, world, none, bytes, core::Dtype::fp32, algo);
+    case sim::CollectiveOp::reduce_scatter:
+      return rt.reduce_scatter(core::streams::kComm, world, none, none, bytes, core::Dtype::fp32, algo);
+    case sim::CollectiveOp::all_gather:
+      return rt.all_gather(core::streams::kComm, world, none, none, bytes, algo);
+    case sim::CollectiveOp::all_to_all: {
+      // nccl-tests alltoall: the per-rank buffer is split evenly among all ranks (itself included).
+      std::vector<std::uint64_t> per_peer(static_cast<std::size_t>(world.size()), bytes / world.size());
+      return rt.all_to_all(core::streams::kComm, world, none, per_peer, none, per_peer, algo);
+    }
+  }
+  return {};
+}
+
+int run_collective(int argc, char** argv) {
+  std::set<std::string> valued = cluster_flags();
+  valued.insert({"--op", "--algo", "-b", "-e", "-f", "--ranks", "--flows"});
+  Args args(argc, argv, 1, valued, {"--json", "--help"});
+  if (args.has("--help")) {
+    std::printf(
+        "usage: moesys collective [--cluster FILE | --nodes N --gpus-per-node G --nics-per-node K --nic-gbps B\n"
+        "                          --gpu a100-80g|a100-40g|h100] [--op allreduce|reducescatter|allgather|alltoall]\n"
+        "                         [--algo auto|ring|direct|hierarchical] [-b 8] [-e 1G] [-f 2] [--ranks N]\n"
+        "                         [--flows aggregated|detailed] [--calibration FILE] [--json]\n");
+    return 0;
+  }
+  if (!args.positional().empty()) throw core::ConfigError("", args.positional().front(), "unexpected argument");
+  const core::ClusterSpec spec = cluster_from_args(args);
+  const core::Calibration cal = calibration_from_args(args);
+  const sim::CollectiveOp op = parse_op(args.get_or("--op", "allreduce"));
+  core::CollectiveAlgo algo;
+  try {
+    algo = sim::resolve_algo(op, core::parse_collective_algo(args.get_or("--algo", "auto")));
+  } catch (const std::invalid_argument& e) {
+    throw core::ConfigError("", "--algo", e.what());
+  }
+  const double begin = args.get_size("-b", 8), end = args.get_size("-e", 1024.0 * 1024 * 1024);
+  const double factor = args.get_double("-f", 2);
+  if (end < begin) throw core::ConfigError("", "-e", "expected a maximum size >= the minimum size (-b)");
+  if (!(factor > 1)) throw core::ConfigError("", "-f", "expected a growth factor > 1");
+  const int ranks = args.get_int("--ranks", spec.total_gpus());
+  if (ranks < 2 || ranks > spec.total_gpus())
+    throw core::ConfigError("", "--ranks", "expected 2.." + std::to_string(spec.total_gpus()) + " ranks");
+  const std::string flows = args.get_or("--flows", "aggregated");
+  if (flows != "aggregated" && flows != "detailed")
+    throw core::ConfigError("", "--flows", "expected 'aggregated' or 'detailed', got '" + flows + "'");
+  if (flows == "detailed" && spec.total_gpus() > 256)
+    throw core::ConfigError("", "--flows", "the detailed flow model is limited to 256 GPUs (one route per GPU pair)");
+
+  std::vector<double> sizes;
+  for (double s = begin; s <= end * (1 + 1e-12); s *= factor) sizes.push_back(s);
+  std::vector<Row> rows;
+  const bool progress = isatty(STDERR_FILENO);
+  sim::SimOptions options;
+  options.calibration = cal;
+  options.flow_mode = flows == "detailed" ? sim::FlowMode::detailed : sim::FlowMode::aggregated;
+
+  const auto wall_start = std::chrono::steady_clock::now();
+  auto result = sim::simulate(spec, ranks, [&](core::Runtime& rt) {
+    const core::Group world = core::Group::world(rt.world_size());
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      const double t0 = rt.now_s();
+      rt.wait(issue(rt, op, world, sizes[i], algo));
+      if (rt.rank() == 0) {
+        rows.push_back({sizes[i], rt.now_s() - t0});
+        if (progress) std::fprintf(stderr, "\r[%zu/%zu sizes simulated]", i + 1, sizes.size());
+      }
+    }
+  }, options);
+  const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  if (progress) std::fprintf(stderr, "\n");
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const double peak_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;
+
+  const double bus = busbw_factor(op, ranks);
+  if (args.has("--json")) {
+    nlohmann::json out = {{"cluster", spec.name}, {"op", sim::to_string(op)}, {"algo", core::to_string(algo)},
+                          {"ranks", ranks}, {"flows", flows}, {"wall_s", wall_s}, {"peak_rss_mb", peak_mb},
+                          {"simgrid_flows", result.flows}, {"rows", nlohmann::json::array()}};
+    for (const Row& r : rows)
+      out["rows"].push_back({{"size_bytes", r.bytes}, {"count", r.bytes / 4}, {"type", "float"},
+                             {"time_us", r.time_s * 1e6}, {"algbw_gbytes_per_s", r.bytes / r.time_s / 1e9},
+                             {"busbw_gbytes_per_s", r.bytes / r.time_s / 1e9 * bus}});
+    std::printf("%s\n", out.dump(1).c_str());
+    return 0;
+  }
+  std::printf("# moesys collective: %s on %s, %d ranks, algorithm %s, %s flows\n#\n", sim::to_string(op),
+              describe(spec).c_str(), ranks, core::to_string(algo), flows.c_str());
+  std::printf("# %12s %12s %6s %12s %12s %12s\n", "size(B)", "count", "type", "time(us)", "algbw(GB/s)",
+              "busbw(GB/s)");
+  for (const Row& r : rows) {
+    const double algbw = r.bytes / r.time_s / 1e9;
+    std::printf("  %12.0f %12.0f %6s %12.2f %12.2f %12.2f\n", r.bytes, r.bytes / 4, "float", r.time_s * 1e6, algbw,
+                algbw * bus);
+  }
+  std::printf("# simulated in %.2f s wall, peak memory %.0f MB, %llu SimGrid flows\n", wall_s, peak_mb,
+              static_cast<unsigned long long>(result.flows));
+  return 0;
+}
+
+const CommandRegistrar kRegistrar("collective", "nccl-tests style collective benchmark on a simulated cluster",
+                                  run_collective);
+
+}  // namespace
+}  // namespace moesys::cli

@@ -1,0 +1,253 @@
+#include "core/model_config.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <stdexcept>
+
+#include "core/error.hpp"
+
+namespace moesys::core {
+
+// Parameter-count convention (the one that reproduces the paper's 13.9B / 104.1B / 207.2B to 0.1B):
+//   per layer:  attention QKV (h x 3h + 3h) and output (h x h + h)        = 4h^2 + 4h
+//               two layernorms (gain + bias)                              = 4h
+//               FFN (dense layer, or each expert): h x f + f, f x h + h   = 2hf + f + h
+//               gate of an MoE layer: h x E, no bias (GShard's wg)
+//   once:       token embedding V x h, learned positions seq_len x h, final layernorm 2h;
+//               the output projection is tied to the token embedding (not counted again).
+// For h = 4096, f = 4h, V = 50304, 12 layers: 1.016B dense + E x 1.611B experts + 49152 E gate, i.e. 13.903B,
+// 104.111B, 207.206B for E = 8, 64, 128. Why tied: an untied output layer adds 0.206B and would make the 8-expert
+// model 14.1B. Biases, layernorms and gates add under 0.01B, so the paper's rounding cannot see them; they are
+// counted because they are real parameters that the memory model must place.
+
+ModelConfig ModelConfig::paper_gpt_moe(int experts) {
+  ModelConfig m;
+  m.name = "gpt-moe-" + std::to_string(experts) + "e";
+  m.layers = 12;
+  m.hidden = 4096;
+  m.heads = 64;
+  m.ffn_multiplier = 4;
+  m.vocab = 50304;
+  m.seq_len = 1024;
+  // The paper notes give no batch sizes; these are placeholders that experiment files override: one micro-batch
+  // of 8 sequences per GPU, with one expert per GPU as in the paper's 8..128-GPU scaling.
+  m.micro_batch = 8;
+  m.global_batch = 8 * experts;
+  m.moe_every = 1;
+  m.experts = experts;
+  m.top_k = 2;
+  m.capacity_factor = 1.2;
+  m.dtype = Dtype::fp16;
+  m.optimizer = "adamw";
+  return m;
+}
+
+std::int64_t gshard_capacity(std::int64_t tokens, int top_k, int experts, double capacity_factor) {
+  double exact = capacity_factor * static_cast<double>(tokens) * top_k / experts;
+  // The small slack keeps exact products (1.25 * 256 = 320) from rounding up through floating-point noise.
+  return static_cast<std::int64_t>(std::ceil(exact - 1e-9 * std::max(1.0, exact)));
+}
+
+std::int64_t ModelConfig::attention_params_per_layer() const {
+  std::int64_t h = hidden;
+  return 4 * h * h + 4 * h;
+}
+std::int64_t ModelConfig::layernorm_params_per_layer() const {
+  return 4 * std::int64_t{hidden};
+}
+std::int64_t ModelConfig::expert_params_per_expert() const {
+  std::int64_t h = hidden, f = ffn_hidden();
+  return 2 * h * f + f + h;
+}
+std::int64_t ModelConfig::gate_params_per_layer() const {
+  return std::int64_t{hidden} * experts;
+}
+std::int64_t ModelConfig::embedding_params() const {
+  return (std::int64_t{vocab} + seq_len) * hidden;
+}
+std::int64_t ModelConfig::dense_params() const {
+  std::int64_t per_layer = attention_params_per_layer() + layernorm_params_per_layer();
+  std::int64_t final_layernorm = 2 * std::int64_t{hidden};
+  return layers * per_layer + dense_ffn_layers() * expert_params_per_expert() + embedding_params() + final_layernorm;
+}
+std::int64_t ModelConfig::expert_params() const {
+  return std::int64_t{moe_layers()} * experts * expert_params_per_expert();
+}
+std::int64_t ModelConfig::gate_params() const {
+  return std::int64_t{moe_layers()} * gate_params_per_layer();
+}
+
+double ModelConfig::attention_flops_per_token_per_layer() const {
+  double h = hidden, s = seq_len;
+  // 2 x (4h^2 projection weights) + QK^T and attention-weighted V, each 2*s*h per token (no causal discount,
+  // as in Megatron's accounting: kernels compute the full score matrix).
+  return 8.0 * h * h + 4.0 * s * h;
+}
+double ModelConfig::expert_flops_per_token() const {
+  return 4.0 * hidden * static_cast<double>(ffn_hidden());
+}
+double ModelConfig::ffn_flops_per_token_per_layer(int layer) const {
+  if (!is_moe_layer(layer)) return expert_flops_per_token();
+  return 2.0 * hidden * experts + top_k * expert_flops_per_token();
+}
+double ModelConfig::logits_flops_per_token() const {
+  return 2.0 * hidden * static_cast<double>(vocab);
+}
+double ModelConfig::forward_flops_per_token() const {
+  double total = logits_flops_per_token();
+  for (int l = 0; l < layers; ++l) total += attention_flops_per_token_per_layer() + ffn_flops_per_token_per_layer(l);
+  return total;
+}
+
+int ModelConfig::optimizer_bytes_per_param() const {
+  // Mixed precision keeps an fp32 master copy whenever parameters are stored narrower than fp32.
+  int master = dtype_bytes(dtype) < 4 ? 4 : 0;
+  // AdamW: fp32 first and second moments. SGD: plain (no momentum), nothing beyond the master copy.
+  int moments = optimizer == "adamw" ? 8 : 0;
+  return master + moments;
+}
+
+namespace {
+
+using nlohmann::json;
+
+std::string join(const std::string& base, const std::string& key) {
+  return base.empty() ? key : base + "." + key;
+}
+
+std::string shown(const json& v) {
+  std::string s = v.dump();
+  return s.size() > 40 ? s.substr(0, 37) + "..." : s;
+}
+
+/// Reads the keys of one JSON object, each at most once, and rejects any key it was not asked about.
+class ObjectReader {
+ public:
+  ObjectReader(const json& j, std::string file, std::string base)
+      : j_(j), file_(std::move(file)), base_(std::move(base)) {
+    if (!j_.is_object()) fail("", "expected an object, got " + shown(j_));
+  }
+
+  const json* find(const std::string& key, bool required) {
+    known_.insert(key);
+    auto it = j_.find(key);
+    if (it == j_.end()) {
+      if (required) fail(key, "missing required key");
+      return nullptr;
+    }
+    return &*it;
+  }
+
+  int positive_int(const std::string& key, std::optional<int> fallback = std::nullopt) {
+    const json* v = find(key, !fallback);
+    if (!v) return *fallback;
+    if (!v->is_number_integer()) fail(key, "expected a positive integer, got " + shown(*v));
+    // Unsigned and signed storage are compared separately so that neither wraps around.
+    bool positive = v->is_number_unsigned() ? v->get<std::uint64_t>() > 0 : v->get<std::int64_t>() > 0;
+    if (!positive) fail(key, "expected a positive integer, got " + shown(*v));
+    if (v->get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
+      fail(key, "expected an integer below 2^31, got " + shown(*v));
+    return v->get<int>();
+  }
+
+  double positive_number(const std::string& key, double fallback) {
+    const json* v = find(key, false);
+    if (!v) return fallback;
+    if (!v->is_number()) fail(key, "expected a positive number, got " + shown(*v));
+    double x = v->get<double>();
+    if (!(x > 0) || !std::isfinite(x)) fail(key, "expected a positive number, got " + shown(*v));
+    return x;
+  }
+
+  std::string string(const std::string& key, std::optional<std::string> fallback = std::nullopt) {
+    const json* v = find(key, !fallback);
+    if (!v) return *fallback;
+    if (!v->is_string()) fail(key, "expected a string, got " + shown(*v));
+    return v->get<std::string>();
+  }
+
+  void reject_unknown() {
+    for (auto it = j_.begin(); it != j_.end(); ++it) {
+      if (known_.count(it.key())) continue;
+      std::string valid;
+      for (const auto& k : known_) valid += (valid.empty() ? "" : ", ") + k;
+      fail(it.key(), "unknown key (valid keys: " + valid + ")");
+    }
+  }
+
+  [[noreturn]] void fail(const std::string& key, const std::string& message) const {
+    throw ConfigError(file_, key.empty() ? base_ : join(base_, key), message);
+  }
+
+ private:
+  const json& j_;
+  std::string file_, base_;
+  std::set<std::string> known_;
+};
+
+}  // namespace
+
+ModelConfig parse_model_config(const json& j, const std::string& file, const std::string& base_path) {
+  ObjectReader r(j, file, base_path);
+  ModelConfig m;
+  m.name = r.string("name");
+  if (m.name.empty()) r.fail("name", "expected a non-empty string");
+  m.layers = r.positive_int("layers");
+  m.hidden = r.positive_int("hidden");
+  m.heads = r.positive_int("heads");
+  m.ffn_multiplier = r.positive_int("ffn_multiplier", 4);
+  m.vocab = r.positive_int("vocab");
+  m.seq_len = r.positive_int("seq_len");
+  m.micro_batch = r.positive_int("micro_batch");
+  m.global_batch = r.positive_int("global_batch");
+  m.moe_every = r.positive_int("moe_every", 1);
+  m.experts = r.positive_int("experts");
+  m.top_k = r.positive_int("top_k");
+  m.capacity_factor = r.positive_number("capacity_factor", 1.2);
+  std::string dtype = r.string("dtype", "fp16");
+  m.optimizer = r.string("optimizer", "adamw");
+  r.reject_unknown();
+
+  try {
+    m.dtype = parse_dtype(dtype);
+  } catch (const std::exception&) {
+    r.fail("dtype", "expected one of fp32, tf32, fp16, bf16, fp8, got \"" + dtype + "\"");
+  }
+  if (m.optimizer != "adamw" && m.optimizer != "sgd")
+    r.fail("optimizer", "expected one of adamw, sgd, got \"" + m.optimizer + "\"");
+  if (m.hidden % m.heads != 0)
+    r.fail("heads", "expected a divisor of hidden (" + std::to_string(m.hidden) + "), got " + std::to_string(m.heads));
+  if (m.top_k > m.experts)
+    r.fail("top_k", "expected at most experts (" + std::to_string(m.experts) + "), got " + std::to_string(m.top_k));
+  if (m.moe_every > m.layers)
+    r.fail("moe_every",
+           "expected at most layers (" + std::to_string(m.layers) + "), got " + std::to_string(m.moe_every));
+  if (m.global_batch % m.micro_batch != 0)
+    r.fail("global_batch", "expected a multiple of micro_batch (" + std::to_string(m.micro_batch) + "), got " +
+                               std::to_string(m.global_batch));
+  return m;
+}
+
+json to_json(const ModelConfig& m) {
+  return json{{"name", m.name},
+              {"layers", m.layers},
+              {"hidden", m.hidden},
+              {"heads", m.heads},
+              {"ffn_multiplier", m.ffn_multiplier},
+              {"vocab", m.vocab},
+              {"seq_len", m.seq_len},
+              {"micro_batch", m.micro_batch},
+              {"global_batch", m.global_batch},
+              {"moe_every", m.moe_every},
+              {"experts", m.experts},
+              {"top_k", m.top_k},
+              {"capacity_factor", m.capacity_factor},
+              {"dtype", to_string(m.dtype)},
+              {"optimizer", m.optimizer}};
+}
+
+}  // namespace moesys::core

@@ -1,0 +1,68 @@
+#include "core/runtime.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace moesys::core {
+
+const char* stream_name(StreamId s) {
+  switch (s) {
+    case streams::kCompute: return "compute";
+    case streams::kComm: return "comm";
+    case streams::kH2D: return "h2d";
+    case streams::kD2H: return "d2h";
+    case streams::kNvme: return "nvme";
+    case streams::kComm2: return "comm2";
+    default: return "stream";
+  }
+}
+
+Group::Group(std::vector<int> ranks) : ranks_(std::move(ranks)) {
+  for (int r : ranks_) key_ += std::to_string(r) + ",";
+}
+
+Group Group::world(int world_size) {
+  std::vector<int> r(static_cast<std::size_t>(world_size));
+  for (int i = 0; i < world_size; ++i) r[static_cast<std::size_t>(i)] = i;
+  return Group(std::move(r));
+}
+
+int Group::index_of(int global_rank) const {
+  auto it = std::find(ranks_.begin(), ranks_.end(), global_rank);
+  return it == ranks_.end() ? -1 : static_cast<int>(it - ranks_.begin());
+}
+
+const char* to_string(CollectiveAlgo a) {
+  switch (a) {
+    case CollectiveAlgo::automatic: return "auto";
+    case CollectiveAlgo::ring: return "ring";
+    case CollectiveAlgo::direct: return "direct";
+    case CollectiveAlgo::hierarchical: return "hierarchical";
+  }
+  return "?";
+}
+
+CollectiveAlgo parse_collective_algo(const std::string& s) {
+  if (s == "auto") return CollectiveAlgo::automatic;
+  if (s == "ring") return CollectiveAlgo::ring;
+  if (s == "direct") return CollectiveAlgo::direct;
+  if (s == "hierarchical") return CollectiveAlgo::hierarchical;
+  throw std::invalid_argument("unknown collective algorithm '" + s + "' (known: auto, ring, direct, hierarchical)");
+}
+
+double AttentionOp::flop() const {
+  // QK^T and PV: 2 GEMMs of 2*seq_q*seq_kv*head_dim each; causal masks half; backward costs 2.5x forward
+  // (flash-attention recomputes the scores).
+  double f = 4.0 * static_cast<double>(batch) * heads * seq_q * seq_kv * head_dim;
+  if (causal) f *= 0.5;
+  return backward ? 2.5 * f : f;
+}
+
+double AttentionOp::bytes() const {
+  double qo = 2.0 * static_cast<double>(batch) * heads * seq_q * head_dim;
+  double kv = 2.0 * static_cast<double>(batch) * heads * seq_kv * head_dim;
+  double b = (qo + kv) * dtype_bytes(dtype);
+  return backward ? 2.0 * b : b;
+}
+
+}  // namespace moesys::core

@@ -1,0 +1,49 @@
+#include "sim/compute_model.hpp"
+
+#include <algorithm>
+#include <type_traits>
+
+namespace moesys::sim {
+
+namespace {
+double peak_or_fp32(const core::GpuSpec& gpu, core::Dtype d) {
+  auto it = gpu.peak_flop_per_s.find(d);
+  if (it != gpu.peak_flop_per_s.end()) return it->second;
+  return gpu.peak(core::Dtype::fp32);
+}
+}  // namespace
+
+KernelCost kernel_cost(const core::Kernel& kernel, const core::GpuSpec& gpu, const core::Calibration& cal) {
+  KernelCost c;
+  double math_rate = 0;
+  std::visit(
+      [&](const auto& k) {
+        using K = std::decay_t<decltype(k)>;
+        if constexpr (std::is_same_v<K, core::GemmOp>) {
+          c.flop = k.flop();
+          const double elems = static_cast<double>(k.m) * k.k + static_cast<double>(k.k) * k.n +
+                               static_cast<double>(k.m) * k.n * (k.accumulate ? 2 : 1);
+          c.bytes = elems * k.batch * core::dtype_bytes(k.dtype);
+          math_rate = peak_or_fp32(gpu, k.dtype);
+        } else if constexpr (std::is_same_v<K, core::AttentionOp>) {
+          c.flop = k.flop();
+          c.bytes = k.bytes();
+          math_rate = peak_or_fp32(gpu, k.dtype);
+        } else if constexpr (std::is_same_v<K, core::ElementwiseOp>) {
+          c.flop = k.flop;
+          c.bytes = static_cast<double>(k.bytes_read + k.bytes_written);
+          math_rate = gpu.peak(core::Dtype::fp32);  // CUDA cores, no tensor cores
+        } else {
+          c.flop = k.flop();
+          c.bytes = k.bytes();
+          math_rate = gpu.peak(core::Dtype::fp32);
+        }
+      },
+      kernel);
+  const double math_s = math_rate > 0 ? c.flop / (math_rate * cal.gemm_efficiency) : 0;
+  const double mem_s = c.bytes / (gpu.hbm_bytes_per_s * cal.hbm_efficiency);
+  c.seconds = std::max(math_s, mem_s) + cal.kernel_launch_s;
+  return c;
+}
+
+}  // namespace moesys::sim

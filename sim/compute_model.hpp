@@ -1,0 +1,18 @@
+#pragma once
+// Roofline time of a kernel on a GPU: the larger of its math time at the calibrated fraction of tensor-core peak
+// and its memory time at the calibrated fraction of HBM bandwidth, plus a fixed launch cost.
+#include "core/calibration.hpp"
+#include "core/cluster.hpp"
+#include "core/runtime.hpp"
+
+namespace moesys::sim {
+
+struct KernelCost {
+  double seconds = 0;
+  double flop = 0;
+  double bytes = 0;
+};
+
+KernelCost kernel_cost(const core::Kernel& kernel, const core::GpuSpec& gpu, const core::Calibration& cal);
+
+}  // namespace moesys::sim

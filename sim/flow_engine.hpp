@@ -1,0 +1,52 @@
+#pragma once
+// Turns a set of concurrent GPU-to-GPU transfers into SimGrid flows and waits for them.
+//
+// Every transfer carries the size of the messages it stands for: messages of that size use links with
+// Calibration::message_efficiency (the ramp that NCCL's channel and protocol choice produces). When transfers
+// are merged (see Platform), the merged flow's efficiency is the byte-weighted harmonic mean of theirs, so it
+// uses exactly the link capacity they would have used together.
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "core/calibration.hpp"
+#include "sim/platform.hpp"
+
+namespace moesys::sim {
+
+struct Transfer {
+  int src_gpu = 0;
+  int dst_gpu = 0;
+  double bytes = 0;          // total bytes this transfer moves
+  double message_bytes = 0;  // size of one message of the algorithm (drives the rate ramp)
+};
+
+enum class FlowMode { aggregated, detailed };
+
+class FlowEngine {
+public:
+  FlowEngine(const Platform& platform, const core::Calibration& cal, FlowMode mode);
+
+  /// Runs all transfers concurrently; blocks the calling actor until the last byte has arrived.
+  void run(const std::vector<Transfer>& transfers);
+  /// One copy of `bytes` between two hosts of the platform (GPU, CPU, SSD) over their route.
+  void copy(sg::sg4::Host* from, sg::sg4::Host* to, double bytes);
+
+  FlowMode mode() const { return mode_; }
+  /// Bytes moved so far per path class (intra-node, same leaf, across the spine).
+  const std::array<double, kPathClassCount>& bytes_by_class() const { return bytes_by_class_; }
+  std::uint64_t flows_started() const { return flows_started_; }
+
+private:
+  void run_detailed(const std::vector<Transfer>& transfers, std::vector<sg::sg4::CommPtr>& comms);
+  void run_aggregated(const std::vector<Transfer>& transfers, std::vector<sg::sg4::CommPtr>& comms);
+  sg::sg4::CommPtr start(sg::sg4::Host* from, sg::sg4::Host* to, double bytes, double efficiency);
+
+  const Platform& platform_;
+  core::Calibration cal_;
+  FlowMode mode_;
+  std::array<double, kPathClassCount> bytes_by_class_{};
+  std::uint64_t flows_started_ = 0;
+};
+
+}  // namespace moesys::sim

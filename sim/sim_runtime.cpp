@@ -1,0 +1,233 @@
+#include "sim/sim_runtime.hpp"
+
+#include <mutex>
+#include <stdexcept>
+
+#include "sim/compute_model.hpp"
+
+namespace moesys::sim {
+
+namespace sg4 = sg::sg4;
+
+SimRuntime::SimRuntime(SimWorld& world, int rank, int world_size)
+    : world_(world), rank_(rank), world_size_(world_size),
+      // Host memory and the SSD are shared by the GPUs of a node; each rank gets its share.
+      ledger_(world.spec().node.gpu.hbm_bytes, world.spec().node.host_memory.capacity_bytes / world.spec().node.gpus,
+              world.spec().node.ssd.capacity_bytes / world.spec().node.gpus) {}
+
+double SimRuntime::now_s() const { return sg4::Engine::get_clock(); }
+
+core::Buffer SimRuntime::alloc(core::Tier tier, std::uint64_t bytes, const std::string& tag) {
+  ledger_.allocate(tier, bytes, tag);
+  return core::Buffer{next_buffer_++, tier, bytes, nullptr};
+}
+
+void SimRuntime::free(core::Buffer& buffer) {
+  if (!buffer) return;
+  // Tags are not stored on buffers; the ledger keeps tier totals exact and per-tag use best effort.
+  ledger_.release(buffer.tier, buffer.bytes, "");
+  buffer = core::Buffer{};
+}
+
+core::Event SimRuntime::enqueue(core::StreamId stream, Op op) {
+  Stream& s = streams_[stream];
+  if (!s.cv) {  // first operation on this stream: start its actor
+    s.cv = sg4::ConditionVariable::create();
+    std::string name = "rank" + std::to_string(rank_) + "/" + core::stream_name(stream);
+    sg4::Actor::create(name, world_.platform().gpu(rank_), [this, stream] { stream_loop(stream); })->daemonize();
+  }
+  op.event = next_event_++;
+  op.deps = std::move(s.next_deps);
+  s.next_deps.clear();
+  pending_.insert(op.event);
+  s.queue.push_back(std::move(op));
+  s.cv->notify_one();
+  return core::Event{s.queue.back().event};
+}
+
+void SimRuntime::stream_loop(core::StreamId stream) {
+  Stream& s = streams_.at(stream);
+  auto mutex = world_.mutex();
+  for (;;) {
+    std::unique_lock lock(*mutex);
+    while (s.queue.empty()) s.cv->wait(lock);
+    Op op = std::move(s.queue.front());
+    s.queue.pop_front();
+    for (auto dep : op.deps)
+      while (pending_.count(dep)) done_cv_->wait(lock);
+    lock.unlock();
+    const double start = sg4::Engine::get_clock();
+    try {
+      op.body();
+    } catch (...) {
+      world_.record_failure(std::current_exception());
+      sg4::Actor::kill_all();
+      return;
+    }
+    spans_.push_back({rank_, core::stream_name(stream), op.kind, op.name, start, sg4::Engine::get_clock(), op.bytes,
+                      op.flop});
+    lock.lock();
+    pending_.erase(op.event);
+    done_cv_->notify_all();
+  }
+}
+
+core::Event SimRuntime::compute(core::StreamId stream, const core::Kernel& kernel, std::string_view name) {
+  KernelCost cost = kernel_cost(kernel, world_.spec().node.gpu, world_.calibration());
+  Op op;
+  op.kind = core::SpanKind::compute;
+  op.name = std::string(name);
+  op.flop = cost.flop;
+  op.bytes = static_cast<std::uint64_t>(cost.bytes);
+  // Kernels are work on the GPU host (speed 1e9 per second), so concurrent kernels share the GPU.
+  op.body = [seconds = cost.seconds] { sg4::this_actor::execute(seconds * 1e9); };
+  return enqueue(stream, std::move(op));
+}
+
+core::Event SimRuntime::copy(core::StreamId stream, const core::Buffer& dst, const core::Buffer& src,
+                             std::uint64_t bytes) {
+  const int node = world_.spec().node_of(rank_);
+  const Platform& p = world_.platform();
+  FlowEngine& flows = world_.flows();
+  const double b = static_cast<double>(bytes);
+  auto hop = [&, node](core::Tier from, core::Tier to) -> std::function<void()> {
+    using core::Tier;
+    if (from == Tier::dram && to == Tier::hbm)
+      return [&p, &flows, node, b, r = rank_] { flows.copy(p.cpu(node), p.gpu(r), b); };
+    if (from == Tier::hbm && to == Tier::dram)
+      return [&p, &flows, node, b, r = rank_] { flows.copy(p.gpu(r), p.cpu(node), b); };
+    if (from == Tier::ssd && to == Tier::dram)
+      return [&p, &flows, node, b] { flows.copy(p.ssd(node), p.cpu(node), b); };
+    if (from == Tier::dram && to == Tier::ssd)
+      return [&p, &flows, node, b] { flows.copy(p.cpu(node), p.ssd(node), b); };
+    if (from == to && from == Tier::hbm) {
+      const double s = 2 * b / (world_.spec().node.gpu.hbm_bytes_per_s * world_.calibration().hbm_efficiency);
+      return [s] { sg4::this_actor::execute(s * 1e9); };
+    }
+    if (from == to && from == Tier::dram) {
+      const double s = 2 * b / world_.spec().node.host_memory.bytes_per_s;
+      return [s] { sg4::this_actor::sleep_for(s); };
+    }
+    return nullptr;
+  };
+  std::function<void()> body = hop(src.tier, dst.tier);
+  if (!body) {
+    // HBM <-> SSD has no direct path: stage through host memory.
+    auto first = hop(src.tier, core::Tier::dram), second = hop(core::Tier::dram, dst.tier);
+    if (!first || !second) throw std::invalid_argument("copy between these tiers is not supported");
+    body = [first, second] { first(); second(); };
+  }
+  Op op;
+  op.kind = core::SpanKind::copy;
+  op.name = std::string("copy ") + core::to_string(src.tier) + "->" + core::to_string(dst.tier);
+  op.bytes = bytes;
+  op.body = std::move(body);
+  return enqueue(stream, std::move(op));
+}
+
+void SimRuntime::check_member(const core::Group& group, const char* what) const {
+  if (group.index_of(rank_) < 0)
+    throw std::invalid_argument(std::string(what) + ": rank " + std::to_string(rank_) + " is not in the group");
+}
+
+core::Event SimRuntime::collective(core::StreamId stream, CollectiveOp opcode, const core::Group& group, double bytes,
+                                   core::CollectiveAlgo algo, std::vector<double> row, std::uint64_t traced_bytes) {
+  check_member(group, to_string(opcode));
+  resolve_algo(opcode, algo);  // reject an unsupported algorithm at the call site
+  const std::string key = std::string(to_string(opcode)) + "[" + group.key() + "]#" +
+                          std::to_string(sequence_[group.key()]++);
+  CollectiveCall call;
+  call.op = opcode;
+  call.members = group.ranks();
+  call.bytes = bytes;
+  Op op;
+  op.kind = core::SpanKind::collective;
+  op.name = std::string(to_string(opcode)) + "/" + core::to_string(resolve_algo(opcode, algo));
+  op.bytes = traced_bytes;
+  op.body = [this, key, call = std::move(call), algo, idx = group.index_of(rank_), row = std::move(row)]() mutable {
+    world_.join(key, call, algo, idx, std::move(row));
+  };
+  return enqueue(stream, std::move(op));
+}
+
+core::Event SimRuntime::all_reduce(core::StreamId stream, const core::Group& group, const core::Buffer&,
+                                   std::uint64_t bytes, core::Dtype, core::CollectiveAlgo algo) {
+  return collective(stream, CollectiveOp::all_reduce, group, static_cast<double>(bytes), algo, {}, bytes);
+}
+
+core::Event SimRuntime::reduce_scatter(core::StreamId stream, const core::Group& group, const core::Buffer&,
+                                       const core::Buffer&, std::uint64_t bytes, core::Dtype,
+                                       core::CollectiveAlgo algo) {
+  return collective(stream, CollectiveOp::reduce_scatter, group, static_cast<double>(bytes), algo, {}, bytes);
+}
+
+core::Event SimRuntime::all_gather(core::StreamId stream, const core::Group& group, const core::Buffer&,
+                                   const core::Buffer&, std::uint64_t bytes, core::CollectiveAlgo algo) {
+  return collective(stream, CollectiveOp::all_gather, group, static_cast<double>(bytes), algo, {}, bytes);
+}
+
+core::Event SimRuntime::all_to_all(core::StreamId stream, const core::Group& group, const core::Buffer&,
+                                   const std::vector<std::uint64_t>& send_bytes, const core::Buffer&,
+                                   const std::vector<std::uint64_t>&, core::CollectiveAlgo algo) {
+  if (static_cast<int>(send_bytes.size()) != group.size())
+    throw std::invalid_argument("all_to_all: send_bytes has " + std::to_string(send_bytes.size()) +
+                                " entries for a group of " + std::to_string(group.size()));
+  std::vector<double> row(send_bytes.begin(), send_bytes.end());
+  std::uint64_t total = 0;
+  for (auto b : send_bytes) total += b;
+  return collective(stream, CollectiveOp::all_to_all, group, 0.0, algo, std::move(row), total);
+}
+
+core::Event SimRuntime::point_to_point(core::StreamId stream, int src, int dst, std::uint64_t bytes, int tag,
+                                       bool sending) {
+  // A message is a two-member rendezvous: both sides meet, the later one moves the bytes.
+  const std::string pair = std::to_string(src) + ">" + std::to_string(dst) + ":" + std::to_string(tag);
+  const std::string key = "p2p[" + pair + "]#" + std::to_string(sequence_["p2p" + pair]++);
+  CollectiveCall call;
+  call.op = CollectiveOp::all_to_all;
+  call.members = {src, dst};
+  call.bytes = static_cast<double>(bytes);
+  std::vector<double> row = sending ? std::vector<double>{0.0, static_cast<double>(bytes)} : std::vector<double>{0, 0};
+  Op op;
+  op.kind = core::SpanKind::comm;
+  op.name = sending ? "send" : "recv";
+  op.bytes = bytes;
+  op.body = [this, key, call = std::move(call), idx = sending ? 0 : 1, row = std::move(row)]() mutable {
+    world_.join(key, call, core::CollectiveAlgo::direct, idx, std::move(row));
+  };
+  return enqueue(stream, std::move(op));
+}
+
+core::Event SimRuntime::send(core::StreamId stream, int peer, const core::Buffer&, std::uint64_t bytes, int tag) {
+  return point_to_point(stream, rank_, peer, bytes, tag, true);
+}
+
+core::Event SimRuntime::recv(core::StreamId stream, int peer, const core::Buffer&, std::uint64_t bytes, int tag) {
+  return point_to_point(stream, peer, rank_, bytes, tag, false);
+}
+
+void SimRuntime::wait(core::Event event) {
+  std::unique_lock lock(*world_.mutex());
+  while (pending_.count(event.id)) done_cv_->wait(lock);
+}
+
+void SimRuntime::stream_wait(core::StreamId stream, core::Event event) {
+  if (event.id == 0) return;
+  streams_[stream].next_deps.push_back(event.id);
+}
+
+void SimRuntime::synchronize() {
+  std::unique_lock lock(*world_.mutex());
+  while (!pending_.empty()) done_cv_->wait(lock);
+}
+
+void SimRuntime::begin_phase(std::string_view name) { open_phases_.emplace_back(std::string(name), now_s()); }
+
+void SimRuntime::end_phase() {
+  if (open_phases_.empty()) return;
+  auto [name, start] = open_phases_.back();
+  open_phases_.pop_back();
+  spans_.push_back({rank_, "host", core::SpanKind::phase, name, start, now_s(), 0, 0});
+}
+
+}  // namespace moesys::sim

@@ -1,0 +1,67 @@
+#include "sim/simulation.hpp"
+
+#include <memory>
+#include <stdexcept>
+
+#include <xbt/log.h>
+
+#include "core/error.hpp"
+#include "sim/sim_runtime.hpp"
+
+namespace moesys::sim {
+
+SimResult simulate(const core::ClusterSpec& spec, int ranks, const RankProgram& program, const SimOptions& options) {
+  if (ranks < 1 || ranks > spec.total_gpus())
+    throw core::InfeasibleError("cannot run " + std::to_string(ranks) + " ranks on a cluster of " +
+                                std::to_string(spec.total_gpus()) + " GPUs");
+  // SimGrid's own messages (configuration changes, deadlock reports) stay quiet; failures surface as exceptions.
+  xbt_log_control_set("root.thresh:critical");
+  int argc = 1;
+  char name[] = "moesys";
+  char* argv[] = {name, nullptr};
+  sg::sg4::Engine engine(&argc, argv);
+  sg::configure_engine(engine);
+
+  SimWorld world(spec, options.calibration, options.flow_mode);
+  std::vector<std::unique_ptr<SimRuntime>> runtimes;
+  std::vector<bool> finished(static_cast<std::size_t>(ranks), false);
+  SimResult result;
+  result.ranks.resize(static_cast<std::size_t>(ranks));
+  for (int r = 0; r < ranks; ++r) {
+    runtimes.push_back(std::make_unique<SimRuntime>(world, r, ranks));
+    SimRuntime* rt = runtimes.back().get();
+    sg::sg4::Actor::create("rank" + std::to_string(r), world.platform().gpu(r), [&, rt, r] {
+      try {
+        program(*rt);
+        rt->synchronize();
+        finished[static_cast<std::size_t>(r)] = true;
+        result.ranks[static_cast<std::size_t>(r)].finish_s = rt->now_s();
+      } catch (...) {
+        world.record_failure(std::current_exception());
+        sg::sg4::Actor::kill_all();
+      }
+    });
+  }
+  engine.run();
+
+  if (world.failure()) std::rethrow_exception(world.failure());
+  for (int r = 0; r < ranks; ++r) {
+    if (!finished[static_cast<std::size_t>(r)]) {
+      std::string waiting;
+      for (const auto& k : world.pending_rendezvous()) waiting += (waiting.empty() ? "" : "; ") + k;
+      throw core::RuntimeFailure("deadlock: rank " + std::to_string(r) + " never finished; waiting: " +
+                                 (waiting.empty() ? "nothing (a wait on an event that never completes)" : waiting));
+    }
+  }
+  for (int r = 0; r < ranks; ++r) {
+    auto& rep = result.ranks[static_cast<std::size_t>(r)];
+    rep.spans = runtimes[static_cast<std::size_t>(r)]->spans();
+    rep.memory = runtimes[static_cast<std::size_t>(r)]->memory();
+    result.makespan_s = std::max(result.makespan_s, rep.finish_s);
+  }
+  result.bytes_by_path_class = world.flows().bytes_by_class();
+  result.flows = world.flows().flows_started();
+  return result;
+}
+
+}  // namespace moesys::sim

@@ -1,0 +1,39 @@
+#pragma once
+// Runs a per-rank program on a simulated cluster. SimGrid allows one simulation per process: call
+// simulate() once per process (tests run each case in its own process).
+#include <array>
+#include <functional>
+#include <vector>
+
+#include "core/calibration.hpp"
+#include "core/cluster.hpp"
+#include "core/runtime.hpp"
+#include "sim/flow_engine.hpp"
+
+namespace moesys::sim {
+
+using RankProgram = std::function<void(core::Runtime&)>;
+
+struct SimOptions {
+  FlowMode flow_mode = FlowMode::aggregated;
+  core::Calibration calibration = core::default_calibration();
+};
+
+struct RankReport {
+  std::vector<core::Span> spans;
+  core::MemoryLedger memory{0, 0, 0};
+  double finish_s = 0;
+};
+
+struct SimResult {
+  double makespan_s = 0;  // simulated time at which the last rank finished
+  std::vector<RankReport> ranks;
+  std::array<double, 3> bytes_by_path_class{};  // intra-node, same leaf, across the spine
+  std::uint64_t flows = 0;                       // SimGrid flows started (a measure of simulator work)
+};
+
+/// Simulates `ranks` ranks (rank r on GPU r) each running `program`. Throws what a rank threw (e.g.
+/// core::OutOfMemory), or core::RuntimeFailure naming the collectives left waiting if the ranks deadlock.
+SimResult simulate(const core::ClusterSpec& spec, int ranks, const RankProgram& program, const SimOptions& options = {});
+
+}  // namespace moesys::sim
