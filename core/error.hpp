@@ -12,9 +12,10 @@ class ConfigError : public std::runtime_error {
 public:
   ConfigError(std::string file, std::string json_path, std::string message)
       : std::runtime_error(format(file, json_path, message)), file_(std::move(file)),
-        json_path_(std::move(json_path)) {}
+        json_path_(std::move(json_path)), message_(std::move(message)) {}
   const std::string& file() const { return file_; }
   const std::string& json_path() const { return json_path_; }
+  const std::string& message() const { return message_; }
 
 private:
   static std::string format(const std::string& file, const std::string& path, const std::string& msg) {
@@ -24,6 +25,7 @@ private:
   }
   std::string file_;
   std::string json_path_;
+  std::string message_;
 };
 
 /// A configuration that parses but cannot run (does not fit in memory, does not divide, ...).

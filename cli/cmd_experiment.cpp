@@ -1,0 +1,54 @@
+// `moesys experiment FILE`: runs a study described in JSON and writes results/<name>/ (CSV, JSON, plots).
+#include <cstdio>
+#include <fstream>
+
+#include "cli/args.hpp"
+#include "cli/command.hpp"
+#include "cli/experiment_kinds.hpp"
+#include "core/error.hpp"
+
+namespace moesys::cli {
+
+std::map<std::string, ExperimentRunner>& experiment_kinds() {
+  static std::map<std::string, ExperimentRunner> kinds;
+  return kinds;
+}
+
+namespace {
+
+int run_experiment(int argc, char** argv) {
+  Args args(argc, argv, 1, {"--results"}, {"--no-plots", "--quiet", "--help"});
+  if (args.has("--help") || args.positional().size() != 1) {
+    std::printf("usage: moesys experiment FILE [--results DIR] [--no-plots] [--quiet]\n");
+    return args.has("--help") ? 0 : 2;
+  }
+  const std::string file = args.positional().front();
+  std::ifstream in(file);
+  if (!in) throw core::ConfigError(file, "", "cannot open file");
+  nlohmann::json study;
+  try {
+    study = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw core::ConfigError(file, "(root)", "malformed JSON at byte " + std::to_string(e.byte));
+  }
+  if (!study.is_object() || !study.contains("kind") || !study["kind"].is_string())
+    throw core::ConfigError(file, "kind", "expected a string naming the kind of study");
+  const std::string kind = study["kind"].get<std::string>();
+  auto it = experiment_kinds().find(kind);
+  if (it == experiment_kinds().end()) {
+    std::string known;
+    for (const auto& [k, r] : experiment_kinds()) known += (known.empty() ? "" : ", ") + k;
+    throw core::ConfigError(file, "kind", "unknown kind '" + kind + "' (known: " + known + ")");
+  }
+  ExperimentOptions options;
+  options.results_dir = args.get_or("--results", options.results_dir);
+  options.plots = !args.has("--no-plots");
+  options.quiet = args.has("--quiet");
+  return it->second(study, file, options);
+}
+
+const CommandRegistrar kRegistrar("experiment", "run a study (JSON) and write results/<name>/ with plots",
+                                  run_experiment);
+
+}  // namespace
+}  // namespace moesys::cli

@@ -1,0 +1,27 @@
+#pragma once
+// `moesys experiment FILE` reads a study {"kind": "<kind>", ...} and hands it to the runner registered for
+// that kind (training studies, inference studies, ...). Each runner lives beside its subcommand in cli/.
+#include <functional>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace moesys::cli {
+
+struct ExperimentOptions {
+  std::string results_dir = "results";  // the runner writes results/<experiment name>/...
+  bool plots = true;                    // run the matplotlib scripts after the study
+  bool quiet = false;                   // no progress lines
+};
+
+using ExperimentRunner =
+    std::function<int(const nlohmann::json& study, const std::string& file, const ExperimentOptions& options)>;
+
+std::map<std::string, ExperimentRunner>& experiment_kinds();
+
+struct ExperimentKindRegistrar {
+  ExperimentKindRegistrar(const std::string& kind, ExperimentRunner run) { experiment_kinds()[kind] = std::move(run); }
+};
+
+}  // namespace moesys::cli
