@@ -50,6 +50,14 @@ CollectiveAlgo parse_collective_algo(const std::string& s) {
   throw std::invalid_argument("unknown collective algorithm '" + s + "' (known: auto, ring, direct, hierarchical)");
 }
 
+const char* to_string(TensorOpKind k) {
+  static const char* const kNames[] = {"gate_topk", "gate_bwd", "dispatch", "dispatch_bwd", "combine",
+                                       "combine_bwd", "block_transpose", "add_bias", "bias_grad", "gelu",
+                                       "gelu_bwd", "add", "scale", "fill", "layernorm", "layernorm_bwd",
+                                       "embedding", "embedding_bwd", "softmax_xent", "adamw"};
+  return kNames[static_cast<int>(k)];
+}
+
 double AttentionOp::flop() const {
   // QK^T and PV: 2 GEMMs of 2*seq_q*seq_kv*head_dim each; causal masks half; backward costs 2.5x forward
   // (flash-attention recomputes the scores).

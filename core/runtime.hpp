@@ -44,6 +44,9 @@ struct Buffer {
   std::uint64_t bytes = 0;
   void* data = nullptr;
   explicit operator bool() const { return id != 0; }
+  /// Typed host view of a real buffer (nullptr in the simulator, or for a tier the host cannot address).
+  template <typename T>
+  T* as() const { return static_cast<T*>(data); }
 };
 
 /// Completion handle of an operation. Value type; 0 means "already complete".
@@ -91,6 +94,9 @@ struct AttentionOp {
   std::int64_t batch = 1, heads = 1, seq_q = 1, seq_kv = 1, head_dim = 64;
   bool causal = true, backward = false;
   Dtype dtype = Dtype::bf16;
+  /// Real operands, each [batch * seq, heads * head_dim] row-major (token-major, heads side by side).
+  /// Forward reads q, k, v and writes o; backward also reads d_o and writes d_q, d_k, d_v.
+  Buffer q, k, v, o, d_o, d_q, d_k, d_v;
   double flop() const;
   double bytes() const;  // Q, K, V, O traffic (flash-attention style, no materialised scores)
 };
@@ -109,7 +115,27 @@ struct GateOp {
   double bytes() const { return static_cast<double>(tokens) * experts * dtype_bytes(dtype) * 2.0; }
 };
 
-using Kernel = std::variant<GemmOp, AttentionOp, ElementwiseOp, GateOp>;
+/// The data kernels of an MoE transformer with real operands: gating, dispatch / combine permutations,
+/// activations, normalisation, loss and optimizer. Real runtimes run them on the buffers; the simulator costs
+/// them as memory-bound work (bytes_read + bytes_written, flop) like an ElementwiseOp. The operand order and the
+/// meaning of dims / scalars of each kind are documented in exec/model/ops.hpp. Integer operands are int32.
+enum class TensorOpKind {
+  gate_topk, gate_bwd, dispatch, dispatch_bwd, combine, combine_bwd, block_transpose, add_bias, bias_grad, gelu,
+  gelu_bwd, add, scale, fill, layernorm, layernorm_bwd, embedding, embedding_bwd, softmax_xent, adamw
+};
+const char* to_string(TensorOpKind k);
+
+struct TensorOp {
+  TensorOpKind kind = TensorOpKind::fill;
+  std::vector<Buffer> in, out;
+  std::vector<std::int64_t> dims;
+  std::vector<double> scalars;
+  Dtype dtype = Dtype::fp32;  // of the floating-point operands
+  std::uint64_t bytes_read = 0, bytes_written = 0;
+  double flop = 0;
+};
+
+using Kernel = std::variant<GemmOp, AttentionOp, ElementwiseOp, GateOp, TensorOp>;
 
 /// The interface every runtime implements. One instance per rank; not shared between ranks.
 class Runtime {

@@ -29,6 +29,10 @@ KernelCost kernel_cost(const core::Kernel& kernel, const core::GpuSpec& gpu, con
           c.flop = k.flop();
           c.bytes = k.bytes();
           math_rate = peak_or_fp32(gpu, k.dtype);
+        } else if constexpr (std::is_same_v<K, core::TensorOp>) {
+          c.flop = k.flop;
+          c.bytes = static_cast<double>(k.bytes_read + k.bytes_written);
+          math_rate = gpu.peak(core::Dtype::fp32);
         } else if constexpr (std::is_same_v<K, core::ElementwiseOp>) {
           c.flop = k.flop;
           c.bytes = static_cast<double>(k.bytes_read + k.bytes_written);

@@ -47,7 +47,9 @@ void Platform::build_hosts_and_links() {
     for (int l = 0; l < G; ++l)
       gpus_.push_back(sg::create_host(zone_, "gpu-" + std::to_string(n) + "-" + std::to_string(l), kHostSpeed));
     cpus_.push_back(sg::create_host(zone_, "cpu-" + std::to_string(n), kHostSpeed));
-    ssds_.push_back(sg::create_host(zone_, "ssd-" + std::to_string(n), kHostSpeed));
+    // A node without an SSD tier has no SSD host; copies to that tier are rejected by the runtime.
+    ssds_.push_back(spec.node.ssd.capacity_bytes > 0 ? sg::create_host(zone_, "ssd-" + std::to_string(n), kHostSpeed)
+                                                      : nullptr);
     if (spec.node.intra_node.kind == core::IntraNodeKind::nvswitch && G > 1)
       nvswitches_.push_back(sg::create_host(zone_, "nvswitch-" + std::to_string(n), kHostSpeed));
   }
@@ -97,6 +99,7 @@ void Platform::add_node_routes(int n) {
     sg::add_route(zone_, cpu(n), gpu(a), links_of(down));
     gpu_cpu_bw_[static_cast<std::size_t>(a)] = graph_.bottleneck_bytes_per_s(up);
   }
+  if (!ssd(n)) return;
   auto write = graph_.route(graph_.cpu(n), graph_.ssd(n));
   auto read = graph_.route(graph_.ssd(n), graph_.cpu(n));
   sg::add_route(zone_, cpu(n), ssd(n), links_of(write));

@@ -3,6 +3,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "core/error.hpp"
 #include "sim/compute_model.hpp"
 
 namespace moesys::sim {
@@ -110,6 +111,8 @@ core::Event SimRuntime::copy(core::StreamId stream, const core::Buffer& dst, con
     }
     return nullptr;
   };
+  if ((src.tier == core::Tier::ssd || dst.tier == core::Tier::ssd) && !p.ssd(node))
+    throw core::InfeasibleError("copy to or from the SSD tier, but cluster '" + world_.spec().name + "' has no SSD");
   std::function<void()> body = hop(src.tier, dst.tier);
   if (!body) {
     // HBM <-> SSD has no direct path: stage through host memory.

@@ -1,0 +1,28 @@
+# Cluster descriptions, generator flags and the collective benchmark: good runs and every kind of bad input.
+set(bad @SRC@/tests/data/clusters)
+
+moesys_cli_test(collective_default 0 "" collective -b 1M -e 4M)
+moesys_cli_test(collective_shipped_h100 0 "" collective --cluster @SRC@/topologies/dgx-h100.json --op alltoall --algo hierarchical -b 1M -e 1M --json)
+moesys_cli_test(calibration_within_tolerance 0 "" calibration --check)
+
+moesys_cli_test(cluster_malformed_json 2 "malformed JSON at byte" collective --cluster ${bad}/malformed.json)
+moesys_cli_test(cluster_unknown_key 2 "node.nvlinks: unknown key" collective --cluster ${bad}/unknown-key.json)
+moesys_cli_test(cluster_wrong_type 2 "nodes: expected a positive integer" collective --cluster ${bad}/wrong-type.json)
+moesys_cli_test(cluster_missing_field 2 "node.gpu.hbm_gib: missing required field" collective --cluster ${bad}/missing-field.json)
+moesys_cli_test(cluster_zero_bandwidth 2 "node.nics.gbits_per_s: expected a positive number" collective --cluster ${bad}/zero-bandwidth.json)
+moesys_cli_test(cluster_negative_bandwidth 2 "gbytes_per_s_per_gpu: expected a positive number" collective --cluster ${bad}/negative-bandwidth.json)
+moesys_cli_test(cluster_gpu_without_route 2 "GPU 5 is served by no NIC" collective --cluster ${bad}/gpu-without-route.json)
+moesys_cli_test(cluster_nics_not_dividing 2 "NICs that do not divide the GPUs" collective --cluster ${bad}/nics-not-dividing.json)
+moesys_cli_test(cluster_missing_file 2 "cannot open file" collective --cluster ${bad}/does-not-exist.json)
+
+moesys_cli_test(generator_nics_not_dividing 2 "--nics-per-node" collective --nodes 2 --nics-per-node 3)
+moesys_cli_test(generator_unknown_gpu 2 "--gpu" collective --gpu v100)
+moesys_cli_test(generator_zero_nodes 2 "--nodes" collective --nodes 0)
+moesys_cli_test(generator_negative_nic_rate 2 "--nic-gbps" collective --nic-gbps -100)
+moesys_cli_test(cluster_file_and_flags 2 "not both" collective --cluster @SRC@/topologies/dgx-a100-80g.json --nodes 2)
+moesys_cli_test(collective_unknown_op 2 "unknown operation 'broadcast'" collective --op broadcast)
+moesys_cli_test(collective_wrong_algo 2 "does not implement" collective --op alltoall --algo ring)
+moesys_cli_test(collective_bad_size 2 "expected a positive size" collective -b 12Q)
+moesys_cli_test(collective_unknown_flag 2 "unknown option" collective --frobnicate 3)
+moesys_cli_test(calibration_bad_override 2 "expected an efficiency in (0, 1]" calibration --calibration @SRC@/tests/data/calibration-bad.json)
+moesys_cli_test(unknown_command 2 "unknown command" frobnicate)
