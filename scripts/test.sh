@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test suite: install dependencies, build with warnings as errors, run every test through CTest, then
+# rebuild the core with address and undefined-behaviour sanitizers and run its tests again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-deps.sh
+jobs="$(nproc)"
+cmake -S . -B build-ci -DMOESYS_WERROR=ON >/dev/null
+cmake --build build-ci -j"$jobs"
+(cd build-ci && ctest -j"$jobs" --output-on-failure)
+cmake -S . -B build-asan -DMOESYS_WERROR=ON -DMOESYS_SANITIZE=ON -DMOESYS_CUDA=OFF >/dev/null
+cmake --build build-asan -j"$jobs" --target moesys_core_tests
+(cd build-asan && ctest -j"$jobs" -L core --output-on-failure)
