@@ -8,6 +8,8 @@ jobs="$(nproc)"
 cmake -S . -B build-ci -DMOESYS_WERROR=ON >/dev/null
 cmake --build build-ci -j"$jobs"
 (cd build-ci && ctest -j"$jobs" --output-on-failure)
-cmake -S . -B build-asan -DMOESYS_WERROR=ON -DMOESYS_SANITIZE=ON -DMOESYS_CUDA=OFF >/dev/null
+# Warnings are enforced by the build above; GCC's flow analysis under the sanitizers reports false positives
+# inside Boost headers, so this build does not turn warnings into errors.
+cmake -S . -B build-asan -DMOESYS_WERROR=OFF -DMOESYS_SANITIZE=ON -DMOESYS_CUDA=OFF >/dev/null
 cmake --build build-asan -j"$jobs" --target moesys_core_tests
 (cd build-asan && ctest -j"$jobs" -L core --output-on-failure)

@@ -20,13 +20,17 @@ double SimRuntime::now_s() const { return sg4::Engine::get_clock(); }
 
 core::Buffer SimRuntime::alloc(core::Tier tier, std::uint64_t bytes, const std::string& tag) {
   ledger_.allocate(tier, bytes, tag);
-  return core::Buffer{next_buffer_++, tier, bytes, nullptr};
+  core::Buffer b{next_buffer_++, tier, bytes, nullptr};
+  buffer_tags_[b.id] = tag;
+  return b;
 }
 
 void SimRuntime::free(core::Buffer& buffer) {
   if (!buffer) return;
-  // Tags are not stored on buffers; the ledger keeps tier totals exact and per-tag use best effort.
-  ledger_.release(buffer.tier, buffer.bytes, "");
+  auto it = buffer_tags_.find(buffer.id);
+  if (it == buffer_tags_.end()) throw std::invalid_argument("free of a buffer this rank did not allocate");
+  ledger_.release(buffer.tier, buffer.bytes, it->second);
+  buffer_tags_.erase(it);
   buffer = core::Buffer{};
 }
 

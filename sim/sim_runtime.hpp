@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -80,6 +81,7 @@ private:
   std::unordered_set<std::uint64_t> pending_;  // events not yet complete
   sg::sg4::ConditionVariablePtr done_cv_ = sg::sg4::ConditionVariable::create();
   std::uint64_t next_event_ = 1, next_buffer_ = 1;
+  std::unordered_map<std::uint64_t, std::string> buffer_tags_;  // live buffers -> their ledger tag
   std::map<std::string, std::uint64_t> sequence_;  // per group / peer pair: calls issued so far
   std::vector<core::Span> spans_;
   std::vector<std::pair<std::string, double>> open_phases_;

@@ -155,3 +155,15 @@ TEST(Collectives, UnknownAlgorithmForAnOperationIsRejected) {
   EXPECT_EQ(sim::resolve_algo(sim::CollectiveOp::all_to_all, core::CollectiveAlgo::automatic),
             core::CollectiveAlgo::direct);
 }
+
+TEST(Collectives, SameInputsGiveTheSameSimulatedTime) {
+  auto spec = cluster(2);
+  auto skew = [](int i, int j) { return ((i * 7 + j * 3) % 5 + 1) * 1024.0 * 1024; };
+  auto run = [&] {
+    return in_child([&] {
+      return time_collective(spec, sim::CollectiveOp::all_to_all, 0, core::CollectiveAlgo::direct,
+                             sim::FlowMode::aggregated, skew);
+    });
+  };
+  EXPECT_EQ(run(), run());
+}
