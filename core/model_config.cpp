@@ -1,5 +1,7 @@
 #include "core/model_config.hpp"
 
+#include "core/json_reader.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -111,91 +113,12 @@ int ModelConfig::optimizer_bytes_per_param() const {
   return master + moments;
 }
 
-namespace {
-
 using nlohmann::json;
 
-std::string join(const std::string& base, const std::string& key) {
-  return base.empty() ? key : base + "." + key;
-}
-
-std::string shown(const json& v) {
-  std::string s = v.dump();
-  return s.size() > 40 ? s.substr(0, 37) + "..." : s;
-}
-
-/// Reads the keys of one JSON object, each at most once, and rejects any key it was not asked about.
-class ObjectReader {
- public:
-  ObjectReader(const json& j, std::string file, std::string base)
-      : j_(j), file_(std::move(file)), base_(std::move(base)) {
-    if (!j_.is_object()) fail("", "expected an object, got " + shown(j_));
-  }
-
-  const json* find(const std::string& key, bool required) {
-    known_.insert(key);
-    auto it = j_.find(key);
-    if (it == j_.end()) {
-      if (required) fail(key, "missing required key");
-      return nullptr;
-    }
-    return &*it;
-  }
-
-  int positive_int(const std::string& key, std::optional<int> fallback = std::nullopt) {
-    const json* v = find(key, !fallback);
-    if (!v) return *fallback;
-    if (!v->is_number_integer()) fail(key, "expected a positive integer, got " + shown(*v));
-    // Unsigned and signed storage are compared separately so that neither wraps around.
-    bool positive = v->is_number_unsigned() ? v->get<std::uint64_t>() > 0 : v->get<std::int64_t>() > 0;
-    if (!positive) fail(key, "expected a positive integer, got " + shown(*v));
-    if (v->get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<int>::max()))
-      fail(key, "expected an integer below 2^31, got " + shown(*v));
-    return v->get<int>();
-  }
-
-  double positive_number(const std::string& key, double fallback) {
-    const json* v = find(key, false);
-    if (!v) return fallback;
-    if (!v->is_number()) fail(key, "expected a positive number, got " + shown(*v));
-    double x = v->get<double>();
-    if (!(x > 0) || !std::isfinite(x)) fail(key, "expected a positive number, got " + shown(*v));
-    return x;
-  }
-
-  std::string string(const std::string& key, std::optional<std::string> fallback = std::nullopt) {
-    const json* v = find(key, !fallback);
-    if (!v) return *fallback;
-    if (!v->is_string()) fail(key, "expected a string, got " + shown(*v));
-    return v->get<std::string>();
-  }
-
-  void reject_unknown() {
-    for (auto it = j_.begin(); it != j_.end(); ++it) {
-      if (known_.count(it.key())) continue;
-      std::string valid;
-      for (const auto& k : known_) valid += (valid.empty() ? "" : ", ") + k;
-      fail(it.key(), "unknown key (valid keys: " + valid + ")");
-    }
-  }
-
-  [[noreturn]] void fail(const std::string& key, const std::string& message) const {
-    throw ConfigError(file_, key.empty() ? base_ : join(base_, key), message);
-  }
-
- private:
-  const json& j_;
-  std::string file_, base_;
-  std::set<std::string> known_;
-};
-
-}  // namespace
-
 ModelConfig parse_model_config(const json& j, const std::string& file, const std::string& base_path) {
-  ObjectReader r(j, file, base_path);
+  JsonObjectReader r(j, file, base_path);
   ModelConfig m;
   m.name = r.string("name");
-  if (m.name.empty()) r.fail("name", "expected a non-empty string");
   m.layers = r.positive_int("layers");
   m.hidden = r.positive_int("hidden");
   m.heads = r.positive_int("heads");

@@ -1,5 +1,7 @@
 #include "core/workload.hpp"
 
+#include "core/json_reader.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -301,96 +303,7 @@ RoutingMatrix TraceRouting::route(int step, int layer) {
 
 namespace {
 
-std::string shown(const json& v) {
-  std::string s = v.dump();
-  return s.size() > 40 ? s.substr(0, 37) + "..." : s;
-}
-
-/// Reads the keys of one JSON object at `path`, each at most once, and rejects any key it was not asked about.
-class ObjectReader {
- public:
-  ObjectReader(const json& j, std::string file, std::string path)
-      : j_(j), file_(std::move(file)), path_(std::move(path)) {
-    if (!j_.is_object()) fail("", "expected an object, got " + shown(j_));
-  }
-
-  std::string path(const std::string& key) const {
-    return key.empty() || path_.empty() ? path_ + key : path_ + "." + key;
-  }
-  const std::string& file() const { return file_; }
-
-  const json* find(const std::string& key, bool required) {
-    known_.insert(key);
-    auto it = j_.find(key);
-    if (it != j_.end()) return &*it;
-    if (required) fail(key, "missing required key");
-    return nullptr;
-  }
-
-  /// An integer in [min, max]; unsigned and signed storage are compared separately so that neither wraps.
-  std::int64_t integer(const std::string& key, std::int64_t min, std::int64_t max = INT64_MAX,
-                       std::optional<std::int64_t> fallback = {}) {
-    const json* v = find(key, !fallback);
-    if (!v) return *fallback;
-    bool ok = v->is_number_integer() &&
-              (v->is_number_unsigned() ? v->get<std::uint64_t>() <= static_cast<std::uint64_t>(max)
-                                       : v->get<std::int64_t>() <= max) &&
-              (v->is_number_unsigned() ? min <= 0 || v->get<std::uint64_t>() >= static_cast<std::uint64_t>(min)
-                                       : v->get<std::int64_t>() >= min);
-    if (!ok) {
-      std::string range = max == INT64_MAX ? ">= " + std::to_string(min)
-                                           : "in [" + std::to_string(min) + ", " + std::to_string(max) + "]";
-      fail(key, "expected an integer " + range + ", got " + shown(*v));
-    }
-    return v->get<std::int64_t>();
-  }
-
-  double number(const std::string& key, double min, double max, std::optional<double> fallback = {}) {
-    const json* v = find(key, !fallback);
-    if (!v) return *fallback;
-    double x = v->is_number() ? v->get<double>() : NAN;
-    if (!(x >= min && x <= max))
-      fail(key, "expected a number in [" + num(min) + ", " + num(max) + "], got " + shown(*v));
-    return x;
-  }
-
-  std::string string(const std::string& key) {
-    const json* v = find(key, true);
-    if (!v->is_string() || v->get<std::string>().empty()) fail(key, "expected a non-empty string, got " + shown(*v));
-    return v->get<std::string>();
-  }
-
-  const json& array(const std::string& key, bool required) {
-    static const json kEmpty = json::array();
-    const json* v = find(key, required);
-    if (!v) return kEmpty;
-    if (!v->is_array() || v->empty()) fail(key, "expected a non-empty array, got " + shown(*v));
-    return *v;
-  }
-
-  void reject_unknown() {
-    for (auto it = j_.begin(); it != j_.end(); ++it) {
-      if (known_.count(it.key())) continue;
-      std::string valid;
-      for (const auto& k : known_) valid += (valid.empty() ? "" : ", ") + k;
-      fail(it.key(), "unknown key (valid keys: " + valid + ")");
-    }
-  }
-
-  [[noreturn]] void fail(const std::string& key, const std::string& message) const {
-    throw ConfigError(file_, path(key), message);
-  }
-
- private:
-  static std::string num(double x) {
-    std::ostringstream out;
-    out << x;  // shortest form: 0, 1, 0.5
-    return out.str();
-  }
-  const json& j_;
-  std::string file_, path_;
-  std::set<std::string> known_;
-};
+using ObjectReader = JsonObjectReader;
 
 std::string indexed(const std::string& path, std::size_t i) {
   return path + "[" + std::to_string(i) + "]";
