@@ -1,0 +1,107 @@
+#include "policies/inference/config.hpp"
+
+#include <regex>
+
+#include "core/error.hpp"
+#include "policies/inference/policies.hpp"
+
+namespace moesys::policies::inference {
+
+const char* to_string(HostMemory h) {
+  return h == HostMemory::pinned ? "pinned" : "pageable";
+}
+
+void FieldNamer::fail(const std::string& field, const std::string& message) const {
+  throw core::ConfigError(file, path(field), message);
+}
+
+FieldNamer flag_namer() {
+  return FieldNamer{"", [](const std::string& field) {
+                      std::string flag = "--" + field;
+                      for (char& ch : flag)
+                        if (ch == '_') ch = '-';
+                      // The flags are shorter than the JSON keys for the two lengths.
+                      if (field == "prompt_tokens") return std::string("--prompt");
+                      if (field == "output_tokens") return std::string("--output");
+                      return flag;
+                    }};
+}
+
+FieldNamer json_namer(const std::string& file, const std::string& base) {
+  return FieldNamer{file, [base](const std::string& field) { return base.empty() ? field : base + "." + field; }};
+}
+
+bool model_preset(const std::string& name, core::ModelConfig& out) {
+  static const std::regex kPreset("gpt-moe-([1-9][0-9]{0,3})e");
+  std::smatch m;
+  if (!std::regex_match(name, m, kPreset)) return false;
+  out = core::ModelConfig::paper_gpt_moe(std::stoi(m[1].str()));
+  return true;
+}
+
+core::ModelConfig parse_inference_model(const nlohmann::json& j, const std::string& file, const std::string& path) {
+  if (j.is_string()) {
+    core::ModelConfig m;
+    if (!model_preset(j.get<std::string>(), m))
+      throw core::ConfigError(file, path,
+                              "unknown model preset \"" + j.get<std::string>() +
+                                  "\" (known: gpt-moe-<E>e, e.g. gpt-moe-16e, or a model object)");
+    return m;
+  }
+  if (!j.is_object()) throw core::ConfigError(file, path, "expected a preset name or a model object");
+  // Batch sizes belong to the run, not the model; the shared parser requires them, so fill in a neutral value.
+  nlohmann::json copy = j;
+  if (!copy.contains("micro_batch")) copy["micro_batch"] = 1;
+  if (!copy.contains("global_batch")) copy["global_batch"] = copy["micro_batch"];
+  return core::parse_model_config(copy, file, path);
+}
+
+core::CollectiveAlgo parse_all_to_all(const std::string& s, const FieldNamer& names) {
+  if (s == "flat") return core::CollectiveAlgo::direct;
+  if (s == "hierarchical") return core::CollectiveAlgo::hierarchical;
+  names.fail("all_to_all", "expected \"flat\" or \"hierarchical\", got \"" + s + "\"");
+}
+
+HostMemory parse_host_memory(const std::string& s, const FieldNamer& names) {
+  if (s == "pinned") return HostMemory::pinned;
+  if (s == "pageable") return HostMemory::pageable;
+  names.fail("host_memory", "expected \"pinned\" or \"pageable\", got \"" + s + "\"");
+}
+
+const char* all_to_all_name(core::CollectiveAlgo a) {
+  return a == core::CollectiveAlgo::direct ? "flat" : "hierarchical";
+}
+
+void validate(const InferenceConfig& c, const FieldNamer& names, int cluster_gpus) {
+  const std::string known = policy_names();
+  if (!find_policy(c.policy)) names.fail("policy", "unknown policy \"" + c.policy + "\" (known: " + known + ")");
+  const int moe_layers = c.model.moe_layers();
+  if (c.policy == "moesys") {
+    if (c.ring_slots < 1)
+      names.fail("ring_slots", "expected at least 1 ring slot, got " + std::to_string(c.ring_slots));
+    if (c.ring_slots > moe_layers)
+      names.fail("ring_slots", "K = " + std::to_string(c.ring_slots) + " ring slots is more than the model's " +
+                                   std::to_string(moe_layers) + " MoE layers (expected 1.." +
+                                   std::to_string(moe_layers) + ")");
+    if (c.host_memory != HostMemory::pinned)
+      names.fail("host_memory", "the moesys ring copies from pinned host memory; pageable applies to deepspeed");
+  }
+  if (moe_layers < 1) names.fail("model", "expected a model with at least one MoE layer");
+  if (c.gpus < 1 || c.gpus > cluster_gpus)
+    names.fail("gpus",
+               "expected 1.." + std::to_string(cluster_gpus) + " GPUs (the cluster's), got " + std::to_string(c.gpus));
+  if (c.model.experts % c.gpus != 0)
+    names.fail("gpus", std::to_string(c.gpus) + " GPUs do not divide the model's " + std::to_string(c.model.experts) +
+                           " experts (expert parallelism places E/G experts on each GPU)");
+  if (c.batch < 1) names.fail("batch", "expected at least 1 sequence, got " + std::to_string(c.batch));
+  if (c.prompt_tokens < 1)
+    names.fail("prompt_tokens", "expected at least 1 token, got " + std::to_string(c.prompt_tokens));
+  if (c.output_tokens < 1)
+    names.fail("output_tokens", "expected at least 1 token, got " + std::to_string(c.output_tokens));
+  if (c.max_context() > c.model.seq_len)
+    names.fail("output_tokens", "prompt + output = " + std::to_string(c.max_context()) +
+                                    " tokens exceeds the model's " + std::to_string(c.model.seq_len) +
+                                    " learned positions");
+}
+
+}  // namespace moesys::policies::inference

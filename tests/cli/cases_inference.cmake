@@ -1,0 +1,48 @@
+# moesys infer and the "inference" experiment kind: good runs, and every kind of bad input (exit 2, one line with
+# the numbers, nothing left behind).
+set(studies @SRC@/tests/data/inference)
+
+moesys_cli_test(infer_default 0 "" infer --output 4)
+moesys_cli_test(infer_json_deepspeed_pinned 0 "" infer --policy deepspeed --host-memory pinned --output 4 --json)
+moesys_cli_test(infer_trace 0 "" infer --model gpt-moe-8e --ring-slots 3 --output 3 --trace @WORK@/trace.json)
+moesys_cli_test(infer_16_gpus_flat 0 "" infer --nodes 2 --gpu a100-40g --model gpt-moe-32e --policy all-in-gpu
+                --all-to-all flat --batch 8 --output 4)
+moesys_cli_test(experiment_inference_tiny 0 "" experiment ${studies}/study-tiny.json --results @WORK@/results)
+
+# The four cases of the issue: K above the layers, zero slots, a layer that cannot fit, a KV cache that cannot fit.
+moesys_cli_test(infer_slots_above_layers 2 "--ring-slots: K = 13 ring slots is more than the model's 12 MoE layers"
+                infer --ring-slots 13)
+moesys_cli_test(infer_zero_slots 2 "--ring-slots: expected at least 1 ring slot, got 0" infer --ring-slots 0)
+moesys_cli_test(infer_layer_does_not_fit 2 "a single MoE layer does not fit: its 192 experts need a 48.01 GiB slot"
+                infer --model gpt-moe-192e)
+moesys_cli_test(infer_deepspeed_layer_does_not_fit 2 "deepspeed: a single decoder layer does not fit"
+                infer --model gpt-moe-192e --policy deepspeed)
+moesys_cli_test(infer_kv_cache_does_not_fit 2 "its KV cache needs 288.00 GiB"
+                infer --batch 2048 --prompt 512 --output 256)
+moesys_cli_test(study_slots_above_layers 2 "runs[0].ring_slots: K = 13 ring slots is more than the model's 12"
+                experiment ${studies}/study-k-too-large.json --results @WORK@/results)
+moesys_cli_test(study_zero_slots 2 "defaults.ring_slots: expected at least 1 ring slot, got 0"
+                experiment ${studies}/study-zero-slots.json --results @WORK@/results)
+moesys_cli_test(study_layer_does_not_fit 2 "a single MoE layer does not fit"
+                experiment ${studies}/study-layer-does-not-fit.json --results @WORK@/results)
+moesys_cli_test(study_kv_cache_does_not_fit 2 "KV cache needs 192.00 GiB"
+                experiment ${studies}/study-kv-does-not-fit.json --results @WORK@/results)
+
+# Other bad input.
+moesys_cli_test(infer_slots_beyond_hbm 2 "at most K = 4 slots fit" infer --model gpt-moe-32e --ring-slots 12)
+moesys_cli_test(infer_model_does_not_fit_in_gpu 2 "all-in-gpu: the weights of gpt-moe-16e need 49.90 GiB"
+                infer --policy all-in-gpu)
+moesys_cli_test(infer_unknown_policy 2 "unknown policy \"zero\" (known: all-in-gpu, deepspeed, moesys)"
+                infer --policy zero)
+moesys_cli_test(infer_unknown_model 2 "unknown model preset" infer --model gpt-moe)
+moesys_cli_test(infer_gpus_do_not_divide_experts 2 "3 GPUs do not divide the model's 16 experts"
+                infer --nodes 1 --gpu a100-40g --gpus 3)
+moesys_cli_test(infer_context_too_long 2 "1100 tokens exceeds the model's 1024 learned positions"
+                infer --prompt 1000 --output 100)
+moesys_cli_test(infer_ring_from_pageable 2 "--host-memory: the moesys ring copies from pinned host memory"
+                infer --host-memory pageable)
+moesys_cli_test(infer_bad_all_to_all 2 "--all-to-all: expected \"flat\" or \"hierarchical\"" infer --all-to-all ring)
+moesys_cli_test(study_unknown_key 2 "runs[0].slots: unknown key"
+                experiment ${studies}/study-unknown-key.json --results @WORK@/results)
+moesys_cli_test(study_unknown_policy 2 "runs[0].policy: unknown policy \"zero-infinity\""
+                experiment ${studies}/study-unknown-policy.json --results @WORK@/results)
