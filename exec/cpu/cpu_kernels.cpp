@@ -1,0 +1,374 @@
+#include "exec/cpu/cpu_kernels.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace moesys::exec::cpu {
+
+namespace {
+
+using I = std::int64_t;
+using core::TensorOp;
+using core::TensorOpKind;
+
+float* F(const core::Buffer& b) { return static_cast<float*>(b.data); }
+int* N(const core::Buffer& b) { return static_cast<int*>(b.data); }
+std::size_t Z(I v) { return static_cast<std::size_t>(v); }
+
+void need(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument("cpu kernel: " + what);
+}
+
+void run_gemm(const core::GemmOp& g) {
+  need(g.dtype == core::Dtype::fp32, "GEMM dtype must be fp32 on the CPU runtime");
+  need(g.a.data && g.b.data && g.c.data, "GEMM operands have no host data");
+  const I lda = g.trans_a ? g.m : g.k, ldb = g.trans_b ? g.k : g.n;
+  for (I b = 0; b < g.batch; ++b)
+    cblas_sgemm(CblasRowMajor, g.trans_a ? CblasTrans : CblasNoTrans, g.trans_b ? CblasTrans : CblasNoTrans,
+                static_cast<int>(g.m), static_cast<int>(g.n), static_cast<int>(g.k), 1.0f, F(g.a) + b * g.m * g.k,
+                static_cast<int>(lda), F(g.b) + b * g.k * g.n, static_cast<int>(ldb), g.accumulate ? 1.0f : 0.0f,
+                F(g.c) + b * g.m * g.n, static_cast<int>(g.n));
+}
+
+// Causal attention, one (batch, head) at a time with materialised scores; backward recomputes them.
+void run_attention(const core::AttentionOp& a) {
+  need(a.q.data && a.k.data && a.v.data && a.o.data, "attention operands have no host data");
+  need(a.seq_q == a.seq_kv, "attention: seq_q must equal seq_kv");
+  const I S = a.seq_q, D = a.head_dim, ld = a.heads * D;
+  const float sc = 1.0f / std::sqrt(static_cast<float>(D));
+  std::vector<float> p(Z(S * S)), dp(Z(S * S));
+  for (I b = 0; b < a.batch; ++b)
+    for (I h = 0; h < a.heads; ++h) {
+      const I off = b * S * ld + h * D;
+      const float *q = F(a.q) + off, *k = F(a.k) + off, *v = F(a.v) + off;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(S), int(S), int(D), sc, q, int(ld), k, int(ld), 0.f,
+                  p.data(), int(S));
+      for (I i = 0; i < S; ++i) {  // causal softmax per row
+        float* row = p.data() + i * S;
+        const I n = a.causal ? i + 1 : S;
+        const float mx = *std::max_element(row, row + n);
+        float sum = 0;
+        for (I j = 0; j < n; ++j) sum += (row[j] = std::exp(row[j] - mx));
+        for (I j = 0; j < n; ++j) row[j] /= sum;
+        for (I j = n; j < S; ++j) row[j] = 0;
+      }
+      if (!a.backward) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(S), int(D), int(S), 1.f, p.data(), int(S), v,
+                    int(ld), 0.f, F(a.o) + off, int(ld));
+        continue;
+      }
+      need(a.d_o.data && a.d_q.data && a.d_k.data && a.d_v.data, "attention backward operands have no host data");
+      const float* d_o = F(a.d_o) + off;
+      // dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(dP * P)); dQ = sc dS K; dK = sc dS^T Q.
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(S), int(D), int(S), 1.f, p.data(), int(S), d_o,
+                  int(ld), 0.f, F(a.d_v) + off, int(ld));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(S), int(S), int(D), 1.f, d_o, int(ld), v, int(ld), 0.f,
+                  dp.data(), int(S));
+      for (I i = 0; i < S; ++i) {
+        float dot = 0;
+        for (I j = 0; j < S; ++j) dot += dp[Z(i * S + j)] * p[Z(i * S + j)];
+        for (I j = 0; j < S; ++j) dp[Z(i * S + j)] = p[Z(i * S + j)] * (dp[Z(i * S + j)] - dot);
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(S), int(D), int(S), sc, dp.data(), int(S), k,
+                  int(ld), 0.f, F(a.d_q) + off, int(ld));
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(S), int(D), int(S), sc, dp.data(), int(S), q, int(ld),
+                  0.f, F(a.d_k) + off, int(ld));
+    }
+}
+
+void gate_topk(const TensorOp& op) {
+  const I T = op.dims[0], E = op.dims[1], K = op.dims[2], C = op.dims[3];
+  const float* logits = F(op.in[0]);
+  float *probs = F(op.out[0]), *w = F(op.out[3]);
+  int *experts = N(op.out[1]), *slots = N(op.out[2]), *counts = N(op.out[4]);
+  std::fill(counts, counts + E, 0);
+  for (I t = 0; t < T; ++t) {
+    const float* l = logits + t * E;
+    float* p = probs + t * E;
+    const float mx = *std::max_element(l, l + E);
+    float sum = 0;
+    for (I e = 0; e < E; ++e) sum += (p[e] = std::exp(l[e] - mx));
+    for (I e = 0; e < E; ++e) p[e] /= sum;
+    float chosen = 0;
+    for (I j = 0; j < K; ++j) {  // top-k by repeated arg-max; ties go to the lower expert id
+      I best = -1;
+      for (I e = 0; e < E; ++e) {
+        bool taken = false;
+        for (I i = 0; i < j; ++i) taken |= experts[t * K + i] == e;
+        if (!taken && (best < 0 || p[e] > p[best])) best = e;
+      }
+      experts[t * K + j] = static_cast<int>(best);
+      w[t * K + j] = p[best];
+      chosen += p[best];
+      ++counts[best];
+    }
+    if (K > 1)
+      for (I j = 0; j < K; ++j) w[t * K + j] /= chosen;
+  }
+  std::vector<I> fill(Z(E), 0);
+  for (I j = 0; j < K; ++j)
+    for (I t = 0; t < T; ++t) {
+      const int e = experts[t * K + j];
+      slots[t * K + j] = fill[Z(e)] < C ? static_cast<int>(e * C + fill[Z(e)]++) : -1;
+    }
+}
+
+void gate_bwd(const TensorOp& op) {
+  const I T = op.dims[0], E = op.dims[1], K = op.dims[2];
+  const float *probs = F(op.in[0]), *w = F(op.in[2]), *dw = F(op.in[3]);
+  const int* experts = N(op.in[1]);
+  float* dl = F(op.out[0]);
+  std::vector<float> dp(Z(E));
+  for (I t = 0; t < T; ++t) {
+    std::fill(dp.begin(), dp.end(), 0.f);
+    const float* p = probs + t * E;
+    if (K == 1) {
+      dp[Z(experts[t])] = dw[t];
+    } else {  // w_j = p_j / S with S = sum of chosen p: dp_j = (dw_j - sum_i dw_i w_i) / S
+      float s = 0, dot = 0;
+      for (I j = 0; j < K; ++j) s += p[experts[t * K + j]], dot += dw[t * K + j] * w[t * K + j];
+      for (I j = 0; j < K; ++j) dp[Z(experts[t * K + j])] = (dw[t * K + j] - dot) / s;
+    }
+    float dot = 0;
+    for (I e = 0; e < E; ++e) dot += p[e] * dp[Z(e)];
+    for (I e = 0; e < E; ++e) dl[t * E + e] = p[e] * (dp[Z(e)] - dot);
+  }
+}
+
+void permute(const TensorOp& op) {
+  const I T = op.dims[0], H = op.dims[1], K = op.dims[2], S = op.dims[3];
+  const std::size_t row = Z(H) * sizeof(float);
+  switch (op.kind) {
+    case TensorOpKind::dispatch: {
+      const float* x = F(op.in[0]);
+      const int* slots = N(op.in[1]);
+      float* send = F(op.out[0]);
+      std::vector<char> used(Z(S), 0);
+      for (I i = 0; i < T * K; ++i)
+        if (slots[i] >= 0) std::memcpy(send + slots[i] * H, x + (i / K) * H, row), used[Z(slots[i])] = 1;
+      for (I s = 0; s < S; ++s)
+        if (!used[Z(s)]) std::memset(send + s * H, 0, row);
+      break;
+    }
+    case TensorOpKind::dispatch_bwd: {
+      const float* ds = F(op.in[0]);
+      const int* slots = N(op.in[1]);
+      float* dx = F(op.out[0]);
+      std::memset(dx, 0, Z(T) * row);
+      for (I i = 0; i < T * K; ++i)
+        if (slots[i] >= 0)
+          for (I h = 0; h < H; ++h) dx[(i / K) * H + h] += ds[slots[i] * H + h];
+      break;
+    }
+    case TensorOpKind::combine: {
+      const float *y = F(op.in[0]), *w = F(op.in[2]);
+      const int* slots = N(op.in[1]);
+      float* out = F(op.out[0]);
+      std::memset(out, 0, Z(T) * row);
+      for (I i = 0; i < T * K; ++i)
+        if (slots[i] >= 0)
+          for (I h = 0; h < H; ++h) out[(i / K) * H + h] += w[i] * y[slots[i] * H + h];
+      break;
+    }
+    default: {  // combine_bwd
+      const float *dout = F(op.in[0]), *y = F(op.in[1]), *w = F(op.in[3]);
+      const int* slots = N(op.in[2]);
+      float *dy = F(op.out[0]), *dw = F(op.out[1]);
+      std::vector<char> used(Z(S), 0);
+      for (I i = 0; i < T * K; ++i) {
+        dw[i] = 0;
+        if (slots[i] < 0) continue;
+        const float* g = dout + (i / K) * H;
+        float* d = dy + slots[i] * H;
+        const float* v = y + slots[i] * H;
+        float dot = 0;
+        for (I h = 0; h < H; ++h) d[h] = w[i] * g[h], dot += g[h] * v[h];
+        dw[i] = dot;
+        used[Z(slots[i])] = 1;
+      }
+      for (I s = 0; s < S; ++s)
+        if (!used[Z(s)]) std::memset(dy + s * H, 0, row);
+    }
+  }
+}
+
+// exp with a degree-6 polynomial after range reduction (relative error ~2e-7), written without calls or branches
+// so that the GeLU loops vectorise: libm's scalar tanh made GeLU cost as much as the expert GEMMs.
+inline float fast_exp(float x) {
+  x = std::min(88.f, std::max(-87.f, x));
+  const float k = (x * 1.44269504f + 12582912.f) - 12582912.f;  // round to nearest without a libm call
+  const float r = x - k * 0.693145751953125f - k * 1.428606765330187e-06f;
+  const float p =
+      1.f + r * (1.f + r * (0.5f + r * (1.f / 6 + r * (1.f / 24 + r * (1.f / 120 + r * (1.f / 720))))));
+  const std::int32_t bits = (static_cast<std::int32_t>(k) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+// GeLU, tanh form: 0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3).
+inline float gelu_f(float x) { return x / (1.f + fast_exp(-1.5957691216f * (x + 0.044715f * x * x * x))); }
+inline float gelu_d(float x) {
+  const float s = 1.f / (1.f + fast_exp(-1.5957691216f * (x + 0.044715f * x * x * x)));
+  return s + 2.f * x * s * (1.f - s) * 0.7978845608f * (1.f + 3.f * 0.044715f * x * x);
+}
+
+void layernorm(const TensorOp& op, bool backward) {
+  const I T = op.dims[0], H = op.dims[1];
+  const float *x = F(op.in[0]), *g = F(op.in[1]);
+  if (!backward) {
+    const float* b = F(op.in[2]);
+    float *y = F(op.out[0]), *mean = F(op.out[1]), *rstd = F(op.out[2]);
+    const double eps = op.scalars.empty() ? 1e-5 : op.scalars[0];
+    for (I t = 0; t < T; ++t) {
+      const float* r = x + t * H;
+      double m = 0, v = 0;
+      for (I h = 0; h < H; ++h) m += r[h];
+      m /= double(H);
+      for (I h = 0; h < H; ++h) v += (r[h] - m) * (r[h] - m);
+      const float rs = static_cast<float>(1.0 / std::sqrt(v / double(H) + eps));
+      mean[t] = static_cast<float>(m), rstd[t] = rs;
+      for (I h = 0; h < H; ++h) y[t * H + h] = (r[h] - mean[t]) * rs * g[h] + b[h];
+    }
+    return;
+  }
+  const float *mean = F(op.in[2]), *rstd = F(op.in[3]), *dy = F(op.in[4]);
+  float *dx = F(op.out[0]), *dg = F(op.out[1]), *db = F(op.out[2]);
+  for (I t = 0; t < T; ++t) {
+    double s1 = 0, s2 = 0;  // mean of dxhat and of dxhat * xhat
+    for (I h = 0; h < H; ++h) {
+      const float xh = (x[t * H + h] - mean[t]) * rstd[t], d = dy[t * H + h];
+      dg[h] += d * xh, db[h] += d;
+      s1 += d * g[h], s2 += d * g[h] * xh;
+    }
+    s1 /= double(H), s2 /= double(H);
+    for (I h = 0; h < H; ++h) {
+      const float xh = (x[t * H + h] - mean[t]) * rstd[t];
+      dx[t * H + h] = rstd[t] * (dy[t * H + h] * g[h] - float(s1) - xh * float(s2));
+    }
+  }
+}
+
+void run_tensor(const TensorOp& op) {
+  need(op.dtype == core::Dtype::fp32, std::string(core::to_string(op.kind)) + ": dtype must be fp32");
+  for (const auto& b : op.in) need(b.data != nullptr, std::string(core::to_string(op.kind)) + ": input without data");
+  for (const auto& b : op.out)
+    need(b.data != nullptr, std::string(core::to_string(op.kind)) + ": output without data");
+  const auto& dm = op.dims;
+  switch (op.kind) {
+    case TensorOpKind::gate_topk: return gate_topk(op);
+    case TensorOpKind::gate_bwd: return gate_bwd(op);
+    case TensorOpKind::dispatch:
+    case TensorOpKind::dispatch_bwd:
+    case TensorOpKind::combine:
+    case TensorOpKind::combine_bwd: return permute(op);
+    case TensorOpKind::block_transpose: {
+      const I A = dm[0], B = dm[1], n = dm[2];
+      for (I a = 0; a < A; ++a)
+        for (I b = 0; b < B; ++b)
+          std::memcpy(F(op.out[0]) + (b * A + a) * n, F(op.in[0]) + (a * B + b) * n, Z(n) * sizeof(float));
+      return;
+    }
+    case TensorOpKind::add_bias:
+      for (I g = 0; g < dm[0]; ++g)
+        for (I m = 0; m < dm[1]; ++m) cblas_saxpy(int(dm[2]), 1.f, F(op.in[0]) + g * dm[2], 1,
+                                                  F(op.out[0]) + (g * dm[1] + m) * dm[2], 1);
+      return;
+    case TensorOpKind::bias_grad:
+      for (I g = 0; g < dm[0]; ++g) {
+        float* db = F(op.out[0]) + g * dm[2];
+        if (op.scalars.empty() || op.scalars[0] == 0) std::fill(db, db + dm[2], 0.f);
+        for (I m = 0; m < dm[1]; ++m) {
+          const float* row = F(op.in[0]) + (g * dm[1] + m) * dm[2];
+          for (I n = 0; n < dm[2]; ++n) db[n] += row[n];
+        }
+      }
+      return;
+    case TensorOpKind::gelu: {
+      const float* x = F(op.in[0]);
+      float* y = F(op.out[0]);
+      for (I i = 0; i < dm[0]; ++i) y[i] = gelu_f(x[i]);
+      return;
+    }
+    case TensorOpKind::gelu_bwd: {
+      const float *x = F(op.in[0]), *dy = F(op.in[1]);
+      float* dx = F(op.out[0]);
+      for (I i = 0; i < dm[0]; ++i) dx[i] = gelu_d(x[i]) * dy[i];
+      return;
+    }
+    case TensorOpKind::add:
+      for (I i = 0; i < dm[0]; ++i) F(op.out[0])[i] = F(op.in[0])[i] + F(op.in[1])[i];
+      return;
+    case TensorOpKind::scale: cblas_sscal(int(dm[0]), float(op.scalars.at(0)), F(op.out[0]), 1); return;
+    case TensorOpKind::fill: std::fill(F(op.out[0]), F(op.out[0]) + dm[0], float(op.scalars.at(0))); return;
+    case TensorOpKind::layernorm: return layernorm(op, false);
+    case TensorOpKind::layernorm_bwd: return layernorm(op, true);
+    case TensorOpKind::embedding: {
+      const I T = dm[0], H = dm[1], V = dm[2], S = dm[3];
+      for (I t = 0; t < T; ++t) {
+        const int id = N(op.in[0])[t];
+        need(id >= 0 && id < V, "embedding: token id out of range");
+        for (I h = 0; h < H; ++h)
+          F(op.out[0])[t * H + h] = F(op.in[1])[id * H + h] + F(op.in[2])[(t % S) * H + h];
+      }
+      return;
+    }
+    case TensorOpKind::embedding_bwd: {
+      const I T = dm[0], H = dm[1], S = dm[3];
+      for (I t = 0; t < T; ++t) {
+        cblas_saxpy(int(H), 1.f, F(op.in[1]) + t * H, 1, F(op.out[0]) + N(op.in[0])[t] * H, 1);
+        cblas_saxpy(int(H), 1.f, F(op.in[1]) + t * H, 1, F(op.out[1]) + (t % S) * H, 1);
+      }
+      return;
+    }
+    case TensorOpKind::softmax_xent: {
+      const I T = dm[0], V = dm[1];
+      const float gs = float(op.scalars.at(0));
+      double loss = 0;
+      for (I t = 0; t < T; ++t) {
+        const float* l = F(op.in[0]) + t * V;
+        float* d = F(op.out[0]) + t * V;
+        const float mx = *std::max_element(l, l + V);
+        double sum = 0;
+        for (I v = 0; v < V; ++v) sum += std::exp(double(l[v] - mx));
+        const int y = N(op.in[1])[t];
+        loss += std::log(sum) - double(l[y] - mx);
+        for (I v = 0; v < V; ++v) d[v] = gs * float(std::exp(double(l[v] - mx)) / sum);
+        d[y] -= gs;
+      }
+      F(op.out[1])[0] = float(loss);
+      return;
+    }
+    case TensorOpKind::adamw: {
+      const auto& s = op.scalars;
+      const float lr = float(s.at(0)), b1 = float(s.at(1)), b2 = float(s.at(2)), eps = float(s.at(3)),
+                  wd = float(s.at(4));
+      const double step = s.at(5);
+      const float c1 = float(1 - std::pow(double(b1), step)), c2 = float(1 - std::pow(double(b2), step));
+      float *p = F(op.out[0]), *m = F(op.out[1]), *v = F(op.out[2]);
+      const float* g = F(op.in[0]);
+      for (I i = 0; i < dm[0]; ++i) {
+        m[i] = b1 * m[i] + (1 - b1) * g[i];
+        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+        p[i] -= lr * ((m[i] / c1) / (std::sqrt(v[i] / c2) + eps) + wd * p[i]);
+      }
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+void run_kernel(const core::Kernel& kernel) {
+  if (const auto* g = std::get_if<core::GemmOp>(&kernel)) return run_gemm(*g);
+  if (const auto* a = std::get_if<core::AttentionOp>(&kernel)) return run_attention(*a);
+  if (const auto* t = std::get_if<core::TensorOp>(&kernel)) return run_tensor(*t);
+  throw std::invalid_argument("cpu kernel: ElementwiseOp and GateOp carry no operands; use a TensorOp");
+}
+
+}  // namespace moesys::exec::cpu

@@ -1,0 +1,94 @@
+#include "exec/cpu/mpi_comms.hpp"
+
+#include <chrono>
+#include <functional>
+#include <thread>
+
+#include "core/error.hpp"
+
+namespace moesys::exec::cpu {
+
+MpiSession::MpiSession(int* argc, char*** argv) {
+  int initialised = 0;
+  MPI_Initialized(&initialised);
+  if (!initialised) {
+    int provided = 0;
+    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    owner_ = true;
+  }
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  // Errors come back as codes (turned into RuntimeFailure) rather than aborting inside MPI.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+}
+
+MpiSession::~MpiSession() {
+  int finalised = 0;
+  MPI_Finalized(&finalised);
+  if (owner_ && !finalised) MPI_Finalize();
+}
+
+void await_requests(MPI_Request* requests, int n, double timeout_s, const std::string& what) {
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  for (long spins = 0;; ++spins) {
+    int done = 0;
+    if (MPI_Testall(n, requests, &done, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
+      throw core::RuntimeFailure(what + " failed in MPI (a peer rank died or the message sizes disagree)");
+    if (done) return;
+    if (std::chrono::duration<double>(clock::now() - start).count() > timeout_s)
+      throw core::RuntimeFailure(what + " did not complete within " + std::to_string(static_cast<int>(timeout_s)) +
+                                 " s: a member never issued it (ranks disagree on the number or order of "
+                                 "collectives) or a member died");
+    // Spin briefly for latency, then yield the core to the other ranks (CI oversubscribes 2 cores).
+    if (spins > 200) std::this_thread::sleep_for(std::chrono::microseconds(spins > 20000 ? 500 : 20));
+  }
+}
+
+Communicators::~Communicators() {
+  int finalised = 0;
+  MPI_Finalized(&finalised);
+  if (finalised) return;
+  for (auto& [key, c] : comms_)
+    for (MPI_Comm* m : {&c.comm, &c.intra, &c.inter})
+      if (*m != MPI_COMM_NULL) MPI_Comm_free(m);
+}
+
+GroupComms& Communicators::get(const core::Group& group) {
+  auto it = comms_.find(group.key());
+  if (it != comms_.end()) return it->second;
+  GroupComms c;
+  MPI_Group world_group = MPI_GROUP_NULL, sub = MPI_GROUP_NULL;
+  MPI_Comm_group(MPI_COMM_WORLD, &world_group);
+  MPI_Group_incl(world_group, group.size(), group.ranks().data(), &sub);
+  // Members create the communicator together; the tag keeps concurrent creations of other groups apart.
+  const int tag = static_cast<int>(std::hash<std::string>{}(group.key()) % 30000);
+  if (MPI_Comm_create_group(MPI_COMM_WORLD, sub, tag, &c.comm) != MPI_SUCCESS)
+    throw core::RuntimeFailure("cannot create the communicator of group [" + group.key() + "]");
+  MPI_Group_free(&sub);
+  MPI_Group_free(&world_group);
+  MPI_Comm_set_errhandler(c.comm, MPI_ERRORS_RETURN);
+
+  // Hierarchical layout: contiguous equal blocks of members per node, in node order.
+  const auto& r = group.ranks();
+  int per_node = 0;
+  while (per_node < group.size() && spec_.node_of(r[static_cast<std::size_t>(per_node)]) == spec_.node_of(r[0]))
+    ++per_node;
+  bool ok = per_node > 0 && group.size() % per_node == 0;
+  for (int i = 0; ok && i < group.size(); ++i) {
+    const int node = spec_.node_of(r[static_cast<std::size_t>(i)]);
+    ok = node == spec_.node_of(r[static_cast<std::size_t>(i - i % per_node)]) &&
+         (i % per_node != 0 || i == 0 || node > spec_.node_of(r[static_cast<std::size_t>(i - 1)]));
+  }
+  c.hierarchical_ok = ok;
+  if (ok) {
+    const int idx = group.index_of(rank_);
+    c.per_node = per_node;
+    c.nodes = group.size() / per_node;
+    MPI_Comm_split(c.comm, idx / per_node, idx % per_node, &c.intra);
+    MPI_Comm_split(c.comm, idx % per_node, idx / per_node, &c.inter);
+  }
+  return comms_.emplace(group.key(), c).first->second;
+}
+
+}  // namespace moesys::exec::cpu

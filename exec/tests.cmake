@@ -1,0 +1,42 @@
+# Registered before the top level calls enable_testing(), so enable it here too.
+enable_testing()
+# Tests of the real runtimes (label "exec"), registered from here because they need MPI: each runs under
+# mpirun with 4 ranks (as root in CI: --allow-run-as-root; 2 cores: --oversubscribe).
+set(MOESYS_MPIRUN ${MPIEXEC_EXECUTABLE} --allow-run-as-root --oversubscribe)
+set(MOESYS_EXEC_TEST_ENV "OPENBLAS_NUM_THREADS=1;MOESYS_EXEC_TIMEOUT_S=60")
+set(MOESYS_EXEC_TESTS ${PROJECT_SOURCE_DIR}/tests/exec)
+
+add_executable(moesys_exec_tests ${MOESYS_EXEC_TESTS}/mpi_main.cpp ${MOESYS_EXEC_TESTS}/test_cpu_collectives.cpp
+                                 ${MOESYS_EXEC_TESTS}/test_moe_layer.cpp ${MOESYS_EXEC_TESTS}/test_gpt_moe.cpp)
+target_link_libraries(moesys_exec_tests PRIVATE moesys_exec GTest::gtest)
+foreach(suite CpuCollectives MoeLayer GptMoe)
+  add_test(NAME exec.mpi4.${suite}
+           COMMAND ${MOESYS_MPIRUN} -np 4 $<TARGET_FILE:moesys_exec_tests> --gtest_filter=${suite}.*)
+  set_tests_properties(exec.mpi4.${suite} PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
+endforeach()
+# One rank without mpirun: the single-process mode (an MPI singleton).
+add_test(NAME exec.single.MoeLayer COMMAND moesys_exec_tests --gtest_filter=MoeLayer.MatchesDenseReference)
+set_tests_properties(exec.single.MoeLayer PROPERTIES LABELS exec TIMEOUT 120 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
+
+# Faults end with a clear error within a deadline (MOESYS_EXEC_TIMEOUT_S=5), never a hang.
+add_executable(moesys_exec_fault ${MOESYS_EXEC_TESTS}/fault_main.cpp)
+target_link_libraries(moesys_exec_fault PRIVATE moesys_exec)
+target_include_directories(moesys_exec_fault PRIVATE ${MOESYS_EXEC_TESTS})
+foreach(case "extra|did not complete within 5 s" "mismatch|members disagree on the collective"
+             "dead|exited" "bad_group|names rank 5 but the run has 4 ranks")
+  string(REPLACE "|" ";" parts "${case}")
+  list(GET parts 0 mode)
+  list(GET parts 1 expect)
+  add_test(NAME exec.fault.${mode}
+           COMMAND ${CMAKE_COMMAND} "-DMPIRUN=${MOESYS_MPIRUN}" -DPROGRAM=$<TARGET_FILE:moesys_exec_fault>
+                   -DMODE=${mode} "-DEXPECT=${expect}" -DLIMIT_S=60 -P ${MOESYS_EXEC_TESTS}/run_fault_case.cmake)
+  set_tests_properties(exec.fault.${mode} PROPERTIES LABELS exec TIMEOUT 90
+                       ENVIRONMENT "OPENBLAS_NUM_THREADS=1;MOESYS_EXEC_TIMEOUT_S=5")
+endforeach()
+
+# `moesys validate` end to end on a tiny model: the MPI worker (2 ranks), then the same program in the simulator.
+add_test(NAME exec.validate.tiny
+         COMMAND moesys validate --ranks 2 --hidden 32 --heads 2 --seq 8 --micro-batch 2 --vocab 32 --steps 2
+                 --warmup 1 --cluster-out ${CMAKE_CURRENT_BINARY_DIR}/validate-tiny-cluster.json)
+set_tests_properties(exec.validate.tiny PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}"
+                     PASS_REGULAR_EXPRESSION "step-time error: [-+][0-9.]+%")
