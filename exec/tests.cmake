@@ -7,9 +7,10 @@ set(MOESYS_EXEC_TEST_ENV "OPENBLAS_NUM_THREADS=1;MOESYS_EXEC_TIMEOUT_S=60")
 set(MOESYS_EXEC_TESTS ${PROJECT_SOURCE_DIR}/tests/exec)
 
 add_executable(moesys_exec_tests ${MOESYS_EXEC_TESTS}/mpi_main.cpp ${MOESYS_EXEC_TESTS}/test_cpu_collectives.cpp
-                                 ${MOESYS_EXEC_TESTS}/test_moe_layer.cpp ${MOESYS_EXEC_TESTS}/test_gpt_moe.cpp)
+                                 ${MOESYS_EXEC_TESTS}/test_moe_layer.cpp ${MOESYS_EXEC_TESTS}/test_gpt_moe.cpp
+                                 ${MOESYS_EXEC_TESTS}/test_expert_ring.cpp)
 target_link_libraries(moesys_exec_tests PRIVATE moesys_exec GTest::gtest)
-foreach(suite CpuCollectives MoeLayer GptMoe)
+foreach(suite CpuCollectives MoeLayer GptMoe ExpertRing)
   add_test(NAME exec.mpi4.${suite}
            COMMAND ${MOESYS_MPIRUN} -np 4 $<TARGET_FILE:moesys_exec_tests> --gtest_filter=${suite}.*)
   set_tests_properties(exec.mpi4.${suite} PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
@@ -17,6 +18,8 @@ endforeach()
 # One rank without mpirun: the single-process mode (an MPI singleton).
 add_test(NAME exec.single.MoeLayer COMMAND moesys_exec_tests --gtest_filter=MoeLayer.MatchesDenseReference)
 set_tests_properties(exec.single.MoeLayer PROPERTIES LABELS exec TIMEOUT 120 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
+add_test(NAME exec.single.ExpertRing COMMAND moesys_exec_tests --gtest_filter=ExpertRing.*)
+set_tests_properties(exec.single.ExpertRing PROPERTIES LABELS exec TIMEOUT 120 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
 
 # Faults end with a clear error within a deadline (MOESYS_EXEC_TIMEOUT_S=5), never a hang.
 add_executable(moesys_exec_fault ${MOESYS_EXEC_TESTS}/fault_main.cpp)
@@ -40,3 +43,4 @@ add_test(NAME exec.validate.tiny
                  --warmup 1 --cluster-out ${CMAKE_CURRENT_BINARY_DIR}/validate-tiny-cluster.json)
 set_tests_properties(exec.validate.tiny PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}"
                      PASS_REGULAR_EXPRESSION "step-time error: [-+][0-9.]+%")
+

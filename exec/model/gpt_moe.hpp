@@ -11,6 +11,7 @@
 
 #include "core/runtime.hpp"
 #include "core/workload.hpp"
+#include "exec/model/expert_ring.hpp"
 #include "exec/model/moe_layer.hpp"
 
 namespace moesys::exec::model {
@@ -23,6 +24,8 @@ struct GptMoeConfig {
   double lr = 3e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
   core::CollectiveAlgo all_to_all = core::CollectiveAlgo::direct;
   std::uint64_t seed = 1;
+  /// Where the experts live: resident in HBM (default), or in DRAM / SSD streamed through K HBM slots.
+  ExpertOffload offload;
   std::int64_t tokens() const { return std::int64_t{micro_batch} * seq_len; }
 };
 
@@ -48,6 +51,8 @@ public:
   std::vector<core::RoutingMatrix> last_routing();
   std::vector<Param*> params();
   MoeLayer& moe(int layer) { return *blocks_[static_cast<std::size_t>(layer)].moe; }
+  /// The expert slots when the experts are offloaded (nullptr when resident).
+  const ExpertRing* ring() const { return ring_.get(); }
   const GptMoeConfig& config() const { return cfg_; }
 
 private:
@@ -60,6 +65,7 @@ private:
   void run(const core::Kernel& kernel, const char* name);
   void all_reduce_sum(const core::Buffer& b, std::int64_t elems);
   double reduce_loss();
+  double forward_pass(bool then_backward);
 
   core::Runtime& rt_;
   GptMoeConfig cfg_;
@@ -67,6 +73,7 @@ private:
   std::int64_t T_ = 0, H_ = 0;
   Param tok_, pos_, lnf_g_, lnf_b_, wout_;
   std::vector<Block> blocks_;
+  std::unique_ptr<ExpertRing> ring_;
   core::Buffer ids_, targets_, xf_, nf_, meanf_, rstdf_, logits_, d_logits_, loss_, gather_;
   core::Buffer dx_, dn_, dtmp_, dq_, dk_, dv_, datt_;
   std::vector<core::Buffer> owned_;

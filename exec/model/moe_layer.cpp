@@ -26,7 +26,7 @@ MoeLayer::MoeLayer(core::Runtime& rt, core::Group group, MoeLayerConfig config, 
   gate_ = make_param(rt_, name_ + ".gate", H * E, cfg_.tier, 1.0 / std::sqrt(double(H)), seed, true);
   // Experts are initialised by global expert id, so a layer's math does not depend on how experts are placed.
   auto expert_param = [&](const std::string& what, std::int64_t per, double stddev, std::uint64_t salt) {
-    Param p = make_param(rt_, name_ + "." + what, per * local_, cfg_.tier, 0, 0, false);
+    Param p = make_param(rt_, name_ + "." + what, per * local_, cfg_.expert_tier, 0, 0, false);
     std::vector<float> all;
     for (int e = 0; e < local_; ++e) {
       auto part = stddev > 0 ? normal_floats(per, stddev, seed * 1000003 + salt * 1009 + std::uint64_t(first + e))
@@ -40,6 +40,7 @@ MoeLayer::MoeLayer(core::Runtime& rt, core::Group group, MoeLayerConfig config, 
   b1_ = expert_param("b1", F, 0, 2);
   w2_ = expert_param("w2", F * H, 1.0 / std::sqrt(double(F)), 3);
   b2_ = expert_param("b2", H, 0, 4);
+  ex_ = own_experts();
   const std::int64_t L = local_;
   logits_ = buf(T * E, "moe"), probs_ = buf(T * E, "moe"), experts_ = buf(T * K, "moe");
   slot_ = buf(T * K, "moe"), weights_ = buf(T * K, "moe"), counts_ = buf(E, "moe");
@@ -49,6 +50,10 @@ MoeLayer::MoeLayer(core::Runtime& rt, core::Group group, MoeLayerConfig config, 
   d_w_ = buf(T * K, "moe"), d_ycomb_ = buf(slots_ * H, "moe"), d_logits_ = buf(T * E, "moe");
   owned_ = {&logits_, &probs_, &experts_, &slot_, &weights_, &counts_, &send_, &recv_, &xin_, &h_, &a_,
             &y_, &yback_, &ycomb_, &d_w_, &d_ycomb_, &d_logits_};
+}
+
+ExpertTensors MoeLayer::own_experts() const {
+  return {w1_.value, b1_.value, w2_.value, b2_.value, w1_.grad, b1_.grad, w2_.grad, b2_.grad};
 }
 
 void MoeLayer::run(const core::Kernel& kernel, const char* name) { last_ = rt_.compute(kCompute, kernel, name); }
@@ -88,11 +93,11 @@ void MoeLayer::forward(const core::Buffer& x, const core::Buffer& out) {
   run(dispatch(x, slot_, send_, T, H, K, slots_), "dispatch:permute");
   exchange(send_, recv_, "dispatch");
   run(block_transpose(recv_, xin_, P_, L, C * H), "dispatch:regroup");
-  run(gemm(R, F, H, xin_, w1_.value, h_, false, false, false, L), "expert:fc1");
-  run(add_bias(h_, b1_.value, L, R, F), "expert:bias1");
+  run(gemm(R, F, H, xin_, ex_.w1, h_, false, false, false, L), "expert:fc1");
+  run(add_bias(h_, ex_.b1, L, R, F), "expert:bias1");
   run(gelu(h_, a_, L * R * F), "expert:gelu");
-  run(gemm(R, H, F, a_, w2_.value, y_, false, false, false, L), "expert:fc2");
-  run(add_bias(y_, b2_.value, L, R, H), "expert:bias2");
+  run(gemm(R, H, F, a_, ex_.w2, y_, false, false, false, L), "expert:fc2");
+  run(add_bias(y_, ex_.b2, L, R, H), "expert:bias2");
   run(block_transpose(y_, yback_, L, P_, C * H), "combine:regroup");
   exchange(yback_, ycomb_, "combine");
   run(combine(ycomb_, slot_, weights_, out, T, H, K, slots_), "combine:weighted_sum");
@@ -107,13 +112,13 @@ void MoeLayer::backward(const core::Buffer& d_out, const core::Buffer& d_x) {
               "combine:bwd");
   exchange(d_ycomb_, yback_, "combine bwd");
   run(block_transpose(yback_, y_, P_, L, C * H), "combine:regroup_bwd");
-  run(bias_grad(y_, b2_.grad, L, R, H), "expert:bias2_bwd");
-  run(gemm(F, H, R, a_, y_, w2_.grad, true, false, false, L), "expert:fc2_wgrad");
-  run(gemm(R, F, H, y_, w2_.value, a_, false, true, false, L), "expert:fc2_dgrad");
+  run(bias_grad(y_, ex_.d_b2, L, R, H), "expert:bias2_bwd");
+  run(gemm(F, H, R, a_, y_, ex_.d_w2, true, false, false, L), "expert:fc2_wgrad");
+  run(gemm(R, F, H, y_, ex_.w2, a_, false, true, false, L), "expert:fc2_dgrad");
   run(gelu_bwd(h_, a_, h_, L * R * F), "expert:gelu_bwd");
-  run(bias_grad(h_, b1_.grad, L, R, F), "expert:bias1_bwd");
-  run(gemm(H, F, R, xin_, h_, w1_.grad, true, false, false, L), "expert:fc1_wgrad");
-  run(gemm(R, H, F, h_, w1_.value, xin_, false, true, false, L), "expert:fc1_dgrad");
+  run(bias_grad(h_, ex_.d_b1, L, R, F), "expert:bias1_bwd");
+  run(gemm(H, F, R, xin_, h_, ex_.d_w1, true, false, false, L), "expert:fc1_wgrad");
+  run(gemm(R, H, F, h_, ex_.w1, xin_, false, true, false, L), "expert:fc1_dgrad");
   run(block_transpose(xin_, recv_, L, P_, C * H), "dispatch:regroup_bwd");
   exchange(recv_, send_, "dispatch bwd");
   run(dispatch_bwd(send_, slot_, d_x, T, H, K, slots_), "dispatch:bwd");

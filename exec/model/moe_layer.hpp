@@ -21,6 +21,15 @@ struct MoeLayerConfig {
   double capacity_factor = 1.2;
   core::CollectiveAlgo all_to_all = core::CollectiveAlgo::direct;
   core::Tier tier = core::Tier::hbm;
+  /// Where the expert parameters (value, gradient, AdamW moments) live. Not HBM: the layer computes with tensors
+  /// that an ExpertRing fetched into an HBM slot and bound with bind_experts().
+  core::Tier expert_tier = core::Tier::hbm;
+};
+
+/// The expert tensors a layer computes with: values read by forward and backward, gradients written by backward.
+struct ExpertTensors {
+  core::Buffer w1, b1, w2, b2;
+  core::Buffer d_w1, d_b1, d_w2, d_b2;
 };
 
 class MoeLayer {
@@ -37,6 +46,14 @@ public:
   void backward(const core::Buffer& d_out, const core::Buffer& d_x);
 
   std::vector<Param*> params();
+  /// This rank's expert parameters: w1, b1, w2, b2 (the order of ExpertTensors).
+  std::vector<Param*> expert_params() { return {&w1_, &b1_, &w2_, &b2_}; }
+  /// Computes with `t` (e.g. an HBM slot) instead of the layer's own expert parameters, until unbind_experts().
+  void bind_experts(const ExpertTensors& t) { ex_ = t; }
+  void unbind_experts() { ex_ = own_experts(); }
+  ExpertTensors own_experts() const;
+  /// The last kernel issued by forward or backward: the layer's bound tensors are in use until it completes.
+  core::Event last_event() const { return last_; }
   /// Tokens routed to each expert by this rank in the last forward, before capacity (int32[experts]).
   const core::Buffer& routed_counts() const { return counts_; }
   std::int64_t capacity() const { return capacity_; }
@@ -55,6 +72,7 @@ private:
   int P_ = 1, local_ = 1;
   std::int64_t capacity_ = 0, slots_ = 0, rows_ = 0;  // rows_: tokens each local expert processes (P * capacity)
   Param gate_, w1_, b1_, w2_, b2_;
+  ExpertTensors ex_;  // what forward / backward compute with
   core::Buffer x_;     // the forward input, kept for backward
   core::Event last_;  // the last kernel issued
   // forward activations
