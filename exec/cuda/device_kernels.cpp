@@ -1,0 +1,232 @@
+#include "exec/cuda/device_kernels.hpp"
+
+#include <cublas_v2.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <stdexcept>
+#include <string>
+
+#include "exec/cuda/cuda_check.hpp"
+#include "exec/cuda/kernels.cuh"
+
+namespace moesys::exec::cuda {
+
+namespace {
+
+using I = std::int64_t;
+using core::TensorOpKind;
+
+void need(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument("cuda kernel: " + what);
+}
+int as_int(I v, const char* what) {
+  need(v >= 0 && v <= std::numeric_limits<int>::max(), std::string(what) + " does not fit cuBLAS's int sizes");
+  return static_cast<int>(v);
+}
+
+// Stream-ordered scratch (cudaMallocAsync): freed on the stream after the kernels that use it, so it costs no
+// synchronisation and the pool reuses it on the next step.
+class Scratch {
+ public:
+  Scratch(std::size_t bytes, cudaStream_t s) : stream_(s) {
+    MOESYS_CUDA_CHECK(cudaMallocAsync(&ptr_, std::max<std::size_t>(bytes, 16), s));
+  }
+  ~Scratch() { cudaFreeAsync(ptr_, stream_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  cudaStream_t stream_;
+};
+
+// Row-major C[m,n] = alpha op(A) op(B) + beta C, as the column-major product C^T = op(B)^T op(A)^T.
+struct Gemm {
+  bool ta = false, tb = false;
+  I m = 0, n = 0, k = 0, lda = 0, ldb = 0, ldc = 0, sa = 0, sb = 0, sc = 0, batch = 1;
+  float alpha = 1, beta = 0;
+};
+void gemm(const KernelContext& ctx, const Gemm& g, const void* a, const void* b, void* c, cudaDataType type,
+          cublasComputeType_t compute) {
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  MOESYS_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      ctx.cublas, g.tb ? CUBLAS_OP_T : CUBLAS_OP_N, g.ta ? CUBLAS_OP_T : CUBLAS_OP_N, as_int(g.n, "n"),
+      as_int(g.m, "m"), as_int(g.k, "k"), &g.alpha, b, type, as_int(g.ldb, "ldb"), g.sb, a, type, as_int(g.lda, "lda"),
+      g.sa, &g.beta, c, type, as_int(g.ldc, "ldc"), g.sc, as_int(g.batch, "batch"), compute, CUBLAS_GEMM_DEFAULT));
+}
+
+void run_gemm(const core::GemmOp& op, const KernelContext& ctx) {
+  cudaDataType type = CUDA_R_32F;
+  cublasComputeType_t compute = ctx.allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  switch (op.dtype) {
+    case core::Dtype::fp32:
+      break;
+    case core::Dtype::tf32:
+      compute = CUBLAS_COMPUTE_32F_FAST_TF32;
+      break;
+    case core::Dtype::bf16:
+      type = CUDA_R_16BF, compute = CUBLAS_COMPUTE_32F;
+      break;  // fp32 accumulate
+    case core::Dtype::fp16:
+      type = CUDA_R_16F, compute = CUBLAS_COMPUTE_32F;
+      break;
+    default:
+      need(false, "GEMM dtype fp8 is not supported by the CUDA runtime");
+  }
+  Gemm g;
+  g.ta = op.trans_a, g.tb = op.trans_b, g.m = op.m, g.n = op.n, g.k = op.k, g.batch = op.batch;
+  g.lda = op.trans_a ? op.m : op.k, g.ldb = op.trans_b ? op.k : op.n, g.ldc = op.n;
+  g.sa = op.m * op.k, g.sb = op.k * op.n, g.sc = op.m * op.n;
+  g.beta = op.accumulate ? 1.f : 0.f;
+  gemm(ctx, g, ctx.address(op.a), ctx.address(op.b), ctx.address(op.c), type, compute);
+}
+
+// Causal attention like the CPU runtime: per batch element, the heads' [S,S] scores as one strided-batched GEMM
+// (heads sit side by side in a row, so head h starts at column h*D), a row softmax, and the value GEMM; backward
+// recomputes the probabilities. fp32 throughout.
+void run_attention(const core::AttentionOp& a, const KernelContext& ctx) {
+  need(a.seq_q == a.seq_kv, "attention: seq_q must equal seq_kv");
+  const I S = a.seq_q, D = a.head_dim, Hd = a.heads, ld = Hd * D;
+  const float sc = 1.0f / std::sqrt(static_cast<float>(D));
+  const auto* q = static_cast<const float*>(ctx.address(a.q));
+  const auto* k = static_cast<const float*>(ctx.address(a.k));
+  const auto* v = static_cast<const float*>(ctx.address(a.v));
+  const cublasComputeType_t ct = ctx.allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  Scratch p(std::size_t(Hd * S * S) * 4 * (a.backward ? 2 : 1), ctx.stream);
+  float* P = p.as<float>();
+  float* dP = P + Hd * S * S;
+  auto G = [&](bool ta, bool tb, I m, I n, I kk, I lda, I sa, I ldb, I sb, I ldc, I scc, float alpha) {
+    Gemm g;
+    g.ta = ta, g.tb = tb, g.m = m, g.n = n, g.k = kk, g.lda = lda, g.sa = sa, g.ldb = ldb, g.sb = sb, g.ldc = ldc;
+    g.sc = scc, g.batch = Hd, g.alpha = alpha;
+    return g;
+  };
+  for (I b = 0; b < a.batch; ++b) {
+    const I off = b * S * ld;
+    gemm(ctx, G(false, true, S, S, D, ld, D, ld, D, S, S * S, sc), q + off, k + off, P, CUDA_R_32F, ct);
+    kernels::attention_softmax(P, Hd, S, a.causal, ctx.stream);
+    if (!a.backward) {
+      gemm(ctx, G(false, false, S, D, S, S, S * S, ld, D, ld, D, 1.f), P, v + off,
+           static_cast<float*>(ctx.address(a.o)) + off, CUDA_R_32F, ct);
+      continue;
+    }
+    const auto* d_o = static_cast<const float*>(ctx.address(a.d_o)) + off;
+    // dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(dP * P)); dQ = sc dS K; dK = sc dS^T Q.
+    gemm(ctx, G(true, false, S, D, S, S, S * S, ld, D, ld, D, 1.f), P, d_o,
+         static_cast<float*>(ctx.address(a.d_v)) + off, CUDA_R_32F, ct);
+    gemm(ctx, G(false, true, S, S, D, ld, D, ld, D, S, S * S, 1.f), d_o, v + off, dP, CUDA_R_32F, ct);
+    kernels::attention_softmax_bwd(P, dP, Hd, S, ctx.stream);
+    gemm(ctx, G(false, false, S, D, S, S, S * S, ld, D, ld, D, sc), dP, k + off,
+         static_cast<float*>(ctx.address(a.d_q)) + off, CUDA_R_32F, ct);
+    gemm(ctx, G(true, false, S, D, S, S, S * S, ld, D, ld, D, sc), dP, q + off,
+         static_cast<float*>(ctx.address(a.d_k)) + off, CUDA_R_32F, ct);
+  }
+}
+
+void run_tensor(const core::TensorOp& op, const KernelContext& ctx) {
+  const std::string kind = core::to_string(op.kind);
+  need(op.dtype == core::Dtype::fp32, kind + ": dtype must be fp32");
+  static const std::map<TensorOpKind, std::array<std::size_t, 3>> arity = {
+      // inputs, outputs, dims
+      {TensorOpKind::gate_topk, {1, 5, 4}},       {TensorOpKind::gate_bwd, {4, 1, 3}},
+      {TensorOpKind::dispatch, {2, 1, 4}},        {TensorOpKind::dispatch_bwd, {2, 1, 4}},
+      {TensorOpKind::combine, {3, 1, 4}},         {TensorOpKind::combine_bwd, {4, 2, 4}},
+      {TensorOpKind::block_transpose, {1, 1, 3}}, {TensorOpKind::add_bias, {1, 1, 3}},
+      {TensorOpKind::bias_grad, {1, 1, 3}},       {TensorOpKind::gelu, {1, 1, 1}},
+      {TensorOpKind::gelu_bwd, {2, 1, 1}},        {TensorOpKind::add, {2, 1, 1}},
+      {TensorOpKind::scale, {0, 1, 1}},           {TensorOpKind::fill, {0, 1, 1}},
+      {TensorOpKind::layernorm, {3, 3, 2}},       {TensorOpKind::layernorm_bwd, {5, 3, 2}},
+      {TensorOpKind::embedding, {3, 1, 4}},       {TensorOpKind::embedding_bwd, {2, 2, 4}},
+      {TensorOpKind::softmax_xent, {2, 2, 2}},    {TensorOpKind::adamw, {1, 3, 1}}};
+  const auto& n = arity.at(op.kind);
+  need(op.in.size() >= n[0] && op.out.size() >= n[1] && op.dims.size() >= n[2],
+       kind + ": too few operands or dims (see exec/model/ops.hpp)");
+  auto F = [&](const core::Buffer& b) { return static_cast<float*>(ctx.address(b)); };
+  auto N = [&](const core::Buffer& b) { return static_cast<int*>(ctx.address(b)); };
+  const auto& in = op.in;
+  const auto& out = op.out;
+  const auto& d = op.dims;
+  const cudaStream_t s = ctx.stream;
+  const auto scalar = [&](std::size_t i) {
+    need(op.scalars.size() > i, kind + ": missing scalar " + std::to_string(i));
+    return op.scalars[i];
+  };
+  namespace k = kernels;
+  switch (op.kind) {
+    case TensorOpKind::gate_topk:
+      return k::gate_topk(F(in[0]), F(out[0]), N(out[1]), N(out[2]), F(out[3]), N(out[4]), d[0], d[1], d[2], d[3], s);
+    case TensorOpKind::gate_bwd:
+      return k::gate_bwd(F(in[0]), N(in[1]), F(in[2]), F(in[3]), F(out[0]), d[0], d[1], d[2], s);
+    case TensorOpKind::dispatch: {
+      Scratch inverse{std::size_t(d[3]) * sizeof(int), s};
+      return k::dispatch(F(in[0]), N(in[1]), F(out[0]), d[0], d[1], d[2], d[3], inverse.as<int>(), s);
+    }
+    case TensorOpKind::dispatch_bwd:
+      return k::dispatch_bwd(F(in[0]), N(in[1]), F(out[0]), d[0], d[1], d[2], s);
+    case TensorOpKind::combine:
+      return k::combine(F(in[0]), N(in[1]), F(in[2]), F(out[0]), d[0], d[1], d[2], s);
+    case TensorOpKind::combine_bwd: {
+      Scratch inverse{std::size_t(d[3]) * sizeof(int), s};
+      return k::combine_bwd(F(in[0]), F(in[1]), N(in[2]), F(in[3]), F(out[0]), F(out[1]), d[0], d[1], d[2], d[3],
+                            inverse.as<int>(), s);
+    }
+    case TensorOpKind::block_transpose:
+      return k::block_transpose(F(in[0]), F(out[0]), d[0], d[1], d[2], s);
+    case TensorOpKind::add_bias:
+      return k::add_bias(F(out[0]), F(in[0]), d[0], d[1], d[2], s);
+    case TensorOpKind::bias_grad:
+      return k::bias_grad(F(in[0]), F(out[0]), d[0], d[1], d[2], !op.scalars.empty() && op.scalars[0] != 0, s);
+    case TensorOpKind::gelu:
+      return k::gelu(F(in[0]), F(out[0]), d[0], s);
+    case TensorOpKind::gelu_bwd:
+      return k::gelu_bwd(F(in[0]), F(in[1]), F(out[0]), d[0], s);
+    case TensorOpKind::add:
+      return k::add(F(in[0]), F(in[1]), F(out[0]), d[0], s);
+    case TensorOpKind::scale:
+      return k::scale(F(out[0]), d[0], float(scalar(0)), s);
+    case TensorOpKind::fill:
+      return k::fill(F(out[0]), d[0], float(scalar(0)), s);
+    case TensorOpKind::layernorm:
+      return k::layernorm(F(in[0]), F(in[1]), F(in[2]), F(out[0]), F(out[1]), F(out[2]), d[0], d[1],
+                          op.scalars.empty() ? 1e-5 : op.scalars[0], s);
+    case TensorOpKind::layernorm_bwd:
+      return k::layernorm_bwd(F(in[0]), F(in[1]), F(in[2]), F(in[3]), F(in[4]), F(out[0]), F(out[1]), F(out[2]), d[0],
+                              d[1], s);
+    case TensorOpKind::embedding:
+      return k::embedding(N(in[0]), F(in[1]), F(in[2]), F(out[0]), d[0], d[1], d[2], d[3], ctx.status, s);
+    case TensorOpKind::embedding_bwd:
+      return k::embedding_bwd(N(in[0]), F(in[1]), F(out[0]), F(out[1]), d[0], d[1], d[2], d[3], s);
+    case TensorOpKind::softmax_xent: {
+      Scratch rows{std::size_t(d[0]) * sizeof(double), s};
+      return k::softmax_xent(F(in[0]), N(in[1]), F(out[0]), F(out[1]), d[0], d[1], float(scalar(0)), rows.as<double>(),
+                             ctx.status, s);
+    }
+    case TensorOpKind::adamw: {
+      const double b1 = scalar(1), b2 = scalar(2), step = scalar(5);
+      // Bias corrections in double on the host, then float: the CPU runtime's arithmetic.
+      const float c1 = float(1 - std::pow(double(float(b1)), step)), c2 = float(1 - std::pow(double(float(b2)), step));
+      return k::adamw(F(in[0]), F(out[0]), F(out[1]), F(out[2]), d[0], float(scalar(0)), float(b1), float(b2),
+                      float(scalar(3)), float(scalar(4)), c1, c2, s);
+    }
+  }
+  need(false, kind + ": unknown TensorOp kind");
+}
+
+}  // namespace
+
+void run_device_kernel(const core::Kernel& kernel, const KernelContext& ctx) {
+  if (const auto* g = std::get_if<core::GemmOp>(&kernel)) return run_gemm(*g, ctx);
+  if (const auto* a = std::get_if<core::AttentionOp>(&kernel)) return run_attention(*a, ctx);
+  if (const auto* t = std::get_if<core::TensorOp>(&kernel)) return run_tensor(*t, ctx);
+  throw std::invalid_argument("cuda kernel: ElementwiseOp and GateOp carry no operands; use a TensorOp");
+}
+
+}  // namespace moesys::exec::cuda

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The GPU check: on a machine with an NVIDIA GPU (A100 / H100 / H200), build the CUDA runtime, run its tests and
+# the GPU measurements, and write everything as JSON to OUTDIR:
+#   tests.json          CTest results of the "cuda" label (kernels vs the CPU runtime, MoE layer fwd+bwd vs CPU,
+#                       collectives; multi-GPU cases skip on one GPU)
+#   bench-<shape>.json  moesys-gpu-bench: MoE layer forward / forward+backward, offloaded inference (all-in-GPU,
+#                       layer offload, ring memory), host-device copy bandwidth (pinned and pageable)
+#   torch-<shape>.json  the same MoE layer in PyTorch on the same GPU and shapes (when torch imports)
+#   summary.json        the above side by side
+# Budget: under 8 minutes on one H100 or H200 (build ~2-3 min with -j$(nproc), tests ~1 min, measurements ~1 min).
+# Usage: scripts/gpu-check.sh OUTDIR     (MOESYS_GPU_BUILD=dir overrides the build directory)
+set -euo pipefail
+
+if [[ $# -ne 1 ]]; then
+  echo "usage: scripts/gpu-check.sh OUTDIR" >&2
+  exit 2
+fi
+root="$(cd "$(dirname "$0")/.." && pwd)"
+mkdir -p "$1"
+out="$(cd "$1" && pwd)"
+build="${MOESYS_GPU_BUILD:-$root/build-gpu}"
+jobs="$(nproc)"
+start=$SECONDS
+log() { echo "[gpu-check +$((SECONDS - start))s] $*"; }
+
+log "GPU: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo 'nvidia-smi not found')"
+log "configuring $build (Release, CUDA archs 80;90)"
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CUDA_ARCHITECTURES=80;90" -DMOESYS_CUDA=ON \
+  >"$out/configure.log" 2>&1
+if ! grep -q "moesys: CUDA runtime enabled" "$out/configure.log"; then
+  grep "moesys:" "$out/configure.log" || true
+  echo "gpu-check: the CUDA runtime was not configured (see $out/configure.log)" >&2
+  exit 1
+fi
+log "building moesys_cuda_tests and moesys-gpu-bench with -j$jobs"
+cmake --build "$build" -j"$jobs" --target moesys_cuda_tests moesys-gpu-bench >"$out/build.log" 2>&1 ||
+  { tail -30 "$out/build.log"; echo "gpu-check: build failed (see $out/build.log)" >&2; exit 1; }
+
+log "running the CUDA tests (ctest -L cuda)"
+tests_rc=0
+(cd "$build" && timeout 300 ctest -L cuda --output-on-failure --output-junit "$out/ctest-junit.xml") \
+  >"$out/ctest.log" 2>&1 || tests_rc=$?
+tail -12 "$out/ctest.log"
+python3 - "$out/ctest-junit.xml" "$out/tests.json" "$tests_rc" <<'PY'
+import json, sys, xml.etree.ElementTree as ET
+cases = []
+try:
+    for c in ET.parse(sys.argv[1]).getroot().iter("testcase"):
+        status = c.get("status") or ("failed" if c.find("failure") is not None else
+                                     "skipped" if c.find("skipped") is not None else "passed")
+        cases.append({"name": c.get("name"), "status": status, "seconds": float(c.get("time") or 0)})
+except (OSError, ET.ParseError) as e:
+    cases.append({"name": "ctest", "status": "error", "detail": str(e)})
+count = lambda s: sum(1 for c in cases if c["status"] == s)
+json.dump({"ctest_exit_code": int(sys.argv[3]), "passed": count("passed"), "failed": count("failed"),
+           "skipped": count("skipped") + count("notrun"), "tests": cases}, open(sys.argv[2], "w"), indent=2)
+PY
+
+# Shapes: the issue's hidden 1024, and a larger layer where the GEMMs dominate.
+shapes=("h1024:--hidden 1024 --ffn 4096 --experts 8 --tokens 4096"
+        "h2048:--hidden 2048 --ffn 8192 --experts 8 --tokens 8192")
+have_torch=0
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
+  have_torch=1
+else
+  log "PyTorch with CUDA not importable: skipping the PyTorch comparison"
+fi
+for entry in "${shapes[@]}"; do
+  name="${entry%%:*}"
+  read -r -a args <<<"${entry#*:}"
+  log "moesys-gpu-bench $name (${args[*]})"
+  extra=()
+  [[ $name == h2048 ]] && extra=(--skip-offload --copy-mib 64)  # offload and copies measured once, at h1024
+  bench_rc=0
+  timeout 180 "$build/moesys-gpu-bench" "${args[@]}" "${extra[@]}" --out "$out/bench-$name.json" || bench_rc=$?
+  if [[ $bench_rc == 77 ]]; then
+    echo "gpu-check: no usable GPU on this machine; the build and the (skipped) tests are all that ran" >&2
+    exit 77
+  elif [[ $bench_rc != 0 ]]; then
+    echo "gpu-check: moesys-gpu-bench failed (exit $bench_rc)" >&2
+    exit "$bench_rc"
+  fi
+  if [[ $have_torch == 1 ]]; then
+    log "PyTorch MoE layer $name"
+    timeout 120 python3 "$root/scripts/moe_layer_torch.py" "${args[@]}" --out "$out/torch-$name.json" ||
+      log "PyTorch run failed for $name (continuing)"
+  fi
+done
+
+python3 - "$out" <<'PY'
+import glob, json, os, sys
+out = sys.argv[1]
+load = lambda p: json.load(open(p)) if os.path.exists(p) else None
+summary = {"tests": load(os.path.join(out, "tests.json")), "moe_layer": {}}
+for bench in sorted(glob.glob(os.path.join(out, "bench-*.json"))):
+    name = os.path.basename(bench)[6:-5]
+    b, t = load(bench), load(os.path.join(out, f"torch-{name}.json"))
+    row = {"config": b["moe_layer"]["config"], "device": b["device"],
+           "moesys_forward_backward_seconds": b["moe_layer"]["forward_backward_seconds"],
+           "moesys_forward_seconds": b["moe_layer"]["forward_seconds"]}
+    if t:
+        row["torch_forward_backward_seconds"] = t["forward_backward_seconds"]
+        row["torch_forward_seconds"] = t["forward_seconds"]
+        row["moesys_over_torch_forward_backward"] = row["moesys_forward_backward_seconds"] / t["forward_backward_seconds"]
+    summary["moe_layer"][name] = row
+    if "offload" in b:
+        summary["offload"] = {k: v["seconds_per_pass"] for k, v in b["offload"].items() if k != "config"}
+    if "copy" in b:
+        summary.setdefault("copy_bytes_per_s", {k: v for k, v in b["copy"].items() if k != "bytes"})
+tmp = os.path.join(out, "summary.json.tmp")
+json.dump(summary, open(tmp, "w"), indent=2)
+os.replace(tmp, os.path.join(out, "summary.json"))
+print(json.dumps(summary, indent=2))
+PY
+log "done in $((SECONDS - start)) s; results in $out"
+exit "$tests_rc"
