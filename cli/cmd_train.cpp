@@ -1,0 +1,172 @@
+// `moesys train`: simulates a few training steps of one configuration and reports the last one.
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/args.hpp"
+#include "cli/cluster_options.hpp"
+#include "cli/command.hpp"
+#include "core/error.hpp"
+#include "policies/training/sim_adapter.hpp"
+#include "policies/training/training_run.hpp"
+
+namespace moesys::cli {
+namespace {
+
+namespace tr = policies::training;
+using nlohmann::json;
+
+std::string fmt(const char* f, double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, x);
+  return buf;
+}
+
+/// The human-readable report of one run.
+std::string format_report(const json& s) {
+  std::ostringstream o;
+  const json& b = s["breakdown_s"];
+  const double step = s["step_s"].get<double>();
+  auto pct = [&](double x) { return fmt("%5.1f%%", step > 0 ? 100 * x / step : 0); };
+  o << "# moesys train: " << s["model"]["name"].get<std::string>() << " ("
+    << fmt("%.1f", s["params"].get<double>() / 1e9) << "B parameters) on " << s["gpus"].get<int>() << " x "
+    << s["gpu"].get<std::string>() << " (" << s["nodes"].get<int>() << " nodes), policy "
+    << s["policy_name"].get<std::string>() << ", expert parallel " << s["expert_parallel"].get<int>() << "\n";
+  if (s.contains("placement")) o << "task placement (GPUs per task)  " << s["placement"].get<std::string>() << "\n";
+  o << "tokens/s                 " << fmt("%.0f", s["tokens_per_s"].get<double>()) << "\n";
+  o << "samples/s                " << fmt("%.2f", s["samples_per_s"].get<double>()) << "\n";
+  o << "model TFLOP/s per GPU    " << fmt("%.1f", s["model_tflops_per_gpu"].get<double>()) << "\n";
+  o << "step time                " << fmt("%.4f s", step) << "  (last of " << s["steps"].get<int>()
+    << " simulated steps, " << s["micro_batches"].get<int>() << " micro-batch(es) per step)\n";
+  o << "  compute                " << fmt("%.4f s", b["compute"].get<double>()) << "  "
+    << pct(b["compute"].get<double>()) << "\n";
+  o << "  exposed communication  " << fmt("%.4f s", b["exposed_comm"].get<double>()) << "  "
+    << pct(b["exposed_comm"].get<double>()) << "\n";
+  o << "  exposed copies         " << fmt("%.4f s", b["exposed_copy"].get<double>()) << "  "
+    << pct(b["exposed_copy"].get<double>()) << "\n";
+  o << "  idle                   " << fmt("%.4f s", b["idle"].get<double>()) << "  " << pct(b["idle"].get<double>())
+    << "\n";
+  const json& m = s["memory"];
+  o << "peak memory per rank     HBM " << fmt("%.1f", m["peak_hbm_gib"].get<double>()) << " of "
+    << fmt("%.1f GiB", m["capacity_gib"][0].get<double>()) << ", host " << fmt("%.1f", m["peak_dram_gib"].get<double>())
+    << " of " << fmt("%.1f GiB", m["capacity_gib"][1].get<double>()) << ", SSD "
+    << fmt("%.1f", m["peak_ssd_gib"].get<double>()) << " of " << fmt("%.1f GiB", m["capacity_gib"][2].get<double>())
+    << "\n";
+  for (const char* tier : {"hbm", "dram", "ssd"}) {
+    const json& uses = m["planned_by_use_gib"][tier];
+    if (uses.empty()) continue;
+    o << "  " << tier << " (rank " << m["planned_rank"].get<int>() << "):";
+    bool first = true;
+    for (const char* use : {"parameters", "gradients", "optimizer", "activations", "buffers", "expert cache"}) {
+      if (!uses.contains(use)) continue;
+      o << (first ? " " : " + ") << use << " " << fmt("%.2f", uses[use].get<double>());
+      first = false;
+    }
+    o << " GiB\n";
+  }
+  const json& n = s["network_gb_per_step"];
+  o << "network per step         intra-node " << fmt("%.1f GB", n["intra_node"].get<double>()) << ", same leaf "
+    << fmt("%.1f GB", n["same_leaf"].get<double>()) << ", across the spine "
+    << fmt("%.1f GB", n["cross_spine"].get<double>()) << "\n";
+  if (!s["copy_gb_last_step"].empty()) {
+    o << "copies in the last step ";
+    for (const auto& [name, gb] : s["copy_gb_last_step"].items())
+      o << " " << name << " " << fmt("%.1f GB", gb.get<double>()) << ";";
+    o << "\n";
+  }
+  const json& g = s["gate"];
+  o << "gate                     " << fmt("%.2f%%", 100 * g["dropped_fraction"].get<double>())
+    << " of assignments dropped, " << fmt("%.1f%%", 100 * g["padding_fraction"].get<double>()) << " padding rows\n";
+  if (s.contains("offload")) {
+    const json& f = s["offload"];
+    o << "offload                  " << f["expert_fetches"].get<long long>() << " expert fetches ("
+      << f["wasted_fetches"].get<long long>() << " unused, " << f["on_demand_fetches"].get<long long>()
+      << " on demand), cache " << f["cache_hits"].get<long long>() << " hits / " << f["cache_misses"].get<long long>()
+      << " misses, SSD " << fmt("%.1f GB read", f["ssd_read_gb"].get<double>()) << ", "
+      << fmt("%.1f GB written", f["ssd_write_gb"].get<double>()) << "\n";
+  }
+  o << "# simulated in " << fmt("%.2f s", s["simulator"]["wall_s"].get<double>()) << " wall, "
+    << s["simulator"]["flows"].get<long long>() << " SimGrid flows\n";
+  return o.str();
+}
+
+json parse_json_flag(const Args& args, const std::string& flag) {
+  try {
+    return json::parse(*args.get(flag));
+  } catch (const json::parse_error&) {
+    throw core::ConfigError("", flag, "expected a JSON object, e.g. '{\"all_to_all\": \"flat\"}'");
+  }
+}
+
+int positive_flag(const Args& args, const std::string& flag) {
+  const int v = args.get_int(flag, 0);
+  if (v < 1) throw core::ConfigError("", flag, "expected a positive integer");
+  return v;
+}
+
+int run_train(int argc, char** argv) {
+  Args args(argc, argv, 1,
+            {"--config", "--preset", "--policy", "--model", "--experts", "--gpus", "--gpu", "--ep", "--steps",
+             "--workload", "--trace", "--calibration"},
+            {"--json", "--help"});
+  if (args.has("--help")) {
+    std::printf(
+        "usage: moesys train [--config FILE] [--preset deepspeed|moesys|static-multitask|...] [--policy JSON]\n"
+        "                    [--model JSON] [--experts E] [--gpus N] [--gpu a100-80g|a100-40g|h100] [--ep N] [--steps "
+        "S]\n"
+        "                    [--workload JSON] [--calibration FILE] [--trace FILE] [--json]\n"
+        "Without --config: the paper's GPT-MoE with 64 experts on 64 A100-80GB, preset moesys.\n"
+        "Flags override the config: --preset and --policy (toggles) the policy, --model (fields) and --experts the\n"
+        "model, "
+        "--gpus the cluster size, --ep the expert-parallel size. Known presets: %s.\n",
+        tr::known_presets().c_str());
+    return 0;
+  }
+  if (!args.positional().empty()) throw core::ConfigError("", args.positional().front(), "unexpected argument");
+  std::string file;
+  json config = {{"model", {{"preset", "gpt-moe"}, {"experts", 64}}}, {"cluster", {{"gpus", 64}}}};
+  if (auto f = args.get("--config")) {
+    file = *f;
+    config = tr::read_json_file(file);
+    if (!config.is_object()) throw core::ConfigError(file, "(root)", "expected a training config object");
+  }
+  // Flags are applied as a merge patch of the config, so that one validation path reports every error.
+  if (args.has("--preset")) config["policy"]["preset"] = *args.get("--preset");
+  if (args.has("--policy")) {
+    json p = parse_json_flag(args, "--policy");
+    if (!p.is_object()) throw core::ConfigError("", "--policy", "expected a JSON object of policy toggles");
+    config["policy"].merge_patch(p);
+  }
+  if (args.has("--model")) {
+    json m = parse_json_flag(args, "--model");
+    if (!m.is_object()) throw core::ConfigError("", "--model", "expected a JSON object of model fields");
+    config["model"].merge_patch(m);
+  }
+  if (args.has("--experts")) {
+    if (!config["model"].contains("preset"))
+      throw core::ConfigError("", "--experts", "applies to a model preset (\"model\": {\"preset\": \"gpt-moe\", ...})");
+    config["model"]["experts"] = positive_flag(args, "--experts");
+  }
+  if (args.has("--gpus")) config["cluster"]["gpus"] = positive_flag(args, "--gpus");
+  if (args.has("--gpu")) config["cluster"]["gpu"] = *args.get("--gpu");
+  if (args.has("--ep")) config["parallel"]["expert_parallel"] = positive_flag(args, "--ep");
+  if (args.has("--steps")) config["steps"] = positive_flag(args, "--steps");
+  if (args.has("--workload")) config["workload"] = parse_json_flag(args, "--workload");
+
+  const tr::TrainingConfig c = tr::parse_training_config(config, file);
+  const core::Calibration cal = calibration_from_args(args);
+  const auto trace = args.get("--trace");
+  tr::TrainingReport report = tr::run_training(c, tr::sim_simulator(cal), trace.has_value());
+  if (trace) core::write_chrome_trace(report.last_step, *trace);
+  if (args.has("--json"))
+    std::printf("%s\n", report.summary.dump(1).c_str());
+  else
+    std::printf("%s", format_report(report.summary).c_str());
+  return 0;
+}
+
+const CommandRegistrar kRegistrar("train", "simulate training steps of one MoE configuration (policy presets)",
+                                  run_train);
+
+}  // namespace
+}  // namespace moesys::cli

@@ -1,0 +1,211 @@
+#include "policies/training/routing_plan.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "core/error.hpp"
+#include "core/workload.hpp"
+
+namespace moesys::policies::training {
+
+namespace {
+
+using core::RoutingMatrix;
+
+/// Share i of `total` split into `parts` (the remainder goes to the first shares).
+std::int64_t share(std::int64_t total, std::int64_t parts, std::int64_t i) {
+  return total / parts + (i < total % parts ? 1 : 0);
+}
+
+struct GateStats {
+  std::int64_t assignments = 0, dropped = 0, padding = 0;
+};
+
+/// Applies the gate's capacity and the dispatch layout to one layer's routing.
+LayerRouting apply_gate(const RoutingMatrix& m, const std::vector<std::int64_t>& tokens, const TrainingConfig& c,
+                        const Layout& l, GateStats& stats) {
+  LayerRouting lr;
+  lr.send_rows.assign(static_cast<std::size_t>(l.world), std::vector<std::int64_t>(static_cast<std::size_t>(l.ep), 0));
+  lr.expert_rows.assign(static_cast<std::size_t>(l.world),
+                        std::vector<std::int64_t>(static_cast<std::size_t>(l.local_experts), 0));
+  const bool gshard = c.policy.gate == Gate::gshard, padded = c.policy.dispatch == Dispatch::padded;
+  for (int base = 0; base < l.world; base += l.ep) {
+    // Dropless padded dispatch pads every expert to the largest load in the group (DeepSpeed drop_tokens=false).
+    std::int64_t group_max = 0;
+    for (int r = base; r < base + l.ep; ++r)
+      for (int e = 0; e < l.experts; ++e) group_max = std::max(group_max, m.at(r, e));
+    for (int r = base; r < base + l.ep; ++r) {
+      const std::int64_t cap = gshard ? c.model.expert_capacity(tokens[static_cast<std::size_t>(r)]) : group_max;
+      for (int e = 0; e < l.experts; ++e) {
+        const std::int64_t count = m.at(r, e);
+        const std::int64_t kept = gshard ? std::min(count, cap) : count;
+        const std::int64_t rows = padded ? cap : kept;
+        stats.assignments += count;
+        stats.dropped += count - kept;
+        stats.padding += rows - kept;
+        lr.send_rows[static_cast<std::size_t>(r)][static_cast<std::size_t>(l.owner(e))] += rows;
+        lr.expert_rows[static_cast<std::size_t>(base + l.owner(e))][static_cast<std::size_t>(e % l.local_experts)] +=
+            rows;
+      }
+    }
+  }
+  return lr;
+}
+
+std::vector<double> measure_task_loads(const TrainingConfig& c) {
+  // The gate's token counts of one step with one worker per task: what the elastic policy reads at run time.
+  core::RoutingShape shape{static_cast<int>(c.tasks.size()), c.model.experts, std::max(1, c.model.moe_layers()), 0,
+                           c.model.top_k};
+  std::vector<core::TaskSpec> specs;
+  std::vector<int> placement;
+  for (std::size_t t = 0; t < c.tasks.size(); ++t) {
+    specs.push_back({c.tasks[t].name, c.tasks[t].sequences * c.model.seq_len, c.tasks[t].affinity});
+    placement.push_back(static_cast<int>(t));
+  }
+  core::MultitaskRouting routing(shape, specs, placement, c.workload_seed);
+  RoutingMatrix m = routing.route(0, 0);
+  std::vector<double> loads;
+  for (int t = 0; t < m.ranks(); ++t) loads.push_back(static_cast<double>(m.rank_total(t)) / c.model.top_k);
+  return loads;
+}
+
+void plan_single_task(const TrainingConfig& c, const Layout& l, RoutingPlan& plan, GateStats& stats) {
+  const core::ModelConfig& md = c.model;
+  if (md.global_batch % l.world != 0)
+    throw core::InfeasibleError("global batch of " + std::to_string(md.global_batch) +
+                                " sequences does not divide evenly over " + std::to_string(l.world) + " ranks");
+  const int per_rank = md.global_batch / l.world;
+  if (per_rank % md.micro_batch != 0)
+    throw core::InfeasibleError(std::to_string(per_rank) + " sequences per rank (global batch " +
+                                std::to_string(md.global_batch) + " over " + std::to_string(l.world) +
+                                " ranks) do not divide into micro-batches of " + std::to_string(md.micro_batch));
+  plan.micro_batches = per_rank / md.micro_batch;
+  const std::int64_t tokens = md.tokens_per_micro_batch();
+  auto model =
+      core::make_routing_model(c.workload, c.file, "workload", l.world, md.experts, md.moe_layers(), tokens, md.top_k);
+  for (int s = 0; s < c.steps; ++s) {
+    auto& step = plan.steps.emplace_back();
+    for (int m = 0; m < plan.micro_batches; ++m) {
+      MicroBatch mb;
+      mb.tokens.assign(static_cast<std::size_t>(l.world), tokens);
+      for (int layer = 0; layer < md.moe_layers(); ++layer)
+        mb.layers.push_back(apply_gate(model->route(s * plan.micro_batches + m, layer), mb.tokens, c, l, stats));
+      step.push_back(std::move(mb));
+    }
+  }
+}
+
+void plan_multitask(const TrainingConfig& c, const Layout& l, RoutingPlan& plan, GateStats& stats) {
+  const core::ModelConfig& md = c.model;
+  const auto task_count = static_cast<int>(c.tasks.size());
+  plan.task_loads = measure_task_loads(c);
+  if (c.policy.placement == Placement::elastic) {
+    plan.placement = elastic_placement(plan.task_loads, l.world);
+  } else {
+    if (l.world < task_count)
+      throw core::InfeasibleError("static placement needs a rank per task: " + std::to_string(task_count) +
+                                  " tasks on " + std::to_string(l.world) + " ranks");
+    plan.placement = static_placement(l.world, task_count);
+  }
+  // Sequences per rank: each task's sequences shared evenly by its slots.
+  std::vector<std::int64_t> rank_seqs(static_cast<std::size_t>(l.world), 0);
+  std::vector<int> seen(static_cast<std::size_t>(task_count), 0);
+  for (const Slot& s : plan.placement.slots) {
+    const auto t = static_cast<std::size_t>(s.task);
+    rank_seqs[static_cast<std::size_t>(s.rank)] +=
+        share(c.tasks[t].sequences, plan.placement.ranks_of_task[t], seen[t]++);
+  }
+  std::int64_t most = *std::max_element(rank_seqs.begin(), rank_seqs.end());
+  plan.micro_batches = static_cast<int>((most + md.micro_batch - 1) / md.micro_batch);
+  core::RoutingShape shape{static_cast<int>(plan.placement.slots.size()), md.experts, md.moe_layers(), 0, md.top_k};
+  std::vector<int> slot_task;
+  for (const Slot& s : plan.placement.slots) slot_task.push_back(s.task);
+  for (int s = 0; s < c.steps; ++s) {
+    auto& step = plan.steps.emplace_back();
+    for (int m = 0; m < plan.micro_batches; ++m) {
+      std::vector<core::TaskSpec> specs;
+      for (const auto& t : c.tasks) {
+        const std::int64_t tok = share(t.sequences * md.seq_len, plan.micro_batches, m);
+        if (tok <= 0)
+          throw core::InfeasibleError("task \"" + t.name + "\" has fewer tokens than the " +
+                                      std::to_string(plan.micro_batches) + " micro-batches of a step");
+        specs.push_back({t.name, tok, t.affinity});
+      }
+      core::MultitaskRouting routing(shape, specs, slot_task, c.workload_seed);
+      MicroBatch mb;
+      mb.tokens.assign(static_cast<std::size_t>(l.world), 0);
+      for (std::size_t i = 0; i < plan.placement.slots.size(); ++i)
+        mb.tokens[static_cast<std::size_t>(plan.placement.slots[i].rank)] +=
+            routing.tokens_of_rank(static_cast<int>(i));
+      for (int layer = 0; layer < md.moe_layers(); ++layer) {
+        RoutingMatrix by_slot = routing.route(s * plan.micro_batches + m, layer);
+        RoutingMatrix by_rank(l.world, md.experts);
+        for (std::size_t i = 0; i < plan.placement.slots.size(); ++i)
+          for (int e = 0; e < md.experts; ++e)
+            by_rank.at(plan.placement.slots[i].rank, e) += by_slot.at(static_cast<int>(i), e);
+        mb.layers.push_back(apply_gate(by_rank, mb.tokens, c, l, stats));
+      }
+      step.push_back(std::move(mb));
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<std::int64_t> LayerRouting::recv_rows(const Layout& l, int rank) const {
+  std::vector<std::int64_t> out;
+  const int base = l.ep_base(rank), me = l.ep_index(rank);
+  for (int j = 0; j < l.ep; ++j)
+    out.push_back(send_rows[static_cast<std::size_t>(base + j)][static_cast<std::size_t>(me)]);
+  return out;
+}
+
+std::int64_t LayerRouting::rows_sent(int rank) const {
+  std::int64_t s = 0;
+  for (auto v : send_rows[static_cast<std::size_t>(rank)]) s += v;
+  return s;
+}
+
+std::int64_t LayerRouting::rows_computed(int rank) const {
+  std::int64_t s = 0;
+  for (auto v : expert_rows[static_cast<std::size_t>(rank)]) s += v;
+  return s;
+}
+
+std::int64_t RoutingPlan::max_rows_sent(int rank) const {
+  std::int64_t m = 0;
+  for (const auto& step : steps)
+    for (const auto& mb : step)
+      for (const auto& lr : mb.layers) m = std::max(m, lr.rows_sent(rank));
+  return m;
+}
+
+std::int64_t RoutingPlan::max_rows_received(const Layout&, int rank) const {
+  std::int64_t m = 0;
+  for (const auto& step : steps)
+    for (const auto& mb : step)
+      for (const auto& lr : mb.layers) m = std::max(m, lr.rows_computed(rank));
+  return m;
+}
+
+RoutingPlan build_routing_plan(const TrainingConfig& c, const Layout& l) {
+  RoutingPlan plan;
+  GateStats stats;
+  try {
+    if (c.multitask())
+      plan_multitask(c, l, plan, stats);
+    else
+      plan_single_task(c, l, plan, stats);
+  } catch (const std::invalid_argument& e) {
+    throw core::InfeasibleError(std::string("workload: ") + e.what());
+  }
+  plan.assignments = stats.assignments;
+  plan.dropped = stats.dropped;
+  plan.padding_rows = stats.padding;
+  for (const auto& mb : plan.steps.front())
+    for (auto t : mb.tokens) plan.tokens_per_step += t;
+  plan.sequences_per_step = c.model.global_batch;
+  return plan;
+}
+
+}  // namespace moesys::policies::training

@@ -1,0 +1,228 @@
+#include "policies/training/training_config.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "core/error.hpp"
+#include "core/workload.hpp"
+
+namespace moesys::policies::training {
+
+using nlohmann::json;
+
+namespace {
+
+std::string at(const std::string& base, const std::string& key) {
+  return base.empty() ? key : base + "." + key;
+}
+
+void only_keys(const json& j, const std::string& file, const std::string& path, const std::set<std::string>& keys) {
+  if (!j.is_object()) throw core::ConfigError(file, path, "expected an object, got " + j.dump());
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (keys.count(it.key())) continue;
+    std::string valid;
+    for (const auto& k : keys) valid += (valid.empty() ? "" : ", ") + k;
+    throw core::ConfigError(file, at(path, it.key()), "unknown key (valid keys: " + valid + ")");
+  }
+}
+
+std::int64_t positive_int(const json& j, const std::string& file, const std::string& path, std::int64_t max) {
+  if (!j.is_number_integer() || j.get<std::int64_t>() < 1 || j.get<std::int64_t>() > max)
+    throw core::ConfigError(file, path, "expected an integer in [1, " + std::to_string(max) + "], got " + j.dump());
+  return j.get<std::int64_t>();
+}
+
+std::string string_of(const json& j, const std::string& file, const std::string& path) {
+  if (!j.is_string() || j.get<std::string>().empty())
+    throw core::ConfigError(file, path, "expected a non-empty string, got " + j.dump());
+  return j.get<std::string>();
+}
+
+core::ModelConfig parse_model(const json& j, const std::string& file) {
+  if (!j.is_object()) throw core::ConfigError(file, "model", "expected an object");
+  if (!j.contains("preset")) return core::parse_model_config(j, file, "model");
+  if (string_of(j["preset"], file, "model.preset") != "gpt-moe")
+    throw core::ConfigError(file, "model.preset", "unknown model preset " + j["preset"].dump() + " (known: gpt-moe)");
+  if (!j.contains("experts")) throw core::ConfigError(file, "model.experts", "missing required key");
+  const int experts = static_cast<int>(positive_int(j["experts"], file, "model.experts", 1 << 20));
+  // The paper's family, then any field the config overrides; the merged object is validated as a whole.
+  json merged = core::to_json(core::ModelConfig::paper_gpt_moe(experts));
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (it.key() != "preset") merged[it.key()] = *it;
+  return core::parse_model_config(merged, file, "model");
+}
+
+void parse_multitask(const json& j, const std::string& file, TrainingConfig& c) {
+  only_keys(j, file, "workload", {"kind", "tasks", "seed"});
+  if (!j.contains("tasks") || !j["tasks"].is_array() || j["tasks"].empty())
+    throw core::ConfigError(file, "workload.tasks", "expected a non-empty array of tasks");
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < j["tasks"].size(); ++i) {
+    const std::string p = "workload.tasks[" + std::to_string(i) + "]";
+    const json& t = j["tasks"][i];
+    only_keys(t, file, p, {"name", "sequences", "affinity"});
+    TaskWorkload task;
+    if (!t.contains("name")) throw core::ConfigError(file, p + ".name", "missing required key");
+    task.name = string_of(t["name"], file, p + ".name");
+    if (!names.insert(task.name).second) throw core::ConfigError(file, p + ".name", "duplicate task name");
+    if (!t.contains("sequences")) throw core::ConfigError(file, p + ".sequences", "missing required key");
+    task.sequences = positive_int(t["sequences"], file, p + ".sequences", 1 << 24);
+    if (t.contains("affinity")) {
+      const json& a = t["affinity"];
+      if (!a.is_number() || a.get<double>() < 0 || a.get<double>() > 1)
+        throw core::ConfigError(file, p + ".affinity", "expected a number in [0, 1], got " + a.dump());
+      task.affinity = a.get<double>();
+    }
+    c.tasks.push_back(task);
+  }
+  if (j.contains("seed"))
+    c.workload_seed = static_cast<std::uint64_t>(positive_int(j["seed"], file, "workload.seed", INT64_MAX));
+  std::int64_t total = 0;
+  for (const auto& t : c.tasks) total += t.sequences;
+  if (total > (1 << 30)) throw core::ConfigError(file, "workload.tasks", "too many sequences per step");
+  c.model.global_batch = static_cast<int>(total);
+}
+
+std::filesystem::path resolve(const std::string& file, const std::string& name) {
+  std::filesystem::path p = name;
+  if (p.is_relative() && !file.empty()) {
+    auto beside = std::filesystem::path(file).parent_path() / p;
+    if (std::filesystem::exists(beside)) return beside;
+  }
+  return p;
+}
+
+/// "spine_oversubscription": leaf uplinks carry 1/x of the leaf's downlink capacity (what-if fabrics).
+void apply_fabric(const json& j, const std::string& file, TrainingConfig& c) {
+  if (!j.contains("spine_oversubscription")) return;
+  const json& v = j["spine_oversubscription"];
+  if (!v.is_number() || !(v.get<double>() >= 1) || v.get<double>() > 1e6)
+    throw core::ConfigError(file, "cluster.spine_oversubscription", "expected a number >= 1, got " + v.dump());
+  c.cluster.fabric.oversubscription = v.get<double>();
+  c.cluster = core::parse_cluster(core::cluster_to_json(c.cluster), file.empty() ? "<flags>" : file);
+}
+
+void parse_cluster(const json& j, const std::string& file, TrainingConfig& c) {
+  if (j.contains("file")) {
+    only_keys(j, file, "cluster", {"file", "nodes", "gpus", "spine_oversubscription"});
+    auto path = resolve(file, string_of(j["file"], file, "cluster.file"));
+    if (!std::filesystem::exists(path))
+      throw core::ConfigError(file, "cluster.file", "no cluster description at \"" + path.string() + "\"");
+    c.cluster = core::load_cluster_file(path.string());
+    if (j.contains("nodes")) {
+      c.cluster.nodes = static_cast<int>(positive_int(j["nodes"], file, "cluster.nodes", 1 << 16));
+      c.cluster = core::parse_cluster(core::cluster_to_json(c.cluster), path.string());  // revalidate
+    }
+    c.gpus = j.contains("gpus")
+                 ? static_cast<int>(positive_int(j["gpus"], file, "cluster.gpus", c.cluster.total_gpus()))
+                 : c.cluster.total_gpus();
+    apply_fabric(j, file, c);
+    return;
+  }
+  only_keys(j, file, "cluster",
+            {"gpus", "gpu", "gpus_per_node", "nics_per_node", "nic_gbps", "spine_oversubscription"});
+  core::ClusterGeneratorOptions o;
+  if (j.contains("gpus_per_node"))
+    o.gpus_per_node = static_cast<int>(positive_int(j["gpus_per_node"], file, "cluster.gpus_per_node", 64));
+  if (j.contains("nics_per_node"))
+    o.nics_per_node = static_cast<int>(positive_int(j["nics_per_node"], file, "cluster.nics_per_node", 64));
+  if (j.contains("nic_gbps")) {
+    if (!j["nic_gbps"].is_number() || !(j["nic_gbps"].get<double>() > 0))
+      throw core::ConfigError(file, "cluster.nic_gbps", "expected a positive number, got " + j["nic_gbps"].dump());
+    o.nic_gbits_per_s = j["nic_gbps"].get<double>();
+  }
+  if (j.contains("gpu")) o.gpu = string_of(j["gpu"], file, "cluster.gpu");
+  int gpus = o.nodes * o.gpus_per_node;
+  if (j.contains("gpus")) gpus = static_cast<int>(positive_int(j["gpus"], file, "cluster.gpus", 1 << 20));
+  if (gpus > o.gpus_per_node && gpus % o.gpus_per_node != 0)
+    throw core::ConfigError(file, "cluster.gpus",
+                            "expected whole nodes: a multiple of gpus_per_node (" + std::to_string(o.gpus_per_node) +
+                                ") or at most one node, got " + std::to_string(gpus));
+  o.nodes = (gpus + o.gpus_per_node - 1) / o.gpus_per_node;
+  try {
+    c.cluster = core::generate_cluster(o);
+  } catch (const core::ConfigError& e) {
+    throw core::ConfigError(file, "cluster", e.message());
+  }
+  c.gpus = gpus;
+  apply_fabric(j, file, c);
+}
+
+}  // namespace
+
+json read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw core::ConfigError(path, "", "cannot open file");
+  try {
+    return json::parse(in);
+  } catch (const json::parse_error& e) {
+    throw core::ConfigError(path, "(root)", "malformed JSON at byte " + std::to_string(e.byte));
+  }
+}
+
+TrainingConfig parse_training_config(const json& j, const std::string& file) {
+  only_keys(j, file, "", {"model", "workload", "cluster", "parallel", "policy", "steps", "seed"});
+  TrainingConfig c;
+  c.file = file;
+  if (!j.contains("model")) throw core::ConfigError(file, "model", "missing required key");
+  c.model = parse_model(j["model"], file);
+  parse_cluster(j.value("cluster", json::object()), file, c);
+  if (j.contains("steps")) c.steps = static_cast<int>(positive_int(j["steps"], file, "steps", 1000));
+  c.policy = parse_policy(j.value("policy", json::object()), file, "policy");
+
+  const json parallel = j.value("parallel", json::object());
+  only_keys(parallel, file, "parallel", {"expert_parallel"});
+  c.expert_parallel =
+      parallel.contains("expert_parallel")
+          ? static_cast<int>(positive_int(parallel["expert_parallel"], file, "parallel.expert_parallel", 1 << 20))
+          : std::min(c.gpus, c.model.experts);
+
+  if (j.contains("workload")) {
+    const json& w = j["workload"];
+    if (!w.is_object() || !w.contains("kind") || !w["kind"].is_string())
+      throw core::ConfigError(file, "workload.kind", "expected a workload object with a \"kind\"");
+    if (w["kind"] == "multitask") {
+      parse_multitask(w, file, c);
+    } else {
+      c.workload = w;
+      // Validate the routing model now (kind, keys, trace file shape) so that errors surface before any run.
+      const int moe_layers = c.model.moe_layers();
+      core::make_routing_model(w, file, "workload", c.gpus, c.model.experts, moe_layers,
+                               c.model.tokens_per_micro_batch(), c.model.top_k);
+    }
+  }
+  if (j.contains("seed")) {
+    const auto seed = static_cast<std::uint64_t>(positive_int(j["seed"], file, "seed", INT64_MAX));
+    c.workload_seed = seed;
+    if (!c.multitask() && c.workload.contains("seed") == false && c.workload["kind"] != "uniform" &&
+        c.workload["kind"] != "trace")
+      c.workload["seed"] = seed;
+  }
+  return c;
+}
+
+json describe_config(const TrainingConfig& c) {
+  json d = {{"model", core::to_json(c.model)},
+            {"params", c.model.total_params()},
+            {"cluster", c.cluster.name},
+            {"gpu", c.cluster.node.gpu.model},
+            {"gpus", c.gpus},
+            {"nodes", (c.gpus + c.cluster.node.gpus - 1) / c.cluster.node.gpus},
+            {"expert_parallel", c.expert_parallel},
+            {"spine_oversubscription", c.cluster.fabric.oversubscription},
+            {"policy", to_json(c.policy)},
+            {"policy_name", describe(c.policy)},
+            {"steps", c.steps}};
+  if (c.multitask()) {
+    json tasks = json::array();
+    for (const auto& t : c.tasks)
+      tasks.push_back({{"name", t.name}, {"sequences", t.sequences}, {"affinity", t.affinity}});
+    d["workload"] = {{"kind", "multitask"}, {"tasks", tasks}, {"seed", c.workload_seed}};
+  } else {
+    d["workload"] = c.workload;
+  }
+  return d;
+}
+
+}  // namespace moesys::policies::training

@@ -1,0 +1,54 @@
+#pragma once
+// One training configuration: model, workload, cluster, parallel layout, policy, and how many steps to simulate.
+// JSON (every block optional except "model"):
+//   {"model":    {"preset": "gpt-moe", "experts": 64, <ModelConfig overrides>} | <full ModelConfig object>,
+//    "workload": {"kind": "uniform"} | zipf | drift | trace (core/workload.hpp) |
+//                {"kind": "multitask", "tasks": [{"name": "a", "sequences": 512, "affinity": 0.8}, ...], "seed": 1},
+//    "cluster":  {"gpus": 64, "gpu": "a100-80g", "gpus_per_node": 8, "nics_per_node": 8, "nic_gbps": 200} |
+//                {"file": "topologies/dgx-a100-80g.json", "nodes": 8, "gpus": 64}
+//                (either form may add "spine_oversubscription": x >= 1, leaf uplinks at 1/x of the downlinks),
+//    "parallel": {"expert_parallel": 64},
+//    "policy":   {"preset": "moesys", <toggle overrides>},
+//    "steps": 2, "seed": 1}
+// A multi-task workload counts each task's batch in sequences per step; the model's global_batch is then their sum.
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/cluster.hpp"
+#include "core/model_config.hpp"
+#include "policies/training/policy.hpp"
+
+namespace moesys::policies::training {
+
+struct TaskWorkload {
+  std::string name;
+  std::int64_t sequences = 0;  // per optimizer step
+  double affinity = 0;         // probability that a token prefers the task's own block of experts
+};
+
+struct TrainingConfig {
+  std::string file;  // where it came from (error messages); empty for flags
+  core::ModelConfig model;
+  nlohmann::json workload = {{"kind", "uniform"}};  // routing-model object for non-multitask kinds
+  std::vector<TaskWorkload> tasks;                  // non-empty: a multi-task workload
+  std::uint64_t workload_seed = 1;
+  core::ClusterSpec cluster;
+  int gpus = 0;             // ranks (rank r on GPU r)
+  int expert_parallel = 0;  // size of an expert-parallel group
+  TrainingPolicy policy;
+  int steps = 2;  // simulated steps; metrics come from the last one
+
+  bool multitask() const { return !tasks.empty(); }
+};
+
+/// Parses and validates the JSON above; ConfigError(file, json path, ...) on malformed input. Shape problems
+/// that only the combination reveals (divisibility, memory) are checked by check_feasible (memory_plan.hpp).
+TrainingConfig parse_training_config(const nlohmann::json& j, const std::string& file);
+/// Reads a config file (ConfigError if unreadable or malformed JSON).
+nlohmann::json read_json_file(const std::string& path);
+/// A compact description for reports: model, cluster, layout and the policy's toggles.
+nlohmann::json describe_config(const TrainingConfig& c);
+
+}  // namespace moesys::policies::training

@@ -1,0 +1,33 @@
+# `moesys train` and training studies: bad input exits 2 with one line naming the problem, before any simulation.
+moesys_cli_test(train_unknown_preset 2 "unknown preset 'megatron' (known: deepspeed, moesys, static-multitask"
+                train --preset megatron)
+moesys_cli_test(train_unknown_toggle 2 "policy.fusion: unknown policy toggle"
+                train --policy "{\"fusion\": 1}")
+moesys_cli_test(train_bad_toggle_value 2 "policy.all_to_all: expected one of flat, hierarchical"
+                train --policy "{\"all_to_all\": \"ring\"}")
+moesys_cli_test(train_experts_not_divisible 2 "12 experts cannot be divided evenly over an expert-parallel group of 8 ranks"
+                train --experts 12 --gpus 8 --ep 8)
+moesys_cli_test(train_batch_not_divisible 2 "global batch of 100 sequences does not divide evenly over 8 ranks"
+                train --experts 8 --gpus 8 --model "{\"global_batch\": 100, \"micro_batch\": 4}")
+moesys_cli_test(train_micro_batch_not_divisible 2 "12 sequences per rank (global batch 96 over 8 ranks) do not divide into micro-batches of 8"
+                train --experts 8 --gpus 8 --model "{\"global_batch\": 96}")
+moesys_cli_test(train_out_of_memory 2 "GiB of HBM for parameters"
+                train --experts 64 --gpus 64 --gpu a100-40g --preset deepspeed)
+moesys_cli_test(train_out_of_memory_names_capacity 2 ", has 40.0 GiB"
+                train --experts 64 --gpus 64 --gpu a100-40g --preset deepspeed)
+moesys_cli_test(train_static_placement_needs_a_rank_per_task 2 "static placement needs a rank per task: 4 tasks on 2 ranks"
+                train --experts 8 --gpus 2 --preset static-multitask --workload "{\"kind\": \"multitask\", \"tasks\": [{\"name\": \"a\", \"sequences\": 8}, {\"name\": \"b\", \"sequences\": 8}, {\"name\": \"c\", \"sequences\": 8}, {\"name\": \"d\", \"sequences\": 8}]}")
+moesys_cli_test(train_unknown_flag 2 "--nodes: unknown option"
+                train --nodes 2)
+moesys_cli_test(train_unknown_workload 2 "workload.kind: expected one of uniform, zipf, drift, multitask, trace"
+                train --experts 8 --gpus 8 --workload "{\"kind\": \"poisson\"}")
+moesys_cli_test(train_bad_gpus 2 "cluster.gpus: expected whole nodes"
+                train --experts 4 --gpus 12)
+moesys_cli_test(train_missing_config 2 "cannot open file"
+                train --config @WORK@/missing.json)
+moesys_cli_test(train_small_run 0 ""
+                train --experts 8 --gpus 8 --steps 1)
+moesys_cli_test(train_small_run_json_and_trace 0 ""
+                train --experts 8 --gpus 8 --steps 1 --preset deepspeed --json --trace @WORK@/trace.json)
+moesys_cli_test(experiment_training_smoke 0 ""
+                experiment @SRC@/experiments/training-smoke.json --no-plots --quiet --results @WORK@/results)
