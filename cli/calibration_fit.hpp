@@ -1,6 +1,6 @@
 #pragma once
 // Fits the efficiency table to the published points: coordinate descent on each parameter with shrinking
-// multiplicative steps, minimising the largest relative error (then the sum of squared errors). Every
+// multiplicative steps, minimising the largest relative error in half-percent steps, then the sum of squared errors. Every
 // evaluation is one simulation in a forked child.
 #include <vector>
 

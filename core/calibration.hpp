@@ -12,11 +12,11 @@ namespace moesys::core {
 
 struct Calibration {
   double nvlink_efficiency = 0.745;       // large-transfer fraction of NVLink spec bandwidth
-  double pcie_efficiency = 0.829;         // fraction of PCIe spec bandwidth for pinned copies
+  double pcie_efficiency = 0.830;         // fraction of PCIe spec bandwidth for pinned copies
   double nic_efficiency = 0.960;           // fraction of NIC line rate reached by RDMA collectives
   double gemm_efficiency = 0.936;         // fraction of tensor-core peak for large GEMMs
   double hbm_efficiency = 0.8;            // fraction of HBM bandwidth for memory-bound kernels (uncalibrated)
-  double step_latency_s = 3.20e-6;        // fixed cost of one collective step / one message
+  double step_latency_s = 3.09e-6;        // fixed cost of one collective step / one message
   double half_bandwidth_bytes = 8.81e4;    // message size at which a transfer reaches half its link rate
   double kernel_launch_s = 4e-6;          // fixed cost per GPU kernel (uncalibrated)
 

@@ -9,42 +9,77 @@ namespace moesys::sim {
 FlowEngine::FlowEngine(const Platform& platform, const core::Calibration& cal, FlowMode mode)
     : platform_(platform), cal_(cal), mode_(mode) {}
 
-sg::sg4::CommPtr FlowEngine::start(sg::sg4::Host* from, sg::sg4::Host* to, double bytes, double efficiency) {
+sg::sg4::CommPtr FlowEngine::start(const Flow& f) {
   ++flows_started_;
-  auto comm = sg::sg4::Comm::sendto_init(from, to);
-  comm->set_payload_size(static_cast<std::uint64_t>(std::ceil(bytes)));
-  sg::set_next_flow_efficiency(efficiency);
+  const auto bytes = static_cast<std::uint64_t>(std::ceil(f.bytes));
+  auto comm = sg::sg4::Comm::sendto_init(f.from, f.to);
+  comm->set_payload_size(bytes);
+  sg::register_flow_efficiency(f.from, f.to, bytes, f.efficiency);
   comm->start();
   return comm;
 }
 
+void FlowEngine::start_and_wait(const std::vector<Flow>& flows) {
+  // SimGrid 3.32 removes a finished activity from its actor's list by a linear scan, so one actor waiting on
+  // thousands of flows costs quadratically. Beyond a few dozen flows, helper actors start and wait on a slice
+  // each; the caller waits for the last helper.
+  constexpr std::size_t kFlowsPerActor = 64;
+  if (flows.size() <= kFlowsPerActor) {
+    std::vector<sg::sg4::CommPtr> comms;
+    comms.reserve(flows.size());
+    for (const Flow& f : flows) comms.push_back(start(f));
+    sg::sg4::Comm::wait_all(comms);
+    return;
+  }
+  struct Batch {
+    std::size_t remaining = 0;
+    sg::sg4::MutexPtr mutex = sg::sg4::Mutex::create();
+    sg::sg4::ConditionVariablePtr done = sg::sg4::ConditionVariable::create();
+  };
+  auto batch = std::make_shared<Batch>();
+  batch->remaining = (flows.size() + kFlowsPerActor - 1) / kFlowsPerActor;
+  for (std::size_t first = 0; first < flows.size(); first += kFlowsPerActor) {
+    std::vector<Flow> slice(flows.begin() + static_cast<long>(first),
+                            flows.begin() + static_cast<long>(std::min(flows.size(), first + kFlowsPerActor)));
+    sg::sg4::Actor::create("flows", sg::sg4::this_actor::get_host(), [this, batch, slice = std::move(slice)] {
+      std::vector<sg::sg4::CommPtr> comms;
+      comms.reserve(slice.size());
+      for (const Flow& f : slice) comms.push_back(start(f));
+      sg::sg4::Comm::wait_all(comms);
+      std::unique_lock lock(*batch->mutex);
+      if (--batch->remaining == 0) batch->done->notify_all();
+    });
+  }
+  std::unique_lock lock(*batch->mutex);
+  while (batch->remaining > 0) batch->done->wait(lock);
+}
+
 void FlowEngine::run(const std::vector<Transfer>& transfers) {
-  std::vector<sg::sg4::CommPtr> comms;
+  std::vector<Flow> flows;
   for (const Transfer& t : transfers) {
     if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) continue;
     bytes_by_class_[static_cast<std::size_t>(platform_.classify(t.src_gpu, t.dst_gpu))] += t.bytes;
   }
   if (mode_ == FlowMode::detailed)
-    run_detailed(transfers, comms);
+    plan_detailed(transfers, flows);
   else
-    run_aggregated(transfers, comms);
-  sg::sg4::Comm::wait_all(comms);
+    plan_aggregated(transfers, flows);
+  start_and_wait(flows);
 }
 
 void FlowEngine::copy(sg::sg4::Host* from, sg::sg4::Host* to, double bytes) {
   if (bytes <= 0) return;
-  start(from, to, bytes, cal_.message_efficiency(bytes))->wait();
+  start({from, to, bytes, cal_.message_efficiency(bytes)})->wait();
 }
 
-void FlowEngine::run_detailed(const std::vector<Transfer>& transfers, std::vector<sg::sg4::CommPtr>& comms) {
+void FlowEngine::plan_detailed(const std::vector<Transfer>& transfers, std::vector<Flow>& flows) const {
   for (const Transfer& t : transfers) {
     if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) continue;
-    comms.push_back(start(platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes,
-                          cal_.message_efficiency(t.message_bytes)));
+    flows.push_back({platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes, cal_.message_efficiency(t.message_bytes)});
   }
 }
 
-void FlowEngine::run_aggregated(const std::vector<Transfer>& transfers, std::vector<sg::sg4::CommPtr>& comms) {
+void FlowEngine::plan_aggregated(const std::vector<Transfer>& transfers, std::vector<Flow>& flows) const {
   // One merged flow per (GPU, path class, direction); transfers that cannot be split (PCIe-only nodes) keep
   // their own end-to-end flow.
   struct Merged {
@@ -58,7 +93,7 @@ void FlowEngine::run_aggregated(const std::vector<Transfer>& transfers, std::vec
     PathClass c = platform_.classify(t.src_gpu, t.dst_gpu);
     const double eff = cal_.message_efficiency(t.message_bytes);
     if (c == PathClass::intra_node && !platform_.intra_node_split()) {
-      comms.push_back(start(platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes, eff));
+      flows.push_back({platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes, eff});
       continue;
     }
     for (auto* m : {&out[key(t.src_gpu, c)], &in[key(t.dst_gpu, c)]}) {
@@ -66,8 +101,8 @@ void FlowEngine::run_aggregated(const std::vector<Transfer>& transfers, std::vec
       m->link_bytes += t.bytes / eff;
     }
   }
-  // Start in a fixed order so that runs are deterministic whatever the hash map's iteration order.
-  auto start_all = [&](std::unordered_map<std::uint64_t, Merged>& m, bool egress) {
+  // Emit in a fixed order so that runs are deterministic whatever the hash map's iteration order.
+  auto emit = [&](std::unordered_map<std::uint64_t, Merged>& m, bool egress) {
     std::vector<std::uint64_t> keys;
     keys.reserve(m.size());
     for (const auto& kv : m) keys.push_back(kv.first);
@@ -76,11 +111,11 @@ void FlowEngine::run_aggregated(const std::vector<Transfer>& transfers, std::vec
       int gpu = static_cast<int>(k / kPathClassCount);
       auto c = static_cast<PathClass>(k % kPathClassCount);
       const auto& h = egress ? platform_.egress(gpu, c) : platform_.ingress(gpu, c);
-      comms.push_back(start(h.from, h.to, m[k].bytes, m[k].bytes / m[k].link_bytes));
+      flows.push_back({h.from, h.to, m[k].bytes, m[k].bytes / m[k].link_bytes});
     }
   };
-  start_all(out, true);
-  start_all(in, false);
+  emit(out, true);
+  emit(in, false);
 }
 
 }  // namespace moesys::sim

@@ -38,9 +38,18 @@ public:
   std::uint64_t flows_started() const { return flows_started_; }
 
 private:
-  void run_detailed(const std::vector<Transfer>& transfers, std::vector<sg::sg4::CommPtr>& comms);
-  void run_aggregated(const std::vector<Transfer>& transfers, std::vector<sg::sg4::CommPtr>& comms);
-  sg::sg4::CommPtr start(sg::sg4::Host* from, sg::sg4::Host* to, double bytes, double efficiency);
+  /// One SimGrid flow to start: endpoints, size and efficiency.
+  struct Flow {
+    sg::sg4::Host* from;
+    sg::sg4::Host* to;
+    double bytes;
+    double efficiency;
+  };
+  void plan_detailed(const std::vector<Transfer>& transfers, std::vector<Flow>& flows) const;
+  void plan_aggregated(const std::vector<Transfer>& transfers, std::vector<Flow>& flows) const;
+  /// Starts the flows and blocks until all have finished, spreading them over helper actors (see .cpp).
+  void start_and_wait(const std::vector<Flow>& flows);
+  sg::sg4::CommPtr start(const Flow& f);
 
   const Platform& platform_;
   core::Calibration cal_;

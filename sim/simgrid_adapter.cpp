@@ -1,5 +1,8 @@
 #include "sim/simgrid_adapter.hpp"
 
+#include <deque>
+#include <map>
+#include <tuple>
 #include <unordered_set>
 
 #include <simgrid/kernel/resource/NetworkModelIntf.hpp>
@@ -40,18 +43,24 @@ void add_route(sg4::NetZone* zone, sg4::Host* from, sg4::Host* to, const std::ve
 void seal(sg4::NetZone* zone) { zone->seal(); }
 
 namespace {
-double g_next_flow_efficiency = 1.0;
-}
+using FlowKey = std::tuple<const sg4::Host*, const sg4::Host*, std::uint64_t>;
+std::map<FlowKey, std::deque<double>> g_pending_efficiency;
+}  // namespace
 
-void set_next_flow_efficiency(double efficiency) { g_next_flow_efficiency = efficiency; }
+void register_flow_efficiency(const sg4::Host* from, const sg4::Host* to, std::uint64_t bytes, double efficiency) {
+  g_pending_efficiency[{from, to, bytes}].push_back(efficiency);
+}
 
 void install_flow_efficiency_hook(sg4::NetZone* zone) {
   // In SimGrid 3.32 the bandwidth factor both bounds the flow (factor x slowest link) and scales what it
   // consumes on every link of its route: exactly an efficiency.
-  zone->get_network_model()->set_bw_factor_cb([](double, const sg4::Host*, const sg4::Host*,
+  zone->get_network_model()->set_bw_factor_cb([](double size, const sg4::Host* from, const sg4::Host* to,
                                                  const std::vector<sg4::Link*>&, const std::unordered_set<sg4::NetZone*>&) {
-    const double f = g_next_flow_efficiency;
-    g_next_flow_efficiency = 1.0;
+    auto it = g_pending_efficiency.find({from, to, static_cast<std::uint64_t>(size)});
+    if (it == g_pending_efficiency.end()) return 1.0;
+    const double f = it->second.front();
+    it->second.pop_front();
+    if (it->second.empty()) g_pending_efficiency.erase(it);
     return f;
   });
 }

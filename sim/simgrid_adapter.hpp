@@ -1,6 +1,7 @@
 #pragma once
 // The only file that touches SimGrid's platform-creation API (renamed between 3.32 and 4.x: create_*_zone,
 // create_host, create_link, add_route). An upgrade changes this file and nothing else.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -23,9 +24,10 @@ void add_route(sg4::NetZone* zone, sg4::Host* from, sg4::Host* to, const std::ve
 void seal(sg4::NetZone* zone);
 
 /// A flow's efficiency f in (0, 1]: it moves f bytes per byte of link capacity it uses, so alone on its route
-/// it reaches f times the slowest link. SimGrid applies it through the network model's bandwidth-factor hook;
-/// call this right before starting the flow (the model consumes it synchronously at the start).
-void set_next_flow_efficiency(double efficiency);
+/// it reaches f times the slowest link. SimGrid applies it through the network model's bandwidth-factor hook,
+/// which sees only the endpoints and the size: register the efficiency under those right before starting the
+/// flow. Several actors may start flows in one scheduling round, so registrations queue per (from, to, bytes).
+void register_flow_efficiency(const sg4::Host* from, const sg4::Host* to, std::uint64_t bytes, double efficiency);
 /// Installs that hook on the zone's network model (once, after the root zone exists).
 void install_flow_efficiency_hook(sg4::NetZone* zone);
 

@@ -2,8 +2,8 @@
 // every byte to the local GPU whose index matches its destination's; then among GPUs of the same local index
 // across nodes, i.e. along one rail. Inter-node messages become GPUs-per-node times fewer and larger, and no
 // byte crosses the spine of a rail-optimised fabric.
-#include <map>
 #include <stdexcept>
+#include <vector>
 
 #include "sim/collectives.hpp"
 
@@ -11,35 +11,36 @@ namespace moesys::sim {
 
 CollectivePlan plan_hierarchical_all_to_all(const core::ClusterSpec& spec, const CollectiveCall& call) {
   const std::size_t n = call.members.size();
-  std::map<int, int> member_index;  // global GPU -> group index
-  for (std::size_t i = 0; i < n; ++i) member_index[call.members[i]] = static_cast<int>(i);
-  auto relay_of = [&](int src_gpu, int dst_gpu) {
-    // The GPU on the source's node with the destination's local index.
-    return spec.node_of(src_gpu) * spec.node.gpus + spec.local_of(dst_gpu);
+  // Group index of every member GPU (-1 for GPUs outside the group); dense because this runs per collective.
+  std::vector<int> index_of(static_cast<std::size_t>(spec.total_gpus()), -1);
+  for (std::size_t i = 0; i < n; ++i) index_of[static_cast<std::size_t>(call.members[i])] = static_cast<int>(i);
+  // The relay of (source i, destination j) is the GPU on i's node with j's local index; it must be a member.
+  auto relay_of = [&](std::size_t i, std::size_t j) {
+    const int g = spec.node_of(call.members[i]) * spec.node.gpus + spec.local_of(call.members[j]);
+    const int r = index_of[static_cast<std::size_t>(g)];
+    if (r < 0)
+      throw std::invalid_argument("hierarchical all-to-all needs every node of the group to hold the same local GPUs");
+    return static_cast<std::size_t>(r);
   };
-  // Both steps need the relay GPU to be a member; otherwise the group is not node-aligned.
-  for (int s : call.members)
-    for (int d : call.members)
-      if (!member_index.count(relay_of(s, d)))
-        throw std::invalid_argument("hierarchical all-to-all needs every node of the group to hold the same local GPUs");
-
-  std::map<std::pair<int, int>, double> intra, inter;  // (src, dst) GPU -> bytes
+  // bytes[a * n + b] from member a to member b in each step.
+  std::vector<double> intra(n * n, 0.0), inter(n * n, 0.0);
   for (std::size_t i = 0; i < n; ++i)
     for (std::size_t j = 0; j < n; ++j) {
-      double b = call.matrix[i][j];
+      const double b = call.matrix[i][j];
       if (b <= 0 || i == j) continue;
-      int s = call.members[i], d = call.members[j];
-      int relay = relay_of(s, d);
-      if (relay != s) intra[{s, relay}] += b;
-      if (relay != d) inter[{relay, d}] += b;
+      const std::size_t relay = relay_of(i, j);
+      if (relay != i) intra[i * n + relay] += b;
+      if (relay != j) inter[relay * n + j] += b;
     }
   CollectivePlan plan;
-  for (auto* step : {&intra, &inter}) {
-    if (step->empty()) continue;
+  for (const auto* step : {&intra, &inter}) {
     Stage stage;
     stage.latency_steps = 1;
-    for (const auto& [pair, bytes] : *step) stage.transfers.push_back({pair.first, pair.second, bytes, bytes});
-    plan.push_back(std::move(stage));
+    for (std::size_t a = 0; a < n; ++a)
+      for (std::size_t b = 0; b < n; ++b)
+        if (const double bytes = (*step)[a * n + b]; bytes > 0)
+          stage.transfers.push_back({call.members[a], call.members[b], bytes, bytes});
+    if (!stage.transfers.empty()) plan.push_back(std::move(stage));
   }
   return plan;
 }
