@@ -13,6 +13,7 @@ const char* stream_name(StreamId s) {
     case streams::kD2H: return "d2h";
     case streams::kNvme: return "nvme";
     case streams::kComm2: return "comm2";
+    case streams::kGather: return "gather";
     default: return "stream";
   }
 }

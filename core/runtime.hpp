@@ -33,7 +33,8 @@ inline constexpr StreamId kComm = 1;     // collectives and point-to-point
 inline constexpr StreamId kH2D = 2;      // host (or SSD) to device copies: prefetch, ring refill
 inline constexpr StreamId kD2H = 3;      // device to host copies: offload, write-back
 inline constexpr StreamId kNvme = 4;     // SSD <-> host memory
-inline constexpr StreamId kComm2 = 5;    // a second communication stream (e.g. dense prefetch all-gather)
+inline constexpr StreamId kComm2 = 5;    // a second communication stream (e.g. gradient reductions)
+inline constexpr StreamId kGather = 6;   // parameter all-gathers ahead of use (ZeRO-3 prefetch)
 }  // namespace streams
 const char* stream_name(StreamId s);
 

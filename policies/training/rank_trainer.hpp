@@ -19,7 +19,7 @@ namespace moesys::policies::training {
 
 /// Extra streams beyond the conventional ones (core::streams): ZeRO-3 parameter gathers run on their own stream
 /// so that they neither wait behind nor delay gradient reductions (kComm2) or expert all-to-alls (kComm).
-inline constexpr core::StreamId kGatherStream = 6;
+inline constexpr core::StreamId kGatherStream = core::streams::kGather;
 
 class RankTrainer {
  public:
