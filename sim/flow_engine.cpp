@@ -23,7 +23,7 @@ void FlowEngine::start_and_wait(const std::vector<Flow>& flows) {
   // SimGrid 3.32 removes a finished activity from its actor's list by a linear scan, so one actor waiting on
   // thousands of flows costs quadratically. Beyond a few dozen flows, helper actors start and wait on a slice
   // each; the caller waits for the last helper.
-  constexpr std::size_t kFlowsPerActor = 64;
+  constexpr std::size_t kFlowsPerActor = 256;
   if (flows.size() <= kFlowsPerActor) {
     std::vector<sg::sg4::CommPtr> comms;
     comms.reserve(flows.size());
