@@ -28,27 +28,37 @@ double time_collective(const core::ClusterSpec& spec, sim::CollectiveOp op, doub
   sim::SimOptions opt;
   opt.flow_mode = mode;
   double elapsed = 0;
-  sim::simulate(spec, spec.total_gpus(), [&](core::Runtime& rt) {
-    auto world = core::Group::world(rt.world_size());
-    core::Buffer none;
-    const double t0 = rt.now_s();
-    core::Event e;
-    if (op == sim::CollectiveOp::all_reduce) {
-      e = rt.all_reduce(core::streams::kComm, world, none, static_cast<std::uint64_t>(bytes), core::Dtype::fp32, algo);
-    } else {
-      std::vector<std::uint64_t> row;
-      for (int j = 0; j < rt.world_size(); ++j)
-        row.push_back(static_cast<std::uint64_t>(matrix_of ? matrix_of(rt.rank(), j) : bytes / rt.world_size()));
-      e = rt.all_to_all(core::streams::kComm, world, none, row, none, row, algo);
-    }
-    rt.wait(e);
-    if (rt.rank() == 0) elapsed = rt.now_s() - t0;
-  }, opt);
+  sim::simulate(
+      spec, spec.total_gpus(),
+      [&](core::Runtime& rt) {
+        auto world = core::Group::world(rt.world_size());
+        core::Buffer none;
+        const double t0 = rt.now_s();
+        core::Event e;
+        if (op == sim::CollectiveOp::all_reduce) {
+          e = rt.all_reduce(core::streams::kComm, world, none, static_cast<std::uint64_t>(bytes), core::Dtype::fp32,
+                            algo);
+        } else {
+          std::vector<std::uint64_t> row;
+          for (int j = 0; j < rt.world_size(); ++j)
+            row.push_back(static_cast<std::uint64_t>(matrix_of ? matrix_of(rt.rank(), j) : bytes / rt.world_size()));
+          e = rt.all_to_all(core::streams::kComm, world, none, row, none, row, algo);
+        }
+        rt.wait(e);
+        if (rt.rank() == 0) elapsed = rt.now_s() - t0;
+      },
+      opt);
   return elapsed;
 }
 
 double in_child(const std::function<double()>& fn) {
   return test::run_in_child([&] { return std::vector<double>{fn()}; }).at(0);
+}
+
+// One all-to-all in its own process (SimGrid runs one simulation per process).
+double all_to_all_in_child(const core::ClusterSpec& spec, double bytes, core::CollectiveAlgo algo, sim::FlowMode mode,
+                           const std::function<double(int, int)>& matrix_of = {}) {
+  return in_child([&] { return time_collective(spec, sim::CollectiveOp::all_to_all, bytes, algo, mode, matrix_of); });
 }
 
 }  // namespace
@@ -72,21 +82,16 @@ TEST(Collectives, DirectAllToAllOnOneNodeIsBoundByTheNvlinkPorts) {
                                    sim::FlowMode::aggregated);
   const auto cal = core::default_calibration();
   // Seven messages of bytes/8 leave every GPU at once and share its NVLink port.
-  const double expected = cal.step_latency_s + (bytes * 7 / 8) / cal.message_rate(300e9 * cal.nvlink_efficiency, bytes / 8);
+  const double expected =
+      cal.step_latency_s + (bytes * 7 / 8) / cal.message_rate(300e9 * cal.nvlink_efficiency, bytes / 8);
   EXPECT_NEAR(t, expected, expected * 1e-3);
 }
 
 TEST(Collectives, AggregatedAllToAllMatchesDetailedOnTwoNodes) {
   auto spec = cluster(2);
   const double bytes = 256.0 * 1024 * 1024;
-  double agg = in_child([&] {
-    return time_collective(spec, sim::CollectiveOp::all_to_all, bytes, core::CollectiveAlgo::direct,
-                           sim::FlowMode::aggregated);
-  });
-  double det = in_child([&] {
-    return time_collective(spec, sim::CollectiveOp::all_to_all, bytes, core::CollectiveAlgo::direct,
-                           sim::FlowMode::detailed);
-  });
+  double agg = all_to_all_in_child(spec, bytes, core::CollectiveAlgo::direct, sim::FlowMode::aggregated);
+  double det = all_to_all_in_child(spec, bytes, core::CollectiveAlgo::direct, sim::FlowMode::detailed);
   EXPECT_NEAR(agg / det, 1.0, 0.02) << "aggregated " << agg << " s, detailed " << det << " s";
 }
 
@@ -105,14 +110,8 @@ TEST(Collectives, AggregatedStaysCloseToDetailedOnSkewedAllToAll) {
   // An all-to-allv where every rank sends 4x more to expert ranks 0 and 9 than to the others.
   auto spec = cluster(2);
   auto skew = [](int, int j) { return (j == 0 || j == 9 ? 4.0 : 1.0) * 8.0 * 1024 * 1024; };
-  double agg = in_child([&] {
-    return time_collective(spec, sim::CollectiveOp::all_to_all, 0, core::CollectiveAlgo::direct,
-                           sim::FlowMode::aggregated, skew);
-  });
-  double det = in_child([&] {
-    return time_collective(spec, sim::CollectiveOp::all_to_all, 0, core::CollectiveAlgo::direct,
-                           sim::FlowMode::detailed, skew);
-  });
+  double agg = all_to_all_in_child(spec, 0, core::CollectiveAlgo::direct, sim::FlowMode::aggregated, skew);
+  double det = all_to_all_in_child(spec, 0, core::CollectiveAlgo::direct, sim::FlowMode::detailed, skew);
   EXPECT_NEAR(agg / det, 1.0, 0.02) << "aggregated " << agg << " s, detailed " << det << " s";
 }
 
@@ -122,14 +121,8 @@ TEST(Collectives, HierarchicalAllToAllBeatsFlatWhenTheSpineIsOversubscribed) {
   auto spec = cluster(4);
   spec.fabric.oversubscription = 2.0;
   const double bytes = 64.0 * 1024 * 1024;
-  double flat = in_child([&] {
-    return time_collective(spec, sim::CollectiveOp::all_to_all, bytes, core::CollectiveAlgo::direct,
-                           sim::FlowMode::aggregated);
-  });
-  double hier = in_child([&] {
-    return time_collective(spec, sim::CollectiveOp::all_to_all, bytes, core::CollectiveAlgo::hierarchical,
-                           sim::FlowMode::aggregated);
-  });
+  double flat = all_to_all_in_child(spec, bytes, core::CollectiveAlgo::direct, sim::FlowMode::aggregated);
+  double hier = all_to_all_in_child(spec, bytes, core::CollectiveAlgo::hierarchical, sim::FlowMode::aggregated);
   EXPECT_LT(hier, 0.8 * flat) << "hierarchical " << hier << " s, flat " << flat << " s";
 }
 
@@ -137,14 +130,8 @@ TEST(Collectives, HierarchicalAllToAllBeatsFlatForSmallMessagesAcrossManyNodes) 
   // 4 MiB per rank over 64 GPUs: flat sends 64 KiB messages, hierarchical 512 KiB ones, which use links better.
   auto spec = cluster(8);
   const double bytes = 4.0 * 1024 * 1024;
-  double flat = in_child([&] {
-    return time_collective(spec, sim::CollectiveOp::all_to_all, bytes, core::CollectiveAlgo::direct,
-                           sim::FlowMode::aggregated);
-  });
-  double hier = in_child([&] {
-    return time_collective(spec, sim::CollectiveOp::all_to_all, bytes, core::CollectiveAlgo::hierarchical,
-                           sim::FlowMode::aggregated);
-  });
+  double flat = all_to_all_in_child(spec, bytes, core::CollectiveAlgo::direct, sim::FlowMode::aggregated);
+  double hier = all_to_all_in_child(spec, bytes, core::CollectiveAlgo::hierarchical, sim::FlowMode::aggregated);
   EXPECT_LT(hier, flat) << "hierarchical " << hier << " s, flat " << flat << " s";
 }
 
@@ -160,10 +147,7 @@ TEST(Collectives, SameInputsGiveTheSameSimulatedTime) {
   auto spec = cluster(2);
   auto skew = [](int i, int j) { return ((i * 7 + j * 3) % 5 + 1) * 1024.0 * 1024; };
   auto run = [&] {
-    return in_child([&] {
-      return time_collective(spec, sim::CollectiveOp::all_to_all, 0, core::CollectiveAlgo::direct,
-                             sim::FlowMode::aggregated, skew);
-    });
+    return all_to_all_in_child(spec, 0, core::CollectiveAlgo::direct, sim::FlowMode::aggregated, skew);
   };
   EXPECT_EQ(run(), run());
 }
