@@ -99,14 +99,24 @@ MachineRates probe_machine(const ProbeShape& s) {
     r.copy_bytes_per_s = world_min(2.0 * double(n) / t);
   }
   MPI_Barrier(MPI_COMM_WORLD);
-  {  // the runtime's own memory-bound kernels (GeLU forward and backward, AdamW) on 1 Mi floats
-    const std::int64_t n = 1 << 20;
-    std::vector<float> v(std::size_t(n) * 5, 0.5f);
-    core::Buffer b[5];
-    for (int i = 0; i < 5; ++i) b[i] = core::Buffer{std::uint64_t(i + 1), core::Tier::hbm, std::uint64_t(n) * 4,
-                                                    v.data() + i * n};
-    const core::Kernel kernels[3] = {ops::gelu(b[0], b[1], n), ops::gelu_bwd(b[0], b[1], b[2], n),
-                                     ops::adamw(b[0], b[1], b[2], b[3], n, 1e-9, 0.9, 0.999, 1e-8, 0, 1)};
+  {  // The model's memory-bound kernels at the model's shapes, in one mix: a CPU's elementwise rate depends on
+     // the kernel (softmax's exp and layernorm's reductions are far slower per byte than a GeLU), and the cluster
+     // description has one rate for them all, so measure the mix the model runs.
+    const std::int64_t T = s.tokens, H = s.hidden, V = s.vocab, F = s.ffn;
+    const std::int64_t n = T * F;  // GeLU over the expert hidden activations
+    const std::int64_t big = std::max({n, T * V, std::int64_t{1} << 20});
+    std::vector<float> v(std::size_t(big) * 6, 0.5f);
+    std::vector<int> targets(std::size_t(T), 0);
+    auto buf = [&](int i, std::int64_t elems) {
+      return core::Buffer{std::uint64_t(i + 1), core::Tier::hbm, std::uint64_t(elems) * 4, v.data() + i * big};
+    };
+    const core::Buffer tgt{9, core::Tier::hbm, std::uint64_t(T) * 4, targets.data()};
+    const core::Kernel kernels[] = {
+        ops::gelu(buf(0, n), buf(1, n), n),
+        ops::gelu_bwd(buf(0, n), buf(1, n), buf(2, n), n),
+        ops::layernorm(buf(0, T * H), buf(1, H), buf(2, H), buf(3, T * H), buf(4, T), buf(5, T), T, H),
+        ops::softmax_xent(buf(0, T * V), tgt, buf(1, T * V), buf(2, 1), T, V, 1.0),
+        ops::adamw(buf(0, n), buf(1, n), buf(2, n), buf(3, n), n, 1e-9, 0.9, 0.999, 1e-8, 0, 1)};
     double bytes = 0;
     for (const auto& k : kernels) {
       const auto& t = std::get<core::TensorOp>(k);

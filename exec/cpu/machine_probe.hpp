@@ -14,13 +14,15 @@ namespace moesys::exec::cpu {
 struct ProbeShape {
   std::int64_t gemm_m = 256, gemm_n = 1024, gemm_k = 256;  // a representative GEMM (the expert FFN's)
   std::uint64_t all_to_all_bytes = 1 << 20;                 // per rank, the model's dispatch size
+  // The model's own shapes for its memory-bound kernels: tokens per rank, hidden, vocabulary, FFN width.
+  std::int64_t tokens = 256, hidden = 256, vocab = 1024, ffn = 1024;
 };
 
 struct MachineRates {
   int ranks = 1;
   double gemm_flop_per_s = 0;      // per rank, all ranks busy
   double copy_bytes_per_s = 0;     // memcpy traffic (read + write) per rank
-  double stream_bytes_per_s = 0;   // traffic of the runtime's memory-bound kernels (GeLU, AdamW) per rank
+  double stream_bytes_per_s = 0;   // traffic of the model's memory-bound kernels, at its shapes, per rank
   double all_to_all_bytes_per_s = 0;  // bytes each rank sends to others per second
   double latency_s = 0;            // a small all-reduce
   double op_overhead_s = 0;        // the runtime's fixed cost per kernel

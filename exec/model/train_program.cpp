@@ -23,6 +23,7 @@ cpu::ProbeShape probe_shape(const GptMoeConfig& c, int ranks) {
   const std::int64_t C = core::gshard_capacity(c.tokens(), c.top_k, c.experts, c.capacity_factor);
   s.gemm_m = C * ranks, s.gemm_n = std::int64_t{c.hidden} * c.ffn_multiplier, s.gemm_k = c.hidden;
   s.all_to_all_bytes = static_cast<std::uint64_t>(C * c.experts * c.hidden * 4);
+  s.tokens = c.tokens(), s.hidden = c.hidden, s.vocab = c.vocab, s.ffn = std::int64_t{c.hidden} * c.ffn_multiplier;
   return s;
 }
 
