@@ -1,4 +1,5 @@
 #include "exec/cpu/cpu_runtime.hpp"
+#include "exec/common/runtime_checks.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -46,12 +47,10 @@ CpuRuntime::CpuRuntime(core::ClusterSpec spec, CpuOptions options)
               spec_.node.ssd.capacity_bytes / spec_.node.gpus) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
-  if (size_ > spec_.total_gpus())
-    throw core::InfeasibleError(std::to_string(size_) + " ranks do not fit the cluster '" + spec_.name + "' of " +
-                                std::to_string(spec_.total_gpus()) + " GPUs");
+  check_ranks_fit(spec_, size_);
   if (options_.timeout_s <= 0) options_.timeout_s = default_timeout_s();
   if (options_.ssd_dir.empty())
-    options_.ssd_dir = (std::filesystem::temp_directory_path() / ("moesys-ssd-" + std::to_string(::getpid()))).string();
+    options_.ssd_dir = default_ssd_dir();
   comms_ = std::make_unique<Communicators>(spec_, rank_);
   MPI_Barrier(MPI_COMM_WORLD);  // a common time origin for every rank's spans
   t0_ = std::chrono::steady_clock::now();
@@ -268,14 +267,7 @@ core::Event CpuRuntime::all_to_all(core::StreamId stream, const core::Group& gro
                                    const std::vector<std::uint64_t>& send_bytes, const core::Buffer& recv,
                                    const std::vector<std::uint64_t>& recv_bytes, core::CollectiveAlgo algo) {
   const auto n = static_cast<std::size_t>(group.size());
-  if (send_bytes.size() != n || recv_bytes.size() != n)
-    throw std::invalid_argument("all_to_all: " + std::to_string(send_bytes.size()) + " send and " +
-                                std::to_string(recv_bytes.size()) + " receive sizes for a group of " +
-                                std::to_string(n));
-  const std::uint64_t total = std::accumulate(send_bytes.begin(), send_bytes.end(), std::uint64_t{0});
-  const std::uint64_t total_recv = std::accumulate(recv_bytes.begin(), recv_bytes.end(), std::uint64_t{0});
-  if (total > send.bytes || total_recv > recv.bytes)
-    throw std::invalid_argument("all_to_all: sizes exceed the send or receive buffer");
+  const std::uint64_t total = check_all_to_all_sizes(group, send, send_bytes, recv, recv_bytes);
   const bool hier = algo == core::CollectiveAlgo::hierarchical;
   return run(stream, core::SpanKind::collective, hier ? "all_to_all/hierarchical" : "all_to_all/direct", total, 0,
              [&] {

@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "exec/cuda/cuda_check.hpp"
+#include "exec/common/runtime_checks.hpp"
 #include "exec/cuda/cuda_runtime.hpp"
 #include "exec/cuda/nccl_comms.hpp"
 
@@ -134,14 +135,7 @@ core::Event CudaRuntime::all_to_all(core::StreamId stream, const core::Group& gr
                                     const std::vector<std::uint64_t>& send_bytes, const core::Buffer& recv,
                                     const std::vector<std::uint64_t>& recv_bytes, core::CollectiveAlgo algo) {
   const auto n = static_cast<std::size_t>(group.size());
-  if (send_bytes.size() != n || recv_bytes.size() != n)
-    throw std::invalid_argument("all_to_all: " + std::to_string(send_bytes.size()) + " send and " +
-                                std::to_string(recv_bytes.size()) + " receive sizes for a group of " +
-                                std::to_string(n));
-  const std::uint64_t total = std::accumulate(send_bytes.begin(), send_bytes.end(), std::uint64_t{0});
-  const std::uint64_t total_recv = std::accumulate(recv_bytes.begin(), recv_bytes.end(), std::uint64_t{0});
-  if (total > send.bytes || total_recv > recv.bytes)
-    throw std::invalid_argument("all_to_all: sizes exceed the send or receive buffer");
+  const std::uint64_t total = check_all_to_all_sizes(group, send, send_bytes, recv, recv_bytes);
   const std::string label = collective_start(group, kAllToAll, 0, "all_to_all");
   NcclComms::Entry& e = nccl_->get(group);
   const bool hier =

@@ -1,6 +1,7 @@
 // CudaRuntime: devices, memory tiers, streams, events, kernels, copies and spans. Collectives and
 // point-to-point messages are in cuda_collectives.cpp, waits and the watchdog in cuda_sync.cpp.
 #include "exec/cuda/cuda_runtime.hpp"
+#include "exec/common/runtime_checks.hpp"
 
 #include <cublas_v2.h>
 #include <fcntl.h>
@@ -93,12 +94,10 @@ CudaRuntime::CudaRuntime(core::ClusterSpec spec, CudaOptions options)
               spec_.node.ssd.capacity_bytes / spec_.node.gpus) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
-  if (size_ > spec_.total_gpus())
-    throw core::InfeasibleError(std::to_string(size_) + " ranks do not fit the cluster '" + spec_.name + "' of " +
-                                std::to_string(spec_.total_gpus()) + " GPUs");
+  check_ranks_fit(spec_, size_);
   if (options_.timeout_s <= 0) options_.timeout_s = default_timeout_s();
   if (options_.ssd_dir.empty())
-    options_.ssd_dir = (std::filesystem::temp_directory_path() / ("moesys-ssd-" + std::to_string(::getpid()))).string();
+    options_.ssd_dir = default_ssd_dir();
   // One rank per GPU: the rank's index among the ranks of its node picks the device.
   MPI_Comm local;
   int local_rank = 0, local_size = 1;
