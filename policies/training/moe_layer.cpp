@@ -48,7 +48,6 @@ void RankTrainer::moe_forward(int moe_layer) {
   const std::vector<std::int64_t>& expert_rows = lr.expert_rows[static_cast<std::size_t>(rank_)];
   const double n = static_cast<double>(tokens_), h = model_.hidden, row = h * a_;
   const double sent = static_cast<double>(lr.rows_sent(rank_));
-  const int chunks = policy_.overlap_chunks;
   core::Buffer none;
   if (moe_layer + 1 < model_.moe_layers()) prefetch_experts(moe_layer + 1, false);
 
@@ -67,24 +66,7 @@ void RankTrainer::moe_forward(int moe_layer) {
     rt_.wait(rt_.all_to_all(core::streams::kComm, ep_group_, none, counts, none, counts, core::CollectiveAlgo::direct));
   }
   elementwise(sent * row + n * 8, sent * row, "permute");
-  rt_.stream_wait(core::streams::kComm, last_compute_);
-  std::vector<core::Event> dispatched, computed;
-  for (int c = 0; c < chunks; ++c)
-    dispatched.push_back(rt_.all_to_all(core::streams::kComm, ep_group_, none, chunk_bytes(send, c, chunks), none,
-                                        chunk_bytes(recv, c, chunks), a2a_algo_));
-  rt_.stream_wait(core::streams::kCompute, experts_ready(moe_layer, false));
-  for (int c = 0; c < chunks; ++c) {
-    rt_.stream_wait(core::streams::kCompute, dispatched[static_cast<std::size_t>(c)]);
-    expert_ffn(expert_rows, false, c, chunks);
-    computed.push_back(last_compute_);
-  }
-  slot_free_[static_cast<std::size_t>(moe_layer % 2)] = last_compute_;
-  core::Event combined;
-  for (int c = 0; c < chunks; ++c) {
-    rt_.stream_wait(core::streams::kComm, computed[static_cast<std::size_t>(c)]);
-    combined = rt_.all_to_all(core::streams::kComm, ep_group_, none, chunk_bytes(recv, c, chunks), none,
-                              chunk_bytes(send, c, chunks), a2a_algo_);
-  }
+  const core::Event combined = through_experts(moe_layer, false, send, recv, expert_rows).second;
   rt_.stream_wait(core::streams::kCompute, combined);
   elementwise(sent * row + n * row + n * model_.top_k * 4.0, n * row, "combine + residual");
 }
@@ -96,32 +78,12 @@ void RankTrainer::moe_backward(int moe_layer) {
   const std::vector<std::int64_t>& expert_rows = lr.expert_rows[static_cast<std::size_t>(rank_)];
   const double n = static_cast<double>(tokens_), h = model_.hidden, row = h * a_;
   const double sent = static_cast<double>(lr.rows_sent(rank_));
-  const int chunks = policy_.overlap_chunks;
-  core::Buffer none;
   if (moe_layer > 0) prefetch_experts(moe_layer - 1, true);
 
   // Gradients of the combined rows travel to the experts (the dispatch direction) ...
   elementwise(n * row + sent * row, sent * row, "combine bwd");
-  rt_.stream_wait(core::streams::kComm, last_compute_);
-  std::vector<core::Event> arrived, computed;
-  for (int c = 0; c < chunks; ++c)
-    arrived.push_back(rt_.all_to_all(core::streams::kComm, ep_group_, none, chunk_bytes(send, c, chunks), none,
-                                     chunk_bytes(recv, c, chunks), a2a_algo_));
-  rt_.stream_wait(core::streams::kCompute, experts_ready(moe_layer, true));
-  for (int c = 0; c < chunks; ++c) {
-    rt_.stream_wait(core::streams::kCompute, arrived[static_cast<std::size_t>(c)]);
-    expert_ffn(expert_rows, true, c, chunks);
-    computed.push_back(last_compute_);
-  }
-  const core::Event grads = last_compute_;
-  slot_free_[static_cast<std::size_t>(moe_layer % 2)] = grads;
   // ... and the gradients of the dispatched rows come back (the combine direction).
-  core::Event returned;
-  for (int c = 0; c < chunks; ++c) {
-    rt_.stream_wait(core::streams::kComm, computed[static_cast<std::size_t>(c)]);
-    returned = rt_.all_to_all(core::streams::kComm, ep_group_, none, chunk_bytes(recv, c, chunks), none,
-                              chunk_bytes(send, c, chunks), a2a_algo_);
-  }
+  const auto [grads, returned] = through_experts(moe_layer, true, send, recv, expert_rows);
   if (policy_.offload != Offload::none)
     offload_expert_update(moe_layer, grads);
   else
@@ -129,6 +91,36 @@ void RankTrainer::moe_backward(int moe_layer) {
   rt_.stream_wait(core::streams::kCompute, returned);
   elementwise(sent * row, n * row, "permute bwd");
   gemm_backward(tokens_, model_.experts, model_.hidden, "gate dgrad+wgrad");
+}
+
+std::pair<core::Event, core::Event> RankTrainer::through_experts(int moe_layer, bool backward,
+                                                                 const std::vector<std::int64_t>& send,
+                                                                 const std::vector<std::int64_t>& recv,
+                                                                 const std::vector<std::int64_t>& expert_rows) {
+  // Rows go to their experts in `chunks` all-to-alls; each chunk's expert FFN starts when it has arrived, and its
+  // rows return as soon as it is computed, so communication of one chunk overlaps computation of another.
+  const int chunks = policy_.overlap_chunks;
+  core::Buffer none;
+  rt_.stream_wait(core::streams::kComm, last_compute_);
+  std::vector<core::Event> arrived, computed;
+  for (int c = 0; c < chunks; ++c)
+    arrived.push_back(rt_.all_to_all(core::streams::kComm, ep_group_, none, chunk_bytes(send, c, chunks), none,
+                                     chunk_bytes(recv, c, chunks), a2a_algo_));
+  rt_.stream_wait(core::streams::kCompute, experts_ready(moe_layer, backward));
+  for (int c = 0; c < chunks; ++c) {
+    rt_.stream_wait(core::streams::kCompute, arrived[static_cast<std::size_t>(c)]);
+    expert_ffn(expert_rows, backward, c, chunks);
+    computed.push_back(last_compute_);
+  }
+  const core::Event experts_done = last_compute_;
+  slot_free_[static_cast<std::size_t>(moe_layer % 2)] = experts_done;
+  core::Event returned;
+  for (int c = 0; c < chunks; ++c) {
+    rt_.stream_wait(core::streams::kComm, computed[static_cast<std::size_t>(c)]);
+    returned = rt_.all_to_all(core::streams::kComm, ep_group_, none, chunk_bytes(recv, c, chunks), none,
+                              chunk_bytes(send, c, chunks), a2a_algo_);
+  }
+  return {experts_done, returned};
 }
 
 }  // namespace moesys::policies::training

@@ -56,6 +56,12 @@ class RankTrainer {
   // ---- moe_layer.cpp ----
   void moe_forward(int moe_layer);
   void moe_backward(int moe_layer);
+  /// The chunked, overlapped exchange of an MoE layer: rows out to the experts, expert FFN, rows back.
+  /// Returns (last expert kernel, last returning all-to-all).
+  std::pair<core::Event, core::Event> through_experts(int moe_layer, bool backward,
+                                                      const std::vector<std::int64_t>& send,
+                                                      const std::vector<std::int64_t>& recv,
+                                                      const std::vector<std::int64_t>& expert_rows);
   void expert_ffn(const std::vector<std::int64_t>& rows, bool backward, int chunk, int chunks);
   std::vector<std::uint64_t> chunk_bytes(const std::vector<std::int64_t>& rows, int chunk, int chunks) const;
 
