@@ -41,13 +41,16 @@ core::Event SimRuntime::enqueue(core::StreamId stream, Op op) {
     std::string name = "rank" + std::to_string(rank_) + "/" + core::stream_name(stream);
     sg4::Actor::create(name, world_.platform().gpu(rank_), [this, stream] { stream_loop(stream); })->daemonize();
   }
-  op.event = next_event_++;
+  const std::uint64_t event = next_event_++;
+  op.event = event;
   op.deps = std::move(s.next_deps);
   s.next_deps.clear();
-  pending_.insert(op.event);
+  pending_.insert(event);
   s.queue.push_back(std::move(op));
+  // notify_one is a SimGrid simcall: the stream actor may run, pop and destroy the operation before this
+  // actor resumes, so nothing in the queue may be read after it.
   s.cv->notify_one();
-  return core::Event{s.queue.back().event};
+  return core::Event{event};
 }
 
 void SimRuntime::stream_loop(core::StreamId stream) {
