@@ -1,11 +1,15 @@
-// `moesys train`: simulates a few training steps of one configuration and reports the last one.
+// `moesys train`: a few training steps of one configuration, simulated (default) or run for real on CPU ranks,
+// and the report of the last one.
+#include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli/args.hpp"
 #include "cli/cluster_options.hpp"
 #include "cli/command.hpp"
+#include "cli/worker_launch.hpp"
 #include "core/error.hpp"
 #include "policies/training/sim_adapter.hpp"
 #include "policies/training/training_run.hpp"
@@ -36,8 +40,9 @@ std::string format_report(const json& s) {
   o << "tokens/s                 " << fmt("%.0f", s["tokens_per_s"].get<double>()) << "\n";
   o << "samples/s                " << fmt("%.2f", s["samples_per_s"].get<double>()) << "\n";
   o << "model TFLOP/s per GPU    " << fmt("%.1f", s["model_tflops_per_gpu"].get<double>()) << "\n";
+  const bool simulated = s.value("runtime", "sim") == "sim";
   o << "step time                " << fmt("%.4f s", step) << "  (last of " << s["steps"].get<int>()
-    << " simulated steps, " << s["micro_batches"].get<int>() << " micro-batch(es) per step)\n";
+    << (simulated ? " simulated steps, " : " measured steps, ") << s["micro_batches"].get<int>() << " micro-batch(es) per step)\n";
   o << "  compute                " << fmt("%.4f s", b["compute"].get<double>()) << "  "
     << pct(b["compute"].get<double>()) << "\n";
   o << "  exposed communication  " << fmt("%.4f s", b["exposed_comm"].get<double>()) << "  "
@@ -65,7 +70,8 @@ std::string format_report(const json& s) {
     o << " GiB\n";
   }
   const json& n = s["network_gb_per_step"];
-  o << "network per step         intra-node " << fmt("%.1f GB", n["intra_node"].get<double>()) << ", same leaf "
+  if (simulated)
+    o << "network per step         intra-node " << fmt("%.1f GB", n["intra_node"].get<double>()) << ", same leaf "
     << fmt("%.1f GB", n["same_leaf"].get<double>()) << ", across the spine "
     << fmt("%.1f GB", n["cross_spine"].get<double>()) << "\n";
   if (!s["copy_gb_last_step"].empty()) {
@@ -84,6 +90,13 @@ std::string format_report(const json& s) {
       << " on demand), cache " << f["cache_hits"].get<long long>() << " hits / " << f["cache_misses"].get<long long>()
       << " misses, SSD " << fmt("%.1f GB read", f["ssd_read_gb"].get<double>()) << ", "
       << fmt("%.1f GB written", f["ssd_write_gb"].get<double>()) << "\n";
+  }
+  if (!simulated) {
+    o << "loss per step           ";
+    for (const auto& l : s["loss_per_step"]) o << " " << fmt("%.4f", l.get<double>());
+    o << "\n# ran for real on " << s["gpus"].get<int>() << " " << s["runtime"].get<std::string>() << " ranks in "
+      << fmt("%.2f s", s["wall_s"].get<double>()) << " wall\n";
+    return o.str();
   }
   o << "# simulated in " << fmt("%.2f s", s["simulator"]["wall_s"].get<double>()) << " wall, "
     << s["simulator"]["flows"].get<long long>() << " SimGrid flows\n";
@@ -104,10 +117,59 @@ int positive_flag(const Args& args, const std::string& flag) {
   return v;
 }
 
+#ifdef MOESYS_HAVE_EXEC
+/// Runs the training program for real on CPU ranks (one MPI process each) and reports it like a simulation.
+tr::TrainingReport run_on_cpu(const json& config, const tr::TrainingConfig& c, bool keep_last_step_spans) {
+  const tr::TrainingPlan plan = tr::make_training_plan(c);  // every input error surfaces before launching
+  const std::string config_path = worker_temp_path("moesys-train-config"), out_path = worker_temp_path("moesys-train");
+  struct Cleanup {
+    std::vector<std::string> paths;
+    ~Cleanup() {
+      for (const auto& p : paths) std::remove(p.c_str());
+    }
+  } cleanup{{config_path, out_path}};
+  {
+    std::ofstream out(config_path);
+    if (!(out << config.dump() << "\n")) throw core::RuntimeFailure("cannot write " + config_path);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  run_exec_worker(c.gpus, {"train", config_path, out_path});
+  tr::SimulatedRun run;
+  run.runtime = "cpu";
+  run.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::ifstream in(out_path);
+  const json doc = json::parse(in);
+  std::vector<tr::RankCounters> counters;
+  for (std::size_t r = 0; r < doc.at("ranks").size(); ++r) {
+    const json& d = doc["ranks"][r];
+    tr::SimulatedRank rank;
+    rank.memory = core::MemoryLedger(1e30, 1e30, 1e30);
+    for (int t = 0; t < core::kTierCount; ++t)
+      rank.memory.allocate(static_cast<core::Tier>(t), d.at("peak_bytes").at(static_cast<std::size_t>(t)), "peak");
+    for (const json& sp : d.at("spans"))
+      rank.spans.push_back({static_cast<int>(r), sp[0].get<std::string>(), static_cast<core::SpanKind>(sp[1].get<int>()),
+                            sp[2].get<std::string>(), sp[3].get<double>(), sp[4].get<double>(),
+                            sp[5].get<std::uint64_t>(), sp[6].get<double>()});
+    run.ranks.push_back(std::move(rank));
+    tr::RankCounters k;
+    k.losses = d.at("losses").get<std::vector<double>>();
+    counters.push_back(std::move(k));
+  }
+  return tr::summarize_training(plan, run, counters, keep_last_step_spans);
+}
+#endif
+
+/// A model small enough for real CPU ranks, unless the user gave one: 2 layers of width 256, 2 experts per rank.
+void small_model_for_cpu(json& config, int ranks) {
+  json& m = config["model"];
+  m = {{"preset", "gpt-moe"}, {"experts", 2 * ranks}, {"hidden", 256}, {"heads", 4}, {"layers", 2},
+       {"vocab", 512}, {"seq_len", 64}, {"micro_batch", 4}, {"global_batch", 4 * ranks}};
+}
+
 int run_train(int argc, char** argv) {
   Args args(argc, argv, 1,
             {"--config", "--preset", "--policy", "--model", "--experts", "--gpus", "--gpu", "--ep", "--steps",
-             "--workload", "--trace", "--calibration"},
+             "--workload", "--trace", "--calibration", "--runtime", "--ranks"},
             {"--json", "--help"});
   if (args.has("--help")) {
     std::printf(
@@ -115,7 +177,10 @@ int run_train(int argc, char** argv) {
         "                    [--model JSON] [--experts E] [--gpus N] [--gpu a100-80g|a100-40g|h100] [--ep N] [--steps "
         "S]\n"
         "                    [--workload JSON] [--calibration FILE] [--trace FILE] [--json]\n"
+        "                    [--runtime sim|cpu] [--ranks N]\n"
         "Without --config: the paper's GPT-MoE with 64 experts on 64 A100-80GB, preset moesys.\n"
+        "--runtime cpu runs the same per-rank program for real on N MPI ranks of this machine (default 4; fp32;\n"
+        "without --config or --model a small GPT-MoE: 2 layers, hidden 256, 2 experts per rank).\n"
         "Flags override the config: --preset and --policy (toggles) the policy, --model (fields) and --experts the\n"
         "model, "
         "--gpus the cluster size, --ep the expert-parallel size. Known presets: %s.\n",
@@ -123,8 +188,23 @@ int run_train(int argc, char** argv) {
     return 0;
   }
   if (!args.positional().empty()) throw core::ConfigError("", args.positional().front(), "unexpected argument");
+  const std::string runtime = args.get_or("--runtime", "sim");
+  if (runtime != "sim" && runtime != "cpu" && runtime != "cuda")
+    throw core::ConfigError("", "--runtime", "expected sim, cpu or cuda");
+  if (runtime == "cuda")
+    throw core::ConfigError("", "--runtime",
+                            "cuda: training runs on GPUs are not wired to this command yet (use sim or cpu; "
+                            "scripts/gpu-check.sh runs the CUDA runtime's own checks)");
+  if (args.has("--ranks") && runtime == "sim")
+    throw core::ConfigError("", "--ranks", "applies to --runtime cpu (the simulator takes --gpus)");
+  const int ranks = args.has("--ranks") ? positive_flag(args, "--ranks") : 4;
+  if (runtime == "cpu" && ranks > 64) throw core::ConfigError("", "--ranks", "expected 1..64 ranks on this machine");
   std::string file;
   json config = {{"model", {{"preset", "gpt-moe"}, {"experts", 64}}}, {"cluster", {{"gpus", 64}}}};
+  if (runtime == "cpu") {
+    small_model_for_cpu(config, ranks);
+    config["cluster"]["gpus"] = ranks;
+  }
   if (auto f = args.get("--config")) {
     file = *f;
     config = tr::read_json_file(file);
@@ -153,10 +233,25 @@ int run_train(int argc, char** argv) {
   if (args.has("--steps")) config["steps"] = positive_flag(args, "--steps");
   if (args.has("--workload")) config["workload"] = parse_json_flag(args, "--workload");
 
+  if (runtime == "cpu") {
+    if (args.has("--ranks")) config["cluster"]["gpus"] = ranks;
+    if (config["model"].contains("dtype") && config["model"]["dtype"] != "fp32")
+      throw core::ConfigError(file, "model.dtype", "the CPU runtime computes in fp32");
+    config["model"]["dtype"] = "fp32";
+  }
   const tr::TrainingConfig c = tr::parse_training_config(config, file);
   const core::Calibration cal = calibration_from_args(args);
   const auto trace = args.get("--trace");
-  tr::TrainingReport report = tr::run_training(c, tr::sim_simulator(cal), trace.has_value());
+  tr::TrainingReport report;
+  if (runtime == "cpu") {
+#ifdef MOESYS_HAVE_EXEC
+    report = run_on_cpu(config, c, trace.has_value());
+#else
+    throw core::ConfigError("", "--runtime", "cpu: this build has no real runtime (it needs MPI and OpenBLAS)");
+#endif
+  } else {
+    report = tr::run_training(c, tr::sim_simulator(cal), trace.has_value());
+  }
   if (trace) core::write_chrome_trace(report.last_step, *trace);
   if (args.has("--json"))
     std::printf("%s\n", report.summary.dump(1).c_str());

@@ -7,11 +7,10 @@
 
 #include "cli/args.hpp"
 #include "cli/command.hpp"
+#include "cli/worker_launch.hpp"
 #include "core/error.hpp"
 
 #ifdef MOESYS_HAVE_EXEC
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -38,36 +37,13 @@ void write_text(const std::string& path, const std::string& text) {
   if (std::rename(tmp.c_str(), path.c_str()) != 0) throw core::RuntimeFailure("cannot write " + path);
 }
 
-// Runs the MPI worker (beside this executable) under mpirun, or directly for one rank; returns its JSON.
+// Runs the MPI worker under mpirun (or directly for one rank); returns its JSON.
 nlohmann::json run_worker(int ranks, const GptMoeConfig& c, int steps, int warmup) {
-  const auto self = std::filesystem::read_symlink("/proc/self/exe");
-  const auto worker = self.parent_path() / "moesys-exec-worker";
-  if (!std::filesystem::exists(worker)) throw core::RuntimeFailure("cannot find " + worker.string());
-  const auto out = std::filesystem::temp_directory_path() / ("moesys-validate-" + std::to_string(::getpid()) + ".json");
-  std::vector<std::string> cmd;
-  if (ranks > 1) cmd = {"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", std::to_string(ranks)};
-  for (const std::string& a :
-       {worker.string(), out.string(), std::to_string(c.hidden), std::to_string(c.layers), std::to_string(c.heads),
-        std::to_string(c.experts), std::to_string(c.top_k), std::to_string(c.seq_len), std::to_string(c.micro_batch),
-        std::to_string(c.vocab), std::to_string(steps), std::to_string(warmup),
-        std::string(core::to_string(c.all_to_all))})
-    cmd.push_back(a);
-  std::fflush(stdout);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    for (auto& a : cmd) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::setenv("OPENBLAS_NUM_THREADS", "1", 0);
-    ::execvp(argv[0], argv.data());
-    std::perror(argv[0]);
-    ::_exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    throw core::RuntimeFailure("the real run failed (" + cmd.front() + " exited with status " +
-                               std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + ")");
+  const std::string out = worker_temp_path("moesys-validate");
+  run_exec_worker(ranks, {out, std::to_string(c.hidden), std::to_string(c.layers), std::to_string(c.heads),
+                          std::to_string(c.experts), std::to_string(c.top_k), std::to_string(c.seq_len),
+                          std::to_string(c.micro_batch), std::to_string(c.vocab), std::to_string(steps),
+                          std::to_string(warmup), std::string(core::to_string(c.all_to_all))});
   std::ifstream in(out);
   nlohmann::json j = nlohmann::json::parse(in);
   std::filesystem::remove(out);

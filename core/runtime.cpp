@@ -51,11 +51,23 @@ CollectiveAlgo parse_collective_algo(const std::string& s) {
   throw std::invalid_argument("unknown collective algorithm '" + s + "' (known: auto, ring, direct, hierarchical)");
 }
 
+Buffer Buffer::slice(std::uint64_t offset, std::uint64_t length) const {
+  if (offset + length > bytes)
+    throw std::out_of_range("buffer slice [" + std::to_string(offset) + ", " + std::to_string(offset + length) +
+                            ") outside a buffer of " + std::to_string(bytes) + " bytes");
+  Buffer b = *this;
+  b.bytes = length;
+  b.offset = this->offset + offset;
+  b.data = data ? static_cast<char*>(data) + offset : nullptr;
+  return b;
+}
+
 const char* to_string(TensorOpKind k) {
   static const char* const kNames[] = {"gate_topk", "gate_bwd", "dispatch", "dispatch_bwd", "combine",
                                        "combine_bwd", "block_transpose", "add_bias", "bias_grad", "gelu",
                                        "gelu_bwd", "add", "scale", "fill", "layernorm", "layernorm_bwd",
-                                       "embedding", "embedding_bwd", "softmax_xent", "adamw"};
+                                       "embedding", "embedding_bwd", "softmax_xent", "adamw",
+                                       "gather_rows", "remap_index"};
   return kNames[static_cast<int>(k)];
 }
 

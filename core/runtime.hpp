@@ -44,10 +44,14 @@ struct Buffer {
   Tier tier = Tier::hbm;
   std::uint64_t bytes = 0;
   void* data = nullptr;
+  std::uint64_t offset = 0;  // a view's start inside its allocation (see slice)
   explicit operator bool() const { return id != 0; }
   /// Typed host view of a real buffer (nullptr in the simulator, or for a tier the host cannot address).
   template <typename T>
   T* as() const { return static_cast<T*>(data); }
+  /// A view of `length` bytes from `offset` (same id and tier: it is freed with its buffer, never on its own).
+  /// Model code carves tensors out of a few planned allocations this way, so the ledger sees the plan's items.
+  Buffer slice(std::uint64_t offset, std::uint64_t length) const;
 };
 
 /// Completion handle of an operation. Value type; 0 means "already complete".
@@ -87,6 +91,8 @@ struct GemmOp {
   Dtype dtype = Dtype::bf16;
   Buffer a, b, c;
   bool trans_a = false, trans_b = false, accumulate = false;
+  /// Every product of the batch reads the same A (one input times several weights, e.g. Q, K and V).
+  bool broadcast_a = false;
   double flop() const { return 2.0 * static_cast<double>(m) * n * k * batch; }
 };
 
@@ -119,10 +125,11 @@ struct GateOp {
 /// The data kernels of an MoE transformer with real operands: gating, dispatch / combine permutations,
 /// activations, normalisation, loss and optimizer. Real runtimes run them on the buffers; the simulator costs
 /// them as memory-bound work (bytes_read + bytes_written, flop) like an ElementwiseOp. The operand order and the
-/// meaning of dims / scalars of each kind are documented in exec/model/ops.hpp. Integer operands are int32.
+/// meaning of dims / scalars of each kind are documented in model/ops.hpp. Integer operands are int32.
 enum class TensorOpKind {
   gate_topk, gate_bwd, dispatch, dispatch_bwd, combine, combine_bwd, block_transpose, add_bias, bias_grad, gelu,
-  gelu_bwd, add, scale, fill, layernorm, layernorm_bwd, embedding, embedding_bwd, softmax_xent, adamw
+  gelu_bwd, add, scale, fill, layernorm, layernorm_bwd, embedding, embedding_bwd, softmax_xent, adamw,
+  gather_rows, remap_index
 };
 const char* to_string(TensorOpKind k);
 

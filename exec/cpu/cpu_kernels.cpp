@@ -31,7 +31,7 @@ void run_gemm(const core::GemmOp& g) {
   const I lda = g.trans_a ? g.m : g.k, ldb = g.trans_b ? g.k : g.n;
   for (I b = 0; b < g.batch; ++b)
     cblas_sgemm(CblasRowMajor, g.trans_a ? CblasTrans : CblasNoTrans, g.trans_b ? CblasTrans : CblasNoTrans,
-                static_cast<int>(g.m), static_cast<int>(g.n), static_cast<int>(g.k), 1.0f, F(g.a) + b * g.m * g.k,
+                static_cast<int>(g.m), static_cast<int>(g.n), static_cast<int>(g.k), 1.0f, F(g.a) + (g.broadcast_a ? 0 : b * g.m * g.k),
                 static_cast<int>(lda), F(g.b) + b * g.k * g.n, static_cast<int>(ldb), g.accumulate ? 1.0f : 0.0f,
                 F(g.c) + b * g.m * g.n, static_cast<int>(g.n));
 }
@@ -350,6 +350,26 @@ void run_tensor(const TensorOp& op) {
       F(op.out[1])[0] = float(loss);
       return;
     }
+    case TensorOpKind::gather_rows: {
+      const I R = dm[0], n = dm[1], Rx = dm[2];
+      for (I i = 0; i < R; ++i) {
+        const int src = N(op.in[1])[i];
+        need(src < Rx, "gather_rows: row index out of range");
+        float* y = F(op.out[0]) + i * n;
+        if (src < 0)
+          std::fill(y, y + n, 0.f);
+        else
+          std::memcpy(y, F(op.in[0]) + I{src} * n, Z(n) * sizeof(float));
+      }
+      return;
+    }
+    case TensorOpKind::remap_index:
+      for (I i = 0; i < dm[0]; ++i) {
+        const int at = N(op.in[0])[i];
+        need(at < dm[1], "remap_index: index out of range");
+        N(op.out[0])[i] = at < 0 ? -1 : N(op.in[1])[at];
+      }
+      return;
     case TensorOpKind::adamw: {
       const auto& s = op.scalars;
       const float lr = float(s.at(0)), b1 = float(s.at(1)), b2 = float(s.at(2)), eps = float(s.at(3)),

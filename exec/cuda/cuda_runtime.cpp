@@ -209,7 +209,7 @@ void* CudaRuntime::address(const core::Buffer& buffer) const {
   if (it == allocations_.end())
     throw std::invalid_argument("buffer " + std::to_string(buffer.id) + " was not allocated by this CUDA runtime");
   if (it->second.fd >= 0) throw std::invalid_argument("an SSD-tier buffer cannot be a kernel operand");
-  return it->second.ptr;
+  return static_cast<char*>(it->second.ptr) + buffer.offset;
 }
 
 // ---- streams, events, spans ----
@@ -367,7 +367,8 @@ core::Event CudaRuntime::copy(core::StreamId stream, const core::Buffer& dst, co
   std::string name = std::string("copy ") + core::to_string(src.tier) + "->" + core::to_string(dst.tier);
   return issue(stream, core::SpanKind::copy, std::move(name), bytes, 0, [&](cudaStream_t st) {
     if (s.fd < 0 && d.fd < 0) {
-      MOESYS_CUDA_CHECK(cudaMemcpyAsync(d.ptr, s.ptr, bytes, cudaMemcpyDefault, st));
+      MOESYS_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(d.ptr) + dst.offset,
+                                        static_cast<char*>(s.ptr) + src.offset, bytes, cudaMemcpyDefault, st));
       return;
     }
     auto task = std::make_unique<SsdTask>();

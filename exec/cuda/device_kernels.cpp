@@ -84,7 +84,7 @@ void run_gemm(const core::GemmOp& op, const KernelContext& ctx) {
   Gemm g;
   g.ta = op.trans_a, g.tb = op.trans_b, g.m = op.m, g.n = op.n, g.k = op.k, g.batch = op.batch;
   g.lda = op.trans_a ? op.m : op.k, g.ldb = op.trans_b ? op.k : op.n, g.ldc = op.n;
-  g.sa = op.m * op.k, g.sb = op.k * op.n, g.sc = op.m * op.n;
+  g.sa = op.broadcast_a ? 0 : op.m * op.k, g.sb = op.k * op.n, g.sc = op.m * op.n;
   g.beta = op.accumulate ? 1.f : 0.f;
   gemm(ctx, g, ctx.address(op.a), ctx.address(op.b), ctx.address(op.c), type, compute);
 }
@@ -145,10 +145,11 @@ void run_tensor(const core::TensorOp& op, const KernelContext& ctx) {
       {TensorOpKind::scale, {0, 1, 1}},           {TensorOpKind::fill, {0, 1, 1}},
       {TensorOpKind::layernorm, {3, 3, 2}},       {TensorOpKind::layernorm_bwd, {5, 3, 2}},
       {TensorOpKind::embedding, {3, 1, 4}},       {TensorOpKind::embedding_bwd, {2, 2, 4}},
-      {TensorOpKind::softmax_xent, {2, 2, 2}},    {TensorOpKind::adamw, {1, 3, 1}}};
+      {TensorOpKind::softmax_xent, {2, 2, 2}},    {TensorOpKind::adamw, {1, 3, 1}},
+      {TensorOpKind::gather_rows, {2, 1, 3}},     {TensorOpKind::remap_index, {2, 1, 2}}};
   const auto& n = arity.at(op.kind);
   need(op.in.size() >= n[0] && op.out.size() >= n[1] && op.dims.size() >= n[2],
-       kind + ": too few operands or dims (see exec/model/ops.hpp)");
+       kind + ": too few operands or dims (see model/ops.hpp)");
   auto F = [&](const core::Buffer& b) { return static_cast<float*>(ctx.address(b)); };
   auto N = [&](const core::Buffer& b) { return static_cast<int*>(ctx.address(b)); };
   const auto& in = op.in;
@@ -209,6 +210,10 @@ void run_tensor(const core::TensorOp& op, const KernelContext& ctx) {
       return k::softmax_xent(F(in[0]), N(in[1]), F(out[0]), F(out[1]), d[0], d[1], float(scalar(0)), rows.as<double>(),
                              ctx.status, s);
     }
+    case TensorOpKind::gather_rows:
+      return k::gather_rows(F(in[0]), N(in[1]), F(out[0]), d[0], d[1], s);
+    case TensorOpKind::remap_index:
+      return k::remap_index(N(in[0]), N(in[1]), N(out[0]), d[0], s);
     case TensorOpKind::adamw: {
       const double b1 = scalar(1), b2 = scalar(2), step = scalar(5);
       // Bias corrections in double on the host, then float: the CPU runtime's arithmetic.

@@ -31,6 +31,10 @@ void combine_bwd(const float* d_out, const float* y, const int* slots, const flo
                  float* d_weights, I T, I H, I K, I S, int* inverse, cudaStream_t s);
 
 void block_transpose(const float* x, float* y, I A, I B, I n, cudaStream_t s);
+/// y[i] = idx[i] < 0 ? 0 : x[idx[i]] for rows of n floats.
+void gather_rows(const float* x, const int* idx, float* y, I R, I n, cudaStream_t s);
+/// out[i] = idx[i] < 0 ? -1 : table[idx[i]].
+void remap_index(const int* idx, const int* table, int* out, I n, cudaStream_t s);
 void add_bias(float* x, const float* bias, I G, I M, I N, cudaStream_t s);
 void bias_grad(const float* d, float* db, I G, I M, I N, bool accumulate, cudaStream_t s);
 void gelu(const float* x, float* y, I n, cudaStream_t s);

@@ -64,6 +64,17 @@ __global__ void block_transpose_kernel(const float* __restrict__ x, float* __res
     y[o] = x[(a * B + b) * n + i];
   }
 }
+__global__ void gather_rows_kernel(const float* __restrict__ x, const int* __restrict__ idx, float* __restrict__ y,
+                                   I R, I n) {
+  for (I o = grid_index(); o < R * n; o += grid_stride()) {
+    const int src = idx[o / n];
+    y[o] = src < 0 ? 0.f : x[I{src} * n + o % n];
+  }
+}
+__global__ void remap_index_kernel(const int* __restrict__ idx, const int* __restrict__ table, int* __restrict__ out,
+                                   I n) {
+  for (I i = grid_index(); i < n; i += grid_stride()) out[i] = idx[i] < 0 ? -1 : table[idx[i]];
+}
 __global__ void add_bias_kernel(float* __restrict__ x, const float* __restrict__ bias, I M, I N, I total) {
   for (I i = grid_index(); i < total; i += grid_stride()) x[i] += bias[(i / (M * N)) * N + i % N];
 }
@@ -256,6 +267,12 @@ unsigned warp_grid(I rows) {
 
 void block_transpose(const float* x, float* y, I A, I B, I n, cudaStream_t s) {
   MOESYS_LAUNCH(block_transpose_kernel, blocks_for(A * B * n), x, y, A, B, n);
+}
+void gather_rows(const float* x, const int* idx, float* y, I R, I n, cudaStream_t s) {
+  MOESYS_LAUNCH(gather_rows_kernel, blocks_for(R * n), x, idx, y, R, n);
+}
+void remap_index(const int* idx, const int* table, int* out, I n, cudaStream_t s) {
+  MOESYS_LAUNCH(remap_index_kernel, blocks_for(n), idx, table, out, n);
 }
 void add_bias(float* x, const float* bias, I G, I M, I N, cudaStream_t s) {
   MOESYS_LAUNCH(add_bias_kernel, blocks_for(G * M * N), x, bias, M, N, G * M * N);

@@ -1,77 +1,8 @@
 #pragma once
-// Builders for the kernels of the MoE model: each returns a core::Kernel with its operands, sizes and the bytes and
-// FLOPs the simulator costs it by. This header is the contract of every core::TensorOpKind: the operand order, the
-// meaning of dims and scalars. Real runtimes implement the kinds (exec/cpu/cpu_kernels.cpp, exec/cuda/kernels.cu).
-// Floating-point operands are fp32 unless a GEMM says otherwise; integer operands are int32.
-#include <cstdint>
+// The kernel builders moved to model/ops.hpp (model code is shared by every runtime); this name keeps the
+// exec-side code that predates the move compiling.
+#include "model/ops.hpp"
 
-#include "core/runtime.hpp"
-
-namespace moesys::exec::ops {
-
-using core::Buffer;
-using core::TensorOp;
-using I = std::int64_t;
-
-/// C[g] = op(A[g]) * op(B[g]) (+ C[g] when accumulate) for g < batch; row-major, matrices packed back to back.
-core::GemmOp gemm(I m, I n, I k, Buffer a, Buffer b, Buffer c, bool trans_a = false, bool trans_b = false,
-                  bool accumulate = false, I batch = 1, core::Dtype dtype = core::Dtype::fp32);
-
-/// Gate: softmax of logits[T,E] into probs, top-k experts[T,k], and GShard capacity: every expert takes at most C
-/// tokens of this micro-batch; all first choices claim slots (in token order) before any second choice.
-/// slots[T,k] = e*C + position, or -1 when dropped. weights[T,k] are the chosen probabilities, renormalised over
-/// the k choices when k > 1. counts[E] = tokens routed to each expert before capacity (the routing trace).
-/// in {logits}  out {probs, experts, slots, weights, counts}  dims {T, E, k, C}
-TensorOp gate_topk(Buffer logits, Buffer probs, Buffer experts, Buffer slots, Buffer weights, Buffer counts, I T,
-                   I E, I k, I C);
-/// d_logits from d_weights.  in {probs, experts, weights, d_weights}  out {d_logits}  dims {T, E, k}
-TensorOp gate_bwd(Buffer probs, Buffer experts, Buffer weights, Buffer d_weights, Buffer d_logits, I T, I E, I k);
-/// send[S,H] = 0; send[slots[t,j]] = x[t].  in {x, slots}  out {send}  dims {T, H, k, S}
-TensorOp dispatch(Buffer x, Buffer slots, Buffer send, I T, I H, I k, I S);
-/// d_x[t] = sum_j d_send[slots[t,j]].  in {d_send, slots}  out {d_x}  dims {T, H, k, S}
-TensorOp dispatch_bwd(Buffer d_send, Buffer slots, Buffer d_x, I T, I H, I k, I S);
-/// out[t] = sum_j weights[t,j] * y[slots[t,j]] (dropped choices add nothing).  in {y, slots, weights}  out {out}
-TensorOp combine(Buffer y, Buffer slots, Buffer weights, Buffer out, I T, I H, I k, I S);
-/// d_y[slot] = w * d_out[t] (0 for unused slots); d_weights[t,j] = <d_out[t], y[slot]>.
-/// in {d_out, y, slots, weights}  out {d_y, d_weights}  dims {T, H, k, S}
-TensorOp combine_bwd(Buffer d_out, Buffer y, Buffer slots, Buffer weights, Buffer d_y, Buffer d_weights, I T, I H,
-                     I k, I S);
-/// y[b][a][:] = x[a][b][:] for blocks of n floats.  in {x}  out {y}  dims {A, B, n}
-TensorOp block_transpose(Buffer x, Buffer y, I A, I B, I n);
-/// x[g][m][:] += bias[g][:] in place.  in {bias}  out {x}  dims {G, M, N}
-TensorOp add_bias(Buffer x, Buffer bias, I G, I M, I N);
-/// db[g][:] (+)= sum_m d[g][m][:].  in {d}  out {db}  dims {G, M, N}  scalars {accumulate ? 1 : 0}
-TensorOp bias_grad(Buffer d, Buffer db, I G, I M, I N, bool accumulate = false);
-/// y = gelu(x) (tanh form); y may alias x.  in {x}  out {y}  dims {n}
-TensorOp gelu(Buffer x, Buffer y, I n);
-/// dx = gelu'(x) * dy.  in {x, dy}  out {dx}  dims {n}
-TensorOp gelu_bwd(Buffer x, Buffer dy, Buffer dx, I n);
-/// c = a + b elementwise; c may alias a or b.  in {a, b}  out {c}  dims {n}
-TensorOp add(Buffer a, Buffer b, Buffer c, I n);
-/// x *= s.  out {x}  dims {n}  scalars {s}
-TensorOp scale(Buffer x, I n, double s);
-/// x = v (floats).  out {x}  dims {n}  scalars {v}
-TensorOp fill(Buffer x, I n, double v = 0);
-/// y = (x - mean) * rstd * gamma + beta per row.  in {x, gamma, beta}  out {y, mean, rstd}  dims {T, H}  scalars {eps}
-TensorOp layernorm(Buffer x, Buffer gamma, Buffer beta, Buffer y, Buffer mean, Buffer rstd, I T, I H);
-/// in {x, gamma, mean, rstd, dy}  out {dx, d_gamma, d_beta} (parameter gradients accumulate)  dims {T, H}
-TensorOp layernorm_bwd(Buffer x, Buffer gamma, Buffer mean, Buffer rstd, Buffer dy, Buffer dx, Buffer d_gamma,
-                       Buffer d_beta, I T, I H);
-/// x[t] = table[ids[t]] + pos[t mod S].  in {ids, table, pos}  out {x}  dims {T, H, V, S}
-TensorOp embedding(Buffer ids, Buffer table, Buffer pos, Buffer x, I T, I H, I V, I S);
-/// d_table[ids[t]] += dx[t]; d_pos[t mod S] += dx[t] (both accumulate).  in {ids, dx}  out {d_table, d_pos}
-TensorOp embedding_bwd(Buffer ids, Buffer dx, Buffer d_table, Buffer d_pos, I T, I H, I V, I S);
-/// loss[0] = sum_t -log softmax(logits[t])[targets[t]]; d_logits = grad_scale * (softmax - onehot).
-/// in {logits, targets}  out {d_logits, loss}  dims {T, V}  scalars {grad_scale}
-TensorOp softmax_xent(Buffer logits, Buffer targets, Buffer d_logits, Buffer loss, I T, I V, double grad_scale);
-/// AdamW with bias correction, decoupled weight decay.  in {grad}  out {param, m, v}  dims {n}
-/// scalars {lr, beta1, beta2, eps, weight_decay, step (1-based)}
-TensorOp adamw(Buffer grad, Buffer param, Buffer m, Buffer v, I n, double lr, double beta1, double beta2, double eps,
-               double weight_decay, I step);
-
-/// Scaled dot-product attention over q, k, v [B*S, heads*head_dim] (forward: o; backward: d_q, d_k, d_v from d_o).
-core::AttentionOp attention(I batch, I seq, I heads, I head_dim, Buffer q, Buffer k, Buffer v, Buffer o);
-core::AttentionOp attention_bwd(I batch, I seq, I heads, I head_dim, Buffer q, Buffer k, Buffer v, Buffer o,
-                                Buffer d_o, Buffer d_q, Buffer d_k, Buffer d_v);
-
-}  // namespace moesys::exec::ops
+namespace moesys::exec {
+namespace ops = moesys::model::ops;
+}  // namespace moesys::exec

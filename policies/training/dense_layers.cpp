@@ -1,147 +1,133 @@
-// The dense parts of a transformer layer, the embedding and the logits, as kernels on the compute stream.
-// GEMM shapes: a forward Y[tokens, out] = X[tokens, in] W[in, out] is GemmOp{m = tokens, n = out, k = in}; its
-// backward is dgrad {tokens, in, out} plus wgrad {in, out, tokens}.
+// The dense parts of a transformer layer, the embedding and the tied logits, as kernels with real operands on
+// the compute stream. GEMM shapes: a forward Y[n, out] = X[n, in] W[in, out] is gemm(n, out, in); its backward is
+// dgrad dX = dY W^T (gemm(n, in, out), trans_b) and wgrad dW += X^T dY (gemm(in, out, n), trans_a). Every
+// parameter gradient accumulates into a buffer that grad_sync.cpp zeroed, so micro-batches add up.
+// Unit tensors (rank_state.hpp): layer unit 0 Wqkv [3][h][h], 2 Wo, 4/5 LN1 gain/bias, 6/7 LN2 gain/bias,
+// 8 gate or dense W1, 10 dense W2; embedding unit 0 token table [V][h], 1 positions [S][h], 2/3 final LN.
+// Biases are parameters (counted, reduced, updated) but their adds are not issued.
 #include <algorithm>
-#include <cmath>
 
+#include "model/ops.hpp"
 #include "policies/training/rank_trainer.hpp"
 
 namespace moesys::policies::training {
 
-void RankTrainer::attention_forward() {
-  const double n = static_cast<double>(tokens_), h = model_.hidden;
-  elementwise(n * h * a_, n * h * a_, "layernorm");
-  gemm(tokens_, 3 * std::int64_t{model_.hidden}, model_.hidden, "qkv");
-  attention_kernel(tokens_, false);
-  gemm(tokens_, model_.hidden, model_.hidden, "attention out");
-  elementwise(3 * n * h * a_, 2 * n * h * a_, "residual+layernorm");  // residual sum and the FFN's layernorm
-}
-
-void RankTrainer::attention_backward() {
-  const double n = static_cast<double>(tokens_), h = model_.hidden;
-  const std::int64_t hi = model_.hidden;
-  elementwise(3 * n * h * a_, 2 * n * h * a_, "residual+layernorm bwd");
-  gemm_backward(tokens_, hi, hi, "attention out dgrad+wgrad");
-  attention_kernel(tokens_, true);
-  gemm_backward(tokens_, 3 * hi, hi, "qkv dgrad+wgrad");
-  elementwise(2 * n * h * a_, n * h * a_, "layernorm bwd");
-}
-
-void RankTrainer::dense_ffn_forward() {
-  const double n = static_cast<double>(tokens_), f = model_.ffn_hidden();
-  gemm(tokens_, model_.ffn_hidden(), model_.hidden, "ffn in");
-  elementwise(n * f * a_, n * f * a_, "gelu");
-  gemm(tokens_, model_.hidden, model_.ffn_hidden(), "ffn out");
-}
-
-void RankTrainer::dense_ffn_backward() {
-  const double n = static_cast<double>(tokens_), f = model_.ffn_hidden();
-  const std::int64_t h = model_.hidden, fi = model_.ffn_hidden();
-  gemm_backward(tokens_, h, fi, "ffn out dgrad+wgrad");
-  elementwise(2 * n * f * a_, n * f * a_, "gelu bwd");
-  gemm_backward(tokens_, fi, h, "ffn in dgrad+wgrad");
-}
-
-// Column-partitioned embedding (paper-notes "Embedding partition"): each rank owns hidden / world columns of the
-// table for every token id. Lookup: all-to-all of ids (every rank needs every rank's ids), local lookup of its
-// columns, all-to-all of the looked-up slices back to the token owners. Backward: all-to-all of the gradient
-// slices to the column owners, who accumulate them into their complete shard (no all-reduce of the table).
-void RankTrainer::embedding_forward() {
-  const double n = static_cast<double>(tokens_), h = model_.hidden;
-  if (policy_.embedding == Embedding::dense) {
-    elementwise(n * h * a_ + n * 8, n * h * a_, "embedding lookup");
-    return;
-  }
-  const int w = layout_.world;
-  const double cols = h / w;
-  std::vector<std::uint64_t> ids(static_cast<std::size_t>(w), static_cast<std::uint64_t>(4 * n)), slices;
-  core::Buffer none;
-  rt_.stream_wait(core::streams::kComm, last_compute_);
-  core::Event e = rt_.all_to_all(core::streams::kComm, world_, none, ids, none, ids, core::CollectiveAlgo::direct);
-  rt_.stream_wait(core::streams::kCompute, e);
-  double all_tokens = 0;
-  for (auto t : mb_->tokens) all_tokens += static_cast<double>(t);
-  elementwise(all_tokens * cols * a_ + all_tokens * 4, all_tokens * cols * a_, "embedding lookup (columns)");
-  for (int j = 0; j < w; ++j)
-    slices.push_back(
-        static_cast<std::uint64_t>(static_cast<double>(mb_->tokens[static_cast<std::size_t>(j)]) * cols * a_));
-  rt_.stream_wait(core::streams::kComm, last_compute_);
-  e = rt_.all_to_all(core::streams::kComm, world_, none, slices, none, slices, core::CollectiveAlgo::direct);
-  rt_.stream_wait(core::streams::kCompute, e);
-  elementwise(n * h * a_, n * h * a_, "embedding assemble + positions");
-}
-
-void RankTrainer::embedding_backward() {
-  const double n = static_cast<double>(tokens_), h = model_.hidden;
-  if (policy_.embedding == Embedding::dense) {
-    elementwise(n * h * a_ + n * 8, n * h * a_, "embedding grad scatter-add");
-    return;
-  }
-  const int w = layout_.world;
-  const double cols = h / w;
-  std::vector<std::uint64_t> slices(static_cast<std::size_t>(w), static_cast<std::uint64_t>(n * cols * a_));
-  core::Buffer none;
-  rt_.stream_wait(core::streams::kComm, last_compute_);
-  core::Event e =
-      rt_.all_to_all(core::streams::kComm, world_, none, slices, none, slices, core::CollectiveAlgo::direct);
-  rt_.stream_wait(core::streams::kCompute, e);
-  double all_tokens = 0;
-  for (auto t : mb_->tokens) all_tokens += static_cast<double>(t);
-  elementwise(all_tokens * cols * a_ + all_tokens * 4, all_tokens * cols * a_, "embedding grad (columns)");
-}
+namespace ops = moesys::model::ops;
 
 namespace {
-/// The tied output projection under the partition streams the table in chunks of the fusion bucket size:
-/// all-gather a chunk of rows, use it, and (backward) reduce-scatter its gradient back to the column owners.
-std::int64_t table_chunks(const core::ModelConfig& m, const TrainingPolicy& p) {
-  const double table = static_cast<double>(m.vocab) * m.hidden * core::dtype_bytes(m.dtype);
-  return p.bucket_bytes > 0 ? std::max<std::int64_t>(1, static_cast<std::int64_t>(std::ceil(table / p.bucket_bytes)))
-                            : 1;
+std::uint64_t rows_bytes(std::int64_t rows, std::int64_t width, double a) {
+  return static_cast<std::uint64_t>(static_cast<double>(rows) * static_cast<double>(width) * a);
 }
 }  // namespace
 
-void RankTrainer::logits_forward() {
-  const double n = static_cast<double>(tokens_), v = model_.vocab;
-  if (policy_.embedding == Embedding::dense) {
-    gemm(tokens_, model_.vocab, model_.hidden, "logits");
-  } else {
-    const std::int64_t chunks = table_chunks(model_, policy_);
-    core::Buffer none;
-    std::vector<core::Event> used;
-    for (std::int64_t c = 0; c < chunks; ++c) {
-      const std::int64_t rows = model_.vocab / chunks + (c < model_.vocab % chunks ? 1 : 0);
-      if (c >= 2) rt_.stream_wait(kGatherStream, used[static_cast<std::size_t>(c - 2)]);  // two chunk buffers
-      core::Event g = rt_.all_gather(kGatherStream, world_, none, none,
-                                     static_cast<std::uint64_t>(static_cast<double>(rows) * model_.hidden * a_));
-      rt_.stream_wait(core::streams::kCompute, g);
-      used.push_back(gemm(tokens_, rows, model_.hidden, "logits (table chunk)"));
-    }
+void RankTrainer::attention_forward(const core::Buffer& x_in, ActivationViews& a) {
+  const std::int64_t n = tokens_, h = model_.hidden;
+  const std::uint64_t nh = rows_bytes(n, h, a_);
+  tensor(ops::layernorm(x_in, param(current_unit_, 4), param(current_unit_, 5), a.ln1, a.mean1, a.rstd1, n, h),
+         "layernorm");
+  gemm(n, h, h, a.ln1, param(current_unit_, 0), a.qkv, "qkv", false, false, false, 3, true);
+  // Whole sequences in one kernel; a partial sequence (a multi-task share that does not divide) in another.
+  const std::int64_t S = model_.seq_len, full = n / S, rest = n % S;
+  const core::Buffer q = a.qkv.slice(0, nh), k = a.qkv.slice(nh, nh), v = a.qkv.slice(2 * nh, nh);
+  for (auto [first, batch, len] : {std::tuple{std::int64_t{0}, full, S}, std::tuple{full * S, std::int64_t{rest > 0}, rest}}) {
+    if (batch <= 0 || len <= 0) continue;
+    const std::uint64_t off = rows_bytes(first, h, a_), sz = rows_bytes(batch * len, h, a_);
+    core::AttentionOp op = ops::attention(batch, len, model_.heads, model_.head_dim(), q.slice(off, sz),
+                                          k.slice(off, sz), v.slice(off, sz), a.ctx.slice(off, sz));
+    op.dtype = dtype_;
+    run(op, "attention");
   }
-  elementwise(n * v * a_, n * v * 4, "softmax cross-entropy");
+  gemm(n, h, h, a.ctx, param(current_unit_, 2), a.mid, "attention out");
+  tensor(ops::add(a.mid, x_in, a.mid, n * h), "residual");
+  tensor(ops::layernorm(a.mid, param(current_unit_, 6), param(current_unit_, 7), a.ln2, a.mean2, a.rstd2, n, h),
+         "layernorm");
 }
 
-void RankTrainer::logits_backward() {
-  const double n = static_cast<double>(tokens_), v = model_.vocab;
-  const std::int64_t h = model_.hidden;
-  elementwise(n * v * 4, n * v * a_, "softmax cross-entropy bwd");
-  if (policy_.embedding == Embedding::dense) {
-    gemm_backward(tokens_, model_.vocab, h, "logits dgrad+wgrad");
-    return;
+void RankTrainer::attention_backward(const core::Buffer& x_in, ActivationViews& a, int unit) {
+  // On entry ws.dx is the gradient of the attention block's output (a.mid); on exit, of its input.
+  const Workspace& w = st_.ws;
+  const std::int64_t n = tokens_, h = model_.hidden;
+  const std::uint64_t nh = rows_bytes(n, h, a_);
+  gemm(n, h, h, w.dx, param(unit, 2), w.dctx, "attention out dgrad", false, true);
+  gemm(h, h, n, a.ctx, w.dx, grad(unit, 2), "attention out wgrad", true, false, true);
+  const std::int64_t S = model_.seq_len, full = n / S, rest = n % S;
+  const core::Buffer q = a.qkv.slice(0, nh), k = a.qkv.slice(nh, nh), v = a.qkv.slice(2 * nh, nh);
+  const core::Buffer dq = w.dqkv.slice(0, nh), dk = w.dqkv.slice(nh, nh), dv = w.dqkv.slice(2 * nh, nh);
+  for (auto [first, batch, len] : {std::tuple{std::int64_t{0}, full, S}, std::tuple{full * S, std::int64_t{rest > 0}, rest}}) {
+    if (batch <= 0 || len <= 0) continue;
+    const std::uint64_t off = rows_bytes(first, h, a_), sz = rows_bytes(batch * len, h, a_);
+    core::AttentionOp op = ops::attention_bwd(batch, len, model_.heads, model_.head_dim(), q.slice(off, sz),
+                                              k.slice(off, sz), v.slice(off, sz), a.ctx.slice(off, sz),
+                                              w.dctx.slice(off, sz), dq.slice(off, sz), dk.slice(off, sz),
+                                              dv.slice(off, sz));
+    op.dtype = dtype_;
+    run(op, "attention bwd");
   }
-  const std::int64_t chunks = table_chunks(model_, policy_);
-  core::Buffer none;
-  std::vector<core::Event> used;
-  for (std::int64_t c = 0; c < chunks; ++c) {
-    const std::int64_t rows = model_.vocab / chunks + (c < model_.vocab % chunks ? 1 : 0);
-    const auto bytes = static_cast<std::uint64_t>(static_cast<double>(rows) * h * a_);
-    if (c >= 2) rt_.stream_wait(kGatherStream, used[static_cast<std::size_t>(c - 2)]);
-    core::Event g = rt_.all_gather(kGatherStream, world_, none, none, bytes);
-    rt_.stream_wait(core::streams::kCompute, g);
-    used.push_back(gemm_backward(tokens_, rows, h, "logits dgrad+wgrad (table chunk)"));
-    // The chunk's gradient goes back to the column owners on the reduction stream.
-    rt_.stream_wait(core::streams::kComm2, used.back());
-    last_reduce_ = rt_.reduce_scatter(core::streams::kComm2, world_, none, none, bytes, model_.dtype);
-  }
+  gemm(h, h, n, a.ln1, w.dqkv, grad(unit, 0), "qkv wgrad", true, false, true, 3, true);
+  const core::Buffer wqkv = param(unit, 0);
+  const std::uint64_t hh = rows_bytes(h, h, a_);
+  gemm(n, h, h, dq, wqkv.slice(0, hh), w.dn, "qkv dgrad", false, true);
+  gemm(n, h, h, dk, wqkv.slice(hh, hh), w.dn, "qkv dgrad", false, true, true);
+  gemm(n, h, h, dv, wqkv.slice(2 * hh, hh), w.dn, "qkv dgrad", false, true, true);
+  tensor(ops::layernorm_bwd(x_in, param(unit, 4), a.mean1, a.rstd1, w.dn, w.dtmp, grad(unit, 4), grad(unit, 5), n,
+                            h),
+         "layernorm bwd");
+  tensor(ops::add(w.dx, w.dtmp, w.dx, n * h), "residual bwd");
+}
+
+void RankTrainer::dense_ffn_forward(ActivationViews& a) {
+  const std::int64_t n = tokens_, h = model_.hidden, f = model_.ffn_hidden();
+  gemm(n, f, h, a.ln2, param(current_unit_, 8), a.pre, "ffn in");
+  tensor(ops::gelu(a.pre, a.post, n * f), "gelu");
+  gemm(n, h, f, a.post, param(current_unit_, 10), a.out, "ffn out");
+  tensor(ops::add(a.out, a.mid, a.out, n * h), "residual");
+}
+
+void RankTrainer::dense_ffn_backward(ActivationViews& a, int unit) {
+  // On entry ws.dx is the gradient of the layer output; on exit, of a.mid (both residual paths).
+  const Workspace& w = st_.ws;
+  const std::int64_t n = tokens_, h = model_.hidden, f = model_.ffn_hidden();
+  gemm(n, f, h, w.dx, param(unit, 10), w.dense_f, "ffn out dgrad", false, true);
+  gemm(f, h, n, a.post, w.dx, grad(unit, 10), "ffn out wgrad", true, false, true);
+  tensor(ops::gelu_bwd(a.pre, w.dense_f, w.dense_f, n * f), "gelu bwd");
+  gemm(h, f, n, a.ln2, w.dense_f, grad(unit, 8), "ffn in wgrad", true, false, true);
+  gemm(n, h, f, w.dense_f, param(unit, 8), w.dn, "ffn in dgrad", false, true);
+  tensor(ops::layernorm_bwd(a.mid, param(unit, 6), a.mean2, a.rstd2, w.dn, w.dtmp, grad(unit, 6), grad(unit, 7), n,
+                            h),
+         "layernorm bwd");
+  tensor(ops::add(w.dx, w.dtmp, w.dx, n * h), "residual bwd");
+}
+
+void RankTrainer::embedding_forward() {
+  const std::int64_t n = tokens_, h = model_.hidden;
+  tensor(ops::embedding(st_.ids, param(0, 0), param(0, 1), act_views_.back().out, n, h, model_.vocab, model_.seq_len),
+         "embedding lookup");
+}
+
+void RankTrainer::embedding_backward() {
+  const std::int64_t n = tokens_, h = model_.hidden;
+  tensor(ops::embedding_bwd(st_.ids, st_.ws.dx, grad(0, 0), grad(0, 1), n, h, model_.vocab, model_.seq_len),
+         "embedding grad scatter-add");
+}
+
+void RankTrainer::logits_forward(const core::Buffer& x_last) {
+  ActivationViews& a = act_views_.back();
+  const std::int64_t n = tokens_, h = model_.hidden, V = model_.vocab;
+  tensor(ops::layernorm(x_last, param(0, 2), param(0, 3), a.lnf, a.meanf, a.rstdf, n, h), "final layernorm");
+  gemm(n, V, h, a.lnf, param(0, 0), a.logits, "logits", false, true);
+  // The loss is the mean over the global batch, so gradients summed over ranks and micro-batches are its gradient.
+  const double scale = 1.0 / (static_cast<double>(n) * layout_.world * plan_.routing.micro_batches);
+  tensor(ops::softmax_xent(a.logits, st_.targets, a.dlogits, st_.ws.loss, n, V, scale), "softmax cross-entropy");
+}
+
+void RankTrainer::logits_backward(const core::Buffer& x_last) {
+  ActivationViews& a = act_views_.back();
+  const Workspace& w = st_.ws;
+  const std::int64_t n = tokens_, h = model_.hidden, V = model_.vocab;
+  gemm(n, h, V, a.dlogits, param(0, 0), w.dn, "logits dgrad");
+  gemm(V, h, n, a.dlogits, a.lnf, grad(0, 0), "logits wgrad", true, false, true);
+  tensor(ops::layernorm_bwd(x_last, param(0, 2), a.meanf, a.rstdf, w.dn, w.dx, grad(0, 2), grad(0, 3), n, h),
+         "final layernorm bwd");
 }
 
 }  // namespace moesys::policies::training

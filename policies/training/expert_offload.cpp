@@ -59,6 +59,7 @@ void RankTrainer::prefetch_experts(int moe_layer, bool backward) {
       write_back += expert_bytes(model_, a + o);
     }
   }
+  const core::Buffer hbm_ = st_.slot_params[li % 2], dram_ = st_.home_grads, ssd_ = st_.home_params;
   core::Event ready;
   if (write_back > 0) {
     rt_.copy(core::streams::kNvme, ssd_, dram_, static_cast<std::uint64_t>(write_back));
@@ -98,6 +99,7 @@ core::Event RankTrainer::experts_ready(int moe_layer, bool backward) {
     if (!backward) used_last_[li][ei] = used;
     prefetched_[li][ei] = false;
   }
+  const core::Buffer hbm_ = st_.slot_params[li % 2], dram_ = st_.home_grads, ssd_ = st_.home_params;
   core::Event ready = fetch_event_[li];
   if (on_demand > 0) {
     // The host learns about these experts only from the token counts, so the fetch starts now and is exposed.
@@ -126,7 +128,8 @@ void RankTrainer::offload_expert_update(int moe_layer, core::Event grads_ready) 
   if (updated == 0) return;
   const int a = model_.param_bytes_per_param(), g = model_.grad_bytes_per_param(),
             o = model_.optimizer_bytes_per_param();
-  core::Buffer none;
+  const bool sync_grads_ = micro_ + 1 == plan_.routing.micro_batches;
+  const core::Buffer hbm_ = st_.slot_grads[li % 2], dram_ = st_.home_grads, ssd_ = st_.home_params, none = hbm_;
   if (sync_grads_ && layout_.edp > 1) {
     rt_.stream_wait(core::streams::kComm2, grads_ready);
     grads_ready = last_reduce_ =

@@ -1,145 +1,175 @@
-// Gradient synchronisation and the post-step parameter all-gathers, through fusion buckets: gradients are packed
-// into a buffer of `bucket_bytes` and reduced when it fills (bucket_bytes = 0: one collective per tensor).
-//   ddp    all-reduce over all ranks
-//   zero2  reduce-scatter over all ranks; after the optimizer, all-gather of the updated fp16 parameters
-//   zero3  reduce-scatter inside the node (NVLink), then over the rail (same local GPU on every node) on the
-//          node shard; after the optimizer, all-gather over the rail back to the node shard
-// Expert gradients are reduced over the expert replicas (expert-data-parallel group) the same way.
+// Gradient synchronisation through fusion buckets (rank_state.cpp plans them), and the post-step all-gathers of
+// updated parameters:
+//   ddp    gradients accumulate in a full buffer; on the last micro-batch each bucket is all-reduced in place
+//   zero2  backward writes into rotating bucket buffers; each full bucket is reduce-scattered over all ranks into
+//          this rank's partition (every micro-batch, accumulating); after the optimizer, each bucket's updated
+//          pieces are all-gathered back into the replicated parameters
+//   zero3  one bucket per unit: reduce-scatter inside the node (NVLink) into the node shard, then on the last
+//          micro-batch over the rail (same local GPU on every node) into this rank's piece; after the optimizer,
+//          all-gather over the rail back into the node shard
+// Expert gradients are all-reduced over the expert replicas (expert-data-parallel group) on the last micro-batch.
 // With grad_overlap the reductions run on their own stream while backward continues; without it the host waits
 // for each (DeepSpeed's overlap_comm = false), so backward stalls behind every bucket.
 #include <algorithm>
-#include <cmath>
 
-#include "policies/training/model_costs.hpp"
+#include "model/ops.hpp"
 #include "policies/training/rank_trainer.hpp"
 
 namespace moesys::policies::training {
 
+namespace ops = moesys::model::ops;
+using core::streams::kComm2;
+using core::streams::kCompute;
+using I = std::int64_t;
+
 namespace {
-/// Calls fn(bytes) for every bucket of the tensors (bytes each), packed in order.
-template <typename Fn>
-void for_each_bucket(const std::vector<double>& tensors, double bucket, Fn fn) {
-  double pending = 0;
-  for (double t : tensors) {
-    if (bucket <= 0) {
-      fn(t);
-      continue;
-    }
-    pending += t;
-    if (pending >= bucket) {
-      fn(pending);
-      pending = 0;
-    }
+std::uint64_t B(I elems, double per) { return static_cast<std::uint64_t>(static_cast<double>(elems) * per); }
+}  // namespace
+
+core::Buffer RankTrainer::grad(int unit, int t) {
+  const DenseUnit& u = st_.units[static_cast<std::size_t>(unit)];
+  const I elem = u.offset + u.tensor_offsets[static_cast<std::size_t>(t)];
+  const I len = u.tensor_elems[static_cast<std::size_t>(t)];
+  const double g = model_.grad_bytes_per_param();
+  if (len == 0) return {};
+  if (policy_.dense == DenseSharding::ddp) return st_.grads.slice(B(elem, g), B(len, g));
+  if (unit == 0) return st_.emb_grad.slice(B(u.tensor_offsets[static_cast<std::size_t>(t)], g), B(len, g));
+  for (const GradBucket& b : st_.buckets)
+    if (b.buffer >= 0 && elem >= b.lo && elem < b.hi)
+      return st_.bucket_buf[static_cast<std::size_t>(b.buffer)].slice(B(elem - b.lo, g), B(len, g));
+  throw std::logic_error("no gradient bucket holds a tensor of unit " + std::to_string(unit));
+}
+
+void RankTrainer::begin_backward_grads() {
+  const double g = model_.grad_bytes_per_param();
+  auto zero = [&](const core::Buffer& b) {
+    if (b) tensor(ops::fill(b, static_cast<I>(static_cast<double>(b.bytes) / g)), "zero gradients");
+  };
+  std::fill(bucket_open_.begin(), bucket_open_.end(), false);
+  if (micro_ == 0) {
+    if (policy_.dense == DenseSharding::ddp) zero(st_.grads);
+    zero(st_.expert_grads);
   }
-  if (pending > 0) fn(pending);
+  if (policy_.dense != DenseSharding::ddp) zero(st_.emb_grad);
+}
+
+void RankTrainer::open_unit_grads(int unit) {
+  if (policy_.dense == DenseSharding::ddp || unit == 0) return;
+  const DenseUnit& u = st_.units[static_cast<std::size_t>(unit)];
+  const double g = model_.grad_bytes_per_param();
+  for (std::size_t i = 0; i < st_.buckets.size(); ++i) {
+    const GradBucket& b = st_.buckets[i];
+    if (bucket_open_[i] || b.buffer < 0 || b.lo >= u.offset + u.elems || b.hi <= u.offset) continue;
+    // The buffer's previous bucket must have been reduced before backward writes into it again.
+    rt_.stream_wait(kCompute, buffer_free_[static_cast<std::size_t>(b.buffer)]);
+    tensor(ops::fill(st_.bucket_buf[static_cast<std::size_t>(b.buffer)].slice(0, B(b.padded, g)), b.padded),
+           "zero gradient bucket");
+    bucket_open_[i] = true;
+  }
+}
+
+void RankTrainer::unit_grads_done(int unit) {
+  const bool last_micro = micro_ + 1 == plan_.routing.micro_batches;
+  if (policy_.dense == DenseSharding::ddp && !last_micro) return;  // keep accumulating in place
+  for (std::size_t i = 0; i < st_.buckets.size(); ++i)
+    if (st_.buckets[i].done_unit == unit) reduce_bucket(i);
+}
+
+namespace {
+/// Reduce-scatter of `src` over `group` into `dst` (one member's piece); adds into `dst` instead through `tmp`
+/// when accumulating. A group of one is a copy (or an add).
+core::Event reduce_scatter_into(core::Runtime& rt, const core::Group& group, const core::Buffer& src,
+                                const core::Buffer& dst, const core::Buffer& tmp, bool accumulate, core::Dtype dtype,
+                                double grad_bytes) {
+  const core::Buffer out = accumulate ? tmp.slice(0, dst.bytes) : dst;
+  core::Event e = group.size() > 1 ? rt.reduce_scatter(kComm2, group, src, out, src.bytes, dtype)
+                                   : rt.copy(kComm2, out, src, dst.bytes);
+  if (accumulate) {
+    const auto n = static_cast<I>(static_cast<double>(dst.bytes) / grad_bytes);
+    e = rt.compute(kComm2, ops::with_dtype(ops::add(dst, out, dst, n), dtype), "accumulate gradient piece");
+  }
+  return e;
 }
 }  // namespace
 
-std::vector<std::int64_t> RankTrainer::dense_tensors_in_order() const {
-  std::vector<std::int64_t> all;
-  for (int l = model_.layers - 1; l >= 0; --l)
-    for (auto t : layer_dense_tensors(model_, l)) all.push_back(t);
-  auto emb = embedding_tensors(model_);
-  if (policy_.embedding == Embedding::partition) emb.erase(emb.begin());
-  all.insert(all.end(), emb.begin(), emb.end());
-  return all;
-}
-
-void RankTrainer::issue_dense_bucket(double bytes) {
-  if (layout_.world == 1 || bytes <= 0) return;
-  core::Buffer none;
-  const auto b = static_cast<std::uint64_t>(bytes);
-  rt_.stream_wait(core::streams::kComm2, last_compute_);
+void RankTrainer::reduce_bucket(std::size_t i) {
+  const GradBucket& b = st_.buckets[i];
+  const double g = model_.grad_bytes_per_param();
+  const bool last_micro = micro_ + 1 == plan_.routing.micro_batches, accumulate = micro_ > 0;
+  rt_.stream_wait(kComm2, last_compute_);
+  const auto source = [&] {  // ZeRO: the bucket's rotating buffer, or the embedding gradient block
+    return b.buffer < 0 ? st_.emb_grad.slice(0, B(b.padded, g))
+                        : st_.bucket_buf[static_cast<std::size_t>(b.buffer)].slice(0, B(b.padded, g));
+  };
   switch (policy_.dense) {
     case DenseSharding::ddp:
-      last_reduce_ = rt_.all_reduce(core::streams::kComm2, world_, none, b, model_.dtype);
+      if (world_.size() == 1) return;
+      last_reduce_ = rt_.all_reduce(kComm2, world_, st_.grads.slice(B(b.lo, g), B(b.hi - b.lo, g)), B(b.hi - b.lo, g),
+                                    dtype_);
       break;
     case DenseSharding::zero2:
-      last_reduce_ = rt_.reduce_scatter(core::streams::kComm2, world_, none, none, b, model_.dtype);
+      last_reduce_ = reduce_scatter_into(rt_, world_, source(), st_.grads.slice(B(b.part_offset, g), B(b.piece, g)),
+                                         st_.reduce_tmp, accumulate, dtype_, g);
       break;
-    case DenseSharding::zero3:
-      if (node_group_.size() > 1)
-        last_reduce_ = rt_.reduce_scatter(core::streams::kComm2, node_group_, none, none, b, model_.dtype);
-      if (rail_group_.size() > 1)
-        last_reduce_ =
-            rt_.reduce_scatter(core::streams::kComm2, rail_group_, none, none,
-                               static_cast<std::uint64_t>(std::ceil(bytes / node_group_.size())), model_.dtype);
+    case DenseSharding::zero3: {
+      const DenseUnit& u = st_.units[static_cast<std::size_t>(b.done_unit)];
+      const I np = u.padded / node_group_.size(), wp = np / rail_group_.size();
+      const core::Buffer node_piece = st_.node_grads.slice(B(u.shard_offset, g), B(np, g));
+      last_reduce_ = reduce_scatter_into(rt_, node_group_, source(), node_piece, st_.reduce_tmp, accumulate, dtype_, g);
+      if (last_micro && rail_group_.size() > 1)
+        last_reduce_ = rt_.reduce_scatter(kComm2, rail_group_, node_piece, st_.grads.slice(B(u.part_offset, g), B(wp, g)),
+                                          node_piece.bytes, dtype_);
       break;
+    }
   }
+  if (policy_.dense != DenseSharding::ddp && b.buffer >= 0) buffer_free_[static_cast<std::size_t>(b.buffer)] = last_reduce_;
   if (!policy_.grad_overlap) rt_.wait(last_reduce_);
 }
 
-void RankTrainer::issue_expert_bucket(double bytes) {
-  if (layout_.edp == 1 || bytes <= 0) return;
-  core::Buffer none;
-  const auto b = static_cast<std::uint64_t>(bytes);
-  rt_.stream_wait(core::streams::kComm2, last_compute_);
-  if (policy_.dense == DenseSharding::ddp || policy_.offload != Offload::none)
-    last_reduce_ = rt_.all_reduce(core::streams::kComm2, edp_group_, none, b, model_.dtype);
-  else
-    last_reduce_ = rt_.reduce_scatter(core::streams::kComm2, edp_group_, none, none, b, model_.dtype);
-  if (!policy_.grad_overlap) rt_.wait(last_reduce_);
-}
-
-void RankTrainer::add_dense_grads(const std::vector<std::int64_t>& tensors, core::Event) {
+void RankTrainer::expert_grads_done(int moe_layer) {
+  if (micro_ + 1 != plan_.routing.micro_batches || layout_.edp == 1 || !st_.expert_grads) return;
   const double g = model_.grad_bytes_per_param();
-  for (auto it = tensors.rbegin(); it != tensors.rend(); ++it) {  // backward produces them last to first
-    const double bytes = g * static_cast<double>(*it);
-    if (policy_.bucket_bytes <= 0) {
-      issue_dense_bucket(bytes);
-      continue;
-    }
-    dense_bucket_ += bytes;
-    if (dense_bucket_ >= policy_.bucket_bytes) {
-      issue_dense_bucket(dense_bucket_);
-      dense_bucket_ = 0;
-    }
+  const I layer = st_.expert_layer_elems;
+  const I step = policy_.bucket_bytes > 0
+                     ? std::max<I>(1, static_cast<I>(policy_.bucket_bytes / g))
+                     : model_.expert_params_per_expert();
+  rt_.stream_wait(kComm2, last_compute_);
+  for (I lo = 0; lo < layer; lo += step) {
+    const I n = std::min(step, layer - lo);
+    last_reduce_ = rt_.all_reduce(kComm2, edp_group_, st_.expert_grads.slice(B(moe_layer * layer + lo, g), B(n, g)),
+                                  B(n, g), dtype_);
+    if (!policy_.grad_overlap) rt_.wait(last_reduce_);
   }
-}
-
-void RankTrainer::add_expert_grads(core::Event) {
-  if (!sync_grads_ || layout_.edp == 1) return;
-  const double g = model_.grad_bytes_per_param();
-  for (int e = 0; e < layout_.local_experts; ++e)
-    for (auto t : expert_tensors(model_)) {
-      const double bytes = g * static_cast<double>(t);
-      if (policy_.bucket_bytes <= 0) {
-        issue_expert_bucket(bytes);
-        continue;
-      }
-      expert_bucket_ += bytes;
-      if (expert_bucket_ >= policy_.bucket_bytes) {
-        issue_expert_bucket(expert_bucket_);
-        expert_bucket_ = 0;
-      }
-    }
-}
-
-void RankTrainer::flush_grads() {
-  issue_dense_bucket(dense_bucket_);
-  issue_expert_bucket(expert_bucket_);
-  dense_bucket_ = expert_bucket_ = 0;
 }
 
 void RankTrainer::gather_updated_params(core::Event after) {
-  core::Buffer none;
-  rt_.stream_wait(core::streams::kComm2, after);
-  auto gather = [&](const core::Group& group, double divisor, const std::vector<std::int64_t>& tensors) {
-    if (group.size() <= 1) return;
-    std::vector<double> bytes;
-    for (auto t : tensors) bytes.push_back(std::ceil(a_ * static_cast<double>(t) / divisor));
-    for_each_bucket(bytes, policy_.bucket_bytes, [&](double b) {
-      rt_.all_gather(core::streams::kComm2, group, none, none, static_cast<std::uint64_t>(b));
-    });
-  };
-  const std::vector<std::int64_t> dense = dense_tensors_in_order();
-  if (policy_.dense == DenseSharding::zero2) gather(world_, 1, dense);
-  if (policy_.dense == DenseSharding::zero3) gather(rail_group_, node_group_.size(), dense);
-  if (policy_.dense != DenseSharding::ddp && policy_.offload == Offload::none && layout_.edp > 1) {
-    std::vector<std::int64_t> experts;
-    for (int i = 0; i < model_.moe_layers() * layout_.local_experts; ++i)
-      for (auto t : expert_tensors(model_)) experts.push_back(t);
-    gather(edp_group_, 1, experts);
+  rt_.stream_wait(kComm2, after);
+  const double a = a_;
+  switch (policy_.dense) {
+    case DenseSharding::ddp:
+      return;
+    case DenseSharding::zero2: {
+      if (world_.size() == 1) return;
+      const I r = world_.index_of(rank_);
+      for (const GradBucket& b : st_.buckets) {
+        const core::Buffer recv = st_.gather_tmp.slice(0, B(b.padded, a));
+        rt_.all_gather(kComm2, world_, st_.params.slice(B(b.lo + r * b.piece, a), B(b.piece, a)), recv, recv.bytes);
+        rt_.copy(kComm2, st_.params.slice(B(b.lo, a), B(b.hi - b.lo, a)), recv, B(b.hi - b.lo, a));
+      }
+      return;
+    }
+    case DenseSharding::zero3: {
+      if (rail_group_.size() == 1) return;
+      const I j = rail_group_.index_of(rank_);
+      for (const DenseUnit& u : st_.units) {
+        const I np = u.padded / node_group_.size(), wp = np / rail_group_.size();
+        const core::Buffer recv = st_.gather_tmp.slice(0, B(np, a));
+        rt_.all_gather(kComm2, rail_group_, st_.params.slice(B(u.shard_offset + j * wp, a), B(wp, a)), recv,
+                       recv.bytes);
+        rt_.copy(kComm2, st_.params.slice(B(u.shard_offset, a), B(np, a)), recv, B(np, a));
+      }
+      return;
+    }
   }
 }
 

@@ -4,8 +4,9 @@
 #include <cstdio>
 
 #include "core/error.hpp"
+#include "core/ledger_runtime.hpp"
 #include "core/units.hpp"
-#include "policies/training/model_costs.hpp"
+#include "policies/training/training_plan.hpp"
 
 namespace moesys::policies::training {
 
@@ -33,175 +34,43 @@ std::uint64_t RankMemory::peak(core::Tier t) const {
   return s;
 }
 
-std::vector<std::uint64_t> activation_sequence(const core::ModelConfig& m, const MicroBatch& mb, const Layout&,
-                                               int rank) {
-  const std::int64_t n = mb.tokens[static_cast<std::size_t>(rank)];
-  std::vector<std::uint64_t> seq = {embedding_activation_bytes(m, n)};
-  int moe = 0;
-  for (int layer = 0; layer < m.layers; ++layer) {
-    std::uint64_t b = attention_activation_bytes(m, n);
-    if (m.is_moe_layer(layer)) {
-      const LayerRouting& lr = mb.layers[static_cast<std::size_t>(moe++)];
-      b += moe_activation_bytes(m, n, lr.rows_computed(rank), lr.rows_sent(rank));
-    } else {
-      b += dense_ffn_activation_bytes(m, n);
-    }
-    seq.push_back(b);
-  }
-  seq.push_back(logits_activation_bytes(m, n));
-  return seq;
-}
-
-namespace {
-
-std::uint64_t ceil_div(std::uint64_t n, std::uint64_t k) {
-  return (n + k - 1) / k;
-}
-
-/// The persistent allocations of one rank (identical on every rank except for routing-sized buffers).
-std::vector<Allocation> persistent_items(const TrainingConfig& c, const Layout& l, const RoutingPlan& routing, int rank,
-                                         MemoryPlan& plan) {
-  using core::Tier;
+std::int64_t cache_entries(const TrainingConfig& c, const Layout& l, double dram_free_bytes) {
   const core::ModelConfig& m = c.model;
-  const TrainingPolicy& p = c.policy;
-  const std::uint64_t a = static_cast<std::uint64_t>(m.param_bytes_per_param());
-  const std::uint64_t g = static_cast<std::uint64_t>(m.grad_bytes_per_param());
-  const std::uint64_t o = static_cast<std::uint64_t>(m.optimizer_bytes_per_param());
-  const std::uint64_t world = static_cast<std::uint64_t>(l.world), shard = static_cast<std::uint64_t>(l.node_ranks);
-  std::vector<Allocation> items;
-  auto add = [&](Tier t, MemoryUse u, std::uint64_t bytes, std::string what) {
-    if (bytes > 0) items.push_back({t, u, bytes, std::move(what)});
-  };
-
-  // ---- dense parameters (the token table is handled apart when it is partitioned) ----
-  const std::uint64_t table = static_cast<std::uint64_t>(embedding_tensors(m)[0]);
-  std::uint64_t dense = static_cast<std::uint64_t>(m.dense_params() + m.gate_params());
-  const bool partition = p.embedding == Embedding::partition;
-  if (partition) dense -= table;
-  std::uint64_t largest_unit = static_cast<std::uint64_t>(sum(embedding_tensors(m))) - (partition ? table : 0);
-  std::uint64_t largest_tensor = partition ? 0 : table;
-  for (int layer = 0; layer < m.layers; ++layer) {
-    const auto t = layer_dense_tensors(m, layer);
-    largest_unit = std::max(largest_unit, static_cast<std::uint64_t>(sum(t)));
-    for (auto x : t) largest_tensor = std::max(largest_tensor, static_cast<std::uint64_t>(x));
-  }
-  const std::uint64_t bucket = std::max(static_cast<std::uint64_t>(p.bucket_bytes), g * largest_tensor);
-  switch (p.dense) {
-    case DenseSharding::ddp:
-      add(Tier::hbm, MemoryUse::parameters, a * dense, "dense parameters (replicated)");
-      add(Tier::hbm, MemoryUse::gradients, g * dense, "dense gradients (replicated)");
-      add(Tier::hbm, MemoryUse::optimizer, o * dense, "dense optimizer states (replicated)");
-      break;
-    case DenseSharding::zero2:
-      add(Tier::hbm, MemoryUse::parameters, a * dense, "dense parameters (replicated)");
-      add(Tier::hbm, MemoryUse::gradients, g * ceil_div(dense, world), "dense gradient partition");
-      add(Tier::hbm, MemoryUse::optimizer, o * ceil_div(dense, world), "dense optimizer partition");
-      add(Tier::hbm, MemoryUse::buffers, bucket, "gradient reduction bucket");
-      break;
-    case DenseSharding::zero3:
-      add(Tier::hbm, MemoryUse::parameters, a * ceil_div(dense, shard), "dense parameter shard (node)");
-      add(Tier::hbm, MemoryUse::gradients, g * ceil_div(dense, shard), "dense gradient shard (node)");
-      add(Tier::hbm, MemoryUse::optimizer, o * ceil_div(dense, world), "dense optimizer partition");
-      add(Tier::hbm, MemoryUse::buffers, 2 * a * largest_unit, "gathered parameters (current + prefetched layer)");
-      add(Tier::hbm, MemoryUse::buffers, bucket, "gradient reduction bucket");
-      break;
-  }
-
-  // ---- partitioned token table: column shards, streamed in chunks for the tied output projection ----
-  std::int64_t max_tokens = 0;
-  for (const auto& step : routing.steps)
-    for (const auto& mb : step) max_tokens = std::max(max_tokens, mb.tokens[static_cast<std::size_t>(rank)]);
-  if (partition) {
-    add(Tier::hbm, MemoryUse::parameters, a * ceil_div(table, world), "token table column shard");
-    add(Tier::hbm, MemoryUse::gradients, g * ceil_div(table, world), "token table gradient shard");
-    add(Tier::hbm, MemoryUse::optimizer, o * ceil_div(table, world), "token table optimizer shard");
-    const std::uint64_t chunks =
-        p.bucket_bytes > 0 ? std::max<std::uint64_t>(1, ceil_div(a * table, static_cast<std::uint64_t>(p.bucket_bytes)))
-                           : 1;
-    const std::uint64_t chunk = ceil_div(table, chunks);
-    add(Tier::hbm, MemoryUse::buffers, 2 * a * chunk + g * chunk, "token table chunks (two gathered, one gradient)");
-    const std::uint64_t n = static_cast<std::uint64_t>(max_tokens);
-    add(Tier::hbm, MemoryUse::buffers, 4 * n * world + 2 * a * n * static_cast<std::uint64_t>(m.hidden),
-        "lookup ids and column slices");
-  }
-
-  // ---- experts of this rank ----
-  const std::uint64_t pe = static_cast<std::uint64_t>(m.expert_params_per_expert());
-  const std::uint64_t x = static_cast<std::uint64_t>(m.moe_layers()) * static_cast<std::uint64_t>(l.local_experts) * pe;
-  const std::uint64_t edp = p.dense == DenseSharding::ddp ? 1 : static_cast<std::uint64_t>(l.edp);
-  const std::uint64_t slots = 2 * static_cast<std::uint64_t>(l.local_experts) * pe;  // current + prefetched layer
-  plan.expert_state_bytes = (a + g + o) * pe;
-  switch (p.offload) {
-    case Offload::none:
-      add(Tier::hbm, MemoryUse::parameters, a * x, "expert parameters");
-      add(Tier::hbm, MemoryUse::gradients, g * ceil_div(x, edp), "expert gradients");
-      add(Tier::hbm, MemoryUse::optimizer, o * ceil_div(x, edp), "expert optimizer states");
-      if (edp > 1)
-        add(Tier::hbm, MemoryUse::buffers,
-            std::max(static_cast<std::uint64_t>(p.bucket_bytes),
-                     g * static_cast<std::uint64_t>(m.hidden) * m.ffn_hidden()),
-            "expert gradient bucket");
-      break;
-    case Offload::cpu:
-      add(Tier::hbm, MemoryUse::parameters, a * slots, "expert parameter slots (two layers)");
-      add(Tier::hbm, MemoryUse::gradients, g * slots, "expert gradient slots (two layers)");
-      add(Tier::dram, MemoryUse::parameters, a * x, "expert parameters (host)");
-      add(Tier::dram, MemoryUse::gradients, g * x, "expert gradients (host)");
-      // Offloaded expert gradients are all-reduced over the replicas, so every replica updates all its experts.
-      add(Tier::dram, MemoryUse::optimizer, o * x, "expert optimizer states (host)");
-      break;
-    case Offload::nvme: {
-      add(Tier::hbm, MemoryUse::parameters, a * slots, "expert parameter slots (two layers)");
-      add(Tier::hbm, MemoryUse::gradients, g * slots, "expert gradient slots (two layers)");
-      add(Tier::ssd, MemoryUse::parameters, a * x, "expert parameters (SSD)");
-      add(Tier::ssd, MemoryUse::optimizer, o * x, "expert optimizer states (SSD)");
-      const std::uint64_t staging = slots * (a + g + o);
-      add(Tier::dram, MemoryUse::buffers, staging, "expert staging (two layers)");
-      double cache = p.cache.capacity_gib * core::kGiB;
-      if (cache <= 0) cache = plan.capacity_bytes[1] - static_cast<double>(staging);
-      const std::int64_t all = std::int64_t{m.moe_layers()} * l.local_experts;
-      std::int64_t entries =
-          cache > 0 ? static_cast<std::int64_t>(cache / static_cast<double>(plan.expert_state_bytes)) : 0;
-      if (p.cache.capacity_fraction > 0)
-        entries = static_cast<std::int64_t>(p.cache.capacity_fraction * static_cast<double>(all));
-      entries = std::min(entries, all);
-      plan.cache_entries = entries;
-      add(Tier::dram, MemoryUse::expert_cache, static_cast<std::uint64_t>(entries) * plan.expert_state_bytes,
-          "LFU cache of expert states");
-      break;
-    }
-  }
-
-  // ---- all-to-all buffers sized for the largest micro-batch of the plan ----
-  const std::uint64_t row = a * static_cast<std::uint64_t>(m.hidden);
-  add(Tier::hbm, MemoryUse::buffers,
-      row * static_cast<std::uint64_t>(routing.max_rows_sent(rank) + routing.max_rows_received(l, rank)),
-      "all-to-all send and receive buffers");
-  return items;
+  const double state = static_cast<double>(m.training_bytes_per_param()) * static_cast<double>(m.expert_params_per_expert());
+  double cache = c.policy.cache.capacity_gib * core::kGiB;
+  if (cache <= 0) cache = dram_free_bytes;
+  const std::int64_t all = std::int64_t{m.moe_layers()} * l.local_experts;
+  std::int64_t entries = cache > 0 ? static_cast<std::int64_t>(cache / state) : 0;
+  if (c.policy.cache.capacity_fraction > 0)
+    entries = static_cast<std::int64_t>(c.policy.cache.capacity_fraction * static_cast<double>(all));
+  return std::clamp<std::int64_t>(entries, 0, all);
 }
 
-}  // namespace
-
-MemoryPlan plan_memory(const TrainingConfig& c, const Layout& l, const RoutingPlan& routing) {
-  MemoryPlan plan;
+void plan_memory(TrainingPlan& p) {
+  const TrainingConfig& c = p.config;
   const core::NodeSpec& node = c.cluster.node;
+  MemoryPlan& plan = p.memory;
   plan.capacity_bytes = {node.gpu.hbm_bytes, node.host_memory.capacity_bytes / node.gpus,
                          node.ssd.capacity_bytes / node.gpus};
-  for (int r = 0; r < l.world; ++r) {
+  const double pe = static_cast<double>(c.model.expert_params_per_expert());
+  plan.expert_state_bytes = static_cast<std::uint64_t>(c.model.training_bytes_per_param() * pe);
+  // The nvme staging area holds two layers' expert states; the cache gets the rest of the host share.
+  const double staging = 2.0 * p.layout.local_experts * pe * c.model.training_bytes_per_param();
+  plan.cache_entries = c.policy.offload == Offload::nvme ? cache_entries(c, p.layout, plan.capacity_bytes[1] - staging) : 0;
+  plan.ranks.clear();
+  std::vector<RankCounters> counters(static_cast<std::size_t>(p.layout.world));
+  const auto program = training_program(p, counters);
+  for (int r = 0; r < p.layout.world; ++r) {
+    core::LedgerRuntime ledger(c.cluster, r, p.layout.world);
+    program(ledger);
     RankMemory rm;
-    rm.persistent = persistent_items(c, l, routing, r, plan);
-    for (const auto& step : routing.steps)
-      for (const auto& mb : step) {
-        std::uint64_t total = 0;
-        for (auto b : activation_sequence(c.model, mb, l, r)) total += b;
-        rm.peak_activation_bytes = std::max(rm.peak_activation_bytes, total);
-      }
-    for (const Allocation& a : rm.persistent)
-      rm.at_peak[static_cast<std::size_t>(a.tier)][static_cast<std::size_t>(a.use)] += a.bytes;
-    rm.at_peak[0][static_cast<std::size_t>(MemoryUse::activations)] += rm.peak_activation_bytes;
-    plan.ranks.push_back(std::move(rm));
+    for (int t = 0; t < core::kTierCount; ++t)
+      for (const auto& [tag, bytes] : ledger.memory().peak_by_tag(static_cast<core::Tier>(t)))
+        for (int u = 0; u < kMemoryUseCount; ++u)
+          if (tag == to_string(static_cast<MemoryUse>(u)))
+            rm.at_peak[static_cast<std::size_t>(t)][static_cast<std::size_t>(u)] += bytes;
+    plan.ranks.push_back(rm);
   }
-  return plan;
 }
 
 void check_feasible(const MemoryPlan& plan) {

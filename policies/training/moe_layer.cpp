@@ -1,126 +1,326 @@
-// The MoE FFN of one layer on one rank: gate, token-count exchange (counted dispatch), permutation, dispatch
-// all-to-all, the local experts' FFNs, combine all-to-all, un-permutation. With overlap_chunks = c > 1 the rows
-// to every peer are split into c chunks: dispatch chunks run back to back on the communication stream while the
-// compute stream works on the chunks already arrived, and combine chunks follow as their experts finish.
+// The MoE FFN of one layer on one rank, with real operands: gate GEMM and top-k with capacity, the token-count
+// exchange (counted dispatch), the slot remap into the send layout, dispatch all-to-all(s), regroup by expert,
+// expert FFNs, regroup back, combine all-to-all(s) and the weighted combine. With overlap_chunks = c > 1 every
+// (peer, expert) block is split into c chunks: dispatch chunks run back to back on the communication stream while
+// the compute stream works on the chunks already arrived, and combine chunks follow as their experts finish.
+// Row layouts: moe_exchange.hpp. Expert tensors of a layer: W1 [L][h][f], b1, W2 [L][f][h], b2 (rank_state.hpp).
+#include <algorithm>
+
+#include "core/error.hpp"
+#include "model/ops.hpp"
 #include "policies/training/rank_trainer.hpp"
 
 namespace moesys::policies::training {
 
+namespace ops = moesys::model::ops;
+using core::streams::kComm;
+using core::streams::kCompute;
+
 namespace {
-std::int64_t part(std::int64_t total, int chunk, int chunks) {
-  return total / chunks + (chunk < total % chunks ? 1 : 0);
+struct ExpertViews {
+  core::Buffer w1, w2, d_w1, d_w2;
+};
+
+std::uint64_t bytes_of(std::int64_t elems, double per) {
+  return static_cast<std::uint64_t>(static_cast<double>(elems) * per);
 }
 }  // namespace
 
-std::vector<std::uint64_t> RankTrainer::chunk_bytes(const std::vector<std::int64_t>& rows, int chunk,
-                                                    int chunks) const {
-  std::vector<std::uint64_t> out;
-  for (auto r : rows)
-    out.push_back(static_cast<std::uint64_t>(static_cast<double>(part(r, chunk, chunks)) * model_.hidden * a_));
-  return out;
-}
-
-void RankTrainer::expert_ffn(const std::vector<std::int64_t>& rows, bool backward, int chunk, int chunks) {
-  // An expert's two weight matrices, and the dgrad / wgrad GEMMs of backward, all have the same FLOPs and the
-  // same operand bytes as GemmOp{rows, f, h}, so they are issued as one batched (grouped) GEMM per expert: the
-  // roofline time is the same as for the separate GEMMs, minus their extra launches.
-  const std::int64_t h = model_.hidden, f = model_.ffn_hidden();
-  for (auto total : rows) {
-    const std::int64_t r = part(total, chunk, chunks);
-    if (r <= 0) continue;
-    const double act = static_cast<double>(r) * static_cast<double>(f) * a_;
-    core::GemmOp op;
-    op.m = r;
-    op.n = f;
-    op.k = h;
-    op.batch = backward ? 4 : 2;
-    op.dtype = model_.dtype;
-    last_compute_ = rt_.compute(core::streams::kCompute, op,
-                                backward ? "expert ffn bwd (grouped gemm)" : "expert ffn (grouped gemm)");
-    elementwise(backward ? 2 * act : act, act, backward ? "expert gelu bwd" : "expert gelu");
-  }
-}
-
-void RankTrainer::moe_forward(int moe_layer) {
-  const LayerRouting& lr = mb_->layers[static_cast<std::size_t>(moe_layer)];
-  const std::vector<std::int64_t> send = lr.send_rows[static_cast<std::size_t>(rank_)];
-  const std::vector<std::int64_t> recv = lr.recv_rows(layout_, rank_);
-  const std::vector<std::int64_t>& expert_rows = lr.expert_rows[static_cast<std::size_t>(rank_)];
-  const double n = static_cast<double>(tokens_), h = model_.hidden, row = h * a_;
-  const double sent = static_cast<double>(lr.rows_sent(rank_));
-  core::Buffer none;
-  if (moe_layer + 1 < model_.moe_layers()) prefetch_experts(moe_layer + 1, false);
-
-  gemm(tokens_, model_.experts, model_.hidden, "gate logits");
-  core::GateOp gate;
-  gate.tokens = tokens_;
-  gate.experts = model_.experts;
-  gate.top_k = model_.top_k;
-  last_compute_ = rt_.compute(core::streams::kCompute, gate, "gate top-k");
+MoeExchange RankTrainer::exchange_for(int moe_layer, const ActivationViews& a) {
+  const int P = layout_.ep, L = layout_.local_experts, E = model_.experts;
+  MoeExchange x;
+  x.peers = P, x.local = L, x.chunks = policy_.overlap_chunks;
+  const bool gshard = policy_.gate == Gate::gshard, padded = policy_.dispatch == Dispatch::padded;
+  x.capacity = gshard ? model_.expert_capacity(tokens_) : tokens_;
+  const core::Buffer none;
   if (policy_.dispatch == Dispatch::counts) {
     // Every rank tells every peer how many rows each of its experts will get; the host needs these numbers to
-    // size the all-to-all(v), so it waits for them (the paper's 2D prefetch reads the same counts).
-    std::vector<std::uint64_t> counts(static_cast<std::size_t>(layout_.ep),
-                                      8u * static_cast<std::uint64_t>(layout_.local_experts));
-    rt_.stream_wait(core::streams::kComm, last_compute_);
-    rt_.wait(rt_.all_to_all(core::streams::kComm, ep_group_, none, counts, none, counts, core::CollectiveAlgo::direct));
+    // size the all-to-all(v), so it reads them back (the paper's 2D prefetch reads the same counts).
+    const auto per_peer = static_cast<std::uint64_t>(4 * L);
+    const std::vector<std::uint64_t> sizes(static_cast<std::size_t>(P), per_peer);
+    const auto half = static_cast<std::uint64_t>(4 * E);
+    rt_.stream_wait(kComm, last_compute_);
+    const core::Event e = rt_.all_to_all(kComm, ep_group_, st_.counts.slice(0, half), sizes,
+                                         st_.counts.slice(half, half), sizes, core::CollectiveAlgo::direct);
+    std::vector<std::int32_t> counts(static_cast<std::size_t>(2 * E));
+    if (read_back(st_.counts, 2 * half, e, counts.data())) {
+      for (int i = 0; i < E; ++i) {
+        x.send_pe.push_back(std::min<std::int64_t>(counts[static_cast<std::size_t>(i)], x.capacity));
+        x.recv_pe.push_back(std::min<std::int64_t>(counts[static_cast<std::size_t>(E + i)], x.capacity));
+      }
+    }
+  } else if (real_) {
+    x.send_pe.assign(static_cast<std::size_t>(E), x.capacity);
+    x.recv_pe.assign(static_cast<std::size_t>(E), x.capacity);
   }
-  elementwise(sent * row + n * 8, sent * row, "permute");
-  const core::Event combined = through_experts(moe_layer, false, send, recv, expert_rows).second;
-  rt_.stream_wait(core::streams::kCompute, combined);
-  elementwise(sent * row + n * row + n * model_.top_k * 4.0, n * row, "combine + residual");
+  if (x.send_pe.empty()) {  // the simulator: the routing plan's rows
+    const LayerRouting& lr = mb_->layers[static_cast<std::size_t>(moe_layer)];
+    const auto& send = lr.send_rows[static_cast<std::size_t>(rank_)];
+    for (int p = 0; p < P; ++p)
+      for (int e = 0; e < L; ++e)
+        x.send_pe.push_back(MoeExchange::part(send[static_cast<std::size_t>(p)], e, L));
+    x.recv_pe = matrix_with_sums(lr.recv_rows(layout_, rank_), lr.expert_rows[static_cast<std::size_t>(rank_)]);
+    if (padded) x.capacity = std::max<std::int64_t>(x.capacity, *std::max_element(x.send_pe.begin(), x.send_pe.end()));
+  }
+  x.finish();
+  if (x.rows_sent > st_.max_rows_sent || x.rows_recv > st_.max_rows_recv)
+    throw core::RuntimeFailure("MoE layer " + std::to_string(moe_layer) + " on rank " + std::to_string(rank_) +
+                               " routes " + std::to_string(x.rows_sent) + " rows out and " +
+                               std::to_string(x.rows_recv) + " in, more than its exchange buffers hold (" +
+                               std::to_string(st_.max_rows_sent) + ", " + std::to_string(st_.max_rows_recv) + ")");
+  upload_tables(x, true);
+  (void)a;
+  return x;
 }
 
-void RankTrainer::moe_backward(int moe_layer) {
-  const LayerRouting& lr = mb_->layers[static_cast<std::size_t>(moe_layer)];
-  const std::vector<std::int64_t> send = lr.send_rows[static_cast<std::size_t>(rank_)];
-  const std::vector<std::int64_t> recv = lr.recv_rows(layout_, rank_);
-  const std::vector<std::int64_t>& expert_rows = lr.expert_rows[static_cast<std::size_t>(rank_)];
-  const double n = static_cast<double>(tokens_), h = model_.hidden, row = h * a_;
-  const double sent = static_cast<double>(lr.rows_sent(rank_));
-  if (moe_layer > 0) prefetch_experts(moe_layer - 1, true);
+void RankTrainer::upload_tables(const MoeExchange& x, bool with_slot_table) {
+  // One copy of [slot table][forward regroup][backward regroup]; backward needs only the regroup indices. The
+  // simulator uploads the same bytes without building them.
+  const std::uint64_t table_bytes = static_cast<std::uint64_t>(st_.table_elems) * 4;
+  const std::uint64_t index_bytes = static_cast<std::uint64_t>(2 * x.rows_recv) * 4;
+  if (static_cast<std::int64_t>(model_.experts) * x.capacity > st_.table_elems)
+    throw core::RuntimeFailure("MoE slot table of " + std::to_string(model_.experts * x.capacity) +
+                               " entries exceeds its buffer of " + std::to_string(st_.table_elems));
+  std::vector<std::int32_t> values;
+  if (real_) {
+    std::vector<std::int32_t> fwd, bwd;
+    x.regroup_indices(fwd, bwd);
+    if (with_slot_table) {
+      values = x.slot_table();
+      values.resize(static_cast<std::size_t>(st_.table_elems), -1);
+    }
+    values.insert(values.end(), fwd.begin(), fwd.end());
+    values.insert(values.end(), bwd.begin(), bwd.end());
+  }
+  const core::Buffer dst = with_slot_table ? st_.index : st_.index.slice(table_bytes, index_bytes);
+  rt_.stream_wait(kCompute, upload_ints(dst, values, with_slot_table ? table_bytes + index_bytes : index_bytes));
+}
 
+void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
+  const std::int64_t n = tokens_, h = model_.hidden, E = model_.experts, k = model_.top_k;
+  const Workspace& w = st_.ws;
+  if (moe_layer + 1 < model_.moe_layers()) prefetch_experts(moe_layer + 1, false);
+
+  gemm(n, E, h, a.ln2, param(current_unit_, 8), w.logits_gate, "gate logits");
+  const std::int64_t cap = policy_.gate == Gate::gshard ? model_.expert_capacity(n) : n;
+  tensor(ops::gate_topk(w.logits_gate, a.probs, a.experts, w.slots_raw, a.weights, st_.counts.slice(0, 4 * E), n, E,
+                        k, cap),
+         "gate top-k");
+  MoeExchange& x = exchanges_[static_cast<std::size_t>(moe_layer)] = exchange_for(moe_layer, a);
+  const double row = static_cast<double>(h) * a_;
+  tensor(ops::remap_index(w.slots_raw, st_.index, a.slots, n * k, E * x.capacity), "slot remap");
+  tensor(ops::dispatch(a.ln2, a.slots, st_.send, n, h, k, x.rows_sent), "permute");
+
+  rt_.stream_wait(kComm, last_compute_);
+  std::vector<core::Event> arrived, computed;
+  for (int c = 0; c < x.chunks; ++c) {
+    const auto so = bytes_of(x.send_offset[static_cast<std::size_t>(c)], row);
+    const auto ro = bytes_of(x.recv_offset[static_cast<std::size_t>(c)], row);
+    const auto sb = x.send_bytes(c, row), rb = x.recv_bytes(c, row);
+    std::uint64_t st = 0, rtot = 0;
+    for (auto b : sb) st += b;
+    for (auto b : rb) rtot += b;
+    // One local expert: peer-major rows are already expert-major, so they land where the expert GEMMs read.
+    const core::Buffer target = x.local == 1 ? a.xin : st_.recv;
+    arrived.push_back(rt_.all_to_all(kComm, ep_group_, st_.send.slice(so, st), sb, target.slice(ro, rtot), rb,
+                                     a2a_algo_));
+  }
+  rt_.stream_wait(kCompute, experts_ready(moe_layer, false));
+  for (int c = 0; c < x.chunks; ++c) {
+    rt_.stream_wait(kCompute, arrived[static_cast<std::size_t>(c)]);
+    expert_ffn_forward(moe_layer, x, a, c);
+    computed.push_back(last_compute_);
+  }
+  slot_free_[static_cast<std::size_t>(moe_layer % 2)] = last_compute_;
+  core::Event returned;
+  for (int c = 0; c < x.chunks; ++c) {
+    rt_.stream_wait(kComm, computed[static_cast<std::size_t>(c)]);
+    const auto so = bytes_of(x.send_offset[static_cast<std::size_t>(c)], row);
+    const auto ro = bytes_of(x.recv_offset[static_cast<std::size_t>(c)], row);
+    const auto sb = x.send_bytes(c, row), rb = x.recv_bytes(c, row);
+    std::uint64_t st = 0, rtot = 0;
+    for (auto b : sb) st += b;
+    for (auto b : rb) rtot += b;
+    returned = rt_.all_to_all(kComm, ep_group_, st_.recv.slice(ro, rtot), rb, a.ret.slice(so, st), sb, a2a_algo_);
+  }
+  rt_.stream_wait(kCompute, returned);
+  tensor(ops::combine(a.ret, a.slots, a.weights, a.out, n, h, k, x.rows_sent), "combine");
+  tensor(ops::add(a.out, a.mid, a.out, n * h), "residual");
+}
+
+void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
+  const std::int64_t n = tokens_, h = model_.hidden, E = model_.experts, k = model_.top_k;
+  const Workspace& w = st_.ws;
+  const MoeExchange& x = exchanges_[static_cast<std::size_t>(moe_layer)];
+  const double row = static_cast<double>(h) * a_;
+  if (moe_layer > 0) prefetch_experts(moe_layer - 1, true);
+  upload_tables(x, false);  // st_.index holds the last forward layer's tables; this layer's go back up
   // Gradients of the combined rows travel to the experts (the dispatch direction) ...
-  elementwise(n * row + sent * row, sent * row, "combine bwd");
-  // ... and the gradients of the dispatched rows come back (the combine direction).
-  const auto [grads, returned] = through_experts(moe_layer, true, send, recv, expert_rows);
+  tensor(ops::combine_bwd(w.dx, a.ret, a.slots, a.weights, st_.send, w.dweights, n, h, k, x.rows_sent),
+         "combine bwd");
+  rt_.stream_wait(kComm, last_compute_);
+  std::vector<core::Event> arrived, computed;
+  for (int c = 0; c < x.chunks; ++c) {
+    const auto so = bytes_of(x.send_offset[static_cast<std::size_t>(c)], row);
+    const auto ro = bytes_of(x.recv_offset[static_cast<std::size_t>(c)], row);
+    const auto sb = x.send_bytes(c, row), rb = x.recv_bytes(c, row);
+    std::uint64_t st = 0, rtot = 0;
+    for (auto b : sb) st += b;
+    for (auto b : rb) rtot += b;
+    const core::Buffer target = x.local == 1 ? w.rows_a : st_.recv;
+    arrived.push_back(rt_.all_to_all(kComm, ep_group_, st_.send.slice(so, st), sb, target.slice(ro, rtot), rb,
+                                     a2a_algo_));
+  }
+  rt_.stream_wait(kCompute, experts_ready(moe_layer, true));
+  for (int c = 0; c < x.chunks; ++c) {
+    rt_.stream_wait(kCompute, arrived[static_cast<std::size_t>(c)]);
+    expert_ffn_backward(moe_layer, x, a, c);
+    computed.push_back(last_compute_);
+  }
+  const core::Event grads = last_compute_;
+  slot_free_[static_cast<std::size_t>(moe_layer % 2)] = grads;
   if (policy_.offload != Offload::none)
     offload_expert_update(moe_layer, grads);
   else
-    add_expert_grads(grads);
-  rt_.stream_wait(core::streams::kCompute, returned);
-  elementwise(sent * row, n * row, "permute bwd");
-  gemm_backward(tokens_, model_.experts, model_.hidden, "gate dgrad+wgrad");
+    expert_grads_done(moe_layer);
+  // ... and the gradients of the dispatched rows come back (the combine direction).
+  core::Event returned;
+  for (int c = 0; c < x.chunks; ++c) {
+    rt_.stream_wait(kComm, computed[static_cast<std::size_t>(c)]);
+    const auto so = bytes_of(x.send_offset[static_cast<std::size_t>(c)], row);
+    const auto ro = bytes_of(x.recv_offset[static_cast<std::size_t>(c)], row);
+    const auto sb = x.send_bytes(c, row), rb = x.recv_bytes(c, row);
+    std::uint64_t st = 0, rtot = 0;
+    for (auto b : sb) st += b;
+    for (auto b : rb) rtot += b;
+    returned = rt_.all_to_all(kComm, ep_group_, st_.recv.slice(ro, rtot), rb, st_.send.slice(so, st), sb, a2a_algo_);
+  }
+  rt_.stream_wait(kCompute, returned);
+  tensor(ops::dispatch_bwd(st_.send, a.slots, w.dn, n, h, k, x.rows_sent), "permute bwd");
+  tensor(ops::gate_bwd(a.probs, a.experts, a.weights, w.dweights, w.dlogits_gate, n, E, k), "gate bwd");
+  gemm(h, E, n, a.ln2, w.dlogits_gate, grad(unit, 8), "gate wgrad", true, false, true);
+  gemm(n, h, E, w.dlogits_gate, param(unit, 8), w.dn, "gate dgrad", false, true, true);
+  tensor(ops::layernorm_bwd(a.mid, param(unit, 6), a.mean2, a.rstd2, w.dn, w.dtmp, grad(unit, 6), grad(unit, 7), n,
+                            h),
+         "layernorm bwd");
+  tensor(ops::add(w.dx, w.dtmp, w.dx, n * h), "residual bwd");
 }
 
-std::pair<core::Event, core::Event> RankTrainer::through_experts(int moe_layer, bool backward,
-                                                                 const std::vector<std::int64_t>& send,
-                                                                 const std::vector<std::int64_t>& recv,
-                                                                 const std::vector<std::int64_t>& expert_rows) {
-  // Rows go to their experts in `chunks` all-to-alls; each chunk's expert FFN starts when it has arrived, and its
-  // rows return as soon as it is computed, so communication of one chunk overlaps computation of another.
-  const int chunks = policy_.overlap_chunks;
-  core::Buffer none;
-  rt_.stream_wait(core::streams::kComm, last_compute_);
-  std::vector<core::Event> arrived, computed;
-  for (int c = 0; c < chunks; ++c)
-    arrived.push_back(rt_.all_to_all(core::streams::kComm, ep_group_, none, chunk_bytes(send, c, chunks), none,
-                                     chunk_bytes(recv, c, chunks), a2a_algo_));
-  rt_.stream_wait(core::streams::kCompute, experts_ready(moe_layer, backward));
-  for (int c = 0; c < chunks; ++c) {
-    rt_.stream_wait(core::streams::kCompute, arrived[static_cast<std::size_t>(c)]);
-    expert_ffn(expert_rows, backward, c, chunks);
-    computed.push_back(last_compute_);
+namespace {
+/// The expert weights the layer computes with: resident, or the HBM slot an offloaded layer was fetched into.
+ExpertViews expert_views(const RankState& s, const core::ModelConfig& m, int moe_layer, int local, double a,
+                         double g) {
+  const std::int64_t h = m.hidden, f = m.ffn_hidden(), L = local;
+  const bool resident = static_cast<bool>(s.expert_params);
+  const auto layer = static_cast<std::uint64_t>(moe_layer);
+  const core::Buffer p = resident ? s.expert_params.slice(layer * bytes_of(s.expert_layer_elems, a),
+                                                          bytes_of(s.expert_layer_elems, a))
+                                  : s.slot_params[moe_layer % 2];
+  const core::Buffer d = resident ? s.expert_grads.slice(layer * bytes_of(s.expert_layer_elems, g),
+                                                         bytes_of(s.expert_layer_elems, g))
+                                  : s.slot_grads[moe_layer % 2];
+  ExpertViews v;
+  v.w1 = p.slice(0, bytes_of(L * h * f, a));
+  v.w2 = p.slice(bytes_of(L * h * f + L * f, a), bytes_of(L * f * h, a));
+  v.d_w1 = d.slice(0, bytes_of(L * h * f, g));
+  v.d_w2 = d.slice(bytes_of(L * h * f + L * f, g), bytes_of(L * f * h, g));
+  return v;
+}
+
+/// Calls fn(e, first row, rows) for every local expert with rows in chunk c (rows in expert-major order), or
+/// fn(-1, first, rows) once when every expert has the same rows (one batched GEMM).
+template <typename Fn>
+void for_experts(const MoeExchange& x, int c, Fn fn) {
+  const auto& rows = x.expert_rows[static_cast<std::size_t>(c)];
+  const std::int64_t first = x.recv_offset[static_cast<std::size_t>(c)];
+  if (x.local > 1 && std::all_of(rows.begin(), rows.end(), [&](std::int64_t r) { return r == rows[0]; })) {
+    if (rows[0] > 0) fn(-1, first, rows[0]);
+    return;
   }
-  const core::Event experts_done = last_compute_;
-  slot_free_[static_cast<std::size_t>(moe_layer % 2)] = experts_done;
-  core::Event returned;
-  for (int c = 0; c < chunks; ++c) {
-    rt_.stream_wait(core::streams::kComm, computed[static_cast<std::size_t>(c)]);
-    returned = rt_.all_to_all(core::streams::kComm, ep_group_, none, chunk_bytes(recv, c, chunks), none,
-                              chunk_bytes(send, c, chunks), a2a_algo_);
+  std::int64_t at = first;
+  for (int e = 0; e < x.local; ++e) {
+    if (rows[static_cast<std::size_t>(e)] > 0) fn(e, at, rows[static_cast<std::size_t>(e)]);
+    at += rows[static_cast<std::size_t>(e)];
   }
-  return {experts_done, returned};
+}
+}  // namespace
+
+void RankTrainer::expert_ffn_forward(int moe_layer, const MoeExchange& x, const ActivationViews& a, int c) {
+  const std::int64_t h = model_.hidden, f = model_.ffn_hidden();
+  const std::int64_t first = x.recv_offset[static_cast<std::size_t>(c)], R = [&] {
+    std::int64_t r = 0;
+    for (auto v : x.expert_rows[static_cast<std::size_t>(c)]) r += v;
+    return r;
+  }();
+  if (R == 0) return;
+  const double g = model_.grad_bytes_per_param();
+  const ExpertViews ev = expert_views(st_, model_, moe_layer, x.local, a_, g);
+  const core::Buffer fwd_idx = st_.index.slice(bytes_of(st_.table_elems + first, 4), bytes_of(R, 4));
+  const core::Buffer bwd_idx = st_.index.slice(bytes_of(st_.table_elems + x.rows_recv + first, 4), bytes_of(R, 4));
+  auto rows = [&](const core::Buffer& b, std::int64_t at, std::int64_t n, std::int64_t width) {
+    return b.slice(bytes_of(at * width, a_), bytes_of(n * width, a_));
+  };
+  const bool direct = x.local == 1;  // no regroup: the all-to-alls read and write the expert-major rows
+  if (!direct)
+    tensor(ops::gather_rows(st_.recv, fwd_idx, rows(a.xin, first, R, h), R, h, x.rows_recv), "regroup by expert");
+  const core::Buffer y = direct ? st_.recv : st_.ws.rows_a;
+  const std::int64_t hf = h * f;
+  for_experts(x, c, [&](int e, std::int64_t at, std::int64_t r) {
+    const std::int64_t batch = e < 0 ? x.local : 1, ee = e < 0 ? 0 : e;
+    gemm(r, f, h, rows(a.xin, at, r * batch, h), ev.w1.slice(bytes_of(ee * hf, a_), bytes_of(batch * hf, a_)),
+         rows(a.pre, at, r * batch, f), "expert fc1", false, false, false, batch);
+  });
+  tensor(ops::gelu(rows(a.pre, first, R, f), rows(a.post, first, R, f), R * f), "expert gelu");
+  for_experts(x, c, [&](int e, std::int64_t at, std::int64_t r) {
+    const std::int64_t batch = e < 0 ? x.local : 1, ee = e < 0 ? 0 : e;
+    gemm(r, h, f, rows(a.post, at, r * batch, f), ev.w2.slice(bytes_of(ee * hf, a_), bytes_of(batch * hf, a_)),
+         rows(y, at, r * batch, h), "expert fc2", false, false, false, batch);
+  });
+  if (!direct)
+    tensor(ops::gather_rows(st_.ws.rows_a, bwd_idx, rows(st_.recv, first, R, h), R, h, x.rows_recv),
+           "regroup by peer");
+}
+
+void RankTrainer::expert_ffn_backward(int moe_layer, const MoeExchange& x, const ActivationViews& a, int c) {
+  const std::int64_t h = model_.hidden, f = model_.ffn_hidden();
+  const std::int64_t first = x.recv_offset[static_cast<std::size_t>(c)], R = [&] {
+    std::int64_t r = 0;
+    for (auto v : x.expert_rows[static_cast<std::size_t>(c)]) r += v;
+    return r;
+  }();
+  if (R == 0) return;
+  const double g = model_.grad_bytes_per_param();
+  const ExpertViews ev = expert_views(st_, model_, moe_layer, x.local, a_, g);
+  const core::Buffer fwd_idx = st_.index.slice(bytes_of(st_.table_elems + first, 4), bytes_of(R, 4));
+  const core::Buffer bwd_idx = st_.index.slice(bytes_of(st_.table_elems + x.rows_recv + first, 4), bytes_of(R, 4));
+  auto rows = [&](const core::Buffer& b, std::int64_t at, std::int64_t n, std::int64_t width) {
+    return b.slice(bytes_of(at * width, a_), bytes_of(n * width, a_));
+  };
+  const Workspace& w = st_.ws;
+  const std::int64_t hf = h * f;
+  const bool direct = x.local == 1;
+  if (!direct)
+    tensor(ops::gather_rows(st_.recv, fwd_idx, rows(w.rows_a, first, R, h), R, h, x.rows_recv), "regroup by expert");
+  const core::Buffer dxin = direct ? st_.recv : w.rows_a;
+  for_experts(x, c, [&](int e, std::int64_t at, std::int64_t r) {
+    const std::int64_t batch = e < 0 ? x.local : 1, ee = e < 0 ? 0 : e;
+    const core::Buffer w2 = ev.w2.slice(bytes_of(ee * hf, a_), bytes_of(batch * hf, a_));
+    gemm(r, f, h, rows(w.rows_a, at, r * batch, h), w2, rows(w.rows_f, at, r * batch, f), "expert fc2 dgrad", false,
+         true, false, batch);
+    gemm(f, h, r, rows(a.post, at, r * batch, f), rows(w.rows_a, at, r * batch, h),
+         ev.d_w2.slice(bytes_of(ee * hf, g), bytes_of(batch * hf, g)), "expert fc2 wgrad", true, false, true, batch);
+  });
+  tensor(ops::gelu_bwd(rows(a.pre, first, R, f), rows(w.rows_f, first, R, f), rows(w.rows_f, first, R, f), R * f),
+         "expert gelu bwd");
+  for_experts(x, c, [&](int e, std::int64_t at, std::int64_t r) {
+    const std::int64_t batch = e < 0 ? x.local : 1, ee = e < 0 ? 0 : e;
+    gemm(h, f, r, rows(a.xin, at, r * batch, h), rows(w.rows_f, at, r * batch, f),
+         ev.d_w1.slice(bytes_of(ee * hf, g), bytes_of(batch * hf, g)), "expert fc1 wgrad", true, false, true, batch);
+    gemm(r, h, f, rows(w.rows_f, at, r * batch, f), ev.w1.slice(bytes_of(ee * hf, a_), bytes_of(batch * hf, a_)),
+         rows(dxin, at, r * batch, h), "expert fc1 dgrad", false, true, false, batch);
+  });
+  if (!direct)
+    tensor(ops::gather_rows(w.rows_a, bwd_idx, rows(st_.recv, first, R, h), R, h, x.rows_recv), "regroup by peer");
 }
 
 }  // namespace moesys::policies::training

@@ -2,12 +2,18 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 
 #include "core/error.hpp"
+#include "model/ops.hpp"
+#include "model/tensors.hpp"
 #include "policies/training/model_costs.hpp"
 
 namespace moesys::policies::training {
+
+namespace ops = moesys::model::ops;
+using core::streams::kCompute;
 
 TrainingPlan make_training_plan(const TrainingConfig& c) {
   TrainingPlan p;
@@ -24,7 +30,7 @@ TrainingPlan make_training_plan(const TrainingConfig& c) {
                                 ") by columns over " + std::to_string(p.layout.world) +
                                 " ranks, which does not divide it");
   p.routing = build_routing_plan(c, p.layout);
-  p.memory = plan_memory(c, p.layout, p.routing);
+  plan_memory(p);
   check_feasible(p.memory);
   return p;
 }
@@ -45,6 +51,7 @@ RankTrainer::RankTrainer(const TrainingPlan& plan, core::Runtime& rt, RankCounte
       rt_(rt),
       counters_(counters),
       rank_(rt.rank()),
+      dtype_(plan.config.model.dtype),
       a_(core::dtype_bytes(plan.config.model.dtype)),
       world_(core::Group::world(plan.layout.world)),
       ep_group_(plan.layout.ep_group(rank_)),
@@ -59,110 +66,168 @@ RankTrainer::RankTrainer(const TrainingPlan& plan, core::Runtime& rt, RankCounte
   used_last_.assign(moe, std::vector<bool>(local, true));  // before any routing is seen, predict every expert
   fetch_event_.assign(moe, core::Event{});
   slot_free_.assign(2, core::Event{});
+  exchanges_.resize(moe);
   if (policy_.offload == Offload::nvme && policy_.prefetch == Prefetch::routed)
     cache_ = std::make_unique<LfuCache>(plan.memory.cache_entries, policy_.cache);
 }
 
 void RankTrainer::run() {
-  allocate_persistent();
+  st_ = allocate_rank_state(plan_, rt_, rank_);
+  real_ = st_.staging.data != nullptr;
+  if (real_ && (policy_.offload != Offload::none || policy_.embedding == Embedding::partition))
+    throw core::InfeasibleError(
+        "offload and the embedding partition run in the simulator only: their copies move sizes, not the "
+        "tensors the kernels read");
+  bucket_open_.assign(st_.buckets.size(), false);
+  buffer_free_.assign(static_cast<std::size_t>(std::max(st_.bucket_buffers, 1)), core::Event{});
+  if (real_) initialise_parameters();
   for (int s = 0; s < cfg_.steps; ++s) {
     rt_.begin_phase("step " + std::to_string(s));
     for (int m = 0; m < plan_.routing.micro_batches; ++m) {
       forward(s, m);
-      backward(s, m, m + 1 == plan_.routing.micro_batches);
+      backward(s, m);
     }
-    optimizer_step();
+    optimizer_step(s);
     end_step_offload();
     rt_.synchronize();
     rt_.end_phase();
+    float loss = 0;
+    if (read_back(st_.ws.loss, 4, {}, &loss)) counters_.losses.push_back(loss / static_cast<double>(tokens_));
   }
 }
 
-void RankTrainer::allocate_persistent() {
-  for (const Allocation& a : plan_.memory.ranks[static_cast<std::size_t>(rank_)].persistent) {
-    core::Buffer b = rt_.alloc(a.tier, a.bytes, to_string(a.use));
-    core::Buffer& rep = a.tier == core::Tier::hbm ? hbm_ : a.tier == core::Tier::dram ? dram_ : ssd_;
-    if (!rep) rep = b;
+void RankTrainer::initialise_parameters() {
+  // The same values on every rank that holds a tensor: dense units from one seed (layernorm gains 1, everything
+  // else N(0, 0.02^2), biases included), experts from a seed per expert-parallel index.
+  std::vector<float> dense;
+  for (const DenseUnit& u : st_.units) {
+    std::vector<float> v = moesys::model::normal_floats(u.padded, 0.02, cfg_.workload_seed * 7919 + u.offset);
+    std::fill(v.begin() + u.elems, v.end(), 0.f);
+    const int gains[] = {u.offset == 0 ? 2 : 4, u.offset == 0 ? -1 : 6};  // final LN; LN1 and LN2 of a layer
+    for (int t : gains) {
+      if (t < 0 || static_cast<std::size_t>(t) >= u.tensor_offsets.size()) continue;
+      const auto at = v.begin() + u.tensor_offsets[static_cast<std::size_t>(t)];
+      std::fill(at, at + u.tensor_elems[static_cast<std::size_t>(t)], 1.f);
+    }
+    if (policy_.dense == DenseSharding::zero3) {  // this rank's node shard of the unit
+      const std::int64_t np = u.padded / node_group_.size(), first = np * node_group_.index_of(rank_);
+      dense.insert(dense.end(), v.begin() + first, v.begin() + first + np);
+    } else {
+      dense.insert(dense.end(), v.begin(), v.begin() + u.elems);
+    }
   }
-  // Copies need a buffer in each tier they touch even where the plan holds nothing there (e.g. a zero-byte tier).
-  if (!dram_) dram_ = core::Buffer{0, core::Tier::dram, 0, nullptr};
-  if (!ssd_) ssd_ = core::Buffer{0, core::Tier::ssd, 0, nullptr};
-  if (!hbm_) hbm_ = core::Buffer{0, core::Tier::hbm, 0, nullptr};
+  dense.resize(st_.params.bytes / 4, 0.f);
+  moesys::model::upload(rt_, st_.params, dense.data(), st_.params.bytes);
+  if (st_.expert_params) {
+    std::vector<float> e = moesys::model::normal_floats(static_cast<std::int64_t>(st_.expert_params.bytes / 4), 0.02,
+                                                        cfg_.workload_seed * 104729 + static_cast<std::uint64_t>(layout_.ep_index(rank_)));
+    moesys::model::upload(rt_, st_.expert_params, e.data(), st_.expert_params.bytes);
+  }
 }
 
 // ---- kernels ----
 
-core::Event RankTrainer::gemm(std::int64_t m, std::int64_t n, std::int64_t k, const char* name, std::int64_t batch) {
-  if (m <= 0 || n <= 0 || k <= 0) return last_compute_;
-  core::GemmOp op;
-  op.m = m;
-  op.n = n;
-  op.k = k;
-  op.batch = batch;
-  op.dtype = model_.dtype;
-  return last_compute_ = rt_.compute(core::streams::kCompute, op, name);
+core::Event RankTrainer::run(const core::Kernel& k, const char* name) {
+  return last_compute_ = rt_.compute(kCompute, k, name);
 }
 
-core::Event RankTrainer::gemm_backward(std::int64_t tokens, std::int64_t out, std::int64_t in, const char* name) {
-  return gemm(tokens, in, out, name, 2);
+core::Event RankTrainer::gemm(std::int64_t m, std::int64_t n, std::int64_t k, const core::Buffer& a,
+                              const core::Buffer& b, const core::Buffer& c, const char* name, bool trans_a,
+                              bool trans_b, bool accumulate, std::int64_t batch, bool broadcast_a) {
+  if (m <= 0 || n <= 0 || k <= 0 || batch <= 0) return last_compute_;
+  core::GemmOp op = ops::gemm(m, n, k, a, b, c, trans_a, trans_b, accumulate, batch, dtype_);
+  op.broadcast_a = broadcast_a;
+  return run(op, name);
 }
 
-core::Event RankTrainer::elementwise(double bytes_read, double bytes_written, const char* name, double flop) {
-  if (bytes_read <= 0 && bytes_written <= 0) return last_compute_;
-  core::ElementwiseOp op;
-  op.bytes_read = static_cast<std::uint64_t>(bytes_read);
-  op.bytes_written = static_cast<std::uint64_t>(bytes_written);
-  op.flop = flop;
-  return last_compute_ = rt_.compute(core::streams::kCompute, op, name);
+core::Event RankTrainer::tensor(core::TensorOp op, const char* name) { return run(ops::with_dtype(std::move(op), dtype_), name); }
+
+core::Buffer RankTrainer::param(int unit, int t) const {
+  const DenseUnit& u = st_.units[static_cast<std::size_t>(unit)];
+  const auto off = static_cast<std::uint64_t>(static_cast<double>(u.tensor_offsets[static_cast<std::size_t>(t)]) * a_);
+  const auto len = static_cast<std::uint64_t>(static_cast<double>(u.tensor_elems[static_cast<std::size_t>(t)]) * a_);
+  return unit_params_.slice(off, len);
 }
 
-core::Event RankTrainer::attention_kernel(std::int64_t tokens, bool backward) {
-  // Whole sequences in one kernel; a partial sequence (a multi-task share that does not divide) in another.
-  const std::int64_t full = tokens / model_.seq_len, rest = tokens % model_.seq_len;
-  for (auto [batch, len] : {std::pair{full, std::int64_t{model_.seq_len}}, std::pair{std::int64_t{rest > 0}, rest}}) {
-    if (batch <= 0 || len <= 0) continue;
-    core::AttentionOp op;
-    op.batch = batch;
-    op.heads = model_.heads;
-    op.seq_q = op.seq_kv = len;
-    op.head_dim = model_.head_dim();
-    op.backward = backward;
-    op.dtype = model_.dtype;
-    last_compute_ = rt_.compute(core::streams::kCompute, op, backward ? "attention bwd" : "attention");
+bool RankTrainer::read_back(const core::Buffer& src, std::uint64_t bytes, core::Event after, void* out) {
+  rt_.stream_wait(core::streams::kD2H, after);
+  const core::Buffer stage = st_.staging.slice(0, bytes);
+  rt_.wait(last_upload_);  // the staging area is also the source of uploads
+  const core::Event e = rt_.copy(core::streams::kD2H, stage, src, bytes);
+  rt_.wait(e);
+  if (!stage.data) return false;
+  std::memcpy(out, stage.data, bytes);
+  return true;
+}
+
+core::Event RankTrainer::upload_ints(const core::Buffer& dst, const std::vector<std::int32_t>& values,
+                                     std::uint64_t bytes) {
+  if (bytes == 0) return {};
+  rt_.wait(last_upload_);
+  const core::Buffer stage = st_.staging.slice(0, bytes);
+  if (stage.data) std::memcpy(stage.data, values.data(), std::min<std::uint64_t>(bytes, values.size() * 4));
+  return last_upload_ = rt_.copy(core::streams::kH2D, dst.slice(0, bytes), stage, bytes);
+}
+
+void RankTrainer::load_batch(int step, int micro) {
+  // Synthetic next-token task t[i+1] = (3 t[i] + 1) mod vocab from a random start per sequence: real runs can
+  // watch the loss fall; the simulator pays for the same uploads.
+  const std::int64_t n = tokens_;
+  std::vector<std::int32_t> ids, targets;
+  if (real_) {
+    ids.resize(static_cast<std::size_t>(n));
+    targets.resize(ids.size());
+    std::uint64_t state = cfg_.workload_seed * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(rank_) * 7907 +
+                          static_cast<std::uint64_t>(step) * 131 + static_cast<std::uint64_t>(micro);
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (i % model_.seq_len == 0) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        ids[static_cast<std::size_t>(i)] = static_cast<std::int32_t>((state >> 33) % static_cast<std::uint64_t>(model_.vocab));
+      } else {
+        ids[static_cast<std::size_t>(i)] = targets[static_cast<std::size_t>(i - 1)];
+      }
+      targets[static_cast<std::size_t>(i)] = (ids[static_cast<std::size_t>(i)] * 3 + 1) % model_.vocab;
+    }
   }
-  return last_compute_;
+  const auto bytes = static_cast<std::uint64_t>(n) * 4;
+  rt_.stream_wait(kCompute, upload_ints(st_.ids, ids, bytes));
+  rt_.stream_wait(kCompute, upload_ints(st_.targets, targets, bytes));
 }
 
 // ---- ZeRO-3 unit gathers ----
 
-namespace {
-std::int64_t unit_params(const core::ModelConfig& m, const TrainingPolicy& p, int unit) {
-  if (unit > 0) return sum(layer_dense_tensors(m, unit - 1));
-  auto t = embedding_tensors(m);
-  return sum(t) - (p.embedding == Embedding::partition ? t[0] : 0);
-}
-}  // namespace
-
 void RankTrainer::unit_begin(int unit) {
-  if (policy_.dense != DenseSharding::zero3 || layout_.node_ranks == 1) return;
+  current_unit_ = unit;
+  const DenseUnit& u = st_.units[static_cast<std::size_t>(unit)];
+  const bool gather = policy_.dense == DenseSharding::zero3 && node_group_.size() > 1;
+  if (!gather) {  // the replicated layout, or a node of one rank whose shard is the whole unit
+    const double start = policy_.dense == DenseSharding::zero3 ? static_cast<double>(u.shard_offset)
+                                                               : static_cast<double>(u.offset);
+    unit_params_ = st_.params.slice(static_cast<std::uint64_t>(start * a_),
+                                    static_cast<std::uint64_t>(static_cast<double>(u.elems) * a_));
+    return;
+  }
   ++unit_pos_;
   auto issue = [&](std::size_t j) {
     if (j >= units_.size() || j < gathered_.size()) return;
     if (j >= 2) rt_.stream_wait(kGatherStream, released_[j - 2]);  // two gather buffers: reuse the oldest
-    const auto bytes = static_cast<std::uint64_t>(a_ * static_cast<double>(unit_params(model_, policy_, units_[j])));
-    core::Buffer none;
-    gathered_.push_back(rt_.all_gather(kGatherStream, node_group_, none, none, bytes));
+    const DenseUnit& g = st_.units[static_cast<std::size_t>(units_[j])];
+    const auto piece = static_cast<std::uint64_t>(static_cast<double>(g.padded / node_group_.size()) * a_);
+    const core::Buffer send = st_.params.slice(static_cast<std::uint64_t>(static_cast<double>(g.shard_offset) * a_), piece);
+    const core::Buffer recv = st_.gathered[j % 2].slice(0, piece * static_cast<std::uint64_t>(node_group_.size()));
+    gathered_.push_back(rt_.all_gather(kGatherStream, node_group_, send, recv, recv.bytes));
     released_.push_back(core::Event{});
   };
   const auto pos = static_cast<std::size_t>(unit_pos_);
   if (pos >= units_.size() || units_[pos] != unit) throw std::logic_error("ZeRO-3 unit order out of step");
   issue(pos);
   issue(pos + 1);  // prefetch one unit ahead
-  rt_.stream_wait(core::streams::kCompute, gathered_[pos]);
+  rt_.stream_wait(kCompute, gathered_[pos]);
+  unit_params_ = st_.gathered[pos % 2].slice(0, static_cast<std::uint64_t>(static_cast<double>(u.elems) * a_));
 }
 
 void RankTrainer::unit_end() {
-  if (policy_.dense != DenseSharding::zero3 || layout_.node_ranks == 1) return;
+  if (policy_.dense != DenseSharding::zero3 || node_group_.size() == 1) return;
   released_[static_cast<std::size_t>(unit_pos_)] = last_compute_;
 }
 
@@ -173,99 +238,157 @@ void RankTrainer::forward(int step, int micro) {
   micro_ = micro;
   mb_ = &plan_.routing.at(step, micro);
   tokens_ = mb_->tokens[static_cast<std::size_t>(rank_)];
-  const std::vector<std::uint64_t> acts = activation_sequence(model_, *mb_, layout_, rank_);
-  // The order in which this micro-batch uses the dense units: embedding, layers, embedding again for the tied
-  // logits (held through their backward), layers in reverse, embedding for the lookup's backward.
   units_.clear();
   gathered_.clear();
   released_.clear();
   unit_pos_ = -1;
+  // The order in which this micro-batch uses the dense units: embedding, layers, embedding again for the tied
+  // logits (held through their backward), layers in reverse, embedding for the lookup's backward.
   units_.push_back(0);
   for (int l = 1; l <= model_.layers; ++l) units_.push_back(l);
   units_.push_back(0);
   for (int l = model_.layers; l >= 1; --l) units_.push_back(l);
   units_.push_back(0);
 
-  auto keep = [&](std::size_t i) { activations_.push_back(rt_.alloc(core::Tier::hbm, acts[i], "activations")); };
+  auto keep = [&](int kind, std::int64_t rows_computed, std::int64_t rows_returned) {
+    Carver measure;
+    carve_activations(model_, kind, tokens_, rows_computed, rows_returned, measure);
+    act_blobs_.push_back(rt_.alloc(core::Tier::hbm, measure.used(), "activations"));
+    Carver cut(act_blobs_.back());
+    act_views_.push_back(carve_activations(model_, kind, tokens_, rows_computed, rows_returned, cut));
+  };
   rt_.begin_phase("forward");
+  load_batch(step, micro);
   unit_begin(0);
-  embedding_forward();
-  keep(0);
+  keep(0, 0, 0);
+  if (policy_.embedding == Embedding::partition)
+    partitioned_embedding_forward();
+  else
+    embedding_forward();
   unit_end();
   if (model_.moe_layers() > 0) prefetch_experts(0, false);
   int moe = 0;
   for (int l = 0; l < model_.layers; ++l) {
     unit_begin(l + 1);
-    attention_forward();
-    if (model_.is_moe_layer(l))
-      moe_forward(moe++);
-    else
-      dense_ffn_forward();
-    keep(static_cast<std::size_t>(l) + 1);
+    const core::Buffer x_in = act_views_.back().out;
+    if (model_.is_moe_layer(l)) {
+      MoeExchange& x = exchanges_[static_cast<std::size_t>(moe)];
+      const LayerRouting& lr = mb_->layers[static_cast<std::size_t>(moe)];
+      // Activation blocks are sized by the plan's rows (the largest the buffers allow on real runtimes).
+      const std::int64_t computed = real_ ? st_.max_rows_recv : lr.rows_computed(rank_);
+      const std::int64_t returned = real_ ? st_.max_rows_sent : lr.rows_sent(rank_);
+      keep(1, computed, returned);
+      (void)x;
+      attention_forward(x_in, act_views_.back());
+      moe_forward(moe++, act_views_.back());
+    } else {
+      keep(2, 0, 0);
+      attention_forward(x_in, act_views_.back());
+      dense_ffn_forward(act_views_.back());
+    }
     unit_end();
   }
   unit_begin(0);
-  logits_forward();
-  keep(acts.size() - 1);
+  const core::Buffer x_last = act_views_.back().out;
+  keep(3, 0, 0);
+  if (policy_.embedding == Embedding::partition)
+    partitioned_logits(false);
+  else
+    logits_forward(x_last);
   rt_.end_phase();
 }
 
-void RankTrainer::backward(int, int, bool sync_grads) {
-  sync_grads_ = sync_grads;
+void RankTrainer::backward(int, int) {
   auto drop = [&] {
-    rt_.free(activations_.back());
-    activations_.pop_back();
+    rt_.free(act_blobs_.back());
+    act_blobs_.pop_back();
+    act_views_.pop_back();
   };
   rt_.begin_phase("backward");
-  logits_backward();
+  begin_backward_grads();
+  const std::size_t last = act_views_.size() - 2;  // the last layer's block (its output feeds the logits)
+  if (policy_.embedding == Embedding::partition)
+    partitioned_logits(true);
+  else
+    logits_backward(act_views_[last].out);
   drop();
   unit_end();
   int moe = model_.moe_layers();
   if (moe > 0) prefetch_experts(moe - 1, true);
   for (int l = model_.layers - 1; l >= 0; --l) {
     unit_begin(l + 1);
+    open_unit_grads(l + 1);
+    ActivationViews& a = act_views_.back();
+    const core::Buffer x_in = act_views_[act_views_.size() - 2].out;
     if (model_.is_moe_layer(l))
-      moe_backward(--moe);
+      moe_backward(--moe, a, l + 1);
     else
-      dense_ffn_backward();
-    attention_backward();
+      dense_ffn_backward(a, l + 1);
+    attention_backward(x_in, a, l + 1);
+    unit_grads_done(l + 1);
     drop();
-    if (sync_grads) add_dense_grads(layer_dense_tensors(model_, l), last_compute_);
     unit_end();
   }
   unit_begin(0);
-  embedding_backward();
+  if (policy_.embedding == Embedding::partition)
+    partitioned_embedding_backward();
+  else
+    embedding_backward();
   drop();
-  if (sync_grads) {
-    auto t = embedding_tensors(model_);
-    if (policy_.embedding == Embedding::partition) t.erase(t.begin());  // its shard is complete locally
-    add_dense_grads(t, last_compute_);
-  }
+  unit_grads_done(0);
   unit_end();
-  if (sync_grads) flush_grads();
   rt_.end_phase();
 }
 
-void RankTrainer::optimizer_step() {
-  rt_.stream_wait(core::streams::kCompute, last_reduce_);
-  const double world = layout_.world;
-  const auto emb = static_cast<double>(embedding_tensors(model_)[0]);
-  double dense = static_cast<double>(model_.dense_params() + model_.gate_params());
-  double shard = 0;
-  if (policy_.embedding == Embedding::partition) {
-    dense -= emb;
-    shard += std::ceil(emb / world);
-  }
-  shard += policy_.dense == DenseSharding::ddp ? dense : std::ceil(dense / world);
-  if (policy_.offload == Offload::none) {
-    const double x = static_cast<double>(model_.moe_layers()) * layout_.local_experts *
-                     static_cast<double>(model_.expert_params_per_expert());
-    shard += policy_.dense == DenseSharding::ddp ? x : std::ceil(x / layout_.edp);
-  }
+void RankTrainer::optimizer_step(int step) {
+  rt_.begin_phase("optimizer");
+  rt_.stream_wait(kCompute, last_reduce_);
   const double o = model_.optimizer_bytes_per_param(), g = model_.grad_bytes_per_param();
-  // AdamW reads master weights, both moments and the gradient, and writes them back with the fp16 copy.
-  core::Event opt = elementwise((o + g) * shard, (o + a_) * shard, "optimizer", 12.0 * shard);
-  gather_updated_params(opt);
+  // AdamW reads master weights (or the parameters), both moments and the gradient, and writes them back with
+  // the working copy: the simulator costs (o + g) bytes read and (o + a) written per parameter.
+  auto adamw = [&](const core::Buffer& grad, const core::Buffer& value, const core::Buffer& opt, std::int64_t n) {
+    if (n <= 0) return;
+    const auto f = static_cast<std::uint64_t>(n) * 4;
+    core::TensorOp op = ops::adamw(grad, value, opt.slice(0, f), opt.slice(f, f), n, cfg_.learning_rate, 0.9, 0.95,
+                                   1e-8, 0.0, step + 1);
+    op.dtype = dtype_;
+    op.bytes_read = static_cast<std::uint64_t>((o + g) * static_cast<double>(n));
+    op.bytes_written = static_cast<std::uint64_t>((o + a_) * static_cast<double>(n));
+    run(op, "optimizer");
+  };
+  const auto bytes = [&](std::int64_t elems, double per) {
+    return static_cast<std::uint64_t>(static_cast<double>(elems) * per);
+  };
+  // Dense parameters: the whole replica (ddp), or the pieces this rank owns (ZeRO).
+  switch (policy_.dense) {
+    case DenseSharding::ddp:
+      adamw(st_.grads, st_.params, st_.opt, st_.partition_elems);
+      break;
+    case DenseSharding::zero2: {
+      const int r = world_.index_of(rank_);
+      for (const GradBucket& b : st_.buckets) {
+        const std::int64_t start = b.lo + r * b.piece, n = std::clamp<std::int64_t>(b.hi - start, 0, b.piece);
+        if (n <= 0) continue;
+        adamw(st_.grads.slice(bytes(b.part_offset, g), bytes(n, g)), st_.params.slice(bytes(start, a_), bytes(n, a_)),
+              st_.opt.slice(bytes(b.part_offset, o), bytes(n, o)), n);
+      }
+      break;
+    }
+    case DenseSharding::zero3: {
+      const int j = rail_group_.index_of(rank_), rails = rail_group_.size();
+      for (const DenseUnit& u : st_.units) {
+        const std::int64_t np = u.padded / node_group_.size(), wp = np / rails;
+        adamw(st_.grads.slice(bytes(rails > 1 ? u.part_offset : u.shard_offset, g), bytes(wp, g)),
+              st_.params.slice(bytes(u.shard_offset + j * wp, a_), bytes(wp, a_)),
+              st_.opt.slice(bytes(u.part_offset, o), bytes(wp, o)), wp);
+      }
+      break;
+    }
+  }
+  if (policy_.offload == Offload::none) adamw(st_.expert_grads, st_.expert_params, st_.expert_opt,
+                                              static_cast<std::int64_t>(st_.expert_params.bytes / a_));
+  gather_updated_params(last_compute_);
+  rt_.end_phase();
 }
 
 }  // namespace moesys::policies::training

@@ -1,9 +1,15 @@
 #pragma once
-// The training step of one rank (internal to policies/training). Split over files by concern:
-//   rank_trainer.cpp     step loop, memory, ZeRO-3 parameter gathers, optimizer step
-//   dense_layers.cpp     attention, dense FFN, embedding (replicated or column-partitioned), logits
+// The training step of one rank (internal to policies/training), written once against core::Runtime with real
+// operands: every kernel names its input and output buffers and every collective its send and receive buffers.
+// On the simulator the buffers carry sizes only (and token counts come from the routing plan); on the CPU and
+// CUDA runtimes they carry data (and token counts come from the gate). Split over files by concern:
+//   rank_trainer.cpp     step loop, data, ZeRO-3 parameter gathers, optimizer step
+//   rank_state.cpp       where every parameter, gradient, optimizer state and buffer lives (the allocations)
+//   dense_layers.cpp     attention, dense FFN, embedding, tied logits
+//   embedding_partition.cpp  the column-partitioned embedding (simulator only)
 //   moe_layer.cpp        gate, token-count exchange, chunked dispatch / expert FFN / combine
-//   grad_sync.cpp        fused gradient buckets and post-step parameter all-gathers
+//   moe_exchange.cpp     the row layout of one MoE layer's exchange (per peer, local expert and chunk)
+//   grad_sync.cpp        fused gradient buckets (all-reduce or reduce-scatter) and post-step all-gathers
 //   expert_offload.cpp   expert states in host memory or on the SSD, 2D prefetch, LFU cache
 #include <cstdint>
 #include <map>
@@ -13,12 +19,12 @@
 
 #include "core/runtime.hpp"
 #include "policies/training/lfu_cache.hpp"
+#include "policies/training/moe_exchange.hpp"
+#include "policies/training/rank_state.hpp"
 #include "policies/training/training_plan.hpp"
 
 namespace moesys::policies::training {
 
-/// Extra streams beyond the conventional ones (core::streams): ZeRO-3 parameter gathers run on their own stream
-/// so that they neither wait behind nor delay gradient reductions (kComm2) or expert all-to-alls (kComm).
 inline constexpr core::StreamId kGatherStream = core::streams::kGather;
 
 class RankTrainer {
@@ -28,59 +34,70 @@ class RankTrainer {
 
  private:
   // ---- rank_trainer.cpp ----
-  void allocate_persistent();
   void forward(int step, int micro);
-  void backward(int step, int micro, bool sync_grads);
-  void optimizer_step();
-  /// ZeRO-3: the gathered parameters of use `i` of the current micro-batch's unit sequence.
+  void backward(int step, int micro);
+  void optimizer_step(int step);
+  void load_batch(int step, int micro);
+  void initialise_parameters();
+  /// ZeRO-3: gathers the parameters of use `unit` (one ahead) and points unit_params_ at them.
   void unit_begin(int unit);
   void unit_end();
-  core::Event gemm(std::int64_t m, std::int64_t n, std::int64_t k, const char* name, std::int64_t batch = 1);
-  /// Backward of a forward GEMM {tokens, out, in}: dgrad {tokens, in, out} and wgrad {in, out, tokens} have the
-  /// same FLOPs and operand bytes as each other, so they are issued as one batched GEMM of two.
-  core::Event gemm_backward(std::int64_t tokens, std::int64_t out, std::int64_t in, const char* name);
-  core::Event elementwise(double bytes_read, double bytes_written, const char* name, double flop = 0);
-  core::Event attention_kernel(std::int64_t tokens, bool backward);
-  std::int64_t tokens() const { return tokens_; }
+  core::Event run(const core::Kernel& k, const char* name);
+  core::Event gemm(std::int64_t m, std::int64_t n, std::int64_t k, const core::Buffer& a, const core::Buffer& b,
+                   const core::Buffer& c, const char* name, bool trans_a = false, bool trans_b = false,
+                   bool accumulate = false, std::int64_t batch = 1, bool broadcast_a = false);
+  core::Event tensor(core::TensorOp op, const char* name);
+  /// Activation views of the current micro-batch: layer l's blob is acts_[l + 1] (0: embedding, last: logits).
+  ActivationViews& acts(std::size_t i) { return act_views_[i]; }
+  /// A parameter of the current unit (valid between unit_begin and unit_end).
+  core::Buffer param(int unit, int tensor) const;
+  /// Host reads a small HBM tensor (counts, loss) after `after`; false in the simulator (buffers carry no data).
+  bool read_back(const core::Buffer& src, std::uint64_t bytes, core::Event after, void* out);
+  /// Host writes `bytes` of int32 values into HBM through the staging buffer; returns the upload's event. The
+  /// simulator passes no values (its buffers carry none) and pays for the same copy.
+  core::Event upload_ints(const core::Buffer& dst, const std::vector<std::int32_t>& values, std::uint64_t bytes);
+  /// Uploads an MoE layer's slot table (forward) and regroup indices.
+  void upload_tables(const MoeExchange& x, bool with_slot_table);
 
   // ---- dense_layers.cpp ----
-  void attention_forward();
-  void attention_backward();
-  void dense_ffn_forward();
-  void dense_ffn_backward();
+  void attention_forward(const core::Buffer& x_in, ActivationViews& a);
+  void attention_backward(const core::Buffer& x_in, ActivationViews& a, int unit);
+  void dense_ffn_forward(ActivationViews& a);
+  void dense_ffn_backward(ActivationViews& a, int unit);
   void embedding_forward();
   void embedding_backward();
-  void logits_forward();
-  void logits_backward();
+  void logits_forward(const core::Buffer& x_last);
+  void logits_backward(const core::Buffer& x_last);
+  void partitioned_embedding_forward();
+  void partitioned_embedding_backward();
+  void partitioned_logits(bool backward);
+  /// A kernel known by its traffic only (the simulator-only embedding partition).
+  core::Event sized_kernel(double bytes_read, double bytes_written, const char* name);
 
   // ---- moe_layer.cpp ----
-  void moe_forward(int moe_layer);
-  void moe_backward(int moe_layer);
-  /// The chunked, overlapped exchange of an MoE layer: rows out to the experts, expert FFN, rows back.
-  /// Returns (last expert kernel, last returning all-to-all).
-  std::pair<core::Event, core::Event> through_experts(int moe_layer, bool backward,
-                                                      const std::vector<std::int64_t>& send,
-                                                      const std::vector<std::int64_t>& recv,
-                                                      const std::vector<std::int64_t>& expert_rows);
-  void expert_ffn(const std::vector<std::int64_t>& rows, bool backward, int chunk, int chunks);
-  std::vector<std::uint64_t> chunk_bytes(const std::vector<std::int64_t>& rows, int chunk, int chunks) const;
+  void moe_forward(int moe_layer, ActivationViews& a);
+  void moe_backward(int moe_layer, ActivationViews& a, int unit);
+  /// The layer's row counts: from the gate (real runtimes) or the routing plan (simulator).
+  MoeExchange exchange_for(int moe_layer, const ActivationViews& a);
+  /// Expert FFN of chunk `c`, forward or backward, on the expert-major rows of the chunk.
+  void expert_ffn_forward(int moe_layer, const MoeExchange& x, const ActivationViews& a, int c);
+  void expert_ffn_backward(int moe_layer, const MoeExchange& x, const ActivationViews& a, int c);
 
   // ---- grad_sync.cpp ----
-  void add_dense_grads(const std::vector<std::int64_t>& tensors, core::Event ready);
-  void add_expert_grads(core::Event ready);
-  void flush_grads();
+  /// Called when the backward of `unit` is complete (its gradients written): issues the buckets it completes.
+  /// The gradient buffer of tensor `t` of `unit` (zeroed before backward writes into it; kernels accumulate).
+  core::Buffer grad(int unit, int t);
+  void begin_backward_grads();
+  /// Zeroes the bucket buffers the unit's backward is about to write (after their previous reduction).
+  void open_unit_grads(int unit);
+  void unit_grads_done(int unit);
+  void expert_grads_done(int moe_layer);
   void gather_updated_params(core::Event after);
-  void issue_dense_bucket(double bytes);
-  void issue_expert_bucket(double bytes);
-  /// The dense parameter tensors in backward order (bytes per element applied by the caller).
-  std::vector<std::int64_t> dense_tensors_in_order() const;
+  void reduce_bucket(std::size_t b);
 
   // ---- expert_offload.cpp ----
-  /// Starts copying the experts of MoE layer `moe_layer` toward the GPU (one layer ahead); no-op without offload.
   void prefetch_experts(int moe_layer, bool backward);
-  /// The event after which the layer's needed experts are on the GPU (fetching missed ones on demand).
   core::Event experts_ready(int moe_layer, bool backward);
-  /// After the layer's expert backward: gradients to the host, host optimizer, write-back.
   void offload_expert_update(int moe_layer, core::Event grads_ready);
   void end_step_offload();
 
@@ -92,35 +109,40 @@ class RankTrainer {
   core::Runtime& rt_;
   RankCounters& counters_;
   const int rank_;
+  const core::Dtype dtype_;
   const double a_;  // bytes per activation / parameter element
   core::Group world_, ep_group_, edp_group_, node_group_, rail_group_;
   core::CollectiveAlgo a2a_algo_;
+  RankState st_;      // persistent allocations and their views
+  bool real_ = false;  // buffers carry data: token counts come from the gate
 
   // Current micro-batch.
   const MicroBatch* mb_ = nullptr;
   int step_ = 0, micro_ = 0;
   std::int64_t tokens_ = 0;
-  bool sync_grads_ = false;                // the last micro-batch of the step: gradients are reduced
-  std::vector<core::Buffer> activations_;  // stack: allocated in forward, freed in backward
-  core::Event last_compute_;               // the latest event on the compute stream
-
-  // Persistent buffers, one representative per tier (copies only read their tier).
-  core::Buffer hbm_, dram_, ssd_;
+  std::vector<core::Buffer> act_blobs_;  // stack: allocated in forward, freed in backward
+  std::vector<ActivationViews> act_views_;
+  std::vector<MoeExchange> exchanges_;   // per MoE layer, from forward, reused by backward
+  core::Event last_compute_;
+  core::Event last_upload_;  // the staging buffer is free once this copy has run
 
   // ZeRO-3 gathers: the unit sequence of this micro-batch, gather events and buffer-release events.
   std::vector<int> units_;
   std::vector<core::Event> gathered_, released_;
   int unit_pos_ = -1;
+  core::Buffer unit_params_;  // the current unit's parameters (gathered copy or the replicated blob)
+  int current_unit_ = -1;
 
-  // Gradient buckets (bytes waiting) and the latest reduction event.
-  double dense_bucket_ = 0, expert_bucket_ = 0;
+  // Gradient buckets: which are open (buffer zeroed and being written) and the latest reduction.
+  std::vector<bool> bucket_open_;
+  std::vector<core::Event> buffer_free_;  // per physical bucket buffer
   core::Event last_reduce_;
 
   // Offload: per MoE layer, the experts prefetched for the current pass and the copy events.
   std::vector<std::vector<bool>> prefetched_;
   std::vector<core::Event> fetch_event_;
-  std::vector<core::Event> slot_free_;        // per GPU slot (MoE layer % 2): when its last user is done with it
-  std::vector<std::vector<bool>> used_last_;  // per MoE layer: experts that got tokens last time (the prediction)
+  std::vector<core::Event> slot_free_;
+  std::vector<std::vector<bool>> used_last_;
   std::unique_ptr<LfuCache> cache_;
 };
 

@@ -162,7 +162,7 @@ json read_json_file(const std::string& path) {
 }
 
 TrainingConfig parse_training_config(const json& j, const std::string& file) {
-  only_keys(j, file, "", {"model", "workload", "cluster", "parallel", "policy", "steps", "seed"});
+  only_keys(j, file, "", {"model", "workload", "cluster", "parallel", "policy", "steps", "seed", "learning_rate"});
   TrainingConfig c;
   c.file = file;
   if (!j.contains("model")) throw core::ConfigError(file, "model", "missing required key");
@@ -170,6 +170,12 @@ TrainingConfig parse_training_config(const json& j, const std::string& file) {
   parse_cluster(j.value("cluster", json::object()), file, c);
   if (j.contains("steps")) c.steps = static_cast<int>(positive_int(j["steps"], file, "steps", 1000));
   c.policy = parse_policy(j.value("policy", json::object()), file, "policy");
+  if (j.contains("learning_rate")) {
+    const json& lr = j["learning_rate"];
+    if (!lr.is_number() || !(lr.get<double>() > 0) || !(lr.get<double>() < 1e3))
+      throw core::ConfigError(file, "learning_rate", "expected a number in (0, 1000)");
+    c.learning_rate = lr.get<double>();
+  }
 
   const json parallel = j.value("parallel", json::object());
   only_keys(parallel, file, "parallel", {"expert_parallel"});

@@ -9,7 +9,7 @@
 //                (either form may add "spine_oversubscription": x >= 1, leaf uplinks at 1/x of the downlinks),
 //    "parallel": {"expert_parallel": 64},
 //    "policy":   {"preset": "moesys", <toggle overrides>},
-//    "steps": 2, "seed": 1}
+//    "steps": 2, "seed": 1, "learning_rate": 0.001}
 // A multi-task workload counts each task's batch in sequences per step; the model's global_batch is then their sum.
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -39,6 +39,7 @@ struct TrainingConfig {
   int expert_parallel = 0;  // size of an expert-parallel group
   TrainingPolicy policy;
   int steps = 2;  // simulated steps; metrics come from the last one
+  double learning_rate = 1e-3;  // AdamW step size of real runs (the simulator only counts the update's traffic)
 
   bool multitask() const { return !tasks.empty(); }
 };

@@ -23,6 +23,8 @@ struct TrainingPlan {
 /// experts, ranks or batch do not divide, when the hierarchical all-to-all does not fit the groups, or when
 /// any rank's memory does not fit its tiers.
 TrainingPlan make_training_plan(const TrainingConfig& c);
+/// Fills p.memory by running the training program's allocations for every rank on a ledger-only runtime.
+void plan_memory(TrainingPlan& p);
 
 /// What the rank programs count while they run (offload and cache behaviour), one entry per rank.
 struct RankCounters {
@@ -31,6 +33,7 @@ struct RankCounters {
   std::int64_t on_demand_fetches = 0;  // needed but not prefetched: fetched after the count exchange
   std::int64_t cache_hits = 0, cache_misses = 0, cache_evictions = 0;
   double ssd_read_bytes = 0, ssd_write_bytes = 0;
+  std::vector<double> losses;  // real runtimes: mean training loss of this rank's last micro-batch, per step
 };
 
 /// The per-rank training program (run it on every rank). `counters` must hold one entry per rank and outlive

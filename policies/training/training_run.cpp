@@ -55,7 +55,14 @@ TrainingReport run_training(const TrainingConfig& c, const Simulator& simulate, 
   std::vector<RankCounters> counters(static_cast<std::size_t>(plan.layout.world));
   const auto wall_start = std::chrono::steady_clock::now();
   SimulatedRun run = simulate(c.cluster, plan.layout.world, training_program(plan, counters));
-  const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  run.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  return summarize_training(plan, run, counters, keep_last_step_spans);
+}
+
+TrainingReport summarize_training(const TrainingPlan& plan, const SimulatedRun& run,
+                                  const std::vector<RankCounters>& counters, bool keep_last_step_spans) {
+  const TrainingConfig& c = plan.config;
+  const double wall_s = run.wall_s;
 
   std::vector<const std::vector<core::Span>*> spans;
   for (const auto& r : run.ranks) spans.push_back(&r.spans);
@@ -124,7 +131,19 @@ TrainingReport run_training(const TrainingConfig& c, const Simulator& simulate, 
                     {"ssd_read_gb", t.ssd_read_bytes / core::kGB},
                     {"ssd_write_gb", t.ssd_write_bytes / core::kGB}};
   }
-  s["simulator"] = {{"wall_s", wall_s}, {"flows", run.flows}};
+  s["runtime"] = run.runtime;
+  if (run.runtime == "sim") {
+    s["simulator"] = {{"wall_s", wall_s}, {"flows", run.flows}};
+  } else {
+    s["wall_s"] = wall_s;
+    json losses = json::array();  // mean over ranks of each step's last micro-batch loss
+    for (std::size_t i = 0; !counters.empty() && i < counters.front().losses.size(); ++i) {
+      double sum = 0;
+      for (const auto& k : counters) sum += i < k.losses.size() ? k.losses[i] : 0;
+      losses.push_back(sum / static_cast<double>(counters.size()));
+    }
+    s["loss_per_step"] = losses;
+  }
 
   TrainingReport report;
   report.summary = std::move(s);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <vector>
 
 #include "core/memory.hpp"
@@ -20,10 +21,14 @@ struct SimulatedRank {
   core::MemoryLedger memory{0, 0, 0};
 };
 
+/// What running the rank programs produced: on the simulator, or on a real runtime ("cpu", "cuda"), where the
+/// network counters are not measured and stay zero.
 struct SimulatedRun {
   std::vector<SimulatedRank> ranks;
   std::array<double, 3> bytes_by_path_class{};  // intra-node, same leaf, across the spine (whole run)
   std::uint64_t flows = 0;
+  std::string runtime = "sim";
+  double wall_s = 0;
 };
 
 using Simulator = std::function<SimulatedRun(const core::ClusterSpec&, int ranks,
@@ -37,5 +42,8 @@ struct TrainingReport {
 /// Plans, checks, simulates and summarises. Throws ConfigError / InfeasibleError (bad input, before simulating)
 /// or RuntimeFailure.
 TrainingReport run_training(const TrainingConfig& c, const Simulator& simulate, bool keep_last_step_spans = false);
+/// The report of a run of `plan`'s program (simulated, or measured on a real runtime).
+TrainingReport summarize_training(const TrainingPlan& plan, const SimulatedRun& run,
+                                  const std::vector<RankCounters>& counters, bool keep_last_step_spans = false);
 
 }  // namespace moesys::policies::training

@@ -1,9 +1,9 @@
-#include "exec/model/tensors.hpp"
+#include "model/tensors.hpp"
 
 #include <cstring>
 #include <random>
 
-namespace moesys::exec::model {
+namespace moesys::model {
 
 std::vector<float> normal_floats(std::int64_t n, double stddev, std::uint64_t seed) {
   std::mt19937_64 gen(seed);
@@ -69,4 +69,4 @@ void free_param(core::Runtime& rt, Param& p) {
   for (auto* b : {&p.value, &p.grad, &p.m, &p.v}) rt.free(*b);
 }
 
-}  // namespace moesys::exec::model
+}  // namespace moesys::model

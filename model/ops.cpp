@@ -1,6 +1,6 @@
-#include "exec/model/ops.hpp"
+#include "model/ops.hpp"
 
-namespace moesys::exec::ops {
+namespace moesys::model::ops {
 
 namespace {
 constexpr std::uint64_t kF = 4;  // fp32 / int32 bytes
@@ -103,6 +103,21 @@ TensorOp adamw(Buffer grad, Buffer param, Buffer m, Buffer v, I n, double lr, do
               {lr, beta1, beta2, eps, weight_decay, static_cast<double>(step)});
 }
 
+TensorOp gather_rows(Buffer x, Buffer idx, Buffer y, I R, I n, I Rx) {
+  return make(core::TensorOpKind::gather_rows, {x, idx}, {y}, {R, n, Rx}, d(R) * (d(n) + 1), d(R) * d(n), 0);
+}
+TensorOp remap_index(Buffer idx, Buffer table, Buffer out, I n, I table_size) {
+  return make(core::TensorOpKind::remap_index, {idx, table}, {out}, {n, table_size}, 2 * d(n), d(n), 0);
+}
+
+TensorOp with_dtype(TensorOp op, core::Dtype dtype) {
+  const double ratio = core::dtype_bytes(dtype) / 4.0;
+  op.dtype = dtype;
+  op.bytes_read = static_cast<std::uint64_t>(static_cast<double>(op.bytes_read) * ratio);
+  op.bytes_written = static_cast<std::uint64_t>(static_cast<double>(op.bytes_written) * ratio);
+  return op;
+}
+
 core::AttentionOp attention(I batch, I seq, I heads, I head_dim, Buffer q, Buffer k, Buffer v, Buffer o) {
   core::AttentionOp a;
   a.batch = batch, a.heads = heads, a.seq_q = seq, a.seq_kv = seq, a.head_dim = head_dim;
@@ -118,4 +133,4 @@ core::AttentionOp attention_bwd(I batch, I seq, I heads, I head_dim, Buffer q, B
   return a;
 }
 
-}  // namespace moesys::exec::ops
+}  // namespace moesys::model::ops

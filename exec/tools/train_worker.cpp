@@ -1,0 +1,86 @@
+#include "exec/tools/train_worker.hpp"
+
+#include <cblas.h>
+#include <mpi.h>
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "core/error.hpp"
+#include "exec/cpu/cpu_runtime.hpp"
+#include "policies/training/training_plan.hpp"
+
+namespace moesys::exec::tools {
+
+namespace tr = moesys::policies::training;
+using nlohmann::json;
+
+namespace {
+json rank_result(const core::Runtime& rt, const tr::RankCounters& k) {
+  json spans = json::array();
+  for (const core::Span& s : rt.spans())
+    spans.push_back({s.stream, static_cast<int>(s.kind), s.name, s.start_s, s.end_s, s.bytes, s.flop});
+  json peaks = json::array();
+  for (int t = 0; t < core::kTierCount; ++t) peaks.push_back(rt.memory().peak_bytes(static_cast<core::Tier>(t)));
+  return {{"spans", spans},
+          {"peak_bytes", peaks},
+          {"losses", k.losses},
+          {"counters",
+           {k.expert_fetches, k.wasted_fetches, k.on_demand_fetches, k.cache_hits, k.cache_misses, k.cache_evictions,
+            k.ssd_read_bytes, k.ssd_write_bytes}}};
+}
+
+/// Rank 0 receives every rank's document (MPI_Gatherv of the serialised text).
+std::vector<std::string> gather_text(const std::string& mine, int rank, int size) {
+  int n = static_cast<int>(mine.size());
+  std::vector<int> sizes(static_cast<std::size_t>(size)), offsets(sizes.size());
+  MPI_Gather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
+  std::string all;
+  if (rank == 0) {
+    for (int i = 1; i < size; ++i) offsets[static_cast<std::size_t>(i)] = offsets[static_cast<std::size_t>(i - 1)] + sizes[static_cast<std::size_t>(i - 1)];
+    all.resize(static_cast<std::size_t>(offsets.back() + sizes.back()));
+  }
+  MPI_Gatherv(mine.data(), n, MPI_CHAR, all.data(), sizes.data(), offsets.data(), MPI_CHAR, 0, MPI_COMM_WORLD);
+  std::vector<std::string> out;
+  if (rank == 0)
+    for (int i = 0; i < size; ++i)
+      out.push_back(all.substr(static_cast<std::size_t>(offsets[static_cast<std::size_t>(i)]),
+                               static_cast<std::size_t>(sizes[static_cast<std::size_t>(i)])));
+  return out;
+}
+}  // namespace
+
+int run_train_worker(int rank, int size, const char* config_path, const char* out_path) {
+  const tr::TrainingConfig c = tr::parse_training_config(tr::read_json_file(config_path), config_path);
+  if (c.gpus != size)
+    throw core::ConfigError(config_path, "cluster.gpus",
+                            "the config has " + std::to_string(c.gpus) + " ranks but mpirun started " +
+                                std::to_string(size));
+  const tr::TrainingPlan plan = tr::make_training_plan(c);
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  openblas_set_num_threads(std::max(1, cores / size));  // ranks share the cores
+  std::vector<tr::RankCounters> counters(static_cast<std::size_t>(size));
+  json mine;
+  {
+    cpu::CpuRuntime rt(c.cluster);
+    tr::training_program(plan, counters)(rt);
+    rt.synchronize();
+    mine = rank_result(rt, counters[static_cast<std::size_t>(rank)]);
+  }
+  const auto all = gather_text(mine.dump(), rank, size);
+  if (rank == 0) {
+    json doc = {{"ranks", json::array()}};
+    for (const auto& text : all) doc["ranks"].push_back(json::parse(text));
+    const std::string tmp = std::string(out_path) + ".tmp";
+    {
+      std::ofstream out(tmp);
+      if (!(out << doc.dump() << "\n")) throw core::RuntimeFailure(std::string("cannot write ") + out_path);
+    }
+    if (std::rename(tmp.c_str(), out_path) != 0) throw core::RuntimeFailure(std::string("cannot write ") + out_path);
+  }
+  return 0;
+}
+
+}  // namespace moesys::exec::tools

@@ -1,0 +1,112 @@
+#include "policies/training/moe_exchange.hpp"
+
+#include <algorithm>
+
+namespace moesys::policies::training {
+
+using I = std::int64_t;
+
+I MoeExchange::part(I total, int chunk, int chunks) { return total / chunks + (chunk < total % chunks ? 1 : 0); }
+
+void MoeExchange::finish() {
+  const auto C = static_cast<std::size_t>(chunks), P = static_cast<std::size_t>(peers);
+  send_rows.assign(C, std::vector<std::uint64_t>(P, 0));
+  recv_rows = send_rows;
+  expert_rows.assign(C, std::vector<I>(static_cast<std::size_t>(local), 0));
+  send_offset.assign(C, 0);
+  recv_offset.assign(C, 0);
+  rows_sent = rows_recv = 0;
+  for (int c = 0; c < chunks; ++c) {
+    send_offset[static_cast<std::size_t>(c)] = rows_sent;
+    recv_offset[static_cast<std::size_t>(c)] = rows_recv;
+    for (int p = 0; p < peers; ++p)
+      for (int e = 0; e < local; ++e) {
+        const auto i = static_cast<std::size_t>(p * local + e);
+        const I s = part(send_pe[i], c, chunks), r = part(recv_pe[i], c, chunks);
+        send_rows[static_cast<std::size_t>(c)][static_cast<std::size_t>(p)] += static_cast<std::uint64_t>(s);
+        recv_rows[static_cast<std::size_t>(c)][static_cast<std::size_t>(p)] += static_cast<std::uint64_t>(r);
+        expert_rows[static_cast<std::size_t>(c)][static_cast<std::size_t>(e)] += r;
+        rows_sent += s;
+        rows_recv += r;
+      }
+  }
+}
+
+std::vector<std::int32_t> MoeExchange::slot_table() const {
+  std::vector<std::int32_t> table(static_cast<std::size_t>(I{peers} * local * capacity), -1);
+  // Rows of chunk c for (p, e) start at send_offset[c] + rows of earlier (p', e') of the same chunk.
+  for (int c = 0; c < chunks; ++c) {
+    I row = send_offset[static_cast<std::size_t>(c)];
+    for (int p = 0; p < peers; ++p)
+      for (int e = 0; e < local; ++e) {
+        const auto i = static_cast<std::size_t>(p * local + e);
+        I start = 0;
+        for (int d = 0; d < c; ++d) start += part(send_pe[i], d, chunks);
+        const I n = part(send_pe[i], c, chunks);
+        for (I pos = start; pos < start + n && pos < capacity; ++pos)
+          table[static_cast<std::size_t>(static_cast<I>(i) * capacity + pos)] = static_cast<std::int32_t>(row + pos - start);
+        row += n;
+      }
+  }
+  return table;
+}
+
+void MoeExchange::regroup_indices(std::vector<std::int32_t>& forward_index,
+                                  std::vector<std::int32_t>& backward_index) const {
+  forward_index.assign(static_cast<std::size_t>(rows_recv), -1);
+  backward_index.assign(static_cast<std::size_t>(rows_recv), -1);
+  for (int c = 0; c < chunks; ++c) {
+    // Start of (p, e) in the chunk's peer-major order.
+    std::vector<I> peer_major(static_cast<std::size_t>(peers * local));
+    I at = recv_offset[static_cast<std::size_t>(c)];
+    for (int p = 0; p < peers; ++p)
+      for (int e = 0; e < local; ++e) {
+        peer_major[static_cast<std::size_t>(p * local + e)] = at;
+        at += part(recv_pe[static_cast<std::size_t>(p * local + e)], c, chunks);
+      }
+    I out = recv_offset[static_cast<std::size_t>(c)];
+    for (int e = 0; e < local; ++e)
+      for (int p = 0; p < peers; ++p) {
+        const auto i = static_cast<std::size_t>(p * local + e);
+        const I n = part(recv_pe[i], c, chunks);
+        for (I r = 0; r < n; ++r) {
+          forward_index[static_cast<std::size_t>(out + r)] = static_cast<std::int32_t>(peer_major[i] + r);
+          backward_index[static_cast<std::size_t>(peer_major[i] + r)] = static_cast<std::int32_t>(out + r);
+        }
+        out += n;
+      }
+  }
+}
+
+std::vector<std::uint64_t> MoeExchange::send_bytes(int c, double row_bytes) const {
+  std::vector<std::uint64_t> b;
+  for (auto r : send_rows[static_cast<std::size_t>(c)]) b.push_back(static_cast<std::uint64_t>(r * row_bytes));
+  return b;
+}
+
+std::vector<std::uint64_t> MoeExchange::recv_bytes(int c, double row_bytes) const {
+  std::vector<std::uint64_t> b;
+  for (auto r : recv_rows[static_cast<std::size_t>(c)]) b.push_back(static_cast<std::uint64_t>(r * row_bytes));
+  return b;
+}
+
+std::vector<std::int64_t> matrix_with_sums(const std::vector<std::int64_t>& row_sums,
+                                           const std::vector<std::int64_t>& col_sums) {
+  std::vector<I> m(row_sums.size() * col_sums.size(), 0);
+  std::vector<I> rows = row_sums, cols = col_sums;
+  std::size_t i = 0, j = 0;
+  while (i < rows.size() && j < cols.size()) {
+    const I v = std::min(rows[i], cols[j]);
+    m[i * cols.size() + j] += v;
+    rows[i] -= v;
+    cols[j] -= v;
+    if (rows[i] == 0) ++i;
+    else ++j;
+  }
+  // Totals that disagree (they should not): the rest of a row goes to its last column.
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    if (rows[r] > 0 && !cols.empty()) m[r * cols.size() + cols.size() - 1] += rows[r];
+  return m;
+}
+
+}  // namespace moesys::policies::training

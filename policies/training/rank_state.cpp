@@ -1,0 +1,318 @@
+#include "policies/training/rank_state.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "policies/training/memory_plan.hpp"
+#include "policies/training/model_costs.hpp"
+
+namespace moesys::policies::training {
+
+namespace {
+using core::Tier;
+using I = std::int64_t;
+
+std::uint64_t B(double elems, double bytes_per) { return static_cast<std::uint64_t>(elems * bytes_per); }
+I round_up(I n, I k) { return (n + k - 1) / k * k; }
+const char* tag(MemoryUse u) { return to_string(u); }
+}  // namespace
+
+core::Buffer Carver::take(std::uint64_t bytes) {
+  bytes = (bytes + 15) / 16 * 16;  // keep every view aligned
+  core::Buffer v;
+  if (block_) v = block_.slice(used_, bytes);
+  used_ += bytes;
+  return v;
+}
+
+std::vector<std::vector<std::int64_t>> unit_tensors(const core::ModelConfig& m, const TrainingPolicy& p) {
+  std::vector<std::vector<std::int64_t>> u;
+  auto emb = embedding_tensors(m);
+  if (p.embedding == Embedding::partition) emb[0] = 0;  // the table is column-sharded apart
+  u.push_back(emb);
+  for (int l = 0; l < m.layers; ++l) u.push_back(layer_dense_tensors(m, l));
+  return u;
+}
+
+ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int64_t n, std::int64_t rows_computed,
+                                  std::int64_t rows_returned, Carver& c) {
+  const double a = core::dtype_bytes(m.dtype), h = m.hidden, f = m.ffn_hidden(), N = static_cast<double>(n);
+  const double E = m.experts, k = m.top_k, V = m.vocab;
+  ActivationViews v;
+  if (kind == 0) {
+    v.out = c.take(B(N * h, a));
+    return v;
+  }
+  if (kind == 3) {
+    v.lnf = c.take(B(N * h, a));
+    v.meanf = c.take(B(N, a));
+    v.rstdf = c.take(B(N, a));
+    v.logits = c.take(B(N * V, a));
+    v.dlogits = c.take(B(N * V, a));
+    return v;
+  }
+  v.ln1 = c.take(B(N * h, a));
+  v.mean1 = c.take(B(N, a));
+  v.rstd1 = c.take(B(N, a));
+  v.qkv = c.take(B(3 * N * h, a));
+  v.ctx = c.take(B(N * h, a));
+  v.mid = c.take(B(N * h, a));
+  v.ln2 = c.take(B(N * h, a));
+  v.mean2 = c.take(B(N, a));
+  v.rstd2 = c.take(B(N, a));
+  v.out = c.take(B(N * h, a));
+  if (kind == 1) {
+    v.probs = c.take(B(N * E, a));
+    v.experts = c.take(B(N * k, 4));
+    v.slots = c.take(B(N * k, 4));
+    v.weights = c.take(B(N * k, a));
+    v.xin = c.take(B(static_cast<double>(rows_computed) * h, a));
+    v.pre = c.take(B(static_cast<double>(rows_computed) * f, a));
+    v.post = c.take(B(static_cast<double>(rows_computed) * f, a));
+    v.ret = c.take(B(static_cast<double>(rows_returned) * h, a));
+  } else {
+    v.pre = c.take(B(N * f, a));
+    v.post = c.take(B(N * f, a));
+  }
+  return v;
+}
+
+namespace {
+
+/// Buckets over the replicated layout in backward order. ddp and ZeRO-2 fuse consecutive tensors until a
+/// bucket reaches `bucket_bytes` (0: one tensor each); ZeRO-3 reduces one unit at a time, because its shards are
+/// per unit. ZeRO-2/3 keep the embedding unit (used by the first and the last kernel of backward) whole.
+void plan_buckets(RankState& s, const TrainingPolicy& p, double grad_bytes, int world, int group) {
+  const bool sharded = p.dense != DenseSharding::ddp;
+  const int last_fused_unit = sharded ? 1 : 0;
+  auto close = [&](I lo, I hi, int done_unit) {
+    if (hi <= lo) return;
+    GradBucket b;
+    b.lo = lo, b.hi = hi, b.done_unit = done_unit;
+    b.padded = round_up(hi - lo, group);
+    b.piece = b.padded / group;
+    s.buckets.push_back(b);
+  };
+  if (p.dense == DenseSharding::zero3) {
+    for (int u = static_cast<int>(s.units.size()) - 1; u >= 0; --u)
+      close(s.units[static_cast<std::size_t>(u)].offset,
+            s.units[static_cast<std::size_t>(u)].offset + s.units[static_cast<std::size_t>(u)].elems, u);
+  } else {
+    I hi = -1, lo = 0;
+    double pending = 0;
+    int unit_of_lo = 0;
+    for (int u = static_cast<int>(s.units.size()) - 1; u >= last_fused_unit; --u) {
+      const DenseUnit& du = s.units[static_cast<std::size_t>(u)];
+      for (int t = static_cast<int>(du.tensor_offsets.size()) - 1; t >= 0; --t) {
+        const I len = du.tensor_elems[static_cast<std::size_t>(t)];
+        if (len == 0) continue;
+        const I start = du.offset + du.tensor_offsets[static_cast<std::size_t>(t)];
+        if (hi < 0) hi = start + len;
+        lo = start;
+        unit_of_lo = u;
+        pending += grad_bytes * static_cast<double>(len);
+        if (p.bucket_bytes <= 0 || pending >= p.bucket_bytes) {
+          close(lo, hi, unit_of_lo);
+          hi = -1;
+          pending = 0;
+        }
+      }
+    }
+    if (hi >= 0) close(lo, hi, unit_of_lo);
+    if (sharded) close(s.units[0].offset, s.units[0].offset + s.units[0].elems, 0);
+  }
+  (void)world;
+}
+
+/// ZeRO-2 bucket buffers: enough that no bucket is reused while a unit still writes into an earlier one.
+int assign_bucket_buffers(RankState& s, const TrainingPolicy& p) {
+  if (p.dense == DenseSharding::ddp) return 0;
+  int most = 1;
+  for (const DenseUnit& u : s.units) {
+    int overlapping = 0;
+    for (const GradBucket& b : s.buckets)
+      if (b.lo < u.offset + u.elems && b.hi > u.offset) ++overlapping;
+    most = std::max(most, overlapping);
+  }
+  const int n = most + 1;
+  int next = 0;
+  for (GradBucket& b : s.buckets) b.buffer = b.done_unit == 0 ? -1 : (next++ % n);
+  return n;
+}
+
+}  // namespace
+
+RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int rank) {
+  const TrainingConfig& c = plan.config;
+  const core::ModelConfig& m = c.model;
+  const TrainingPolicy& p = c.policy;
+  const Layout& l = plan.layout;
+  const double a = m.param_bytes_per_param(), g = m.grad_bytes_per_param(), o = m.optimizer_bytes_per_param();
+  RankState s;
+  auto alloc = [&](Tier t, double bytes, MemoryUse u) {
+    return bytes > 0 ? rt.alloc(t, static_cast<std::uint64_t>(bytes), tag(u)) : core::Buffer{};
+  };
+
+  // ---- dense units and buckets ----
+  const int world = l.world, node = l.node_ranks, rails = world / node;
+  const auto tensors = unit_tensors(m, p);
+  I offset = 0, shard_offset = 0, part_offset = 0, largest_padded = 0;
+  for (const auto& t : tensors) {
+    DenseUnit u;
+    u.offset = offset;
+    for (auto e : t) {
+      u.tensor_offsets.push_back(u.elems);
+      u.tensor_elems.push_back(e);
+      u.elems += e;
+    }
+    u.padded = round_up(std::max<I>(u.elems, 1), world);
+    u.shard_offset = shard_offset;
+    u.part_offset = part_offset;
+    shard_offset += u.padded / node;
+    part_offset += u.padded / world;
+    offset += u.elems;
+    largest_padded = std::max(largest_padded, u.padded);
+    s.units.push_back(std::move(u));
+  }
+  const I dense = offset;
+  const int group = p.dense == DenseSharding::zero3 ? node : world;  // first reduce-scatter's group
+  plan_buckets(s, p, g, world, p.dense == DenseSharding::ddp ? 1 : group);
+  s.bucket_buffers = assign_bucket_buffers(s, p);
+  I part = 0, largest_bucket = 0;
+  for (GradBucket& b : s.buckets) {
+    b.part_offset = part;
+    part += b.piece;
+    if (b.buffer >= 0) largest_bucket = std::max(largest_bucket, b.padded);
+  }
+  const bool zero3 = p.dense == DenseSharding::zero3;
+  switch (p.dense) {
+    case DenseSharding::ddp:
+      s.partition_elems = dense;
+      s.params = alloc(Tier::hbm, a * dense, MemoryUse::parameters);
+      s.grads = alloc(Tier::hbm, g * dense, MemoryUse::gradients);
+      s.opt = alloc(Tier::hbm, o * dense, MemoryUse::optimizer);
+      break;
+    case DenseSharding::zero2:
+      s.partition_elems = part;
+      s.params = alloc(Tier::hbm, a * (dense + world), MemoryUse::parameters);  // + slack for a padded tail
+      s.grads = alloc(Tier::hbm, g * part, MemoryUse::gradients);
+      s.opt = alloc(Tier::hbm, o * part, MemoryUse::optimizer);
+      break;
+    case DenseSharding::zero3:
+      s.partition_elems = part_offset;
+      s.params = alloc(Tier::hbm, a * shard_offset, MemoryUse::parameters);
+      s.node_grads = alloc(Tier::hbm, g * shard_offset, MemoryUse::gradients);
+      s.grads = rails > 1 ? alloc(Tier::hbm, g * part_offset, MemoryUse::gradients) : s.node_grads;
+      s.opt = alloc(Tier::hbm, o * part_offset, MemoryUse::optimizer);
+      if (node > 1)
+        for (auto& b : s.gathered) b = alloc(Tier::hbm, a * largest_padded, MemoryUse::buffers);
+      break;
+  }
+  if (p.dense != DenseSharding::ddp) {
+    s.emb_grad = alloc(Tier::hbm, g * s.units[0].padded, MemoryUse::gradients);
+    for (int i = 0; i < s.bucket_buffers; ++i)
+      s.bucket_buf.push_back(alloc(Tier::hbm, g * std::max<I>(largest_bucket, 1), MemoryUse::buffers));
+    const I piece = zero3 ? largest_padded / node : std::max<I>(largest_bucket, s.units[0].padded) / world;
+    s.gather_tmp = alloc(Tier::hbm, a * (zero3 ? largest_padded / node : std::max<I>(largest_bucket, s.units[0].padded)),
+                         MemoryUse::buffers);
+    if (plan.routing.micro_batches > 1) s.reduce_tmp = alloc(Tier::hbm, g * piece, MemoryUse::buffers);
+  }
+  (void)largest_padded;
+
+  // ---- experts ----
+  const I pe = m.expert_params_per_expert();
+  s.expert_layer_elems = I{l.local_experts} * pe;
+  const I x = I{m.moe_layers()} * s.expert_layer_elems;
+  if (p.offload == Offload::none) {
+    s.expert_params = alloc(Tier::hbm, a * x, MemoryUse::parameters);
+    s.expert_grads = alloc(Tier::hbm, g * x, MemoryUse::gradients);
+    s.expert_opt = alloc(Tier::hbm, o * x, MemoryUse::optimizer);
+  } else {
+    for (int i = 0; i < 2; ++i) {
+      s.slot_params[i] = alloc(Tier::hbm, a * s.expert_layer_elems, MemoryUse::parameters);
+      s.slot_grads[i] = alloc(Tier::hbm, g * s.expert_layer_elems, MemoryUse::gradients);
+    }
+    const Tier home = p.offload == Offload::cpu ? Tier::dram : Tier::ssd;
+    s.home_params = alloc(home, a * x, MemoryUse::parameters);
+    if (p.offload == Offload::cpu) s.home_grads = alloc(Tier::dram, g * x, MemoryUse::gradients);
+    s.home_opt = alloc(home, o * x, MemoryUse::optimizer);
+    if (p.offload == Offload::nvme) {
+      const double staging = 2.0 * static_cast<double>(s.expert_layer_elems) * (a + g + o);
+      s.home_grads = alloc(Tier::dram, staging, MemoryUse::buffers);
+      const auto entries = plan.memory.cache_entries;
+      alloc(Tier::dram, static_cast<double>(entries) * (a + g + o) * static_cast<double>(pe), MemoryUse::expert_cache);
+    }
+  }
+
+  // ---- token exchange, indices, data ----
+  for (const auto& step : plan.routing.steps)
+    for (const auto& mb : step) s.max_tokens = std::max(s.max_tokens, mb.tokens[static_cast<std::size_t>(rank)]);
+  const double h = m.hidden, f = m.ffn_hidden(), n = static_cast<double>(s.max_tokens);
+  // The gate's slot stride: the capacity (gshard) or every token (dropless); padded dispatch in the simulator may
+  // pad an expert to the largest load of its group (the routing plan's rows).
+  I capacity = p.gate == Gate::gshard ? m.expert_capacity(s.max_tokens) : s.max_tokens;
+  for (const auto& step : plan.routing.steps)
+    for (const auto& mb : step)
+      for (const auto& lr : mb.layers)
+        for (auto r : lr.send_rows[static_cast<std::size_t>(rank)])
+          capacity = std::max<I>(capacity, (r + l.local_experts - 1) / l.local_experts);
+  s.table_elems = I{m.experts} * capacity;
+  // Exchange buffers: the routing plan's largest micro-batch where token counts come from the plan (simulator,
+  // ledger); the gate's worst case where they come from real data (every expert full from every sender).
+  core::Buffer probe = rt.alloc(Tier::dram, 16, tag(MemoryUse::buffers));
+  const bool real = probe.data != nullptr;
+  rt.free(probe);
+  s.max_rows_sent = real ? s.table_elems : plan.routing.max_rows_sent(rank);
+  s.max_rows_recv = real ? s.table_elems : plan.routing.max_rows_received(l, rank);
+  if (m.moe_layers() > 0) {
+    s.send = alloc(Tier::hbm, a * h * static_cast<double>(s.max_rows_sent), MemoryUse::buffers);
+    s.recv = alloc(Tier::hbm, a * h * static_cast<double>(s.max_rows_recv), MemoryUse::buffers);
+    s.index = alloc(Tier::hbm, 4.0 * static_cast<double>(s.table_elems + 2 * s.max_rows_recv), MemoryUse::buffers);
+    s.counts = alloc(Tier::hbm, 4.0 * 2 * m.experts, MemoryUse::buffers);
+  }
+  s.ids = alloc(Tier::hbm, 4 * n, MemoryUse::buffers);
+  s.targets = alloc(Tier::hbm, 4 * n, MemoryUse::buffers);
+  s.staging = alloc(Tier::dram,
+                    4.0 * std::max(2 * n, static_cast<double>(s.table_elems + 2 * s.max_rows_recv + 2 * m.experts)),
+                    MemoryUse::buffers);
+  if (p.embedding == Embedding::partition) {
+    const double table = static_cast<double>(embedding_tensors(m)[0]);
+    alloc(Tier::hbm, a * std::ceil(table / world), MemoryUse::parameters);
+    alloc(Tier::hbm, g * std::ceil(table / world), MemoryUse::gradients);
+    alloc(Tier::hbm, o * std::ceil(table / world), MemoryUse::optimizer);
+    const double chunks = p.bucket_bytes > 0 ? std::max(1.0, std::ceil(a * table / p.bucket_bytes)) : 1;
+    const double chunk = std::ceil(table / chunks);
+    alloc(Tier::hbm, 2 * a * chunk + g * chunk, MemoryUse::buffers);
+    s.partition_io = alloc(Tier::hbm, 4 * n * world + 2 * a * n * h, MemoryUse::buffers);
+  }
+
+  // ---- workspace ----
+  const double rows = static_cast<double>(s.max_rows_recv), E = m.experts, k = m.top_k;
+  Carver measure;
+  auto carve_ws = [&](Carver& cv) {
+    Workspace w;
+    w.dx = cv.take(B(n * h, a));
+    w.dtmp = cv.take(B(n * h, a));
+    w.dn = cv.take(B(n * h, a));
+    w.dqkv = cv.take(B(3 * n * h, a));
+    w.dctx = cv.take(B(n * h, a));
+    if (m.moe_layers() > 0) {
+      w.logits_gate = cv.take(B(n * E, a));
+      w.dlogits_gate = cv.take(B(n * E, a));
+      w.dweights = cv.take(B(n * k, a));
+      w.slots_raw = cv.take(B(n * k, 4));
+      w.rows_a = cv.take(B(rows * h, a));
+      w.rows_f = cv.take(B(rows * f, a));
+    }
+    if (m.dense_ffn_layers() > 0) w.dense_f = cv.take(B(n * f, a));
+    w.loss = cv.take(16);
+    return w;
+  };
+  carve_ws(measure);
+  Carver cut(alloc(Tier::hbm, static_cast<double>(measure.used()), MemoryUse::buffers));
+  s.ws = carve_ws(cut);
+  return s;
+}
+
+}  // namespace moesys::policies::training

@@ -1,0 +1,113 @@
+#pragma once
+// Where one rank's training state lives: every parameter, gradient, optimizer state and exchange buffer of the
+// training program, allocated from the runtime in a few tagged blocks (the tags are MemoryUse names, so the
+// ledger's peak-by-tag is the memory report) and carved into tensor views. The memory plan runs the program's
+// allocations on a ledger-only runtime, so these allocations are the one description of the program's memory.
+//
+// Dense parameters are grouped into units: unit 0 = token table, position table, final layernorm gain and bias;
+// unit l+1 = layer l: QKV weight [3][h][h] and bias, output weight and bias, two layernorms (gain, bias), and
+// the gate [h][E] (MoE layer) or the dense FFN (W1 [h][f], b1, W2 [f][h], b2). A unit is padded to a multiple of
+// the world size so that every reduce-scatter and ZeRO shard divides evenly.
+// Expert parameters of one MoE layer: W1 [L][h][f], b1 [L][f], W2 [L][f][h], b2 [L][h] for the L local experts,
+// so equally loaded experts run as one batched GEMM.
+#include <cstdint>
+#include <vector>
+
+#include "core/runtime.hpp"
+#include "policies/training/training_plan.hpp"
+
+namespace moesys::policies::training {
+
+/// Carves consecutive views out of a block; with an empty block it only measures (the first of two passes).
+class Carver {
+ public:
+  explicit Carver(core::Buffer block = {}) : block_(block) {}
+  core::Buffer take(std::uint64_t bytes);
+  std::uint64_t used() const { return used_; }
+
+ private:
+  core::Buffer block_;
+  std::uint64_t used_ = 0;
+};
+
+/// The activations one layer keeps from forward to backward (views into one block per layer).
+struct ActivationViews {
+  core::Buffer out;                              // layer output = next layer's input [n][h]
+  core::Buffer ln1, mean1, rstd1, qkv, ctx, mid;  // attention: qkv is [3][n][h]
+  core::Buffer ln2, mean2, rstd2;
+  core::Buffer probs, experts, slots, weights;   // MoE gate (experts and slots int32 [n][k])
+  core::Buffer xin, pre, post, ret;              // expert rows in, FFN pre/post activation, returned rows
+  core::Buffer lnf, meanf, rstdf, logits, dlogits;  // logits block
+};
+
+/// Scratch shared by every layer (forward temporaries and backward gradients of activations).
+struct Workspace {
+  core::Buffer dx, dtmp, dn, dqkv, dctx;  // [n][h] each, dqkv [3][n][h]
+  core::Buffer logits_gate, dlogits_gate, dweights;  // [n][E], [n][E], [n][k]
+  core::Buffer rows_a, rows_f;  // expert-major rows: [rows][h] and [rows][f]
+  core::Buffer dense_f;         // dense FFN gradient [n][f]
+  core::Buffer slots_raw;       // int32 [n][k]: the gate's capacity slots before remapping
+  core::Buffer loss;            // one float
+};
+
+struct DenseUnit {
+  std::int64_t offset = 0;  // first element in the replicated layout
+  std::int64_t elems = 0, padded = 0;
+  std::vector<std::int64_t> tensor_offsets, tensor_elems;  // unit-relative
+  std::int64_t shard_offset = 0;  // ZeRO-3: this unit's node shard in the shard block
+  std::int64_t part_offset = 0;   // ZeRO-3: this unit's world piece in the partition
+};
+
+/// A fused gradient reduction: a contiguous element range of the replicated layout, reduced when the backward
+/// of `done_unit` (the unit holding its lowest element) completes.
+struct GradBucket {
+  std::int64_t lo = 0, hi = 0;
+  int done_unit = 0;
+  std::int64_t padded = 0, piece = 0;  // padded length (a multiple of the group) and one member's piece
+  std::int64_t part_offset = 0;        // ZeRO-2: the piece's place in the partition
+  int buffer = 0;                      // ZeRO-2/3: the physical bucket buffer (-1: the embedding gradient block)
+};
+
+struct RankState {
+  std::vector<DenseUnit> units;
+  std::vector<GradBucket> buckets;  // in issue order (backward)
+  int bucket_buffers = 0;
+  std::int64_t partition_elems = 0;  // dense elements this rank updates
+
+  core::Buffer params;         // replicated dense parameters, or (ZeRO-3) this rank's node shard of every unit
+  core::Buffer gathered[2];    // ZeRO-3: two gathered units (current + prefetched)
+  core::Buffer grads;          // ddp: full; ZeRO-2/3: the partition this rank updates
+  core::Buffer node_grads;     // ZeRO-3: node shard of the gradients (between the two reduce-scatters)
+  core::Buffer emb_grad;       // ZeRO-2/3: embedding unit gradient, written through the whole backward
+  std::vector<core::Buffer> bucket_buf;
+  core::Buffer gather_tmp;     // ZeRO-2/3: all-gather target of updated parameters
+  core::Buffer reduce_tmp;     // reduce-scatter target when accumulating micro-batches
+  core::Buffer opt;            // AdamW moments (+ master copy) of the dense partition
+
+  std::int64_t expert_layer_elems = 0;  // L experts of one MoE layer
+  core::Buffer expert_params, expert_grads, expert_opt;  // resident experts (offload none), per MoE layer
+  core::Buffer slot_params[2], slot_grads[2];            // offload: two HBM slots
+  core::Buffer home_params, home_grads, home_opt;        // offload: DRAM (cpu) or SSD (nvme) home
+
+  core::Buffer send, recv;       // all-to-all rows
+  core::Buffer index;            // HBM int32: slot table, forward and backward regroup indices
+  core::Buffer counts;           // HBM int32: own token counts per expert, then the received ones
+  core::Buffer ids, targets;     // HBM int32 [n]
+  core::Buffer staging;          // DRAM: uploads and read-backs
+  core::Buffer partition_io;     // embedding partition: ids of every rank and column slices
+  Workspace ws;
+
+  std::int64_t max_tokens = 0, max_rows_sent = 0, max_rows_recv = 0, table_elems = 0;
+};
+
+/// Allocates the rank's persistent state (throws OutOfMemory from the runtime when a tier is full).
+RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int rank);
+/// The activation views of one layer of a micro-batch with `tokens` tokens. kind: 0 embedding, 1 attention +
+/// MoE, 2 attention + dense FFN, 3 logits.
+ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int64_t tokens, std::int64_t rows_computed,
+                                  std::int64_t rows_returned, Carver& c);
+
+/// Dense parameter tensors of each unit (element counts; see the header comment).
+std::vector<std::vector<std::int64_t>> unit_tensors(const core::ModelConfig& m, const TrainingPolicy& p);
+
+}  // namespace moesys::policies::training
