@@ -15,6 +15,15 @@ foreach(suite CpuCollectives MoeLayer GptMoe ExpertRing)
            COMMAND ${MOESYS_MPIRUN} -np 4 $<TARGET_FILE:moesys_exec_tests> --gtest_filter=${suite}.*)
   set_tests_properties(exec.mpi4.${suite} PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
 endforeach()
+# The training program of `moesys train` on real ranks: every policy computes the same losses.
+add_executable(moesys_training_program_tests ${MOESYS_EXEC_TESTS}/mpi_main.cpp
+                                             ${MOESYS_EXEC_TESTS}/test_training_program.cpp)
+target_link_libraries(moesys_training_program_tests PRIVATE moesys_exec moesys_policies GTest::gtest)
+add_test(NAME exec.mpi4.TrainingProgram COMMAND ${MOESYS_MPIRUN} -np 4 $<TARGET_FILE:moesys_training_program_tests>)
+add_test(NAME exec.single.TrainingProgram COMMAND moesys_training_program_tests)
+set_tests_properties(exec.mpi4.TrainingProgram exec.single.TrainingProgram PROPERTIES LABELS exec TIMEOUT 300
+                     ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
+
 # One rank without mpirun: the single-process mode (an MPI singleton).
 add_test(NAME exec.single.MoeLayer COMMAND moesys_exec_tests --gtest_filter=MoeLayer.MatchesDenseReference)
 set_tests_properties(exec.single.MoeLayer PROPERTIES LABELS exec TIMEOUT 120 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")

@@ -1,0 +1,73 @@
+// The training program that the simulator runs, on real CPU ranks: every policy computes the same model, so the
+// presets and their toggles must produce the same losses step by step (up to the order of floating-point sums in
+// the reductions), and the loss must fall on the synthetic task.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "exec/cpu/cpu_runtime.hpp"
+#include "policies/training/training_plan.hpp"
+
+namespace moesys::exec {
+namespace {
+
+namespace tr = policies::training;
+using nlohmann::json;
+
+std::vector<double> losses_with(const json& policy) {
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  // Two nodes when the world is even: the hierarchical all-to-all and ZeRO-3 have an intra- and an inter-node stage.
+  const int per_node = world % 2 == 0 && world > 1 ? world / 2 : world;
+  const json config = {
+      {"model",
+       {{"preset", "gpt-moe"}, {"experts", 2 * world}, {"hidden", 32}, {"heads", 2}, {"layers", 2}, {"vocab", 64},
+        {"seq_len", 16}, {"micro_batch", 2}, {"global_batch", 4 * world}, {"dtype", "fp32"}}},
+      {"cluster", {{"gpus", world}, {"gpus_per_node", per_node}, {"nics_per_node", per_node}}},
+      {"policy", policy},
+      {"steps", 6},
+      {"learning_rate", 0.01}};
+  const tr::TrainingPlan plan = tr::make_training_plan(tr::parse_training_config(config, "test"));
+  std::vector<tr::RankCounters> counters(static_cast<std::size_t>(world));
+  cpu::CpuRuntime rt(plan.config.cluster);
+  tr::training_program(plan, counters)(rt);
+  return counters[static_cast<std::size_t>(rt.rank())].losses;
+}
+
+TEST(TrainingProgram, EveryPolicyComputesTheSameLosses) {
+  const std::vector<double> reference = losses_with({{"preset", "deepspeed"}});
+  ASSERT_EQ(reference.size(), 6u);
+  for (double l : reference) ASSERT_TRUE(std::isfinite(l));
+  EXPECT_NEAR(reference.front(), std::log(64.0), 0.5);
+  EXPECT_LT(reference.back(), reference.front() - 0.2);  // it learns (two micro-batches per step accumulate)
+  const json variants[] = {
+      {{"preset", "moesys"}},  // zero3 + counted dispatch + hierarchical all-to-all + 4 overlapped chunks
+      {{"preset", "moesys"}, {"dense", "ddp"}, {"bucket_mib", 0}, {"dispatch", "padded"}},
+      {{"preset", "deepspeed"}, {"dispatch", "counts"}, {"overlap_chunks", 3}, {"grad_overlap", true},
+       {"bucket_mib", 0.01}},
+      {{"preset", "static-multitask"}}};
+  for (const json& v : variants) {
+    const std::vector<double> l = losses_with(v);
+    ASSERT_EQ(l.size(), reference.size()) << v.dump();
+    for (std::size_t i = 0; i < l.size(); ++i)
+      EXPECT_NEAR(l[i], reference[i], 1e-4 * std::abs(reference[i])) << v.dump() << " step " << i;
+  }
+}
+
+TEST(TrainingProgram, SimulatorOnlyPoliciesAreRefusedOnRealRanks) {
+  for (const json& v : {json{{"offload", "cpu"}}, json{{"embedding", "partition"}}}) {
+    json p = {{"preset", "moesys"}};
+    p.merge_patch(v);
+    try {
+      losses_with(p);
+      ADD_FAILURE() << p.dump() << " ran on real ranks";
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find("run in the simulator only"), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace moesys::exec
