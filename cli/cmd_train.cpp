@@ -1,15 +1,13 @@
 // `moesys train`: a few training steps of one configuration, simulated (default) or run for real on CPU ranks,
 // and the report of the last one.
-#include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli/args.hpp"
 #include "cli/cluster_options.hpp"
 #include "cli/command.hpp"
-#include "cli/worker_launch.hpp"
+#include "cli/real_training.hpp"
 #include "core/error.hpp"
 #include "policies/training/sim_adapter.hpp"
 #include "policies/training/training_run.hpp"
@@ -117,55 +115,6 @@ int positive_flag(const Args& args, const std::string& flag) {
   return v;
 }
 
-#ifdef MOESYS_HAVE_EXEC
-/// Runs the training program for real on CPU ranks (one MPI process each) and reports it like a simulation.
-tr::TrainingReport run_on_cpu(const json& config, const tr::TrainingConfig& c, bool keep_last_step_spans) {
-  const tr::TrainingPlan plan = tr::make_training_plan(c);  // every input error surfaces before launching
-  const std::string config_path = worker_temp_path("moesys-train-config"), out_path = worker_temp_path("moesys-train");
-  struct Cleanup {
-    std::vector<std::string> paths;
-    ~Cleanup() {
-      for (const auto& p : paths) std::remove(p.c_str());
-    }
-  } cleanup{{config_path, out_path}};
-  {
-    std::ofstream out(config_path);
-    if (!(out << config.dump() << "\n")) throw core::RuntimeFailure("cannot write " + config_path);
-  }
-  const auto start = std::chrono::steady_clock::now();
-  run_exec_worker(c.gpus, {"train", config_path, out_path});
-  tr::SimulatedRun run;
-  run.runtime = "cpu";
-  run.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::ifstream in(out_path);
-  const json doc = json::parse(in);
-  std::vector<tr::RankCounters> counters;
-  for (std::size_t r = 0; r < doc.at("ranks").size(); ++r) {
-    const json& d = doc["ranks"][r];
-    tr::SimulatedRank rank;
-    rank.memory = core::MemoryLedger(1e30, 1e30, 1e30);
-    for (int t = 0; t < core::kTierCount; ++t)
-      rank.memory.allocate(static_cast<core::Tier>(t), d.at("peak_bytes").at(static_cast<std::size_t>(t)), "peak");
-    for (const json& sp : d.at("spans"))
-      rank.spans.push_back({static_cast<int>(r), sp[0].get<std::string>(), static_cast<core::SpanKind>(sp[1].get<int>()),
-                            sp[2].get<std::string>(), sp[3].get<double>(), sp[4].get<double>(),
-                            sp[5].get<std::uint64_t>(), sp[6].get<double>()});
-    run.ranks.push_back(std::move(rank));
-    tr::RankCounters k;
-    k.losses = d.at("losses").get<std::vector<double>>();
-    counters.push_back(std::move(k));
-  }
-  return tr::summarize_training(plan, run, counters, keep_last_step_spans);
-}
-#endif
-
-/// A model small enough for real CPU ranks, unless the user gave one: 2 layers of width 256, 2 experts per rank.
-void small_model_for_cpu(json& config, int ranks) {
-  json& m = config["model"];
-  m = {{"preset", "gpt-moe"}, {"experts", 2 * ranks}, {"hidden", 256}, {"heads", 4}, {"layers", 2},
-       {"vocab", 512}, {"seq_len", 64}, {"micro_batch", 4}, {"global_batch", 4 * ranks}};
-}
-
 int run_train(int argc, char** argv) {
   Args args(argc, argv, 1,
             {"--config", "--preset", "--policy", "--model", "--experts", "--gpus", "--gpu", "--ep", "--steps",
@@ -202,7 +151,7 @@ int run_train(int argc, char** argv) {
   std::string file;
   json config = {{"model", {{"preset", "gpt-moe"}, {"experts", 64}}}, {"cluster", {{"gpus", 64}}}};
   if (runtime == "cpu") {
-    small_model_for_cpu(config, ranks);
+    config["model"] = small_cpu_model(ranks);
     config["cluster"]["gpus"] = ranks;
   }
   if (auto f = args.get("--config")) {
@@ -244,11 +193,9 @@ int run_train(int argc, char** argv) {
   const auto trace = args.get("--trace");
   tr::TrainingReport report;
   if (runtime == "cpu") {
-#ifdef MOESYS_HAVE_EXEC
-    report = run_on_cpu(config, c, trace.has_value());
-#else
-    throw core::ConfigError("", "--runtime", "cpu: this build has no real runtime (it needs MPI and OpenBLAS)");
-#endif
+    const tr::TrainingPlan plan = tr::make_training_plan(c);  // every input error surfaces before launching
+    RealTrainingRun real = run_training_on_cpu(config, c.gpus, false);
+    report = tr::summarize_training(plan, real.run, real.counters, trace.has_value());
   } else {
     report = tr::run_training(c, tr::sim_simulator(cal), trace.has_value());
   }

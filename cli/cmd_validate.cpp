@@ -7,6 +7,7 @@
 
 #include "cli/args.hpp"
 #include "cli/command.hpp"
+#include "cli/validate_policies.hpp"
 #include "cli/worker_launch.hpp"
 #include "core/error.hpp"
 
@@ -53,17 +54,23 @@ nlohmann::json run_worker(int ranks, const GptMoeConfig& c, int steps, int warmu
 int run_validate(int argc, char** argv) {
   Args args(argc, argv, 1,
             {"--ranks", "--hidden", "--layers", "--heads", "--experts", "--top-k", "--seq", "--micro-batch",
-             "--vocab", "--steps", "--warmup", "--all-to-all", "--cluster-out", "--json"},
+             "--vocab", "--steps", "--warmup", "--all-to-all", "--cluster-out", "--json", "--preset", "--policy",
+             "--compare", "--model", "--repeats"},
             {"--help", "--detail"});
   if (args.has("--help")) {
     std::printf(
         "usage: moesys validate [--ranks 4] [--hidden 256] [--layers 2] [--heads 4] [--experts 2*ranks] [--top-k 2]\n"
         "                       [--seq 64] [--micro-batch 4] [--vocab 512] [--steps 4] [--warmup 2]\n"
         "                       [--all-to-all direct|hierarchical] [--cluster-out FILE] [--json FILE] [--detail]\n"
+        "       moesys validate --preset NAME | --policy JSON | --compare deepspeed,moesys\n"
+        "                       [--ranks 4] [--model JSON] [--steps 4] [--warmup 2] [--repeats 3] [--json FILE]\n"
+        "The second form runs the training program of the presets for real and in simulation on a measured\n"
+        "description of this machine.\n"
         "Ranks above 1 run under mpirun (--allow-run-as-root --oversubscribe).\n");
     return 0;
   }
   if (!args.positional().empty()) throw core::ConfigError("", args.positional().front(), "unexpected argument");
+  if (args.has("--preset") || args.has("--policy") || args.has("--compare")) return validate_policies(args);
   const int P = args.get_int("--ranks", 4);
   if (P < 1 || P > 64) throw core::ConfigError("", "--ranks", "expected 1..64 ranks");
   GptMoeConfig c;

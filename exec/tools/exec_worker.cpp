@@ -4,6 +4,7 @@
 // and writes, from rank 0, one JSON document: rates, cluster description, calibration and the measured breakdown.
 //   moesys-exec-worker OUT.json hidden layers heads experts top_k seq micro_batch vocab steps warmup all_to_all
 //   moesys-exec-worker train CONFIG.json OUT.json      (the training program of `moesys train --runtime cpu`)
+//   moesys-exec-worker validate-train CONFIG.json OUT.json   (the same after measuring this machine)
 #include <cblas.h>
 
 #include <cstdio>
@@ -24,8 +25,9 @@ int main(int argc, char** argv) {
   using namespace moesys;
   exec::cpu::MpiSession mpi(&argc, &argv);
   try {
-    if (argc == 4 && std::string(argv[1]) == "train")
-      return exec::tools::run_train_worker(mpi.rank(), mpi.size(), argv[2], argv[3]);
+    if (argc == 4 && (std::string(argv[1]) == "train" || std::string(argv[1]) == "validate-train"))
+      return exec::tools::run_train_worker(mpi.rank(), mpi.size(), argv[2], argv[3],
+                                           std::string(argv[1]) == "validate-train");
     if (argc != 13) throw std::invalid_argument("expected 12 arguments (see the source)");
     exec::model::GptMoeConfig c;
     c.hidden = std::atoi(argv[2]), c.layers = std::atoi(argv[3]), c.heads = std::atoi(argv[4]);

@@ -9,7 +9,9 @@
 #include <thread>
 
 #include "core/error.hpp"
+#include "core/calibration.hpp"
 #include "exec/cpu/cpu_runtime.hpp"
+#include "exec/cpu/machine_probe.hpp"
 #include "policies/training/training_plan.hpp"
 
 namespace moesys::exec::tools {
@@ -18,6 +20,18 @@ namespace tr = moesys::policies::training;
 using nlohmann::json;
 
 namespace {
+/// The shapes the machine probe measures: the expert FFN's GEMM and the dispatch all-to-all of one micro-batch.
+cpu::ProbeShape probe_shape(const tr::TrainingConfig& c) {
+  const core::ModelConfig& m = c.model;
+  const std::int64_t tokens = m.tokens_per_micro_batch();
+  cpu::ProbeShape s;
+  s.gemm_m = std::max<std::int64_t>(1, tokens * m.top_k / std::max(1, m.experts / c.gpus));
+  s.gemm_n = m.ffn_hidden(), s.gemm_k = m.hidden;
+  s.all_to_all_bytes = static_cast<std::uint64_t>(tokens * m.top_k * m.hidden * 4);
+  s.tokens = tokens, s.hidden = m.hidden, s.vocab = m.vocab, s.ffn = m.ffn_hidden();
+  return s;
+}
+
 json rank_result(const core::Runtime& rt, const tr::RankCounters& k) {
   json spans = json::array();
   for (const core::Span& s : rt.spans())
@@ -52,15 +66,31 @@ std::vector<std::string> gather_text(const std::string& mine, int rank, int size
 }
 }  // namespace
 
-int run_train_worker(int rank, int size, const char* config_path, const char* out_path) {
-  const tr::TrainingConfig c = tr::parse_training_config(tr::read_json_file(config_path), config_path);
+int run_train_worker(int rank, int size, const char* config_path, const char* out_path, bool probe) {
+  tr::TrainingConfig c = tr::parse_training_config(tr::read_json_file(config_path), config_path);
   if (c.gpus != size)
     throw core::ConfigError(config_path, "cluster.gpus",
                             "the config has " + std::to_string(c.gpus) + " ranks but mpirun started " +
                                 std::to_string(size));
-  const tr::TrainingPlan plan = tr::make_training_plan(c);
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   openblas_set_num_threads(std::max(1, cores / size));  // ranks share the cores
+  json measured_machine;
+  if (probe) {
+    const cpu::ProbeShape shape = probe_shape(c);
+    const cpu::MachineRates rates = cpu::probe_machine(shape);
+    core::Calibration cal;
+    c.cluster = cpu::cluster_from_rates(rates, shape, cal);
+    measured_machine = {{"cluster", core::cluster_to_json(c.cluster)},
+                        {"calibration", core::calibration_to_json(cal)},
+                        {"rates",
+                         {{"gemm_flop_per_s", rates.gemm_flop_per_s},
+                          {"copy_bytes_per_s", rates.copy_bytes_per_s},
+                          {"stream_bytes_per_s", rates.stream_bytes_per_s},
+                          {"all_to_all_bytes_per_s", rates.all_to_all_bytes_per_s},
+                          {"latency_s", rates.latency_s},
+                          {"op_overhead_s", rates.op_overhead_s}}}};
+  }
+  const tr::TrainingPlan plan = tr::make_training_plan(c);
   std::vector<tr::RankCounters> counters(static_cast<std::size_t>(size));
   json mine;
   {
@@ -71,7 +101,8 @@ int run_train_worker(int rank, int size, const char* config_path, const char* ou
   }
   const auto all = gather_text(mine.dump(), rank, size);
   if (rank == 0) {
-    json doc = {{"ranks", json::array()}};
+    json doc = measured_machine.is_object() ? measured_machine : json::object();
+    doc["ranks"] = json::array();
     for (const auto& text : all) doc["ranks"].push_back(json::parse(text));
     const std::string tmp = std::string(out_path) + ".tmp";
     {

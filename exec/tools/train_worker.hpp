@@ -2,6 +2,10 @@
 // The training program on real CPU ranks: `moesys-exec-worker train CONFIG.json OUT.json` (under mpirun, one
 // process per rank) plans the training config, runs the very program the simulator runs on the CPU runtime, and
 // writes from rank 0 every rank's spans, memory peaks and counters (see cli/cmd_train.cpp for the reader).
+//
+// With `probe` (`moesys-exec-worker validate-train ...`, for `moesys validate --preset`), the ranks first measure
+// this machine (exec/cpu/machine_probe) at the config's shapes, run the program on the cluster description built
+// from those rates, and write the description, calibration and rates too: probe and run share one window.
 namespace moesys::exec::tools {
-int run_train_worker(int rank, int size, const char* config_path, const char* out_path);
+int run_train_worker(int rank, int size, const char* config_path, const char* out_path, bool probe = false);
 }

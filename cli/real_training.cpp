@@ -1,0 +1,60 @@
+#include "cli/real_training.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+
+#include "cli/worker_launch.hpp"
+#include "core/error.hpp"
+
+namespace moesys::cli {
+
+namespace tr = policies::training;
+using nlohmann::json;
+
+json small_cpu_model(int ranks) {
+  return {{"preset", "gpt-moe"}, {"experts", 2 * ranks}, {"hidden", 256}, {"heads", 4},
+          {"layers", 2},          {"vocab", 512},        {"seq_len", 64}, {"micro_batch", 4},
+          {"global_batch", 4 * ranks}, {"dtype", "fp32"}};
+}
+
+RealTrainingRun run_training_on_cpu(const json& config, int ranks, bool probe) {
+  const std::string config_path = worker_temp_path("moesys-train-config"), out_path = worker_temp_path("moesys-train");
+  struct Cleanup {  // the worker's files go, whatever happens
+    std::vector<std::string> paths;
+    ~Cleanup() {
+      for (const auto& p : paths) std::remove(p.c_str());
+    }
+  } cleanup{{config_path, out_path}};
+  {
+    std::ofstream out(config_path);
+    if (!(out << config.dump() << "\n")) throw core::RuntimeFailure("cannot write " + config_path);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  run_exec_worker(ranks, {probe ? "validate-train" : "train", config_path, out_path});
+  RealTrainingRun r;
+  r.run.runtime = "cpu";
+  r.run.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::ifstream in(out_path);
+  json doc = json::parse(in);
+  for (std::size_t i = 0; i < doc.at("ranks").size(); ++i) {
+    const json& d = doc["ranks"][i];
+    tr::SimulatedRank rank;
+    rank.memory = core::MemoryLedger(1e30, 1e30, 1e30);
+    for (int t = 0; t < core::kTierCount; ++t)
+      rank.memory.allocate(static_cast<core::Tier>(t), d.at("peak_bytes").at(static_cast<std::size_t>(t)), "peak");
+    for (const json& sp : d.at("spans"))
+      rank.spans.push_back({static_cast<int>(i), sp[0].get<std::string>(), static_cast<core::SpanKind>(sp[1].get<int>()),
+                            sp[2].get<std::string>(), sp[3].get<double>(), sp[4].get<double>(),
+                            sp[5].get<std::uint64_t>(), sp[6].get<double>()});
+    r.run.ranks.push_back(std::move(rank));
+    tr::RankCounters k;
+    k.losses = d.at("losses").get<std::vector<double>>();
+    r.counters.push_back(std::move(k));
+  }
+  doc.erase("ranks");
+  r.machine = std::move(doc);
+  return r;
+}
+
+}  // namespace moesys::cli

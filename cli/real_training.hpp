@@ -1,0 +1,25 @@
+#pragma once
+// The training program on real CPU ranks, for `moesys train --runtime cpu` and `moesys validate --preset`: the
+// config goes to moesys-exec-worker under mpirun, every rank's spans, memory peaks and losses come back as the
+// same SimulatedRun a simulation produces, so one summary and one breakdown serve both.
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "policies/training/training_run.hpp"
+
+namespace moesys::cli {
+
+/// A GPT-MoE small enough for CPU ranks: 2 layers of width 256, 2 experts per rank, fp32.
+nlohmann::json small_cpu_model(int ranks);
+
+struct RealTrainingRun {
+  nlohmann::json machine;  // with probe: the measured cluster, calibration and rates
+  policies::training::SimulatedRun run;
+  std::vector<policies::training::RankCounters> counters;
+};
+
+/// Runs `config` (cluster.gpus ranks) for real; with `probe` the worker measures this machine first and runs on
+/// the cluster description built from the rates.
+RealTrainingRun run_training_on_cpu(const nlohmann::json& config, int ranks, bool probe);
+
+}  // namespace moesys::cli

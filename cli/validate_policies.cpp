@@ -1,0 +1,208 @@
+// `moesys validate --preset NAME | --policy JSON | --compare A,B`: the training program of a policy preset runs for
+// real on CPU ranks of this machine and in the simulator on a description of this machine that the same worker
+// measured just before its run (one window for probe and run). Each preset runs `--repeats` times, interleaved
+// with the others, so that load on a shared machine hits every preset alike; the report gives the median and the
+// spread over repeats of the step time, its breakdown (compute, exposed communication and copies, idle) and the
+// errors, and for
+// --compare, last, the predicted and measured step-time ratio of the second preset over the first.
+#include "cli/validate_policies.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+
+#include "cli/real_training.hpp"
+#include "core/calibration.hpp"
+#include "core/error.hpp"
+#include "policies/training/sim_adapter.hpp"
+#include "policies/training/step_metrics.hpp"
+#include "sim/isolated_run.hpp"
+
+namespace moesys::cli {
+
+namespace tr = policies::training;
+using nlohmann::json;
+
+namespace {
+
+/// Mean step time and its breakdown (compute, exposed communication, exposed copies, idle; step_metrics.hpp)
+/// over the measured steps (after `warmup`). Host phase spans are not compared: the simulator's host issues work
+/// ahead of the streams, so its phases measure issue, not execution.
+struct StepTimes {
+  double step_s = 0;
+  std::map<std::string, double> phase_s;
+};
+
+StepTimes step_times(const tr::SimulatedRun& run, int warmup, int steps) {
+  std::vector<const std::vector<core::Span>*> spans;
+  for (const auto& r : run.ranks) spans.push_back(&r.spans);
+  StepTimes t;
+  const double n = steps - warmup;
+  for (int s = warmup; s < steps; ++s) {
+    const tr::StepWindow w = tr::step_window(spans, s);
+    const tr::StepBreakdown b = tr::step_breakdown(spans, w);
+    t.step_s += w.seconds() / n;
+    t.phase_s["compute"] += b.compute_s / n;
+    t.phase_s["exposed comm"] += b.exposed_comm_s / n;
+    t.phase_s["exposed copies"] += b.exposed_copy_s / n;
+    t.phase_s["idle"] += b.idle_s / n;
+  }
+  return t;
+}
+
+struct Sample {
+  StepTimes predicted, measured;
+  std::vector<double> losses;
+};
+
+/// One repeat of one preset: the real run (with its probe), then its prediction on the probed machine.
+Sample run_once(const json& config, int ranks, int warmup, int steps) {
+  RealTrainingRun real = run_training_on_cpu(config, ranks, true);
+  tr::TrainingConfig c = tr::parse_training_config(config, "");
+  c.cluster = core::parse_cluster(real.machine.at("cluster"), "<measured machine>");
+  const core::Calibration cal = core::parse_calibration(real.machine.at("calibration"), "<measured machine>");
+  // One SimGrid engine per process: the prediction runs in a forked child and returns its step times.
+  const json predicted = sim::run_isolated([&] {
+    const tr::TrainingPlan plan = tr::make_training_plan(c);
+    std::vector<tr::RankCounters> counters(static_cast<std::size_t>(plan.layout.world));
+    const StepTimes t = step_times(tr::sim_simulator(cal)(c.cluster, plan.layout.world,
+                                                          tr::training_program(plan, counters)),
+                                   warmup, steps);
+    return json{{"step_s", t.step_s}, {"phase_s", t.phase_s}};
+  });
+  Sample s;
+  s.predicted.step_s = predicted.at("step_s").get<double>();
+  s.predicted.phase_s = predicted.at("phase_s").get<std::map<std::string, double>>();
+  s.measured = step_times(real.run, warmup, steps);
+  s.losses = real.counters.empty() ? std::vector<double>{} : real.counters.front().losses;
+  return s;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n == 0 ? 0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double pct(double predicted, double measured) { return measured > 0 ? (predicted - measured) / measured * 100 : 0; }
+
+}  // namespace
+
+int validate_policies(const Args& args) {
+  const int ranks = args.get_int("--ranks", 4);
+  if (ranks < 1 || ranks > 64) throw core::ConfigError("", "--ranks", "expected 1..64 ranks");
+  const int steps = args.get_int("--steps", 4), warmup = args.get_int("--warmup", 2);
+  if (steps < 1) throw core::ConfigError("", "--steps", "expected >= 1 measured steps");
+  if (warmup < 1) throw core::ConfigError("", "--warmup", "expected >= 1 warm-up step (the first step allocates)");
+  const int repeats = args.get_int("--repeats", 3);
+  if (repeats < 1 || repeats > 20) throw core::ConfigError("", "--repeats", "expected 1..20");
+
+  // The policies: --compare A,B (presets), or one --preset / --policy.
+  std::vector<std::pair<std::string, json>> policies;
+  if (auto list = args.get("--compare")) {
+    std::string rest = *list;
+    while (!rest.empty()) {
+      const auto comma = rest.find(',');
+      const std::string name = rest.substr(0, comma);
+      if (name.empty()) throw core::ConfigError("", "--compare", "expected preset names separated by commas");
+      policies.emplace_back(name, json{{"preset", name}});
+      rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
+    }
+    if (policies.size() < 2) throw core::ConfigError("", "--compare", "expected two or more presets, e.g. deepspeed,moesys");
+  } else {
+    json p = {{"preset", args.get_or("--preset", "moesys")}};
+    if (auto text = args.get("--policy")) {
+      try {
+        p.merge_patch(json::parse(*text));
+      } catch (const json::parse_error&) {
+        throw core::ConfigError("", "--policy", "expected a JSON object of policy toggles");
+      }
+    }
+    policies.emplace_back(p.value("preset", std::string("moesys")), p);
+  }
+
+  json base = {{"model", small_cpu_model(ranks)}, {"cluster", {{"gpus", ranks}}}, {"steps", warmup + steps}};
+  if (auto text = args.get("--model")) {
+    json m;
+    try {
+      m = json::parse(*text);
+    } catch (const json::parse_error&) {
+      throw core::ConfigError("", "--model", "expected a JSON object of model fields");
+    }
+    if (!m.is_object()) throw core::ConfigError("", "--model", "expected a JSON object of model fields");
+    base["model"].merge_patch(m);
+  }
+  if (base["model"].value("dtype", std::string("fp32")) != "fp32")
+    throw core::ConfigError("", "--model", "dtype: the CPU runtime computes in fp32");
+  std::vector<json> configs;
+  for (const auto& [name, p] : policies) {
+    json c = base;
+    c["policy"] = p;
+    tr::make_training_plan(tr::parse_training_config(c, ""));  // every input error before the first run
+    configs.push_back(std::move(c));
+  }
+
+  // Interleaved repeats: A, B, A, B, ... so that a change of load shows in every preset.
+  std::vector<std::vector<Sample>> samples(configs.size());
+  for (int r = 0; r < repeats; ++r)
+    for (std::size_t i = 0; i < configs.size(); ++i) {
+      std::fprintf(stderr, "validate: %s, repeat %d of %d\n", policies[i].first.c_str(), r + 1, repeats);
+      samples[i].push_back(run_once(configs[i], ranks, warmup, warmup + steps));
+    }
+
+  std::printf("# moesys validate: %d rank(s) on this machine, model %s, %d measured steps after %d warm-up, "
+              "%d interleaved repeats (medians; spread = (max - min) / median of the measured step)\n",
+              ranks, base["model"].dump().c_str(), steps, warmup, repeats);
+  json report = {{"ranks", ranks}, {"repeats", repeats}, {"presets", json::array()}};
+  std::vector<double> predicted_step, measured_step;
+  for (std::size_t i = 0; i < configs.size(); ++i) {
+    std::vector<double> p, m;
+    std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> phases;
+    for (const Sample& s : samples[i]) {
+      p.push_back(s.predicted.step_s);
+      m.push_back(s.measured.step_s);
+      for (const auto& [k, v] : s.predicted.phase_s) phases[k].first.push_back(v);
+      for (const auto& [k, v] : s.measured.phase_s) phases[k].second.push_back(v);
+    }
+    const double pm = median(p), mm = median(m);
+    const double spread = mm > 0 ? (*std::max_element(m.begin(), m.end()) - *std::min_element(m.begin(), m.end())) / mm : 0;
+    predicted_step.push_back(pm);
+    measured_step.push_back(mm);
+    std::printf("\n%s (%s)\n%-12s %14s %14s %9s\n", policies[i].first.c_str(), policies[i].second.dump().c_str(),
+                "phase", "predicted(ms)", "measured(ms)", "error");
+    json pj = {{"name", policies[i].first}, {"policy", policies[i].second}, {"phases", json::object()}};
+    for (const char* name : {"compute", "exposed comm", "exposed copies", "idle"}) {
+      const double a = median(phases[name].first), b = median(phases[name].second);
+      std::printf("%-12s %14.3f %14.3f %+8.1f%%\n", name, a * 1e3, b * 1e3, pct(a, b));
+      pj["phases"][name] = {{"predicted_s", a}, {"measured_s", b}};
+    }
+    std::printf("%-12s %14.3f %14.3f %+8.1f%%   (measured spread %.1f%%)\n", "step", pm * 1e3, mm * 1e3, pct(pm, mm),
+                100 * spread);
+    std::printf("%s step-time error: %+.1f%%\n", policies[i].first.c_str(), pct(pm, mm));
+    pj["predicted_step_s"] = pm, pj["measured_step_s"] = mm, pj["step_error_pct"] = pct(pm, mm);
+    pj["measured_spread"] = spread;
+    pj["losses"] = samples[i].back().losses;
+    report["presets"].push_back(pj);
+  }
+  if (configs.size() >= 2) {
+    const double pr = predicted_step[0] / predicted_step[1], mr = measured_step[0] / measured_step[1];
+    report["ratio"] = {{"predicted", pr}, {"measured", mr}, {"error_pct", pct(pr, mr)}};
+    std::printf("\n%s vs %s speed-up (step time of %s / step time of %s): predicted %.3f, measured %.3f, "
+                "error %+.1f%%\n",
+                policies[1].first.c_str(), policies[0].first.c_str(), policies[0].first.c_str(),
+                policies[1].first.c_str(), pr, mr, pct(pr, mr));
+  }
+  if (auto path = args.get("--json")) {
+    const std::string tmp = *path + ".tmp";
+    {
+      std::ofstream out(tmp);
+      if (!(out << report.dump(2) << "\n")) throw core::RuntimeFailure("cannot write " + *path);
+    }
+    if (std::rename(tmp.c_str(), path->c_str()) != 0) throw core::RuntimeFailure("cannot write " + *path);
+  }
+  return 0;
+}
+
+}  // namespace moesys::cli
