@@ -53,3 +53,16 @@ add_test(NAME exec.validate.tiny
 set_tests_properties(exec.validate.tiny PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}"
                      PASS_REGULAR_EXPRESSION "step-time error: [-+][0-9.]+%")
 
+
+# `moesys train --runtime cpu`: the presets' program on 2 MPI ranks, reported like a simulation with its losses.
+add_test(NAME exec.train.cpu_ranks
+         COMMAND moesys train --runtime cpu --ranks 2 --preset deepspeed --steps 3
+                 --model "{\"hidden\": 64, \"layers\": 2, \"vocab\": 128, \"seq_len\": 16}")
+set_tests_properties(exec.train.cpu_ranks PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}"
+                     PASS_REGULAR_EXPRESSION "loss per step +[0-9.]+ [0-9.]+ [0-9.]+")
+# `moesys validate --compare`: both presets for real and predicted; the last line is the speed-up comparison.
+add_test(NAME exec.validate.compare
+         COMMAND moesys validate --compare deepspeed,moesys --ranks 2 --repeats 1 --steps 2 --warmup 1
+                 --model "{\"hidden\": 64, \"layers\": 2, \"vocab\": 128, \"seq_len\": 16}")
+set_tests_properties(exec.validate.compare PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}"
+                     PASS_REGULAR_EXPRESSION "speed-up .*: predicted [0-9.]+, measured [0-9.]+, error [-+][0-9.]+%")

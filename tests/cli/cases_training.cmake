@@ -31,3 +31,14 @@ moesys_cli_test(train_small_run_json_and_trace 0 ""
                 train --experts 8 --gpus 8 --steps 1 --preset deepspeed --json --trace @WORK@/trace.json)
 moesys_cli_test(experiment_training_smoke 0 ""
                 experiment @SRC@/experiments/training-smoke.json --no-plots --quiet --results @WORK@/results)
+# Where the training program runs: flags are checked before anything is launched.
+moesys_cli_test(train_unknown_runtime 2 "--runtime: expected sim, cpu or cuda" train --runtime tpu)
+moesys_cli_test(train_ranks_without_real_runtime 2 "--ranks: applies to --runtime cpu" train --ranks 4)
+moesys_cli_test(train_cpu_needs_fp32 2 "model.dtype: the CPU runtime computes in fp32"
+                train --runtime cpu --ranks 2 --model "{\"dtype\": \"bf16\"}")
+moesys_cli_test(train_cpu_infeasible_before_launch 2 "cannot be divided evenly over an expert-parallel group"
+                train --runtime cpu --ranks 4 --model "{\"experts\": 6}")
+moesys_cli_test(validate_compare_needs_two 2 "--compare: expected two or more presets"
+                validate --compare moesys)
+moesys_cli_test(validate_unknown_preset 2 "unknown preset 'megatron'" validate --preset megatron --ranks 2)
+moesys_cli_test(validate_bad_repeats 2 "--repeats: expected 1..20" validate --compare deepspeed,moesys --repeats 0)
