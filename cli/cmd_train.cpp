@@ -126,10 +126,11 @@ int run_train(int argc, char** argv) {
         "                    [--model JSON] [--experts E] [--gpus N] [--gpu a100-80g|a100-40g|h100] [--ep N] [--steps "
         "S]\n"
         "                    [--workload JSON] [--calibration FILE] [--trace FILE] [--json]\n"
-        "                    [--runtime sim|cpu] [--ranks N]\n"
+        "                    [--runtime sim|cpu|cuda] [--ranks N]\n"
         "Without --config: the paper's GPT-MoE with 64 experts on 64 A100-80GB, preset moesys.\n"
         "--runtime cpu runs the same per-rank program for real on N MPI ranks of this machine (default 4; fp32;\n"
-        "without --config or --model a small GPT-MoE: 2 layers, hidden 256, 2 experts per rank).\n"
+        "without --config or --model a small GPT-MoE: 2 layers, hidden 256, 2 experts per rank); --runtime cuda\n"
+        "runs it on N GPUs (one MPI rank each, NCCL).\n"
         "Flags override the config: --preset and --policy (toggles) the policy, --model (fields) and --experts the\n"
         "model, "
         "--gpus the cluster size, --ep the expert-parallel size. Known presets: %s.\n",
@@ -140,17 +141,14 @@ int run_train(int argc, char** argv) {
   const std::string runtime = args.get_or("--runtime", "sim");
   if (runtime != "sim" && runtime != "cpu" && runtime != "cuda")
     throw core::ConfigError("", "--runtime", "expected sim, cpu or cuda");
-  if (runtime == "cuda")
-    throw core::ConfigError("", "--runtime",
-                            "cuda: training runs on GPUs are not wired to this command yet (use sim or cpu; "
-                            "scripts/gpu-check.sh runs the CUDA runtime's own checks)");
-  if (args.has("--ranks") && runtime == "sim")
-    throw core::ConfigError("", "--ranks", "applies to --runtime cpu (the simulator takes --gpus)");
+  const bool real = runtime != "sim";
+  if (args.has("--ranks") && !real)
+    throw core::ConfigError("", "--ranks", "applies to --runtime cpu or cuda (the simulator takes --gpus)");
   const int ranks = args.has("--ranks") ? positive_flag(args, "--ranks") : 4;
-  if (runtime == "cpu" && ranks > 64) throw core::ConfigError("", "--ranks", "expected 1..64 ranks on this machine");
+  if (real && ranks > 64) throw core::ConfigError("", "--ranks", "expected 1..64 ranks on this machine");
   std::string file;
   json config = {{"model", {{"preset", "gpt-moe"}, {"experts", 64}}}, {"cluster", {{"gpus", 64}}}};
-  if (runtime == "cpu") {
+  if (real) {
     config["model"] = small_cpu_model(ranks);
     config["cluster"]["gpus"] = ranks;
   }
@@ -182,20 +180,21 @@ int run_train(int argc, char** argv) {
   if (args.has("--steps")) config["steps"] = positive_flag(args, "--steps");
   if (args.has("--workload")) config["workload"] = parse_json_flag(args, "--workload");
 
-  if (runtime == "cpu") {
+  if (real) {
     if (args.has("--ranks")) config["cluster"]["gpus"] = ranks;
     if (config["model"].contains("dtype") && config["model"]["dtype"] != "fp32")
-      throw core::ConfigError(file, "model.dtype", "the CPU runtime computes in fp32");
+      throw core::ConfigError(file, "model.dtype", "the real runtimes compute the MoE kernels in fp32");
     config["model"]["dtype"] = "fp32";
   }
   const tr::TrainingConfig c = tr::parse_training_config(config, file);
   const core::Calibration cal = calibration_from_args(args);
   const auto trace = args.get("--trace");
   tr::TrainingReport report;
-  if (runtime == "cpu") {
+  if (real) {
     const tr::TrainingPlan plan = tr::make_training_plan(c);  // every input error surfaces before launching
-    RealTrainingRun real = run_training_on_cpu(config, c.gpus, false);
-    report = tr::summarize_training(plan, real.run, real.counters, trace.has_value());
+    RealTrainingRun measured =
+        runtime == "cpu" ? run_training_on_cpu(config, c.gpus, false) : run_training_on_gpus(config, c.gpus);
+    report = tr::summarize_training(plan, measured.run, measured.counters, trace.has_value());
   } else {
     report = tr::run_training(c, tr::sim_simulator(cal), trace.has_value());
   }

@@ -18,7 +18,9 @@ json small_cpu_model(int ranks) {
           {"global_batch", 4 * ranks}, {"dtype", "fp32"}};
 }
 
-RealTrainingRun run_training_on_cpu(const json& config, int ranks, bool probe) {
+namespace {
+RealTrainingRun run_worker(const json& config, int ranks, const std::string& mode, const std::string& worker,
+                           const std::string& runtime) {
   const std::string config_path = worker_temp_path("moesys-train-config"), out_path = worker_temp_path("moesys-train");
   struct Cleanup {  // the worker's files go, whatever happens
     std::vector<std::string> paths;
@@ -31,9 +33,9 @@ RealTrainingRun run_training_on_cpu(const json& config, int ranks, bool probe) {
     if (!(out << config.dump() << "\n")) throw core::RuntimeFailure("cannot write " + config_path);
   }
   const auto start = std::chrono::steady_clock::now();
-  run_exec_worker(ranks, {probe ? "validate-train" : "train", config_path, out_path});
+  run_exec_worker(ranks, {mode, config_path, out_path}, worker);
   RealTrainingRun r;
-  r.run.runtime = "cpu";
+  r.run.runtime = runtime;
   r.run.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::ifstream in(out_path);
   json doc = json::parse(in);
@@ -55,6 +57,15 @@ RealTrainingRun run_training_on_cpu(const json& config, int ranks, bool probe) {
   doc.erase("ranks");
   r.machine = std::move(doc);
   return r;
+}
+}  // namespace
+
+RealTrainingRun run_training_on_cpu(const json& config, int ranks, bool probe) {
+  return run_worker(config, ranks, probe ? "validate-train" : "train", "moesys-exec-worker", "cpu");
+}
+
+RealTrainingRun run_training_on_gpus(const json& config, int ranks) {
+  return run_worker(config, ranks, "train", "moesys-cuda-worker", "cuda");
 }
 
 }  // namespace moesys::cli

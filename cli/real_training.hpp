@@ -21,5 +21,7 @@ struct RealTrainingRun {
 /// Runs `config` (cluster.gpus ranks) for real; with `probe` the worker measures this machine first and runs on
 /// the cluster description built from the rates.
 RealTrainingRun run_training_on_cpu(const nlohmann::json& config, int ranks, bool probe);
+/// The same on GPUs (one rank per GPU, NCCL), through moesys-cuda-worker.
+RealTrainingRun run_training_on_gpus(const nlohmann::json& config, int ranks);
 
 }  // namespace moesys::cli

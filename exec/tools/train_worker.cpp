@@ -66,7 +66,8 @@ std::vector<std::string> gather_text(const std::string& mine, int rank, int size
 }
 }  // namespace
 
-int run_train_worker(int rank, int size, const char* config_path, const char* out_path, bool probe) {
+int run_train_worker(int rank, int size, const char* config_path, const char* out_path, bool probe,
+                     const RuntimeFactory& make_runtime) {
   tr::TrainingConfig c = tr::parse_training_config(tr::read_json_file(config_path), config_path);
   if (c.gpus != size)
     throw core::ConfigError(config_path, "cluster.gpus",
@@ -94,10 +95,11 @@ int run_train_worker(int rank, int size, const char* config_path, const char* ou
   std::vector<tr::RankCounters> counters(static_cast<std::size_t>(size));
   json mine;
   {
-    cpu::CpuRuntime rt(c.cluster);
-    tr::training_program(plan, counters)(rt);
-    rt.synchronize();
-    mine = rank_result(rt, counters[static_cast<std::size_t>(rank)]);
+    std::unique_ptr<core::Runtime> rt =
+        make_runtime ? make_runtime(c.cluster) : std::make_unique<cpu::CpuRuntime>(c.cluster);
+    tr::training_program(plan, counters)(*rt);
+    rt->synchronize();
+    mine = rank_result(*rt, counters[static_cast<std::size_t>(rank)]);
   }
   const auto all = gather_text(mine.dump(), rank, size);
   if (rank == 0) {

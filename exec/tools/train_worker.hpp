@@ -6,6 +6,14 @@
 // With `probe` (`moesys-exec-worker validate-train ...`, for `moesys validate --preset`), the ranks first measure
 // this machine (exec/cpu/machine_probe) at the config's shapes, run the program on the cluster description built
 // from those rates, and write the description, calibration and rates too: probe and run share one window.
+#include <functional>
+#include <memory>
+
+#include "core/runtime.hpp"
+
 namespace moesys::exec::tools {
-int run_train_worker(int rank, int size, const char* config_path, const char* out_path, bool probe = false);
+/// Makes the rank's runtime on the (possibly measured) cluster; the CPU runtime when empty.
+using RuntimeFactory = std::function<std::unique_ptr<core::Runtime>(const core::ClusterSpec&)>;
+int run_train_worker(int rank, int size, const char* config_path, const char* out_path, bool probe = false,
+                     const RuntimeFactory& make_runtime = {});
 }

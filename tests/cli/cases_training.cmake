@@ -34,7 +34,7 @@ moesys_cli_test(experiment_training_smoke 0 ""
 # Where the training program runs: flags are checked before anything is launched.
 moesys_cli_test(train_unknown_runtime 2 "--runtime: expected sim, cpu or cuda" train --runtime tpu)
 moesys_cli_test(train_ranks_without_real_runtime 2 "--ranks: applies to --runtime cpu" train --ranks 4)
-moesys_cli_test(train_cpu_needs_fp32 2 "model.dtype: the CPU runtime computes in fp32"
+moesys_cli_test(train_cpu_needs_fp32 2 "model.dtype: the real runtimes compute the MoE kernels in fp32"
                 train --runtime cpu --ranks 2 --model "{\"dtype\": \"bf16\"}")
 moesys_cli_test(train_cpu_infeasible_before_launch 2 "cannot be divided evenly over an expert-parallel group"
                 train --runtime cpu --ranks 4 --model "{\"experts\": 6}")
