@@ -6,6 +6,8 @@
 #   bench-<shape>.json  moesys-gpu-bench: MoE layer forward / forward+backward, offloaded inference (all-in-GPU,
 #                       layer offload, ring memory), host-device copy bandwidth (pinned and pageable)
 #   torch-<shape>.json  the same MoE layer in PyTorch on the same GPU and shapes (when torch imports)
+#   train-<preset>.json `moesys train --runtime cuda`: the deepspeed and moesys presets' training program on the
+#                       GPUs, and sim-<preset>.json its prediction on the matching simulated GPUs (--gpu GPU_KIND)
 #   summary.json        the above side by side
 # Budget: under 8 minutes on one H100 or H200 (build ~2-3 min with -j$(nproc), tests ~1 min, measurements ~1 min).
 # Usage: scripts/gpu-check.sh OUTDIR     (MOESYS_GPU_BUILD=dir overrides the build directory)
@@ -33,7 +35,8 @@ if ! grep -q "moesys: CUDA runtime enabled" "$out/configure.log"; then
   exit 1
 fi
 log "building moesys_cuda_tests and moesys-gpu-bench with -j$jobs"
-cmake --build "$build" -j"$jobs" --target moesys_cuda_tests moesys-gpu-bench >"$out/build.log" 2>&1 ||
+cmake --build "$build" -j"$jobs" --target moesys_cuda_tests moesys-gpu-bench moesys moesys-cuda-worker \
+  >"$out/build.log" 2>&1 ||
   { tail -30 "$out/build.log"; echo "gpu-check: build failed (see $out/build.log)" >&2; exit 1; }
 
 log "running the CUDA tests (ctest -L cuda)"
@@ -87,6 +90,19 @@ for entry in "${shapes[@]}"; do
   fi
 done
 
+# The presets' training program on every GPU of this machine, measured, and predicted on simulated GPUs of the
+# closest kind (GPU_KIND: a100-80g, h100; H200 runs are compared with the h100 description).
+ngpu="$(nvidia-smi -L 2>/dev/null | wc -l)"
+kind="${GPU_KIND:-h100}"
+train_model='{"experts": '"$((2 * ngpu))"', "hidden": 1024, "heads": 16, "layers": 4, "vocab": 8192, "seq_len": 512, "micro_batch": 8, "dtype": "fp32", "global_batch": '"$((8 * ngpu))"'}'
+for preset in deepspeed moesys; do
+  log "moesys train --runtime cuda --ranks $ngpu --preset $preset"
+  timeout 180 "$build/moesys" train --runtime cuda --ranks "$ngpu" --preset "$preset" --steps 4 \
+    --model "$train_model" --json >"$out/train-$preset.json" || log "real training run failed for $preset (continuing)"
+  timeout 120 "$build/moesys" train --gpus "$ngpu" --gpu "$kind" --preset "$preset" --steps 4 \
+    --model "$train_model" --json >"$out/sim-$preset.json" || log "simulation failed for $preset (continuing)"
+done
+
 python3 - "$out" <<'PY'
 import glob, json, os, sys
 out = sys.argv[1]
@@ -107,6 +123,18 @@ for bench in sorted(glob.glob(os.path.join(out, "bench-*.json"))):
         summary["offload"] = {k: v["seconds_per_pass"] for k, v in b["offload"].items() if k != "config"}
     if "copy" in b:
         summary.setdefault("copy_bytes_per_s", {k: v for k, v in b["copy"].items() if k != "bytes"})
+for preset in ("deepspeed", "moesys"):
+    real, sim = load(os.path.join(out, f"train-{preset}.json")), load(os.path.join(out, f"sim-{preset}.json"))
+    if real and sim:
+        summary.setdefault("training", {})[preset] = {
+            "measured_step_s": real["step_s"], "predicted_step_s": sim["step_s"],
+            "step_error_pct": (sim["step_s"] - real["step_s"]) / real["step_s"] * 100,
+            "loss_per_step": real.get("loss_per_step")}
+t = summary.get("training", {})
+if "deepspeed" in t and "moesys" in t:
+    m = t["deepspeed"]["measured_step_s"] / t["moesys"]["measured_step_s"]
+    p = t["deepspeed"]["predicted_step_s"] / t["moesys"]["predicted_step_s"]
+    t["moesys_speedup"] = {"measured": m, "predicted": p, "error_pct": (p - m) / m * 100}
 tmp = os.path.join(out, "summary.json.tmp")
 json.dump(summary, open(tmp, "w"), indent=2)
 os.replace(tmp, os.path.join(out, "summary.json"))
