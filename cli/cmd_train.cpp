@@ -9,7 +9,7 @@
 #include "cli/command.hpp"
 #include "cli/real_training.hpp"
 #include "core/error.hpp"
-#include "policies/training/sim_adapter.hpp"
+#include "sim/training_simulator.hpp"
 #include "policies/training/training_run.hpp"
 
 namespace moesys::cli {

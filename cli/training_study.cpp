@@ -12,7 +12,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
-#include "policies/training/sim_adapter.hpp"
+#include "sim/training_simulator.hpp"
 #include "policies/training/training_run.hpp"
 #include "sim/isolated_run.hpp"
 

@@ -16,7 +16,7 @@
 #include "cli/real_training.hpp"
 #include "core/calibration.hpp"
 #include "core/error.hpp"
-#include "policies/training/sim_adapter.hpp"
+#include "sim/training_simulator.hpp"
 #include "policies/training/step_metrics.hpp"
 #include "sim/isolated_run.hpp"
 

@@ -1,7 +1,7 @@
 #pragma once
 // One training configuration from start to report: plan and check it (errors before any simulation), run the
 // rank programs through a simulator, and summarise the last step. The simulator is passed in, so this library
-// stays free of SimGrid (cli/ and tests/sim/ pass sim_adapter.hpp's simulate_training).
+// stays free of SimGrid (cli/ and tests/sim/ pass sim/training_simulator.hpp's sim_simulator).
 #include <array>
 #include <cstdint>
 #include <functional>

@@ -7,7 +7,7 @@
 
 #include "core/units.hpp"
 #include "fork_run.hpp"
-#include "policies/training/sim_adapter.hpp"
+#include "sim/training_simulator.hpp"
 
 using namespace moesys;
 using namespace moesys::policies::training;

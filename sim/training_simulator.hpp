@@ -1,6 +1,6 @@
 #pragma once
 // Header-only glue between the training library and the SimGrid runtime, for the programs that link both
-// (the moesys CLI and the simulation tests). Kept out of policies/*.cpp so that library stays SimGrid-free.
+// (the moesys CLI and the simulation tests); it lives in sim/ because policies/ knows nothing of the runtimes.
 #include "policies/training/training_run.hpp"
 #include "sim/simulation.hpp"
 
