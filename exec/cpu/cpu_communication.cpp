@@ -39,8 +39,8 @@ CpuRuntime::CollectiveCall CpuRuntime::collective_call(core::StreamId stream, co
   call.opcode = opcode;
   call.bytes = bytes;
   call.sequence = sequence_[{group.key(), stream}]++;
-  call.label = std::string(what) + " #" + std::to_string(call.sequence) + " on group [" + group.key() +
-               "] stream " + core::stream_name(stream) + " (rank " + std::to_string(rank_) + ")";
+  call.label = std::string(what) + " #" + std::to_string(call.sequence) + " on group [" + group.key() + "] stream " +
+               core::stream_name(stream) + " (rank " + std::to_string(rank_) + ")";
   call.comms = &comms_->get(group, stream);
   return call;
 }
@@ -57,7 +57,8 @@ void CpuRuntime::check_signature(const CollectiveCall& call) const {
   await_requests(&req, 1, options_.timeout_s, call.label);
   for (int i = 0; i < 3; ++i)
     if (out[i] != -out[3 + i])
-      throw core::RuntimeFailure(call.label + ": members disagree on the collective (operation, sequence number or "
+      throw core::RuntimeFailure(call.label +
+                                 ": members disagree on the collective (operation, sequence number or "
                                  "size differ): ranks issued different sequences of collectives");
 }
 
@@ -124,8 +125,7 @@ core::Event CpuRuntime::all_to_all(core::StreamId stream, const core::Group& gro
     if (hier && c.hierarchical_ok && c.nodes > 1 && c.per_node > 1)
       return hierarchical_all_to_all(c, send, send_bytes, recv, recv_bytes, call.label);
     MPI_Request req;
-    MPI_Ialltoallv(send.data, sc.data(), sd.data(), MPI_BYTE, recv.data, rc.data(), rd.data(), MPI_BYTE, c.comm,
-                   &req);
+    MPI_Ialltoallv(send.data, sc.data(), sd.data(), MPI_BYTE, recv.data, rc.data(), rd.data(), MPI_BYTE, c.comm, &req);
     await_requests(&req, 1, options_.timeout_s, call.label);
   };
   return issue(stream, std::move(op));

@@ -36,7 +36,7 @@ struct OpTiming {
 };
 
 class StreamEngine {
-public:
+ public:
   /// Times are seconds since `origin`.
   explicit StreamEngine(std::chrono::steady_clock::time_point origin);
   /// Waits for every queued operation (without throwing) and joins the workers.
@@ -65,7 +65,7 @@ public:
   /// Moves the timings of the operations finished since the last call to the end of `out`.
   void take_timings(std::vector<OpTiming>& out);
 
-private:
+ private:
   struct Queued {
     std::uint64_t event = 0;
     std::vector<std::uint64_t> deps;

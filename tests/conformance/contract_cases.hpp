@@ -11,22 +11,22 @@
 // the host and buffers through DRAM staging copies when a buffer is not host-addressable (contract_support.hpp).
 #include "core/runtime.hpp"
 
-#define MOESYS_CONFORMANCE_CASES(X)  \
-  X(OneStreamRunsInIssueOrder)       \
-  X(StreamWaitOrdersAcrossStreams)   \
-  X(WaitOnEventOfAnotherStream)      \
-  X(SynchronizeWaitsForEveryStream)  \
-  X(CompletedEventsNeedNoWait)       \
-  X(AllReduceSums)                   \
-  X(ReduceScatterSumsEachBlock)      \
-  X(AllGatherConcatenates)           \
-  X(AllToAllEqualSizes)              \
-  X(AllToAllvUnequalSizes)           \
+#define MOESYS_CONFORMANCE_CASES(X)   \
+  X(OneStreamRunsInIssueOrder)        \
+  X(StreamWaitOrdersAcrossStreams)    \
+  X(WaitOnEventOfAnotherStream)       \
+  X(SynchronizeWaitsForEveryStream)   \
+  X(CompletedEventsNeedNoWait)        \
+  X(AllReduceSums)                    \
+  X(ReduceScatterSumsEachBlock)       \
+  X(AllGatherConcatenates)            \
+  X(AllToAllEqualSizes)               \
+  X(AllToAllvUnequalSizes)            \
   X(AllToAllWithWrongSizeCountThrows) \
-  X(MessagesMatchInIssueOrder)       \
-  X(LedgerCountsEachTierAndPeak)     \
-  X(TierOverflowThrowsOutOfMemory)   \
-  X(OneSpanPerOperation)             \
+  X(MessagesMatchInIssueOrder)        \
+  X(LedgerCountsEachTierAndPeak)      \
+  X(TierOverflowThrowsOutOfMemory)    \
+  X(OneSpanPerOperation)              \
   X(PhasesBecomeHostSpans)
 
 namespace moesys::conformance {

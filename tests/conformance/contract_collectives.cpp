@@ -26,8 +26,12 @@ void expect_collective_span(core::Runtime& rt, const std::string& op, std::uint6
 }
 
 // Rank s sends (s * 7 + d * 3) % 5 + 1 floats to member d: unequal in both directions.
-std::int64_t count(int s, int d) { return (s * 7 + d * 3) % 5 + 1; }
-float value(int s, int d, std::int64_t i) { return float(s * 1000 + d * 100) + float(i); }
+std::int64_t count(int s, int d) {
+  return (s * 7 + d * 3) % 5 + 1;
+}
+float value(int s, int d, std::int64_t i) {
+  return float(s * 1000 + d * 100) + float(i);
+}
 
 void all_to_all_case(core::Runtime& rt, bool equal) {
   const int P = rt.world_size(), r = rt.rank();
@@ -68,7 +72,8 @@ void AllReduceSums(core::Runtime& rt) {
   const double t = rt.now_s();
   const std::vector<float> got = read(rt, x, n, e);
   std::size_t bad = 0;
-  for (std::int64_t i = 0; i < std::int64_t(got.size()); ++i) bad += got[std::size_t(i)] != float(P * (P + 1) / 2 * (i % 97));
+  for (std::int64_t i = 0; i < std::int64_t(got.size()); ++i)
+    bad += got[std::size_t(i)] != float(P * (P + 1) / 2 * (i % 97));
   EXPECT_EQ(bad, 0u) << "all_reduce is not the sum over members";
   expect_collective_span(rt, "all_reduce", floats(n), t);
   rt.free(x);
@@ -77,7 +82,8 @@ void AllReduceSums(core::Runtime& rt) {
 void ReduceScatterSumsEachBlock(core::Runtime& rt) {
   const int P = rt.world_size(), r = rt.rank();
   const std::int64_t n = kM * P;
-  auto in = rt.alloc(core::Tier::hbm, floats(n), "conformance"), out = rt.alloc(core::Tier::hbm, floats(kM), "conformance");
+  auto in = rt.alloc(core::Tier::hbm, floats(n), "conformance"),
+       out = rt.alloc(core::Tier::hbm, floats(kM), "conformance");
   std::vector<float> v(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) v[std::size_t(i)] = float(r + i);
   put(rt, in, v);
@@ -96,7 +102,8 @@ void ReduceScatterSumsEachBlock(core::Runtime& rt) {
 void AllGatherConcatenates(core::Runtime& rt) {
   const int P = rt.world_size(), r = rt.rank();
   const std::int64_t n = kM * P;
-  auto in = rt.alloc(core::Tier::hbm, floats(kM), "conformance"), out = rt.alloc(core::Tier::hbm, floats(n), "conformance");
+  auto in = rt.alloc(core::Tier::hbm, floats(kM), "conformance"),
+       out = rt.alloc(core::Tier::hbm, floats(n), "conformance");
   std::vector<float> v(static_cast<std::size_t>(kM));
   for (std::int64_t j = 0; j < kM; ++j) v[std::size_t(j)] = float(100 * r + j);
   put(rt, in, v);
@@ -105,15 +112,20 @@ void AllGatherConcatenates(core::Runtime& rt) {
   const double t = rt.now_s();
   const std::vector<float> got = read(rt, out, n, e);
   std::size_t bad = 0;
-  for (std::int64_t i = 0; i < std::int64_t(got.size()); ++i) bad += got[std::size_t(i)] != float(100 * (i / kM) + i % kM);
+  for (std::int64_t i = 0; i < std::int64_t(got.size()); ++i)
+    bad += got[std::size_t(i)] != float(100 * (i / kM) + i % kM);
   EXPECT_EQ(bad, 0u) << "block s of the output must be member s's input";
   expect_collective_span(rt, "all_gather", floats(n), t);
   rt.free(in), rt.free(out);
 }
 
-void AllToAllEqualSizes(core::Runtime& rt) { all_to_all_case(rt, true); }
+void AllToAllEqualSizes(core::Runtime& rt) {
+  all_to_all_case(rt, true);
+}
 
-void AllToAllvUnequalSizes(core::Runtime& rt) { all_to_all_case(rt, false); }
+void AllToAllvUnequalSizes(core::Runtime& rt) {
+  all_to_all_case(rt, false);
+}
 
 // Sizes are checked at the call: one entry per member or std::invalid_argument, on every rank, before anything
 // is exchanged (so the run continues and the next collective still matches).

@@ -44,7 +44,8 @@ void OneStreamRunsInIssueOrder(core::Runtime& rt) {
 // Stream A: slow GEMM, then x = 3. Stream B waits for A's event, then y = x + x: 6 only if B's kernel ran after A's.
 void StreamWaitOrdersAcrossStreams(core::Runtime& rt) {
   SlowGemm g(rt);
-  auto x = rt.alloc(core::Tier::hbm, floats(kN), "conformance"), y = rt.alloc(core::Tier::hbm, floats(kN), "conformance");
+  auto x = rt.alloc(core::Tier::hbm, floats(kN), "conformance"),
+       y = rt.alloc(core::Tier::hbm, floats(kN), "conformance");
   put(rt, x, std::vector<float>(kN, 0.0f));
   put(rt, y, std::vector<float>(kN, 0.0f));
   rt.compute(kCompute, g.op(), "xstream:gemm");

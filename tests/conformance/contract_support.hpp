@@ -12,7 +12,9 @@
 
 namespace moesys::conformance {
 
-inline std::uint64_t floats(std::int64_t n) { return static_cast<std::uint64_t>(n) * 4; }
+inline std::uint64_t floats(std::int64_t n) {
+  return static_cast<std::uint64_t>(n) * 4;
+}
 
 /// x = v over n floats (TensorOpKind::fill: out {x}, dims {n}, scalars {v}).
 inline core::TensorOp fill(const core::Buffer& x, std::int64_t n, double v) {

@@ -15,7 +15,9 @@ void run_on_cpu(void (*program)(core::Runtime&)) {
 }
 
 #define MOESYS_CONFORMANCE_TEST(name) \
-  TEST(ConformanceCpu, name) { run_on_cpu(conformance::name); }
+  TEST(ConformanceCpu, name) {        \
+    run_on_cpu(conformance::name);    \
+  }
 MOESYS_CONFORMANCE_CASES(MOESYS_CONFORMANCE_TEST)
 #undef MOESYS_CONFORMANCE_TEST
 

@@ -16,7 +16,9 @@ void run_on_sim(void (*program)(core::Runtime&)) {
 }
 
 #define MOESYS_CONFORMANCE_TEST(name) \
-  TEST(ConformanceSim, name) { run_on_sim(conformance::name); }
+  TEST(ConformanceSim, name) {        \
+    run_on_sim(conformance::name);    \
+  }
 MOESYS_CONFORMANCE_CASES(MOESYS_CONFORMANCE_TEST)
 #undef MOESYS_CONFORMANCE_TEST
 

@@ -30,11 +30,13 @@ core::GemmOp gemm(const core::Buffer& a, const core::Buffer& b, const core::Buff
   return g;
 }
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 // Wall time of `gemms` GEMMs on the compute stream and `copies` copies on `copy_stream`, issued together.
-double run_pair(cpu::CpuRuntime& rt, const core::GemmOp& g, int gemms, const core::Buffer& dst,
-                const core::Buffer& src, int copies, core::StreamId copy_stream) {
+double run_pair(cpu::CpuRuntime& rt, const core::GemmOp& g, int gemms, const core::Buffer& dst, const core::Buffer& src,
+                int copies, core::StreamId copy_stream) {
   rt.synchronize();
   const auto t = Clock::now();
   for (int i = 0; i < gemms; ++i) rt.compute(kCompute, g, "overlap:gemm");
@@ -71,7 +73,8 @@ TEST(CpuStreams, CopyBesideAGemmTakesLessTimeThanInSequence) {
   if (!two_cores_free()) GTEST_SKIP() << "no two cores free for this process now: overlap cannot show";
   auto rt = testing::make_runtime();
   const std::int64_t n = 768;
-  auto a = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t"), b = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t"),
+  auto a = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t"),
+       b = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t"),
        c = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t");
   const std::uint64_t copy_bytes = 64ull << 20;
   auto src = rt->alloc(core::Tier::dram, copy_bytes, "t"), dst = rt->alloc(core::Tier::hbm, copy_bytes, "t");
@@ -87,10 +90,11 @@ TEST(CpuStreams, CopyBesideAGemmTakesLessTimeThanInSequence) {
     in_sequence = std::min(in_sequence, run_pair(*rt, g, gemms, dst, src, copies, kCompute));
     overlapped = std::min(overlapped, run_pair(*rt, g, gemms, dst, src, copies, kH2D));
   }
-  std::printf("overlap: %d GEMMs %lldx%lldx%lld and %d copies of %llu MiB: in sequence %.1f ms, on two streams "
-              "%.1f ms (%.2fx)\n",
-              gemms, (long long)n, (long long)n, (long long)n, copies, (unsigned long long)(copy_bytes >> 20),
-              in_sequence * 1e3, overlapped * 1e3, in_sequence / overlapped);
+  std::printf(
+      "overlap: %d GEMMs %lldx%lldx%lld and %d copies of %llu MiB: in sequence %.1f ms, on two streams "
+      "%.1f ms (%.2fx)\n",
+      gemms, (long long)n, (long long)n, (long long)n, copies, (unsigned long long)(copy_bytes >> 20),
+      in_sequence * 1e3, overlapped * 1e3, in_sequence / overlapped);
   RecordProperty("in_sequence_ms", std::to_string(in_sequence * 1e3));
   RecordProperty("overlapped_ms", std::to_string(overlapped * 1e3));
   EXPECT_LT(overlapped, in_sequence);
@@ -110,7 +114,8 @@ TEST(CpuStreams, GemmsOnSeveralStreamsEqualOneStream) {
     in.push_back(rt->alloc(core::Tier::hbm, bytes, "t"));
     for (std::int64_t j = 0; j < n * n; ++j) in.back().as<float>()[j] = float((j * 7 + i * 13) % 101) / 17.0f;
   }
-  for (int i = 0; i < 4; ++i) one.push_back(rt->alloc(core::Tier::hbm, bytes, "t")), many.push_back(rt->alloc(core::Tier::hbm, bytes, "t"));
+  for (int i = 0; i < 4; ++i)
+    one.push_back(rt->alloc(core::Tier::hbm, bytes, "t")), many.push_back(rt->alloc(core::Tier::hbm, bytes, "t"));
   for (int i = 0; i < 4; ++i) rt->compute(kCompute, gemm(in[2 * i], in[2 * i + 1], one[i], n), "gemm");
   rt->synchronize();
   for (int rep = 0; rep < 3; ++rep) {
@@ -142,7 +147,8 @@ TEST(CpuStreams, FailureOnAWorkerComesBackWithItsType) {
 TEST(CpuStreams, FreedBufferOutlivesTheQueuedWorkThatUsesIt) {
   auto rt = testing::make_runtime();
   const std::int64_t n = 384;
-  auto a = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t"), b = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t"),
+  auto a = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t"),
+       b = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t"),
        c = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t");
   const std::uint64_t bytes = 8 << 20;  // large enough that the allocator returns it to the system on release
   auto src = rt->alloc(core::Tier::dram, bytes, "t"), dst = rt->alloc(core::Tier::hbm, bytes, "t");
@@ -164,7 +170,8 @@ TEST(CpuStreamsAcrossRanks, CollectivesOfOneGroupOnTwoStreamsMatchPerStream) {
   const int P = rt->world_size(), r = rt->rank();
   const auto world = core::Group::world(P);
   const std::int64_t n = 256;
-  auto a = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t"), b = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t"),
+  auto a = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t"),
+       b = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t"),
        c = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t");
   auto x = rt->alloc(core::Tier::hbm, 4096, "t"), y = rt->alloc(core::Tier::hbm, 8192, "t");
   for (int rep = 0; rep < 4; ++rep) {
@@ -190,7 +197,8 @@ TEST(CpuStreamsAcrossRanks, MessagesMatchInIssueOrderWhenTheFirstStartsLast) {
   const int peer = r ^ 1;
   if (peer >= P) GTEST_SKIP() << "needs a peer";
   const std::int64_t n = 512;  // ~10 ms: long beside starting a stream thread
-  auto a = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t"), b = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t"),
+  auto a = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t"),
+       b = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t"),
        c = rt->alloc(core::Tier::hbm, std::uint64_t(n * n) * 4, "t");
   const std::uint64_t bytes = 1 << 16;
   auto first = rt->alloc(core::Tier::hbm, bytes, "t"), second = rt->alloc(core::Tier::hbm, bytes, "t");
