@@ -8,9 +8,9 @@ set(MOESYS_EXEC_TESTS ${PROJECT_SOURCE_DIR}/tests/exec)
 
 add_executable(moesys_exec_tests ${MOESYS_EXEC_TESTS}/mpi_main.cpp ${MOESYS_EXEC_TESTS}/test_cpu_collectives.cpp
                                  ${MOESYS_EXEC_TESTS}/test_moe_layer.cpp ${MOESYS_EXEC_TESTS}/test_gpt_moe.cpp
-                                 ${MOESYS_EXEC_TESTS}/test_expert_ring.cpp)
+                                 ${MOESYS_EXEC_TESTS}/test_expert_ring.cpp ${MOESYS_EXEC_TESTS}/test_cpu_streams.cpp)
 target_link_libraries(moesys_exec_tests PRIVATE moesys_exec GTest::gtest)
-foreach(suite CpuCollectives MoeLayer GptMoe ExpertRing)
+foreach(suite CpuCollectives MoeLayer GptMoe ExpertRing CpuStreamsAcrossRanks)
   add_test(NAME exec.mpi4.${suite}
            COMMAND ${MOESYS_MPIRUN} -np 4 $<TARGET_FILE:moesys_exec_tests> --gtest_filter=${suite}.*)
   set_tests_properties(exec.mpi4.${suite} PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
@@ -29,6 +29,23 @@ add_test(NAME exec.single.MoeLayer COMMAND moesys_exec_tests --gtest_filter=MoeL
 set_tests_properties(exec.single.MoeLayer PROPERTIES LABELS exec TIMEOUT 120 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
 add_test(NAME exec.single.ExpertRing COMMAND moesys_exec_tests --gtest_filter=ExpertRing.*)
 set_tests_properties(exec.single.ExpertRing PROPERTIES LABELS exec TIMEOUT 120 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
+# Streams on one rank, alone in its process: the overlap test compares wall times, so no other rank may compete
+# for the cores.
+add_test(NAME exec.single.CpuStreams COMMAND moesys_exec_tests --gtest_filter=CpuStreams.*)
+set_tests_properties(exec.single.CpuStreams PROPERTIES LABELS exec TIMEOUT 120 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
+
+# The runtime conformance suite (tests/conformance) on the CPU runtime: 2 ranks, and one rank without mpirun.
+set(MOESYS_CONFORMANCE_TESTS ${PROJECT_SOURCE_DIR}/tests/conformance)
+add_executable(moesys_conformance_cpu ${MOESYS_CONFORMANCE_TESTS}/cpu_driver.cpp
+               ${MOESYS_CONFORMANCE_TESTS}/contract_ordering.cpp ${MOESYS_CONFORMANCE_TESTS}/contract_collectives.cpp
+               ${MOESYS_CONFORMANCE_TESTS}/contract_memory.cpp ${MOESYS_CONFORMANCE_TESTS}/contract_spans.cpp
+               ${MOESYS_EXEC_TESTS}/mpi_main.cpp)
+target_link_libraries(moesys_conformance_cpu PRIVATE moesys_exec GTest::gtest)
+target_include_directories(moesys_conformance_cpu PRIVATE ${MOESYS_EXEC_TESTS})
+add_test(NAME conformance.cpu.mpi2 COMMAND ${MOESYS_MPIRUN} -np 2 $<TARGET_FILE:moesys_conformance_cpu>)
+add_test(NAME conformance.cpu.single COMMAND moesys_conformance_cpu)
+set_tests_properties(conformance.cpu.mpi2 conformance.cpu.single PROPERTIES LABELS "conformance;exec" TIMEOUT 120
+                     ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
 
 # Faults end with a clear error within a deadline (MOESYS_EXEC_TIMEOUT_S=5), never a hang.
 add_executable(moesys_exec_fault ${MOESYS_EXEC_TESTS}/fault_main.cpp)

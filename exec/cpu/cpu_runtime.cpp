@@ -4,10 +4,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <numeric>
 #include <stdexcept>
 
 #include "core/error.hpp"
@@ -16,16 +16,9 @@
 namespace moesys::exec::cpu {
 
 namespace {
-enum Opcode { kAllReduce = 1, kReduceScatter, kAllGather, kAllToAll };
-
 double default_timeout_s() {
   if (const char* env = std::getenv("MOESYS_EXEC_TIMEOUT_S")) return std::atof(env);
   return 300;
-}
-
-int as_int(std::uint64_t v, const char* what) {
-  if (v > static_cast<std::uint64_t>(INT32_MAX)) throw std::invalid_argument(std::string(what) + ": over 2 GiB");
-  return static_cast<int>(v);
 }
 
 void io_all(bool write, int fd, void* mem, std::uint64_t bytes, const std::string& path) {
@@ -45,15 +38,22 @@ CpuRuntime::CpuRuntime(core::ClusterSpec spec, CpuOptions options)
     : spec_(std::move(spec)), options_(std::move(options)),
       ledger_(spec_.node.gpu.hbm_bytes, spec_.node.host_memory.capacity_bytes / spec_.node.gpus,
               spec_.node.ssd.capacity_bytes / spec_.node.gpus) {
+  require_thread_multiple();
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
   check_ranks_fit(spec_, size_);
   if (options_.timeout_s <= 0) options_.timeout_s = default_timeout_s();
   if (options_.ssd_dir.empty())
     options_.ssd_dir = default_ssd_dir();
-  comms_ = std::make_unique<Communicators>(spec_, rank_);
+  comms_ = std::make_unique<Communicators>(spec_, rank_, options_.timeout_s);
+  // A message's MPI tag is the program's tag (15 bits, what MPI guarantees) and its sequence number below it.
+  tag_bits_ = std::min(16, mpi_tag_bits() - 15);
+  if (tag_bits_ < 8)
+    throw core::RuntimeFailure("MPI tags of " + std::to_string(tag_bits_ + 15) +
+                               " bits are too small for the CPU runtime's message numbering (needs 23)");
   MPI_Barrier(MPI_COMM_WORLD);  // a common time origin for every rank's spans
   t0_ = std::chrono::steady_clock::now();
+  engine_ = std::make_unique<StreamEngine>(t0_);
 }
 
 CpuRuntime::~CpuRuntime() {
@@ -61,10 +61,9 @@ CpuRuntime::~CpuRuntime() {
     synchronize();
   } catch (...) {  // a failed peer: nothing more to complete
   }
-  for (auto& [id, a] : allocations_) {
-    std::free(a.data);
-    if (a.fd >= 0) ::close(a.fd), ::unlink(a.path.c_str());
-  }
+  engine_.reset();  // joins the workers: nothing uses the memory below any more
+  release_deferred(true);
+  for (auto& [id, a] : allocations_) release(a);
   std::error_code ec;
   std::filesystem::remove(options_.ssd_dir, ec);  // only if empty: other runtimes of this process may share it
 }
@@ -74,6 +73,7 @@ double CpuRuntime::now_s() const {
 }
 
 core::Buffer CpuRuntime::alloc(core::Tier tier, std::uint64_t bytes, const std::string& tag) {
+  release_deferred(false);
   ledger_.allocate(tier, bytes, tag);
   Allocation a;
   a.tag = tag;
@@ -82,12 +82,17 @@ core::Buffer CpuRuntime::alloc(core::Tier tier, std::uint64_t bytes, const std::
     std::filesystem::create_directories(options_.ssd_dir);
     a.path = options_.ssd_dir + "/rank" + std::to_string(rank_) + "-buffer" + std::to_string(id);
     a.fd = ::open(a.path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
-    if (a.fd < 0 || ::ftruncate(a.fd, static_cast<off_t>(bytes)) != 0)
+    if (a.fd < 0 || ::ftruncate(a.fd, static_cast<off_t>(bytes)) != 0) {
+      ledger_.release(tier, bytes, tag);
       throw core::RuntimeFailure("SSD tier: cannot create " + a.path + ": " + std::strerror(errno));
+    }
   } else {
     const std::uint64_t rounded = (std::max<std::uint64_t>(bytes, 1) + 63) / 64 * 64;
     a.data = std::aligned_alloc(64, rounded);
-    if (!a.data) throw core::OutOfMemory("host allocation of " + std::to_string(bytes) + " bytes failed");
+    if (!a.data) {
+      ledger_.release(tier, bytes, tag);
+      throw core::OutOfMemory("host allocation of " + std::to_string(bytes) + " bytes failed");
+    }
     std::memset(a.data, 0, rounded);
   }
   allocations_[id] = a;
@@ -98,56 +103,50 @@ void CpuRuntime::free(core::Buffer& buffer) {
   if (!buffer) return;
   auto it = allocations_.find(buffer.id);
   if (it == allocations_.end()) throw std::invalid_argument("free of an unknown buffer");
-  drain_stream(-1);
-  std::free(it->second.data);
-  if (it->second.fd >= 0) ::close(it->second.fd), ::unlink(it->second.path.c_str());
   ledger_.release(buffer.tier, buffer.bytes, it->second.tag);
+  // Work issued before the free may still use the memory: release it once that work has completed, without
+  // stalling the streams (as cudaFreeAsync orders a free after the stream's work).
+  deferred_.emplace_back(engine_->issued_mark(), std::move(it->second));
   allocations_.erase(it);
   buffer = core::Buffer{};
+  release_deferred(false);
 }
 
-template <typename Body>
-core::Event CpuRuntime::run(core::StreamId stream, core::SpanKind kind, std::string name, std::uint64_t bytes,
-                            double flop, Body&& body) {
-  drain_stream(stream);
-  const double start = now_s();
-  body();
-  spans_.push_back({rank_, core::stream_name(stream), kind, std::move(name), start, now_s(), bytes, flop});
-  return core::Event{next_event_++};
+void CpuRuntime::release(Allocation& a) {
+  std::free(a.data);
+  a.data = nullptr;
+  if (a.fd >= 0) ::close(a.fd), ::unlink(a.path.c_str()), a.fd = -1;
 }
 
-void CpuRuntime::complete(std::uint64_t event) {
-  auto it = pending_.find(event);
-  if (it == pending_.end()) return;
-  Pending p = std::move(it->second);
-  pending_.erase(it);
-  await_requests(&p.request, 1, options_.timeout_s, p.what);
-  spans_[p.span].end_s = now_s();
-}
-
-void CpuRuntime::drain_stream(core::StreamId stream) {  // stream -1: every stream
-  std::vector<std::uint64_t> events;
-  for (const auto& [id, p] : pending_)
-    if (stream < 0 || p.stream == stream) events.push_back(id);
-  for (auto id : events) complete(id);
+void CpuRuntime::release_deferred(bool all) {
+  if (deferred_.empty()) return;
+  const std::uint64_t done = all ? UINT64_MAX : engine_->completed_below();
+  auto keep = deferred_.begin();
+  for (auto& d : deferred_) {
+    if (d.first <= done)
+      release(d.second);
+    else
+      *keep++ = std::move(d);
+  }
+  deferred_.erase(keep, deferred_.end());
 }
 
 core::Event CpuRuntime::compute(core::StreamId stream, const core::Kernel& kernel, std::string_view name) {
-  double flop = 0, bytes = 0;
+  OpSpec op;
+  op.kind = core::SpanKind::compute;
+  op.name = std::string(name);
   std::visit(
       [&](const auto& k) {
         using K = std::decay_t<decltype(k)>;
-        if constexpr (std::is_same_v<K, core::TensorOp>) {
-          flop = k.flop, bytes = static_cast<double>(k.bytes_read + k.bytes_written);
-        } else if constexpr (std::is_same_v<K, core::ElementwiseOp>) {
-          flop = k.flop, bytes = static_cast<double>(k.bytes_read + k.bytes_written);
+        if constexpr (std::is_same_v<K, core::TensorOp> || std::is_same_v<K, core::ElementwiseOp>) {
+          op.flop = k.flop, op.bytes = k.bytes_read + k.bytes_written;
         } else {
-          flop = k.flop(), bytes = 0;
+          op.flop = k.flop();
         }
       },
       kernel);
-  return run(stream, core::SpanKind::compute, std::string(name), static_cast<std::uint64_t>(bytes), flop,
-             [&] { run_kernel(kernel); });
+  op.body = [kernel] { run_kernel(kernel); };
+  return issue(stream, std::move(op));
 }
 
 core::Event CpuRuntime::copy(core::StreamId stream, const core::Buffer& dst, const core::Buffer& src,
@@ -157,141 +156,60 @@ core::Event CpuRuntime::copy(core::StreamId stream, const core::Buffer& dst, con
                                 std::to_string(src.bytes) + ", dst " + std::to_string(dst.bytes) + ")");
   const auto& s = allocations_.at(src.id);
   const auto& d = allocations_.at(dst.id);
-  std::string name = std::string("copy ") + core::to_string(src.tier) + "->" + core::to_string(dst.tier);
-  return run(stream, core::SpanKind::copy, std::move(name), bytes, 0, [&] {
-    if (s.fd >= 0 && d.fd >= 0) throw std::invalid_argument("copy between two SSD buffers is not supported");
-    if (s.fd >= 0) return io_all(false, s.fd, dst.data, bytes, s.path);
-    if (d.fd >= 0) return io_all(true, d.fd, src.data, bytes, d.path);
-    std::memmove(dst.data, src.data, bytes);
-  });
+  if (s.fd >= 0 && d.fd >= 0) throw std::invalid_argument("copy between two SSD buffers is not supported");
+  OpSpec op;
+  op.kind = core::SpanKind::copy;
+  op.name = std::string("copy ") + core::to_string(src.tier) + "->" + core::to_string(dst.tier);
+  op.bytes = bytes;
+  op.body = [sfd = s.fd, spath = s.path, dfd = d.fd, dpath = d.path, dst = dst.data, src = src.data, bytes] {
+    if (sfd >= 0) return io_all(false, sfd, dst, bytes, spath);
+    if (dfd >= 0) return io_all(true, dfd, src, bytes, dpath);
+    std::memmove(dst, src, bytes);
+  };
+  return issue(stream, std::move(op));
 }
 
-core::Event CpuRuntime::send(core::StreamId stream, int peer, const core::Buffer& buffer, std::uint64_t bytes,
-                             int tag) {
-  drain_stream(stream);
-  Pending p;
-  p.stream = stream;
-  p.what = "send of " + std::to_string(bytes) + " bytes from rank " + std::to_string(rank_) + " to rank " +
-           std::to_string(peer) + " (tag " + std::to_string(tag) + ")";
-  if (MPI_Isend(buffer.data, as_int(bytes, "send"), MPI_BYTE, peer, tag, MPI_COMM_WORLD, &p.request) != MPI_SUCCESS)
-    throw core::RuntimeFailure(p.what + " failed in MPI");
-  p.span = spans_.size();
-  spans_.push_back({rank_, core::stream_name(stream), core::SpanKind::comm, "send", now_s(), now_s(), bytes, 0});
-  const std::uint64_t id = next_event_++;
-  pending_[id] = std::move(p);
-  return core::Event{id};
+core::Event CpuRuntime::issue(core::StreamId stream, OpSpec op) {
+  const core::Event e = engine_->submit(stream, std::move(op.body));
+  const double t = now_s();
+  unresolved_.emplace(e.id, spans_.size());
+  spans_.push_back({rank_, core::stream_name(stream), op.kind, std::move(op.name), t, t, op.bytes, op.flop});
+  if (unresolved_.size() > 8192) resolve_spans();  // keeps the timings waiting in the engine few in long runs
+  return e;
 }
 
-core::Event CpuRuntime::recv(core::StreamId stream, int peer, const core::Buffer& buffer, std::uint64_t bytes,
-                             int tag) {
-  drain_stream(stream);
-  Pending p;
-  p.stream = stream;
-  p.what = "receive of " + std::to_string(bytes) + " bytes on rank " + std::to_string(rank_) + " from rank " +
-           std::to_string(peer) + " (tag " + std::to_string(tag) + ")";
-  if (MPI_Irecv(buffer.data, as_int(bytes, "recv"), MPI_BYTE, peer, tag, MPI_COMM_WORLD, &p.request) != MPI_SUCCESS)
-    throw core::RuntimeFailure(p.what + " failed in MPI");
-  p.span = spans_.size();
-  spans_.push_back({rank_, core::stream_name(stream), core::SpanKind::comm, "recv", now_s(), now_s(), bytes, 0});
-  const std::uint64_t id = next_event_++;
-  pending_[id] = std::move(p);
-  return core::Event{id};
-}
-
-GroupComms& CpuRuntime::collective_start(const core::Group& group, int opcode, std::uint64_t bytes, const char* what,
-                                         std::string& label) {
-  if (group.index_of(rank_) < 0)
-    throw std::invalid_argument(std::string(what) + ": rank " + std::to_string(rank_) + " is not in the group");
-  for (int r : group.ranks())
-    if (r < 0 || r >= size_)
-      throw core::InfeasibleError(std::string(what) + ": group [" + group.key() + "] names rank " + std::to_string(r) +
-                                  " but the run has " + std::to_string(size_) + " ranks");
-  const std::uint64_t seq = sequence_[group.key()]++;
-  label = std::string(what) + " #" + std::to_string(seq) + " on group [" + group.key() + "] (rank " +
-          std::to_string(rank_) + ")";
-  GroupComms& c = comms_->get(group);
-  if (options_.check_collectives && group.size() > 1) {
-    // max over members of (x, -x) gives max and -min at once: equal on every member iff all agree.
-    std::int64_t sig[6] = {opcode, static_cast<std::int64_t>(seq), static_cast<std::int64_t>(bytes)}, out[6];
-    for (int i = 0; i < 3; ++i) sig[3 + i] = -sig[i];
-    MPI_Request req;
-    MPI_Iallreduce(sig, out, 6, MPI_INT64_T, MPI_MAX, c.comm, &req);
-    await_requests(&req, 1, options_.timeout_s, label);
-    for (int i = 0; i < 3; ++i)
-      if (out[i] != -out[3 + i])
-        throw core::RuntimeFailure(label + ": members disagree on the collective (operation, sequence number or size "
-                                   "differ): ranks issued different sequences of collectives");
+void CpuRuntime::resolve_spans() const {
+  timings_.clear();
+  engine_->take_timings(timings_);
+  for (const OpTiming& t : timings_) {
+    auto it = unresolved_.find(t.event);
+    if (it == unresolved_.end()) continue;  // its span was cleared
+    spans_[it->second].start_s = t.start_s, spans_[it->second].end_s = t.end_s;
+    unresolved_.erase(it);
   }
-  return c;
 }
 
-core::Event CpuRuntime::all_reduce(core::StreamId stream, const core::Group& group, const core::Buffer& buffer,
-                                   std::uint64_t bytes, core::Dtype dtype, core::CollectiveAlgo) {
-  if (dtype != core::Dtype::fp32) throw std::invalid_argument("all_reduce: the CPU runtime reduces fp32 only");
-  return run(stream, core::SpanKind::collective, "all_reduce", bytes, 0, [&] {
-    std::string label;
-    GroupComms& c = collective_start(group, kAllReduce, bytes, "all_reduce", label);
-    MPI_Request req;
-    MPI_Iallreduce(MPI_IN_PLACE, buffer.data, as_int(bytes / 4, "all_reduce"), MPI_FLOAT, MPI_SUM, c.comm, &req);
-    await_requests(&req, 1, options_.timeout_s, label);
-  });
+void CpuRuntime::wait(core::Event event) {
+  engine_->wait(event);
+  release_deferred(false);
 }
 
-core::Event CpuRuntime::reduce_scatter(core::StreamId stream, const core::Group& group, const core::Buffer& send,
-                                       const core::Buffer& recv, std::uint64_t bytes, core::Dtype dtype,
-                                       core::CollectiveAlgo) {
-  if (dtype != core::Dtype::fp32) throw std::invalid_argument("reduce_scatter: the CPU runtime reduces fp32 only");
-  return run(stream, core::SpanKind::collective, "reduce_scatter", bytes, 0, [&] {
-    std::string label;
-    GroupComms& c = collective_start(group, kReduceScatter, bytes, "reduce_scatter", label);
-    MPI_Request req;
-    MPI_Ireduce_scatter_block(send.data, recv.data, as_int(bytes / 4 / group.size(), "reduce_scatter"), MPI_FLOAT,
-                              MPI_SUM, c.comm, &req);
-    await_requests(&req, 1, options_.timeout_s, label);
-  });
+void CpuRuntime::stream_wait(core::StreamId stream, core::Event event) { engine_->stream_wait(stream, event); }
+
+void CpuRuntime::synchronize() {
+  engine_->synchronize();
+  release_deferred(false);
 }
 
-core::Event CpuRuntime::all_gather(core::StreamId stream, const core::Group& group, const core::Buffer& send,
-                                   const core::Buffer& recv, std::uint64_t bytes, core::CollectiveAlgo) {
-  return run(stream, core::SpanKind::collective, "all_gather", bytes, 0, [&] {
-    std::string label;
-    GroupComms& c = collective_start(group, kAllGather, bytes, "all_gather", label);
-    MPI_Request req;
-    const int part = as_int(bytes / group.size(), "all_gather");
-    MPI_Iallgather(send.data, part, MPI_BYTE, recv.data, part, MPI_BYTE, c.comm, &req);
-    await_requests(&req, 1, options_.timeout_s, label);
-  });
+const std::vector<core::Span>& CpuRuntime::spans() const {
+  resolve_spans();
+  return spans_;
 }
 
-core::Event CpuRuntime::all_to_all(core::StreamId stream, const core::Group& group, const core::Buffer& send,
-                                   const std::vector<std::uint64_t>& send_bytes, const core::Buffer& recv,
-                                   const std::vector<std::uint64_t>& recv_bytes, core::CollectiveAlgo algo) {
-  const auto n = static_cast<std::size_t>(group.size());
-  const std::uint64_t total = check_all_to_all_sizes(group, send, send_bytes, recv, recv_bytes);
-  const bool hier = algo == core::CollectiveAlgo::hierarchical;
-  return run(stream, core::SpanKind::collective, hier ? "all_to_all/hierarchical" : "all_to_all/direct", total, 0,
-             [&] {
-               std::string label;
-               GroupComms& c = collective_start(group, kAllToAll, 0, "all_to_all", label);
-               if (hier && c.hierarchical_ok && c.nodes > 1 && c.per_node > 1)
-                 return hierarchical_all_to_all(c, send, send_bytes, recv, recv_bytes, label);
-               std::vector<int> sc(n), sd(n), rc(n), rd(n);
-               for (std::size_t i = 0; i < n; ++i) {
-                 sc[i] = as_int(send_bytes[i], "all_to_all"), rc[i] = as_int(recv_bytes[i], "all_to_all");
-                 if (i) sd[i] = sd[i - 1] + sc[i - 1], rd[i] = rd[i - 1] + rc[i - 1];
-               }
-               MPI_Request req;
-               MPI_Ialltoallv(send.data, sc.data(), sd.data(), MPI_BYTE, recv.data, rc.data(), rd.data(), MPI_BYTE,
-                              c.comm, &req);
-               await_requests(&req, 1, options_.timeout_s, label);
-             });
+void CpuRuntime::clear_spans() {
+  spans_.clear();
+  unresolved_.clear();
 }
-
-void CpuRuntime::wait(core::Event event) { complete(event.id); }
-
-void CpuRuntime::stream_wait(core::StreamId, core::Event event) { complete(event.id); }
-
-void CpuRuntime::synchronize() { drain_stream(-1); }
 
 void CpuRuntime::begin_phase(std::string_view name) { open_phases_.emplace_back(std::string(name), now_s()); }
 

@@ -1,23 +1,39 @@
 #pragma once
 // The CPU implementation of core::Runtime: one MPI process per rank, real buffers in every tier (HBM and DRAM
 // are host memory with the capacities of the cluster description; the SSD tier is one real file per buffer),
-// kernels through BLAS, collectives as MPI calls on per-group sub-communicators.
+// kernels through BLAS, collectives as MPI calls on per-(group, stream) sub-communicators.
 //
-// Execution is synchronous in issue order: an operation runs when it is issued, so every event is complete when
-// returned and stream_wait holds trivially. Point-to-point messages are the exception: send and recv post
-// non-blocking MPI operations that complete when their event is waited on, when a later operation runs on the
-// same stream, or at synchronize(), so that crossed send/recv pairs on two streams cannot deadlock.
+// Execution is asynchronous as on a GPU: every stream runs on its own worker thread, in issue order
+// (stream_engine.hpp), so copies and collectives on one stream overlap kernels on another, and stream_wait orders
+// work across streams like cudaStreamWaitEvent. Checks of the arguments (sizes, group membership, dtypes) run at
+// issue and throw there; failures while running (MPI, SSD files, a kernel's bad input) come back to the host at
+// its next wait, synchronize or issue, with their own exception type. A buffer that is freed is released once the
+// work issued before the free has completed; the memory ledger counts it free at once, as in the simulator.
 // Every wait on MPI has a deadline: a collective that never completes ends in core::RuntimeFailure naming it.
+// Point-to-point messages match by (source, destination, tag) in issue order, whatever stream either side uses.
+// MPI must provide MPI_THREAD_MULTIPLE (MpiSession asks for it).
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/runtime.hpp"
 #include "exec/cpu/mpi_comms.hpp"
+#include "exec/cpu/stream_engine.hpp"
 
 namespace moesys::exec::cpu {
+
+/// An operation as the CPU runtime issues it: what its span says, and the body its stream's worker runs.
+struct OpSpec {
+  core::SpanKind kind = core::SpanKind::compute;
+  std::string name;
+  std::uint64_t bytes = 0;
+  double flop = 0;
+  std::function<void()> body;
+};
 
 struct CpuOptions {
   /// Longest wait for one collective or message (MOESYS_EXEC_TIMEOUT_S overrides the default of 300 s).
@@ -66,8 +82,11 @@ public:
 
   void begin_phase(std::string_view name) override;
   void end_phase() override;
-  const std::vector<core::Span>& spans() const override { return spans_; }
-  void clear_spans() { spans_.clear(); }
+  /// One span per operation, in issue order, and the phases. As on the CUDA runtime, an operation's span exists
+  /// from its issue; its start and end are those of its run on its stream's worker once it has completed (before,
+  /// both are its issue time). Host thread only.
+  const std::vector<core::Span>& spans() const override;
+  void clear_spans();
 
 private:
   struct Allocation {
@@ -75,22 +94,26 @@ private:
     int fd = -1;  // SSD tier
     std::string path, tag;
   };
-  struct Pending {
-    MPI_Request request = MPI_REQUEST_NULL;
-    core::StreamId stream = 0;
-    std::string what;
-    std::size_t span = 0;  // index of its span, whose end is set on completion
+  /// A collective as its worker runs it: the communicators of its (group, stream) and what errors call it.
+  struct CollectiveCall {
+    GroupComms* comms = nullptr;
+    int opcode = 0;
+    std::int64_t sequence = 0;
+    std::uint64_t bytes = 0;
+    std::string label;
   };
-  template <typename Body>
-  core::Event run(core::StreamId stream, core::SpanKind kind, std::string name, std::uint64_t bytes, double flop,
-                  Body&& body);
-  void complete(std::uint64_t event);
-  void drain_stream(core::StreamId stream);
-  GroupComms& collective_start(const core::Group& group, int opcode, std::uint64_t bytes, const char* what,
-                               std::string& label);
+  core::Event issue(core::StreamId stream, OpSpec op);
+  void resolve_spans() const;
+  CollectiveCall collective_call(core::StreamId stream, const core::Group& group, int opcode, std::uint64_t bytes,
+                                 const char* what);
+  void check_signature(const CollectiveCall& call) const;
+  core::Event point_to_point(core::StreamId stream, bool sending, int peer, const core::Buffer& buffer,
+                             std::uint64_t bytes, int tag);
   void hierarchical_all_to_all(GroupComms& c, const core::Buffer& send, const std::vector<std::uint64_t>& send_bytes,
                                const core::Buffer& recv, const std::vector<std::uint64_t>& recv_bytes,
-                               const std::string& label);
+                               const std::string& label) const;
+  static void release(Allocation& a);
+  void release_deferred(bool all);
 
   core::ClusterSpec spec_;
   CpuOptions options_;
@@ -98,12 +121,17 @@ private:
   core::MemoryLedger ledger_;
   std::unique_ptr<Communicators> comms_;
   std::chrono::steady_clock::time_point t0_;
+  std::unique_ptr<StreamEngine> engine_;  // after comms_: its workers stop before the communicators go
   std::map<std::uint64_t, Allocation> allocations_;
-  std::map<std::uint64_t, Pending> pending_;
-  std::map<std::string, std::uint64_t> sequence_;  // collectives issued per group
-  std::vector<core::Span> spans_;
+  std::vector<std::pair<std::uint64_t, Allocation>> deferred_;  // freed, released when the engine passes the mark
+  std::map<std::pair<std::string, core::StreamId>, std::int64_t> sequence_;  // collectives per (group, stream)
+  std::map<std::tuple<bool, int, int>, std::int64_t> messages_;  // (sending, peer, tag) -> messages issued
+  int tag_bits_ = 0;  // MPI tag bits for the message sequence number, beside the program's 15-bit tag
+  mutable std::vector<core::Span> spans_;
+  mutable std::map<std::uint64_t, std::size_t> unresolved_;  // event -> its span, until the event's timing arrives
+  mutable std::vector<OpTiming> timings_;                    // scratch of resolve_spans
   std::vector<std::pair<std::string, double>> open_phases_;
-  std::uint64_t next_event_ = 1, next_buffer_ = 1;
+  std::uint64_t next_buffer_ = 1;
 };
 
 }  // namespace moesys::exec::cpu

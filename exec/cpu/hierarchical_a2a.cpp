@@ -11,7 +11,7 @@ namespace moesys::exec::cpu {
 
 void CpuRuntime::hierarchical_all_to_all(GroupComms& c, const core::Buffer& send,
                                          const std::vector<std::uint64_t>& send_bytes, const core::Buffer& recv,
-                                         const std::vector<std::uint64_t>& recv_bytes, const std::string& label) {
+                                         const std::vector<std::uint64_t>& recv_bytes, const std::string& label) const {
   const int N = c.nodes, P = c.per_node;
   const auto Zs = [](int v) { return static_cast<std::size_t>(v); };
   std::vector<std::uint64_t> send_off(send_bytes.size(), 0);

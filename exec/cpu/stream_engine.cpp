@@ -1,0 +1,132 @@
+#include "exec/cpu/stream_engine.hpp"
+
+#include <algorithm>
+
+namespace moesys::exec::cpu {
+
+StreamEngine::StreamEngine(std::chrono::steady_clock::time_point origin) : origin_(origin) {}
+
+StreamEngine::~StreamEngine() {
+  quiesce();
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    for (auto& [id, s] : streams_) s->work.notify_all();
+  }
+  for (auto& [id, s] : streams_)
+    if (s->worker.joinable()) s->worker.join();
+}
+
+double StreamEngine::now_s() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - origin_).count();
+}
+
+StreamEngine::Stream& StreamEngine::stream_locked(core::StreamId id) {
+  auto& slot = streams_[id];
+  if (!slot) slot = std::make_unique<Stream>();
+  return *slot;
+}
+
+core::Event StreamEngine::submit(core::StreamId stream, std::function<void()> body) {
+  std::lock_guard lock(mutex_);
+  rethrow_locked();
+  Stream& s = stream_locked(stream);
+  // The worker starts with the stream's first operation, so that streams only waited on cost no thread.
+  if (!s.worker.joinable()) s.worker = std::thread([this, &s] { worker_loop(s); });
+  Queued q;
+  q.event = next_event_++;
+  q.deps = std::move(s.next_deps);
+  s.next_deps.clear();
+  q.body = std::move(body);
+  pending_.insert(q.event);
+  s.queue.push_back(std::move(q));
+  s.work.notify_one();
+  return core::Event{next_event_ - 1};
+}
+
+void StreamEngine::stream_wait(core::StreamId stream, core::Event event) {
+  std::lock_guard lock(mutex_);
+  rethrow_locked();
+  if (pending_.count(event.id)) stream_locked(stream).next_deps.push_back(event.id);
+}
+
+void StreamEngine::wait(core::Event event) {
+  std::unique_lock lock(mutex_);
+  done_.wait(lock, [&] { return error_ || !pending_.count(event.id); });
+  rethrow_locked();
+}
+
+void StreamEngine::synchronize() {
+  std::unique_lock lock(mutex_);
+  done_.wait(lock, [&] { return error_ || pending_.empty(); });
+  rethrow_locked();
+}
+
+void StreamEngine::quiesce() {
+  std::unique_lock lock(mutex_);
+  done_.wait(lock, [&] { return pending_.empty(); });
+}
+
+void StreamEngine::check() {
+  std::lock_guard lock(mutex_);
+  rethrow_locked();
+}
+
+std::uint64_t StreamEngine::issued_mark() const {
+  std::lock_guard lock(mutex_);
+  return next_event_;
+}
+
+std::uint64_t StreamEngine::completed_below() const {
+  std::lock_guard lock(mutex_);
+  return pending_.empty() ? next_event_ : *pending_.begin();
+}
+
+void StreamEngine::take_timings(std::vector<OpTiming>& out) {
+  std::lock_guard lock(mutex_);
+  out.insert(out.end(), std::make_move_iterator(finished_.begin()), std::make_move_iterator(finished_.end()));
+  finished_.clear();
+}
+
+void StreamEngine::rethrow_locked() {
+  if (!error_) return;
+  // What was queued before the host learnt of the failure may depend on the failed operation: skip it.
+  for (auto& [id, s] : streams_)
+    for (auto& q : s->queue) q.cancelled = true;
+  std::exception_ptr e = std::move(error_);
+  error_ = nullptr;
+  std::rethrow_exception(e);
+}
+
+void StreamEngine::worker_loop(Stream& s) {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    s.work.wait(lock, [&] { return stopping_ || !s.queue.empty(); });
+    if (s.queue.empty()) return;
+    Queued q = std::move(s.queue.front());
+    s.queue.pop_front();
+    done_.wait(lock, [&] {
+      return std::none_of(q.deps.begin(), q.deps.end(), [&](std::uint64_t d) { return pending_.count(d) > 0; });
+    });
+    const bool run = !q.cancelled && !error_;
+    lock.unlock();
+    std::exception_ptr failure;
+    const double start = now_s();
+    if (run) {
+      try {
+        q.body();
+      } catch (...) {
+        failure = std::current_exception();
+      }
+    }
+    const double end = run ? now_s() : start;
+    q.body = nullptr;  // release what the body holds before the host can see the event complete
+    lock.lock();
+    if (failure && !error_) error_ = failure;
+    finished_.push_back({q.event, start, end});
+    pending_.erase(q.event);
+    done_.notify_all();
+  }
+}
+
+}  // namespace moesys::exec::cpu
