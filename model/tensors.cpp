@@ -19,6 +19,8 @@ void upload(core::Runtime& rt, const core::Buffer& dst, const void* src, std::ui
     std::memcpy(dst.data, src, bytes);
     return;
   }
+  // The copy runs on the H2D stream: work already issued that still reads `dst` must finish first.
+  rt.synchronize();
   core::Buffer staging = rt.alloc(core::Tier::dram, bytes, "staging");
   if (staging.data) std::memcpy(staging.data, src, bytes);
   rt.wait(rt.copy(core::streams::kH2D, dst, staging, bytes));

@@ -13,7 +13,7 @@ const char* nccl_error_text(ncclComm_t comm, ncclResult_t r) {
 }
 
 NcclComms::NcclComms(const core::ClusterSpec& spec, int rank, int world, double timeout_s)
-    : rank_(rank), timeout_s_(timeout_s), mpi_(spec, rank) {
+    : rank_(rank), timeout_s_(timeout_s), mpi_(spec, rank, timeout_s) {
   Entry& e = get(core::Group::world(world));
   world_ = e.comm;
 }
@@ -80,7 +80,7 @@ NcclComms::Entry& NcclComms::get(const core::Group& group) {
   auto it = entries_.find(group.key());
   if (it != entries_.end()) return it->second;
   Entry e;
-  e.mpi = &mpi_.get(group);
+  e.mpi = &mpi_.get(group, core::streams::kComm);  // the MPI side only bootstraps NCCL: one per group
   e.comm = create(e.mpi->comm, "communicator of group [" + group.key() + "] on rank " + std::to_string(rank_));
   return entries_.emplace(group.key(), e).first->second;
 }

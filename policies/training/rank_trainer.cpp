@@ -166,6 +166,8 @@ core::Event RankTrainer::upload_ints(const core::Buffer& dst, const std::vector<
   rt_.wait(last_upload_);
   const core::Buffer stage = st_.staging.slice(0, bytes);
   if (stage.data) std::memcpy(stage.data, values.data(), std::min<std::uint64_t>(bytes, values.size() * 4));
+  // Kernels already issued may still read the old contents (the previous batch's ids, a layer's tables).
+  rt_.stream_wait(core::streams::kH2D, last_compute_);
   return last_upload_ = rt_.copy(core::streams::kH2D, dst.slice(0, bytes), stage, bytes);
 }
 
