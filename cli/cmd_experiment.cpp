@@ -4,17 +4,14 @@
 
 #include "cli/args.hpp"
 #include "cli/command.hpp"
-#include "cli/experiment_kinds.hpp"
+#include "studies/experiment_kinds.hpp"
 #include "core/error.hpp"
 
 namespace moesys::cli {
-
-std::map<std::string, ExperimentRunner>& experiment_kinds() {
-  static std::map<std::string, ExperimentRunner> kinds;
-  return kinds;
-}
-
 namespace {
+
+using studies::experiment_kinds;
+using studies::ExperimentOptions;
 
 int run_experiment(int argc, char** argv) {
   Args args(argc, argv, 1, {"--results"}, {"--no-plots", "--quiet", "--help"});

@@ -6,11 +6,12 @@
 
 #include "cli/cluster_options.hpp"
 #include "cli/command.hpp"
-#include "cli/inference_study.hpp"
+#include "studies/inference_study.hpp"
 #include "core/error.hpp"
 #include "core/units.hpp"
 
 namespace moesys::cli {
+using namespace moesys::studies;  // study drivers and real-run launchers
 namespace {
 
 namespace inf = policies::inference;

@@ -7,12 +7,13 @@
 #include "cli/args.hpp"
 #include "cli/cluster_options.hpp"
 #include "cli/command.hpp"
-#include "cli/real_training.hpp"
+#include "studies/real_training.hpp"
 #include "core/error.hpp"
 #include "sim/training_simulator.hpp"
 #include "policies/training/training_run.hpp"
 
 namespace moesys::cli {
+using namespace moesys::studies;  // study drivers and real-run launchers
 namespace {
 
 namespace tr = policies::training;

@@ -8,7 +8,7 @@
 #include "cli/args.hpp"
 #include "cli/command.hpp"
 #include "cli/validate_policies.hpp"
-#include "cli/worker_launch.hpp"
+#include "studies/worker_launch.hpp"
 #include "core/error.hpp"
 
 #ifdef MOESYS_HAVE_EXEC
@@ -24,6 +24,7 @@
 #endif
 
 namespace moesys::cli {
+using namespace moesys::studies;  // study drivers and real-run launchers
 namespace {
 
 #ifdef MOESYS_HAVE_EXEC

@@ -13,7 +13,7 @@
 #include <fstream>
 #include <map>
 
-#include "cli/real_training.hpp"
+#include "studies/real_training.hpp"
 #include "core/calibration.hpp"
 #include "core/error.hpp"
 #include "sim/training_simulator.hpp"
@@ -21,6 +21,7 @@
 #include "sim/isolated_run.hpp"
 
 namespace moesys::cli {
+using namespace moesys::studies;  // study drivers and real-run launchers
 
 namespace tr = policies::training;
 using nlohmann::json;

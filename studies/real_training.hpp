@@ -7,7 +7,7 @@
 
 #include "policies/training/training_run.hpp"
 
-namespace moesys::cli {
+namespace moesys::studies {
 
 /// A GPT-MoE small enough for CPU ranks: 2 layers of width 256, 2 experts per rank, fp32.
 nlohmann::json small_cpu_model(int ranks);
@@ -24,4 +24,4 @@ RealTrainingRun run_training_on_cpu(const nlohmann::json& config, int ranks, boo
 /// The same on GPUs (one rank per GPU, NCCL), through moesys-cuda-worker.
 RealTrainingRun run_training_on_gpus(const nlohmann::json& config, int ranks);
 
-}  // namespace moesys::cli
+}  // namespace moesys::studies

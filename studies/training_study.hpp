@@ -13,9 +13,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "cli/experiment_kinds.hpp"
+#include "studies/experiment_kinds.hpp"
 
-namespace moesys::cli {
+namespace moesys::studies {
 
 namespace training_cli {
 
@@ -26,4 +26,4 @@ void write_file_atomically(const std::string& path, const std::string& text);
 
 }  // namespace training_cli
 
-}  // namespace moesys::cli
+}  // namespace moesys::studies

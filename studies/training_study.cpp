@@ -1,5 +1,5 @@
 // The "training" study runner and the report formatting shared with `moesys train`.
-#include "cli/training_study.hpp"
+#include "studies/training_study.hpp"
 
 #include <unistd.h>
 
@@ -16,7 +16,7 @@
 #include "policies/training/training_run.hpp"
 #include "sim/isolated_run.hpp"
 
-namespace moesys::cli::training_cli {
+namespace moesys::studies::training_cli {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -357,4 +357,4 @@ namespace {
 const ExperimentKindRegistrar kRegistrar("training", run_training_study);
 }  // namespace
 
-}  // namespace moesys::cli::training_cli
+}  // namespace moesys::studies::training_cli

@@ -1,13 +1,13 @@
-#include "cli/real_training.hpp"
+#include "studies/real_training.hpp"
 
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 
-#include "cli/worker_launch.hpp"
+#include "studies/worker_launch.hpp"
 #include "core/error.hpp"
 
-namespace moesys::cli {
+namespace moesys::studies {
 
 namespace tr = policies::training;
 using nlohmann::json;
@@ -68,4 +68,4 @@ RealTrainingRun run_training_on_gpus(const json& config, int ranks) {
   return run_worker(config, ranks, "train", "moesys-cuda-worker", "cuda");
 }
 
-}  // namespace moesys::cli
+}  // namespace moesys::studies

@@ -1,4 +1,4 @@
-#include "cli/worker_launch.hpp"
+#include "studies/worker_launch.hpp"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,7 +9,7 @@
 
 #include "core/error.hpp"
 
-namespace moesys::cli {
+namespace moesys::studies {
 
 void run_exec_worker(int ranks, const std::vector<std::string>& args, const std::string& name) {
   const auto self = std::filesystem::read_symlink("/proc/self/exe");
@@ -46,4 +46,4 @@ std::string worker_temp_path(const std::string& stem) {
   return (std::filesystem::temp_directory_path() / (stem + "-" + std::to_string(::getpid()) + ".json")).string();
 }
 
-}  // namespace moesys::cli
+}  // namespace moesys::studies

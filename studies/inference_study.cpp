@@ -11,7 +11,7 @@
 // Run keys: preset, policy, model, ring_slots, host_memory, gpus, batch, prompt_tokens, output_tokens,
 // all_to_all, workload, cluster. Every run is validated and its memory plan checked before the first simulation,
 // so bad input exits 2 before anything is written.
-#include "cli/inference_study.hpp"
+#include "studies/inference_study.hpp"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,12 +24,12 @@
 #include <optional>
 #include <set>
 
-#include "cli/experiment_kinds.hpp"
+#include "studies/experiment_kinds.hpp"
 #include "core/error.hpp"
 #include "sim/isolated_run.hpp"
 #include "sim/simulation.hpp"
 
-namespace moesys::cli {
+namespace moesys::studies {
 
 namespace inf = policies::inference;
 namespace fs = std::filesystem;
@@ -405,4 +405,4 @@ int run_inference_study(const json& j, const std::string& file, const Experiment
 const ExperimentKindRegistrar kRegistrar("inference", run_inference_study);
 
 }  // namespace
-}  // namespace moesys::cli
+}  // namespace moesys::studies

@@ -1,13 +1,13 @@
 #pragma once
 // `moesys experiment FILE` reads a study {"kind": "<kind>", ...} and hands it to the runner registered for
-// that kind (training studies, inference studies, ...). Each runner lives beside its subcommand in cli/.
+// that kind (training studies, inference studies, ...). The runners live in studies/; cli/ parses and prints.
 #include <functional>
 #include <map>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
-namespace moesys::cli {
+namespace moesys::studies {
 
 struct ExperimentOptions {
   std::string results_dir = "results";  // the runner writes results/<experiment name>/...
@@ -24,4 +24,4 @@ struct ExperimentKindRegistrar {
   ExperimentKindRegistrar(const std::string& kind, ExperimentRunner run) { experiment_kinds()[kind] = std::move(run); }
 };
 
-}  // namespace moesys::cli
+}  // namespace moesys::studies

@@ -8,7 +8,7 @@
 #include "core/cluster.hpp"
 #include "policies/inference/metrics.hpp"
 
-namespace moesys::cli {
+namespace moesys::studies {
 
 /// Host-to-device bandwidth of one GPU: its PCIe link at the calibrated efficiency for pinned copies.
 double host_device_bytes_per_s(const core::ClusterSpec& spec, const core::Calibration& cal);
@@ -19,4 +19,4 @@ policies::inference::InferenceMetrics simulate_inference(const policies::inferen
                                                          const core::ClusterSpec& spec, const core::Calibration& cal,
                                                          const std::string& trace_path = "");
 
-}  // namespace moesys::cli
+}  // namespace moesys::studies

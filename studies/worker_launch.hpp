@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-namespace moesys::cli {
+namespace moesys::studies {
 
 /// Runs the worker with `args`; throws core::RuntimeFailure when it cannot start or exits with an error.
 /// `worker` names the program beside this executable (moesys-exec-worker: CPU ranks; moesys-cuda-worker: GPUs).
@@ -13,4 +13,4 @@ void run_exec_worker(int ranks, const std::vector<std::string>& args,
 /// A fresh path in the temporary directory for the worker's files (this process's id in the name).
 std::string worker_temp_path(const std::string& stem);
 
-}  // namespace moesys::cli
+}  // namespace moesys::studies
