@@ -5,6 +5,7 @@
 
 #include "core/error.hpp"
 #include "sim/compute_model.hpp"
+#include "sim/profile.hpp"
 
 namespace moesys::sim {
 
@@ -19,6 +20,7 @@ SimRuntime::SimRuntime(SimWorld& world, int rank, int world_size)
 double SimRuntime::now_s() const { return sg4::Engine::get_clock(); }
 
 core::Buffer SimRuntime::alloc(core::Tier tier, std::uint64_t bytes, const std::string& tag) {
+  profile::Scope in(profile::Phase::bookkeeping);
   ledger_.allocate(tier, bytes, tag);
   core::Buffer b{next_buffer_++, tier, bytes, nullptr};
   buffer_tags_[b.id] = tag;
@@ -27,6 +29,7 @@ core::Buffer SimRuntime::alloc(core::Tier tier, std::uint64_t bytes, const std::
 
 void SimRuntime::free(core::Buffer& buffer) {
   if (!buffer) return;
+  profile::Scope in(profile::Phase::bookkeeping);
   auto it = buffer_tags_.find(buffer.id);
   if (it == buffer_tags_.end()) throw std::invalid_argument("free of a buffer this rank did not allocate");
   ledger_.release(buffer.tier, buffer.bytes, it->second);
@@ -39,7 +42,11 @@ core::Event SimRuntime::enqueue(core::StreamId stream, Op op) {
   if (!s.cv) {  // first operation on this stream: start its actor
     s.cv = sg4::ConditionVariable::create();
     std::string name = "rank" + std::to_string(rank_) + "/" + core::stream_name(stream);
-    sg4::Actor::create(name, world_.platform().gpu(rank_), [this, stream] { stream_loop(stream); })->daemonize();
+    profile::InSimgrid in;
+    sg4::Actor::create(name, world_.platform().gpu(rank_), [this, stream] {
+      profile::Scope own(profile::Phase::program);
+      stream_loop(stream);
+    })->daemonize();
   }
   const std::uint64_t event = next_event_++;
   op.event = event;
@@ -49,6 +56,8 @@ core::Event SimRuntime::enqueue(core::StreamId stream, Op op) {
   s.queue.push_back(std::move(op));
   // notify_one is a SimGrid simcall: the stream actor may run, pop and destroy the operation before this
   // actor resumes, so nothing in the queue may be read after it.
+  profile::count_operation();
+  profile::InSimgrid in;
   s.cv->notify_one();
   return core::Event{event};
 }
@@ -57,13 +66,26 @@ void SimRuntime::stream_loop(core::StreamId stream) {
   Stream& s = streams_.at(stream);
   auto mutex = world_.mutex();
   for (;;) {
-    std::unique_lock lock(*mutex);
-    while (s.queue.empty()) s.cv->wait(lock);
+    std::unique_lock lock(*mutex, std::defer_lock);
+    {
+      profile::InSimgrid in;
+      lock.lock();
+    }
+    while (s.queue.empty()) {
+      profile::InSimgrid in;
+      s.cv->wait(lock);
+    }
     Op op = std::move(s.queue.front());
     s.queue.pop_front();
     for (auto dep : op.deps)
-      while (pending_.count(dep)) done_cv_->wait(lock);
-    lock.unlock();
+      while (pending_.count(dep)) {
+        profile::InSimgrid in;
+        done_cv_->wait(lock);
+      }
+    {
+      profile::InSimgrid in;
+      lock.unlock();
+    }
     const double start = sg4::Engine::get_clock();
     try {
       op.body();
@@ -72,11 +94,16 @@ void SimRuntime::stream_loop(core::StreamId stream) {
       sg4::Actor::kill_all();
       return;
     }
-    spans_.push_back({rank_, core::stream_name(stream), op.kind, op.name, start, sg4::Engine::get_clock(), op.bytes,
-                      op.flop});
+    {
+      profile::Scope in(profile::Phase::bookkeeping);
+      spans_.push_back({rank_, core::stream_name(stream), op.kind, op.name, start, sg4::Engine::get_clock(), op.bytes,
+                        op.flop});
+    }
+    profile::InSimgrid in;
     lock.lock();
     pending_.erase(op.event);
     done_cv_->notify_all();
+    lock.unlock();
   }
 }
 
@@ -88,7 +115,10 @@ core::Event SimRuntime::compute(core::StreamId stream, const core::Kernel& kerne
   op.flop = cost.flop;
   op.bytes = static_cast<std::uint64_t>(cost.bytes);
   // Kernels are work on the GPU host (speed 1e9 per second), so concurrent kernels share the GPU.
-  op.body = [seconds = cost.seconds] { sg4::this_actor::execute(seconds * 1e9); };
+  op.body = [seconds = cost.seconds] {
+    profile::InSimgrid in;
+    sg4::this_actor::execute(seconds * 1e9);
+  };
   return enqueue(stream, std::move(op));
 }
 
@@ -110,11 +140,17 @@ core::Event SimRuntime::copy(core::StreamId stream, const core::Buffer& dst, con
       return [&p, &flows, node, b] { flows.copy(p.cpu(node), p.ssd(node), b); };
     if (from == to && from == Tier::hbm) {
       const double s = 2 * b / (world_.spec().node.gpu.hbm_bytes_per_s * world_.calibration().hbm_efficiency);
-      return [s] { sg4::this_actor::execute(s * 1e9); };
+      return [s] {
+        profile::InSimgrid in;
+        sg4::this_actor::execute(s * 1e9);
+      };
     }
     if (from == to && from == Tier::dram) {
       const double s = 2 * b / world_.spec().node.host_memory.bytes_per_s;
-      return [s] { sg4::this_actor::sleep_for(s); };
+      return [s] {
+        profile::InSimgrid in;
+        sg4::this_actor::sleep_for(s);
+      };
     }
     return nullptr;
   };
@@ -217,6 +253,7 @@ core::Event SimRuntime::recv(core::StreamId stream, int peer, const core::Buffer
 }
 
 void SimRuntime::wait(core::Event event) {
+  profile::InSimgrid in;
   std::unique_lock lock(*world_.mutex());
   while (pending_.count(event.id)) done_cv_->wait(lock);
 }
@@ -227,14 +264,19 @@ void SimRuntime::stream_wait(core::StreamId stream, core::Event event) {
 }
 
 void SimRuntime::synchronize() {
+  profile::InSimgrid in;
   std::unique_lock lock(*world_.mutex());
   while (!pending_.empty()) done_cv_->wait(lock);
 }
 
-void SimRuntime::begin_phase(std::string_view name) { open_phases_.emplace_back(std::string(name), now_s()); }
+void SimRuntime::begin_phase(std::string_view name) {
+  profile::Scope in(profile::Phase::bookkeeping);
+  open_phases_.emplace_back(std::string(name), now_s());
+}
 
 void SimRuntime::end_phase() {
   if (open_phases_.empty()) return;
+  profile::Scope in(profile::Phase::bookkeeping);
   auto [name, start] = open_phases_.back();
   open_phases_.pop_back();
   spans_.push_back({rank_, "host", core::SpanKind::phase, name, start, now_s(), 0, 0});

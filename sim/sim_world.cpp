@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "core/error.hpp"
+#include "sim/profile.hpp"
 
 namespace moesys::sim {
 
@@ -22,7 +23,11 @@ std::string signature_of(const CollectiveCall& call, core::CollectiveAlgo algo) 
 
 void SimWorld::join(const std::string& key, const CollectiveCall& call, core::CollectiveAlgo algo, int member_index,
                     std::vector<double> row) {
-  std::unique_lock lock(*mutex_);
+  std::unique_lock lock(*mutex_, std::defer_lock);
+  {
+    profile::InSimgrid in;
+    lock.lock();
+  }
   auto& slot = rendezvous_[key];
   const std::string sig = signature_of(call, algo);
   if (!slot) {
@@ -39,15 +44,28 @@ void SimWorld::join(const std::string& key, const CollectiveCall& call, core::Co
   if (r->call.op == CollectiveOp::all_to_all) r->call.matrix[static_cast<std::size_t>(member_index)] = std::move(row);
   ++r->arrived;
   if (r->arrived == static_cast<int>(r->call.members.size())) {
-    lock.unlock();
-    execute_plan(plan_collective(spec(), r->call, r->algo), *flows_, cal_.step_latency_s);
+    {
+      profile::InSimgrid in;
+      lock.unlock();
+    }
+    profile::count_collective(false);
+    CollectivePlan plan;
+    {
+      profile::Scope in(profile::Phase::planning);
+      plan = plan_collective(spec(), r->call, r->algo);
+    }
+    execute_plan(plan, *flows_, cal_.step_latency_s);
+    profile::InSimgrid in;
     lock.lock();
     r->done = true;
     r->cv->notify_all();
   } else {
+    profile::InSimgrid in;
     while (!r->done) r->cv->wait(lock);
   }
   if (++r->departed == static_cast<int>(r->call.members.size())) rendezvous_.erase(key);
+  profile::InSimgrid in;
+  lock.unlock();
 }
 
 void SimWorld::record_failure(std::exception_ptr e) {

@@ -6,6 +6,7 @@
 #include <xbt/log.h>
 
 #include "core/error.hpp"
+#include "sim/profile.hpp"
 #include "sim/sim_runtime.hpp"
 
 namespace moesys::sim {
@@ -31,6 +32,7 @@ SimResult simulate(const core::ClusterSpec& spec, int ranks, const RankProgram& 
     runtimes.push_back(std::make_unique<SimRuntime>(world, r, ranks));
     SimRuntime* rt = runtimes.back().get();
     sg::sg4::Actor::create("rank" + std::to_string(r), world.platform().gpu(r), [&, rt, r] {
+      profile::Scope own(profile::Phase::program);
       try {
         program(*rt);
         rt->synchronize();
@@ -42,7 +44,10 @@ SimResult simulate(const core::ClusterSpec& spec, int ranks, const RankProgram& 
       }
     });
   }
-  engine.run();
+  {
+    profile::InSimgrid in;
+    engine.run();
+  }
 
   if (world.failure()) std::rethrow_exception(world.failure());
   for (int r = 0; r < ranks; ++r) {
@@ -53,6 +58,7 @@ SimResult simulate(const core::ClusterSpec& spec, int ranks, const RankProgram& 
                                  (waiting.empty() ? "nothing (a wait on an event that never completes)" : waiting));
     }
   }
+  profile::Scope reporting(profile::Phase::bookkeeping);
   for (int r = 0; r < ranks; ++r) {
     auto& rep = result.ranks[static_cast<std::size_t>(r)];
     rep.spans = runtimes[static_cast<std::size_t>(r)]->spans();
