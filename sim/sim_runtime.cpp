@@ -1,7 +1,9 @@
 #include "sim/sim_runtime.hpp"
 
-#include <mutex>
+#include <algorithm>
 #include <stdexcept>
+
+#include <simgrid/Exception.hpp>
 
 #include "core/error.hpp"
 #include "sim/compute_model.hpp"
@@ -37,58 +39,90 @@ void SimRuntime::free(core::Buffer& buffer) {
   buffer = core::Buffer{};
 }
 
-core::Event SimRuntime::enqueue(core::StreamId stream, Op op) {
-  Stream& s = streams_[stream];
-  if (!s.cv) {  // first operation on this stream: start its actor
-    s.cv = sg4::ConditionVariable::create();
-    std::string name = "rank" + std::to_string(rank_) + "/" + core::stream_name(stream);
+SimRuntime::Stream& SimRuntime::stream(core::StreamId id, bool start_actor) {
+  auto [it, created] = streams_.try_emplace(id);
+  Stream& s = it->second;
+  if (created) {
+    if (by_index_.size() > 0xfffe) throw std::invalid_argument("too many streams on one rank");
+    s.id = id;
+    s.index = static_cast<std::uint16_t>(by_index_.size());
+    by_index_.push_back(&s);
+  }
+  if (start_actor && !s.started) {  // first operation on this stream
+    s.started = true;
+    std::string name = "rank" + std::to_string(rank_) + "/" + core::stream_name(id);
     profile::InSimgrid in;
-    sg4::Actor::create(name, world_.platform().gpu(rank_), [this, stream] {
+    sg4::Actor::create(name, world_.platform().gpu(rank_), [this, &s] {
       profile::Scope own(profile::Phase::program);
-      stream_loop(stream);
+      stream_loop(s);
     })->daemonize();
   }
+  return s;
+}
+
+core::Event SimRuntime::enqueue(core::StreamId stream_id, Op op) {
+  Stream& s = stream(stream_id, true);
   const std::uint64_t event = next_event_++;
+  event_stream_.push_back(s.index);
   op.event = event;
   op.deps = std::move(s.next_deps);
   s.next_deps.clear();
-  pending_.insert(event);
+  s.last_issued = event;
   s.queue.push_back(std::move(op));
-  // notify_one is a SimGrid simcall: the stream actor may run, pop and destroy the operation before this
-  // actor resumes, so nothing in the queue may be read after it.
   profile::count_operation();
-  profile::InSimgrid in;
-  s.cv->notify_one();
+  if (s.worker_idle) {
+    s.worker_idle = false;
+    // release() is a SimGrid simcall: the stream actor may run, pop and destroy the operation before this actor
+    // resumes, so nothing in the queue may be read after it.
+    profile::InSimgrid in;
+    s.worker.wake->release();
+  }
   return core::Event{event};
 }
 
-void SimRuntime::stream_loop(core::StreamId stream) {
-  Stream& s = streams_.at(stream);
-  auto mutex = world_.mutex();
+bool SimRuntime::done(std::uint64_t event) const {
+  if (event == 0 || event >= next_event_) return true;  // "already complete", or not an event of this rank
+  return by_index_[event_stream_[event - 1]]->last_done >= event;
+}
+
+void SimRuntime::wait_for(std::uint64_t event, Waiter& self) {
+  while (!done(event)) {
+    self.until = event;
+    by_index_[event_stream_[event - 1]]->waiters.push_back(&self);
+    profile::count_block();
+    profile::InSimgrid in;
+    self.wake->acquire();
+  }
+}
+
+void SimRuntime::complete(Stream& s, std::uint64_t event) {
+  s.last_done = event;
+  if (s.waiters.empty()) return;
+  // Take the waiters out before waking any: each release() lets other actors run, and they may register anew.
+  std::vector<Waiter*> ready;
+  auto keep = std::partition(s.waiters.begin(), s.waiters.end(), [event](const Waiter* w) { return w->until > event; });
+  ready.assign(keep, s.waiters.end());
+  s.waiters.erase(keep, s.waiters.end());
+  profile::InSimgrid in;
+  for (Waiter* w : ready) w->wake->release();
+}
+
+void SimRuntime::stream_loop(Stream& s) {
   for (;;) {
-    std::unique_lock lock(*mutex, std::defer_lock);
-    {
-      profile::InSimgrid in;
-      lock.lock();
-    }
     while (s.queue.empty()) {
+      s.worker_idle = true;
+      profile::count_block();
       profile::InSimgrid in;
-      s.cv->wait(lock);
+      s.worker.wake->acquire();
     }
     Op op = std::move(s.queue.front());
     s.queue.pop_front();
-    for (auto dep : op.deps)
-      while (pending_.count(dep)) {
-        profile::InSimgrid in;
-        done_cv_->wait(lock);
-      }
-    {
-      profile::InSimgrid in;
-      lock.unlock();
-    }
+    for (auto dep : op.deps) wait_for(dep, s.worker);
     const double start = sg4::Engine::get_clock();
     try {
       op.body();
+    } catch (const simgrid::ForcefulKillException&) {
+      throw;  // the actor is being ended (deadlock or the end of the run): not a failure of the operation
     } catch (...) {
       world_.record_failure(std::current_exception());
       sg4::Actor::kill_all();
@@ -96,14 +130,10 @@ void SimRuntime::stream_loop(core::StreamId stream) {
     }
     {
       profile::Scope in(profile::Phase::bookkeeping);
-      spans_.push_back({rank_, core::stream_name(stream), op.kind, op.name, start, sg4::Engine::get_clock(), op.bytes,
+      spans_.push_back({rank_, core::stream_name(s.id), op.kind, op.name, start, sg4::Engine::get_clock(), op.bytes,
                         op.flop});
     }
-    profile::InSimgrid in;
-    lock.lock();
-    pending_.erase(op.event);
-    done_cv_->notify_all();
-    lock.unlock();
+    complete(s, op.event);
   }
 }
 
@@ -252,21 +282,15 @@ core::Event SimRuntime::recv(core::StreamId stream, int peer, const core::Buffer
   return point_to_point(stream, peer, rank_, bytes, tag, false);
 }
 
-void SimRuntime::wait(core::Event event) {
-  profile::InSimgrid in;
-  std::unique_lock lock(*world_.mutex());
-  while (pending_.count(event.id)) done_cv_->wait(lock);
-}
+void SimRuntime::wait(core::Event event) { wait_for(event.id, host_); }
 
-void SimRuntime::stream_wait(core::StreamId stream, core::Event event) {
+void SimRuntime::stream_wait(core::StreamId stream_id, core::Event event) {
   if (event.id == 0) return;
-  streams_[stream].next_deps.push_back(event.id);
+  stream(stream_id, false).next_deps.push_back(event.id);
 }
 
 void SimRuntime::synchronize() {
-  profile::InSimgrid in;
-  std::unique_lock lock(*world_.mutex());
-  while (!pending_.empty()) done_cv_->wait(lock);
+  for (Stream* s : by_index_) wait_for(s->last_issued, host_);
 }
 
 void SimRuntime::begin_phase(std::string_view name) {

@@ -3,6 +3,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include <simgrid/Exception.hpp>
 #include <xbt/log.h>
 
 #include "core/error.hpp"
@@ -38,6 +39,8 @@ SimResult simulate(const core::ClusterSpec& spec, int ranks, const RankProgram& 
         rt->synchronize();
         finished[static_cast<std::size_t>(r)] = true;
         result.ranks[static_cast<std::size_t>(r)].finish_s = rt->now_s();
+      } catch (const simgrid::ForcefulKillException&) {
+        throw;  // SimGrid ends an actor left blocked by a deadlock this way; the deadlock report follows the run
       } catch (...) {
         world.record_failure(std::current_exception());
         sg::sg4::Actor::kill_all();
