@@ -201,27 +201,30 @@ core::Event SimRuntime::copy(core::StreamId stream, const core::Buffer& dst, con
   return enqueue(stream, std::move(op));
 }
 
-void SimRuntime::check_member(const core::Group& group, const char* what) const {
-  if (group.index_of(rank_) < 0)
+SimRuntime::GroupRef SimRuntime::group_ref(const core::Group& group, const char* what) {
+  // A rank uses a handful of groups; comparing keys (size first) is cheaper than hashing them.
+  for (const GroupRef& g : groups_)
+    if (g.key == group.key()) return g;
+  const int index = group.index_of(rank_);
+  if (index < 0)
     throw std::invalid_argument(std::string(what) + ": rank " + std::to_string(rank_) + " is not in the group");
+  if (groups_.size() >= kGroupCacheSize) groups_.erase(groups_.begin());
+  groups_.push_back({group.key(), world_.intern_group(group), index});
+  return groups_.back();
 }
 
 core::Event SimRuntime::collective(core::StreamId stream, CollectiveOp opcode, const core::Group& group, double bytes,
                                    core::CollectiveAlgo algo, std::vector<double> row, std::uint64_t traced_bytes) {
-  check_member(group, to_string(opcode));
-  resolve_algo(opcode, algo);  // reject an unsupported algorithm at the call site
-  const std::string key = std::string(to_string(opcode)) + "[" + group.key() + "]#" +
-                          std::to_string(sequence_[group.key()]++);
-  CollectiveCall call;
-  call.op = opcode;
-  call.members = group.ranks();
-  call.bytes = bytes;
+  const GroupRef g = group_ref(group, to_string(opcode));
+  const core::CollectiveAlgo resolved = resolve_algo(opcode, algo);  // reject an unsupported algorithm here
+  RendezvousKey key{static_cast<int>(opcode), g.id, 0, 0, 0};
+  key.sequence = sequence_[RendezvousKey{kGroupSequence, g.id, 0, 0, 0}]++;
   Op op;
   op.kind = core::SpanKind::collective;
-  op.name = std::string(to_string(opcode)) + "/" + core::to_string(resolve_algo(opcode, algo));
+  op.name = std::string(to_string(opcode)) + "/" + core::to_string(resolved);
   op.bytes = traced_bytes;
-  op.body = [this, key, call = std::move(call), algo, idx = group.index_of(rank_), row = std::move(row)]() mutable {
-    world_.join(key, call, algo, idx, std::move(row));
+  op.body = [this, key, opcode, bytes, algo, idx = g.index, row = std::move(row)]() mutable {
+    world_.join(key, opcode, world_.group_members(key.a), bytes, algo, idx, std::move(row));
   };
   return enqueue(stream, std::move(op));
 }
@@ -257,19 +260,16 @@ core::Event SimRuntime::all_to_all(core::StreamId stream, const core::Group& gro
 core::Event SimRuntime::point_to_point(core::StreamId stream, int src, int dst, std::uint64_t bytes, int tag,
                                        bool sending) {
   // A message is a two-member rendezvous: both sides meet, the later one moves the bytes.
-  const std::string pair = std::to_string(src) + ">" + std::to_string(dst) + ":" + std::to_string(tag);
-  const std::string key = "p2p[" + pair + "]#" + std::to_string(sequence_["p2p" + pair]++);
-  CollectiveCall call;
-  call.op = CollectiveOp::all_to_all;
-  call.members = {src, dst};
-  call.bytes = static_cast<double>(bytes);
-  std::vector<double> row = sending ? std::vector<double>{0.0, static_cast<double>(bytes)} : std::vector<double>{0, 0};
+  RendezvousKey key{RendezvousKey::kPointToPoint, src, dst, tag, 0};
+  key.sequence = sequence_[key]++;
+  const double b = static_cast<double>(bytes);
   Op op;
   op.kind = core::SpanKind::comm;
   op.name = sending ? "send" : "recv";
   op.bytes = bytes;
-  op.body = [this, key, call = std::move(call), idx = sending ? 0 : 1, row = std::move(row)]() mutable {
-    world_.join(key, call, core::CollectiveAlgo::direct, idx, std::move(row));
+  op.body = [this, key, b, sending] {
+    world_.join(key, CollectiveOp::all_to_all, {key.a, key.b}, b, core::CollectiveAlgo::direct, sending ? 0 : 1,
+                sending ? std::vector<double>{0.0, b} : std::vector<double>{0.0, 0.0});
   };
   return enqueue(stream, std::move(op));
 }

@@ -93,7 +93,15 @@ private:
   core::Event collective(core::StreamId stream, CollectiveOp op, const core::Group& group, double bytes,
                          core::CollectiveAlgo algo, std::vector<double> row, std::uint64_t traced_bytes);
   core::Event point_to_point(core::StreamId stream, int src, int dst, std::uint64_t bytes, int tag, bool sending);
-  void check_member(const core::Group& group, const char* what) const;
+  /// A group as this rank uses it: its interned id and this rank's index in it (throws if not a member).
+  struct GroupRef {
+    std::string key;
+    int id = 0;
+    int index = 0;
+  };
+  static constexpr std::size_t kGroupCacheSize = 64;
+  static constexpr int kGroupSequence = -1;  // sequence_ key kind of a group's collective calls
+  GroupRef group_ref(const core::Group& group, const char* what);
 
   SimWorld& world_;
   int rank_, world_size_;
@@ -104,7 +112,8 @@ private:
   Waiter host_;                               // the rank's own actor
   std::uint64_t next_event_ = 1, next_buffer_ = 1;
   std::unordered_map<std::uint64_t, std::string> buffer_tags_;  // live buffers -> their ledger tag
-  std::map<std::string, std::uint64_t> sequence_;  // per group / peer pair: calls issued so far
+  std::vector<GroupRef> groups_;  // the groups this rank used last
+  std::unordered_map<RendezvousKey, std::uint64_t, RendezvousKeyHash> sequence_;  // per group / message triple
   std::vector<core::Span> spans_;
   std::vector<std::pair<std::string, double>> open_phases_;
 };
