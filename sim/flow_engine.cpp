@@ -4,12 +4,15 @@
 #include <cmath>
 #include <unordered_map>
 
+#include "sim/profile.hpp"
+
 namespace moesys::sim {
 
 FlowEngine::FlowEngine(const Platform& platform, const core::Calibration& cal, FlowMode mode)
     : platform_(platform), cal_(cal), mode_(mode) {}
 
 sg::sg4::CommPtr FlowEngine::start(const Flow& f) {
+  profile::InSimgrid in;
   ++flows_started_;
   const auto bytes = static_cast<std::uint64_t>(std::ceil(f.bytes));
   auto comm = sg::sg4::Comm::sendto_init(f.from, f.to);
@@ -28,6 +31,7 @@ void FlowEngine::start_and_wait(const std::vector<Flow>& flows) {
     std::vector<sg::sg4::CommPtr> comms;
     comms.reserve(flows.size());
     for (const Flow& f : flows) comms.push_back(start(f));
+    profile::InSimgrid in;
     sg::sg4::Comm::wait_all(comms);
     return;
   }
@@ -36,12 +40,14 @@ void FlowEngine::start_and_wait(const std::vector<Flow>& flows) {
     sg::sg4::MutexPtr mutex = sg::sg4::Mutex::create();
     sg::sg4::ConditionVariablePtr done = sg::sg4::ConditionVariable::create();
   };
+  profile::InSimgrid in;
   auto batch = std::make_shared<Batch>();
   batch->remaining = (flows.size() + kFlowsPerActor - 1) / kFlowsPerActor;
   for (std::size_t first = 0; first < flows.size(); first += kFlowsPerActor) {
     std::vector<Flow> slice(flows.begin() + static_cast<long>(first),
                             flows.begin() + static_cast<long>(std::min(flows.size(), first + kFlowsPerActor)));
     sg::sg4::Actor::create("flows", sg::sg4::this_actor::get_host(), [this, batch, slice = std::move(slice)] {
+      profile::InSimgrid own;
       std::vector<sg::sg4::CommPtr> comms;
       comms.reserve(slice.size());
       for (const Flow& f : slice) comms.push_back(start(f));
@@ -56,6 +62,7 @@ void FlowEngine::start_and_wait(const std::vector<Flow>& flows) {
 
 void FlowEngine::run(const std::vector<Transfer>& transfers) {
   std::vector<Flow> flows;
+  profile::Scope planning(profile::Phase::planning);
   for (const Transfer& t : transfers) {
     if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) continue;
     bytes_by_class_[static_cast<std::size_t>(platform_.classify(t.src_gpu, t.dst_gpu))] += t.bytes;
@@ -64,11 +71,13 @@ void FlowEngine::run(const std::vector<Transfer>& transfers) {
     plan_detailed(transfers, flows);
   else
     plan_aggregated(transfers, flows);
+  profile::InSimgrid in;
   start_and_wait(flows);
 }
 
 void FlowEngine::copy(sg::sg4::Host* from, sg::sg4::Host* to, double bytes) {
   if (bytes <= 0) return;
+  profile::InSimgrid in;
   start({from, to, bytes, cal_.message_efficiency(bytes)})->wait();
 }
 

@@ -1,10 +1,13 @@
 #include "sim/sim_runtime.hpp"
 
-#include <mutex>
+#include <algorithm>
 #include <stdexcept>
+
+#include <simgrid/Exception.hpp>
 
 #include "core/error.hpp"
 #include "sim/compute_model.hpp"
+#include "sim/profile.hpp"
 
 namespace moesys::sim {
 
@@ -19,6 +22,7 @@ SimRuntime::SimRuntime(SimWorld& world, int rank, int world_size)
 double SimRuntime::now_s() const { return sg4::Engine::get_clock(); }
 
 core::Buffer SimRuntime::alloc(core::Tier tier, std::uint64_t bytes, const std::string& tag) {
+  profile::Scope in(profile::Phase::bookkeeping);
   ledger_.allocate(tier, bytes, tag);
   core::Buffer b{next_buffer_++, tier, bytes, nullptr};
   buffer_tags_[b.id] = tag;
@@ -27,6 +31,7 @@ core::Buffer SimRuntime::alloc(core::Tier tier, std::uint64_t bytes, const std::
 
 void SimRuntime::free(core::Buffer& buffer) {
   if (!buffer) return;
+  profile::Scope in(profile::Phase::bookkeeping);
   auto it = buffer_tags_.find(buffer.id);
   if (it == buffer_tags_.end()) throw std::invalid_argument("free of a buffer this rank did not allocate");
   ledger_.release(buffer.tier, buffer.bytes, it->second);
@@ -34,49 +39,101 @@ void SimRuntime::free(core::Buffer& buffer) {
   buffer = core::Buffer{};
 }
 
-core::Event SimRuntime::enqueue(core::StreamId stream, Op op) {
-  Stream& s = streams_[stream];
-  if (!s.cv) {  // first operation on this stream: start its actor
-    s.cv = sg4::ConditionVariable::create();
-    std::string name = "rank" + std::to_string(rank_) + "/" + core::stream_name(stream);
-    sg4::Actor::create(name, world_.platform().gpu(rank_), [this, stream] { stream_loop(stream); })->daemonize();
+SimRuntime::Stream& SimRuntime::stream(core::StreamId id, bool start_actor) {
+  auto [it, created] = streams_.try_emplace(id);
+  Stream& s = it->second;
+  if (created) {
+    if (by_index_.size() > 0xfffe) throw std::invalid_argument("too many streams on one rank");
+    s.id = id;
+    s.index = static_cast<std::uint16_t>(by_index_.size());
+    by_index_.push_back(&s);
   }
+  if (start_actor && !s.started) {  // first operation on this stream
+    s.started = true;
+    std::string name = "rank" + std::to_string(rank_) + "/" + core::stream_name(id);
+    profile::InSimgrid in;
+    sg4::Actor::create(name, world_.platform().gpu(rank_), [this, &s] {
+      profile::Scope own(profile::Phase::program);
+      stream_loop(s);
+    })->daemonize();
+  }
+  return s;
+}
+
+core::Event SimRuntime::enqueue(core::StreamId stream_id, Op op) {
+  Stream& s = stream(stream_id, true);
   const std::uint64_t event = next_event_++;
+  event_stream_.push_back(s.index);
   op.event = event;
   op.deps = std::move(s.next_deps);
   s.next_deps.clear();
-  pending_.insert(event);
+  s.last_issued = event;
   s.queue.push_back(std::move(op));
-  // notify_one is a SimGrid simcall: the stream actor may run, pop and destroy the operation before this
-  // actor resumes, so nothing in the queue may be read after it.
-  s.cv->notify_one();
+  profile::count_operation();
+  if (s.worker_idle) {
+    s.worker_idle = false;
+    // release() is a SimGrid simcall: the stream actor may run, pop and destroy the operation before this actor
+    // resumes, so nothing in the queue may be read after it.
+    profile::InSimgrid in;
+    s.worker.wake->release();
+  }
   return core::Event{event};
 }
 
-void SimRuntime::stream_loop(core::StreamId stream) {
-  Stream& s = streams_.at(stream);
-  auto mutex = world_.mutex();
+bool SimRuntime::done(std::uint64_t event) const {
+  if (event == 0 || event >= next_event_) return true;  // "already complete", or not an event of this rank
+  return by_index_[event_stream_[event - 1]]->last_done >= event;
+}
+
+void SimRuntime::wait_for(std::uint64_t event, Waiter& self) {
+  while (!done(event)) {
+    self.until = event;
+    by_index_[event_stream_[event - 1]]->waiters.push_back(&self);
+    profile::count_block();
+    profile::InSimgrid in;
+    self.wake->acquire();
+  }
+}
+
+void SimRuntime::complete(Stream& s, std::uint64_t event) {
+  s.last_done = event;
+  if (s.waiters.empty()) return;
+  // Take the waiters out before waking any: each release() lets other actors run, and they may register anew.
+  std::vector<Waiter*> ready;
+  auto keep = std::partition(s.waiters.begin(), s.waiters.end(), [event](const Waiter* w) { return w->until > event; });
+  ready.assign(keep, s.waiters.end());
+  s.waiters.erase(keep, s.waiters.end());
+  profile::InSimgrid in;
+  for (Waiter* w : ready) w->wake->release();
+}
+
+void SimRuntime::stream_loop(Stream& s) {
   for (;;) {
-    std::unique_lock lock(*mutex);
-    while (s.queue.empty()) s.cv->wait(lock);
+    while (s.queue.empty()) {
+      s.worker_idle = true;
+      profile::count_block();
+      profile::InSimgrid in;
+      s.worker.wake->acquire();
+    }
     Op op = std::move(s.queue.front());
     s.queue.pop_front();
-    for (auto dep : op.deps)
-      while (pending_.count(dep)) done_cv_->wait(lock);
-    lock.unlock();
+    for (auto dep : op.deps) wait_for(dep, s.worker);
     const double start = sg4::Engine::get_clock();
     try {
       op.body();
+    } catch (const simgrid::ForcefulKillException&) {
+      throw;  // the actor is being ended (deadlock or the end of the run): not a failure of the operation
     } catch (...) {
       world_.record_failure(std::current_exception());
       sg4::Actor::kill_all();
       return;
     }
-    spans_.push_back({rank_, core::stream_name(stream), op.kind, op.name, start, sg4::Engine::get_clock(), op.bytes,
-                      op.flop});
-    lock.lock();
-    pending_.erase(op.event);
-    done_cv_->notify_all();
+    {
+      profile::Scope in(profile::Phase::bookkeeping);
+      spans_.push_back({rank_, core::stream_name(s.id), op.kind, op.name, start, sg4::Engine::get_clock(), op.bytes,
+                        op.flop});
+    }
+    complete(s, op.event);
   }
 }
 
@@ -88,7 +145,10 @@ core::Event SimRuntime::compute(core::StreamId stream, const core::Kernel& kerne
   op.flop = cost.flop;
   op.bytes = static_cast<std::uint64_t>(cost.bytes);
   // Kernels are work on the GPU host (speed 1e9 per second), so concurrent kernels share the GPU.
-  op.body = [seconds = cost.seconds] { sg4::this_actor::execute(seconds * 1e9); };
+  op.body = [seconds = cost.seconds] {
+    profile::InSimgrid in;
+    sg4::this_actor::execute(seconds * 1e9);
+  };
   return enqueue(stream, std::move(op));
 }
 
@@ -110,11 +170,17 @@ core::Event SimRuntime::copy(core::StreamId stream, const core::Buffer& dst, con
       return [&p, &flows, node, b] { flows.copy(p.cpu(node), p.ssd(node), b); };
     if (from == to && from == Tier::hbm) {
       const double s = 2 * b / (world_.spec().node.gpu.hbm_bytes_per_s * world_.calibration().hbm_efficiency);
-      return [s] { sg4::this_actor::execute(s * 1e9); };
+      return [s] {
+        profile::InSimgrid in;
+        sg4::this_actor::execute(s * 1e9);
+      };
     }
     if (from == to && from == Tier::dram) {
       const double s = 2 * b / world_.spec().node.host_memory.bytes_per_s;
-      return [s] { sg4::this_actor::sleep_for(s); };
+      return [s] {
+        profile::InSimgrid in;
+        sg4::this_actor::sleep_for(s);
+      };
     }
     return nullptr;
   };
@@ -135,27 +201,30 @@ core::Event SimRuntime::copy(core::StreamId stream, const core::Buffer& dst, con
   return enqueue(stream, std::move(op));
 }
 
-void SimRuntime::check_member(const core::Group& group, const char* what) const {
-  if (group.index_of(rank_) < 0)
+SimRuntime::GroupRef SimRuntime::group_ref(const core::Group& group, const char* what) {
+  // A rank uses a handful of groups; comparing keys (size first) is cheaper than hashing them.
+  for (const GroupRef& g : groups_)
+    if (g.key == group.key()) return g;
+  const int index = group.index_of(rank_);
+  if (index < 0)
     throw std::invalid_argument(std::string(what) + ": rank " + std::to_string(rank_) + " is not in the group");
+  if (groups_.size() >= kGroupCacheSize) groups_.erase(groups_.begin());
+  groups_.push_back({group.key(), world_.intern_group(group), index});
+  return groups_.back();
 }
 
 core::Event SimRuntime::collective(core::StreamId stream, CollectiveOp opcode, const core::Group& group, double bytes,
                                    core::CollectiveAlgo algo, std::vector<double> row, std::uint64_t traced_bytes) {
-  check_member(group, to_string(opcode));
-  resolve_algo(opcode, algo);  // reject an unsupported algorithm at the call site
-  const std::string key = std::string(to_string(opcode)) + "[" + group.key() + "]#" +
-                          std::to_string(sequence_[group.key()]++);
-  CollectiveCall call;
-  call.op = opcode;
-  call.members = group.ranks();
-  call.bytes = bytes;
+  const GroupRef g = group_ref(group, to_string(opcode));
+  const core::CollectiveAlgo resolved = resolve_algo(opcode, algo);  // reject an unsupported algorithm here
+  RendezvousKey key{static_cast<int>(opcode), g.id, 0, 0, 0};
+  key.sequence = sequence_[RendezvousKey{kGroupSequence, g.id, 0, 0, 0}]++;
   Op op;
   op.kind = core::SpanKind::collective;
-  op.name = std::string(to_string(opcode)) + "/" + core::to_string(resolve_algo(opcode, algo));
+  op.name = std::string(to_string(opcode)) + "/" + core::to_string(resolved);
   op.bytes = traced_bytes;
-  op.body = [this, key, call = std::move(call), algo, idx = group.index_of(rank_), row = std::move(row)]() mutable {
-    world_.join(key, call, algo, idx, std::move(row));
+  op.body = [this, key, opcode, bytes, algo, idx = g.index, row = std::move(row)]() mutable {
+    world_.join(key, opcode, world_.group_members(key.a), bytes, algo, idx, std::move(row));
   };
   return enqueue(stream, std::move(op));
 }
@@ -191,19 +260,16 @@ core::Event SimRuntime::all_to_all(core::StreamId stream, const core::Group& gro
 core::Event SimRuntime::point_to_point(core::StreamId stream, int src, int dst, std::uint64_t bytes, int tag,
                                        bool sending) {
   // A message is a two-member rendezvous: both sides meet, the later one moves the bytes.
-  const std::string pair = std::to_string(src) + ">" + std::to_string(dst) + ":" + std::to_string(tag);
-  const std::string key = "p2p[" + pair + "]#" + std::to_string(sequence_["p2p" + pair]++);
-  CollectiveCall call;
-  call.op = CollectiveOp::all_to_all;
-  call.members = {src, dst};
-  call.bytes = static_cast<double>(bytes);
-  std::vector<double> row = sending ? std::vector<double>{0.0, static_cast<double>(bytes)} : std::vector<double>{0, 0};
+  RendezvousKey key{RendezvousKey::kPointToPoint, src, dst, tag, 0};
+  key.sequence = sequence_[key]++;
+  const double b = static_cast<double>(bytes);
   Op op;
   op.kind = core::SpanKind::comm;
   op.name = sending ? "send" : "recv";
   op.bytes = bytes;
-  op.body = [this, key, call = std::move(call), idx = sending ? 0 : 1, row = std::move(row)]() mutable {
-    world_.join(key, call, core::CollectiveAlgo::direct, idx, std::move(row));
+  op.body = [this, key, b, sending] {
+    world_.join(key, CollectiveOp::all_to_all, {key.a, key.b}, b, core::CollectiveAlgo::direct, sending ? 0 : 1,
+                sending ? std::vector<double>{0.0, b} : std::vector<double>{0.0, 0.0});
   };
   return enqueue(stream, std::move(op));
 }
@@ -216,25 +282,25 @@ core::Event SimRuntime::recv(core::StreamId stream, int peer, const core::Buffer
   return point_to_point(stream, peer, rank_, bytes, tag, false);
 }
 
-void SimRuntime::wait(core::Event event) {
-  std::unique_lock lock(*world_.mutex());
-  while (pending_.count(event.id)) done_cv_->wait(lock);
-}
+void SimRuntime::wait(core::Event event) { wait_for(event.id, host_); }
 
-void SimRuntime::stream_wait(core::StreamId stream, core::Event event) {
+void SimRuntime::stream_wait(core::StreamId stream_id, core::Event event) {
   if (event.id == 0) return;
-  streams_[stream].next_deps.push_back(event.id);
+  stream(stream_id, false).next_deps.push_back(event.id);
 }
 
 void SimRuntime::synchronize() {
-  std::unique_lock lock(*world_.mutex());
-  while (!pending_.empty()) done_cv_->wait(lock);
+  for (Stream* s : by_index_) wait_for(s->last_issued, host_);
 }
 
-void SimRuntime::begin_phase(std::string_view name) { open_phases_.emplace_back(std::string(name), now_s()); }
+void SimRuntime::begin_phase(std::string_view name) {
+  profile::Scope in(profile::Phase::bookkeeping);
+  open_phases_.emplace_back(std::string(name), now_s());
+}
 
 void SimRuntime::end_phase() {
   if (open_phases_.empty()) return;
+  profile::Scope in(profile::Phase::bookkeeping);
   auto [name, start] = open_phases_.back();
   open_phases_.pop_back();
   spans_.push_back({rank_, "host", core::SpanKind::phase, name, start, now_s(), 0, 0});

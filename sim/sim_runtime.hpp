@@ -6,7 +6,6 @@
 #include <map>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "core/runtime.hpp"
@@ -52,6 +51,7 @@ public:
   const std::vector<core::Span>& spans() const override { return spans_; }
 
 private:
+  /// One operation waiting in a stream's queue; `body` does the work in the stream's actor.
   struct Op {
     std::uint64_t event = 0;
     std::vector<std::uint64_t> deps;
@@ -61,28 +61,59 @@ private:
     double flop = 0;
     std::function<void()> body;
   };
+  /// An actor that blocks until another actor makes its condition true: the waker releases its semaphore.
+  /// SimGrid runs one actor at a time and switches only inside simcalls, so the condition, the registration and
+  /// the block happen with no other actor in between and no wake-up can be lost; no mutex is needed.
+  struct Waiter {
+    sg::sg4::SemaphorePtr wake = sg::sg4::Semaphore::create(0);
+    std::uint64_t until = 0;  // the event it waits for (when waiting for one)
+  };
   struct Stream {
+    core::StreamId id = 0;
+    std::uint16_t index = 0;  // position in by_index_
+    bool started = false;     // its actor runs
     std::deque<Op> queue;
     std::vector<std::uint64_t> next_deps;
-    sg::sg4::ConditionVariablePtr cv;
+    std::uint64_t last_issued = 0;  // operations of one stream complete in issue order,
+    std::uint64_t last_done = 0;    // so an event e of this stream is done when last_done >= e
+    Waiter worker;                  // the stream's actor
+    bool worker_idle = false;       // blocked on an empty queue
+    std::vector<Waiter*> waiters;   // actors blocked until an event of this stream completes
   };
 
+  /// The stream `id`, created on first use; its actor starts with its first operation.
+  Stream& stream(core::StreamId id, bool start_actor);
   core::Event enqueue(core::StreamId stream, Op op);
-  void stream_loop(core::StreamId stream);
+  void stream_loop(Stream& s);
+  bool done(std::uint64_t event) const;
+  /// Blocks the calling actor (`self` is its waiter) until `event` has completed.
+  void wait_for(std::uint64_t event, Waiter& self);
+  /// Marks the next operation of `s` done and wakes exactly the actors waiting for it.
+  void complete(Stream& s, std::uint64_t event);
   core::Event collective(core::StreamId stream, CollectiveOp op, const core::Group& group, double bytes,
                          core::CollectiveAlgo algo, std::vector<double> row, std::uint64_t traced_bytes);
   core::Event point_to_point(core::StreamId stream, int src, int dst, std::uint64_t bytes, int tag, bool sending);
-  void check_member(const core::Group& group, const char* what) const;
+  /// A group as this rank uses it: its interned id and this rank's index in it (throws if not a member).
+  struct GroupRef {
+    std::string key;
+    int id = 0;
+    int index = 0;
+  };
+  static constexpr std::size_t kGroupCacheSize = 64;
+  static constexpr int kGroupSequence = -1;  // sequence_ key kind of a group's collective calls
+  GroupRef group_ref(const core::Group& group, const char* what);
 
   SimWorld& world_;
   int rank_, world_size_;
   core::MemoryLedger ledger_;
-  std::map<core::StreamId, Stream> streams_;
-  std::unordered_set<std::uint64_t> pending_;  // events not yet complete
-  sg::sg4::ConditionVariablePtr done_cv_ = sg::sg4::ConditionVariable::create();
+  std::map<core::StreamId, Stream> streams_;  // node-based: a stream's address is stable
+  std::vector<Stream*> by_index_;             // streams in creation order
+  std::vector<std::uint16_t> event_stream_;   // event id -> index of its stream (ids start at 1)
+  Waiter host_;                               // the rank's own actor
   std::uint64_t next_event_ = 1, next_buffer_ = 1;
   std::unordered_map<std::uint64_t, std::string> buffer_tags_;  // live buffers -> their ledger tag
-  std::map<std::string, std::uint64_t> sequence_;  // per group / peer pair: calls issued so far
+  std::vector<GroupRef> groups_;  // the groups this rank used last
+  std::unordered_map<RendezvousKey, std::uint64_t, RendezvousKeyHash> sequence_;  // per group / message triple
   std::vector<core::Span> spans_;
   std::vector<std::pair<std::string, double>> open_phases_;
 };

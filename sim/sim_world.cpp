@@ -1,11 +1,17 @@
 #include "sim/sim_world.hpp"
 
 #include <algorithm>
-#include <mutex>
 
 #include "core/error.hpp"
+#include "sim/profile.hpp"
 
 namespace moesys::sim {
+
+std::size_t RendezvousKeyHash::operator()(const RendezvousKey& k) const {
+  std::uint64_t h = k.sequence * 0x9e3779b97f4a7c15ull;
+  for (int v : {k.kind, k.a, k.b, k.c}) h = (h ^ static_cast<std::uint32_t>(v)) * 0x100000001b3ull;
+  return static_cast<std::size_t>(h ^ (h >> 29));
+}
 
 SimWorld::SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, FlowMode mode)
     : graph_(spec, cal), cal_(cal) {
@@ -13,39 +19,66 @@ SimWorld::SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, 
   flows_ = std::make_unique<FlowEngine>(*platform_, cal_, mode);
 }
 
+int SimWorld::intern_group(const core::Group& group) {
+  auto [it, added] = group_ids_.try_emplace(group.key(), static_cast<int>(group_keys_.size()));
+  if (added) {
+    group_keys_.push_back(group.key());
+    group_members_.push_back(group.ranks());
+  }
+  return it->second;
+}
+
 namespace {
-std::string signature_of(const CollectiveCall& call, core::CollectiveAlgo algo) {
-  return std::string(to_string(call.op)) + " of " + std::to_string(static_cast<long long>(call.bytes)) +
-         " bytes over " + std::to_string(call.members.size()) + " ranks (" + core::to_string(algo) + ")";
+std::string signature_of(CollectiveOp op, double bytes, std::size_t members, core::CollectiveAlgo algo) {
+  return std::string(to_string(op)) + " of " + std::to_string(static_cast<long long>(bytes)) + " bytes over " +
+         std::to_string(members) + " ranks (" + core::to_string(algo) + ")";
 }
 }  // namespace
 
-void SimWorld::join(const std::string& key, const CollectiveCall& call, core::CollectiveAlgo algo, int member_index,
-                    std::vector<double> row) {
-  std::unique_lock lock(*mutex_);
+std::string SimWorld::describe(const RendezvousKey& k) const {
+  if (k.kind == RendezvousKey::kPointToPoint)
+    return "p2p[" + std::to_string(k.a) + ">" + std::to_string(k.b) + ":" + std::to_string(k.c) + "]#" +
+           std::to_string(k.sequence);
+  return std::string(to_string(static_cast<CollectiveOp>(k.kind))) + "[" +
+         group_keys_[static_cast<std::size_t>(k.a)] + "]#" + std::to_string(k.sequence);
+}
+
+void SimWorld::join(const RendezvousKey& key, CollectiveOp op, const std::vector<int>& members, double bytes,
+                    core::CollectiveAlgo algo, int member_index, std::vector<double> row) {
+  // No mutex: SimGrid runs one actor at a time and switches only inside simcalls (the barrier, the plan's
+  // flows), so everything between them is atomic with respect to the other members.
   auto& slot = rendezvous_[key];
-  const std::string sig = signature_of(call, algo);
   if (!slot) {
     slot = std::make_unique<Rendezvous>();
-    slot->call = call;
+    slot->call.op = op;
+    slot->call.members = members;
+    slot->call.bytes = bytes;
     slot->algo = algo;
-    slot->signature = sig;
-    if (call.op == CollectiveOp::all_to_all) slot->call.matrix.assign(call.members.size(), {});
-  } else if (slot->signature != sig) {
-    throw core::RuntimeFailure("ranks disagree on collective " + key + ": one called " + slot->signature +
-                               ", another " + sig);
+    if (op == CollectiveOp::all_to_all) slot->call.matrix.assign(members.size(), {});
+    profile::InSimgrid in;
+    slot->finished = sg::sg4::Barrier::create(static_cast<unsigned>(members.size()));
+  } else if (slot->call.op != op || static_cast<long long>(slot->call.bytes) != static_cast<long long>(bytes) ||
+             slot->call.members.size() != members.size() || slot->algo != algo) {
+    throw core::RuntimeFailure("ranks disagree on collective " + describe(key) + ": one called " +
+                               signature_of(slot->call.op, slot->call.bytes, slot->call.members.size(), slot->algo) +
+                               ", another " + signature_of(op, bytes, members.size(), algo));
   }
   Rendezvous* r = slot.get();
-  if (r->call.op == CollectiveOp::all_to_all) r->call.matrix[static_cast<std::size_t>(member_index)] = std::move(row);
-  ++r->arrived;
-  if (r->arrived == static_cast<int>(r->call.members.size())) {
-    lock.unlock();
-    execute_plan(plan_collective(spec(), r->call, r->algo), *flows_, cal_.step_latency_s);
-    lock.lock();
-    r->done = true;
-    r->cv->notify_all();
-  } else {
-    while (!r->done) r->cv->wait(lock);
+  if (op == CollectiveOp::all_to_all) r->call.matrix[static_cast<std::size_t>(member_index)] = std::move(row);
+  if (++r->arrived == static_cast<int>(r->call.members.size())) {
+    const int group = key.kind == RendezvousKey::kPointToPoint ? -1 : key.a;
+    bool reused = false;
+    std::shared_ptr<const CollectivePlan> plan;  // owned here: the cache may drop it while the flows run
+    {
+      profile::Scope in(profile::Phase::planning);
+      plan = plans_.plan(spec(), group, r->call, r->algo, reused);
+    }
+    profile::count_collective(reused);
+    execute_plan(*plan, *flows_, cal_.step_latency_s);
+  }
+  {
+    profile::InSimgrid in;
+    r->finished->wait();
   }
   if (++r->departed == static_cast<int>(r->call.members.size())) rendezvous_.erase(key);
 }
@@ -57,8 +90,9 @@ void SimWorld::record_failure(std::exception_ptr e) {
 std::vector<std::string> SimWorld::pending_rendezvous() const {
   std::vector<std::string> keys;
   for (const auto& [k, r] : rendezvous_)
-    keys.push_back(k + " (" + r->signature + ", " + std::to_string(r->arrived) + " of " +
-                   std::to_string(r->call.members.size()) + " ranks arrived)");
+    keys.push_back(describe(k) + " (" + signature_of(r->call.op, r->call.bytes, r->call.members.size(), r->algo) +
+                   ", " + std::to_string(r->arrived) + " of " + std::to_string(r->call.members.size()) +
+                   " ranks arrived)");
   std::sort(keys.begin(), keys.end());
   return keys;
 }

@@ -3,9 +3,11 @@
 #include <memory>
 #include <stdexcept>
 
+#include <simgrid/Exception.hpp>
 #include <xbt/log.h>
 
 #include "core/error.hpp"
+#include "sim/profile.hpp"
 #include "sim/sim_runtime.hpp"
 
 namespace moesys::sim {
@@ -31,18 +33,24 @@ SimResult simulate(const core::ClusterSpec& spec, int ranks, const RankProgram& 
     runtimes.push_back(std::make_unique<SimRuntime>(world, r, ranks));
     SimRuntime* rt = runtimes.back().get();
     sg::sg4::Actor::create("rank" + std::to_string(r), world.platform().gpu(r), [&, rt, r] {
+      profile::Scope own(profile::Phase::program);
       try {
         program(*rt);
         rt->synchronize();
         finished[static_cast<std::size_t>(r)] = true;
         result.ranks[static_cast<std::size_t>(r)].finish_s = rt->now_s();
+      } catch (const simgrid::ForcefulKillException&) {
+        throw;  // SimGrid ends an actor left blocked by a deadlock this way; the deadlock report follows the run
       } catch (...) {
         world.record_failure(std::current_exception());
         sg::sg4::Actor::kill_all();
       }
     });
   }
-  engine.run();
+  {
+    profile::InSimgrid in;
+    engine.run();
+  }
 
   if (world.failure()) std::rethrow_exception(world.failure());
   for (int r = 0; r < ranks; ++r) {
@@ -53,6 +61,7 @@ SimResult simulate(const core::ClusterSpec& spec, int ranks, const RankProgram& 
                                  (waiting.empty() ? "nothing (a wait on an event that never completes)" : waiting));
     }
   }
+  profile::Scope reporting(profile::Phase::bookkeeping);
   for (int r = 0; r < ranks; ++r) {
     auto& rep = result.ranks[static_cast<std::size_t>(r)];
     rep.spans = runtimes[static_cast<std::size_t>(r)]->spans();

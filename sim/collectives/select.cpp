@@ -2,6 +2,7 @@
 #include <stdexcept>
 
 #include "sim/collectives.hpp"
+#include "sim/profile.hpp"
 
 namespace moesys::sim {
 
@@ -39,7 +40,10 @@ CollectivePlan plan_collective(const core::ClusterSpec& spec, const CollectiveCa
 
 void execute_plan(const CollectivePlan& plan, FlowEngine& flows, double step_latency_s) {
   for (const Stage& stage : plan) {
-    if (stage.latency_steps > 0) sg::sg4::this_actor::sleep_for(stage.latency_steps * step_latency_s);
+    if (stage.latency_steps > 0) {
+      profile::InSimgrid in;
+      sg::sg4::this_actor::sleep_for(stage.latency_steps * step_latency_s);
+    }
     flows.run(stage.transfers);
   }
 }
