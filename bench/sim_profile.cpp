@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "policies/training/sim_adapter.hpp"
+#include "sim/training_simulator.hpp"
 #include "policies/training/training_run.hpp"
 #include "sim/isolated_run.hpp"
 #include "sim/profile.hpp"
