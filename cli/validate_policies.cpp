@@ -100,10 +100,10 @@ int validate_policies(const Args& args) {
   const int repeats = args.get_int("--repeats", 3);
   if (repeats < 1 || repeats > 20) throw core::ConfigError("", "--repeats", "expected 1..20");
 
-  // The policies: --compare A,B (presets), or one --preset / --policy.
+  // The policies: --compare A,B (presets; the default is deepspeed,moesys), or one --preset / --policy.
   std::vector<std::pair<std::string, json>> policies;
-  if (auto list = args.get("--compare")) {
-    std::string rest = *list;
+  if (!args.has("--preset") && !args.has("--policy")) {
+    std::string rest = args.get_or("--compare", "deepspeed,moesys");
     while (!rest.empty()) {
       const auto comma = rest.find(',');
       const std::string name = rest.substr(0, comma);

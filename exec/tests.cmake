@@ -63,14 +63,6 @@ foreach(case "extra|did not complete within 5 s" "mismatch|members disagree on t
                        ENVIRONMENT "OPENBLAS_NUM_THREADS=1;MOESYS_EXEC_TIMEOUT_S=5")
 endforeach()
 
-# `moesys validate` end to end on a tiny model: the MPI worker (2 ranks), then the same program in the simulator.
-add_test(NAME exec.validate.tiny
-         COMMAND moesys validate --ranks 2 --hidden 32 --heads 2 --seq 8 --micro-batch 2 --vocab 32 --steps 2
-                 --warmup 1 --cluster-out ${CMAKE_CURRENT_BINARY_DIR}/validate-tiny-cluster.json)
-set_tests_properties(exec.validate.tiny PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}"
-                     PASS_REGULAR_EXPRESSION "step-time error: [-+][0-9.]+%")
-
-
 # `moesys train --runtime cpu`: the presets' program on 2 MPI ranks, reported like a simulation with its losses.
 add_test(NAME exec.train.cpu_ranks
          COMMAND moesys train --runtime cpu --ranks 2 --preset deepspeed --steps 3
