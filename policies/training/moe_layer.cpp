@@ -96,6 +96,20 @@ void RankTrainer::upload_tables(const MoeExchange& x, bool with_slot_table) {
   rt_.stream_wait(kCompute, upload_ints(dst, values, with_slot_table ? table_bytes + index_bytes : index_bytes));
 }
 
+core::Event RankTrainer::chunk_all_to_all(const MoeExchange& x, int c, bool to_experts,
+                                          const core::Buffer& send_side, const core::Buffer& expert_side) {
+  const double row = static_cast<double>(model_.hidden) * a_;
+  const auto so = bytes_of(x.send_offset[static_cast<std::size_t>(c)], row);
+  const auto ro = bytes_of(x.recv_offset[static_cast<std::size_t>(c)], row);
+  const auto sb = x.send_bytes(c, row), rb = x.recv_bytes(c, row);
+  std::uint64_t st = 0, rtot = 0;
+  for (auto b : sb) st += b;
+  for (auto b : rb) rtot += b;
+  const core::Buffer s = send_side.slice(so, st), e = expert_side.slice(ro, rtot);
+  return to_experts ? rt_.all_to_all(kComm, ep_group_, s, sb, e, rb, a2a_algo_)
+                    : rt_.all_to_all(kComm, ep_group_, e, rb, s, sb, a2a_algo_);
+}
+
 void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
   const std::int64_t n = tokens_, h = model_.hidden, E = model_.experts, k = model_.top_k;
   const Workspace& w = st_.ws;
@@ -107,24 +121,14 @@ void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
                         k, cap),
          "gate top-k");
   MoeExchange& x = exchanges_[static_cast<std::size_t>(moe_layer)] = exchange_for(moe_layer, a);
-  const double row = static_cast<double>(h) * a_;
   tensor(ops::remap_index(w.slots_raw, st_.index, a.slots, n * k, E * x.capacity), "slot remap");
   tensor(ops::dispatch(a.ln2, a.slots, st_.send, n, h, k, x.rows_sent), "permute");
 
   rt_.stream_wait(kComm, last_compute_);
   std::vector<core::Event> arrived, computed;
-  for (int c = 0; c < x.chunks; ++c) {
-    const auto so = bytes_of(x.send_offset[static_cast<std::size_t>(c)], row);
-    const auto ro = bytes_of(x.recv_offset[static_cast<std::size_t>(c)], row);
-    const auto sb = x.send_bytes(c, row), rb = x.recv_bytes(c, row);
-    std::uint64_t st = 0, rtot = 0;
-    for (auto b : sb) st += b;
-    for (auto b : rb) rtot += b;
-    // One local expert: peer-major rows are already expert-major, so they land where the expert GEMMs read.
-    const core::Buffer target = x.local == 1 ? a.xin : st_.recv;
-    arrived.push_back(rt_.all_to_all(kComm, ep_group_, st_.send.slice(so, st), sb, target.slice(ro, rtot), rb,
-                                     a2a_algo_));
-  }
+  // One local expert: peer-major rows are already expert-major, so they land where the expert GEMMs read.
+  for (int c = 0; c < x.chunks; ++c)
+    arrived.push_back(chunk_all_to_all(x, c, true, st_.send, x.local == 1 ? a.xin : st_.recv));
   rt_.stream_wait(kCompute, experts_ready(moe_layer, false));
   for (int c = 0; c < x.chunks; ++c) {
     rt_.stream_wait(kCompute, arrived[static_cast<std::size_t>(c)]);
@@ -135,13 +139,7 @@ void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
   core::Event returned;
   for (int c = 0; c < x.chunks; ++c) {
     rt_.stream_wait(kComm, computed[static_cast<std::size_t>(c)]);
-    const auto so = bytes_of(x.send_offset[static_cast<std::size_t>(c)], row);
-    const auto ro = bytes_of(x.recv_offset[static_cast<std::size_t>(c)], row);
-    const auto sb = x.send_bytes(c, row), rb = x.recv_bytes(c, row);
-    std::uint64_t st = 0, rtot = 0;
-    for (auto b : sb) st += b;
-    for (auto b : rb) rtot += b;
-    returned = rt_.all_to_all(kComm, ep_group_, st_.recv.slice(ro, rtot), rb, a.ret.slice(so, st), sb, a2a_algo_);
+    returned = chunk_all_to_all(x, c, false, a.ret, st_.recv);
   }
   rt_.stream_wait(kCompute, returned);
   tensor(ops::combine(a.ret, a.slots, a.weights, a.out, n, h, k, x.rows_sent), "combine");
@@ -152,7 +150,6 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
   const std::int64_t n = tokens_, h = model_.hidden, E = model_.experts, k = model_.top_k;
   const Workspace& w = st_.ws;
   const MoeExchange& x = exchanges_[static_cast<std::size_t>(moe_layer)];
-  const double row = static_cast<double>(h) * a_;
   if (moe_layer > 0) prefetch_experts(moe_layer - 1, true);
   upload_tables(x, false);  // st_.index holds the last forward layer's tables; this layer's go back up
   // Gradients of the combined rows travel to the experts (the dispatch direction) ...
@@ -160,17 +157,8 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
          "combine bwd");
   rt_.stream_wait(kComm, last_compute_);
   std::vector<core::Event> arrived, computed;
-  for (int c = 0; c < x.chunks; ++c) {
-    const auto so = bytes_of(x.send_offset[static_cast<std::size_t>(c)], row);
-    const auto ro = bytes_of(x.recv_offset[static_cast<std::size_t>(c)], row);
-    const auto sb = x.send_bytes(c, row), rb = x.recv_bytes(c, row);
-    std::uint64_t st = 0, rtot = 0;
-    for (auto b : sb) st += b;
-    for (auto b : rb) rtot += b;
-    const core::Buffer target = x.local == 1 ? w.rows_a : st_.recv;
-    arrived.push_back(rt_.all_to_all(kComm, ep_group_, st_.send.slice(so, st), sb, target.slice(ro, rtot), rb,
-                                     a2a_algo_));
-  }
+  for (int c = 0; c < x.chunks; ++c)
+    arrived.push_back(chunk_all_to_all(x, c, true, st_.send, x.local == 1 ? w.rows_a : st_.recv));
   rt_.stream_wait(kCompute, experts_ready(moe_layer, true));
   for (int c = 0; c < x.chunks; ++c) {
     rt_.stream_wait(kCompute, arrived[static_cast<std::size_t>(c)]);
@@ -187,13 +175,7 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
   core::Event returned;
   for (int c = 0; c < x.chunks; ++c) {
     rt_.stream_wait(kComm, computed[static_cast<std::size_t>(c)]);
-    const auto so = bytes_of(x.send_offset[static_cast<std::size_t>(c)], row);
-    const auto ro = bytes_of(x.recv_offset[static_cast<std::size_t>(c)], row);
-    const auto sb = x.send_bytes(c, row), rb = x.recv_bytes(c, row);
-    std::uint64_t st = 0, rtot = 0;
-    for (auto b : sb) st += b;
-    for (auto b : rb) rtot += b;
-    returned = rt_.all_to_all(kComm, ep_group_, st_.recv.slice(ro, rtot), rb, st_.send.slice(so, st), sb, a2a_algo_);
+    returned = chunk_all_to_all(x, c, false, st_.send, st_.recv);
   }
   rt_.stream_wait(kCompute, returned);
   tensor(ops::dispatch_bwd(st_.send, a.slots, w.dn, n, h, k, x.rows_sent), "permute bwd");

@@ -79,6 +79,9 @@ class RankTrainer {
   void moe_backward(int moe_layer, ActivationViews& a, int unit);
   /// The layer's row counts: from the gate (real runtimes) or the routing plan (simulator).
   MoeExchange exchange_for(int moe_layer, const ActivationViews& a);
+  /// The all-to-all of chunk `c`: rows from the send layout to the experts (to_experts) or back.
+  core::Event chunk_all_to_all(const MoeExchange& x, int c, bool to_experts, const core::Buffer& send_side,
+                               const core::Buffer& expert_side);
   /// Expert FFN of chunk `c`, forward or backward, on the expert-major rows of the chunk.
   void expert_ffn_forward(int moe_layer, const MoeExchange& x, const ActivationViews& a, int c);
   void expert_ffn_backward(int moe_layer, const MoeExchange& x, const ActivationViews& a, int c);
@@ -136,6 +139,7 @@ class RankTrainer {
   // Gradient buckets: which are open (buffer zeroed and being written) and the latest reduction.
   std::vector<bool> bucket_open_;
   std::vector<core::Event> buffer_free_;  // per physical bucket buffer
+  core::Event emb_grad_free_;             // the embedding gradient's last reduction
   core::Event last_reduce_;
 
   // Offload: per MoE layer, the experts prefetched for the current pass and the copy events.
