@@ -119,7 +119,7 @@ int positive_flag(const Args& args, const std::string& flag) {
 int run_train(int argc, char** argv) {
   Args args(argc, argv, 1,
             {"--config", "--preset", "--policy", "--model", "--experts", "--gpus", "--gpu", "--ep", "--steps",
-             "--workload", "--trace", "--calibration", "--runtime", "--ranks"},
+             "--workload", "--trace", "--calibration", "--runtime", "--ranks", "--routing-out"},
             {"--json", "--help"});
   if (args.has("--help")) {
     std::printf(
@@ -127,11 +127,12 @@ int run_train(int argc, char** argv) {
         "                    [--model JSON] [--experts E] [--gpus N] [--gpu a100-80g|a100-40g|h100] [--ep N] [--steps "
         "S]\n"
         "                    [--workload JSON] [--calibration FILE] [--trace FILE] [--json]\n"
-        "                    [--runtime sim|cpu|cuda] [--ranks N]\n"
+        "                    [--runtime sim|cpu|cuda] [--ranks N] [--routing-out FILE]\n"
         "Without --config: the paper's GPT-MoE with 64 experts on 64 A100-80GB, preset moesys.\n"
         "--runtime cpu runs the same per-rank program for real on N MPI ranks of this machine (default 4; fp32;\n"
         "without --config or --model a small GPT-MoE: 2 layers, hidden 256, 2 experts per rank); --runtime cuda\n"
-        "runs it on N GPUs (one MPI rank each, NCCL).\n"
+        "runs it on N GPUs (one MPI rank each, NCCL). --routing-out writes the real gate's counts as a routing trace\n"
+        "that the simulator replays with --workload '{\"kind\": \"trace\", \"file\": FILE}'.\n"
         "Flags override the config: --preset and --policy (toggles) the policy, --model (fields) and --experts the\n"
         "model, "
         "--gpus the cluster size, --ep the expert-parallel size. Known presets: %s.\n",
@@ -143,6 +144,8 @@ int run_train(int argc, char** argv) {
   if (runtime != "sim" && runtime != "cpu" && runtime != "cuda")
     throw core::ConfigError("", "--runtime", "expected sim, cpu or cuda");
   const bool real = runtime != "sim";
+  if (args.has("--routing-out") && !real)
+    throw core::ConfigError("", "--routing-out", "applies to --runtime cpu or cuda (real runs record the gate's counts)");
   if (args.has("--ranks") && !real)
     throw core::ConfigError("", "--ranks", "applies to --runtime cpu or cuda (the simulator takes --gpus)");
   const int ranks = args.has("--ranks") ? positive_flag(args, "--ranks") : 4;
@@ -196,6 +199,8 @@ int run_train(int argc, char** argv) {
     RealTrainingRun measured =
         runtime == "cpu" ? run_training_on_cpu(config, c.gpus, false) : run_training_on_gpus(config, c.gpus);
     report = tr::summarize_training(plan, measured.run, measured.counters, trace.has_value());
+    if (auto out = args.get("--routing-out"))
+      core::write_routing_trace(*out, routing_trace(measured.counters, c.model.experts, c.model.moe_layers()));
   } else {
     report = tr::run_training(c, tr::sim_simulator(cal), trace.has_value());
   }

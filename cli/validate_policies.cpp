@@ -10,10 +10,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdio>
 #include <fstream>
 #include <map>
 
 #include "studies/real_training.hpp"
+#include "studies/worker_launch.hpp"
 #include "core/calibration.hpp"
 #include "core/error.hpp"
 #include "sim/training_simulator.hpp"
@@ -61,7 +63,17 @@ struct Sample {
 /// One repeat of one preset: the real run (with its probe), then its prediction on the probed machine.
 Sample run_once(const json& config, int ranks, int warmup, int steps) {
   RealTrainingRun real = run_training_on_cpu(config, ranks, true);
-  tr::TrainingConfig c = tr::parse_training_config(config, "");
+  // The prediction sees the routing the real gate chose (a trace of its counts), on the measured machine.
+  const std::string trace_path = worker_temp_path("moesys-validate-routing");
+  struct Cleanup {
+    std::string path;
+    ~Cleanup() { std::remove(path.c_str()); }
+  } cleanup{trace_path};
+  const tr::TrainingConfig parsed = tr::parse_training_config(config, "");
+  core::write_routing_trace(trace_path, routing_trace(real.counters, parsed.model.experts, parsed.model.moe_layers()));
+  json replay = config;
+  replay["workload"] = {{"kind", "trace"}, {"file", trace_path}};
+  tr::TrainingConfig c = tr::parse_training_config(replay, "");
   c.cluster = core::parse_cluster(real.machine.at("cluster"), "<measured machine>");
   const core::Calibration cal = core::parse_calibration(real.machine.at("calibration"), "<measured machine>");
   // One SimGrid engine per process: the prediction runs in a forked child and returns its step times.

@@ -52,6 +52,7 @@ RealTrainingRun run_worker(const json& config, int ranks, const std::string& mod
     r.run.ranks.push_back(std::move(rank));
     tr::RankCounters k;
     k.losses = d.at("losses").get<std::vector<double>>();
+    k.routing = d.at("routing").get<std::vector<std::vector<std::vector<std::int64_t>>>>();
     r.counters.push_back(std::move(k));
   }
   doc.erase("ranks");
@@ -66,6 +67,25 @@ RealTrainingRun run_training_on_cpu(const json& config, int ranks, bool probe) {
 
 RealTrainingRun run_training_on_gpus(const json& config, int ranks) {
   return run_worker(config, ranks, "train", "moesys-cuda-worker", "cuda");
+}
+
+core::RoutingTrace routing_trace(const std::vector<tr::RankCounters>& ranks, int experts, int moe_layers) {
+  core::RoutingTrace t;
+  t.ranks = static_cast<int>(ranks.size()), t.experts = experts, t.layers = moe_layers;
+  const std::size_t steps = ranks.empty() ? 0 : ranks.front().routing.size();
+  for (std::size_t s = 0; s < steps; ++s) {
+    std::vector<core::RoutingMatrix> layers;
+    for (int l = 0; l < moe_layers; ++l) {
+      core::RoutingMatrix m(t.ranks, experts);
+      for (int r = 0; r < t.ranks; ++r)
+        for (int e = 0; e < experts; ++e)
+          m.at(r, e) = ranks[static_cast<std::size_t>(r)].routing.at(s).at(static_cast<std::size_t>(l)).at(
+              static_cast<std::size_t>(e));
+      layers.push_back(std::move(m));
+    }
+    t.steps.push_back(std::move(layers));
+  }
+  return t;
 }
 
 }  // namespace moesys::studies

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "core/workload.hpp"
 #include "policies/training/training_run.hpp"
 
 namespace moesys::studies {
@@ -23,5 +24,10 @@ struct RealTrainingRun {
 RealTrainingRun run_training_on_cpu(const nlohmann::json& config, int ranks, bool probe);
 /// The same on GPUs (one rank per GPU, NCCL), through moesys-cuda-worker.
 RealTrainingRun run_training_on_gpus(const nlohmann::json& config, int ranks);
+
+/// The gate's counts a real run recorded, as a routing trace the simulator replays ({"kind": "trace"}): one trace
+/// step per micro-batch, in order.
+core::RoutingTrace routing_trace(const std::vector<policies::training::RankCounters>& ranks, int experts,
+                                 int moe_layers);
 
 }  // namespace moesys::studies

@@ -120,6 +120,9 @@ void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
   tensor(ops::gate_topk(w.logits_gate, a.probs, a.experts, w.slots_raw, a.weights, st_.counts.slice(0, 4 * E), n, E,
                         k, cap),
          "gate top-k");
+  // The gate's counts of this micro-batch and layer, kept for the routing trace a real run writes.
+  const auto slot = static_cast<std::uint64_t>(micro_ * model_.moe_layers() + moe_layer) * 4 * E;
+  rt_.copy(kCompute, st_.routing.slice(slot, 4 * E), st_.counts.slice(0, 4 * E), 4 * E);
   MoeExchange& x = exchanges_[static_cast<std::size_t>(moe_layer)] = exchange_for(moe_layer, a);
   tensor(ops::remap_index(w.slots_raw, st_.index, a.slots, n * k, E * x.capacity), "slot remap");
   tensor(ops::dispatch(a.ln2, a.slots, st_.send, n, h, k, x.rows_sent), "permute");

@@ -270,6 +270,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
     s.recv = alloc(Tier::hbm, a * h * static_cast<double>(s.max_rows_recv), MemoryUse::buffers);
     s.index = alloc(Tier::hbm, 4.0 * static_cast<double>(s.table_elems + 2 * s.max_rows_recv), MemoryUse::buffers);
     s.counts = alloc(Tier::hbm, 4.0 * 2 * m.experts, MemoryUse::buffers);
+    s.routing = alloc(Tier::hbm, 4.0 * m.experts * m.moe_layers() * plan.routing.micro_batches, MemoryUse::buffers);
   }
   s.ids = alloc(Tier::hbm, 4 * n, MemoryUse::buffers);
   s.targets = alloc(Tier::hbm, 4 * n, MemoryUse::buffers);

@@ -92,6 +92,7 @@ struct RankState {
   core::Buffer send, recv;       // all-to-all rows
   core::Buffer index;            // HBM int32: slot table, forward and backward regroup indices
   core::Buffer counts;           // HBM int32: own token counts per expert, then the received ones
+  core::Buffer routing;          // HBM int32 [micro-batch][MoE layer][expert]: the gate's counts of a step
   core::Buffer ids, targets;     // HBM int32 [n]
   core::Buffer staging;          // DRAM: uploads and read-backs
   core::Buffer partition_io;     // embedding partition: ids of every rank and column slices

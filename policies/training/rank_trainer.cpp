@@ -93,6 +93,7 @@ void RankTrainer::run() {
     rt_.end_phase();
     float loss = 0;
     if (read_back(st_.ws.loss, 4, {}, &loss)) counters_.losses.push_back(loss / static_cast<double>(tokens_));
+    record_routing();
   }
 }
 
@@ -122,6 +123,26 @@ void RankTrainer::initialise_parameters() {
     std::vector<float> e = moesys::model::normal_floats(static_cast<std::int64_t>(st_.expert_params.bytes / 4), 0.02,
                                                         cfg_.workload_seed * 104729 + static_cast<std::uint64_t>(layout_.ep_index(rank_)));
     moesys::model::upload(rt_, st_.expert_params, e.data(), st_.expert_params.bytes);
+  }
+}
+
+void RankTrainer::record_routing() {
+  // Real runtimes only (after the step, outside its timing): every micro-batch's gate counts per MoE layer.
+  if (!real_ || !st_.routing) return;
+  std::vector<std::int32_t> counts(st_.routing.bytes / 4);
+  const std::uint64_t chunk = std::min<std::uint64_t>(st_.routing.bytes, st_.staging.bytes);
+  for (std::uint64_t at = 0; at < st_.routing.bytes; at += chunk) {
+    const std::uint64_t n = std::min(chunk, st_.routing.bytes - at);
+    read_back(st_.routing.slice(at, n), n, {}, reinterpret_cast<char*>(counts.data()) + at);
+  }
+  const auto E = static_cast<std::size_t>(model_.experts);
+  for (int m = 0; m < plan_.routing.micro_batches; ++m) {
+    std::vector<std::vector<std::int64_t>> layers;
+    for (int l = 0; l < model_.moe_layers(); ++l) {
+      const auto first = counts.begin() + static_cast<std::ptrdiff_t>((m * model_.moe_layers() + l) * E);
+      layers.emplace_back(first, first + static_cast<std::ptrdiff_t>(E));
+    }
+    counters_.routing.push_back(std::move(layers));
   }
 }
 

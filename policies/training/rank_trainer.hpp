@@ -39,6 +39,8 @@ class RankTrainer {
   void optimizer_step(int step);
   void load_batch(int step, int micro);
   void initialise_parameters();
+  /// Real runtimes: appends the step's gate counts to counters_.routing (the routing trace of the run).
+  void record_routing();
   /// ZeRO-3: gathers the parameters of use `unit` (one ahead) and points unit_params_ at them.
   void unit_begin(int unit);
   void unit_end();

@@ -34,6 +34,8 @@ struct RankCounters {
   std::int64_t cache_hits = 0, cache_misses = 0, cache_evictions = 0;
   double ssd_read_bytes = 0, ssd_write_bytes = 0;
   std::vector<double> losses;  // real runtimes: mean training loss of this rank's last micro-batch, per step
+  /// Real runtimes: the gate's token counts per expert, [step * micro-batches + micro][MoE layer][expert].
+  std::vector<std::vector<std::vector<std::int64_t>>> routing;
 };
 
 /// The per-rank training program (run it on every rank). `counters` must hold one entry per rank and outlive
