@@ -35,7 +35,7 @@ if ! grep -q "moesys: CUDA runtime enabled" "$out/configure.log"; then
   exit 1
 fi
 log "building moesys_cuda_tests and moesys-gpu-bench with -j$jobs"
-cmake --build "$build" -j"$jobs" --target moesys_cuda_tests moesys-gpu-bench moesys moesys-cuda-worker \
+cmake --build "$build" -j"$jobs" --target moesys_cuda_tests moesys_conformance_cuda moesys-gpu-bench moesys moesys-cuda-worker \
   >"$out/build.log" 2>&1 ||
   { tail -30 "$out/build.log"; echo "gpu-check: build failed (see $out/build.log)" >&2; exit 1; }
 
