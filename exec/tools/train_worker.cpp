@@ -96,8 +96,12 @@ int run_train_worker(int rank, int size, const char* config_path, const char* ou
   std::vector<tr::RankCounters> counters(static_cast<std::size_t>(size));
   json mine;
   {
+    cpu::CpuOptions options;
+    // Validation measures the modelled step: without the safety all-reduce that checks every collective's
+    // signature first (it doubles the latency of small collectives, which the simulator does not model).
+    options.check_collectives = !probe;
     std::unique_ptr<core::Runtime> rt =
-        make_runtime ? make_runtime(c.cluster) : std::make_unique<cpu::CpuRuntime>(c.cluster);
+        make_runtime ? make_runtime(c.cluster) : std::make_unique<cpu::CpuRuntime>(c.cluster, options);
     tr::training_program(plan, counters)(*rt);
     rt->synchronize();
     mine = rank_result(*rt, counters[static_cast<std::size_t>(rank)]);
