@@ -39,7 +39,6 @@ GptMoe::GptMoe(core::Runtime& rt, GptMoeConfig config)
     MoeLayerConfig mc;
     mc.tokens = T_, mc.hidden = H, mc.ffn_hidden = H * cfg_.ffn_multiplier, mc.experts = cfg_.experts;
     mc.top_k = cfg_.top_k, mc.capacity_factor = cfg_.capacity_factor, mc.all_to_all = cfg_.all_to_all;
-    mc.expert_tier = cfg_.offload.home;
     b.moe = std::make_unique<MoeLayer>(rt_, world_, mc, ++seed, n + ".moe");
     for (auto* a : {&b.x0, &b.n1, &b.q, &b.k, &b.v, &b.att, &b.x1, &b.n2, &b.m}) *a = act(T_ * H);
     for (auto* a : {&b.mean1, &b.rstd1, &b.mean2, &b.rstd2}) *a = act(T_);
@@ -48,17 +47,11 @@ GptMoe::GptMoe(core::Runtime& rt, GptMoeConfig config)
   logits_ = act(T_ * V), d_logits_ = act(T_ * V), loss_ = act(1);
   gather_ = act(std::int64_t{cfg_.experts} * rt_.world_size());
   for (auto* a : {&dx_, &dn_, &dtmp_, &dq_, &dk_, &dv_, &datt_}) *a = act(T_ * H);
-  if (cfg_.offload.home != core::Tier::hbm && !blocks_.empty()) {
-    std::vector<MoeLayer*> layers;
-    for (auto& b : blocks_) layers.push_back(b.moe.get());
-    ring_ = std::make_unique<ExpertRing>(rt_, layers, cfg_.offload);
-  }
 }
 
 GptMoe::~GptMoe() {
   try {
     rt_.synchronize();
-    ring_.reset();
     for (auto& b : blocks_) b.moe.reset();
     for (auto* p : params()) free_param(rt_, *p);
     for (auto& b : owned_) rt_.free(b);
@@ -108,12 +101,7 @@ double GptMoe::forward() { return forward_pass(false); }
 
 double GptMoe::forward_pass(bool then_backward) {
   using namespace ops;
-  if (ring_) {  // the order in which this pass will use the MoE layers' experts
-    std::vector<int> order;
-    for (int l = 0; l < cfg_.layers; ++l) order.push_back(l);
-    for (int l = cfg_.layers - 1; then_backward && l >= 0; --l) order.push_back(l);
-    ring_->begin_pass(std::move(order));
-  }
+  (void)then_backward;
   const std::int64_t T = T_, H = H_, V = cfg_.vocab, S = cfg_.seq_len, B = cfg_.micro_batch;
   const std::int64_t NH = cfg_.heads, D = H / NH;
   rt_.begin_phase("forward");
@@ -129,9 +117,7 @@ double GptMoe::forward_pass(bool then_backward) {
     run(gemm(T, H, H, b.att, b.wo.value, b.x1), "attention:o");
     run(add(b.x1, b.x0, b.x1, T * H), "dense:residual");
     run(layernorm(b.x1, b.ln2_g.value, b.ln2_b.value, b.n2, b.mean2, b.rstd2, T, H), "dense:layernorm");
-    if (ring_) ring_->acquire(int(l));
     b.moe->forward(b.n2, b.m);
-    if (ring_) ring_->release(int(l), false);
     run(add(b.x1, b.m, next, T * H), "dense:residual");
   }
   run(layernorm(xf_, lnf_g_.value, lnf_b_.value, nf_, meanf_, rstdf_, T, H), "dense:layernorm");
@@ -156,10 +142,7 @@ double GptMoe::forward_backward() {
       "dense:layernorm_bwd");
   for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) {
     Block& b = *it;
-    const int layer = int(blocks_.rend() - it) - 1;
-    if (ring_) ring_->acquire(layer);
     b.moe->backward(dx_, dtmp_);
-    if (ring_) ring_->release(layer, true);
     run(layernorm_bwd(b.x1, b.ln2_g.value, b.mean2, b.rstd2, dtmp_, dn_, b.ln2_g.grad, b.ln2_b.grad, T, H),
         "dense:layernorm_bwd");
     run(add(dx_, dn_, dx_, T * H), "dense:residual_bwd");
@@ -186,15 +169,10 @@ void GptMoe::optimizer_step() {
   rt_.begin_phase("optimizer");
   for (Param* p : params())
     if (p->replicated) all_reduce_sum(p->grad, p->elems);
-  for (Param* p : params()) {
-    if (p->value.tier != core::Tier::hbm && ring_) {  // an offloaded expert: updated where it lives
-      ring_->adamw(*p, cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay, step_);
-      continue;
-    }
+  for (Param* p : params())
     run(ops::adamw(p->grad, p->value, p->m, p->v, p->elems, cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps,
                    cfg_.weight_decay, step_),
         "optimizer:adamw");
-  }
   rt_.end_phase();
 }
 

@@ -4,6 +4,8 @@
 // layernorm, an output projection and softmax cross-entropy. Data parallel over the world for the dense and gate
 // parameters (gradients all-reduced), expert parallel for the experts; AdamW. Runs on the CPU runtime with real
 // tensors, and in the simulator, where buffers carry sizes only.
+// Kept only for the old default path of `moesys validate` (cli/cmd_validate.cpp); the training program of
+// policies/training is the one implementation of the model, and this file goes when that path does.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -11,7 +13,6 @@
 
 #include "core/runtime.hpp"
 #include "core/workload.hpp"
-#include "exec/model/expert_ring.hpp"
 #include "exec/model/moe_layer.hpp"
 
 namespace moesys::exec::model {
@@ -24,8 +25,6 @@ struct GptMoeConfig {
   double lr = 3e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
   core::CollectiveAlgo all_to_all = core::CollectiveAlgo::direct;
   std::uint64_t seed = 1;
-  /// Where the experts live: resident in HBM (default), or in DRAM / SSD streamed through K HBM slots.
-  ExpertOffload offload;
   std::int64_t tokens() const { return std::int64_t{micro_batch} * seq_len; }
 };
 
@@ -51,8 +50,6 @@ public:
   std::vector<core::RoutingMatrix> last_routing();
   std::vector<Param*> params();
   MoeLayer& moe(int layer) { return *blocks_[static_cast<std::size_t>(layer)].moe; }
-  /// The expert slots when the experts are offloaded (nullptr when resident).
-  const ExpertRing* ring() const { return ring_.get(); }
   const GptMoeConfig& config() const { return cfg_; }
 
 private:
@@ -73,7 +70,6 @@ private:
   std::int64_t T_ = 0, H_ = 0;
   Param tok_, pos_, lnf_g_, lnf_b_, wout_;
   std::vector<Block> blocks_;
-  std::unique_ptr<ExpertRing> ring_;
   core::Buffer ids_, targets_, xf_, nf_, meanf_, rstdf_, logits_, d_logits_, loss_, gather_;
   core::Buffer dx_, dn_, dtmp_, dq_, dk_, dv_, datt_;
   std::vector<core::Buffer> owned_;
