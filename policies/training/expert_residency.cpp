@@ -363,11 +363,16 @@ void ExpertResidency::acquire(int layer, bool backward, const std::vector<bool>&
   if (set_.strategy == ResidencyStrategy::ring) fill_ahead();
 }
 
-void ExpertResidency::release(int layer, core::Event last_use) {
+int ExpertResidency::acquired(int layer, const char* what) const {
   const int s = find(layer);
   if (s < 0 || !slots_[static_cast<std::size_t>(s)].busy)
-    throw std::logic_error("expert residency: layer " + std::to_string(layer) + " released but not acquired");
-  Slot& slot = slots_[static_cast<std::size_t>(s)];
+    throw std::logic_error(std::string("expert residency: ") + what + " of layer " + std::to_string(layer) +
+                           ", which is not acquired");
+  return s;
+}
+
+void ExpertResidency::release(int layer, core::Event last_use) {
+  Slot& slot = slots_[static_cast<std::size_t>(acquired(layer, "release"))];
   slot.free_after = last_use;
   slot.busy = false;
   if (set_.strategy == ResidencyStrategy::ring) fill_ahead();
@@ -376,9 +381,7 @@ void ExpertResidency::release(int layer, core::Event last_use) {
 // ---- gradients and the host optimizer ----
 
 void ExpertResidency::begin_grads(int layer, core::StreamId stream) {
-  const int s = find(layer);
-  if (s < 0 || !slots_[static_cast<std::size_t>(s)].busy)
-    throw std::logic_error("expert residency: gradients of layer " + std::to_string(layer) + " outside acquire");
+  const int s = acquired(layer, "gradients");
   Slot& slot = slots_[static_cast<std::size_t>(s)];
   const core::Buffer& grads = st_.slot_grads[static_cast<std::size_t>(s)];
   const auto li = static_cast<std::size_t>(layer);
@@ -400,9 +403,7 @@ void ExpertResidency::begin_grads(int layer, core::StreamId stream) {
 
 core::Event ExpertResidency::end_grads(int layer, core::Event grads_ready, const std::vector<bool>& used,
                                        bool last_micro, const core::Group& replicas, core::StreamId comm) {
-  const int s = find(layer);
-  if (s < 0 || !slots_[static_cast<std::size_t>(s)].busy)
-    throw std::logic_error("expert residency: gradients of layer " + std::to_string(layer) + " outside acquire");
+  const int s = acquired(layer, "gradients");
   Slot& slot = slots_[static_cast<std::size_t>(s)];
   const core::Buffer& grads = st_.slot_grads[static_cast<std::size_t>(s)];
   const auto li = static_cast<std::size_t>(layer);

@@ -157,6 +157,7 @@ class ExpertResidency {
 
   std::size_t next_use(int layer, std::size_t from) const;
   int find(int layer) const;
+  int acquired(int layer, const char* what) const;  // the slot of an acquired layer (throws otherwise)
   /// A free slot for `layer` (Belady), or -1 when every free slot holds a layer needed before it.
   int victim(int layer) const;
   /// Copies the experts of `want` that the slot lacks into it; returns how many.
