@@ -269,6 +269,7 @@ int ExpertResidency::fill(int si, int layer, const std::vector<bool>& want) {
   const core::Buffer& slot = st_.slot_params[static_cast<std::size_t>(si)];
   auto slot_run = [&](int e0, int e1) { return slot.slice(B(e0 * pe, sh_.a), B((e1 - e0) * pe, sh_.a)); };
   rt_.stream_wait(kH2D, s.free_after);  // overwrite the slot only after its last reader
+  rt_.stream_wait(kH2D, s.grads_home);
   if (set_.home == core::Tier::dram) {
     rt_.stream_wait(kH2D, home_written_[static_cast<std::size_t>(layer)]);
     for_runs(need, [&](int e0, int e1) {
@@ -385,7 +386,7 @@ void ExpertResidency::begin_grads(int layer, core::StreamId stream) {
   Slot& slot = slots_[static_cast<std::size_t>(s)];
   const core::Buffer& grads = st_.slot_grads[static_cast<std::size_t>(s)];
   const auto li = static_cast<std::size_t>(layer);
-  rt_.stream_wait(stream, slot.free_after);  // the slot's previous gradients have gone home
+  rt_.stream_wait(stream, slot.grads_home);  // the slot's previous gradients have gone home
   core::TensorOp zero = ops::with_dtype(ops::fill(grads, sh_.layer_elems()), set_.dtype);
   const core::Event zeroed = rt_.compute(stream, zero, "zero expert gradients");
   if (count(accumulated_[li]) == 0) return;
@@ -425,7 +426,7 @@ core::Event ExpertResidency::end_grads(int layer, core::Event grads_ready, const
   });
   grads_home_[li] = home;
   for (std::size_t e = 0; e < L; ++e) accumulated_[li][e] = accumulated_[li][e] || send[e];
-  slot.free_after = home;
+  slot.free_after = slot.grads_home = home;
   slot.busy = false;
   if (last_micro) host_update(layer, lazy ? accumulated_[li] : all);
   if (set_.strategy == ResidencyStrategy::ring) fill_ahead();

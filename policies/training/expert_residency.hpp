@@ -27,9 +27,10 @@
 // pass's order (begin_pass); a layer still in a slot is not fetched again (e.g. the last layers of forward are
 // still there when backward starts). Slots are forgotten at begin_step (the optimizer changed the values).
 //
-// Events: a fill's copies run on the H2D stream after the slot's last use (`free_after`: the kernels of its
-// previous layer and the copy of its gradients home); the compute stream waits for the fill before using the slot
-// (acquire). SSD traffic runs on the NVMe stream; reads of a layer's home wait for its last update.
+// Events: a fill's copies run on the H2D stream after the slot's last use (the kernels of its previous layer and
+// the copy of its gradients home); the compute stream waits for the fill before using the slot (acquire), and
+// zeroes the slot's gradients only after their last copy home. SSD traffic runs on the NVMe stream; reads of a
+// layer's home wait for its last update.
 //
 // Gradients accumulate in the slot: before backward the slot's gradients are zeroed (first micro-batch of the step)
 // or reloaded from host memory (later micro-batches, one H2D copy); after backward they are all-reduced over the
@@ -143,7 +144,9 @@ class ExpertResidency {
     int layer = -1;
     std::vector<bool> has;  // experts whose values are in the slot
     bool busy = false;
-    core::Event ready, free_after;
+    core::Event ready;       // the fill's last copy
+    core::Event free_after;  // the last kernel that read the values (or the gradients' copy home, which follows it)
+    core::Event grads_home;  // the last copy of the slot's gradients home (a later forward does not replace it)
   };
   struct Stage {  // a host-memory staging area (home = ssd): one layer's values and optimizer states
     int layer = -1;

@@ -50,7 +50,11 @@ void RankTrainer::begin_backward_grads() {
     if (policy_.dense == DenseSharding::ddp) zero(st_.grads);
     zero(st_.expert_grads);
   }
-  if (policy_.dense != DenseSharding::ddp) zero(st_.emb_grad);
+  if (policy_.dense != DenseSharding::ddp) {
+    // The previous micro-batch's reduction may still be reading the embedding gradient (with grad_overlap).
+    rt_.stream_wait(kCompute, emb_grad_free_);
+    zero(st_.emb_grad);
+  }
 }
 
 void RankTrainer::open_unit_grads(int unit) {
@@ -122,7 +126,8 @@ void RankTrainer::reduce_bucket(std::size_t i) {
       break;
     }
   }
-  if (policy_.dense != DenseSharding::ddp && b.buffer >= 0) buffer_free_[static_cast<std::size_t>(b.buffer)] = last_reduce_;
+  if (policy_.dense != DenseSharding::ddp)
+    (b.buffer >= 0 ? buffer_free_[static_cast<std::size_t>(b.buffer)] : emb_grad_free_) = last_reduce_;
   if (!policy_.grad_overlap) rt_.wait(last_reduce_);
 }
 

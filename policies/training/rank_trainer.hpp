@@ -136,6 +136,7 @@ class RankTrainer {
   // Gradient buckets: which are open (buffer zeroed and being written) and the latest reduction.
   std::vector<bool> bucket_open_;
   std::vector<core::Event> buffer_free_;  // per physical bucket buffer
+  core::Event emb_grad_free_;             // the embedding gradient's last reduction
   core::Event last_reduce_;
 
   // Offload: where the experts live and how they reach the GPU (null when they stay resident).
