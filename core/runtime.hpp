@@ -93,6 +93,9 @@ struct GemmOp {
   bool trans_a = false, trans_b = false, accumulate = false;
   /// Every product of the batch reads the same A (one input times several weights, e.g. Q, K and V).
   bool broadcast_a = false;
+  /// Elements from one product's B (C) to the next one's; 0 = packed (k*n, m*n). Lets a batch read weights that
+  /// sit inside larger per-item blocks, e.g. the W1 of every expert in an expert-major layout.
+  std::int64_t stride_b = 0, stride_c = 0;
   double flop() const { return 2.0 * static_cast<double>(m) * n * k * batch; }
 };
 

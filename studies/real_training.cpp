@@ -51,6 +51,9 @@ RealTrainingRun run_worker(const json& config, int ranks, const std::string& mod
                             sp[5].get<std::uint64_t>(), sp[6].get<double>()});
     r.run.ranks.push_back(std::move(rank));
     tr::RankCounters k;
+    const json& c = d.at("counters");  // the order rank_result (exec/tools/train_worker.cpp) writes
+    k.expert_fetches = c.at(0), k.wasted_fetches = c.at(1), k.on_demand_fetches = c.at(2), k.cache_hits = c.at(3);
+    k.cache_misses = c.at(4), k.cache_evictions = c.at(5), k.ssd_read_bytes = c.at(6), k.ssd_write_bytes = c.at(7);
     k.losses = d.at("losses").get<std::vector<double>>();
     k.routing = d.at("routing").get<std::vector<std::vector<std::vector<std::int64_t>>>>();
     r.counters.push_back(std::move(k));

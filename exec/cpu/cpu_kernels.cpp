@@ -29,11 +29,12 @@ void run_gemm(const core::GemmOp& g) {
   need(g.dtype == core::Dtype::fp32, "GEMM dtype must be fp32 on the CPU runtime");
   need(g.a.data && g.b.data && g.c.data, "GEMM operands have no host data");
   const I lda = g.trans_a ? g.m : g.k, ldb = g.trans_b ? g.k : g.n;
+  const I sb = g.stride_b > 0 ? g.stride_b : g.k * g.n, sc = g.stride_c > 0 ? g.stride_c : g.m * g.n;
   for (I b = 0; b < g.batch; ++b)
     cblas_sgemm(CblasRowMajor, g.trans_a ? CblasTrans : CblasNoTrans, g.trans_b ? CblasTrans : CblasNoTrans,
                 static_cast<int>(g.m), static_cast<int>(g.n), static_cast<int>(g.k), 1.0f, F(g.a) + (g.broadcast_a ? 0 : b * g.m * g.k),
-                static_cast<int>(lda), F(g.b) + b * g.k * g.n, static_cast<int>(ldb), g.accumulate ? 1.0f : 0.0f,
-                F(g.c) + b * g.m * g.n, static_cast<int>(g.n));
+                static_cast<int>(lda), F(g.b) + b * sb, static_cast<int>(ldb), g.accumulate ? 1.0f : 0.0f,
+                F(g.c) + b * sc, static_cast<int>(g.n));
 }
 
 // Causal attention, one (batch, head) at a time with materialised scores; backward recomputes them.

@@ -1,6 +1,6 @@
 #pragma once
 // Host implementations of every core::Kernel with real operands (fp32): GEMMs through CBLAS, attention as
-// per-head GEMMs, and the MoE data kernels of exec/model/ops.hpp as plain loops.
+// per-head GEMMs, and the MoE data kernels of model/ops.hpp as plain loops.
 #include "core/runtime.hpp"
 
 namespace moesys::exec::cpu {

@@ -21,12 +21,13 @@ double default_timeout_s() {
   return 300;
 }
 
-void io_all(bool write, int fd, void* mem, std::uint64_t bytes, const std::string& path) {
+/// Moves `bytes` between memory and the file at `at` (a view's offset into its SSD buffer).
+void io_all(bool write, int fd, void* mem, std::uint64_t at, std::uint64_t bytes, const std::string& path) {
   auto* p = static_cast<char*>(mem);
   std::uint64_t done = 0;
   while (done < bytes) {
-    const ssize_t n = write ? ::pwrite(fd, p + done, bytes - done, static_cast<off_t>(done))
-                            : ::pread(fd, p + done, bytes - done, static_cast<off_t>(done));
+    const ssize_t n = write ? ::pwrite(fd, p + done, bytes - done, static_cast<off_t>(at + done))
+                            : ::pread(fd, p + done, bytes - done, static_cast<off_t>(at + done));
     if (n <= 0) throw core::RuntimeFailure("SSD tier: cannot " + std::string(write ? "write " : "read ") + path +
                                            ": " + std::strerror(errno));
     done += static_cast<std::uint64_t>(n);
@@ -161,9 +162,10 @@ core::Event CpuRuntime::copy(core::StreamId stream, const core::Buffer& dst, con
   op.kind = core::SpanKind::copy;
   op.name = std::string("copy ") + core::to_string(src.tier) + "->" + core::to_string(dst.tier);
   op.bytes = bytes;
-  op.body = [sfd = s.fd, spath = s.path, dfd = d.fd, dpath = d.path, dst = dst.data, src = src.data, bytes] {
-    if (sfd >= 0) return io_all(false, sfd, dst, bytes, spath);
-    if (dfd >= 0) return io_all(true, dfd, src, bytes, dpath);
+  op.body = [sfd = s.fd, spath = s.path, dfd = d.fd, dpath = d.path, dst = dst.data, src = src.data, bytes,
+             soff = src.offset, doff = dst.offset] {
+    if (sfd >= 0) return io_all(false, sfd, dst, soff, bytes, spath);
+    if (dfd >= 0) return io_all(true, dfd, src, doff, bytes, dpath);
     std::memmove(dst, src, bytes);
   };
   return issue(stream, std::move(op));

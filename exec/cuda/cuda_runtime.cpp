@@ -37,6 +37,7 @@ struct SsdTask {
   bool write = false;
   int fd = -1;
   char* mem = nullptr;
+  std::uint64_t at = 0;  // the SSD view's offset into its file
   std::uint64_t bytes = 0;
   std::string path;
   std::shared_ptr<std::mutex> mutex;
@@ -47,8 +48,8 @@ void CUDART_CB run_ssd_task(void* arg) {
   std::unique_ptr<SsdTask> t(static_cast<SsdTask*>(arg));
   std::uint64_t done = 0;
   while (done < t->bytes) {
-    const ssize_t n = t->write ? ::pwrite(t->fd, t->mem + done, t->bytes - done, static_cast<off_t>(done))
-                               : ::pread(t->fd, t->mem + done, t->bytes - done, static_cast<off_t>(done));
+    const ssize_t n = t->write ? ::pwrite(t->fd, t->mem + done, t->bytes - done, static_cast<off_t>(t->at + done))
+                               : ::pread(t->fd, t->mem + done, t->bytes - done, static_cast<off_t>(t->at + done));
     if (n <= 0) {
       std::lock_guard<std::mutex> lock(*t->mutex);
       *t->error =
@@ -373,7 +374,8 @@ core::Event CudaRuntime::copy(core::StreamId stream, const core::Buffer& dst, co
     }
     auto task = std::make_unique<SsdTask>();
     task->write = d.fd >= 0, task->fd = d.fd >= 0 ? d.fd : s.fd;
-    task->mem = static_cast<char*>(d.fd >= 0 ? s.ptr : d.ptr), task->bytes = bytes;
+    task->mem = d.fd >= 0 ? static_cast<char*>(s.ptr) + src.offset : static_cast<char*>(d.ptr) + dst.offset;
+    task->at = d.fd >= 0 ? dst.offset : src.offset, task->bytes = bytes;
     task->path = d.fd >= 0 ? d.path : s.path, task->mutex = host_mutex_, task->error = host_error_;
     MOESYS_CUDA_CHECK(cudaLaunchHostFunc(st, run_ssd_task, task.get()));
     task.release();  // owned by run_ssd_task now

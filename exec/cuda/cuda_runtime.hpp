@@ -2,7 +2,7 @@
 // The CUDA implementation of core::Runtime: one MPI process per rank and one GPU per rank. Same semantics as the
 // CPU runtime (exec/cpu/cpu_runtime.hpp), but asynchronous for real:
 // - HBM buffers are cudaMalloc'd device memory (Buffer::data is nullptr: the host cannot address it; use
-//   upload / download of exec/model/tensors.hpp), the DRAM tier is pinned host memory (cudaHostAlloc, so copies
+//   upload / download of model/tensors.hpp), the DRAM tier is pinned host memory (cudaHostAlloc, so copies
 //   run at full PCIe rate and overlap compute), the SSD tier is one real file per buffer. Every tier is checked
 //   against the cluster description's capacities by the shared MemoryLedger.
 // - Streams are CUDA streams created on first use; events are CUDA events; stream_wait is cudaStreamWaitEvent.

@@ -84,7 +84,8 @@ void run_gemm(const core::GemmOp& op, const KernelContext& ctx) {
   Gemm g;
   g.ta = op.trans_a, g.tb = op.trans_b, g.m = op.m, g.n = op.n, g.k = op.k, g.batch = op.batch;
   g.lda = op.trans_a ? op.m : op.k, g.ldb = op.trans_b ? op.k : op.n, g.ldc = op.n;
-  g.sa = op.broadcast_a ? 0 : op.m * op.k, g.sb = op.k * op.n, g.sc = op.m * op.n;
+  g.sa = op.broadcast_a ? 0 : op.m * op.k;
+  g.sb = op.stride_b > 0 ? op.stride_b : op.k * op.n, g.sc = op.stride_c > 0 ? op.stride_c : op.m * op.n;
   g.beta = op.accumulate ? 1.f : 0.f;
   gemm(ctx, g, ctx.address(op.a), ctx.address(op.b), ctx.address(op.c), type, compute);
 }

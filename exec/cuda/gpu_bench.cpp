@@ -1,8 +1,7 @@
 // moesys-gpu-bench: measurements of the CUDA runtime on one GPU, written as one JSON object.
-//   moe_layer     MoE layer forward and forward+backward (exec/model/moe_layer: gate, dispatch, all-to-all,
-//                 expert FFNs, combine), per-phase times from the runtime's spans, expert GEMM rate.
 //   offload       ring-memory inference vs all-in-GPU vs layer offload (bench_offload.cpp).
 //   copy          host<->device copy bandwidth from pinned and from pageable host memory.
+// (The MoE layer of the training program is measured by `moesys train --runtime cuda`, see scripts/gpu-check.sh.)
 // Usage: moesys-gpu-bench [--hidden 1024 --ffn 4096 --experts 8 --tokens 4096 --top-k 2 --capacity 1.25
 //                          --iters 20 --warmup 3 --layers 8 --slots 4 --rows 1024 --copy-mib 256 --tf32
 //                          --skip-offload --out FILE]
@@ -24,8 +23,6 @@
 #include "exec/cuda/bench_offload.hpp"
 #include "exec/cuda/cuda_check.hpp"
 #include "exec/cuda/cuda_runtime.hpp"
-#include "exec/model/moe_layer.hpp"
-#include "exec/model/tensors.hpp"
 
 namespace {
 
@@ -81,59 +78,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-json moe_layer_benchmark(exec::cuda::CudaRuntime& rt, const Flags& f) {
-  exec::model::MoeLayerConfig c;
-  c.tokens = f.tokens, c.hidden = f.hidden, c.ffn_hidden = f.ffn, c.experts = f.experts, c.top_k = f.top_k;
-  c.capacity_factor = f.capacity;
-  exec::model::MoeLayer layer(rt, core::Group::world(rt.world_size()), c, 1, "moe");
-  const std::int64_t n = f.tokens * f.hidden;
-  auto buf = [&] { return rt.alloc(core::Tier::hbm, exec::model::f32_bytes(n), "bench"); };
-  core::Buffer x = buf(), out = buf(), d_out = buf(), d_x = buf();
-  const auto xs = exec::model::normal_floats(n, 1.0, 7 + std::uint64_t(rt.rank()));
-  exec::model::upload(rt, x, xs.data(), exec::model::f32_bytes(n));
-  exec::model::upload(rt, d_out, xs.data(), exec::model::f32_bytes(n));
-  auto timed = [&](bool backward, int iters) {
-    rt.synchronize();
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < iters; ++i) {
-      layer.forward(x, out);
-      if (backward) layer.backward(d_out, d_x);
-    }
-    rt.synchronize();
-    return seconds_since(t0) / iters;
-  };
-  timed(true, f.warmup);
-  const double fwd = timed(false, f.iters);
-  rt.clear_spans();
-  const double fwd_bwd = timed(true, f.iters);
-  // Per-phase GPU time from the spans of the forward+backward iterations (phase = the name before ':').
-  std::map<std::string, double> phase;
-  double expert_gemm_s = 0;
-  for (const auto& s : rt.spans()) {
-    if (s.kind == core::SpanKind::phase) continue;
-    const std::string name = s.name.substr(0, s.name.find(':'));
-    phase[name] += s.duration_s() / f.iters;
-    if (s.name.rfind("expert:fc", 0) == 0) expert_gemm_s += s.duration_s() / f.iters;
-  }
-  const double R = double(layer.local_experts()) * double(layer.capacity()) * rt.world_size();
-  const double expert_flop = 3 * 2 * 2 * R * double(f.hidden) * double(f.ffn);  // fwd + 2 bwd GEMMs, fc1 + fc2
-  for (auto* b : {&x, &out, &d_out, &d_x}) rt.free(*b);
-  return {{"config",
-           {{"tokens_per_rank", f.tokens},
-            {"hidden", f.hidden},
-            {"ffn_hidden", f.ffn},
-            {"experts", f.experts},
-            {"top_k", f.top_k},
-            {"capacity_factor", f.capacity},
-            {"capacity", layer.capacity()},
-            {"ranks", rt.world_size()},
-            {"dtype", f.tf32 ? "tf32" : "fp32"}}},
-          {"forward_seconds", fwd},
-          {"forward_backward_seconds", fwd_bwd},
-          {"phase_seconds_per_iteration", phase},
-          {"expert_gemm_flop_per_s", expert_gemm_s > 0 ? expert_flop / expert_gemm_s : 0.0}};
-}
-
 json copy_benchmark(exec::cuda::CudaRuntime& rt, int mib) {
   const std::uint64_t bytes = std::uint64_t(mib) << 20;
   core::Buffer dev = rt.alloc(core::Tier::hbm, bytes, "bench"), pinned = rt.alloc(core::Tier::dram, bytes, "bench");
@@ -186,8 +130,6 @@ int main(int argc, char** argv) {
     auto progress = [&](const char* what) {
       if (mpi.rank() == 0) std::fprintf(stderr, "moesys-gpu-bench: %s\n", what), std::fflush(stderr);
     };
-    progress("MoE layer forward+backward");
-    result["moe_layer"] = moe_layer_benchmark(rt, f);
     if (!f.skip_offload) {
       progress("offloaded inference: all-in-GPU, layer offload, ring memory");
       exec::cuda::bench::OffloadConfig oc;

@@ -1,5 +1,5 @@
 #pragma once
-// Launchers of the CUDA kernels behind core::TensorOp (exec/model/ops.hpp is the contract: operand order, dims,
+// Launchers of the CUDA kernels behind core::TensorOp (model/ops.hpp is the contract: operand order, dims,
 // scalars). Plain C++ declarations so that host code compiled by g++ can call them; the kernels live in
 // kernels_moe.cu (gating, dispatch / combine) and kernels_dense.cu (elementwise, normalisation, loss, optimizer,
 // attention softmax). Each mirrors exec/cpu/cpu_kernels.cpp operation by operation; kernels are compiled without

@@ -1,5 +1,5 @@
 // MoE data kernels: gate (softmax, top-k, GShard capacity), dispatch and combine permutations, their backward.
-// Semantics are those of exec/cpu/cpu_kernels.cpp (see exec/model/ops.hpp); comments say where the GPU order of
+// Semantics are those of exec/cpu/cpu_kernels.cpp (see model/ops.hpp); comments say where the GPU order of
 // arithmetic differs from the CPU loop.
 #include <cfloat>
 

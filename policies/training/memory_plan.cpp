@@ -6,6 +6,7 @@
 #include "core/error.hpp"
 #include "core/ledger_runtime.hpp"
 #include "core/units.hpp"
+#include "policies/training/rank_state.hpp"
 #include "policies/training/training_plan.hpp"
 
 namespace moesys::policies::training {
@@ -36,7 +37,9 @@ std::uint64_t RankMemory::peak(core::Tier t) const {
 
 std::int64_t cache_entries(const TrainingConfig& c, const Layout& l, double dram_free_bytes) {
   const core::ModelConfig& m = c.model;
-  const double state = static_cast<double>(m.training_bytes_per_param()) * static_cast<double>(m.expert_params_per_expert());
+  // An entry holds an expert's values and optimizer states; its gradients come home to host memory apart.
+  const double state = static_cast<double>(m.param_bytes_per_param() + m.optimizer_bytes_per_param()) *
+                       static_cast<double>(m.expert_params_per_expert());
   double cache = c.policy.cache.capacity_gib * core::kGiB;
   if (cache <= 0) cache = dram_free_bytes;
   const std::int64_t all = std::int64_t{m.moe_layers()} * l.local_experts;
@@ -54,9 +57,14 @@ void plan_memory(TrainingPlan& p) {
                          node.ssd.capacity_bytes / node.gpus};
   const double pe = static_cast<double>(c.model.expert_params_per_expert());
   plan.expert_state_bytes = static_cast<std::uint64_t>(c.model.training_bytes_per_param() * pe);
-  // The nvme staging area holds two layers' expert states; the cache gets the rest of the host share.
-  const double staging = 2.0 * p.layout.local_experts * pe * c.model.training_bytes_per_param();
-  plan.cache_entries = c.policy.offload == Offload::nvme ? cache_entries(c, p.layout, plan.capacity_bytes[1] - staging) : 0;
+  // The LFU cache (nvme with 2D prefetch) gets what the expert gradients and the staging area leave of the host
+  // share.
+  plan.cache_entries = 0;
+  if (c.policy.offload == Offload::nvme && c.policy.prefetch == Prefetch::routed) {
+    const ResidencySettings r = residency_settings(p, 0);
+    plan.cache_entries =
+        cache_entries(c, p.layout, plan.capacity_bytes[1] - expert_host_bytes_besides_cache(expert_shape(p), r));
+  }
   plan.ranks.clear();
   std::vector<RankCounters> counters(static_cast<std::size_t>(p.layout.world));
   const auto program = training_program(p, counters);

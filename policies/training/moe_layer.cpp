@@ -3,7 +3,9 @@
 // expert FFNs, regroup back, combine all-to-all(s) and the weighted combine. With overlap_chunks = c > 1 every
 // (peer, expert) block is split into c chunks: dispatch chunks run back to back on the communication stream while
 // the compute stream works on the chunks already arrived, and combine chunks follow as their experts finish.
-// Row layouts: moe_exchange.hpp. Expert tensors of a layer: W1 [L][h][f], b1, W2 [L][f][h], b2 (rank_state.hpp).
+// Row layouts: moe_exchange.hpp. Expert tensors of a layer: L expert-major blocks of W1 [h][f], b1, W2 [f][h], b2
+// (rank_state.hpp); batched expert GEMMs step one expert block from product to product. Offloaded experts are
+// fetched into a GPU slot before the expert FFNs and their gradients go home after them (expert_residency.hpp).
 #include <algorithm>
 
 #include "core/error.hpp"
@@ -17,8 +19,20 @@ using core::streams::kComm;
 using core::streams::kCompute;
 
 namespace {
+/// One layer's expert values and gradients (resident, or the slot an offloaded layer was fetched into).
 struct ExpertViews {
-  core::Buffer w1, w2, d_w1, d_w2;
+  core::Buffer params, grads;
+  std::int64_t h = 0, f = 0, pe = 0;  // one expert block: W1 [h][f], b1 [f], W2 [f][h], b2 [h]
+  double a = 4, g = 4;
+  /// W1 (or its gradient) of experts [e, e + batch), one block apart.
+  core::Buffer w1(std::int64_t e, std::int64_t batch, bool grad = false) const { return view(e, batch, 0, grad); }
+  core::Buffer w2(std::int64_t e, std::int64_t batch, bool grad = false) const { return view(e, batch, h * f + f, grad); }
+  core::Buffer view(std::int64_t e, std::int64_t batch, std::int64_t at, bool grad) const {
+    const double per = grad ? g : a;
+    const std::int64_t first = e * pe + at, elems = (batch - 1) * pe + h * f;
+    return (grad ? grads : params).slice(static_cast<std::uint64_t>(static_cast<double>(first) * per),
+                                         static_cast<std::uint64_t>(static_cast<double>(elems) * per));
+  }
 };
 
 std::uint64_t bytes_of(std::int64_t elems, double per) {
@@ -113,7 +127,7 @@ core::Event RankTrainer::chunk_all_to_all(const MoeExchange& x, int c, bool to_e
 void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
   const std::int64_t n = tokens_, h = model_.hidden, E = model_.experts, k = model_.top_k;
   const Workspace& w = st_.ws;
-  if (moe_layer + 1 < model_.moe_layers()) prefetch_experts(moe_layer + 1, false);
+  if (residency_ && moe_layer + 1 < model_.moe_layers()) residency_->prefetch(moe_layer + 1, false, {});
 
   gemm(n, E, h, a.ln2, param(current_unit_, 8), w.logits_gate, "gate logits");
   const std::int64_t cap = policy_.gate == Gate::gshard ? model_.expert_capacity(n) : n;
@@ -132,13 +146,13 @@ void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
   // One local expert: peer-major rows are already expert-major, so they land where the expert GEMMs read.
   for (int c = 0; c < x.chunks; ++c)
     arrived.push_back(chunk_all_to_all(x, c, true, st_.send, x.local == 1 ? a.xin : st_.recv));
-  rt_.stream_wait(kCompute, experts_ready(moe_layer, false));
+  if (residency_) residency_->acquire(moe_layer, false, experts_used(x), kCompute);
   for (int c = 0; c < x.chunks; ++c) {
     rt_.stream_wait(kCompute, arrived[static_cast<std::size_t>(c)]);
     expert_ffn_forward(moe_layer, x, a, c);
     computed.push_back(last_compute_);
   }
-  slot_free_[static_cast<std::size_t>(moe_layer % 2)] = last_compute_;
+  if (residency_) residency_->release(moe_layer, last_compute_);
   core::Event returned;
   for (int c = 0; c < x.chunks; ++c) {
     rt_.stream_wait(kComm, computed[static_cast<std::size_t>(c)]);
@@ -153,7 +167,8 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
   const std::int64_t n = tokens_, h = model_.hidden, E = model_.experts, k = model_.top_k;
   const Workspace& w = st_.ws;
   const MoeExchange& x = exchanges_[static_cast<std::size_t>(moe_layer)];
-  if (moe_layer > 0) prefetch_experts(moe_layer - 1, true);
+  if (residency_ && moe_layer > 0)
+    residency_->prefetch(moe_layer - 1, true, experts_used(exchanges_[static_cast<std::size_t>(moe_layer - 1)]));
   upload_tables(x, false);  // st_.index holds the last forward layer's tables; this layer's go back up
   // Gradients of the combined rows travel to the experts (the dispatch direction) ...
   tensor(ops::combine_bwd(w.dx, a.ret, a.slots, a.weights, st_.send, w.dweights, n, h, k, x.rows_sent),
@@ -162,18 +177,24 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
   std::vector<core::Event> arrived, computed;
   for (int c = 0; c < x.chunks; ++c)
     arrived.push_back(chunk_all_to_all(x, c, true, st_.send, x.local == 1 ? w.rows_a : st_.recv));
-  rt_.stream_wait(kCompute, experts_ready(moe_layer, true));
+  if (residency_) {
+    residency_->acquire(moe_layer, true, experts_used(x), kCompute);
+    residency_->begin_grads(moe_layer, kCompute);
+  }
   for (int c = 0; c < x.chunks; ++c) {
     rt_.stream_wait(kCompute, arrived[static_cast<std::size_t>(c)]);
     expert_ffn_backward(moe_layer, x, a, c);
     computed.push_back(last_compute_);
   }
   const core::Event grads = last_compute_;
-  slot_free_[static_cast<std::size_t>(moe_layer % 2)] = grads;
-  if (policy_.offload != Offload::none)
-    offload_expert_update(moe_layer, grads);
-  else
+  if (residency_) {
+    const bool last_micro = micro_ + 1 == plan_.routing.micro_batches;
+    const core::Event reduced =
+        residency_->end_grads(moe_layer, grads, experts_used(x), last_micro, edp_group_, core::streams::kComm2);
+    if (last_micro && layout_.edp > 1) last_reduce_ = reduced;
+  } else {
     expert_grads_done(moe_layer);
+  }
   // ... and the gradients of the dispatched rows come back (the combine direction).
   core::Event returned;
   for (int c = 0; c < x.chunks; ++c) {
@@ -192,23 +213,19 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
 }
 
 namespace {
-/// The expert weights the layer computes with: resident, or the HBM slot an offloaded layer was fetched into.
-ExpertViews expert_views(const RankState& s, const core::ModelConfig& m, int moe_layer, int local, double a,
-                         double g) {
-  const std::int64_t h = m.hidden, f = m.ffn_hidden(), L = local;
-  const bool resident = static_cast<bool>(s.expert_params);
-  const auto layer = static_cast<std::uint64_t>(moe_layer);
-  const core::Buffer p = resident ? s.expert_params.slice(layer * bytes_of(s.expert_layer_elems, a),
-                                                          bytes_of(s.expert_layer_elems, a))
-                                  : s.slot_params[moe_layer % 2];
-  const core::Buffer d = resident ? s.expert_grads.slice(layer * bytes_of(s.expert_layer_elems, g),
-                                                         bytes_of(s.expert_layer_elems, g))
-                                  : s.slot_grads[moe_layer % 2];
+/// The expert weights the layer computes with: resident, or the GPU slot an offloaded layer was fetched into.
+ExpertViews expert_views(const RankState& s, const ExpertResidency* residency, const core::ModelConfig& m,
+                         int moe_layer, double a, double g) {
   ExpertViews v;
-  v.w1 = p.slice(0, bytes_of(L * h * f, a));
-  v.w2 = p.slice(bytes_of(L * h * f + L * f, a), bytes_of(L * f * h, a));
-  v.d_w1 = d.slice(0, bytes_of(L * h * f, g));
-  v.d_w2 = d.slice(bytes_of(L * h * f + L * f, g), bytes_of(L * f * h, g));
+  v.h = m.hidden, v.f = m.ffn_hidden(), v.pe = m.expert_params_per_expert(), v.a = a, v.g = g;
+  if (residency) {
+    const ExpertResidency::Views r = residency->views(moe_layer);
+    v.params = r.params, v.grads = r.grads;
+    return v;
+  }
+  const auto layer = static_cast<std::uint64_t>(moe_layer);
+  v.params = s.expert_params.slice(layer * bytes_of(s.expert_layer_elems, a), bytes_of(s.expert_layer_elems, a));
+  v.grads = s.expert_grads.slice(layer * bytes_of(s.expert_layer_elems, g), bytes_of(s.expert_layer_elems, g));
   return v;
 }
 
@@ -239,7 +256,7 @@ void RankTrainer::expert_ffn_forward(int moe_layer, const MoeExchange& x, const 
   }();
   if (R == 0) return;
   const double g = model_.grad_bytes_per_param();
-  const ExpertViews ev = expert_views(st_, model_, moe_layer, x.local, a_, g);
+  const ExpertViews ev = expert_views(st_, residency_.get(), model_, moe_layer, a_, g);
   const core::Buffer fwd_idx = st_.index.slice(bytes_of(st_.table_elems + first, 4), bytes_of(R, 4));
   const core::Buffer bwd_idx = st_.index.slice(bytes_of(st_.table_elems + x.rows_recv + first, 4), bytes_of(R, 4));
   auto rows = [&](const core::Buffer& b, std::int64_t at, std::int64_t n, std::int64_t width) {
@@ -249,17 +266,16 @@ void RankTrainer::expert_ffn_forward(int moe_layer, const MoeExchange& x, const 
   if (!direct)
     tensor(ops::gather_rows(st_.recv, fwd_idx, rows(a.xin, first, R, h), R, h, x.rows_recv), "regroup by expert");
   const core::Buffer y = direct ? st_.recv : st_.ws.rows_a;
-  const std::int64_t hf = h * f;
   for_experts(x, c, [&](int e, std::int64_t at, std::int64_t r) {
     const std::int64_t batch = e < 0 ? x.local : 1, ee = e < 0 ? 0 : e;
-    gemm(r, f, h, rows(a.xin, at, r * batch, h), ev.w1.slice(bytes_of(ee * hf, a_), bytes_of(batch * hf, a_)),
-         rows(a.pre, at, r * batch, f), "expert fc1", false, false, false, batch);
+    gemm(r, f, h, rows(a.xin, at, r * batch, h), ev.w1(ee, batch), rows(a.pre, at, r * batch, f), "expert fc1", false,
+         false, false, batch, false, ev.pe);
   });
   tensor(ops::gelu(rows(a.pre, first, R, f), rows(a.post, first, R, f), R * f), "expert gelu");
   for_experts(x, c, [&](int e, std::int64_t at, std::int64_t r) {
     const std::int64_t batch = e < 0 ? x.local : 1, ee = e < 0 ? 0 : e;
-    gemm(r, h, f, rows(a.post, at, r * batch, f), ev.w2.slice(bytes_of(ee * hf, a_), bytes_of(batch * hf, a_)),
-         rows(y, at, r * batch, h), "expert fc2", false, false, false, batch);
+    gemm(r, h, f, rows(a.post, at, r * batch, f), ev.w2(ee, batch), rows(y, at, r * batch, h), "expert fc2", false,
+         false, false, batch, false, ev.pe);
   });
   if (!direct)
     tensor(ops::gather_rows(st_.ws.rows_a, bwd_idx, rows(st_.recv, first, R, h), R, h, x.rows_recv),
@@ -275,34 +291,32 @@ void RankTrainer::expert_ffn_backward(int moe_layer, const MoeExchange& x, const
   }();
   if (R == 0) return;
   const double g = model_.grad_bytes_per_param();
-  const ExpertViews ev = expert_views(st_, model_, moe_layer, x.local, a_, g);
+  const ExpertViews ev = expert_views(st_, residency_.get(), model_, moe_layer, a_, g);
   const core::Buffer fwd_idx = st_.index.slice(bytes_of(st_.table_elems + first, 4), bytes_of(R, 4));
   const core::Buffer bwd_idx = st_.index.slice(bytes_of(st_.table_elems + x.rows_recv + first, 4), bytes_of(R, 4));
   auto rows = [&](const core::Buffer& b, std::int64_t at, std::int64_t n, std::int64_t width) {
     return b.slice(bytes_of(at * width, a_), bytes_of(n * width, a_));
   };
   const Workspace& w = st_.ws;
-  const std::int64_t hf = h * f;
   const bool direct = x.local == 1;
   if (!direct)
     tensor(ops::gather_rows(st_.recv, fwd_idx, rows(w.rows_a, first, R, h), R, h, x.rows_recv), "regroup by expert");
   const core::Buffer dxin = direct ? st_.recv : w.rows_a;
   for_experts(x, c, [&](int e, std::int64_t at, std::int64_t r) {
     const std::int64_t batch = e < 0 ? x.local : 1, ee = e < 0 ? 0 : e;
-    const core::Buffer w2 = ev.w2.slice(bytes_of(ee * hf, a_), bytes_of(batch * hf, a_));
-    gemm(r, f, h, rows(w.rows_a, at, r * batch, h), w2, rows(w.rows_f, at, r * batch, f), "expert fc2 dgrad", false,
-         true, false, batch);
-    gemm(f, h, r, rows(a.post, at, r * batch, f), rows(w.rows_a, at, r * batch, h),
-         ev.d_w2.slice(bytes_of(ee * hf, g), bytes_of(batch * hf, g)), "expert fc2 wgrad", true, false, true, batch);
+    gemm(r, f, h, rows(w.rows_a, at, r * batch, h), ev.w2(ee, batch), rows(w.rows_f, at, r * batch, f),
+         "expert fc2 dgrad", false, true, false, batch, false, ev.pe);
+    gemm(f, h, r, rows(a.post, at, r * batch, f), rows(w.rows_a, at, r * batch, h), ev.w2(ee, batch, true),
+         "expert fc2 wgrad", true, false, true, batch, false, 0, ev.pe);
   });
   tensor(ops::gelu_bwd(rows(a.pre, first, R, f), rows(w.rows_f, first, R, f), rows(w.rows_f, first, R, f), R * f),
          "expert gelu bwd");
   for_experts(x, c, [&](int e, std::int64_t at, std::int64_t r) {
     const std::int64_t batch = e < 0 ? x.local : 1, ee = e < 0 ? 0 : e;
-    gemm(h, f, r, rows(a.xin, at, r * batch, h), rows(w.rows_f, at, r * batch, f),
-         ev.d_w1.slice(bytes_of(ee * hf, g), bytes_of(batch * hf, g)), "expert fc1 wgrad", true, false, true, batch);
-    gemm(r, h, f, rows(w.rows_f, at, r * batch, f), ev.w1.slice(bytes_of(ee * hf, a_), bytes_of(batch * hf, a_)),
-         rows(dxin, at, r * batch, h), "expert fc1 dgrad", false, true, false, batch);
+    gemm(h, f, r, rows(a.xin, at, r * batch, h), rows(w.rows_f, at, r * batch, f), ev.w1(ee, batch, true),
+         "expert fc1 wgrad", true, false, true, batch, false, 0, ev.pe);
+    gemm(r, h, f, rows(w.rows_f, at, r * batch, f), ev.w1(ee, batch), rows(dxin, at, r * batch, h),
+         "expert fc1 dgrad", false, true, false, batch, false, ev.pe);
   });
   if (!direct)
     tensor(ops::gather_rows(w.rows_a, bwd_idx, rows(st_.recv, first, R, h), R, h, x.rows_recv), "regroup by peer");

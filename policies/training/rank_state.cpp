@@ -143,6 +143,32 @@ int assign_bucket_buffers(RankState& s, const TrainingPolicy& p) {
 
 }  // namespace
 
+ExpertShape expert_shape(const TrainingPlan& plan) {
+  const core::ModelConfig& m = plan.config.model;
+  ExpertShape s;
+  s.layers = m.moe_layers();
+  s.local = plan.layout.local_experts;
+  s.expert_elems = m.expert_params_per_expert();
+  s.a = m.param_bytes_per_param(), s.g = m.grad_bytes_per_param(), s.o = m.optimizer_bytes_per_param();
+  return s;
+}
+
+ResidencySettings residency_settings(const TrainingPlan& plan, std::int64_t cache_entries) {
+  const TrainingConfig& c = plan.config;
+  ResidencySettings r;
+  r.strategy = c.policy.prefetch == Prefetch::routed ? ResidencyStrategy::routed : ResidencyStrategy::layer_ahead;
+  r.home = c.policy.offload == Offload::nvme ? Tier::ssd : Tier::dram;
+  r.slots = 2;  // the layer computing and the one being fetched
+  r.cache_entries = cache_entries;
+  r.cache = c.policy.cache;
+  r.host_sharers = c.cluster.node.gpus;
+  if (c.cluster.node.host_memory.bytes_per_s > 0)
+    r.host_cost_scale = c.cluster.node.gpu.hbm_bytes_per_s / c.cluster.node.host_memory.bytes_per_s;
+  r.adam.lr = c.learning_rate;  // the dense optimizer's settings (rank_trainer.cpp)
+  r.dtype = c.model.dtype;
+  return r;
+}
+
 RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int rank) {
   const TrainingConfig& c = plan.config;
   const core::ModelConfig& m = c.model;
@@ -229,20 +255,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
     s.expert_grads = alloc(Tier::hbm, g * x, MemoryUse::gradients);
     s.expert_opt = alloc(Tier::hbm, o * x, MemoryUse::optimizer);
   } else {
-    for (int i = 0; i < 2; ++i) {
-      s.slot_params[i] = alloc(Tier::hbm, a * s.expert_layer_elems, MemoryUse::parameters);
-      s.slot_grads[i] = alloc(Tier::hbm, g * s.expert_layer_elems, MemoryUse::gradients);
-    }
-    const Tier home = p.offload == Offload::cpu ? Tier::dram : Tier::ssd;
-    s.home_params = alloc(home, a * x, MemoryUse::parameters);
-    if (p.offload == Offload::cpu) s.home_grads = alloc(Tier::dram, g * x, MemoryUse::gradients);
-    s.home_opt = alloc(home, o * x, MemoryUse::optimizer);
-    if (p.offload == Offload::nvme) {
-      const double staging = 2.0 * static_cast<double>(s.expert_layer_elems) * (a + g + o);
-      s.home_grads = alloc(Tier::dram, staging, MemoryUse::buffers);
-      const auto entries = plan.memory.cache_entries;
-      alloc(Tier::dram, static_cast<double>(entries) * (a + g + o) * static_cast<double>(pe), MemoryUse::expert_cache);
-    }
+    s.offloaded = allocate_expert_storage(rt, expert_shape(plan), residency_settings(plan, plan.memory.cache_entries));
   }
 
   // ---- token exchange, indices, data ----

@@ -8,12 +8,15 @@
 // unit l+1 = layer l: QKV weight [3][h][h] and bias, output weight and bias, two layernorms (gain, bias), and
 // the gate [h][E] (MoE layer) or the dense FFN (W1 [h][f], b1, W2 [f][h], b2). A unit is padded to a multiple of
 // the world size so that every reduce-scatter and ZeRO shard divides evenly.
-// Expert parameters of one MoE layer: W1 [L][h][f], b1 [L][f], W2 [L][f][h], b2 [L][h] for the L local experts,
-// so equally loaded experts run as one batched GEMM.
+// Expert parameters of one MoE layer: the L local experts back to back (expert-major), each W1 [h][f], b1 [f],
+// W2 [f][h], b2 [h], so that one expert is one contiguous block (one copy between tiers) and equally loaded experts
+// still run as one batched GEMM (a batch stride of one expert). Offloaded experts use the same layout in their GPU
+// slots and at home (expert_residency.hpp).
 #include <cstdint>
 #include <vector>
 
 #include "core/runtime.hpp"
+#include "policies/training/expert_residency.hpp"
 #include "policies/training/training_plan.hpp"
 
 namespace moesys::policies::training {
@@ -86,8 +89,7 @@ struct RankState {
 
   std::int64_t expert_layer_elems = 0;  // L experts of one MoE layer
   core::Buffer expert_params, expert_grads, expert_opt;  // resident experts (offload none), per MoE layer
-  core::Buffer slot_params[2], slot_grads[2];            // offload: two HBM slots
-  core::Buffer home_params, home_grads, home_opt;        // offload: DRAM (cpu) or SSD (nvme) home
+  ExpertStorage offloaded;  // offload: GPU slots, home in host memory (cpu) or on the SSD (nvme)
 
   core::Buffer send, recv;       // all-to-all rows
   core::Buffer index;            // HBM int32: slot table, forward and backward regroup indices
@@ -103,6 +105,10 @@ struct RankState {
 
 /// Allocates the rank's persistent state (throws OutOfMemory from the runtime when a tier is full).
 RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int rank);
+/// The experts of one rank and how the policy keeps them outside the GPU (offload = cpu | nvme).
+ExpertShape expert_shape(const TrainingPlan& plan);
+ResidencySettings residency_settings(const TrainingPlan& plan, std::int64_t cache_entries);
+
 /// The activation views of one layer of a micro-batch with `tokens` tokens. kind: 0 embedding, 1 attention +
 /// MoE, 2 attention + dense FFN, 3 logits.
 ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int64_t tokens, std::int64_t rows_computed,

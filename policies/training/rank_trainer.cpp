@@ -60,35 +60,47 @@ RankTrainer::RankTrainer(const TrainingPlan& plan, core::Runtime& rt, RankCounte
       rail_group_(plan.layout.rail_group(rank_)),
       a2a_algo_(policy_.all_to_all == AllToAll::hierarchical ? core::CollectiveAlgo::hierarchical
                                                              : core::CollectiveAlgo::direct) {
-  const auto moe = static_cast<std::size_t>(model_.moe_layers());
-  const auto local = static_cast<std::size_t>(layout_.local_experts);
-  prefetched_.assign(moe, std::vector<bool>(local, false));
-  used_last_.assign(moe, std::vector<bool>(local, true));  // before any routing is seen, predict every expert
-  fetch_event_.assign(moe, core::Event{});
-  slot_free_.assign(2, core::Event{});
-  exchanges_.resize(moe);
-  if (policy_.offload == Offload::nvme && policy_.prefetch == Prefetch::routed)
-    cache_ = std::make_unique<LfuCache>(plan.memory.cache_entries, policy_.cache);
+  exchanges_.resize(static_cast<std::size_t>(model_.moe_layers()));
+}
+
+std::vector<bool> RankTrainer::experts_used(const MoeExchange& x) {
+  std::vector<bool> used(static_cast<std::size_t>(x.local), false);
+  for (const auto& chunk : x.expert_rows)
+    for (std::size_t e = 0; e < chunk.size() && e < used.size(); ++e) used[e] = used[e] || chunk[e] > 0;
+  return used;
+}
+
+std::vector<int> RankTrainer::expert_pass_order() const {
+  std::vector<int> order;
+  for (int l = 0; l < model_.moe_layers(); ++l) order.push_back(l);
+  for (int l = model_.moe_layers() - 1; l >= 0; --l) order.push_back(l);
+  return order;
 }
 
 void RankTrainer::run() {
   st_ = allocate_rank_state(plan_, rt_, rank_);
   real_ = st_.staging.data != nullptr;
-  if (real_ && (policy_.offload != Offload::none || policy_.embedding == Embedding::partition))
+  if (real_ && policy_.embedding == Embedding::partition)
     throw core::InfeasibleError(
-        "offload and the embedding partition run in the simulator only: their copies move sizes, not the "
-        "tensors the kernels read");
+        "the embedding partition runs in the simulator only: its kernels are known by their traffic, not by "
+        "the tensors they read");
+  if (policy_.offload != Offload::none && model_.moe_layers() > 0)
+    residency_ = std::make_unique<ExpertResidency>(rt_, expert_shape(plan_),
+                                                   residency_settings(plan_, plan_.memory.cache_entries), st_.offloaded,
+                                                   counters_);
   bucket_open_.assign(st_.buckets.size(), false);
   buffer_free_.assign(static_cast<std::size_t>(std::max(st_.bucket_buffers, 1)), core::Event{});
   if (real_) initialise_parameters();
   for (int s = 0; s < cfg_.steps; ++s) {
     rt_.begin_phase("step " + std::to_string(s));
+    if (residency_) residency_->begin_step(s + 1);
     for (int m = 0; m < plan_.routing.micro_batches; ++m) {
+      if (residency_) residency_->begin_pass(expert_pass_order(), m + 1 == plan_.routing.micro_batches);
       forward(s, m);
       backward(s, m);
     }
     optimizer_step(s);
-    end_step_offload();
+    if (residency_) residency_->end_step();
     rt_.synchronize();
     rt_.end_phase();
     float loss = 0;
@@ -119,10 +131,12 @@ void RankTrainer::initialise_parameters() {
   }
   dense.resize(st_.params.bytes / 4, 0.f);
   moesys::model::upload(rt_, st_.params, dense.data(), st_.params.bytes);
-  if (st_.expert_params) {
-    std::vector<float> e = moesys::model::normal_floats(static_cast<std::int64_t>(st_.expert_params.bytes / 4), 0.02,
+  // Resident experts, or the home of offloaded ones: the same values in the same (expert-major) layout.
+  const core::Buffer experts = st_.expert_params ? st_.expert_params : st_.offloaded.home_params;
+  if (experts) {
+    std::vector<float> e = moesys::model::normal_floats(static_cast<std::int64_t>(experts.bytes / 4), 0.02,
                                                         cfg_.workload_seed * 104729 + static_cast<std::uint64_t>(layout_.ep_index(rank_)));
-    moesys::model::upload(rt_, st_.expert_params, e.data(), st_.expert_params.bytes);
+    moesys::model::upload(rt_, experts, e.data(), experts.bytes);
   }
 }
 
@@ -154,10 +168,12 @@ core::Event RankTrainer::run(const core::Kernel& k, const char* name) {
 
 core::Event RankTrainer::gemm(std::int64_t m, std::int64_t n, std::int64_t k, const core::Buffer& a,
                               const core::Buffer& b, const core::Buffer& c, const char* name, bool trans_a,
-                              bool trans_b, bool accumulate, std::int64_t batch, bool broadcast_a) {
+                              bool trans_b, bool accumulate, std::int64_t batch, bool broadcast_a,
+                              std::int64_t stride_b, std::int64_t stride_c) {
   if (m <= 0 || n <= 0 || k <= 0 || batch <= 0) return last_compute_;
   core::GemmOp op = ops::gemm(m, n, k, a, b, c, trans_a, trans_b, accumulate, batch, dtype_);
   op.broadcast_a = broadcast_a;
+  op.stride_b = stride_b, op.stride_c = stride_c;
   return run(op, name);
 }
 
@@ -289,7 +305,7 @@ void RankTrainer::forward(int step, int micro) {
   else
     embedding_forward();
   unit_end();
-  if (model_.moe_layers() > 0) prefetch_experts(0, false);
+  if (residency_) residency_->prefetch(0, false, {});
   int moe = 0;
   for (int l = 0; l < model_.layers; ++l) {
     unit_begin(l + 1);
@@ -337,7 +353,7 @@ void RankTrainer::backward(int, int) {
   drop();
   unit_end();
   int moe = model_.moe_layers();
-  if (moe > 0) prefetch_experts(moe - 1, true);
+  if (residency_) residency_->prefetch(moe - 1, true, experts_used(exchanges_[static_cast<std::size_t>(moe - 1)]));
   for (int l = model_.layers - 1; l >= 0; --l) {
     unit_begin(l + 1);
     open_unit_grads(l + 1);

@@ -10,7 +10,7 @@
 //   moe_layer.cpp        gate, token-count exchange, chunked dispatch / expert FFN / combine
 //   moe_exchange.cpp     the row layout of one MoE layer's exchange (per peer, local expert and chunk)
 //   grad_sync.cpp        fused gradient buckets (all-reduce or reduce-scatter) and post-step all-gathers
-//   expert_offload.cpp   expert states in host memory or on the SSD, 2D prefetch, LFU cache
+//   expert_residency.cpp offloaded experts: GPU slots, home in host memory or on the SSD, 2D prefetch, LFU cache
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "core/runtime.hpp"
-#include "policies/training/lfu_cache.hpp"
+#include "policies/training/expert_residency.hpp"
 #include "policies/training/moe_exchange.hpp"
 #include "policies/training/rank_state.hpp"
 #include "policies/training/training_plan.hpp"
@@ -47,7 +47,8 @@ class RankTrainer {
   core::Event run(const core::Kernel& k, const char* name);
   core::Event gemm(std::int64_t m, std::int64_t n, std::int64_t k, const core::Buffer& a, const core::Buffer& b,
                    const core::Buffer& c, const char* name, bool trans_a = false, bool trans_b = false,
-                   bool accumulate = false, std::int64_t batch = 1, bool broadcast_a = false);
+                   bool accumulate = false, std::int64_t batch = 1, bool broadcast_a = false,
+                   std::int64_t stride_b = 0, std::int64_t stride_c = 0);
   core::Event tensor(core::TensorOp op, const char* name);
   /// Activation views of the current micro-batch: layer l's blob is acts_[l + 1] (0: embedding, last: logits).
   ActivationViews& acts(std::size_t i) { return act_views_[i]; }
@@ -100,11 +101,10 @@ class RankTrainer {
   void gather_updated_params(core::Event after);
   void reduce_bucket(std::size_t b);
 
-  // ---- expert_offload.cpp ----
-  void prefetch_experts(int moe_layer, bool backward);
-  core::Event experts_ready(int moe_layer, bool backward);
-  void offload_expert_update(int moe_layer, core::Event grads_ready);
-  void end_step_offload();
+  /// The local experts of an MoE layer that receive rows in this micro-batch (from the exchange).
+  static std::vector<bool> experts_used(const MoeExchange& x);
+  /// The order in which a micro-batch uses the MoE layers' experts: forward, then backward.
+  std::vector<int> expert_pass_order() const;
 
   const TrainingPlan& plan_;
   const TrainingConfig& cfg_;
@@ -144,12 +144,8 @@ class RankTrainer {
   core::Event emb_grad_free_;             // the embedding gradient's last reduction
   core::Event last_reduce_;
 
-  // Offload: per MoE layer, the experts prefetched for the current pass and the copy events.
-  std::vector<std::vector<bool>> prefetched_;
-  std::vector<core::Event> fetch_event_;
-  std::vector<core::Event> slot_free_;
-  std::vector<std::vector<bool>> used_last_;
-  std::unique_ptr<LfuCache> cache_;
+  // Offload: where the experts live and how they reach the GPU (null when they stay resident).
+  std::unique_ptr<ExpertResidency> residency_;
 };
 
 }  // namespace moesys::policies::training

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "exec/cpu/cpu_runtime.hpp"
+#include "model/tensors.hpp"
+#include "policies/training/expert_residency.hpp"
 #include "policies/training/training_plan.hpp"
 
 namespace moesys::exec {
@@ -56,17 +58,69 @@ TEST(TrainingProgram, EveryPolicyComputesTheSameLosses) {
   }
 }
 
-TEST(TrainingProgram, SimulatorOnlyPoliciesAreRefusedOnRealRanks) {
-  for (const json& v : {json{{"offload", "cpu"}}, json{{"embedding", "partition"}}}) {
-    json p = {{"preset", "moesys"}};
-    p.merge_patch(v);
-    try {
-      losses_with(p);
-      ADD_FAILURE() << p.dump() << " ran on real ranks";
-    } catch (const std::exception& e) {
-      EXPECT_NE(std::string(e.what()).find("run in the simulator only"), std::string::npos) << e.what();
-    }
+// Offloaded experts live in host memory or in SSD files and are copied into GPU slots before their FFNs; their
+// gradients go home and a host AdamW updates them. Every residency strategy computes the resident run's losses
+// (2D prefetch updates only experts with tokens, and every expert receives tokens in this configuration).
+TEST(TrainingProgram, OffloadedExpertsComputeTheSameLosses) {
+  const std::vector<double> reference = losses_with({{"preset", "moesys"}});
+  ASSERT_EQ(reference.size(), 6u);
+  const json variants[] = {
+      {{"preset", "moesys"}, {"offload", "cpu"}, {"prefetch", "all-experts"}},
+      {{"preset", "moesys"}, {"offload", "cpu"}, {"prefetch", "2d"}},
+      {{"preset", "moesys"}, {"offload", "nvme"}, {"prefetch", "all-experts"}},
+      {{"preset", "moesys"}, {"offload", "nvme"}, {"prefetch", "2d"}},
+      // A cache of one expert: admissions, evictions with write-back, and experts staged from the SSD.
+      {{"preset", "moesys"}, {"offload", "nvme"}, {"prefetch", "2d"}, {"cache", {{"capacity_fraction", 0.25}}}},
+      {{"preset", "deepspeed"}, {"offload", "nvme"}, {"dispatch", "counts"}}};
+  for (const json& v : variants) {
+    const std::vector<double> l = losses_with(v);
+    ASSERT_EQ(l.size(), reference.size()) << v.dump();
+    for (std::size_t i = 0; i < l.size(); ++i)
+      EXPECT_NEAR(l[i], reference[i], 1e-4 * std::abs(reference[i])) << v.dump() << " step " << i;
   }
+}
+
+TEST(TrainingProgram, SimulatorOnlyPoliciesAreRefusedOnRealRanks) {
+  try {
+    losses_with({{"preset", "moesys"}, {"embedding", "partition"}});
+    ADD_FAILURE() << "the embedding partition ran on real ranks";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("runs in the simulator only"), std::string::npos) << e.what();
+  }
+}
+
+// Ring memory (the inference side's strategy) on real buffers: two slots, four layers, each layer's values
+// fetched ahead as the slot of a finished layer is released, and the slot holds exactly that layer's values.
+TEST(ExpertResidency, RingFetchesAheadIntoReleasedSlots) {
+  int world = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  core::ClusterGeneratorOptions o;
+  o.nodes = 1, o.gpus_per_node = world, o.nics_per_node = world;
+  cpu::CpuRuntime rt(core::generate_cluster(o));
+  tr::ExpertShape shape;
+  shape.layers = 4, shape.local = 2, shape.expert_elems = 8;
+  tr::ResidencySettings set;
+  set.strategy = tr::ResidencyStrategy::ring, set.home = core::Tier::ssd, set.slots = 2, set.train = false;
+  const tr::ExpertStorage storage = tr::allocate_expert_storage(rt, shape, set);
+  std::vector<float> home(static_cast<std::size_t>(shape.layers * shape.layer_elems()));
+  for (std::size_t i = 0; i < home.size(); ++i) home[i] = static_cast<float>(i);
+  moesys::model::upload(rt, storage.home_params, home.data(), home.size() * 4);
+  tr::RankCounters counters;
+  tr::ExpertResidency ring(rt, shape, set, storage, counters);
+  ring.begin_step(1);
+  ring.begin_pass({0, 1, 2, 3});
+  const std::vector<bool> all(2, true);
+  for (int l = 0; l < 4; ++l) {
+    ring.acquire(l, false, all, core::streams::kCompute);
+    rt.synchronize();
+    const std::vector<float> got = moesys::model::download_floats(rt, ring.views(l).params, shape.layer_elems());
+    for (std::int64_t i = 0; i < shape.layer_elems(); ++i)
+      ASSERT_EQ(got[static_cast<std::size_t>(i)], home[static_cast<std::size_t>(l * shape.layer_elems() + i)])
+          << "layer " << l << " element " << i;
+    ring.release(l, {});
+  }
+  EXPECT_EQ(counters.expert_fetches, 4 * 2);
+  EXPECT_EQ(counters.on_demand_fetches, 0);
 }
 
 }  // namespace
