@@ -245,22 +245,35 @@ void for_experts(const MoeExchange& x, int c, Fn fn) {
     at += rows[static_cast<std::size_t>(e)];
   }
 }
+/// The rows of chunk `c` in expert-major order: where they start, how many, their regroup indices in st.index
+/// ([slot table][forward][backward]) and views of `width`-wide rows of a buffer.
+struct ChunkRows {
+  std::int64_t first = 0, R = 0;
+  core::Buffer fwd_idx, bwd_idx;
+  double a = 0;
+  ChunkRows(const MoeExchange& x, int c, const RankState& st, double bytes_per_elem) : a(bytes_per_elem) {
+    first = x.recv_offset[static_cast<std::size_t>(c)];
+    for (auto v : x.expert_rows[static_cast<std::size_t>(c)]) R += v;
+    if (R == 0) return;
+    fwd_idx = st.index.slice(bytes_of(st.table_elems + first, 4), bytes_of(R, 4));
+    bwd_idx = st.index.slice(bytes_of(st.table_elems + x.rows_recv + first, 4), bytes_of(R, 4));
+  }
+  core::Buffer rows(const core::Buffer& b, std::int64_t at, std::int64_t n, std::int64_t width) const {
+    return b.slice(bytes_of(at * width, a), bytes_of(n * width, a));
+  }
+};
 }  // namespace
 
 void RankTrainer::expert_ffn_forward(int moe_layer, const MoeExchange& x, const ActivationViews& a, int c) {
   const std::int64_t h = model_.hidden, f = model_.ffn_hidden();
-  const std::int64_t first = x.recv_offset[static_cast<std::size_t>(c)], R = [&] {
-    std::int64_t r = 0;
-    for (auto v : x.expert_rows[static_cast<std::size_t>(c)]) r += v;
-    return r;
-  }();
-  if (R == 0) return;
+  const ChunkRows ch(x, c, st_, a_);
+  if (ch.R == 0) return;
+  const std::int64_t first = ch.first, R = ch.R;
   const double g = model_.grad_bytes_per_param();
   const ExpertViews ev = expert_views(st_, residency_.get(), model_, moe_layer, a_, g);
-  const core::Buffer fwd_idx = st_.index.slice(bytes_of(st_.table_elems + first, 4), bytes_of(R, 4));
-  const core::Buffer bwd_idx = st_.index.slice(bytes_of(st_.table_elems + x.rows_recv + first, 4), bytes_of(R, 4));
+  const core::Buffer &fwd_idx = ch.fwd_idx, &bwd_idx = ch.bwd_idx;
   auto rows = [&](const core::Buffer& b, std::int64_t at, std::int64_t n, std::int64_t width) {
-    return b.slice(bytes_of(at * width, a_), bytes_of(n * width, a_));
+    return ch.rows(b, at, n, width);
   };
   const bool direct = x.local == 1;  // no regroup: the all-to-alls read and write the expert-major rows
   if (!direct)
@@ -284,18 +297,14 @@ void RankTrainer::expert_ffn_forward(int moe_layer, const MoeExchange& x, const 
 
 void RankTrainer::expert_ffn_backward(int moe_layer, const MoeExchange& x, const ActivationViews& a, int c) {
   const std::int64_t h = model_.hidden, f = model_.ffn_hidden();
-  const std::int64_t first = x.recv_offset[static_cast<std::size_t>(c)], R = [&] {
-    std::int64_t r = 0;
-    for (auto v : x.expert_rows[static_cast<std::size_t>(c)]) r += v;
-    return r;
-  }();
-  if (R == 0) return;
+  const ChunkRows ch(x, c, st_, a_);
+  if (ch.R == 0) return;
+  const std::int64_t first = ch.first, R = ch.R;
   const double g = model_.grad_bytes_per_param();
   const ExpertViews ev = expert_views(st_, residency_.get(), model_, moe_layer, a_, g);
-  const core::Buffer fwd_idx = st_.index.slice(bytes_of(st_.table_elems + first, 4), bytes_of(R, 4));
-  const core::Buffer bwd_idx = st_.index.slice(bytes_of(st_.table_elems + x.rows_recv + first, 4), bytes_of(R, 4));
+  const core::Buffer &fwd_idx = ch.fwd_idx, &bwd_idx = ch.bwd_idx;
   auto rows = [&](const core::Buffer& b, std::int64_t at, std::int64_t n, std::int64_t width) {
-    return b.slice(bytes_of(at * width, a_), bytes_of(n * width, a_));
+    return ch.rows(b, at, n, width);
   };
   const Workspace& w = st_.ws;
   const bool direct = x.local == 1;
