@@ -9,8 +9,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cctype>
 #include <cstdio>
-#include <cstdio>
+#include <tuple>
 #include <fstream>
 #include <map>
 
@@ -36,7 +37,27 @@ namespace {
 struct StepTimes {
   double step_s = 0;
   std::map<std::string, double> phase_s;
+  std::map<std::string, double> op_s;  // "stream: operation" -> busy seconds per step, mean over ranks
 };
+
+/// An operation's class: its name with layer and chunk numbers folded ("L1 qkv" -> "L# qkv"), so that a layer's
+/// kernels add up across layers; collectives by operation only ("all_to_all/direct" and the simulator's
+/// "alltoall/direct" are both "alltoall").
+std::string op_class(const core::Span& s) {
+  std::string out = s.stream + ": ";
+  const bool collective = s.kind == core::SpanKind::collective || s.kind == core::SpanKind::comm;
+  for (std::size_t i = 0; i < s.name.size(); ++i) {
+    if (collective && s.name[i] == '/') break;
+    if (collective && s.name[i] == '_') continue;
+    if (std::isdigit(static_cast<unsigned char>(s.name[i]))) {
+      out += '#';
+      while (i + 1 < s.name.size() && std::isdigit(static_cast<unsigned char>(s.name[i + 1]))) ++i;
+    } else {
+      out += s.name[i];
+    }
+  }
+  return out;
+}
 
 StepTimes step_times(const tr::SimulatedRun& run, int warmup, int steps) {
   std::vector<const std::vector<core::Span>*> spans;
@@ -51,6 +72,10 @@ StepTimes step_times(const tr::SimulatedRun& run, int warmup, int steps) {
     t.phase_s["exposed comm"] += b.exposed_comm_s / n;
     t.phase_s["exposed copies"] += b.exposed_copy_s / n;
     t.phase_s["idle"] += b.idle_s / n;
+    for (const auto& r : run.ranks)
+      for (const core::Span& sp : r.spans)
+        if (sp.kind != core::SpanKind::phase && sp.start_s >= w.start_s && sp.end_s <= w.end_s)
+          t.op_s[op_class(sp)] += sp.duration_s() / n / static_cast<double>(run.ranks.size());
   }
   return t;
 }
@@ -83,11 +108,12 @@ Sample run_once(const json& config, int ranks, int warmup, int steps) {
     const StepTimes t = step_times(tr::sim_simulator(cal)(c.cluster, plan.layout.world,
                                                           tr::training_program(plan, counters)),
                                    warmup, steps);
-    return json{{"step_s", t.step_s}, {"phase_s", t.phase_s}};
+    return json{{"step_s", t.step_s}, {"phase_s", t.phase_s}, {"op_s", t.op_s}};
   });
   Sample s;
   s.predicted.step_s = predicted.at("step_s").get<double>();
   s.predicted.phase_s = predicted.at("phase_s").get<std::map<std::string, double>>();
+  s.predicted.op_s = predicted.at("op_s").get<std::map<std::string, double>>();
   s.measured = step_times(real.run, warmup, steps);
   s.losses = real.counters.empty() ? std::vector<double>{} : real.counters.front().losses;
   return s;
@@ -101,6 +127,29 @@ double median(std::vector<double> v) {
 
 double pct(double predicted, double measured) { return measured > 0 ? (predicted - measured) / measured * 100 : 0; }
 
+/// The `limit` operation classes whose predicted busy time per step is furthest from the measured one (medians
+/// over repeats): where the machine description or the kernel model is wrong.
+void print_op_detail(const std::vector<Sample>& samples, int limit) {
+  std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> ops;
+  for (const Sample& s : samples) {
+    for (const auto& [k, v] : s.predicted.op_s) ops[k].first.push_back(v);
+    for (const auto& [k, v] : s.measured.op_s) ops[k].second.push_back(v);
+  }
+  std::vector<std::tuple<double, std::string, double, double>> rows;
+  for (auto& [k, v] : ops) {
+    v.first.resize(samples.size(), 0.0), v.second.resize(samples.size(), 0.0);
+    const double a = median(v.first), b = median(v.second);
+    rows.emplace_back(-std::abs(a - b), k, a, b);
+  }
+  std::sort(rows.begin(), rows.end());
+  std::printf("  busy time per step and rank, the %d operations furthest off:\n  %-34s %14s %14s %9s\n", limit,
+              "stream: operation", "predicted(ms)", "measured(ms)", "error");
+  for (std::size_t i = 0; i < rows.size() && i < static_cast<std::size_t>(limit); ++i) {
+    const auto& [gap, name, a, b] = rows[i];
+    std::printf("  %-34s %14.3f %14.3f %+8.1f%%\n", name.c_str(), a * 1e3, b * 1e3, pct(a, b));
+  }
+}
+
 }  // namespace
 
 int validate_policies(const Args& args) {
@@ -111,6 +160,8 @@ int validate_policies(const Args& args) {
   if (warmup < 1) throw core::ConfigError("", "--warmup", "expected >= 1 warm-up step (the first step allocates)");
   const int repeats = args.get_int("--repeats", 3);
   if (repeats < 1 || repeats > 20) throw core::ConfigError("", "--repeats", "expected 1..20");
+  const int detail = args.get_int("--detail", 0);
+  if (detail < 0 || detail > 1000) throw core::ConfigError("", "--detail", "expected 0..1000 operations");
 
   // The policies: --compare A,B (presets; the default is deepspeed,moesys), or one --preset / --policy.
   std::vector<std::pair<std::string, json>> policies;
@@ -194,6 +245,7 @@ int validate_policies(const Args& args) {
     std::printf("%-12s %14.3f %14.3f %+8.1f%%   (measured spread %.1f%%)\n", "step", pm * 1e3, mm * 1e3, pct(pm, mm),
                 100 * spread);
     std::printf("%s step-time error: %+.1f%%\n", policies[i].first.c_str(), pct(pm, mm));
+    if (detail > 0) print_op_detail(samples[i], detail);
     pj["predicted_step_s"] = pm, pj["measured_step_s"] = mm, pj["step_error_pct"] = pct(pm, mm);
     pj["measured_spread"] = spread;
     pj["losses"] = samples[i].back().losses;

@@ -31,6 +31,7 @@ const std::map<std::string, Field>& fields() {
       {"step_latency_s", {&Calibration::step_latency_s, false}},
       {"half_bandwidth_bytes", {&Calibration::half_bandwidth_bytes, false}},
       {"kernel_launch_s", {&Calibration::kernel_launch_s, false}},
+      {"stream_wake_s", {&Calibration::stream_wake_s, false}},
   };
   return kFields;
 }

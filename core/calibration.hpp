@@ -19,6 +19,9 @@ struct Calibration {
   double step_latency_s = 3.09e-6;        // fixed cost of one collective step / one message
   double half_bandwidth_bytes = 8.81e4;    // message size at which a transfer reaches half its link rate
   double kernel_launch_s = 4e-6;          // fixed cost per GPU kernel (uncalibrated)
+  /// Delay from the moment an idle stream's next operation becomes ready (its issue, or the event it waits for)
+  /// to its start: a CPU rank's stream worker waking up. Measured on CPU ranks; 0 for GPUs (uncalibrated).
+  double stream_wake_s = 0;
 
   /// Fraction of a link's (already efficiency-scaled) rate that messages of `bytes` use: 1 / (1 + sqrt(half / bytes)).
   /// It rises slowly with size, as NCCL's channel and protocol choice makes it; small messages waste link time.

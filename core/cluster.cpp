@@ -3,7 +3,9 @@
 // JSON format decisions (see topologies/*.json for complete examples):
 // - Keys carry their unit (hbm_gib, gbits_per_s, hop_latency_us); values are stored in base units.
 // - Every key is required except: "description" (root, free text), "fabric" (whole block optional; inside
-//   it every key is optional and defaults to FabricSpec's values), "peak_tflops.fp8", and "ssd". An
+//   it every key is optional and defaults to FabricSpec's values), "peak_tflops.fp8", "gpu.kernel_rates" and
+//   "compute_slots" (a measured machine of CPU ranks: work per second by kernel class, cores shared by the
+//   ranks), and "ssd". An
 //   omitted "ssd" block means the node has no SSD tier (capacity 0); a present one needs all three fields.
 // - "intra_node" is {"kind": "nvswitch", "gbytes_per_s_per_gpu": X} or {"kind": "pcie_only"}.
 // - NICs must divide the GPUs evenly: nics.gpus is a partition of the node's GPUs into `count` lists of
@@ -237,9 +239,14 @@ class Parser {
   }
 
   NodeSpec node(const json& j, const std::string& p) const {
-    object(j, p, {"gpus", "gpu", "intra_node", "host_memory", "pcie", "nics", "ssd"});
+    object(j, p, {"gpus", "gpu", "intra_node", "host_memory", "pcie", "nics", "ssd", "compute_slots"});
     NodeSpec n;
     n.gpus = positive_int(j, p, "gpus");
+    if (optional(j, "compute_slots")) {
+      n.compute_slots = positive_int(j, p, "compute_slots");
+      if (n.compute_slots > 4096)
+        fail(key_path(p, "compute_slots"), "expected at most 4096 compute slots, got " + std::to_string(n.compute_slots));
+    }
     if (n.gpus > 4096) fail(key_path(p, "gpus"), "expected at most 4096 GPUs per node, got " + std::to_string(n.gpus));
     n.gpu = gpu(required(j, p, "gpu", "an object"), key_path(p, "gpu"));
     n.intra_node = intra_node(required(j, p, "intra_node", "an object"), key_path(p, "intra_node"));
@@ -264,7 +271,7 @@ class Parser {
   }
 
   GpuSpec gpu(const json& j, const std::string& p) const {
-    object(j, p, {"model", "hbm_gib", "hbm_gbytes_per_s", "peak_tflops"});
+    object(j, p, {"model", "hbm_gib", "hbm_gbytes_per_s", "peak_tflops", "kernel_rates"});
     GpuSpec g;
     g.model = string(required(j, p, "model", "a non-empty string"), key_path(p, "model"));
     g.hbm_bytes = positive(j, p, "hbm_gib") * kGiB;
@@ -276,6 +283,11 @@ class Parser {
     for (Dtype d : {Dtype::fp32, Dtype::tf32, Dtype::fp16, Dtype::bf16, Dtype::fp8}) {
       if (d == Dtype::fp8 && !optional(t, "fp8")) continue;
       g.peak_flop_per_s[d] = positive(t, tp, to_string(d)) * kTera;
+    }
+    if (const json* rates = optional(j, "kernel_rates")) {
+      const std::string rp = key_path(p, "kernel_rates");
+      if (!rates->is_object()) fail(rp, "expected an object of work per second by kernel class, got " + show(*rates));
+      for (const auto& [name, value] : rates->items()) g.kernel_rates[name] = positive(*rates, rp, name.c_str());
     }
     return g;
   }
@@ -451,6 +463,8 @@ json cluster_to_json(const ClusterSpec& c) {
       {"pcie", {{"generation", n.pcie.generation}, {"lanes", n.pcie.lanes}, {"switches", switches}}},
       {"nics", {{"count", n.nics.count}, {"gbits_per_s", n.nics.bytes_per_s * 8.0 / 1e9}, {"gpus", n.nics.gpus}}},
   };
+  if (!n.gpu.kernel_rates.empty()) node["gpu"]["kernel_rates"] = n.gpu.kernel_rates;
+  if (n.compute_slots > 0) node["compute_slots"] = n.compute_slots;
   if (n.ssd.capacity_bytes > 0)
     node["ssd"] = {{"capacity_tib", n.ssd.capacity_bytes / kTiB},
                    {"read_gbytes_per_s", n.ssd.read_bytes_per_s / kGB},

@@ -20,6 +20,9 @@ struct GpuSpec {
   double hbm_bytes = 0;                       // capacity
   double hbm_bytes_per_s = 0;                 // peak memory bandwidth
   std::map<Dtype, double> peak_flop_per_s;    // dense tensor-core peak per dtype
+  /// Measured machines only (CPU ranks): work per second by kernel class (core/kernel_class.hpp), used instead
+  /// of the roofline for the classes it lists. Empty for GPUs: their kernels follow the roofline.
+  std::map<std::string, double> kernel_rates;
   double peak(Dtype d) const;                 // throws std::out_of_range if the dtype is not listed
 };
 
@@ -67,6 +70,10 @@ struct NodeSpec {
   PcieSpec pcie;
   NicSpec nics;
   SsdSpec ssd;
+  /// Measured machines of CPU ranks: the kernels of all the node's "GPUs" share this many compute slots (the
+  /// cores, counted in units of the threads one rank's kernel uses), each running a kernel at the rate it has
+  /// alone. 0: every GPU computes on its own device.
+  int compute_slots = 0;
   int nic_of_gpu(int local_gpu) const;     // the NIC serving a GPU
   int switch_of_gpu(int local_gpu) const;  // the PCIe switch a GPU sits behind
   int switch_of_nic(int nic) const;        // -1 if the NIC is not behind a listed switch

@@ -3,6 +3,7 @@
 // operations complete at once and do nothing, buffers carry no data. Running a per-rank program on it yields the
 // program's own memory use per tier and tag, at its peak, before anything is simulated or run: the memory plan
 // and its feasibility check come from the program itself rather than from a second list of its allocations.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,7 +24,14 @@ public:
   void free(Buffer& buffer) override;
   const MemoryLedger& memory() const override { return ledger_; }
 
-  Event compute(StreamId, const Kernel&, std::string_view) override { return {}; }
+  /// Every kernel the program issues is passed to `observer` (e.g. to list the kernels a machine probe measures).
+  void observe_kernels(std::function<void(const Kernel&, std::string_view name)> observer) {
+    observer_ = std::move(observer);
+  }
+  Event compute(StreamId, const Kernel& kernel, std::string_view name) override {
+    if (observer_) observer_(kernel, name);
+    return {};
+  }
   Event copy(StreamId, const Buffer&, const Buffer&, std::uint64_t) override { return {}; }
   Event send(StreamId, int, const Buffer&, std::uint64_t, int) override { return {}; }
   Event recv(StreamId, int, const Buffer&, std::uint64_t, int) override { return {}; }
@@ -53,6 +61,7 @@ private:
   MemoryLedger ledger_;
   std::vector<std::string> tags_;  // by buffer id - 1
   std::vector<Span> spans_;
+  std::function<void(const Kernel&, std::string_view)> observer_;
 };
 
 }  // namespace moesys::core

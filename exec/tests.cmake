@@ -66,9 +66,11 @@ add_test(NAME exec.train.cpu_ranks
                  --model "{\"hidden\": 64, \"layers\": 2, \"vocab\": 128, \"seq_len\": 16}")
 set_tests_properties(exec.train.cpu_ranks PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}"
                      PASS_REGULAR_EXPRESSION "loss per step +[0-9.]+ [0-9.]+ [0-9.]+")
-# `moesys validate --compare`: both presets for real and predicted; the last line is the speed-up comparison.
+# `moesys validate --compare`: both presets for real and predicted, per-operation detail (kernel classes of the
+# measured machine, by name on both sides); the last line is the speed-up comparison.
 add_test(NAME exec.validate.compare
-         COMMAND moesys validate --compare deepspeed,moesys --ranks 2 --repeats 1 --steps 2 --warmup 1
+         COMMAND moesys validate --compare deepspeed,moesys --ranks 2 --repeats 1 --steps 2 --warmup 1 --detail 3
                  --model "{\"hidden\": 64, \"layers\": 2, \"vocab\": 128, \"seq_len\": 16}")
 set_tests_properties(exec.validate.compare PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}"
-                     PASS_REGULAR_EXPRESSION "speed-up .*: predicted [0-9.]+, measured [0-9.]+, error [-+][0-9.]+%")
+                     PASS_REGULAR_EXPRESSION
+                     "furthest off:.*compute: .*speed-up .*: predicted [0-9.]+, measured [0-9.]+, error [-+][0-9.]+%")

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "core/kernel_class.hpp"
+
 namespace moesys::sim {
 
 namespace {
@@ -44,6 +46,12 @@ KernelCost kernel_cost(const core::Kernel& kernel, const core::GpuSpec& gpu, con
         }
       },
       kernel);
+  const auto it = gpu.kernel_rates.empty() ? gpu.kernel_rates.end() : gpu.kernel_rates.find(core::kernel_class(kernel));
+  if (it != gpu.kernel_rates.end()) {
+    // A measured machine: the class's measured rate, plus the runtime's fixed cost per kernel.
+    c.seconds = core::kernel_work(kernel) / it->second + cal.kernel_launch_s;
+    return c;
+  }
   const double math_s = math_rate > 0 ? c.flop / (math_rate * cal.gemm_efficiency) : 0;
   const double mem_s = c.bytes / (gpu.hbm_bytes_per_s * cal.hbm_efficiency);
   c.seconds = std::max(math_s, mem_s) + cal.kernel_launch_s;

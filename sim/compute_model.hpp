@@ -1,6 +1,7 @@
 #pragma once
 // Roofline time of a kernel on a GPU: the larger of its math time at the calibrated fraction of tensor-core peak
-// and its memory time at the calibrated fraction of HBM bandwidth, plus a fixed launch cost.
+// and its memory time at the calibrated fraction of HBM bandwidth, plus a fixed launch cost. On a measured machine
+// (GpuSpec::kernel_rates, CPU ranks) a listed kernel class takes its work at the measured rate instead.
 #include "core/calibration.hpp"
 #include "core/cluster.hpp"
 #include "core/runtime.hpp"

@@ -40,6 +40,11 @@ Platform::Platform(const core::ClusterGraph& graph, bool detailed_routes) : grap
   sg::seal(zone_);
 }
 
+sg::sg4::Host* Platform::compute_host(int g) const {
+  if (slots_.empty()) return gpu(g);
+  return slots_[static_cast<std::size_t>(g / graph_.spec().node.gpus)];
+}
+
 void Platform::build_hosts_and_links() {
   const auto& spec = graph_.spec();
   const int G = spec.node.gpus;
@@ -47,6 +52,9 @@ void Platform::build_hosts_and_links() {
     for (int l = 0; l < G; ++l)
       gpus_.push_back(sg::create_host(zone_, "gpu-" + std::to_string(n) + "-" + std::to_string(l), kHostSpeed));
     cpus_.push_back(sg::create_host(zone_, "cpu-" + std::to_string(n), kHostSpeed));
+    // A multicore host: SimGrid runs each execution on at most one core and shares the cores among them.
+    if (spec.node.compute_slots > 0)
+      slots_.push_back(sg::create_host(zone_, "slots-" + std::to_string(n), kHostSpeed, spec.node.compute_slots));
     // A node without an SSD tier has no SSD host; copies to that tier are rejected by the runtime.
     ssds_.push_back(spec.node.ssd.capacity_bytes > 0 ? sg::create_host(zone_, "ssd-" + std::to_string(n), kHostSpeed)
                                                       : nullptr);

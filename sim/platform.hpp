@@ -27,6 +27,8 @@ public:
   bool detailed() const { return detailed_; }
 
   sg::sg4::Host* gpu(int g) const { return gpus_[static_cast<std::size_t>(g)]; }
+  /// Where GPU g's kernels execute: its own host, or the node's shared compute slots (NodeSpec::compute_slots).
+  sg::sg4::Host* compute_host(int g) const;
   sg::sg4::Host* cpu(int node) const { return cpus_[static_cast<std::size_t>(node)]; }
   sg::sg4::Host* ssd(int node) const { return ssds_[static_cast<std::size_t>(node)]; }
 
@@ -62,6 +64,7 @@ private:
   bool detailed_;
   sg::sg4::NetZone* zone_ = nullptr;
   std::vector<sg::sg4::Link*> links_;
+  std::vector<sg::sg4::Host*> slots_;  // per node, when the node's GPUs share compute slots
   std::vector<sg::sg4::Host*> gpus_, cpus_, ssds_, nvswitches_, leaves_;
   sg::sg4::Host* spine_ = nullptr;
   std::vector<Half> egress_, ingress_;

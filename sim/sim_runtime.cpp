@@ -85,14 +85,17 @@ bool SimRuntime::done(std::uint64_t event) const {
   return by_index_[event_stream_[event - 1]]->last_done >= event;
 }
 
-void SimRuntime::wait_for(std::uint64_t event, Waiter& self) {
+bool SimRuntime::wait_for(std::uint64_t event, Waiter& self) {
+  bool blocked = false;
   while (!done(event)) {
+    blocked = true;
     self.until = event;
     by_index_[event_stream_[event - 1]]->waiters.push_back(&self);
     profile::count_block();
     profile::InSimgrid in;
     self.wake->acquire();
   }
+  return blocked;
 }
 
 void SimRuntime::complete(Stream& s, std::uint64_t event) {
@@ -108,8 +111,11 @@ void SimRuntime::complete(Stream& s, std::uint64_t event) {
 }
 
 void SimRuntime::stream_loop(Stream& s) {
+  const double wake_s = world_.calibration().stream_wake_s;
   for (;;) {
+    bool slept = false;  // the stream was idle: its operation starts once the worker has woken up
     while (s.queue.empty()) {
+      slept = true;
       s.worker_idle = true;
       profile::count_block();
       profile::InSimgrid in;
@@ -117,7 +123,11 @@ void SimRuntime::stream_loop(Stream& s) {
     }
     Op op = std::move(s.queue.front());
     s.queue.pop_front();
-    for (auto dep : op.deps) wait_for(dep, s.worker);
+    for (auto dep : op.deps) slept = wait_for(dep, s.worker) || slept;
+    if (slept && wake_s > 0) {
+      profile::InSimgrid in;
+      sg4::this_actor::sleep_for(wake_s);
+    }
     const double start = sg4::Engine::get_clock();
     try {
       op.body();
@@ -144,11 +154,23 @@ core::Event SimRuntime::compute(core::StreamId stream, const core::Kernel& kerne
   op.name = std::string(name);
   op.flop = cost.flop;
   op.bytes = static_cast<std::uint64_t>(cost.bytes);
-  // Kernels are work on the GPU host (speed 1e9 per second), so concurrent kernels share the GPU.
-  op.body = [seconds = cost.seconds] {
-    profile::InSimgrid in;
-    sg4::this_actor::execute(seconds * 1e9);
-  };
+  // Kernels are work on the GPU host (speed 1e9 per second), so concurrent kernels share the GPU; on a machine of
+  // CPU ranks, on the node's compute slots, so that the ranks' kernels share the cores.
+  sg4::Host* host = world_.platform().compute_host(rank_);
+  if (host == world_.platform().gpu(rank_)) {
+    op.body = [seconds = cost.seconds] {
+      profile::InSimgrid in;
+      sg4::this_actor::execute(seconds * 1e9);
+    };
+  } else {
+    op.body = [seconds = cost.seconds, host] {
+      profile::InSimgrid in;
+      sg4::ExecPtr exec = sg4::this_actor::exec_init(seconds * 1e9);
+      exec->set_host(host);
+      exec->start();
+      exec->wait();
+    };
+  }
   return enqueue(stream, std::move(op));
 }
 

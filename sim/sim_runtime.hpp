@@ -87,7 +87,8 @@ private:
   void stream_loop(Stream& s);
   bool done(std::uint64_t event) const;
   /// Blocks the calling actor (`self` is its waiter) until `event` has completed.
-  void wait_for(std::uint64_t event, Waiter& self);
+  /// Blocks `self` until `event` has completed; true if it had to block.
+  bool wait_for(std::uint64_t event, Waiter& self);
   /// Marks the next operation of `s` done and wakes exactly the actors waiting for it.
   void complete(Stream& s, std::uint64_t event);
   core::Event collective(core::StreamId stream, CollectiveOp op, const core::Group& group, double bytes,

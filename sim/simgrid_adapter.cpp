@@ -24,8 +24,8 @@ void configure_engine(sg4::Engine& engine) {
 
 sg4::NetZone* create_root_zone(const std::string& name) { return sg4::create_full_zone(name); }
 
-sg4::Host* create_host(sg4::NetZone* zone, const std::string& name, double speed_flop_per_s) {
-  return zone->create_host(name, speed_flop_per_s)->seal();
+sg4::Host* create_host(sg4::NetZone* zone, const std::string& name, double speed_flop_per_s, int cores) {
+  return zone->create_host(name, speed_flop_per_s)->set_core_count(cores)->seal();
 }
 
 sg4::Link* create_link(sg4::NetZone* zone, const std::string& name, double bytes_per_s, double latency_s) {

@@ -17,7 +17,7 @@ void configure_engine(sg4::Engine& engine);
 
 /// A full-routing zone: every route listed explicitly (routes come from the cluster graph, not from SimGrid).
 sg4::NetZone* create_root_zone(const std::string& name);
-sg4::Host* create_host(sg4::NetZone* zone, const std::string& name, double speed_flop_per_s);
+sg4::Host* create_host(sg4::NetZone* zone, const std::string& name, double speed_flop_per_s, int cores = 1);
 sg4::Link* create_link(sg4::NetZone* zone, const std::string& name, double bytes_per_s, double latency_s);
 /// One-direction route from one host to another through `links`, in order.
 void add_route(sg4::NetZone* zone, sg4::Host* from, sg4::Host* to, const std::vector<sg4::Link*>& links);

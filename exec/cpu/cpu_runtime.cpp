@@ -65,6 +65,7 @@ CpuRuntime::~CpuRuntime() {
   engine_.reset();  // joins the workers: nothing uses the memory below any more
   release_deferred(true);
   for (auto& [id, a] : allocations_) release(a);
+  for (auto& [capacity, block] : cached_blocks_) std::free(block);
   std::error_code ec;
   std::filesystem::remove(options_.ssd_dir, ec);  // only if empty: other runtimes of this process may share it
 }
@@ -89,7 +90,13 @@ core::Buffer CpuRuntime::alloc(core::Tier tier, std::uint64_t bytes, const std::
     }
   } else {
     const std::uint64_t rounded = (std::max<std::uint64_t>(bytes, 1) + 63) / 64 * 64;
-    a.data = std::aligned_alloc(64, rounded);
+    a.capacity = rounded;
+    if (auto cached = cached_blocks_.find(rounded); cached != cached_blocks_.end()) {
+      a.data = cached->second;
+      cached_blocks_.erase(cached);
+    } else {
+      a.data = std::aligned_alloc(64, rounded);
+    }
     if (!a.data) {
       ledger_.release(tier, bytes, tag);
       throw core::OutOfMemory("host allocation of " + std::to_string(bytes) + " bytes failed");
@@ -114,7 +121,7 @@ void CpuRuntime::free(core::Buffer& buffer) {
 }
 
 void CpuRuntime::release(Allocation& a) {
-  std::free(a.data);
+  if (a.data) cached_blocks_.emplace(a.capacity, a.data);
   a.data = nullptr;
   if (a.fd >= 0) ::close(a.fd), ::unlink(a.path.c_str()), a.fd = -1;
 }

@@ -91,6 +91,7 @@ public:
 private:
   struct Allocation {
     void* data = nullptr;
+    std::uint64_t capacity = 0;  // bytes of the host block (rounded up)
     int fd = -1;  // SSD tier
     std::string path, tag;
   };
@@ -112,7 +113,8 @@ private:
   void hierarchical_all_to_all(GroupComms& c, const core::Buffer& send, const std::vector<std::uint64_t>& send_bytes,
                                const core::Buffer& recv, const std::vector<std::uint64_t>& recv_bytes,
                                const std::string& label) const;
-  static void release(Allocation& a);
+  /// Returns a host block to the cache (an SSD file is removed).
+  void release(Allocation& a);
   void release_deferred(bool all);
 
   core::ClusterSpec spec_;
@@ -123,6 +125,10 @@ private:
   std::chrono::steady_clock::time_point t0_;
   std::unique_ptr<StreamEngine> engine_;  // after comms_: its workers stop before the communicators go
   std::map<std::uint64_t, Allocation> allocations_;
+  // Freed host blocks by capacity, reused by alloc as a GPU framework's caching allocator reuses device memory:
+  // a fresh block costs the host page faults on first touch and a trip through the system allocator, which would
+  // stall the issuing thread every micro-batch (activations are allocated in forward and freed in backward).
+  std::multimap<std::uint64_t, void*> cached_blocks_;
   std::vector<std::pair<std::uint64_t, Allocation>> deferred_;  // freed, released when the engine passes the mark
   std::map<std::pair<std::string, core::StreamId>, std::int64_t> sequence_;  // collectives per (group, stream)
   std::map<std::tuple<bool, int, int>, std::int64_t> messages_;  // (sending, peer, tag) -> messages issued

@@ -8,14 +8,18 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <thread>
 #include <vector>
 
+#include "core/kernel_class.hpp"
 #include "core/units.hpp"
 #include "exec/cpu/cpu_kernels.hpp"
 #include "exec/cpu/cpu_runtime.hpp"
+#include "exec/cpu/mpi_comms.hpp"
 #include "exec/model/ops.hpp"
 
 namespace moesys::exec::cpu {
@@ -99,33 +103,6 @@ MachineRates probe_machine(const ProbeShape& s) {
     r.copy_bytes_per_s = world_min(2.0 * double(n) / t);
   }
   MPI_Barrier(MPI_COMM_WORLD);
-  {  // The model's memory-bound kernels at the model's shapes, in one mix: a CPU's elementwise rate depends on
-     // the kernel (softmax's exp and layernorm's reductions are far slower per byte than a GeLU), and the cluster
-     // description has one rate for them all, so measure the mix the model runs.
-    const std::int64_t T = s.tokens, H = s.hidden, V = s.vocab, F = s.ffn;
-    const std::int64_t n = T * F;  // GeLU over the expert hidden activations
-    const std::int64_t big = std::max({n, T * V, std::int64_t{1} << 20});
-    std::vector<float> v(std::size_t(big) * 6, 0.5f);
-    std::vector<int> targets(std::size_t(T), 0);
-    auto buf = [&](int i, std::int64_t elems) {
-      return core::Buffer{std::uint64_t(i + 1), core::Tier::hbm, std::uint64_t(elems) * 4, v.data() + i * big};
-    };
-    const core::Buffer tgt{9, core::Tier::hbm, std::uint64_t(T) * 4, targets.data()};
-    const core::Kernel kernels[] = {
-        ops::gelu(buf(0, n), buf(1, n), n),
-        ops::gelu_bwd(buf(0, n), buf(1, n), buf(2, n), n),
-        ops::layernorm(buf(0, T * H), buf(1, H), buf(2, H), buf(3, T * H), buf(4, T), buf(5, T), T, H),
-        ops::softmax_xent(buf(0, T * V), tgt, buf(1, T * V), buf(2, 1), T, V, 1.0),
-        ops::adamw(buf(0, n), buf(1, n), buf(2, n), buf(3, n), n, 1e-9, 0.9, 0.999, 1e-8, 0, 1)};
-    double bytes = 0;
-    for (const auto& k : kernels) {
-      const auto& t = std::get<core::TensorOp>(k);
-      bytes += double(t.bytes_read + t.bytes_written);
-    }
-    const double t = time_together([&] { for (const auto& k : kernels) run_kernel(k); }, 0.3);
-    r.stream_bytes_per_s = world_min(bytes / t);
-  }
-  MPI_Barrier(MPI_COMM_WORLD);
   {  // MPI all-to-all at the model's size, and a small all-reduce for latency
     const std::size_t n = s.all_to_all_bytes;
     std::vector<char> a(n, 1), b(n);
@@ -153,6 +130,24 @@ MachineRates probe_machine(const ProbeShape& s) {
                                   rt.clear_spans();
                                 }, 0.03) / kBatch);
   }
+  {  // a stream's wake-up: operations that alternate between two streams, each waiting for the previous one, so
+     // every one starts on a worker that was idle; the time per operation beyond the fixed cost is the wake-up
+    core::ClusterGeneratorOptions o;
+    o.nodes = 1, o.gpus_per_node = r.ranks, o.nics_per_node = 1;
+    CpuRuntime rt(core::generate_cluster(o));
+    auto buf = rt.alloc(core::Tier::hbm, 64, "probe");
+    constexpr int kHops = 32;
+    const core::StreamId streams[2] = {core::streams::kCompute, core::streams::kComm};
+    const double per_op = world_max(time_per_call([&] {
+                                      for (int i = 0; i < kHops; ++i) {
+                                        const core::Event e = rt.compute(streams[i % 2], ops::scale(buf, 1, 1.0), "probe");
+                                        rt.stream_wait(streams[(i + 1) % 2], e);
+                                      }
+                                      rt.synchronize();
+                                      rt.clear_spans();
+                                    }, 0.05) / kHops);
+    r.stream_wake_s = std::max(0.0, per_op - r.op_overhead_s);
+  }
   {  // SSD: write (with fsync) and read back a 32 MiB file
     const std::size_t n = 32u << 20;
     std::vector<char> a(n, 3);
@@ -171,12 +166,87 @@ MachineRates probe_machine(const ProbeShape& s) {
   return r;
 }
 
+namespace {
+
+double probe_timeout_s() {
+  const char* env = std::getenv("MOESYS_EXEC_TIMEOUT_S");
+  return env ? std::atof(env) : 300.0;
+}
+
+/// The kernel with its operands replaced by zero-filled host memory of the same sizes (views keep their offsets
+/// inside one allocation per buffer, so in-place kernels stay in place).
+class ProbeOperands {
+ public:
+  core::Kernel bind(core::Kernel k) {
+    std::visit([&](auto& op) {
+      using K = std::decay_t<decltype(op)>;
+      if constexpr (std::is_same_v<K, core::GemmOp>) {
+        for (core::Buffer* b : {&op.a, &op.b, &op.c}) reserve(*b);
+        for (core::Buffer* b : {&op.a, &op.b, &op.c}) point(*b);
+      } else if constexpr (std::is_same_v<K, core::AttentionOp>) {
+        for (core::Buffer* b : {&op.q, &op.k, &op.v, &op.o, &op.d_o, &op.d_q, &op.d_k, &op.d_v}) reserve(*b);
+        for (core::Buffer* b : {&op.q, &op.k, &op.v, &op.o, &op.d_o, &op.d_q, &op.d_k, &op.d_v}) point(*b);
+      } else if constexpr (std::is_same_v<K, core::TensorOp>) {
+        for (auto* list : {&op.in, &op.out})
+          for (core::Buffer& b : *list) reserve(b);
+        for (auto* list : {&op.in, &op.out})
+          for (core::Buffer& b : *list) point(b);
+      }
+    }, k);
+    return k;
+  }
+
+ private:
+  void reserve(const core::Buffer& b) {
+    if (b) extent_[b.id] = std::max(extent_[b.id], b.offset + b.bytes);
+  }
+  void point(core::Buffer& b) {
+    if (!b) return;
+    std::vector<char>& mem = memory_[b.id];
+    if (mem.size() < extent_[b.id]) mem.assign(extent_[b.id], 0);
+    b.data = mem.data() + b.offset;
+  }
+  std::map<std::uint64_t, std::uint64_t> extent_;
+  std::map<std::uint64_t, std::vector<char>> memory_;
+};
+
+}  // namespace
+
+KernelRates probe_kernel_rates(const std::vector<core::Kernel>& samples, double op_overhead_s) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  KernelRates out;
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  out.threads_per_rank = std::max(1, openblas_get_num_threads());
+  out.compute_slots = std::max(1, cores / out.threads_per_rank);
+  // Rank 0 measures every class alone; the others wait without spinning, so that it has the cores it would have
+  // if no other rank computed (the simulator shares the compute slots among the ranks that do).
+  std::vector<double> rates(samples.size(), 0.0);
+  if (rank == 0) {
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+      ProbeOperands operands;
+      const core::Kernel k = operands.bind(samples[i]);
+      const double t = time_per_call([&] { run_kernel(k); }, 0.05);
+      // The fixed cost is added back per kernel by the simulator; keep at least a tenth of the time as work.
+      rates[i] = core::kernel_work(k) / std::max(t - op_overhead_s, 0.1 * t);
+    }
+  }
+  MPI_Request done = MPI_REQUEST_NULL;
+  MPI_Ibarrier(MPI_COMM_WORLD, &done);
+  await_requests(&done, 1, probe_timeout_s(), "the kernel probe");
+  if (size > 1) MPI_Bcast(rates.data(), static_cast<int>(rates.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  for (std::size_t i = 0; i < samples.size(); ++i) out.rates[core::kernel_class(samples[i])] = rates[i];
+  return out;
+}
+
 core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& shape, core::Calibration& cal) {
   cal = core::default_calibration();
   cal.gemm_efficiency = 1.0;
   cal.hbm_efficiency = 1.0;
   cal.nvlink_efficiency = 1.0;
   cal.kernel_launch_s = r.op_overhead_s;
+  cal.stream_wake_s = r.stream_wake_s;
   cal.step_latency_s = r.latency_s;
   // The simulator's rate for a message is link rate * message_efficiency(size): choose the link rate that
   // reproduces the measured all-to-all rate at the measured message size.
@@ -193,7 +263,7 @@ core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& sh
         {"gpu",
          {{"model", "cpu-rank"},
           {"hbm_gib", 64.0},
-          {"hbm_gbytes_per_s", r.stream_bytes_per_s / 1e9},
+          {"hbm_gbytes_per_s", r.copy_bytes_per_s / 1e9},
           {"peak_tflops", {{"fp32", r.gemm_flop_per_s / 1e12}, {"tf32", r.gemm_flop_per_s / 1e12},
                            {"fp16", r.gemm_flop_per_s / 1e12}, {"bf16", r.gemm_flop_per_s / 1e12}}}}},
         {"intra_node", {{"kind", "nvswitch"}, {"gbytes_per_s_per_gpu", link / 1e9}}},
@@ -204,6 +274,10 @@ core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& sh
                  {"write_gbytes_per_s", r.ssd_write_bytes_per_s / 1e9}}}}}};
   nlohmann::json all = nlohmann::json::array(), sw = {{"gpus", nlohmann::json::array()}, {"nics", {0}}};
   for (int g = 0; g < r.ranks; ++g) all.push_back(g), sw["gpus"].push_back(g);
+  if (!r.kernels.rates.empty()) {
+    j["node"]["gpu"]["kernel_rates"] = r.kernels.rates;
+    j["node"]["compute_slots"] = r.kernels.compute_slots;
+  }
   j["node"]["nics"]["gpus"] = nlohmann::json::array({all});
   j["node"]["pcie"]["switches"].push_back(sw);
   return core::parse_cluster(j, "<measured>");

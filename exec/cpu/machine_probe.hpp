@@ -1,36 +1,55 @@
 #pragma once
 // A short microbenchmark of this machine, run by every rank at once (so each rank sees its share of the cores
 // and memory system), turned into a cluster description and a calibration that the simulator can use:
-// one node with one "GPU" per rank whose peak is the measured GEMM rate, whose memory bandwidth is the rate at which
-// the runtime's own memory-bound kernels stream (GeLU, AdamW), whose intra-node links carry the measured MPI all-to-all rate, and whose SSD is measured file I/O.
+// one node with one "GPU" per rank whose kernels run at the rates measured per kernel class at the program's sizes
+// (probe_kernel_rates; the peak is a representative GEMM's rate and the memory bandwidth memcpy's, for anything
+// else), whose intra-node links carry the measured MPI all-to-all rate, and whose SSD is measured file I/O.
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "core/calibration.hpp"
 #include "core/cluster.hpp"
+#include "core/runtime.hpp"
 
 namespace moesys::exec::cpu {
 
 struct ProbeShape {
   std::int64_t gemm_m = 256, gemm_n = 1024, gemm_k = 256;  // a representative GEMM (the expert FFN's)
   std::uint64_t all_to_all_bytes = 1 << 20;                 // per rank, the model's dispatch size
-  // The model's own shapes for its memory-bound kernels: tokens per rank, hidden, vocabulary, FFN width.
-  std::int64_t tokens = 256, hidden = 256, vocab = 1024, ffn = 1024;
+};
+
+/// Kernel rates measured alone, and how many kernels the machine runs at those rates at once.
+struct KernelRates {
+  std::map<std::string, double> rates;  // work per second by kernel class (core/kernel_class.hpp)
+  int threads_per_rank = 1;             // BLAS threads of one rank's kernels
+  int compute_slots = 1;                // cores / threads_per_rank: kernels that run at full rate at once
 };
 
 struct MachineRates {
   int ranks = 1;
   double gemm_flop_per_s = 0;      // per rank, all ranks busy
   double copy_bytes_per_s = 0;     // memcpy traffic (read + write) per rank
-  double stream_bytes_per_s = 0;   // traffic of the model's memory-bound kernels, at its shapes, per rank
   double all_to_all_bytes_per_s = 0;  // bytes each rank sends to others per second
   double latency_s = 0;            // a small all-reduce
   double op_overhead_s = 0;        // the runtime's fixed cost per kernel
+  double stream_wake_s = 0;        // an idle stream worker's delay before it starts a ready operation
   double ssd_read_bytes_per_s = 0, ssd_write_bytes_per_s = 0;
+  KernelRates kernels;  // from probe_kernel_rates (empty: the roofline of the rates above)
 };
 
 /// Collective over MPI_COMM_WORLD: every rank measures, the slowest rank's rates are returned everywhere.
 MachineRates probe_machine(const ProbeShape& shape);
+
+/// One kernel per class (core/kernel_class.hpp) at the size the program runs it, the same list on every rank.
+/// Rank 0 runs each on zero-filled operands of its sizes while the other ranks wait without spinning; the
+/// result is work per second by class, after taking off the runtime's fixed cost per kernel `op_overhead_s`,
+/// and the number of kernels the cores run at once at that rate. A CPU's kernels differ in cost per byte (an exp
+/// per element, a reduction, a copy) and its GEMMs in rate per layout, so one GEMM rate and one memory bandwidth
+/// cannot describe them; and ranks that share cores compute faster while the others wait, which the simulator
+/// reproduces by sharing the slots (NodeSpec::compute_slots) rather than by a rate measured under contention.
+KernelRates probe_kernel_rates(const std::vector<core::Kernel>& samples, double op_overhead_s);
 
 /// One node with `ranks` GPUs built from the rates, and the calibration that makes the simulator's efficiencies 1
 /// where the rates were measured directly.

@@ -5,11 +5,14 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "core/error.hpp"
 #include "core/calibration.hpp"
+#include "core/kernel_class.hpp"
+#include "core/ledger_runtime.hpp"
 #include "exec/cpu/cpu_runtime.hpp"
 #include "exec/cpu/machine_probe.hpp"
 #include "policies/training/training_plan.hpp"
@@ -28,8 +31,24 @@ cpu::ProbeShape probe_shape(const tr::TrainingConfig& c) {
   s.gemm_m = std::max<std::int64_t>(1, tokens * m.top_k / std::max(1, m.experts / c.gpus));
   s.gemm_n = m.ffn_hidden(), s.gemm_k = m.hidden;
   s.all_to_all_bytes = static_cast<std::uint64_t>(tokens * m.top_k * m.hidden * 4);
-  s.tokens = tokens, s.hidden = m.hidden, s.vocab = m.vocab, s.ffn = m.ffn_hidden();
   return s;
+}
+
+/// One kernel per class, the largest of its class, as rank 0's program issues them (run on a ledger runtime:
+/// sizes only, token counts from the routing plan). Every rank computes the same list.
+std::vector<core::Kernel> kernel_samples(const tr::TrainingConfig& c) {
+  const tr::TrainingPlan plan = tr::make_training_plan(c);
+  std::map<std::string, core::Kernel> largest;
+  core::LedgerRuntime ledger(c.cluster, 0, plan.layout.world);
+  ledger.observe_kernels([&](const core::Kernel& k, std::string_view) {
+    auto [it, fresh] = largest.emplace(core::kernel_class(k), k);
+    if (!fresh && core::kernel_work(k) > core::kernel_work(it->second)) it->second = k;
+  });
+  std::vector<tr::RankCounters> counters(static_cast<std::size_t>(plan.layout.world));
+  tr::training_program(plan, counters)(ledger);
+  std::vector<core::Kernel> out;
+  for (auto& [name, k] : largest) out.push_back(k);
+  return out;
 }
 
 json rank_result(const core::Runtime& rt, const tr::RankCounters& k) {
@@ -79,7 +98,8 @@ int run_train_worker(int rank, int size, const char* config_path, const char* ou
   json measured_machine;
   if (probe) {
     const cpu::ProbeShape shape = probe_shape(c);
-    const cpu::MachineRates rates = cpu::probe_machine(shape);
+    cpu::MachineRates rates = cpu::probe_machine(shape);
+    rates.kernels = cpu::probe_kernel_rates(kernel_samples(c), rates.op_overhead_s);
     core::Calibration cal;
     c.cluster = cpu::cluster_from_rates(rates, shape, cal);
     measured_machine = {{"cluster", core::cluster_to_json(c.cluster)},
@@ -87,10 +107,12 @@ int run_train_worker(int rank, int size, const char* config_path, const char* ou
                         {"rates",
                          {{"gemm_flop_per_s", rates.gemm_flop_per_s},
                           {"copy_bytes_per_s", rates.copy_bytes_per_s},
-                          {"stream_bytes_per_s", rates.stream_bytes_per_s},
                           {"all_to_all_bytes_per_s", rates.all_to_all_bytes_per_s},
                           {"latency_s", rates.latency_s},
-                          {"op_overhead_s", rates.op_overhead_s}}}};
+                          {"op_overhead_s", rates.op_overhead_s},
+                          {"stream_wake_s", rates.stream_wake_s},
+                          {"kernel_rates", rates.kernels.rates},
+                          {"compute_slots", rates.kernels.compute_slots}}}};
   }
   const tr::TrainingPlan plan = tr::make_training_plan(c);
   std::vector<tr::RankCounters> counters(static_cast<std::size_t>(size));

@@ -1,6 +1,6 @@
 // The CPU runtime's streams run concurrently: a copy beside a GEMM takes less wall time than the two in sequence,
 // GEMMs of two streams compute what one stream computes, failures on a worker come back to the host with their
-// type, freed memory outlives the queued work that uses it, and collectives and messages of several streams match
+// type, freed memory outlives the queued work that uses it and comes back zeroed, and collectives and messages of several streams match
 // across ranks whatever order the streams' threads reach them in.
 #include <cblas.h>
 #include <gtest/gtest.h>
@@ -161,6 +161,23 @@ TEST(CpuStreams, FreedBufferOutlivesTheQueuedWorkThatUsesIt) {
   rt->wait(copied);
   const auto* d = static_cast<const unsigned char*>(dst.data);
   EXPECT_TRUE(d[0] == 7 && d[bytes / 2] == 7 && d[bytes - 1] == 7);
+}
+
+// Freed blocks are cached for reuse (no page faults on the issuing thread every micro-batch), but an allocation
+// still starts zeroed, as on the CUDA runtime.
+TEST(CpuStreams, AReusedBlockStartsZeroed) {
+  auto rt = testing::make_runtime();
+  const std::uint64_t bytes = 4 << 20;
+  auto first = rt->alloc(core::Tier::hbm, bytes, "t");
+  void* block = first.data;
+  std::memset(first.data, 9, bytes);
+  rt->free(first);
+  rt->synchronize();
+  auto second = rt->alloc(core::Tier::hbm, bytes, "t");
+  EXPECT_EQ(second.data, block) << "the freed block of the same size is reused";
+  const auto* d = static_cast<const unsigned char*>(second.data);
+  EXPECT_TRUE(d[0] == 0 && d[bytes / 2] == 0 && d[bytes - 1] == 0);
+  EXPECT_EQ(rt->memory().in_use_bytes(core::Tier::hbm), bytes);
 }
 
 // Two all-reduces of one group on two streams, each delayed on half of the ranks, so that the streams' threads

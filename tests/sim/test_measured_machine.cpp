@@ -1,0 +1,78 @@
+// The simulator on a measured machine of CPU ranks: kernel classes at their measured rates, kernels of the
+// node's ranks sharing its compute slots, and the wake-up of an idle stream.
+#include <gtest/gtest.h>
+
+#include "sim/compute_model.hpp"
+#include "sim/simulation.hpp"
+
+using namespace moesys;
+
+namespace {
+
+constexpr double kRate = 1e10;  // "gemm NN" work per second
+
+core::ClusterSpec measured(int gpus, int slots) {
+  core::ClusterGeneratorOptions o;
+  o.nodes = 1, o.gpus_per_node = gpus, o.nics_per_node = 1;
+  core::ClusterSpec c = core::generate_cluster(o);
+  c.node.gpu.kernel_rates["gemm NN"] = kRate;
+  c.node.compute_slots = slots;
+  return c;
+}
+
+core::GemmOp gemm() {
+  core::GemmOp g;
+  g.m = g.n = g.k = 1000;  // 2e9 flop: 0.2 s at kRate
+  g.dtype = core::Dtype::fp32;
+  return g;
+}
+
+core::Calibration no_launch(double wake_s = 0) {
+  core::Calibration c = core::default_calibration();
+  c.kernel_launch_s = 0;
+  c.stream_wake_s = wake_s;
+  return c;
+}
+
+double alone_s() { return gemm().flop() / kRate; }
+
+// Every rank runs one GEMM; the time at which the last one finishes.
+double makespan(int gpus, int slots) {
+  sim::SimOptions options;
+  options.calibration = no_launch();
+  return sim::simulate(measured(gpus, slots), gpus, [](core::Runtime& rt) {
+           rt.wait(rt.compute(core::streams::kCompute, gemm(), "gemm"));
+         }, options).makespan_s;
+}
+
+}  // namespace
+
+TEST(MeasuredMachine, AListedClassTakesItsMeasuredRate) {
+  const core::ClusterSpec c = measured(1, 1);
+  EXPECT_NEAR(sim::kernel_cost(gemm(), c.node.gpu, no_launch()).seconds, 0.2, 1e-12);
+  core::GemmOp other = gemm();
+  other.trans_b = true;  // "gemm NT" is not listed: the roofline of the GPU spec
+  EXPECT_NE(sim::kernel_cost(other, c.node.gpu, no_launch()).seconds, 0.2);
+}
+
+TEST(MeasuredMachine, RanksShareTheComputeSlots) {
+  // Four ranks on two slots: two kernels at a time, each at its alone rate.
+  EXPECT_NEAR(makespan(4, 2), 2 * alone_s(), 1e-9);
+}
+
+TEST(MeasuredMachine, EnoughSlotsRunEveryRankAtItsAloneRate) { EXPECT_NEAR(makespan(4, 4), alone_s(), 1e-9); }
+
+TEST(MeasuredMachine, AnIdleStreamWakesUpBeforeItsOperationStarts) {
+  const double wake = 1e-3;
+  sim::SimOptions options;
+  options.calibration = no_launch(wake);
+  double end = 0;
+  sim::simulate(measured(1, 1), 1, [&](core::Runtime& rt) {
+    rt.compute(core::streams::kCompute, gemm(), "a");           // the idle stream wakes up
+    const core::Event b = rt.compute(core::streams::kCompute, gemm(), "b");  // queued behind a: no wake-up
+    rt.stream_wait(core::streams::kComm, b);
+    rt.wait(rt.compute(core::streams::kComm, gemm(), "c"));    // waits for b, then wakes up
+    end = rt.now_s();
+  }, options);
+  EXPECT_NEAR(end, wake + 2 * alone_s() + wake + alone_s(), 1e-9);
+}
