@@ -133,6 +133,8 @@ CudaRuntime::~CudaRuntime() {
   } catch (...) {  // a failed collective or kernel: nothing more to complete
   }
   nccl_.reset();
+  reclaim(true);
+  empty_cache();
   for (auto& [id, a] : allocations_) {
     if (a.fd >= 0) ::close(a.fd), ::unlink(a.path.c_str());
     if (a.ptr) a.host ? cudaFreeHost(a.ptr) : cudaFree(a.ptr);
@@ -169,8 +171,19 @@ core::Buffer CudaRuntime::alloc(core::Tier tier, std::uint64_t bytes, const std:
       if (a.fd < 0 || ::ftruncate(a.fd, static_cast<off_t>(bytes)) != 0)
         throw core::RuntimeFailure("SSD tier: cannot create " + a.path + ": " + std::strerror(errno));
     } else {
-      const cudaError_t e =
-          tier == core::Tier::hbm ? cudaMalloc(&a.ptr, size) : cudaHostAlloc(&a.ptr, size, cudaHostAllocPortable);
+      reclaim(false);
+      a.size = size;
+      a.ptr = cached_block(a.host, size);
+      auto allocate = [&] {
+        return tier == core::Tier::hbm ? cudaMalloc(&a.ptr, size) : cudaHostAlloc(&a.ptr, size, cudaHostAllocPortable);
+      };
+      cudaError_t e = a.ptr ? cudaSuccess : allocate();
+      if (e != cudaSuccess && (!cached_.empty() || !released_.empty())) {
+        cudaGetLastError();  // out of memory with blocks held for reuse: give them back and try once more
+        synchronize();
+        empty_cache();
+        e = allocate();
+      }
       if (e != cudaSuccess) {
         cudaGetLastError();
         throw core::OutOfMemory(std::string(tier == core::Tier::hbm ? "cudaMalloc" : "cudaHostAlloc") + " of " +
@@ -196,13 +209,57 @@ void CudaRuntime::free(core::Buffer& buffer) {
   if (!buffer) return;
   auto it = allocations_.find(buffer.id);
   if (it == allocations_.end()) throw std::invalid_argument("free of an unknown buffer");
-  if (failure_.empty()) synchronize();  // the buffer may still be in use on some stream
   Allocation& a = it->second;
-  if (a.fd >= 0) ::close(a.fd), ::unlink(a.path.c_str());
-  if (a.ptr) a.host ? cudaFreeHost(a.ptr) : cudaFree(a.ptr);
+  Released r{a, {}};
+  if (failure_.empty()) {
+    flush_point_to_point();  // a message still to be posted may read or write the buffer
+    for (const auto& [id, stream] : streams_) {
+      r.after.push_back(new_event());
+      MOESYS_CUDA_CHECK(cudaEventRecord(r.after.back().get(), stream));
+    }
+  }
+  released_.push_back(std::move(r));
   ledger_.release(buffer.tier, buffer.bytes, a.tag);
   allocations_.erase(it);
   buffer = core::Buffer{};
+  reclaim(false);
+}
+
+void CudaRuntime::reclaim(bool all) {
+  auto keep = released_.begin();
+  for (auto& r : released_) {
+    bool passed = true;
+    for (const EventPtr& e : r.after) {
+      if (all) break;
+      const cudaError_t q = cudaEventQuery(e.get());
+      if (q == cudaErrorNotReady) {
+        passed = false;
+        break;
+      }
+      if (q != cudaSuccess) fail("an operation failed on the GPU: " + cuda_error_string(q));
+    }
+    if (!passed) {
+      *keep++ = std::move(r);
+      continue;
+    }
+    Allocation& a = r.allocation;
+    if (a.fd >= 0) ::close(a.fd), ::unlink(a.path.c_str());
+    if (a.ptr) cached_.emplace(std::make_pair(a.host, a.size), a.ptr);
+  }
+  released_.erase(keep, released_.end());
+}
+
+void* CudaRuntime::cached_block(bool host, std::size_t size) {
+  auto it = cached_.find(std::make_pair(host, size));
+  if (it == cached_.end()) return nullptr;
+  void* block = it->second;
+  cached_.erase(it);
+  return block;
+}
+
+void CudaRuntime::empty_cache() {
+  for (auto& [key, block] : cached_) key.first ? cudaFreeHost(block) : cudaFree(block);
+  cached_.clear();
 }
 
 void* CudaRuntime::address(const core::Buffer& buffer) const {

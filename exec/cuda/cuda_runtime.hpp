@@ -105,9 +105,15 @@ class CudaRuntime final : public core::Runtime {
   using EventPtr = std::shared_ptr<CUevent_st>;
   struct Allocation {
     void* ptr = nullptr;
+    std::size_t size = 0;  // bytes of the block (device or pinned host)
     bool host = false;  // pinned host memory (DRAM tier)
     int fd = -1;        // SSD tier
     std::string path, tag;
+  };
+  /// A freed allocation that work already issued may still use: released once every stream has passed `after`.
+  struct Released {
+    Allocation allocation;
+    std::vector<EventPtr> after;  // one per stream, recorded at the free
   };
   struct PendingSpan {
     std::size_t index = 0;
@@ -147,6 +153,12 @@ class CudaRuntime final : public core::Runtime {
   template <typename Done>
   void block_until(Done&& done, const std::string& what);
   void flush_point_to_point();
+  /// Moves freed allocations whose streams have passed them into the block cache (all: after a synchronize).
+  void reclaim(bool all);
+  /// A cached block of exactly `size` bytes (device or pinned host), or nullptr.
+  void* cached_block(bool host, std::size_t size);
+  /// Returns every cached block to CUDA (before retrying an allocation that failed, and at the end).
+  void empty_cache();
   bool has_point_to_point(core::StreamId stream, std::uint64_t event) const;
   void resolve_spans() const;
   void sweep_events();
@@ -164,6 +176,11 @@ class CudaRuntime final : public core::Runtime {
   std::unique_ptr<NcclComms> nccl_;
   std::chrono::steady_clock::time_point t0_;
   std::map<std::uint64_t, Allocation> allocations_;
+  // Freeing does not synchronise the device (cudaFree would, and so would waiting for the buffer's last use):
+  // the block waits in released_ until the streams pass the free, then goes to the cache that alloc reuses, as
+  // a framework's caching allocator does. Activations are allocated and freed every micro-batch.
+  std::vector<Released> released_;
+  std::multimap<std::pair<bool, std::size_t>, void*> cached_;  // (pinned host?, size) -> block
   std::map<core::StreamId, cudaStream_t> streams_;
   std::map<core::StreamId, cublasContext*> cublas_;
   std::vector<CUevent_st*> event_pool_;

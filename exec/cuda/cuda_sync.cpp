@@ -106,6 +106,7 @@ void CudaRuntime::synchronize() {
       },
       "synchronize");
   in_flight_.clear();
+  reclaim(true);
   check_status();
   resolve_spans();
 }
