@@ -217,10 +217,10 @@ int validate_policies(const Args& args) {
     }
 
   std::printf("# moesys validate: %d rank(s) on this machine, model %s, %d measured steps after %d warm-up, "
-              "%d interleaved repeats (medians; spread = (max - min) / median of the measured step)\n",
+              "%d interleaved repeats (medians; errors paired per repeat; spread = (max - min) / median of the measured "
+              "step)\n",
               ranks, base["model"].dump().c_str(), steps, warmup, repeats);
   json report = {{"ranks", ranks}, {"repeats", repeats}, {"presets", json::array()}};
-  std::vector<double> predicted_step, measured_step;
   for (std::size_t i = 0; i < configs.size(); ++i) {
     std::vector<double> p, m;
     std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> phases;
@@ -231,9 +231,12 @@ int validate_policies(const Args& args) {
       for (const auto& [k, v] : s.measured.phase_s) phases[k].second.push_back(v);
     }
     const double pm = median(p), mm = median(m);
+    // The error is paired per repeat (each prediction runs on the rates probed in its own run's window, so a load
+    // change moves both), then the median over repeats is taken.
+    std::vector<double> paired;
+    for (std::size_t r = 0; r < p.size(); ++r) paired.push_back(pct(p[r], m[r]));
+    const double error = median(paired);
     const double spread = mm > 0 ? (*std::max_element(m.begin(), m.end()) - *std::min_element(m.begin(), m.end())) / mm : 0;
-    predicted_step.push_back(pm);
-    measured_step.push_back(mm);
     std::printf("\n%s (%s)\n%-12s %14s %14s %9s\n", policies[i].first.c_str(), policies[i].second.dump().c_str(),
                 "phase", "predicted(ms)", "measured(ms)", "error");
     json pj = {{"name", policies[i].first}, {"policy", policies[i].second}, {"phases", json::object()}};
@@ -242,22 +245,30 @@ int validate_policies(const Args& args) {
       std::printf("%-12s %14.3f %14.3f %+8.1f%%\n", name, a * 1e3, b * 1e3, pct(a, b));
       pj["phases"][name] = {{"predicted_s", a}, {"measured_s", b}};
     }
-    std::printf("%-12s %14.3f %14.3f %+8.1f%%   (measured spread %.1f%%)\n", "step", pm * 1e3, mm * 1e3, pct(pm, mm),
+    std::printf("%-12s %14.3f %14.3f %+8.1f%%   (measured spread %.1f%%)\n", "step", pm * 1e3, mm * 1e3, error,
                 100 * spread);
-    std::printf("%s step-time error: %+.1f%%\n", policies[i].first.c_str(), pct(pm, mm));
+    std::printf("%s step-time error: %+.1f%%\n", policies[i].first.c_str(), error);
     if (detail > 0) print_op_detail(samples[i], detail);
-    pj["predicted_step_s"] = pm, pj["measured_step_s"] = mm, pj["step_error_pct"] = pct(pm, mm);
+    pj["predicted_step_s"] = pm, pj["measured_step_s"] = mm, pj["step_error_pct"] = error;
     pj["measured_spread"] = spread;
     pj["losses"] = samples[i].back().losses;
     report["presets"].push_back(pj);
   }
   if (configs.size() >= 2) {
-    const double pr = predicted_step[0] / predicted_step[1], mr = measured_step[0] / measured_step[1];
-    report["ratio"] = {{"predicted", pr}, {"measured", mr}, {"error_pct", pct(pr, mr)}};
+    // Ratios within each repeat (the two presets ran back to back), then medians over repeats.
+    std::vector<double> predicted, measured, errors;
+    for (int r = 0; r < repeats; ++r) {
+      const Sample &a = samples[0][static_cast<std::size_t>(r)], &b = samples[1][static_cast<std::size_t>(r)];
+      predicted.push_back(a.predicted.step_s / b.predicted.step_s);
+      measured.push_back(a.measured.step_s / b.measured.step_s);
+      errors.push_back(pct(predicted.back(), measured.back()));
+    }
+    const double pr = median(predicted), mr = median(measured), error = median(errors);
+    report["ratio"] = {{"predicted", pr}, {"measured", mr}, {"error_pct", error}};
     std::printf("\n%s vs %s speed-up (step time of %s / step time of %s): predicted %.3f, measured %.3f, "
                 "error %+.1f%%\n",
                 policies[1].first.c_str(), policies[0].first.c_str(), policies[0].first.c_str(),
-                policies[1].first.c_str(), pr, mr, pct(pr, mr));
+                policies[1].first.c_str(), pr, mr, error);
   }
   if (auto path = args.get("--json")) {
     const std::string tmp = *path + ".tmp";
