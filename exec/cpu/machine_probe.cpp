@@ -103,18 +103,29 @@ MachineRates probe_machine(const ProbeShape& s) {
     r.copy_bytes_per_s = world_min(2.0 * double(n) / t);
   }
   MPI_Barrier(MPI_COMM_WORLD);
-  {  // MPI all-to-all at the model's size, and a small all-reduce for latency
-    const std::size_t n = s.all_to_all_bytes;
-    std::vector<char> a(n, 1), b(n);
-    const int part = int(n / std::size_t(r.ranks));
-    const double t = time_fixed([&] {
-      MPI_Alltoall(a.data(), part, MPI_BYTE, b.data(), part, MPI_BYTE, MPI_COMM_WORLD);
-    }, 30);
-    r.all_to_all_bytes_per_s =
-        r.ranks > 1 ? world_min(double(part) * (r.ranks - 1) / world_max(t)) : world_min(2.0 * double(n) / t);
-    float x[8] = {};
-    r.latency_s =
-        world_max(time_fixed([&] { MPI_Allreduce(MPI_IN_PLACE, x, 8, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); }, 200));
+  {  // All-to-all through the runtime's own path (a stream's worker, MPI's non-blocking all-to-all, the polling that
+     // progresses it), as the program runs it, without the signature check that validation also leaves out: a tiny
+     // one for the latency of one step (the simulator's all-to-all is one latency step), then one at the model's
+     // size for the rate. Raw blocking MPI calls spin inside MPI and would measure a path the program never takes.
+    core::ClusterGeneratorOptions o;
+    o.nodes = 1, o.gpus_per_node = r.ranks, o.nics_per_node = 1;
+    CpuOptions quiet;
+    quiet.check_collectives = false;
+    CpuRuntime rt(core::generate_cluster(o), quiet);
+    const core::Group world = core::Group::world(r.ranks);
+    const std::uint64_t part = std::max<std::uint64_t>(4, s.all_to_all_bytes / std::uint64_t(r.ranks));
+    const auto send = rt.alloc(core::Tier::hbm, part * std::uint64_t(r.ranks), "probe");
+    const auto recv = rt.alloc(core::Tier::hbm, part * std::uint64_t(r.ranks), "probe");
+    auto all_to_all = [&](std::uint64_t bytes, int reps) {
+      const std::vector<std::uint64_t> sizes(std::size_t(r.ranks), bytes);
+      return world_max(time_fixed([&] {
+        rt.wait(rt.all_to_all(core::streams::kComm, world, send, sizes, recv, sizes, core::CollectiveAlgo::direct));
+      }, reps));
+    };
+    r.latency_s = all_to_all(4, 100);
+    const double t = all_to_all(part, 20);
+    const double moved = r.ranks > 1 ? double(part) * (r.ranks - 1) : 2.0 * double(part);  // to others, or a copy
+    r.all_to_all_bytes_per_s = moved / std::max(t - r.latency_s, 0.1 * t);
   }
   {  // the runtime's fixed cost of one tiny kernel: a stream's worker runs a batch issued back to back (issue and
      // execution overlap, as kernel launches do on a GPU), so the batch's time per kernel is that cost

@@ -31,8 +31,8 @@ struct MachineRates {
   int ranks = 1;
   double gemm_flop_per_s = 0;      // per rank, all ranks busy
   double copy_bytes_per_s = 0;     // memcpy traffic (read + write) per rank
-  double all_to_all_bytes_per_s = 0;  // bytes each rank sends to others per second
-  double latency_s = 0;            // a small all-reduce
+  double all_to_all_bytes_per_s = 0;  // bytes each rank sends to others per second (through the runtime)
+  double latency_s = 0;            // a tiny all-to-all through the runtime: one collective step
   double op_overhead_s = 0;        // the runtime's fixed cost per kernel
   double stream_wake_s = 0;        // an idle stream worker's delay before it starts a ready operation
   double ssd_read_bytes_per_s = 0, ssd_write_bytes_per_s = 0;
