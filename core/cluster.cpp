@@ -23,6 +23,7 @@
 #include <stdexcept>
 
 #include "core/error.hpp"
+#include "core/json_input.hpp"
 #include "core/units.hpp"
 
 namespace moesys::core {
@@ -170,17 +171,24 @@ class Parser {
     return *v;
   }
 
-  double number(const json& v, const std::string& path, double min, bool min_inclusive, const std::string& what) const {
+  double number(const json& v, const std::string& path, double min, bool min_inclusive, const std::string& what,
+                double max = kMaxHardwareQuantity) const {
     if (!v.is_number()) fail(path, "expected " + what + ", got " + show(v));
     double x = v.get<double>();
-    if (!std::isfinite(x) || x < min || (!min_inclusive && x == min))
+    if (!std::isfinite(x) || x < min || (!min_inclusive && x == min) || x > max)
       fail(path, "expected " + what + ", got " + show(v));
     return x;
   }
 
+  // Capacities (GiB, TiB), bandwidths (GB/s, Gbit/s) and peak TFLOP/s: within [0.001, 1e7] so that no transfer or
+  // kernel time becomes zero, infinite or subnormal in the simulator (a link of 1e308 GB/s aborted SimGrid).
   double positive(const json& obj, const std::string& path, const char* key) const {
     const std::string what = "a positive number";
-    return number(required(obj, path, key, what), key_path(path, key), 0.0, false, what);
+    const json& v = required(obj, path, key, what);
+    const double x = number(v, key_path(path, key), 0.0, false, what, INFINITY);
+    if (x < kMinHardwareQuantity || x > kMaxHardwareQuantity)
+      fail(key_path(path, key), "expected a number in [0.001, 10000000], got " + show(v));
+    return x;
   }
 
   int integer(const json& v, const std::string& path, int min, const std::string& what) const {
@@ -229,9 +237,9 @@ class Parser {
     }
     c.nodes = positive_int(j, "", "nodes");
     c.node = node(required(j, "", "node", "an object"), "node");
-    if (static_cast<long long>(c.nodes) * c.node.gpus > (1LL << 24))
-      fail("nodes", "expected at most 16777216 GPUs in total, got " + std::to_string(c.nodes) + " nodes of " +
-                        std::to_string(c.node.gpus) + " GPUs");
+    if (static_cast<long long>(c.nodes) * c.node.gpus > kMaxClusterGpus)
+      fail("nodes", "expected at most " + std::to_string(kMaxClusterGpus) + " GPUs in total, got " +
+                        std::to_string(c.nodes) + " nodes of " + std::to_string(c.node.gpus) + " GPUs");
     if (const json* f = optional(j, "fabric")) c.fabric = fabric(*f, "fabric");
     return c;
   }
@@ -240,7 +248,9 @@ class Parser {
     object(j, p, {"gpus", "gpu", "intra_node", "host_memory", "pcie", "nics", "ssd"});
     NodeSpec n;
     n.gpus = positive_int(j, p, "gpus");
-    if (n.gpus > 4096) fail(key_path(p, "gpus"), "expected at most 4096 GPUs per node, got " + std::to_string(n.gpus));
+    if (n.gpus > kMaxGpusPerNode)
+      fail(key_path(p, "gpus"), "expected at most " + std::to_string(kMaxGpusPerNode) + " GPUs per node, got " +
+                                    std::to_string(n.gpus));
     n.gpu = gpu(required(j, p, "gpu", "an object"), key_path(p, "gpu"));
     n.intra_node = intra_node(required(j, p, "intra_node", "an object"), key_path(p, "intra_node"));
     {
@@ -393,9 +403,12 @@ class Parser {
     if (const json* v = optional(j, "nodes_per_leaf"))
       f.nodes_per_leaf = integer(*v, key_path(p, "nodes_per_leaf"), 1, "an integer >= 1");
     if (const json* v = optional(j, "oversubscription"))
-      f.oversubscription = number(*v, key_path(p, "oversubscription"), 1.0, true, "a number >= 1 (1 = non-blocking)");
+      f.oversubscription = number(*v, key_path(p, "oversubscription"), 1.0, true,
+                                  "a number in [1, 1000000] (1 = non-blocking)", 1e6);
     if (const json* v = optional(j, "hop_latency_us"))
-      f.hop_latency_s = number(*v, key_path(p, "hop_latency_us"), 0.0, true, "a non-negative number") * kMicro;
+      f.hop_latency_s =
+          number(*v, key_path(p, "hop_latency_us"), 0.0, true, "a number in [0, 1000000] (at most a second)", 1e6) *
+          kMicro;
     return f;
   }
 
@@ -414,19 +427,7 @@ ClusterSpec parse_cluster(const json& j, const std::string& file) {
 }
 
 ClusterSpec load_cluster_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path, "", "cannot open file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(text.str());
-  } catch (const json::parse_error& e) {
-    std::string msg = e.what();
-    std::replace(msg.begin(), msg.end(), '\n', ' ');  // keep the error on one line
-    throw ConfigError(path, "(root)", "malformed JSON at byte " + std::to_string(e.byte) + ": " + msg);
-  }
-  return parse_cluster(j, path);
+  return parse_cluster(read_json_file(path), path);
 }
 
 json cluster_to_json(const ClusterSpec& c) {
@@ -502,8 +503,15 @@ ClusterSpec generate_cluster(const ClusterGeneratorOptions& o) {
   if (k < 1 || g % k != 0)
     throw flag_error("--nics-per-node", "NICs that do not divide the GPUs: expected a NIC count that divides the " +
                                             std::to_string(g) + " GPUs of a node, got " + std::to_string(k));
-  if (!(o.nic_gbits_per_s > 0) || !std::isfinite(o.nic_gbits_per_s))
-    throw flag_error("--nic-gbps", "expected a positive number, got " + std::to_string(o.nic_gbits_per_s));
+  if (!(o.nic_gbits_per_s >= kMinHardwareQuantity && o.nic_gbits_per_s <= kMaxHardwareQuantity))
+    throw flag_error("--nic-gbps", "expected a number in [0.001, 10000000], got " + std::to_string(o.nic_gbits_per_s));
+  // Refused before the node is built: a node of a hundred million GPUs would fill memory first.
+  if (g > kMaxGpusPerNode)
+    throw flag_error("--gpus-per-node", "expected at most " + std::to_string(kMaxGpusPerNode) + " GPUs per node, got " +
+                                            std::to_string(g));
+  if (static_cast<long long>(o.nodes) * g > kMaxClusterGpus)
+    throw flag_error("--nodes", "expected at most " + std::to_string(kMaxClusterGpus) + " GPUs in total, got " +
+                                    std::to_string(o.nodes) + " nodes of " + std::to_string(g) + " GPUs");
 
   ClusterSpec c;
   c.name = "generated-" + std::to_string(o.nodes) + "x" + std::to_string(g) + "-" + o.gpu;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "core/json_input.hpp"
 #include "core/workload.hpp"
 
 namespace moesys::policies::training {
@@ -80,7 +81,10 @@ void parse_multitask(const json& j, const std::string& file, TrainingConfig& c) 
     c.workload_seed = static_cast<std::uint64_t>(positive_int(j["seed"], file, "workload.seed", INT64_MAX));
   std::int64_t total = 0;
   for (const auto& t : c.tasks) total += t.sequences;
-  if (total > (1 << 30)) throw core::ConfigError(file, "workload.tasks", "too many sequences per step");
+  if (total > core::kModelLimits.global_batch.max)
+    throw core::ConfigError(file, "workload.tasks",
+                            std::to_string(total) + " sequences per step; at most " +
+                                std::to_string(core::kModelLimits.global_batch.max) + " (model.global_batch's limit)");
   c.model.global_batch = static_cast<int>(total);
 }
 
@@ -152,13 +156,7 @@ void parse_cluster(const json& j, const std::string& file, TrainingConfig& c) {
 }  // namespace
 
 json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw core::ConfigError(path, "", "cannot open file");
-  try {
-    return json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw core::ConfigError(path, "(root)", "malformed JSON at byte " + std::to_string(e.byte));
-  }
+  return core::read_json_file(path);
 }
 
 TrainingConfig parse_training_config(const json& j, const std::string& file) {
