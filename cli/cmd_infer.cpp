@@ -49,8 +49,13 @@ inf::InferenceConfig config_from_args(const Args& args, int cluster_gpus) {
           "", "--model",
           "unknown model preset \"" + model + "\" and no such file (presets: gpt-moe-<E>e, e.g. gpt-moe-16e)");
     const nlohmann::json j = core::read_json_flag("--model", model);
-    c.model =
-        inf::parse_inference_model(j.contains("model") ? j["model"] : j, model, j.contains("model") ? "model" : "");
+    // Errors name the file, or for inline JSON the flag (the JSON text is no file name).
+    const bool inline_json = core::is_inline_json(model);
+    const std::string file = inline_json ? "" : model;
+    const std::string base = inline_json ? "--model" : "";
+    const bool nested = j.is_object() && j.contains("model");
+    c.model = inf::parse_inference_model(nested ? j["model"] : j, file,
+                                         nested ? (base.empty() ? "model" : base + ".model") : base);
   }
   c.policy = args.get_or("--policy", c.policy);
   c.preset = args.get_or("--preset", c.policy);

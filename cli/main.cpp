@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "moesys: error: %s\n", core::one_line(e.what()).c_str());
     return 2;
   } catch (const core::InfeasibleError& e) {
-    std::fprintf(stderr, "moesys: error: %s\n", core::one_line(e.what()).c_str());
+    // Valid fields that cannot run together: the message names the numbers that conflict, not one field.
+    std::fprintf(stderr, "moesys: error: infeasible: %s\n", core::one_line(e.what()).c_str());
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "moesys: failure: %s\n", core::one_line(e.what()).c_str());
