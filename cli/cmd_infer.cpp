@@ -44,7 +44,8 @@ inf::InferenceConfig config_from_args(const Args& args, int cluster_gpus) {
   inf::InferenceConfig c;
   const std::string model = args.get_or("--model", "gpt-moe-16e");
   if (!inf::model_preset(model, c.model)) {
-    if (!core::is_inline_json(model) && !std::filesystem::exists(model))
+    std::error_code no_file;  // a name too long for the file system is no file either, not a failure
+    if (!core::is_inline_json(model) && !std::filesystem::exists(model, no_file))
       throw core::ConfigError(
           "", "--model",
           "unknown model preset \"" + model + "\" and no such file (presets: gpt-moe-<E>e, e.g. gpt-moe-16e)");

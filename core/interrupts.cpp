@@ -176,7 +176,8 @@ TemporaryPathGuard::~TemporaryPathGuard() {
   registry().paths.erase(registry().paths.find(path_));
 }
 
-int run_child_process(const std::vector<std::string>& args, const std::vector<std::pair<std::string, std::string>>& env) {
+int run_child_process(const std::vector<std::string>& args, const std::vector<std::pair<std::string, std::string>>& env,
+                      const std::function<void(pid_t)>& started) {
   std::vector<std::string> copy = args;
   std::vector<char*> argv;
   for (auto& a : copy) argv.push_back(a.data());
@@ -193,6 +194,7 @@ int run_child_process(const std::vector<std::string>& args, const std::vector<st
   }
   ::setpgid(pid, pid);  // also here, so that the group exists before the guard can signal it
   ChildProcessGuard guard(pid, true);
+  if (started) started(pid);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }

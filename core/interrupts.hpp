@@ -8,6 +8,7 @@
 //     for a signal when this process dies, so that even `kill -9` of moesys leaves no orphan.
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,9 +24,11 @@ void install_interrupt_handling();
 void prepare_forked_child(int signal_on_parent_death, bool own_group);
 
 /// Runs a program (argv[0] looked up on PATH) in its own process group, as a registered child that gets SIGTERM if
-/// this process dies, and waits for it. Returns its wait status (see waitpid); throws RuntimeFailure when it cannot
-/// be started.
-int run_child_process(const std::vector<std::string>& argv, const std::vector<std::pair<std::string, std::string>>& env = {});
+/// this process dies, and waits for it. `started` (optional) learns the child's pid, e.g. to register the files it
+/// will create. Returns its wait status (see waitpid); throws RuntimeFailure when it cannot be started.
+int run_child_process(const std::vector<std::string>& argv,
+                      const std::vector<std::pair<std::string, std::string>>& env = {},
+                      const std::function<void(pid_t)>& started = {});
 
 /// Called after waiting for a child: while an interrupt is being handled (the child ended because the watcher stopped
 /// it), blocks until the watcher ends the process, so that nothing acts on the child's absence.

@@ -99,8 +99,10 @@ void reject_unknown(const json& j, const std::set<std::string>& known, const std
 /// source tree (so experiments run from anywhere), then to the working directory.
 std::string resolve(const std::string& path, const std::string& study_file) {
   if (fs::path(path).is_absolute()) return path;
-  for (const fs::path& base : {fs::path(study_file).parent_path(), fs::path(MOESYS_SOURCE_DIR)})
-    if (fs::exists(base / path)) return (base / path).string();
+  for (const fs::path& base : {fs::path(study_file).parent_path(), fs::path(MOESYS_SOURCE_DIR)}) {
+    std::error_code ignored;
+    if (fs::exists(base / path, ignored)) return (base / path).string();
+  }
   return path;
 }
 

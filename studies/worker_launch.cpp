@@ -26,7 +26,16 @@ void run_exec_worker(int ranks, const std::vector<std::string>& args, const std:
   cmd.push_back(worker.string());
   cmd.insert(cmd.end(), args.begin(), args.end());
   // mpirun and its workers run in a process group of their own, stopped together on an interrupt.
-  const int status = core::run_child_process(cmd, {{"OPENBLAS_NUM_THREADS", "1"}});
+  const int status = core::run_child_process(cmd, {{"OPENBLAS_NUM_THREADS", "1"}}, [](pid_t pid) {
+    // mpirun keeps its session in TMPDIR/ompi.<host>.<uid>/pid.<pid>; stopped on an interrupt, it may not get to
+    // remove it within the grace period.
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    const std::string node = std::string(host).substr(0, std::string(host).find('.'));
+    core::remove_on_interrupt((std::filesystem::temp_directory_path() /
+                               ("ompi." + node + "." + std::to_string(::getuid())) / ("pid." + std::to_string(pid)))
+                                  .string());
+  });
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     throw core::RuntimeFailure("the real run failed (" + cmd.front() + " exited with status " +
                                std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + ")");

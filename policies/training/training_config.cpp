@@ -92,7 +92,8 @@ std::filesystem::path resolve(const std::string& file, const std::string& name) 
   std::filesystem::path p = name;
   if (p.is_relative() && !file.empty()) {
     auto beside = std::filesystem::path(file).parent_path() / p;
-    if (std::filesystem::exists(beside)) return beside;
+    std::error_code ignored;
+    if (std::filesystem::exists(beside, ignored)) return beside;
   }
   return p;
 }
@@ -111,7 +112,8 @@ void parse_cluster(const json& j, const std::string& file, TrainingConfig& c) {
   if (j.contains("file")) {
     only_keys(j, file, "cluster", {"file", "nodes", "gpus", "spine_oversubscription"});
     auto path = resolve(file, string_of(j["file"], file, "cluster.file"));
-    if (!std::filesystem::exists(path))
+    std::error_code no_file;  // a name too long for the file system is no file either, not a failure
+    if (!std::filesystem::exists(path, no_file))
       throw core::ConfigError(file, "cluster.file", "no cluster description at \"" + path.string() + "\"");
     c.cluster = core::load_cluster_file(path.string());
     if (j.contains("nodes")) {
