@@ -107,7 +107,13 @@ std::string resolve(const std::string& path, const std::string& study_file) {
 }
 
 core::ClusterSpec parse_cluster_value(const json& j, const std::string& file, const std::string& path) {
-  if (j.is_string()) return core::load_cluster_file(resolve(j.get<std::string>(), file));
+  if (j.is_string()) {
+    const std::string topology = resolve(j.get<std::string>(), file);
+    std::error_code no_file;
+    if (!fs::is_regular_file(topology, no_file))  // named here: the study's key is what the user must edit
+      throw core::ConfigError(file, path, "no cluster description at \"" + topology + "\"");
+    return core::load_cluster_file(topology);
+  }
   if (!j.is_object()) throw core::ConfigError(file, path, "expected a topology file name or generator options");
   reject_unknown(j, {"gpu", "nodes", "gpus_per_node", "nics_per_node", "nic_gbps"}, file, path);
   core::ClusterGeneratorOptions o;

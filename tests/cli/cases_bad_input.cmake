@@ -105,3 +105,5 @@ moesys_cli_test(study_name_too_long 2 "name: expected a name of letters, digits"
                 experiment ${bad}/study-long-name.json --no-plots --quiet --results @WORK@/results)
 moesys_cli_test(inference_study_infeasible_names_itself 2 "infeasible: "
                 train --experts 64 --gpus 64 --gpu a100-40g --preset deepspeed)
+moesys_cli_test(inference_study_missing_topology 2 "study-missing-topology.json: cluster: no cluster description at"
+                experiment ${bad}/study-missing-topology.json --no-plots --quiet --results @WORK@/results)
