@@ -75,7 +75,7 @@ def classify(rc, out, err, left, timed_out, input_path):
     # flag's value), an environment variable, or reports an infeasible combination with its numbers.
     text = lines[0][len("moesys: error: "):]
     named = (text.startswith(input_path + ": ") or text.startswith("infeasible: ") or
-             re.match(r"<flags>: (-{1,2}[\w-]+\S*|FILE|MOESYS_\w+|(model|policy|workload|cluster|parallel|steps|seed)\S*): ",
+             re.match(r"<flags>: (-{1,2}[\w-]+\S*|FILE|MOESYS_\w+|(model|policy|workload|cluster|parallel|steps|seed)([.\[].*?)?): ",
                       text)
              or re.match(r"/\S+\.json: ", text))  # a file the case's input names (a topology, a trace)
     return "clean-exit-2" if named else "unclear-message"
