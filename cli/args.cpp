@@ -89,8 +89,12 @@ double parse_size(const std::string& flag, const std::string& text) {
   try {
     std::size_t used = 0;
     double x = std::stod(digits, &used);
-    if (used != digits.size() || !(x > 0)) throw std::invalid_argument(text);
-    return x * mult;
+    if (used != digits.size() || !(x > 0) || !std::isfinite(x)) throw std::invalid_argument(text);
+    x *= mult;
+    if (x < 1 || x > kMaxSizeBytes) throw std::out_of_range(text);
+    return x;
+  } catch (const std::out_of_range&) {
+    throw core::ConfigError("", flag, "expected a size from 1 byte to 1P (2^50 bytes), got '" + text + "'");
   } catch (const std::exception&) {
     throw core::ConfigError("", flag, "expected a positive size such as 8, 64K, 1M or 1G, got '" + text + "'");
   }

@@ -29,6 +29,9 @@ private:
   std::vector<std::string> positional_;
 };
 
+/// The largest size a flag accepts: 2^50 bytes (1 PiB), beyond any buffer a GPU holds.
+constexpr double kMaxSizeBytes = 1125899906842624.0;
+/// A size in bytes from 1 to kMaxSizeBytes, with an optional K/M/G/T suffix (binary multiples).
 double parse_size(const std::string& flag, const std::string& text);
 
 }  // namespace moesys::cli

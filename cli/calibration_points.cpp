@@ -5,19 +5,13 @@
 
 #include "cli/args.hpp"
 #include "core/error.hpp"
+#include "core/json_input.hpp"
 #include "sim/simulation.hpp"
 
 namespace moesys::cli {
 
 std::vector<CalibrationPoint> load_calibration_points(const std::string& file) {
-  std::ifstream in(file);
-  if (!in) throw core::ConfigError(file, "", "cannot open file");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw core::ConfigError(file, "(root)", "malformed JSON at byte " + std::to_string(e.byte));
-  }
+  const nlohmann::json j = core::read_json_file(file);
   if (!j.contains("points") || !j["points"].is_array()) throw core::ConfigError(file, "points", "expected an array");
   std::vector<CalibrationPoint> points;
   for (std::size_t i = 0; i < j["points"].size(); ++i) {

@@ -1,9 +1,9 @@
 #include "cli/cluster_options.hpp"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/json_input.hpp"
 
 namespace moesys::cli {
 
@@ -32,15 +32,7 @@ core::ClusterSpec cluster_from_args(const Args& args) {
 core::Calibration calibration_from_args(const Args& args) {
   auto file = args.get("--calibration");
   if (!file) return core::default_calibration();
-  std::ifstream in(*file);
-  if (!in) throw core::ConfigError(*file, "", "cannot open file");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw core::ConfigError(*file, "(root)", std::string("malformed JSON at byte ") + std::to_string(e.byte));
-  }
-  return core::parse_calibration(j, *file);
+  return core::parse_calibration(core::read_json_file(*file), *file);
 }
 
 std::string describe(const core::ClusterSpec& c) {

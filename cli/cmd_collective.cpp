@@ -2,7 +2,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -14,6 +16,8 @@
 
 namespace moesys::cli {
 namespace {
+
+constexpr int kMaxSizes = 1000;
 
 struct Row {
   double bytes = 0;
@@ -80,6 +84,12 @@ int run_collective(int argc, char** argv) {
   const double factor = args.get_double("-f", 2);
   if (end < begin) throw core::ConfigError("", "-e", "expected a maximum size >= the minimum size (-b)");
   if (!(factor > 1)) throw core::ConfigError("", "-f", "expected a growth factor > 1");
+  // One simulated collective per size: the sweep's length is known before it runs.
+  const double steps = std::floor(std::log(end / begin) / std::log(factor) + 1e-9) + 1;
+  if (steps > kMaxSizes)
+    throw core::ConfigError("", "-f", "the sweep from -b to -e by -f has " + std::to_string(static_cast<long long>(
+                                          std::min(steps, 1e18))) + " sizes; at most " + std::to_string(kMaxSizes) +
+                                          " (use a larger factor)");
   const int ranks = args.get_int("--ranks", spec.total_gpus());
   if (ranks < 2 || ranks > spec.total_gpus())
     throw core::ConfigError("", "--ranks", "expected 2.." + std::to_string(spec.total_gpus()) + " ranks");

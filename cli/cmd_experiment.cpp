@@ -1,11 +1,12 @@
 // `moesys experiment FILE`: runs a study described in JSON and writes results/<name>/ (CSV, JSON, plots).
 #include <cstdio>
-#include <fstream>
 
 #include "cli/args.hpp"
 #include "cli/command.hpp"
 #include "studies/experiment_kinds.hpp"
 #include "core/error.hpp"
+#include "core/json_input.hpp"
+#include "core/output_files.hpp"
 
 namespace moesys::cli {
 namespace {
@@ -15,19 +16,15 @@ using studies::ExperimentOptions;
 
 int run_experiment(int argc, char** argv) {
   Args args(argc, argv, 1, {"--results"}, {"--no-plots", "--quiet", "--help"});
-  if (args.has("--help") || args.positional().size() != 1) {
+  if (args.has("--help")) {
     std::printf("usage: moesys experiment FILE [--results DIR] [--no-plots] [--quiet]\n");
-    return args.has("--help") ? 0 : 2;
+    return 0;
   }
+  if (args.positional().size() != 1)
+    throw core::ConfigError("", "FILE", "expected exactly one study file (usage: moesys experiment FILE [--results DIR] "
+                                        "[--no-plots] [--quiet]), got " + std::to_string(args.positional().size()));
   const std::string file = args.positional().front();
-  std::ifstream in(file);
-  if (!in) throw core::ConfigError(file, "", "cannot open file");
-  nlohmann::json study;
-  try {
-    study = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw core::ConfigError(file, "(root)", "malformed JSON at byte " + std::to_string(e.byte));
-  }
+  const nlohmann::json study = core::read_json_file(file);
   if (!study.is_object() || !study.contains("kind") || !study["kind"].is_string())
     throw core::ConfigError(file, "kind", "expected a string naming the kind of study");
   const std::string kind = study["kind"].get<std::string>();
@@ -39,6 +36,7 @@ int run_experiment(int argc, char** argv) {
   }
   ExperimentOptions options;
   options.results_dir = args.get_or("--results", options.results_dir);
+  core::check_output_dir(options.results_dir, "--results");
   options.plots = !args.has("--no-plots");
   options.quiet = args.has("--quiet");
   return it->second(study, file, options);

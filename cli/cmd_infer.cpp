@@ -1,13 +1,15 @@
 // `moesys infer`: simulates text generation (prefill + decode with a KV cache) of an MoE model under a memory
 // policy and reports throughput, time per output token, peak GPU memory and PCIe use.
 #include <cstdio>
-#include <fstream>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "cli/cluster_options.hpp"
 #include "cli/command.hpp"
 #include "studies/inference_study.hpp"
 #include "core/error.hpp"
+#include "core/json_input.hpp"
+#include "core/output_files.hpp"
 #include "core/units.hpp"
 
 namespace moesys::cli {
@@ -24,17 +26,6 @@ const char* kUsage =
     "                    [--calibration FILE] [--trace FILE] [--json]\n"
     "Without cluster flags: one A100-SXM4-40GB. Defaults: gpt-moe-16e, moesys with K = 2, batch 8 per GPU,\n"
     "prompt 128, output 32, hierarchical all-to-all, uniform routing. deepspeed defaults to pageable memory.\n";
-
-nlohmann::json read_json_arg(const std::string& flag, const std::string& value) {
-  try {
-    if (!value.empty() && value.front() == '{') return nlohmann::json::parse(value);
-    std::ifstream in(value);
-    if (!in) throw core::ConfigError(value, "", "cannot open file");
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw core::ConfigError("", flag, "malformed JSON at byte " + std::to_string(e.byte));
-  }
-}
 
 core::ClusterSpec infer_cluster(const Args& args) {
   for (const auto& flag : cluster_flags())
@@ -53,13 +44,19 @@ inf::InferenceConfig config_from_args(const Args& args, int cluster_gpus) {
   inf::InferenceConfig c;
   const std::string model = args.get_or("--model", "gpt-moe-16e");
   if (!inf::model_preset(model, c.model)) {
-    if (model.empty() || (model.front() != '{' && !std::ifstream(model)))
+    std::error_code no_file;  // a name too long for the file system is no file either, not a failure
+    if (!core::is_inline_json(model) && !std::filesystem::exists(model, no_file))
       throw core::ConfigError(
           "", "--model",
           "unknown model preset \"" + model + "\" and no such file (presets: gpt-moe-<E>e, e.g. gpt-moe-16e)");
-    const nlohmann::json j = read_json_arg("--model", model);
-    c.model =
-        inf::parse_inference_model(j.contains("model") ? j["model"] : j, model, j.contains("model") ? "model" : "");
+    const nlohmann::json j = core::read_json_flag("--model", model);
+    // Errors name the file, or for inline JSON the flag (the JSON text is no file name).
+    const bool inline_json = core::is_inline_json(model);
+    const std::string file = inline_json ? "" : model;
+    const std::string base = inline_json ? "--model" : "";
+    const bool nested = j.is_object() && j.contains("model");
+    c.model = inf::parse_inference_model(nested ? j["model"] : j, file,
+                                         nested ? (base.empty() ? "model" : base + ".model") : base);
   }
   c.policy = args.get_or("--policy", c.policy);
   c.preset = args.get_or("--preset", c.policy);
@@ -72,7 +69,7 @@ inf::InferenceConfig config_from_args(const Args& args, int cluster_gpus) {
   c.prompt_tokens = args.get_int("--prompt", c.prompt_tokens);
   c.output_tokens = args.get_int("--output", c.output_tokens);
   c.all_to_all = inf::parse_all_to_all(args.get_or("--all-to-all", "hierarchical"), names);
-  if (auto w = args.get("--workload")) c.workload = read_json_arg("--workload", *w);
+  if (auto w = args.get("--workload")) c.workload = core::read_json_flag("--workload", *w);
   return c;
 }
 
@@ -119,6 +116,7 @@ int run_infer(int argc, char** argv) {
     return 0;
   }
   if (!args.positional().empty()) throw core::ConfigError("", args.positional().front(), "unexpected argument");
+  if (auto trace = args.get("--trace")) core::check_output_file(*trace, "--trace");
   const core::ClusterSpec spec = infer_cluster(args);
   const core::Calibration cal = calibration_from_args(args);
   const inf::PreparedRun run = inf::prepare_run(config_from_args(args, spec.total_gpus()), spec, inf::flag_namer());

@@ -9,6 +9,8 @@
 #include "cli/command.hpp"
 #include "studies/real_training.hpp"
 #include "core/error.hpp"
+#include "core/json_input.hpp"
+#include "core/output_files.hpp"
 #include "sim/training_simulator.hpp"
 #include "policies/training/training_run.hpp"
 
@@ -103,11 +105,9 @@ std::string format_report(const json& s) {
 }
 
 json parse_json_flag(const Args& args, const std::string& flag) {
-  try {
-    return json::parse(*args.get(flag));
-  } catch (const json::parse_error&) {
-    throw core::ConfigError("", flag, "expected a JSON object, e.g. '{\"all_to_all\": \"flat\"}'");
-  }
+  const json j = core::read_json_flag(flag, *args.get(flag));
+  if (!j.is_object()) throw core::ConfigError("", flag, "expected a JSON object, e.g. '{\"all_to_all\": \"flat\"}'");
+  return j;
 }
 
 int positive_flag(const Args& args, const std::string& flag) {
@@ -144,6 +144,8 @@ int run_train(int argc, char** argv) {
   if (runtime != "sim" && runtime != "cpu" && runtime != "cuda")
     throw core::ConfigError("", "--runtime", "expected sim, cpu or cuda");
   const bool real = runtime != "sim";
+  for (const char* flag : {"--trace", "--routing-out"})  // before anything runs, not after an hour of simulation
+    if (auto path = args.get(flag)) core::check_output_file(*path, flag);
   if (args.has("--routing-out") && !real)
     throw core::ConfigError("", "--routing-out", "applies to --runtime cpu or cuda (real runs record the gate's counts)");
   if (args.has("--ranks") && !real)

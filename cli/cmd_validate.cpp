@@ -8,6 +8,8 @@
 #include "cli/command.hpp"
 #include "cli/validate_policies.hpp"
 #include "core/error.hpp"
+#include "core/exec_timeout.hpp"
+#include "core/output_files.hpp"
 
 namespace moesys::cli {
 namespace {
@@ -30,6 +32,8 @@ int run_validate(int argc, char** argv) {
     return 0;
   }
   if (!args.positional().empty()) throw core::ConfigError("", args.positional().front(), "unexpected argument");
+  if (auto json = args.get("--json")) core::check_output_file(*json, "--json");
+  core::exec_timeout_s();  // a bad MOESYS_EXEC_TIMEOUT_S is refused before the machine probe starts any rank
 #ifdef MOESYS_HAVE_EXEC
   return validate_policies(args);
 #else

@@ -5,6 +5,7 @@
 
 #include "cli/command.hpp"
 #include "core/error.hpp"
+#include "core/interrupts.hpp"
 
 namespace moesys::cli {
 std::map<std::string, Command>& commands() {
@@ -23,6 +24,7 @@ void usage(FILE* out) {
 
 int main(int argc, char** argv) {
   using namespace moesys;
+  core::install_interrupt_handling();  // before any thread: SIGINT/SIGTERM stop children and remove temporary files
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
@@ -37,13 +39,14 @@ int main(int argc, char** argv) {
   try {
     return it->second.run(argc - 1, argv + 1);
   } catch (const core::ConfigError& e) {
-    std::fprintf(stderr, "moesys: error: %s\n", e.what());
+    std::fprintf(stderr, "moesys: error: %s\n", core::one_line(e.what()).c_str());
     return 2;
   } catch (const core::InfeasibleError& e) {
-    std::fprintf(stderr, "moesys: error: %s\n", e.what());
+    // Valid fields that cannot run together: the message names the numbers that conflict, not one field.
+    std::fprintf(stderr, "moesys: error: infeasible: %s\n", core::one_line(e.what()).c_str());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "moesys: failure: %s\n", e.what());
+    std::fprintf(stderr, "moesys: failure: %s\n", core::one_line(e.what()).c_str());
     return 1;
   }
 }

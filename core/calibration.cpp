@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "core/json_reader.hpp"
 
 namespace moesys::core {
 
@@ -16,11 +17,15 @@ double Calibration::message_efficiency(double bytes) const {
 Calibration default_calibration() { return Calibration{}; }
 
 namespace {
-// Every field with its JSON key; efficiencies must lie in (0, 1], the others must be >= 0.
+// Every field with its JSON key and its sane range. Efficiencies lie in [0.001, 1]: a smaller one would make one
+// step take longer than any study can simulate (5e-324 reaches SimGrid as an infinite duration). Latencies are at
+// most a second and the half-bandwidth size at most 1 TB, orders of magnitude beyond any real interconnect.
 struct Field {
   double Calibration::*member;
   bool is_efficiency;
+  double max = 1;
 };
+constexpr double kMinEfficiency = 1e-3;
 const std::map<std::string, Field>& fields() {
   static const std::map<std::string, Field> kFields = {
       {"nvlink_efficiency", {&Calibration::nvlink_efficiency, true}},
@@ -28,10 +33,10 @@ const std::map<std::string, Field>& fields() {
       {"nic_efficiency", {&Calibration::nic_efficiency, true}},
       {"gemm_efficiency", {&Calibration::gemm_efficiency, true}},
       {"hbm_efficiency", {&Calibration::hbm_efficiency, true}},
-      {"step_latency_s", {&Calibration::step_latency_s, false}},
-      {"half_bandwidth_bytes", {&Calibration::half_bandwidth_bytes, false}},
-      {"kernel_launch_s", {&Calibration::kernel_launch_s, false}},
-      {"stream_wake_s", {&Calibration::stream_wake_s, false}},
+      {"step_latency_s", {&Calibration::step_latency_s, false, 1.0}},
+      {"half_bandwidth_bytes", {&Calibration::half_bandwidth_bytes, false, 1e12}},
+      {"kernel_launch_s", {&Calibration::kernel_launch_s, false, 1.0}},
+      {"stream_wake_s", {&Calibration::stream_wake_s, false, 1.0}},
   };
   return kFields;
 }
@@ -49,10 +54,10 @@ Calibration parse_calibration(const nlohmann::json& j, const std::string& file) 
     }
     if (!value.is_number()) throw ConfigError(file, key, "expected a number, got " + value.dump());
     double v = value.get<double>();
-    if (it->second.is_efficiency && !(v > 0 && v <= 1))
-      throw ConfigError(file, key, "expected an efficiency in (0, 1], got " + value.dump());
-    if (!it->second.is_efficiency && !(v >= 0))
-      throw ConfigError(file, key, "expected a non-negative number, got " + value.dump());
+    if (it->second.is_efficiency && !(v >= kMinEfficiency && v <= 1))
+      throw ConfigError(file, key, "expected an efficiency in [0.001, 1], got " + value.dump());
+    if (!it->second.is_efficiency && !(v >= 0 && v <= it->second.max))
+      throw ConfigError(file, key, "expected a number in [0, " + shown(it->second.max) + "], got " + value.dump());
     c.*(it->second.member) = v;
   }
   return c;

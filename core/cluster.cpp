@@ -3,7 +3,7 @@
 // JSON format decisions (see topologies/*.json for complete examples):
 // - Keys carry their unit (hbm_gib, gbits_per_s, hop_latency_us); values are stored in base units.
 // - Every key is required except: "description" (root, free text), "fabric" (whole block optional; inside
-//   it every key is optional and defaults to FabricSpec's values), "peak_tflops.fp8", "gpu.kernel_rates" and
+//   it every key is optional and defaults to FabricSpec's values), "peak_tflops.fp8", "gpu.kernel_gwork_per_s" and
 //   "compute_slots" (a measured machine of CPU ranks: work per second by kernel class, cores shared by the
 //   ranks), and "ssd". An
 //   omitted "ssd" block means the node has no SSD tier (capacity 0); a present one needs all three fields.
@@ -25,6 +25,7 @@
 #include <stdexcept>
 
 #include "core/error.hpp"
+#include "core/json_input.hpp"
 #include "core/units.hpp"
 
 namespace moesys::core {
@@ -155,7 +156,8 @@ class Parser {
   // `j` must be an object whose keys are all in `allowed`.
   void object(const json& j, const std::string& path, std::initializer_list<const char*> allowed) const {
     if (!j.is_object()) fail(path, "expected an object, got " + show(j));
-    for (const auto& [key, value] : j.items()) {
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      const std::string& key = it.key();  // not a structured binding: clang 14 (the fuzzer build) cannot capture one
       if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; }))
         fail(key_path(path, key), "unknown key; allowed keys: " + join(allowed));
     }
@@ -172,17 +174,24 @@ class Parser {
     return *v;
   }
 
-  double number(const json& v, const std::string& path, double min, bool min_inclusive, const std::string& what) const {
+  double number(const json& v, const std::string& path, double min, bool min_inclusive, const std::string& what,
+                double max = kMaxHardwareQuantity) const {
     if (!v.is_number()) fail(path, "expected " + what + ", got " + show(v));
     double x = v.get<double>();
-    if (!std::isfinite(x) || x < min || (!min_inclusive && x == min))
+    if (!std::isfinite(x) || x < min || (!min_inclusive && x == min) || x > max)
       fail(path, "expected " + what + ", got " + show(v));
     return x;
   }
 
+  // Capacities (GiB, TiB), bandwidths (GB/s, Gbit/s) and peak TFLOP/s: within [0.001, 1e7] so that no transfer or
+  // kernel time becomes zero, infinite or subnormal in the simulator (a link of 1e308 GB/s aborted SimGrid).
   double positive(const json& obj, const std::string& path, const char* key) const {
     const std::string what = "a positive number";
-    return number(required(obj, path, key, what), key_path(path, key), 0.0, false, what);
+    const json& v = required(obj, path, key, what);
+    const double x = number(v, key_path(path, key), 0.0, false, what, INFINITY);
+    if (x < kMinHardwareQuantity || x > kMaxHardwareQuantity)
+      fail(key_path(path, key), "expected a number in [0.001, 10000000], got " + show(v));
+    return x;
   }
 
   int integer(const json& v, const std::string& path, int min, const std::string& what) const {
@@ -231,9 +240,9 @@ class Parser {
     }
     c.nodes = positive_int(j, "", "nodes");
     c.node = node(required(j, "", "node", "an object"), "node");
-    if (static_cast<long long>(c.nodes) * c.node.gpus > (1LL << 24))
-      fail("nodes", "expected at most 16777216 GPUs in total, got " + std::to_string(c.nodes) + " nodes of " +
-                        std::to_string(c.node.gpus) + " GPUs");
+    if (static_cast<long long>(c.nodes) * c.node.gpus > kMaxClusterGpus)
+      fail("nodes", "expected at most " + std::to_string(kMaxClusterGpus) + " GPUs in total, got " +
+                        std::to_string(c.nodes) + " nodes of " + std::to_string(c.node.gpus) + " GPUs");
     if (const json* f = optional(j, "fabric")) c.fabric = fabric(*f, "fabric");
     return c;
   }
@@ -247,7 +256,9 @@ class Parser {
       if (n.compute_slots > 4096)
         fail(key_path(p, "compute_slots"), "expected at most 4096 compute slots, got " + std::to_string(n.compute_slots));
     }
-    if (n.gpus > 4096) fail(key_path(p, "gpus"), "expected at most 4096 GPUs per node, got " + std::to_string(n.gpus));
+    if (n.gpus > kMaxGpusPerNode)
+      fail(key_path(p, "gpus"), "expected at most " + std::to_string(kMaxGpusPerNode) + " GPUs per node, got " +
+                                    std::to_string(n.gpus));
     n.gpu = gpu(required(j, p, "gpu", "an object"), key_path(p, "gpu"));
     n.intra_node = intra_node(required(j, p, "intra_node", "an object"), key_path(p, "intra_node"));
     {
@@ -271,7 +282,7 @@ class Parser {
   }
 
   GpuSpec gpu(const json& j, const std::string& p) const {
-    object(j, p, {"model", "hbm_gib", "hbm_gbytes_per_s", "peak_tflops", "kernel_rates"});
+    object(j, p, {"model", "hbm_gib", "hbm_gbytes_per_s", "peak_tflops", "kernel_gwork_per_s"});
     GpuSpec g;
     g.model = string(required(j, p, "model", "a non-empty string"), key_path(p, "model"));
     g.hbm_bytes = positive(j, p, "hbm_gib") * kGiB;
@@ -284,10 +295,11 @@ class Parser {
       if (d == Dtype::fp8 && !optional(t, "fp8")) continue;
       g.peak_flop_per_s[d] = positive(t, tp, to_string(d)) * kTera;
     }
-    if (const json* rates = optional(j, "kernel_rates")) {
-      const std::string rp = key_path(p, "kernel_rates");
+    // Billions of work units (flop for GEMMs and attention, bytes for the rest) per second, by kernel class.
+    if (const json* rates = optional(j, "kernel_gwork_per_s")) {
+      const std::string rp = key_path(p, "kernel_gwork_per_s");
       if (!rates->is_object()) fail(rp, "expected an object of work per second by kernel class, got " + show(*rates));
-      for (const auto& [name, value] : rates->items()) g.kernel_rates[name] = positive(*rates, rp, name.c_str());
+      for (const auto& [name, value] : rates->items()) g.kernel_rates[name] = positive(*rates, rp, name.c_str()) * 1e9;
     }
     return g;
   }
@@ -405,9 +417,12 @@ class Parser {
     if (const json* v = optional(j, "nodes_per_leaf"))
       f.nodes_per_leaf = integer(*v, key_path(p, "nodes_per_leaf"), 1, "an integer >= 1");
     if (const json* v = optional(j, "oversubscription"))
-      f.oversubscription = number(*v, key_path(p, "oversubscription"), 1.0, true, "a number >= 1 (1 = non-blocking)");
+      f.oversubscription = number(*v, key_path(p, "oversubscription"), 1.0, true,
+                                  "a number in [1, 1000000] (1 = non-blocking)", 1e6);
     if (const json* v = optional(j, "hop_latency_us"))
-      f.hop_latency_s = number(*v, key_path(p, "hop_latency_us"), 0.0, true, "a non-negative number") * kMicro;
+      f.hop_latency_s =
+          number(*v, key_path(p, "hop_latency_us"), 0.0, true, "a number in [0, 1000000] (at most a second)", 1e6) *
+          kMicro;
     return f;
   }
 
@@ -426,19 +441,7 @@ ClusterSpec parse_cluster(const json& j, const std::string& file) {
 }
 
 ClusterSpec load_cluster_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path, "", "cannot open file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(text.str());
-  } catch (const json::parse_error& e) {
-    std::string msg = e.what();
-    std::replace(msg.begin(), msg.end(), '\n', ' ');  // keep the error on one line
-    throw ConfigError(path, "(root)", "malformed JSON at byte " + std::to_string(e.byte) + ": " + msg);
-  }
-  return parse_cluster(j, path);
+  return parse_cluster(read_json_file(path), path);
 }
 
 json cluster_to_json(const ClusterSpec& c) {
@@ -463,7 +466,11 @@ json cluster_to_json(const ClusterSpec& c) {
       {"pcie", {{"generation", n.pcie.generation}, {"lanes", n.pcie.lanes}, {"switches", switches}}},
       {"nics", {{"count", n.nics.count}, {"gbits_per_s", n.nics.bytes_per_s * 8.0 / 1e9}, {"gpus", n.nics.gpus}}},
   };
-  if (!n.gpu.kernel_rates.empty()) node["gpu"]["kernel_rates"] = n.gpu.kernel_rates;
+  if (!n.gpu.kernel_rates.empty()) {
+    json rates = json::object();
+    for (const auto& [name, rate] : n.gpu.kernel_rates) rates[name] = rate / 1e9;
+    node["gpu"]["kernel_gwork_per_s"] = rates;
+  }
   if (n.compute_slots > 0) node["compute_slots"] = n.compute_slots;
   if (n.ssd.capacity_bytes > 0)
     node["ssd"] = {{"capacity_tib", n.ssd.capacity_bytes / kTiB},
@@ -516,8 +523,15 @@ ClusterSpec generate_cluster(const ClusterGeneratorOptions& o) {
   if (k < 1 || g % k != 0)
     throw flag_error("--nics-per-node", "NICs that do not divide the GPUs: expected a NIC count that divides the " +
                                             std::to_string(g) + " GPUs of a node, got " + std::to_string(k));
-  if (!(o.nic_gbits_per_s > 0) || !std::isfinite(o.nic_gbits_per_s))
-    throw flag_error("--nic-gbps", "expected a positive number, got " + std::to_string(o.nic_gbits_per_s));
+  if (!(o.nic_gbits_per_s >= kMinHardwareQuantity && o.nic_gbits_per_s <= kMaxHardwareQuantity))
+    throw flag_error("--nic-gbps", "expected a number in [0.001, 10000000], got " + std::to_string(o.nic_gbits_per_s));
+  // Refused before the node is built: a node of a hundred million GPUs would fill memory first.
+  if (g > kMaxGpusPerNode)
+    throw flag_error("--gpus-per-node", "expected at most " + std::to_string(kMaxGpusPerNode) + " GPUs per node, got " +
+                                            std::to_string(g));
+  if (static_cast<long long>(o.nodes) * g > kMaxClusterGpus)
+    throw flag_error("--nodes", "expected at most " + std::to_string(kMaxClusterGpus) + " GPUs in total, got " +
+                                    std::to_string(o.nodes) + " nodes of " + std::to_string(g) + " GPUs");
 
   ClusterSpec c;
   c.name = "generated-" + std::to_string(o.nodes) + "x" + std::to_string(g) + "-" + o.gpu;

@@ -10,6 +10,15 @@
 
 namespace moesys::core {
 
+/// Resource limits of a cluster description, refused up front with the numbers. The simulator is measured up to
+/// 4096 GPUs (DESIGN.md: minutes and a few GB); 16384 leaves room for what-if fabrics while keeping a run within
+/// one machine's memory, where a hundred thousand GPUs would be killed for memory hours later.
+constexpr int kMaxClusterGpus = 16384;
+constexpr int kMaxGpusPerNode = 4096;
+/// Range of every capacity, bandwidth and peak rate in a cluster description, in the unit of its key.
+constexpr double kMinHardwareQuantity = 1e-3;
+constexpr double kMaxHardwareQuantity = 1e7;
+
 enum class Dtype { fp32, tf32, fp16, bf16, fp8 };
 const char* to_string(Dtype d);
 Dtype parse_dtype(const std::string& s);  // throws std::invalid_argument

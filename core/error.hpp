@@ -1,10 +1,31 @@
 #pragma once
 // Error types shared by every layer. The library throws; only cli/ turns errors into exit codes
 // (ConfigError -> 2, everything else -> 1).
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 
 namespace moesys::core {
+
+/// An error message as one line, whatever the input held: control characters (a key with a newline in it) are
+/// written as \xNN, and a very long message (a huge key) is cut.
+inline std::string one_line(const std::string& s) {
+  constexpr std::size_t kMaxChars = 2000;
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (out.size() >= kMaxChars) return out + "...";
+    if (c < 0x20 || c == 0x7f) {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
 
 /// Bad input: a config file, a JSON path inside it, and what was expected there.
 /// what() is the one line the user sees: "<file>: <json path>: <message>".
@@ -21,8 +42,9 @@ private:
   static std::string format(const std::string& file, const std::string& path, const std::string& msg) {
     std::string out = file.empty() ? std::string("<flags>") : file;
     if (!path.empty()) out += ": " + path;
-    return out + ": " + msg;
+    return one_line(out + ": " + msg);
   }
+
   std::string file_;
   std::string json_path_;
   std::string message_;

@@ -3,6 +3,7 @@
 #include "core/json_reader.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -118,19 +119,24 @@ using nlohmann::json;
 ModelConfig parse_model_config(const json& j, const std::string& file, const std::string& base_path) {
   JsonObjectReader r(j, file, base_path);
   ModelConfig m;
+  // Each field has a ceiling far above any published model, so that every derived size (FFN width, parameter and
+  // token counts) stays exact in 64-bit integers and no run is asked to simulate billions of anything.
+  auto bounded = [&r](const char* key, const ModelLimit& limit, std::optional<int> fallback = {}) {
+    return static_cast<int>(r.integer(key, 1, limit.max, fallback));
+  };
   m.name = r.string("name");
-  m.layers = r.positive_int("layers");
-  m.hidden = r.positive_int("hidden");
-  m.heads = r.positive_int("heads");
-  m.ffn_multiplier = r.positive_int("ffn_multiplier", 4);
-  m.vocab = r.positive_int("vocab");
-  m.seq_len = r.positive_int("seq_len");
-  m.micro_batch = r.positive_int("micro_batch");
-  m.global_batch = r.positive_int("global_batch");
-  m.moe_every = r.positive_int("moe_every", 1);
-  m.experts = r.positive_int("experts");
-  m.top_k = r.positive_int("top_k");
-  m.capacity_factor = r.positive_number("capacity_factor", 1.2);
+  m.layers = bounded("layers", kModelLimits.layers);
+  m.hidden = bounded("hidden", kModelLimits.hidden);
+  m.heads = bounded("heads", kModelLimits.heads);
+  m.ffn_multiplier = bounded("ffn_multiplier", kModelLimits.ffn_multiplier, 4);
+  m.vocab = bounded("vocab", kModelLimits.vocab);
+  m.seq_len = bounded("seq_len", kModelLimits.seq_len);
+  m.micro_batch = bounded("micro_batch", kModelLimits.micro_batch);
+  m.global_batch = bounded("global_batch", kModelLimits.global_batch);
+  m.moe_every = bounded("moe_every", kModelLimits.layers, 1);
+  m.experts = bounded("experts", kModelLimits.experts);
+  m.top_k = bounded("top_k", kModelLimits.experts);
+  m.capacity_factor = r.number("capacity_factor", 1e-3, 1e3, 1.2);
   std::string dtype = r.string("dtype", "fp16");
   m.optimizer = r.string("optimizer", "adamw");
   r.reject_unknown();
@@ -152,6 +158,17 @@ ModelConfig parse_model_config(const json& j, const std::string& file, const std
   if (m.global_batch % m.micro_batch != 0)
     r.fail("global_batch", "expected a multiple of micro_batch (" + std::to_string(m.micro_batch) + "), got " +
                                std::to_string(m.global_batch));
+  // Parameter counts are int64: the field ceilings keep each factor small, this keeps the total representable.
+  const double params = static_cast<double>(m.layers) * (4.0 * m.hidden * m.hidden + 8.0 * m.hidden) +
+                        static_cast<double>(m.moe_layers()) * m.experts *
+                            (2.0 * m.hidden * static_cast<double>(m.ffn_hidden()) + m.ffn_hidden()) +
+                        static_cast<double>(m.dense_ffn_layers()) * 2.0 * m.hidden * m.ffn_hidden() +
+                        (static_cast<double>(m.vocab) + m.seq_len) * m.hidden;
+  if (params > kMaxModelParams) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.3g", params);
+    r.fail("", std::string("the model has ") + buf + " parameters; at most 1e15 are supported");
+  }
   return m;
 }
 

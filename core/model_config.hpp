@@ -14,6 +14,25 @@ namespace moesys::core {
 /// ceil(capacity_factor * tokens * top_k / experts).
 std::int64_t gshard_capacity(std::int64_t tokens, int top_k, int experts, double capacity_factor);
 
+/// Ceilings of the model fields, far above any published model, so that derived sizes stay exact in 64 bits and a
+/// typo (ffn_multiplier 2147483647, global_batch 128000000) is refused instead of simulated.
+struct ModelLimit {
+  std::int64_t max;
+};
+struct ModelLimits {
+  ModelLimit layers{4096};
+  ModelLimit hidden{1 << 17};
+  ModelLimit heads{1 << 17};
+  ModelLimit ffn_multiplier{64};
+  ModelLimit vocab{1 << 24};
+  ModelLimit seq_len{1 << 20};
+  ModelLimit micro_batch{1 << 16};
+  ModelLimit global_batch{1 << 20};
+  ModelLimit experts{16384};
+};
+inline constexpr ModelLimits kModelLimits{};
+inline constexpr double kMaxModelParams = 1e15;
+
 struct ModelConfig {
   std::string name;
   int layers = 0;          // decoder blocks

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "core/output_files.hpp"
+
 namespace moesys::core {
 
 const char* to_string(SpanKind k) {
@@ -37,13 +39,7 @@ void write_chrome_trace(const std::vector<Span>& spans, const std::string& path)
     events.push_back({{"ph", "X"}, {"name", s.name}, {"cat", to_string(s.kind)}, {"pid", s.rank},
                       {"tid", it->second}, {"ts", s.start_s * 1e6}, {"dur", s.duration_s() * 1e6}, {"args", args}});
   }
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    if (!out) throw std::runtime_error("cannot write " + tmp);
-    out << nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ns"}}.dump();
-  }
-  std::filesystem::rename(tmp, path);
+  write_file_atomically(path, nlohmann::json{{"traceEvents", events}, {"displayTimeUnit", "ns"}}.dump());
 }
 
 }  // namespace moesys::core

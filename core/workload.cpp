@@ -18,6 +18,8 @@
 #include <stdexcept>
 
 #include "core/error.hpp"
+#include "core/json_input.hpp"
+#include "core/output_files.hpp"
 
 namespace moesys::core {
 
@@ -382,35 +384,11 @@ RoutingTrace parse_routing_trace(const json& j, const std::string& file) {
 }
 
 RoutingTrace read_routing_trace(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path, "", "cannot open the routing trace");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw ConfigError(path, "", std::string("invalid JSON: ") + e.what());
-  }
-  return parse_routing_trace(j, path);
+  return parse_routing_trace(read_json_file(path), path);
 }
 
 void write_routing_trace(const std::string& path, const RoutingTrace& t) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << routing_trace_to_json(t).dump() << '\n';
-    out.close();
-    if (!out) {
-      std::error_code ignored;
-      std::filesystem::remove(tmp, ignored);
-      throw RuntimeFailure("cannot write routing trace " + tmp);
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    throw RuntimeFailure("cannot rename " + tmp + " to " + path);
-  }
+  write_file_atomically(path, routing_trace_to_json(t).dump() + "\n");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -455,7 +433,8 @@ std::unique_ptr<RoutingModel> make_multitask(FactoryInput in) {
   std::set<std::string> names;
   for (std::size_t i = 0; i < tasks_json.size(); ++i) {
     ObjectReader tr(tasks_json[i], r.file(), indexed(r.path("tasks"), i));
-    TaskSpec t{tr.string("name"), tr.integer("batch", 1), tr.number("affinity", 0, 1, 0.0)};
+    // Tokens per step: up to 2^30 (a billion), beyond which the routing of one step no longer fits in time or memory.
+    TaskSpec t{tr.string("name"), tr.integer("batch", 1, kMaxTaskBatchTokens), tr.number("affinity", 0, 1, 0.0)};
     tr.reject_unknown();
     if (!names.insert(t.name).second) tr.fail("name", "duplicate task name \"" + t.name + "\"");
     tasks.push_back(std::move(t));
@@ -489,9 +468,11 @@ std::unique_ptr<RoutingModel> make_trace(FactoryInput in) {
   r.reject_unknown();
   if (path.is_relative() && !r.file().empty()) {
     std::filesystem::path beside = std::filesystem::path(r.file()).parent_path() / path;
-    if (std::filesystem::exists(beside)) path = beside;
+    std::error_code ignored;
+    if (std::filesystem::exists(beside, ignored)) path = beside;
   }
-  if (!std::filesystem::exists(path)) r.fail("file", "no routing trace at \"" + path.string() + "\"");
+  std::error_code no_file;  // a name too long for the file system is no file either, not a failure
+  if (!std::filesystem::exists(path, no_file)) r.fail("file", "no routing trace at \"" + path.string() + "\"");
   RoutingTrace t = read_routing_trace(path.string());
   auto expect = [&](const char* field, int got, int want, const char* what) {
     if (got != want)

@@ -104,6 +104,9 @@ class ZipfRouting : public RoutingModel {
   std::vector<std::vector<int>> permutation_;  // per layer: popularity rank -> expert
 };
 
+/// The most tokens per step one task of a multi-task workload may carry.
+constexpr std::int64_t kMaxTaskBatchTokens = std::int64_t{1} << 30;
+
 /// One task of a multi-task workload: its batch (tokens per step, split over the ranks placed on it) and the
 /// probability that a token goes to the task's own contiguous block of experts rather than uniformly anywhere.
 struct TaskSpec {

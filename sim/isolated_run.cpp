@@ -3,10 +3,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <string>
 
 #include "core/error.hpp"
+#include "core/interrupts.hpp"
 
 namespace moesys::sim {
 
@@ -28,6 +30,8 @@ nlohmann::json run_isolated(const std::function<nlohmann::json()>& fn) {
   const pid_t pid = fork();
   if (pid < 0) throw core::RuntimeFailure("cannot fork a simulation run");
   if (pid == 0) {
+    // Dies with the parent, even when the parent is killed with SIGKILL: no simulation outlives its study.
+    core::prepare_forked_child(SIGKILL, false);
     close(fds[0]);
     nlohmann::json reply;
     try {
@@ -45,12 +49,14 @@ nlohmann::json run_isolated(const std::function<nlohmann::json()>& fn) {
     _exit(0);
   }
   close(fds[1]);
+  core::ChildProcessGuard guard(pid, false);
   std::string text;
   char buf[65536];
   for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(n));
   close(fds[0]);
   int status = 0;
   waitpid(pid, &status, 0);
+  core::wait_if_interrupted();
   if (text.empty())
     throw core::RuntimeFailure("a simulation run died" +
                                (WIFSIGNALED(status) ? " (signal " + std::to_string(WTERMSIG(status)) + ")" : std::string()));

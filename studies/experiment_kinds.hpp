@@ -9,6 +9,10 @@
 
 namespace moesys::studies {
 
+/// The most runs one study may describe: each run is a simulation of seconds to minutes, so more is a mistake
+/// (10^8 runs from a 1.7 KB grid) rather than a plan, and is refused before anything runs.
+constexpr int kMaxStudyRuns = 10000;
+
 struct ExperimentOptions {
   std::string results_dir = "results";  // the runner writes results/<experiment name>/...
   bool plots = true;                    // run the matplotlib scripts after the study

@@ -26,6 +26,10 @@
 
 #include "studies/experiment_kinds.hpp"
 #include "core/error.hpp"
+#include "core/interrupts.hpp"
+#include "core/json_input.hpp"
+#include "core/output_files.hpp"
+#include "studies/result_set.hpp"
 #include "sim/isolated_run.hpp"
 #include "sim/simulation.hpp"
 
@@ -95,20 +99,31 @@ void reject_unknown(const json& j, const std::set<std::string>& known, const std
 /// source tree (so experiments run from anywhere), then to the working directory.
 std::string resolve(const std::string& path, const std::string& study_file) {
   if (fs::path(path).is_absolute()) return path;
-  for (const fs::path& base : {fs::path(study_file).parent_path(), fs::path(MOESYS_SOURCE_DIR)})
-    if (fs::exists(base / path)) return (base / path).string();
+  for (const fs::path& base : {fs::path(study_file).parent_path(), fs::path(MOESYS_SOURCE_DIR)}) {
+    std::error_code ignored;
+    if (fs::exists(base / path, ignored)) return (base / path).string();
+  }
   return path;
 }
 
 core::ClusterSpec parse_cluster_value(const json& j, const std::string& file, const std::string& path) {
-  if (j.is_string()) return core::load_cluster_file(resolve(j.get<std::string>(), file));
+  if (j.is_string()) {
+    const std::string topology = resolve(j.get<std::string>(), file);
+    std::error_code no_file;
+    if (!fs::is_regular_file(topology, no_file))  // named here: the study's key is what the user must edit
+      throw core::ConfigError(file, path, "no cluster description at \"" + topology + "\"");
+    return core::load_cluster_file(topology);
+  }
   if (!j.is_object()) throw core::ConfigError(file, path, "expected a topology file name or generator options");
   reject_unknown(j, {"gpu", "nodes", "gpus_per_node", "nics_per_node", "nic_gbps"}, file, path);
   core::ClusterGeneratorOptions o;
   auto integer = [&](const char* key, int fallback) {
     if (!j.contains(key)) return fallback;
-    if (!j[key].is_number_integer()) throw core::ConfigError(file, path + "." + key, "expected an integer");
-    return j[key].get<int>();
+    const json& v = j[key];
+    const bool in_range = v.is_number_integer() && (v.is_number_unsigned() ? v.get<std::uint64_t>() <= (1u << 30)
+                                                                            : v.get<std::int64_t>() <= (1 << 30));
+    if (!in_range) throw core::ConfigError(file, path + "." + key, "expected an integer up to 2^30, got " + v.dump());
+    return static_cast<int>(v.get<std::int64_t>());
   };
   o.nodes = integer("nodes", o.nodes);
   o.gpus_per_node = integer("gpus_per_node", o.gpus_per_node);
@@ -194,7 +209,12 @@ void add_runs(Study& study, const json& top, const json& defaults, const json& e
   };
   // Only the ring has slots: a list of K inherited by another policy must not duplicate its runs.
   const std::vector<int> slots = c.policy == "moesys" ? list_of("ring_slots", c.ring_slots) : std::vector<int>{0};
-  for (int batch : list_of("batch", c.batch))
+  const std::vector<int> batches = list_of("batch", c.batch);
+  const std::size_t total = study.runs.size() + study.skipped.size() + batches.size() * slots.size();
+  if (total > static_cast<std::size_t>(kMaxStudyRuns))
+    throw core::ConfigError(file, base, "the study expands to " + std::to_string(total) + " runs; a study runs at most " +
+                                            std::to_string(kMaxStudyRuns) + " (split it into several studies)");
+  for (int batch : batches)
     for (int k : slots) {
       inf::InferenceConfig run = c;
       run.batch = batch;
@@ -223,8 +243,7 @@ Study parse_study(const json& j, const std::string& file) {
   if (!j.contains("name") || !j["name"].is_string() || j["name"].get<std::string>().empty())
     throw core::ConfigError(file, "name", "expected a non-empty string naming results/<name>/");
   s.name = j["name"].get<std::string>();
-  if (s.name.find_first_of("/\\") != std::string::npos || s.name[0] == '.')
-    throw core::ConfigError(file, "name", "expected a plain directory name, got \"" + s.name + "\"");
+  check_study_name(s.name, file);
   if (j.contains("description")) {
     if (!j["description"].is_string()) throw core::ConfigError(file, "description", "expected a string");
     s.description = j["description"].get<std::string>();
@@ -232,13 +251,7 @@ Study parse_study(const json& j, const std::string& file) {
   if (j.contains("calibration")) {
     if (!j["calibration"].is_string()) throw core::ConfigError(file, "calibration", "expected a file name");
     const std::string path = resolve(j["calibration"].get<std::string>(), file);
-    std::ifstream in(path);
-    if (!in) throw core::ConfigError(path, "", "cannot open file");
-    try {
-      s.cal = core::parse_calibration(json::parse(in), path);
-    } catch (const json::parse_error& e) {
-      throw core::ConfigError(path, "(root)", "malformed JSON at byte " + std::to_string(e.byte));
-    }
+    s.cal = core::parse_calibration(core::read_json_file(path), path);
   }
   const json defaults = j.value("defaults", json::object());
   if (!defaults.is_object()) throw core::ConfigError(file, "defaults", "expected an object");
@@ -336,27 +349,10 @@ std::string summary_markdown(const Study& s, const std::vector<json>& rows) {
   return md;
 }
 
-void write_file(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    if (!out || !(out << text)) throw core::RuntimeFailure("cannot write " + tmp.string());
-  }
-  fs::rename(tmp, path);
-}
-
 void run_plots(const fs::path& dir) {
   const std::string python = MOESYS_PYTHON;
   const std::string script = std::string(MOESYS_SOURCE_DIR) + "/scripts/plot_inference.py";
-  std::fflush(nullptr);
-  const pid_t pid = fork();
-  if (pid < 0) throw core::RuntimeFailure("cannot start the plotting script");
-  if (pid == 0) {
-    execl(python.c_str(), python.c_str(), script.c_str(), dir.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
+  const int status = core::run_child_process({python, script, dir.string()});
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     throw core::RuntimeFailure(python + " " + script + " failed (exit " +
                                std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) +
@@ -365,6 +361,8 @@ void run_plots(const fs::path& dir) {
 
 int run_inference_study(const json& j, const std::string& file, const ExperimentOptions& options) {
   const Study study = parse_study(j, file);  // everything validated before the first simulation
+  const fs::path dir = fs::path(options.results_dir) / study.name;
+  core::check_output_dir(dir.string(), "--results");
   if (!options.quiet)
     for (const auto& why : study.skipped) std::fprintf(stderr, "skipped (does not fit) %s\n", why.c_str());
   std::vector<json> rows;
@@ -382,18 +380,18 @@ int run_inference_study(const json& j, const std::string& file, const Experiment
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
 
-  const fs::path dir = fs::path(options.results_dir) / study.name;
-  fs::create_directories(dir);
+  ResultSet results(dir);
   std::string csv = inf::csv_header();
   for (const json& r : rows) csv += inf::csv_row(r);
   json doc = {{"study", study.name}, {"description", study.description}, {"source", file}, {"baseline", study.baseline},
               {"runs", rows},        {"skipped", study.skipped}};
   if (study.paper_speedup) doc["paper_speedup"] = *study.paper_speedup;
   const std::string summary = summary_markdown(study, rows);
-  write_file(dir / "runs.csv", csv);
-  write_file(dir / "runs.json", doc.dump(1) + "\n");
-  write_file(dir / "summary.md", summary);
-  if (options.plots) run_plots(dir);
+  results.add("runs.csv", csv);
+  results.add("runs.json", doc.dump(1) + "\n");
+  results.add("summary.md", summary);
+  if (options.plots) run_plots(results.staging());
+  results.commit();
   std::printf("%s\n", summary.c_str());
   if (!options.quiet)
     std::fprintf(stderr, "wrote %s/{runs.csv,runs.json,summary.md%s} in %.1f s\n", dir.c_str(),

@@ -1,6 +1,7 @@
 // The "training" study runner and the report formatting shared with `moesys train`.
 #include "studies/training_study.hpp"
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -12,6 +13,9 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/interrupts.hpp"
+#include "core/output_files.hpp"
+#include "studies/result_set.hpp"
 #include "sim/training_simulator.hpp"
 #include "policies/training/training_run.hpp"
 #include "sim/isolated_run.hpp"
@@ -21,26 +25,6 @@ namespace moesys::studies::training_cli {
 namespace fs = std::filesystem;
 using nlohmann::json;
 namespace tr = policies::training;
-
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) {
-      std::error_code ignored;
-      fs::remove(tmp, ignored);
-      throw core::RuntimeFailure("cannot write " + tmp);
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw core::RuntimeFailure("cannot rename " + tmp + " to " + path);
-  }
-}
 
 namespace {
 
@@ -74,6 +58,8 @@ json take_labels(json patch, const std::string& file, const std::string& path, P
   return patch;
 }
 
+std::string num(double x);
+
 std::vector<PlannedRun> expand(const json& study, const std::string& file) {
   const json base = study.value("base", json::object());
   if (!base.is_object()) throw core::ConfigError(file, "base", "expected a training config object");
@@ -81,6 +67,12 @@ std::vector<PlannedRun> expand(const json& study, const std::string& file) {
   if (study.contains("grid")) {
     const json& grid = study["grid"];
     if (!grid.is_array() || grid.empty()) throw core::ConfigError(file, "grid", "expected a non-empty array of axes");
+    // The grid's size is known before it is expanded: a short file can describe 10^8 runs.
+    double size = 1;
+    for (const json& axis : grid) size *= axis.is_array() ? static_cast<double>(axis.size()) : 1.0;
+    if (size > kMaxStudyRuns)
+      throw core::ConfigError(file, "grid", "the grid expands to " + num(size) + " runs; a study runs at most " +
+                                                std::to_string(kMaxStudyRuns) + " (split it into several studies)");
     std::vector<PlannedRun> partial = {{"", "", base}};
     for (std::size_t a = 0; a < grid.size(); ++a) {
       const std::string ap = "grid[" + std::to_string(a) + "]";
@@ -108,6 +100,9 @@ std::vector<PlannedRun> expand(const json& study, const std::string& file) {
     }
   }
   if (runs.empty()) throw core::ConfigError(file, "grid", "expected \"grid\" or \"runs\" describing at least one run");
+  if (runs.size() > static_cast<std::size_t>(kMaxStudyRuns))
+    throw core::ConfigError(file, "runs", std::to_string(runs.size()) + " runs; a study runs at most " +
+                                              std::to_string(kMaxStudyRuns) + " (split it into several studies)");
   return runs;
 }
 
@@ -238,9 +233,9 @@ std::string ratios_csv(const std::vector<json>& rows, const std::vector<std::str
 }
 
 bool run_plots(const fs::path& dir) {
-  const std::string cmd = std::string("'") + MOESYS_PYTHON + "' '" + MOESYS_SOURCE_DIR +
-                          "/scripts/plot_training.py' '" + dir.string() + "'";
-  return std::system(cmd.c_str()) == 0;
+  const int status =
+      core::run_child_process({MOESYS_PYTHON, std::string(MOESYS_SOURCE_DIR) + "/scripts/plot_training.py", dir.string()});
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 }  // namespace
@@ -251,11 +246,14 @@ int run_training_study(const json& study, const std::string& file, const Experim
     if (!kKeys.count(it.key()))
       throw core::ConfigError(file, it.key(),
                               "unknown key (valid keys: base, baseline, description, grid, kind, name, runs)");
-  if (!study.contains("name") || !study["name"].is_string() ||
-      !std::regex_match(study["name"].get<std::string>(), std::regex("[A-Za-z0-9._-]+")))
-    throw core::ConfigError(file, "name",
-                            "expected a name of letters, digits, '.', '_' or '-' (it names the results folder)");
+  if (!study.contains("name") || !study["name"].is_string())
+    throw core::ConfigError(file, "name", "expected a string naming the results folder");
   const std::string name = study["name"];
+  check_study_name(name, file);
+  if (study.contains("description") && !study["description"].is_string())
+    throw core::ConfigError(file, "description", "expected a string, got " + study["description"].dump());
+  const fs::path dir = fs::path(options.results_dir) / name;
+  core::check_output_dir(dir.string(), "--results");
   std::vector<std::string> baselines;
   if (study.contains("baseline")) {
     const json& b = study["baseline"];
@@ -312,22 +310,23 @@ int run_training_study(const json& study, const std::string& file, const Experim
     rows.push_back(std::move(row));
   }
 
-  const fs::path dir = fs::path(options.results_dir) / name;
-  fs::create_directories(dir);
+  ResultSet results(dir);
   std::string csv = join_row(csv_columns());
   for (const json& r : rows) csv += join_row(csv_row(r));
-  write_file_atomically((dir / "runs.csv").string(), csv);
+  results.add("runs.csv", csv);
   json ratios = json::array();
   if (!baselines.empty()) {
     std::vector<json> list;
-    write_file_atomically((dir / "ratios.csv").string(), ratios_csv(rows, baselines, list));
+    results.add("ratios.csv", ratios_csv(rows, baselines, list));
     ratios = list;
   }
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - study_start).count();
   json doc = {{"name", name},     {"description", study.value("description", "")},
               {"file", file},     {"baseline", baselines},
               {"ratios", ratios}, {"runs", rows}};
-  write_file_atomically((dir / "runs.json").string(), doc.dump(1) + "\n");
+  results.add("runs.json", doc.dump(1) + "\n");
+  const bool plotted = !options.plots || run_plots(results.staging());
+  results.commit();
 
   std::printf("# %s: %zu runs simulated in %.1f s wall; results in %s\n", name.c_str(), rows.size(), total,
               dir.string().c_str());
@@ -346,7 +345,7 @@ int run_training_study(const json& study, const std::string& file, const Experim
     std::printf("ratio %s: %s vs %s: throughput x%.3f, peak HBM x%.3f\n", q["case"].get<std::string>().c_str(),
                 q["variant"].get<std::string>().c_str(), q["baseline"].get<std::string>().c_str(),
                 q["throughput_ratio"].get<double>(), q["memory_ratio"].get<double>());
-  if (options.plots && !run_plots(dir)) {
+  if (!plotted) {
     std::fprintf(stderr, "moesys: failure: plotting %s failed (scripts/plot_training.py)\n", dir.string().c_str());
     return 1;
   }

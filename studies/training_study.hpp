@@ -21,9 +21,6 @@ namespace training_cli {
 
 int run_training_study(const nlohmann::json& study, const std::string& file, const ExperimentOptions& options);
 
-/// Writes `text` to `path` through a temporary file renamed into place (RuntimeFailure on I/O errors).
-void write_file_atomically(const std::string& path, const std::string& text);
-
 }  // namespace training_cli
 
 }  // namespace moesys::studies

@@ -11,14 +11,14 @@
 #include <stdexcept>
 
 #include "core/error.hpp"
+#include "core/exec_timeout.hpp"
 #include "exec/cpu/cpu_kernels.hpp"
 
 namespace moesys::exec::cpu {
 
 namespace {
 double default_timeout_s() {
-  if (const char* env = std::getenv("MOESYS_EXEC_TIMEOUT_S")) return std::atof(env);
-  return 300;
+  return core::exec_timeout_s();
 }
 
 /// Moves `bytes` between memory and the file at `at` (a view's offset into its SSD buffer).

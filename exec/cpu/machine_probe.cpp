@@ -286,7 +286,9 @@ core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& sh
   nlohmann::json all = nlohmann::json::array(), sw = {{"gpus", nlohmann::json::array()}, {"nics", {0}}};
   for (int g = 0; g < r.ranks; ++g) all.push_back(g), sw["gpus"].push_back(g);
   if (!r.kernels.rates.empty()) {
-    j["node"]["gpu"]["kernel_rates"] = r.kernels.rates;
+    nlohmann::json rates = nlohmann::json::object();
+    for (const auto& [name, rate] : r.kernels.rates) rates[name] = rate / 1e9;
+    j["node"]["gpu"]["kernel_gwork_per_s"] = rates;
     j["node"]["compute_slots"] = r.kernels.compute_slots;
   }
   j["node"]["nics"]["gpus"] = nlohmann::json::array({all});

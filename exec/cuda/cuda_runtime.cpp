@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/exec_timeout.hpp"
 #include "exec/cuda/cuda_check.hpp"
 #include "exec/cuda/device_kernels.hpp"
 #include "exec/cuda/kernels.cuh"
@@ -26,8 +27,7 @@ namespace moesys::exec::cuda {
 namespace {
 
 double default_timeout_s() {
-  if (const char* env = std::getenv("MOESYS_EXEC_TIMEOUT_S")) return std::atof(env);
-  return 300;
+  return core::exec_timeout_s();
 }
 
 // SSD transfers run as host functions on the copy's stream, so they stay ordered with the GPU work around them

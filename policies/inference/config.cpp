@@ -1,6 +1,7 @@
 #include "policies/inference/config.hpp"
 
 #include <regex>
+#include <utility>
 
 #include "core/error.hpp"
 #include "policies/inference/policies.hpp"
@@ -94,10 +95,22 @@ void validate(const InferenceConfig& c, const FieldNamer& names, int cluster_gpu
     names.fail("gpus", std::to_string(c.gpus) + " GPUs do not divide the model's " + std::to_string(c.model.experts) +
                            " experts (expert parallelism places E/G experts on each GPU)");
   if (c.batch < 1) names.fail("batch", "expected at least 1 sequence, got " + std::to_string(c.batch));
+  if (c.batch > kMaxBatchPerGpu)
+    names.fail("batch", "expected at most " + std::to_string(kMaxBatchPerGpu) + " sequences per GPU, got " +
+                            std::to_string(c.batch));
   if (c.prompt_tokens < 1)
     names.fail("prompt_tokens", "expected at least 1 token, got " + std::to_string(c.prompt_tokens));
   if (c.output_tokens < 1)
     names.fail("output_tokens", "expected at least 1 token, got " + std::to_string(c.output_tokens));
+  if (c.output_tokens > kMaxOutputTokens)
+    names.fail("output_tokens", "expected at most " + std::to_string(kMaxOutputTokens) +
+                                    " tokens (one simulated forward pass each), got " + std::to_string(c.output_tokens));
+  // Each length alone first: their sum in int would overflow for lengths near 2^31 and pass the check below.
+  for (const auto& [field, tokens] : {std::pair<const char*, int>{"prompt_tokens", c.prompt_tokens},
+                                      std::pair<const char*, int>{"output_tokens", c.output_tokens}})
+    if (tokens > c.model.seq_len)
+      names.fail(field, std::to_string(tokens) + " tokens exceeds the model's " + std::to_string(c.model.seq_len) +
+                            " learned positions");
   if (c.max_context() > c.model.seq_len)
     names.fail("output_tokens", "prompt + output = " + std::to_string(c.max_context()) +
                                     " tokens exceeds the model's " + std::to_string(c.model.seq_len) +

@@ -17,6 +17,12 @@ namespace moesys::policies::inference {
 enum class HostMemory { pinned, pageable };
 const char* to_string(HostMemory h);
 
+/// The most sequences one GPU decodes together: far beyond what any GPU's memory holds, so a larger batch is a
+/// typo, refused before its KV cache is sized.
+constexpr int kMaxBatchPerGpu = 1 << 20;
+/// The most tokens one run generates per sequence: each is a simulated forward pass.
+constexpr int kMaxOutputTokens = 1 << 16;
+
 struct InferenceConfig {
   std::string preset;  // label of the run in tables and plots; defaults to the policy name
   core::ModelConfig model;

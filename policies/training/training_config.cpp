@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "core/json_input.hpp"
 #include "core/workload.hpp"
 
 namespace moesys::policies::training {
@@ -80,7 +81,10 @@ void parse_multitask(const json& j, const std::string& file, TrainingConfig& c) 
     c.workload_seed = static_cast<std::uint64_t>(positive_int(j["seed"], file, "workload.seed", INT64_MAX));
   std::int64_t total = 0;
   for (const auto& t : c.tasks) total += t.sequences;
-  if (total > (1 << 30)) throw core::ConfigError(file, "workload.tasks", "too many sequences per step");
+  if (total > core::kModelLimits.global_batch.max)
+    throw core::ConfigError(file, "workload.tasks",
+                            std::to_string(total) + " sequences per step; at most " +
+                                std::to_string(core::kModelLimits.global_batch.max) + " (model.global_batch's limit)");
   c.model.global_batch = static_cast<int>(total);
 }
 
@@ -88,7 +92,8 @@ std::filesystem::path resolve(const std::string& file, const std::string& name) 
   std::filesystem::path p = name;
   if (p.is_relative() && !file.empty()) {
     auto beside = std::filesystem::path(file).parent_path() / p;
-    if (std::filesystem::exists(beside)) return beside;
+    std::error_code ignored;
+    if (std::filesystem::exists(beside, ignored)) return beside;
   }
   return p;
 }
@@ -107,7 +112,8 @@ void parse_cluster(const json& j, const std::string& file, TrainingConfig& c) {
   if (j.contains("file")) {
     only_keys(j, file, "cluster", {"file", "nodes", "gpus", "spine_oversubscription"});
     auto path = resolve(file, string_of(j["file"], file, "cluster.file"));
-    if (!std::filesystem::exists(path))
+    std::error_code no_file;  // a name too long for the file system is no file either, not a failure
+    if (!std::filesystem::exists(path, no_file))
       throw core::ConfigError(file, "cluster.file", "no cluster description at \"" + path.string() + "\"");
     c.cluster = core::load_cluster_file(path.string());
     if (j.contains("nodes")) {
@@ -152,13 +158,7 @@ void parse_cluster(const json& j, const std::string& file, TrainingConfig& c) {
 }  // namespace
 
 json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw core::ConfigError(path, "", "cannot open file");
-  try {
-    return json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw core::ConfigError(path, "(root)", "malformed JSON at byte " + std::to_string(e.byte));
-  }
+  return core::read_json_file(path);
 }
 
 TrainingConfig parse_training_config(const json& j, const std::string& file) {

@@ -24,5 +24,5 @@ moesys_cli_test(collective_unknown_op 2 "unknown operation 'broadcast'" collecti
 moesys_cli_test(collective_wrong_algo 2 "does not implement" collective --op alltoall --algo ring)
 moesys_cli_test(collective_bad_size 2 "expected a positive size" collective -b 12Q)
 moesys_cli_test(collective_unknown_flag 2 "unknown option" collective --frobnicate 3)
-moesys_cli_test(calibration_bad_override 2 "expected an efficiency in (0, 1]" calibration --calibration @SRC@/tests/data/calibration-bad.json)
+moesys_cli_test(calibration_bad_override 2 "expected an efficiency in [0.001, 1]" calibration --calibration @SRC@/tests/data/calibration-bad.json)
 moesys_cli_test(unknown_command 2 "unknown command" frobnicate)

@@ -1,11 +1,15 @@
 # Runs one moesys command in an empty work directory and checks: the exit code; for failures (rc 2), that
 # stderr is exactly one line and that no file was left behind. ARGS is a ;-list; "@SRC@" expands to the
-# source tree, "@WORK@" to the work directory.
+# source tree, "@WORK@" to the work directory. ENV (optional, a ;-list of NAME=VALUE) sets environment variables.
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
 string(REPLACE "@SRC@" "${SOURCE_DIR}" ARGS "${ARGS}")
 string(REPLACE "@WORK@" "${WORK_DIR}" ARGS "${ARGS}")
-execute_process(COMMAND ${MOESYS} ${ARGS} WORKING_DIRECTORY ${WORK_DIR}
+set(prefix "")
+if(DEFINED ENV AND NOT ENV STREQUAL "")
+  set(prefix ${CMAKE_COMMAND} -E env ${ENV})
+endif()
+execute_process(COMMAND ${prefix} ${MOESYS} ${ARGS} WORKING_DIRECTORY ${WORK_DIR}
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT rc EQUAL EXPECTED_RC)
   message(FATAL_ERROR "expected exit code ${EXPECTED_RC}, got ${rc}\nstdout:\n${out}\nstderr:\n${err}")

@@ -437,7 +437,7 @@ TEST(ClusterErrors, NoPcieSwitches) {
 TEST(ClusterErrors, OversubscriptionBelowOne) {
   json j = a100();
   j["fabric"]["oversubscription"] = 0.5;
-  EXPECT_TRUE(rejects(j, "fabric.oversubscription", "expected a number >= 1 (1 = non-blocking), got 0.5"));
+  EXPECT_TRUE(rejects(j, "fabric.oversubscription", "expected a number in [1, 1000000] (1 = non-blocking), got 0.5"));
 }
 
 TEST(ClusterErrors, NodesPerLeafBelowOne) {
@@ -449,7 +449,7 @@ TEST(ClusterErrors, NodesPerLeafBelowOne) {
 TEST(ClusterErrors, NegativeHopLatency) {
   json j = a100();
   j["fabric"]["hop_latency_us"] = -1;
-  EXPECT_TRUE(rejects(j, "fabric.hop_latency_us", "expected a non-negative number, got -1"));
+  EXPECT_TRUE(rejects(j, "fabric.hop_latency_us", "expected a number in [0, 1000000] (at most a second), got -1"));
 }
 
 TEST(ClusterErrors, UnknownFabricKind) {

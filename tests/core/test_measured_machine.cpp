@@ -30,7 +30,7 @@ std::string error_of(const json& j) {
 
 TEST(MeasuredMachine, KernelRatesAndSlotsRoundTrip) {
   json j = a100();
-  j["node"]["gpu"]["kernel_rates"] = {{"gemm NN", 2e10}, {"gelu", 3e9}};
+  j["node"]["gpu"]["kernel_gwork_per_s"] = {{"gemm NN", 20}, {"gelu", 3}};
   j["node"]["compute_slots"] = 2;
   const ClusterSpec c = parse_cluster(j, "m.json");
   EXPECT_EQ(c.node.compute_slots, 2);
@@ -49,10 +49,10 @@ TEST(MeasuredMachine, GpusHaveNeither) {
 
 TEST(MeasuredMachine, BadRatesAndSlotsNameTheirPath) {
   json j = a100();
-  j["node"]["gpu"]["kernel_rates"] = {{"gelu", -1}};
-  EXPECT_NE(error_of(j).find("m.json: node.gpu.kernel_rates.gelu: expected a positive number"), std::string::npos);
-  j["node"]["gpu"]["kernel_rates"] = 5;
-  EXPECT_NE(error_of(j).find("m.json: node.gpu.kernel_rates: expected an object"), std::string::npos);
+  j["node"]["gpu"]["kernel_gwork_per_s"] = {{"gelu", -1}};
+  EXPECT_NE(error_of(j).find("m.json: node.gpu.kernel_gwork_per_s.gelu: expected a positive number"), std::string::npos);
+  j["node"]["gpu"]["kernel_gwork_per_s"] = 5;
+  EXPECT_NE(error_of(j).find("m.json: node.gpu.kernel_gwork_per_s: expected an object"), std::string::npos);
   j = a100();
   j["node"]["compute_slots"] = 0;
   EXPECT_NE(error_of(j).find("m.json: node.compute_slots: expected a positive integer"), std::string::npos);

@@ -126,7 +126,7 @@ TEST(ModelConfigErrors, UnknownKey) {
   expect_error(with("hiden", 64), "model.hiden", "unknown key");
 }
 TEST(ModelConfigErrors, WrongType) {
-  expect_error(with("layers", "4"), "model.layers", "expected a positive integer");
+  expect_error(with("layers", "4"), "model.layers", "expected an integer in [1, 4096]");
 }
 TEST(ModelConfigErrors, FloatForInteger) {
   expect_error(with("hidden", 64.5), "model.hidden", "got 64.5");
@@ -137,13 +137,29 @@ TEST(ModelConfigErrors, Missing) {
   expect_error(j, "model.vocab", "missing");
 }
 TEST(ModelConfigErrors, Zero) {
-  expect_error(with("layers", 0), "model.layers", "positive");
+  expect_error(with("layers", 0), "model.layers", "expected an integer in [1, 4096], got 0");
 }
 TEST(ModelConfigErrors, Negative) {
-  expect_error(with("micro_batch", -2), "model.micro_batch", "positive");
+  expect_error(with("micro_batch", -2), "model.micro_batch", "expected an integer in [1, 65536], got -2");
 }
 TEST(ModelConfigErrors, TooLarge) {
-  expect_error(with("vocab", 1LL << 40), "model.vocab", "below 2^31");
+  expect_error(with("vocab", 1LL << 40), "model.vocab", "expected an integer in [1, 16777216]");
+}
+// Regression (issue 13): a product of in-range fields overflowed the int FFN width and the int64 parameter count.
+TEST(ModelConfigErrors, FfnMultiplierOverflow) {
+  expect_error(with("ffn_multiplier", 2147483647), "model.ffn_multiplier", "expected an integer in [1, 64]");
+}
+TEST(ModelConfigErrors, ParameterCountBeyondLimit) {
+  json j = kModel;
+  j["hidden"] = 131072;
+  j["heads"] = 1;
+  j["ffn_multiplier"] = 64;
+  j["experts"] = 16384;
+  j["layers"] = 4096;
+  expect_error(j, "model", "parameters; at most 1e15 are supported");
+}
+TEST(ModelConfigErrors, CapacityFactorBeyondRange) {
+  expect_error(with("capacity_factor", 1e300), "model.capacity_factor", "expected a number in [0.001, 1000]");
 }
 TEST(ModelConfigErrors, TopKAboveExperts) {
   expect_error(with("top_k", 5), "model.top_k", "at most experts (4)");
@@ -159,13 +175,13 @@ TEST(ModelConfigErrors, HeadsNotDividingHidden) {
   }
 }
 TEST(ModelConfigErrors, CapacityFactorZero) {
-  expect_error(with("capacity_factor", 0), "model.capacity_factor", "positive number");
+  expect_error(with("capacity_factor", 0), "model.capacity_factor", "expected a number in [0.001, 1000]");
 }
 TEST(ModelConfigErrors, CapacityFactorNegative) {
-  expect_error(with("capacity_factor", -1.2), "model.capacity_factor", "positive number");
+  expect_error(with("capacity_factor", -1.2), "model.capacity_factor", "expected a number in [0.001, 1000]");
 }
 TEST(ModelConfigErrors, CapacityFactorString) {
-  expect_error(with("capacity_factor", "1.2"), "model.capacity_factor", "positive number");
+  expect_error(with("capacity_factor", "1.2"), "model.capacity_factor", "expected a number in [0.001, 1000]");
 }
 TEST(ModelConfigErrors, UnknownDtype) {
   expect_error(with("dtype", "fp64"), "model.dtype", "fp16");

@@ -273,7 +273,7 @@ TEST(WorkloadErrors, TaskAffinityAboveOne) {
 TEST(WorkloadErrors, TaskBatchZero) {
   json j = four_tasks(0.5);
   j["tasks"][2]["batch"] = 0;
-  expect_error(j, "workload.tasks[2].batch", "integer >= 1");
+  expect_error(j, "workload.tasks[2].batch", "expected an integer in [1, 1073741824], got 0");
 }
 TEST(WorkloadErrors, DuplicateTask) {
   json j = four_tasks(0.5);
