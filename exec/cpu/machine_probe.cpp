@@ -122,10 +122,23 @@ MachineRates probe_machine(const ProbeShape& s) {
         rt.wait(rt.all_to_all(core::streams::kComm, world, send, sizes, recv, sizes, core::CollectiveAlgo::direct));
       }, reps));
     };
-    r.latency_s = all_to_all(4, 100);
+    // The latency a collective meets beside compute: its stream's worker and MPI's progress wait for cores that GEMMs
+    // hold (on every rank: the collective completes when the last member gets a core). Each rank queues GEMMs on
+    // its compute stream for longer than the tiny all-to-alls take, then times them.
+    const auto a = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_m * s.gemm_k) * 4, "probe");
+    const auto b = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_k * s.gemm_n) * 4, "probe");
+    const auto c = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_m * s.gemm_n) * 4, "probe");
+    const core::Kernel gemm = ops::gemm(s.gemm_m, s.gemm_n, s.gemm_k, a, b, c);
+    const double gemm_s = 2.0 * double(s.gemm_m) * double(s.gemm_n) * double(s.gemm_k) / r.gemm_flop_per_s;
+    const int background = static_cast<int>(std::clamp(0.5 / gemm_s, 4.0, 2000.0));
+    r.latency_s = all_to_all(4, 50);
     const double t = all_to_all(part, 20);
     const double moved = r.ranks > 1 ? double(part) * (r.ranks - 1) : 2.0 * double(part);  // to others, or a copy
     r.all_to_all_bytes_per_s = moved / std::max(t - r.latency_s, 0.1 * t);
+    for (int i = 0; i < background; ++i) rt.compute(core::streams::kCompute, gemm, "probe");
+    r.busy_latency_s = all_to_all(4, 50);
+    rt.synchronize();
+    rt.clear_spans();
   }
   {  // the runtime's fixed cost of one tiny kernel: a stream's worker runs a batch issued back to back (issue and
      // execution overlap, as kernel launches do on a GPU), so the batch's time per kernel is that cost
@@ -258,7 +271,10 @@ core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& sh
   cal.nvlink_efficiency = 1.0;
   cal.kernel_launch_s = r.op_overhead_s;
   cal.stream_wake_s = r.stream_wake_s;
-  cal.step_latency_s = r.latency_s;
+  // Ranks that oversubscribe the cores (more kernels than slots) always find the cores held by another rank's
+  // kernels when they communicate: their collectives meet the latency measured beside compute.
+  const bool oversubscribed = r.ranks > r.kernels.compute_slots;
+  cal.step_latency_s = oversubscribed ? r.busy_latency_s : r.latency_s;
   // The simulator's rate for a message is link rate * message_efficiency(size): choose the link rate that
   // reproduces the measured all-to-all rate at the measured message size.
   const double msg = double(shape.all_to_all_bytes) / std::max(1, r.ranks);

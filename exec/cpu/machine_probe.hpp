@@ -33,6 +33,7 @@ struct MachineRates {
   double copy_bytes_per_s = 0;     // memcpy traffic (read + write) per rank
   double all_to_all_bytes_per_s = 0;  // bytes each rank sends to others per second (through the runtime)
   double latency_s = 0;            // a tiny all-to-all through the runtime: one collective step
+  double busy_latency_s = 0;       // the same while every rank's compute stream runs GEMMs
   double op_overhead_s = 0;        // the runtime's fixed cost per kernel
   double stream_wake_s = 0;        // an idle stream worker's delay before it starts a ready operation
   double ssd_read_bytes_per_s = 0, ssd_write_bytes_per_s = 0;

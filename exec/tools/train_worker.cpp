@@ -109,6 +109,7 @@ int run_train_worker(int rank, int size, const char* config_path, const char* ou
                           {"copy_bytes_per_s", rates.copy_bytes_per_s},
                           {"all_to_all_bytes_per_s", rates.all_to_all_bytes_per_s},
                           {"latency_s", rates.latency_s},
+                          {"busy_latency_s", rates.busy_latency_s},
                           {"op_overhead_s", rates.op_overhead_s},
                           {"stream_wake_s", rates.stream_wake_s},
                           {"kernel_rates", rates.kernels.rates},
