@@ -49,7 +49,8 @@ add_executable(moesys_exec_fault ${MOESYS_EXEC_TESTS}/fault_main.cpp)
 target_link_libraries(moesys_exec_fault PRIVATE moesys_exec)
 target_include_directories(moesys_exec_fault PRIVATE ${MOESYS_EXEC_TESTS})
 foreach(case "extra|did not complete within 5 s" "mismatch|members disagree on the collective"
-             "dead|exited" "bad_group|names rank 5 but the run has 4 ranks")
+             "dead|exited" "bad_group|names rank 5 but the run has 4 ranks"
+             "stalled_probe|the machine probe's barrier did not complete within 5 s")
   string(REPLACE "|" ";" parts "${case}")
   list(GET parts 0 mode)
   list(GET parts 1 expect)

@@ -25,6 +25,31 @@
 namespace moesys::exec::cpu {
 
 namespace {
+
+// Every MPI call of the probe is non-blocking and awaited with the runtime's deadline, so that a rank that stalls
+// or dies during the probe ends the run with a message instead of a hang.
+double probe_timeout_s() {
+  const char* env = std::getenv("MOESYS_EXEC_TIMEOUT_S");
+  return env ? std::atof(env) : 300.0;
+}
+
+void await(MPI_Request& request, const char* what) {
+  await_requests(&request, 1, probe_timeout_s(), std::string("the machine probe's ") + what);
+}
+
+void barrier() {
+  MPI_Request r = MPI_REQUEST_NULL;
+  MPI_Ibarrier(MPI_COMM_WORLD, &r);
+  await(r, "barrier");
+}
+
+double all_reduce(double v, MPI_Op op) {
+  double out = v;
+  MPI_Request r = MPI_REQUEST_NULL;
+  MPI_Iallreduce(&v, &out, 1, MPI_DOUBLE, op, MPI_COMM_WORLD, &r);
+  await(r, "all-reduce");
+  return out;
+}
 using clock = std::chrono::steady_clock;
 double since(clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); }
 
@@ -51,8 +76,8 @@ double time_together(Fn&& fn, double min_s) {
   const auto t = clock::now();
   fn();
   double reps = std::ceil(min_s / std::max(since(t), 1e-7));
-  MPI_Allreduce(MPI_IN_PLACE, &reps, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Barrier(MPI_COMM_WORLD);
+  reps = all_reduce(reps, MPI_MAX);
+  barrier();
   const auto t1 = clock::now();
   for (int i = 0; i < int(reps); ++i) fn();
   return since(t1) / reps;
@@ -62,21 +87,17 @@ double time_together(Fn&& fn, double min_s) {
 template <typename Fn>
 double time_fixed(Fn&& fn, int reps) {
   fn();
-  MPI_Barrier(MPI_COMM_WORLD);
+  barrier();
   const auto t = clock::now();
   for (int i = 0; i < reps; ++i) fn();
   return since(t) / reps;
 }
 
 double world_min(double v) {
-  double out = v;
-  MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
-  return out;
+  return all_reduce(v, MPI_MIN);
 }
 double world_max(double v) {
-  double out = v;
-  MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-  return out;
+  return all_reduce(v, MPI_MAX);
 }
 }  // namespace
 
@@ -85,7 +106,7 @@ MachineRates probe_machine(const ProbeShape& s) {
   MPI_Comm_size(MPI_COMM_WORLD, &r.ranks);
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Barrier(MPI_COMM_WORLD);
+  barrier();
   {  // GEMM
     std::vector<float> a(std::size_t(s.gemm_m * s.gemm_k), 0.5f), b(std::size_t(s.gemm_k * s.gemm_n), 0.25f),
         c(std::size_t(s.gemm_m * s.gemm_n));
@@ -95,14 +116,14 @@ MachineRates probe_machine(const ProbeShape& s) {
     }, 0.5);
     r.gemm_flop_per_s = world_min(2.0 * double(s.gemm_m) * double(s.gemm_n) * double(s.gemm_k) / t);
   }
-  MPI_Barrier(MPI_COMM_WORLD);
+  barrier();
   {  // memory: copies of 32 MiB (read + write traffic)
     const std::size_t n = 32u << 20;
     std::vector<char> a(n, 1), b(n, 2);
     const double t = time_together([&] { std::memcpy(b.data(), a.data(), n); }, 0.3);
     r.copy_bytes_per_s = world_min(2.0 * double(n) / t);
   }
-  MPI_Barrier(MPI_COMM_WORLD);
+  barrier();
   {  // All-to-all through the runtime's own path (a stream's worker, MPI's non-blocking all-to-all, the polling that
      // progresses it), as the program runs it, without the signature check that validation also leaves out: a tiny
      // one for the latency of one step (the simulator's all-to-all is one latency step), then one at the model's
@@ -192,11 +213,6 @@ MachineRates probe_machine(const ProbeShape& s) {
 
 namespace {
 
-double probe_timeout_s() {
-  const char* env = std::getenv("MOESYS_EXEC_TIMEOUT_S");
-  return env ? std::atof(env) : 300.0;
-}
-
 /// The kernel with its operands replaced by zero-filled host memory of the same sizes (views keep their offsets
 /// inside one allocation per buffer, so in-place kernels stay in place).
 class ProbeOperands {
@@ -259,7 +275,11 @@ KernelRates probe_kernel_rates(const std::vector<core::Kernel>& samples, double 
   MPI_Request done = MPI_REQUEST_NULL;
   MPI_Ibarrier(MPI_COMM_WORLD, &done);
   await_requests(&done, 1, probe_timeout_s(), "the kernel probe");
-  if (size > 1) MPI_Bcast(rates.data(), static_cast<int>(rates.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  if (size > 1) {
+    MPI_Request r = MPI_REQUEST_NULL;
+    MPI_Ibcast(rates.data(), static_cast<int>(rates.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD, &r);
+    await(r, "broadcast of kernel rates");
+  }
   for (std::size_t i = 0; i < samples.size(); ++i) out.rates[core::kernel_class(samples[i])] = rates[i];
   return out;
 }

@@ -4,6 +4,7 @@
 //   mismatch    rank 1 issues an all-to-all where the others issue an all-reduce
 //   dead        rank 2 dies before a collective the others wait in
 //   bad_group   a group names a rank the run does not have (a mismatched rank count)
+//   stalled_probe  rank 3 stalls while the others measure the machine (validate's probe)
 #include <unistd.h>
 
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include <exception>
 #include <string>
 
+#include "exec/cpu/machine_probe.hpp"
 #include "exec_test_util.hpp"
 
 int main(int argc, char** argv) {
@@ -41,8 +43,14 @@ int main(int argc, char** argv) {
     } else if (mode == "bad_group") {
       core::Group g({0, 1, rt->world_size() + 1});
       rt->wait(rt->all_reduce(core::streams::kComm, g, buf, 4096, core::Dtype::fp32, core::CollectiveAlgo::automatic));
+    } else if (mode == "stalled_probe") {
+      if (rt->rank() == 3) ::sleep(600);
+      exec::cpu::ProbeShape shape;
+      shape.gemm_m = shape.gemm_n = shape.gemm_k = 64;
+      shape.all_to_all_bytes = 4096;
+      exec::cpu::probe_machine(shape);
     } else {
-      std::fprintf(stderr, "usage: moesys_exec_fault extra|mismatch|dead|bad_group\n");
+      std::fprintf(stderr, "usage: moesys_exec_fault extra|mismatch|dead|bad_group|stalled_probe\n");
       return 2;
     }
   } catch (const std::exception& e) {
