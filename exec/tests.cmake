@@ -74,4 +74,4 @@ add_test(NAME exec.validate.compare
                  --model "{\"hidden\": 64, \"layers\": 2, \"vocab\": 128, \"seq_len\": 16}")
 set_tests_properties(exec.validate.compare PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}"
                      PASS_REGULAR_EXPRESSION
-                     "furthest off:.*compute: .*speed-up .*: predicted [0-9.]+, measured [0-9.]+, error [-+][0-9.]+%")
+                     "furthest off:.*stream: operation.*speed-up .*: predicted [0-9.]+, measured [0-9.]+, error [-+][0-9.]+%")
