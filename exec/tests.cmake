@@ -7,7 +7,7 @@ set(MOESYS_EXEC_TEST_ENV "OPENBLAS_NUM_THREADS=1;MOESYS_EXEC_TIMEOUT_S=60")
 set(MOESYS_EXEC_TESTS ${PROJECT_SOURCE_DIR}/tests/exec)
 
 add_executable(moesys_exec_tests ${MOESYS_EXEC_TESTS}/mpi_main.cpp ${MOESYS_EXEC_TESTS}/test_cpu_collectives.cpp
-                                 ${MOESYS_EXEC_TESTS}/test_cpu_streams.cpp)
+                                 ${MOESYS_EXEC_TESTS}/test_cpu_streams.cpp ${MOESYS_EXEC_TESTS}/test_cpu_kernels.cpp)
 target_link_libraries(moesys_exec_tests PRIVATE moesys_exec GTest::gtest)
 foreach(suite CpuCollectives CpuStreamsAcrossRanks)
   add_test(NAME exec.mpi4.${suite}
@@ -22,6 +22,10 @@ add_test(NAME exec.mpi4.TrainingProgram COMMAND ${MOESYS_MPIRUN} -np 4 $<TARGET_
 add_test(NAME exec.single.TrainingProgram COMMAND moesys_training_program_tests)
 set_tests_properties(exec.mpi4.TrainingProgram exec.single.TrainingProgram PROPERTIES LABELS exec TIMEOUT 300
                      ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
+
+# Kernels against naive references, one rank without mpirun.
+add_test(NAME exec.single.CpuKernels COMMAND moesys_exec_tests --gtest_filter=CpuKernels.*)
+set_tests_properties(exec.single.CpuKernels PROPERTIES LABELS exec TIMEOUT 60 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
 
 # One rank without mpirun: the single-process mode (an MPI singleton).
 # Streams on one rank, alone in its process: the overlap test compares wall times, so no other rank may compete
