@@ -16,7 +16,8 @@ foreach(suite CpuCollectives CpuStreamsAcrossRanks)
 endforeach()
 # The training program of `moesys train` on real ranks: every policy computes the same losses.
 add_executable(moesys_training_program_tests ${MOESYS_EXEC_TESTS}/mpi_main.cpp
-                                             ${MOESYS_EXEC_TESTS}/test_training_program.cpp)
+                                             ${MOESYS_EXEC_TESTS}/test_training_program.cpp
+                                             ${MOESYS_EXEC_TESTS}/test_generation_program.cpp)
 target_link_libraries(moesys_training_program_tests PRIVATE moesys_exec moesys_policies GTest::gtest)
 add_test(NAME exec.mpi4.TrainingProgram COMMAND ${MOESYS_MPIRUN} -np 4 $<TARGET_FILE:moesys_training_program_tests>)
 add_test(NAME exec.single.TrainingProgram COMMAND moesys_training_program_tests)

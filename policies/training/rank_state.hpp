@@ -78,7 +78,9 @@ struct RankState {
   std::int64_t partition_elems = 0;  // dense elements this rank updates
 
   core::Buffer params;         // replicated dense parameters, or (ZeRO-3) this rank's node shard of every unit
-  core::Buffer gathered[2];    // ZeRO-3: two gathered units (current + prefetched)
+  core::Buffer gathered[2];    // ZeRO-3: two gathered units (current + prefetched); generation: two fetched units
+  core::Buffer host_params;    // generation from host memory: every dense unit at home (params: the embedding)
+  core::Buffer unit_staging;   // ... in pageable memory: the pinned area a unit is copied through
   core::Buffer grads;          // ddp: full; ZeRO-2/3: the partition this rank updates
   core::Buffer node_grads;     // ZeRO-3: node shard of the gradients (between the two reduce-scatters)
   core::Buffer emb_grad;       // ZeRO-2/3: embedding unit gradient, written through the whole backward
@@ -97,6 +99,8 @@ struct RankState {
   core::Buffer routing;          // HBM int32 [micro-batch][MoE layer][expert]: the gate's counts of a step
   core::Buffer ids, targets;     // HBM int32 [n]
   core::Buffer staging;          // DRAM: uploads and read-backs
+  std::vector<core::Buffer> kv_k, kv_v;  // generation: per layer, [context][sequence][hidden] (position-major)
+  core::Buffer generated;               // generation: HBM int32 [pass][sequence], the sampled tokens
   core::Buffer partition_io;     // embedding partition: ids of every rank and column slices
   Workspace ws;
 
