@@ -14,6 +14,7 @@ const char* stream_name(StreamId s) {
     case streams::kNvme: return "nvme";
     case streams::kComm2: return "comm2";
     case streams::kGather: return "gather";
+    case streams::kUpload: return "upload";
     default: return "stream";
   }
 }

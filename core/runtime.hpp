@@ -35,6 +35,8 @@ inline constexpr StreamId kD2H = 3;      // device to host copies: offload, writ
 inline constexpr StreamId kNvme = 4;     // SSD <-> host memory
 inline constexpr StreamId kComm2 = 5;    // a second communication stream (e.g. gradient reductions)
 inline constexpr StreamId kGather = 6;   // parameter all-gathers ahead of use (ZeRO-3 prefetch)
+inline constexpr StreamId kUpload = 7;   // small host-to-device uploads (token ids, routing tables) that must not
+                                         // queue behind weight copies on kH2D
 }  // namespace streams
 const char* stream_name(StreamId s);
 

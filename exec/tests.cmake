@@ -77,3 +77,12 @@ add_test(NAME exec.validate.compare
                  --model "{\"hidden\": 64, \"layers\": 2, \"vocab\": 128, \"seq_len\": 16}")
 set_tests_properties(exec.validate.compare PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}"
                      PASS_REGULAR_EXPRESSION "speed-up .*: predicted [0-9.]+, measured [0-9.]+, error [-+][0-9.]+%")
+# `moesys infer --runtime cpu`: the three inference policies (ring with K = 1 and 2, ZeRO-Inference with pinned and
+# pageable memory) run the one generation program on 1 and 2 MPI ranks and sample the same tokens.
+foreach(ranks 1 2)
+  add_test(NAME exec.infer.cpu_ranks${ranks}
+           COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> "-DARGS=--ranks;${ranks}"
+                   -P ${MOESYS_EXEC_TESTS}/run_infer_policies.cmake)
+  set_tests_properties(exec.infer.cpu_ranks${ranks} PROPERTIES LABELS exec TIMEOUT 300
+                       ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
+endforeach()

@@ -82,46 +82,59 @@ void RankTrainer::generation_pass(int pass) {
   unit_pos_ = -1;
   for (int l = 1; l <= model_.layers; ++l) units_.push_back(l);
 
+  // Activations: nothing is kept for a backward pass, so every layer carves its views out of one scratch block
+  // (stream order on the compute stream makes the reuse safe) and writes its output into one of two buffers, the
+  // next layer's input; the FFN activation runs in place (carve_activations' forward_only).
+  std::int64_t rows_computed = real_ ? st_.max_rows_recv : 0, rows_sent = real_ ? st_.max_rows_sent : 0;
+  if (!real_)
+    for (const LayerRouting& lr : mb_->layers) {
+      rows_computed = std::max(rows_computed, lr.rows_computed(rank_));
+      rows_sent = std::max(rows_sent, lr.rows_sent(rank_));
+    }
+  auto carve = [&](int kind, std::int64_t tokens, Carver& c) {
+    return carve_activations(model_, kind, tokens, rows_computed, rows_sent, c, true);
+  };
+  Carver moe_size, dense_size, logits_size;
+  carve(1, tokens_, moe_size);
+  carve(2, tokens_, dense_size);
+  carve(3, g.sequences, logits_size);
+  core::Buffer scratch = rt_.alloc(core::Tier::hbm, std::max({moe_size.used(), dense_size.used(), logits_size.used()}),
+                                   "activations");
+  core::Buffer outs[2];
+  for (auto& o : outs) o = rt_.alloc(core::Tier::hbm, rows_of(tokens_, model_.hidden, a_), "activations");
+  auto views = [&](int kind, std::int64_t tokens, const core::Buffer& out) {
+    Carver cut(scratch);
+    ActivationViews v = carve(kind, tokens, cut);
+    v.out = out;
+    return v;
+  };
+
   unit_begin(0);
-  keep_activations(0, tokens_, 0, 0);
+  act_views_.assign(1, ActivationViews{});
+  act_views_.back().out = outs[1];  // layer 0's input
   embedding_forward();
+  act_views_.clear();
   unit_end();
   if (residency_) residency_->prefetch(0, false, {});
-  // A layer's activations die once the next layer has read its output: keep the newest block only.
-  auto drop_older = [&] {
-    while (act_blobs_.size() > 1) {
-      rt_.free(act_blobs_.front());
-      act_blobs_.erase(act_blobs_.begin());
-      act_views_.erase(act_views_.begin());
-    }
-  };
   int moe = 0;
   for (int l = 0; l < model_.layers; ++l) {
     unit_begin(l + 1);
-    const core::Buffer x_in = act_views_.back().out;
-    if (model_.is_moe_layer(l)) {
-      const LayerRouting& lr = mb_->layers[static_cast<std::size_t>(moe)];
-      keep_activations(1, tokens_, real_ ? st_.max_rows_recv : lr.rows_computed(rank_),
-                       real_ ? st_.max_rows_sent : lr.rows_sent(rank_));
-      attention_forward(x_in, act_views_.back());
-      moe_forward(moe++, act_views_.back());
-    } else {
-      keep_activations(2, tokens_, 0, 0);
-      attention_forward(x_in, act_views_.back());
-      dense_ffn_forward(act_views_.back());
-    }
+    const core::Buffer x_in = outs[(l + 1) % 2];
+    ActivationViews a = views(model_.is_moe_layer(l) ? 1 : 2, tokens_, outs[l % 2]);
+    attention_forward(x_in, a);
+    if (model_.is_moe_layer(l))
+      moe_forward(moe++, a);
+    else
+      dense_ffn_forward(a);
     unit_end();
-    drop_older();
   }
   unit_begin(0);
-  const core::Buffer x_last = act_views_.back().out;
-  keep_activations(3, g.sequences, 0, 0);  // logits of one position per sequence
-  sample(x_last, pass);
+  ActivationViews logits = views(3, g.sequences, {});  // logits of one position per sequence
+  sample(outs[(model_.layers + 1) % 2], logits, pass);
   unit_end();
   // Runtimes free in stream order: the memory is reused only after the kernels issued before the free.
-  for (core::Buffer& b : act_blobs_) rt_.free(b);
-  act_blobs_.clear();
-  act_views_.clear();
+  rt_.free(scratch);
+  for (auto& o : outs) rt_.free(o);
 }
 
 void RankTrainer::cached_attention(int layer, const core::Buffer& q, const core::Buffer& k, const core::Buffer& v,
@@ -140,8 +153,7 @@ void RankTrainer::cached_attention(int layer, const core::Buffer& q, const core:
   run(op, "attention");
 }
 
-void RankTrainer::sample(const core::Buffer& x_last, int pass) {
-  ActivationViews& a = act_views_.back();
+void RankTrainer::sample(const core::Buffer& x_last, const ActivationViews& a, int pass) {
   const GenerationPlan& g = plan_.generation;
   const std::int64_t B = g.sequences, h = model_.hidden, V = model_.vocab;
   core::Buffer last = x_last;

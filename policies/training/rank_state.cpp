@@ -36,7 +36,7 @@ std::vector<std::vector<std::int64_t>> unit_tensors(const core::ModelConfig& m, 
 }
 
 ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int64_t n, std::int64_t rows_computed,
-                                  std::int64_t rows_returned, Carver& c) {
+                                  std::int64_t rows_returned, Carver& c, bool forward_only) {
   const double a = core::dtype_bytes(m.dtype), h = m.hidden, f = m.ffn_hidden(), N = static_cast<double>(n);
   const double E = m.experts, k = m.top_k, V = m.vocab;
   ActivationViews v;
@@ -49,7 +49,7 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
     v.meanf = c.take(B(N, a));
     v.rstdf = c.take(B(N, a));
     v.logits = c.take(B(N * V, a));
-    v.dlogits = c.take(B(N * V, a));
+    if (!forward_only) v.dlogits = c.take(B(N * V, a));
     return v;
   }
   v.ln1 = c.take(B(N * h, a));
@@ -61,7 +61,7 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
   v.ln2 = c.take(B(N * h, a));
   v.mean2 = c.take(B(N, a));
   v.rstd2 = c.take(B(N, a));
-  v.out = c.take(B(N * h, a));
+  if (!forward_only) v.out = c.take(B(N * h, a));
   if (kind == 1) {
     v.probs = c.take(B(N * E, a));
     v.experts = c.take(B(N * k, 4));
@@ -69,11 +69,11 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
     v.weights = c.take(B(N * k, a));
     v.xin = c.take(B(static_cast<double>(rows_computed) * h, a));
     v.pre = c.take(B(static_cast<double>(rows_computed) * f, a));
-    v.post = c.take(B(static_cast<double>(rows_computed) * f, a));
+    v.post = forward_only ? v.pre : c.take(B(static_cast<double>(rows_computed) * f, a));
     v.ret = c.take(B(static_cast<double>(rows_returned) * h, a));
   } else {
     v.pre = c.take(B(N * f, a));
-    v.post = c.take(B(N * f, a));
+    v.post = forward_only ? v.pre : c.take(B(N * f, a));
   }
   return v;
 }

@@ -114,9 +114,11 @@ ExpertShape expert_shape(const TrainingPlan& plan);
 ResidencySettings residency_settings(const TrainingPlan& plan, std::int64_t cache_entries);
 
 /// The activation views of one layer of a micro-batch with `tokens` tokens. kind: 0 embedding, 1 attention +
-/// MoE, 2 attention + dense FFN, 3 logits.
+/// MoE, 2 attention + dense FFN, 3 logits. `forward_only` (generation: nothing is kept for a backward pass): the
+/// layer output is not carved (the caller provides it), the FFN activation runs in place (post = pre) and the
+/// logits have no gradient.
 ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int64_t tokens, std::int64_t rows_computed,
-                                  std::int64_t rows_returned, Carver& c);
+                                  std::int64_t rows_returned, Carver& c, bool forward_only = false);
 
 /// Dense parameter tensors of each unit (element counts; see the header comment).
 std::vector<std::vector<std::int64_t>> unit_tensors(const core::ModelConfig& m, const TrainingPolicy& p);

@@ -84,7 +84,8 @@ class RankTrainer {
   /// Appends this pass's K and V rows to layer `layer`'s cache and attends over the cached context.
   void cached_attention(int layer, const core::Buffer& q, const core::Buffer& k, const core::Buffer& v,
                         const core::Buffer& out);
-  void sample(const core::Buffer& x_last, int pass);
+  /// The next token of every sequence: final layernorm and tied logits of the last position (views `a`), argmax.
+  void sample(const core::Buffer& x_last, const ActivationViews& a, int pass);
 
   // ---- dense_layers.cpp ----
   void attention_forward(const core::Buffer& x_in, ActivationViews& a);
