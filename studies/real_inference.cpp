@@ -13,8 +13,8 @@ namespace inf = policies::inference;
 using nlohmann::json;
 
 json small_cpu_inference_model(int ranks) {
-  return {{"name", "small-cpu-moe"}, {"layers", 2},  {"hidden", 256},      {"heads", 4},  {"vocab", 512},
-          {"seq_len", 64},           {"experts", 2 * ranks}, {"top_k", 2}, {"dtype", "fp32"}};
+  return {{"name", "small-cpu-moe"}, {"layers", 2},          {"hidden", 256}, {"heads", 4},     {"vocab", 512},
+          {"seq_len", 64},           {"experts", 2 * ranks}, {"top_k", 2},    {"dtype", "fp32"}};
 }
 
 RealInferenceRun run_inference_for_real(const inf::InferenceConfig& c, const core::ClusterSpec& spec,

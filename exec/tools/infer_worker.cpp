@@ -23,9 +23,9 @@ int run_infer_worker(int rank, int size, const char* config_path, const char* ou
   const inf::InferenceConfig c = inf::inference_config_from_json(doc["run"], config_path);
   const core::ClusterSpec spec = core::parse_cluster(doc["cluster"], config_path);
   if (c.gpus != size)
-    throw core::ConfigError(config_path, "run.gpus",
-                            "the run has " + std::to_string(c.gpus) + " ranks but mpirun started " +
-                                std::to_string(size));
+    throw core::ConfigError(
+        config_path, "run.gpus",
+        "the run has " + std::to_string(c.gpus) + " ranks but mpirun started " + std::to_string(size));
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   openblas_set_num_threads(std::max(1, cores / size));  // ranks share the cores
   const inf::PreparedRun run = inf::prepare_run(c, spec, inf::json_namer(config_path, "run"));

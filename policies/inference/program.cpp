@@ -13,8 +13,8 @@ training::TrainingConfig program_config(const InferenceConfig& c, const core::Cl
   t.cluster = spec;
   t.gpus = c.gpus;
   t.expert_parallel = c.gpus;
-  t.policy.all_to_all = c.all_to_all == core::CollectiveAlgo::direct ? training::AllToAll::flat
-                                                                     : training::AllToAll::hierarchical;
+  t.policy.all_to_all =
+      c.all_to_all == core::CollectiveAlgo::direct ? training::AllToAll::flat : training::AllToAll::hierarchical;
   training::GenerationPlan unused;
   policy_info(c.policy).configure(c, t.policy, unused);
   return t;

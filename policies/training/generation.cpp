@@ -8,7 +8,6 @@
 // Expert residency orders its slots over the whole generation (every pass's MoE layers): the ring refills a
 // released slot with the next pass's first layers while this pass ends.
 #include <algorithm>
-#include <cstring>
 
 #include "model/ops.hpp"
 #include "policies/training/rank_trainer.hpp"
@@ -98,8 +97,8 @@ void RankTrainer::generation_pass(int pass) {
   carve(1, tokens_, moe_size);
   carve(2, tokens_, dense_size);
   carve(3, g.sequences, logits_size);
-  core::Buffer scratch = rt_.alloc(core::Tier::hbm, std::max({moe_size.used(), dense_size.used(), logits_size.used()}),
-                                   "activations");
+  core::Buffer scratch =
+      rt_.alloc(core::Tier::hbm, std::max({moe_size.used(), dense_size.used(), logits_size.used()}), "activations");
   core::Buffer outs[2];
   for (auto& o : outs) o = rt_.alloc(core::Tier::hbm, rows_of(tokens_, model_.hidden, a_), "activations");
   auto views = [&](int kind, std::int64_t tokens, const core::Buffer& out) {
@@ -147,8 +146,7 @@ void RankTrainer::cached_attention(int layer, const core::Buffer& q, const core:
   const core::Buffer kc = st_.kv_k[static_cast<std::size_t>(layer)], vc = st_.kv_v[static_cast<std::size_t>(layer)];
   tensor(ops::block_transpose(k, kc.slice(at, len), B, queries, h), "kv append");
   tensor(ops::block_transpose(v, vc.slice(at, len), B, queries, h), "kv append");
-  core::AttentionOp op =
-      ops::attention_cached(B, queries, context, model_.heads, model_.head_dim(), q, kc, vc, out);
+  core::AttentionOp op = ops::attention_cached(B, queries, context, model_.heads, model_.head_dim(), q, kc, vc, out);
   op.dtype = dtype_;
   run(op, "attention");
 }
@@ -163,7 +161,8 @@ void RankTrainer::sample(const core::Buffer& x_last, const ActivationViews& a, i
   }
   tensor(ops::layernorm(last, param(0, 2), param(0, 3), a.lnf, a.meanf, a.rstdf, B, h), "final layernorm");
   gemm(B, V, h, a.lnf, param(0, 0), a.logits, "logits", false, true);
-  const core::Buffer next = st_.generated.slice(static_cast<std::uint64_t>(pass * B) * 4, static_cast<std::uint64_t>(B) * 4);
+  const core::Buffer next =
+      st_.generated.slice(static_cast<std::uint64_t>(pass * B) * 4, static_cast<std::uint64_t>(B) * 4);
   tensor(ops::argmax(a.logits, next, B, V), "sample");
 }
 

@@ -14,7 +14,8 @@ namespace {
 LayerRouting layer_routing(const core::RoutingMatrix& m, const Layout& l) {
   LayerRouting lr;
   for (int r = 0; r < l.world; ++r) {
-    std::vector<std::int64_t> send(static_cast<std::size_t>(l.ep), 0), computed(static_cast<std::size_t>(l.local_experts), 0);
+    std::vector<std::int64_t> send(static_cast<std::size_t>(l.ep), 0),
+        computed(static_cast<std::size_t>(l.local_experts), 0);
     for (int e = 0; e < l.experts; ++e) send[static_cast<std::size_t>(l.owner(e))] += m.at(r, e);
     for (int le = 0; le < l.local_experts; ++le)
       for (int src = 0; src < l.world; ++src)
@@ -73,8 +74,9 @@ TrainingPlan make_generation_plan(TrainingConfig c, GenerationPlan g,
     const std::int64_t tokens = std::int64_t{g.sequences} * g.queries(pass);
     mb.tokens.assign(static_cast<std::size_t>(l.world), tokens);
     for (int moe = 0; moe < c.model.moe_layers(); ++moe)
-      mb.layers.push_back(layer_routing(routing.empty() ? even_routing(l, tokens, c.model.top_k)
-                                                        : routing[static_cast<std::size_t>(pass)][static_cast<std::size_t>(moe)],
+      mb.layers.push_back(layer_routing(routing.empty()
+                                            ? even_routing(l, tokens, c.model.top_k)
+                                            : routing[static_cast<std::size_t>(pass)][static_cast<std::size_t>(moe)],
                                         l));
     rp.steps.push_back({std::move(mb)});
   }

@@ -25,8 +25,8 @@ core::Buffer view(std::vector<float>& v) {
 // o[b, i] = softmax_j(q[b, i] . k[b, j] / sqrt(D)) v[b, j] per head over the keys query i sees, in double.
 // kv(b, t) gives the row of position t of sequence b in k and v.
 template <typename Row>
-std::vector<float> reference(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
-                             I B, I Sq, I Skv, I H, I D, Row kv) {
+std::vector<float> reference(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v, I B,
+                             I Sq, I Skv, I H, I D, Row kv) {
   const I ld = H * D;
   std::vector<float> o(static_cast<std::size_t>(B * Sq * ld));
   for (I b = 0; b < B; ++b)
@@ -90,7 +90,8 @@ TEST(CpuKernels, DecodeStepEqualsLastRowOfFullAttention) {
   auto q = model::normal_floats(n, 1.0, 7), k = model::normal_floats(n, 1.0, 8), v = model::normal_floats(n, 1.0, 9);
   std::vector<float> full(static_cast<std::size_t>(n));
   run_kernel(model::ops::attention(B, S, H, D, view(q), view(k), view(v), view(full)));
-  std::vector<float> kc(static_cast<std::size_t>(n)), vc(kc.size()), q1(static_cast<std::size_t>(B * ld)), o1(q1.size());
+  std::vector<float> kc(static_cast<std::size_t>(n)), vc(kc.size()), q1(static_cast<std::size_t>(B * ld)),
+      o1(q1.size());
   for (I b = 0; b < B; ++b)
     for (I t = 0; t < S; ++t)
       for (I x = 0; x < ld; ++x) {

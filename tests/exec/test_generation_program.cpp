@@ -25,12 +25,20 @@ Generated generate_with(const json& policy, bool ring, int slots, bool dense_fro
   int world = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   const int per_node = world % 2 == 0 && world > 1 ? world / 2 : world;
-  const json config = {
-      {"model",
-       {{"preset", "gpt-moe"}, {"experts", 2 * world}, {"hidden", 32}, {"heads", 2}, {"layers", 4}, {"moe_every", 2}, {"vocab", 64},
-        {"seq_len", 16}, {"micro_batch", 2}, {"global_batch", 2 * world}, {"dtype", "fp32"}}},
-      {"cluster", {{"gpus", world}, {"gpus_per_node", per_node}, {"nics_per_node", per_node}}},
-      {"policy", policy}};
+  const json config = {{"model",
+                        {{"preset", "gpt-moe"},
+                         {"experts", 2 * world},
+                         {"hidden", 32},
+                         {"heads", 2},
+                         {"layers", 4},
+                         {"moe_every", 2},
+                         {"vocab", 64},
+                         {"seq_len", 16},
+                         {"micro_batch", 2},
+                         {"global_batch", 2 * world},
+                         {"dtype", "fp32"}}},
+                       {"cluster", {{"gpus", world}, {"gpus_per_node", per_node}, {"nics_per_node", per_node}}},
+                       {"policy", policy}};
   tr::GenerationPlan g;
   g.sequences = 3;
   g.prompt_tokens = 5;
