@@ -14,6 +14,7 @@ const char* stream_name(StreamId s) {
     case streams::kNvme: return "nvme";
     case streams::kComm2: return "comm2";
     case streams::kGather: return "gather";
+    case streams::kUpload: return "upload";
     default: return "stream";
   }
 }
@@ -67,15 +68,18 @@ const char* to_string(TensorOpKind k) {
                                        "combine_bwd", "block_transpose", "add_bias", "bias_grad", "gelu",
                                        "gelu_bwd", "add", "scale", "fill", "layernorm", "layernorm_bwd",
                                        "embedding", "embedding_bwd", "softmax_xent", "adamw",
-                                       "gather_rows", "remap_index"};
+                                       "gather_rows", "remap_index", "argmax"};
   return kNames[static_cast<int>(k)];
 }
 
 double AttentionOp::flop() const {
-  // QK^T and PV: 2 GEMMs of 2*seq_q*seq_kv*head_dim each; causal masks half; backward costs 2.5x forward
-  // (flash-attention recomputes the scores).
-  double f = 4.0 * static_cast<double>(batch) * heads * seq_q * seq_kv * head_dim;
-  if (causal) f *= 0.5;
+  // QK^T and PV: 2 GEMMs of 2*head_dim flop per visible (query, key) pair; backward costs 2.5x forward
+  // (flash-attention recomputes the scores). Causal: query i sees seq_kv - seq_q + i + 1 keys, a trapezoid of
+  // seq_q * (seq_kv - seq_q) + seq_q^2 / 2 pairs in the continuous form (half the square when seq_q == seq_kv,
+  // about seq_kv pairs for one decode query).
+  const double sq = static_cast<double>(seq_q), skv = static_cast<double>(seq_kv);
+  const double pairs = causal ? sq * std::max(skv - sq, 0.0) + 0.5 * sq * std::min(sq, skv) : sq * skv;
+  const double f = 4.0 * static_cast<double>(batch) * heads * pairs * head_dim;
   return backward ? 2.5 * f : f;
 }
 

@@ -35,6 +35,8 @@ inline constexpr StreamId kD2H = 3;      // device to host copies: offload, writ
 inline constexpr StreamId kNvme = 4;     // SSD <-> host memory
 inline constexpr StreamId kComm2 = 5;    // a second communication stream (e.g. gradient reductions)
 inline constexpr StreamId kGather = 6;   // parameter all-gathers ahead of use (ZeRO-3 prefetch)
+inline constexpr StreamId kUpload = 7;   // small host-to-device uploads (token ids, routing tables) that must not
+                                         // queue behind weight copies on kH2D
 }  // namespace streams
 const char* stream_name(StreamId s);
 
@@ -100,13 +102,26 @@ struct GemmOp {
 };
 
 /// Scaled dot-product attention (forward, or backward when `backward`).
+/// With seq_q < seq_kv the queries are the last seq_q positions of each sequence (a prefill continuing a context, or
+/// a decode step with seq_q = 1): query i sits at position seq_kv - seq_q + i and, when causal, sees keys 0..that
+/// position. Backward requires seq_q == seq_kv and packed K/V (training).
 struct AttentionOp {
   std::int64_t batch = 1, heads = 1, seq_q = 1, seq_kv = 1, head_dim = 64;
   bool causal = true, backward = false;
   Dtype dtype = Dtype::bf16;
-  /// Real operands, each [batch * seq, heads * head_dim] row-major (token-major, heads side by side).
+  /// Real operands, rows of heads * head_dim elements (heads side by side). q, o (and the gradients) are
+  /// [batch * seq_q] rows, sequence-major. k, v are [batch * seq_kv] rows sequence-major, or, with
+  /// `kv_position_major`, [positions][batch] rows: the layout of a KV cache with room for the full context, where
+  /// a decode step appends its new K and V rows of every sequence as one contiguous block after the previous
+  /// positions (position t of sequence b is row t * batch + b; rows past seq_kv are not read).
   /// Forward reads q, k, v and writes o; backward also reads d_o and writes d_q, d_k, d_v.
   Buffer q, k, v, o, d_o, d_q, d_k, d_v;
+  bool kv_position_major = false;
+  /// Rows between positions t and t + 1 of one sequence in k and v, and between sequences b and b + 1.
+  std::int64_t kv_position_stride() const { return kv_position_major ? batch : 1; }
+  std::int64_t kv_sequence_stride() const { return kv_position_major ? 1 : seq_kv; }
+  /// Keys query i may see: all of them, or (causal) those up to its position seq_kv - seq_q + i.
+  std::int64_t visible_keys(std::int64_t i) const { return causal ? seq_kv - seq_q + i + 1 : seq_kv; }
   double flop() const;
   double bytes() const;  // Q, K, V, O traffic (flash-attention style, no materialised scores)
 };
@@ -132,7 +147,7 @@ struct GateOp {
 enum class TensorOpKind {
   gate_topk, gate_bwd, dispatch, dispatch_bwd, combine, combine_bwd, block_transpose, add_bias, bias_grad, gelu,
   gelu_bwd, add, scale, fill, layernorm, layernorm_bwd, embedding, embedding_bwd, softmax_xent, adamw,
-  gather_rows, remap_index
+  gather_rows, remap_index, argmax
 };
 const char* to_string(TensorOpKind k);
 

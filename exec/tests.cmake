@@ -7,7 +7,7 @@ set(MOESYS_EXEC_TEST_ENV "OPENBLAS_NUM_THREADS=1;MOESYS_EXEC_TIMEOUT_S=60")
 set(MOESYS_EXEC_TESTS ${PROJECT_SOURCE_DIR}/tests/exec)
 
 add_executable(moesys_exec_tests ${MOESYS_EXEC_TESTS}/mpi_main.cpp ${MOESYS_EXEC_TESTS}/test_cpu_collectives.cpp
-                                 ${MOESYS_EXEC_TESTS}/test_cpu_streams.cpp)
+                                 ${MOESYS_EXEC_TESTS}/test_cpu_streams.cpp ${MOESYS_EXEC_TESTS}/test_cpu_kernels.cpp)
 target_link_libraries(moesys_exec_tests PRIVATE moesys_exec GTest::gtest)
 foreach(suite CpuCollectives CpuStreamsAcrossRanks)
   add_test(NAME exec.mpi4.${suite}
@@ -16,12 +16,17 @@ foreach(suite CpuCollectives CpuStreamsAcrossRanks)
 endforeach()
 # The training program of `moesys train` on real ranks: every policy computes the same losses.
 add_executable(moesys_training_program_tests ${MOESYS_EXEC_TESTS}/mpi_main.cpp
-                                             ${MOESYS_EXEC_TESTS}/test_training_program.cpp)
+                                             ${MOESYS_EXEC_TESTS}/test_training_program.cpp
+                                             ${MOESYS_EXEC_TESTS}/test_generation_program.cpp)
 target_link_libraries(moesys_training_program_tests PRIVATE moesys_exec moesys_policies GTest::gtest)
 add_test(NAME exec.mpi4.TrainingProgram COMMAND ${MOESYS_MPIRUN} -np 4 $<TARGET_FILE:moesys_training_program_tests>)
 add_test(NAME exec.single.TrainingProgram COMMAND moesys_training_program_tests)
 set_tests_properties(exec.mpi4.TrainingProgram exec.single.TrainingProgram PROPERTIES LABELS exec TIMEOUT 300
                      ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
+
+# Kernels against naive references, one rank without mpirun.
+add_test(NAME exec.single.CpuKernels COMMAND moesys_exec_tests --gtest_filter=CpuKernels.*)
+set_tests_properties(exec.single.CpuKernels PROPERTIES LABELS exec TIMEOUT 60 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
 
 # One rank without mpirun: the single-process mode (an MPI singleton).
 # Streams on one rank, alone in its process: the overlap test compares wall times, so no other rank may compete
@@ -75,3 +80,12 @@ add_test(NAME exec.validate.compare
 set_tests_properties(exec.validate.compare PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}"
                      PASS_REGULAR_EXPRESSION
                      "furthest off:.*stream: operation.*speed-up .*: predicted [0-9.]+, measured [0-9.]+, error [-+][0-9.]+%")
+# `moesys infer --runtime cpu`: the three inference policies (ring with K = 1 and 2, ZeRO-Inference with pinned and
+# pageable memory) run the one generation program on 1 and 2 MPI ranks and sample the same tokens.
+foreach(ranks 1 2)
+  add_test(NAME exec.infer.cpu_ranks${ranks}
+           COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> "-DARGS=--ranks;${ranks}"
+                   -P ${MOESYS_EXEC_TESTS}/run_infer_policies.cmake)
+  set_tests_properties(exec.infer.cpu_ranks${ranks} PROPERTIES LABELS exec TIMEOUT 300
+                       ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
+endforeach()

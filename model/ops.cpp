@@ -110,6 +110,10 @@ TensorOp remap_index(Buffer idx, Buffer table, Buffer out, I n, I table_size) {
   return make(core::TensorOpKind::remap_index, {idx, table}, {out}, {n, table_size}, 2 * d(n), d(n), 0);
 }
 
+TensorOp argmax(Buffer x, Buffer ids, I T, I V) {
+  return make(core::TensorOpKind::argmax, {x}, {ids}, {T, V}, d(T) * d(V), d(T), d(T) * d(V));
+}
+
 TensorOp with_dtype(TensorOp op, core::Dtype dtype) {
   const double ratio = core::dtype_bytes(dtype) / 4.0;
   op.dtype = dtype;
@@ -123,6 +127,13 @@ core::AttentionOp attention(I batch, I seq, I heads, I head_dim, Buffer q, Buffe
   a.batch = batch, a.heads = heads, a.seq_q = seq, a.seq_kv = seq, a.head_dim = head_dim;
   a.causal = true, a.dtype = core::Dtype::fp32;
   a.q = q, a.k = k, a.v = v, a.o = o;
+  return a;
+}
+core::AttentionOp attention_cached(I batch, I seq_q, I seq_kv, I heads, I head_dim, Buffer q, Buffer k_cache,
+                                   Buffer v_cache, Buffer o) {
+  core::AttentionOp a = attention(batch, seq_q, heads, head_dim, q, k_cache, v_cache, o);
+  a.seq_kv = seq_kv;
+  a.kv_position_major = true;
   return a;
 }
 core::AttentionOp attention_bwd(I batch, I seq, I heads, I head_dim, Buffer q, Buffer k, Buffer v, Buffer o,

@@ -77,12 +77,21 @@ TensorOp gather_rows(Buffer x, Buffer idx, Buffer y, I R, I n, I Rx);
 /// compact or chunk-major send buffer.  in {idx, table}  out {out}  dims {n, table size}
 TensorOp remap_index(Buffer idx, Buffer table, Buffer out, I n, I table_size);
 
+/// ids[t] = the column of the largest x[t][:] (the lowest on ties): greedy sampling of the next token from logits.
+/// in {x}  out {ids}  dims {T, V}
+TensorOp argmax(Buffer x, Buffer ids, I T, I V);
+
 /// The same op with floating-point operands of `dtype`: the simulator costs its float traffic at that width
 /// (the builders count 4-byte elements); real runtimes check that they support the dtype.
 TensorOp with_dtype(TensorOp op, core::Dtype dtype);
 
 /// Scaled dot-product attention over q, k, v [B*S, heads*head_dim] (forward: o; backward: d_q, d_k, d_v from d_o).
 core::AttentionOp attention(I batch, I seq, I heads, I head_dim, Buffer q, Buffer k, Buffer v, Buffer o);
+/// Attention of the last seq_q positions of each sequence (q, o [B*seq_q, heads*head_dim]) over the first seq_kv
+/// positions of a position-major KV cache (k_cache, v_cache [max context][B][heads*head_dim], see AttentionOp),
+/// causal with the offset seq_kv - seq_q: the prefill (seq_q = seq_kv = prompt) and every decode step (seq_q = 1).
+core::AttentionOp attention_cached(I batch, I seq_q, I seq_kv, I heads, I head_dim, Buffer q, Buffer k_cache,
+                                   Buffer v_cache, Buffer o);
 core::AttentionOp attention_bwd(I batch, I seq, I heads, I head_dim, Buffer q, Buffer k, Buffer v, Buffer o,
                                 Buffer d_o, Buffer d_q, Buffer d_k, Buffer d_v);
 

@@ -7,6 +7,8 @@
 #                       copy bandwidth (pinned and pageable)
 #   train-<preset>.json `moesys train --runtime cuda`: the deepspeed and moesys presets' training program on the
 #                       GPUs, and sim-<preset>.json its prediction on the matching simulated GPUs (--gpu GPU_KIND)
+#   infer-<policy>.json `moesys infer --runtime cuda`: the generation program on the GPUs under each inference policy
+#                       (all-in-gpu, moesys ring K=1, deepspeed pageable); every policy must sample the same tokens
 #   summary.json        the above side by side
 # Budget: under 8 minutes on one H100 or H200 (build ~2-3 min with -j$(nproc), tests ~1 min, measurements ~1 min).
 # Usage: scripts/gpu-check.sh OUTDIR     (MOESYS_GPU_BUILD=dir overrides the build directory)
@@ -84,6 +86,15 @@ for preset in deepspeed moesys; do
     --model "$train_model" --json >"$out/sim-$preset.json" || log "simulation failed for $preset (continuing)"
 done
 
+# The generation program on every GPU under each inference policy: the same tokens, and the measured report.
+for policy in "all-in-gpu" "moesys --ring-slots 1" "deepspeed --host-memory pageable"; do
+  name="${policy%% *}"
+  log "moesys infer --runtime cuda --ranks $ngpu --policy $policy"
+  # shellcheck disable=SC2086  # the policy's flags are words
+  timeout 120 "$build/moesys" infer --runtime cuda --ranks "$ngpu" --gpu "$kind" --policy $policy --json \
+    >"$out/infer-$name.json" || log "real inference run failed for $name (continuing)"
+done
+
 python3 - "$out" <<'PY'
 import glob, json, os, sys
 out = sys.argv[1]
@@ -108,6 +119,12 @@ if "deepspeed" in t and "moesys" in t:
     m = t["deepspeed"]["measured_step_s"] / t["moesys"]["measured_step_s"]
     p = t["deepspeed"]["predicted_step_s"] / t["moesys"]["predicted_step_s"]
     t["moesys_speedup"] = {"measured": m, "predicted": p, "error_pct": (p - m) / m * 100}
+runs = {p: load(os.path.join(out, f"infer-{p}.json")) for p in ("all-in-gpu", "moesys", "deepspeed")}
+if any(runs.values()):
+    ref = runs["all-in-gpu"]
+    summary["inference"] = {p: {"tokens_per_s": r["tokens_per_s"], "tpot_p50_ms": r["tpot_p50_ms"],
+                                "same_tokens_as_all_in_gpu": bool(ref) and r["tokens"] == ref["tokens"]}
+                            for p, r in runs.items() if r}
 tmp = os.path.join(out, "summary.json.tmp")
 json.dump(summary, open(tmp, "w"), indent=2)
 os.replace(tmp, os.path.join(out, "summary.json"))

@@ -37,33 +37,39 @@ void run_gemm(const core::GemmOp& g) {
                 F(g.c) + b * sc, static_cast<int>(g.n));
 }
 
-// Causal attention, one (batch, head) at a time with materialised scores; backward recomputes them.
+// Attention, one (batch, head) at a time with materialised scores [seq_q][seq_kv]; backward recomputes them. K and
+// V rows of one sequence are kv_position_stride() rows apart (a position-major KV cache) and sequences start
+// kv_sequence_stride() rows apart; queries are the last seq_q positions (causal offset seq_kv - seq_q).
 void run_attention(const core::AttentionOp& a) {
   need(a.q.data && a.k.data && a.v.data && a.o.data, "attention operands have no host data");
-  need(a.seq_q == a.seq_kv, "attention: seq_q must equal seq_kv");
-  const I S = a.seq_q, D = a.head_dim, ld = a.heads * D;
+  need(a.seq_q >= 1 && a.seq_q <= a.seq_kv, "attention: need 1 <= seq_q <= seq_kv");
+  need(!a.backward || (a.seq_q == a.seq_kv && !a.kv_position_major),
+       "attention backward: seq_q must equal seq_kv with packed K and V");
+  const I Sq = a.seq_q, Skv = a.seq_kv, D = a.head_dim, ld = a.heads * D;
+  const I ldkv = a.kv_position_stride() * ld, kv_seq = a.kv_sequence_stride() * ld;
   const float sc = 1.0f / std::sqrt(static_cast<float>(D));
-  std::vector<float> p(Z(S * S)), dp(Z(S * S));
+  std::vector<float> p(Z(Sq * Skv)), dp(a.backward ? Z(Sq * Skv) : 0);
   for (I b = 0; b < a.batch; ++b)
     for (I h = 0; h < a.heads; ++h) {
-      const I off = b * S * ld + h * D;
-      const float *q = F(a.q) + off, *k = F(a.k) + off, *v = F(a.v) + off;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(S), int(S), int(D), sc, q, int(ld), k, int(ld), 0.f,
-                  p.data(), int(S));
-      for (I i = 0; i < S; ++i) {  // causal softmax per row
-        float* row = p.data() + i * S;
-        const I n = a.causal ? i + 1 : S;
+      const I off = b * Sq * ld + h * D, kv_off = b * kv_seq + h * D;
+      const float *q = F(a.q) + off, *k = F(a.k) + kv_off, *v = F(a.v) + kv_off;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(Sq), int(Skv), int(D), sc, q, int(ld), k, int(ldkv),
+                  0.f, p.data(), int(Skv));
+      for (I i = 0; i < Sq; ++i) {  // (causal) softmax per row
+        float* row = p.data() + i * Skv;
+        const I n = a.visible_keys(i);
         const float mx = *std::max_element(row, row + n);
         float sum = 0;
         for (I j = 0; j < n; ++j) sum += (row[j] = std::exp(row[j] - mx));
         for (I j = 0; j < n; ++j) row[j] /= sum;
-        for (I j = n; j < S; ++j) row[j] = 0;
+        for (I j = n; j < Skv; ++j) row[j] = 0;
       }
       if (!a.backward) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(S), int(D), int(S), 1.f, p.data(), int(S), v,
-                    int(ld), 0.f, F(a.o) + off, int(ld));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(Sq), int(D), int(Skv), 1.f, p.data(), int(Skv), v,
+                    int(ldkv), 0.f, F(a.o) + off, int(ld));
         continue;
       }
+      const I S = Sq;
       need(a.d_o.data && a.d_q.data && a.d_k.data && a.d_v.data, "attention backward operands have no host data");
       const float* d_o = F(a.d_o) + off;
       // dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(dP * P)); dQ = sc dS K; dK = sc dS^T Q.
@@ -369,6 +375,12 @@ void run_tensor(const TensorOp& op) {
         const int at = N(op.in[0])[i];
         need(at < dm[1], "remap_index: index out of range");
         N(op.out[0])[i] = at < 0 ? -1 : N(op.in[1])[at];
+      }
+      return;
+    case TensorOpKind::argmax:
+      for (I t = 0; t < dm[0]; ++t) {
+        const float* row = F(op.in[0]) + t * dm[1];
+        N(op.out[0])[t] = static_cast<int>(std::max_element(row, row + dm[1]) - row);  // first of equal maxima
       }
       return;
     case TensorOpKind::adamw: {

@@ -90,35 +90,44 @@ void run_gemm(const core::GemmOp& op, const KernelContext& ctx) {
   gemm(ctx, g, ctx.address(op.a), ctx.address(op.b), ctx.address(op.c), type, compute);
 }
 
-// Causal attention like the CPU runtime: per batch element, the heads' [S,S] scores as one strided-batched GEMM
-// (heads sit side by side in a row, so head h starts at column h*D), a row softmax, and the value GEMM; backward
-// recomputes the probabilities. fp32 throughout.
+// Attention like the CPU runtime: per batch element, the heads' [seq_q, seq_kv] scores as one strided-batched GEMM
+// (heads sit side by side in a row, so head h starts at column h*D), a row softmax (causal with the offset
+// seq_kv - seq_q), and the value GEMM; K and V rows may be a position-major KV cache (a leading dimension of
+// batch rows). Backward (seq_q == seq_kv, packed K/V) recomputes the probabilities. fp32 throughout.
 void run_attention(const core::AttentionOp& a, const KernelContext& ctx) {
-  need(a.seq_q == a.seq_kv, "attention: seq_q must equal seq_kv");
-  const I S = a.seq_q, D = a.head_dim, Hd = a.heads, ld = Hd * D;
+  need(a.seq_q >= 1 && a.seq_q <= a.seq_kv, "attention: need 1 <= seq_q <= seq_kv");
+  need(!a.backward || (a.seq_q == a.seq_kv && !a.kv_position_major),
+       "attention backward: seq_q must equal seq_kv with packed K and V");
+  const I S = a.seq_q, Skv = a.seq_kv, D = a.head_dim, Hd = a.heads, ld = Hd * D;
+  const I ldkv = a.kv_position_stride() * ld, kv_seq = a.kv_sequence_stride() * ld;
   const float sc = 1.0f / std::sqrt(static_cast<float>(D));
   const auto* q = static_cast<const float*>(ctx.address(a.q));
   const auto* k = static_cast<const float*>(ctx.address(a.k));
   const auto* v = static_cast<const float*>(ctx.address(a.v));
   const cublasComputeType_t ct = ctx.allow_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-  Scratch p(std::size_t(Hd * S * S) * 4 * (a.backward ? 2 : 1), ctx.stream);
+  Scratch p(std::size_t(Hd * S * Skv) * 4 * (a.backward ? 2 : 1), ctx.stream);
   float* P = p.as<float>();
-  float* dP = P + Hd * S * S;
+  float* dP = P + Hd * S * Skv;
   auto G = [&](bool ta, bool tb, I m, I n, I kk, I lda, I sa, I ldb, I sb, I ldc, I scc, float alpha) {
     Gemm g;
     g.ta = ta, g.tb = tb, g.m = m, g.n = n, g.k = kk, g.lda = lda, g.sa = sa, g.ldb = ldb, g.sb = sb, g.ldc = ldc;
     g.sc = scc, g.batch = Hd, g.alpha = alpha;
     return g;
   };
+  if (!a.backward) {
+    for (I b = 0; b < a.batch; ++b) {
+      const I off = b * S * ld, kv_off = b * kv_seq;
+      gemm(ctx, G(false, true, S, Skv, D, ld, D, ldkv, D, Skv, S * Skv, sc), q + off, k + kv_off, P, CUDA_R_32F, ct);
+      kernels::attention_softmax(P, Hd, S, Skv, a.causal, ctx.stream);
+      gemm(ctx, G(false, false, S, D, Skv, Skv, S * Skv, ldkv, D, ld, D, 1.f), P, v + kv_off,
+           static_cast<float*>(ctx.address(a.o)) + off, CUDA_R_32F, ct);
+    }
+    return;
+  }
   for (I b = 0; b < a.batch; ++b) {
     const I off = b * S * ld;
     gemm(ctx, G(false, true, S, S, D, ld, D, ld, D, S, S * S, sc), q + off, k + off, P, CUDA_R_32F, ct);
-    kernels::attention_softmax(P, Hd, S, a.causal, ctx.stream);
-    if (!a.backward) {
-      gemm(ctx, G(false, false, S, D, S, S, S * S, ld, D, ld, D, 1.f), P, v + off,
-           static_cast<float*>(ctx.address(a.o)) + off, CUDA_R_32F, ct);
-      continue;
-    }
+    kernels::attention_softmax(P, Hd, S, S, a.causal, ctx.stream);
     const auto* d_o = static_cast<const float*>(ctx.address(a.d_o)) + off;
     // dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(dP * P)); dQ = sc dS K; dK = sc dS^T Q.
     gemm(ctx, G(true, false, S, D, S, S, S * S, ld, D, ld, D, 1.f), P, d_o,
@@ -147,7 +156,8 @@ void run_tensor(const core::TensorOp& op, const KernelContext& ctx) {
       {TensorOpKind::layernorm, {3, 3, 2}},       {TensorOpKind::layernorm_bwd, {5, 3, 2}},
       {TensorOpKind::embedding, {3, 1, 4}},       {TensorOpKind::embedding_bwd, {2, 2, 4}},
       {TensorOpKind::softmax_xent, {2, 2, 2}},    {TensorOpKind::adamw, {1, 3, 1}},
-      {TensorOpKind::gather_rows, {2, 1, 3}},     {TensorOpKind::remap_index, {2, 1, 2}}};
+      {TensorOpKind::gather_rows, {2, 1, 3}},     {TensorOpKind::remap_index, {2, 1, 2}},
+      {TensorOpKind::argmax, {1, 1, 2}}};
   const auto& n = arity.at(op.kind);
   need(op.in.size() >= n[0] && op.out.size() >= n[1] && op.dims.size() >= n[2],
        kind + ": too few operands or dims (see model/ops.hpp)");
@@ -215,6 +225,8 @@ void run_tensor(const core::TensorOp& op, const KernelContext& ctx) {
       return k::gather_rows(F(in[0]), N(in[1]), F(out[0]), d[0], d[1], s);
     case TensorOpKind::remap_index:
       return k::remap_index(N(in[0]), N(in[1]), N(out[0]), d[0], s);
+    case TensorOpKind::argmax:
+      return k::argmax(F(in[0]), N(out[0]), d[0], d[1], s);
     case TensorOpKind::adamw: {
       const double b1 = scalar(1), b2 = scalar(2), step = scalar(5);
       // Bias corrections in double on the host, then float: the CPU runtime's arithmetic.

@@ -35,6 +35,8 @@ void block_transpose(const float* x, float* y, I A, I B, I n, cudaStream_t s);
 void gather_rows(const float* x, const int* idx, float* y, I R, I n, cudaStream_t s);
 /// out[i] = idx[i] < 0 ? -1 : table[idx[i]].
 void remap_index(const int* idx, const int* table, int* out, I n, cudaStream_t s);
+/// ids[t] = the column of the largest x[t][:], the lowest on ties (as std::max_element on the CPU).
+void argmax(const float* x, int* ids, I T, I V, cudaStream_t s);
 void add_bias(float* x, const float* bias, I G, I M, I N, cudaStream_t s);
 void bias_grad(const float* d, float* db, I G, I M, I N, bool accumulate, cudaStream_t s);
 void gelu(const float* x, float* y, I n, cudaStream_t s);
@@ -58,7 +60,8 @@ void adamw(const float* grad, float* param, float* m, float* v, I n, float lr, f
 
 /// Attention helpers over `mats` row-major [S, S] score matrices: softmax per row (causal: row i keeps j <= i,
 /// the rest become 0), and its backward in place: dp = p * (dp - rowsum(dp * p)).
-void attention_softmax(float* scores, I mats, I S, bool causal, cudaStream_t s);
+/// Row softmax of `mats` score matrices [Sq][Skv]; causal: row i keeps its first Skv - Sq + i + 1 entries.
+void attention_softmax(float* scores, I mats, I Sq, I Skv, bool causal, cudaStream_t s);
 void attention_softmax_bwd(const float* p, float* dp, I mats, I S, cudaStream_t s);
 
 }  // namespace moesys::exec::cuda::kernels

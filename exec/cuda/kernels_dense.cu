@@ -75,6 +75,23 @@ __global__ void remap_index_kernel(const int* __restrict__ idx, const int* __res
                                    I n) {
   for (I i = grid_index(); i < n; i += grid_stride()) out[i] = idx[i] < 0 ? -1 : table[idx[i]];
 }
+// One warp per row: each lane keeps its first maximum, then the warp keeps the largest, the lower column on ties.
+__global__ void argmax_kernel(const float* __restrict__ x, int* __restrict__ ids, I T, I V) {
+  const I row = (I(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = int(threadIdx.x % 32);
+  if (row >= T) return;
+  const float* r = x + row * V;
+  float best = -FLT_MAX;
+  I at = V;
+  for (I j = lane; j < V; j += 32)
+    if (at == V || r[j] > best) best = r[j], at = j;
+  for (int o = 16; o > 0; o >>= 1) {
+    const float b = __shfl_xor_sync(kFull, best, o);
+    const I a = __shfl_xor_sync(kFull, at, o);
+    if (b > best || (b == best && a < at)) best = b, at = a;
+  }
+  if (lane == 0) ids[row] = int(at);
+}
 __global__ void add_bias_kernel(float* __restrict__ x, const float* __restrict__ bias, I M, I N, I total) {
   for (I i = grid_index(); i < total; i += grid_stride()) x[i] += bias[(i / (M * N)) * N + i % N];
 }
@@ -226,12 +243,12 @@ __global__ void adamw_kernel(const float* __restrict__ g, float* __restrict__ p,
 }
 
 // One warp per score row; sums in float like the CPU (tree order).
-__global__ void attention_softmax_kernel(float* __restrict__ sc, I rows, I S, bool causal) {
+__global__ void attention_softmax_kernel(float* __restrict__ sc, I rows, I Sq, I S, bool causal) {
   const I row = (I(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = int(threadIdx.x % 32);
   if (row >= rows) return;
   float* r = sc + row * S;
-  const I n = causal ? row % S + 1 : S;
+  const I n = causal ? S - Sq + row % Sq + 1 : S;  // the queries are the last Sq positions
   float mx = -FLT_MAX;
   for (I j = lane; j < n; j += 32) mx = fmaxf(mx, r[j]);
   for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, o));
@@ -270,6 +287,10 @@ void block_transpose(const float* x, float* y, I A, I B, I n, cudaStream_t s) {
 }
 void gather_rows(const float* x, const int* idx, float* y, I R, I n, cudaStream_t s) {
   MOESYS_LAUNCH(gather_rows_kernel, blocks_for(R * n), x, idx, y, R, n);
+}
+void argmax(const float* x, int* ids, I T, I V, cudaStream_t s) {
+  if (T == 0) return;
+  MOESYS_LAUNCH(argmax_kernel, warp_grid(T), x, ids, T, V);
 }
 void remap_index(const int* idx, const int* table, int* out, I n, cudaStream_t s) {
   MOESYS_LAUNCH(remap_index_kernel, blocks_for(n), idx, table, out, n);
@@ -326,9 +347,9 @@ void adamw(const float* grad, float* param, float* m, float* v, I n, float lr, f
            float weight_decay, float c1, float c2, cudaStream_t s) {
   MOESYS_LAUNCH(adamw_kernel, blocks_for(n), grad, param, m, v, n, lr, beta1, beta2, eps, weight_decay, c1, c2);
 }
-void attention_softmax(float* scores, I mats, I S, bool causal, cudaStream_t s) {
-  if (mats * S == 0) return;
-  MOESYS_LAUNCH(attention_softmax_kernel, warp_grid(mats * S), scores, mats * S, S, causal);
+void attention_softmax(float* scores, I mats, I Sq, I Skv, bool causal, cudaStream_t s) {
+  if (mats * Sq == 0) return;
+  MOESYS_LAUNCH(attention_softmax_kernel, warp_grid(mats * Sq), scores, mats * Sq, Sq, Skv, causal);
 }
 void attention_softmax_bwd(const float* p, float* dp, I mats, I S, cudaStream_t s) {
   if (mats * S == 0) return;

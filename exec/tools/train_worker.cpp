@@ -66,7 +66,8 @@ json rank_result(const core::Runtime& rt, const tr::RankCounters& k) {
             k.ssd_read_bytes, k.ssd_write_bytes}}};
 }
 
-/// Rank 0 receives every rank's document (MPI_Gatherv of the serialised text).
+}  // namespace
+
 std::vector<std::string> gather_text(const std::string& mine, int rank, int size) {
   int n = static_cast<int>(mine.size());
   std::vector<int> sizes(static_cast<std::size_t>(size)), offsets(sizes.size());
@@ -84,7 +85,15 @@ std::vector<std::string> gather_text(const std::string& mine, int rank, int size
                                static_cast<std::size_t>(sizes[static_cast<std::size_t>(i)])));
   return out;
 }
-}  // namespace
+
+void write_json_file(const std::string& path, const nlohmann::json& doc) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    if (!(out << doc.dump() << "\n")) throw core::RuntimeFailure("cannot write " + path);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw core::RuntimeFailure("cannot write " + path);
+}
 
 int run_train_worker(int rank, int size, const char* config_path, const char* out_path, bool probe,
                      const RuntimeFactory& make_runtime) {
@@ -134,12 +143,7 @@ int run_train_worker(int rank, int size, const char* config_path, const char* ou
     json doc = measured_machine.is_object() ? measured_machine : json::object();
     doc["ranks"] = json::array();
     for (const auto& text : all) doc["ranks"].push_back(json::parse(text));
-    const std::string tmp = std::string(out_path) + ".tmp";
-    {
-      std::ofstream out(tmp);
-      if (!(out << doc.dump() << "\n")) throw core::RuntimeFailure(std::string("cannot write ") + out_path);
-    }
-    if (std::rename(tmp.c_str(), out_path) != 0) throw core::RuntimeFailure(std::string("cannot write ") + out_path);
+    write_json_file(out_path, doc);
   }
   return 0;
 }

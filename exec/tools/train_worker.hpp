@@ -8,6 +8,9 @@
 // from those rates, and write the description, calibration and rates too: probe and run share one window.
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "core/runtime.hpp"
 
@@ -16,4 +19,9 @@ namespace moesys::exec::tools {
 using RuntimeFactory = std::function<std::unique_ptr<core::Runtime>(const core::ClusterSpec&)>;
 int run_train_worker(int rank, int size, const char* config_path, const char* out_path, bool probe = false,
                      const RuntimeFactory& make_runtime = {});
+
+/// Rank 0 receives every rank's document (MPI_Gatherv of the serialised text); other ranks get an empty list.
+std::vector<std::string> gather_text(const std::string& mine, int rank, int size);
+/// Writes `doc` to `path` through a temporary file and a rename (nothing half-written is left).
+void write_json_file(const std::string& path, const nlohmann::json& doc);
 }

@@ -69,6 +69,49 @@ HostMemory parse_host_memory(const std::string& s, const FieldNamer& names) {
   names.fail("host_memory", "expected \"pinned\" or \"pageable\", got \"" + s + "\"");
 }
 
+nlohmann::json to_json(const InferenceConfig& c) {
+  return {{"preset", c.preset},
+          {"model", core::to_json(c.model)},
+          {"policy", c.policy},
+          {"ring_slots", c.ring_slots},
+          {"host_memory", to_string(c.host_memory)},
+          {"gpus", c.gpus},
+          {"batch", c.batch},
+          {"prompt_tokens", c.prompt_tokens},
+          {"output_tokens", c.output_tokens},
+          {"all_to_all", all_to_all_name(c.all_to_all)},
+          {"workload", c.workload}};
+}
+
+InferenceConfig inference_config_from_json(const nlohmann::json& j, const std::string& file) {
+  const FieldNamer names = json_namer(file, "");
+  auto get = [&](const char* key) -> const nlohmann::json& {
+    if (!j.is_object() || !j.contains(key)) names.fail(key, "missing required key");
+    return j.at(key);
+  };
+  auto integer = [&](const char* key) {
+    if (!get(key).is_number_integer()) names.fail(key, "expected an integer");
+    return get(key).get<int>();
+  };
+  auto text = [&](const char* key) {
+    if (!get(key).is_string()) names.fail(key, "expected a string");
+    return get(key).get<std::string>();
+  };
+  InferenceConfig c;
+  c.preset = text("preset");
+  c.model = parse_inference_model(get("model"), file, "model");
+  c.policy = text("policy");
+  c.ring_slots = integer("ring_slots");
+  c.host_memory = parse_host_memory(text("host_memory"), names);
+  c.gpus = integer("gpus");
+  c.batch = integer("batch");
+  c.prompt_tokens = integer("prompt_tokens");
+  c.output_tokens = integer("output_tokens");
+  c.all_to_all = parse_all_to_all(text("all_to_all"), names);
+  c.workload = get("workload");
+  return c;
+}
+
 const char* all_to_all_name(core::CollectiveAlgo a) {
   return a == core::CollectiveAlgo::direct ? "flat" : "hierarchical";
 }

@@ -62,6 +62,11 @@ core::ModelConfig parse_inference_model(const nlohmann::json& j, const std::stri
 /// the number of MoE layers. Throws core::ConfigError naming the field.
 void validate(const InferenceConfig& c, const FieldNamer& names, int cluster_gpus);
 
+/// The run as JSON (the model as a full object) and back: how a real run's settings reach its worker processes.
+nlohmann::json to_json(const InferenceConfig& c);
+/// Throws core::ConfigError naming `file` and the key on malformed input.
+InferenceConfig inference_config_from_json(const nlohmann::json& j, const std::string& file);
+
 /// "flat" (direct) or "hierarchical"; throws ConfigError through `names` otherwise.
 core::CollectiveAlgo parse_all_to_all(const std::string& s, const FieldNamer& names);
 HostMemory parse_host_memory(const std::string& s, const FieldNamer& names);

@@ -44,7 +44,11 @@ InferenceMetrics summarize(const PreparedRun& run, const std::vector<RankRecord>
   double h2d = 0;
   for (const RankRecord& r : records) h2d += static_cast<double>(r.h2d_bytes);
   m.h2d_bytes_per_rank = h2d / static_cast<double>(records.size());
-  m.h2d_bytes_per_pass = run.plan.weights.h2d_bytes_per_pass;
+  // Steady state: the most any decode pass moved (the prefill's also loads what the run starts with; the ring's
+  // last pass has nothing left to prefetch).
+  for (const RankRecord& r : records)
+    for (std::size_t p = r.pass_h2d_bytes.size() > 1 ? 1 : 0; p < r.pass_h2d_bytes.size(); ++p)
+      m.h2d_bytes_per_pass = std::max(m.h2d_bytes_per_pass, static_cast<std::uint64_t>(r.pass_h2d_bytes[p]));
   m.pcie_utilization = m.h2d_bytes_per_rank / (m.elapsed_s * link_bytes_per_s);
   if (m.h2d_bytes_per_pass > 0) {
     const double bound_step_s = static_cast<double>(m.h2d_bytes_per_pass) / link_bytes_per_s;

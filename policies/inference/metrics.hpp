@@ -28,7 +28,7 @@ struct InferenceMetrics {
   std::map<std::string, std::uint64_t> peak_hbm_by_tag;
   double link_bytes_per_s = 0;           // host-device bandwidth of one GPU (PCIe at its calibrated efficiency)
   double h2d_bytes_per_rank = 0;         // mean over ranks, whole run
-  std::uint64_t h2d_bytes_per_pass = 0;  // steady state, per rank: the policy's weights moved per token
+  std::uint64_t h2d_bytes_per_pass = 0;  // steady state, per rank: the weights a decode pass moved (measured)
   double pcie_utilization = 0;           // h2d_bytes_per_rank / (elapsed_s x link_bytes_per_s)
   /// The PCIe bound: a decode step cannot be shorter than h2d_bytes_per_pass / link_bytes_per_s.
   std::optional<double> pcie_bound_tokens_per_s, pcie_bound_fraction;

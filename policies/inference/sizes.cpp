@@ -50,30 +50,6 @@ WeightSizes weight_sizes(const InferenceConfig& c) {
   return w;
 }
 
-std::uint64_t kv_cache_bytes(const InferenceConfig& c, int batch) {
-  const auto e = static_cast<std::uint64_t>(c.model.param_bytes_per_param());
-  return 2ull * static_cast<std::uint64_t>(c.model.layers) * static_cast<std::uint64_t>(batch) *
-         static_cast<std::uint64_t>(c.max_context()) * static_cast<std::uint64_t>(c.model.hidden) * e;
-}
-
-std::uint64_t activation_bytes(const InferenceConfig& c, int batch, std::int64_t max_expert_tokens) {
-  const core::ModelConfig& m = c.model;
-  const double e = m.param_bytes_per_param();
-  const double h = m.hidden, f = m.ffn_hidden();
-  const double tokens = static_cast<double>(batch) * c.prompt_tokens;
-  const double assignments = tokens * m.top_k;
-  // Expert buffers hold the most tokens any rank's experts receive; a dense FFN layer (moe_every > 1) holds all.
-  const double ffn_tokens = m.moe_every > 1 ? std::max(static_cast<double>(max_expert_tokens), tokens)
-                                            : static_cast<double>(max_expert_tokens);
-  const double elems = 2 * tokens * h               // hidden state and residual
-                       + 3 * tokens * h             // Q, K, V
-                       + tokens * h                 // attention output
-                       + 2 * assignments * h        // tokens dispatched to experts and their results coming back
-                       + ffn_tokens * (2 * h + f);  // FFN input, output and hidden layer
-  const double logits = static_cast<double>(batch) * m.vocab * 4.0;  // fp32 logits of the last position
-  return static_cast<std::uint64_t>(elems * e + logits);
-}
-
 std::string gib(double bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f GiB", bytes / core::kGiB);

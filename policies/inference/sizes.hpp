@@ -1,7 +1,7 @@
 #pragma once
-// Byte sizes of one rank's share of a model in inference: resident tables, each decoder layer's dense weights,
-// each MoE layer's local experts, the KV cache and the activation workspace. Every policy and check reads
-// sizes from here so that the memory plan and the simulated allocations agree.
+// Byte sizes of one rank's share of a model's weights in inference: resident tables, each decoder layer's dense
+// weights, each MoE layer's local experts. The policies name these units when they explain why a run does not
+// fit; what the run allocates comes from the program itself (plan.hpp).
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -26,15 +26,6 @@ struct WeightSizes {
 };
 
 WeightSizes weight_sizes(const InferenceConfig& c);
-
-/// K and V of every layer for batch x (prompt + output) tokens, allocated once for the longest context
-/// (static KV cache, as FasterTransformer and DeepSpeed-Inference allocate it).
-std::uint64_t kv_cache_bytes(const InferenceConfig& c, int batch);
-
-/// The activation workspace of the largest step (the prefill): hidden states and residual, QKV, attention
-/// output, dispatched and combined tokens, the expert inputs, hidden layer and outputs for the most tokens any
-/// rank's experts receive, and fp32 logits of the last position. Inference engines preallocate these buffers.
-std::uint64_t activation_bytes(const InferenceConfig& c, int batch, std::int64_t max_expert_tokens);
 
 /// "12.34 GiB"
 std::string gib(double bytes);

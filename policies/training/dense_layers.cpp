@@ -26,16 +26,21 @@ void RankTrainer::attention_forward(const core::Buffer& x_in, ActivationViews& a
   tensor(ops::layernorm(x_in, param(current_unit_, 4), param(current_unit_, 5), a.ln1, a.mean1, a.rstd1, n, h),
          "layernorm");
   gemm(n, h, h, a.ln1, param(current_unit_, 0), a.qkv, "qkv", false, false, false, 3, true);
-  // Whole sequences in one kernel; a partial sequence (a multi-task share that does not divide) in another.
-  const std::int64_t S = model_.seq_len, full = n / S, rest = n % S;
   const core::Buffer q = a.qkv.slice(0, nh), k = a.qkv.slice(nh, nh), v = a.qkv.slice(2 * nh, nh);
-  for (auto [first, batch, len] : {std::tuple{std::int64_t{0}, full, S}, std::tuple{full * S, std::int64_t{rest > 0}, rest}}) {
-    if (batch <= 0 || len <= 0) continue;
-    const std::uint64_t off = rows_bytes(first, h, a_), sz = rows_bytes(batch * len, h, a_);
-    core::AttentionOp op = ops::attention(batch, len, model_.heads, model_.head_dim(), q.slice(off, sz),
-                                          k.slice(off, sz), v.slice(off, sz), a.ctx.slice(off, sz));
-    op.dtype = dtype_;
-    run(op, "attention");
+  if (generating()) {  // a KV cache: this pass's queries over every cached position
+    cached_attention(current_unit_ - 1, q, k, v, a.ctx);
+  } else {
+    // Whole sequences in one kernel; a partial sequence (a multi-task share that does not divide) in another.
+    const std::int64_t S = model_.seq_len, full = n / S, rest = n % S;
+    for (auto [first, batch, len] :
+         {std::tuple{std::int64_t{0}, full, S}, std::tuple{full * S, std::int64_t{rest > 0}, rest}}) {
+      if (batch <= 0 || len <= 0) continue;
+      const std::uint64_t off = rows_bytes(first, h, a_), sz = rows_bytes(batch * len, h, a_);
+      core::AttentionOp op = ops::attention(batch, len, model_.heads, model_.head_dim(), q.slice(off, sz),
+                                            k.slice(off, sz), v.slice(off, sz), a.ctx.slice(off, sz));
+      op.dtype = dtype_;
+      run(op, "attention");
+    }
   }
   gemm(n, h, h, a.ctx, param(current_unit_, 2), a.mid, "attention out");
   tensor(ops::add(a.mid, x_in, a.mid, n * h), "residual");
@@ -100,7 +105,17 @@ void RankTrainer::dense_ffn_backward(ActivationViews& a, int unit) {
 
 void RankTrainer::embedding_forward() {
   const std::int64_t n = tokens_, h = model_.hidden;
-  tensor(ops::embedding(st_.ids, param(0, 0), param(0, 1), act_views_.back().out, n, h, model_.vocab, model_.seq_len),
+  if (generating() && step_ > 0) {  // a decode step: the tokens sampled last pass, all at the next position
+    const GenerationPlan& g = plan_.generation;
+    const std::int64_t B = g.sequences, position = g.context_at(step_) - 1;
+    const core::Buffer ids = st_.generated.slice(static_cast<std::uint64_t>((step_ - 1) * B) * 4, static_cast<std::uint64_t>(B) * 4);
+    const core::Buffer pos = param(0, 1).slice(rows_bytes(position, h, a_), rows_bytes(1, h, a_));
+    tensor(ops::embedding(ids, param(0, 0), pos, act_views_.back().out, n, h, model_.vocab, 1), "embedding lookup");
+    return;
+  }
+  // Training sequences of seq_len tokens; a prefill's prompts of prompt_tokens.
+  const std::int64_t S = generating() ? plan_.generation.prompt_tokens : model_.seq_len;
+  tensor(ops::embedding(st_.ids, param(0, 0), param(0, 1), act_views_.back().out, n, h, model_.vocab, S),
          "embedding lookup");
 }
 

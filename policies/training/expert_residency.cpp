@@ -72,6 +72,8 @@ ExpertStorage allocate_expert_storage(core::Runtime& rt, const ExpertShape& s, c
   }
   if (r.home == core::Tier::ssd)
     st.staging = alloc(core::Tier::dram, 2 * layer * (s.a + (r.train ? s.o : 0)), MemoryUse::buffers);
+  else if (r.pageable)
+    st.staging = alloc(core::Tier::dram, layer * s.a, MemoryUse::buffers);
   if (r.uses_cache())
     st.cache = alloc(core::Tier::dram, static_cast<double>(r.cache_entries) * expert_cache_entry_bytes(s),
                      MemoryUse::expert_cache);
@@ -273,8 +275,17 @@ int ExpertResidency::fill(int si, int layer, const std::vector<bool>& want) {
   if (set_.home == core::Tier::dram) {
     rt_.stream_wait(kH2D, home_written_[static_cast<std::size_t>(layer)]);
     for_runs(need, [&](int e0, int e1) {
-      s.ready = rt_.copy(kH2D, slot_run(e0, e1), home_values(layer, e0, e1, st_.home_params, sh_.a),
-                         B((e1 - e0) * pe, sh_.a));
+      const core::Buffer home = home_values(layer, e0, e1, st_.home_params, sh_.a);
+      const std::uint64_t bytes = B((e1 - e0) * pe, sh_.a);
+      if (!set_.pageable) {
+        s.ready = rt_.copy(kH2D, slot_run(e0, e1), home, bytes);
+        return;
+      }
+      // Pageable memory cannot be DMA'd: a host copy into the pinned staging area first (stream order on the
+      // H2D stream keeps the area's next write behind this DMA).
+      const core::Buffer stage = st_.staging.slice(B(e0 * pe, sh_.a), bytes);
+      rt_.copy(kH2D, stage, home, bytes);
+      s.ready = rt_.copy(kH2D, slot_run(e0, e1), stage, bytes);
     });
   } else {
     if (cache_ && !backward_)
@@ -306,6 +317,7 @@ int ExpertResidency::fill(int si, int layer, const std::vector<bool>& want) {
   }
   for (std::size_t e = 0; e < L; ++e) s.has[e] = s.has[e] || need[e];
   counters_.expert_fetches += n;
+  counters_.h2d_param_bytes += n * pe * sh_.a;
   return n;
 }
 

@@ -75,6 +75,9 @@ struct ResidencySettings {
   std::int64_t cache_entries = 0;      // LFU cache of expert states in host memory (home = ssd, routed only)
   CacheSettings cache;
   bool train = true;        // gradients and optimizer states (false: values only, read-only inference)
+  /// Home in pageable host memory (home = dram, read-only): every fetch is a host copy into a pinned staging area
+  /// of one layer, then the DMA, as the CUDA driver does for pageable memory.
+  bool pageable = false;
   int host_sharers = 1;     // GPUs whose host optimizers share the host's memory bandwidth (simulator cost)
   /// The simulator costs every kernel at the GPU's memory bandwidth; a kernel on host memory runs slower by
   /// (HBM bandwidth / host-memory bandwidth), so its traffic is charged scaled by that ratio (real runtimes only
@@ -91,7 +94,7 @@ struct ExpertStorage {
   std::vector<core::Buffer> slot_params, slot_grads;  // HBM: K slots of one layer each
   core::Buffer home_params, home_opt;                 // DRAM or SSD: every layer
   core::Buffer home_grads;                            // DRAM: every layer (train)
-  core::Buffer staging;                               // DRAM (home = ssd): two layers' values + optimizer states
+  core::Buffer staging;  // DRAM: two layers' values + optimizer states (home = ssd), one layer's values (pageable)
   core::Buffer cache;                                 // DRAM: cache entries of values + optimizer states
 };
 

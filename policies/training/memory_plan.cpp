@@ -25,6 +25,8 @@ const char* to_string(MemoryUse u) {
       return "buffers";
     case MemoryUse::expert_cache:
       return "expert cache";
+    case MemoryUse::kv_cache:
+      return "kv cache";
   }
   return "?";
 }

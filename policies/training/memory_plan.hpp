@@ -15,8 +15,8 @@
 namespace moesys::policies::training {
 
 /// Categories used in reports and errors; the program tags its allocations with these names.
-enum class MemoryUse { parameters, gradients, optimizer, activations, buffers, expert_cache };
-inline constexpr int kMemoryUseCount = 6;
+enum class MemoryUse { parameters, gradients, optimizer, activations, buffers, expert_cache, kv_cache };
+inline constexpr int kMemoryUseCount = 7;
 const char* to_string(MemoryUse u);
 
 struct RankMemory {

@@ -225,7 +225,8 @@ ExpertViews expert_views(const RankState& s, const ExpertResidency* residency, c
   }
   const auto layer = static_cast<std::uint64_t>(moe_layer);
   v.params = s.expert_params.slice(layer * bytes_of(s.expert_layer_elems, a), bytes_of(s.expert_layer_elems, a));
-  v.grads = s.expert_grads.slice(layer * bytes_of(s.expert_layer_elems, g), bytes_of(s.expert_layer_elems, g));
+  if (s.expert_grads)  // generation keeps no gradients
+    v.grads = s.expert_grads.slice(layer * bytes_of(s.expert_layer_elems, g), bytes_of(s.expert_layer_elems, g));
   return v;
 }
 

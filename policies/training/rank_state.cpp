@@ -36,7 +36,7 @@ std::vector<std::vector<std::int64_t>> unit_tensors(const core::ModelConfig& m, 
 }
 
 ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int64_t n, std::int64_t rows_computed,
-                                  std::int64_t rows_returned, Carver& c) {
+                                  std::int64_t rows_returned, Carver& c, bool forward_only) {
   const double a = core::dtype_bytes(m.dtype), h = m.hidden, f = m.ffn_hidden(), N = static_cast<double>(n);
   const double E = m.experts, k = m.top_k, V = m.vocab;
   ActivationViews v;
@@ -49,7 +49,7 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
     v.meanf = c.take(B(N, a));
     v.rstdf = c.take(B(N, a));
     v.logits = c.take(B(N * V, a));
-    v.dlogits = c.take(B(N * V, a));
+    if (!forward_only) v.dlogits = c.take(B(N * V, a));
     return v;
   }
   v.ln1 = c.take(B(N * h, a));
@@ -61,7 +61,7 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
   v.ln2 = c.take(B(N * h, a));
   v.mean2 = c.take(B(N, a));
   v.rstd2 = c.take(B(N, a));
-  v.out = c.take(B(N * h, a));
+  if (!forward_only) v.out = c.take(B(N * h, a));
   if (kind == 1) {
     v.probs = c.take(B(N * E, a));
     v.experts = c.take(B(N * k, 4));
@@ -69,11 +69,11 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
     v.weights = c.take(B(N * k, a));
     v.xin = c.take(B(static_cast<double>(rows_computed) * h, a));
     v.pre = c.take(B(static_cast<double>(rows_computed) * f, a));
-    v.post = c.take(B(static_cast<double>(rows_computed) * f, a));
+    v.post = forward_only ? v.pre : c.take(B(static_cast<double>(rows_computed) * f, a));
     v.ret = c.take(B(static_cast<double>(rows_returned) * h, a));
   } else {
     v.pre = c.take(B(N * f, a));
-    v.post = c.take(B(N * f, a));
+    v.post = forward_only ? v.pre : c.take(B(N * f, a));
   }
   return v;
 }
@@ -166,6 +166,12 @@ ResidencySettings residency_settings(const TrainingPlan& plan, std::int64_t cach
     r.host_cost_scale = c.cluster.node.gpu.hbm_bytes_per_s / c.cluster.node.host_memory.bytes_per_s;
   r.adam.lr = c.learning_rate;  // the dense optimizer's settings (rank_trainer.cpp)
   r.dtype = c.model.dtype;
+  if (plan.generation.enabled) {  // read-only values: ring memory or ZeRO-Inference's layer ahead
+    r.strategy = plan.generation.ring ? ResidencyStrategy::ring : ResidencyStrategy::layer_ahead;
+    r.slots = plan.generation.slots;
+    r.train = false;
+    r.pageable = plan.generation.pageable;
+  }
   return r;
 }
 
@@ -212,7 +218,24 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
     if (b.buffer >= 0) largest_bucket = std::max(largest_bucket, b.padded);
   }
   const bool zero3 = p.dense == DenseSharding::zero3;
-  switch (p.dense) {
+  const GenerationPlan& gen = plan.generation;
+  if (gen.enabled) {
+    // Read-only dense parameters: resident, or (ZeRO-Inference) the decoder layers' units at home in host memory
+    // and fetched unit by unit into two GPU buffers, like ZeRO-3's gathered units; the embedding unit (first in the
+    // layout) stays resident, since the tied table is used at both ends of every pass.
+    if (p.dense != DenseSharding::ddp) throw std::invalid_argument("generation keeps dense parameters replicated");
+    s.partition_elems = 0;
+    if (gen.dense_from_host) {
+      I largest_layer = 0;
+      for (std::size_t u = 1; u < s.units.size(); ++u) largest_layer = std::max(largest_layer, s.units[u].elems);
+      s.params = alloc(Tier::hbm, a * s.units[0].elems, MemoryUse::parameters);
+      s.host_params = alloc(Tier::dram, a * dense, MemoryUse::parameters);
+      for (auto& b : s.gathered) b = alloc(Tier::hbm, a * largest_layer, MemoryUse::parameters);
+      if (gen.pageable) s.unit_staging = alloc(Tier::dram, a * largest_layer, MemoryUse::buffers);
+    } else {
+      s.params = alloc(Tier::hbm, a * dense, MemoryUse::parameters);
+    }
+  } else switch (p.dense) {
     case DenseSharding::ddp:
       s.partition_elems = dense;
       s.params = alloc(Tier::hbm, a * dense, MemoryUse::parameters);
@@ -235,7 +258,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
         for (auto& b : s.gathered) b = alloc(Tier::hbm, a * largest_padded, MemoryUse::buffers);
       break;
   }
-  if (p.dense != DenseSharding::ddp) {
+  if (p.dense != DenseSharding::ddp && !gen.enabled) {
     s.emb_grad = alloc(Tier::hbm, g * s.units[0].padded, MemoryUse::gradients);
     for (int i = 0; i < s.bucket_buffers; ++i)
       s.bucket_buf.push_back(alloc(Tier::hbm, g * std::max<I>(largest_bucket, 1), MemoryUse::buffers));
@@ -252,8 +275,10 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   const I x = I{m.moe_layers()} * s.expert_layer_elems;
   if (p.offload == Offload::none) {
     s.expert_params = alloc(Tier::hbm, a * x, MemoryUse::parameters);
-    s.expert_grads = alloc(Tier::hbm, g * x, MemoryUse::gradients);
-    s.expert_opt = alloc(Tier::hbm, o * x, MemoryUse::optimizer);
+    if (!gen.enabled) {
+      s.expert_grads = alloc(Tier::hbm, g * x, MemoryUse::gradients);
+      s.expert_opt = alloc(Tier::hbm, o * x, MemoryUse::optimizer);
+    }
   } else {
     s.offloaded = allocate_expert_storage(rt, expert_shape(plan), residency_settings(plan, plan.memory.cache_entries));
   }
@@ -286,9 +311,20 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
     s.routing = alloc(Tier::hbm, 4.0 * m.experts * m.moe_layers() * plan.routing.micro_batches, MemoryUse::buffers);
   }
   s.ids = alloc(Tier::hbm, 4 * n, MemoryUse::buffers);
+  if (gen.enabled) {
+    // Per layer, K and V of every position of the context, position-major ([position][sequence][hidden], see
+    // core::AttentionOp), and the sampled tokens of every pass.
+    const double cache = a * h * static_cast<double>(gen.context()) * gen.sequences;
+    for (int layer = 0; layer < m.layers; ++layer) {
+      s.kv_k.push_back(alloc(Tier::hbm, cache, MemoryUse::kv_cache));
+      s.kv_v.push_back(alloc(Tier::hbm, cache, MemoryUse::kv_cache));
+    }
+    s.generated = alloc(Tier::hbm, 4.0 * gen.passes() * gen.sequences, MemoryUse::buffers);
+  }
   s.targets = alloc(Tier::hbm, 4 * n, MemoryUse::buffers);
   s.staging = alloc(Tier::dram,
-                    4.0 * std::max(2 * n, static_cast<double>(s.table_elems + 2 * s.max_rows_recv + 2 * m.experts)),
+                    4.0 * std::max({2 * n, static_cast<double>(s.table_elems + 2 * s.max_rows_recv + 2 * m.experts),
+                                    gen.enabled ? static_cast<double>(gen.passes()) * gen.sequences : 0.0}),
                     MemoryUse::buffers);
   if (p.embedding == Embedding::partition) {
     const double table = static_cast<double>(embedding_tensors(m)[0]);
@@ -304,22 +340,28 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   // ---- workspace ----
   const double rows = static_cast<double>(s.max_rows_recv), E = m.experts, k = m.top_k;
   Carver measure;
+  // Generation runs forward only: no gradient buffers (dx is the prefill's gather of last positions).
+  const bool train = !gen.enabled;
   auto carve_ws = [&](Carver& cv) {
     Workspace w;
     w.dx = cv.take(B(n * h, a));
-    w.dtmp = cv.take(B(n * h, a));
-    w.dn = cv.take(B(n * h, a));
-    w.dqkv = cv.take(B(3 * n * h, a));
-    w.dctx = cv.take(B(n * h, a));
+    if (train) {
+      w.dtmp = cv.take(B(n * h, a));
+      w.dn = cv.take(B(n * h, a));
+      w.dqkv = cv.take(B(3 * n * h, a));
+      w.dctx = cv.take(B(n * h, a));
+    }
     if (m.moe_layers() > 0) {
       w.logits_gate = cv.take(B(n * E, a));
-      w.dlogits_gate = cv.take(B(n * E, a));
-      w.dweights = cv.take(B(n * k, a));
+      if (train) {
+        w.dlogits_gate = cv.take(B(n * E, a));
+        w.dweights = cv.take(B(n * k, a));
+      }
       w.slots_raw = cv.take(B(n * k, 4));
       w.rows_a = cv.take(B(rows * h, a));
-      w.rows_f = cv.take(B(rows * f, a));
+      if (train) w.rows_f = cv.take(B(rows * f, a));
     }
-    if (m.dense_ffn_layers() > 0) w.dense_f = cv.take(B(n * f, a));
+    if (m.dense_ffn_layers() > 0 && train) w.dense_f = cv.take(B(n * f, a));
     w.loss = cv.take(16);
     return w;
   };

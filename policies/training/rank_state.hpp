@@ -78,7 +78,9 @@ struct RankState {
   std::int64_t partition_elems = 0;  // dense elements this rank updates
 
   core::Buffer params;         // replicated dense parameters, or (ZeRO-3) this rank's node shard of every unit
-  core::Buffer gathered[2];    // ZeRO-3: two gathered units (current + prefetched)
+  core::Buffer gathered[2];    // ZeRO-3: two gathered units (current + prefetched); generation: two fetched units
+  core::Buffer host_params;    // generation from host memory: every dense unit at home (params: the embedding)
+  core::Buffer unit_staging;   // ... in pageable memory: the pinned area a unit is copied through
   core::Buffer grads;          // ddp: full; ZeRO-2/3: the partition this rank updates
   core::Buffer node_grads;     // ZeRO-3: node shard of the gradients (between the two reduce-scatters)
   core::Buffer emb_grad;       // ZeRO-2/3: embedding unit gradient, written through the whole backward
@@ -97,6 +99,8 @@ struct RankState {
   core::Buffer routing;          // HBM int32 [micro-batch][MoE layer][expert]: the gate's counts of a step
   core::Buffer ids, targets;     // HBM int32 [n]
   core::Buffer staging;          // DRAM: uploads and read-backs
+  std::vector<core::Buffer> kv_k, kv_v;  // generation: per layer, [context][sequence][hidden] (position-major)
+  core::Buffer generated;               // generation: HBM int32 [pass][sequence], the sampled tokens
   core::Buffer partition_io;     // embedding partition: ids of every rank and column slices
   Workspace ws;
 
@@ -110,9 +114,11 @@ ExpertShape expert_shape(const TrainingPlan& plan);
 ResidencySettings residency_settings(const TrainingPlan& plan, std::int64_t cache_entries);
 
 /// The activation views of one layer of a micro-batch with `tokens` tokens. kind: 0 embedding, 1 attention +
-/// MoE, 2 attention + dense FFN, 3 logits.
+/// MoE, 2 attention + dense FFN, 3 logits. `forward_only` (generation: nothing is kept for a backward pass): the
+/// layer output is not carved (the caller provides it), the FFN activation runs in place (post = pre) and the
+/// logits have no gradient.
 ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int64_t tokens, std::int64_t rows_computed,
-                                  std::int64_t rows_returned, Carver& c);
+                                  std::int64_t rows_returned, Carver& c, bool forward_only = false);
 
 /// Dense parameter tensors of each unit (element counts; see the header comment).
 std::vector<std::vector<std::int64_t>> unit_tensors(const core::ModelConfig& m, const TrainingPolicy& p);

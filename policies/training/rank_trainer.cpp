@@ -91,6 +91,7 @@ void RankTrainer::run() {
   bucket_open_.assign(st_.buckets.size(), false);
   buffer_free_.assign(static_cast<std::size_t>(std::max(st_.bucket_buffers, 1)), core::Event{});
   if (real_) initialise_parameters();
+  if (generating()) return generate();
   for (int s = 0; s < cfg_.steps; ++s) {
     rt_.begin_phase("step " + std::to_string(s));
     if (residency_) residency_->begin_step(s + 1);
@@ -129,7 +130,11 @@ void RankTrainer::initialise_parameters() {
       dense.insert(dense.end(), v.begin(), v.begin() + u.elems);
     }
   }
-  dense.resize(st_.params.bytes / 4, 0.f);
+  if (st_.host_params) {  // generation from host memory: the layout at home, the embedding unit also resident
+    dense.resize(st_.host_params.bytes / 4, 0.f);
+    moesys::model::upload(rt_, st_.host_params, dense.data(), st_.host_params.bytes);
+  }
+  dense.resize(std::max<std::size_t>(dense.size(), st_.params.bytes / 4), 0.f);
   moesys::model::upload(rt_, st_.params, dense.data(), st_.params.bytes);
   // Resident experts, or the home of offloaded ones: the same values in the same (expert-major) layout.
   const core::Buffer experts = st_.expert_params ? st_.expert_params : st_.offloaded.home_params;
@@ -204,8 +209,12 @@ core::Event RankTrainer::upload_ints(const core::Buffer& dst, const std::vector<
   const core::Buffer stage = st_.staging.slice(0, bytes);
   if (stage.data) std::memcpy(stage.data, values.data(), std::min<std::uint64_t>(bytes, values.size() * 4));
   // Kernels already issued may still read the old contents (the previous batch's ids, a layer's tables).
-  rt_.stream_wait(core::streams::kH2D, last_compute_);
-  return last_upload_ = rt_.copy(core::streams::kH2D, dst.slice(0, bytes), stage, bytes);
+  // Generation uploads on a stream of their own: on the H2D stream a layer's tables would queue behind the
+  // weights being prefetched for later layers, putting every prefetch on the critical path. (Training still
+  // shares kH2D; moving it changes the offload figures of the training studies and is left to their owners.)
+  const core::StreamId s = generating() ? core::streams::kUpload : core::streams::kH2D;
+  rt_.stream_wait(s, last_compute_);
+  return last_upload_ = rt_.copy(s, dst.slice(0, bytes), stage, bytes);
 }
 
 void RankTrainer::load_batch(int step, int micro) {
@@ -233,12 +242,25 @@ void RankTrainer::load_batch(int step, int micro) {
   rt_.stream_wait(kCompute, upload_ints(st_.targets, targets, bytes));
 }
 
-// ---- ZeRO-3 unit gathers ----
+void RankTrainer::keep_activations(int kind, std::int64_t tokens, std::int64_t rows_computed,
+                                   std::int64_t rows_returned) {
+  Carver measure;
+  carve_activations(model_, kind, tokens, rows_computed, rows_returned, measure);
+  act_blobs_.push_back(rt_.alloc(core::Tier::hbm, measure.used(), "activations"));
+  Carver cut(act_blobs_.back());
+  act_views_.push_back(carve_activations(model_, kind, tokens, rows_computed, rows_returned, cut));
+}
+
+// ---- ZeRO-3 unit gathers, and ZeRO-Inference's unit fetches from host memory ----
 
 void RankTrainer::unit_begin(int unit) {
   current_unit_ = unit;
   const DenseUnit& u = st_.units[static_cast<std::size_t>(unit)];
-  const bool gather = policy_.dense == DenseSharding::zero3 && node_group_.size() > 1;
+  // Generation with dense parameters at home in host memory: the same two-buffer pipeline, one unit ahead, with a
+  // host-to-device copy of the whole unit in place of the all-gather of its shards.
+  const bool fetch = plan_.generation.enabled && plan_.generation.dense_from_host && unit > 0;
+  const bool gather = (policy_.dense == DenseSharding::zero3 && node_group_.size() > 1) || fetch;
+  const core::StreamId stream = fetch ? core::streams::kH2D : kGatherStream;
   if (!gather) {  // the replicated layout, or a node of one rank whose shard is the whole unit
     const double start = policy_.dense == DenseSharding::zero3 ? static_cast<double>(u.shard_offset)
                                                                : static_cast<double>(u.offset);
@@ -249,8 +271,22 @@ void RankTrainer::unit_begin(int unit) {
   ++unit_pos_;
   auto issue = [&](std::size_t j) {
     if (j >= units_.size() || j < gathered_.size()) return;
-    if (j >= 2) rt_.stream_wait(kGatherStream, released_[j - 2]);  // two gather buffers: reuse the oldest
+    if (j >= 2) rt_.stream_wait(stream, released_[j - 2]);  // two gather buffers: reuse the oldest
     const DenseUnit& g = st_.units[static_cast<std::size_t>(units_[j])];
+    if (fetch) {
+      const auto bytes = static_cast<std::uint64_t>(static_cast<double>(g.elems) * a_);
+      const core::Buffer home =
+          st_.host_params.slice(static_cast<std::uint64_t>(static_cast<double>(g.offset) * a_), bytes);
+      core::Buffer src = home;
+      if (st_.unit_staging) {  // pageable: the host copy into pinned memory, then the DMA
+        src = st_.unit_staging.slice(0, bytes);
+        rt_.copy(stream, src, home, bytes);
+      }
+      counters_.h2d_param_bytes += static_cast<double>(bytes);
+      gathered_.push_back(rt_.copy(stream, st_.gathered[j % 2].slice(0, bytes), src, bytes));
+      released_.push_back(core::Event{});
+      return;
+    }
     const auto piece = static_cast<std::uint64_t>(static_cast<double>(g.padded / node_group_.size()) * a_);
     const core::Buffer send = st_.params.slice(static_cast<std::uint64_t>(static_cast<double>(g.shard_offset) * a_), piece);
     const core::Buffer recv = st_.gathered[j % 2].slice(0, piece * static_cast<std::uint64_t>(node_group_.size()));
@@ -266,7 +302,8 @@ void RankTrainer::unit_begin(int unit) {
 }
 
 void RankTrainer::unit_end() {
-  if (policy_.dense != DenseSharding::zero3 || node_group_.size() == 1) return;
+  const bool fetch = plan_.generation.enabled && plan_.generation.dense_from_host && current_unit_ > 0;
+  if (!fetch && (policy_.dense != DenseSharding::zero3 || node_group_.size() == 1)) return;
   released_[static_cast<std::size_t>(unit_pos_)] = last_compute_;
 }
 
@@ -290,11 +327,7 @@ void RankTrainer::forward(int step, int micro) {
   units_.push_back(0);
 
   auto keep = [&](int kind, std::int64_t rows_computed, std::int64_t rows_returned) {
-    Carver measure;
-    carve_activations(model_, kind, tokens_, rows_computed, rows_returned, measure);
-    act_blobs_.push_back(rt_.alloc(core::Tier::hbm, measure.used(), "activations"));
-    Carver cut(act_blobs_.back());
-    act_views_.push_back(carve_activations(model_, kind, tokens_, rows_computed, rows_returned, cut));
+    keep_activations(kind, tokens_, rows_computed, rows_returned);
   };
   rt_.begin_phase("forward");
   load_batch(step, micro);

@@ -2,8 +2,18 @@
 // The training step of one rank (internal to policies/training), written once against core::Runtime with real
 // operands: every kernel names its input and output buffers and every collective its send and receive buffers.
 // On the simulator the buffers carry sizes only (and token counts come from the routing plan); on the CPU and
-// CUDA runtimes they carry data (and token counts come from the gate). Split over files by concern:
-//   rank_trainer.cpp     step loop, data, ZeRO-3 parameter gathers, optimizer step
+// CUDA runtimes they carry data (and token counts come from the gate).
+//
+// Text generation is a mode of this program rather than a second one (generation.cpp, TrainingPlan::generation):
+// the forward pass of training already is the model's forward, with every policy's mechanics (expert residency,
+// the MoE exchange, the unit fetches of ZeRO-3), so generation reuses the same members and layer code and adds
+// only what inference has and training lacks: a KV cache the attention appends to and reads (attention_forward
+// takes the cached path), positions that continue the context, the last position's logits, greedy sampling
+// feeding the next pass, and read-only weights (no gradients or optimizer states are allocated). Keeping one
+// class means a change to the MoE layer or a dense layer reaches both jobs at once.
+// Split over files by concern:
+//   rank_trainer.cpp     step loop, data, ZeRO-3 parameter gathers (or host fetches), optimizer step
+//   generation.cpp       generation: prefill and decode passes, prompts, KV cache, sampling
 //   rank_state.cpp       where every parameter, gradient, optimizer state and buffer lives (the allocations)
 //   dense_layers.cpp     attention, dense FFN, embedding, tied logits
 //   embedding_partition.cpp  the column-partitioned embedding (simulator only)
@@ -61,6 +71,21 @@ class RankTrainer {
   core::Event upload_ints(const core::Buffer& dst, const std::vector<std::int32_t>& values, std::uint64_t bytes);
   /// Uploads an MoE layer's slot table (forward) and regroup indices.
   void upload_tables(const MoeExchange& x, bool with_slot_table);
+
+  /// Allocates one layer's activation block of `tokens` tokens (see carve_activations) and pushes its views.
+  void keep_activations(int kind, std::int64_t tokens, std::int64_t rows_computed, std::int64_t rows_returned);
+
+  // ---- generation.cpp ----
+  bool generating() const { return plan_.generation.enabled; }
+  void generate();
+  /// One forward pass: the prefill (pass 0) or a decode step; issues the sampling of the next tokens.
+  void generation_pass(int pass);
+  void load_prompts();
+  /// Appends this pass's K and V rows to layer `layer`'s cache and attends over the cached context.
+  void cached_attention(int layer, const core::Buffer& q, const core::Buffer& k, const core::Buffer& v,
+                        const core::Buffer& out);
+  /// The next token of every sequence: final layernorm and tied logits of the last position (views `a`), argmax.
+  void sample(const core::Buffer& x_last, const ActivationViews& a, int pass);
 
   // ---- dense_layers.cpp ----
   void attention_forward(const core::Buffer& x_in, ActivationViews& a);

@@ -46,3 +46,13 @@ moesys_cli_test(study_unknown_key 2 "runs[0].slots: unknown key"
                 experiment ${studies}/study-unknown-key.json --results @WORK@/results)
 moesys_cli_test(study_unknown_policy 2 "runs[0].policy: unknown policy \"zero-infinity\""
                 experiment ${studies}/study-unknown-policy.json --results @WORK@/results)
+
+# Where it runs: bad --runtime / --ranks combinations are refused before anything is launched.
+moesys_cli_test(infer_unknown_runtime 2 "--runtime: expected sim, cpu or cuda, got \"tpu\"" infer --runtime tpu)
+moesys_cli_test(infer_ranks_without_real_runtime 2 "--ranks: applies to --runtime cpu or cuda" infer --ranks 2)
+moesys_cli_test(infer_gpus_with_real_runtime 2 "--gpus: applies to the simulator (real runs take --ranks)"
+                infer --runtime cpu --gpus 2)
+moesys_cli_test(infer_real_needs_fp32 2 "--model: the real runtimes compute the MoE kernels in fp32"
+                infer --runtime cpu --ranks 1 --model gpt-moe-8e)
+moesys_cli_test(infer_real_ranks_out_of_range 2 "--ranks: expected 1..64 ranks" infer --runtime cpu --ranks 0)
+moesys_cli_test(infer_real_trace 2 "--trace: applies to the simulator" infer --runtime cpu --trace @WORK@/t.json)

@@ -1,5 +1,6 @@
-// Inference planning without a simulator: weight and KV-cache sizes, the policies' footprints, the memory plan's
-// feasibility errors (with their numbers), configuration checks, routing tables and the metric arithmetic.
+// Inference planning without a simulator: weight sizes, the memory plan that the generation program's own
+// allocations give on the ledger (footprints per policy, KV cache), its feasibility errors (with their numbers),
+// configuration checks, routing tables and the metric arithmetic.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -7,19 +8,21 @@
 #include "core/error.hpp"
 #include "policies/inference/metrics.hpp"
 #include "policies/inference/plan.hpp"
+#include "policies/inference/policies.hpp"
 #include "policies/inference/program.hpp"
 
 namespace moesys::policies::inference {
 namespace {
 
-core::ClusterSpec a100_40g(int nodes = 1, int gpus_per_node = 1) {
+core::ClusterSpec a100(const std::string& gpu = "a100-40g") {
   core::ClusterGeneratorOptions o;
-  o.nodes = nodes;
-  o.gpus_per_node = gpus_per_node;
-  o.nics_per_node = gpus_per_node;
-  o.gpu = "a100-40g";
+  o.nodes = 1;
+  o.gpus_per_node = 1;
+  o.nics_per_node = 1;
+  o.gpu = gpu;
   return core::generate_cluster(o);
 }
+core::ClusterSpec a100_40g() { return a100(); }
 
 InferenceConfig config(int experts, const std::string& policy, int slots = 2) {
   InferenceConfig c;
@@ -57,34 +60,43 @@ TEST(InferenceSizes, WeightsAddUpToTheModel) {
   EXPECT_EQ(split.dense_bytes(), w.dense_bytes());
 }
 
-TEST(InferenceSizes, KvCacheIsTwoTensorsPerLayerForTheLongestContext) {
+TEST(InferencePlan, KvCacheIsTwoTensorsPerLayerForTheLongestContext) {
+  // The program's cache: K and V of every layer, room for the whole context, allocated once.
   InferenceConfig c = config(8, "all-in-gpu");
+  c.batch = 3;
   c.prompt_tokens = 100;
   c.output_tokens = 28;
-  EXPECT_EQ(kv_cache_bytes(c, 3), 2ull * 12 * 3 * 128 * 4096 * 2);
+  EXPECT_EQ(prepare_run(c, a100_40g(), flag_namer()).plan.kv_cache_bytes, 2ull * 12 * 3 * 128 * 4096 * 2);
 }
 
 TEST(InferencePolicies, RegistryKnowsThreePoliciesAndNamesThemInErrors) {
   EXPECT_EQ(policy_names(), "all-in-gpu, deepspeed, moesys");
-  const std::string msg = message_of<core::ConfigError>([] { make_policy("zero-offload"); });
+  const std::string msg = message_of<core::ConfigError>([] { policy_info("zero-offload"); });
   EXPECT_NE(msg.find("unknown policy \"zero-offload\" (known: all-in-gpu, deepspeed, moesys)"), std::string::npos);
 }
 
 TEST(InferencePolicies, FootprintsFollowTheMechanisms) {
+  // Read from the program's ledger: what each policy's settings make the one generation program allocate.
+  const core::ClusterSpec spec = a100("a100-80g");
   InferenceConfig c = config(16, "moesys", 3);
+  c.output_tokens = 4;
   const WeightSizes w = weight_sizes(c);
-  const Footprint ring3 = make_policy("moesys")->footprint(w, c);
+  const Footprint ring3 = prepare_run(c, spec, flag_namer()).plan.weights;
   EXPECT_EQ(ring3.hbm_weights, w.dense_bytes() + 3 * w.layer_expert_bytes);
-  EXPECT_EQ(ring3.h2d_bytes_per_pass, w.expert_bytes());  // every layer's experts pass through the ring per token
-  c.ring_slots = 12;
-  EXPECT_EQ(make_policy("moesys")->footprint(w, c).h2d_bytes_per_pass, 0u);  // K = M: nothing streams
+  EXPECT_EQ(ring3.host_weights, w.expert_bytes());
 
+  c.policy = "deepspeed";
   c.host_memory = HostMemory::pageable;
-  const Footprint ds = make_policy("deepspeed")->footprint(w, c);
-  EXPECT_EQ(ds.hbm_weights, w.embedding_bytes + 2 * w.max_layer_bytes());
-  EXPECT_EQ(ds.h2d_bytes_per_pass, w.dense_bytes() - w.embedding_bytes + w.expert_bytes());  // dense moves too
-  EXPECT_EQ(ds.host_staging, w.max_layer_bytes());
-  EXPECT_EQ(make_policy("all-in-gpu")->footprint(w, c).hbm_weights, w.dense_bytes() + w.expert_bytes());
+  const Footprint ds = prepare_run(c, spec, flag_namer()).plan.weights;
+  EXPECT_EQ(ds.hbm_weights, w.embedding_bytes + 2 * w.max_layer_bytes());  // two layer buffers, dense and experts
+  EXPECT_EQ(ds.host_weights, w.dense_bytes() + w.expert_bytes());          // every dense unit's home, and the experts'
+  EXPECT_GE(ds.host_staging, w.max_layer_bytes());                         // pinned staging for pageable copies
+  EXPECT_LT(ds.host_staging, w.max_layer_bytes() + (1u << 20));
+  c.policy = "all-in-gpu";
+  c.host_memory = HostMemory::pinned;
+  const Footprint all = prepare_run(c, spec, flag_namer()).plan.weights;
+  EXPECT_EQ(all.hbm_weights, w.dense_bytes() + w.expert_bytes());
+  EXPECT_EQ(all.host_weights, 0u);
 }
 
 TEST(InferenceConfigCheck, RingSlotsBeyondTheLayersIsAConfigError) {
@@ -129,20 +141,19 @@ TEST(InferenceModel, PresetsAndObjectsWithoutTrainingBatch) {
 TEST(InferencePlan, ModelLargerThanTheGpuNeedsOffloading) {
   const core::ClusterSpec spec = a100_40g();
   InferenceConfig c = config(16, "all-in-gpu");
-  const WeightSizes w = weight_sizes(c);
-  const std::string msg =
-      message_of<core::InfeasibleError>([&] { plan_memory(c, w, *make_policy(c.policy), 1024, spec); });
+  c.output_tokens = 4;
+  const std::string msg = message_of<core::InfeasibleError>([&] { prepare_run(c, spec, flag_namer()); });
   EXPECT_NE(msg.find("need 49.90 GiB per GPU"), std::string::npos) << msg;
   EXPECT_NE(msg.find("40.00 GiB of HBM"), std::string::npos) << msg;
   c.policy = "moesys";
-  EXPECT_NO_THROW(plan_memory(c, w, *make_policy(c.policy), 1024, spec));
+  EXPECT_NO_THROW(prepare_run(c, spec, flag_namer()));
 }
 
 TEST(InferencePlan, SingleLayerThatCannotFit) {
   const core::ClusterSpec spec = a100_40g();
   InferenceConfig c = config(192, "moesys", 1);  // one layer's experts: 192 x 0.25 GiB = 48 GiB
-  const std::string msg =
-      message_of<core::InfeasibleError>([&] { plan_memory(c, weight_sizes(c), *make_policy(c.policy), 1024, spec); });
+  c.output_tokens = 2;
+  const std::string msg = message_of<core::InfeasibleError>([&] { prepare_run(c, spec, flag_namer()); });
   EXPECT_NE(msg.find("a single MoE layer does not fit: its 192 experts need a 48.01 GiB slot"), std::string::npos)
       << msg;
 }
@@ -150,8 +161,8 @@ TEST(InferencePlan, SingleLayerThatCannotFit) {
 TEST(InferencePlan, TooManySlotsSaysHowManyFit) {
   const core::ClusterSpec spec = a100_40g();
   InferenceConfig c = config(32, "moesys", 5);  // 8 GiB slots beside 1.9 GiB of dense weights
-  const std::string msg =
-      message_of<core::InfeasibleError>([&] { plan_memory(c, weight_sizes(c), *make_policy(c.policy), 1024, spec); });
+  c.output_tokens = 2;
+  const std::string msg = message_of<core::InfeasibleError>([&] { prepare_run(c, spec, flag_namer()); });
   EXPECT_NE(msg.find("at most K = 4 slots fit"), std::string::npos) << msg;
 }
 
@@ -159,18 +170,15 @@ TEST(InferencePlan, KvCacheThatCannotFitNamesTheLargestBatch) {
   const core::ClusterSpec spec = a100_40g();
   InferenceConfig c = config(16, "moesys", 2);
   c.batch = 1000;
-  const WeightSizes w = weight_sizes(c);
-  auto expert_tokens = [&](int batch) { return std::int64_t{batch} * c.prompt_tokens * c.model.top_k; };
-  const std::string msg = message_of<core::InfeasibleError>(
-      [&] { plan_memory(c, w, *make_policy(c.policy), expert_tokens(c.batch), spec); });
+  const std::string msg = message_of<core::InfeasibleError>([&] { prepare_run(c, spec, flag_namer()); });
   const auto at = msg.find("at most ");
   ASSERT_NE(at, std::string::npos) << msg;
   EXPECT_NE(msg.find("KV cache needs 29.30 GiB"), std::string::npos) << msg;
   const int most = std::stoi(msg.substr(at + 8));
   c.batch = most;  // the number in the message is the largest batch that fits
-  EXPECT_NO_THROW(plan_memory(c, w, *make_policy(c.policy), expert_tokens(most), spec));
+  EXPECT_NO_THROW(prepare_run(c, spec, flag_namer()));
   c.batch = most + 1;
-  EXPECT_THROW(plan_memory(c, w, *make_policy(c.policy), expert_tokens(most + 1), spec), core::InfeasibleError);
+  EXPECT_THROW(prepare_run(c, spec, flag_namer()), core::InfeasibleError);
 }
 
 TEST(InferenceRouting, EveryPassRoutesItsTokensTopKTimes) {
@@ -196,13 +204,15 @@ TEST(InferenceMetrics, PercentilesThroughputAndPcieBound) {
   c.gpus = 2;
   c.batch = 4;
   c.output_tokens = 5;
-  PreparedRun run{c, weight_sizes(c), {}, {}};
-  run.plan.weights.h2d_bytes_per_pass = 1000;
+  PreparedRun run{c, weight_sizes(c), {}, {}, {}};
   // Passes end at 1, 2, 3, 4.5, 5 s on rank 0; rank 1 is later on the third pass.
   std::vector<RankRecord> records(2);
   records[0].pass_end_s = {1.0, 2.0, 3.0, 4.5, 5.0};
   records[1].pass_end_s = {1.0, 2.0, 3.5, 4.5, 5.0};
   records[0].h2d_bytes = records[1].h2d_bytes = 5000;
+  // Steady state is the most a decode pass moved (the prefill's first loads do not count).
+  records[0].pass_h2d_bytes = {2000, 1000, 1000, 1000, 0};
+  records[1].pass_h2d_bytes = {2000, 1000, 900, 1000, 100};
   RuntimeOutcome outcome{{10, 20}, {}};
   const InferenceMetrics m = summarize(run, records, outcome, 2000.0);  // 2000 bytes/s: a step takes >= 0.5 s
   EXPECT_DOUBLE_EQ(m.ttft_s, 1.0);

@@ -232,5 +232,23 @@ TEST(CudaKernels, AttentionForwardBackward) {
       1e-4, 1e-5);
 }
 
+TEST(CudaKernels, AttentionOverKvCache) {
+  // Queries are the last positions of a position-major cache with room for 10 positions: a decode step and a
+  // prefill continuing a context.
+  const I B = 3, C = 10, heads = 2, D = 8, ld = heads * D;
+  for (auto [Sq, Skv] : {std::pair<I, I>{1, 7}, {4, 9}}) {
+    check(
+        {randn(B * Sq * ld, 11), randn(C * B * ld, 12), randn(C * B * ld, 13), zeros(B * Sq * ld)},
+        [&](const auto& b) { return ops::attention_cached(B, Sq, Skv, heads, D, b[0], b[1], b[2], b[3]); }, 1e-4,
+        1e-5);
+  }
+}
+
+TEST(CudaKernels, ArgmaxTakesTheFirstOfEqualMaxima) {
+  std::vector<float> x = model::normal_floats(5 * 77, 1.0, 21);
+  x[2 * 77 + 10] = x[2 * 77 + 40] = 9.f;  // a tie: the lower column wins on both runtimes
+  check({F(x), izeros(5)}, [&](const auto& b) { return ops::argmax(b[0], b[1], 5, 77); }, 0, 0);
+}
+
 }  // namespace
 }  // namespace moesys::exec::cuda

@@ -1,0 +1,89 @@
+// Plans a generation run of the per-rank program: the layout (expert parallelism over every rank), one routing
+// "step" per forward pass, and the memory plan from running the generation's own allocations on the ledger.
+#include <stdexcept>
+#include <string>
+
+#include "core/error.hpp"
+#include "policies/training/training_plan.hpp"
+
+namespace moesys::policies::training {
+
+namespace {
+
+/// The plan's rows of one pass and MoE layer from a ranks x experts matrix of top-k assignments.
+LayerRouting layer_routing(const core::RoutingMatrix& m, const Layout& l) {
+  LayerRouting lr;
+  for (int r = 0; r < l.world; ++r) {
+    std::vector<std::int64_t> send(static_cast<std::size_t>(l.ep), 0),
+        computed(static_cast<std::size_t>(l.local_experts), 0);
+    for (int e = 0; e < l.experts; ++e) send[static_cast<std::size_t>(l.owner(e))] += m.at(r, e);
+    for (int le = 0; le < l.local_experts; ++le)
+      for (int src = 0; src < l.world; ++src)
+        computed[static_cast<std::size_t>(le)] += m.at(src, l.ep_index(r) * l.local_experts + le);
+    lr.send_rows.push_back(std::move(send));
+    lr.expert_rows.push_back(std::move(computed));
+  }
+  return lr;
+}
+
+/// Every rank's top-k assignments spread evenly over the experts (the sizes real runs plan with).
+core::RoutingMatrix even_routing(const Layout& l, std::int64_t tokens, int top_k) {
+  core::RoutingMatrix m(l.world, l.experts);
+  const std::int64_t n = tokens * top_k;
+  for (int r = 0; r < l.world; ++r)
+    for (int e = 0; e < l.experts; ++e) m.at(r, e) = n / l.experts + (e < n % l.experts ? 1 : 0);
+  return m;
+}
+
+}  // namespace
+
+TrainingPlan make_generation_plan(TrainingConfig c, GenerationPlan g,
+                                  const std::vector<std::vector<core::RoutingMatrix>>& routing) {
+  g.enabled = true;
+  if (g.sequences < 1 || g.prompt_tokens < 1 || g.output_tokens < 1)
+    throw core::InfeasibleError("generation needs at least one sequence, one prompt token and one output token");
+  if (g.context() > c.model.seq_len)
+    throw core::InfeasibleError("a context of " + std::to_string(g.context()) + " tokens (prompt " +
+                                std::to_string(g.prompt_tokens) + " + output " + std::to_string(g.output_tokens) +
+                                ") exceeds the model's " + std::to_string(c.model.seq_len) + " positions");
+  if (g.slots < 1) throw core::InfeasibleError("expert residency needs at least one GPU slot");
+  // Inference keeps every routed token (no capacity), sends exactly the rows routed, and replicates the dense
+  // weights (read-only: nothing to reduce or shard).
+  c.policy.gate = Gate::dropless;
+  c.policy.dispatch = Dispatch::counts;
+  c.policy.overlap_chunks = 1;
+  c.policy.dense = DenseSharding::ddp;
+  c.policy.grad_overlap = false;
+  c.policy.embedding = Embedding::dense;
+  c.policy.placement = Placement::static_blocks;
+  if (c.policy.offload == Offload::nvme) throw core::InfeasibleError("generation offloads experts to host memory only");
+  c.expert_parallel = c.gpus;
+  c.steps = g.passes();
+
+  TrainingPlan p;
+  p.config = c;
+  p.generation = g;
+  p.layout = make_layout(c);
+  const Layout& l = p.layout;
+  if (!routing.empty() && static_cast<int>(routing.size()) < g.passes())
+    throw std::invalid_argument("generation routing has fewer passes than the run");
+  RoutingPlan& rp = p.routing;
+  rp.micro_batches = 1;
+  for (int pass = 0; pass < g.passes(); ++pass) {
+    MicroBatch mb;
+    const std::int64_t tokens = std::int64_t{g.sequences} * g.queries(pass);
+    mb.tokens.assign(static_cast<std::size_t>(l.world), tokens);
+    for (int moe = 0; moe < c.model.moe_layers(); ++moe)
+      mb.layers.push_back(layer_routing(routing.empty()
+                                            ? even_routing(l, tokens, c.model.top_k)
+                                            : routing[static_cast<std::size_t>(pass)][static_cast<std::size_t>(moe)],
+                                        l));
+    rp.steps.push_back({std::move(mb)});
+  }
+  rp.tokens_per_step = std::int64_t{g.sequences} * l.world;
+  rp.sequences_per_step = rp.tokens_per_step;
+  plan_memory(p);  // the caller judges it (check_feasible, or the inference policies' own messages)
+  return p;
+}
+
+}  // namespace moesys::policies::training

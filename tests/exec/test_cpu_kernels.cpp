@@ -1,0 +1,124 @@
+// CPU kernels against naive references. Attention: the training layout (seq_q == seq_kv, packed K/V) and the
+// KV-cache layout of generation (queries are the last seq_q positions, K/V position-major with room for more).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "exec/cpu/cpu_kernels.hpp"
+#include "model/ops.hpp"
+#include "model/tensors.hpp"
+
+namespace moesys::exec::cpu {
+namespace {
+
+using I = std::int64_t;
+
+core::Buffer view(std::vector<float>& v) {
+  core::Buffer b;
+  b.id = 1;
+  b.bytes = v.size() * sizeof(float);
+  b.data = v.data();
+  return b;
+}
+
+// o[b, i] = softmax_j(q[b, i] . k[b, j] / sqrt(D)) v[b, j] per head over the keys query i sees, in double.
+// kv(b, t) gives the row of position t of sequence b in k and v.
+template <typename Row>
+std::vector<float> reference(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v, I B,
+                             I Sq, I Skv, I H, I D, Row kv) {
+  const I ld = H * D;
+  std::vector<float> o(static_cast<std::size_t>(B * Sq * ld));
+  for (I b = 0; b < B; ++b)
+    for (I h = 0; h < H; ++h)
+      for (I i = 0; i < Sq; ++i) {
+        const I visible = Skv - Sq + i + 1;
+        std::vector<double> p(static_cast<std::size_t>(visible));
+        double mx = -1e300, sum = 0;
+        for (I j = 0; j < visible; ++j) {
+          double s = 0;
+          for (I d = 0; d < D; ++d)
+            s += double(q[std::size_t((b * Sq + i) * ld + h * D + d)]) * k[std::size_t(kv(b, j) * ld + h * D + d)];
+          p[std::size_t(j)] = s / std::sqrt(double(D));
+          mx = std::max(mx, p[std::size_t(j)]);
+        }
+        for (auto& x : p) sum += (x = std::exp(x - mx));
+        for (I d = 0; d < D; ++d) {
+          double acc = 0;
+          for (I j = 0; j < visible; ++j) acc += p[std::size_t(j)] / sum * v[std::size_t(kv(b, j) * ld + h * D + d)];
+          o[std::size_t((b * Sq + i) * ld + h * D + d)] = static_cast<float>(acc);
+        }
+      }
+  return o;
+}
+
+void expect_near(const std::vector<float>& got, const std::vector<float>& want, double tol) {
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], tol) << "element " << i;
+}
+
+TEST(CpuKernels, AttentionPackedMatchesReference) {
+  const I B = 2, S = 7, H = 3, D = 4, n = B * S * H * D;
+  auto q = model::normal_floats(n, 1.0, 1), k = model::normal_floats(n, 1.0, 2), v = model::normal_floats(n, 1.0, 3);
+  std::vector<float> o(static_cast<std::size_t>(n));
+  run_kernel(model::ops::attention(B, S, H, D, view(q), view(k), view(v), view(o)));
+  expect_near(o, reference(q, k, v, B, S, S, H, D, [&](I b, I t) { return b * S + t; }), 1e-5);
+}
+
+TEST(CpuKernels, AttentionOverKvCacheMatchesReference) {
+  // A cache with room for 9 positions of 3 sequences; the first Skv are filled, the rest hold garbage that the
+  // kernel must not read.
+  const I B = 3, C = 9, H = 2, D = 5, ld = H * D;
+  auto kc = model::normal_floats(C * B * ld, 1.0, 4), vc = model::normal_floats(C * B * ld, 1.0, 5);
+  const auto row = [&](I b, I t) { return t * B + b; };
+  for (auto [Sq, Skv] : {std::pair<I, I>{1, 1}, {1, 6}, {4, 6}, {6, 6}, {2, 9}}) {
+    auto q = model::normal_floats(B * Sq * ld, 1.0, std::uint64_t(10 + Sq * 31 + Skv));
+    std::vector<float> o(q.size());
+    auto k = kc, v = vc;
+    for (I t = Skv; t < C; ++t)
+      for (I x = 0; x < B * ld; ++x) k[std::size_t(t * B * ld + x)] = v[std::size_t(t * B * ld + x)] = NAN;
+    run_kernel(model::ops::attention_cached(B, Sq, Skv, H, D, view(q), view(k), view(v), view(o)));
+    SCOPED_TRACE("seq_q " + std::to_string(Sq) + " seq_kv " + std::to_string(Skv));
+    expect_near(o, reference(q, k, v, B, Sq, Skv, H, D, row), 1e-5);
+  }
+}
+
+TEST(CpuKernels, DecodeStepEqualsLastRowOfFullAttention) {
+  // Generation's invariant: attending with one query over the cache gives the last row of causal attention over
+  // the whole sequence.
+  const I B = 2, S = 5, H = 2, D = 3, ld = H * D, n = B * S * ld;
+  auto q = model::normal_floats(n, 1.0, 7), k = model::normal_floats(n, 1.0, 8), v = model::normal_floats(n, 1.0, 9);
+  std::vector<float> full(static_cast<std::size_t>(n));
+  run_kernel(model::ops::attention(B, S, H, D, view(q), view(k), view(v), view(full)));
+  std::vector<float> kc(static_cast<std::size_t>(n)), vc(kc.size()), q1(static_cast<std::size_t>(B * ld)),
+      o1(q1.size());
+  for (I b = 0; b < B; ++b)
+    for (I t = 0; t < S; ++t)
+      for (I x = 0; x < ld; ++x) {
+        kc[std::size_t((t * B + b) * ld + x)] = k[std::size_t((b * S + t) * ld + x)];
+        vc[std::size_t((t * B + b) * ld + x)] = v[std::size_t((b * S + t) * ld + x)];
+        if (t == S - 1) q1[std::size_t(b * ld + x)] = q[std::size_t((b * S + t) * ld + x)];
+      }
+  run_kernel(model::ops::attention_cached(B, 1, S, H, D, view(q1), view(kc), view(vc), view(o1)));
+  for (I b = 0; b < B; ++b)
+    for (I x = 0; x < ld; ++x)
+      EXPECT_NEAR(o1[std::size_t(b * ld + x)], full[std::size_t((b * S + S - 1) * ld + x)], 1e-5);
+}
+
+TEST(CpuKernels, AttentionRejectsMoreQueriesThanKeys) {
+  std::vector<float> x(64);
+  EXPECT_THROW(run_kernel(model::ops::attention_cached(1, 3, 2, 1, 4, view(x), view(x), view(x), view(x))),
+               std::invalid_argument);
+}
+
+TEST(CpuKernels, ArgmaxTakesTheFirstOfEqualMaxima) {
+  std::vector<float> x = {0.1f, 3.f, -1.f, 3.f, /**/ -5.f, -4.f, -6.f, -4.5f};
+  std::vector<int> ids(2, -1);
+  core::Buffer out;
+  out.id = 2, out.bytes = 8, out.data = ids.data();
+  run_kernel(model::ops::argmax(view(x), out, 2, 4));
+  EXPECT_EQ(ids, (std::vector<int>{1, 1}));
+}
+
+}  // namespace
+}  // namespace moesys::exec::cpu
