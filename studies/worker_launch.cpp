@@ -14,13 +14,13 @@
 namespace moesys::studies {
 
 void run_exec_worker(int ranks, const std::vector<std::string>& args, const std::string& name) {
+  core::exec_timeout_s();  // a bad MOESYS_EXEC_TIMEOUT_S is the user's input: refused first, before any rank starts
   const auto self = std::filesystem::read_symlink("/proc/self/exe");
   const auto worker = self.parent_path() / name;
   if (!std::filesystem::exists(worker))
     throw core::RuntimeFailure("cannot find " + worker.string() +
                                (name == "moesys-cuda-worker" ? " (built when nvcc and NCCL are found)"
                                                              : " (built with MPI and OpenBLAS)"));
-  core::exec_timeout_s();  // a bad MOESYS_EXEC_TIMEOUT_S is the user's input: refused here, before any rank starts
   std::vector<std::string> cmd;
   if (ranks > 1) cmd = {"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", std::to_string(ranks)};
   cmd.push_back(worker.string());
