@@ -20,9 +20,11 @@
 #include "exec/cpu/cpu_kernels.hpp"
 #include "exec/cpu/cpu_runtime.hpp"
 #include "exec/cpu/mpi_comms.hpp"
-#include "exec/model/ops.hpp"
+#include "model/ops.hpp"
 
 namespace moesys::exec::cpu {
+
+namespace ops = moesys::model::ops;
 
 namespace {
 

@@ -10,10 +10,12 @@
 #include <cstring>
 #include <thread>
 
-#include "exec/model/ops.hpp"
+#include "model/ops.hpp"
 #include "exec_test_util.hpp"
 
 namespace moesys::exec {
+
+namespace ops = moesys::model::ops;
 namespace {
 
 using core::streams::kComm;

@@ -5,10 +5,12 @@
 #include <cstring>
 
 #include "exec/cuda/tests/cuda_test_util.hpp"
-#include "exec/model/ops.hpp"
-#include "exec/model/tensors.hpp"
+#include "model/ops.hpp"
+#include "model/tensors.hpp"
 
 namespace moesys::exec::cuda {
+
+namespace ops = moesys::model::ops;
 namespace {
 
 using core::streams::kComm;

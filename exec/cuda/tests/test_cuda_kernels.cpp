@@ -10,10 +10,12 @@
 #include <random>
 
 #include "exec/cuda/tests/cuda_test_util.hpp"
-#include "exec/model/ops.hpp"
-#include "exec/model/tensors.hpp"
+#include "model/ops.hpp"
+#include "model/tensors.hpp"
 
 namespace moesys::exec::cuda {
+
+namespace ops = moesys::model::ops;
 namespace {
 
 using I = std::int64_t;
