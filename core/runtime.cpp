@@ -68,7 +68,7 @@ const char* to_string(TensorOpKind k) {
                                        "combine_bwd", "block_transpose", "add_bias", "bias_grad", "gelu",
                                        "gelu_bwd", "add", "scale", "fill", "layernorm", "layernorm_bwd",
                                        "embedding", "embedding_bwd", "softmax_xent", "adamw",
-                                       "gather_rows", "remap_index", "argmax"};
+                                       "gather_rows", "remap_index", "argmax", "scatter_add_rows"};
   return kNames[static_cast<int>(k)];
 }
 

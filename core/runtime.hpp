@@ -147,7 +147,7 @@ struct GateOp {
 enum class TensorOpKind {
   gate_topk, gate_bwd, dispatch, dispatch_bwd, combine, combine_bwd, block_transpose, add_bias, bias_grad, gelu,
   gelu_bwd, add, scale, fill, layernorm, layernorm_bwd, embedding, embedding_bwd, softmax_xent, adamw,
-  gather_rows, remap_index, argmax
+  gather_rows, remap_index, argmax, scatter_add_rows
 };
 const char* to_string(TensorOpKind k);
 

@@ -106,6 +106,10 @@ TensorOp adamw(Buffer grad, Buffer param, Buffer m, Buffer v, I n, double lr, do
 TensorOp gather_rows(Buffer x, Buffer idx, Buffer y, I R, I n, I Rx) {
   return make(core::TensorOpKind::gather_rows, {x, idx}, {y}, {R, n, Rx}, d(R) * (d(n) + 1), d(R) * d(n), 0);
 }
+TensorOp scatter_add_rows(Buffer x, Buffer idx, Buffer y, I R, I n, I Ry) {
+  return make(core::TensorOpKind::scatter_add_rows, {x, idx}, {y}, {R, n, Ry}, d(R) * (2 * d(n) + 1), d(R) * d(n),
+              d(R) * d(n));
+}
 TensorOp remap_index(Buffer idx, Buffer table, Buffer out, I n, I table_size) {
   return make(core::TensorOpKind::remap_index, {idx, table}, {out}, {n, table_size}, 2 * d(n), d(n), 0);
 }

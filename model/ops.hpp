@@ -73,6 +73,10 @@ TensorOp adamw(Buffer grad, Buffer param, Buffer m, Buffer v, I n, double lr, do
 /// peer-major order of an all-to-all and the expert-major order of the expert GEMMs).
 /// in {x, idx}  out {y}  dims {R (rows of y), n, Rx (rows of x)}
 TensorOp gather_rows(Buffer x, Buffer idx, Buffer y, I R, I n, I Rx);
+/// y[idx[i]] += x[i] for rows of n floats, rows in order (deterministic sums); rows with idx[i] < 0 add nothing.
+/// The backward of gather_rows: the column-partitioned embedding accumulates its shard's gradient with it.
+/// in {x, idx}  out {y}  dims {R (rows of x), n, Ry (rows of y)}
+TensorOp scatter_add_rows(Buffer x, Buffer idx, Buffer y, I R, I n, I Ry);
 /// out[i] = idx[i] < 0 ? -1 : table[idx[i]] (int32): rewrites the gate's capacity slots into the rows of a
 /// compact or chunk-major send buffer.  in {idx, table}  out {out}  dims {n, table size}
 TensorOp remap_index(Buffer idx, Buffer table, Buffer out, I n, I table_size);

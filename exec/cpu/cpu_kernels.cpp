@@ -377,6 +377,15 @@ void run_tensor(const TensorOp& op) {
         N(op.out[0])[i] = at < 0 ? -1 : N(op.in[1])[at];
       }
       return;
+    case TensorOpKind::scatter_add_rows: {
+      const I R = dm[0], n = dm[1], Ry = dm[2];
+      for (I i = 0; i < R; ++i) {
+        const int dst = N(op.in[1])[i];
+        need(dst < Ry, "scatter_add_rows: row index out of range");
+        if (dst >= 0) cblas_saxpy(int(n), 1.f, F(op.in[0]) + i * n, 1, F(op.out[0]) + I{dst} * n, 1);
+      }
+      return;
+    }
     case TensorOpKind::argmax:
       for (I t = 0; t < dm[0]; ++t) {
         const float* row = F(op.in[0]) + t * dm[1];

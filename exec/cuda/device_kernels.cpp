@@ -157,7 +157,7 @@ void run_tensor(const core::TensorOp& op, const KernelContext& ctx) {
       {TensorOpKind::embedding, {3, 1, 4}},       {TensorOpKind::embedding_bwd, {2, 2, 4}},
       {TensorOpKind::softmax_xent, {2, 2, 2}},    {TensorOpKind::adamw, {1, 3, 1}},
       {TensorOpKind::gather_rows, {2, 1, 3}},     {TensorOpKind::remap_index, {2, 1, 2}},
-      {TensorOpKind::argmax, {1, 1, 2}}};
+      {TensorOpKind::argmax, {1, 1, 2}},          {TensorOpKind::scatter_add_rows, {2, 1, 3}}};
   const auto& n = arity.at(op.kind);
   need(op.in.size() >= n[0] && op.out.size() >= n[1] && op.dims.size() >= n[2],
        kind + ": too few operands or dims (see model/ops.hpp)");
@@ -223,6 +223,8 @@ void run_tensor(const core::TensorOp& op, const KernelContext& ctx) {
     }
     case TensorOpKind::gather_rows:
       return k::gather_rows(F(in[0]), N(in[1]), F(out[0]), d[0], d[1], s);
+    case TensorOpKind::scatter_add_rows:
+      return k::scatter_add_rows(F(in[0]), N(in[1]), F(out[0]), d[0], d[1], d[2], s);
     case TensorOpKind::remap_index:
       return k::remap_index(N(in[0]), N(in[1]), N(out[0]), d[0], s);
     case TensorOpKind::argmax:

@@ -33,6 +33,7 @@ void combine_bwd(const float* d_out, const float* y, const int* slots, const flo
 void block_transpose(const float* x, float* y, I A, I B, I n, cudaStream_t s);
 /// y[i] = idx[i] < 0 ? 0 : x[idx[i]] for rows of n floats.
 void gather_rows(const float* x, const int* idx, float* y, I R, I n, cudaStream_t s);
+void scatter_add_rows(const float* x, const int* idx, float* y, I R, I n, I Ry, cudaStream_t s);
 /// out[i] = idx[i] < 0 ? -1 : table[idx[i]].
 void remap_index(const int* idx, const int* table, int* out, I n, cudaStream_t s);
 /// ids[t] = the column of the largest x[t][:], the lowest on ties (as std::max_element on the CPU).

@@ -71,6 +71,13 @@ __global__ void gather_rows_kernel(const float* __restrict__ x, const int* __res
     y[o] = src < 0 ? 0.f : x[I{src} * n + o % n];
   }
 }
+// One thread per column, rows in order: the same sums in the same order as the CPU runtime (no atomics).
+__global__ void scatter_add_rows_kernel(const float* __restrict__ x, const int* __restrict__ idx, float* __restrict__ y,
+                                        I R, I n, I Ry) {
+  for (I j = grid_index(); j < n; j += grid_stride())
+    for (I i = 0; i < R; ++i)
+      if (idx[i] >= 0 && idx[i] < Ry) y[I(idx[i]) * n + j] += x[i * n + j];
+}
 __global__ void remap_index_kernel(const int* __restrict__ idx, const int* __restrict__ table, int* __restrict__ out,
                                    I n) {
   for (I i = grid_index(); i < n; i += grid_stride()) out[i] = idx[i] < 0 ? -1 : table[idx[i]];
@@ -287,6 +294,9 @@ void block_transpose(const float* x, float* y, I A, I B, I n, cudaStream_t s) {
 }
 void gather_rows(const float* x, const int* idx, float* y, I R, I n, cudaStream_t s) {
   MOESYS_LAUNCH(gather_rows_kernel, blocks_for(R * n), x, idx, y, R, n);
+}
+void scatter_add_rows(const float* x, const int* idx, float* y, I R, I n, I Ry, cudaStream_t s) {
+  MOESYS_LAUNCH(scatter_add_rows_kernel, blocks_for(n), x, idx, y, R, n, Ry);
 }
 void argmax(const float* x, int* ids, I T, I V, cudaStream_t s) {
   if (T == 0) return;

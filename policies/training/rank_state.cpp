@@ -322,19 +322,41 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
     s.generated = alloc(Tier::hbm, 4.0 * gen.passes() * gen.sequences, MemoryUse::buffers);
   }
   s.targets = alloc(Tier::hbm, 4 * n, MemoryUse::buffers);
+  const bool partition = p.embedding == Embedding::partition;
   s.staging = alloc(Tier::dram,
-                    4.0 * std::max({2 * n, static_cast<double>(s.table_elems + 2 * s.max_rows_recv + 2 * m.experts),
+                    4.0 * std::max({2 * n, partition ? n * world : 0.0,
+                                    static_cast<double>(s.table_elems + 2 * s.max_rows_recv + 2 * m.experts),
                                     gen.enabled ? static_cast<double>(gen.passes()) * gen.sequences : 0.0}),
                     MemoryUse::buffers);
-  if (p.embedding == Embedding::partition) {
-    const double table = static_cast<double>(embedding_tensors(m)[0]);
-    alloc(Tier::hbm, a * std::ceil(table / world), MemoryUse::parameters);
-    alloc(Tier::hbm, g * std::ceil(table / world), MemoryUse::gradients);
-    alloc(Tier::hbm, o * std::ceil(table / world), MemoryUse::optimizer);
-    const double chunks = p.bucket_bytes > 0 ? std::max(1.0, std::ceil(a * table / p.bucket_bytes)) : 1;
-    const double chunk = std::ceil(table / chunks);
-    alloc(Tier::hbm, 2 * a * chunk + g * chunk, MemoryUse::buffers);
-    s.partition_io = alloc(Tier::hbm, 4 * n * world + 2 * a * n * h, MemoryUse::buffers);
+  if (partition) {
+    if (gen.enabled) throw std::invalid_argument("generation keeps the embedding table whole");
+    EmbeddingShard& e = s.shard;
+    const double V = m.vocab;
+    e.cols = m.hidden / world;
+    // The tied logits stream the table in chunks of about one fusion bucket.
+    e.chunks = p.bucket_bytes > 0 ? std::max<I>(1, static_cast<I>(std::ceil(a * V * h / p.bucket_bytes))) : 1;
+    e.chunks = std::min<I>(e.chunks, m.vocab);
+    e.chunk_rows = (m.vocab + e.chunks - 1) / e.chunks;
+    const double cols = static_cast<double>(e.cols), rows = static_cast<double>(e.chunk_rows);
+    double all_tokens = 0;  // the most tokens of one micro-batch over all ranks (the lookup serves them all)
+    for (const auto& step : plan.routing.steps)
+      for (const auto& mb : step) {
+        double sum = 0;
+        for (auto t : mb.tokens) sum += static_cast<double>(t);
+        all_tokens = std::max(all_tokens, sum);
+      }
+    e.params = alloc(Tier::hbm, a * V * cols, MemoryUse::parameters);
+    e.grads = alloc(Tier::hbm, g * V * cols, MemoryUse::gradients);
+    e.opt = alloc(Tier::hbm, o * V * cols, MemoryUse::optimizer);
+    e.ids = alloc(Tier::hbm, 4 * n * world, MemoryUse::buffers);
+    e.all_ids = alloc(Tier::hbm, 4 * all_tokens, MemoryUse::buffers);
+    e.positions = alloc(Tier::hbm, 4 * n, MemoryUse::buffers);
+    e.rows = alloc(Tier::hbm, a * all_tokens * cols, MemoryUse::buffers);
+    e.cols_in = alloc(Tier::hbm, a * n * h, MemoryUse::buffers);
+    for (auto& b : e.gathered) b = alloc(Tier::hbm, a * rows * h, MemoryUse::buffers);
+    e.chunk = alloc(Tier::hbm, a * rows * h, MemoryUse::buffers);
+    for (auto& b : e.chunk_grad) b = alloc(Tier::hbm, a * rows * h, MemoryUse::buffers);
+    e.grad_piece = alloc(Tier::hbm, 2 * a * rows * cols, MemoryUse::buffers);
   }
 
   // ---- workspace ----

@@ -71,6 +71,23 @@ struct GradBucket {
   int buffer = 0;                      // ZeRO-2/3: the physical bucket buffer (-1: the embedding gradient block)
 };
 
+/// The column-partitioned embedding (embedding_partition.cpp): this rank owns columns [rank * cols, (rank + 1) *
+/// cols) of the token table for every token, with their gradient and optimizer state, and the buffers of the
+/// lookup's exchanges and of the tied logits' table chunks (`chunk_rows` rows of the table at a time).
+struct EmbeddingShard {
+  std::int64_t cols = 0, chunk_rows = 0, chunks = 0;
+  core::Buffer params, grads, opt;  // [vocab][cols]
+  core::Buffer ids;                 // HBM int32 [world][n]: this rank's ids once per peer (the send side)
+  core::Buffer all_ids;             // HBM int32 [tokens of all ranks]: every rank's ids, peer after peer
+  core::Buffer positions;           // HBM int32 [n]: each token's position in its sequence
+  core::Buffer rows;                // [tokens of all ranks][cols]: looked-up columns, or their gradient
+  core::Buffer cols_in;             // [world][n][cols]: the received columns, or the gradient to send back
+  core::Buffer gathered[2];         // [world][chunk_rows][cols]: a gathered table chunk (one in flight)
+  core::Buffer chunk;               // [chunk_rows][hidden]: the chunk row-major, for the logits GEMMs
+  core::Buffer chunk_grad[2];       // [hidden][chunk_rows]: a chunk's gradient, transposed ([world][cols][rows])
+  core::Buffer grad_piece;          // 2 x [chunk_rows][cols]: this rank's columns of it, received and transposed
+};
+
 struct RankState {
   std::vector<DenseUnit> units;
   std::vector<GradBucket> buckets;  // in issue order (backward)
@@ -101,7 +118,7 @@ struct RankState {
   core::Buffer staging;          // DRAM: uploads and read-backs
   std::vector<core::Buffer> kv_k, kv_v;  // generation: per layer, [context][sequence][hidden] (position-major)
   core::Buffer generated;               // generation: HBM int32 [pass][sequence], the sampled tokens
-  core::Buffer partition_io;     // embedding partition: ids of every rank and column slices
+  EmbeddingShard shard;          // embedding partition: this rank's columns of the token table
   Workspace ws;
 
   std::int64_t max_tokens = 0, max_rows_sent = 0, max_rows_recv = 0, table_elems = 0;

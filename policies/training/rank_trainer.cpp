@@ -80,10 +80,6 @@ std::vector<int> RankTrainer::expert_pass_order() const {
 void RankTrainer::run() {
   st_ = allocate_rank_state(plan_, rt_, rank_);
   real_ = st_.staging.data != nullptr;
-  if (real_ && policy_.embedding == Embedding::partition)
-    throw core::InfeasibleError(
-        "the embedding partition runs in the simulator only: its kernels are known by their traffic, not by "
-        "the tensors they read");
   if (policy_.offload != Offload::none && model_.moe_layers() > 0)
     residency_ = std::make_unique<ExpertResidency>(rt_, expert_shape(plan_),
                                                    residency_settings(plan_, plan_.memory.cache_entries), st_.offloaded,
@@ -92,6 +88,7 @@ void RankTrainer::run() {
   buffer_free_.assign(static_cast<std::size_t>(std::max(st_.bucket_buffers, 1)), core::Event{});
   if (real_) initialise_parameters();
   if (generating()) return generate();
+  if (policy_.embedding == Embedding::partition) upload_partition_positions();
   for (int s = 0; s < cfg_.steps; ++s) {
     rt_.begin_phase("step " + std::to_string(s));
     if (residency_) residency_->begin_step(s + 1);
@@ -113,9 +110,24 @@ void RankTrainer::run() {
 void RankTrainer::initialise_parameters() {
   // The same values on every rank that holds a tensor: dense units from one seed (layernorm gains 1, everything
   // else N(0, 0.02^2), biases included), experts from a seed per expert-parallel index.
+  // With the embedding partition the token table is not in the dense layout; the values are drawn as if it were
+  // (the table first in unit 0, every later unit's seed at its replicated offset), so that both layouts start from
+  // the same model, and this rank keeps its columns of the table.
+  const bool partition = policy_.embedding == Embedding::partition;
+  const std::int64_t table = partition ? static_cast<std::int64_t>(model_.vocab) * model_.hidden : 0;
   std::vector<float> dense;
   for (const DenseUnit& u : st_.units) {
-    std::vector<float> v = moesys::model::normal_floats(u.padded, 0.02, cfg_.workload_seed * 7919 + u.offset);
+    const bool first = u.offset == 0;
+    std::vector<float> v = moesys::model::normal_floats(u.padded + (first ? table : 0), 0.02,
+                                                        cfg_.workload_seed * 7919 + u.offset + (first ? 0 : table));
+    if (first && partition) {
+      const EmbeddingShard& e = st_.shard;
+      std::vector<float> shard(static_cast<std::size_t>(model_.vocab * e.cols));
+      for (std::int64_t r = 0; r < model_.vocab; ++r)
+        std::copy_n(v.begin() + r * model_.hidden + rank_ * e.cols, e.cols, shard.begin() + r * e.cols);
+      moesys::model::upload(rt_, e.params, shard.data(), e.params.bytes);
+      v.erase(v.begin(), v.begin() + table);
+    }
     std::fill(v.begin() + u.elems, v.end(), 0.f);
     const int gains[] = {u.offset == 0 ? 2 : 4, u.offset == 0 ? -1 : 6};  // final LN; LN1 and LN2 of a layer
     for (int t : gains) {
@@ -238,7 +250,15 @@ void RankTrainer::load_batch(int step, int micro) {
     }
   }
   const auto bytes = static_cast<std::uint64_t>(n) * 4;
-  rt_.stream_wait(kCompute, upload_ints(st_.ids, ids, bytes));
+  if (policy_.embedding == Embedding::partition) {  // the ids once per column owner: the send side of their exchange
+    const auto w = static_cast<std::size_t>(layout_.world);
+    std::vector<std::int32_t> each;
+    for (std::size_t r = 0; r < w && real_; ++r) each.insert(each.end(), ids.begin(), ids.end());
+    ids_ready_ = upload_ints(st_.shard.ids, each, bytes * w);
+  } else {
+    ids_ready_ = upload_ints(st_.ids, ids, bytes);
+  }
+  rt_.stream_wait(kCompute, ids_ready_);
   rt_.stream_wait(kCompute, upload_ints(st_.targets, targets, bytes));
 }
 
@@ -459,6 +479,10 @@ void RankTrainer::optimizer_step(int step) {
   }
   if (policy_.offload == Offload::none) adamw(st_.expert_grads, st_.expert_params, st_.expert_opt,
                                               static_cast<std::int64_t>(st_.expert_params.bytes / a_));
+  if (policy_.embedding == Embedding::partition) {  // this rank's columns of the table: complete, no reduction
+    adamw(st_.shard.grads, st_.shard.params, st_.shard.opt, static_cast<std::int64_t>(model_.vocab) * st_.shard.cols);
+    shard_ready_ = last_compute_;
+  }
   gather_updated_params(last_compute_);
   rt_.end_phase();
 }

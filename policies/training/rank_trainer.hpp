@@ -99,8 +99,12 @@ class RankTrainer {
   void partitioned_embedding_forward();
   void partitioned_embedding_backward();
   void partitioned_logits(bool backward);
-  /// A kernel known by its traffic only (the simulator-only embedding partition).
-  core::Event sized_kernel(double bytes_read, double bytes_written, const char* name);
+  /// Positions of the tokens (t mod seq_len), uploaded once for the lookup's position rows.
+  void upload_partition_positions();
+  /// Bytes to or from each rank of the current micro-batch at `per_token` bytes per token of that rank.
+  std::vector<std::uint64_t> per_peer_bytes(double per_token) const;
+  /// The all-gather of chunk `c` of the table's rows from their column owners.
+  core::Event gather_table_chunk(std::int64_t c);
 
   // ---- moe_layer.cpp ----
   void moe_forward(int moe_layer, ActivationViews& a);
@@ -155,6 +159,11 @@ class RankTrainer {
   std::vector<MoeExchange> exchanges_;   // per MoE layer, from forward, reused by backward
   core::Event last_compute_;
   core::Event last_upload_;  // the staging buffer is free once this copy has run
+  core::Event ids_ready_;    // this micro-batch's token ids are on the device
+
+  // Embedding partition: the shard's last update, and when each gathered chunk and chunk gradient is free again.
+  core::Event shard_ready_;
+  core::Event chunk_free_[2], chunk_grad_free_[2];
 
   // ZeRO-3 gathers: the unit sequence of this micro-batch, gather events and buffer-release events.
   std::vector<int> units_;

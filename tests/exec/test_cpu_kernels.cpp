@@ -120,5 +120,17 @@ TEST(CpuKernels, ArgmaxTakesTheFirstOfEqualMaxima) {
   EXPECT_EQ(ids, (std::vector<int>{1, 1}));
 }
 
+TEST(CpuKernels, ScatterAddRowsIsTheBackwardOfGatherRows) {
+  // Rows 0 and 2 of x go to row 1 of y, row 1 to row 0, row 3 (index -1) nowhere: y accumulates.
+  std::vector<float> x = {1, 2, /**/ 3, 4, /**/ 5, 6, /**/ 7, 8}, y = {10, 10, /**/ 20, 20};
+  std::vector<int> idx = {1, 0, 1, -1};
+  core::Buffer ib;
+  ib.id = 3, ib.bytes = 16, ib.data = idx.data();
+  run_kernel(model::ops::scatter_add_rows(view(x), ib, view(y), 4, 2, 2));
+  EXPECT_EQ(y, (std::vector<float>{13, 14, 26, 28}));
+  idx[3] = 2;  // past the rows of y
+  EXPECT_THROW(run_kernel(model::ops::scatter_add_rows(view(x), ib, view(y), 4, 2, 2)), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace moesys::exec::cpu

@@ -207,6 +207,8 @@ TEST(CudaKernels, LayernormEmbeddingLoss) {
         [&](const auto& b) { return ops::embedding(b[0], b[1], b[2], b[3], T, H, V, S); });
   check({N(ids), randn(T * H, 13), randn(V * H, 14), randn(S * H, 15)},
         [&](const auto& b) { return ops::embedding_bwd(b[0], b[1], b[2], b[3], T, H, V, S); });
+  check({randn(T * H, 17), N(ids), randn(V * H, 18)},
+        [&](const auto& b) { return ops::scatter_add_rows(b[0], b[1], b[2], T, H, V); });
   check(
       {randn(T * V, 16, 3.0), N(targets), zeros(T * V), zeros(1)},
       [&](const auto& b) { return ops::softmax_xent(b[0], b[1], b[2], b[3], T, V, 1.0 / double(T)); }, 1e-5, 1e-6);
