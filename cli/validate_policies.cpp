@@ -83,6 +83,7 @@ StepTimes step_times(const tr::SimulatedRun& run, int warmup, int steps) {
 struct Sample {
   StepTimes predicted, measured;
   std::vector<double> losses;
+  json rates;  // the probe's measurements behind the prediction
 };
 
 /// One repeat of one preset: the real run (with its probe), then its prediction on the probed machine.
@@ -116,6 +117,7 @@ Sample run_once(const json& config, int ranks, int warmup, int steps) {
   s.predicted.op_s = predicted.at("op_s").get<std::map<std::string, double>>();
   s.measured = step_times(real.run, warmup, steps);
   s.losses = real.counters.empty() ? std::vector<double>{} : real.counters.front().losses;
+  s.rates = real.machine.value("rates", json::object());
   return s;
 }
 
@@ -130,6 +132,19 @@ double pct(double predicted, double measured) { return measured > 0 ? (predicted
 /// The `limit` operation classes whose predicted busy time per step is furthest from the measured one (medians
 /// over repeats): where the machine description or the kernel model is wrong.
 void print_op_detail(const std::vector<Sample>& samples, int limit) {
+  // The communication side of the machine description, median over repeats: a collective call alone and beside
+  // compute, and one step inside it (exec/cpu/machine_probe.hpp).
+  auto rate = [&](const char* key) {
+    std::vector<double> v;
+    for (const Sample& s : samples) v.push_back(s.rates.value(key, 0.0));
+    return median(v);
+  };
+  std::printf("  machine: collective call %.3f ms alone, %.3f ms beside compute; step inside it %.1f us; "
+              "all-to-all %.2f GB/s per rank; %g compute slots; a kernel's fixed cost %.1f us, a stream's wake-up "
+              "%.1f us\n",
+              rate("latency_s") * 1e3, rate("busy_latency_s") * 1e3, rate("message_latency_s") * 1e6,
+              rate("all_to_all_bytes_per_s") / 1e9, rate("compute_slots"), rate("op_overhead_s") * 1e6,
+              rate("stream_wake_s") * 1e6);
   std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> ops;
   for (const Sample& s : samples) {
     for (const auto& [k, v] : s.predicted.op_s) ops[k].first.push_back(v);

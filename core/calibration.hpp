@@ -22,6 +22,10 @@ struct Calibration {
   /// Delay from the moment an idle stream's next operation becomes ready (its issue, or the event it waits for)
   /// to its start: a CPU rank's stream worker waking up. Measured on CPU ranks; 0 for GPUs (uncalibrated).
   double stream_wake_s = 0;
+  /// Fixed cost of one collective call, paid once before its first step: its members meeting in the call. On CPU
+  /// ranks a stream worker's wake-up and MPI's progress, measured; on GPUs NCCL's launch is inside the fitted
+  /// step latency, so 0 there (uncalibrated).
+  double collective_latency_s = 0;
 
   /// Fraction of a link's (already efficiency-scaled) rate that messages of `bytes` use: 1 / (1 + sqrt(half / bytes)).
   /// It rises slowly with size, as NCCL's channel and protocol choice makes it; small messages waste link time.

@@ -43,6 +43,8 @@ core::CollectiveAlgo resolve_algo(CollectiveOp op, core::CollectiveAlgo requeste
 CollectivePlan plan_collective(const core::ClusterSpec& spec, const CollectiveCall& call, core::CollectiveAlgo algo);
 
 /// Runs a plan in the calling actor: per stage, the latency, then the flows.
-void execute_plan(const CollectivePlan& plan, FlowEngine& flows, double step_latency_s);
+/// Runs a plan's stages in order: each stage's latency steps, then its transfers. `call_latency_s` is paid once
+/// before the first stage (Calibration::collective_latency_s; 0 for point-to-point messages).
+void execute_plan(const CollectivePlan& plan, FlowEngine& flows, double step_latency_s, double call_latency_s = 0);
 
 }  // namespace moesys::sim

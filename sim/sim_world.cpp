@@ -74,7 +74,8 @@ void SimWorld::join(const RendezvousKey& key, CollectiveOp op, const std::vector
       plan = plans_.plan(spec(), group, r->call, r->algo, reused);
     }
     profile::count_collective(reused);
-    execute_plan(*plan, *flows_, cal_.step_latency_s);
+    execute_plan(*plan, *flows_, cal_.step_latency_s,
+                 key.kind == RendezvousKey::kPointToPoint ? 0.0 : cal_.collective_latency_s);
   }
   {
     profile::InSimgrid in;

@@ -126,6 +126,16 @@ MachineRates probe_machine(const ProbeShape& s) {
     r.copy_bytes_per_s = world_min(2.0 * double(n) / t);
   }
   barrier();
+  {  // One step inside a collective: a tiny raw MPI all-to-all that every rank enters together and polls, as MPI's
+     // own stages run once all members are in the call (shared-memory messages of a few microseconds).
+    std::vector<int> out(std::size_t(r.ranks), rank), in(std::size_t(r.ranks));
+    r.message_latency_s = world_max(time_fixed([&] {
+      MPI_Request q = MPI_REQUEST_NULL;
+      MPI_Ialltoall(out.data(), 1, MPI_INT, in.data(), 1, MPI_INT, MPI_COMM_WORLD, &q);
+      await(q, "all-to-all");
+    }, 200));
+  }
+  barrier();
   {  // All-to-all through the runtime's own path (a stream's worker, MPI's non-blocking all-to-all, the polling that
      // progresses it), as the program runs it, without the signature check that validation also leaves out: a tiny
      // one for the latency of one step (the simulator's all-to-all is one latency step), then one at the model's
@@ -295,8 +305,12 @@ core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& sh
   cal.stream_wake_s = r.stream_wake_s;
   // Ranks that oversubscribe the cores (more kernels than slots) always find the cores held by another rank's
   // kernels when they communicate: their collectives meet the latency measured beside compute.
+  // A call's fixed cost (workers waking, members meeting) is paid once per collective; the steps inside it cost
+  // what a raw MPI message costs. The simulator's all-to-all is the call and one step.
   const bool oversubscribed = r.ranks > r.kernels.compute_slots;
-  cal.step_latency_s = oversubscribed ? r.busy_latency_s : r.latency_s;
+  const double call = oversubscribed ? r.busy_latency_s : r.latency_s;
+  cal.step_latency_s = std::min(r.message_latency_s, call);
+  cal.collective_latency_s = call - cal.step_latency_s;
   // The simulator's rate for a message is link rate * message_efficiency(size): choose the link rate that
   // reproduces the measured all-to-all rate at the measured message size.
   const double msg = double(shape.all_to_all_bytes) / std::max(1, r.ranks);

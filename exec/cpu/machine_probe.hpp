@@ -32,7 +32,8 @@ struct MachineRates {
   double gemm_flop_per_s = 0;      // per rank, all ranks busy
   double copy_bytes_per_s = 0;     // memcpy traffic (read + write) per rank
   double all_to_all_bytes_per_s = 0;  // bytes each rank sends to others per second (through the runtime)
-  double latency_s = 0;            // a tiny all-to-all through the runtime: one collective step
+  double message_latency_s = 0;    // a tiny all-to-all of raw MPI, every rank in it at once: one step inside a call
+  double latency_s = 0;            // a tiny all-to-all through the runtime: the call as the program meets it
   double busy_latency_s = 0;       // the same while every rank's compute stream runs GEMMs
   double op_overhead_s = 0;        // the runtime's fixed cost per kernel
   double stream_wake_s = 0;        // an idle stream worker's delay before it starts a ready operation

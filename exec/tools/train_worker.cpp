@@ -117,6 +117,7 @@ int run_train_worker(int rank, int size, const char* config_path, const char* ou
                          {{"gemm_flop_per_s", rates.gemm_flop_per_s},
                           {"copy_bytes_per_s", rates.copy_bytes_per_s},
                           {"all_to_all_bytes_per_s", rates.all_to_all_bytes_per_s},
+                          {"message_latency_s", rates.message_latency_s},
                           {"latency_s", rates.latency_s},
                           {"busy_latency_s", rates.busy_latency_s},
                           {"op_overhead_s", rates.op_overhead_s},

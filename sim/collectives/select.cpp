@@ -38,7 +38,11 @@ CollectivePlan plan_collective(const core::ClusterSpec& spec, const CollectiveCa
   throw std::logic_error("unresolved collective algorithm");
 }
 
-void execute_plan(const CollectivePlan& plan, FlowEngine& flows, double step_latency_s) {
+void execute_plan(const CollectivePlan& plan, FlowEngine& flows, double step_latency_s, double call_latency_s) {
+  if (call_latency_s > 0 && !plan.empty()) {
+    profile::InSimgrid in;
+    sg::sg4::this_actor::sleep_for(call_latency_s);
+  }
   for (const Stage& stage : plan) {
     if (stage.latency_steps > 0) {
       profile::InSimgrid in;

@@ -1,7 +1,10 @@
 // The simulator on a measured machine of CPU ranks: kernel classes at their measured rates, kernels of the
-// node's ranks sharing its compute slots, and the wake-up of an idle stream.
+// node's ranks sharing its compute slots, the wake-up of an idle stream and the fixed cost of a collective call.
 #include <gtest/gtest.h>
 
+#include <functional>
+
+#include "fork_run.hpp"
 #include "sim/compute_model.hpp"
 #include "sim/simulation.hpp"
 
@@ -75,4 +78,31 @@ TEST(MeasuredMachine, AnIdleStreamWakesUpBeforeItsOperationStarts) {
     end = rt.now_s();
   }, options);
   EXPECT_NEAR(end, wake + 2 * alone_s() + wake + alone_s(), 1e-9);
+}
+
+namespace {
+// Seconds for every rank to finish `op` on a 4-rank node with the given fixed cost per collective call.
+double comm_time(double call_latency_s, const std::function<void(core::Runtime&)>& op) {
+  sim::SimOptions options;
+  options.calibration = no_launch();
+  options.calibration.collective_latency_s = call_latency_s;
+  const std::vector<double> out =
+      test::run_in_child([&] { return std::vector<double>{sim::simulate(measured(4, 4), 4, op, options).makespan_s}; });
+  return out.empty() ? -1 : out[0];
+}
+}  // namespace
+
+TEST(MeasuredMachine, ACollectiveCallPaysItsFixedCostOnceNotPerStep) {
+  const double call = 2e-3;
+  const auto all_gather = [](core::Runtime& rt) {  // a ring of 3 steps, then an all-reduce of 6
+    const core::Group world = core::Group::world(4);
+    rt.wait(rt.all_gather(core::streams::kComm, world, {}, {}, 4096));
+    rt.wait(rt.all_reduce(core::streams::kComm, world, {}, 4096, core::Dtype::fp32));
+  };
+  EXPECT_NEAR(comm_time(call, all_gather) - comm_time(0, all_gather), 2 * call, 1e-9);
+  const auto ping = [](core::Runtime& rt) {  // point-to-point messages are not collective calls
+    if (rt.rank() == 0) rt.wait(rt.send(core::streams::kComm, 1, {}, 4096, 7));
+    if (rt.rank() == 1) rt.wait(rt.recv(core::streams::kComm, 0, {}, 4096, 7));
+  };
+  EXPECT_NEAR(comm_time(call, ping), comm_time(0, ping), 1e-12);
 }
