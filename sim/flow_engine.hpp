@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/calibration.hpp"
+#include "sim/flow_carriers.hpp"
 #include "sim/platform.hpp"
 
 namespace moesys::sim {
@@ -25,7 +26,9 @@ enum class FlowMode { aggregated, detailed };
 
 class FlowEngine {
 public:
-  FlowEngine(const Platform& platform, const core::Calibration& cal, FlowMode mode);
+  /// `direct_flow_limit`: see SimOptions.
+  FlowEngine(const Platform& platform, const core::Calibration& cal, FlowMode mode, std::size_t direct_flow_limit);
+  ~FlowEngine();
 
   /// Runs all transfers concurrently; blocks the calling actor until the last byte has arrived.
   void run(const std::vector<Transfer>& transfers);
@@ -38,17 +41,12 @@ public:
   std::uint64_t flows_started() const { return flows_started_; }
 
 private:
-  /// One SimGrid flow to start: endpoints, size and efficiency.
-  struct Flow {
-    sg::sg4::Host* from;
-    sg::sg4::Host* to;
-    double bytes;
-    double efficiency;
-  };
   void plan_detailed(const std::vector<Transfer>& transfers, std::vector<Flow>& flows) const;
   void plan_aggregated(const std::vector<Transfer>& transfers, std::vector<Flow>& flows) const;
-  /// Starts the flows and blocks until all have finished, spreading them over helper actors (see .cpp).
+  /// Starts the flows and blocks until all have finished: as host-to-host communications while few are in
+  /// flight (start_and_wait_direct), through the carriers otherwise.
   void start_and_wait(const std::vector<Flow>& flows);
+  void start_and_wait_direct(const std::vector<Flow>& flows);
   sg::sg4::CommPtr start(const Flow& f);
 
   const Platform& platform_;
@@ -56,6 +54,9 @@ private:
   FlowMode mode_;
   std::array<double, kPathClassCount> bytes_by_class_{};
   std::uint64_t flows_started_ = 0;
+  std::size_t direct_flow_limit_;
+  std::size_t direct_in_flight_ = 0;  // host-to-host flows started and not yet waited for
+  FlowCarriers carriers_;
 };
 
 }  // namespace moesys::sim

@@ -13,10 +13,11 @@ std::size_t RendezvousKeyHash::operator()(const RendezvousKey& k) const {
   return static_cast<std::size_t>(h ^ (h >> 29));
 }
 
-SimWorld::SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, FlowMode mode)
+SimWorld::SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, FlowMode mode,
+                   std::size_t direct_flow_limit)
     : graph_(spec, cal), cal_(cal) {
   platform_ = std::make_unique<Platform>(graph_, mode == FlowMode::detailed);
-  flows_ = std::make_unique<FlowEngine>(*platform_, cal_, mode);
+  flows_ = std::make_unique<FlowEngine>(*platform_, cal_, mode, direct_flow_limit);
 }
 
 int SimWorld::intern_group(const core::Group& group) {

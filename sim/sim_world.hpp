@@ -43,7 +43,8 @@ struct Rendezvous {
 
 class SimWorld {
 public:
-  SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, FlowMode mode);
+  SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, FlowMode mode,
+           std::size_t direct_flow_limit = 3000);
 
   const core::ClusterSpec& spec() const { return graph_.spec(); }
   const core::Calibration& calibration() const { return cal_; }
