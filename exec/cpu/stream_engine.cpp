@@ -50,21 +50,35 @@ void StreamEngine::stream_wait(core::StreamId stream, core::Event event) {
   if (pending_.count(event.id)) stream_locked(stream).next_deps.push_back(event.id);
 }
 
+template <typename Done>
+void StreamEngine::host_wait(std::unique_lock<std::mutex>& lock, std::uint64_t event, Done done) {
+  if (done()) return;
+  const auto it = host_waits_.insert(event);
+  done_.wait(lock, done);
+  host_waits_.erase(it);
+}
+
 void StreamEngine::wait(core::Event event) {
   std::unique_lock lock(mutex_);
-  done_.wait(lock, [&] { return error_ || !pending_.count(event.id); });
+  host_wait(lock, event.id, [&] { return error_ || !pending_.count(event.id); });
   rethrow_locked();
 }
 
 void StreamEngine::synchronize() {
   std::unique_lock lock(mutex_);
-  done_.wait(lock, [&] { return error_ || pending_.empty(); });
+  host_wait(lock, 0, [&] { return error_ || pending_.empty(); });
   rethrow_locked();
 }
 
 void StreamEngine::quiesce() {
   std::unique_lock lock(mutex_);
-  done_.wait(lock, [&] { return pending_.empty(); });
+  host_wait(lock, 0, [&] { return pending_.empty(); });
+}
+
+void StreamEngine::wake_after_locked(std::uint64_t event) {
+  for (auto& [id, s] : streams_)
+    if (s->blocked_on != 0 && !pending_.count(s->blocked_on)) s->work.notify_one();
+  if (error_ || host_waits_.count(event) || (pending_.empty() && host_waits_.count(0))) done_.notify_all();
 }
 
 void StreamEngine::check() {
@@ -105,9 +119,12 @@ void StreamEngine::worker_loop(Stream& s) {
     if (s.queue.empty()) return;
     Queued q = std::move(s.queue.front());
     s.queue.pop_front();
-    done_.wait(lock, [&] {
-      return std::none_of(q.deps.begin(), q.deps.end(), [&](std::uint64_t d) { return pending_.count(d) > 0; });
-    });
+    for (std::uint64_t d : q.deps)
+      while (pending_.count(d)) {
+        s.blocked_on = d;
+        s.work.wait(lock);
+      }
+    s.blocked_on = 0;
     const bool run = !q.cancelled && !error_;
     lock.unlock();
     std::exception_ptr failure;
@@ -125,7 +142,7 @@ void StreamEngine::worker_loop(Stream& s) {
     if (failure && !error_) error_ = failure;
     finished_.push_back({q.event, start, end});
     pending_.erase(q.event);
-    done_.notify_all();
+    wake_after_locked(q.event);
   }
 }
 

@@ -11,6 +11,11 @@
 //
 // The engine reports when each operation's body started and ended on its worker; the runtime turns these times
 // into the operation's span.
+//
+// Wake-ups are targeted: a completion wakes the workers blocked on that event and the host only when its wait is
+// over, not every thread of the rank. On a machine whose cores the ranks' kernels already share, waking every
+// waiter at every completion left the next kernel's worker queueing for a core behind threads that would only go
+// back to sleep (tens of microseconds per kernel).
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -75,9 +80,15 @@ class StreamEngine {
   struct Stream {
     std::deque<Queued> queue;
     std::vector<std::uint64_t> next_deps;
-    std::condition_variable work;
+    std::condition_variable work;  // new work, or the event it is blocked on has completed
+    std::uint64_t blocked_on = 0;   // the dependency its worker waits for (0: none)
     std::thread worker;
   };
+  /// Blocks the host until `done` holds, woken by completions that may make it hold.
+  template <typename Done>
+  void host_wait(std::unique_lock<std::mutex>& lock, std::uint64_t event, Done done);
+  /// After `event` completed (or an error was recorded): wakes exactly the threads that may proceed.
+  void wake_after_locked(std::uint64_t event);
   Stream& stream_locked(core::StreamId id);
   void worker_loop(Stream& s);
   void rethrow_locked();
@@ -85,7 +96,8 @@ class StreamEngine {
 
   std::chrono::steady_clock::time_point origin_;
   mutable std::mutex mutex_;
-  std::condition_variable done_;  // an operation completed, or an error was recorded
+  std::condition_variable done_;  // the host: its event completed, every stream went idle, or an error was recorded
+  std::multiset<std::uint64_t> host_waits_;  // events the host waits for (0: every stream idle)
   std::map<core::StreamId, std::unique_ptr<Stream>> streams_;
   std::set<std::uint64_t> pending_;  // events issued and not completed
   std::uint64_t next_event_ = 1;
