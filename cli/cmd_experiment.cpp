@@ -15,9 +15,10 @@ using studies::experiment_kinds;
 using studies::ExperimentOptions;
 
 int run_experiment(int argc, char** argv) {
-  Args args(argc, argv, 1, {"--results"}, {"--no-plots", "--quiet", "--help"});
+  Args args(argc, argv, 1, {"--results", "-j"}, {"--no-plots", "--quiet", "--help"});
   if (args.has("--help")) {
-    std::printf("usage: moesys experiment FILE [--results DIR] [--no-plots] [--quiet]\n");
+    std::printf("usage: moesys experiment FILE [--results DIR] [-j JOBS] [--no-plots] [--quiet]\n"
+                "  -j JOBS   simulations at once, each in its own process (default 1; the results do not depend on it)\n");
     return 0;
   }
   if (args.positional().size() != 1)
@@ -39,6 +40,8 @@ int run_experiment(int argc, char** argv) {
   core::check_output_dir(options.results_dir, "--results");
   options.plots = !args.has("--no-plots");
   options.quiet = args.has("--quiet");
+  options.jobs = args.get_int("-j", 1);
+  if (options.jobs < 1 || options.jobs > 256) throw core::ConfigError("", "-j", "expected 1..256 simulations at once");
   return it->second(study, file, options);
 }
 

@@ -17,6 +17,7 @@ struct ExperimentOptions {
   std::string results_dir = "results";  // the runner writes results/<experiment name>/...
   bool plots = true;                    // run the matplotlib scripts after the study
   bool quiet = false;                   // no progress lines
+  int jobs = 1;                         // simulations run at once (-j), each in its own process
 };
 
 using ExperimentRunner =

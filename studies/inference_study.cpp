@@ -365,20 +365,26 @@ int run_inference_study(const json& j, const std::string& file, const Experiment
   core::check_output_dir(dir.string(), "--results");
   if (!options.quiet)
     for (const auto& why : study.skipped) std::fprintf(stderr, "skipped (does not fit) %s\n", why.c_str());
-  std::vector<json> rows;
+  std::vector<json> rows(study.runs.size());
   const auto t0 = std::chrono::steady_clock::now();
-  for (std::size_t i = 0; i < study.runs.size(); ++i) {
+  std::vector<std::chrono::steady_clock::time_point> started(study.runs.size(), t0);
+  std::size_t finished = 0;
+  // Up to options.jobs runs at once; rows keep the study's order (the files do not depend on the number of jobs).
+  sim::run_isolated_each(study.runs.size(), options.jobs, [&](std::size_t i) {
     const StudyRun& r = study.runs[i];
-    const auto start = std::chrono::steady_clock::now();
-    json row = sim::run_isolated([&] { return inf::run_to_json(r.run, simulate_inference(r.run, r.spec, study.cal)); });
+    return inf::run_to_json(r.run, simulate_inference(r.run, r.spec, study.cal));
+  }, [&](std::size_t i, sim::IsolatedOutcome&& result) {
+    if (result.error) std::rethrow_exception(result.error);
+    const StudyRun& r = study.runs[i];
+    json row = std::move(result.value);
     row["cluster"] = r.spec.name;
-    rows.push_back(row);
     if (!options.quiet)
-      std::fprintf(stderr, "[%zu/%zu] %s, %d GPU(s), batch %d: %.3g tokens/s, peak HBM %.1f GiB (%.1f s)\n", i + 1,
-                   study.runs.size(), row_label(row).c_str(), r.run.config.gpus, r.run.config.batch,
+      std::fprintf(stderr, "[%zu/%zu] %s, %d GPU(s), batch %d: %.3g tokens/s, peak HBM %.1f GiB (%.1f s)\n",
+                   ++finished, study.runs.size(), row_label(row).c_str(), r.run.config.gpus, r.run.config.batch,
                    row["tokens_per_s"].get<double>(), row["peak_hbm_gib"].get<double>(),
-                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - started[i]).count());
+    rows[i] = std::move(row);
+  }, [&](std::size_t i) { started[i] = std::chrono::steady_clock::now(); });
 
   ResultSet results(dir);
   std::string csv = inf::csv_header();

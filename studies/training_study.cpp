@@ -272,21 +272,26 @@ int run_training_study(const json& study, const std::string& file, const Experim
     if (std::none_of(runs.begin(), runs.end(), [&](const PlannedRun& r) { return r.variant == b; }))
       throw core::ConfigError(file, "baseline", "no run has the variant \"" + b + "\"");
 
-  std::vector<json> rows;
+  std::vector<json> rows(runs.size());
   bool failed = false;
   const auto study_start = std::chrono::steady_clock::now();
-  for (std::size_t i = 0; i < runs.size(); ++i) {
+  std::vector<std::chrono::steady_clock::time_point> started(runs.size(), study_start);
+  std::size_t finished = 0;
+  // Up to options.jobs runs at once, each in its own process; rows keep the study's order, so the result files do
+  // not depend on the number of jobs.
+  sim::run_isolated_each(runs.size(), options.jobs, [&](std::size_t i) {
+    return tr::run_training(configs[i], tr::sim_simulator()).summary;
+  }, [&](std::size_t i, sim::IsolatedOutcome&& result) {
     json row = {{"label", label_of(runs[i])},
                 {"case", runs[i].case_label},
                 {"variant", runs[i].variant},
                 {"config", runs[i].config},
                 {"config_policy", tr::to_json(configs[i].policy)},
                 {"config_policy_name", tr::describe(configs[i].policy)}};
-    const auto start = std::chrono::steady_clock::now();
     std::string outcome;
     try {
-      const tr::TrainingConfig& c = configs[i];
-      row["summary"] = sim::run_isolated([&] { return tr::run_training(c, tr::sim_simulator()).summary; });
+      if (result.error) std::rethrow_exception(result.error);
+      row["summary"] = std::move(result.value);
       // Result files stay byte-identical from run to run: the wall time goes to the progress line only.
       row["summary"]["simulator"].erase("wall_s");
       row["status"] = "ok";
@@ -303,12 +308,12 @@ int run_training_study(const json& study, const std::string& file, const Experim
       outcome = std::string("failed: ") + e.what();
       failed = true;
     }
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started[i]).count();
     if (!options.quiet)
-      std::fprintf(stderr, "[%zu/%zu] %s: %s (wall %.1f s)\n", i + 1, runs.size(),
+      std::fprintf(stderr, "[%zu/%zu] %s: %s (wall %.1f s)\n", ++finished, runs.size(),
                    row["label"].get<std::string>().c_str(), outcome.c_str(), wall);
-    rows.push_back(std::move(row));
-  }
+    rows[i] = std::move(row);
+  }, [&](std::size_t i) { started[i] = std::chrono::steady_clock::now(); });
 
   ResultSet results(dir);
   std::string csv = join_row(csv_columns());

@@ -69,6 +69,18 @@ std::vector<double> measure_task_loads(const TrainingConfig& c) {
   return loads;
 }
 
+// Gradient accumulation beyond this many micro-batches per step is refused: published runs use at most a few
+// hundred, and every micro-batch is a whole pass of the program (thousands would run for hours).
+constexpr std::int64_t kMaxMicroBatches = 1024;
+
+void check_micro_batches(std::int64_t micro_batches, std::int64_t sequences, int micro_batch) {
+  if (micro_batches > kMaxMicroBatches)
+    throw core::InfeasibleError(std::to_string(micro_batches) + " micro-batches per step (" +
+                                std::to_string(sequences) + " sequences per rank in micro-batches of " +
+                                std::to_string(micro_batch) + ") exceed the cap of " +
+                                std::to_string(kMaxMicroBatches) + ": raise micro_batch or use more GPUs");
+}
+
 void plan_single_task(const TrainingConfig& c, const Layout& l, RoutingPlan& plan, GateStats& stats) {
   const core::ModelConfig& md = c.model;
   if (md.global_batch % l.world != 0)
@@ -79,6 +91,7 @@ void plan_single_task(const TrainingConfig& c, const Layout& l, RoutingPlan& pla
     throw core::InfeasibleError(std::to_string(per_rank) + " sequences per rank (global batch " +
                                 std::to_string(md.global_batch) + " over " + std::to_string(l.world) +
                                 " ranks) do not divide into micro-batches of " + std::to_string(md.micro_batch));
+  check_micro_batches(per_rank / md.micro_batch, per_rank, md.micro_batch);
   plan.micro_batches = per_rank / md.micro_batch;
   const std::int64_t tokens = md.tokens_per_micro_batch();
   auto model =
@@ -116,6 +129,7 @@ void plan_multitask(const TrainingConfig& c, const Layout& l, RoutingPlan& plan,
         share(c.tasks[t].sequences, plan.placement.ranks_of_task[t], seen[t]++);
   }
   std::int64_t most = *std::max_element(rank_seqs.begin(), rank_seqs.end());
+  check_micro_batches((most + md.micro_batch - 1) / md.micro_batch, most, md.micro_batch);
   plan.micro_batches = static_cast<int>((most + md.micro_batch - 1) / md.micro_batch);
   core::RoutingShape shape{static_cast<int>(plan.placement.slots.size()), md.experts, md.moe_layers(), 0, md.top_k};
   std::vector<int> slot_task;

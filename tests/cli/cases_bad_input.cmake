@@ -25,6 +25,9 @@ moesys_cli_test(train_million_experts 2 "model.experts: expected an integer in [
                 train --experts 100000 --gpus 8)
 moesys_cli_test(train_huge_global_batch 2 "model.global_batch: expected an integer in [1, 1048576], got 128000000"
                 train --model "{\"global_batch\": 128000000}")
+# Found by the seed-4 campaign: 6250 micro-batches per step ran for minutes.
+moesys_cli_test(train_thousands_of_micro_batches 2 "6250 micro-batches per step (12500 sequences per rank in micro-batches of 2) exceed the cap of 1024"
+                train --gpus 8 --steps 1 --model "{\"layers\": 2, \"hidden\": 256, \"heads\": 4, \"vocab\": 1000, \"seq_len\": 128, \"micro_batch\": 2, \"global_batch\": 100000, \"experts\": 8}")
 moesys_cli_test(train_hundreds_of_thousands_of_gpus 2 "expected at most 16384 GPUs in total, got 25000 nodes of 8 GPUs"
                 train --gpus 200000)
 moesys_cli_test(collective_too_many_nodes 2 "--nodes: expected at most 16384 GPUs in total, got 100000 nodes"
@@ -91,6 +94,8 @@ moesys_cli_test(json_inline_flag_named_as_flag 2 "<flags>: --model: malformed JS
 moesys_cli_test(json_flag_neither_json_nor_file 2 "--policy: expected inline JSON or the name of a JSON file, got 'foo'"
                 train --policy foo)
 moesys_cli_test(experiment_without_file 2 "FILE: expected exactly one study file" experiment)
+moesys_cli_test(experiment_zero_jobs 2 "-j: expected 1..256 simulations at once"
+                experiment @SRC@/experiments/training-smoke.json -j 0 --no-plots --quiet --results @WORK@/results)
 moesys_cli_env_test(exec_timeout_zero 2 "MOESYS_EXEC_TIMEOUT_S: expected a number of seconds in (0, 86400], got '0'"
                     "MOESYS_EXEC_TIMEOUT_S=0" validate --ranks 1)
 moesys_cli_env_test(exec_timeout_negative 2 "MOESYS_EXEC_TIMEOUT_S: expected a number of seconds in (0, 86400], got '-1'"

@@ -1,0 +1,22 @@
+# `moesys experiment FILE -j 2` writes the same result files, byte for byte, as `-j 1`: runs finish in another
+# order, but rows keep the study's order. Runs the study twice into two folders and compares every file.
+file(REMOVE_RECURSE ${WORK_DIR})
+foreach(jobs 1 2)
+  execute_process(COMMAND ${MOESYS} experiment ${STUDY} -j ${jobs} --no-plots --quiet --results ${WORK_DIR}/j${jobs}
+                  RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_QUIET)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "-j ${jobs}: exit code ${rc}\n${err}")
+  endif()
+endforeach()
+file(GLOB_RECURSE files RELATIVE ${WORK_DIR}/j1 ${WORK_DIR}/j1/*)
+list(LENGTH files count)
+if(count LESS 3)
+  message(FATAL_ERROR "expected the study's result files, got: ${files}")
+endif()
+foreach(f ${files})
+  execute_process(COMMAND ${CMAKE_COMMAND} -E compare_files ${WORK_DIR}/j1/${f} ${WORK_DIR}/j2/${f} RESULT_VARIABLE differ)
+  if(NOT differ EQUAL 0)
+    message(FATAL_ERROR "${f} differs between -j 1 and -j 2")
+  endif()
+endforeach()
+message(STATUS "${count} files identical")
