@@ -4,6 +4,7 @@
 #include "cli/args.hpp"
 #include "cli/command.hpp"
 #include "studies/experiment_kinds.hpp"
+#include "studies/study_runs.hpp"
 #include "core/error.hpp"
 #include "core/json_input.hpp"
 #include "core/output_files.hpp"
@@ -15,12 +16,27 @@ using studies::experiment_kinds;
 using studies::ExperimentOptions;
 
 int run_experiment(int argc, char** argv) {
-  Args args(argc, argv, 1, {"--results", "-j"}, {"--no-plots", "--quiet", "--help"});
+  Args args(argc, argv, 1, {"--results", "-j", "--shard"}, {"--merge", "--no-plots", "--quiet", "--help"});
   if (args.has("--help")) {
-    std::printf("usage: moesys experiment FILE [--results DIR] [-j JOBS] [--no-plots] [--quiet]\n"
-                "  -j JOBS   simulations at once, each in its own process (default 1; the results do not depend on it)\n");
+    std::printf("usage: moesys experiment FILE [--results DIR] [-j JOBS] [--shard I/N] [--no-plots] [--quiet]\n"
+                "       moesys experiment --merge PATH... [--results DIR] [--no-plots] [--quiet]\n"
+                "  -j JOBS      simulations at once, each in its own process (default 1; the results do not depend on it)\n"
+                "  --shard I/N  run only the runs i with i %% N == I and write results/<name>/shard-I-of-N.json\n"
+                "  --merge      write the study's result files from all its shard files (files, or folders holding them)\n");
     return 0;
   }
+  ExperimentOptions options;
+  options.results_dir = args.get_or("--results", options.results_dir);
+  core::check_output_dir(options.results_dir, "--results");
+  options.plots = !args.has("--no-plots");
+  options.quiet = args.has("--quiet");
+  options.jobs = args.get_int("-j", 1);
+  if (options.jobs < 1 || options.jobs > 256) throw core::ConfigError("", "-j", "expected 1..256 simulations at once");
+  if (args.has("--merge")) {
+    if (args.has("--shard")) throw core::ConfigError("", "--shard", "a merge runs nothing: give --shard or --merge");
+    return studies::merge_shards(args.positional(), options);
+  }
+  if (auto shard = args.get("--shard")) std::tie(options.shard_index, options.shard_count) = studies::parse_shard(*shard);
   if (args.positional().size() != 1)
     throw core::ConfigError("", "FILE", "expected exactly one study file (usage: moesys experiment FILE [--results DIR] "
                                         "[--no-plots] [--quiet]), got " + std::to_string(args.positional().size()));
@@ -35,13 +51,6 @@ int run_experiment(int argc, char** argv) {
     for (const auto& [k, r] : experiment_kinds()) known += (known.empty() ? "" : ", ") + k;
     throw core::ConfigError(file, "kind", "unknown kind '" + kind + "' (known: " + known + ")");
   }
-  ExperimentOptions options;
-  options.results_dir = args.get_or("--results", options.results_dir);
-  core::check_output_dir(options.results_dir, "--results");
-  options.plots = !args.has("--no-plots");
-  options.quiet = args.has("--quiet");
-  options.jobs = args.get_int("-j", 1);
-  if (options.jobs < 1 || options.jobs > 256) throw core::ConfigError("", "-j", "expected 1..256 simulations at once");
   return it->second(study, file, options);
 }
 

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -127,12 +128,19 @@ bool all_gone(const std::set<pid_t>& targets) {
 void install_interrupt_handling() {
   const sigset_t set = interrupt_signals();
   ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  std::thread([set] {
+  // Returns once the watcher is about to wait: a thread that is still starting may hold an allocator lock, and a
+  // simulation forked at that moment would inherit the lock held and block forever (seen with AddressSanitizer's
+  // allocator, which has no fork handler).
+  std::promise<void> started;
+  std::future<void> ready = started.get_future();
+  std::thread([set, &started] {
+    started.set_value();
     int sig = 0;
     while (::sigwait(&set, &sig) != 0) {
     }
     stop_everything(sig);
   }).detach();
+  ready.wait();
 }
 
 void prepare_forked_child(int signal_on_parent_death, bool own_group) {

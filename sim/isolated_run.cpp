@@ -72,18 +72,25 @@ Child spawn(std::size_t index, const std::function<nlohmann::json(std::size_t)>&
 
 /// The child's reply as a result, or as the exception it carries.
 IsolatedOutcome outcome_of(const std::string& text, int status) {
+  if (text.empty())
+    return outcome_from_reply({{"error", "runtime"},
+                               {"what", "a simulation run died" + (WIFSIGNALED(status) ? " (signal " +
+                                                                      std::to_string(WTERMSIG(status)) + ")"
+                                                                                       : std::string())}});
+  return outcome_from_reply(nlohmann::json::parse(text));
+}
+}  // namespace
+
+IsolatedOutcome outcome_from_reply(const nlohmann::json& reply) {
   IsolatedOutcome out;
+  out.reply = reply;
+  if (reply.is_object() && reply.contains("ok")) {
+    out.value = reply["ok"];
+    return out;
+  }
   try {
-    if (text.empty())
-      throw core::RuntimeFailure("a simulation run died" +
-                                 (WIFSIGNALED(status) ? " (signal " + std::to_string(WTERMSIG(status)) + ")" : std::string()));
-    auto reply = nlohmann::json::parse(text);
-    if (reply.contains("ok")) {
-      out.value = std::move(reply["ok"]);
-      return out;
-    }
-    const std::string what = reply.value("what", "unknown error");
-    const std::string kind = reply.value("error", "runtime");
+    const std::string what = reply.is_object() ? reply.value("what", "unknown error") : "a malformed reply";
+    const std::string kind = reply.is_object() ? reply.value("error", "runtime") : "runtime";
     if (kind == "config") throw core::ConfigError(reply.value("file", ""), reply.value("path", ""), what);
     if (kind == "infeasible") throw core::InfeasibleError(what);
     throw core::RuntimeFailure(what);
@@ -92,7 +99,6 @@ IsolatedOutcome outcome_of(const std::string& text, int status) {
   }
   return out;
 }
-}  // namespace
 
 void run_isolated_each(std::size_t count, int jobs, const std::function<nlohmann::json(std::size_t)>& fn,
                        const std::function<void(std::size_t, IsolatedOutcome&&)>& done,

@@ -17,7 +17,11 @@ nlohmann::json run_isolated(const std::function<nlohmann::json()>& fn);
 struct IsolatedOutcome {
   nlohmann::json value;
   std::exception_ptr error;
+  nlohmann::json reply;  // the child's reply as it came: {"ok": value} or {"error": kind, "what": ...}
 };
+
+/// The outcome a reply stands for (a reply kept from an earlier run, e.g. in a study's shard file).
+IsolatedOutcome outcome_from_reply(const nlohmann::json& reply);
 
 /// Runs fn(i) for every i < count, each in its own child process, at most `jobs` at a time. `done(i, outcome)` is
 /// called in this process as each run ends, in the order they end; a run's result does not depend on `jobs`.

@@ -1,8 +1,10 @@
 #pragma once
 // `moesys experiment FILE` reads a study {"kind": "<kind>", ...} and hands it to the runner registered for
 // that kind (training studies, inference studies, ...). The runners live in studies/; cli/ parses and prints.
+#include <cstddef>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +20,9 @@ struct ExperimentOptions {
   bool plots = true;                    // run the matplotlib scripts after the study
   bool quiet = false;                   // no progress lines
   int jobs = 1;                         // simulations run at once (-j), each in its own process
+  int shard_index = 0, shard_count = 1;  // --shard I/N: run only the runs i with i % N == I (study_runs.hpp)
+  /// --merge: every run's outcome as its shard recorded it, by run index (nothing is simulated).
+  std::shared_ptr<const std::map<std::size_t, nlohmann::json>> merged;
 };
 
 using ExperimentRunner =

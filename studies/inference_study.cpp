@@ -12,6 +12,7 @@
 // all_to_all, workload, cluster. Every run is validated and its memory plan checked before the first simulation,
 // so bad input exits 2 before anything is written.
 #include "studies/inference_study.hpp"
+#include "studies/study_runs.hpp"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -370,7 +371,7 @@ int run_inference_study(const json& j, const std::string& file, const Experiment
   std::vector<std::chrono::steady_clock::time_point> started(study.runs.size(), t0);
   std::size_t finished = 0;
   // Up to options.jobs runs at once; rows keep the study's order (the files do not depend on the number of jobs).
-  sim::run_isolated_each(study.runs.size(), options.jobs, [&](std::size_t i) {
+  const bool whole = run_study(j, file, study.name, study.runs.size(), options, [&](std::size_t i) {
     const StudyRun& r = study.runs[i];
     return inf::run_to_json(r.run, simulate_inference(r.run, r.spec, study.cal));
   }, [&](std::size_t i, sim::IsolatedOutcome&& result) {
@@ -385,6 +386,7 @@ int run_inference_study(const json& j, const std::string& file, const Experiment
                    std::chrono::duration<double>(std::chrono::steady_clock::now() - started[i]).count());
     rows[i] = std::move(row);
   }, [&](std::size_t i) { started[i] = std::chrono::steady_clock::now(); });
+  if (!whole) return 0;  // one shard: its file is written, the study's files come from --merge
 
   ResultSet results(dir);
   std::string csv = inf::csv_header();

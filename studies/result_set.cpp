@@ -43,7 +43,10 @@ const fs::path& ResultSet::staging() {
     if (!fs::create_directory(*it, ec) && ec) throw core::RuntimeFailure("cannot create " + it->string());
     created_.push_back(*it);
   }
-  staging_ = parent / ("." + dir_.filename().string() + ".staging-" + std::to_string(::getpid()));
+  // Host and process in the name: shards of one study on several machines may stage into one shared folder.
+  char host[256] = "host";
+  ::gethostname(host, sizeof host - 1);
+  staging_ = parent / ("." + dir_.filename().string() + ".staging-" + host + "-" + std::to_string(::getpid()));
   guard_ = std::make_unique<core::TemporaryPathGuard>(staging_.string());
   std::error_code ec;
   fs::remove_all(staging_, ec);

@@ -16,6 +16,7 @@
 #include "core/interrupts.hpp"
 #include "core/output_files.hpp"
 #include "studies/result_set.hpp"
+#include "studies/study_runs.hpp"
 #include "sim/training_simulator.hpp"
 #include "policies/training/training_run.hpp"
 #include "sim/isolated_run.hpp"
@@ -279,7 +280,7 @@ int run_training_study(const json& study, const std::string& file, const Experim
   std::size_t finished = 0;
   // Up to options.jobs runs at once, each in its own process; rows keep the study's order, so the result files do
   // not depend on the number of jobs.
-  sim::run_isolated_each(runs.size(), options.jobs, [&](std::size_t i) {
+  const bool whole = run_study(study, file, name, runs.size(), options, [&](std::size_t i) {
     return tr::run_training(configs[i], tr::sim_simulator()).summary;
   }, [&](std::size_t i, sim::IsolatedOutcome&& result) {
     json row = {{"label", label_of(runs[i])},
@@ -314,6 +315,7 @@ int run_training_study(const json& study, const std::string& file, const Experim
                    row["label"].get<std::string>().c_str(), outcome.c_str(), wall);
     rows[i] = std::move(row);
   }, [&](std::size_t i) { started[i] = std::chrono::steady_clock::now(); });
+  if (!whole) return 0;  // one shard: its file is written, the study's files come from --merge
 
   ResultSet results(dir);
   std::string csv = join_row(csv_columns());

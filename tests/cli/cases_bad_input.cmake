@@ -96,6 +96,24 @@ moesys_cli_test(json_flag_neither_json_nor_file 2 "--policy: expected inline JSO
 moesys_cli_test(experiment_without_file 2 "FILE: expected exactly one study file" experiment)
 moesys_cli_test(experiment_zero_jobs 2 "-j: expected 1..256 simulations at once"
                 experiment @SRC@/experiments/training-smoke.json -j 0 --no-plots --quiet --results @WORK@/results)
+
+# Sharded studies (--shard I/N, --merge): bad shard specs and sets of shards that are not one study's, whole.
+moesys_cli_test(experiment_shard_out_of_range 2 "--shard: expected I/N with 0 <= I < N <= 10000 (e.g. 0/4), got '2/2'"
+                experiment @SRC@/experiments/training-smoke.json --shard 2/2 --quiet --results @WORK@/results)
+moesys_cli_test(experiment_merge_nothing 2 "--merge: expected shard files or folders to merge" experiment --merge)
+moesys_cli_test(experiment_merge_missing_shard 2 "--merge: shard 1 of 2 is missing"
+                experiment --merge ${bad}/shards/shard-0-of-2.json --quiet --results @WORK@/results)
+moesys_cli_test(experiment_merge_changed_study 2 "is a shard of another study, or of a changed study file"
+                experiment --merge ${bad}/shards/shard-0-of-2.json ${bad}/shards/changed/shard-1-of-2.json --quiet
+                --results @WORK@/results)
+moesys_cli_test(experiment_merge_shard_twice 2 "shard_index: shard 0 given twice"
+                experiment --merge ${bad}/shards/shard-0-of-2.json ${bad}/shards/shard-0-of-2.json --quiet
+                --results @WORK@/results)
+moesys_cli_test(experiment_merge_not_a_shard 2 "moesys_shard: expected a shard file written by moesys experiment --shard"
+                experiment --merge ${bad}/study-small.json --quiet --results @WORK@/results)
+moesys_cli_test(experiment_merge_shard_and_merge 2 "--shard: a merge runs nothing"
+                experiment --merge ${bad}/shards --shard 0/2 --quiet --results @WORK@/results)
+moesys_cli_test(experiment_merge_folder 0 "" experiment --merge ${bad}/shards --no-plots --quiet --results @WORK@/results)
 moesys_cli_env_test(exec_timeout_zero 2 "MOESYS_EXEC_TIMEOUT_S: expected a number of seconds in (0, 86400], got '0'"
                     "MOESYS_EXEC_TIMEOUT_S=0" validate --ranks 1)
 moesys_cli_env_test(exec_timeout_negative 2 "MOESYS_EXEC_TIMEOUT_S: expected a number of seconds in (0, 86400], got '-1'"
