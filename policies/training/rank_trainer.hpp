@@ -16,7 +16,7 @@
 //   generation.cpp       generation: prefill and decode passes, prompts, KV cache, sampling
 //   rank_state.cpp       where every parameter, gradient, optimizer state and buffer lives (the allocations)
 //   dense_layers.cpp     attention, dense FFN, embedding, tied logits
-//   embedding_partition.cpp  the column-partitioned embedding (simulator only)
+//   embedding_partition.cpp  the column-partitioned embedding (lookup, tied logits in table chunks, shard update)
 //   moe_layer.cpp        gate, token-count exchange, chunked dispatch / expert FFN / combine
 //   moe_exchange.cpp     the row layout of one MoE layer's exchange (per peer, local expert and chunk)
 //   grad_sync.cpp        fused gradient buckets (all-reduce or reduce-scatter) and post-step all-gathers
