@@ -221,10 +221,9 @@ core::Event RankTrainer::upload_ints(const core::Buffer& dst, const std::vector<
   const core::Buffer stage = st_.staging.slice(0, bytes);
   if (stage.data) std::memcpy(stage.data, values.data(), std::min<std::uint64_t>(bytes, values.size() * 4));
   // Kernels already issued may still read the old contents (the previous batch's ids, a layer's tables).
-  // Generation uploads on a stream of their own: on the H2D stream a layer's tables would queue behind the
-  // weights being prefetched for later layers, putting every prefetch on the critical path. (Training still
-  // shares kH2D; moving it changes the offload figures of the training studies and is left to their owners.)
-  const core::StreamId s = generating() ? core::streams::kUpload : core::streams::kH2D;
+  // Uploads run on a stream of their own: on the H2D stream a layer's tables would queue behind the expert
+  // weights being prefetched for later layers, putting every prefetch on the critical path.
+  const core::StreamId s = core::streams::kUpload;
   rt_.stream_wait(s, last_compute_);
   return last_upload_ = rt_.copy(s, dst.slice(0, bytes), stage, bytes);
 }
