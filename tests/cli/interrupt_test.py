@@ -75,10 +75,11 @@ def main():
     os.mkdir(tmp)
     env = dict(os.environ, TMPDIR=tmp)
     if mode.startswith("study"):
-        # training-smoke's runs, forty times over: long enough (seconds) to be interrupted mid-way.
+        # training-smoke's runs, a thousand times over: long enough (tens of seconds; a run takes about 10 ms on a
+        # quiet machine) to be interrupted mid-way.
         with open(os.path.join(source, "experiments", "training-smoke.json")) as f:
             study = json.load(f)
-        study["grid"].append([{"case": "repeat %d" % i} for i in range(20)])
+        study["grid"].append([{"case": "repeat %d" % i} for i in range(500)])
         study_file = os.path.join(work, "study.json")
         with open(study_file, "w") as f:
             json.dump(study, f)
