@@ -133,7 +133,8 @@ void install_interrupt_handling() {
   // allocator, which has no fork handler).
   std::promise<void> started;
   std::future<void> ready = started.get_future();
-  std::thread([set, &started] {
+  // The thread owns the promise: set_value may still touch it after the wait below has returned.
+  std::thread([set, started = std::move(started)]() mutable {
     started.set_value();
     int sig = 0;
     while (::sigwait(&set, &sig) != 0) {
