@@ -38,6 +38,8 @@ const std::map<std::string, Field>& fields() {
       {"kernel_launch_s", {&Calibration::kernel_launch_s, false, 1.0}},
       {"stream_wake_s", {&Calibration::stream_wake_s, false, 1.0}},
       {"collective_latency_s", {&Calibration::collective_latency_s, false, 1.0}},
+      {"progress_spin_s", {&Calibration::progress_spin_s, false, 1.0}},
+      {"progress_core_share", {&Calibration::progress_core_share, false, 1.0}},
   };
   return kFields;
 }

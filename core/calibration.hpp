@@ -26,6 +26,12 @@ struct Calibration {
   /// ranks a stream worker's wake-up and MPI's progress, measured; on GPUs NCCL's launch is inside the fitted
   /// step latency, so 0 there (uncalibrated).
   double collective_latency_s = 0;
+  /// On CPU ranks (a node with compute slots), a member waiting for a collective or message polls MPI: it spins for
+  /// up to `progress_spin_s` of a core, then sleeps between polls and takes `progress_core_share` of a core until
+  /// the operation completes, cores the node's kernels run without (sim/progress_load.hpp). Measured on CPU
+  /// ranks; GPUs progress communication on their own engines, so 0 there (uncalibrated).
+  double progress_spin_s = 0;
+  double progress_core_share = 0;
 
   /// Fraction of a link's (already efficiency-scaled) rate that messages of `bytes` use: 1 / (1 + sqrt(half / bytes)).
   /// It rises slowly with size, as NCCL's channel and protocol choice makes it; small messages waste link time.

@@ -4,8 +4,8 @@
 // - Keys carry their unit (hbm_gib, gbits_per_s, hop_latency_us); values are stored in base units.
 // - Every key is required except: "description" (root, free text), "fabric" (whole block optional; inside
 //   it every key is optional and defaults to FabricSpec's values), "peak_tflops.fp8", "gpu.kernel_gwork_per_s" and
-//   "compute_slots" (a measured machine of CPU ranks: work per second by kernel class, cores shared by the
-//   ranks), and "ssd". An
+//   "compute_slots" (a measured machine of CPU ranks: work per second by kernel class, one number or
+//   [[work, rate], ...] by size; cores shared by the ranks), and "ssd". An
 //   omitted "ssd" block means the node has no SSD tier (capacity 0); a present one needs all three fields.
 // - "intra_node" is {"kind": "nvswitch", "gbytes_per_s_per_gpu": X} or {"kind": "pcie_only"}.
 // - NICs must divide the GPUs evenly: nics.gpus is a partition of the node's GPUs into `count` lists of
@@ -295,11 +295,28 @@ class Parser {
       if (d == Dtype::fp8 && !optional(t, "fp8")) continue;
       g.peak_flop_per_s[d] = positive(t, tp, to_string(d)) * kTera;
     }
-    // Billions of work units (flop for GEMMs and attention, bytes for the rest) per second, by kernel class.
+    // Billions of work units (flop for GEMMs and attention, bytes for the rest) per second, by kernel class: one
+    // number, or [[work, rate], ...] measured at several sizes.
     if (const json* rates = optional(j, "kernel_gwork_per_s")) {
       const std::string rp = key_path(p, "kernel_gwork_per_s");
       if (!rates->is_object()) fail(rp, "expected an object of work per second by kernel class, got " + show(*rates));
-      for (const auto& [name, value] : rates->items()) g.kernel_rates[name] = positive(*rates, rp, name.c_str()) * 1e9;
+      for (const auto& [name, value] : rates->items()) {
+        if (!value.is_array()) {
+          g.kernel_rates[name] = {{0.0, positive(*rates, rp, name.c_str()) * 1e9}};
+          continue;
+        }
+        const std::string cp = key_path(rp, name);
+        if (value.empty()) fail(cp, "expected a positive number or a non-empty list of [work, rate] pairs, got []");
+        for (std::size_t i = 0; i < value.size(); ++i) {
+          const json& point = value[i];
+          const bool ok = point.is_array() && point.size() == 2 && point[0].is_number() && point[1].is_number() &&
+                          point[0].get<double>() > 0 && point[1].get<double>() > 0 &&
+                          std::isfinite(point[0].get<double>()) && std::isfinite(point[1].get<double>());
+          if (!ok)
+            fail(cp + "[" + std::to_string(i) + "]", "expected a [work, rate] pair of positive numbers, got " + show(point));
+          g.kernel_rates[name][point[0].get<double>()] = point[1].get<double>() * 1e9;
+        }
+      }
     }
     return g;
   }
@@ -468,7 +485,14 @@ json cluster_to_json(const ClusterSpec& c) {
   };
   if (!n.gpu.kernel_rates.empty()) {
     json rates = json::object();
-    for (const auto& [name, rate] : n.gpu.kernel_rates) rates[name] = rate / 1e9;
+    for (const auto& [name, curve] : n.gpu.kernel_rates) {
+      if (curve.size() == 1 && curve.begin()->first == 0) {
+        rates[name] = curve.begin()->second / 1e9;
+        continue;
+      }
+      rates[name] = json::array();
+      for (const auto& [work, rate] : curve) rates[name].push_back({work, rate / 1e9});
+    }
     node["gpu"]["kernel_gwork_per_s"] = rates;
   }
   if (n.compute_slots > 0) node["compute_slots"] = n.compute_slots;
@@ -568,6 +592,16 @@ ClusterSpec generate_cluster(const ClusterGeneratorOptions& o) {
   n.ssd = {preset->ssd_tib * kTiB, preset->ssd_read_gbytes_per_s * kGB, preset->ssd_write_gbytes_per_s * kGB};
   // Validate exactly as a file would be (errors then name "<flags>"), e.g. an absurd total GPU count.
   return parse_cluster(cluster_to_json(c), "");
+}
+
+double rate_at(const RateCurve& curve, double work) {
+  if (curve.empty()) return 0;
+  const auto above = curve.lower_bound(work);
+  if (above == curve.begin()) return above->second;
+  if (above == curve.end()) return std::prev(above)->second;
+  const auto below = std::prev(above);
+  const double t = (std::log(work) - std::log(below->first)) / (std::log(above->first) - std::log(below->first));
+  return below->second + t * (above->second - below->second);
 }
 
 }  // namespace moesys::core

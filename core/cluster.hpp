@@ -24,14 +24,21 @@ const char* to_string(Dtype d);
 Dtype parse_dtype(const std::string& s);  // throws std::invalid_argument
 int dtype_bytes(Dtype d);
 
+/// A kernel class's measured rate by size: work per second at each measured amount of work (small kernels of a
+/// class run at a lower rate than large ones: a CPU's BLAS or a GPU's tiles fill less of the machine). A curve of
+/// one point gives its rate at every size.
+using RateCurve = std::map<double, double>;  // work -> work per second
+/// The rate at `work`: interpolated between the neighbouring points in log(work), the nearest point's outside.
+double rate_at(const RateCurve& curve, double work);
+
 struct GpuSpec {
   std::string model;                          // "A100-SXM4-80GB"
   double hbm_bytes = 0;                       // capacity
   double hbm_bytes_per_s = 0;                 // peak memory bandwidth
   std::map<Dtype, double> peak_flop_per_s;    // dense tensor-core peak per dtype
-  /// Measured machines only (CPU ranks): work per second by kernel class (core/kernel_class.hpp), used instead
-  /// of the roofline for the classes it lists. Empty for GPUs: their kernels follow the roofline.
-  std::map<std::string, double> kernel_rates;
+  /// Measured machines only (CPU ranks): work per second by kernel class (core/kernel_class.hpp) and size, used
+  /// instead of the roofline for the classes it lists. Empty for GPUs: their kernels follow the roofline.
+  std::map<std::string, RateCurve> kernel_rates;
   double peak(Dtype d) const;                 // throws std::out_of_range if the dtype is not listed
 };
 

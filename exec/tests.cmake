@@ -7,9 +7,10 @@ set(MOESYS_EXEC_TEST_ENV "OPENBLAS_NUM_THREADS=1;MOESYS_EXEC_TIMEOUT_S=60")
 set(MOESYS_EXEC_TESTS ${PROJECT_SOURCE_DIR}/tests/exec)
 
 add_executable(moesys_exec_tests ${MOESYS_EXEC_TESTS}/mpi_main.cpp ${MOESYS_EXEC_TESTS}/test_cpu_collectives.cpp
-                                 ${MOESYS_EXEC_TESTS}/test_cpu_streams.cpp ${MOESYS_EXEC_TESTS}/test_cpu_kernels.cpp)
+                                 ${MOESYS_EXEC_TESTS}/test_cpu_streams.cpp ${MOESYS_EXEC_TESTS}/test_cpu_kernels.cpp
+                                 ${MOESYS_EXEC_TESTS}/test_compute_slots.cpp)
 target_link_libraries(moesys_exec_tests PRIVATE moesys_exec GTest::gtest)
-foreach(suite CpuCollectives CpuStreamsAcrossRanks)
+foreach(suite CpuCollectives CpuStreamsAcrossRanks ComputeSlotsAcrossRanks)
   add_test(NAME exec.mpi4.${suite}
            COMMAND ${MOESYS_MPIRUN} -np 4 $<TARGET_FILE:moesys_exec_tests> --gtest_filter=${suite}.*)
   set_tests_properties(exec.mpi4.${suite} PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")

@@ -49,7 +49,8 @@ KernelCost kernel_cost(const core::Kernel& kernel, const core::GpuSpec& gpu, con
   const auto it = gpu.kernel_rates.empty() ? gpu.kernel_rates.end() : gpu.kernel_rates.find(core::kernel_class(kernel));
   if (it != gpu.kernel_rates.end()) {
     // A measured machine: the class's measured rate, plus the runtime's fixed cost per kernel.
-    c.seconds = core::kernel_work(kernel) / it->second + cal.kernel_launch_s;
+    const double work = core::kernel_work(kernel);
+    c.seconds = work / core::rate_at(it->second, work) + cal.kernel_launch_s;
     return c;
   }
   const double math_s = math_rate > 0 ? c.flop / (math_rate * cal.gemm_efficiency) : 0;

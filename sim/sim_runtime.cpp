@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "sim/compute_model.hpp"
 #include "sim/profile.hpp"
+#include "sim/progress_load.hpp"
 
 namespace moesys::sim {
 
@@ -163,12 +164,17 @@ core::Event SimRuntime::compute(core::StreamId stream, const core::Kernel& kerne
       sg4::this_actor::execute(seconds * 1e9);
     };
   } else {
-    op.body = [seconds = cost.seconds, host] {
+    // A kernel takes one of the node's slots whole and runs on it to the end (waiting, in arrival order, while
+    // all are taken), as the CPU runtime's kernels do; what else runs on the slots (communication's polling,
+    // sim/progress_load.hpp) shares the cores with it.
+    op.body = [seconds = cost.seconds, host, &slots = world_.compute_slots(world_.spec().node_of(rank_))] {
       profile::InSimgrid in;
+      slots.acquire();
       sg4::ExecPtr exec = sg4::this_actor::exec_init(seconds * 1e9);
       exec->set_host(host);
       exec->start();
       exec->wait();
+      slots.release();
     };
   }
   return enqueue(stream, std::move(op));
@@ -223,6 +229,11 @@ core::Event SimRuntime::copy(core::StreamId stream, const core::Buffer& dst, con
   return enqueue(stream, std::move(op));
 }
 
+sg4::Host* SimRuntime::progress_slots() const {
+  sg4::Host* host = world_.platform().compute_host(rank_);
+  return host == world_.platform().gpu(rank_) ? nullptr : host;
+}
+
 SimRuntime::GroupRef SimRuntime::group_ref(const core::Group& group, const char* what) {
   // A rank uses a handful of groups; comparing keys (size first) is cheaper than hashing them.
   for (const GroupRef& g : groups_)
@@ -246,6 +257,7 @@ core::Event SimRuntime::collective(core::StreamId stream, CollectiveOp opcode, c
   op.name = std::string(to_string(opcode)) + "/" + core::to_string(resolved);
   op.bytes = traced_bytes;
   op.body = [this, key, opcode, bytes, algo, idx = g.index, row = std::move(row)]() mutable {
+    const ProgressLoad polling(progress_slots(), world_.calibration());
     world_.join(key, opcode, world_.group_members(key.a), bytes, algo, idx, std::move(row));
   };
   return enqueue(stream, std::move(op));
@@ -290,6 +302,7 @@ core::Event SimRuntime::point_to_point(core::StreamId stream, int src, int dst, 
   op.name = sending ? "send" : "recv";
   op.bytes = bytes;
   op.body = [this, key, b, sending] {
+    const ProgressLoad polling(progress_slots(), world_.calibration());
     world_.join(key, CollectiveOp::all_to_all, {key.a, key.b}, b, core::CollectiveAlgo::direct, sending ? 0 : 1,
                 sending ? std::vector<double>{0.0, b} : std::vector<double>{0.0, 0.0});
   };

@@ -103,6 +103,8 @@ private:
   static constexpr std::size_t kGroupCacheSize = 64;
   static constexpr int kGroupSequence = -1;  // sequence_ key kind of a group's collective calls
   GroupRef group_ref(const core::Group& group, const char* what);
+  /// The node's compute slots when this rank's kernels share cores with its communication (CPU ranks), else nullptr.
+  sg::sg4::Host* progress_slots() const;
 
   SimWorld& world_;
   int rank_, world_size_;

@@ -85,6 +85,13 @@ void SimWorld::join(const RendezvousKey& key, CollectiveOp op, const std::vector
   if (++r->departed == static_cast<int>(r->call.members.size())) rendezvous_.erase(key);
 }
 
+sg::sg4::Semaphore& SimWorld::compute_slots(int node) {
+  if (slots_.empty()) slots_.resize(static_cast<std::size_t>(spec().nodes));
+  auto& slot = slots_[static_cast<std::size_t>(node)];
+  if (!slot) slot = sg::sg4::Semaphore::create(static_cast<unsigned>(spec().node.compute_slots));
+  return *slot;
+}
+
 void SimWorld::record_failure(std::exception_ptr e) {
   if (!failure_) failure_ = e;
 }

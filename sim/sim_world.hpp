@@ -62,6 +62,10 @@ public:
   void join(const RendezvousKey& key, CollectiveOp op, const std::vector<int>& members, double bytes,
             core::CollectiveAlgo algo, int member_index, std::vector<double> row);
 
+  /// The compute slots of `node` (NodeSpec::compute_slots permits, in arrival order): a kernel of a CPU rank
+  /// holds one while it runs, as the CPU runtime's kernels do (exec/cpu/compute_slots.hpp). Created on first use.
+  sg::sg4::Semaphore& compute_slots(int node);
+
   /// First failure raised by any rank; the simulation stops all actors when one is recorded.
   void record_failure(std::exception_ptr e);
   std::exception_ptr failure() const { return failure_; }
@@ -80,6 +84,7 @@ private:
   std::deque<std::vector<int>> group_members_;  // by group id; a deque keeps references stable
   std::unordered_map<RendezvousKey, std::unique_ptr<Rendezvous>, RendezvousKeyHash> rendezvous_;
   PlanCache plans_;
+  std::vector<sg::sg4::SemaphorePtr> slots_;  // by node, created on first use
   std::exception_ptr failure_;
 };
 

@@ -52,9 +52,11 @@ CpuRuntime::CpuRuntime(core::ClusterSpec spec, CpuOptions options)
   if (tag_bits_ < 8)
     throw core::RuntimeFailure("MPI tags of " + std::to_string(tag_bits_ + 15) +
                                " bits are too small for the CPU runtime's message numbering (needs 23)");
+  slots_ = std::make_unique<ComputeSlots>(
+      options_.compute_slots < 0 ? default_compute_slots() : options_.compute_slots, options_.timeout_s);
   MPI_Barrier(MPI_COMM_WORLD);  // a common time origin for every rank's spans
   t0_ = std::chrono::steady_clock::now();
-  engine_ = std::make_unique<StreamEngine>(t0_);
+  engine_ = std::make_unique<StreamEngine>(t0_, options_.compute_nice);
 }
 
 CpuRuntime::~CpuRuntime() {
@@ -153,7 +155,10 @@ core::Event CpuRuntime::compute(core::StreamId stream, const core::Kernel& kerne
         }
       },
       kernel);
-  op.body = [kernel] { run_kernel(kernel); };
+  op.body = [kernel, slots = slots_.get()] {
+    const ComputeSlots::Held slot(*slots);
+    run_kernel(kernel);
+  };
   return issue(stream, std::move(op));
 }
 

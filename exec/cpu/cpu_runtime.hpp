@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/runtime.hpp"
+#include "exec/cpu/compute_slots.hpp"
 #include "exec/cpu/mpi_comms.hpp"
 #include "exec/cpu/stream_engine.hpp"
 
@@ -41,6 +42,14 @@ struct CpuOptions {
   /// Before each collective, members compare (operation, sequence number, size) in one small all-reduce, so
   /// that ranks that disagree on the sequence of collectives fail with a message instead of exchanging garbage.
   bool check_collectives = true;
+  /// Nice value added to the compute stream's worker. On a GPU, communication and copies run on their own engines
+  /// and SMs and never wait for a compute kernel's time slice; on CPU ranks that share cores they would (a tiny
+  /// all-to-all took 5 ms beside GEMMs against 0.05 ms alone). A lower priority for compute lets the threads that
+  /// progress messages and copies run as soon as they are ready. 0 leaves every stream at the process's priority.
+  int compute_nice = 10;
+  /// Kernels of this machine's ranks that run at once, each on a slot it holds to the end (compute_slots.hpp):
+  /// -1 (default) cores / BLAS threads per kernel; 0 no slots (the operating system time-slices the kernels).
+  int compute_slots = -1;
   /// Directory of the SSD tier's files; default: <temp dir>/moesys-ssd-<pid>. Removed at destruction.
   std::string ssd_dir;
 };
@@ -123,6 +132,7 @@ private:
   core::MemoryLedger ledger_;
   std::unique_ptr<Communicators> comms_;
   std::chrono::steady_clock::time_point t0_;
+  std::unique_ptr<ComputeSlots> slots_;   // before engine_: the workers that hold slots stop first
   std::unique_ptr<StreamEngine> engine_;  // after comms_: its workers stop before the communicators go
   std::map<std::uint64_t, Allocation> allocations_;
   // Freed host blocks by capacity, reused by alloc as a GPU framework's caching allocator reuses device memory:

@@ -10,7 +10,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <vector>
@@ -95,6 +97,28 @@ double time_fixed(Fn&& fn, int reps) {
   return since(t) / reps;
 }
 
+double process_cpu_s() {
+  timespec t{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
+
+// The median time of one call over `reps` calls, every rank making the same number: a probe of a few milliseconds
+// on a shared machine meets other work's bursts, which a mean over the calls would carry.
+template <typename Fn>
+double median_fixed(Fn&& fn, int reps) {
+  fn();
+  barrier();
+  std::vector<double> t(static_cast<std::size_t>(reps));
+  for (double& each : t) {
+    const auto t0 = clock::now();
+    fn();
+    each = since(t0);
+  }
+  std::nth_element(t.begin(), t.begin() + reps / 2, t.end());
+  return t[std::size_t(reps / 2)];
+}
+
 double world_min(double v) {
   return all_reduce(v, MPI_MIN);
 }
@@ -151,7 +175,7 @@ MachineRates probe_machine(const ProbeShape& s) {
     const auto recv = rt.alloc(core::Tier::hbm, part * std::uint64_t(r.ranks), "probe");
     auto all_to_all = [&](std::uint64_t bytes, int reps) {
       const std::vector<std::uint64_t> sizes(std::size_t(r.ranks), bytes);
-      return world_max(time_fixed([&] {
+      return world_max(median_fixed([&] {
         rt.wait(rt.all_to_all(core::streams::kComm, world, send, sizes, recv, sizes, core::CollectiveAlgo::direct));
       }, reps));
     };
@@ -172,6 +196,30 @@ MachineRates probe_machine(const ProbeShape& s) {
     r.busy_latency_s = all_to_all(4, 50);
     rt.synchronize();
     rt.clear_spans();
+    if (r.ranks > 1) {
+      // A member that waits: rank 0 joins a tiny all-to-all late; the CPU time the others spend meanwhile is their
+      // communication worker's polling (their host thread blocks without spinning). Two delays separate the spin
+      // at the start of a wait (the intercept) from the share of a core its polls between sleeps take (the slope).
+      auto waiting = [&](double delay_s) {
+        double cpu = 0, wall = 0;
+        const std::vector<std::uint64_t> sizes(std::size_t(r.ranks), 4);
+        for (int i = 0; i < 3; ++i) {
+          barrier();
+          if (rank == 0) std::this_thread::sleep_for(std::chrono::duration<double>(delay_s));
+          const double c0 = process_cpu_s();
+          const auto t0 = clock::now();
+          rt.wait(rt.all_to_all(core::streams::kComm, world, send, sizes, recv, sizes, core::CollectiveAlgo::direct));
+          if (rank != 0) cpu += process_cpu_s() - c0, wall += since(t0);
+        }
+        const double n = 3.0 * (r.ranks - 1);
+        return std::pair{all_reduce(cpu, MPI_SUM) / n, all_reduce(wall, MPI_SUM) / n};
+      };
+      const auto [cpu_short, wall_short] = waiting(0.01);
+      const auto [cpu_long, wall_long] = waiting(0.05);
+      r.progress_core_share = std::clamp((cpu_long - cpu_short) / std::max(wall_long - wall_short, 1e-3), 0.0, 1.0);
+      r.progress_spin_s = std::clamp(cpu_short - r.progress_core_share * wall_short, 0.0, wall_short);
+      rt.clear_spans();
+    }
   }
   {  // the runtime's fixed cost of one tiny kernel: a stream's worker runs a batch issued back to back (issue and
      // execution overlap, as kernel launches do on a GPU), so the batch's time per kernel is that cost
@@ -225,46 +273,45 @@ MachineRates probe_machine(const ProbeShape& s) {
 
 namespace {
 
-/// The kernel with its operands replaced by zero-filled host memory of the same sizes (views keep their offsets
-/// inside one allocation per buffer, so in-place kernels stay in place).
-class ProbeOperands {
- public:
-  core::Kernel bind(core::Kernel k) {
-    std::visit([&](auto& op) {
-      using K = std::decay_t<decltype(op)>;
-      if constexpr (std::is_same_v<K, core::GemmOp>) {
-        for (core::Buffer* b : {&op.a, &op.b, &op.c}) reserve(*b);
-        for (core::Buffer* b : {&op.a, &op.b, &op.c}) point(*b);
-      } else if constexpr (std::is_same_v<K, core::AttentionOp>) {
-        for (core::Buffer* b : {&op.q, &op.k, &op.v, &op.o, &op.d_o, &op.d_q, &op.d_k, &op.d_v}) reserve(*b);
-        for (core::Buffer* b : {&op.q, &op.k, &op.v, &op.o, &op.d_o, &op.d_q, &op.d_k, &op.d_v}) point(*b);
-      } else if constexpr (std::is_same_v<K, core::TensorOp>) {
-        for (auto* list : {&op.in, &op.out})
-          for (core::Buffer& b : *list) reserve(b);
-        for (auto* list : {&op.in, &op.out})
-          for (core::Buffer& b : *list) point(b);
-      }
-    }, k);
-    return k;
-  }
+/// Places a kernel's operands in an arena: each buffer gets its extent (views keep their offsets inside it, so
+/// in-place kernels stay in place), one after the other from `base`. Returns the kernel pointing there and sets
+/// `used` to the bytes it spans.
+core::Kernel bind_at(core::Kernel k, char* base, std::uint64_t& used) {
+  auto buffers = [](auto& op) {
+    using K = std::decay_t<decltype(op)>;
+    std::vector<core::Buffer*> list;
+    if constexpr (std::is_same_v<K, core::GemmOp>) {
+      list = {&op.a, &op.b, &op.c};
+    } else if constexpr (std::is_same_v<K, core::AttentionOp>) {
+      list = {&op.q, &op.k, &op.v, &op.o, &op.d_o, &op.d_q, &op.d_k, &op.d_v};
+    } else if constexpr (std::is_same_v<K, core::TensorOp>) {
+      for (auto* v : {&op.in, &op.out})
+        for (core::Buffer& b : *v) list.push_back(&b);
+    }
+    return list;
+  };
+  std::visit([&](auto& op) {
+    const std::vector<core::Buffer*> list = buffers(op);
+    std::map<std::uint64_t, std::uint64_t> extent, start;
+    for (core::Buffer* b : list)
+      if (*b) extent[b->id] = std::max(extent[b->id], b->offset + b->bytes);
+    used = 64;  // never empty
+    for (const auto& [id, bytes] : extent) start[id] = used, used += (bytes + 63) / 64 * 64;
+    for (core::Buffer* b : list)
+      if (*b) b->data = base + start[b->id] + b->offset;
+  }, k);
+  return k;
+}
 
- private:
-  void reserve(const core::Buffer& b) {
-    if (b) extent_[b.id] = std::max(extent_[b.id], b.offset + b.bytes);
-  }
-  void point(core::Buffer& b) {
-    if (!b) return;
-    std::vector<char>& mem = memory_[b.id];
-    if (mem.size() < extent_[b.id]) mem.assign(extent_[b.id], 0);
-    b.data = mem.data() + b.offset;
-  }
-  std::map<std::uint64_t, std::uint64_t> extent_;
-  std::map<std::uint64_t, std::vector<char>> memory_;
-};
+// The probe's operands rotate over the memory the program's ranks on this machine touch between two runs of one
+// kernel (their peak allocations), so that each call finds them as far down the cache hierarchy as the program
+// does; capped so that the probe stays small.
+constexpr std::uint64_t kMaxProbeArena = 256ull << 20;
 
 }  // namespace
 
-KernelRates probe_kernel_rates(const std::vector<core::Kernel>& samples, double op_overhead_s) {
+KernelRates probe_kernel_rates(const std::vector<core::Kernel>& samples, double op_overhead_s,
+                               std::uint64_t working_set_bytes) {
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
@@ -272,27 +319,41 @@ KernelRates probe_kernel_rates(const std::vector<core::Kernel>& samples, double 
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   out.threads_per_rank = std::max(1, openblas_get_num_threads());
   out.compute_slots = std::max(1, cores / out.threads_per_rank);
-  // Rank 0 measures every class alone; the others wait without spinning, so that it has the cores it would have
-  // if no other rank computed (the simulator shares the compute slots among the ranks that do).
+  // As many ranks as there are compute slots measure every class at once, each on its own slot, so that the rate
+  // includes what kernels running side by side share (the memory system, the last-level cache, the clock of a
+  // fully loaded chip); the other ranks wait without spinning. The simulator then shares the slots among the
+  // ranks that compute (NodeSpec::compute_slots), so a rank computes faster while others wait.
+  const bool measures = rank < out.compute_slots;
   std::vector<double> rates(samples.size(), 0.0);
-  if (rank == 0) {
-    for (std::size_t i = 0; i < samples.size(); ++i) {
-      ProbeOperands operands;
-      const core::Kernel k = operands.bind(samples[i]);
-      const double t = time_per_call([&] { run_kernel(k); }, 0.05);
+  std::vector<char> arena;
+  if (measures) arena.assign(std::clamp<std::uint64_t>(working_set_bytes, 1, kMaxProbeArena), 0);
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    double rate = 0;
+    if (measures) {
+      std::uint64_t used = 0;
+      bind_at(samples[i], arena.data(), used);
+      std::vector<char> own;  // a kernel larger than the arena gets memory of its own
+      char* base = arena.data();
+      std::uint64_t room = arena.size();
+      if (used > room) own.assign(used, 0), base = own.data(), room = used;
+      // Zero-filled again for every class: index operands (token ids, row maps) must not read what an earlier
+      // kernel wrote there.
+      std::fill(base, base + room, char(0));
+      std::vector<core::Kernel> kernels;
+      for (std::uint64_t at = 0; at + used <= room; at += used) kernels.push_back(bind_at(samples[i], base + at, used));
+      std::size_t next = 0;
+      const double t = time_per_call([&] { run_kernel(kernels[next++ % kernels.size()]); }, 0.03);
       // The fixed cost is added back per kernel by the simulator; keep at least a tenth of the time as work.
-      rates[i] = core::kernel_work(k) / std::max(t - op_overhead_s, 0.1 * t);
+      rate = core::kernel_work(samples[i]) / std::max(t - op_overhead_s, 0.1 * t);
     }
-  }
-  MPI_Request done = MPI_REQUEST_NULL;
-  MPI_Ibarrier(MPI_COMM_WORLD, &done);
-  await_requests(&done, 1, probe_timeout_s(), "the kernel probe");
-  if (size > 1) {
+    // The slowest measuring rank's rate (the others contribute +inf), and every class starts together.
     MPI_Request r = MPI_REQUEST_NULL;
-    MPI_Ibcast(rates.data(), static_cast<int>(rates.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD, &r);
-    await(r, "broadcast of kernel rates");
+    double contribution = measures ? rate : std::numeric_limits<double>::infinity();
+    MPI_Iallreduce(&contribution, &rates[i], 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD, &r);
+    await_requests(&r, 1, probe_timeout_s(), "the kernel probe");
   }
-  for (std::size_t i = 0; i < samples.size(); ++i) out.rates[core::kernel_class(samples[i])] = rates[i];
+  for (std::size_t i = 0; i < samples.size(); ++i)
+    out.rates[core::kernel_class(samples[i])][core::kernel_work(samples[i])] = rates[i];
   return out;
 }
 
@@ -311,6 +372,8 @@ core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& sh
   const double call = oversubscribed ? r.busy_latency_s : r.latency_s;
   cal.step_latency_s = std::min(r.message_latency_s, call);
   cal.collective_latency_s = call - cal.step_latency_s;
+  cal.progress_spin_s = r.progress_spin_s;
+  cal.progress_core_share = r.progress_core_share;
   // The simulator's rate for a message is link rate * message_efficiency(size): choose the link rate that
   // reproduces the measured all-to-all rate at the measured message size.
   const double msg = double(shape.all_to_all_bytes) / std::max(1, r.ranks);
@@ -339,7 +402,10 @@ core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& sh
   for (int g = 0; g < r.ranks; ++g) all.push_back(g), sw["gpus"].push_back(g);
   if (!r.kernels.rates.empty()) {
     nlohmann::json rates = nlohmann::json::object();
-    for (const auto& [name, rate] : r.kernels.rates) rates[name] = rate / 1e9;
+    for (const auto& [name, curve] : r.kernels.rates) {
+      rates[name] = nlohmann::json::array();
+      for (const auto& [work, rate] : curve) rates[name].push_back({work, rate / 1e9});
+    }
     j["node"]["gpu"]["kernel_gwork_per_s"] = rates;
     j["node"]["compute_slots"] = r.kernels.compute_slots;
   }

@@ -22,7 +22,7 @@ struct ProbeShape {
 
 /// Kernel rates measured alone, and how many kernels the machine runs at those rates at once.
 struct KernelRates {
-  std::map<std::string, double> rates;  // work per second by kernel class (core/kernel_class.hpp)
+  std::map<std::string, core::RateCurve> rates;  // work per second by kernel class (core/kernel_class.hpp) and size
   int threads_per_rank = 1;             // BLAS threads of one rank's kernels
   int compute_slots = 1;                // cores / threads_per_rank: kernels that run at full rate at once
 };
@@ -35,6 +35,8 @@ struct MachineRates {
   double message_latency_s = 0;    // a tiny all-to-all of raw MPI, every rank in it at once: one step inside a call
   double latency_s = 0;            // a tiny all-to-all through the runtime: the call as the program meets it
   double busy_latency_s = 0;       // the same while every rank's compute stream runs GEMMs
+  double progress_spin_s = 0;      // a waiting member's CPU time spent spinning at the start of its wait
+  double progress_core_share = 0;  // then the share of a core its polls between sleeps take
   double op_overhead_s = 0;        // the runtime's fixed cost per kernel
   double stream_wake_s = 0;        // an idle stream worker's delay before it starts a ready operation
   double ssd_read_bytes_per_s = 0, ssd_write_bytes_per_s = 0;
@@ -44,14 +46,17 @@ struct MachineRates {
 /// Collective over MPI_COMM_WORLD: every rank measures, the slowest rank's rates are returned everywhere.
 MachineRates probe_machine(const ProbeShape& shape);
 
-/// One kernel per class (core/kernel_class.hpp) at the size the program runs it, the same list on every rank.
-/// Rank 0 runs each on zero-filled operands of its sizes while the other ranks wait without spinning; the
-/// result is work per second by class, after taking off the runtime's fixed cost per kernel `op_overhead_s`,
-/// and the number of kernels the cores run at once at that rate. A CPU's kernels differ in cost per byte (an exp
-/// per element, a reduction, a copy) and its GEMMs in rate per layout, so one GEMM rate and one memory bandwidth
-/// cannot describe them; and ranks that share cores compute faster while the others wait, which the simulator
-/// reproduces by sharing the slots (NodeSpec::compute_slots) rather than by a rate measured under contention.
-KernelRates probe_kernel_rates(const std::vector<core::Kernel>& samples, double op_overhead_s);
+/// The program's kernels at the sizes it runs them (a few per class, core/kernel_class.hpp), the same list on every
+/// rank. As many ranks as there are compute slots run each on zero-filled operands of its sizes at once, rotating
+/// over copies that fill `working_set_bytes` (the memory the program's ranks on this machine touch; at most
+/// 256 MiB), so that each call meets its operands as far from the core as the program does; the result is work per second
+/// by class and size, after taking off the runtime's fixed cost per kernel `op_overhead_s`, and the number of
+/// kernels the cores run at once at that rate. A CPU's kernels differ in cost per byte (an exp per element, a
+/// reduction, a copy) and its GEMMs in rate per layout and size, so one GEMM rate and one memory bandwidth cannot
+/// describe them; ranks beyond the slots wait for one (exec/cpu/compute_slots.hpp), which the simulator
+/// reproduces with the same slots (NodeSpec::compute_slots) rather than by a rate measured under contention.
+KernelRates probe_kernel_rates(const std::vector<core::Kernel>& samples, double op_overhead_s,
+                               std::uint64_t working_set_bytes);
 
 /// One node with `ranks` GPUs built from the rates, and the calibration that makes the simulator's efficiencies 1
 /// where the rates were measured directly.

@@ -1,10 +1,17 @@
 #include "exec/cpu/stream_engine.hpp"
 
+#include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <string>
 
 namespace moesys::exec::cpu {
 
-StreamEngine::StreamEngine(std::chrono::steady_clock::time_point origin) : origin_(origin) {}
+StreamEngine::StreamEngine(std::chrono::steady_clock::time_point origin, int compute_nice)
+    : origin_(origin), compute_nice_(compute_nice) {}
 
 StreamEngine::~StreamEngine() {
   quiesce();
@@ -32,7 +39,7 @@ core::Event StreamEngine::submit(core::StreamId stream, std::function<void()> bo
   rethrow_locked();
   Stream& s = stream_locked(stream);
   // The worker starts with the stream's first operation, so that streams only waited on cost no thread.
-  if (!s.worker.joinable()) s.worker = std::thread([this, &s] { worker_loop(s); });
+  if (!s.worker.joinable()) s.worker = std::thread([this, stream, &s] { worker_loop(stream, s); });
   Queued q;
   q.event = next_event_++;
   q.deps = std::move(s.next_deps);
@@ -112,7 +119,13 @@ void StreamEngine::rethrow_locked() {
   std::rethrow_exception(e);
 }
 
-void StreamEngine::worker_loop(Stream& s) {
+void StreamEngine::worker_loop(core::StreamId id, Stream& s) {
+  // Named after its stream, so that top -H, perf and debuggers tell the workers apart.
+  (void)::pthread_setname_np(::pthread_self(), ("moesys-" + std::string(core::stream_name(id))).substr(0, 15).c_str());
+  // On Linux the nice value belongs to the thread (PRIO_PROCESS with a thread id). Raising it needs no privilege;
+  // where it fails the stream keeps the process's priority, which changes timing only.
+  if (id == core::streams::kCompute && compute_nice_ != 0)
+    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), ::getpriority(PRIO_PROCESS, 0) + compute_nice_);
   std::unique_lock lock(mutex_);
   for (;;) {
     s.work.wait(lock, [&] { return stopping_ || !s.queue.empty(); });

@@ -42,8 +42,10 @@ struct OpTiming {
 
 class StreamEngine {
  public:
-  /// Times are seconds since `origin`.
-  explicit StreamEngine(std::chrono::steady_clock::time_point origin);
+  /// Times are seconds since `origin`. The compute stream's worker runs at nice value `compute_nice` (added to
+  /// the process's), so that threads that only move data or progress messages get a core as soon as they are ready,
+  /// as a GPU's copy engines and communication kernels do beside compute (see CpuOptions::compute_nice).
+  explicit StreamEngine(std::chrono::steady_clock::time_point origin, int compute_nice = 0);
   /// Waits for every queued operation (without throwing) and joins the workers.
   ~StreamEngine();
   StreamEngine(const StreamEngine&) = delete;
@@ -90,11 +92,12 @@ class StreamEngine {
   /// After `event` completed (or an error was recorded): wakes exactly the threads that may proceed.
   void wake_after_locked(std::uint64_t event);
   Stream& stream_locked(core::StreamId id);
-  void worker_loop(Stream& s);
+  void worker_loop(core::StreamId id, Stream& s);
   void rethrow_locked();
   double now_s() const;
 
   std::chrono::steady_clock::time_point origin_;
+  int compute_nice_ = 0;
   mutable std::mutex mutex_;
   std::condition_variable done_;  // the host: its event completed, every stream went idle, or an error was recorded
   std::multiset<std::uint64_t> host_waits_;  // events the host waits for (0: every stream idle)

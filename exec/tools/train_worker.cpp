@@ -36,18 +36,28 @@ cpu::ProbeShape probe_shape(const tr::TrainingConfig& c) {
 
 /// One kernel per class, the largest of its class, as rank 0's program issues them (run on a ledger runtime:
 /// sizes only, token counts from the routing plan). Every rank computes the same list.
-std::vector<core::Kernel> kernel_samples(const tr::TrainingConfig& c) {
+// The program's kernels at a few sizes per class, and the memory one rank of it touches (its peak allocations).
+std::vector<core::Kernel> kernel_samples(const tr::TrainingConfig& c, std::uint64_t& rank_bytes) {
   const tr::TrainingPlan plan = tr::make_training_plan(c);
-  std::map<std::string, core::Kernel> largest;
+  std::map<std::string, std::map<double, core::Kernel>> by_size;  // class -> work -> one kernel of that size
   core::LedgerRuntime ledger(c.cluster, 0, plan.layout.world);
   ledger.observe_kernels([&](const core::Kernel& k, std::string_view) {
-    auto [it, fresh] = largest.emplace(core::kernel_class(k), k);
-    if (!fresh && core::kernel_work(k) > core::kernel_work(it->second)) it->second = k;
+    by_size[core::kernel_class(k)].emplace(core::kernel_work(k), k);
   });
   std::vector<tr::RankCounters> counters(static_cast<std::size_t>(plan.layout.world));
   tr::training_program(plan, counters)(ledger);
+  rank_bytes = static_cast<std::uint64_t>(ledger.memory().peak_bytes(core::Tier::hbm) +
+                                          ledger.memory().peak_bytes(core::Tier::dram));
+  // Up to kPerClass sizes per class, spread evenly over the sizes the program runs (the smallest and the largest
+  // always): the simulator interpolates between them (core::rate_at).
+  constexpr std::size_t kPerClass = 5;
   std::vector<core::Kernel> out;
-  for (auto& [name, k] : largest) out.push_back(k);
+  for (auto& [name, sizes] : by_size) {
+    std::vector<const core::Kernel*> all;
+    for (const auto& [work, k] : sizes) all.push_back(&k);
+    const std::size_t n = std::min(kPerClass, all.size());
+    for (std::size_t i = 0; i < n; ++i) out.push_back(*all[n == 1 ? all.size() - 1 : i * (all.size() - 1) / (n - 1)]);
+  }
   return out;
 }
 
@@ -108,7 +118,9 @@ int run_train_worker(int rank, int size, const char* config_path, const char* ou
   if (probe) {
     const cpu::ProbeShape shape = probe_shape(c);
     cpu::MachineRates rates = cpu::probe_machine(shape);
-    rates.kernels = cpu::probe_kernel_rates(kernel_samples(c), rates.op_overhead_s);
+    std::uint64_t rank_bytes = 0;
+    const std::vector<core::Kernel> samples = kernel_samples(c, rank_bytes);
+    rates.kernels = cpu::probe_kernel_rates(samples, rates.op_overhead_s, rank_bytes * std::uint64_t(size));
     core::Calibration cal;
     c.cluster = cpu::cluster_from_rates(rates, shape, cal);
     measured_machine = {{"cluster", core::cluster_to_json(c.cluster)},
@@ -120,6 +132,8 @@ int run_train_worker(int rank, int size, const char* config_path, const char* ou
                           {"message_latency_s", rates.message_latency_s},
                           {"latency_s", rates.latency_s},
                           {"busy_latency_s", rates.busy_latency_s},
+                          {"progress_spin_s", rates.progress_spin_s},
+                          {"progress_core_share", rates.progress_core_share},
                           {"op_overhead_s", rates.op_overhead_s},
                           {"stream_wake_s", rates.stream_wake_s},
                           {"kernel_rates", rates.kernels.rates},

@@ -34,10 +34,37 @@ TEST(MeasuredMachine, KernelRatesAndSlotsRoundTrip) {
   j["node"]["compute_slots"] = 2;
   const ClusterSpec c = parse_cluster(j, "m.json");
   EXPECT_EQ(c.node.compute_slots, 2);
-  EXPECT_DOUBLE_EQ(c.node.gpu.kernel_rates.at("gemm NN"), 2e10);
+  EXPECT_DOUBLE_EQ(rate_at(c.node.gpu.kernel_rates.at("gemm NN"), 1e6), 2e10);
   const ClusterSpec again = parse_cluster(cluster_to_json(c), "m.json");
   EXPECT_EQ(again.node.compute_slots, 2);
   EXPECT_EQ(again.node.gpu.kernel_rates, c.node.gpu.kernel_rates);
+}
+
+TEST(MeasuredMachine, RatesBySizeInterpolateInLogWork) {
+  json j = a100();
+  j["node"]["gpu"]["kernel_gwork_per_s"] = {{"gemm NN", {{1e4, 2}, {1e6, 10}}}, {"gelu", 3}};
+  const ClusterSpec c = parse_cluster(j, "m.json");
+  const RateCurve& gemm = c.node.gpu.kernel_rates.at("gemm NN");
+  EXPECT_DOUBLE_EQ(rate_at(gemm, 1e4), 2e9);
+  EXPECT_DOUBLE_EQ(rate_at(gemm, 1e5), 6e9);   // halfway in log(work)
+  EXPECT_DOUBLE_EQ(rate_at(gemm, 1e2), 2e9);   // below the smallest: its rate
+  EXPECT_DOUBLE_EQ(rate_at(gemm, 1e9), 1e10);  // above the largest: its rate
+  const ClusterSpec again = parse_cluster(cluster_to_json(c), "m.json");
+  EXPECT_EQ(again.node.gpu.kernel_rates, c.node.gpu.kernel_rates);
+  EXPECT_TRUE(cluster_to_json(c)["node"]["gpu"]["kernel_gwork_per_s"]["gelu"].is_number());
+}
+
+TEST(MeasuredMachine, BadRateCurvesNameTheirPoint) {
+  json j = a100();
+  j["node"]["gpu"]["kernel_gwork_per_s"] = {{"gelu", json::array()}};
+  EXPECT_NE(error_of(j).find("m.json: node.gpu.kernel_gwork_per_s.gelu: expected a positive number or a non-empty list"),
+            std::string::npos);
+  for (const json& bad : {json{{1, 2}, {3}}, json{{1, 2}, {0, 5}}, json{{1, 2}, {4, -1}}, json{{1, 2}, "x"}}) {
+    j["node"]["gpu"]["kernel_gwork_per_s"] = {{"gelu", bad}};
+    EXPECT_NE(error_of(j).find("m.json: node.gpu.kernel_gwork_per_s.gelu[1]: expected a [work, rate] pair"),
+              std::string::npos)
+        << bad.dump();
+  }
 }
 
 TEST(MeasuredMachine, GpusHaveNeither) {

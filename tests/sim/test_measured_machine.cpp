@@ -18,7 +18,7 @@ core::ClusterSpec measured(int gpus, int slots) {
   core::ClusterGeneratorOptions o;
   o.nodes = 1, o.gpus_per_node = gpus, o.nics_per_node = 1;
   core::ClusterSpec c = core::generate_cluster(o);
-  c.node.gpu.kernel_rates["gemm NN"] = kRate;
+  c.node.gpu.kernel_rates["gemm NN"] = {{0.0, kRate}};
   c.node.compute_slots = slots;
   return c;
 }
@@ -65,6 +65,12 @@ TEST(MeasuredMachine, RanksShareTheComputeSlots) {
 
 TEST(MeasuredMachine, EnoughSlotsRunEveryRankAtItsAloneRate) { EXPECT_NEAR(makespan(4, 4), alone_s(), 1e-9); }
 
+TEST(MeasuredMachine, AKernelTakesASlotWhole) {
+  // Three ranks on two slots: two kernels run at their alone rate, the third waits for a slot (sharing the cores
+  // fairly instead would finish all three at 1.5 times the alone time).
+  EXPECT_NEAR(makespan(3, 2), 2 * alone_s(), 1e-9);
+}
+
 TEST(MeasuredMachine, AnIdleStreamWakesUpBeforeItsOperationStarts) {
   const double wake = 1e-3;
   sim::SimOptions options;
@@ -105,4 +111,46 @@ TEST(MeasuredMachine, ACollectiveCallPaysItsFixedCostOnceNotPerStep) {
     if (rt.rank() == 1) rt.wait(rt.recv(core::streams::kComm, 0, {}, 4096, 7));
   };
   EXPECT_NEAR(comm_time(call, ping), comm_time(0, ping), 1e-12);
+}
+
+namespace {
+// Rank 0 computes one GEMM and then sends a message that rank 1 has been waiting for since the start; the time
+// at which the message arrives, on a node of `slots` compute slots (0: GPUs, which have none).
+double gemm_then_message(const core::Calibration& cal, int slots) {
+  sim::SimOptions options;
+  options.calibration = cal;
+  core::ClusterSpec c = measured(2, std::max(slots, 1));
+  if (slots == 0) c.node.compute_slots = 0, c.node.gpu.kernel_rates.clear();
+  const std::vector<double> out = test::run_in_child([&] {
+    return std::vector<double>{sim::simulate(c, 2, [](core::Runtime& rt) {
+                                 if (rt.rank() == 0) {
+                                   rt.compute(core::streams::kCompute, gemm(), "gemm");
+                                   rt.stream_wait(core::streams::kComm, rt.compute(core::streams::kCompute, gemm(), "gemm"));
+                                   rt.wait(rt.send(core::streams::kComm, 1, {}, 4, 7));
+                                 } else {
+                                   rt.wait(rt.recv(core::streams::kComm, 0, {}, 4, 7));
+                                 }
+                               }, options).makespan_s};
+  });
+  return out.empty() ? -1 : out[0];
+}
+}  // namespace
+
+TEST(MeasuredMachine, AWaitingMemberTakesItsShareOfTheSlots) {
+  // One slot: rank 1's wait polls with a quarter of the core, so rank 0's two GEMMs run on three quarters of it.
+  core::Calibration polls = no_launch();
+  polls.progress_core_share = 0.25;
+  const double extra = gemm_then_message(polls, 1) - gemm_then_message(no_launch(), 1);
+  EXPECT_NEAR(extra, 2 * alone_s() / 0.75 - 2 * alone_s(), 1e-6);
+  // A spin of 0.1 s at the start of the wait shares the core half and half with the first GEMM until it ends.
+  core::Calibration spins = no_launch();
+  spins.progress_spin_s = 0.1;
+  EXPECT_NEAR(gemm_then_message(spins, 1) - gemm_then_message(no_launch(), 1), 0.1, 1e-6);
+}
+
+TEST(MeasuredMachine, GpusProgressCommunicationWithoutTakingCompute) {
+  core::Calibration polls = no_launch();
+  polls.progress_core_share = 0.5;
+  polls.progress_spin_s = 0.1;
+  EXPECT_NEAR(gemm_then_message(polls, 0), gemm_then_message(no_launch(), 0), 1e-12);
 }
