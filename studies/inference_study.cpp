@@ -12,6 +12,7 @@
 // all_to_all, workload, cluster. Every run is validated and its memory plan checked before the first simulation,
 // so bad input exits 2 before anything is written.
 #include "studies/inference_study.hpp"
+#include "studies/study_progress.hpp"
 #include "studies/study_runs.hpp"
 
 #include <sys/wait.h>
@@ -369,7 +370,7 @@ int run_inference_study(const json& j, const std::string& file, const Experiment
   std::vector<json> rows(study.runs.size());
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<std::chrono::steady_clock::time_point> started(study.runs.size(), t0);
-  std::size_t finished = 0;
+  StudyProgress progress(study.runs.size(), "tokens/s", options.quiet);
   // Up to options.jobs runs at once; rows keep the study's order (the files do not depend on the number of jobs).
   const bool whole = run_study(j, file, study.name, study.runs.size(), options, [&](std::size_t i) {
     const StudyRun& r = study.runs[i];
@@ -379,11 +380,13 @@ int run_inference_study(const json& j, const std::string& file, const Experiment
     const StudyRun& r = study.runs[i];
     json row = std::move(result.value);
     row["cluster"] = r.spec.name;
-    if (!options.quiet)
-      std::fprintf(stderr, "[%zu/%zu] %s, %d GPU(s), batch %d: %.3g tokens/s, peak HBM %.1f GiB (%.1f s)\n",
-                   ++finished, study.runs.size(), row_label(row).c_str(), r.run.config.gpus, r.run.config.batch,
-                   row["tokens_per_s"].get<double>(), row["peak_hbm_gib"].get<double>(),
-                   std::chrono::duration<double>(std::chrono::steady_clock::now() - started[i]).count());
+    char outcome[96];
+    std::snprintf(outcome, sizeof outcome, "%.3g tokens/s, peak HBM %.1f GiB", row["tokens_per_s"].get<double>(),
+                  row["peak_hbm_gib"].get<double>());
+    progress.finished(row_label(row) + ", " + std::to_string(r.run.config.gpus) + " GPU(s), batch " +
+                          std::to_string(r.run.config.batch),
+                      outcome, std::chrono::duration<double>(std::chrono::steady_clock::now() - started[i]).count(),
+                      row["tokens_per_s"].get<double>());
     rows[i] = std::move(row);
   }, [&](std::size_t i) { started[i] = std::chrono::steady_clock::now(); });
   if (!whole) return 0;  // one shard: its file is written, the study's files come from --merge

@@ -16,6 +16,7 @@
 #include "core/interrupts.hpp"
 #include "core/output_files.hpp"
 #include "studies/result_set.hpp"
+#include "studies/study_progress.hpp"
 #include "studies/study_runs.hpp"
 #include "sim/training_simulator.hpp"
 #include "policies/training/training_run.hpp"
@@ -277,7 +278,7 @@ int run_training_study(const json& study, const std::string& file, const Experim
   bool failed = false;
   const auto study_start = std::chrono::steady_clock::now();
   std::vector<std::chrono::steady_clock::time_point> started(runs.size(), study_start);
-  std::size_t finished = 0;
+  StudyProgress progress(runs.size(), "tokens/s", options.quiet);
   // Up to options.jobs runs at once, each in its own process; rows keep the study's order, so the result files do
   // not depend on the number of jobs.
   const bool whole = run_study(study, file, name, runs.size(), options, [&](std::size_t i) {
@@ -310,9 +311,8 @@ int run_training_study(const json& study, const std::string& file, const Experim
       failed = true;
     }
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started[i]).count();
-    if (!options.quiet)
-      std::fprintf(stderr, "[%zu/%zu] %s: %s (wall %.1f s)\n", ++finished, runs.size(),
-                   row["label"].get<std::string>().c_str(), outcome.c_str(), wall);
+    progress.finished(row["label"].get<std::string>(), outcome, wall,
+                      row["status"] == "ok" ? row["summary"]["tokens_per_s"].get<double>() : -1.0);
     rows[i] = std::move(row);
   }, [&](std::size_t i) { started[i] = std::chrono::steady_clock::now(); });
   if (!whole) return 0;  // one shard: its file is written, the study's files come from --merge

@@ -31,6 +31,12 @@ moesys_cli_test(train_small_run_json_and_trace 0 ""
                 train --experts 8 --gpus 8 --steps 1 --preset deepspeed --json --trace @WORK@/trace.json)
 moesys_cli_test(experiment_training_smoke 0 ""
                 experiment @SRC@/experiments/training-smoke.json --no-plots --quiet --results @WORK@/results)
+# Progress: each finished run says how many are left, about how long they take, and the best run so far.
+add_test(NAME cli.experiment_progress
+         COMMAND $<TARGET_FILE:moesys> experiment ${PROJECT_SOURCE_DIR}/experiments/training-smoke.json --no-plots
+                 --results ${CMAKE_CURRENT_BINARY_DIR}/cli-work/experiment_progress)
+set_tests_properties(cli.experiment_progress PROPERTIES LABELS cli
+                     PASS_REGULAR_EXPRESSION "\\[1/2\\] [^\n]*tokens/s[^\n]*; 1 left, about [0-9]+ s; best so far [^\n]*tokens/s\\)\n\\[2/2\\] [^\n]*; best so far")
 # Where the training program runs: flags are checked before anything is launched.
 moesys_cli_test(train_unknown_runtime 2 "--runtime: expected sim, cpu or cuda" train --runtime tpu)
 moesys_cli_test(train_ranks_without_real_runtime 2 "--ranks: applies to --runtime cpu" train --ranks 4)
