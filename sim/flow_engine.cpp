@@ -17,10 +17,12 @@ FlowEngine::~FlowEngine() = default;
 void FlowEngine::start_and_wait(const std::vector<Flow>& flows) {
   // Two ways to run a flow, the same network action either way (sim/flow_carriers.hpp): a host-to-host
   // communication, whose completion costs a scan of every one in flight, or a carrier's mailbox communication,
-  // about 13 us more per flow on this code's hosts but with no such scan. Past a few thousand host-to-host flows
-  // in flight the scan costs more. A carrier's two actors wait on its flows; batches of a few hundred keep each
-  // actor's own list of activities short.
-  constexpr std::size_t kFlowsPerCarrier = 256;
+  // about 13 us more per flow on this code's hosts but with no such scan. Past several hundred host-to-host flows
+  // in flight the scan costs more. A carrier's two actors wait on its flows, and each completion scans their own
+  // list of activities: a few dozen flows per carrier keep it short. Both sizes were swept on the 207.2B step at
+  // 512 GPUs (limit 300..3000, 16..256 per carrier): 600 and 32 took 7.8 s against 13.0 s for 3000 and 256, and
+  // anything from 300 to 800 with 16 to 64 within 5% of that (docs/simulator-speed.md).
+  constexpr std::size_t kFlowsPerCarrier = 32;
   if (direct_in_flight_ + flows.size() > direct_flow_limit_) {
     profile::InSimgrid in;
     flows_started_ += flows.size();

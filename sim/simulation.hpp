@@ -19,7 +19,7 @@ struct SimOptions {
   core::Calibration calibration = core::default_calibration();
   /// Flows in flight up to which they run as host-to-host communications; beyond, through carriers
   /// (sim/flow_carriers.hpp). The simulated times are the same either way; 0 sends every flow through a carrier.
-  std::size_t direct_flow_limit = 3000;
+  std::size_t direct_flow_limit = 600;
 };
 
 struct RankReport {
