@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages moesys needs. Idempotent; silent when everything is present.
+# Installs the Debian 12 packages moesys needs (chromium: scripts/check-report.sh renders the study report pages
+# in it). Idempotent; silent when everything is present.
 set -euo pipefail
 packages=(build-essential cmake pkg-config libsimgrid-dev libboost-graph-dev nlohmann-json3-dev
-          libgtest-dev libgmock-dev libbenchmark-dev python3-matplotlib
-          libopenmpi-dev openmpi-bin libopenblas-dev)
+          libgtest-dev libgmock-dev libbenchmark-dev python3-matplotlib libjemalloc-dev
+          libopenmpi-dev openmpi-bin libopenblas-dev chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
