@@ -12,6 +12,7 @@
 // all_to_all, workload, cluster. Every run is validated and its memory plan checked before the first simulation,
 // so bad input exits 2 before anything is written.
 #include "studies/inference_study.hpp"
+#include "studies/report_page.hpp"
 #include "studies/study_progress.hpp"
 #include "studies/study_runs.hpp"
 
@@ -402,10 +403,11 @@ int run_inference_study(const json& j, const std::string& file, const Experiment
   results.add("runs.json", doc.dump(1) + "\n");
   results.add("summary.md", summary);
   if (options.plots) run_plots(results.staging());
+  write_report_page(results.staging(), j, "build/moesys experiment " + file);
   results.commit();
   std::printf("%s\n", summary.c_str());
   if (!options.quiet)
-    std::fprintf(stderr, "wrote %s/{runs.csv,runs.json,summary.md%s} in %.1f s\n", dir.c_str(),
+    std::fprintf(stderr, "wrote %s/{index.html,runs.csv,runs.json,summary.md%s} in %.1f s\n", dir.c_str(),
                  options.plots ? ",*.png" : "",
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return 0;

@@ -16,6 +16,7 @@
 #include "core/interrupts.hpp"
 #include "core/output_files.hpp"
 #include "studies/result_set.hpp"
+#include "studies/report_page.hpp"
 #include "studies/study_progress.hpp"
 #include "studies/study_runs.hpp"
 #include "sim/training_simulator.hpp"
@@ -333,9 +334,10 @@ int run_training_study(const json& study, const std::string& file, const Experim
               {"ratios", ratios}, {"runs", rows}};
   results.add("runs.json", doc.dump(1) + "\n");
   const bool plotted = !options.plots || run_plots(results.staging());
+  write_report_page(results.staging(), study, "build/moesys experiment " + file);
   results.commit();
 
-  std::printf("# %s: %zu runs simulated in %.1f s wall; results in %s\n", name.c_str(), rows.size(), total,
+  std::printf("# %s: %zu runs simulated in %.1f s wall; results in %s (open index.html)\n", name.c_str(), rows.size(), total,
               dir.string().c_str());
   std::printf("%-40s %-10s %6s %14s %10s %10s\n", "run", "status", "gpus", "tokens/s", "step (s)", "HBM (GiB)");
   for (const json& r : rows) {
