@@ -1,6 +1,7 @@
 #pragma once
 // The cluster and calibration options shared by every simulating subcommand:
-//   --cluster FILE | --nodes N --gpus-per-node G --nics-per-node K --nic-gbps B --gpu a100-80g|a100-40g|h100
+//   --cluster FILE | --nodes N --gpus-per-node G --nics-per-node K --nic-gbps B
+//   --gpu a100-80g|a100-40g|h100|h200|h800
 //   --calibration FILE (overrides the built-in efficiency table)
 #include <set>
 #include <string>

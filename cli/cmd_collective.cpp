@@ -65,7 +65,8 @@ int run_collective(int argc, char** argv) {
   if (args.has("--help")) {
     std::printf(
         "usage: moesys collective [--cluster FILE | --nodes N --gpus-per-node G --nics-per-node K --nic-gbps B\n"
-        "                          --gpu a100-80g|a100-40g|h100] [--op allreduce|reducescatter|allgather|alltoall]\n"
+        "                          --gpu a100-80g|a100-40g|h100|h200|h800]\n"
+        "                         [--op allreduce|reducescatter|allgather|alltoall]\n"
         "                         [--algo auto|ring|direct|hierarchical] [-b 8] [-e 1G] [-f 2] [--ranks N]\n"
         "                         [--flows aggregated|detailed] [--calibration FILE] [--json]\n");
     return 0;

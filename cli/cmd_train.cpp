@@ -124,9 +124,8 @@ int run_train(int argc, char** argv) {
   if (args.has("--help")) {
     std::printf(
         "usage: moesys train [--config FILE] [--preset deepspeed|moesys|static-multitask|...] [--policy JSON]\n"
-        "                    [--model JSON] [--experts E] [--gpus N] [--gpu a100-80g|a100-40g|h100] [--ep N] [--steps "
-        "S]\n"
-        "                    [--workload JSON] [--calibration FILE] [--trace FILE] [--json]\n"
+        "                    [--model JSON] [--experts E] [--gpus N] [--gpu a100-80g|a100-40g|h100|h200|h800]\n"
+        "                    [--ep N] [--steps S] [--workload JSON] [--calibration FILE] [--trace FILE] [--json]\n"
         "                    [--runtime sim|cpu|cuda] [--ranks N] [--routing-out FILE]\n"
         "Without --config: the paper's GPT-MoE with 64 experts on 64 A100-80GB, preset moesys.\n"
         "--runtime cpu runs the same per-rank program for real on N MPI ranks of this machine (default 4; fp32;\n"

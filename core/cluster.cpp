@@ -513,7 +513,9 @@ json cluster_to_json(const ClusterSpec& c) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Generator: DGX-like nodes from published specifications (NVIDIA DGX A100 / DGX H100 datasheets).
+// Generator: DGX-like nodes from published specifications (NVIDIA DGX A100 / DGX H100 datasheets). h200 and h800
+// are the nodes of topologies/dgx-h200.json and topologies/hgx-h800.json, whose descriptions cite each figure's
+// source (and say which are the H100's for want of one).
 namespace {
 
 struct GpuPreset {
@@ -531,7 +533,16 @@ constexpr GpuPreset kPresets[] = {
     {"a100-80g", "A100-SXM4-80GB", 80, 2039, 19.5, 156, 312, 312, 0, 300, 4, 2048, 200, 15, 25, 10},
     {"a100-40g", "A100-SXM4-40GB", 40, 1555, 19.5, 156, 312, 312, 0, 300, 4, 1024, 200, 15, 25, 10},
     {"h100", "H100-SXM5-80GB", 80, 3352, 67, 494, 989, 989, 1979, 450, 5, 2048, 300, 30, 50, 20},
+    {"h200", "H200-SXM5-141GB", 141, 4800, 67, 494, 989, 989, 1979, 450, 5, 2048, 300, 28, 50, 20},
+    {"h800", "H800-SXM5-80GB", 80, 3352, 67, 494, 989, 989, 1979, 200, 5, 2048, 300, 30, 50, 20},
 };
+
+// "a100-80g, a100-40g, h100, h200, h800": the names --gpu accepts, for its error message.
+std::string preset_names() {
+  std::string out;
+  for (const auto& p : kPresets) out += (out.empty() ? "" : ", ") + std::string(p.flag);
+  return out;
+}
 
 }  // namespace
 
@@ -540,7 +551,7 @@ ClusterSpec generate_cluster(const ClusterGeneratorOptions& o) {
   const GpuPreset* preset = nullptr;
   for (const auto& p : kPresets)
     if (o.gpu == p.flag) preset = &p;
-  if (!preset) throw flag_error("--gpu", "expected one of a100-80g, a100-40g, h100, got \"" + o.gpu + "\"");
+  if (!preset) throw flag_error("--gpu", "expected one of " + preset_names() + ", got \"" + o.gpu + "\"");
   if (o.nodes < 1) throw flag_error("--nodes", "expected a positive integer, got " + std::to_string(o.nodes));
   const int g = o.gpus_per_node, k = o.nics_per_node;
   if (g < 1) throw flag_error("--gpus-per-node", "expected a positive integer, got " + std::to_string(g));

@@ -129,7 +129,8 @@ ClusterSpec parse_cluster(const nlohmann::json& j, const std::string& file);
 ClusterSpec load_cluster_file(const std::string& path);
 nlohmann::json cluster_to_json(const ClusterSpec& c);
 
-/// Flags of the generator: `--nodes N --gpus-per-node G --nics-per-node K --nic-gbps B --gpu a100-80g|a100-40g|h100`.
+/// Flags of the generator: `--nodes N --gpus-per-node G --nics-per-node K --nic-gbps B
+/// --gpu a100-80g|a100-40g|h100|h200|h800` (h200 and h800: the nodes of topologies/dgx-h200.json, hgx-h800.json).
 struct ClusterGeneratorOptions {
   int nodes = 6;
   int gpus_per_node = 8;

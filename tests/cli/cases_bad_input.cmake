@@ -130,3 +130,11 @@ moesys_cli_test(inference_study_infeasible_names_itself 2 "infeasible: "
                 train --experts 64 --gpus 64 --gpu a100-40g --preset deepspeed)
 moesys_cli_test(inference_study_missing_topology 2 "study-missing-topology.json: cluster: no cluster description at"
                 experiment ${bad}/study-missing-topology.json --no-plots --quiet --results @WORK@/results)
+
+# An unknown --gpu names the five presets, from every subcommand that takes one.
+moesys_cli_test(train_unknown_gpu 2 "expected one of a100-80g, a100-40g, h100, h200, h800, got \"v100\""
+                train --gpu v100 --gpus 16)
+moesys_cli_test(collective_unknown_gpu 2 "--gpu: expected one of a100-80g, a100-40g, h100, h200, h800, got \"v100\""
+                collective --gpu v100)
+moesys_cli_test(infer_unknown_gpu 2 "--gpu: expected one of a100-80g, a100-40g, h100, h200, h800, got \"v100\""
+                infer --gpu v100)

@@ -3,6 +3,12 @@ set(bad @SRC@/tests/data/clusters)
 
 moesys_cli_test(collective_default 0 "" collective -b 1M -e 4M)
 moesys_cli_test(collective_shipped_h100 0 "" collective --cluster @SRC@/topologies/dgx-h100.json --op alltoall --algo hierarchical -b 1M -e 1M --json)
+moesys_cli_test(collective_shipped_h200 0 "" collective --cluster @SRC@/topologies/dgx-h200.json --op alltoall --algo hierarchical -b 1M -e 1M --json)
+moesys_cli_test(collective_shipped_h800 0 "" collective --cluster @SRC@/topologies/hgx-h800.json --op alltoall --algo hierarchical -b 1M -e 1M --json)
+moesys_cli_test(collective_gpu_h200 0 "" collective --gpu h200 --nodes 2 -b 1M -e 4M)
+moesys_cli_test(collective_gpu_h800 0 "" collective --gpu h800 --nodes 2 -b 1M -e 4M)
+moesys_cli_test(infer_gpu_h200 0 "" infer --nodes 1 --gpu h200)
+moesys_cli_test(infer_gpu_h800 0 "" infer --nodes 1 --gpu h800)
 moesys_cli_test(calibration_within_tolerance 0 "" calibration --check)
 
 moesys_cli_test(cluster_malformed_json 2 "malformed JSON at byte" collective --cluster ${bad}/malformed.json)

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 
 #include "core/cluster.hpp"
 #include "core/error.hpp"
@@ -46,7 +47,7 @@ json a100() {
 
 // ---------------------------------------------------------------------------------------------- shipped files
 TEST(Cluster, ShippedTopologiesLoadAndRoundTrip) {
-  for (const char* name : {"dgx-a100-80g", "dgx-a100-40g", "dgx-h100"}) {
+  for (const char* name : {"dgx-a100-80g", "dgx-a100-40g", "dgx-h100", "dgx-h200", "hgx-h800"}) {
     SCOPED_TRACE(name);
     const ClusterSpec c = load_cluster_file(topology(name));
     EXPECT_EQ(c.name, name);
@@ -83,6 +84,53 @@ TEST(Cluster, H100HasFp8) {
   EXPECT_EQ(c.node.gpu.peak(Dtype::fp8), 1979e12);
   EXPECT_EQ(c.node.nics.bytes_per_s, 50e9);
   EXPECT_EQ(c.node.pcie.generation, 5);
+}
+
+// The figures the files cite (see their descriptions), in base units.
+TEST(Cluster, H200HasMoreAndFasterHbmThanH100) {
+  const ClusterSpec c = load_cluster_file(topology("dgx-h200"));
+  const ClusterSpec h100 = load_cluster_file(topology("dgx-h100"));
+  EXPECT_EQ(c.node.gpu.model, "H200-SXM5-141GB");
+  EXPECT_EQ(c.total_gpus(), 32);
+  EXPECT_EQ(c.node.gpu.hbm_bytes, 141 * kGiB);
+  EXPECT_EQ(c.node.gpu.hbm_bytes_per_s, 4800e9);  // 4.8 TB/s
+  EXPECT_EQ(c.node.gpu.peak(Dtype::fp32), 67e12);
+  EXPECT_EQ(c.node.gpu.peak(Dtype::tf32), 494e12);
+  EXPECT_EQ(c.node.gpu.peak(Dtype::fp16), 989e12);
+  EXPECT_EQ(c.node.gpu.peak(Dtype::bf16), 989e12);
+  EXPECT_EQ(c.node.gpu.peak(Dtype::fp8), 1979e12);
+  EXPECT_EQ(c.node.gpu.peak_flop_per_s, h100.node.gpu.peak_flop_per_s);  // the same GH100 compute
+  EXPECT_EQ(c.node.intra_node.kind, IntraNodeKind::nvswitch);
+  EXPECT_EQ(c.node.intra_node.bytes_per_s_per_gpu, 450e9);  // 900 GB/s both directions
+  EXPECT_EQ(c.node.nics.count, 8);
+  EXPECT_EQ(c.node.nics.bytes_per_s, 50e9);  // 400 Gb/s
+  EXPECT_EQ(c.node.nic_of_gpu(6), 6);
+  EXPECT_EQ(c.node.pcie.generation, 5);
+  EXPECT_EQ(c.node.host_memory.capacity_bytes, 2 * kTiB);
+  EXPECT_EQ(c.node.ssd.capacity_bytes, 28 * kTiB);  // 8 x 3.84 TB
+}
+
+TEST(Cluster, H800IsAnH100WithLessThanHalfTheNvlink) {
+  const ClusterSpec c = load_cluster_file(topology("hgx-h800"));
+  const ClusterSpec h100 = load_cluster_file(topology("dgx-h100"));
+  EXPECT_EQ(c.node.gpu.model, "H800-SXM5-80GB");
+  EXPECT_EQ(c.node.gpu.hbm_bytes, 80 * kGiB);
+  EXPECT_EQ(c.node.gpu.hbm_bytes_per_s, 3352e9);
+  EXPECT_EQ(c.node.gpu.peak(Dtype::fp32), 67e12);
+  EXPECT_EQ(c.node.gpu.peak(Dtype::tf32), 494e12);
+  EXPECT_EQ(c.node.gpu.peak(Dtype::fp16), 989e12);
+  EXPECT_EQ(c.node.gpu.peak(Dtype::bf16), 989e12);
+  EXPECT_EQ(c.node.gpu.peak(Dtype::fp8), 1979e12);
+  EXPECT_EQ(c.node.gpu.peak_flop_per_s, h100.node.gpu.peak_flop_per_s);
+  EXPECT_EQ(c.node.intra_node.kind, IntraNodeKind::nvswitch);
+  EXPECT_EQ(c.node.intra_node.bytes_per_s_per_gpu, 200e9);  // 400 GB/s both directions
+  EXPECT_LT(c.node.intra_node.bytes_per_s_per_gpu, h100.node.intra_node.bytes_per_s_per_gpu / 2);
+  EXPECT_EQ(c.node.nics.count, 8);
+  EXPECT_EQ(c.node.nics.bytes_per_s, 50e9);  // 400 Gb/s, one per GPU
+  EXPECT_EQ(c.node.nic_of_gpu(3), 3);
+  EXPECT_EQ(c.node.pcie.generation, 5);
+  EXPECT_EQ(c.fabric.kind, FabricKind::rail_optimized);  // one plane per NIC
+  EXPECT_EQ(c.fabric.nodes_per_leaf, 32);
 }
 
 TEST(Cluster, OptionalBlocksDefault) {
@@ -153,6 +201,23 @@ TEST(ClusterGenerator, ShapesAndGpus) {
   EXPECT_EQ(c.node.nics.bytes_per_s, 12.5e9);
 }
 
+// --gpu h200 and --gpu h800 build the nodes of the shipped files: the same figures from either route.
+TEST(ClusterGenerator, H200AndH800MatchTheShippedFiles) {
+  for (const auto& [gpu, file] : {std::pair{"h200", "dgx-h200"}, std::pair{"h800", "hgx-h800"}}) {
+    SCOPED_TRACE(gpu);
+    ClusterGeneratorOptions o;
+    o.nodes = 4;
+    o.nic_gbits_per_s = 400;
+    o.gpu = gpu;
+    const ClusterSpec c = generate_cluster(o);
+    EXPECT_EQ(c.name, std::string("generated-4x8-") + gpu);
+    json shipped = read_json(topology(file));
+    shipped.erase("description");
+    shipped["name"] = c.name;
+    EXPECT_EQ(cluster_to_json(c), shipped);
+  }
+}
+
 TEST(ClusterGenerator, NicsMustDivideGpus) {
   ClusterGeneratorOptions o;
   o.nics_per_node = 3;
@@ -173,7 +238,9 @@ TEST(ClusterGenerator, UnknownGpuListsTheValidOnes) {
     generate_cluster(o);
     FAIL() << "accepted v100";
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("a100-80g, a100-40g, h100"), std::string::npos) << e.what();
+    EXPECT_EQ(e.json_path(), "--gpu");
+    EXPECT_EQ(std::string(e.what()),
+              "<flags>: --gpu: expected one of a100-80g, a100-40g, h100, h200, h800, got \"v100\"");
   }
 }
 
