@@ -1,5 +1,6 @@
 #include "policies/training/training_config.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -149,6 +150,12 @@ void parse_cluster(const json& j, const std::string& file, TrainingConfig& c) {
   try {
     c.cluster = core::generate_cluster(o);
   } catch (const core::ConfigError& e) {
+    // The generator names its flags (--gpu, --gpus-per-node, ...); here they are keys of the cluster object.
+    std::string key = e.json_path();
+    while (!key.empty() && key.front() == '-') key.erase(key.begin());
+    std::replace(key.begin(), key.end(), '-', '_');
+    if (key == "nic_gbps" || key == "gpu" || key == "gpus_per_node" || key == "nics_per_node")
+      throw core::ConfigError(file, "cluster." + key, e.message());
     throw core::ConfigError(file, "cluster", e.message());
   }
   c.gpus = gpus;

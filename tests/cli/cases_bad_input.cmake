@@ -132,7 +132,7 @@ moesys_cli_test(inference_study_missing_topology 2 "study-missing-topology.json:
                 experiment ${bad}/study-missing-topology.json --no-plots --quiet --results @WORK@/results)
 
 # An unknown --gpu names the five presets, from every subcommand that takes one.
-moesys_cli_test(train_unknown_gpu 2 "expected one of a100-80g, a100-40g, h100, h200, h800, got \"v100\""
+moesys_cli_test(train_unknown_gpu 2 "cluster.gpu: expected one of a100-80g, a100-40g, h100, h200, h800, got \"v100\""
                 train --gpu v100 --gpus 16)
 moesys_cli_test(collective_unknown_gpu 2 "--gpu: expected one of a100-80g, a100-40g, h100, h200, h800, got \"v100\""
                 collective --gpu v100)
