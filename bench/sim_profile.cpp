@@ -2,6 +2,7 @@
 // operation counts and peak memory, for several cluster sizes, with repeats (medians and ranges).
 //
 //   moesys_sim_profile [--gpus 64,256,1024] [--repeat 3] [--steps 2] [--config JSON] [--json]
+//                      [--direct-flow-limit N] [--flows-per-carrier N]   (SimOptions: where flows go through carriers)
 //
 // --config is merged into the default training config (the paper's GPT-MoE with 128 experts, a global batch of
 // 8192 sequences, preset moesys, i.e. `moesys train --experts 128 --model '{"global_batch": 8192}'`). Every run is
@@ -34,11 +35,12 @@ struct Options {
   int steps = 2;
   json patch = json::object();
   bool json_out = false;
+  moesys::sim::SimOptions sim;  // --direct-flow-limit, --flows-per-carrier
 };
 
 [[noreturn]] void usage_error(const std::string& what) {
   std::fprintf(stderr, "moesys_sim_profile: %s\nusage: moesys_sim_profile [--gpus 64,256,1024] [--repeat N] "
-                       "[--steps S] [--config JSON] [--json]\n", what.c_str());
+                       "[--steps S] [--config JSON] [--direct-flow-limit N] [--flows-per-carrier N] [--json]\n", what.c_str());
   std::exit(2);
 }
 
@@ -72,6 +74,10 @@ Options parse(int argc, char** argv) {
     } else if (a == "--config") {
       o.patch = json::parse(value(), nullptr, false);
       if (!o.patch.is_object()) usage_error("--config: expected a JSON object");
+    } else if (a == "--direct-flow-limit") {
+      o.sim.direct_flow_limit = static_cast<std::size_t>(positive(a, value()));
+    } else if (a == "--flows-per-carrier") {
+      o.sim.flows_per_carrier = static_cast<std::size_t>(positive(a, value()));
     } else if (a == "--json") {
       o.json_out = true;
     } else {
@@ -90,11 +96,11 @@ json config_for(const Options& o, int gpus) {
 }
 
 /// One run, in the calling (child) process: the training step with the profiler on.
-json profiled_run(const json& config) {
+json profiled_run(const json& config, const moesys::sim::SimOptions& sim) {
   const tr::TrainingConfig c = tr::parse_training_config(config, "--config");
   const auto start = std::chrono::steady_clock::now();
   profile::enable();
-  const tr::TrainingReport report = tr::run_training(c, tr::sim_simulator());
+  const tr::TrainingReport report = tr::run_training(c, tr::sim_simulator(sim));
   const profile::Totals t = profile::totals();
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   rusage usage{};
@@ -140,7 +146,7 @@ int main(int argc, char** argv) {
     std::vector<json> runs;
     for (int i = 0; i < o.repeat; ++i) {
       try {
-        runs.push_back(moesys::sim::run_isolated([&] { return profiled_run(config_for(o, g)); }));
+        runs.push_back(moesys::sim::run_isolated([&] { return profiled_run(config_for(o, g), o.sim); }));
       } catch (const std::exception& e) {
         std::fprintf(stderr, "moesys_sim_profile: %d GPUs: %s\n", g, e.what());
         return 1;

@@ -9,8 +9,9 @@
 namespace moesys::sim {
 
 FlowEngine::FlowEngine(const Platform& platform, const core::Calibration& cal, FlowMode mode,
-                       std::size_t direct_flow_limit)
-    : platform_(platform), cal_(cal), mode_(mode), direct_flow_limit_(direct_flow_limit), carriers_(platform.gpu(0)) {}
+                       std::size_t direct_flow_limit, std::size_t flows_per_carrier)
+    : platform_(platform), cal_(cal), mode_(mode), direct_flow_limit_(direct_flow_limit),
+      flows_per_carrier_(std::max<std::size_t>(1, flows_per_carrier)), carriers_(platform.gpu(0)) {}
 
 FlowEngine::~FlowEngine() = default;
 
@@ -19,14 +20,12 @@ void FlowEngine::start_and_wait(const std::vector<Flow>& flows) {
   // communication, whose completion costs a scan of every one in flight, or a carrier's mailbox communication,
   // about 13 us more per flow on this code's hosts but with no such scan. Past several hundred host-to-host flows
   // in flight the scan costs more. A carrier's two actors wait on its flows, and each completion scans their own
-  // list of activities: a few dozen flows per carrier keep it short. Both sizes were swept on the 207.2B step at
-  // 512 GPUs (limit 300..3000, 16..256 per carrier): 600 and 32 took 7.8 s against 13.0 s for 3000 and 256, and
-  // anything from 300 to 800 with 16 to 64 within 5% of that (docs/simulator-speed.md).
-  constexpr std::size_t kFlowsPerCarrier = 32;
+  // list of activities: a few dozen flows per carrier keep it short. Both sizes (SimOptions, defaults 600 and 32)
+  // were swept on the 207.2B step at 512 GPUs with moesys_sim_profile (docs/simulator-speed.md).
   if (direct_in_flight_ + flows.size() > direct_flow_limit_) {
     profile::InSimgrid in;
     flows_started_ += flows.size();
-    carriers_.run(flows, kFlowsPerCarrier);
+    carriers_.run(flows, flows_per_carrier_);
     return;
   }
   direct_in_flight_ += flows.size();

@@ -26,8 +26,9 @@ enum class FlowMode { aggregated, detailed };
 
 class FlowEngine {
 public:
-  /// `direct_flow_limit`: see SimOptions.
-  FlowEngine(const Platform& platform, const core::Calibration& cal, FlowMode mode, std::size_t direct_flow_limit);
+  /// `direct_flow_limit`, `flows_per_carrier`: see SimOptions.
+  FlowEngine(const Platform& platform, const core::Calibration& cal, FlowMode mode, std::size_t direct_flow_limit,
+             std::size_t flows_per_carrier);
   ~FlowEngine();
 
   /// Runs all transfers concurrently; blocks the calling actor until the last byte has arrived.
@@ -54,7 +55,7 @@ private:
   FlowMode mode_;
   std::array<double, kPathClassCount> bytes_by_class_{};
   std::uint64_t flows_started_ = 0;
-  std::size_t direct_flow_limit_;
+  std::size_t direct_flow_limit_, flows_per_carrier_;
   std::size_t direct_in_flight_ = 0;  // host-to-host flows started and not yet waited for
   FlowCarriers carriers_;
 };

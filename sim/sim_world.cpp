@@ -14,10 +14,10 @@ std::size_t RendezvousKeyHash::operator()(const RendezvousKey& k) const {
 }
 
 SimWorld::SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, FlowMode mode,
-                   std::size_t direct_flow_limit)
+                   std::size_t direct_flow_limit, std::size_t flows_per_carrier)
     : graph_(spec, cal), cal_(cal) {
   platform_ = std::make_unique<Platform>(graph_, mode == FlowMode::detailed);
-  flows_ = std::make_unique<FlowEngine>(*platform_, cal_, mode, direct_flow_limit);
+  flows_ = std::make_unique<FlowEngine>(*platform_, cal_, mode, direct_flow_limit, flows_per_carrier);
 }
 
 int SimWorld::intern_group(const core::Group& group) {

@@ -20,6 +20,8 @@ struct SimOptions {
   /// Flows in flight up to which they run as host-to-host communications; beyond, through carriers
   /// (sim/flow_carriers.hpp). The simulated times are the same either way; 0 sends every flow through a carrier.
   std::size_t direct_flow_limit = 600;
+  /// Flows per carrier (each completion scans its carrier's own list of them); see sim/flow_engine.cpp.
+  std::size_t flows_per_carrier = 32;
 };
 
 struct RankReport {

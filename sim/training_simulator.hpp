@@ -6,10 +6,9 @@
 
 namespace moesys::policies::training {
 
-inline Simulator sim_simulator(const core::Calibration& calibration = core::default_calibration()) {
-  return [calibration](const core::ClusterSpec& spec, int ranks, const std::function<void(core::Runtime&)>& program) {
-    sim::SimOptions options;
-    options.calibration = calibration;
+/// `options`: the simulator's settings (calibration, flow settings) for every run.
+inline Simulator sim_simulator(const sim::SimOptions& options) {
+  return [options](const core::ClusterSpec& spec, int ranks, const std::function<void(core::Runtime&)>& program) {
     sim::SimResult r = sim::simulate(spec, ranks, program, options);
     SimulatedRun out;
     out.bytes_by_path_class = r.bytes_by_path_class;
@@ -17,6 +16,12 @@ inline Simulator sim_simulator(const core::Calibration& calibration = core::defa
     for (auto& rank : r.ranks) out.ranks.push_back({std::move(rank.spans), rank.memory});
     return out;
   };
+}
+
+inline Simulator sim_simulator(const core::Calibration& calibration = core::default_calibration()) {
+  sim::SimOptions options;
+  options.calibration = calibration;
+  return sim_simulator(options);
 }
 
 }  // namespace moesys::policies::training
