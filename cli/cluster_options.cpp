@@ -24,7 +24,7 @@ core::ClusterSpec cluster_from_args(const Args& args) {
   o.nodes = args.get_int("--nodes", o.nodes);
   o.gpus_per_node = args.get_int("--gpus-per-node", o.gpus_per_node);
   o.nics_per_node = args.get_int("--nics-per-node", o.nics_per_node);
-  o.nic_gbits_per_s = args.get_double("--nic-gbps", o.nic_gbits_per_s);
+  if (args.has("--nic-gbps")) o.nic_gbits_per_s = args.get_double("--nic-gbps", 0);
   o.gpu = args.get_or("--gpu", o.gpu);
   return core::generate_cluster(o);
 }

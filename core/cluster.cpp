@@ -527,14 +527,15 @@ struct GpuPreset {
   int pcie_generation;
   double host_gib, host_gbytes_per_s;  // host bandwidth: one socket's DDR channels (DDR4-3200 x8, DDR5-4800 x8)
   double ssd_tib, ssd_read_gbytes_per_s, ssd_write_gbytes_per_s;  // the NVMe RAID-0 data volume
+  double nic_gbits_per_s;  // each compute-fabric NIC: ConnectX-6 HDR on DGX A100, ConnectX-7 NDR on the Hopper nodes
 };
 
 constexpr GpuPreset kPresets[] = {
-    {"a100-80g", "A100-SXM4-80GB", 80, 2039, 19.5, 156, 312, 312, 0, 300, 4, 2048, 200, 15, 25, 10},
-    {"a100-40g", "A100-SXM4-40GB", 40, 1555, 19.5, 156, 312, 312, 0, 300, 4, 1024, 200, 15, 25, 10},
-    {"h100", "H100-SXM5-80GB", 80, 3352, 67, 494, 989, 989, 1979, 450, 5, 2048, 300, 30, 50, 20},
-    {"h200", "H200-SXM5-141GB", 141, 4800, 67, 494, 989, 989, 1979, 450, 5, 2048, 300, 28, 50, 20},
-    {"h800", "H800-SXM5-80GB", 80, 3352, 67, 494, 989, 989, 1979, 200, 5, 2048, 300, 30, 50, 20},
+    {"a100-80g", "A100-SXM4-80GB", 80, 2039, 19.5, 156, 312, 312, 0, 300, 4, 2048, 200, 15, 25, 10, 200},
+    {"a100-40g", "A100-SXM4-40GB", 40, 1555, 19.5, 156, 312, 312, 0, 300, 4, 1024, 200, 15, 25, 10, 200},
+    {"h100", "H100-SXM5-80GB", 80, 3352, 67, 494, 989, 989, 1979, 450, 5, 2048, 300, 30, 50, 20, 400},
+    {"h200", "H200-SXM5-141GB", 141, 4800, 67, 494, 989, 989, 1979, 450, 5, 2048, 300, 28, 50, 20, 400},
+    {"h800", "H800-SXM5-80GB", 80, 3352, 67, 494, 989, 989, 1979, 200, 5, 2048, 300, 30, 50, 20, 400},
 };
 
 // "a100-80g, a100-40g, h100, h200, h800": the names --gpu accepts, for its error message.
@@ -558,8 +559,9 @@ ClusterSpec generate_cluster(const ClusterGeneratorOptions& o) {
   if (k < 1 || g % k != 0)
     throw flag_error("--nics-per-node", "NICs that do not divide the GPUs: expected a NIC count that divides the " +
                                             std::to_string(g) + " GPUs of a node, got " + std::to_string(k));
-  if (!(o.nic_gbits_per_s >= kMinHardwareQuantity && o.nic_gbits_per_s <= kMaxHardwareQuantity))
-    throw flag_error("--nic-gbps", "expected a number in [0.001, 10000000], got " + std::to_string(o.nic_gbits_per_s));
+  const double nic_gbits_per_s = o.nic_gbits_per_s.value_or(preset->nic_gbits_per_s);
+  if (!(nic_gbits_per_s >= kMinHardwareQuantity && nic_gbits_per_s <= kMaxHardwareQuantity))
+    throw flag_error("--nic-gbps", "expected a number in [0.001, 10000000], got " + std::to_string(nic_gbits_per_s));
   // Refused before the node is built: a node of a hundred million GPUs would fill memory first.
   if (g > kMaxGpusPerNode)
     throw flag_error("--gpus-per-node", "expected at most " + std::to_string(kMaxGpusPerNode) + " GPUs per node, got " +
@@ -592,7 +594,7 @@ ClusterSpec generate_cluster(const ClusterGeneratorOptions& o) {
     n.pcie.switches.push_back(sw);
   }
   n.nics.count = k;
-  n.nics.bytes_per_s = gbits_to_bytes_per_s(o.nic_gbits_per_s);
+  n.nics.bytes_per_s = gbits_to_bytes_per_s(nic_gbits_per_s);
   const int share = g / k;
   for (int nic = 0; nic < k; ++nic) {
     std::vector<int> served;

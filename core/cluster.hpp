@@ -3,6 +3,7 @@
 // Nodes are homogeneous (one node template repeated `nodes` times), as in every cluster the paper uses.
 // All quantities are stored in base units (bytes, bytes/s, flop/s, seconds); JSON keys carry their unit.
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -135,7 +136,8 @@ struct ClusterGeneratorOptions {
   int nodes = 6;
   int gpus_per_node = 8;
   int nics_per_node = 8;
-  double nic_gbits_per_s = 200;
+  /// Unset: the GPU preset's NIC (200 Gb/s HDR on the A100 nodes, 400 Gb/s NDR on the Hopper nodes).
+  std::optional<double> nic_gbits_per_s;
   std::string gpu = "a100-80g";
 };
 /// Builds a DGX-like cluster from the options (validates the result like a file; errors name "<flags>").

@@ -201,13 +201,13 @@ TEST(ClusterGenerator, ShapesAndGpus) {
   EXPECT_EQ(c.node.nics.bytes_per_s, 12.5e9);
 }
 
-// --gpu h200 and --gpu h800 build the nodes of the shipped files: the same figures from either route.
+// --gpu h200 and --gpu h800 build the nodes of the shipped files (their 400 Gb/s NICs included, without
+// --nic-gbps): the same figures from either route.
 TEST(ClusterGenerator, H200AndH800MatchTheShippedFiles) {
   for (const auto& [gpu, file] : {std::pair{"h200", "dgx-h200"}, std::pair{"h800", "hgx-h800"}}) {
     SCOPED_TRACE(gpu);
     ClusterGeneratorOptions o;
     o.nodes = 4;
-    o.nic_gbits_per_s = 400;
     o.gpu = gpu;
     const ClusterSpec c = generate_cluster(o);
     EXPECT_EQ(c.name, std::string("generated-4x8-") + gpu);
@@ -215,6 +215,19 @@ TEST(ClusterGenerator, H200AndH800MatchTheShippedFiles) {
     shipped.erase("description");
     shipped["name"] = c.name;
     EXPECT_EQ(cluster_to_json(c), shipped);
+  }
+}
+
+// Without --nic-gbps a node gets its preset's NICs (HDR on DGX A100, NDR on the Hopper nodes); the flag wins.
+TEST(ClusterGenerator, NicRateDefaultsToThePresetsNode) {
+  for (const auto& [gpu, gbits] : {std::pair{"a100-80g", 200.0}, std::pair{"a100-40g", 200.0},
+                                   std::pair{"h100", 400.0}, std::pair{"h200", 400.0}, std::pair{"h800", 400.0}}) {
+    SCOPED_TRACE(gpu);
+    ClusterGeneratorOptions o;
+    o.gpu = gpu;
+    EXPECT_EQ(generate_cluster(o).node.nics.bytes_per_s, gbits * 1e9 / 8);
+    o.nic_gbits_per_s = 100;
+    EXPECT_EQ(generate_cluster(o).node.nics.bytes_per_s, 12.5e9);
   }
 }
 
