@@ -115,7 +115,10 @@ def run_case(args, index):
         os.killpg(proc.pid, 9)
         out, err = proc.communicate()
     wall = time.monotonic() - start
-    out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    # The case's folder is random (mkdtemp) and printed in stdout's result lines: a name such as moesys-fuzz-inf3k_x2 must
+    # not read as a non-finite number, so it is masked before the output is classified.
+    out = out.decode("utf-8", "replace").replace(case_dir, "<case>")
+    err = err.decode("utf-8", "replace")
     rc = proc.returncode
     left = leftovers(work) + leftovers(tmp) if rc != 0 else []
     outcome = classify(rc, out, err, left, timed_out, input_path)
