@@ -17,17 +17,19 @@ namespace {
 int run_validate(int argc, char** argv) {
   Args args(argc, argv, 1,
             {"--ranks", "--steps", "--warmup", "--json", "--preset", "--policy", "--compare", "--model", "--repeats",
-             "--detail"},
+             "--detail", "--trace"},
             {"--help"});
   if (args.has("--help")) {
     std::printf(
         "usage: moesys validate [--compare deepspeed,moesys | --preset NAME | --policy JSON] [--ranks 4]\n"
         "                       [--model JSON] [--steps 4] [--warmup 2] [--repeats 3] [--json FILE]\n"
-        "                       [--detail N]\n"
+        "                       [--detail N] [--trace DIR]\n"
         "Runs the training program of the presets for real on MPI ranks of this machine (mpirun above one rank)\n"
         "and in simulation on a description of this machine that the same run measured first; prints predicted vs\n"
         "measured step time and breakdown per preset and, last, the predicted and measured speed-up.\n"
         "--detail N adds, per preset, the N operations whose predicted busy time is furthest from the measured.\n"
+        "--trace DIR writes, per preset, the last repeat's measured and predicted spans as Chrome traces\n"
+        "(DIR/NAME-measured.json, DIR/NAME-predicted.json; the real ranks' clocks may be a few ms apart).\n"
         "Default: --compare deepspeed,moesys on a GPT-MoE of 2 layers, hidden 256, 2 experts per rank.\n");
     return 0;
   }

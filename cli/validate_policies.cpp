@@ -12,6 +12,7 @@
 #include <cctype>
 #include <cstdio>
 #include <tuple>
+#include <filesystem>
 #include <fstream>
 #include <map>
 
@@ -19,6 +20,8 @@
 #include "studies/worker_launch.hpp"
 #include "core/calibration.hpp"
 #include "core/error.hpp"
+#include "core/output_files.hpp"
+#include "core/trace.hpp"
 #include "sim/training_simulator.hpp"
 #include "policies/training/step_metrics.hpp"
 #include "sim/isolated_run.hpp"
@@ -86,9 +89,18 @@ struct Sample {
   json rates;  // the probe's measurements behind the prediction
 };
 
-/// One repeat of one preset: the real run (with its probe), then its prediction on the probed machine.
-Sample run_once(const json& config, int ranks, int warmup, int steps) {
+std::vector<core::Span> all_spans(const tr::SimulatedRun& run) {
+  std::vector<core::Span> spans;
+  for (const auto& r : run.ranks) spans.insert(spans.end(), r.spans.begin(), r.spans.end());
+  return spans;
+}
+
+/// One repeat of one preset: the real run (with its probe), then its prediction on the probed machine. With a
+/// `trace_stem`, both runs' spans are written as Chrome traces `<stem>-measured.json` and `<stem>-predicted.json`
+/// (the real ranks' clocks each start after a barrier, so ranks may be offset by a few milliseconds).
+Sample run_once(const json& config, int ranks, int warmup, int steps, const std::string& trace_stem) {
   RealTrainingRun real = run_training_on_cpu(config, ranks, true);
+  if (!trace_stem.empty()) core::write_chrome_trace(all_spans(real.run), trace_stem + "-measured.json");
   // The prediction sees the routing the real gate chose (a trace of its counts), on the measured machine.
   const std::string trace_path = worker_temp_path("moesys-validate-routing");
   struct Cleanup {
@@ -106,9 +118,10 @@ Sample run_once(const json& config, int ranks, int warmup, int steps) {
   const json predicted = sim::run_isolated([&] {
     const tr::TrainingPlan plan = tr::make_training_plan(c);
     std::vector<tr::RankCounters> counters(static_cast<std::size_t>(plan.layout.world));
-    const StepTimes t = step_times(tr::sim_simulator(cal)(c.cluster, plan.layout.world,
-                                                          tr::training_program(plan, counters)),
-                                   warmup, steps);
+    const tr::SimulatedRun run =
+        tr::sim_simulator(cal)(c.cluster, plan.layout.world, tr::training_program(plan, counters));
+    if (!trace_stem.empty()) core::write_chrome_trace(all_spans(run), trace_stem + "-predicted.json");
+    const StepTimes t = step_times(run, warmup, steps);
     return json{{"step_s", t.step_s}, {"phase_s", t.phase_s}, {"op_s", t.op_s}};
   });
   Sample s;
@@ -177,6 +190,9 @@ int validate_policies(const Args& args) {
   if (repeats < 1 || repeats > 20) throw core::ConfigError("", "--repeats", "expected 1..20");
   const int detail = args.get_int("--detail", 0);
   if (detail < 0 || detail > 1000) throw core::ConfigError("", "--detail", "expected 0..1000 operations");
+  const auto trace_flag = args.get("--trace");
+  const std::string trace_dir = trace_flag ? *trace_flag : "";
+  if (trace_flag) core::check_output_dir(trace_dir, "--trace");
 
   // The policies: --compare A,B (presets; the default is deepspeed,moesys), or one --preset / --policy.
   std::vector<std::pair<std::string, json>> policies;
@@ -228,7 +244,12 @@ int validate_policies(const Args& args) {
   for (int r = 0; r < repeats; ++r)
     for (std::size_t i = 0; i < configs.size(); ++i) {
       std::fprintf(stderr, "validate: %s, repeat %d of %d\n", policies[i].first.c_str(), r + 1, repeats);
-      samples[i].push_back(run_once(configs[i], ranks, warmup, warmup + steps));
+      std::string stem;  // the last repeat's traces
+      if (!trace_dir.empty() && r == repeats - 1) {
+        std::filesystem::create_directories(trace_dir);
+        stem = (std::filesystem::path(trace_dir) / policies[i].first).string();
+      }
+      samples[i].push_back(run_once(configs[i], ranks, warmup, warmup + steps, stem));
     }
 
   std::printf("# moesys validate: %d rank(s) on this machine, model %s, %d measured steps after %d warm-up, "

@@ -59,5 +59,7 @@ moesys_cli_test(validate_compare_needs_two 2 "--compare: expected two or more pr
 moesys_cli_test(validate_unknown_preset 2 "unknown preset 'megatron'" validate --preset megatron --ranks 2)
 moesys_cli_test(validate_bad_repeats 2 "--repeats: expected 1..20" validate --compare deepspeed,moesys --repeats 0)
 moesys_cli_test(validate_bad_detail 2 "--detail: expected 0..1000 operations" validate --detail -1)
+moesys_cli_test(validate_trace_under_a_file 2 "--trace: cannot create '/dev/null/traces'"
+                validate --ranks 1 --trace /dev/null/traces)
 moesys_cli_test(train_routing_out_needs_real_runtime 2 "--routing-out: applies to --runtime cpu or cuda"
                 train --routing-out x.json)
