@@ -220,6 +220,8 @@ const std::vector<core::Span>& CpuRuntime::spans() const {
   return spans_;
 }
 
+double CpuRuntime::stream_cpu_s(core::StreamId stream) const { return engine_->worker_cpu_s(stream); }
+
 void CpuRuntime::clear_spans() {
   spans_.clear();
   unresolved_.clear();

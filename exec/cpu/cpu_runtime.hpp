@@ -96,6 +96,8 @@ public:
   /// both are its issue time). Host thread only.
   const std::vector<core::Span>& spans() const override;
   void clear_spans();
+  /// CPU time used so far by `stream`'s worker thread (machine_probe: what a waiting member's polling costs).
+  double stream_cpu_s(core::StreamId stream) const;
 
 private:
   struct Allocation {

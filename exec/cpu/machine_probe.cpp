@@ -97,12 +97,6 @@ double time_fixed(Fn&& fn, int reps) {
   return since(t) / reps;
 }
 
-double process_cpu_s() {
-  timespec t{};
-  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
-}
-
 // The median time of one call over `reps` calls, every rank making the same number: a probe of a few milliseconds
 // on a shared machine meets other work's bursts, which a mean over the calls would carry.
 template <typename Fn>
@@ -181,7 +175,9 @@ MachineRates probe_machine(const ProbeShape& s) {
     };
     // The latency a collective meets beside compute: its stream's worker and MPI's progress wait for cores that GEMMs
     // hold (on every rank: the collective completes when the last member gets a core). Each rank queues GEMMs on
-    // its compute stream for longer than the tiny all-to-alls take, then times them.
+    // its compute stream for longer than the tiny all-to-alls take, then times them. The mean, not the median: most
+    // calls take 50 to 60 us, but one in five or so waits for a scheduler slice and takes 3 to 7 ms (mean about
+    // 0.9 ms on 4 ranks over 2 cores), and a program pays every call, its tail included.
     const auto a = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_m * s.gemm_k) * 4, "probe");
     const auto b = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_k * s.gemm_n) * 4, "probe");
     const auto c = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_m * s.gemm_n) * 4, "probe");
@@ -193,12 +189,17 @@ MachineRates probe_machine(const ProbeShape& s) {
     const double moved = r.ranks > 1 ? double(part) * (r.ranks - 1) : 2.0 * double(part);  // to others, or a copy
     r.all_to_all_bytes_per_s = moved / std::max(t - r.latency_s, 0.1 * t);
     for (int i = 0; i < background; ++i) rt.compute(core::streams::kCompute, gemm, "probe");
-    r.busy_latency_s = all_to_all(4, 50);
+    {
+      const std::vector<std::uint64_t> tiny(std::size_t(r.ranks), 4);
+      r.busy_latency_s = world_max(time_fixed([&] {
+        rt.wait(rt.all_to_all(core::streams::kComm, world, send, tiny, recv, tiny, core::CollectiveAlgo::direct));
+      }, 100));
+    }
     rt.synchronize();
     rt.clear_spans();
     if (r.ranks > 1) {
-      // A member that waits: rank 0 joins a tiny all-to-all late; the CPU time the others spend meanwhile is their
-      // communication worker's polling (their host thread blocks without spinning). Two delays separate the spin
+      // A member that waits: rank 0 joins a tiny all-to-all late; the CPU time the others' communication worker
+      // spends meanwhile is its polling (their host thread blocks without spinning). Two delays separate the spin
       // at the start of a wait (the intercept) from the share of a core its polls between sleeps take (the slope).
       auto waiting = [&](double delay_s) {
         double cpu = 0, wall = 0;
@@ -206,10 +207,10 @@ MachineRates probe_machine(const ProbeShape& s) {
         for (int i = 0; i < 3; ++i) {
           barrier();
           if (rank == 0) std::this_thread::sleep_for(std::chrono::duration<double>(delay_s));
-          const double c0 = process_cpu_s();
+          const double c0 = rt.stream_cpu_s(core::streams::kComm);
           const auto t0 = clock::now();
           rt.wait(rt.all_to_all(core::streams::kComm, world, send, sizes, recv, sizes, core::CollectiveAlgo::direct));
-          if (rank != 0) cpu += process_cpu_s() - c0, wall += since(t0);
+          if (rank != 0) cpu += rt.stream_cpu_s(core::streams::kComm) - c0, wall += since(t0);
         }
         const double n = 3.0 * (r.ranks - 1);
         return std::pair{all_reduce(cpu, MPI_SUM) / n, all_reduce(wall, MPI_SUM) / n};

@@ -34,7 +34,7 @@ struct MachineRates {
   double all_to_all_bytes_per_s = 0;  // bytes each rank sends to others per second (through the runtime)
   double message_latency_s = 0;    // a tiny all-to-all of raw MPI, every rank in it at once: one step inside a call
   double latency_s = 0;            // a tiny all-to-all through the runtime: the call as the program meets it
-  double busy_latency_s = 0;       // the same while every rank's compute stream runs GEMMs
+  double busy_latency_s = 0;       // the same (a mean: its tail matters) while every rank's compute stream runs GEMMs
   double progress_spin_s = 0;      // a waiting member's CPU time spent spinning at the start of its wait
   double progress_core_share = 0;  // then the share of a core its polls between sleeps take
   double op_overhead_s = 0;        // the runtime's fixed cost per kernel

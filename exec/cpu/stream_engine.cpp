@@ -103,6 +103,17 @@ std::uint64_t StreamEngine::completed_below() const {
   return pending_.empty() ? next_event_ : *pending_.begin();
 }
 
+double StreamEngine::worker_cpu_s(core::StreamId stream) const {
+  std::lock_guard lock(mutex_);
+  const auto it = streams_.find(stream);
+  clockid_t clock{};
+  timespec t{};
+  if (it == streams_.end() || ::pthread_getcpuclockid(it->second->worker.native_handle(), &clock) != 0 ||
+      ::clock_gettime(clock, &t) != 0)
+    return 0;
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
 void StreamEngine::take_timings(std::vector<OpTiming>& out) {
   std::lock_guard lock(mutex_);
   out.insert(out.end(), std::make_move_iterator(finished_.begin()), std::make_move_iterator(finished_.end()));

@@ -69,6 +69,9 @@ class StreamEngine {
   std::uint64_t issued_mark() const;
   std::uint64_t completed_below() const;
 
+  /// CPU time that `stream`'s worker thread has used (0 before the stream's first operation): what polling costs.
+  double worker_cpu_s(core::StreamId stream) const;
+
   /// Moves the timings of the operations finished since the last call to the end of `out`.
   void take_timings(std::vector<OpTiming>& out);
 

@@ -128,6 +128,25 @@ TEST(CpuStreams, GemmsOnSeveralStreamsEqualOneStream) {
   openblas_set_num_threads(threads);
 }
 
+// A stream's worker CPU time (what the machine probe charges to a waiting member's polling) counts that worker's
+// work only: GEMMs on the compute stream add to it, the copy stream's worker stays near zero, an unused stream reads 0.
+TEST(CpuStreams, WorkerCpuTimeCountsItsOwnStreamOnly) {
+  auto rt = testing::make_runtime();
+  const std::int64_t n = 256;
+  const std::uint64_t bytes = std::uint64_t(n * n) * 4;
+  auto a = rt->alloc(core::Tier::hbm, bytes, "t"), b = rt->alloc(core::Tier::hbm, bytes, "t"),
+       c = rt->alloc(core::Tier::hbm, bytes, "t");
+  rt->copy(kH2D, c, a, 64);
+  rt->synchronize();
+  const double compute_before = rt->stream_cpu_s(kCompute), copy_before = rt->stream_cpu_s(kH2D);
+  for (int i = 0; i < 20; ++i) rt->compute(kCompute, gemm(a, b, c, n), "gemm");
+  rt->synchronize();
+  const double compute = rt->stream_cpu_s(kCompute) - compute_before, copy = rt->stream_cpu_s(kH2D) - copy_before;
+  EXPECT_GT(compute, 1e-3) << "20 GEMMs of 2 x 256^3 flop (670 Mflop) ran on the compute worker";
+  EXPECT_LT(copy, 0.1 * compute) << "the idle copy worker used CPU";
+  EXPECT_EQ(rt->stream_cpu_s(kComm2), 0.0) << "a stream never used has no worker";
+}
+
 // A kernel that fails on its worker: the host sees std::invalid_argument at its next wait, the operation queued
 // behind it is skipped, and once reported the runtime runs new work again.
 TEST(CpuStreams, FailureOnAWorkerComesBackWithItsType) {
