@@ -22,6 +22,11 @@ struct Calibration {
   /// Delay from the moment an idle stream's next operation becomes ready (its issue, or the event it waits for)
   /// to its start: a CPU rank's stream worker waking up. Measured on CPU ranks; 0 for GPUs (uncalibrated).
   double stream_wake_s = 0;
+  /// The compute stream's wake-up instead, when every compute slot of its node is held as its operation becomes
+  /// ready: on CPU ranks that oversubscribe the cores, the woken compute worker waits for a core until another
+  /// rank's kernel thread ends its scheduler slice (they have the same priority). Measured; 0 (then stream_wake_s)
+  /// on GPUs (uncalibrated).
+  double busy_compute_wake_s = 0;
   /// Fixed cost of one collective call, paid once before its first step: its members meeting in the call. On CPU
   /// ranks a stream worker's wake-up and MPI's progress, measured; on GPUs NCCL's launch is inside the fitted
   /// step latency, so 0 there (uncalibrated).

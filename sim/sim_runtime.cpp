@@ -113,6 +113,12 @@ void SimRuntime::complete(Stream& s, std::uint64_t event) {
 
 void SimRuntime::stream_loop(Stream& s) {
   const double wake_s = world_.calibration().stream_wake_s;
+  // A compute worker woken while every core of its node runs another rank's kernel waits for a scheduler slice
+  // (Calibration::busy_compute_wake_s): on CPU ranks only, where kernels take the node's slots.
+  const double busy_wake_s = world_.calibration().busy_compute_wake_s;
+  sg4::Semaphore* slots = s.id == core::streams::kCompute && busy_wake_s > 0 && progress_slots()
+                              ? &world_.compute_slots(world_.spec().node_of(rank_))
+                              : nullptr;
   for (;;) {
     bool slept = false;  // the stream was idle: its operation starts once the worker has woken up
     while (s.queue.empty()) {
@@ -125,9 +131,12 @@ void SimRuntime::stream_loop(Stream& s) {
     Op op = std::move(s.queue.front());
     s.queue.pop_front();
     for (auto dep : op.deps) slept = wait_for(dep, s.worker) || slept;
-    if (slept && wake_s > 0) {
-      profile::InSimgrid in;
-      sg4::this_actor::sleep_for(wake_s);
+    if (slept) {
+      const double w = slots && slots->would_block() ? busy_wake_s : wake_s;
+      if (w > 0) {
+        profile::InSimgrid in;
+        sg4::this_actor::sleep_for(w);
+      }
     }
     const double start = sg4::Engine::get_clock();
     try {

@@ -1,4 +1,5 @@
 #include "exec/cpu/machine_probe.hpp"
+#include "exec/cpu/compute_slots.hpp"
 
 #include <cblas.h>
 #include <fcntl.h>
@@ -253,6 +254,43 @@ MachineRates probe_machine(const ProbeShape& s) {
                                       rt.clear_spans();
                                     }, 0.05) / kHops);
     r.stream_wake_s = std::max(0.0, per_op - r.op_overhead_s);
+    // The same wake-up for a compute worker that has been computing, while every core runs another rank's kernel
+    // (ranks beyond the compute slots on an oversubscribed machine, as the program's ranks meet it): the first
+    // `slots` ranks keep the slots busy with GEMMs; the others alternate a GEMM on the compute stream with a tiny
+    // copy on the communication stream, and the delay from each copy's end to the start of the GEMM that waits
+    // for it is the wake-up. The scheduler lets a woken thread preempt one of equal priority only at the end of
+    // its slice, and a worker that has been computing has no credit left: most wake-ups take a slice.
+    const int slots = default_compute_slots();
+    r.busy_stream_wake_s = r.stream_wake_s;
+    if (r.ranks > slots) {
+      const auto a = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_m * s.gemm_k) * 4, "probe");
+      const auto b = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_k * s.gemm_n) * 4, "probe");
+      const auto c = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_m * s.gemm_n) * 4, "probe");
+      const auto src = rt.alloc(core::Tier::hbm, 64, "probe");
+      const core::Kernel gemm = ops::gemm(s.gemm_m, s.gemm_n, s.gemm_k, a, b, c);
+      constexpr int kRounds = 40;
+      rt.clear_spans();
+      barrier();
+      if (rank < slots) {  // about as long as the others' rounds take on the remaining slots
+        for (int i = 0; i < static_cast<int>(kRounds * (r.ranks - slots)); ++i)
+          rt.compute(core::streams::kCompute, gemm, "probe");
+      } else {
+        for (int i = 0; i < kRounds; ++i) {
+          rt.stream_wait(core::streams::kComm, rt.compute(core::streams::kCompute, gemm, "probe"));
+          rt.stream_wait(core::streams::kCompute, rt.copy(core::streams::kComm, buf, src, 64));
+        }
+      }
+      rt.synchronize();
+      double sum = 0;
+      int n = 0;
+      const std::vector<core::Span>& spans = rt.spans();
+      for (std::size_t i = 1; i + 1 < spans.size() && rank >= slots; ++i)
+        if (spans[i].kind == core::SpanKind::copy && spans[i + 1].kind == core::SpanKind::compute)
+          sum += std::max(0.0, spans[i + 1].start_s - spans[i].end_s), ++n;
+      rt.clear_spans();
+      const double all = all_reduce(sum, MPI_SUM), count = all_reduce(double(n), MPI_SUM);
+      if (count > 0) r.busy_stream_wake_s = std::max(r.stream_wake_s, all / count);
+    }
   }
   {  // SSD: write (with fsync) and read back a 32 MiB file
     const std::size_t n = 32u << 20;
@@ -365,6 +403,7 @@ core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& sh
   cal.nvlink_efficiency = 1.0;
   cal.kernel_launch_s = r.op_overhead_s;
   cal.stream_wake_s = r.stream_wake_s;
+  cal.busy_compute_wake_s = r.busy_stream_wake_s;
   // Ranks that oversubscribe the cores (more kernels than slots) always find the cores held by another rank's
   // kernels when they communicate: their collectives meet the latency measured beside compute.
   // A call's fixed cost (workers waking, members meeting) is paid once per collective; the steps inside it cost

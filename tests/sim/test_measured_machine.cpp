@@ -4,6 +4,8 @@
 
 #include <functional>
 
+#include <simgrid/s4u/Actor.hpp>
+
 #include "fork_run.hpp"
 #include "sim/compute_model.hpp"
 #include "sim/simulation.hpp"
@@ -84,6 +86,34 @@ TEST(MeasuredMachine, AnIdleStreamWakesUpBeforeItsOperationStarts) {
     end = rt.now_s();
   }, options);
   EXPECT_NEAR(end, wake + 2 * alone_s() + wake + alone_s(), 1e-9);
+}
+
+namespace {
+// Two ranks: rank 0 runs a GEMM from time 0; rank 1 issues one on `stream` at 0.1 s, with a busy compute wake-up of
+// 0.15 s (and no idle wake-up). The time at which the last one ends.
+double late_kernel_end(int slots, core::StreamId stream) {
+  sim::SimOptions options;
+  options.calibration = no_launch();
+  options.calibration.busy_compute_wake_s = 0.15;
+  const std::vector<double> out = test::run_in_child([&] {
+    return std::vector<double>{sim::simulate(measured(2, slots), 2, [stream](core::Runtime& rt) {
+                                 if (rt.rank() == 1) simgrid::s4u::this_actor::sleep_for(0.1);
+                                 rt.wait(rt.compute(rt.rank() == 1 ? stream : core::streams::kCompute, gemm(), "gemm"));
+                               }, options).makespan_s};
+  });
+  return out.empty() ? -1 : out[0];
+}
+}  // namespace
+
+TEST(MeasuredMachine, AComputeWorkerWokenWhileEverySlotIsHeldWaitsForASlice) {
+  // One slot, held by rank 0 until 0.2 s: rank 1's compute worker wakes at 0.1 + 0.15, then runs 0.2 s.
+  EXPECT_NEAR(late_kernel_end(1, core::streams::kCompute), 0.45, 1e-9);
+  // Two slots, one free: the idle wake-up (0), so rank 1 runs from 0.1 s.
+  EXPECT_NEAR(late_kernel_end(2, core::streams::kCompute), 0.1 + alone_s(), 1e-9);
+  // Other streams' workers (higher priority on CPU ranks) do not pay it: rank 1 waits for the slot only.
+  EXPECT_NEAR(late_kernel_end(1, core::streams::kComm), 2 * alone_s(), 1e-9);
+  // GPUs have no slots: nothing changes.
+  EXPECT_NEAR(late_kernel_end(0, core::streams::kCompute), 0.1 + alone_s(), 1e-9);
 }
 
 namespace {
