@@ -158,7 +158,8 @@ void print_op_detail(const std::vector<Sample>& samples, int limit) {
               "polls with %.0f%% of a core\n",
               rate("latency_s") * 1e3, rate("busy_latency_s") * 1e3, rate("message_latency_s") * 1e6,
               rate("all_to_all_bytes_per_s") / 1e9, rate("compute_slots"), rate("op_overhead_s") * 1e6,
-              rate("stream_wake_s") * 1e6, rate("busy_stream_wake_s") * 1e6, rate("progress_spin_s") * 1e6, rate("progress_core_share") * 100);
+              rate("stream_wake_s") * 1e6, rate("busy_compute_wake_s") * 1e6, rate("progress_spin_s") * 1e6,
+              rate("progress_core_share") * 100);
   std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> ops;
   for (const Sample& s : samples) {
     for (const auto& [k, v] : s.predicted.op_s) ops[k].first.push_back(v);

@@ -1,5 +1,4 @@
 #include "exec/cpu/machine_probe.hpp"
-#include "exec/cpu/compute_slots.hpp"
 
 #include <cblas.h>
 #include <fcntl.h>
@@ -20,6 +19,7 @@
 
 #include "core/kernel_class.hpp"
 #include "core/units.hpp"
+#include "exec/cpu/compute_slots.hpp"
 #include "exec/cpu/cpu_kernels.hpp"
 #include "exec/cpu/cpu_runtime.hpp"
 #include "exec/cpu/mpi_comms.hpp"
@@ -96,6 +96,14 @@ double time_fixed(Fn&& fn, int reps) {
   const auto t = clock::now();
   for (int i = 0; i < reps; ++i) fn();
   return since(t) / reps;
+}
+
+// The probe shape's representative GEMM on operands allocated in `rt` (fp32).
+core::Kernel shape_gemm(CpuRuntime& rt, const ProbeShape& s) {
+  const auto a = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_m * s.gemm_k) * 4, "probe");
+  const auto b = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_k * s.gemm_n) * 4, "probe");
+  const auto c = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_m * s.gemm_n) * 4, "probe");
+  return ops::gemm(s.gemm_m, s.gemm_n, s.gemm_k, a, b, c);
 }
 
 // The median time of one call over `reps` calls, every rank making the same number: a probe of a few milliseconds
@@ -179,10 +187,7 @@ MachineRates probe_machine(const ProbeShape& s) {
     // its compute stream for longer than the tiny all-to-alls take, then times them. The mean, not the median: most
     // calls take 50 to 60 us, but one in five or so waits for a scheduler slice and takes 3 to 7 ms (mean about
     // 0.9 ms on 4 ranks over 2 cores), and a program pays every call, its tail included.
-    const auto a = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_m * s.gemm_k) * 4, "probe");
-    const auto b = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_k * s.gemm_n) * 4, "probe");
-    const auto c = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_m * s.gemm_n) * 4, "probe");
-    const core::Kernel gemm = ops::gemm(s.gemm_m, s.gemm_n, s.gemm_k, a, b, c);
+    const core::Kernel gemm = shape_gemm(rt, s);
     const double gemm_s = 2.0 * double(s.gemm_m) * double(s.gemm_n) * double(s.gemm_k) / r.gemm_flop_per_s;
     const int background = static_cast<int>(std::clamp(0.5 / gemm_s, 4.0, 2000.0));
     r.latency_s = all_to_all(4, 50);
@@ -258,16 +263,13 @@ MachineRates probe_machine(const ProbeShape& s) {
     // (ranks beyond the compute slots on an oversubscribed machine, as the program's ranks meet it): the first
     // `slots` ranks keep the slots busy with GEMMs; the others alternate a GEMM on the compute stream with a tiny
     // copy on the communication stream, and the delay from each copy's end to the start of the GEMM that waits
-    // for it is the wake-up. The scheduler lets a woken thread preempt one of equal priority only at the end of
-    // its slice, and a worker that has been computing has no credit left: most wake-ups take a slice.
+    // for it is the wake-up (a mean of 0.1 to 0.8 ms on 4 ranks over 2 cores, against 14 us on idle cores): a
+    // woken thread of the same priority as the running kernel threads often waits for one to end its slice.
     const int slots = default_compute_slots();
-    r.busy_stream_wake_s = r.stream_wake_s;
+    r.busy_compute_wake_s = r.stream_wake_s;
     if (r.ranks > slots) {
-      const auto a = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_m * s.gemm_k) * 4, "probe");
-      const auto b = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_k * s.gemm_n) * 4, "probe");
-      const auto c = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_m * s.gemm_n) * 4, "probe");
       const auto src = rt.alloc(core::Tier::hbm, 64, "probe");
-      const core::Kernel gemm = ops::gemm(s.gemm_m, s.gemm_n, s.gemm_k, a, b, c);
+      const core::Kernel gemm = shape_gemm(rt, s);
       constexpr int kRounds = 40;
       rt.clear_spans();
       barrier();
@@ -289,7 +291,7 @@ MachineRates probe_machine(const ProbeShape& s) {
           sum += std::max(0.0, spans[i + 1].start_s - spans[i].end_s), ++n;
       rt.clear_spans();
       const double all = all_reduce(sum, MPI_SUM), count = all_reduce(double(n), MPI_SUM);
-      if (count > 0) r.busy_stream_wake_s = std::max(r.stream_wake_s, all / count);
+      if (count > 0) r.busy_compute_wake_s = std::max(r.stream_wake_s, all / count);
     }
   }
   {  // SSD: write (with fsync) and read back a 32 MiB file
@@ -403,7 +405,7 @@ core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& sh
   cal.nvlink_efficiency = 1.0;
   cal.kernel_launch_s = r.op_overhead_s;
   cal.stream_wake_s = r.stream_wake_s;
-  cal.busy_compute_wake_s = r.busy_stream_wake_s;
+  cal.busy_compute_wake_s = r.busy_compute_wake_s;
   // Ranks that oversubscribe the cores (more kernels than slots) always find the cores held by another rank's
   // kernels when they communicate: their collectives meet the latency measured beside compute.
   // A call's fixed cost (workers waking, members meeting) is paid once per collective; the steps inside it cost

@@ -39,7 +39,7 @@ struct MachineRates {
   double progress_core_share = 0;  // then the share of a core its polls between sleeps take
   double op_overhead_s = 0;        // the runtime's fixed cost per kernel
   double stream_wake_s = 0;        // an idle stream worker's delay before it starts a ready operation
-  double busy_stream_wake_s = 0;   // the compute worker's, after computing, while other ranks' kernels hold the cores
+  double busy_compute_wake_s = 0;   // the compute worker's, after computing, while other ranks' kernels hold the cores
   double ssd_read_bytes_per_s = 0, ssd_write_bytes_per_s = 0;
   KernelRates kernels;  // from probe_kernel_rates (empty: the roofline of the rates above)
 };

@@ -136,7 +136,7 @@ int run_train_worker(int rank, int size, const char* config_path, const char* ou
                           {"progress_core_share", rates.progress_core_share},
                           {"op_overhead_s", rates.op_overhead_s},
                           {"stream_wake_s", rates.stream_wake_s},
-                          {"busy_stream_wake_s", rates.busy_stream_wake_s},
+                          {"busy_compute_wake_s", rates.busy_compute_wake_s},
                           {"kernel_rates", rates.kernels.rates},
                           {"compute_slots", rates.kernels.compute_slots}}}};
   }
