@@ -47,7 +47,7 @@ void BM_PlanDirectAllToAll(benchmark::State& state) {
   const int gpus = static_cast<int>(state.range(0));
   const auto spec = cluster_of(gpus / 8);
   const auto call = uniform_all_to_all(gpus);
-  for (auto _ : state) benchmark::DoNotOptimize(sim::plan_direct_all_to_all(spec, call));
+  for (auto _ : state) benchmark::DoNotOptimize(sim::plan_direct_all_to_all(spec, core::default_calibration(), call));
 }
 BENCHMARK(BM_PlanDirectAllToAll)->Arg(48)->Arg(1024)->Unit(benchmark::kMillisecond);
 
@@ -55,7 +55,8 @@ void BM_PlanHierarchicalAllToAll(benchmark::State& state) {
   const int gpus = static_cast<int>(state.range(0));
   const auto spec = cluster_of(gpus / 8);
   const auto call = uniform_all_to_all(gpus);
-  for (auto _ : state) benchmark::DoNotOptimize(sim::plan_hierarchical_all_to_all(spec, call));
+  for (auto _ : state)
+    benchmark::DoNotOptimize(sim::plan_hierarchical_all_to_all(spec, core::default_calibration(), call));
 }
 BENCHMARK(BM_PlanHierarchicalAllToAll)->Arg(48)->Arg(1024)->Unit(benchmark::kMillisecond);
 
@@ -66,7 +67,7 @@ void BM_PlanRingAllReduce(benchmark::State& state) {
   call.op = sim::CollectiveOp::all_reduce;
   call.bytes = 1 << 30;
   for (int g = 0; g < gpus; ++g) call.members.push_back(g);
-  for (auto _ : state) benchmark::DoNotOptimize(sim::plan_ring(spec, call));
+  for (auto _ : state) benchmark::DoNotOptimize(sim::plan_ring(spec, call, sim::Protocol::simple));
 }
 BENCHMARK(BM_PlanRingAllReduce)->Arg(48)->Arg(4096)->Unit(benchmark::kMillisecond);
 

@@ -7,7 +7,8 @@
 
 namespace moesys::cli {
 
-Args::Args(int argc, char** argv, int first, const std::set<std::string>& valued, const std::set<std::string>& switches) {
+Args::Args(int argc, char** argv, int first, const std::set<std::string>& valued,
+           const std::set<std::string>& switches) {
   for (int i = first; i < argc; ++i) {
     std::string a = argv[i];
     if (a.rfind("-", 0) != 0 || a == "-") {
@@ -80,11 +81,28 @@ double parse_size(const std::string& flag, const std::string& text) {
   double mult = 1;
   std::string digits = text;
   switch (text.back()) {
-    case 'K': case 'k': mult = 1024.0; digits.pop_back(); break;
-    case 'M': case 'm': mult = 1024.0 * 1024; digits.pop_back(); break;
-    case 'G': case 'g': mult = 1024.0 * 1024 * 1024; digits.pop_back(); break;
-    case 'T': case 't': mult = 1024.0 * 1024 * 1024 * 1024; digits.pop_back(); break;
-    default: break;
+    case 'K':
+    case 'k':
+      mult = 1024.0;
+      digits.pop_back();
+      break;
+    case 'M':
+    case 'm':
+      mult = 1024.0 * 1024;
+      digits.pop_back();
+      break;
+    case 'G':
+    case 'g':
+      mult = 1024.0 * 1024 * 1024;
+      digits.pop_back();
+      break;
+    case 'T':
+    case 't':
+      mult = 1024.0 * 1024 * 1024 * 1024;
+      digits.pop_back();
+      break;
+    default:
+      break;
   }
   try {
     std::size_t used = 0;

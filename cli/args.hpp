@@ -10,7 +10,7 @@
 namespace moesys::cli {
 
 class Args {
-public:
+ public:
   /// `valued` lists the options that take a value, `switches` those that do not; anything else is an error.
   Args(int argc, char** argv, int first, const std::set<std::string>& valued, const std::set<std::string>& switches);
 
@@ -23,7 +23,7 @@ public:
   double get_size(const std::string& name, double fallback) const;
   const std::vector<std::string>& positional() const { return positional_; }
 
-private:
+ private:
   std::map<std::string, std::string> values_;
   std::set<std::string> switches_;
   std::vector<std::string> positional_;

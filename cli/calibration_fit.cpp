@@ -3,77 +3,135 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <nlohmann/json.hpp>
-
-#include "sim/isolated_run.hpp"
 
 namespace moesys::cli {
+
+double fit_loss(const std::vector<CalibrationPoint>& points) {
+  double sum = 0;
+  int n = 0;
+  for (const auto& p : points)
+    if (p.evaluated()) {
+      const double e = std::log(p.model / p.measured);
+      sum += e * e;
+      ++n;
+    }
+  return n ? sum / n : 0;
+}
+
 namespace {
 
-struct Score {
-  double worst = 0, squares = 0;
-  // The largest error first, in half-percent steps (the minimax optimum is flat: many tables share it), then the
-  // sum of squared errors, so the fit does not trade typical accuracy for a fraction of a percent at the worst.
-  bool operator<(const Score& o) const {
-    const double a = std::ceil(worst * 200), b = std::ceil(o.worst * 200);
-    if (a != b) return a < b;
-    return squares < o.squares;
-  }
+// A parameter is fitted only if a 25% change moves some point by more than this: the others have no point that
+// says anything about them and keep their value.
+constexpr double kMovesAPoint = 0.01;
+// Weight of the prior: the squared log distance of each fitted parameter from its starting value, so that a
+// parameter only a little constrained stays near the documented default instead of drifting to an extreme.
+constexpr double kPriorWeight = 1e-3;
+// The targets are a small typical error and no point beyond 15%: errors past kHinge (in log terms, just under
+// 15%) cost kHingeWeight times their square on top, so the fit does not buy a better median with an outlier.
+constexpr double kHinge = 0.135;
+constexpr double kHingeWeight = 10;
+
+struct Param {
+  const char* name;
+  double core::Calibration::*member;
+  bool efficiency;
+  double seed;  // the value tried first when the parameter is 0 (a factor cannot move it)
 };
 
-Score score(const std::vector<CalibrationPoint>& points, const core::Calibration& cal) {
-  auto errors = sim::run_isolated([&] {
-    auto copy = points;
-    evaluate_calibration_points(copy, cal);
-    nlohmann::json e = nlohmann::json::array();
-    for (const auto& p : copy) e.push_back(p.error());
-    return e;
-  });
-  Score s;
-  for (const auto& e : errors) {
-    const double x = e.get<double>();
-    s.worst = std::max(s.worst, std::fabs(x));
-    s.squares += x * x;
-  }
-  return s;
+// The parameter scaled by `factor`, or its seed when it is 0.
+void scale(core::Calibration& c, const Param& p, double factor) {
+  double& v = c.*(p.member);
+  v = v == 0 ? p.seed : v * factor;
+  if (p.efficiency) v = std::min(1.0, v);
 }
 
 }  // namespace
 
+namespace {
+double loss_of(std::vector<CalibrationPoint> points, const core::Calibration& cal, const core::Calibration& start,
+               const std::vector<Param>& params) {
+  evaluate_calibration_points(points, cal);
+  double hinge = 0;
+  int evaluated = 0;
+  for (const auto& p : points)
+    if (p.evaluated()) {
+      ++evaluated;
+      hinge += std::pow(std::max(0.0, std::fabs(std::log(p.model / p.measured)) - kHinge), 2);
+    }
+  double prior = 0;
+  for (const auto& p : params)
+    if (start.*(p.member) > 0 && cal.*(p.member) > 0)
+      prior += std::pow(std::log(cal.*(p.member) / start.*(p.member)), 2);
+  return fit_loss(points) + kHingeWeight * hinge / std::max(1, evaluated) + kPriorWeight * prior;
+}
+}  // namespace
+
 core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, const core::Calibration& start,
                                   bool progress) {
-  struct Param {
-    double core::Calibration::*member;
-    bool efficiency;
-  };
-  // Parameters the points constrain; hbm_efficiency and kernel_launch_s have no published point here.
-  const std::vector<Param> params = {{&core::Calibration::nvlink_efficiency, true},
-                                     {&core::Calibration::nic_efficiency, true},
-                                     {&core::Calibration::pcie_efficiency, true},
-                                     {&core::Calibration::gemm_efficiency, true},
-                                     {&core::Calibration::step_latency_s, false},
-                                     {&core::Calibration::half_bandwidth_bytes, false}};
+  // The CPU-rank parameters have no published GPU point; they stay as given.
+  using C = core::Calibration;
+  const std::vector<Param> all = {{"nvlink_efficiency", &C::nvlink_efficiency, true, 0},
+                                  {"nic_efficiency", &C::nic_efficiency, true, 0},
+                                  {"pcie_efficiency", &C::pcie_efficiency, true, 0},
+                                  {"gemm_efficiency", &C::gemm_efficiency, true, 0},
+                                  {"gemm_fp8_efficiency", &C::gemm_fp8_efficiency, true, 0},
+                                  {"gemm_tile_overhead_k", &C::gemm_tile_overhead_k, false, 64},
+                                  {"hbm_efficiency", &C::hbm_efficiency, true, 0},
+                                  {"kernel_launch_s", &C::kernel_launch_s, false, 1e-6},
+                                  {"nvls_efficiency", &C::nvls_efficiency, true, 0},
+                                  {"tree_efficiency", &C::tree_efficiency, true, 0},
+                                  {"p2p_efficiency", &C::p2p_efficiency, true, 0},
+                                  {"collective_latency_s", &C::collective_latency_s, false, 1e-6},
+                                  {"step_latency_s", &C::step_latency_s, false, 1e-6},
+                                  {"ll128_step_latency_s", &C::ll128_step_latency_s, false, 1e-6},
+                                  {"ll_step_latency_s", &C::ll_step_latency_s, false, 1e-6},
+                                  {"net_step_latency_s", &C::net_step_latency_s, false, 1e-6},
+                                  {"nvls_latency_s", &C::nvls_latency_s, false, 1e-6},
+                                  {"alltoall_peer_latency_s", &C::alltoall_peer_latency_s, false, 1e-7},
+                                  {"framework_call_latency_s", &C::framework_call_latency_s, false, 1e-6},
+                                  {"half_bandwidth_bytes", &C::half_bandwidth_bytes, false, 1e4},
+                                  {"nic_half_bandwidth_bytes", &C::nic_half_bandwidth_bytes, false, 1e4},
+                                  {"efa_step_latency_s", &C::efa_step_latency_s, false, 1e-6},
+                                  {"efa_half_bandwidth_bytes", &C::efa_half_bandwidth_bytes, false, 1e4}};
   core::Calibration best = start;
-  Score best_score = score(points, best);
-  for (double step = 1.2; step > 1.001; step = 1 + (step - 1) / 2) {
+  std::vector<CalibrationPoint> base = points;
+  evaluate_calibration_points(base, best);
+  // Only parameters that move some point: the others would drift on noise.
+  std::vector<Param> params;
+  for (const auto& p : all) {
+    core::Calibration trial = best;
+    scale(trial, p, p.efficiency && trial.*(p.member) > 0.5 ? 0.8 : 1.25);
+    auto moved = points;
+    evaluate_calibration_points(moved, trial);
+    bool any = false;
+    for (std::size_t i = 0; i < moved.size(); ++i)
+      any = any || (moved[i].evaluated() && std::fabs(moved[i].model / base[i].model - 1) > kMovesAPoint);
+    if (any) params.push_back(p);
+  }
+  if (progress) {
+    std::fprintf(stderr, "[fit] %zu parameters the points move:", params.size());
+    for (const auto& p : params) std::fprintf(stderr, " %s", p.name);
+    std::fprintf(stderr, "\n");
+  }
+  double best_loss = loss_of(points, best, start, params);
+  for (double step = 1.5; step > 1.004; step = 1 + (step - 1) / 2) {
     bool improved = true;
     while (improved) {
       improved = false;
       for (const auto& p : params) {
         for (double f : {step, 1 / step}) {
           core::Calibration trial = best;
-          trial.*(p.member) *= f;
-          if (p.efficiency) trial.*(p.member) = std::min(1.0, trial.*(p.member));
-          Score s = score(points, trial);
-          if (s < best_score) {
+          scale(trial, p, f);
+          const double loss = loss_of(points, trial, start, params);
+          if (loss < best_loss - 1e-12) {
             best = trial;
-            best_score = s;
+            best_loss = loss;
             improved = true;
           }
         }
       }
     }
-    if (progress) std::fprintf(stderr, "[fit] step %.4f: worst error %.1f%%\n", step, 100 * best_score.worst);
+    if (progress) std::fprintf(stderr, "[fit] step %.4f: rms log error %.4f\n", step, std::sqrt(best_loss));
   }
   return best;
 }

@@ -1,14 +1,16 @@
 #pragma once
-// Fits the efficiency table to the published points: coordinate descent on each parameter with shrinking
-// multiplicative steps, minimising the largest relative error in half-percent steps, then the sum of squared errors. Every
-// evaluation is one simulation in a forked child.
+// Fits a family's calibration parameters to its published points.
 #include <vector>
 
 #include "cli/calibration_points.hpp"
 
 namespace moesys::cli {
 
+/// The parameters the points constrain (those whose change moves some point), refitted by coordinate descent on
+/// the mean squared log error of the evaluated points, from `start`. Parameters no point moves keep their value.
 core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, const core::Calibration& start,
                                   bool progress);
+/// Mean squared log(model / measured) of the evaluated points.
+double fit_loss(const std::vector<CalibrationPoint>& points);
 
 }  // namespace moesys::cli

@@ -1,98 +1,272 @@
 #include "cli/calibration_points.hpp"
 
-#include <fstream>
+#include <algorithm>
+#include <cmath>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "cli/args.hpp"
 #include "core/error.hpp"
 #include "core/json_input.hpp"
+#include "sim/isolated_run.hpp"
 #include "sim/simulation.hpp"
 
 namespace moesys::cli {
+
+namespace {
+
+const std::set<std::string> kCollectives = {"allreduce", "allgather", "reduce_scatter", "alltoall"};
+const std::set<std::string> kModelled = {"allreduce", "allgather", "reduce_scatter", "alltoall",    "p2p_nvlink",
+                                         "pcie_h2d",  "pcie_d2h",  "gemm",           "gemm_grouped"};
+// metric -> unit it must come in.
+const std::map<std::string, std::string> kUnits = {
+    {"busbw", "GB/s"}, {"time", "us"}, {"bandwidth", "GB/s"}, {"TFLOPS", "TFLOP/s"}};
+
+core::Dtype dtype_of(const std::string& s) {
+  if (s == "fp8") return core::Dtype::fp8;
+  if (s == "fp16") return core::Dtype::fp16;
+  if (s == "fp32") return core::Dtype::fp32;
+  return core::Dtype::bf16;
+}
+
+CalibrationPoint parse_point(const nlohmann::json& p, const std::string& file, const std::string& path) {
+  CalibrationPoint c;
+  c.id = p.at("id").get<std::string>();
+  auto bad = [&](const std::string& field, const std::string& what) {
+    return core::ConfigError(file, path + "." + field, "point " + c.id + ": " + what);
+  };
+  c.category = p.at("category").get<std::string>();
+  c.metric = p.at("metric").get<std::string>();
+  c.unit = p.at("unit").get<std::string>();
+  c.measured = p.at("value").get<double>();
+  if (!p.contains("source") || !p["source"].is_string() || p["source"].get<std::string>().empty())
+    throw bad("source", "expected the URL the measurement comes from");
+  const std::string source = p["source"].get<std::string>();
+  c.source = source.substr(0, source.find(' '));
+  if (p.contains("excluded")) c.excluded = p["excluded"].get<std::string>();
+  const auto& hw = p.at("hardware");
+  c.gpu_preset = hw.value("gpu_preset", std::string());
+  if (core::gpu_family_of(c.gpu_preset).empty())
+    throw bad("hardware.gpu_preset",
+              "expected one of a100-80g, a100-40g, h100, h200, h800, got \"" + c.gpu_preset + "\"");
+  if (!(c.measured > 0)) throw bad("value", "expected a positive measurement");
+  const auto unit = kUnits.find(c.metric);
+  const bool library_metric = c.metric == "bottleneck_bandwidth" || c.metric == "rdma_bandwidth" ||
+                              c.metric == "nvl_bandwidth" || c.metric == "latency";
+  if (unit == kUnits.end() && !library_metric) throw bad("metric", "unknown metric \"" + c.metric + "\"");
+  if (unit != kUnits.end() && unit->second != c.unit)
+    throw bad("unit", "metric " + c.metric + " is given in " + unit->second + ", got \"" + c.unit + "\"");
+  if (const char* why = unmodelled_reason(c.category)) {
+    if (c.excluded.empty()) c.excluded = why;
+    return c;
+  }
+  if (!kModelled.count(c.category)) throw bad("category", "unknown category \"" + c.category + "\"");
+  if (!c.excluded.empty()) return c;
+  if (library_metric) throw bad("metric", "metric " + c.metric + " is not one of busbw, time, bandwidth, TFLOPS");
+  auto int_of = [&](const char* key, int fallback) {
+    return hw.contains(key) && hw[key].is_number_integer() ? hw[key].get<int>() : fallback;
+  };
+  c.nodes = int_of("nodes", 1);
+  c.gpus_per_node = int_of("gpus_per_node", 1);
+  c.nics_per_node = int_of("nics_per_node", 0);
+  c.nic_gbps = hw.contains("nic_gbps") && hw["nic_gbps"].is_number() ? hw["nic_gbps"].get<double>() : 0;
+  const std::string transport = hw.value("nic_transport", std::string("rdma"));
+  if (transport != "rdma" && transport != "efa")
+    throw bad("hardware.nic_transport", "expected \"rdma\" or \"efa\", got \"" + transport + "\"");
+  c.efa = transport == "efa";
+  if (c.nodes > 1 && (c.nics_per_node < 1 || !(c.nic_gbps > 0)))
+    throw bad("hardware", "a multi-node point needs hardware.nics_per_node and hardware.nic_gbps");
+  const auto& sw = p.at("software");
+  c.algorithm = sw.value("algorithm", std::string());
+  c.tool = sw.value("tool", std::string());
+  const std::string harness = sw.value("harness", std::string());
+  if (!harness.empty() && harness != "torch.distributed")
+    throw bad("software.harness",
+              "expected \"torch.distributed\" (or no harness: nccl-tests), got \"" + harness + "\"");
+  c.framework = !harness.empty();
+  const auto& size = p.at("size");
+  if (c.category == "gemm" || c.category == "gemm_grouped") {
+    c.dtype = size.value("dtype", std::string());
+    if (c.dtype != "bf16" && c.dtype != "fp16" && c.dtype != "fp8" && c.dtype != "fp32")
+      throw bad("size.dtype", "expected bf16, fp16, fp8 or fp32");
+    if (c.category == "gemm") {
+      const std::string mnk = size.at("MxNxK").get<std::string>();
+      if (std::sscanf(mnk.c_str(), "%lldx%lldx%lld", &c.m, &c.n, &c.k) != 3 || c.m < 1 || c.n < 1 || c.k < 1)
+        throw bad("size.MxNxK", "expected \"MxNxK\" with positive integers, got \"" + mnk + "\"");
+    } else {
+      c.groups = size.at("groups").get<long long>();
+      c.m = size.at("M_per_group").get<long long>();
+      c.n = size.at("N").get<long long>();
+      c.k = size.at("K").get<long long>();
+    }
+    return c;
+  }
+  if (!size.contains("bytes") || size["bytes"].is_null()) throw bad("size.bytes", "expected the message size");
+  const auto& b = size["bytes"];
+  c.size_bytes = b.is_number() ? b.get<double>() : parse_size(path + ".size.bytes", b.get<std::string>());
+  if (!(c.size_bytes > 0)) throw bad("size.bytes", "expected a positive size");
+  if (kCollectives.count(c.category) && c.gpus_per_node * c.nodes < 2)
+    throw bad("hardware", "a collective needs at least two GPUs");
+  if (c.category == "alltoall") c.algorithm.clear();  // NCCL's all-to-all is point-to-point whatever NCCL_ALGO says
+  if (!c.algorithm.empty() && c.algorithm != "ring" && c.algorithm != "tree" && c.algorithm != "nvls" &&
+      c.algorithm != "nvlstree")
+    throw bad("software.algorithm", "expected ring, tree, nvls or nvlstree, got \"" + c.algorithm + "\"");
+  return c;
+}
+
+// The simulated value of one point in the point's own metric.
+double to_metric(const CalibrationPoint& p, double seconds, int ranks) {
+  if (p.metric == "time") return seconds * 1e6;
+  if (p.metric == "TFLOPS") return 2.0 * p.groups * p.m * p.n * p.k / seconds / 1e12;
+  const double algbw = p.size_bytes / seconds / 1e9;
+  if (p.metric == "busbw") {
+    if (p.category == "allreduce") return algbw * 2.0 * (ranks - 1) / ranks;
+    if (kCollectives.count(p.category)) return algbw * (ranks - 1) / ranks;
+  }
+  return algbw;
+}
+
+core::ClusterSpec machine_of(const CalibrationPoint& p) {
+  core::ClusterGeneratorOptions o;
+  o.gpu = p.gpu_preset;
+  o.nodes = p.nodes;
+  o.gpus_per_node = std::max(2, p.gpus_per_node);
+  // Nodes with several NICs per GPU (AWS p5: 32 EFA adapters for 8 GPUs) are one NIC per GPU of the same total rate.
+  o.nics_per_node = p.nics_per_node > 0 ? std::min(p.nics_per_node, o.gpus_per_node) : 1;
+  while (o.gpus_per_node % o.nics_per_node != 0) --o.nics_per_node;
+  if (p.nics_per_node > 0) o.nic_gbits_per_s = p.nic_gbps * p.nics_per_node / o.nics_per_node;
+  core::ClusterSpec spec = core::generate_cluster(o);
+  if (p.efa) spec.node.nics.transport = core::NicTransport::efa;
+  return spec;
+}
+
+// Simulates the points of one machine; returns their model values in order.
+nlohmann::json simulate_machine(const std::vector<const CalibrationPoint*>& points, const core::Calibration& cal) {
+  const core::ClusterSpec spec = machine_of(*points.front());
+  sim::SimOptions options;
+  options.calibration = cal;
+  std::vector<double> values(points.size(), 0.0);
+  sim::simulate(
+      spec, spec.total_gpus(),
+      [&](core::Runtime& rt) {
+        using namespace core;
+        const Group world = Group::world(rt.world_size());
+        Buffer none;
+        for (std::size_t i = 0; i < points.size(); ++i) {
+          const CalibrationPoint& p = *points[i];
+          const auto bytes = static_cast<std::uint64_t>(p.size_bytes);
+          const CollectiveAlgo algo =
+              p.algorithm.empty() ? CollectiveAlgo::automatic : parse_collective_algo(p.algorithm);
+          // The machine is built with exactly the point's nodes and GPUs, so collectives span the world.
+          const Group& group = world;
+          const bool member = true;
+          const int r = rt.rank();
+          const double t0 = rt.now_s();
+          if (member && p.category == "allreduce") {
+            rt.wait(rt.all_reduce(streams::kComm, group, none, bytes, Dtype::fp32, algo));
+          } else if (member && p.category == "allgather") {
+            rt.wait(rt.all_gather(streams::kComm, group, none, none, bytes, algo));
+          } else if (member && p.category == "reduce_scatter") {
+            rt.wait(rt.reduce_scatter(streams::kComm, group, none, none, bytes, Dtype::fp32, algo));
+          } else if (member && p.category == "alltoall") {
+            std::vector<std::uint64_t> per_peer(static_cast<std::size_t>(group.size()), bytes / group.size());
+            rt.wait(rt.all_to_all(streams::kComm, group, none, per_peer, none, per_peer));
+          } else if (p.category == "p2p_nvlink" && p.tool.find("sendrecv_perf") != std::string::npos && member) {
+            // sendrecv_perf: every GPU sends to the next and receives from the previous at once.
+            const int g = p.gpus_per_node;
+            auto s = rt.send(streams::kComm, (r + 1) % g, none, bytes, 0);
+            auto v = rt.recv(streams::kComm2, (r + g - 1) % g, none, bytes, 0);
+            rt.wait(s);
+            rt.wait(v);
+          } else if (p.category == "p2p_nvlink" && r < 2) {
+            // nvbandwidth device-to-device: GPU 0 writes to GPU 1 (bidirectional: both write to each other at once).
+            const bool both = p.tool.find("bidirectional") != std::string::npos;
+            std::vector<Event> events;
+            if (r == 0) events.push_back(rt.send(streams::kComm, 1, none, bytes, 0));
+            if (r == 1) events.push_back(rt.recv(streams::kComm2, 0, none, bytes, 0));
+            if (both && r == 1) events.push_back(rt.send(streams::kComm, 0, none, bytes, 1));
+            if (both && r == 0) events.push_back(rt.recv(streams::kComm2, 1, none, bytes, 1));
+            for (const Event& e : events) rt.wait(e);
+          } else if ((p.category == "pcie_h2d" || p.category == "pcie_d2h") && r == 0) {
+            Buffer host{1, Tier::dram, bytes, nullptr}, dev{2, Tier::hbm, bytes, nullptr};
+            const bool h2d = p.category == "pcie_h2d";
+            rt.wait(h2d ? rt.copy(streams::kH2D, dev, host, bytes) : rt.copy(streams::kD2H, host, dev, bytes));
+          } else if ((p.category == "gemm" || p.category == "gemm_grouped") && r == 0) {
+            GemmOp g;
+            g.m = p.m;
+            g.n = p.n;
+            g.k = p.k;
+            g.batch = p.groups;
+            g.dtype = dtype_of(p.dtype);
+            rt.wait(rt.compute(streams::kCompute, g, "gemm"));
+          }
+          const double t = rt.now_s() - t0 + (p.framework ? cal.framework_call_latency_s : 0);
+          if (r == 0) {
+            const bool bidirectional = p.category == "p2p_nvlink" && p.tool.find("bidirectional") != std::string::npos;
+            values[i] = to_metric(p, t, group.size()) * (bidirectional ? 2 : 1);
+          }
+          rt.wait(rt.all_reduce(streams::kComm, world, none, 4, Dtype::fp32));  // barrier between points
+        }
+      },
+      options);
+  return values;
+}
+
+}  // namespace
+
+std::string CalibrationPoint::machine() const {
+  if (category == "gemm" || category == "gemm_grouped") return gpu_preset + "/gemm";
+  return gpu_preset + "/" + std::to_string(nodes) + "x" + std::to_string(std::max(2, gpus_per_node)) + "/" +
+         std::to_string(nics_per_node) + "x" + std::to_string(nic_gbps) + (efa ? "/efa" : "");
+}
+
+const char* unmodelled_reason(const std::string& category) {
+  if (category == "ep_dispatch" || category == "ep_combine")
+    return "no model of DeepEP-style dispatch/combine kernels yet";
+  return nullptr;
+}
 
 std::vector<CalibrationPoint> load_calibration_points(const std::string& file) {
   const nlohmann::json j = core::read_json_file(file);
   if (!j.contains("points") || !j["points"].is_array()) throw core::ConfigError(file, "points", "expected an array");
   std::vector<CalibrationPoint> points;
+  std::set<std::string> ids;
   for (std::size_t i = 0; i < j["points"].size(); ++i) {
-    const auto& p = j["points"][i];
     const std::string path = "points[" + std::to_string(i) + "]";
     try {
-      CalibrationPoint c;
-      c.id = p.at("id").get<std::string>();
-      c.category = p.at("category").get<std::string>();
-      c.metric = p.at("metric").get<std::string>();
-      c.unit = p.at("unit").get<std::string>();
-      c.measured = p.at("value").get<double>();
-      const auto& hw = p.at("hardware");
-      if (hw.contains("nodes") && hw["nodes"].is_number()) c.nodes = hw["nodes"].get<int>();
-      if (hw.contains("gpus_per_node") && hw["gpus_per_node"].is_number()) c.gpus_per_node = hw["gpus_per_node"].get<int>();
-      const auto& size = p.at("size");
-      if (size.contains("bytes")) {
-        const auto& b = size["bytes"];
-        c.size_bytes = b.is_number() ? b.get<double>() : parse_size(path + ".size.bytes", b.get<std::string>());
-      } else {
-        const std::string mnk = size.at("MxNxK").get<std::string>();
-        c.size_bytes = std::stod(mnk.substr(0, mnk.find('x')));
-      }
-      points.push_back(c);
+      points.push_back(parse_point(j["points"][i], file, path));
     } catch (const nlohmann::json::exception& e) {
       throw core::ConfigError(file, path, std::string("malformed calibration point: ") + e.what());
     }
+    if (!ids.insert(points.back().id).second)
+      throw core::ConfigError(file, path + ".id", "point id \"" + points.back().id + "\" appears twice");
   }
   return points;
 }
 
-void evaluate_calibration_points(std::vector<CalibrationPoint>& points, const core::Calibration& cal) {
-  core::ClusterGeneratorOptions o;
-  o.nodes = 2;
-  const core::ClusterSpec spec = core::generate_cluster(o);
-  sim::SimOptions options;
-  options.calibration = cal;
-  sim::simulate(spec, spec.total_gpus(), [&](core::Runtime& rt) {
-    using namespace core;
-    const Group world = Group::world(rt.world_size());
-    const Group node0 = Group({0, 1, 2, 3, 4, 5, 6, 7});
-    Buffer none;
-    for (auto& p : points) {
-      const auto bytes = static_cast<std::uint64_t>(p.size_bytes);
-      const bool one_node = p.nodes == 1;
-      const Group& group = one_node ? node0 : world;
-      const bool member = group.index_of(rt.rank()) >= 0;
-      const double t0 = rt.now_s();
-      if (p.category == "allreduce" && member) {
-        rt.wait(rt.all_reduce(streams::kComm, group, none, bytes, Dtype::fp32));
-      } else if (p.category == "alltoall" && member) {
-        std::vector<std::uint64_t> per_peer(static_cast<std::size_t>(group.size()), bytes / group.size());
-        rt.wait(rt.all_to_all(streams::kComm, group, none, per_peer, none, per_peer));
-      } else if (p.category == "p2p_nvlink" && member) {
-        // sendrecv_perf -g 8: every GPU sends to the next and receives from the previous at once.
-        const int r = rt.rank();
-        auto s = rt.send(streams::kComm, (r + 1) % 8, none, bytes, 0);
-        auto v = rt.recv(streams::kComm2, (r + 7) % 8, none, bytes, 0);
-        rt.wait(s);
-        rt.wait(v);
-      } else if (p.category == "pcie_h2d" && rt.rank() == 0) {
-        Buffer host{1, Tier::dram, bytes, nullptr}, dev{2, Tier::hbm, bytes, nullptr};
-        rt.wait(rt.copy(streams::kH2D, dev, host, bytes));
-      } else if (p.category == "gemm" && rt.rank() == 0) {
-        GemmOp g;
-        g.m = g.n = g.k = static_cast<std::int64_t>(p.size_bytes);
-        g.dtype = Dtype::bf16;
-        rt.wait(rt.compute(streams::kCompute, g, "gemm"));
-      }
-      const double t = rt.now_s() - t0;
-      if (rt.rank() == 0) {
-        const int n = group.size();
-        const double algbw = p.size_bytes / t / 1e9;
-        if (p.category == "allreduce") p.model = algbw * 2.0 * (n - 1) / n;
-        else if (p.category == "alltoall") p.model = algbw * (n - 1) / n;
-        else if (p.category == "p2p_nvlink" || p.category == "pcie_h2d") p.model = algbw;
-        else if (p.category == "gemm") p.model = 2.0 * p.size_bytes * p.size_bytes * p.size_bytes / t / 1e12;
-      }
-      rt.wait(rt.all_reduce(streams::kComm, world, none, 4, Dtype::fp32));  // barrier between points
-    }
-  }, options);
+void evaluate_calibration_points(std::vector<CalibrationPoint>& points, const core::Calibration& cal, int jobs) {
+  std::map<std::string, std::vector<std::size_t>> by_machine;
+  for (std::size_t i = 0; i < points.size(); ++i)
+    if (points[i].evaluated()) by_machine[points[i].machine()].push_back(i);
+  std::vector<std::vector<std::size_t>> machines;
+  for (auto& [key, idx] : by_machine) machines.push_back(idx);
+  std::exception_ptr failure;
+  sim::run_isolated_each(
+      machines.size(), jobs,
+      [&](std::size_t m) {
+        std::vector<const CalibrationPoint*> ps;
+        for (std::size_t i : machines[m]) ps.push_back(&points[i]);
+        return simulate_machine(ps, cal);
+      },
+      [&](std::size_t m, sim::IsolatedOutcome&& o) {
+        if (o.error) {
+          if (!failure) failure = o.error;
+          return;
+        }
+        for (std::size_t i = 0; i < machines[m].size(); ++i) points[machines[m][i]].model = o.value[i].get<double>();
+      });
+  if (failure) std::rethrow_exception(failure);
 }
 
 }  // namespace moesys::cli

@@ -1,7 +1,7 @@
 #pragma once
-// Published measurements the hardware model is calibrated on (calibration/a100-measured.json), and the
-// model's prediction of each, simulated on a 2 x 8 A100-80GB cluster (8 x 200 Gb/s HDR per node, like the
-// machines measured).
+// Published measurements the hardware model is calibrated on (calibration/<family>-measured.json), and the
+// model's prediction of each: every point is simulated on a cluster built like the machine it was measured on
+// (the GPU preset, nodes, GPUs per node and NICs the point states), one simulation per distinct machine.
 #include <string>
 #include <vector>
 
@@ -11,20 +11,38 @@ namespace moesys::cli {
 
 struct CalibrationPoint {
   std::string id;
-  std::string category;  // allreduce, alltoall, p2p_nvlink, pcie_h2d, gemm
+  std::string category;  // allreduce, allgather, reduce_scatter, alltoall, p2p_nvlink, pcie_h2d, pcie_d2h, gemm, ...
+  std::string source;    // the URL the point cites (its first word), the unit of cross-validation
+  std::string gpu_preset;
   int nodes = 1;
   int gpus_per_node = 8;
-  double size_bytes = 0;  // collectives and copies; for GEMMs the cube side M=N=K
-  std::string metric;     // busbw, bandwidth, TFLOPS
+  int nics_per_node = 0;  // 0: one node, no NIC involved
+  double nic_gbps = 0;
+  bool efa = false;       // hardware.nic_transport "efa" (AWS), else InfiniBand/RoCE RDMA
+  std::string algorithm;  // forced NCCL algorithm ("" = NCCL's choice)
+  std::string tool;
+  bool framework = false;  // measured through a framework's collective call (software.harness), not nccl-tests
+  double size_bytes = 0;   // collectives and copies
+  long long m = 0, n = 0, k = 0, groups = 1;  // GEMMs
+  std::string dtype;
+  std::string metric;  // busbw, time, bandwidth, TFLOPS
   std::string unit;
   double measured = 0;
   double model = 0;
+  std::string excluded;  // why the point is not simulated: the file's "excluded", or a category with no model yet
   double error() const { return (model - measured) / measured; }
+  bool evaluated() const { return excluded.empty(); }
+  /// Machine key: points with equal keys share a simulation.
+  std::string machine() const;
 };
 
-/// Reads the points; malformed entries are ConfigErrors naming the JSON path.
+/// Categories with points in the files that the model does not simulate yet, and why.
+const char* unmodelled_reason(const std::string& category);
+
+/// Reads the points; malformed entries (missing source, unknown GPU preset, category, metric or unit, a size the
+/// model cannot express) are ConfigErrors naming the point and its JSON path.
 std::vector<CalibrationPoint> load_calibration_points(const std::string& file);
-/// Fills `model` for every point by simulating them all in one simulation (call once per process).
-void evaluate_calibration_points(std::vector<CalibrationPoint>& points, const core::Calibration& cal);
+/// Fills `model` for every evaluated point, one forked simulation per machine (`jobs` at a time).
+void evaluate_calibration_points(std::vector<CalibrationPoint>& points, const core::Calibration& cal, int jobs = 2);
 
 }  // namespace moesys::cli

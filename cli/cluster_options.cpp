@@ -8,8 +8,8 @@
 namespace moesys::cli {
 
 const std::set<std::string>& cluster_flags() {
-  static const std::set<std::string> kFlags = {"--cluster", "--nodes", "--gpus-per-node", "--nics-per-node",
-                                               "--nic-gbps", "--gpu", "--calibration"};
+  static const std::set<std::string> kFlags = {"--cluster",  "--nodes", "--gpus-per-node", "--nics-per-node",
+                                               "--nic-gbps", "--gpu",   "--calibration"};
   return kFlags;
 }
 
@@ -29,15 +29,16 @@ core::ClusterSpec cluster_from_args(const Args& args) {
   return core::generate_cluster(o);
 }
 
-core::Calibration calibration_from_args(const Args& args) {
+core::Calibration calibration_from_args(const Args& args, const core::ClusterSpec& spec) {
+  const core::Calibration base = core::default_calibration_for(core::gpu_family_of(spec.node.gpu.model));
   auto file = args.get("--calibration");
-  if (!file) return core::default_calibration();
-  return core::parse_calibration(core::read_json_file(*file), *file);
+  if (!file) return base;
+  return core::parse_calibration(core::read_json_file(*file), *file, base);
 }
 
 std::string describe(const core::ClusterSpec& c) {
-  return c.name + " (" + std::to_string(c.nodes) + " nodes x " + std::to_string(c.node.gpus) + " " +
-         c.node.gpu.model + ")";
+  return c.name + " (" + std::to_string(c.nodes) + " nodes x " + std::to_string(c.node.gpus) + " " + c.node.gpu.model +
+         ")";
 }
 
 }  // namespace moesys::cli

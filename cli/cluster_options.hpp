@@ -15,7 +15,8 @@ namespace moesys::cli {
 const std::set<std::string>& cluster_flags();
 /// Without any cluster flag: the generator's defaults, the paper's 6 x 8 A100-80GB cluster.
 core::ClusterSpec cluster_from_args(const Args& args);
-core::Calibration calibration_from_args(const Args& args);
+/// The cluster's GPU family's built-in parameters, with --calibration FILE's over them.
+core::Calibration calibration_from_args(const Args& args, const core::ClusterSpec& spec);
 std::string describe(const core::ClusterSpec& c);
 
 }  // namespace moesys::cli

@@ -1,7 +1,11 @@
-// `moesys calibration`: the model's efficiency table and, next to every published measurement it was
-// calibrated on, the model's value. `--check` fails (exit 1) if any point is off by more than the tolerance.
+// `moesys calibration`: per GPU family, the model's parameter table and, next to every published measurement of
+// calibration/<family>-measured.json, the model's value; per-category median and max error. `--fit` refits a
+// family's parameters, `--cross-validate` fits without each source in turn and predicts that source's points,
+// `--check` fails (exit 1) if an evaluated point is off by more than the tolerance.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "cli/calibration_fit.hpp"
@@ -9,44 +13,195 @@
 #include "cli/cluster_options.hpp"
 #include "cli/command.hpp"
 #include "core/error.hpp"
+#include "core/json_input.hpp"
 
 namespace moesys::cli {
 namespace {
 
+struct Summary {
+  int points = 0;
+  double median = 0, max = 0;
+};
+
+Summary summarize(const std::vector<double>& abs_errors) {
+  Summary s;
+  if (abs_errors.empty()) return s;
+  auto e = abs_errors;
+  std::sort(e.begin(), e.end());
+  s.points = static_cast<int>(e.size());
+  s.median = e.size() % 2 ? e[e.size() / 2] : (e[e.size() / 2 - 1] + e[e.size() / 2]) / 2;
+  s.max = e.back();
+  return s;
+}
+
+struct FamilyPoints {
+  std::string family, file;
+  std::vector<CalibrationPoint> points;
+};
+
+std::string family_of_points(const std::vector<CalibrationPoint>& points, const std::string& file) {
+  std::string family;
+  for (const auto& p : points) {
+    const std::string f = core::gpu_family_of(p.gpu_preset);
+    if (!family.empty() && f != family)
+      throw core::ConfigError(
+          file, "points",
+          "point " + p.id + " is of GPU family " + f + ", the file's others of " + family + " (one file per family)");
+    family = f;
+  }
+  if (family.empty()) throw core::ConfigError(file, "points", "expected at least one point");
+  return family;
+}
+
+std::map<std::string, std::vector<double>> errors_by_category(const std::vector<CalibrationPoint>& points) {
+  std::map<std::string, std::vector<double>> out;
+  for (const auto& p : points)
+    if (p.evaluated()) {
+      out[p.category].push_back(std::fabs(p.error()));
+      out["(all)"].push_back(std::fabs(p.error()));
+    }
+  return out;
+}
+
+void print_family(const FamilyPoints& f, const core::Calibration& cal, double tolerance) {
+  std::printf("## %s (%s)\n\n# parameters\n", f.family.c_str(), f.file.c_str());
+  const nlohmann::json table = core::calibration_to_json(cal);
+  for (auto it = table.begin(); it != table.end(); ++it)
+    std::printf("  %-26s %g\n", it.key().c_str(), it.value().get<double>());
+  std::printf("\n# %-44s %-14s %14s %10s %10s %-8s %8s\n", "point", "category", "size", "measured", "model", "unit",
+              "error");
+  std::map<std::string, int> excluded;
+  for (const auto& p : f.points) {
+    if (!p.evaluated()) {
+      ++excluded[p.excluded];
+      continue;
+    }
+    const double size = p.size_bytes > 0 ? p.size_bytes : static_cast<double>(p.m) * p.n * p.k * p.groups;
+    std::printf("  %-44s %-14s %14.0f %10.2f %10.2f %-8s %+7.1f%%%s\n", p.id.c_str(), p.category.c_str(), size,
+                p.measured, p.model, p.unit.c_str(), 100 * p.error(),
+                std::fabs(p.error()) > tolerance ? "  <-- outside tolerance" : "");
+  }
+  std::printf("\n# %-16s %6s %12s %10s\n", "category", "points", "median |err|", "max |err|");
+  for (const auto& [category, errors] : errors_by_category(f.points)) {
+    const Summary s = summarize(errors);
+    std::printf("  %-16s %6d %11.1f%% %9.1f%%\n", category.c_str(), s.points, 100 * s.median, 100 * s.max);
+  }
+  for (const auto& [why, count] : excluded) std::printf("  not evaluated: %d point(s): %s\n", count, why.c_str());
+  std::printf("\n");
+}
+
+// Leave-one-source-out: fit without a source's points, predict them.
+nlohmann::json cross_validate(const FamilyPoints& f, const core::Calibration& start) {
+  std::map<std::string, std::vector<std::size_t>> by_source;
+  for (std::size_t i = 0; i < f.points.size(); ++i)
+    if (f.points[i].evaluated()) by_source[f.points[i].source].push_back(i);
+  nlohmann::json rows = nlohmann::json::array();
+  std::vector<double> all;
+  std::size_t done = 0;
+  for (const auto& [source, held] : by_source) {
+    std::fprintf(stderr, "[cross-validate %s] %zu/%zu: without %s\n", f.family.c_str(), ++done, by_source.size(),
+                 source.c_str());
+    std::vector<CalibrationPoint> train = f.points, test;
+    for (std::size_t i : held) {
+      train[i].excluded = "held out";
+      test.push_back(f.points[i]);
+    }
+    const core::Calibration fitted = fit_calibration(train, start, false);
+    evaluate_calibration_points(test, fitted);
+    std::vector<double> errors;
+    for (const auto& p : test) errors.push_back(std::fabs(p.error()));
+    all.insert(all.end(), errors.begin(), errors.end());
+    const Summary s = summarize(errors);
+    rows.push_back({{"source", source}, {"points", s.points}, {"median", s.median}, {"max", s.max}});
+  }
+  const Summary s = summarize(all);
+  return {{"family", f.family}, {"sources", rows}, {"points", s.points}, {"median", s.median}, {"max", s.max}};
+}
+
+void print_cross_validation(const nlohmann::json& cv) {
+  std::printf("## %s: leave-one-source-out cross-validation\n\n# %-90s %6s %12s %10s\n",
+              cv["family"].get<std::string>().c_str(), "held-out source", "points", "median |err|", "max |err|");
+  for (const auto& r : cv["sources"])
+    std::printf("  %-90s %6d %11.1f%% %9.1f%%\n", r["source"].get<std::string>().c_str(), r["points"].get<int>(),
+                100 * r["median"].get<double>(), 100 * r["max"].get<double>());
+  std::printf("  %-90s %6d %11.1f%% %9.1f%%\n\n", "(all held-out points)", cv["points"].get<int>(),
+              100 * cv["median"].get<double>(), 100 * cv["max"].get<double>());
+}
+
 int run_calibration(int argc, char** argv) {
-  Args args(argc, argv, 1, {"--points", "--calibration", "--tolerance"}, {"--check", "--fit", "--json", "--help"});
+  Args args(argc, argv, 1, {"--points", "--family", "--calibration", "--tolerance"},
+            {"--check", "--fit", "--cross-validate", "--json", "--help"});
   if (args.has("--help")) {
-    std::printf("usage: moesys calibration [--points FILE] [--calibration FILE] [--check [--tolerance 0.15]] [--fit] [--json]\n"
-                "  --fit  refit the parameters to the points and print the fitted table\n");
+    std::printf(
+        "usage: moesys calibration [--family a100|h100|h200 | --points FILE] [--calibration FILE]\n"
+        "                          [--fit] [--cross-validate] [--check [--tolerance 0.15]] [--json]\n"
+        "  default: every family's calibration/<family>-measured.json with the family's built-in parameters\n"
+        "  --calibration    parameters over the family's built-in ones\n"
+        "  --fit            refit the parameters the points move and print the fitted table\n"
+        "  --cross-validate fit without each source in turn and predict its points\n"
+        "  --check          exit 1 if an evaluated point is off by more than the tolerance\n");
     return 0;
   }
-  const std::string file = args.get_or("--points", std::string(MOESYS_SOURCE_DIR) + "/calibration/a100-measured.json");
+  if (!args.positional().empty()) throw core::ConfigError("", args.positional().front(), "unexpected argument");
   const double tolerance = args.get_double("--tolerance", 0.15);
-  core::Calibration cal = calibration_from_args(args);
-  auto points = load_calibration_points(file);
-  if (args.has("--fit")) cal = fit_calibration(points, cal, !args.has("--json"));
-  evaluate_calibration_points(points, cal);
+  std::vector<std::string> files;
+  if (auto file = args.get("--points")) {
+    files.push_back(*file);
+  } else if (auto family = args.get("--family")) {
+    const auto& known = core::gpu_families();
+    if (std::find(known.begin(), known.end(), *family) == known.end())
+      throw core::ConfigError("", "--family", "expected one of a100, h100, h200, got \"" + *family + "\"");
+    files.push_back(std::string(MOESYS_SOURCE_DIR) + "/calibration/" + *family + "-measured.json");
+  } else {
+    for (const auto& f : core::gpu_families())
+      files.push_back(std::string(MOESYS_SOURCE_DIR) + "/calibration/" + f + "-measured.json");
+  }
+  std::vector<FamilyPoints> families;
+  for (const auto& file : files) {
+    FamilyPoints f;
+    f.file = file;
+    f.points = load_calibration_points(file);
+    f.family = family_of_points(f.points, file);
+    families.push_back(std::move(f));
+  }
+  auto override_file = args.get("--calibration");
+  const nlohmann::json overrides = override_file ? core::read_json_file(*override_file) : nlohmann::json::object();
 
   bool all_ok = true;
-  for (const auto& p : points) all_ok = all_ok && std::fabs(p.error()) <= tolerance;
-  if (args.has("--json")) {
-    nlohmann::json out = {{"parameters", core::calibration_to_json(cal)}, {"points", nlohmann::json::array()}};
-    for (const auto& p : points)
-      out["points"].push_back({{"id", p.id}, {"measured", p.measured}, {"model", p.model}, {"unit", p.unit},
-                               {"error", p.error()}});
-    std::printf("%s\n", out.dump(1).c_str());
-  } else {
-    std::printf("# calibrated parameters\n");
-    const nlohmann::json table = core::calibration_to_json(cal);
-    for (auto it = table.begin(); it != table.end(); ++it)
-      std::printf("  %-22s %g\n", it.key().c_str(), it.value().get<double>());
-    std::printf("\n# %-34s %-10s %14s %10s %10s %-8s %8s\n", "point", "category", "size", "measured", "model", "unit",
-                "error");
-    for (const auto& p : points)
-      std::printf("  %-34s %-10s %14.0f %10.2f %10.2f %-8s %+7.1f%%%s\n", p.id.c_str(), p.category.c_str(),
-                  p.size_bytes, p.measured, p.model, p.unit.c_str(), 100 * p.error(),
-                  std::fabs(p.error()) > tolerance ? "  <-- outside tolerance" : "");
+  nlohmann::json out = nlohmann::json::array();
+  for (auto& f : families) {
+    core::Calibration cal = core::parse_calibration(overrides, override_file.value_or("--calibration"),
+                                                    core::default_calibration_for(f.family));
+    nlohmann::json cv;
+    if (args.has("--cross-validate")) cv = cross_validate(f, cal);
+    if (args.has("--fit")) cal = fit_calibration(f.points, cal, !args.has("--json"));
+    evaluate_calibration_points(f.points, cal);
+    for (const auto& p : f.points) all_ok = all_ok && (!p.evaluated() || std::fabs(p.error()) <= tolerance);
+    if (args.has("--json")) {
+      nlohmann::json j = {{"family", f.family},
+                          {"parameters", core::calibration_to_json(cal)},
+                          {"points", nlohmann::json::array()},
+                          {"categories", nlohmann::json::object()}};
+      for (const auto& p : f.points) {
+        nlohmann::json pj = {{"id", p.id}, {"category", p.category}, {"measured", p.measured}, {"unit", p.unit}};
+        if (p.evaluated())
+          pj.update({{"model", p.model}, {"error", p.error()}});
+        else
+          pj["excluded"] = p.excluded;
+        j["points"].push_back(pj);
+      }
+      for (const auto& [category, errors] : errors_by_category(f.points)) {
+        const Summary s = summarize(errors);
+        j["categories"][category] = {{"points", s.points}, {"median", s.median}, {"max", s.max}};
+      }
+      if (!cv.is_null()) j["cross_validation"] = cv;
+      out.push_back(j);
+    } else {
+      print_family(f, cal, tolerance);
+      if (!cv.is_null()) print_cross_validation(cv);
+    }
   }
+  if (args.has("--json")) std::printf("%s\n", out.dump(1).c_str());
   if (args.has("--check") && !all_ok) {
     std::fprintf(stderr, "moesys: calibration check failed: a point is off by more than %.0f%%\n", 100 * tolerance);
     return 1;
@@ -54,7 +209,8 @@ int run_calibration(int argc, char** argv) {
   return 0;
 }
 
-const CommandRegistrar kRegistrar("calibration", "print the calibrated model next to the published measurements",
+const CommandRegistrar kRegistrar("calibration",
+                                  "the calibrated model next to the published measurements, per GPU family",
                                   run_calibration);
 
 }  // namespace

@@ -29,7 +29,8 @@ sim::CollectiveOp parse_op(const std::string& s) {
   if (s == "reducescatter") return sim::CollectiveOp::reduce_scatter;
   if (s == "allgather") return sim::CollectiveOp::all_gather;
   if (s == "alltoall") return sim::CollectiveOp::all_to_all;
-  throw core::ConfigError("", "--op", "unknown operation '" + s + "' (known: allreduce, reducescatter, allgather, alltoall)");
+  throw core::ConfigError("", "--op",
+                          "unknown operation '" + s + "' (known: allreduce, reducescatter, allgather, alltoall)");
 }
 
 // nccl-tests' bus bandwidth factors: what each rank's links must carry relative to the algorithm bandwidth.
@@ -67,13 +68,14 @@ int run_collective(int argc, char** argv) {
         "usage: moesys collective [--cluster FILE | --nodes N --gpus-per-node G --nics-per-node K --nic-gbps B\n"
         "                          --gpu a100-80g|a100-40g|h100|h200|h800]\n"
         "                         [--op allreduce|reducescatter|allgather|alltoall]\n"
-        "                         [--algo auto|ring|direct|hierarchical] [-b 8] [-e 1G] [-f 2] [--ranks N]\n"
+        "                         [--algo auto|ring|tree|nvls|nvlstree|direct|hierarchical] [-b 8] [-e 1G] [-f 2]\n"
+        "                         [--ranks N]\n"
         "                         [--flows aggregated|detailed] [--calibration FILE] [--json]\n");
     return 0;
   }
   if (!args.positional().empty()) throw core::ConfigError("", args.positional().front(), "unexpected argument");
   const core::ClusterSpec spec = cluster_from_args(args);
-  const core::Calibration cal = calibration_from_args(args);
+  const core::Calibration cal = calibration_from_args(args, spec);
   const sim::CollectiveOp op = parse_op(args.get_or("--op", "allreduce"));
   core::CollectiveAlgo algo;
   try {
@@ -81,6 +83,11 @@ int run_collective(int argc, char** argv) {
   } catch (const std::invalid_argument& e) {
     throw core::ConfigError("", "--algo", e.what());
   }
+  if ((algo == core::CollectiveAlgo::nvls || algo == core::CollectiveAlgo::nvls_tree) && !sim::has_nvlink_sharp(spec))
+    throw core::ConfigError("", "--algo",
+                            std::string(core::to_string(algo)) +
+                                " needs NVLink SHARP (NVSwitch nodes of H100, H800 or H200 GPUs), not " +
+                                spec.node.gpu.model);
   const double begin = args.get_size("-b", 8), end = args.get_size("-e", 1024.0 * 1024 * 1024);
   const double factor = args.get_double("-f", 2);
   if (end < begin) throw core::ConfigError("", "-e", "expected a maximum size >= the minimum size (-b)");
@@ -88,9 +95,10 @@ int run_collective(int argc, char** argv) {
   // One simulated collective per size: the sweep's length is known before it runs.
   const double steps = std::floor(std::log(end / begin) / std::log(factor) + 1e-9) + 1;
   if (steps > kMaxSizes)
-    throw core::ConfigError("", "-f", "the sweep from -b to -e by -f has " + std::to_string(static_cast<long long>(
-                                          std::min(steps, 1e18))) + " sizes; at most " + std::to_string(kMaxSizes) +
-                                          " (use a larger factor)");
+    throw core::ConfigError("", "-f",
+                            "the sweep from -b to -e by -f has " +
+                                std::to_string(static_cast<long long>(std::min(steps, 1e18))) + " sizes; at most " +
+                                std::to_string(kMaxSizes) + " (use a larger factor)");
   const int ranks = args.get_int("--ranks", spec.total_gpus());
   if (ranks < 2 || ranks > spec.total_gpus())
     throw core::ConfigError("", "--ranks", "expected 2.." + std::to_string(spec.total_gpus()) + " ranks");
@@ -109,17 +117,20 @@ int run_collective(int argc, char** argv) {
   options.flow_mode = flows == "detailed" ? sim::FlowMode::detailed : sim::FlowMode::aggregated;
 
   const auto wall_start = std::chrono::steady_clock::now();
-  auto result = sim::simulate(spec, ranks, [&](core::Runtime& rt) {
-    const core::Group world = core::Group::world(rt.world_size());
-    for (std::size_t i = 0; i < sizes.size(); ++i) {
-      const double t0 = rt.now_s();
-      rt.wait(issue(rt, op, world, sizes[i], algo));
-      if (rt.rank() == 0) {
-        rows.push_back({sizes[i], rt.now_s() - t0});
-        if (progress) std::fprintf(stderr, "\r[%zu/%zu sizes simulated]", i + 1, sizes.size());
-      }
-    }
-  }, options);
+  auto result = sim::simulate(
+      spec, ranks,
+      [&](core::Runtime& rt) {
+        const core::Group world = core::Group::world(rt.world_size());
+        for (std::size_t i = 0; i < sizes.size(); ++i) {
+          const double t0 = rt.now_s();
+          rt.wait(issue(rt, op, world, sizes[i], algo));
+          if (rt.rank() == 0) {
+            rows.push_back({sizes[i], rt.now_s() - t0});
+            if (progress) std::fprintf(stderr, "\r[%zu/%zu sizes simulated]", i + 1, sizes.size());
+          }
+        }
+      },
+      options);
   const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   if (progress) std::fprintf(stderr, "\n");
   rusage usage{};
@@ -128,20 +139,28 @@ int run_collective(int argc, char** argv) {
 
   const double bus = busbw_factor(op, ranks);
   if (args.has("--json")) {
-    nlohmann::json out = {{"cluster", spec.name}, {"op", sim::to_string(op)}, {"algo", core::to_string(algo)},
-                          {"ranks", ranks}, {"flows", flows}, {"wall_s", wall_s}, {"peak_rss_mb", peak_mb},
-                          {"simgrid_flows", result.flows}, {"rows", nlohmann::json::array()}};
+    nlohmann::json out = {{"cluster", spec.name},
+                          {"op", sim::to_string(op)},
+                          {"algo", core::to_string(algo)},
+                          {"ranks", ranks},
+                          {"flows", flows},
+                          {"wall_s", wall_s},
+                          {"peak_rss_mb", peak_mb},
+                          {"simgrid_flows", result.flows},
+                          {"rows", nlohmann::json::array()}};
     for (const Row& r : rows)
-      out["rows"].push_back({{"size_bytes", r.bytes}, {"count", r.bytes / 4}, {"type", "float"},
-                             {"time_us", r.time_s * 1e6}, {"algbw_gbytes_per_s", r.bytes / r.time_s / 1e9},
+      out["rows"].push_back({{"size_bytes", r.bytes},
+                             {"count", r.bytes / 4},
+                             {"type", "float"},
+                             {"time_us", r.time_s * 1e6},
+                             {"algbw_gbytes_per_s", r.bytes / r.time_s / 1e9},
                              {"busbw_gbytes_per_s", r.bytes / r.time_s / 1e9 * bus}});
     std::printf("%s\n", out.dump(1).c_str());
     return 0;
   }
   std::printf("# moesys collective: %s on %s, %d ranks, algorithm %s, %s flows\n#\n", sim::to_string(op),
               describe(spec).c_str(), ranks, core::to_string(algo), flows.c_str());
-  std::printf("# %12s %12s %6s %12s %12s %12s\n", "size(B)", "count", "type", "time(us)", "algbw(GB/s)",
-              "busbw(GB/s)");
+  std::printf("# %12s %12s %6s %12s %12s %12s\n", "size(B)", "count", "type", "time(us)", "algbw(GB/s)", "busbw(GB/s)");
   for (const Row& r : rows) {
     const double algbw = r.bytes / r.time_s / 1e9;
     std::printf("  %12.0f %12.0f %6s %12.2f %12.2f %12.2f\n", r.bytes, r.bytes / 4, "float", r.time_s * 1e6, algbw,

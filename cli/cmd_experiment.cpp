@@ -3,11 +3,11 @@
 
 #include "cli/args.hpp"
 #include "cli/command.hpp"
-#include "studies/experiment_kinds.hpp"
-#include "studies/study_runs.hpp"
 #include "core/error.hpp"
 #include "core/json_input.hpp"
 #include "core/output_files.hpp"
+#include "studies/experiment_kinds.hpp"
+#include "studies/study_runs.hpp"
 
 namespace moesys::cli {
 namespace {
@@ -18,11 +18,12 @@ using studies::ExperimentOptions;
 int run_experiment(int argc, char** argv) {
   Args args(argc, argv, 1, {"--results", "-j", "--shard"}, {"--merge", "--no-plots", "--quiet", "--help"});
   if (args.has("--help")) {
-    std::printf("usage: moesys experiment FILE [--results DIR] [-j JOBS] [--shard I/N] [--no-plots] [--quiet]\n"
-                "       moesys experiment --merge PATH... [--results DIR] [--no-plots] [--quiet]\n"
-                "  -j JOBS      simulations at once, each in its own process (default 1; the results do not depend on it)\n"
-                "  --shard I/N  run only the runs i with i %% N == I and write results/<name>/shard-I-of-N.json\n"
-                "  --merge      write the study's result files from all its shard files (files, or folders holding them)\n");
+    std::printf(
+        "usage: moesys experiment FILE [--results DIR] [-j JOBS] [--shard I/N] [--no-plots] [--quiet]\n"
+        "       moesys experiment --merge PATH... [--results DIR] [--no-plots] [--quiet]\n"
+        "  -j JOBS      simulations at once, each in its own process (default 1; the results do not depend on it)\n"
+        "  --shard I/N  run only the runs i with i %% N == I and write results/<name>/shard-I-of-N.json\n"
+        "  --merge      write the study's result files from all its shard files (files, or folders holding them)\n");
     return 0;
   }
   ExperimentOptions options;
@@ -36,10 +37,13 @@ int run_experiment(int argc, char** argv) {
     if (args.has("--shard")) throw core::ConfigError("", "--shard", "a merge runs nothing: give --shard or --merge");
     return studies::merge_shards(args.positional(), options);
   }
-  if (auto shard = args.get("--shard")) std::tie(options.shard_index, options.shard_count) = studies::parse_shard(*shard);
+  if (auto shard = args.get("--shard"))
+    std::tie(options.shard_index, options.shard_count) = studies::parse_shard(*shard);
   if (args.positional().size() != 1)
-    throw core::ConfigError("", "FILE", "expected exactly one study file (usage: moesys experiment FILE [--results DIR] "
-                                        "[--no-plots] [--quiet]), got " + std::to_string(args.positional().size()));
+    throw core::ConfigError("", "FILE",
+                            "expected exactly one study file (usage: moesys experiment FILE [--results DIR] "
+                            "[--no-plots] [--quiet]), got " +
+                                std::to_string(args.positional().size()));
   const std::string file = args.positional().front();
   const nlohmann::json study = core::read_json_file(file);
   if (!study.is_object() || !study.contains("kind") || !study["kind"].is_string())

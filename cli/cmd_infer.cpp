@@ -7,12 +7,12 @@
 
 #include "cli/cluster_options.hpp"
 #include "cli/command.hpp"
-#include "studies/inference_study.hpp"
-#include "studies/real_inference.hpp"
 #include "core/error.hpp"
 #include "core/json_input.hpp"
 #include "core/output_files.hpp"
 #include "core/units.hpp"
+#include "studies/inference_study.hpp"
+#include "studies/real_inference.hpp"
 
 namespace moesys::cli {
 using namespace moesys::studies;  // study drivers and real-run launchers
@@ -161,7 +161,7 @@ int run_infer(int argc, char** argv) {
   const int ranks = args.get_int("--ranks", 2);
   if (real && (ranks < 1 || ranks > 64)) throw core::ConfigError("", "--ranks", "expected 1..64 ranks");
   const core::ClusterSpec spec = real ? real_cluster(args, ranks) : infer_cluster(args);
-  const core::Calibration cal = calibration_from_args(args);
+  const core::Calibration cal = calibration_from_args(args, spec);
   const inf::PreparedRun run =
       inf::prepare_run(config_from_args(args, spec.total_gpus(), real), spec, inf::flag_namer());
   inf::InferenceMetrics m;
@@ -194,7 +194,8 @@ int run_infer(int argc, char** argv) {
   return 0;
 }
 
-const CommandRegistrar kRegistrar("infer", "MoE text generation with offloading (ring memory, DeepSpeed), simulated or real",
+const CommandRegistrar kRegistrar("infer",
+                                  "MoE text generation with offloading (ring memory, DeepSpeed), simulated or real",
                                   run_infer);
 
 }  // namespace

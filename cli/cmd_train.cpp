@@ -7,12 +7,12 @@
 #include "cli/args.hpp"
 #include "cli/cluster_options.hpp"
 #include "cli/command.hpp"
-#include "studies/real_training.hpp"
 #include "core/error.hpp"
 #include "core/json_input.hpp"
 #include "core/output_files.hpp"
-#include "sim/training_simulator.hpp"
 #include "policies/training/training_run.hpp"
+#include "sim/training_simulator.hpp"
+#include "studies/real_training.hpp"
 
 namespace moesys::cli {
 using namespace moesys::studies;  // study drivers and real-run launchers
@@ -43,7 +43,8 @@ std::string format_report(const json& s) {
   o << "model TFLOP/s per GPU    " << fmt("%.1f", s["model_tflops_per_gpu"].get<double>()) << "\n";
   const bool simulated = s.value("runtime", "sim") == "sim";
   o << "step time                " << fmt("%.4f s", step) << "  (last of " << s["steps"].get<int>()
-    << (simulated ? " simulated steps, " : " measured steps, ") << s["micro_batches"].get<int>() << " micro-batch(es) per step)\n";
+    << (simulated ? " simulated steps, " : " measured steps, ") << s["micro_batches"].get<int>()
+    << " micro-batch(es) per step)\n";
   o << "  compute                " << fmt("%.4f s", b["compute"].get<double>()) << "  "
     << pct(b["compute"].get<double>()) << "\n";
   o << "  exposed communication  " << fmt("%.4f s", b["exposed_comm"].get<double>()) << "  "
@@ -73,8 +74,8 @@ std::string format_report(const json& s) {
   const json& n = s["network_gb_per_step"];
   if (simulated)
     o << "network per step         intra-node " << fmt("%.1f GB", n["intra_node"].get<double>()) << ", same leaf "
-    << fmt("%.1f GB", n["same_leaf"].get<double>()) << ", across the spine "
-    << fmt("%.1f GB", n["cross_spine"].get<double>()) << "\n";
+      << fmt("%.1f GB", n["same_leaf"].get<double>()) << ", across the spine "
+      << fmt("%.1f GB", n["cross_spine"].get<double>()) << "\n";
   if (!s["copy_gb_last_step"].empty()) {
     o << "copies in the last step ";
     for (const auto& [name, gb] : s["copy_gb_last_step"].items())
@@ -146,7 +147,8 @@ int run_train(int argc, char** argv) {
   for (const char* flag : {"--trace", "--routing-out"})  // before anything runs, not after an hour of simulation
     if (auto path = args.get(flag)) core::check_output_file(*path, flag);
   if (args.has("--routing-out") && !real)
-    throw core::ConfigError("", "--routing-out", "applies to --runtime cpu or cuda (real runs record the gate's counts)");
+    throw core::ConfigError("", "--routing-out",
+                            "applies to --runtime cpu or cuda (real runs record the gate's counts)");
   if (args.has("--ranks") && !real)
     throw core::ConfigError("", "--ranks", "applies to --runtime cpu or cuda (the simulator takes --gpus)");
   const int ranks = args.has("--ranks") ? positive_flag(args, "--ranks") : 4;
@@ -192,7 +194,7 @@ int run_train(int argc, char** argv) {
     config["model"]["dtype"] = "fp32";
   }
   const tr::TrainingConfig c = tr::parse_training_config(config, file);
-  const core::Calibration cal = calibration_from_args(args);
+  const core::Calibration cal = calibration_from_args(args, c.cluster);
   const auto trace = args.get("--trace");
   tr::TrainingReport report;
   if (real) {

@@ -17,7 +17,8 @@ std::map<std::string, Command>& commands() {
 namespace {
 void usage(FILE* out) {
   std::fprintf(out, "usage: moesys <command> [options]\n\ncommands:\n");
-  for (const auto& [name, cmd] : moesys::cli::commands()) std::fprintf(out, "  %-12s %s\n", name.c_str(), cmd.summary.c_str());
+  for (const auto& [name, cmd] : moesys::cli::commands())
+    std::fprintf(out, "  %-12s %s\n", name.c_str(), cmd.summary.c_str());
   std::fprintf(out, "\nRun 'moesys <command> --help' for a command's options.\n");
 }
 }  // namespace

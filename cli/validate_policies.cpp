@@ -8,23 +8,23 @@
 #include "cli/validate_policies.hpp"
 
 #include <algorithm>
-#include <cmath>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
-#include <tuple>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <tuple>
 
-#include "studies/real_training.hpp"
-#include "studies/worker_launch.hpp"
 #include "core/calibration.hpp"
 #include "core/error.hpp"
 #include "core/output_files.hpp"
 #include "core/trace.hpp"
-#include "sim/training_simulator.hpp"
 #include "policies/training/step_metrics.hpp"
 #include "sim/isolated_run.hpp"
+#include "sim/training_simulator.hpp"
+#include "studies/real_training.hpp"
+#include "studies/worker_launch.hpp"
 
 namespace moesys::cli {
 using namespace moesys::studies;  // study drivers and real-run launchers
@@ -140,7 +140,9 @@ double median(std::vector<double> v) {
   return n == 0 ? 0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-double pct(double predicted, double measured) { return measured > 0 ? (predicted - measured) / measured * 100 : 0; }
+double pct(double predicted, double measured) {
+  return measured > 0 ? (predicted - measured) / measured * 100 : 0;
+}
 
 /// The `limit` operation classes whose predicted busy time per step is furthest from the measured one (medians
 /// over repeats): where the machine description or the kernel model is wrong.
@@ -152,14 +154,15 @@ void print_op_detail(const std::vector<Sample>& samples, int limit) {
     for (const Sample& s : samples) v.push_back(s.rates.value(key, 0.0));
     return median(v);
   };
-  std::printf("  machine: collective call %.3f ms alone, %.3f ms beside compute; step inside it %.1f us; "
-              "all-to-all %.2f GB/s per rank; %g compute slots; a kernel's fixed cost %.1f us, a stream's wake-up "
-              "%.1f us (%.1f us for a compute worker beside other ranks' kernels); a waiting member spins %.0f us, then "
-              "polls with %.0f%% of a core\n",
-              rate("latency_s") * 1e3, rate("busy_latency_s") * 1e3, rate("message_latency_s") * 1e6,
-              rate("all_to_all_bytes_per_s") / 1e9, rate("compute_slots"), rate("op_overhead_s") * 1e6,
-              rate("stream_wake_s") * 1e6, rate("busy_compute_wake_s") * 1e6, rate("progress_spin_s") * 1e6,
-              rate("progress_core_share") * 100);
+  std::printf(
+      "  machine: collective call %.3f ms alone, %.3f ms beside compute; step inside it %.1f us; "
+      "all-to-all %.2f GB/s per rank; %g compute slots; a kernel's fixed cost %.1f us, a stream's wake-up "
+      "%.1f us (%.1f us for a compute worker beside other ranks' kernels); a waiting member spins %.0f us, then "
+      "polls with %.0f%% of a core\n",
+      rate("latency_s") * 1e3, rate("busy_latency_s") * 1e3, rate("message_latency_s") * 1e6,
+      rate("all_to_all_bytes_per_s") / 1e9, rate("compute_slots"), rate("op_overhead_s") * 1e6,
+      rate("stream_wake_s") * 1e6, rate("busy_compute_wake_s") * 1e6, rate("progress_spin_s") * 1e6,
+      rate("progress_core_share") * 100);
   std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> ops;
   for (const Sample& s : samples) {
     for (const auto& [k, v] : s.predicted.op_s) ops[k].first.push_back(v);
@@ -207,7 +210,8 @@ int validate_policies(const Args& args) {
       policies.emplace_back(name, json{{"preset", name}});
       rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
     }
-    if (policies.size() < 2) throw core::ConfigError("", "--compare", "expected two or more presets, e.g. deepspeed,moesys");
+    if (policies.size() < 2)
+      throw core::ConfigError("", "--compare", "expected two or more presets, e.g. deepspeed,moesys");
   } else {
     json p = {{"preset", args.get_or("--preset", "moesys")}};
     if (auto text = args.get("--policy")) {
@@ -254,10 +258,11 @@ int validate_policies(const Args& args) {
       samples[i].push_back(run_once(configs[i], ranks, warmup, warmup + steps, stem));
     }
 
-  std::printf("# moesys validate: %d rank(s) on this machine, model %s, %d measured steps after %d warm-up, "
-              "%d interleaved repeats (medians; errors paired per repeat; spread = (max - min) / median of the measured "
-              "step)\n",
-              ranks, base["model"].dump().c_str(), steps, warmup, repeats);
+  std::printf(
+      "# moesys validate: %d rank(s) on this machine, model %s, %d measured steps after %d warm-up, "
+      "%d interleaved repeats (medians; errors paired per repeat; spread = (max - min) / median of the measured "
+      "step)\n",
+      ranks, base["model"].dump().c_str(), steps, warmup, repeats);
   json report = {{"ranks", ranks}, {"repeats", repeats}, {"presets", json::array()}};
   for (std::size_t i = 0; i < configs.size(); ++i) {
     std::vector<double> p, m;
@@ -274,7 +279,8 @@ int validate_policies(const Args& args) {
     std::vector<double> paired;
     for (std::size_t r = 0; r < p.size(); ++r) paired.push_back(pct(p[r], m[r]));
     const double error = median(paired);
-    const double spread = mm > 0 ? (*std::max_element(m.begin(), m.end()) - *std::min_element(m.begin(), m.end())) / mm : 0;
+    const double spread =
+        mm > 0 ? (*std::max_element(m.begin(), m.end()) - *std::min_element(m.begin(), m.end())) / mm : 0;
     std::printf("\n%s (%s)\n%-12s %14s %14s %9s\n", policies[i].first.c_str(), policies[i].second.dump().c_str(),
                 "phase", "predicted(ms)", "measured(ms)", "error");
     json pj = {{"name", policies[i].first}, {"policy", policies[i].second}, {"phases", json::object()}};
@@ -303,10 +309,11 @@ int validate_policies(const Args& args) {
     }
     const double pr = median(predicted), mr = median(measured), error = median(errors);
     report["ratio"] = {{"predicted", pr}, {"measured", mr}, {"error_pct", error}};
-    std::printf("\n%s vs %s speed-up (step time of %s / step time of %s): predicted %.3f, measured %.3f, "
-                "error %+.1f%%\n",
-                policies[1].first.c_str(), policies[0].first.c_str(), policies[0].first.c_str(),
-                policies[1].first.c_str(), pr, mr, error);
+    std::printf(
+        "\n%s vs %s speed-up (step time of %s / step time of %s): predicted %.3f, measured %.3f, "
+        "error %+.1f%%\n",
+        policies[1].first.c_str(), policies[0].first.c_str(), policies[0].first.c_str(), policies[1].first.c_str(), pr,
+        mr, error);
   }
   if (auto path = args.get("--json")) {
     const std::string tmp = *path + ".tmp";

@@ -4,4 +4,4 @@
 namespace moesys::cli {
 /// `moesys validate --preset | --policy | --compare` (see validate_policies.cpp).
 int validate_policies(const Args& args);
-}
+}  // namespace moesys::cli

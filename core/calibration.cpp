@@ -1,5 +1,6 @@
 #include "core/calibration.hpp"
 
+#include <cctype>
 #include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -9,12 +10,36 @@
 
 namespace moesys::core {
 
-double Calibration::message_efficiency(double bytes) const {
+double Calibration::message_efficiency(double bytes, bool network) const {
   if (bytes <= 0) return 1.0;
-  return 1.0 / (1.0 + std::sqrt(half_bandwidth_bytes / bytes));
+  return 1.0 / (1.0 + std::sqrt((network ? nic_half_bandwidth_bytes : half_bandwidth_bytes) / bytes));
 }
 
-Calibration default_calibration() { return Calibration{}; }
+Calibration default_calibration() {
+  return Calibration{};
+}
+
+Calibration for_network(Calibration cal, bool efa) {
+  if (efa) {
+    cal.net_step_latency_s = cal.efa_step_latency_s;
+    cal.nic_half_bandwidth_bytes = cal.efa_half_bandwidth_bytes;
+  }
+  return cal;
+}
+
+const std::vector<std::string>& gpu_families() {
+  static const std::vector<std::string> kFamilies = {"a100", "h100", "h200"};
+  return kFamilies;
+}
+
+std::string gpu_family_of(const std::string& gpu_model) {
+  std::string m;
+  for (char ch : gpu_model) m += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (m.find("a100") != std::string::npos) return "a100";
+  if (m.find("h100") != std::string::npos || m.find("h800") != std::string::npos) return "h100";
+  if (m.find("h200") != std::string::npos) return "h200";
+  return "";
+}
 
 namespace {
 // Every field with its JSON key and its sane range. Efficiencies lie in [0.001, 1]: a smaller one would make one
@@ -32,9 +57,23 @@ const std::map<std::string, Field>& fields() {
       {"pcie_efficiency", {&Calibration::pcie_efficiency, true}},
       {"nic_efficiency", {&Calibration::nic_efficiency, true}},
       {"gemm_efficiency", {&Calibration::gemm_efficiency, true}},
+      {"gemm_fp8_efficiency", {&Calibration::gemm_fp8_efficiency, true}},
+      {"gemm_tile_overhead_k", {&Calibration::gemm_tile_overhead_k, false, 1e6}},
+      {"tree_efficiency", {&Calibration::tree_efficiency, true}},
+      {"p2p_efficiency", {&Calibration::p2p_efficiency, true}},
+      {"framework_call_latency_s", {&Calibration::framework_call_latency_s, false, 1.0}},
       {"hbm_efficiency", {&Calibration::hbm_efficiency, true}},
       {"step_latency_s", {&Calibration::step_latency_s, false, 1.0}},
+      {"ll128_step_latency_s", {&Calibration::ll128_step_latency_s, false, 1.0}},
+      {"ll_step_latency_s", {&Calibration::ll_step_latency_s, false, 1.0}},
+      {"net_step_latency_s", {&Calibration::net_step_latency_s, false, 1.0}},
+      {"nvls_efficiency", {&Calibration::nvls_efficiency, true}},
+      {"nvls_latency_s", {&Calibration::nvls_latency_s, false, 1.0}},
+      {"alltoall_peer_latency_s", {&Calibration::alltoall_peer_latency_s, false, 1.0}},
       {"half_bandwidth_bytes", {&Calibration::half_bandwidth_bytes, false, 1e12}},
+      {"nic_half_bandwidth_bytes", {&Calibration::nic_half_bandwidth_bytes, false, 1e12}},
+      {"efa_step_latency_s", {&Calibration::efa_step_latency_s, false, 1.0}},
+      {"efa_half_bandwidth_bytes", {&Calibration::efa_half_bandwidth_bytes, false, 1e12}},
       {"kernel_launch_s", {&Calibration::kernel_launch_s, false, 1.0}},
       {"stream_wake_s", {&Calibration::stream_wake_s, false, 1.0}},
       {"busy_compute_wake_s", {&Calibration::busy_compute_wake_s, false, 1.0}},
@@ -46,9 +85,9 @@ const std::map<std::string, Field>& fields() {
 }
 }  // namespace
 
-Calibration parse_calibration(const nlohmann::json& j, const std::string& file) {
+Calibration parse_calibration(const nlohmann::json& j, const std::string& file, const Calibration& base) {
   if (!j.is_object()) throw ConfigError(file, "(root)", "expected an object of calibration parameters");
-  Calibration c = default_calibration();
+  Calibration c = base;
   for (const auto& [key, value] : j.items()) {
     auto it = fields().find(key);
     if (it == fields().end()) {

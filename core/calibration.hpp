@@ -1,24 +1,56 @@
 #pragma once
-// The hardware model's efficiency parameters: one small table, calibrated once on published A100
-// measurements (calibration/a100-measured.json), printed by `moesys calibration`, overridable from a file.
-// No other constant in the model may be tuned; everything else comes from specifications.
-// The defaults below are `moesys calibration --fit` rounded to three digits; hbm_efficiency and
-// kernel_launch_s have no published point and keep engineering defaults (reported as uncalibrated).
-#include <string>
-
+// The hardware model's efficiency and latency parameters: one small table per GPU family, fitted on the published
+// measurements of calibration/<family>-measured.json by `moesys calibration --fit`, printed by `moesys
+// calibration`, overridable from a file. No other constant in the model may be tuned; everything else comes from
+// specifications. The defaults below are the A100 table rounded to three digits; core/calibration_tables.cpp holds
+// the others. A parameter no A100 point moves keeps an engineering default, reported as uncalibrated in the README.
 #include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
 
 namespace moesys::core {
 
 struct Calibration {
-  double nvlink_efficiency = 0.745;       // large-transfer fraction of NVLink spec bandwidth
-  double pcie_efficiency = 0.830;         // fraction of PCIe spec bandwidth for pinned copies
-  double nic_efficiency = 0.960;           // fraction of NIC line rate reached by RDMA collectives
-  double gemm_efficiency = 0.936;         // fraction of tensor-core peak for large GEMMs
-  double hbm_efficiency = 0.8;            // fraction of HBM bandwidth for memory-bound kernels (uncalibrated)
-  double step_latency_s = 3.09e-6;        // fixed cost of one collective step / one message
-  double half_bandwidth_bytes = 8.81e4;    // message size at which a transfer reaches half its link rate
-  double kernel_launch_s = 4e-6;          // fixed cost per GPU kernel (uncalibrated)
+  double nvlink_efficiency = 0.780;    // large-transfer fraction of NVLink spec bandwidth
+  double pcie_efficiency = 0.830;      // fraction of PCIe spec bandwidth for pinned copies
+  double nic_efficiency = 0.960;       // fraction of NIC line rate reached by RDMA collectives
+  double gemm_efficiency = 0.936;      // fraction of tensor-core peak for large GEMMs (16-bit, tf32, fp32)
+  double gemm_fp8_efficiency = 0.936;  // the same for fp8 GEMMs (their own kernels, scaling included)
+  /// A GEMM's output tile pays a fixed cost (loading its first operands, writing the result) worth this many
+  /// steps of K: a K-deep GEMM reaches K / (K + gemm_tile_overhead_k) of the efficiency. Its tiles run in waves
+  /// of one per SM (GpuSpec::sms), so a partial last wave idles the rest.
+  double gemm_tile_overhead_k = 0;
+  /// NCCL's tree kernels reduce and forward to up to three peers per step, so their transfers reach this
+  /// fraction of the rate a ring's do.
+  double tree_efficiency = 0.759;
+  /// NCCL gives one send/recv peer a few channels of its own, not all of them: a point-to-point message reaches
+  /// this fraction of the rate a collective's transfers do.
+  double p2p_efficiency = 0.846;
+  /// Host cost of one collective call through a framework (torch.distributed: Python, dispatch, stream
+  /// bookkeeping) on top of NCCL's; points measured through one carry it.
+  double framework_call_latency_s = 0;
+  double hbm_efficiency = 0.8;  // fraction of HBM bandwidth for memory-bound kernels (uncalibrated)
+  /// Per-step latency of each of NCCL's protocols over NVLink/PCIe (see sim/collectives/protocol.hpp): Simple
+  /// (full bandwidth, a fence and flag per step; also one point-to-point message), LL128 and LL (flags inside
+  /// the data: lower latency, 120/128 and 1/2 of the bandwidth).
+  double step_latency_s = 3.09e-6;
+  double ll128_step_latency_s = 1.26e-6;
+  double ll_step_latency_s = 0.837e-6;
+  /// Added to a step whose message crosses the network (NIC, switch, the peer's NIC), whatever the protocol.
+  double net_step_latency_s = 4e-6;
+  /// NVLink SHARP (NVLS) all-reduce on NVSwitch gen3: the switch reduces, each GPU sends and receives the buffer
+  /// once, at this fraction of its (efficiency-scaled) NVLink rate; the call costs nvls_latency_s.
+  double nvls_efficiency = 0.75;
+  double nvls_latency_s = 20e-6;
+  /// A direct all-to-all is grouped point-to-point: every peer beyond the first adds this to the call (its
+  /// connection's send and receive are posted and progressed one after another by the same kernel).
+  double alltoall_peer_latency_s = 1e-6;
+  /// On an EFA network (NicSpec::transport) instead of net_step_latency_s and nic_half_bandwidth_bytes.
+  double efa_step_latency_s = 4e-6;
+  double efa_half_bandwidth_bytes = 8.81e4;
+  double half_bandwidth_bytes = 1.13e5;      // message size at which an NVLink/PCIe transfer reaches half its rate
+  double nic_half_bandwidth_bytes = 8.81e4;  // the same for a message that crosses the network
+  double kernel_launch_s = 4e-6;             // fixed cost per GPU kernel (uncalibrated)
   /// Delay from the moment an idle stream's next operation becomes ready (its issue, or the event it waits for)
   /// to its start: a CPU rank's stream worker waking up. Measured on CPU ranks; 0 for GPUs (uncalibrated).
   double stream_wake_s = 0;
@@ -28,9 +60,9 @@ struct Calibration {
   /// on GPUs (uncalibrated).
   double busy_compute_wake_s = 0;
   /// Fixed cost of one collective call, paid once before its first step: its members meeting in the call. On CPU
-  /// ranks a stream worker's wake-up and MPI's progress, measured; on GPUs NCCL's launch is inside the fitted
-  /// step latency, so 0 there (uncalibrated).
-  double collective_latency_s = 0;
+  /// ranks a stream worker's wake-up and MPI's progress, measured; on GPUs NCCL's launch and setup of the call,
+  /// fitted where small-size points constrain it.
+  double collective_latency_s = 28.9e-6;
   /// On CPU ranks (a node with compute slots), a member waiting for a collective or message polls MPI: it spins for
   /// up to `progress_spin_s` of a core, then sleeps between polls and takes `progress_core_share` of a core until
   /// the operation completes, cores the node's kernels run without (sim/progress_load.hpp). Measured on CPU
@@ -40,14 +72,29 @@ struct Calibration {
 
   /// Fraction of a link's (already efficiency-scaled) rate that messages of `bytes` use: 1 / (1 + sqrt(half / bytes)).
   /// It rises slowly with size, as NCCL's channel and protocol choice makes it; small messages waste link time.
-  double message_efficiency(double bytes) const;
-  double message_rate(double link_bytes_per_s, double bytes) const { return link_bytes_per_s * message_efficiency(bytes); }
+  /// `network`: the message crosses a NIC (its ramp is nic_half_bandwidth_bytes).
+  double message_efficiency(double bytes, bool network = false) const;
+  double message_rate(double link_bytes_per_s, double bytes, bool network = false) const {
+    return link_bytes_per_s * message_efficiency(bytes, network);
+  }
 };
 
-/// Built-in calibration (the numbers above, derived in README "Calibration").
+/// Built-in calibration of the A100 family (the numbers above, derived in README "Calibration").
 Calibration default_calibration();
-/// Reads {"nvlink_efficiency": ..., ...}; unknown keys or values out of (0, 1] for efficiencies are ConfigErrors.
-Calibration parse_calibration(const nlohmann::json& j, const std::string& file);
+/// The GPU families the model has a fitted table for (calibration/<family>-measured.json): a100, h100 (H100 and
+/// H800, the same chip), h200.
+const std::vector<std::string>& gpu_families();
+/// The family of a GPU model name ("A100-SXM4-80GB" -> a100, "H800-SXM5-80GB" -> h100); "" when none matches.
+std::string gpu_family_of(const std::string& gpu_model);
+/// The fitted table of a family; an unknown family (a measured CPU machine, a GPU without published points) gets
+/// the A100 table.
+Calibration default_calibration_for(const std::string& family);
+/// The parameters a cluster's network uses: on an EFA network, the EFA latency and ramp replace the RDMA ones.
+Calibration for_network(Calibration cal, bool efa);
+/// Reads {"nvlink_efficiency": ..., ...} over `base`; unknown keys or values out of (0, 1] for efficiencies are
+/// ConfigErrors.
+Calibration parse_calibration(const nlohmann::json& j, const std::string& file,
+                              const Calibration& base = default_calibration());
 nlohmann::json calibration_to_json(const Calibration& c);
 
 }  // namespace moesys::core

@@ -254,11 +254,12 @@ class Parser {
     if (optional(j, "compute_slots")) {
       n.compute_slots = positive_int(j, p, "compute_slots");
       if (n.compute_slots > 4096)
-        fail(key_path(p, "compute_slots"), "expected at most 4096 compute slots, got " + std::to_string(n.compute_slots));
+        fail(key_path(p, "compute_slots"),
+             "expected at most 4096 compute slots, got " + std::to_string(n.compute_slots));
     }
     if (n.gpus > kMaxGpusPerNode)
-      fail(key_path(p, "gpus"), "expected at most " + std::to_string(kMaxGpusPerNode) + " GPUs per node, got " +
-                                    std::to_string(n.gpus));
+      fail(key_path(p, "gpus"),
+           "expected at most " + std::to_string(kMaxGpusPerNode) + " GPUs per node, got " + std::to_string(n.gpus));
     n.gpu = gpu(required(j, p, "gpu", "an object"), key_path(p, "gpu"));
     n.intra_node = intra_node(required(j, p, "intra_node", "an object"), key_path(p, "intra_node"));
     {
@@ -282,11 +283,17 @@ class Parser {
   }
 
   GpuSpec gpu(const json& j, const std::string& p) const {
-    object(j, p, {"model", "hbm_gib", "hbm_gbytes_per_s", "peak_tflops", "kernel_gwork_per_s"});
+    object(j, p, {"model", "hbm_gib", "hbm_gbytes_per_s", "peak_tflops", "kernel_gwork_per_s", "sms"});
     GpuSpec g;
     g.model = string(required(j, p, "model", "a non-empty string"), key_path(p, "model"));
     g.hbm_bytes = positive(j, p, "hbm_gib") * kGiB;
     g.hbm_bytes_per_s = positive(j, p, "hbm_gbytes_per_s") * kGB;
+    if (optional(j, "sms")) {
+      const double sms = positive(j, p, "sms");
+      if (sms != std::floor(sms) || sms > 100000)
+        fail(key_path(p, "sms"), "expected a whole number of streaming multiprocessors, got " + show(j["sms"]));
+      g.sms = static_cast<int>(sms);
+    }
     const std::string tp = key_path(p, "peak_tflops");
     const json& t = required(j, p, "peak_tflops", "an object of dense TFLOP/s per dtype");
     object(t, tp, {"fp32", "tf32", "fp16", "bf16", "fp8"});
@@ -313,7 +320,8 @@ class Parser {
                           point[0].get<double>() > 0 && point[1].get<double>() > 0 &&
                           std::isfinite(point[0].get<double>()) && std::isfinite(point[1].get<double>());
           if (!ok)
-            fail(cp + "[" + std::to_string(i) + "]", "expected a [work, rate] pair of positive numbers, got " + show(point));
+            fail(cp + "[" + std::to_string(i) + "]",
+                 "expected a [work, rate] pair of positive numbers, got " + show(point));
           g.kernel_rates[name][point[0].get<double>()] = point[1].get<double>() * 1e9;
         }
       }
@@ -339,9 +347,14 @@ class Parser {
   }
 
   NicSpec nics(const json& j, const std::string& p, int gpus) const {
-    object(j, p, {"count", "gbits_per_s", "gpus"});
+    object(j, p, {"count", "gbits_per_s", "gpus", "transport"});
     NicSpec s;
     s.count = positive_int(j, p, "count");
+    if (optional(j, "transport")) {
+      const std::string t = string(j["transport"], key_path(p, "transport"));
+      if (t != "rdma" && t != "efa") fail(key_path(p, "transport"), "expected \"rdma\" or \"efa\", got \"" + t + "\"");
+      s.transport = t == "efa" ? NicTransport::efa : NicTransport::rdma;
+    }
     if (gpus % s.count != 0)
       fail(key_path(p, "count"), "NICs that do not divide the GPUs: expected a NIC count that divides the " +
                                      std::to_string(gpus) + " GPUs of a node, got " + std::to_string(s.count));
@@ -434,8 +447,8 @@ class Parser {
     if (const json* v = optional(j, "nodes_per_leaf"))
       f.nodes_per_leaf = integer(*v, key_path(p, "nodes_per_leaf"), 1, "an integer >= 1");
     if (const json* v = optional(j, "oversubscription"))
-      f.oversubscription = number(*v, key_path(p, "oversubscription"), 1.0, true,
-                                  "a number in [1, 1000000] (1 = non-blocking)", 1e6);
+      f.oversubscription =
+          number(*v, key_path(p, "oversubscription"), 1.0, true, "a number in [1, 1000000] (1 = non-blocking)", 1e6);
     if (const json* v = optional(j, "hop_latency_us"))
       f.hop_latency_s =
           number(*v, key_path(p, "hop_latency_us"), 0.0, true, "a number in [0, 1000000] (at most a second)", 1e6) *
@@ -483,6 +496,8 @@ json cluster_to_json(const ClusterSpec& c) {
       {"pcie", {{"generation", n.pcie.generation}, {"lanes", n.pcie.lanes}, {"switches", switches}}},
       {"nics", {{"count", n.nics.count}, {"gbits_per_s", n.nics.bytes_per_s * 8.0 / 1e9}, {"gpus", n.nics.gpus}}},
   };
+  if (n.gpu.sms > 0) node["gpu"]["sms"] = n.gpu.sms;
+  if (n.nics.transport == NicTransport::efa) node["nics"]["transport"] = "efa";
   if (!n.gpu.kernel_rates.empty()) {
     json rates = json::object();
     for (const auto& [name, curve] : n.gpu.kernel_rates) {
@@ -528,14 +543,15 @@ struct GpuPreset {
   double host_gib, host_gbytes_per_s;  // host bandwidth: one socket's DDR channels (DDR4-3200 x8, DDR5-4800 x8)
   double ssd_tib, ssd_read_gbytes_per_s, ssd_write_gbytes_per_s;  // the NVMe RAID-0 data volume
   double nic_gbits_per_s;  // each compute-fabric NIC: ConnectX-6 HDR on DGX A100, ConnectX-7 NDR on the Hopper nodes
+  int sms;                 // streaming multiprocessors: 108 on A100, 132 on the SXM5 Hopper parts (H100, H800, H200)
 };
 
 constexpr GpuPreset kPresets[] = {
-    {"a100-80g", "A100-SXM4-80GB", 80, 2039, 19.5, 156, 312, 312, 0, 300, 4, 2048, 200, 15, 25, 10, 200},
-    {"a100-40g", "A100-SXM4-40GB", 40, 1555, 19.5, 156, 312, 312, 0, 300, 4, 1024, 200, 15, 25, 10, 200},
-    {"h100", "H100-SXM5-80GB", 80, 3352, 67, 494, 989, 989, 1979, 450, 5, 2048, 300, 30, 50, 20, 400},
-    {"h200", "H200-SXM5-141GB", 141, 4800, 67, 494, 989, 989, 1979, 450, 5, 2048, 300, 28, 50, 20, 400},
-    {"h800", "H800-SXM5-80GB", 80, 3352, 67, 494, 989, 989, 1979, 200, 5, 2048, 300, 30, 50, 20, 400},
+    {"a100-80g", "A100-SXM4-80GB", 80, 2039, 19.5, 156, 312, 312, 0, 300, 4, 2048, 200, 15, 25, 10, 200, 108},
+    {"a100-40g", "A100-SXM4-40GB", 40, 1555, 19.5, 156, 312, 312, 0, 300, 4, 1024, 200, 15, 25, 10, 200, 108},
+    {"h100", "H100-SXM5-80GB", 80, 3352, 67, 494, 989, 989, 1979, 450, 5, 2048, 300, 30, 50, 20, 400, 132},
+    {"h200", "H200-SXM5-141GB", 141, 4800, 67, 494, 989, 989, 1979, 450, 5, 2048, 300, 28, 50, 20, 400, 132},
+    {"h800", "H800-SXM5-80GB", 80, 3352, 67, 494, 989, 989, 1979, 200, 5, 2048, 300, 30, 50, 20, 400, 132},
 };
 
 // "a100-80g, a100-40g, h100, h200, h800": the names --gpu accepts, for its error message.
@@ -576,6 +592,7 @@ ClusterSpec generate_cluster(const ClusterGeneratorOptions& o) {
   NodeSpec& n = c.node;
   n.gpus = g;
   n.gpu.model = preset->model;
+  n.gpu.sms = preset->sms;
   n.gpu.hbm_bytes = preset->hbm_gib * kGiB;
   n.gpu.hbm_bytes_per_s = preset->hbm_gbytes_per_s * kGB;
   n.gpu.peak_flop_per_s = {{Dtype::fp32, preset->fp32 * kTera},

@@ -3,11 +3,10 @@
 // Nodes are homogeneous (one node template repeated `nodes` times), as in every cluster the paper uses.
 // All quantities are stored in base units (bytes, bytes/s, flop/s, seconds); JSON keys carry their unit.
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace moesys::core {
 
@@ -33,14 +32,15 @@ using RateCurve = std::map<double, double>;  // work -> work per second
 double rate_at(const RateCurve& curve, double work);
 
 struct GpuSpec {
-  std::string model;                          // "A100-SXM4-80GB"
-  double hbm_bytes = 0;                       // capacity
-  double hbm_bytes_per_s = 0;                 // peak memory bandwidth
-  std::map<Dtype, double> peak_flop_per_s;    // dense tensor-core peak per dtype
+  std::string model;                        // "A100-SXM4-80GB"
+  double hbm_bytes = 0;                     // capacity
+  double hbm_bytes_per_s = 0;               // peak memory bandwidth
+  std::map<Dtype, double> peak_flop_per_s;  // dense tensor-core peak per dtype
+  int sms = 0;  // streaming multiprocessors: GEMM tiles run in waves of this many (0: unknown, no wave effect)
   /// Measured machines only (CPU ranks): work per second by kernel class (core/kernel_class.hpp) and size, used
   /// instead of the roofline for the classes it lists. Empty for GPUs: their kernels follow the roofline.
   std::map<std::string, RateCurve> kernel_rates;
-  double peak(Dtype d) const;                 // throws std::out_of_range if the dtype is not listed
+  double peak(Dtype d) const;  // throws std::out_of_range if the dtype is not listed
 };
 
 enum class IntraNodeKind { nvswitch, pcie_only };
@@ -67,8 +67,13 @@ struct PcieSpec {
   double bytes_per_s() const;            // one direction, one link
 };
 
+/// The network's transport: InfiniBand or RoCE RDMA verbs, or AWS EFA (SRD through libfabric), whose messages
+/// pay more latency and need larger sizes to reach the line rate (Calibration::efa_*).
+enum class NicTransport { rdma, efa };
+
 struct NicSpec {
-  int count = 0;                       // per node
+  int count = 0;  // per node
+  NicTransport transport = NicTransport::rdma;
   double bytes_per_s = 0;              // one direction, per NIC
   std::vector<std::vector<int>> gpus;  // gpus[nic] = local GPUs this NIC serves (a partition of the GPUs)
 };

@@ -7,15 +7,24 @@ namespace moesys::core {
 
 const char* stream_name(StreamId s) {
   switch (s) {
-    case streams::kCompute: return "compute";
-    case streams::kComm: return "comm";
-    case streams::kH2D: return "h2d";
-    case streams::kD2H: return "d2h";
-    case streams::kNvme: return "nvme";
-    case streams::kComm2: return "comm2";
-    case streams::kGather: return "gather";
-    case streams::kUpload: return "upload";
-    default: return "stream";
+    case streams::kCompute:
+      return "compute";
+    case streams::kComm:
+      return "comm";
+    case streams::kH2D:
+      return "h2d";
+    case streams::kD2H:
+      return "d2h";
+    case streams::kNvme:
+      return "nvme";
+    case streams::kComm2:
+      return "comm2";
+    case streams::kGather:
+      return "gather";
+    case streams::kUpload:
+      return "upload";
+    default:
+      return "stream";
   }
 }
 
@@ -36,10 +45,20 @@ int Group::index_of(int global_rank) const {
 
 const char* to_string(CollectiveAlgo a) {
   switch (a) {
-    case CollectiveAlgo::automatic: return "auto";
-    case CollectiveAlgo::ring: return "ring";
-    case CollectiveAlgo::direct: return "direct";
-    case CollectiveAlgo::hierarchical: return "hierarchical";
+    case CollectiveAlgo::automatic:
+      return "auto";
+    case CollectiveAlgo::ring:
+      return "ring";
+    case CollectiveAlgo::direct:
+      return "direct";
+    case CollectiveAlgo::hierarchical:
+      return "hierarchical";
+    case CollectiveAlgo::tree:
+      return "tree";
+    case CollectiveAlgo::nvls:
+      return "nvls";
+    case CollectiveAlgo::nvls_tree:
+      return "nvlstree";
   }
   return "?";
 }
@@ -49,7 +68,11 @@ CollectiveAlgo parse_collective_algo(const std::string& s) {
   if (s == "ring") return CollectiveAlgo::ring;
   if (s == "direct") return CollectiveAlgo::direct;
   if (s == "hierarchical") return CollectiveAlgo::hierarchical;
-  throw std::invalid_argument("unknown collective algorithm '" + s + "' (known: auto, ring, direct, hierarchical)");
+  if (s == "tree") return CollectiveAlgo::tree;
+  if (s == "nvls") return CollectiveAlgo::nvls;
+  if (s == "nvlstree") return CollectiveAlgo::nvls_tree;
+  throw std::invalid_argument("unknown collective algorithm '" + s +
+                              "' (known: auto, ring, tree, nvls, nvlstree, direct, hierarchical)");
 }
 
 Buffer Buffer::slice(std::uint64_t offset, std::uint64_t length) const {
@@ -64,11 +87,11 @@ Buffer Buffer::slice(std::uint64_t offset, std::uint64_t length) const {
 }
 
 const char* to_string(TensorOpKind k) {
-  static const char* const kNames[] = {"gate_topk", "gate_bwd", "dispatch", "dispatch_bwd", "combine",
-                                       "combine_bwd", "block_transpose", "add_bias", "bias_grad", "gelu",
-                                       "gelu_bwd", "add", "scale", "fill", "layernorm", "layernorm_bwd",
-                                       "embedding", "embedding_bwd", "softmax_xent", "adamw",
-                                       "gather_rows", "remap_index", "argmax", "scatter_add_rows"};
+  static const char* const kNames[] = {
+      "gate_topk",       "gate_bwd", "dispatch",    "dispatch_bwd",  "combine",   "combine_bwd",
+      "block_transpose", "add_bias", "bias_grad",   "gelu",          "gelu_bwd",  "add",
+      "scale",           "fill",     "layernorm",   "layernorm_bwd", "embedding", "embedding_bwd",
+      "softmax_xent",    "adamw",    "gather_rows", "remap_index",   "argmax",    "scatter_add_rows"};
   return kNames[static_cast<int>(k)];
 }
 

@@ -50,7 +50,9 @@ struct Buffer {
   explicit operator bool() const { return id != 0; }
   /// Typed host view of a real buffer (nullptr in the simulator, or for a tier the host cannot address).
   template <typename T>
-  T* as() const { return static_cast<T*>(data); }
+  T* as() const {
+    return static_cast<T*>(data);
+  }
   /// A view of `length` bytes from `offset` (same id and tier: it is freed with its buffer, never on its own).
   /// Model code carves tensors out of a few planned allocations this way, so the ledger sees the plan's items.
   Buffer slice(std::uint64_t offset, std::uint64_t length) const;
@@ -63,7 +65,7 @@ struct Event {
 
 /// A communicator: the global ranks that take part, in group-rank order.
 class Group {
-public:
+ public:
   Group() = default;
   explicit Group(std::vector<int> ranks);
   static Group world(int world_size);
@@ -73,14 +75,18 @@ public:
   /// Identifies the group across ranks (same members in the same order -> same key).
   const std::string& key() const { return key_; }
 
-private:
+ private:
   std::vector<int> ranks_;
   std::string key_;
 };
 
 /// Collective algorithms. `automatic` lets the runtime choose (NCCL's choice on real hardware; the cheapest
 /// of the modelled algorithms in the simulator). Policies force one to compare them.
-enum class CollectiveAlgo { automatic, ring, direct, hierarchical };
+/// How a collective is carried out. Real runtimes leave all-reduce, reduce-scatter and all-gather to their
+/// library's own choice (NCCL, MPI); the simulator models the choice (sim/collectives.hpp). tree, nvls and
+/// nvls_tree are all-reduce algorithms: NCCL's pipelined trees, NVLink SHARP inside an NVSwitch node, and NVLS
+/// inside each node with trees across nodes.
+enum class CollectiveAlgo { automatic, ring, direct, hierarchical, tree, nvls, nvls_tree };
 const char* to_string(CollectiveAlgo a);
 CollectiveAlgo parse_collective_algo(const std::string& s);  // throws std::invalid_argument
 
@@ -145,9 +151,30 @@ struct GateOp {
 /// them as memory-bound work (bytes_read + bytes_written, flop) like an ElementwiseOp. The operand order and the
 /// meaning of dims / scalars of each kind are documented in model/ops.hpp. Integer operands are int32.
 enum class TensorOpKind {
-  gate_topk, gate_bwd, dispatch, dispatch_bwd, combine, combine_bwd, block_transpose, add_bias, bias_grad, gelu,
-  gelu_bwd, add, scale, fill, layernorm, layernorm_bwd, embedding, embedding_bwd, softmax_xent, adamw,
-  gather_rows, remap_index, argmax, scatter_add_rows
+  gate_topk,
+  gate_bwd,
+  dispatch,
+  dispatch_bwd,
+  combine,
+  combine_bwd,
+  block_transpose,
+  add_bias,
+  bias_grad,
+  gelu,
+  gelu_bwd,
+  add,
+  scale,
+  fill,
+  layernorm,
+  layernorm_bwd,
+  embedding,
+  embedding_bwd,
+  softmax_xent,
+  adamw,
+  gather_rows,
+  remap_index,
+  argmax,
+  scatter_add_rows
 };
 const char* to_string(TensorOpKind k);
 
@@ -165,7 +192,7 @@ using Kernel = std::variant<GemmOp, AttentionOp, ElementwiseOp, GateOp, TensorOp
 
 /// The interface every runtime implements. One instance per rank; not shared between ranks.
 class Runtime {
-public:
+ public:
   virtual ~Runtime() = default;
 
   // ---- Identity and time ----
@@ -187,11 +214,10 @@ public:
   virtual Event copy(StreamId stream, const Buffer& dst, const Buffer& src, std::uint64_t bytes) = 0;
   virtual Event send(StreamId stream, int peer, const Buffer& buffer, std::uint64_t bytes, int tag) = 0;
   virtual Event recv(StreamId stream, int peer, const Buffer& buffer, std::uint64_t bytes, int tag) = 0;
-  virtual Event all_reduce(StreamId stream, const Group& group, const Buffer& buffer, std::uint64_t bytes,
-                           Dtype dtype, CollectiveAlgo algo = CollectiveAlgo::automatic) = 0;
+  virtual Event all_reduce(StreamId stream, const Group& group, const Buffer& buffer, std::uint64_t bytes, Dtype dtype,
+                           CollectiveAlgo algo = CollectiveAlgo::automatic) = 0;
   virtual Event reduce_scatter(StreamId stream, const Group& group, const Buffer& send, const Buffer& recv,
-                               std::uint64_t bytes, Dtype dtype,
-                               CollectiveAlgo algo = CollectiveAlgo::automatic) = 0;
+                               std::uint64_t bytes, Dtype dtype, CollectiveAlgo algo = CollectiveAlgo::automatic) = 0;
   virtual Event all_gather(StreamId stream, const Group& group, const Buffer& send, const Buffer& recv,
                            std::uint64_t bytes, CollectiveAlgo algo = CollectiveAlgo::automatic) = 0;
   /// All-to-all(v): send_bytes[i] go to group member i, recv_bytes[i] come from member i.

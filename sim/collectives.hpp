@@ -1,7 +1,12 @@
 #pragma once
 // Collective algorithms of the simulator, modelled after NCCL's: each algorithm turns one collective call into
-// stages; a stage is a set of concurrent transfers plus a number of algorithm steps, each costing the
-// calibrated per-step latency. Stages run one after another.
+// stages; a stage is a set of concurrent transfers plus its latency: a number of algorithm steps, each costing the
+// per-step latency of the protocol the stage uses (NCCL's Simple, LL128 or LL; sim/collectives/protocol.cpp), more
+// for a step that crosses the network, and any fixed cost of the algorithm. Stages run one after another.
+//
+// Like NCCL, the automatic choice predicts the time of every algorithm and protocol the hardware offers (ring,
+// tree, NVLS, NVLS-tree; LL, LL128, Simple) from the links' rates and the latencies, and runs the fastest. The
+// prediction ignores contention with other traffic; the simulation of the chosen plan does not.
 //
 // Ring algorithms are simulated in lock-step: every step of a ring moves the same chunk along the same
 // edges, so the steps are merged into one flow per ring edge carrying all of them (the per-step latency is
@@ -20,31 +25,73 @@ const char* to_string(CollectiveOp op);
 
 struct CollectiveCall {
   CollectiveOp op = CollectiveOp::all_reduce;
-  std::vector<int> members;  // global GPU ids, in group order
-  double bytes = 0;          // nccl-tests size (see core/runtime.hpp); unused for all_to_all
+  std::vector<int> members;                 // global GPU ids, in group order
+  double bytes = 0;                         // nccl-tests size (see core/runtime.hpp); unused for all_to_all
   std::vector<std::vector<double>> matrix;  // all_to_all: matrix[i][j] bytes from member i to member j
+  bool point_to_point = false;              // a send/recv pair, planned as a two-member all-to-all
 };
+
+/// NCCL's protocols: Simple moves whole buffers and synchronises each step with a fence and a flag; LL128 and LL
+/// put a flag in every 128-byte line or 8-byte word, so a step costs less latency and carries less data.
+enum class Protocol { simple, ll128, ll };
+const char* to_string(Protocol p);
+/// Fraction of a link's rate that the protocol's payload gets: 1, 120/128 and 1/2.
+double protocol_bandwidth_fraction(Protocol p);
+/// Per-step latency of the protocol over NVLink/PCIe (Calibration::step_latency_s, ll128_..., ll_...).
+double protocol_step_latency(Protocol p, const core::Calibration& cal);
 
 struct Stage {
   std::vector<Transfer> transfers;
-  int latency_steps = 0;
+  int latency_steps = 0;       // algorithm steps inside nodes
+  int net_latency_steps = 0;   // algorithm steps whose message crosses the network
+  double fixed_latency_s = 0;  // costs of the stage that are not steps (NVLS setup, all-to-all peers)
+  Protocol protocol = Protocol::simple;
+  /// The stage's latency: its steps at the protocol's step latency (plus net_step_latency_s for network steps)
+  /// and its fixed cost.
+  double latency_s(const core::Calibration& cal) const;
 };
 
 using CollectivePlan = std::vector<Stage>;
 
-/// Plans for each algorithm (one file each under sim/collectives/).
-CollectivePlan plan_ring(const core::ClusterSpec& spec, const CollectiveCall& call);
-CollectivePlan plan_direct_all_to_all(const core::ClusterSpec& spec, const CollectiveCall& call);
-CollectivePlan plan_hierarchical_all_to_all(const core::ClusterSpec& spec, const CollectiveCall& call);
+/// Plans for each algorithm (one file each under sim/collectives/). Ring and tree take the protocol; NVLS and
+/// all-to-all use Simple.
+CollectivePlan plan_ring(const core::ClusterSpec& spec, const CollectiveCall& call, Protocol protocol);
+CollectivePlan plan_tree(const core::ClusterSpec& spec, const core::Calibration& cal, const CollectiveCall& call,
+                         Protocol protocol);
+CollectivePlan plan_nvls(const core::ClusterSpec& spec, const core::Calibration& cal, const CollectiveCall& call,
+                         bool across_nodes);
+CollectivePlan plan_direct_all_to_all(const core::ClusterSpec& spec, const core::Calibration& cal,
+                                      const CollectiveCall& call);
+CollectivePlan plan_hierarchical_all_to_all(const core::ClusterSpec& spec, const core::Calibration& cal,
+                                            const CollectiveCall& call);
 
-/// The algorithms each operation accepts; `automatic` resolves to NCCL's own choice (ring for all-reduce,
-/// reduce-scatter and all-gather; direct for all-to-all). Throws std::invalid_argument naming the valid ones.
+/// NCCL's channels for a group: one ring per distinct NIC among a node's members (member GPU ids in ring order),
+/// or a single ring in member order for one node or an irregular group.
+std::vector<std::vector<int>> ring_orders(const core::ClusterSpec& spec, const std::vector<int>& members);
+
+/// One all-to-all step: its transfers, one (network) step of Simple latency and (peers - 1) peer latencies.
+Stage all_to_all_stage(const core::ClusterSpec& spec, const core::Calibration& cal, std::vector<Transfer> transfers,
+                       int peers);
+
+/// True when the node's NVSwitches reduce in the switch (NVLink SHARP: NVSwitch gen3 of the Hopper nodes).
+bool has_nvlink_sharp(const core::ClusterSpec& spec);
+/// Nodes a call's members span.
+int nodes_spanned(const core::ClusterSpec& spec, const std::vector<int>& members);
+
+/// The algorithms each operation accepts on this cluster and group; `automatic` stays automatic for the
+/// all-reduce family (chosen per call by predicted time) and resolves to direct for all-to-all, NCCL's only one.
+/// Throws std::invalid_argument naming the valid ones.
 core::CollectiveAlgo resolve_algo(CollectiveOp op, core::CollectiveAlgo requested);
-CollectivePlan plan_collective(const core::ClusterSpec& spec, const CollectiveCall& call, core::CollectiveAlgo algo);
+/// The plan `algo` gives; automatic: the fastest predicted (algorithm, protocol) pair the hardware offers.
+CollectivePlan plan_collective(const core::ClusterSpec& spec, const core::Calibration& cal, const CollectiveCall& call,
+                               core::CollectiveAlgo algo);
+/// Time a plan would take on idle links: every stage's latency plus its busiest GPU port's bytes at the port's
+/// (efficiency-scaled) rate. The automatic choice compares plans by it.
+double predict_plan_time(const core::ClusterSpec& spec, const core::Calibration& cal, const CollectivePlan& plan);
 
-/// Runs a plan in the calling actor: per stage, the latency, then the flows.
-/// Runs a plan's stages in order: each stage's latency steps, then its transfers. `call_latency_s` is paid once
+/// Runs a plan's stages in order: each stage's latency, then its transfers. `call_latency_s` is paid once
 /// before the first stage (Calibration::collective_latency_s; 0 for point-to-point messages).
-void execute_plan(const CollectivePlan& plan, FlowEngine& flows, double step_latency_s, double call_latency_s = 0);
+void execute_plan(const CollectivePlan& plan, FlowEngine& flows, const core::Calibration& cal,
+                  double call_latency_s = 0);
 
 }  // namespace moesys::sim

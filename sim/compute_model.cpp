@@ -1,6 +1,7 @@
 #include "sim/compute_model.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <type_traits>
 
 #include "core/kernel_class.hpp"
@@ -8,12 +9,28 @@
 namespace moesys::sim {
 
 namespace {
+constexpr double kGemmTile = 128;  // output tile edge of cuBLAS's and CUTLASS's large tensor-core kernels
 double peak_or_fp32(const core::GpuSpec& gpu, core::Dtype d) {
   auto it = gpu.peak_flop_per_s.find(d);
   if (it != gpu.peak_flop_per_s.end()) return it->second;
   return gpu.peak(core::Dtype::fp32);
 }
 }  // namespace
+
+double gemm_efficiency(const core::GemmOp& g, const core::GpuSpec& gpu, const core::Calibration& cal) {
+  double e = g.dtype == core::Dtype::fp8 ? cal.gemm_fp8_efficiency : cal.gemm_efficiency;
+  const double k = static_cast<double>(g.k);
+  if (cal.gemm_tile_overhead_k > 0 && k > 0) e *= k / (k + cal.gemm_tile_overhead_k);
+  if (gpu.sms > 0) {
+    // One output tile per SM at a time: the last wave may leave SMs idle. Fewer tiles than SMs do not leave the
+    // machine idle: libraries split K (split-K, stream-K) to give every SM work.
+    const double tiles = std::ceil(static_cast<double>(g.m) / kGemmTile) *
+                         std::ceil(static_cast<double>(g.n) / kGemmTile) * static_cast<double>(g.batch);
+    const double waves = std::ceil(tiles / gpu.sms);
+    if (tiles > gpu.sms) e *= tiles / (waves * gpu.sms);
+  }
+  return e;
+}
 
 KernelCost kernel_cost(const core::Kernel& kernel, const core::GpuSpec& gpu, const core::Calibration& cal) {
   KernelCost c;
@@ -53,7 +70,9 @@ KernelCost kernel_cost(const core::Kernel& kernel, const core::GpuSpec& gpu, con
     c.seconds = work / core::rate_at(it->second, work) + cal.kernel_launch_s;
     return c;
   }
-  const double math_s = math_rate > 0 ? c.flop / (math_rate * cal.gemm_efficiency) : 0;
+  double efficiency = cal.gemm_efficiency;
+  if (const auto* g = std::get_if<core::GemmOp>(&kernel)) efficiency = gemm_efficiency(*g, gpu, cal);
+  const double math_s = math_rate > 0 ? c.flop / (math_rate * efficiency) : 0;
   const double mem_s = c.bytes / (gpu.hbm_bytes_per_s * cal.hbm_efficiency);
   c.seconds = std::max(math_s, mem_s) + cal.kernel_launch_s;
   return c;

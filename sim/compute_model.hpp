@@ -14,6 +14,9 @@ struct KernelCost {
   double bytes = 0;
 };
 
+/// Fraction of tensor-core peak a GEMM reaches: the dtype's calibrated efficiency, less for shallow K (the tile's
+/// fixed cost) and for a partial last wave of tiles (beyond the first wave: fewer tiles than SMs are split in K).
+double gemm_efficiency(const core::GemmOp& g, const core::GpuSpec& gpu, const core::Calibration& cal);
 KernelCost kernel_cost(const core::Kernel& kernel, const core::GpuSpec& gpu, const core::Calibration& cal);
 
 }  // namespace moesys::sim

@@ -10,8 +10,12 @@ namespace moesys::sim {
 
 FlowEngine::FlowEngine(const Platform& platform, const core::Calibration& cal, FlowMode mode,
                        std::size_t direct_flow_limit, std::size_t flows_per_carrier)
-    : platform_(platform), cal_(cal), mode_(mode), direct_flow_limit_(direct_flow_limit),
-      flows_per_carrier_(std::max<std::size_t>(1, flows_per_carrier)), carriers_(platform.gpu(0)) {}
+    : platform_(platform),
+      cal_(cal),
+      mode_(mode),
+      direct_flow_limit_(direct_flow_limit),
+      flows_per_carrier_(std::max<std::size_t>(1, flows_per_carrier)),
+      carriers_(platform.gpu(0)) {}
 
 FlowEngine::~FlowEngine() = default;
 
@@ -105,7 +109,9 @@ void FlowEngine::copy(sg::sg4::Host* from, sg::sg4::Host* to, double bytes) {
 void FlowEngine::plan_detailed(const std::vector<Transfer>& transfers, std::vector<Flow>& flows) const {
   for (const Transfer& t : transfers) {
     if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) continue;
-    flows.push_back({platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes, cal_.message_efficiency(t.message_bytes)});
+    const bool network = platform_.classify(t.src_gpu, t.dst_gpu) != PathClass::intra_node;
+    flows.push_back({platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes,
+                     cal_.message_efficiency(t.message_bytes, network) * t.bandwidth_fraction});
   }
 }
 
@@ -117,11 +123,13 @@ void FlowEngine::plan_aggregated(const std::vector<Transfer>& transfers, std::ve
     double link_bytes = 0;  // link capacity the transfers use: sum of bytes / efficiency
   };
   std::unordered_map<std::uint64_t, Merged> out, in;
-  auto key = [](int gpu, PathClass c) { return static_cast<std::uint64_t>(gpu) * kPathClassCount + static_cast<int>(c); };
+  auto key = [](int gpu, PathClass c) {
+    return static_cast<std::uint64_t>(gpu) * kPathClassCount + static_cast<int>(c);
+  };
   for (const Transfer& t : transfers) {
     if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) continue;
     PathClass c = platform_.classify(t.src_gpu, t.dst_gpu);
-    const double eff = cal_.message_efficiency(t.message_bytes);
+    const double eff = cal_.message_efficiency(t.message_bytes, c != PathClass::intra_node) * t.bandwidth_fraction;
     if (c == PathClass::intra_node && !platform_.intra_node_split()) {
       flows.push_back({platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes, eff});
       continue;

@@ -18,14 +18,15 @@ namespace moesys::sim {
 struct Transfer {
   int src_gpu = 0;
   int dst_gpu = 0;
-  double bytes = 0;          // total bytes this transfer moves
-  double message_bytes = 0;  // size of one message of the algorithm (drives the rate ramp)
+  double bytes = 0;               // total bytes this transfer moves
+  double message_bytes = 0;       // size of one message of the algorithm (drives the rate ramp)
+  double bandwidth_fraction = 1;  // share of the rate the payload gets (the protocol's, NVLS's reduction rate)
 };
 
 enum class FlowMode { aggregated, detailed };
 
 class FlowEngine {
-public:
+ public:
   /// `direct_flow_limit`, `flows_per_carrier`: see SimOptions.
   FlowEngine(const Platform& platform, const core::Calibration& cal, FlowMode mode, std::size_t direct_flow_limit,
              std::size_t flows_per_carrier);
@@ -41,7 +42,7 @@ public:
   const std::array<double, kPathClassCount>& bytes_by_class() const { return bytes_by_class_; }
   std::uint64_t flows_started() const { return flows_started_; }
 
-private:
+ private:
   void plan_detailed(const std::vector<Transfer>& transfers, std::vector<Flow>& flows) const;
   void plan_aggregated(const std::vector<Transfer>& transfers, std::vector<Flow>& flows) const;
   /// Starts the flows and blocks until all have finished: as host-to-host communications while few are in

@@ -9,7 +9,9 @@ namespace {
 // Beyond this, the cache starts over: a study with ever-changing routing must not grow without bound.
 constexpr std::size_t kMaxHeldBytes = std::size_t{256} << 20;
 
-std::uint64_t mix(std::uint64_t h, std::uint64_t v) { return (h ^ v) * 0x100000001b3ull; }
+std::uint64_t mix(std::uint64_t h, std::uint64_t v) {
+  return (h ^ v) * 0x100000001b3ull;
+}
 }  // namespace
 
 std::uint64_t PlanCache::hash_of(int group, const CollectiveCall& call, core::CollectiveAlgo algo) {
@@ -29,11 +31,11 @@ bool PlanCache::same(const Entry& e, int group, const CollectiveCall& call, core
          std::bit_cast<std::uint64_t>(e.bytes) == std::bit_cast<std::uint64_t>(call.bytes) && e.matrix == call.matrix;
 }
 
-std::shared_ptr<const CollectivePlan> PlanCache::plan(const core::ClusterSpec& spec, int group,
-                                                      const CollectiveCall& call, core::CollectiveAlgo algo,
+std::shared_ptr<const CollectivePlan> PlanCache::plan(const core::ClusterSpec& spec, const core::Calibration& cal,
+                                                      int group, const CollectiveCall& call, core::CollectiveAlgo algo,
                                                       bool& reused) {
   reused = false;
-  if (group < 0) return std::make_shared<const CollectivePlan>(plan_collective(spec, call, algo));
+  if (group < 0) return std::make_shared<const CollectivePlan>(plan_collective(spec, cal, call, algo));
   const std::uint64_t h = hash_of(group, call, algo);
   auto [first, last] = entries_.equal_range(h);
   for (auto it = first; it != last; ++it)
@@ -41,7 +43,7 @@ std::shared_ptr<const CollectivePlan> PlanCache::plan(const core::ClusterSpec& s
       reused = true;
       return it->second.plan;
     }
-  auto plan = std::make_shared<const CollectivePlan>(plan_collective(spec, call, algo));
+  auto plan = std::make_shared<const CollectivePlan>(plan_collective(spec, cal, call, algo));
   std::size_t bytes = sizeof(Entry);
   for (const auto& row : call.matrix) bytes += row.size() * sizeof(double);
   for (const Stage& s : *plan) bytes += s.transfers.size() * sizeof(Transfer);

@@ -18,13 +18,13 @@
 namespace moesys::sim {
 
 class PlanCache {
-public:
-  /// The plan of `call` run with `algo`; `group` is the interned id of the call's members (-1: not cached).
-  /// Sets `reused` when the plan came from the cache.
-  std::shared_ptr<const CollectivePlan> plan(const core::ClusterSpec& spec, int group, const CollectiveCall& call,
-                                             core::CollectiveAlgo algo, bool& reused);
+ public:
+  /// The plan of `call` run with `algo` (the calibration is the simulation's, fixed for the cache's life); `group` is
+  /// the interned id of the call's members (-1: not cached). Sets `reused` when the plan came from the cache.
+  std::shared_ptr<const CollectivePlan> plan(const core::ClusterSpec& spec, const core::Calibration& cal, int group,
+                                             const CollectiveCall& call, core::CollectiveAlgo algo, bool& reused);
 
-private:
+ private:
   struct Entry {
     CollectiveOp op;
     core::CollectiveAlgo algo;

@@ -1,9 +1,8 @@
 #include "sim/sim_runtime.hpp"
 
 #include <algorithm>
-#include <stdexcept>
-
 #include <simgrid/Exception.hpp>
+#include <stdexcept>
 
 #include "core/error.hpp"
 #include "sim/compute_model.hpp"
@@ -15,12 +14,16 @@ namespace moesys::sim {
 namespace sg4 = sg::sg4;
 
 SimRuntime::SimRuntime(SimWorld& world, int rank, int world_size)
-    : world_(world), rank_(rank), world_size_(world_size),
+    : world_(world),
+      rank_(rank),
+      world_size_(world_size),
       // Host memory and the SSD are shared by the GPUs of a node; each rank gets its share.
       ledger_(world.spec().node.gpu.hbm_bytes, world.spec().node.host_memory.capacity_bytes / world.spec().node.gpus,
               world.spec().node.ssd.capacity_bytes / world.spec().node.gpus) {}
 
-double SimRuntime::now_s() const { return sg4::Engine::get_clock(); }
+double SimRuntime::now_s() const {
+  return sg4::Engine::get_clock();
+}
 
 core::Buffer SimRuntime::alloc(core::Tier tier, std::uint64_t bytes, const std::string& tag) {
   profile::Scope in(profile::Phase::bookkeeping);
@@ -150,8 +153,8 @@ void SimRuntime::stream_loop(Stream& s) {
     }
     {
       profile::Scope in(profile::Phase::bookkeeping);
-      spans_.push_back({rank_, core::stream_name(s.id), op.kind, op.name, start, sg4::Engine::get_clock(), op.bytes,
-                        op.flop});
+      spans_.push_back(
+          {rank_, core::stream_name(s.id), op.kind, op.name, start, sg4::Engine::get_clock(), op.bytes, op.flop});
     }
     complete(s, op.event);
   }
@@ -228,7 +231,10 @@ core::Event SimRuntime::copy(core::StreamId stream, const core::Buffer& dst, con
     // HBM <-> SSD has no direct path: stage through host memory.
     auto first = hop(src.tier, core::Tier::dram), second = hop(core::Tier::dram, dst.tier);
     if (!first || !second) throw std::invalid_argument("copy between these tiers is not supported");
-    body = [first, second] { first(); second(); };
+    body = [first, second] {
+      first();
+      second();
+    };
   }
   Op op;
   op.kind = core::SpanKind::copy;
@@ -259,11 +265,17 @@ core::Event SimRuntime::collective(core::StreamId stream, CollectiveOp opcode, c
                                    core::CollectiveAlgo algo, std::vector<double> row, std::uint64_t traced_bytes) {
   const GroupRef g = group_ref(group, to_string(opcode));
   const core::CollectiveAlgo resolved = resolve_algo(opcode, algo);  // reject an unsupported algorithm here
+  if ((resolved == core::CollectiveAlgo::nvls || resolved == core::CollectiveAlgo::nvls_tree) &&
+      !has_nvlink_sharp(world_.spec()))
+    throw std::invalid_argument(std::string("algorithm '") + core::to_string(resolved) +
+                                "' needs NVLink SHARP (NVSwitch nodes of H100, H800 or H200 GPUs)");
   RendezvousKey key{static_cast<int>(opcode), g.id, 0, 0, 0};
   key.sequence = sequence_[RendezvousKey{kGroupSequence, g.id, 0, 0, 0}]++;
   Op op;
   op.kind = core::SpanKind::collective;
-  op.name = std::string(to_string(opcode)) + "/" + core::to_string(resolved);
+  // An automatic all-reduce is named by its operation alone: the algorithm is chosen per call when it runs.
+  op.name = std::string(to_string(opcode)) +
+            (resolved == core::CollectiveAlgo::automatic ? "" : std::string("/") + core::to_string(resolved));
   op.bytes = traced_bytes;
   op.body = [this, key, opcode, bytes, algo, idx = g.index, row = std::move(row)]() mutable {
     const ProgressLoad polling(progress_slots(), world_.calibration());
@@ -326,7 +338,9 @@ core::Event SimRuntime::recv(core::StreamId stream, int peer, const core::Buffer
   return point_to_point(stream, peer, rank_, bytes, tag, false);
 }
 
-void SimRuntime::wait(core::Event event) { wait_for(event.id, host_); }
+void SimRuntime::wait(core::Event event) {
+  wait_for(event.id, host_);
+}
 
 void SimRuntime::stream_wait(core::StreamId stream_id, core::Event event) {
   if (event.id == 0) return;

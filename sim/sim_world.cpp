@@ -15,7 +15,7 @@ std::size_t RendezvousKeyHash::operator()(const RendezvousKey& k) const {
 
 SimWorld::SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, FlowMode mode,
                    std::size_t direct_flow_limit, std::size_t flows_per_carrier)
-    : graph_(spec, cal), cal_(cal) {
+    : graph_(spec, cal), cal_(core::for_network(cal, spec.node.nics.transport == core::NicTransport::efa)) {
   platform_ = std::make_unique<Platform>(graph_, mode == FlowMode::detailed);
   flows_ = std::make_unique<FlowEngine>(*platform_, cal_, mode, direct_flow_limit, flows_per_carrier);
 }
@@ -40,8 +40,8 @@ std::string SimWorld::describe(const RendezvousKey& k) const {
   if (k.kind == RendezvousKey::kPointToPoint)
     return "p2p[" + std::to_string(k.a) + ">" + std::to_string(k.b) + ":" + std::to_string(k.c) + "]#" +
            std::to_string(k.sequence);
-  return std::string(to_string(static_cast<CollectiveOp>(k.kind))) + "[" +
-         group_keys_[static_cast<std::size_t>(k.a)] + "]#" + std::to_string(k.sequence);
+  return std::string(to_string(static_cast<CollectiveOp>(k.kind))) + "[" + group_keys_[static_cast<std::size_t>(k.a)] +
+         "]#" + std::to_string(k.sequence);
 }
 
 void SimWorld::join(const RendezvousKey& key, CollectiveOp op, const std::vector<int>& members, double bytes,
@@ -54,6 +54,7 @@ void SimWorld::join(const RendezvousKey& key, CollectiveOp op, const std::vector
     slot->call.op = op;
     slot->call.members = members;
     slot->call.bytes = bytes;
+    slot->call.point_to_point = key.kind == RendezvousKey::kPointToPoint;
     slot->algo = algo;
     if (op == CollectiveOp::all_to_all) slot->call.matrix.assign(members.size(), {});
     profile::InSimgrid in;
@@ -72,11 +73,10 @@ void SimWorld::join(const RendezvousKey& key, CollectiveOp op, const std::vector
     std::shared_ptr<const CollectivePlan> plan;  // owned here: the cache may drop it while the flows run
     {
       profile::Scope in(profile::Phase::planning);
-      plan = plans_.plan(spec(), group, r->call, r->algo, reused);
+      plan = plans_.plan(spec(), cal_, group, r->call, r->algo, reused);
     }
     profile::count_collective(reused);
-    execute_plan(*plan, *flows_, cal_.step_latency_s,
-                 key.kind == RendezvousKey::kPointToPoint ? 0.0 : cal_.collective_latency_s);
+    execute_plan(*plan, *flows_, cal_, key.kind == RendezvousKey::kPointToPoint ? 0.0 : cal_.collective_latency_s);
   }
   {
     profile::InSimgrid in;

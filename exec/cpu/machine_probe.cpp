@@ -414,6 +414,11 @@ core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& sh
   const double call = oversubscribed ? r.busy_latency_s : r.latency_s;
   cal.step_latency_s = std::min(r.message_latency_s, call);
   cal.collective_latency_s = call - cal.step_latency_s;
+  // MPI has no low-latency protocols (Simple is then always the fastest), and one message per peer pair: no
+  // per-peer all-to-all cost beyond the call, no per-peer channel limit.
+  cal.ll_step_latency_s = cal.ll128_step_latency_s = cal.step_latency_s;
+  cal.alltoall_peer_latency_s = 0;
+  cal.p2p_efficiency = 1;
   cal.progress_spin_s = r.progress_spin_s;
   cal.progress_core_share = r.progress_core_share;
   // The simulator's rate for a message is link rate * message_efficiency(size): choose the link rate that

@@ -2,6 +2,7 @@
 // every byte to the local GPU whose index matches its destination's; then among GPUs of the same local index
 // across nodes, i.e. along one rail. Inter-node messages become GPUs-per-node times fewer and larger, and no
 // byte crosses the spine of a rail-optimised fabric.
+#include <algorithm>
 #include <stdexcept>
 #include <vector>
 
@@ -9,7 +10,8 @@
 
 namespace moesys::sim {
 
-CollectivePlan plan_hierarchical_all_to_all(const core::ClusterSpec& spec, const CollectiveCall& call) {
+CollectivePlan plan_hierarchical_all_to_all(const core::ClusterSpec& spec, const core::Calibration& cal,
+                                            const CollectiveCall& call) {
   const std::size_t n = call.members.size();
   // Group index of every member GPU (-1 for GPUs outside the group); dense because this runs per collective.
   std::vector<int> index_of(static_cast<std::size_t>(spec.total_gpus()), -1);
@@ -32,15 +34,18 @@ CollectivePlan plan_hierarchical_all_to_all(const core::ClusterSpec& spec, const
       if (relay != i) intra[i * n + relay] += b;
       if (relay != j) inter[relay * n + j] += b;
     }
+  // Peers per member in each step: the other members of its node, then its rail's members on other nodes.
+  const int nodes = nodes_spanned(spec, call.members);
+  const int per_node = static_cast<int>(n) / std::max(1, nodes);
   CollectivePlan plan;
   for (const auto* step : {&intra, &inter}) {
-    Stage stage;
-    stage.latency_steps = 1;
+    std::vector<Transfer> transfers;
     for (std::size_t a = 0; a < n; ++a)
       for (std::size_t b = 0; b < n; ++b)
         if (const double bytes = (*step)[a * n + b]; bytes > 0)
-          stage.transfers.push_back({call.members[a], call.members[b], bytes, bytes});
-    if (!stage.transfers.empty()) plan.push_back(std::move(stage));
+          transfers.push_back({call.members[a], call.members[b], bytes, bytes});
+    if (!transfers.empty())
+      plan.push_back(all_to_all_stage(spec, cal, std::move(transfers), step == &intra ? per_node - 1 : nodes - 1));
   }
   return plan;
 }

@@ -3,6 +3,7 @@
 // node from and to the GPU served by its own NIC, alternating direction on every other node, so each channel
 // stays on its rail as NCCL's topology search arranges on rail-wired clusters.
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -10,8 +11,6 @@
 #include "sim/collectives.hpp"
 
 namespace moesys::sim {
-
-namespace {
 
 std::vector<std::vector<int>> ring_orders(const core::ClusterSpec& spec, const std::vector<int>& members) {
   std::map<int, std::vector<int>> by_node;  // node -> sorted member locals
@@ -51,26 +50,35 @@ std::vector<std::vector<int>> ring_orders(const core::ClusterSpec& spec, const s
   return rings;
 }
 
-}  // namespace
-
-CollectivePlan plan_ring(const core::ClusterSpec& spec, const CollectiveCall& call) {
+CollectivePlan plan_ring(const core::ClusterSpec& spec, const CollectiveCall& call, Protocol protocol) {
   const int n = static_cast<int>(call.members.size());
   if (n <= 1 || call.bytes <= 0) return {};
   int steps = 0;
   switch (call.op) {
-    case CollectiveOp::all_reduce: steps = 2 * (n - 1); break;
+    case CollectiveOp::all_reduce:
+      steps = 2 * (n - 1);
+      break;
     case CollectiveOp::reduce_scatter:
-    case CollectiveOp::all_gather: steps = n - 1; break;
-    case CollectiveOp::all_to_all: throw std::invalid_argument("ring does not implement all-to-all");
+    case CollectiveOp::all_gather:
+      steps = n - 1;
+      break;
+    case CollectiveOp::all_to_all:
+      throw std::invalid_argument("ring does not implement all-to-all");
   }
   const double chunk = call.bytes / n;
   auto rings = ring_orders(spec, call.members);
   const double per_channel = chunk / static_cast<double>(rings.size());
   Stage stage;
-  stage.latency_steps = steps;
+  stage.protocol = protocol;
+  // A step ends when its slowest edge has delivered; data passes the ring's `nodes` network edges and n - nodes
+  // NVLink edges in turn, so that share of the steps pays the network's latency (NCCL's ring latency model).
+  const int nodes = nodes_spanned(spec, call.members);
+  stage.net_latency_steps = nodes > 1 ? static_cast<int>(std::lround(static_cast<double>(steps) * nodes / n)) : 0;
+  stage.latency_steps = steps - stage.net_latency_steps;
+  const double fraction = protocol_bandwidth_fraction(protocol);
   for (const auto& ring : rings)
     for (std::size_t i = 0; i < ring.size(); ++i)
-      stage.transfers.push_back({ring[i], ring[(i + 1) % ring.size()], per_channel * steps, chunk});
+      stage.transfers.push_back({ring[i], ring[(i + 1) % ring.size()], per_channel * steps, chunk, fraction});
   return {stage};
 }
 

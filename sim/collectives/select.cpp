@@ -1,5 +1,9 @@
-// Which algorithms serve which operation, NCCL's default choice, and the plan executor.
+// Which algorithms serve which operation, NCCL-style automatic choice by predicted time, and the plan executor.
+#include <algorithm>
+#include <limits>
+#include <set>
 #include <stdexcept>
+#include <unordered_map>
 
 #include "sim/collectives.hpp"
 #include "sim/profile.hpp"
@@ -8,45 +12,151 @@ namespace moesys::sim {
 
 const char* to_string(CollectiveOp op) {
   switch (op) {
-    case CollectiveOp::all_reduce: return "allreduce";
-    case CollectiveOp::reduce_scatter: return "reducescatter";
-    case CollectiveOp::all_gather: return "allgather";
-    case CollectiveOp::all_to_all: return "alltoall";
+    case CollectiveOp::all_reduce:
+      return "allreduce";
+    case CollectiveOp::reduce_scatter:
+      return "reducescatter";
+    case CollectiveOp::all_gather:
+      return "allgather";
+    case CollectiveOp::all_to_all:
+      return "alltoall";
   }
   return "?";
+}
+
+bool has_nvlink_sharp(const core::ClusterSpec& spec) {
+  // NVSwitch gen3, with in-switch reduction, came with Hopper: the H100, H800 and H200 nodes.
+  const std::string family = core::gpu_family_of(spec.node.gpu.model);
+  return spec.node.intra_node.kind == core::IntraNodeKind::nvswitch && (family == "h100" || family == "h200");
+}
+
+int nodes_spanned(const core::ClusterSpec& spec, const std::vector<int>& members) {
+  std::set<int> nodes;
+  for (int g : members) nodes.insert(spec.node_of(g));
+  return static_cast<int>(nodes.size());
 }
 
 core::CollectiveAlgo resolve_algo(CollectiveOp op, core::CollectiveAlgo requested) {
   using core::CollectiveAlgo;
   const bool a2a = op == CollectiveOp::all_to_all;
-  if (requested == CollectiveAlgo::automatic) return a2a ? CollectiveAlgo::direct : CollectiveAlgo::ring;
-  bool ok = a2a ? (requested == CollectiveAlgo::direct || requested == CollectiveAlgo::hierarchical)
-                : requested == CollectiveAlgo::ring;
+  if (a2a && requested == CollectiveAlgo::automatic) return CollectiveAlgo::direct;
+  const bool all_reduce_only =
+      requested == CollectiveAlgo::tree || requested == CollectiveAlgo::nvls || requested == CollectiveAlgo::nvls_tree;
+  const bool ok = a2a ? (requested == CollectiveAlgo::direct || requested == CollectiveAlgo::hierarchical)
+                      : (requested == CollectiveAlgo::automatic || requested == CollectiveAlgo::ring ||
+                         (all_reduce_only && op == CollectiveOp::all_reduce));
   if (!ok)
     throw std::invalid_argument(std::string("algorithm '") + core::to_string(requested) + "' does not implement " +
-                                to_string(op) + " (valid: " + (a2a ? "auto, direct, hierarchical" : "auto, ring") + ")");
+                                to_string(op) + " (valid: " +
+                                (a2a                              ? "auto, direct, hierarchical"
+                                 : op == CollectiveOp::all_reduce ? "auto, ring, tree, nvls, nvlstree"
+                                                                  : "auto, ring") +
+                                ")");
   return requested;
 }
 
-CollectivePlan plan_collective(const core::ClusterSpec& spec, const CollectiveCall& call, core::CollectiveAlgo algo) {
-  switch (resolve_algo(call.op, algo)) {
-    case core::CollectiveAlgo::ring: return plan_ring(spec, call);
-    case core::CollectiveAlgo::direct: return plan_direct_all_to_all(spec, call);
-    case core::CollectiveAlgo::hierarchical: return plan_hierarchical_all_to_all(spec, call);
-    case core::CollectiveAlgo::automatic: break;
+double predict_plan_time(const core::ClusterSpec& spec, const core::Calibration& cal, const CollectivePlan& plan) {
+  const auto& n = spec.node;
+  const double nvlink =
+      (n.intra_node.kind == core::IntraNodeKind::nvswitch ? n.intra_node.bytes_per_s_per_gpu : n.pcie.bytes_per_s()) *
+      cal.nvlink_efficiency;
+  // A GPU's share of its node's NICs.
+  const double nic = n.nics.count > 0 ? n.nics.bytes_per_s * cal.nic_efficiency * n.nics.count / n.gpus : 0;
+  double total = 0;
+  for (const Stage& stage : plan) {
+    // Seconds of port time per GPU: [gpu] -> {out over NVLink, in over NVLink, out over NIC, in over NIC}.
+    std::unordered_map<int, std::array<double, 4>> busy;
+    for (const Transfer& t : stage.transfers) {
+      if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) continue;
+      const bool network = spec.node_of(t.src_gpu) != spec.node_of(t.dst_gpu);
+      const double rate =
+          (network ? nic : nvlink) * cal.message_efficiency(t.message_bytes, network) * t.bandwidth_fraction;
+      const double s = rate > 0 ? t.bytes / rate : std::numeric_limits<double>::infinity();
+      busy[t.src_gpu][network ? 2 : 0] += s;
+      busy[t.dst_gpu][network ? 3 : 1] += s;
+    }
+    double slowest = 0;
+    for (const auto& [gpu, ports] : busy) slowest = std::max(slowest, *std::max_element(ports.begin(), ports.end()));
+    total += stage.latency_s(cal) + slowest;
+  }
+  return total;
+}
+
+namespace {
+
+CollectivePlan plan_fixed(const core::ClusterSpec& spec, const core::Calibration& cal, const CollectiveCall& call,
+                          core::CollectiveAlgo algo, Protocol protocol) {
+  switch (algo) {
+    case core::CollectiveAlgo::ring:
+      return plan_ring(spec, call, protocol);
+    case core::CollectiveAlgo::tree:
+      return plan_tree(spec, cal, call, protocol);
+    case core::CollectiveAlgo::nvls:
+      return plan_nvls(spec, cal, call, false);
+    case core::CollectiveAlgo::nvls_tree:
+      return plan_nvls(spec, cal, call, true);
+    case core::CollectiveAlgo::direct:
+      return plan_direct_all_to_all(spec, cal, call);
+    case core::CollectiveAlgo::hierarchical:
+      return plan_hierarchical_all_to_all(spec, cal, call);
+    case core::CollectiveAlgo::automatic:
+      break;
   }
   throw std::logic_error("unresolved collective algorithm");
 }
 
-void execute_plan(const CollectivePlan& plan, FlowEngine& flows, double step_latency_s, double call_latency_s) {
+}  // namespace
+
+CollectivePlan plan_collective(const core::ClusterSpec& spec, const core::Calibration& cal, const CollectiveCall& call,
+                               core::CollectiveAlgo algo) {
+  using core::CollectiveAlgo;
+  algo = resolve_algo(call.op, algo);
+  const int nodes = nodes_spanned(spec, call.members);
+  const bool sharp = has_nvlink_sharp(spec);
+  if ((algo == CollectiveAlgo::nvls || algo == CollectiveAlgo::nvls_tree) && !sharp)
+    throw std::invalid_argument(std::string("algorithm '") + core::to_string(algo) +
+                                "' needs NVLink SHARP (NVSwitch nodes of H100, H800 or H200 GPUs), not " +
+                                spec.node.gpu.model);
+  if (algo == CollectiveAlgo::nvls && nodes > 1) algo = CollectiveAlgo::nvls_tree;  // NCCL's NVLS across nodes
+  if (algo == CollectiveAlgo::nvls_tree && nodes == 1) algo = CollectiveAlgo::nvls;
+  // Candidates: the requested algorithm, or every one the hardware offers for the operation; each with the
+  // protocols it runs (NVLS and all-to-all use Simple only).
+  std::vector<CollectiveAlgo> algos;
+  if (algo != CollectiveAlgo::automatic) {
+    algos = {algo};
+  } else {
+    algos = {CollectiveAlgo::ring};
+    if (call.op == CollectiveOp::all_reduce && nodes > 1) algos.push_back(CollectiveAlgo::tree);
+    if (call.op == CollectiveOp::all_reduce && sharp)
+      algos.push_back(nodes > 1 ? CollectiveAlgo::nvls_tree : CollectiveAlgo::nvls);
+  }
+  CollectivePlan best;
+  double best_time = std::numeric_limits<double>::infinity();
+  for (CollectiveAlgo a : algos) {
+    const bool multi_protocol = a == CollectiveAlgo::ring || a == CollectiveAlgo::tree;
+    for (Protocol p : {Protocol::simple, Protocol::ll128, Protocol::ll}) {
+      if (!multi_protocol && p != Protocol::simple) continue;
+      CollectivePlan plan = plan_fixed(spec, cal, call, a, p);
+      if (algos.size() == 1 && !multi_protocol) return plan;
+      const double t = predict_plan_time(spec, cal, plan);
+      if (t < best_time) {
+        best_time = t;
+        best = std::move(plan);
+      }
+    }
+  }
+  return best;
+}
+
+void execute_plan(const CollectivePlan& plan, FlowEngine& flows, const core::Calibration& cal, double call_latency_s) {
   if (call_latency_s > 0 && !plan.empty()) {
     profile::InSimgrid in;
     sg::sg4::this_actor::sleep_for(call_latency_s);
   }
   for (const Stage& stage : plan) {
-    if (stage.latency_steps > 0) {
+    if (const double latency = stage.latency_s(cal); latency > 0) {
       profile::InSimgrid in;
-      sg::sg4::this_actor::sleep_for(stage.latency_steps * step_latency_s);
+      sg::sg4::this_actor::sleep_for(latency);
     }
     flows.run(stage.transfers);
   }

@@ -9,7 +9,6 @@ moesys_cli_test(collective_gpu_h200 0 "" collective --gpu h200 --nodes 2 -b 1M -
 moesys_cli_test(collective_gpu_h800 0 "" collective --gpu h800 --nodes 2 -b 1M -e 4M)
 moesys_cli_test(infer_gpu_h200 0 "" infer --nodes 1 --gpu h200)
 moesys_cli_test(infer_gpu_h800 0 "" infer --nodes 1 --gpu h800)
-moesys_cli_test(calibration_within_tolerance 0 "" calibration --check)
 
 moesys_cli_test(cluster_malformed_json 2 "malformed JSON at byte" collective --cluster ${bad}/malformed.json)
 moesys_cli_test(cluster_unknown_key 2 "node.nvlinks: unknown key" collective --cluster ${bad}/unknown-key.json)

@@ -89,7 +89,7 @@ TEST(RuntimeSemantics, SendAndReceiveMeetAndMoveTheBytes) {
   });
   const auto cal = core::default_calibration();
   const double bytes = 256.0 * (1 << 20);
-  EXPECT_NEAR(elapsed, cal.step_latency_s + bytes / cal.message_rate(300e9 * cal.nvlink_efficiency, bytes), 1e-7);
+  EXPECT_NEAR(elapsed, cal.step_latency_s + bytes / cal.message_rate(300e9 * cal.nvlink_efficiency * cal.p2p_efficiency, bytes), 1e-7);
 }
 
 TEST(RuntimeSemantics, MemoryLedgerTracksPeakPerTier) {

@@ -42,7 +42,9 @@ sim::CollectiveCall all_to_all(int n, double bytes) {
 bool same_plan(const sim::CollectivePlan& a, const sim::CollectivePlan& b) {
   if (a.size() != b.size()) return false;
   for (std::size_t s = 0; s < a.size(); ++s) {
-    if (a[s].latency_steps != b[s].latency_steps || a[s].transfers.size() != b[s].transfers.size()) return false;
+    if (a[s].latency_steps != b[s].latency_steps || a[s].net_latency_steps != b[s].net_latency_steps ||
+        a[s].transfers.size() != b[s].transfers.size())
+      return false;
     for (std::size_t t = 0; t < a[s].transfers.size(); ++t) {
       const auto &x = a[s].transfers[t], &y = b[s].transfers[t];
       if (x.src_gpu != y.src_gpu || x.dst_gpu != y.dst_gpu || x.bytes != y.bytes || x.message_bytes != y.message_bytes)
@@ -107,7 +109,7 @@ TEST(Wakeups, CollectiveMembersLeaveTogetherWhenTheLastArrives) {
   });
   const double end = span_named(result.ranks[3], "left").start_s;
   for (const auto& r : result.ranks) {
-    EXPECT_EQ(span_named(r, "allreduce/ring").end_s, end);
+    EXPECT_EQ(span_named(r, "allreduce").end_s, end);
     EXPECT_EQ(span_named(r, "left").start_s, end);
   }
 }
@@ -117,12 +119,13 @@ TEST(PlanReuse, ACachedPlanIsThePlanPlanningAgainGives) {
   sim::PlanCache cache;
   bool reused = true;
   auto call = all_to_all(32, 1 << 20);
-  auto first = cache.plan(spec, 7, call, core::CollectiveAlgo::hierarchical, reused);
+  auto first = cache.plan(spec, core::default_calibration(), 7, call, core::CollectiveAlgo::hierarchical, reused);
   EXPECT_FALSE(reused);
-  auto again = cache.plan(spec, 7, call, core::CollectiveAlgo::hierarchical, reused);
+  auto again = cache.plan(spec, core::default_calibration(), 7, call, core::CollectiveAlgo::hierarchical, reused);
   EXPECT_TRUE(reused);
   EXPECT_EQ(first.get(), again.get());
-  EXPECT_TRUE(same_plan(*again, sim::plan_collective(spec, call, core::CollectiveAlgo::hierarchical)));
+  EXPECT_TRUE(same_plan(
+      *again, sim::plan_collective(spec, core::default_calibration(), call, core::CollectiveAlgo::hierarchical)));
 }
 
 TEST(PlanReuse, OnlyIdenticalCallsShareAPlan) {
@@ -130,24 +133,26 @@ TEST(PlanReuse, OnlyIdenticalCallsShareAPlan) {
   sim::PlanCache cache;
   bool reused = false;
   auto call = all_to_all(32, 1 << 20);
-  cache.plan(spec, 7, call, core::CollectiveAlgo::direct, reused);
+  cache.plan(spec, core::default_calibration(), 7, call, core::CollectiveAlgo::direct, reused);
   auto other_sizes = call;
   other_sizes.matrix[3][5] += 1;  // one entry of one row
-  auto changed = cache.plan(spec, 7, other_sizes, core::CollectiveAlgo::direct, reused);
+  auto changed = cache.plan(spec, core::default_calibration(), 7, other_sizes, core::CollectiveAlgo::direct, reused);
   EXPECT_FALSE(reused);
-  EXPECT_TRUE(same_plan(*changed, sim::plan_collective(spec, other_sizes, core::CollectiveAlgo::direct)));
-  cache.plan(spec, 8, call, core::CollectiveAlgo::direct, reused);  // another group
+  EXPECT_TRUE(same_plan(
+      *changed, sim::plan_collective(spec, core::default_calibration(), other_sizes, core::CollectiveAlgo::direct)));
+  cache.plan(spec, core::default_calibration(), 8, call, core::CollectiveAlgo::direct, reused);  // another group
   EXPECT_FALSE(reused);
-  cache.plan(spec, 7, call, core::CollectiveAlgo::hierarchical, reused);  // another algorithm
+  cache.plan(spec, core::default_calibration(), 7, call, core::CollectiveAlgo::hierarchical,
+             reused);  // another algorithm
   EXPECT_FALSE(reused);
   sim::CollectiveCall ring;
   ring.op = sim::CollectiveOp::all_reduce;
   ring.members = call.members;
   ring.bytes = 1 << 20;
-  cache.plan(spec, 7, ring, core::CollectiveAlgo::ring, reused);
+  cache.plan(spec, core::default_calibration(), 7, ring, core::CollectiveAlgo::ring, reused);
   ring.op = sim::CollectiveOp::all_gather;  // same size, another operation
-  cache.plan(spec, 7, ring, core::CollectiveAlgo::ring, reused);
+  cache.plan(spec, core::default_calibration(), 7, ring, core::CollectiveAlgo::ring, reused);
   EXPECT_FALSE(reused);
-  cache.plan(spec, -1, ring, core::CollectiveAlgo::ring, reused);  // uncached (a message)
+  cache.plan(spec, core::default_calibration(), -1, ring, core::CollectiveAlgo::ring, reused);  // uncached (a message)
   EXPECT_FALSE(reused);
 }

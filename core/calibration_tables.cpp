@@ -1,0 +1,61 @@
+// The fitted parameter table of each GPU family: `moesys calibration --fit --family F` on
+// calibration/F-measured.json, rounded to three digits. The A100 table is Calibration's defaults. A parameter that no
+// point of a family moves by more than 1% keeps the A100 value (README "Calibration" lists what each family fits).
+#include "core/calibration.hpp"
+
+namespace moesys::core {
+
+namespace {
+
+// H100 and H800 (the same chip; H800 with less NVLink): DGX Cloud and InfiniBand nccl-tests sweeps on 1, 2 and 4
+// nodes, AWS p5 (EFA) on 2 nodes, mamf-finder and DeepGEMM GEMMs, nvbandwidth, one all-to-all.
+Calibration h100_table() {
+  Calibration c;
+  c.nvlink_efficiency = 0.797;
+  c.nic_efficiency = 0.897;
+  c.pcie_efficiency = 0.872;
+  c.gemm_efficiency = 0.877;
+  c.gemm_fp8_efficiency = 0.697;
+  c.gemm_tile_overhead_k = 400;
+  c.hbm_efficiency = 0.884;
+  c.kernel_launch_s = 3.2e-6;
+  c.nvls_efficiency = 0.743;
+  c.tree_efficiency = 0.245;
+  c.collective_latency_s = 0;
+  c.step_latency_s = 3.49e-6;
+  c.ll_step_latency_s = 1.1e-6;
+  c.net_step_latency_s = 4.08e-6;
+  c.nvls_latency_s = 89.1e-6;
+  c.half_bandwidth_bytes = 1.41e5;
+  c.nic_half_bandwidth_bytes = 8.07e4;
+  c.efa_step_latency_s = 35.2e-6;
+  return c;
+}
+
+// H200: ml-engineering's all_reduce_bench.py and nccl-tests sweeps on one node, AWS p5en (EFA) on 4 nodes,
+// nvbandwidth copies, mamf-finder fp8.
+Calibration h200_table() {
+  Calibration c;
+  c.nvlink_efficiency = 0.844;
+  c.nic_efficiency = 0.88;
+  c.pcie_efficiency = 0.886;
+  c.gemm_fp8_efficiency = 0.908;
+  c.nvls_efficiency = 0.698;
+  c.p2p_efficiency = 1;
+  c.collective_latency_s = 9.86e-6;
+  c.ll_step_latency_s = 1.44e-6;
+  c.nvls_latency_s = 39.4e-6;
+  c.framework_call_latency_s = 6.7e-6;
+  c.half_bandwidth_bytes = 9.07e4;
+  return c;
+}
+
+}  // namespace
+
+Calibration default_calibration_for(const std::string& family) {
+  if (family == "h100") return h100_table();
+  if (family == "h200") return h200_table();
+  return default_calibration();
+}
+
+}  // namespace moesys::core

@@ -1,0 +1,31 @@
+# `moesys calibration`: the shipped files load and evaluate, and every kind of malformed point is one exit-2 line.
+set(points @SRC@/tests/data/calibration-points)
+
+moesys_cli_test(calibration_every_family_loads 0 "" calibration)
+moesys_cli_test(calibration_a100_within_tolerance 0 "" calibration --family a100 --check)
+moesys_cli_test(calibration_points_file 0 "" calibration --points ${points}/good.json --json)
+moesys_cli_test(calibration_excluded_point_is_listed 0 "" calibration --points ${points}/excluded.json)
+moesys_cli_test(calibration_check_fails_outside_tolerance 1 "calibration check failed"
+                calibration --points ${points}/good.json --check --tolerance 0.0001)
+moesys_cli_test(calibration_unknown_family 2 "--family: expected one of a100, h100, h200" calibration --family v100)
+moesys_cli_test(calibration_point_missing_source 2 "points[1].source: point ar-test-1n8g-1m: expected the URL"
+                calibration --points ${points}/missing-source.json)
+moesys_cli_test(calibration_point_unknown_preset 2 "hardware.gpu_preset: point ar-test-1n8g-1m: expected one of"
+                calibration --points ${points}/unknown-preset.json)
+moesys_cli_test(calibration_point_unknown_category 2 "points[0].category: point ar-test-1n8g-1m: unknown category"
+                calibration --points ${points}/unknown-category.json)
+moesys_cli_test(calibration_point_metric_unit 2 "metric busbw is given in GB/s"
+                calibration --points ${points}/metric-unit-mismatch.json)
+moesys_cli_test(calibration_point_multinode_without_nic 2 "a multi-node point needs hardware.nics_per_node"
+                calibration --points ${points}/multinode-without-nic.json)
+moesys_cli_test(calibration_point_size_not_stated 2 "size.bytes: point ar-test-1n8g-1m: expected the message size"
+                calibration --points ${points}/size-not-stated.json)
+moesys_cli_test(calibration_point_duplicate_id 2 "appears twice" calibration --points ${points}/duplicate-id.json)
+moesys_cli_test(calibration_points_mixed_families 2 "one file per family"
+                calibration --points ${points}/mixed-families.json)
+moesys_cli_test(calibration_point_bad_gemm_shape 2 "size.MxNxK: point gemm-test: expected"
+                calibration --points ${points}/bad-shape.json)
+moesys_cli_test(collective_nvls_needs_sharp 2 "--algo: nvls needs NVLink SHARP" collective --op allreduce --algo nvls)
+moesys_cli_test(collective_nvls_on_h100 0 "" collective --gpu h100 --nodes 1 --algo nvls -b 1M -e 1M)
+moesys_cli_test(collective_tree_two_nodes 0 "" collective --nodes 2 --algo tree -b 8 -e 1M -f 32)
+moesys_cli_test(collective_tree_not_for_alltoall 2 "does not implement" collective --op alltoall --algo tree)

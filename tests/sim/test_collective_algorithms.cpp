@@ -1,0 +1,143 @@
+// NCCL-style protocols and algorithms of the simulator against closed forms: LL's latency and half bandwidth, the
+// tree's chain-plus-depth latency, NVLS's one-pass traffic, all-to-all latency that grows with peers and nodes,
+// and the automatic choice taking the fastest candidate. Every simulation runs in its own process.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "fork_run.hpp"
+#include "sim/collectives.hpp"
+#include "sim/simulation.hpp"
+
+using namespace moesys;
+
+namespace {
+
+core::ClusterSpec cluster(int nodes, const std::string& gpu = "a100-80g") {
+  core::ClusterGeneratorOptions o;
+  o.nodes = nodes;
+  o.gpu = gpu;
+  return core::generate_cluster(o);
+}
+
+// Simulated time of one collective over all GPUs of `spec`, in a child process.
+double time_of(const core::ClusterSpec& spec, const core::Calibration& cal, sim::CollectiveOp op, double bytes,
+               core::CollectiveAlgo algo) {
+  return test::run_in_child([&] {
+           sim::SimOptions opt;
+           opt.calibration = cal;
+           double elapsed = 0;
+           sim::simulate(
+               spec, spec.total_gpus(),
+               [&](core::Runtime& rt) {
+                 const auto world = core::Group::world(rt.world_size());
+                 core::Buffer none;
+                 const double t0 = rt.now_s();
+                 const auto b = static_cast<std::uint64_t>(bytes);
+                 if (op == sim::CollectiveOp::all_reduce) {
+                   rt.wait(rt.all_reduce(core::streams::kComm, world, none, b, core::Dtype::fp32, algo));
+                 } else {
+                   std::vector<std::uint64_t> row(static_cast<std::size_t>(rt.world_size()), b / rt.world_size());
+                   rt.wait(rt.all_to_all(core::streams::kComm, world, none, row, none, row, algo));
+                 }
+                 if (rt.rank() == 0) elapsed = rt.now_s() - t0;
+               },
+               opt);
+           return std::vector<double>{elapsed};
+         })
+      .at(0);
+}
+
+}  // namespace
+
+TEST(CollectiveAlgorithms, ProtocolsTradeLatencyForBandwidth) {
+  EXPECT_EQ(sim::protocol_bandwidth_fraction(sim::Protocol::simple), 1.0);
+  EXPECT_EQ(sim::protocol_bandwidth_fraction(sim::Protocol::ll128), 120.0 / 128.0);
+  EXPECT_EQ(sim::protocol_bandwidth_fraction(sim::Protocol::ll), 0.5);
+  core::Calibration cal;
+  cal.step_latency_s = 5e-6;
+  cal.ll_step_latency_s = 1e-6;
+  cal.net_step_latency_s = 3e-6;
+  sim::Stage s;
+  s.protocol = sim::Protocol::ll;
+  s.latency_steps = 10;
+  s.net_latency_steps = 2;
+  s.fixed_latency_s = 7e-6;
+  EXPECT_DOUBLE_EQ(s.latency_s(cal), 10 * 1e-6 + 2 * (1e-6 + 3e-6) + 7e-6);
+}
+
+TEST(CollectiveAlgorithms, ASmallRingAllReduceUsesLowLatencySteps) {
+  // 64 bytes over 8 GPUs: 14 ring steps of an 8-byte chunk; LL wins, at half the link rate.
+  const auto spec = cluster(1);
+  core::Calibration cal;
+  const double t = time_of(spec, cal, sim::CollectiveOp::all_reduce, 64, core::CollectiveAlgo::ring);
+  const double chunk = 8, link = 300e9 * cal.nvlink_efficiency * 0.5;
+  const double expected =
+      cal.collective_latency_s + 14 * cal.ll_step_latency_s + 14 * chunk / cal.message_rate(link, chunk);
+  EXPECT_NEAR(t, expected, expected * 1e-3);
+}
+
+TEST(CollectiveAlgorithms, ALargeRingAllReduceUsesSimple) {
+  const auto spec = cluster(1);
+  core::Calibration cal;
+  const double bytes = 1 << 30;
+  const double t = time_of(spec, cal, sim::CollectiveOp::all_reduce, bytes, core::CollectiveAlgo::ring);
+  const double chunk = bytes / 8, link = 300e9 * cal.nvlink_efficiency;
+  const double expected =
+      cal.collective_latency_s + 14 * cal.step_latency_s + 14 * chunk / cal.message_rate(link, chunk);
+  EXPECT_NEAR(t, expected, expected * 1e-3);
+}
+
+TEST(CollectiveAlgorithms, TreeLatencyGrowsWithChainAndDepthNotRanks) {
+  // Four nodes of eight: a chain of 8 and a tree of depth 2, up and down; a ring pays 62 steps.
+  const auto spec = cluster(4);
+  core::Calibration cal;
+  const double tree = time_of(spec, cal, sim::CollectiveOp::all_reduce, 8, core::CollectiveAlgo::tree);
+  const double ll = cal.ll_step_latency_s;
+  const double latency = cal.collective_latency_s + 2 * 7 * ll + 2 * 2 * (ll + cal.net_step_latency_s);
+  EXPECT_GT(tree, latency);
+  EXPECT_LT(tree, latency * 1.01);
+  const double ring = time_of(spec, cal, sim::CollectiveOp::all_reduce, 8, core::CollectiveAlgo::ring);
+  EXPECT_GT(ring - cal.collective_latency_s, 2 * (tree - cal.collective_latency_s));
+  // The automatic choice takes the faster.
+  EXPECT_DOUBLE_EQ(time_of(spec, cal, sim::CollectiveOp::all_reduce, 8, core::CollectiveAlgo::automatic), tree);
+}
+
+TEST(CollectiveAlgorithms, NvlsSendsAndReceivesTheBufferOnceAtTheSwitchRate) {
+  const auto spec = cluster(1, "h100");
+  core::Calibration cal;
+  const double bytes = 1 << 30;
+  const double nvls = time_of(spec, cal, sim::CollectiveOp::all_reduce, bytes, core::CollectiveAlgo::nvls);
+  const double rate = 450e9 * cal.nvlink_efficiency * cal.nvls_efficiency;
+  const double expected = cal.collective_latency_s + cal.nvls_latency_s + bytes / cal.message_rate(rate, bytes);
+  EXPECT_NEAR(nvls, expected, expected * 1e-3);
+  // A ring moves 2(n-1)/n of the buffer at the full port rate: slower while nvls_efficiency > n / (2(n-1)).
+  const double ring = time_of(spec, cal, sim::CollectiveOp::all_reduce, bytes, core::CollectiveAlgo::ring);
+  EXPECT_LT(nvls, ring);
+  EXPECT_DOUBLE_EQ(time_of(spec, cal, sim::CollectiveOp::all_reduce, bytes, core::CollectiveAlgo::automatic), nvls);
+}
+
+TEST(CollectiveAlgorithms, NvlsNeedsNvlinkSharp) {
+  EXPECT_FALSE(sim::has_nvlink_sharp(cluster(1, "a100-80g")));
+  EXPECT_TRUE(sim::has_nvlink_sharp(cluster(1, "h800")));
+  sim::CollectiveCall call;
+  call.members = {0, 1, 2, 3, 4, 5, 6, 7};
+  call.bytes = 1 << 20;
+  EXPECT_THROW(sim::plan_collective(cluster(1), core::Calibration{}, call, core::CollectiveAlgo::nvls),
+               std::invalid_argument);
+}
+
+TEST(CollectiveAlgorithms, AllToAllLatencyGrowsWithPeersAndNodes) {
+  core::Calibration cal;
+  cal.alltoall_peer_latency_s = 2e-6;
+  const double bytes = 16 * 8;  // 8 bytes per peer on 16 GPUs: the transfers are negligible beside the latency
+  const double one = time_of(cluster(1), cal, sim::CollectiveOp::all_to_all, bytes, core::CollectiveAlgo::direct);
+  const double two = time_of(cluster(2), cal, sim::CollectiveOp::all_to_all, bytes, core::CollectiveAlgo::direct);
+  const double one_expected = cal.collective_latency_s + cal.step_latency_s + 6 * cal.alltoall_peer_latency_s;
+  const double two_expected =
+      cal.collective_latency_s + cal.step_latency_s + cal.net_step_latency_s + 14 * cal.alltoall_peer_latency_s;
+  EXPECT_GT(one, one_expected);
+  EXPECT_LT(one, one_expected * 1.01);
+  EXPECT_GT(two, two_expected);
+  EXPECT_LT(two, two_expected * 1.01);
+}
