@@ -67,7 +67,7 @@ double loss_of(std::vector<CalibrationPoint> points, const core::Calibration& ca
 }  // namespace
 
 core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, const core::Calibration& start,
-                                  bool progress) {
+                                  bool progress, double first_step) {
   // The CPU-rank parameters have no published GPU point; they stay as given.
   using C = core::Calibration;
   const std::vector<Param> all = {{"nvlink_efficiency", &C::nvlink_efficiency, true, 0},
@@ -114,7 +114,7 @@ core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, c
     std::fprintf(stderr, "\n");
   }
   double best_loss = loss_of(points, best, start, params);
-  for (double step = 1.5; step > 1.004; step = 1 + (step - 1) / 2) {
+  for (double step = first_step; step > 1.004; step = 1 + (step - 1) / 2) {
     bool improved = true;
     while (improved) {
       improved = false;

@@ -8,8 +8,9 @@ namespace moesys::cli {
 
 /// The parameters the points constrain (those whose change moves some point), refitted by coordinate descent on
 /// the mean squared log error of the evaluated points, from `start`. Parameters no point moves keep their value.
+/// `first_step`: the largest factor tried (smaller when starting near the optimum, as cross-validation does).
 core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, const core::Calibration& start,
-                                  bool progress);
+                                  bool progress, double first_step = 1.5);
 /// Mean squared log(model / measured) of the evaluated points.
 double fit_loss(const std::vector<CalibrationPoint>& points);
 

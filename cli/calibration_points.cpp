@@ -43,7 +43,7 @@ CalibrationPoint parse_point(const nlohmann::json& p, const std::string& file, c
   if (!p.contains("source") || !p["source"].is_string() || p["source"].get<std::string>().empty())
     throw bad("source", "expected the URL the measurement comes from");
   const std::string source = p["source"].get<std::string>();
-  c.source = source.substr(0, source.find(' '));
+  c.source = source;
   if (p.contains("excluded")) c.excluded = p["excluded"].get<std::string>();
   const auto& hw = p.at("hardware");
   c.gpu_preset = hw.value("gpu_preset", std::string());

@@ -12,7 +12,7 @@ namespace moesys::cli {
 struct CalibrationPoint {
   std::string id;
   std::string category;  // allreduce, allgather, reduce_scatter, alltoall, p2p_nvlink, pcie_h2d, pcie_d2h, gemm, ...
-  std::string source;    // the URL the point cites (its first word), the unit of cross-validation
+  std::string source;    // the table the point was read from (URL and locator), the unit of cross-validation
   std::string gpu_preset;
   int nodes = 1;
   int gpus_per_node = 8;

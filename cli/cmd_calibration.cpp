@@ -119,12 +119,12 @@ nlohmann::json cross_validate(const FamilyPoints& f, const core::Calibration& st
 }
 
 void print_cross_validation(const nlohmann::json& cv) {
-  std::printf("## %s: leave-one-source-out cross-validation\n\n# %-90s %6s %12s %10s\n",
-              cv["family"].get<std::string>().c_str(), "held-out source", "points", "median |err|", "max |err|");
+  std::printf("## %s: leave-one-source-out cross-validation\n\n# %6s %12s %10s  %s\n",
+              cv["family"].get<std::string>().c_str(), "points", "median |err|", "max |err|", "held-out source");
   for (const auto& r : cv["sources"])
-    std::printf("  %-90s %6d %11.1f%% %9.1f%%\n", r["source"].get<std::string>().c_str(), r["points"].get<int>(),
-                100 * r["median"].get<double>(), 100 * r["max"].get<double>());
-  std::printf("  %-90s %6d %11.1f%% %9.1f%%\n\n", "(all held-out points)", cv["points"].get<int>(),
+    std::printf("  %6d %11.1f%% %9.1f%%  %s\n", r["points"].get<int>(), 100 * r["median"].get<double>(),
+                100 * r["max"].get<double>(), r["source"].get<std::string>().c_str());
+  std::printf("  %6d %11.1f%% %9.1f%%  (all held-out points)\n\n", cv["points"].get<int>(),
               100 * cv["median"].get<double>(), 100 * cv["max"].get<double>());
 }
 
@@ -173,7 +173,10 @@ int run_calibration(int argc, char** argv) {
     core::Calibration cal = core::parse_calibration(overrides, override_file.value_or("--calibration"),
                                                     core::default_calibration_for(f.family));
     nlohmann::json cv;
-    if (args.has("--cross-validate")) cv = cross_validate(f, cal);
+    // From the data-free prior, with any --calibration overrides: the family's table was fitted with every source.
+    if (args.has("--cross-validate"))
+      cv = cross_validate(
+          f, core::parse_calibration(overrides, override_file.value_or("--calibration"), core::prior_calibration()));
     if (args.has("--fit")) cal = fit_calibration(f.points, cal, !args.has("--json"));
     evaluate_calibration_points(f.points, cal);
     for (const auto& p : f.points) all_ok = all_ok && (!p.evaluated() || std::fabs(p.error()) <= tolerance);

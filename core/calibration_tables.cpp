@@ -24,6 +24,7 @@ Calibration h100_table() {
   c.collective_latency_s = 0;
   c.step_latency_s = 3.49e-6;
   c.ll_step_latency_s = 1.1e-6;
+  c.ll128_step_latency_s = 1.5e-6;
   c.net_step_latency_s = 4.08e-6;
   c.nvls_latency_s = 89.1e-6;
   c.half_bandwidth_bytes = 1.41e5;
@@ -37,20 +38,39 @@ Calibration h100_table() {
 Calibration h200_table() {
   Calibration c;
   c.nvlink_efficiency = 0.844;
-  c.nic_efficiency = 0.88;
+  c.nic_efficiency = 0.873;
   c.pcie_efficiency = 0.886;
-  c.gemm_fp8_efficiency = 0.908;
+  c.gemm_fp8_efficiency = 0.95;
   c.nvls_efficiency = 0.698;
   c.p2p_efficiency = 1;
-  c.collective_latency_s = 9.86e-6;
+  c.collective_latency_s = 11.1e-6;
+  c.ll128_step_latency_s = 1.37e-6;
   c.ll_step_latency_s = 1.44e-6;
-  c.nvls_latency_s = 39.4e-6;
-  c.framework_call_latency_s = 6.7e-6;
-  c.half_bandwidth_bytes = 9.07e4;
+  c.nvls_latency_s = 46.9e-6;
+  c.framework_call_latency_s = 7.03e-6;
+  c.half_bandwidth_bytes = 9.43e4;
   return c;
 }
 
 }  // namespace
+
+Calibration prior_calibration() {
+  Calibration c;
+  c.nvlink_efficiency = c.pcie_efficiency = c.gemm_efficiency = c.gemm_fp8_efficiency = c.hbm_efficiency = 0.8;
+  c.nic_efficiency = c.tree_efficiency = c.nvls_efficiency = 0.8;
+  c.p2p_efficiency = 1;
+  c.gemm_tile_overhead_k = 0;
+  c.kernel_launch_s = 4e-6;
+  c.collective_latency_s = c.framework_call_latency_s = 0;
+  c.step_latency_s = 3e-6;
+  c.ll128_step_latency_s = 1.5e-6;
+  c.ll_step_latency_s = 1e-6;
+  c.net_step_latency_s = c.efa_step_latency_s = 4e-6;
+  c.nvls_latency_s = 20e-6;
+  c.alltoall_peer_latency_s = 1e-6;
+  c.half_bandwidth_bytes = c.nic_half_bandwidth_bytes = c.efa_half_bandwidth_bytes = 1e5;
+  return c;
+}
 
 Calibration default_calibration_for(const std::string& family) {
   if (family == "h100") return h100_table();

@@ -6,7 +6,8 @@ usage: plot_calibration_curves.py MOESYS OUT_DIR
 
 Runs `MOESYS collective --json` for every (family, machine, operation) below with the family's built-in
 parameters and plots the calibration/<family>-measured.json points that were measured on that machine with
-NCCL's default algorithm.
+NCCL's default algorithm by nccl-tests over an RDMA network (EFA and framework-timed points need the other
+parameters `moesys calibration` applies to them).
 """
 import json
 import os
@@ -38,7 +39,10 @@ def measured_points(family, gpu, nodes, gpus, category):
     out = []
     for p in points:
         hw = p["hardware"]
+        # NCCL's default choice over RDMA, timed by nccl-tests: what `moesys collective` simulates.
         if p["category"] != category or p.get("excluded") or p["software"].get("algorithm"):
+            continue
+        if hw.get("nic_transport") == "efa" or p["software"].get("harness"):
             continue
         if hw.get("gpu_preset") != gpu or hw.get("nodes") != nodes or hw.get("gpus_per_node") != gpus:
             continue
@@ -62,12 +66,12 @@ def main(argv):
     os.makedirs(out_dir, exist_ok=True)
     for family, gpu, nodes, gpus, nics, gbps, op, category in MACHINES:
         cmd = [moesys, "collective", "--gpu", gpu, "--nodes", str(nodes), "--gpus-per-node", str(gpus),
-               "--nics-per-node", str(nics), "--nic-gbps", str(gbps), "--op", op, "-b", "8", "-e", "16G", "-f", "4",
+               "--nics-per-node", str(nics), "--nic-gbps", str(gbps), "--op", op, "-b", "8", "-e", "16G", "-f", "2",
                "--json"]
         run = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         n = nodes * gpus
         sizes = [r["size_bytes"] for r in run["rows"]]
-        fig, (t_ax, b_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+        fig, (t_ax, b_ax) = plt.subplots(1, 2, figsize=(11, 4.6))
         t_ax.plot(sizes, [r["time_us"] for r in run["rows"]], marker=".", label="model")
         b_ax.plot(sizes, [r["busbw_gbytes_per_s"] for r in run["rows"]], marker=".", label="model")
         by_source = {}
@@ -80,6 +84,7 @@ def main(argv):
             t_ax.scatter(*zip(*times), marker="x", s=40, label=label, zorder=3)
             b_ax.scatter(*zip(*bws), marker="x", s=40, label=label, zorder=3)
             print(f"{family} {nodes}x{gpus} {op} [{k + 1}] {source}")
+            fig.text(0.01, 0.01 + 0.03 * k, f"[{k + 1}] {source}", fontsize=7, color="0.3")
         for ax in (t_ax, b_ax):
             ax.set_xscale("log", base=2)
             ax.set_xlabel("size per rank (bytes)")
@@ -89,7 +94,7 @@ def main(argv):
         t_ax.set_ylabel("time (us)")
         b_ax.set_ylabel("bus bandwidth (GB/s)")
         fig.suptitle(f"{op}, {nodes} x {gpus} {gpu} ({family} parameters)")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.03 * (len(by_source) + 1), 1, 1))
         out = os.path.join(out_dir, f"{family}-{gpu}-{nodes}x{gpus}-{op}.png")
         tmp = out + ".tmp.png"
         fig.savefig(tmp, dpi=110)
