@@ -29,6 +29,10 @@ struct Calibration {
   /// Host cost of one collective call through a framework (torch.distributed: Python, dispatch, stream
   /// bookkeeping) on top of NCCL's; points measured through one carry it.
   double framework_call_latency_s = 0;
+  /// Interference toggle: the share of a GPU's compute (SMs, and the HBM bandwidth their kernels need) that a
+  /// communication kernel holds while it runs, so that a concurrent GEMM slows down (sim/progress_load.hpp). 0 (the
+  /// tables' value) turns it off; docs/training.md shows a study with it on.
+  double comm_sm_share = 0;
   double hbm_efficiency = 0.8;  // fraction of HBM bandwidth for memory-bound kernels (uncalibrated)
   /// Per-step latency of each of NCCL's protocols over NVLink/PCIe (see sim/collectives/protocol.hpp): Simple
   /// (full bandwidth, a fence and flag per step; also one point-to-point message), LL128 and LL (flags inside

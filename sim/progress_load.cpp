@@ -11,7 +11,14 @@ namespace {
 constexpr double kLongestWaitS = 1e6;
 }  // namespace
 
-ProgressLoad::ProgressLoad(sg4::Host* slots, const core::Calibration& cal) {
+ProgressLoad::ProgressLoad(sg4::Host* slots, sg4::Host* gpu, const core::Calibration& cal) {
+  if (!slots && gpu && cal.comm_sm_share > 0) {  // the communication kernel's SMs and memory traffic
+    profile::InSimgrid in;
+    kernel_ = sg4::this_actor::exec_init(kLongestWaitS * cal.comm_sm_share * gpu->get_speed());
+    kernel_->set_host(gpu);
+    kernel_->set_bound(cal.comm_sm_share * gpu->get_speed());
+    kernel_->start();
+  }
   if (!slots) return;
   profile::InSimgrid in;
   if (cal.progress_spin_s > 0) {  // a core's worth of polling for the first spin_s, or until the wait ends
@@ -29,7 +36,7 @@ ProgressLoad::ProgressLoad(sg4::Host* slots, const core::Calibration& cal) {
 
 ProgressLoad::~ProgressLoad() {
   profile::InSimgrid in;
-  for (const sg4::ExecPtr& e : {spin_, poll_})
+  for (const sg4::ExecPtr& e : {spin_, poll_, kernel_})
     if (e && !e->test()) e->cancel();
 }
 

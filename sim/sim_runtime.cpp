@@ -244,6 +244,11 @@ core::Event SimRuntime::copy(core::StreamId stream, const core::Buffer& dst, con
   return enqueue(stream, std::move(op));
 }
 
+sg4::Host* SimRuntime::progress_gpu() const {
+  sg4::Host* host = world_.platform().compute_host(rank_);
+  return host == world_.platform().gpu(rank_) ? host : nullptr;
+}
+
 sg4::Host* SimRuntime::progress_slots() const {
   sg4::Host* host = world_.platform().compute_host(rank_);
   return host == world_.platform().gpu(rank_) ? nullptr : host;
@@ -278,7 +283,7 @@ core::Event SimRuntime::collective(core::StreamId stream, CollectiveOp opcode, c
             (resolved == core::CollectiveAlgo::automatic ? "" : std::string("/") + core::to_string(resolved));
   op.bytes = traced_bytes;
   op.body = [this, key, opcode, bytes, algo, idx = g.index, row = std::move(row)]() mutable {
-    const ProgressLoad polling(progress_slots(), world_.calibration());
+    const ProgressLoad polling(progress_slots(), progress_gpu(), world_.calibration());
     world_.join(key, opcode, world_.group_members(key.a), bytes, algo, idx, std::move(row));
   };
   return enqueue(stream, std::move(op));
@@ -323,7 +328,7 @@ core::Event SimRuntime::point_to_point(core::StreamId stream, int src, int dst, 
   op.name = sending ? "send" : "recv";
   op.bytes = bytes;
   op.body = [this, key, b, sending] {
-    const ProgressLoad polling(progress_slots(), world_.calibration());
+    const ProgressLoad polling(progress_slots(), progress_gpu(), world_.calibration());
     world_.join(key, CollectiveOp::all_to_all, {key.a, key.b}, b, core::CollectiveAlgo::direct, sending ? 0 : 1,
                 sending ? std::vector<double>{0.0, b} : std::vector<double>{0.0, 0.0});
   };

@@ -14,7 +14,7 @@
 namespace moesys::sim {
 
 class SimRuntime final : public core::Runtime {
-public:
+ public:
   SimRuntime(SimWorld& world, int rank, int world_size);
 
   int rank() const override { return rank_; }
@@ -50,7 +50,7 @@ public:
   void end_phase() override;
   const std::vector<core::Span>& spans() const override { return spans_; }
 
-private:
+ private:
   /// One operation waiting in a stream's queue; `body` does the work in the stream's actor.
   struct Op {
     std::uint64_t event = 0;
@@ -105,6 +105,8 @@ private:
   GroupRef group_ref(const core::Group& group, const char* what);
   /// The node's compute slots when this rank's kernels share cores with its communication (CPU ranks), else nullptr.
   sg::sg4::Host* progress_slots() const;
+  /// The rank's GPU, whose compute its communication kernels share; nullptr on CPU ranks.
+  sg::sg4::Host* progress_gpu() const;
 
   SimWorld& world_;
   int rank_, world_size_;
@@ -114,8 +116,8 @@ private:
   std::vector<std::uint16_t> event_stream_;   // event id -> index of its stream (ids start at 1)
   Waiter host_;                               // the rank's own actor
   std::uint64_t next_event_ = 1, next_buffer_ = 1;
-  std::unordered_map<std::uint64_t, std::string> buffer_tags_;  // live buffers -> their ledger tag
-  std::vector<GroupRef> groups_;  // the groups this rank used last
+  std::unordered_map<std::uint64_t, std::string> buffer_tags_;                    // live buffers -> their ledger tag
+  std::vector<GroupRef> groups_;                                                  // the groups this rank used last
   std::unordered_map<RendezvousKey, std::uint64_t, RendezvousKeyHash> sequence_;  // per group / message triple
   std::vector<core::Span> spans_;
   std::vector<std::pair<std::string, double>> open_phases_;

@@ -5,9 +5,8 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace moesys::studies {
 
@@ -16,10 +15,10 @@ namespace moesys::studies {
 constexpr int kMaxStudyRuns = 10000;
 
 struct ExperimentOptions {
-  std::string results_dir = "results";  // the runner writes results/<experiment name>/...
-  bool plots = true;                    // run the matplotlib scripts after the study
-  bool quiet = false;                   // no progress lines
-  int jobs = 1;                         // simulations run at once (-j), each in its own process
+  std::string results_dir = "results";   // the runner writes results/<experiment name>/...
+  bool plots = true;                     // run the matplotlib scripts after the study
+  bool quiet = false;                    // no progress lines
+  int jobs = 1;                          // simulations run at once (-j), each in its own process
   int shard_index = 0, shard_count = 1;  // --shard I/N: run only the runs i with i % N == I (study_runs.hpp)
   /// --merge: every run's outcome as its shard recorded it, by run index (nothing is simulated).
   std::shared_ptr<const std::map<std::size_t, nlohmann::json>> merged;

@@ -12,9 +12,6 @@
 // all_to_all, workload, cluster. Every run is validated and its memory plan checked before the first simulation,
 // so bad input exits 2 before anything is written.
 #include "studies/inference_study.hpp"
-#include "studies/report_page.hpp"
-#include "studies/study_progress.hpp"
-#include "studies/study_runs.hpp"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,14 +24,17 @@
 #include <optional>
 #include <set>
 
-#include "studies/experiment_kinds.hpp"
 #include "core/error.hpp"
 #include "core/interrupts.hpp"
 #include "core/json_input.hpp"
 #include "core/output_files.hpp"
-#include "studies/result_set.hpp"
 #include "sim/isolated_run.hpp"
 #include "sim/simulation.hpp"
+#include "studies/experiment_kinds.hpp"
+#include "studies/report_page.hpp"
+#include "studies/result_set.hpp"
+#include "studies/study_progress.hpp"
+#include "studies/study_runs.hpp"
 
 namespace moesys::studies {
 
@@ -76,7 +76,6 @@ struct StudyRun {
 
 struct Study {
   std::string name, description;
-  core::Calibration cal = core::default_calibration();
   std::string baseline, paper_claim;
   std::optional<double> paper_speedup;
   bool skip_infeasible = false;      // grids of K x batch have corners that do not fit: list them, run the rest
@@ -98,20 +97,9 @@ void reject_unknown(const json& j, const std::set<std::string>& known, const std
                               "unknown key (valid keys: " + joined(known) + ")");
 }
 
-/// A study file names other files (clusters, calibration, routing traces) relative to itself first, then to the
-/// source tree (so experiments run from anywhere), then to the working directory.
-std::string resolve(const std::string& path, const std::string& study_file) {
-  if (fs::path(path).is_absolute()) return path;
-  for (const fs::path& base : {fs::path(study_file).parent_path(), fs::path(MOESYS_SOURCE_DIR)}) {
-    std::error_code ignored;
-    if (fs::exists(base / path, ignored)) return (base / path).string();
-  }
-  return path;
-}
-
 core::ClusterSpec parse_cluster_value(const json& j, const std::string& file, const std::string& path) {
   if (j.is_string()) {
-    const std::string topology = resolve(j.get<std::string>(), file);
+    const std::string topology = resolve_study_path(j.get<std::string>(), file);
     std::error_code no_file;
     if (!fs::is_regular_file(topology, no_file))  // named here: the study's key is what the user must edit
       throw core::ConfigError(file, path, "no cluster description at \"" + topology + "\"");
@@ -124,7 +112,7 @@ core::ClusterSpec parse_cluster_value(const json& j, const std::string& file, co
     if (!j.contains(key)) return fallback;
     const json& v = j[key];
     const bool in_range = v.is_number_integer() && (v.is_number_unsigned() ? v.get<std::uint64_t>() <= (1u << 30)
-                                                                            : v.get<std::int64_t>() <= (1 << 30));
+                                                                           : v.get<std::int64_t>() <= (1 << 30));
     if (!in_range) throw core::ConfigError(file, path + "." + key, "expected an integer up to 2^30, got " + v.dump());
     return static_cast<int>(v.get<std::int64_t>());
   };
@@ -199,7 +187,7 @@ void add_runs(Study& study, const json& top, const json& defaults, const json& e
   if (merged.contains("output_tokens")) c.output_tokens = integer_of(merged["output_tokens"], names, "output_tokens");
   if (merged.contains("workload")) c.workload = merged["workload"];
   if (c.workload.is_object() && c.workload.contains("file") && c.workload["file"].is_string())
-    c.workload["file"] = resolve(c.workload["file"].get<std::string>(), file);
+    c.workload["file"] = resolve_study_path(c.workload["file"].get<std::string>(), file);
 
   auto list_of = [&](const std::string& key, int fallback) {
     std::vector<int> values;
@@ -215,8 +203,9 @@ void add_runs(Study& study, const json& top, const json& defaults, const json& e
   const std::vector<int> batches = list_of("batch", c.batch);
   const std::size_t total = study.runs.size() + study.skipped.size() + batches.size() * slots.size();
   if (total > static_cast<std::size_t>(kMaxStudyRuns))
-    throw core::ConfigError(file, base, "the study expands to " + std::to_string(total) + " runs; a study runs at most " +
-                                            std::to_string(kMaxStudyRuns) + " (split it into several studies)");
+    throw core::ConfigError(file, base,
+                            "the study expands to " + std::to_string(total) + " runs; a study runs at most " +
+                                std::to_string(kMaxStudyRuns) + " (split it into several studies)");
   for (int batch : batches)
     for (int k : slots) {
       inf::InferenceConfig run = c;
@@ -251,11 +240,6 @@ Study parse_study(const json& j, const std::string& file) {
     if (!j["description"].is_string()) throw core::ConfigError(file, "description", "expected a string");
     s.description = j["description"].get<std::string>();
   }
-  if (j.contains("calibration")) {
-    if (!j["calibration"].is_string()) throw core::ConfigError(file, "calibration", "expected a file name");
-    const std::string path = resolve(j["calibration"].get<std::string>(), file);
-    s.cal = core::parse_calibration(core::read_json_file(path), path);
-  }
   const json defaults = j.value("defaults", json::object());
   if (!defaults.is_object()) throw core::ConfigError(file, "defaults", "expected an object");
   reject_unknown(defaults, kRunKeys, file, "defaults");
@@ -264,6 +248,7 @@ Study parse_study(const json& j, const std::string& file) {
   for (std::size_t i = 0; i < j["runs"].size(); ++i)
     add_runs(s, j, defaults, j["runs"][i], "runs[" + std::to_string(i) + "]", file);
   if (s.runs.empty()) throw core::InfeasibleError(file + ": no run fits (first: " + s.skipped.front() + ")");
+  for (const StudyRun& r : s.runs) study_calibration(j, file, r.spec);  // a bad file fails before anything runs
   if (j.contains("compare")) {
     const json& c = j["compare"];
     if (!c.is_object()) throw core::ConfigError(file, "compare", "expected an object");
@@ -373,23 +358,27 @@ int run_inference_study(const json& j, const std::string& file, const Experiment
   std::vector<std::chrono::steady_clock::time_point> started(study.runs.size(), t0);
   StudyProgress progress(study.runs.size(), "tokens/s", options.quiet);
   // Up to options.jobs runs at once; rows keep the study's order (the files do not depend on the number of jobs).
-  const bool whole = run_study(j, file, study.name, study.runs.size(), options, [&](std::size_t i) {
-    const StudyRun& r = study.runs[i];
-    return inf::run_to_json(r.run, simulate_inference(r.run, r.spec, study.cal));
-  }, [&](std::size_t i, sim::IsolatedOutcome&& result) {
-    if (result.error) std::rethrow_exception(result.error);
-    const StudyRun& r = study.runs[i];
-    json row = std::move(result.value);
-    row["cluster"] = r.spec.name;
-    char outcome[96];
-    std::snprintf(outcome, sizeof outcome, "%.3g tokens/s, peak HBM %.1f GiB", row["tokens_per_s"].get<double>(),
-                  row["peak_hbm_gib"].get<double>());
-    progress.finished(row_label(row) + ", " + std::to_string(r.run.config.gpus) + " GPU(s), batch " +
-                          std::to_string(r.run.config.batch),
-                      outcome, std::chrono::duration<double>(std::chrono::steady_clock::now() - started[i]).count(),
-                      row["tokens_per_s"].get<double>());
-    rows[i] = std::move(row);
-  }, [&](std::size_t i) { started[i] = std::chrono::steady_clock::now(); });
+  const bool whole = run_study(
+      j, file, study.name, study.runs.size(), options,
+      [&](std::size_t i) {
+        const StudyRun& r = study.runs[i];
+        return inf::run_to_json(r.run, simulate_inference(r.run, r.spec, study_calibration(j, file, r.spec)));
+      },
+      [&](std::size_t i, sim::IsolatedOutcome&& result) {
+        if (result.error) std::rethrow_exception(result.error);
+        const StudyRun& r = study.runs[i];
+        json row = std::move(result.value);
+        row["cluster"] = r.spec.name;
+        char outcome[96];
+        std::snprintf(outcome, sizeof outcome, "%.3g tokens/s, peak HBM %.1f GiB", row["tokens_per_s"].get<double>(),
+                      row["peak_hbm_gib"].get<double>());
+        progress.finished(row_label(row) + ", " + std::to_string(r.run.config.gpus) + " GPU(s), batch " +
+                              std::to_string(r.run.config.batch),
+                          outcome, std::chrono::duration<double>(std::chrono::steady_clock::now() - started[i]).count(),
+                          row["tokens_per_s"].get<double>());
+        rows[i] = std::move(row);
+      },
+      [&](std::size_t i) { started[i] = std::chrono::steady_clock::now(); });
   if (!whole) return 0;  // one shard: its file is written, the study's files come from --merge
 
   ResultSet results(dir);

@@ -4,8 +4,8 @@
 #include <cstdio>
 #include <fstream>
 
-#include "studies/worker_launch.hpp"
 #include "core/error.hpp"
+#include "studies/worker_launch.hpp"
 
 namespace moesys::studies {
 
@@ -13,9 +13,10 @@ namespace tr = policies::training;
 using nlohmann::json;
 
 json small_cpu_model(int ranks) {
-  return {{"preset", "gpt-moe"}, {"experts", 2 * ranks}, {"hidden", 256}, {"heads", 4},
-          {"layers", 2},          {"vocab", 512},        {"seq_len", 64}, {"micro_batch", 4},
-          {"global_batch", 4 * ranks}, {"dtype", "fp32"}};
+  return {{"preset", "gpt-moe"}, {"experts", 2 * ranks}, {"hidden", 256},
+          {"heads", 4},          {"layers", 2},          {"vocab", 512},
+          {"seq_len", 64},       {"micro_batch", 4},     {"global_batch", 4 * ranks},
+          {"dtype", "fp32"}};
 }
 
 namespace {
@@ -46,9 +47,9 @@ RealTrainingRun run_worker(const json& config, int ranks, const std::string& mod
     for (int t = 0; t < core::kTierCount; ++t)
       rank.memory.allocate(static_cast<core::Tier>(t), d.at("peak_bytes").at(static_cast<std::size_t>(t)), "peak");
     for (const json& sp : d.at("spans"))
-      rank.spans.push_back({static_cast<int>(i), sp[0].get<std::string>(), static_cast<core::SpanKind>(sp[1].get<int>()),
-                            sp[2].get<std::string>(), sp[3].get<double>(), sp[4].get<double>(),
-                            sp[5].get<std::uint64_t>(), sp[6].get<double>()});
+      rank.spans.push_back({static_cast<int>(i), sp[0].get<std::string>(),
+                            static_cast<core::SpanKind>(sp[1].get<int>()), sp[2].get<std::string>(),
+                            sp[3].get<double>(), sp[4].get<double>(), sp[5].get<std::uint64_t>(), sp[6].get<double>()});
     r.run.ranks.push_back(std::move(rank));
     tr::RankCounters k;
     const json& c = d.at("counters");  // the order rank_result (exec/tools/train_worker.cpp) writes
@@ -82,8 +83,10 @@ core::RoutingTrace routing_trace(const std::vector<tr::RankCounters>& ranks, int
       core::RoutingMatrix m(t.ranks, experts);
       for (int r = 0; r < t.ranks; ++r)
         for (int e = 0; e < experts; ++e)
-          m.at(r, e) = ranks[static_cast<std::size_t>(r)].routing.at(s).at(static_cast<std::size_t>(l)).at(
-              static_cast<std::size_t>(e));
+          m.at(r, e) = ranks[static_cast<std::size_t>(r)]
+                           .routing.at(s)
+                           .at(static_cast<std::size_t>(l))
+                           .at(static_cast<std::size_t>(e));
       layers.push_back(std::move(m));
     }
     t.steps.push_back(std::move(layers));

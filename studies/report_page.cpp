@@ -43,12 +43,23 @@ std::string escape_html(std::string_view text) {
   out.reserve(text.size());
   for (char ch : text) {
     switch (ch) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += ch;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += ch;
     }
   }
   return out;
@@ -195,9 +206,12 @@ std::vector<std::vector<std::string>> parse_csv(const std::string& text) {
   for (std::size_t i = 0; i < text.size(); ++i) {
     const char ch = text[i];
     if (quoted) {
-      if (ch != '"') field += ch;
-      else if (i + 1 < text.size() && text[i + 1] == '"') field += '"', ++i;
-      else quoted = false;
+      if (ch != '"')
+        field += ch;
+      else if (i + 1 < text.size() && text[i + 1] == '"')
+        field += '"', ++i;
+      else
+        quoted = false;
     } else if (ch == '"') {
       quoted = started = true;
     } else if (ch == ',') {
@@ -322,8 +336,10 @@ std::string render_table(const Table& t, const std::set<std::string>& baselines)
     for (std::size_t c = 0; c < std::max(columns, row.size()); ++c) {
       const std::string cell = c < row.size() ? row[c] : "";
       std::string classes;
-      if ((c < columns && numeric[c]) || is_number(cell)) classes = "num";
-      else if (cell.size() > kLongCell) classes = "long";
+      if ((c < columns && numeric[c]) || is_number(cell))
+        classes = "num";
+      else if (cell.size() > kLongCell)
+        classes = "long";
       if (c < columns && better[c] != Better::none) {
         const std::string ratio = ratio_class(t.header[c], cell, better[c]);
         if (!ratio.empty()) classes += " ratio" + ratio;
@@ -463,8 +479,10 @@ std::string runs_fact(const Table& runs) {
   for (const auto& row : runs.rows) {
     const std::string s = column < row.size() ? row[column] : "";
     auto it = std::find_if(counts.begin(), counts.end(), [&](const auto& c) { return c.first == s; });
-    if (it == counts.end()) counts.emplace_back(s, 1);
-    else ++it->second;
+    if (it == counts.end())
+      counts.emplace_back(s, 1);
+    else
+      ++it->second;
   }
   std::vector<std::string> parts;
   for (const auto& [s, n] : counts) parts.push_back(std::to_string(n) + " " + s);
@@ -546,8 +564,9 @@ std::string page_html(const fs::path& dir, const json& study, const std::string&
   const std::vector<Section> body = sections(dir, files, study, baselines, runs ? &*runs : nullptr);
 
   std::string html = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
-  html += "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
-          "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n";
+  html +=
+      "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+      "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">\n";
   html += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
   html += "<title>" + escape_html(name) + " - moesys study</title>\n<style>" + kStyle + "</style>\n";
   html += "<script>" + std::string(kImageCheck) + "</script>\n</head>\n<body>\n<main>\n";

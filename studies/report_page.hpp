@@ -3,9 +3,8 @@
 // description, the command that reproduces it, its tables, its plots and its config, in a single file that needs
 // nothing else (no network, no other file) to be read. See studies/report_page.cpp for what the page holds.
 #include <filesystem>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace moesys::studies {
 

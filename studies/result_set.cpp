@@ -13,14 +13,14 @@ namespace fs = std::filesystem;
 void check_study_name(const std::string& name, const std::string& file) {
   // A loop, not std::regex: libstdc++'s regex recurses per character and overflowed the stack on a 100 KB name.
   constexpr std::size_t kMaxNameChars = 200;  // a folder name, well below the file systems' 255 bytes
-  const bool plain = !name.empty() && name.size() <= kMaxNameChars &&
-                     name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") ==
-                         std::string::npos;
+  const bool plain =
+      !name.empty() && name.size() <= kMaxNameChars &&
+      name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == std::string::npos;
   if (!plain || name == "." || name == "..")
     throw core::ConfigError(file, "name",
                             "expected a name of letters, digits, '.', '_' or '-' other than \".\" and \"..\" (it names "
-                            "the results folder, at most 200 characters), got \"" + name.substr(0, 60) +
-                                (name.size() > 60 ? "...\"" : "\""));
+                            "the results folder, at most 200 characters), got \"" +
+                                name.substr(0, 60) + (name.size() > 60 ? "...\"" : "\""));
 }
 
 ResultSet::ResultSet(fs::path dir) : dir_(std::move(dir)) {}

@@ -16,7 +16,7 @@ namespace moesys::studies {
 void check_study_name(const std::string& name, const std::string& file);
 
 class ResultSet {
-public:
+ public:
   /// The set for `dir` (results/<name>). Nothing is created until the first file is added.
   explicit ResultSet(std::filesystem::path dir);
   /// Removes the staging folder (and the parents it created) unless the set was committed.
@@ -31,7 +31,7 @@ public:
   /// Moves every staged file into the results folder (replacing files of the same names).
   void commit();
 
-private:
+ private:
   std::filesystem::path dir_, staging_;
   std::vector<std::filesystem::path> created_;  // folders made for the set, removed again on failure
   std::unique_ptr<core::TemporaryPathGuard> guard_;

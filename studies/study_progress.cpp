@@ -8,9 +8,12 @@ namespace moesys::studies {
 namespace {
 std::string duration(double s) {
   char buf[32];
-  if (s < 90) std::snprintf(buf, sizeof buf, "%.0f s", std::ceil(s));
-  else if (s < 5400) std::snprintf(buf, sizeof buf, "%.0f min", std::ceil(s / 60));
-  else std::snprintf(buf, sizeof buf, "%.1f h", s / 3600);
+  if (s < 90)
+    std::snprintf(buf, sizeof buf, "%.0f s", std::ceil(s));
+  else if (s < 5400)
+    std::snprintf(buf, sizeof buf, "%.0f min", std::ceil(s / 60));
+  else
+    std::snprintf(buf, sizeof buf, "%.1f h", s / 3600);
   return buf;
 }
 }  // namespace

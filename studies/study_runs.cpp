@@ -28,9 +28,14 @@ void write_shard(const json& study, const std::string& file, const std::string& 
                  const ExperimentOptions& options, const std::map<std::size_t, json>& replies) {
   json by_run = json::object();
   for (const auto& [i, reply] : replies) by_run[std::to_string(i)] = reply;
-  const json doc = {{"moesys_shard", kShardFormat}, {"name", name},           {"file", file},
-                    {"study", study},              {"runs", count},          {"shard_index", options.shard_index},
-                    {"shard_count", options.shard_count}, {"replies", by_run}};
+  const json doc = {{"moesys_shard", kShardFormat},
+                    {"name", name},
+                    {"file", file},
+                    {"study", study},
+                    {"runs", count},
+                    {"shard_index", options.shard_index},
+                    {"shard_count", options.shard_count},
+                    {"replies", by_run}};
   ResultSet results(fs::path(options.results_dir) / name);
   const std::string out = shard_file_name(options.shard_index, options.shard_count);
   results.add(out, doc.dump(1) + "\n");
@@ -57,8 +62,9 @@ std::vector<std::string> shard_files(const std::string& path) {
 int integer_at(const json& doc, const std::string& file, const char* key, long long lo, long long hi) {
   if (!doc.contains(key) || !doc[key].is_number_integer() || doc[key].get<long long>() < lo ||
       doc[key].get<long long>() > hi)
-    throw core::ConfigError(file, key, "expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                                           "] (is this a shard file written by moesys experiment --shard?)");
+    throw core::ConfigError(file, key,
+                            "expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                                "] (is this a shard file written by moesys experiment --shard?)");
   return static_cast<int>(doc[key].get<long long>());
 }
 
@@ -124,11 +130,13 @@ int merge_shards(const std::vector<std::string>& paths, ExperimentOptions option
     if (first.empty()) {
       first = f, study = doc["study"], count = n, runs = r, origin = doc["file"].get<std::string>();
     } else if (doc["study"] != study || n != count || r != runs) {
-      throw core::ConfigError(f, "study", "is a shard of another study, or of a changed study file, than " + first +
-                                              " (every shard must come from the same study file and --shard .../" +
-                                              std::to_string(count) + ")");
+      throw core::ConfigError(f, "study",
+                              "is a shard of another study, or of a changed study file, than " + first +
+                                  " (every shard must come from the same study file and --shard .../" +
+                                  std::to_string(count) + ")");
     }
-    if (!seen.insert(i).second) throw core::ConfigError(f, "shard_index", "shard " + std::to_string(i) + " given twice");
+    if (!seen.insert(i).second)
+      throw core::ConfigError(f, "shard_index", "shard " + std::to_string(i) + " given twice");
     for (const auto& [key, reply] : doc["replies"].items()) {
       std::size_t run = 0;
       try {
@@ -143,17 +151,36 @@ int merge_shards(const std::vector<std::string>& paths, ExperimentOptions option
   }
   for (int i = 0; i < count; ++i)
     if (!seen.count(i))
-      throw core::ConfigError(paths.front(), "--merge", "shard " + std::to_string(i) + " of " + std::to_string(count) +
-                                                            " is missing");
+      throw core::ConfigError(paths.front(), "--merge",
+                              "shard " + std::to_string(i) + " of " + std::to_string(count) + " is missing");
   if (merged->size() != runs)
-    throw core::ConfigError(first, "replies", "the shards hold " + std::to_string(merged->size()) + " of the study's " +
-                                                  std::to_string(runs) + " runs");
+    throw core::ConfigError(
+        first, "replies",
+        "the shards hold " + std::to_string(merged->size()) + " of the study's " + std::to_string(runs) + " runs");
   const std::string kind = study.value("kind", "");
   auto it = experiment_kinds().find(kind);
   if (it == experiment_kinds().end()) throw core::ConfigError(first, "study.kind", "unknown kind '" + kind + "'");
   options.merged = merged;
   options.shard_index = 0, options.shard_count = 1;
   return it->second(study, origin, options);
+}
+
+std::string resolve_study_path(const std::string& path, const std::string& study_file) {
+  if (fs::path(path).is_absolute()) return path;
+  for (const fs::path& base : {fs::path(study_file).parent_path(), fs::path(MOESYS_SOURCE_DIR)}) {
+    std::error_code ignored;
+    if (fs::exists(base / path, ignored)) return (base / path).string();
+  }
+  return path;
+}
+
+core::Calibration study_calibration(const nlohmann::json& study, const std::string& study_file,
+                                    const core::ClusterSpec& cluster) {
+  const core::Calibration base = core::default_calibration_for(core::gpu_family_of(cluster.node.gpu.model));
+  if (!study.contains("calibration")) return base;
+  if (!study["calibration"].is_string()) throw core::ConfigError(study_file, "calibration", "expected a file name");
+  const std::string path = resolve_study_path(study["calibration"].get<std::string>(), study_file);
+  return core::parse_calibration(core::read_json_file(path), path, base);
 }
 
 }  // namespace moesys::studies

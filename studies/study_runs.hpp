@@ -5,11 +5,12 @@
 // alone, in the study's order, so merged shards give byte for byte the files of one unsharded run.
 #include <cstddef>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "core/calibration.hpp"
+#include "core/cluster.hpp"
 #include "sim/isolated_run.hpp"
 #include "studies/experiment_kinds.hpp"
 
@@ -30,5 +31,14 @@ int merge_shards(const std::vector<std::string>& paths, ExperimentOptions option
 
 /// "I/N" -> (I, N); ConfigError at --shard unless 0 <= I < N <= 10000.
 std::pair<int, int> parse_shard(const std::string& text);
+
+/// A study file names other files (clusters, calibration, routing traces) relative to itself first, then to the
+/// source tree (so experiments run from anywhere), then to the working directory.
+std::string resolve_study_path(const std::string& path, const std::string& study_file);
+
+/// The parameters a study's runs on `cluster` simulate with: the GPU family's table, with the study's optional
+/// "calibration" file (a path, resolved as above) over it. Bad input is a ConfigError at "calibration".
+core::Calibration study_calibration(const nlohmann::json& study, const std::string& study_file,
+                                    const core::ClusterSpec& cluster);
 
 }  // namespace moesys::studies

@@ -15,13 +15,13 @@
 #include "core/error.hpp"
 #include "core/interrupts.hpp"
 #include "core/output_files.hpp"
-#include "studies/result_set.hpp"
-#include "studies/report_page.hpp"
-#include "studies/study_progress.hpp"
-#include "studies/study_runs.hpp"
-#include "sim/training_simulator.hpp"
 #include "policies/training/training_run.hpp"
 #include "sim/isolated_run.hpp"
+#include "sim/training_simulator.hpp"
+#include "studies/report_page.hpp"
+#include "studies/result_set.hpp"
+#include "studies/study_progress.hpp"
+#include "studies/study_runs.hpp"
 
 namespace moesys::studies::training_cli {
 
@@ -74,8 +74,9 @@ std::vector<PlannedRun> expand(const json& study, const std::string& file) {
     double size = 1;
     for (const json& axis : grid) size *= axis.is_array() ? static_cast<double>(axis.size()) : 1.0;
     if (size > kMaxStudyRuns)
-      throw core::ConfigError(file, "grid", "the grid expands to " + num(size) + " runs; a study runs at most " +
-                                                std::to_string(kMaxStudyRuns) + " (split it into several studies)");
+      throw core::ConfigError(file, "grid",
+                              "the grid expands to " + num(size) + " runs; a study runs at most " +
+                                  std::to_string(kMaxStudyRuns) + " (split it into several studies)");
     std::vector<PlannedRun> partial = {{"", "", base}};
     for (std::size_t a = 0; a < grid.size(); ++a) {
       const std::string ap = "grid[" + std::to_string(a) + "]";
@@ -104,8 +105,9 @@ std::vector<PlannedRun> expand(const json& study, const std::string& file) {
   }
   if (runs.empty()) throw core::ConfigError(file, "grid", "expected \"grid\" or \"runs\" describing at least one run");
   if (runs.size() > static_cast<std::size_t>(kMaxStudyRuns))
-    throw core::ConfigError(file, "runs", std::to_string(runs.size()) + " runs; a study runs at most " +
-                                              std::to_string(kMaxStudyRuns) + " (split it into several studies)");
+    throw core::ConfigError(file, "runs",
+                            std::to_string(runs.size()) + " runs; a study runs at most " +
+                                std::to_string(kMaxStudyRuns) + " (split it into several studies)");
   return runs;
 }
 
@@ -236,19 +238,20 @@ std::string ratios_csv(const std::vector<json>& rows, const std::vector<std::str
 }
 
 bool run_plots(const fs::path& dir) {
-  const int status =
-      core::run_child_process({MOESYS_PYTHON, std::string(MOESYS_SOURCE_DIR) + "/scripts/plot_training.py", dir.string()});
+  const int status = core::run_child_process(
+      {MOESYS_PYTHON, std::string(MOESYS_SOURCE_DIR) + "/scripts/plot_training.py", dir.string()});
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 }  // namespace
 
 int run_training_study(const json& study, const std::string& file, const ExperimentOptions& options) {
-  static const std::set<std::string> kKeys = {"kind", "name", "description", "base", "grid", "runs", "baseline"};
+  static const std::set<std::string> kKeys = {"kind", "name", "description", "base",
+                                              "grid", "runs", "baseline",    "calibration"};
   for (auto it = study.begin(); it != study.end(); ++it)
     if (!kKeys.count(it.key()))
-      throw core::ConfigError(file, it.key(),
-                              "unknown key (valid keys: base, baseline, description, grid, kind, name, runs)");
+      throw core::ConfigError(
+          file, it.key(), "unknown key (valid keys: base, baseline, calibration, description, grid, kind, name, runs)");
   if (!study.contains("name") || !study["name"].is_string())
     throw core::ConfigError(file, "name", "expected a string naming the results folder");
   const std::string name = study["name"];
@@ -270,7 +273,11 @@ int run_training_study(const json& study, const std::string& file, const Experim
   // Every run's configuration is parsed before anything runs, so bad input fails fast and writes nothing.
   std::vector<PlannedRun> runs = expand(study, file);
   std::vector<tr::TrainingConfig> configs;
-  for (const PlannedRun& r : runs) configs.push_back(tr::parse_training_config(r.config, file));
+  std::vector<core::Calibration> calibrations;  // each run's GPU family's table, with the study's file over it
+  for (const PlannedRun& r : runs) {
+    configs.push_back(tr::parse_training_config(r.config, file));
+    calibrations.push_back(study_calibration(study, file, configs.back().cluster));
+  }
   for (const std::string& b : baselines)
     if (std::none_of(runs.begin(), runs.end(), [&](const PlannedRun& r) { return r.variant == b; }))
       throw core::ConfigError(file, "baseline", "no run has the variant \"" + b + "\"");
@@ -282,40 +289,42 @@ int run_training_study(const json& study, const std::string& file, const Experim
   StudyProgress progress(runs.size(), "tokens/s", options.quiet);
   // Up to options.jobs runs at once, each in its own process; rows keep the study's order, so the result files do
   // not depend on the number of jobs.
-  const bool whole = run_study(study, file, name, runs.size(), options, [&](std::size_t i) {
-    return tr::run_training(configs[i], tr::sim_simulator()).summary;
-  }, [&](std::size_t i, sim::IsolatedOutcome&& result) {
-    json row = {{"label", label_of(runs[i])},
-                {"case", runs[i].case_label},
-                {"variant", runs[i].variant},
-                {"config", runs[i].config},
-                {"config_policy", tr::to_json(configs[i].policy)},
-                {"config_policy_name", tr::describe(configs[i].policy)}};
-    std::string outcome;
-    try {
-      if (result.error) std::rethrow_exception(result.error);
-      row["summary"] = std::move(result.value);
-      // Result files stay byte-identical from run to run: the wall time goes to the progress line only.
-      row["summary"]["simulator"].erase("wall_s");
-      row["status"] = "ok";
-      outcome = fmt("%.0f tokens/s", row["summary"]["tokens_per_s"].get<double>()) + ", step " +
-                fmt("%.3f s", row["summary"]["step_s"].get<double>()) + ", peak HBM " +
-                fmt("%.1f GiB", row["summary"]["memory"]["peak_hbm_gib"].get<double>());
-    } catch (const core::InfeasibleError& e) {
-      row["status"] = "infeasible";
-      row["error"] = e.what();
-      outcome = std::string("infeasible: ") + e.what();
-    } catch (const core::RuntimeFailure& e) {
-      row["status"] = "failed";
-      row["error"] = e.what();
-      outcome = std::string("failed: ") + e.what();
-      failed = true;
-    }
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started[i]).count();
-    progress.finished(row["label"].get<std::string>(), outcome, wall,
-                      row["status"] == "ok" ? row["summary"]["tokens_per_s"].get<double>() : -1.0);
-    rows[i] = std::move(row);
-  }, [&](std::size_t i) { started[i] = std::chrono::steady_clock::now(); });
+  const bool whole = run_study(
+      study, file, name, runs.size(), options,
+      [&](std::size_t i) { return tr::run_training(configs[i], tr::sim_simulator(calibrations[i])).summary; },
+      [&](std::size_t i, sim::IsolatedOutcome&& result) {
+        json row = {{"label", label_of(runs[i])},
+                    {"case", runs[i].case_label},
+                    {"variant", runs[i].variant},
+                    {"config", runs[i].config},
+                    {"config_policy", tr::to_json(configs[i].policy)},
+                    {"config_policy_name", tr::describe(configs[i].policy)}};
+        std::string outcome;
+        try {
+          if (result.error) std::rethrow_exception(result.error);
+          row["summary"] = std::move(result.value);
+          // Result files stay byte-identical from run to run: the wall time goes to the progress line only.
+          row["summary"]["simulator"].erase("wall_s");
+          row["status"] = "ok";
+          outcome = fmt("%.0f tokens/s", row["summary"]["tokens_per_s"].get<double>()) + ", step " +
+                    fmt("%.3f s", row["summary"]["step_s"].get<double>()) + ", peak HBM " +
+                    fmt("%.1f GiB", row["summary"]["memory"]["peak_hbm_gib"].get<double>());
+        } catch (const core::InfeasibleError& e) {
+          row["status"] = "infeasible";
+          row["error"] = e.what();
+          outcome = std::string("infeasible: ") + e.what();
+        } catch (const core::RuntimeFailure& e) {
+          row["status"] = "failed";
+          row["error"] = e.what();
+          outcome = std::string("failed: ") + e.what();
+          failed = true;
+        }
+        const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started[i]).count();
+        progress.finished(row["label"].get<std::string>(), outcome, wall,
+                          row["status"] == "ok" ? row["summary"]["tokens_per_s"].get<double>() : -1.0);
+        rows[i] = std::move(row);
+      },
+      [&](std::size_t i) { started[i] = std::chrono::steady_clock::now(); });
   if (!whole) return 0;  // one shard: its file is written, the study's files come from --merge
 
   ResultSet results(dir);
@@ -337,8 +346,8 @@ int run_training_study(const json& study, const std::string& file, const Experim
   write_report_page(results.staging(), study, "build/moesys experiment " + file);
   results.commit();
 
-  std::printf("# %s: %zu runs simulated in %.1f s wall; results in %s (open index.html)\n", name.c_str(), rows.size(), total,
-              dir.string().c_str());
+  std::printf("# %s: %zu runs simulated in %.1f s wall; results in %s (open index.html)\n", name.c_str(), rows.size(),
+              total, dir.string().c_str());
   std::printf("%-40s %-10s %6s %14s %10s %10s\n", "run", "status", "gpus", "tokens/s", "step (s)", "HBM (GiB)");
   for (const json& r : rows) {
     if (r["status"] != "ok") {

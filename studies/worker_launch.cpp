@@ -18,9 +18,9 @@ void run_exec_worker(int ranks, const std::vector<std::string>& args, const std:
   const auto self = std::filesystem::read_symlink("/proc/self/exe");
   const auto worker = self.parent_path() / name;
   if (!std::filesystem::exists(worker))
-    throw core::RuntimeFailure("cannot find " + worker.string() +
-                               (name == "moesys-cuda-worker" ? " (built when nvcc and NCCL are found)"
-                                                             : " (built with MPI and OpenBLAS)"));
+    throw core::RuntimeFailure(
+        "cannot find " + worker.string() +
+        (name == "moesys-cuda-worker" ? " (built when nvcc and NCCL are found)" : " (built with MPI and OpenBLAS)"));
   std::vector<std::string> cmd;
   if (ranks > 1) cmd = {"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", std::to_string(ranks)};
   cmd.push_back(worker.string());

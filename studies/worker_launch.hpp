@@ -8,8 +8,7 @@ namespace moesys::studies {
 
 /// Runs the worker with `args`; throws core::RuntimeFailure when it cannot start or exits with an error.
 /// `worker` names the program beside this executable (moesys-exec-worker: CPU ranks; moesys-cuda-worker: GPUs).
-void run_exec_worker(int ranks, const std::vector<std::string>& args,
-                     const std::string& worker = "moesys-exec-worker");
+void run_exec_worker(int ranks, const std::vector<std::string>& args, const std::string& worker = "moesys-exec-worker");
 /// A fresh path in the temporary directory for the worker's files (this process's id in the name).
 std::string worker_temp_path(const std::string& stem);
 

@@ -138,3 +138,7 @@ moesys_cli_test(collective_unknown_gpu 2 "--gpu: expected one of a100-80g, a100-
                 collective --gpu v100)
 moesys_cli_test(infer_unknown_gpu 2 "--gpu: expected one of a100-80g, a100-40g, h100, h200, h800, got \"v100\""
                 infer --gpu v100)
+moesys_cli_test(experiment_bad_calibration_file 2 "calibration-bad.json: nvlink_efficiency: expected an efficiency"
+                experiment ${bad}/study-bad-calibration.json --no-plots --quiet --results @WORK@/results)
+moesys_cli_test(experiment_calibration_not_a_name 2 "study-calibration-number.json: calibration: expected a file name"
+                experiment ${bad}/study-calibration-number.json --no-plots --quiet --results @WORK@/results)

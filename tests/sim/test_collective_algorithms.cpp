@@ -141,3 +141,34 @@ TEST(CollectiveAlgorithms, AllToAllLatencyGrowsWithPeersAndNodes) {
   EXPECT_GT(two, two_expected);
   EXPECT_LT(two, two_expected * 1.01);
 }
+
+TEST(CollectiveAlgorithms, ACommunicationKernelSlowsAConcurrentGemmByItsShare) {
+  // A GEMM issued with a long all-reduce on another stream: with the interference toggle on it runs on the
+  // (1 - share) of the GPU the communication kernel leaves, for as long as they overlap.
+  const auto spec = cluster(1);
+  auto gemm_seconds = [&](double share) {
+    return test::run_in_child([&] {
+             sim::SimOptions opt;
+             opt.calibration.comm_sm_share = share;
+             double gemm = 0;
+             sim::simulate(
+                 spec, spec.total_gpus(),
+                 [&](core::Runtime& rt) {
+                   core::Buffer none;
+                   const auto world = core::Group::world(rt.world_size());
+                   auto ar = rt.all_reduce(core::streams::kComm, world, none, 4ull << 30, core::Dtype::fp32);
+                   core::GemmOp g;
+                   g.m = g.n = g.k = 4096;
+                   const double t0 = rt.now_s();
+                   rt.wait(rt.compute(core::streams::kCompute, g, "gemm"));
+                   if (rt.rank() == 0) gemm = rt.now_s() - t0;
+                   rt.wait(ar);
+                 },
+                 opt);
+             return std::vector<double>{gemm};
+           })
+        .at(0);
+  };
+  const double alone = gemm_seconds(0), shared = gemm_seconds(0.2);
+  EXPECT_NEAR(shared, alone / 0.8, alone * 1e-6);
+}
