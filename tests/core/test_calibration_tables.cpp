@@ -1,0 +1,50 @@
+// The per-family calibration tables: which family a GPU belongs to, which table it gets, overrides over a family's
+// table, and the EFA network's own latency and ramp.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/calibration.hpp"
+
+using namespace moesys::core;
+
+TEST(CalibrationTables, GpuModelsMapToTheirFamily) {
+  EXPECT_EQ(gpu_family_of("A100-SXM4-80GB"), "a100");
+  EXPECT_EQ(gpu_family_of("a100-40g"), "a100");
+  EXPECT_EQ(gpu_family_of("H100-SXM5-80GB"), "h100");
+  EXPECT_EQ(gpu_family_of("H800-SXM5-80GB"), "h100");  // the same chip with less NVLink
+  EXPECT_EQ(gpu_family_of("H200-SXM5-141GB"), "h200");
+  EXPECT_EQ(gpu_family_of("cpu-rank"), "");
+}
+
+TEST(CalibrationTables, EachFamilyHasItsTableAndOthersGetTheA100One) {
+  const auto a100 = nlohmann::json(calibration_to_json(default_calibration()));
+  EXPECT_EQ(calibration_to_json(default_calibration_for("a100")), a100);
+  EXPECT_EQ(calibration_to_json(default_calibration_for("")), a100);
+  EXPECT_NE(calibration_to_json(default_calibration_for("h100")), a100);
+  EXPECT_NE(calibration_to_json(default_calibration_for("h200")), a100);
+  // The prior is fitted on nothing: not any family's table.
+  EXPECT_NE(calibration_to_json(prior_calibration()), a100);
+}
+
+TEST(CalibrationTables, AnOverrideFileChangesOnlyItsKeysOfTheFamilyTable) {
+  const Calibration h100 = default_calibration_for("h100");
+  const Calibration c = parse_calibration(nlohmann::json{{"comm_sm_share", 0.15}}, "x.json", h100);
+  EXPECT_EQ(c.comm_sm_share, 0.15);
+  EXPECT_EQ(c.nvls_latency_s, h100.nvls_latency_s);
+  EXPECT_EQ(c.gemm_fp8_efficiency, h100.gemm_fp8_efficiency);
+}
+
+TEST(CalibrationTables, AnEfaNetworkUsesItsOwnLatencyAndRamp) {
+  Calibration c;
+  c.net_step_latency_s = 4e-6;
+  c.efa_step_latency_s = 30e-6;
+  c.nic_half_bandwidth_bytes = 1e5;
+  c.efa_half_bandwidth_bytes = 4e5;
+  const Calibration efa = for_network(c, true), rdma = for_network(c, false);
+  EXPECT_EQ(efa.net_step_latency_s, 30e-6);
+  EXPECT_EQ(efa.message_efficiency(4e5, true), 0.5);
+  EXPECT_EQ(rdma.net_step_latency_s, 4e-6);
+  EXPECT_EQ(rdma.message_efficiency(1e5, true), 0.5);
+  EXPECT_EQ(efa.message_efficiency(c.half_bandwidth_bytes, false), 0.5);  // NVLink keeps its own ramp
+}
