@@ -42,7 +42,7 @@ struct Param {
 void scale(core::Calibration& c, const Param& p, double factor) {
   double& v = c.*(p.member);
   v = v == 0 ? p.seed : v * factor;
-  if (p.efficiency) v = std::min(1.0, v);
+  if (p.efficiency) v = std::clamp(v, 1e-3, 1.0);  // the range parse_calibration accepts
 }
 
 }  // namespace

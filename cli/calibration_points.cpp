@@ -9,6 +9,7 @@
 #include "cli/args.hpp"
 #include "core/error.hpp"
 #include "core/json_input.hpp"
+#include "sim/collectives.hpp"
 #include "sim/isolated_run.hpp"
 #include "sim/simulation.hpp"
 
@@ -28,6 +29,13 @@ core::Dtype dtype_of(const std::string& s) {
   if (s == "fp16") return core::Dtype::fp16;
   if (s == "fp32") return core::Dtype::fp32;
   return core::Dtype::bf16;
+}
+
+sim::CollectiveOp op_of(const std::string& category) {
+  if (category == "allgather") return sim::CollectiveOp::all_gather;
+  if (category == "reduce_scatter") return sim::CollectiveOp::reduce_scatter;
+  if (category == "alltoall") return sim::CollectiveOp::all_to_all;
+  return sim::CollectiveOp::all_reduce;
 }
 
 CalibrationPoint parse_point(const nlohmann::json& p, const std::string& file, const std::string& path) {
@@ -99,6 +107,8 @@ CalibrationPoint parse_point(const nlohmann::json& p, const std::string& file, c
       c.m = size.at("M_per_group").get<long long>();
       c.n = size.at("N").get<long long>();
       c.k = size.at("K").get<long long>();
+      if (c.groups < 1 || c.m < 1 || c.n < 1 || c.k < 1)
+        throw bad("size", "expected positive groups, M_per_group, N and K");
     }
     return c;
   }
@@ -109,9 +119,17 @@ CalibrationPoint parse_point(const nlohmann::json& p, const std::string& file, c
   if (kCollectives.count(c.category) && c.gpus_per_node * c.nodes < 2)
     throw bad("hardware", "a collective needs at least two GPUs");
   if (c.category == "alltoall") c.algorithm.clear();  // NCCL's all-to-all is point-to-point whatever NCCL_ALGO says
-  if (!c.algorithm.empty() && c.algorithm != "ring" && c.algorithm != "tree" && c.algorithm != "nvls" &&
-      c.algorithm != "nvlstree")
-    throw bad("software.algorithm", "expected ring, tree, nvls or nvlstree, got \"" + c.algorithm + "\"");
+  if (!c.algorithm.empty()) {
+    // The algorithm must serve the operation, and NVLS needs the NVSwitch SHARP of the Hopper nodes.
+    const std::string family = core::gpu_family_of(c.gpu_preset);
+    try {
+      const core::CollectiveAlgo a = sim::resolve_algo(op_of(c.category), core::parse_collective_algo(c.algorithm));
+      if ((a == core::CollectiveAlgo::nvls || a == core::CollectiveAlgo::nvls_tree) && family == "a100")
+        throw std::invalid_argument("NVLS needs NVLink SHARP, which A100 nodes do not have");
+    } catch (const std::invalid_argument& e) {
+      throw bad("software.algorithm", e.what());
+    }
+  }
   return c;
 }
 
@@ -131,7 +149,8 @@ core::ClusterSpec machine_of(const CalibrationPoint& p) {
   core::ClusterGeneratorOptions o;
   o.gpu = p.gpu_preset;
   o.nodes = p.nodes;
-  o.gpus_per_node = std::max(2, p.gpus_per_node);
+  // A copy between two GPUs needs two; everything else runs on exactly the machine measured.
+  o.gpus_per_node = p.category == "p2p_nvlink" ? std::max(2, p.gpus_per_node) : p.gpus_per_node;
   // Nodes with several NICs per GPU (AWS p5: 32 EFA adapters for 8 GPUs) are one NIC per GPU of the same total rate.
   o.nics_per_node = p.nics_per_node > 0 ? std::min(p.nics_per_node, o.gpus_per_node) : 1;
   while (o.gpus_per_node % o.nics_per_node != 0) --o.nics_per_node;
@@ -217,8 +236,9 @@ nlohmann::json simulate_machine(const std::vector<const CalibrationPoint*>& poin
 
 std::string CalibrationPoint::machine() const {
   if (category == "gemm" || category == "gemm_grouped") return gpu_preset + "/gemm";
-  return gpu_preset + "/" + std::to_string(nodes) + "x" + std::to_string(std::max(2, gpus_per_node)) + "/" +
-         std::to_string(nics_per_node) + "x" + std::to_string(nic_gbps) + (efa ? "/efa" : "");
+  const int gpus = category == "p2p_nvlink" ? std::max(2, gpus_per_node) : gpus_per_node;
+  return gpu_preset + "/" + std::to_string(nodes) + "x" + std::to_string(gpus) + "/" + std::to_string(nics_per_node) +
+         "x" + std::to_string(nic_gbps) + (efa ? "/efa" : "");
 }
 
 const char* unmodelled_reason(const std::string& category) {

@@ -102,6 +102,15 @@ int run_collective(int argc, char** argv) {
   const int ranks = args.get_int("--ranks", spec.total_gpus());
   if (ranks < 2 || ranks > spec.total_gpus())
     throw core::ConfigError("", "--ranks", "expected 2.." + std::to_string(spec.total_gpus()) + " ranks");
+  if (algo == core::CollectiveAlgo::nvls || algo == core::CollectiveAlgo::nvls_tree) {
+    std::vector<int> members(static_cast<std::size_t>(ranks));
+    for (int r = 0; r < ranks; ++r) members[static_cast<std::size_t>(r)] = r;
+    if (!sim::nvls_applies(spec, members))
+      throw core::ConfigError("", "--ranks",
+                              std::string(core::to_string(algo)) +
+                                  " needs the same two or more GPUs on every node: a multiple of " +
+                                  std::to_string(spec.node.gpus) + " ranks, or one node's");
+  }
   const std::string flows = args.get_or("--flows", "aggregated");
   if (flows != "aggregated" && flows != "detailed")
     throw core::ConfigError("", "--flows", "expected 'aggregated' or 'detailed', got '" + flows + "'");

@@ -31,7 +31,7 @@ struct Calibration {
   double framework_call_latency_s = 0;
   /// Interference toggle: the share of a GPU's compute (SMs, and the HBM bandwidth their kernels need) that a
   /// communication kernel holds while it runs, so that a concurrent GEMM slows down (sim/progress_load.hpp). 0 (the
-  /// tables' value) turns it off; docs/training.md shows a study with it on.
+  /// tables' value) turns it off; at most 0.5. docs/training.md shows a study with it on.
   double comm_sm_share = 0;
   double hbm_efficiency = 0.8;  // fraction of HBM bandwidth for memory-bound kernels (uncalibrated)
   /// Per-step latency of each of NCCL's protocols over NVLink/PCIe (see sim/collectives/protocol.hpp): Simple

@@ -75,6 +75,9 @@ Stage all_to_all_stage(const core::ClusterSpec& spec, const core::Calibration& c
 
 /// True when the node's NVSwitches reduce in the switch (NVLink SHARP: NVSwitch gen3 of the Hopper nodes).
 bool has_nvlink_sharp(const core::ClusterSpec& spec);
+/// True when NVLS (and NVLS-tree) can serve the members: NVLink SHARP, and the same two or more local GPUs on every
+/// node they span (NCCL's NVLS needs several local ranks; the tree across nodes pairs GPUs of equal local index).
+bool nvls_applies(const core::ClusterSpec& spec, const std::vector<int>& members);
 /// Nodes a call's members span.
 int nodes_spanned(const core::ClusterSpec& spec, const std::vector<int>& members);
 

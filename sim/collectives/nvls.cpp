@@ -45,7 +45,7 @@ CollectivePlan plan_nvls(const core::ClusterSpec& spec, const core::Calibration&
         stage.transfers.push_back({child, parent, slice, slice});
         stage.transfers.push_back({parent, child, slice, slice});
       }
-    stage.net_latency_steps = 2 * static_cast<int>(std::ceil(std::log2(static_cast<double>(nodes.size()))));
+    stage.net_latency_steps = 2 * static_cast<int>(std::floor(std::log2(static_cast<double>(nodes.size()))));
   }
   return {stage};
 }

@@ -1,6 +1,7 @@
 // Which algorithms serve which operation, NCCL-style automatic choice by predicted time, and the plan executor.
 #include <algorithm>
 #include <limits>
+#include <map>
 #include <set>
 #include <stdexcept>
 #include <unordered_map>
@@ -30,6 +31,16 @@ bool has_nvlink_sharp(const core::ClusterSpec& spec) {
   return spec.node.intra_node.kind == core::IntraNodeKind::nvswitch && (family == "h100" || family == "h200");
 }
 
+bool nvls_applies(const core::ClusterSpec& spec, const std::vector<int>& members) {
+  if (!has_nvlink_sharp(spec)) return false;
+  std::map<int, std::vector<int>> by_node;  // node -> member locals
+  for (int g : members) by_node[spec.node_of(g)].push_back(spec.local_of(g));
+  for (auto& [node, locals] : by_node) std::sort(locals.begin(), locals.end());
+  const auto& first = by_node.begin()->second;
+  return first.size() >= 2 &&
+         std::all_of(by_node.begin(), by_node.end(), [&](const auto& kv) { return kv.second == first; });
+}
+
 int nodes_spanned(const core::ClusterSpec& spec, const std::vector<int>& members) {
   std::set<int> nodes;
   for (int g : members) nodes.insert(spec.node_of(g));
@@ -57,9 +68,9 @@ core::CollectiveAlgo resolve_algo(CollectiveOp op, core::CollectiveAlgo requeste
 
 double predict_plan_time(const core::ClusterSpec& spec, const core::Calibration& cal, const CollectivePlan& plan) {
   const auto& n = spec.node;
-  const double nvlink =
-      (n.intra_node.kind == core::IntraNodeKind::nvswitch ? n.intra_node.bytes_per_s_per_gpu : n.pcie.bytes_per_s()) *
-      cal.nvlink_efficiency;
+  const double nvlink = n.intra_node.kind == core::IntraNodeKind::nvswitch
+                            ? n.intra_node.bytes_per_s_per_gpu * cal.nvlink_efficiency
+                            : n.pcie.bytes_per_s() * cal.pcie_efficiency;
   // A GPU's share of its node's NICs.
   const double nic = n.nics.count > 0 ? n.nics.bytes_per_s * cal.nic_efficiency * n.nics.count / n.gpus : 0;
   double total = 0;
@@ -117,6 +128,10 @@ CollectivePlan plan_collective(const core::ClusterSpec& spec, const core::Calibr
     throw std::invalid_argument(std::string("algorithm '") + core::to_string(algo) +
                                 "' needs NVLink SHARP (NVSwitch nodes of H100, H800 or H200 GPUs), not " +
                                 spec.node.gpu.model);
+  const bool nvls = nvls_applies(spec, call.members);
+  if ((algo == CollectiveAlgo::nvls || algo == CollectiveAlgo::nvls_tree) && !nvls)
+    throw std::invalid_argument(std::string("algorithm '") + core::to_string(algo) +
+                                "' needs the same two or more GPUs of the group on every node it spans");
   if (algo == CollectiveAlgo::nvls && nodes > 1) algo = CollectiveAlgo::nvls_tree;  // NCCL's NVLS across nodes
   if (algo == CollectiveAlgo::nvls_tree && nodes == 1) algo = CollectiveAlgo::nvls;
   // Candidates: the requested algorithm, or every one the hardware offers for the operation; each with the
@@ -127,7 +142,7 @@ CollectivePlan plan_collective(const core::ClusterSpec& spec, const core::Calibr
   } else {
     algos = {CollectiveAlgo::ring};
     if (call.op == CollectiveOp::all_reduce && nodes > 1) algos.push_back(CollectiveAlgo::tree);
-    if (call.op == CollectiveOp::all_reduce && sharp)
+    if (call.op == CollectiveOp::all_reduce && nvls)
       algos.push_back(nodes > 1 ? CollectiveAlgo::nvls_tree : CollectiveAlgo::nvls);
   }
   CollectivePlan best;

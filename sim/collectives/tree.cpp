@@ -46,7 +46,7 @@ CollectivePlan plan_tree(const core::ClusterSpec& spec, const core::Calibration&
       stage.transfers.push_back({parent, head, share, share, fraction});
     }
   }
-  const int depth = static_cast<int>(std::ceil(std::log2(static_cast<double>(nodes))));
+  const int depth = static_cast<int>(std::floor(std::log2(static_cast<double>(nodes))));
   stage.latency_steps = 2 * (longest_chain - 1);
   stage.net_latency_steps = 2 * depth;
   return {stage};

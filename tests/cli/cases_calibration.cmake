@@ -29,3 +29,9 @@ moesys_cli_test(collective_nvls_needs_sharp 2 "--algo: nvls needs NVLink SHARP" 
 moesys_cli_test(collective_nvls_on_h100 0 "" collective --gpu h100 --nodes 1 --algo nvls -b 1M -e 1M)
 moesys_cli_test(collective_tree_two_nodes 0 "" collective --nodes 2 --algo tree -b 8 -e 1M -f 32)
 moesys_cli_test(collective_tree_not_for_alltoall 2 "does not implement" collective --op alltoall --algo tree)
+moesys_cli_test(calibration_point_nvls_on_a100 2 "software.algorithm: point ar-test-1n8g-1m: NVLS needs NVLink SHARP"
+                calibration --points ${points}/nvls-on-a100.json)
+moesys_cli_test(calibration_point_algorithm_for_operation 2 "software.algorithm: point ar-test-1n8g-1m: algorithm 'tree' does not implement reducescatter"
+                calibration --points ${points}/tree-reduce-scatter.json)
+moesys_cli_test(collective_nvls_irregular_ranks 2 "--ranks: nvlstree needs the same two or more GPUs on every node"
+                collective --gpu h100 --nodes 4 --algo nvlstree --ranks 25 -b 1M -e 1M)

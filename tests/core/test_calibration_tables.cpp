@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/calibration.hpp"
+#include "core/error.hpp"
 
 using namespace moesys::core;
 
@@ -47,4 +48,9 @@ TEST(CalibrationTables, AnEfaNetworkUsesItsOwnLatencyAndRamp) {
   EXPECT_EQ(rdma.net_step_latency_s, 4e-6);
   EXPECT_EQ(rdma.message_efficiency(1e5, true), 0.5);
   EXPECT_EQ(efa.message_efficiency(c.half_bandwidth_bytes, false), 0.5);  // NVLink keeps its own ramp
+}
+
+TEST(CalibrationTables, TheInterferenceShareIsAtMostHalf) {
+  EXPECT_EQ(parse_calibration(nlohmann::json{{"comm_sm_share", 0.5}}, "x.json").comm_sm_share, 0.5);
+  EXPECT_THROW(parse_calibration(nlohmann::json{{"comm_sm_share", 0.6}}, "x.json"), ConfigError);
 }

@@ -172,3 +172,34 @@ TEST(CollectiveAlgorithms, ACommunicationKernelSlowsAConcurrentGemmByItsShare) {
   const double alone = gemm_seconds(0), shared = gemm_seconds(0.2);
   EXPECT_NEAR(shared, alone / 0.8, alone * 1e-6);
 }
+
+TEST(CollectiveAlgorithms, NvlsServesOnlyGroupsWithTheSameGpusOnEveryNode) {
+  const auto spec = cluster(4, "h100");
+  EXPECT_TRUE(sim::nvls_applies(spec, {0, 1, 8, 9, 16, 17, 24, 25}));
+  EXPECT_FALSE(sim::nvls_applies(spec, {0, 1, 8, 16, 17, 24, 25}));  // one GPU on node 1
+  EXPECT_FALSE(sim::nvls_applies(spec, {0, 8, 16, 24}));              // one GPU per node: nothing to reduce in a switch
+  EXPECT_FALSE(sim::nvls_applies(spec, {0, 1, 8, 10}));               // different GPUs on each node
+  sim::CollectiveCall call;
+  call.members = {0, 1, 8, 16, 17, 24, 25};
+  call.bytes = 1 << 30;
+  EXPECT_THROW(sim::plan_collective(spec, core::Calibration{}, call, core::CollectiveAlgo::nvls_tree),
+               std::invalid_argument);
+  // The automatic choice plans a ring or a tree instead: every member's port carries its bytes.
+  const auto plan = sim::plan_collective(spec, core::Calibration{}, call, core::CollectiveAlgo::automatic);
+  ASSERT_FALSE(plan.empty());
+  for (const auto& stage : plan)
+    for (const auto& t : stage.transfers) EXPECT_NE(t.bandwidth_fraction, core::Calibration{}.nvls_efficiency);
+}
+
+TEST(CollectiveAlgorithms, TreeDepthIsThatOfABinaryHeapOfNodes) {
+  // Nodes 1 and 2 hang off node 0: depth 1 for three nodes, 2 for four.
+  sim::CollectiveCall call;
+  call.bytes = 1024;
+  for (int g = 0; g < 24; ++g) call.members.push_back(g);
+  const auto three = sim::plan_tree(cluster(3), core::Calibration{}, call, sim::Protocol::ll);
+  EXPECT_EQ(three.at(0).net_latency_steps, 2);
+  for (int g = 24; g < 32; ++g) call.members.push_back(g);
+  const auto four = sim::plan_tree(cluster(4), core::Calibration{}, call, sim::Protocol::ll);
+  EXPECT_EQ(four.at(0).net_latency_steps, 4);
+  EXPECT_EQ(four.at(0).latency_steps, 14);
+}
