@@ -179,19 +179,18 @@ nlohmann::json simulate_machine(const std::vector<const CalibrationPoint*>& poin
               p.algorithm.empty() ? CollectiveAlgo::automatic : parse_collective_algo(p.algorithm);
           // The machine is built with exactly the point's nodes and GPUs, so collectives span the world.
           const Group& group = world;
-          const bool member = true;
           const int r = rt.rank();
           const double t0 = rt.now_s();
-          if (member && p.category == "allreduce") {
+          if (p.category == "allreduce") {
             rt.wait(rt.all_reduce(streams::kComm, group, none, bytes, Dtype::fp32, algo));
-          } else if (member && p.category == "allgather") {
+          } else if (p.category == "allgather") {
             rt.wait(rt.all_gather(streams::kComm, group, none, none, bytes, algo));
-          } else if (member && p.category == "reduce_scatter") {
+          } else if (p.category == "reduce_scatter") {
             rt.wait(rt.reduce_scatter(streams::kComm, group, none, none, bytes, Dtype::fp32, algo));
-          } else if (member && p.category == "alltoall") {
+          } else if (p.category == "alltoall") {
             std::vector<std::uint64_t> per_peer(static_cast<std::size_t>(group.size()), bytes / group.size());
             rt.wait(rt.all_to_all(streams::kComm, group, none, per_peer, none, per_peer));
-          } else if (p.category == "p2p_nvlink" && p.tool.find("sendrecv_perf") != std::string::npos && member) {
+          } else if (p.category == "p2p_nvlink" && p.tool.find("sendrecv_perf") != std::string::npos) {
             // sendrecv_perf: every GPU sends to the next and receives from the previous at once.
             const int g = p.gpus_per_node;
             auto s = rt.send(streams::kComm, (r + 1) % g, none, bytes, 0);

@@ -1,5 +1,6 @@
 // Which algorithms serve which operation, NCCL-style automatic choice by predicted time, and the plan executor.
 #include <algorithm>
+#include <array>
 #include <limits>
 #include <map>
 #include <set>
