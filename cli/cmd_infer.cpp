@@ -9,6 +9,7 @@
 #include "cli/command.hpp"
 #include "core/error.hpp"
 #include "core/json_input.hpp"
+#include "core/model_zoo.hpp"
 #include "core/output_files.hpp"
 #include "core/units.hpp"
 #include "studies/inference_study.hpp"
@@ -72,7 +73,7 @@ inf::InferenceConfig config_from_args(const Args& args, int cluster_gpus, bool r
     if (!core::is_inline_json(model) && !std::filesystem::exists(model, no_file))
       throw core::ConfigError(
           "", "--model",
-          "unknown model preset \"" + model + "\" and no such file (presets: gpt-moe-<E>e, e.g. gpt-moe-16e)");
+          "unknown model \"" + model + "\" and no such file (models: " + core::zoo_model_names() + ")");
     const nlohmann::json j = core::read_json_flag("--model", model);
     // Errors name the file, or for inline JSON the flag (the JSON text is no file name).
     const bool inline_json = core::is_inline_json(model);

@@ -1,6 +1,7 @@
 // `moesys train`: a few training steps of one configuration, simulated (default) or run for real on CPU ranks,
 // and the report of the last one.
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -9,6 +10,7 @@
 #include "cli/command.hpp"
 #include "core/error.hpp"
 #include "core/json_input.hpp"
+#include "core/model_zoo.hpp"
 #include "core/output_files.hpp"
 #include "policies/training/training_run.hpp"
 #include "sim/training_simulator.hpp"
@@ -125,7 +127,7 @@ int run_train(int argc, char** argv) {
   if (args.has("--help")) {
     std::printf(
         "usage: moesys train [--config FILE] [--preset deepspeed|moesys|static-multitask|...] [--policy JSON]\n"
-        "                    [--model JSON] [--experts E] [--gpus N] [--gpu a100-80g|a100-40g|h100|h200|h800]\n"
+        "                    [--model NAME|JSON] [--experts E] [--gpus N] [--gpu a100-80g|a100-40g|h100|h200|h800]\n"
         "                    [--ep N] [--steps S] [--workload JSON] [--calibration FILE] [--trace FILE] [--json]\n"
         "                    [--runtime sim|cpu|cuda] [--ranks N] [--routing-out FILE]\n"
         "Without --config: the paper's GPT-MoE with 64 experts on 64 A100-80GB, preset moesys.\n"
@@ -133,10 +135,10 @@ int run_train(int argc, char** argv) {
         "without --config or --model a small GPT-MoE: 2 layers, hidden 256, 2 experts per rank); --runtime cuda\n"
         "runs it on N GPUs (one MPI rank each, NCCL). --routing-out writes the real gate's counts as a routing trace\n"
         "that the simulator replays with --workload '{\"kind\": \"trace\", \"file\": FILE}'.\n"
-        "Flags override the config: --preset and --policy (toggles) the policy, --model (fields) and --experts the\n"
-        "model, "
-        "--gpus the cluster size, --ep the expert-parallel size. Known presets: %s.\n",
-        tr::known_presets().c_str());
+        "Flags override the config: --preset and --policy (toggles) the policy, --model (a zoo model by name, or\n"
+        "fields) and --experts the model, "
+        "--gpus the cluster size, --ep the expert-parallel size. Known presets: %s.\nModels: %s.\n",
+        tr::known_presets().c_str(), core::zoo_model_names().c_str());
     return 0;
   }
   if (!args.positional().empty()) throw core::ConfigError("", args.positional().front(), "unexpected argument");
@@ -171,7 +173,13 @@ int run_train(int argc, char** argv) {
     if (!p.is_object()) throw core::ConfigError("", "--policy", "expected a JSON object of policy toggles");
     config["policy"].merge_patch(p);
   }
-  if (args.has("--model")) {
+  if (auto name = args.get("--model"); name && core::zoo_model_json(*name)) {
+    config["model"] = {{"preset", *name}};  // a zoo model by name; --experts applies to the paper's family only
+  } else if (args.has("--model")) {
+    std::error_code no_file;  // a name too long for the file system is no file either
+    if (const std::string v = *args.get("--model"); !core::is_inline_json(v) && !std::filesystem::exists(v, no_file))
+      throw core::ConfigError("", "--model",
+                              "unknown model \"" + v + "\" and no such file (models: " + core::zoo_model_names() + ")");
     json m = parse_json_flag(args, "--model");
     if (!m.is_object()) throw core::ConfigError("", "--model", "expected a JSON object of model fields");
     config["model"].merge_patch(m);

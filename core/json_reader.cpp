@@ -90,6 +90,25 @@ std::string JsonObjectReader::string(const std::string& key, std::optional<std::
   return v->get<std::string>();
 }
 
+bool JsonObjectReader::boolean(const std::string& key, std::optional<bool> fallback) {
+  const json* v = find(key, !fallback);
+  if (!v) return *fallback;
+  if (!v->is_boolean()) fail(key, "expected true or false, got " + shown(*v));
+  return v->get<bool>();
+}
+
+std::string JsonObjectReader::choice(const std::string& key, const std::vector<std::string>& choices,
+                                     std::optional<std::string> fallback) {
+  const json* v = find(key, !fallback);
+  if (!v) return *fallback;
+  std::string list;
+  for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
+  if (v->is_string())
+    for (const auto& c : choices)
+      if (v->get<std::string>() == c) return c;
+  fail(key, "expected one of " + list + ", got " + shown(*v));
+}
+
 const json& JsonObjectReader::array(const std::string& key, bool required) {
   static const json kEmpty = json::array();
   const json* v = find(key, required);

@@ -7,6 +7,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -39,6 +40,10 @@ public:
   double positive_number(const std::string& key, std::optional<double> fallback = {});
   /// A non-empty string.
   std::string string(const std::string& key, std::optional<std::string> fallback = {});
+  bool boolean(const std::string& key, std::optional<bool> fallback = {});
+  /// One of `choices` (a string), reported with the list when it is not.
+  std::string choice(const std::string& key, const std::vector<std::string>& choices,
+                     std::optional<std::string> fallback = {});
   /// A non-empty array (an empty array stands in when absent and not required).
   const nlohmann::json& array(const std::string& key, bool required);
 

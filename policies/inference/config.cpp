@@ -4,7 +4,9 @@
 #include <utility>
 
 #include "core/error.hpp"
+#include "core/model_zoo.hpp"
 #include "policies/inference/policies.hpp"
+#include "policies/training/model_support.hpp"
 
 namespace moesys::policies::inference {
 
@@ -33,10 +35,10 @@ FieldNamer json_namer(const std::string& file, const std::string& base) {
 }
 
 bool model_preset(const std::string& name, core::ModelConfig& out) {
-  static const std::regex kPreset("gpt-moe-([1-9][0-9]{0,3})e");
-  std::smatch m;
-  if (!std::regex_match(name, m, kPreset)) return false;
-  out = core::ModelConfig::paper_gpt_moe(std::stoi(m[1].str()));
+  const auto zoo = core::zoo_model_json(name);
+  if (!zoo) return false;
+  out = core::parse_model_config(*zoo, "models/" + name + ".json", "model");
+  training::check_program_runs(out, "models/" + name + ".json");
   return true;
 }
 
@@ -46,7 +48,7 @@ core::ModelConfig parse_inference_model(const nlohmann::json& j, const std::stri
     if (!model_preset(j.get<std::string>(), m))
       throw core::ConfigError(file, path,
                               "unknown model preset \"" + j.get<std::string>() +
-                                  "\" (known: gpt-moe-<E>e, e.g. gpt-moe-16e, or a model object)");
+                                  "\" (known: " + core::zoo_model_names() + ", or a model object)");
     return m;
   }
   if (!j.is_object()) throw core::ConfigError(file, path, "expected a preset name or a model object");
@@ -54,7 +56,9 @@ core::ModelConfig parse_inference_model(const nlohmann::json& j, const std::stri
   nlohmann::json copy = j;
   if (!copy.contains("micro_batch")) copy["micro_batch"] = 1;
   if (!copy.contains("global_batch")) copy["global_batch"] = copy["micro_batch"];
-  return core::parse_model_config(copy, file, path);
+  const core::ModelConfig m = core::parse_model_config(copy, file, path);
+  training::check_program_runs(m, file);
+  return m;
 }
 
 core::CollectiveAlgo parse_all_to_all(const std::string& s, const FieldNamer& names) {

@@ -7,7 +7,9 @@
 
 #include "core/error.hpp"
 #include "core/json_input.hpp"
+#include "core/model_zoo.hpp"
 #include "core/workload.hpp"
+#include "policies/training/model_support.hpp"
 
 namespace moesys::policies::training {
 
@@ -44,14 +46,28 @@ std::string string_of(const json& j, const std::string& file, const std::string&
 core::ModelConfig parse_model(const json& j, const std::string& file) {
   if (!j.is_object()) throw core::ConfigError(file, "model", "expected an object");
   if (!j.contains("preset")) return core::parse_model_config(j, file, "model");
-  if (string_of(j["preset"], file, "model.preset") != "gpt-moe")
-    throw core::ConfigError(file, "model.preset", "unknown model preset " + j["preset"].dump() + " (known: gpt-moe)");
-  if (!j.contains("experts")) throw core::ConfigError(file, "model.experts", "missing required key");
-  const int experts = static_cast<int>(positive_int(j["experts"], file, "model.experts", 1 << 20));
-  // The paper's family, then any field the config overrides; the merged object is validated as a whole.
-  json merged = core::to_json(core::ModelConfig::paper_gpt_moe(experts));
-  for (auto it = j.begin(); it != j.end(); ++it)
-    if (it.key() != "preset") merged[it.key()] = *it;
+  // A zoo model by name ("mixtral-8x7b", "gpt-moe-64e"), or the paper's family with its expert count ("gpt-moe"
+  // and "experts"), then any field the config overrides; the merged object is validated as a whole.
+  const std::string name = string_of(j["preset"], file, "model.preset");
+  json merged;
+  if (name == "gpt-moe") {
+    if (!j.contains("experts")) throw core::ConfigError(file, "model.experts", "missing required key");
+    const int experts = static_cast<int>(positive_int(j["experts"], file, "model.experts", 1 << 20));
+    merged = core::to_json(core::ModelConfig::paper_gpt_moe(experts));
+  } else if (auto zoo = core::zoo_model_json(name)) {
+    merged = *zoo;
+  } else {
+    throw core::ConfigError(file, "model.preset",
+                            "unknown model " + j["preset"].dump() + " (known: gpt-moe with \"experts\", " +
+                                core::zoo_model_names() + ")");
+  }
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (it.key() == "preset") continue;
+    // The dense FFN width is given one way or the other: an override of one replaces the other.
+    if (it.key() == "ffn_hidden") merged.erase("ffn_multiplier");
+    if (it.key() == "ffn_multiplier") merged.erase("ffn_hidden");
+    merged[it.key()] = *it;
+  }
   return core::parse_model_config(merged, file, "model");
 }
 
@@ -174,6 +190,7 @@ TrainingConfig parse_training_config(const json& j, const std::string& file) {
   c.file = file;
   if (!j.contains("model")) throw core::ConfigError(file, "model", "missing required key");
   c.model = parse_model(j["model"], file);
+  check_program_runs(c.model, file);
   parse_cluster(j.value("cluster", json::object()), file, c);
   if (j.contains("steps")) c.steps = static_cast<int>(positive_int(j["steps"], file, "steps", 1000));
   c.policy = parse_policy(j.value("policy", json::object()), file, "policy");

@@ -123,7 +123,7 @@ moesys_cli_env_test(exec_timeout_not_a_number 2 "got 'abc'" "MOESYS_EXEC_TIMEOUT
 # Found by the fuzz suite: a file name longer than the file system allows is no file (not a failure); a long study
 # name is refused by length (std::regex overflowed its recursion on a 100 KB name).
 string(REPEAT x 5000 long_name)
-moesys_cli_test(infer_model_name_too_long 2 "--model: unknown model preset" infer --model ${long_name})
+moesys_cli_test(infer_model_name_too_long 2 "--model: unknown model" infer --model ${long_name})
 moesys_cli_test(study_name_too_long 2 "name: expected a name of letters, digits"
                 experiment ${bad}/study-long-name.json --no-plots --quiet --results @WORK@/results)
 moesys_cli_test(inference_study_infeasible_names_itself 2 "infeasible: "

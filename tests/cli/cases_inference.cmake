@@ -34,7 +34,7 @@ moesys_cli_test(infer_model_does_not_fit_in_gpu 2 "all-in-gpu: the weights of gp
                 infer --policy all-in-gpu)
 moesys_cli_test(infer_unknown_policy 2 "unknown policy \"zero\" (known: all-in-gpu, deepspeed, moesys)"
                 infer --policy zero)
-moesys_cli_test(infer_unknown_model 2 "unknown model preset" infer --model gpt-moe)
+moesys_cli_test(infer_unknown_model 2 "unknown model \"gpt-moe\" and no such file (models: deepseek-v3, gpt-moe-<E>e" infer --model gpt-moe)
 moesys_cli_test(infer_gpus_do_not_divide_experts 2 "3 GPUs do not divide the model's 16 experts"
                 infer --nodes 1 --gpu a100-40g --gpus 3)
 moesys_cli_test(infer_context_too_long 2 "1100 tokens exceeds the model's 1024 learned positions"
