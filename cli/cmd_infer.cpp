@@ -14,6 +14,7 @@
 #include "core/units.hpp"
 #include "studies/inference_study.hpp"
 #include "studies/real_inference.hpp"
+#include "studies/real_training.hpp"
 
 namespace moesys::cli {
 using namespace moesys::studies;  // study drivers and real-run launchers
@@ -68,6 +69,10 @@ inf::InferenceConfig config_from_args(const Args& args, int cluster_gpus, bool r
   const std::string model = args.get_or("--model", real ? "" : "gpt-moe-16e");
   if (model.empty()) {
     // the small real-run model above
+  } else if (real && core::zoo_model_json(model)) {  // a zoo model's architecture at the small model's size
+    const nlohmann::json reduced = reduced_zoo_model(*core::zoo_model_json(model), cluster_gpus);
+    std::fprintf(stderr, "# %s runs for real at a reduced size: %s\n", model.c_str(), reduced.dump().c_str());
+    c.model = inf::parse_inference_model(reduced, "", "--model");
   } else if (!inf::model_preset(model, c.model)) {
     std::error_code no_file;  // a name too long for the file system is no file either, not a failure
     if (!core::is_inline_json(model) && !std::filesystem::exists(model, no_file))

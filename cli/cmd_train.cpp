@@ -174,7 +174,13 @@ int run_train(int argc, char** argv) {
     config["policy"].merge_patch(p);
   }
   if (auto name = args.get("--model"); name && core::zoo_model_json(*name)) {
-    config["model"] = {{"preset", *name}};  // a zoo model by name; --experts applies to the paper's family only
+    // A zoo model by name (--experts applies to the paper's family only); on real ranks, its architecture at the
+    // small model's size.
+    config["model"] = {{"preset", *name}};
+    if (real) {
+      config["model"] = reduced_zoo_model(*core::zoo_model_json(*name), ranks);
+      std::fprintf(stderr, "# %s runs for real at a reduced size: %s\n", name->c_str(), config["model"].dump().c_str());
+    }
   } else if (args.has("--model")) {
     std::error_code no_file;  // a name too long for the file system is no file either
     if (const std::string v = *args.get("--model"); !core::is_inline_json(v) && !std::filesystem::exists(v, no_file))

@@ -96,7 +96,7 @@ std::int64_t ModelConfig::attention_params_per_layer() const {
   const std::int64_t q = q_width(), kv = kv_width();
   std::int64_t p = h * q + 2 * h * kv + q * h;
   if (biases) p += q + 2 * kv + h;
-  if (qk_norm) p += 2 * norm_params(head_dim());
+  if (qk_norm) p += 2 * std::int64_t{head_dim()};  // RMSNorm gains of the query and key heads
   return p;
 }
 std::int64_t ModelConfig::layernorm_params_per_layer() const {
@@ -151,7 +151,7 @@ double ModelConfig::attention_flops_per_token_per_layer() const {
     weights -= static_cast<double>(mla.q_lora_rank + mla.kv_lora_rank);  // the latent norms
   } else {
     if (biases) weights -= static_cast<double>(q_width() + 2 * kv_width() + hidden);
-    if (qk_norm) weights -= 2.0 * static_cast<double>(norm_params(head_dim()));
+    if (qk_norm) weights -= 2.0 * head_dim();
   }
   return 2.0 * weights + 2.0 * s * static_cast<double>(q_width()) + 2.0 * s * static_cast<double>(kv_width());
 }

@@ -78,7 +78,7 @@ struct ModelConfig {
   int kv_heads = 0;          // GQA key/value heads (0: = heads)
   int head_dim_elems = 0;    // width of one head (0: hidden / heads)
   MlaShape mla;              // attention == mla
-  bool qk_norm = false;      // a norm over each query and key head (Qwen3)
+  bool qk_norm = false;      // an RMSNorm over each query and key head, before the rotation (Qwen3)
   int dense_ffn_width = 0;   // dense FFN width in elements (0: ffn_multiplier * hidden)
   int expert_ffn_width = 0;  // routed and shared expert width (0: the dense FFN width)
   Activation activation = Activation::gelu;

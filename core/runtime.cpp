@@ -91,7 +91,8 @@ const char* to_string(TensorOpKind k) {
       "gate_topk",       "gate_bwd", "dispatch",    "dispatch_bwd",  "combine",   "combine_bwd",
       "block_transpose", "add_bias", "bias_grad",   "gelu",          "gelu_bwd",  "add",
       "scale",           "fill",     "layernorm",   "layernorm_bwd", "embedding", "embedding_bwd",
-      "softmax_xent",    "adamw",    "gather_rows", "remap_index",   "argmax",    "scatter_add_rows"};
+      "softmax_xent",    "adamw",    "gather_rows", "remap_index",   "argmax",    "scatter_add_rows",
+      "swiglu",          "swiglu_bwd", "rope"};
   return kNames[static_cast<int>(k)];
 }
 
@@ -108,7 +109,7 @@ double AttentionOp::flop() const {
 
 double AttentionOp::bytes() const {
   double qo = 2.0 * static_cast<double>(batch) * heads * seq_q * head_dim;
-  double kv = 2.0 * static_cast<double>(batch) * heads * seq_kv * head_dim;
+  double kv = 2.0 * static_cast<double>(batch) * kv_head_count() * seq_kv * head_dim;
   double b = (qo + kv) * dtype_bytes(dtype);
   return backward ? 2.0 * b : b;
 }

@@ -113,9 +113,13 @@ struct GemmOp {
 /// position. Backward requires seq_q == seq_kv and packed K/V (training).
 struct AttentionOp {
   std::int64_t batch = 1, heads = 1, seq_q = 1, seq_kv = 1, head_dim = 64;
+  /// Key/value heads (grouped-query attention: query head i reads K/V head i / (heads / kv_heads)); 0 = heads.
+  std::int64_t kv_heads = 0;
+  std::int64_t kv_head_count() const { return kv_heads > 0 ? kv_heads : heads; }
   bool causal = true, backward = false;
   Dtype dtype = Dtype::bf16;
-  /// Real operands, rows of heads * head_dim elements (heads side by side). q, o (and the gradients) are
+  /// Real operands, rows of heads * head_dim elements (heads side by side; K and V rows kv_heads * head_dim). q, o
+  /// (and the gradients) are
   /// [batch * seq_q] rows, sequence-major. k, v are [batch * seq_kv] rows sequence-major, or, with
   /// `kv_position_major`, [positions][batch] rows: the layout of a KV cache with room for the full context, where
   /// a decode step appends its new K and V rows of every sequence as one contiguous block after the previous
@@ -174,7 +178,10 @@ enum class TensorOpKind {
   gather_rows,
   remap_index,
   argmax,
-  scatter_add_rows
+  scatter_add_rows,
+  swiglu,
+  swiglu_bwd,
+  rope
 };
 const char* to_string(TensorOpKind k);
 

@@ -8,6 +8,7 @@ set(MOESYS_EXEC_TESTS ${PROJECT_SOURCE_DIR}/tests/exec)
 
 add_executable(moesys_exec_tests ${MOESYS_EXEC_TESTS}/mpi_main.cpp ${MOESYS_EXEC_TESTS}/test_cpu_collectives.cpp
                                  ${MOESYS_EXEC_TESTS}/test_cpu_streams.cpp ${MOESYS_EXEC_TESTS}/test_cpu_kernels.cpp
+                                 ${MOESYS_EXEC_TESTS}/test_cpu_architecture_kernels.cpp
                                  ${MOESYS_EXEC_TESTS}/test_compute_slots.cpp)
 target_link_libraries(moesys_exec_tests PRIVATE moesys_exec GTest::gtest)
 foreach(suite CpuCollectives CpuStreamsAcrossRanks ComputeSlotsAcrossRanks)

@@ -71,6 +71,17 @@ TensorOp gelu(Buffer x, Buffer y, I n) { return make(core::TensorOpKind::gelu, {
 TensorOp gelu_bwd(Buffer x, Buffer dy, Buffer dx, I n) {
   return make(core::TensorOpKind::gelu_bwd, {x, dy}, {dx}, {n}, 2 * d(n), d(n), 20 * d(n));
 }
+TensorOp swiglu(Buffer x, Buffer y, I R, I f) {
+  return make(core::TensorOpKind::swiglu, {x}, {y}, {R, f}, 2 * d(R) * d(f), d(R) * d(f), 14 * d(R) * d(f));
+}
+TensorOp swiglu_bwd(Buffer x, Buffer dy, Buffer dx, I R, I f) {
+  return make(core::TensorOpKind::swiglu_bwd, {x, dy}, {dx}, {R, f}, 3 * d(R) * d(f), 2 * d(R) * d(f),
+              20 * d(R) * d(f));
+}
+TensorOp rope(Buffer x, I T, I heads, I D, I S, I first, bool inverse, double base) {
+  const double n = d(T) * d(heads) * d(D);
+  return make(core::TensorOpKind::rope, {}, {x}, {T, heads, D, S, first, inverse ? 1 : 0}, n, n, 6 * n, {base});
+}
 TensorOp add(Buffer a, Buffer b, Buffer c, I n) {
   return make(core::TensorOpKind::add, {a, b}, {c}, {n}, 2 * d(n), d(n), d(n));
 }
@@ -85,13 +96,29 @@ TensorOp layernorm_bwd(Buffer x, Buffer gamma, Buffer mean, Buffer rstd, Buffer 
   return make(core::TensorOpKind::layernorm_bwd, {x, gamma, mean, rstd, dy}, {dx, d_gamma, d_beta}, {T, H},
               2 * d(T) * d(H) + 2 * d(T) + 3 * d(H), d(T) * d(H) + 2 * d(H), 12 * d(T) * d(H));
 }
+TensorOp rmsnorm(Buffer x, Buffer gamma, Buffer y, Buffer mean, Buffer rstd, I T, I H) {
+  return make(core::TensorOpKind::layernorm, {x, gamma, gamma}, {y, mean, rstd}, {T, H}, d(T) * d(H) + d(H),
+              d(T) * d(H) + 2 * d(T), 5 * d(T) * d(H), {1e-5, 1});
+}
+TensorOp rmsnorm_bwd(Buffer x, Buffer gamma, Buffer mean, Buffer rstd, Buffer dy, Buffer dx, Buffer d_gamma, I T, I H) {
+  return make(core::TensorOpKind::layernorm_bwd, {x, gamma, mean, rstd, dy}, {dx, d_gamma, d_gamma}, {T, H},
+              2 * d(T) * d(H) + d(T) + 2 * d(H), d(T) * d(H) + d(H), 9 * d(T) * d(H), {1});
+}
 TensorOp embedding(Buffer ids, Buffer table, Buffer pos, Buffer x, I T, I H, I V, I S) {
-  return make(core::TensorOpKind::embedding, {ids, table, pos}, {x}, {T, H, V, S}, d(T) * (2 * d(H) + 1),
+  return make(core::TensorOpKind::embedding, {ids, table, pos}, {x}, {T, H, V, S, 1}, d(T) * (2 * d(H) + 1),
               d(T) * d(H), d(T) * d(H));
 }
+TensorOp embedding_no_positions(Buffer ids, Buffer table, Buffer x, I T, I H, I V) {
+  return make(core::TensorOpKind::embedding, {ids, table, table}, {x}, {T, H, V, 1, 0}, d(T) * (d(H) + 1),
+              d(T) * d(H), 0);
+}
 TensorOp embedding_bwd(Buffer ids, Buffer dx, Buffer d_table, Buffer d_pos, I T, I H, I V, I S) {
-  return make(core::TensorOpKind::embedding_bwd, {ids, dx}, {d_table, d_pos}, {T, H, V, S}, d(T) * (3 * d(H) + 1),
+  return make(core::TensorOpKind::embedding_bwd, {ids, dx}, {d_table, d_pos}, {T, H, V, S, 1}, d(T) * (3 * d(H) + 1),
               2 * d(T) * d(H), 2 * d(T) * d(H));
+}
+TensorOp embedding_bwd_no_positions(Buffer ids, Buffer dx, Buffer d_table, I T, I H, I V) {
+  return make(core::TensorOpKind::embedding_bwd, {ids, dx}, {d_table, d_table}, {T, H, V, 1, 0},
+              d(T) * (2 * d(H) + 1), d(T) * d(H), d(T) * d(H));
 }
 TensorOp softmax_xent(Buffer logits, Buffer targets, Buffer d_logits, Buffer loss, I T, I V, double grad_scale) {
   return make(core::TensorOpKind::softmax_xent, {logits, targets}, {d_logits, loss}, {T, V}, d(T) * d(V) + d(T),

@@ -46,6 +46,15 @@ TensorOp bias_grad(Buffer d, Buffer db, I G, I M, I N, bool accumulate = false);
 TensorOp gelu(Buffer x, Buffer y, I n);
 /// dx = gelu'(x) * dy.  in {x, dy}  out {dx}  dims {n}
 TensorOp gelu_bwd(Buffer x, Buffer dy, Buffer dx, I n);
+/// SwiGLU of rows whose first half is the gate g and second half the up projection u: y[r][i] = silu(g[r][i]) *
+/// u[r][i], silu(g) = g * sigmoid(g).  in {x [R][2f]}  out {y [R][f]}  dims {R, f}
+TensorOp swiglu(Buffer x, Buffer y, I R, I f);
+/// dx[r] = [dy * u * silu'(g), dy * silu(g)].  in {x [R][2f], dy [R][f]}  out {dx [R][2f]}  dims {R, f}
+TensorOp swiglu_bwd(Buffer x, Buffer dy, Buffer dx, I R, I f);
+/// Rotary positions in place on rows of `heads` heads of D elements (D even): the pair (2i, 2i+1) of a head of
+/// token t turns by p * base^(-2i/D), p = first + t mod S; `inverse` turns back (the backward of the rotation).
+/// out {x}  dims {T, heads, D, S, first, inverse ? 1 : 0}  scalars {base}
+TensorOp rope(Buffer x, I T, I heads, I D, I S, I first, bool inverse, double base = 10000.0);
 /// c = a + b elementwise; c may alias a or b.  in {a, b}  out {c}  dims {n}
 TensorOp add(Buffer a, Buffer b, Buffer c, I n);
 /// x *= s.  out {x}  dims {n}  scalars {s}
@@ -57,10 +66,19 @@ TensorOp layernorm(Buffer x, Buffer gamma, Buffer beta, Buffer y, Buffer mean, B
 /// in {x, gamma, mean, rstd, dy}  out {dx, d_gamma, d_beta} (parameter gradients accumulate)  dims {T, H}
 TensorOp layernorm_bwd(Buffer x, Buffer gamma, Buffer mean, Buffer rstd, Buffer dy, Buffer dx, Buffer d_gamma,
                        Buffer d_beta, I T, I H);
-/// x[t] = table[ids[t]] + pos[t mod S].  in {ids, table, pos}  out {x}  dims {T, H, V, S}
+/// RMSNorm: y = x * rstd * gamma per row, rstd = 1 / sqrt(mean(x^2) + eps); mean is written as 0. The layernorm
+/// kind with scalars {eps, 1}; beta (in[2]) is gamma again and not read.
+TensorOp rmsnorm(Buffer x, Buffer gamma, Buffer y, Buffer mean, Buffer rstd, I T, I H);
+/// The layernorm_bwd kind with scalars {1}: out {dx, d_gamma, d_gamma} (the third is not written).
+TensorOp rmsnorm_bwd(Buffer x, Buffer gamma, Buffer mean, Buffer rstd, Buffer dy, Buffer dx, Buffer d_gamma, I T, I H);
+/// x[t] = table[ids[t]] + pos[t mod S].  in {ids, table, pos}  out {x}  dims {T, H, V, S, 1}
+/// Without a position table (rotary positions): dims[4] = 0, x[t] = table[ids[t]] and pos (the table again) unread.
 TensorOp embedding(Buffer ids, Buffer table, Buffer pos, Buffer x, I T, I H, I V, I S);
+TensorOp embedding_no_positions(Buffer ids, Buffer table, Buffer x, I T, I H, I V);
 /// d_table[ids[t]] += dx[t]; d_pos[t mod S] += dx[t] (both accumulate).  in {ids, dx}  out {d_table, d_pos}
+/// dims {T, H, V, S, 1}; with dims[4] = 0 only d_table (d_pos is d_table again and not written).
 TensorOp embedding_bwd(Buffer ids, Buffer dx, Buffer d_table, Buffer d_pos, I T, I H, I V, I S);
+TensorOp embedding_bwd_no_positions(Buffer ids, Buffer dx, Buffer d_table, I T, I H, I V);
 /// loss[0] = sum_t -log softmax(logits[t])[targets[t]]; d_logits = grad_scale * (softmax - onehot).
 /// in {logits, targets}  out {d_logits, loss}  dims {T, V}  scalars {grad_scale}
 TensorOp softmax_xent(Buffer logits, Buffer targets, Buffer d_logits, Buffer loss, I T, I V, double grad_scale);

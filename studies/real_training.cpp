@@ -1,6 +1,8 @@
 #include "studies/real_training.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 
@@ -17,6 +19,38 @@ json small_cpu_model(int ranks) {
           {"heads", 4},          {"layers", 2},          {"vocab", 512},
           {"seq_len", 64},       {"micro_batch", 4},     {"global_batch", 4 * ranks},
           {"dtype", "fp32"}};
+}
+
+json reduced_zoo_model(const json& zoo, int ranks) {
+  json m = zoo;
+  const int hidden = 256, heads = 4;
+  const double scale = static_cast<double>(hidden) / zoo.at("hidden").get<double>();
+  auto width = [scale](double w) { return std::max(16, static_cast<int>(std::lround(w * scale / 16.0)) * 16); };
+  const bool first_dense = zoo.value("first_dense_layers", 0) > 0;
+  m["name"] = zoo.at("name").get<std::string>() + "-reduced";
+  m["layers"] = first_dense ? 3 : 2;
+  if (first_dense) m["first_dense_layers"] = 1;
+  m["hidden"] = hidden;
+  m["heads"] = heads;
+  if (zoo.contains("attention") && zoo["attention"].value("kind", "mha") != "mla") {
+    json& a = m["attention"];
+    if (a.contains("kv_heads"))  // keep the query heads per K/V head where 4 heads allow it
+      a["kv_heads"] = std::max(1, heads * a["kv_heads"].get<int>() / zoo.at("heads").get<int>());
+    if (a.contains("head_dim")) a["head_dim"] = hidden / heads;
+  }
+  if (zoo.contains("ffn_hidden")) m["ffn_hidden"] = width(zoo["ffn_hidden"].get<double>());
+  if (zoo.contains("expert_hidden")) m["expert_hidden"] = width(zoo["expert_hidden"].get<double>());
+  m["experts"] = 2 * ranks;
+  m["top_k"] = std::min(zoo.at("top_k").get<int>(), 2 * ranks);
+  if (zoo.contains("shared_experts")) m["shared_experts"] = std::min(1, zoo["shared_experts"].get<int>());
+  m.erase("expert_groups");
+  m.erase("max_groups_per_token");
+  m["vocab"] = 512;
+  m["seq_len"] = 64;
+  m["micro_batch"] = 4;
+  m["global_batch"] = 4 * ranks;
+  m["dtype"] = "fp32";
+  return m;
 }
 
 namespace {

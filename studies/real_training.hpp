@@ -12,6 +12,10 @@ namespace moesys::studies {
 
 /// A GPT-MoE small enough for CPU ranks: 2 layers of width 256, 2 experts per rank, fp32.
 nlohmann::json small_cpu_model(int ranks);
+/// A zoo model's architecture at the size of small_cpu_model (hidden 256, 64-wide heads, 2 layers plus one dense
+/// first layer where the model has them, 2 experts per rank, fp32): every kind of layer, attention, activation,
+/// norm, position and output the model has, with its width ratios (FFN / hidden, KV heads / heads) kept.
+nlohmann::json reduced_zoo_model(const nlohmann::json& zoo_model, int ranks);
 
 struct RealTrainingRun {
   nlohmann::json machine;  // with probe: the measured cluster, calibration and rates

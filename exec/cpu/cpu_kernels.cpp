@@ -45,13 +45,17 @@ void run_attention(const core::AttentionOp& a) {
   need(a.seq_q >= 1 && a.seq_q <= a.seq_kv, "attention: need 1 <= seq_q <= seq_kv");
   need(!a.backward || (a.seq_q == a.seq_kv && !a.kv_position_major),
        "attention backward: seq_q must equal seq_kv with packed K and V");
-  const I Sq = a.seq_q, Skv = a.seq_kv, D = a.head_dim, ld = a.heads * D;
-  const I ldkv = a.kv_position_stride() * ld, kv_seq = a.kv_sequence_stride() * ld;
+  // Grouped-query attention: `group` query heads read one K/V head; their K and V gradients add up.
+  const I Sq = a.seq_q, Skv = a.seq_kv, D = a.head_dim, ld = a.heads * D, ldk = a.kv_head_count() * D;
+  need(a.heads % a.kv_head_count() == 0, "attention: kv_heads must divide heads");
+  const I group = a.heads / a.kv_head_count();
+  const I ldkv = a.kv_position_stride() * ldk, kv_seq = a.kv_sequence_stride() * ldk;
   const float sc = 1.0f / std::sqrt(static_cast<float>(D));
   std::vector<float> p(Z(Sq * Skv)), dp(a.backward ? Z(Sq * Skv) : 0);
   for (I b = 0; b < a.batch; ++b)
     for (I h = 0; h < a.heads; ++h) {
-      const I off = b * Sq * ld + h * D, kv_off = b * kv_seq + h * D;
+      const I off = b * Sq * ld + h * D, kv_off = b * kv_seq + (h / group) * D;
+      const float first_of_group = h % group == 0 ? 0.f : 1.f;  // backward: the group's first head writes dK, dV
       const float *q = F(a.q) + off, *k = F(a.k) + kv_off, *v = F(a.v) + kv_off;
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(Sq), int(Skv), int(D), sc, q, int(ld), k, int(ldkv),
                   0.f, p.data(), int(Skv));
@@ -74,8 +78,8 @@ void run_attention(const core::AttentionOp& a) {
       const float* d_o = F(a.d_o) + off;
       // dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(dP * P)); dQ = sc dS K; dK = sc dS^T Q.
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(S), int(D), int(S), 1.f, p.data(), int(S), d_o,
-                  int(ld), 0.f, F(a.d_v) + off, int(ld));
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(S), int(S), int(D), 1.f, d_o, int(ld), v, int(ld), 0.f,
+                  int(ld), first_of_group, F(a.d_v) + kv_off, int(ldk));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(S), int(S), int(D), 1.f, d_o, int(ld), v, int(ldk), 0.f,
                   dp.data(), int(S));
       for (I i = 0; i < S; ++i) {
         float dot = 0;
@@ -83,9 +87,9 @@ void run_attention(const core::AttentionOp& a) {
         for (I j = 0; j < S; ++j) dp[Z(i * S + j)] = p[Z(i * S + j)] * (dp[Z(i * S + j)] - dot);
       }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(S), int(D), int(S), sc, dp.data(), int(S), k,
-                  int(ld), 0.f, F(a.d_q) + off, int(ld));
+                  int(ldk), 0.f, F(a.d_q) + off, int(ld));
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(S), int(D), int(S), sc, dp.data(), int(S), q, int(ld),
-                  0.f, F(a.d_k) + off, int(ld));
+                  first_of_group, F(a.d_k) + kv_off, int(ldk));
     }
 }
 
@@ -241,35 +245,83 @@ MOESYS_VECTOR_CLONES void gelu_bwd_loop(const float* x, const float* dy, float* 
   for (I i = 0; i < n; ++i) dx[i] = gelu_d(x[i]) * dy[i];
 }
 
+// SwiGLU rows [gate | up]: y = silu(g) * u with silu(g) = g / (1 + e^-g).
+inline float sigmoid_f(float x) { return 1.f / (1.f + fast_exp(-x)); }
+MOESYS_VECTOR_CLONES void swiglu_loop(const float* x, float* y, I R, I f) {
+  for (I r = 0; r < R; ++r) {
+    const float *g = x + r * 2 * f, *u = g + f;
+    float* o = y + r * f;
+    for (I i = 0; i < f; ++i) o[i] = g[i] * sigmoid_f(g[i]) * u[i];
+  }
+}
+MOESYS_VECTOR_CLONES void swiglu_bwd_loop(const float* x, const float* dy, float* dx, I R, I f) {
+  for (I r = 0; r < R; ++r) {
+    const float *g = x + r * 2 * f, *u = g + f, *d = dy + r * f;
+    float *dg = dx + r * 2 * f, *du = dg + f;
+    for (I i = 0; i < f; ++i) {
+      const float s = sigmoid_f(g[i]), silu = g[i] * s;
+      dg[i] = d[i] * u[i] * (s + g[i] * s * (1.f - s));
+      du[i] = d[i] * silu;
+    }
+  }
+}
+
+// Rotary positions: the pair (2i, 2i+1) of every head of token t turns by p * base^(-2i/D), p = first + t mod S.
+// Angles in double, then float, as the CUDA kernel does.
+void rope(const TensorOp& op) {
+  const I T = op.dims[0], Hh = op.dims[1], D = op.dims[2], S = op.dims[3], first = op.dims[4];
+  const double sign = op.dims[5] != 0 ? -1.0 : 1.0, base = op.scalars.at(0);
+  need(D % 2 == 0, "rope: the head width must be even");
+  float* x = F(op.out[0]);
+  for (I t = 0; t < T; ++t) {
+    const double p = static_cast<double>(first + t % S);
+    for (I i = 0; i < D / 2; ++i) {
+      const double angle = sign * p * std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(D));
+      const float c = static_cast<float>(std::cos(angle)), sn = static_cast<float>(std::sin(angle));
+      for (I h = 0; h < Hh; ++h) {
+        float* pair = x + (t * Hh + h) * D + 2 * i;
+        const float a = pair[0], b = pair[1];
+        pair[0] = a * c - b * sn, pair[1] = a * sn + b * c;
+      }
+    }
+  }
+}
+
 void layernorm(const TensorOp& op, bool backward) {
+  // RMSNorm (the last scalar 1): no mean, no bias; the mean output is 0, so xhat = x * rstd in both passes.
   const I T = op.dims[0], H = op.dims[1];
   const float *x = F(op.in[0]), *g = F(op.in[1]);
   if (!backward) {
+    const bool rms = op.scalars.size() > 1 && op.scalars[1] != 0;
     const float* b = F(op.in[2]);
     float *y = F(op.out[0]), *mean = F(op.out[1]), *rstd = F(op.out[2]);
     const double eps = op.scalars.empty() ? 1e-5 : op.scalars[0];
     for (I t = 0; t < T; ++t) {
       const float* r = x + t * H;
       double m = 0, v = 0;
-      for (I h = 0; h < H; ++h) m += r[h];
-      m /= double(H);
+      if (!rms) {
+        for (I h = 0; h < H; ++h) m += r[h];
+        m /= double(H);
+      }
       for (I h = 0; h < H; ++h) v += (r[h] - m) * (r[h] - m);
       const float rs = static_cast<float>(1.0 / std::sqrt(v / double(H) + eps));
       mean[t] = static_cast<float>(m), rstd[t] = rs;
-      for (I h = 0; h < H; ++h) y[t * H + h] = (r[h] - mean[t]) * rs * g[h] + b[h];
+      for (I h = 0; h < H; ++h) y[t * H + h] = (r[h] - mean[t]) * rs * g[h] + (rms ? 0.f : b[h]);
     }
     return;
   }
+  const bool rms = !op.scalars.empty() && op.scalars[0] != 0;
   const float *mean = F(op.in[2]), *rstd = F(op.in[3]), *dy = F(op.in[4]);
   float *dx = F(op.out[0]), *dg = F(op.out[1]), *db = F(op.out[2]);
   for (I t = 0; t < T; ++t) {
     double s1 = 0, s2 = 0;  // mean of dxhat and of dxhat * xhat
     for (I h = 0; h < H; ++h) {
       const float xh = (x[t * H + h] - mean[t]) * rstd[t], d = dy[t * H + h];
-      dg[h] += d * xh, db[h] += d;
+      dg[h] += d * xh;
+      if (!rms) db[h] += d;
       s1 += d * g[h], s2 += d * g[h] * xh;
     }
-    s1 /= double(H), s2 /= double(H);
+    s1 = rms ? 0.0 : s1 / double(H), s2 /= double(H);
     for (I h = 0; h < H; ++h) {
       const float xh = (x[t * H + h] - mean[t]) * rstd[t];
       dx[t * H + h] = rstd[t] * (dy[t * H + h] * g[h] - float(s1) - xh * float(s2));
@@ -313,6 +365,9 @@ void run_tensor(const TensorOp& op) {
       }
       return;
     case TensorOpKind::gelu: return gelu_loop(F(op.in[0]), F(op.out[0]), dm[0]);
+    case TensorOpKind::swiglu: return swiglu_loop(F(op.in[0]), F(op.out[0]), dm[0], dm[1]);
+    case TensorOpKind::swiglu_bwd: return swiglu_bwd_loop(F(op.in[0]), F(op.in[1]), F(op.out[0]), dm[0], dm[1]);
+    case TensorOpKind::rope: return rope(op);
     case TensorOpKind::gelu_bwd: return gelu_bwd_loop(F(op.in[0]), F(op.in[1]), F(op.out[0]), dm[0]);
     case TensorOpKind::add:
       for (I i = 0; i < dm[0]; ++i) F(op.out[0])[i] = F(op.in[0])[i] + F(op.in[1])[i];
@@ -323,19 +378,21 @@ void run_tensor(const TensorOp& op) {
     case TensorOpKind::layernorm_bwd: return layernorm(op, true);
     case TensorOpKind::embedding: {
       const I T = dm[0], H = dm[1], V = dm[2], S = dm[3];
+      const bool positions = dm.size() < 5 || dm[4] != 0;
       for (I t = 0; t < T; ++t) {
         const int id = N(op.in[0])[t];
         need(id >= 0 && id < V, "embedding: token id out of range");
         for (I h = 0; h < H; ++h)
-          F(op.out[0])[t * H + h] = F(op.in[1])[id * H + h] + F(op.in[2])[(t % S) * H + h];
+          F(op.out[0])[t * H + h] = F(op.in[1])[id * H + h] + (positions ? F(op.in[2])[(t % S) * H + h] : 0.f);
       }
       return;
     }
     case TensorOpKind::embedding_bwd: {
       const I T = dm[0], H = dm[1], S = dm[3];
+      const bool positions = dm.size() < 5 || dm[4] != 0;
       for (I t = 0; t < T; ++t) {
         cblas_saxpy(int(H), 1.f, F(op.in[1]) + t * H, 1, F(op.out[0]) + N(op.in[0])[t] * H, 1);
-        cblas_saxpy(int(H), 1.f, F(op.in[1]) + t * H, 1, F(op.out[1]) + (t % S) * H, 1);
+        if (positions) cblas_saxpy(int(H), 1.f, F(op.in[1]) + t * H, 1, F(op.out[1]) + (t % S) * H, 1);
       }
       return;
     }

@@ -90,16 +90,20 @@ void run_gemm(const core::GemmOp& op, const KernelContext& ctx) {
   gemm(ctx, g, ctx.address(op.a), ctx.address(op.b), ctx.address(op.c), type, compute);
 }
 
-// Attention like the CPU runtime: per batch element, the heads' [seq_q, seq_kv] scores as one strided-batched GEMM
-// (heads sit side by side in a row, so head h starts at column h*D), a row softmax (causal with the offset
-// seq_kv - seq_q), and the value GEMM; K and V rows may be a position-major KV cache (a leading dimension of
-// batch rows). Backward (seq_q == seq_kv, packed K/V) recomputes the probabilities. fp32 throughout.
+// Attention like the CPU runtime: per batch element and K/V head, the scores of the query heads that read it as
+// one strided-batched GEMM (heads sit side by side in a row, so head h starts at column h*D; grouped-query heads
+// share their K/V head through a batch stride of 0), a row softmax (causal with the offset seq_kv - seq_q), and the
+// value GEMM; K and V rows may be a position-major KV cache (a leading dimension of batch rows). Backward (seq_q ==
+// seq_kv, packed K/V) recomputes the probabilities; the K and V gradients of a group add up head by head in order,
+// as on the CPU. fp32 throughout.
 void run_attention(const core::AttentionOp& a, const KernelContext& ctx) {
   need(a.seq_q >= 1 && a.seq_q <= a.seq_kv, "attention: need 1 <= seq_q <= seq_kv");
   need(!a.backward || (a.seq_q == a.seq_kv && !a.kv_position_major),
        "attention backward: seq_q must equal seq_kv with packed K and V");
-  const I S = a.seq_q, Skv = a.seq_kv, D = a.head_dim, Hd = a.heads, ld = Hd * D;
-  const I ldkv = a.kv_position_stride() * ld, kv_seq = a.kv_sequence_stride() * ld;
+  need(a.heads % a.kv_head_count() == 0, "attention: kv_heads must divide heads");
+  const I S = a.seq_q, Skv = a.seq_kv, D = a.head_dim, Hd = a.heads, ld = Hd * D, ldk = a.kv_head_count() * D;
+  const I group = Hd / a.kv_head_count(), groups = a.kv_head_count();
+  const I ldkv = a.kv_position_stride() * ldk, kv_seq = a.kv_sequence_stride() * ldk;
   const float sc = 1.0f / std::sqrt(static_cast<float>(D));
   const auto* q = static_cast<const float*>(ctx.address(a.q));
   const auto* k = static_cast<const float*>(ctx.address(a.k));
@@ -108,36 +112,59 @@ void run_attention(const core::AttentionOp& a, const KernelContext& ctx) {
   Scratch p(std::size_t(Hd * S * Skv) * 4 * (a.backward ? 2 : 1), ctx.stream);
   float* P = p.as<float>();
   float* dP = P + Hd * S * Skv;
-  auto G = [&](bool ta, bool tb, I m, I n, I kk, I lda, I sa, I ldb, I sb, I ldc, I scc, float alpha) {
+  auto G = [&](bool ta, bool tb, I m, I n, I kk, I lda, I sa, I ldb, I sb, I ldc, I scc, float alpha, I batch,
+               float beta = 0.f) {
     Gemm g;
     g.ta = ta, g.tb = tb, g.m = m, g.n = n, g.k = kk, g.lda = lda, g.sa = sa, g.ldb = ldb, g.sb = sb, g.ldc = ldc;
-    g.sc = scc, g.batch = Hd, g.alpha = alpha;
+    g.sc = scc, g.batch = batch, g.alpha = alpha, g.beta = beta;
     return g;
   };
+  // MHA: every head in one batched GEMM (K/V stride D); GQA: one launch per K/V head over its query heads (stride 0).
+  const bool mha = group == 1;
+  const I launches = mha ? 1 : groups, batch = mha ? Hd : group, kv_stride = mha ? D : 0;
   if (!a.backward) {
     for (I b = 0; b < a.batch; ++b) {
       const I off = b * S * ld, kv_off = b * kv_seq;
-      gemm(ctx, G(false, true, S, Skv, D, ld, D, ldkv, D, Skv, S * Skv, sc), q + off, k + kv_off, P, CUDA_R_32F, ct);
+      for (I gi = 0; gi < launches; ++gi)
+        gemm(ctx, G(false, true, S, Skv, D, ld, D, ldkv, kv_stride, Skv, S * Skv, sc, batch), q + off + gi * group * D,
+             k + kv_off + gi * D, P + gi * group * S * Skv, CUDA_R_32F, ct);
       kernels::attention_softmax(P, Hd, S, Skv, a.causal, ctx.stream);
-      gemm(ctx, G(false, false, S, D, Skv, Skv, S * Skv, ldkv, D, ld, D, 1.f), P, v + kv_off,
-           static_cast<float*>(ctx.address(a.o)) + off, CUDA_R_32F, ct);
+      for (I gi = 0; gi < launches; ++gi)
+        gemm(ctx, G(false, false, S, D, Skv, Skv, S * Skv, ldkv, kv_stride, ld, D, 1.f, batch),
+             P + gi * group * S * Skv, v + kv_off + gi * D,
+             static_cast<float*>(ctx.address(a.o)) + off + gi * group * D, CUDA_R_32F, ct);
     }
     return;
   }
   for (I b = 0; b < a.batch; ++b) {
-    const I off = b * S * ld;
-    gemm(ctx, G(false, true, S, S, D, ld, D, ld, D, S, S * S, sc), q + off, k + off, P, CUDA_R_32F, ct);
+    const I off = b * S * ld, kv_b = b * S * ldk;
+    for (I gi = 0; gi < launches; ++gi)
+      gemm(ctx, G(false, true, S, S, D, ld, D, ldk, kv_stride, S, S * S, sc, batch), q + off + gi * group * D,
+           k + kv_b + gi * D, P + gi * group * S * S, CUDA_R_32F, ct);
     kernels::attention_softmax(P, Hd, S, S, a.causal, ctx.stream);
     const auto* d_o = static_cast<const float*>(ctx.address(a.d_o)) + off;
-    // dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(dP * P)); dQ = sc dS K; dK = sc dS^T Q.
-    gemm(ctx, G(true, false, S, D, S, S, S * S, ld, D, ld, D, 1.f), P, d_o,
-         static_cast<float*>(ctx.address(a.d_v)) + off, CUDA_R_32F, ct);
-    gemm(ctx, G(false, true, S, S, D, ld, D, ld, D, S, S * S, 1.f), d_o, v + off, dP, CUDA_R_32F, ct);
+    auto* d_v = static_cast<float*>(ctx.address(a.d_v)) + kv_b;
+    auto* d_k = static_cast<float*>(ctx.address(a.d_k)) + kv_b;
+    // dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(dP * P)); dQ = sc dS K; dK = sc dS^T Q. The K/V gradients
+    // of a group add up head by head (beta 1 after the group's first head).
+    auto per_kv_head = [&](const float* left, const float* right, float* out, float alpha) {
+      if (mha) {
+        gemm(ctx, G(true, false, S, D, S, S, S * S, ld, D, ldk, D, alpha, Hd), left, right, out, CUDA_R_32F, ct);
+        return;
+      }
+      for (I h = 0; h < Hd; ++h)
+        gemm(ctx, G(true, false, S, D, S, S, 0, ld, 0, ldk, 0, alpha, 1, h % group == 0 ? 0.f : 1.f), left + h * S * S,
+             right + h * D, out + (h / group) * D, CUDA_R_32F, ct);
+    };
+    per_kv_head(P, d_o, d_v, 1.f);
+    for (I gi = 0; gi < launches; ++gi)
+      gemm(ctx, G(false, true, S, S, D, ld, D, ldk, kv_stride, S, S * S, 1.f, batch), d_o + gi * group * D,
+           v + kv_b + gi * D, dP + gi * group * S * S, CUDA_R_32F, ct);
     kernels::attention_softmax_bwd(P, dP, Hd, S, ctx.stream);
-    gemm(ctx, G(false, false, S, D, S, S, S * S, ld, D, ld, D, sc), dP, k + off,
-         static_cast<float*>(ctx.address(a.d_q)) + off, CUDA_R_32F, ct);
-    gemm(ctx, G(true, false, S, D, S, S, S * S, ld, D, ld, D, sc), dP, q + off,
-         static_cast<float*>(ctx.address(a.d_k)) + off, CUDA_R_32F, ct);
+    for (I gi = 0; gi < launches; ++gi)
+      gemm(ctx, G(false, false, S, D, S, S, S * S, ldk, kv_stride, ld, D, sc, batch), dP + gi * group * S * S,
+           k + kv_b + gi * D, static_cast<float*>(ctx.address(a.d_q)) + off + gi * group * D, CUDA_R_32F, ct);
+    per_kv_head(dP, q + off, d_k, sc);
   }
 }
 
@@ -157,7 +184,9 @@ void run_tensor(const core::TensorOp& op, const KernelContext& ctx) {
       {TensorOpKind::embedding, {3, 1, 4}},       {TensorOpKind::embedding_bwd, {2, 2, 4}},
       {TensorOpKind::softmax_xent, {2, 2, 2}},    {TensorOpKind::adamw, {1, 3, 1}},
       {TensorOpKind::gather_rows, {2, 1, 3}},     {TensorOpKind::remap_index, {2, 1, 2}},
-      {TensorOpKind::argmax, {1, 1, 2}},          {TensorOpKind::scatter_add_rows, {2, 1, 3}}};
+      {TensorOpKind::argmax, {1, 1, 2}},          {TensorOpKind::scatter_add_rows, {2, 1, 3}},
+      {TensorOpKind::swiglu, {1, 1, 2}},          {TensorOpKind::swiglu_bwd, {2, 1, 2}},
+      {TensorOpKind::rope, {0, 1, 6}}};
   const auto& n = arity.at(op.kind);
   need(op.in.size() >= n[0] && op.out.size() >= n[1] && op.dims.size() >= n[2],
        kind + ": too few operands or dims (see model/ops.hpp)");
@@ -200,22 +229,38 @@ void run_tensor(const core::TensorOp& op, const KernelContext& ctx) {
       return k::gelu(F(in[0]), F(out[0]), d[0], s);
     case TensorOpKind::gelu_bwd:
       return k::gelu_bwd(F(in[0]), F(in[1]), F(out[0]), d[0], s);
+    case TensorOpKind::swiglu:
+      return k::swiglu(F(in[0]), F(out[0]), d[0], d[1], s);
+    case TensorOpKind::swiglu_bwd:
+      return k::swiglu_bwd(F(in[0]), F(in[1]), F(out[0]), d[0], d[1], s);
+    case TensorOpKind::rope:
+      return k::rope(F(out[0]), d[0], d[1], d[2], d[3], d[4], d[5] != 0, scalar(0), s);
     case TensorOpKind::add:
       return k::add(F(in[0]), F(in[1]), F(out[0]), d[0], s);
     case TensorOpKind::scale:
       return k::scale(F(out[0]), d[0], float(scalar(0)), s);
     case TensorOpKind::fill:
       return k::fill(F(out[0]), d[0], float(scalar(0)), s);
-    case TensorOpKind::layernorm:
-      return k::layernorm(F(in[0]), F(in[1]), F(in[2]), F(out[0]), F(out[1]), F(out[2]), d[0], d[1],
+    case TensorOpKind::layernorm: {  // RMSNorm: the scalar after eps is 1 (model/ops.hpp)
+      const bool rms = op.scalars.size() > 1 && op.scalars[1] != 0;
+      return k::layernorm(F(in[0]), F(in[1]), rms ? nullptr : F(in[2]), F(out[0]), F(out[1]), F(out[2]), d[0], d[1],
                           op.scalars.empty() ? 1e-5 : op.scalars[0], s);
-    case TensorOpKind::layernorm_bwd:
-      return k::layernorm_bwd(F(in[0]), F(in[1]), F(in[2]), F(in[3]), F(in[4]), F(out[0]), F(out[1]), F(out[2]), d[0],
-                              d[1], s);
-    case TensorOpKind::embedding:
-      return k::embedding(N(in[0]), F(in[1]), F(in[2]), F(out[0]), d[0], d[1], d[2], d[3], ctx.status, s);
-    case TensorOpKind::embedding_bwd:
-      return k::embedding_bwd(N(in[0]), F(in[1]), F(out[0]), F(out[1]), d[0], d[1], d[2], d[3], s);
+    }
+    case TensorOpKind::layernorm_bwd: {
+      const bool rms = !op.scalars.empty() && op.scalars[0] != 0;
+      return k::layernorm_bwd(F(in[0]), F(in[1]), F(in[2]), F(in[3]), F(in[4]), F(out[0]), F(out[1]),
+                              rms ? nullptr : F(out[2]), d[0], d[1], s);
+    }
+    case TensorOpKind::embedding: {
+      const bool positions = d.size() < 5 || d[4] != 0;
+      return k::embedding(N(in[0]), F(in[1]), positions ? F(in[2]) : nullptr, F(out[0]), d[0], d[1], d[2], d[3],
+                          ctx.status, s);
+    }
+    case TensorOpKind::embedding_bwd: {
+      const bool positions = d.size() < 5 || d[4] != 0;
+      return k::embedding_bwd(N(in[0]), F(in[1]), F(out[0]), positions ? F(out[1]) : nullptr, d[0], d[1], d[2], d[3],
+                              s);
+    }
     case TensorOpKind::softmax_xent: {
       Scratch rows{std::size_t(d[0]) * sizeof(double), s};
       return k::softmax_xent(F(in[0]), N(in[1]), F(out[0]), F(out[1]), d[0], d[1], float(scalar(0)), rows.as<double>(),

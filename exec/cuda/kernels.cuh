@@ -42,9 +42,14 @@ void add_bias(float* x, const float* bias, I G, I M, I N, cudaStream_t s);
 void bias_grad(const float* d, float* db, I G, I M, I N, bool accumulate, cudaStream_t s);
 void gelu(const float* x, float* y, I n, cudaStream_t s);
 void gelu_bwd(const float* x, const float* dy, float* dx, I n, cudaStream_t s);
+/// x rows [gate | up] of 2f floats, y rows of f (model/ops.hpp swiglu).
+void swiglu(const float* x, float* y, I R, I f, cudaStream_t s);
+void swiglu_bwd(const float* x, const float* dy, float* dx, I R, I f, cudaStream_t s);
+void rope(float* x, I T, I heads, I D, I S, I first, bool inverse, double base, cudaStream_t s);
 void add(const float* a, const float* b, float* c, I n, cudaStream_t s);
 void scale(float* x, I n, float v, cudaStream_t s);
 void fill(float* x, I n, float v, cudaStream_t s);
+/// RMSNorm when beta (forward) or d_beta (backward) is null; embedding without positions when pos / d_pos is null.
 void layernorm(const float* x, const float* gamma, const float* beta, float* y, float* mean, float* rstd, I T, I H,
                double eps, cudaStream_t s);
 void layernorm_bwd(const float* x, const float* gamma, const float* mean, const float* rstd, const float* dy, float* dx,

@@ -117,6 +117,36 @@ __global__ void gelu_kernel(const float* x, float* y, I n) {  // y may alias x
 __global__ void gelu_bwd_kernel(const float* x, const float* dy, float* dx, I n) {
   for (I i = grid_index(); i < n; i += grid_stride()) dx[i] = gelu_d(x[i]) * dy[i];
 }
+__device__ float sigmoid_f(float x) { return 1.f / (1.f + __expf(-x)); }
+// SwiGLU rows [gate | up] of 2f floats into rows of f: silu(g) * u.
+__global__ void swiglu_kernel(const float* __restrict__ x, float* __restrict__ y, I R, I f) {
+  for (I i = grid_index(); i < R * f; i += grid_stride()) {
+    const I r = i / f, c = i % f;
+    const float g = x[r * 2 * f + c], u = x[r * 2 * f + f + c];
+    y[i] = g * sigmoid_f(g) * u;
+  }
+}
+__global__ void swiglu_bwd_kernel(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ dx,
+                                  I R, I f) {
+  for (I i = grid_index(); i < R * f; i += grid_stride()) {
+    const I r = i / f, c = i % f;
+    const float g = x[r * 2 * f + c], u = x[r * 2 * f + f + c], s = sigmoid_f(g);
+    dx[r * 2 * f + c] = dy[i] * u * (s + g * s * (1.f - s));
+    dx[r * 2 * f + f + c] = dy[i] * g * s;
+  }
+}
+// Rotary positions, one thread per (token, head, pair): angles in double, then float, as on the CPU.
+__global__ void rope_kernel(float* x, I T, I Hh, I D, I S, I first, double sign, double base) {
+  const I pairs = D / 2;
+  for (I i = grid_index(); i < T * Hh * pairs; i += grid_stride()) {
+    const I t = i / (Hh * pairs), h = (i / pairs) % Hh, j = i % pairs;
+    const double angle = sign * double(first + t % S) * pow(base, -2.0 * double(j) / double(D));
+    const float c = float(cos(angle)), sn = float(sin(angle));
+    float* pair = x + (t * Hh + h) * D + 2 * j;
+    const float a = pair[0], b = pair[1];
+    pair[0] = a * c - b * sn, pair[1] = a * sn + b * c;
+  }
+}
 __global__ void add_kernel(const float* a, const float* b, float* c, I n) {
   for (I i = grid_index(); i < n; i += grid_stride()) c[i] = a[i] + b[i];
 }
@@ -134,19 +164,21 @@ __global__ void layernorm_kernel(const float* __restrict__ x, const float* __res
   __shared__ double sh[32];
   for (I t = blockIdx.x; t < T; t += gridDim.x) {
     const float* r = x + t * H;
-    double m = 0, v = 0;
-    for (I h = threadIdx.x; h < H; h += blockDim.x) m += r[h];
-    m = block_sum(m, sh) / double(H);
+    double m = 0, v = 0;  // RMSNorm (no beta): no mean, no bias
+    if (b) {
+      for (I h = threadIdx.x; h < H; h += blockDim.x) m += r[h];
+      m = block_sum(m, sh) / double(H);
+    }
     for (I h = threadIdx.x; h < H; h += blockDim.x) v += (r[h] - m) * (r[h] - m);
     v = block_sum(v, sh);
     const float rs = float(1.0 / sqrt(v / double(H) + eps)), mf = float(m);
     if (threadIdx.x == 0) mean[t] = mf, rstd[t] = rs;
-    for (I h = threadIdx.x; h < H; h += blockDim.x) y[t * H + h] = (r[h] - mf) * rs * g[h] + b[h];
+    for (I h = threadIdx.x; h < H; h += blockDim.x) y[t * H + h] = (r[h] - mf) * rs * g[h] + (b ? b[h] : 0.f);
   }
 }
 __global__ void layernorm_bwd_dx_kernel(const float* __restrict__ x, const float* __restrict__ g,
                                         const float* __restrict__ mean, const float* __restrict__ rstd,
-                                        const float* __restrict__ dy, float* __restrict__ dx, I T, I H) {
+                                        const float* __restrict__ dy, float* __restrict__ dx, I T, I H, bool rms) {
   __shared__ double sh[32];
   for (I t = blockIdx.x; t < T; t += gridDim.x) {
     double s1 = 0, s2 = 0;
@@ -156,6 +188,7 @@ __global__ void layernorm_bwd_dx_kernel(const float* __restrict__ x, const float
     }
     s1 = block_sum(s1, sh) / double(H);
     s2 = block_sum(s2, sh) / double(H);
+    if (rms) s1 = 0;
     for (I h = threadIdx.x; h < H; h += blockDim.x) {
       const float xh = (x[t * H + h] - mean[t]) * rstd[t];
       dx[t * H + h] = rstd[t] * (dy[t * H + h] * g[h] - float(s1) - xh * float(s2));
@@ -167,12 +200,13 @@ __global__ void layernorm_bwd_param_kernel(const float* __restrict__ x, const fl
                                            const float* __restrict__ rstd, const float* __restrict__ dy,
                                            float* __restrict__ dg, float* __restrict__ db, I T, I H) {
   for (I h = grid_index(); h < H; h += grid_stride()) {
-    float sg = dg[h], sb = db[h];
+    float sg = dg[h], sb = db ? db[h] : 0.f;
     for (I t = 0; t < T; ++t) {
       const float xh = (x[t * H + h] - mean[t]) * rstd[t], d = dy[t * H + h];
       sg += d * xh, sb += d;
     }
-    dg[h] = sg, db[h] = sb;
+    dg[h] = sg;
+    if (db) db[h] = sb;
   }
 }
 
@@ -187,7 +221,7 @@ __global__ void embedding_kernel(const int* __restrict__ ids, const float* __res
       x[i] = 0.f;
       continue;
     }
-    x[i] = table[I(id) * H + h] + pos[(t % S) * H + h];
+    x[i] = table[I(id) * H + h] + (pos ? pos[(t % S) * H + h] : 0.f);
   }
 }
 // Deterministic scatter-add: one thread per column walks the tokens in order (no atomics, so runs repeat bitwise
@@ -317,6 +351,15 @@ void gelu(const float* x, float* y, I n, cudaStream_t s) {
 void gelu_bwd(const float* x, const float* dy, float* dx, I n, cudaStream_t s) {
   MOESYS_LAUNCH(gelu_bwd_kernel, blocks_for(n), x, dy, dx, n);
 }
+void swiglu(const float* x, float* y, I R, I f, cudaStream_t s) {
+  MOESYS_LAUNCH(swiglu_kernel, blocks_for(R * f), x, y, R, f);
+}
+void swiglu_bwd(const float* x, const float* dy, float* dx, I R, I f, cudaStream_t s) {
+  MOESYS_LAUNCH(swiglu_bwd_kernel, blocks_for(R * f), x, dy, dx, R, f);
+}
+void rope(float* x, I T, I heads, I D, I S, I first, bool inverse, double base, cudaStream_t s) {
+  MOESYS_LAUNCH(rope_kernel, blocks_for(T * heads * (D / 2)), x, T, heads, D, S, first, inverse ? -1.0 : 1.0, base);
+}
 void add(const float* a, const float* b, float* c, I n, cudaStream_t s) {
   MOESYS_LAUNCH(add_kernel, blocks_for(n), a, b, c, n);
 }
@@ -335,7 +378,7 @@ void layernorm(const float* x, const float* gamma, const float* beta, float* y, 
 void layernorm_bwd(const float* x, const float* gamma, const float* mean, const float* rstd, const float* dy, float* dx,
                    float* d_gamma, float* d_beta, I T, I H, cudaStream_t s) {
   if (T == 0) return;
-  MOESYS_LAUNCH(layernorm_bwd_dx_kernel, rows_grid(T), x, gamma, mean, rstd, dy, dx, T, H);
+  MOESYS_LAUNCH(layernorm_bwd_dx_kernel, rows_grid(T), x, gamma, mean, rstd, dy, dx, T, H, d_beta == nullptr);
   MOESYS_LAUNCH(layernorm_bwd_param_kernel, blocks_for(H), x, mean, rstd, dy, d_gamma, d_beta, T, H);
 }
 void embedding(const int* ids, const float* table, const float* pos, float* x, I T, I H, I V, I S, int* status,
@@ -344,7 +387,7 @@ void embedding(const int* ids, const float* table, const float* pos, float* x, I
 }
 void embedding_bwd(const int* ids, const float* dx, float* d_table, float* d_pos, I T, I H, I V, I S, cudaStream_t s) {
   MOESYS_LAUNCH(embedding_bwd_table_kernel, blocks_for(H), ids, dx, d_table, T, H, V);
-  MOESYS_LAUNCH(embedding_bwd_pos_kernel, blocks_for(S * H), dx, d_pos, T, H, S);
+  if (d_pos) MOESYS_LAUNCH(embedding_bwd_pos_kernel, blocks_for(S * H), dx, d_pos, T, H, S);
 }
 void softmax_xent(const float* logits, const int* targets, float* d_logits, float* loss, I T, I V, float grad_scale,
                   double* row_loss, int* status, cudaStream_t s) {

@@ -1,13 +1,15 @@
-// The dense parts of a transformer layer, the embedding and the tied logits, as kernels with real operands on
+// The dense parts of a transformer layer, the embedding and the output layer, as kernels with real operands on
 // the compute stream. GEMM shapes: a forward Y[n, out] = X[n, in] W[in, out] is gemm(n, out, in); its backward is
 // dgrad dX = dY W^T (gemm(n, in, out), trans_b) and wgrad dW += X^T dY (gemm(in, out, n), trans_a). Every
 // parameter gradient accumulates into a buffer that grad_sync.cpp zeroed, so micro-batches add up.
-// Unit tensors (rank_state.hpp): layer unit 0 Wqkv [3][h][h], 2 Wo, 4/5 LN1 gain/bias, 6/7 LN2 gain/bias,
-// 8 gate or dense W1, 10 dense W2; embedding unit 0 token table [V][h], 1 positions [S][h], 2/3 final LN.
-// Biases are parameters (counted, reduced, updated) but their adds are not issued.
+// Unit tensors: model_costs.hpp (LayerTensor, EmbeddingTensor). Attention: Q [n][q], K and V [n][kv] (q = heads x
+// head_dim, kv = kv_heads x head_dim; MHA with q = kv runs the three projections as one batched GEMM), rotary
+// positions applied to Q and K in place. FFNs: W1 [h][in x f] (SwiGLU: in = 2, gate and up side by side), the
+// activation, W2 [f][h]. Biases are parameters (counted, reduced, updated) but their adds are not issued.
 #include <algorithm>
 
 #include "model/ops.hpp"
+#include "policies/training/model_costs.hpp"
 #include "policies/training/rank_trainer.hpp"
 
 namespace moesys::policies::training {
@@ -20,116 +22,247 @@ std::uint64_t rows_bytes(std::int64_t rows, std::int64_t width, double a) {
 }
 }  // namespace
 
+void RankTrainer::norm_forward(const core::Buffer& x, int unit, int gain, const core::Buffer& y,
+                               const core::Buffer& mean, const core::Buffer& rstd, std::int64_t rows,
+                               const char* name) {
+  const std::int64_t h = model_.hidden;
+  if (model_.norm == core::NormKind::rmsnorm)
+    tensor(ops::rmsnorm(x, param(unit, gain), y, mean, rstd, rows, h), name);
+  else
+    tensor(ops::layernorm(x, param(unit, gain), param(unit, gain + 1), y, mean, rstd, rows, h), name);
+}
+
+void RankTrainer::norm_backward(const core::Buffer& x, int unit, int gain, const core::Buffer& mean,
+                                const core::Buffer& rstd, const core::Buffer& dy, const core::Buffer& dx,
+                                std::int64_t rows, const char* name) {
+  const std::int64_t h = model_.hidden;
+  if (model_.norm == core::NormKind::rmsnorm)
+    tensor(ops::rmsnorm_bwd(x, param(unit, gain), mean, rstd, dy, dx, grad(unit, gain), rows, h), name);
+  else
+    tensor(ops::layernorm_bwd(x, param(unit, gain), mean, rstd, dy, dx, grad(unit, gain), grad(unit, gain + 1), rows,
+                              h),
+           name);
+}
+
+void RankTrainer::ffn_activation(const core::Buffer& pre, const core::Buffer& post, std::int64_t rows, std::int64_t f,
+                                 bool expert) {
+  if (model_.activation == core::Activation::swiglu)
+    tensor(ops::swiglu(pre, post, rows, f), expert ? "expert swiglu" : "swiglu");
+  else
+    tensor(ops::gelu(pre, post, rows * f), expert ? "expert gelu" : "gelu");
+}
+
+void RankTrainer::ffn_activation_backward(const core::Buffer& pre, const core::Buffer& d_post,
+                                          const core::Buffer& d_pre, std::int64_t rows, std::int64_t f, bool expert) {
+  if (model_.activation == core::Activation::swiglu)
+    tensor(ops::swiglu_bwd(pre, d_post, d_pre, rows, f), expert ? "expert swiglu bwd" : "swiglu bwd");
+  else
+    tensor(ops::gelu_bwd(pre, d_post, d_pre, rows * f), expert ? "expert gelu bwd" : "gelu bwd");
+}
+
+void RankTrainer::rotate(const core::Buffer& q, const core::Buffer& k, bool inverse) {
+  if (model_.learned_positions) return;
+  // Positions of this pass's rows: training sequences of seq_len; a generation pass's queries follow its context.
+  std::int64_t span = model_.seq_len, first = 0;
+  if (generating()) {
+    const GenerationPlan& g = plan_.generation;
+    span = g.queries(step_);
+    first = g.context_at(step_) - span;
+  }
+  const std::int64_t n = tokens_, d = model_.head_dim();
+  tensor(ops::rope(q, n, model_.heads, d, span, first, inverse), inverse ? "rope bwd" : "rope");
+  tensor(ops::rope(k, n, model_.kv_head_count(), d, span, first, inverse), inverse ? "rope bwd" : "rope");
+}
+
+std::pair<core::Buffer, core::Buffer> RankTrainer::normed_qk(const ActivationViews& a, int unit) {
+  const std::int64_t n = tokens_, qw = model_.q_width(), kw = model_.kv_width();
+  const std::uint64_t nq = rows_bytes(n, qw, a_), nk = rows_bytes(n, kw, a_);
+  if (!model_.qk_norm) return {a.qkv.slice(0, nq), a.qkv.slice(nq, nk)};
+  // QK norms: an RMSNorm over every head's row of head_dim (query heads share one gain, key heads another).
+  const std::int64_t d = model_.head_dim(), qrows = n * model_.heads, krows = n * model_.kv_head_count();
+  const std::uint64_t qs = rows_bytes(qrows, 1, a_), ks = rows_bytes(krows, 1, a_);
+  const core::Buffer q = a.qk_normed.slice(0, nq), k = a.qk_normed.slice(nq, nk);
+  tensor(ops::rmsnorm(a.qkv.slice(0, nq), param(unit, kQNorm), q, a.qk_mean.slice(0, qs), a.qk_rstd.slice(0, qs),
+                      qrows, d),
+         "qk norm");
+  tensor(ops::rmsnorm(a.qkv.slice(nq, nk), param(unit, kKNorm), k, a.qk_mean.slice(qs, ks), a.qk_rstd.slice(qs, ks),
+                      krows, d),
+         "qk norm");
+  return {q, k};
+}
+
 void RankTrainer::attention_forward(const core::Buffer& x_in, ActivationViews& a) {
-  const std::int64_t n = tokens_, h = model_.hidden;
-  const std::uint64_t nh = rows_bytes(n, h, a_);
-  tensor(ops::layernorm(x_in, param(current_unit_, 4), param(current_unit_, 5), a.ln1, a.mean1, a.rstd1, n, h),
-         "layernorm");
-  gemm(n, h, h, a.ln1, param(current_unit_, 0), a.qkv, "qkv", false, false, false, 3, true);
-  const core::Buffer q = a.qkv.slice(0, nh), k = a.qkv.slice(nh, nh), v = a.qkv.slice(2 * nh, nh);
+  const std::int64_t n = tokens_, h = model_.hidden, qw = model_.q_width(), kw = model_.kv_width();
+  const int unit = current_unit_;
+  norm_forward(x_in, unit, kNorm1, a.ln1, a.mean1, a.rstd1, n, "layernorm");
+  const core::Buffer w = param(unit, kQkv);
+  if (qw == kw) {
+    gemm(n, qw, h, a.ln1, w, a.qkv, "qkv", false, false, false, 3, true);
+  } else {
+    gemm(n, qw, h, a.ln1, w.slice(0, rows_bytes(h, qw, a_)), a.qkv.slice(0, rows_bytes(n, qw, a_)), "q");
+    gemm(n, kw, h, a.ln1, w.slice(rows_bytes(h, qw, a_), rows_bytes(2 * h, kw, a_)),
+         a.qkv.slice(rows_bytes(n, qw, a_), rows_bytes(2 * n, kw, a_)), "kv", false, false, false, 2, true);
+  }
+  const core::Buffer v = a.qkv.slice(rows_bytes(n, qw, a_) + rows_bytes(n, kw, a_), rows_bytes(n, kw, a_));
+  const auto [q, k] = normed_qk(a, unit);
+  rotate(q, k, false);
   if (generating()) {  // a KV cache: this pass's queries over every cached position
-    cached_attention(current_unit_ - 1, q, k, v, a.ctx);
+    cached_attention(unit - 1, q, k, v, a.ctx);
   } else {
     // Whole sequences in one kernel; a partial sequence (a multi-task share that does not divide) in another.
     const std::int64_t S = model_.seq_len, full = n / S, rest = n % S;
     for (auto [first, batch, len] :
          {std::tuple{std::int64_t{0}, full, S}, std::tuple{full * S, std::int64_t{rest > 0}, rest}}) {
       if (batch <= 0 || len <= 0) continue;
-      const std::uint64_t off = rows_bytes(first, h, a_), sz = rows_bytes(batch * len, h, a_);
-      core::AttentionOp op = ops::attention(batch, len, model_.heads, model_.head_dim(), q.slice(off, sz),
-                                            k.slice(off, sz), v.slice(off, sz), a.ctx.slice(off, sz));
+      const std::uint64_t qo = rows_bytes(first, qw, a_), qs = rows_bytes(batch * len, qw, a_);
+      const std::uint64_t ko = rows_bytes(first, kw, a_), ks = rows_bytes(batch * len, kw, a_);
+      core::AttentionOp op = ops::attention(batch, len, model_.heads, model_.head_dim(), q.slice(qo, qs),
+                                            k.slice(ko, ks), v.slice(ko, ks), a.ctx.slice(qo, qs));
+      op.kv_heads = model_.kv_head_count();
       op.dtype = dtype_;
       run(op, "attention");
     }
   }
-  gemm(n, h, h, a.ctx, param(current_unit_, 2), a.mid, "attention out");
+  gemm(n, h, qw, a.ctx, param(unit, kOut), a.mid, "attention out");
   tensor(ops::add(a.mid, x_in, a.mid, n * h), "residual");
-  tensor(ops::layernorm(a.mid, param(current_unit_, 6), param(current_unit_, 7), a.ln2, a.mean2, a.rstd2, n, h),
-         "layernorm");
+  norm_forward(a.mid, unit, kNorm2, a.ln2, a.mean2, a.rstd2, n, "layernorm");
 }
 
 void RankTrainer::attention_backward(const core::Buffer& x_in, ActivationViews& a, int unit) {
   // On entry ws.dx is the gradient of the attention block's output (a.mid); on exit, of its input.
   const Workspace& w = st_.ws;
-  const std::int64_t n = tokens_, h = model_.hidden;
-  const std::uint64_t nh = rows_bytes(n, h, a_);
-  gemm(n, h, h, w.dx, param(unit, 2), w.dctx, "attention out dgrad", false, true);
-  gemm(h, h, n, a.ctx, w.dx, grad(unit, 2), "attention out wgrad", true, false, true);
+  const std::int64_t n = tokens_, h = model_.hidden, qw = model_.q_width(), kw = model_.kv_width();
+  gemm(n, qw, h, w.dx, param(unit, kOut), w.dctx, "attention out dgrad", false, true);
+  gemm(qw, h, n, a.ctx, w.dx, grad(unit, kOut), "attention out wgrad", true, false, true);
   const std::int64_t S = model_.seq_len, full = n / S, rest = n % S;
-  const core::Buffer q = a.qkv.slice(0, nh), k = a.qkv.slice(nh, nh), v = a.qkv.slice(2 * nh, nh);
-  const core::Buffer dq = w.dqkv.slice(0, nh), dk = w.dqkv.slice(nh, nh), dv = w.dqkv.slice(2 * nh, nh);
+  const std::uint64_t nq = rows_bytes(n, qw, a_), nk = rows_bytes(n, kw, a_);
+  const core::Buffer v = a.qkv.slice(nq + nk, nk);
+  const core::Buffer q = a.qk_normed ? a.qk_normed.slice(0, nq) : a.qkv.slice(0, nq);
+  const core::Buffer k = a.qk_normed ? a.qk_normed.slice(nq, nk) : a.qkv.slice(nq, nk);
+  const core::Buffer dq = w.dqkv.slice(0, nq), dk = w.dqkv.slice(nq, nk), dv = w.dqkv.slice(nq + nk, nk);
   for (auto [first, batch, len] : {std::tuple{std::int64_t{0}, full, S}, std::tuple{full * S, std::int64_t{rest > 0}, rest}}) {
     if (batch <= 0 || len <= 0) continue;
-    const std::uint64_t off = rows_bytes(first, h, a_), sz = rows_bytes(batch * len, h, a_);
-    core::AttentionOp op = ops::attention_bwd(batch, len, model_.heads, model_.head_dim(), q.slice(off, sz),
-                                              k.slice(off, sz), v.slice(off, sz), a.ctx.slice(off, sz),
-                                              w.dctx.slice(off, sz), dq.slice(off, sz), dk.slice(off, sz),
-                                              dv.slice(off, sz));
+    const std::uint64_t qo = rows_bytes(first, qw, a_), qs = rows_bytes(batch * len, qw, a_);
+    const std::uint64_t ko = rows_bytes(first, kw, a_), ks = rows_bytes(batch * len, kw, a_);
+    core::AttentionOp op = ops::attention_bwd(batch, len, model_.heads, model_.head_dim(), q.slice(qo, qs),
+                                              k.slice(ko, ks), v.slice(ko, ks), a.ctx.slice(qo, qs),
+                                              w.dctx.slice(qo, qs), dq.slice(qo, qs), dk.slice(ko, ks),
+                                              dv.slice(ko, ks));
+    op.kv_heads = model_.kv_head_count();
     op.dtype = dtype_;
     run(op, "attention bwd");
   }
-  gemm(h, h, n, a.ln1, w.dqkv, grad(unit, 0), "qkv wgrad", true, false, true, 3, true);
-  const core::Buffer wqkv = param(unit, 0);
-  const std::uint64_t hh = rows_bytes(h, h, a_);
-  gemm(n, h, h, dq, wqkv.slice(0, hh), w.dn, "qkv dgrad", false, true);
-  gemm(n, h, h, dk, wqkv.slice(hh, hh), w.dn, "qkv dgrad", false, true, true);
-  gemm(n, h, h, dv, wqkv.slice(2 * hh, hh), w.dn, "qkv dgrad", false, true, true);
-  tensor(ops::layernorm_bwd(x_in, param(unit, 4), a.mean1, a.rstd1, w.dn, w.dtmp, grad(unit, 4), grad(unit, 5), n,
-                            h),
-         "layernorm bwd");
+  rotate(dq, dk, true);
+  if (model_.qk_norm) {  // back through the per-head RMSNorms, in place (each row reads its gradient first)
+    const std::int64_t d = model_.head_dim(), qrows = n * model_.heads, krows = n * model_.kv_head_count();
+    const std::uint64_t qs = rows_bytes(qrows, 1, a_), ks = rows_bytes(krows, 1, a_);
+    tensor(ops::rmsnorm_bwd(a.qkv.slice(0, nq), param(unit, kQNorm), a.qk_mean.slice(0, qs), a.qk_rstd.slice(0, qs),
+                            dq, dq, grad(unit, kQNorm), qrows, d),
+           "qk norm bwd");
+    tensor(ops::rmsnorm_bwd(a.qkv.slice(nq, nk), param(unit, kKNorm), a.qk_mean.slice(qs, ks),
+                            a.qk_rstd.slice(qs, ks), dk, dk, grad(unit, kKNorm), krows, d),
+           "qk norm bwd");
+  }
+  const core::Buffer wqkv = param(unit, kQkv), gqkv = grad(unit, kQkv);
+  const std::uint64_t hq = rows_bytes(h, qw, a_), hk = rows_bytes(h, kw, a_);
+  if (qw == kw) {
+    gemm(h, qw, n, a.ln1, w.dqkv, gqkv, "qkv wgrad", true, false, true, 3, true);
+  } else {
+    const double g = model_.grad_bytes_per_param();
+    gemm(h, qw, n, a.ln1, dq, gqkv.slice(0, rows_bytes(h, qw, g)), "q wgrad", true, false, true);
+    gemm(h, kw, n, a.ln1, w.dqkv.slice(nq, 2 * nk), gqkv.slice(rows_bytes(h, qw, g), rows_bytes(2 * h, kw, g)),
+         "kv wgrad", true, false, true, 2, true);
+  }
+  gemm(n, h, qw, dq, wqkv.slice(0, hq), w.dn, "qkv dgrad", false, true);
+  gemm(n, h, kw, dk, wqkv.slice(hq, hk), w.dn, "qkv dgrad", false, true, true);
+  gemm(n, h, kw, dv, wqkv.slice(hq + hk, hk), w.dn, "qkv dgrad", false, true, true);
+  norm_backward(x_in, unit, kNorm1, a.mean1, a.rstd1, w.dn, w.dtmp, n, "layernorm bwd");
   tensor(ops::add(w.dx, w.dtmp, w.dx, n * h), "residual bwd");
 }
 
+void RankTrainer::ffn_forward(const FfnViews& f, std::int64_t rows, bool expert_names) {
+  const std::int64_t h = model_.hidden, in = model_.ffn_in_factor() * f.width;
+  gemm(rows, in, h, f.x, f.w1, f.pre, expert_names ? "shared expert in" : "ffn in");
+  ffn_activation(f.pre, f.post, rows, f.width, false);
+  gemm(rows, h, f.width, f.post, f.w2, f.y, expert_names ? "shared expert out" : "ffn out");
+}
+
+void RankTrainer::ffn_backward(const FfnViews& f, const core::Buffer& dy, const core::Buffer& d_pre,
+                               const core::Buffer& d_post, const core::Buffer& dx, std::int64_t rows,
+                               bool expert_names) {
+  // GeLU runs its backward in place (d_post == d_pre); SwiGLU's gradient rows are twice as wide as its output's.
+  const std::int64_t h = model_.hidden, in = model_.ffn_in_factor() * f.width;
+  gemm(rows, f.width, h, dy, f.w2, d_post, expert_names ? "shared expert out dgrad" : "ffn out dgrad", false, true);
+  gemm(f.width, h, rows, f.post, dy, f.g2, expert_names ? "shared expert out wgrad" : "ffn out wgrad", true, false,
+       true);
+  ffn_activation_backward(f.pre, d_post, d_pre, rows, f.width, false);
+  gemm(h, in, rows, f.x, d_pre, f.g1, expert_names ? "shared expert in wgrad" : "ffn in wgrad", true, false, true);
+  gemm(rows, h, in, d_pre, f.w1, dx, expert_names ? "shared expert in dgrad" : "ffn in dgrad", false, true);
+}
+
 void RankTrainer::dense_ffn_forward(ActivationViews& a) {
-  const std::int64_t n = tokens_, h = model_.hidden, f = model_.ffn_hidden();
-  gemm(n, f, h, a.ln2, param(current_unit_, 8), a.pre, "ffn in");
-  tensor(ops::gelu(a.pre, a.post, n * f), "gelu");
-  gemm(n, h, f, a.post, param(current_unit_, 10), a.out, "ffn out");
+  const std::int64_t n = tokens_, h = model_.hidden;
+  const int unit = current_unit_;
+  ffn_forward({a.ln2, param(unit, kFfnIn), param(unit, kFfnOut), a.pre, a.post, a.out, {}, {}, model_.ffn_hidden()}, n,
+              false);
   tensor(ops::add(a.out, a.mid, a.out, n * h), "residual");
 }
 
 void RankTrainer::dense_ffn_backward(ActivationViews& a, int unit) {
   // On entry ws.dx is the gradient of the layer output; on exit, of a.mid (both residual paths).
   const Workspace& w = st_.ws;
-  const std::int64_t n = tokens_, h = model_.hidden, f = model_.ffn_hidden();
-  gemm(n, f, h, w.dx, param(unit, 10), w.dense_f, "ffn out dgrad", false, true);
-  gemm(f, h, n, a.post, w.dx, grad(unit, 10), "ffn out wgrad", true, false, true);
-  tensor(ops::gelu_bwd(a.pre, w.dense_f, w.dense_f, n * f), "gelu bwd");
-  gemm(h, f, n, a.ln2, w.dense_f, grad(unit, 8), "ffn in wgrad", true, false, true);
-  gemm(n, h, f, w.dense_f, param(unit, 8), w.dn, "ffn in dgrad", false, true);
-  tensor(ops::layernorm_bwd(a.mid, param(unit, 6), a.mean2, a.rstd2, w.dn, w.dtmp, grad(unit, 6), grad(unit, 7), n,
-                            h),
-         "layernorm bwd");
+  const std::int64_t n = tokens_, h = model_.hidden;
+  const FfnViews f{a.ln2, param(unit, kFfnIn), param(unit, kFfnOut), a.pre, a.post, {}, grad(unit, kFfnIn),
+                   grad(unit, kFfnOut), model_.ffn_hidden()};
+  ffn_backward(f, w.dx, w.dense_f, w.dense_g ? w.dense_g : w.dense_f, w.dn, n, false);
+  norm_backward(a.mid, unit, kNorm2, a.mean2, a.rstd2, w.dn, w.dtmp, n, "layernorm bwd");
   tensor(ops::add(w.dx, w.dtmp, w.dx, n * h), "residual bwd");
 }
 
 void RankTrainer::embedding_forward() {
-  const std::int64_t n = tokens_, h = model_.hidden;
+  const std::int64_t n = tokens_, h = model_.hidden, V = model_.vocab;
+  const core::Buffer x = act_views_.back().out, table = param(0, kTokenTable);
   if (generating() && step_ > 0) {  // a decode step: the tokens sampled last pass, all at the next position
     const GenerationPlan& g = plan_.generation;
     const std::int64_t B = g.sequences, position = g.context_at(step_) - 1;
     const core::Buffer ids = st_.generated.slice(static_cast<std::uint64_t>((step_ - 1) * B) * 4, static_cast<std::uint64_t>(B) * 4);
-    const core::Buffer pos = param(0, 1).slice(rows_bytes(position, h, a_), rows_bytes(1, h, a_));
-    tensor(ops::embedding(ids, param(0, 0), pos, act_views_.back().out, n, h, model_.vocab, 1), "embedding lookup");
+    if (!model_.learned_positions) {
+      tensor(ops::embedding_no_positions(ids, table, x, n, h, V), "embedding lookup");
+      return;
+    }
+    const core::Buffer pos = param(0, kPositions).slice(rows_bytes(position, h, a_), rows_bytes(1, h, a_));
+    tensor(ops::embedding(ids, table, pos, x, n, h, V, 1), "embedding lookup");
+    return;
+  }
+  if (!model_.learned_positions) {
+    tensor(ops::embedding_no_positions(st_.ids, table, x, n, h, V), "embedding lookup");
     return;
   }
   // Training sequences of seq_len tokens; a prefill's prompts of prompt_tokens.
   const std::int64_t S = generating() ? plan_.generation.prompt_tokens : model_.seq_len;
-  tensor(ops::embedding(st_.ids, param(0, 0), param(0, 1), act_views_.back().out, n, h, model_.vocab, S),
-         "embedding lookup");
+  tensor(ops::embedding(st_.ids, table, param(0, kPositions), x, n, h, V, S), "embedding lookup");
 }
 
 void RankTrainer::embedding_backward() {
-  const std::int64_t n = tokens_, h = model_.hidden;
-  tensor(ops::embedding_bwd(st_.ids, st_.ws.dx, grad(0, 0), grad(0, 1), n, h, model_.vocab, model_.seq_len),
+  const std::int64_t n = tokens_, h = model_.hidden, V = model_.vocab;
+  if (!model_.learned_positions) {
+    tensor(ops::embedding_bwd_no_positions(st_.ids, st_.ws.dx, grad(0, kTokenTable), n, h, V),
+           "embedding grad scatter-add");
+    return;
+  }
+  tensor(ops::embedding_bwd(st_.ids, st_.ws.dx, grad(0, kTokenTable), grad(0, kPositions), n, h, V, model_.seq_len),
          "embedding grad scatter-add");
+}
+
+int RankTrainer::output_layer() const {
+  return model_.tied_embeddings ? kTokenTable : kOutputLayer;
 }
 
 void RankTrainer::logits_forward(const core::Buffer& x_last) {
   ActivationViews& a = act_views_.back();
   const std::int64_t n = tokens_, h = model_.hidden, V = model_.vocab;
-  tensor(ops::layernorm(x_last, param(0, 2), param(0, 3), a.lnf, a.meanf, a.rstdf, n, h), "final layernorm");
-  gemm(n, V, h, a.lnf, param(0, 0), a.logits, "logits", false, true);
+  norm_forward(x_last, 0, kFinalNorm, a.lnf, a.meanf, a.rstdf, n, "final layernorm");
+  gemm(n, V, h, a.lnf, param(0, output_layer()), a.logits, "logits", false, true);
   // The loss is the mean over the global batch, so gradients summed over ranks and micro-batches are its gradient.
   const double scale = 1.0 / (static_cast<double>(n) * layout_.world * plan_.routing.micro_batches);
   tensor(ops::softmax_xent(a.logits, st_.targets, a.dlogits, st_.ws.loss, n, V, scale), "softmax cross-entropy");
@@ -139,10 +272,9 @@ void RankTrainer::logits_backward(const core::Buffer& x_last) {
   ActivationViews& a = act_views_.back();
   const Workspace& w = st_.ws;
   const std::int64_t n = tokens_, h = model_.hidden, V = model_.vocab;
-  gemm(n, h, V, a.dlogits, param(0, 0), w.dn, "logits dgrad");
-  gemm(V, h, n, a.dlogits, a.lnf, grad(0, 0), "logits wgrad", true, false, true);
-  tensor(ops::layernorm_bwd(x_last, param(0, 2), a.meanf, a.rstdf, w.dn, w.dx, grad(0, 2), grad(0, 3), n, h),
-         "final layernorm bwd");
+  gemm(n, h, V, a.dlogits, param(0, output_layer()), w.dn, "logits dgrad");
+  gemm(V, h, n, a.dlogits, a.lnf, grad(0, output_layer()), "logits wgrad", true, false, true);
+  norm_backward(x_last, 0, kFinalNorm, a.meanf, a.rstdf, w.dn, w.dx, n, "final layernorm bwd");
 }
 
 }  // namespace moesys::policies::training

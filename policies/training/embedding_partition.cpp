@@ -13,6 +13,7 @@
 // Tensor layouts: shard [vocab][cols]; gathered chunk [world][rows][cols]; the chunk row-major [rows][world][cols]
 // = [rows][hidden]; its gradient [hidden][rows] = [world][cols][rows].
 #include "model/ops.hpp"
+#include "policies/training/model_costs.hpp"
 #include "policies/training/rank_trainer.hpp"
 
 namespace moesys::policies::training {
@@ -61,7 +62,7 @@ void RankTrainer::partitioned_embedding_forward() {
   // 3. [owner][token][cols] -> [token][hidden], plus positions.
   const core::Buffer out = act_views_.back().out;
   tensor(ops::block_transpose(e.cols_in, out, w, n, e.cols), "embedding assemble");
-  tensor(ops::gather_rows(param(0, 1), e.positions, st_.ws.dtmp, n, h, model_.seq_len), "embedding positions");
+  tensor(ops::gather_rows(param(0, kPositions), e.positions, st_.ws.dtmp, n, h, model_.seq_len), "embedding positions");
   tensor(ops::add(out, st_.ws.dtmp, out, n * h), "embedding positions");
 }
 
@@ -71,7 +72,7 @@ void RankTrainer::partitioned_embedding_backward() {
   std::int64_t all_tokens = 0;
   for (auto t : mb_->tokens) all_tokens += t;
   // ws.dx is the gradient of the lookup's output: positions locally, the columns back to their owners.
-  tensor(ops::scatter_add_rows(st_.ws.dx, e.positions, grad(0, 1), n, h, model_.seq_len), "embedding positions bwd");
+  tensor(ops::scatter_add_rows(st_.ws.dx, e.positions, grad(0, kPositions), n, h, model_.seq_len), "embedding positions bwd");
   tensor(ops::block_transpose(st_.ws.dx, e.cols_in, n, w, e.cols), "embedding grad split");
   rt_.stream_wait(kComm, last_compute_);
   const std::vector<std::uint64_t> own_cols(static_cast<std::size_t>(w), bytes_of(static_cast<double>(n * e.cols), a_));
@@ -104,7 +105,7 @@ void RankTrainer::partitioned_logits(bool backward) {
   // into dlogits before the loss overwrites it; backward transposes the gradient into logits, no longer needed.
   const core::Buffer logits_t = backward ? a.logits : a.dlogits;
   if (!backward) {
-    tensor(ops::layernorm(x_last, param(0, 2), param(0, 3), a.lnf, a.meanf, a.rstdf, n, h), "final layernorm");
+    norm_forward(x_last, 0, kFinalNorm, a.lnf, a.meanf, a.rstdf, n, "final layernorm");
   } else {
     tensor(ops::block_transpose(a.dlogits, logits_t, n, V, 1), "logits grad transpose");
     if (micro_ == 0)  // the step's first micro-batch: the shard's gradient starts from zero
@@ -148,8 +149,7 @@ void RankTrainer::partitioned_logits(bool backward) {
     tensor(ops::softmax_xent(a.logits, st_.targets, a.dlogits, st_.ws.loss, n, V, scale), "softmax cross-entropy");
     return;
   }
-  tensor(ops::layernorm_bwd(x_last, param(0, 2), a.meanf, a.rstdf, st_.ws.dn, st_.ws.dx, grad(0, 2), grad(0, 3), n, h),
-         "final layernorm bwd");
+  norm_backward(x_last, 0, kFinalNorm, a.meanf, a.rstdf, st_.ws.dn, st_.ws.dx, n, "final layernorm bwd");
 }
 
 }  // namespace moesys::policies::training

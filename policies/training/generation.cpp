@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "model/ops.hpp"
+#include "policies/training/model_costs.hpp"
 #include "policies/training/rank_trainer.hpp"
 
 namespace moesys::policies::training {
@@ -139,14 +140,15 @@ void RankTrainer::generation_pass(int pass) {
 void RankTrainer::cached_attention(int layer, const core::Buffer& q, const core::Buffer& k, const core::Buffer& v,
                                    const core::Buffer& out) {
   const GenerationPlan& g = plan_.generation;
-  const std::int64_t B = g.sequences, queries = g.queries(step_), context = g.context_at(step_), h = model_.hidden;
+  const std::int64_t B = g.sequences, queries = g.queries(step_), context = g.context_at(step_), kw = model_.kv_width();
   // The pass's rows are [sequence][query]; the cache is [position][sequence]: the new positions of every sequence
   // are one block after the cached ones (a transpose for the prefill, a plain copy for a decode step).
-  const std::uint64_t at = rows_of((context - queries) * B, h, a_), len = rows_of(queries * B, h, a_);
+  const std::uint64_t at = rows_of((context - queries) * B, kw, a_), len = rows_of(queries * B, kw, a_);
   const core::Buffer kc = st_.kv_k[static_cast<std::size_t>(layer)], vc = st_.kv_v[static_cast<std::size_t>(layer)];
-  tensor(ops::block_transpose(k, kc.slice(at, len), B, queries, h), "kv append");
-  tensor(ops::block_transpose(v, vc.slice(at, len), B, queries, h), "kv append");
+  tensor(ops::block_transpose(k, kc.slice(at, len), B, queries, kw), "kv append");
+  tensor(ops::block_transpose(v, vc.slice(at, len), B, queries, kw), "kv append");
   core::AttentionOp op = ops::attention_cached(B, queries, context, model_.heads, model_.head_dim(), q, kc, vc, out);
+  op.kv_heads = model_.kv_head_count();
   op.dtype = dtype_;
   run(op, "attention");
 }
@@ -159,8 +161,8 @@ void RankTrainer::sample(const core::Buffer& x_last, const ActivationViews& a, i
     last = st_.ws.dx.slice(0, rows_of(B, h, a_));
     tensor(ops::gather_rows(x_last, st_.targets, last, B, h, tokens_), "last positions");
   }
-  tensor(ops::layernorm(last, param(0, 2), param(0, 3), a.lnf, a.meanf, a.rstdf, B, h), "final layernorm");
-  gemm(B, V, h, a.lnf, param(0, 0), a.logits, "logits", false, true);
+  norm_forward(last, 0, kFinalNorm, a.lnf, a.meanf, a.rstdf, B, "final layernorm");
+  gemm(B, V, h, a.lnf, param(0, output_layer()), a.logits, "logits", false, true);
   const core::Buffer next =
       st_.generated.slice(static_cast<std::uint64_t>(pass * B) * 4, static_cast<std::uint64_t>(B) * 4);
   tensor(ops::argmax(a.logits, next, B, V), "sample");

@@ -2,57 +2,44 @@
 
 namespace moesys::policies::training {
 
-namespace {
-std::uint64_t u(double x) {
-  return static_cast<std::uint64_t>(x);
-}
-}  // namespace
-
-std::uint64_t attention_activation_bytes(const core::ModelConfig& m, std::int64_t tokens) {
-  const double a = core::dtype_bytes(m.dtype), h = m.hidden, n = static_cast<double>(tokens);
-  return u(n * (6 * h * a + 4.0 * m.heads));
-}
-
-std::uint64_t moe_activation_bytes(const core::ModelConfig& m, std::int64_t tokens, std::int64_t rows_computed,
-                                   std::int64_t rows_returned) {
-  const double a = core::dtype_bytes(m.dtype), h = m.hidden, f = m.ffn_hidden(), n = static_cast<double>(tokens);
-  const double per_token = 2 * h * a + 4.0 * m.experts + 4.0 * m.top_k;
-  const double per_row = h * a + 2 * f * a;
-  return u(n * per_token + static_cast<double>(rows_computed) * per_row + static_cast<double>(rows_returned) * h * a);
-}
-
-std::uint64_t dense_ffn_activation_bytes(const core::ModelConfig& m, std::int64_t tokens) {
-  const double a = core::dtype_bytes(m.dtype), h = m.hidden, f = m.ffn_hidden(), n = static_cast<double>(tokens);
-  return u(n * (2 * h * a + 2 * f * a));
-}
-
-std::uint64_t embedding_activation_bytes(const core::ModelConfig& m, std::int64_t tokens) {
-  return u(static_cast<double>(tokens) * m.hidden * core::dtype_bytes(m.dtype));
-}
-
-std::uint64_t logits_activation_bytes(const core::ModelConfig& m, std::int64_t tokens) {
-  return u(static_cast<double>(tokens) * m.vocab * (core::dtype_bytes(m.dtype) + 4.0));
+std::vector<std::int64_t> ffn_tensors(const core::ModelConfig& m, std::int64_t f) {
+  const std::int64_t h = m.hidden, in = m.ffn_in_factor() * f;
+  return {h * in, m.biases ? in : 0, f * h, m.biases ? h : 0};
 }
 
 std::vector<std::int64_t> layer_dense_tensors(const core::ModelConfig& m, int layer) {
-  const std::int64_t h = m.hidden;
-  std::vector<std::int64_t> t = {3 * h * h, 3 * h, h * h, h, h, h, h, h};
+  const std::int64_t h = m.hidden, q = m.q_width(), kv = m.kv_width(), qkv = q + 2 * kv;
+  const std::int64_t norm_bias = m.norm == core::NormKind::layernorm ? h : 0;
+  std::vector<std::int64_t> t = {h * qkv, m.biases ? qkv : 0, q * h, m.biases ? h : 0, h, norm_bias, h, norm_bias};
   if (m.is_moe_layer(layer)) {
     t.push_back(h * m.experts);
+    t.push_back(m.gate == core::GateKind::sigmoid ? m.experts : 0);
+    t.push_back(0), t.push_back(0);
+    if (m.shared_experts > 0) {
+      // Shared experts side by side are one FFN of the summed width (each keeps its own output bias).
+      auto shared = ffn_tensors(m, std::int64_t{m.shared_experts} * m.expert_hidden());
+      shared[3] *= m.shared_experts;
+      t.insert(t.end(), shared.begin(), shared.end());
+    } else {
+      t.insert(t.end(), {0, 0, 0, 0});
+    }
   } else {
-    for (auto x : expert_tensors(m)) t.push_back(x);
+    for (auto x : ffn_tensors(m, m.ffn_hidden())) t.push_back(x);
+    t.insert(t.end(), {0, 0, 0, 0});
   }
+  const std::int64_t qk = m.qk_norm ? m.head_dim() : 0;
+  t.insert(t.end(), {qk, qk});
   return t;
 }
 
 std::vector<std::int64_t> embedding_tensors(const core::ModelConfig& m) {
-  const std::int64_t h = m.hidden;
-  return {std::int64_t{m.vocab} * h, std::int64_t{m.seq_len} * h, h, h};
+  const std::int64_t h = m.hidden, V = m.vocab;
+  return {V * h, m.learned_positions ? std::int64_t{m.seq_len} * h : 0, h,
+          m.norm == core::NormKind::layernorm ? h : 0, m.tied_embeddings ? 0 : V * h};
 }
 
 std::vector<std::int64_t> expert_tensors(const core::ModelConfig& m) {
-  const std::int64_t h = m.hidden, f = m.ffn_hidden();
-  return {h * f, f, f * h, h};
+  return ffn_tensors(m, m.expert_hidden());
 }
 
 std::int64_t sum(const std::vector<std::int64_t>& v) {

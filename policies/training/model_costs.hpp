@@ -1,14 +1,8 @@
 #pragma once
-// Sizes that both the memory planner and the rank program use, so that the feasibility check and the simulated
-// allocations agree byte for byte: activations kept from forward to backward, and the dense parameter tensors
-// of each unit (a transformer layer, or the embedding unit) that gradient buckets and ZeRO-3 gathers move.
-//
-// Activations (no recomputation, flash attention: no score matrix is stored), `a` = bytes of the model dtype:
-//   attention block, per token: LN1 input, LN1 output, Q, K, V, context            6h*a  + softmax stats 4*heads
-//   MoE FFN, per token: LN2 input, gate input 2h*a, gate probabilities 4E, combine weights 4k;
-//            per computed row: expert input h*a, pre- and post-activation 2f*a; per returned row: h*a
-//   dense FFN, per token: LN2 input, FFN input 2h*a, pre- and post-activation 2f*a
-//   embedding output h*a per token; logits V*a plus fp32 softmax 4V per token.
+// The dense parameter tensors of each unit (a transformer layer, or the embedding unit), which gradient buckets and
+// ZeRO-3 gathers move and the rank program addresses by index. Every layer has the same slots, empty (0 elements)
+// where a part is absent (a bias of a model without biases, the dense FFN of an MoE layer), so that code addresses
+// a tensor by its name below and the paper's units keep their layout.
 #include <cstdint>
 #include <vector>
 
@@ -16,19 +10,38 @@
 
 namespace moesys::policies::training {
 
-std::uint64_t attention_activation_bytes(const core::ModelConfig& m, std::int64_t tokens);
-std::uint64_t moe_activation_bytes(const core::ModelConfig& m, std::int64_t tokens, std::int64_t rows_computed,
-                                   std::int64_t rows_returned);
-std::uint64_t dense_ffn_activation_bytes(const core::ModelConfig& m, std::int64_t tokens);
-std::uint64_t embedding_activation_bytes(const core::ModelConfig& m, std::int64_t tokens);
-std::uint64_t logits_activation_bytes(const core::ModelConfig& m, std::int64_t tokens);
+/// Tensor slots of a layer unit (indices into layer_dense_tensors).
+enum LayerTensor : int {
+  kQkv = 0,       // [h][q + 2 kv]: Q, K and V weights back to back ([h][q], [h][kv], [h][kv])
+  kQkvBias,       // q + 2 kv
+  kOut,           // [q][h]
+  kOutBias,       // h
+  kNorm1,         // h (gain)
+  kNorm1Bias,     // h (layernorm) or empty (RMSNorm)
+  kNorm2,
+  kNorm2Bias,
+  kFfnIn,         // dense FFN W1 [h][in x f] (SwiGLU: in = 2, gate and up), or the MoE layer's router [h][E]
+  kFfnInBias,     // dense b1, or the router's selection bias (sigmoid gate)
+  kFfnOut,        // dense W2 [f][h] (empty in an MoE layer)
+  kFfnOutBias,
+  kSharedIn,      // MoE layer: the shared experts as one FFN of width shared x f: W1 [h][in x shared x f]
+  kSharedInBias,
+  kSharedOut,     // [shared x f][h]
+  kSharedOutBias,
+  kQNorm,         // head_dim: the RMSNorm gain of every query head (QK norms), or empty
+  kKNorm,
+  kLayerTensors
+};
+/// Tensor slots of the embedding unit.
+enum EmbeddingTensor : int { kTokenTable = 0, kPositions, kFinalNorm, kFinalNormBias, kOutputLayer };
 
-/// Parameter tensors (element counts) of transformer layer `layer`, excluding experts: QKV weight and bias,
-/// output projection weight and bias, two layernorm gains and biases, and the gate (MoE layer) or the dense FFN.
+/// Parameter tensors (element counts) of transformer layer `layer`, excluding routed experts.
 std::vector<std::int64_t> layer_dense_tensors(const core::ModelConfig& m, int layer);
-/// Token table, position table, final layernorm gain and bias.
+/// Token table, position table, final norm gain and bias, untied output layer.
 std::vector<std::int64_t> embedding_tensors(const core::ModelConfig& m);
-/// Tensors of one expert: two weight matrices and their biases.
+/// Tensors of one FFN of width f: W1 [h][in x f], b1, W2 [f][h], b2 (an expert, or the dense FFN).
+std::vector<std::int64_t> ffn_tensors(const core::ModelConfig& m, std::int64_t f);
+/// Tensors of one routed expert.
 std::vector<std::int64_t> expert_tensors(const core::ModelConfig& m);
 std::int64_t sum(const std::vector<std::int64_t>& v);
 

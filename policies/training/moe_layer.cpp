@@ -3,13 +3,15 @@
 // expert FFNs, regroup back, combine all-to-all(s) and the weighted combine. With overlap_chunks = c > 1 every
 // (peer, expert) block is split into c chunks: dispatch chunks run back to back on the communication stream while
 // the compute stream works on the chunks already arrived, and combine chunks follow as their experts finish.
-// Row layouts: moe_exchange.hpp. Expert tensors of a layer: L expert-major blocks of W1 [h][f], b1, W2 [f][h], b2
-// (rank_state.hpp); batched expert GEMMs step one expert block from product to product. Offloaded experts are
+// Row layouts: moe_exchange.hpp. Expert tensors of a layer: L expert-major blocks of W1 [h][in x f], b1, W2 [f][h],
+// b2 (rank_state.hpp; SwiGLU: in = 2); batched expert GEMMs step one expert block from product to product. Shared
+// experts run as one FFN of the summed width on every token, on the compute stream while the dispatch is in flight. Offloaded experts are
 // fetched into a GPU slot before the expert FFNs and their gradients go home after them (expert_residency.hpp).
 #include <algorithm>
 
 #include "core/error.hpp"
 #include "model/ops.hpp"
+#include "policies/training/model_costs.hpp"
 #include "policies/training/rank_trainer.hpp"
 
 namespace moesys::policies::training {
@@ -22,14 +24,19 @@ namespace {
 /// One layer's expert values and gradients (resident, or the slot an offloaded layer was fetched into).
 struct ExpertViews {
   core::Buffer params, grads;
-  std::int64_t h = 0, f = 0, pe = 0;  // one expert block: W1 [h][f], b1 [f], W2 [f][h], b2 [h]
+  std::int64_t h = 0, f = 0, in = 1, pe = 0;  // one expert block: W1 [h][in f], b1, W2 [f][h], b2
+  std::int64_t b1 = 0;                        // b1's elements (0 without biases)
   double a = 4, g = 4;
   /// W1 (or its gradient) of experts [e, e + batch), one block apart.
-  core::Buffer w1(std::int64_t e, std::int64_t batch, bool grad = false) const { return view(e, batch, 0, grad); }
-  core::Buffer w2(std::int64_t e, std::int64_t batch, bool grad = false) const { return view(e, batch, h * f + f, grad); }
-  core::Buffer view(std::int64_t e, std::int64_t batch, std::int64_t at, bool grad) const {
+  core::Buffer w1(std::int64_t e, std::int64_t batch, bool grad = false) const {
+    return view(e, batch, 0, h * in * f, grad);
+  }
+  core::Buffer w2(std::int64_t e, std::int64_t batch, bool grad = false) const {
+    return view(e, batch, h * in * f + b1, f * h, grad);
+  }
+  core::Buffer view(std::int64_t e, std::int64_t batch, std::int64_t at, std::int64_t matrix, bool grad) const {
     const double per = grad ? g : a;
-    const std::int64_t first = e * pe + at, elems = (batch - 1) * pe + h * f;
+    const std::int64_t first = e * pe + at, elems = (batch - 1) * pe + matrix;
     return (grad ? grads : params).slice(static_cast<std::uint64_t>(static_cast<double>(first) * per),
                                          static_cast<std::uint64_t>(static_cast<double>(elems) * per));
   }
@@ -129,7 +136,7 @@ void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
   const Workspace& w = st_.ws;
   if (residency_ && moe_layer + 1 < model_.moe_layers()) residency_->prefetch(moe_layer + 1, false, {});
 
-  gemm(n, E, h, a.ln2, param(current_unit_, 8), w.logits_gate, "gate logits");
+  gemm(n, E, h, a.ln2, param(current_unit_, kFfnIn), w.logits_gate, "gate logits");
   const std::int64_t cap = policy_.gate == Gate::gshard ? model_.expert_capacity(n) : n;
   tensor(ops::gate_topk(w.logits_gate, a.probs, a.experts, w.slots_raw, a.weights, st_.counts.slice(0, 4 * E), n, E,
                         k, cap),
@@ -146,6 +153,10 @@ void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
   // One local expert: peer-major rows are already expert-major, so they land where the expert GEMMs read.
   for (int c = 0; c < x.chunks; ++c)
     arrived.push_back(chunk_all_to_all(x, c, true, st_.send, x.local == 1 ? a.xin : st_.recv));
+  if (model_.shared_experts > 0)  // every token's shared experts, while its rows travel to the routed ones
+    ffn_forward({a.ln2, param(current_unit_, kSharedIn), param(current_unit_, kSharedOut), a.shared_pre,
+                 a.shared_post, a.shared_out, {}, {}, std::int64_t{model_.shared_experts} * model_.expert_hidden()},
+                n, true);
   if (residency_) residency_->acquire(moe_layer, false, experts_used(x), kCompute);
   for (int c = 0; c < x.chunks; ++c) {
     rt_.stream_wait(kCompute, arrived[static_cast<std::size_t>(c)]);
@@ -160,6 +171,7 @@ void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
   }
   rt_.stream_wait(kCompute, returned);
   tensor(ops::combine(a.ret, a.slots, a.weights, a.out, n, h, k, x.rows_sent), "combine");
+  if (model_.shared_experts > 0) tensor(ops::add(a.out, a.shared_out, a.out, n * h), "shared experts add");
   tensor(ops::add(a.out, a.mid, a.out, n * h), "residual");
 }
 
@@ -177,6 +189,12 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
   std::vector<core::Event> arrived, computed;
   for (int c = 0; c < x.chunks; ++c)
     arrived.push_back(chunk_all_to_all(x, c, true, st_.send, x.local == 1 ? w.rows_a : st_.recv));
+  if (model_.shared_experts > 0) {
+    const FfnViews f{a.ln2, param(unit, kSharedIn), param(unit, kSharedOut), a.shared_pre, a.shared_post, {},
+                     grad(unit, kSharedIn), grad(unit, kSharedOut),
+                     std::int64_t{model_.shared_experts} * model_.expert_hidden()};
+    ffn_backward(f, w.dx, w.shared_f, w.shared_g ? w.shared_g : w.shared_f, w.shared_dx, n, true);
+  }
   if (residency_) {
     residency_->acquire(moe_layer, true, experts_used(x), kCompute);
     residency_->begin_grads(moe_layer, kCompute);
@@ -203,12 +221,11 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
   }
   rt_.stream_wait(kCompute, returned);
   tensor(ops::dispatch_bwd(st_.send, a.slots, w.dn, n, h, k, x.rows_sent), "permute bwd");
+  if (model_.shared_experts > 0) tensor(ops::add(w.dn, w.shared_dx, w.dn, n * h), "shared experts add bwd");
   tensor(ops::gate_bwd(a.probs, a.experts, a.weights, w.dweights, w.dlogits_gate, n, E, k), "gate bwd");
-  gemm(h, E, n, a.ln2, w.dlogits_gate, grad(unit, 8), "gate wgrad", true, false, true);
-  gemm(n, h, E, w.dlogits_gate, param(unit, 8), w.dn, "gate dgrad", false, true, true);
-  tensor(ops::layernorm_bwd(a.mid, param(unit, 6), a.mean2, a.rstd2, w.dn, w.dtmp, grad(unit, 6), grad(unit, 7), n,
-                            h),
-         "layernorm bwd");
+  gemm(h, E, n, a.ln2, w.dlogits_gate, grad(unit, kFfnIn), "gate wgrad", true, false, true);
+  gemm(n, h, E, w.dlogits_gate, param(unit, kFfnIn), w.dn, "gate dgrad", false, true, true);
+  norm_backward(a.mid, unit, kNorm2, a.mean2, a.rstd2, w.dn, w.dtmp, n, "layernorm bwd");
   tensor(ops::add(w.dx, w.dtmp, w.dx, n * h), "residual bwd");
 }
 
@@ -217,7 +234,8 @@ namespace {
 ExpertViews expert_views(const RankState& s, const ExpertResidency* residency, const core::ModelConfig& m,
                          int moe_layer, double a, double g) {
   ExpertViews v;
-  v.h = m.hidden, v.f = m.ffn_hidden(), v.pe = m.expert_params_per_expert(), v.a = a, v.g = g;
+  v.h = m.hidden, v.f = m.expert_hidden(), v.in = m.ffn_in_factor(), v.pe = m.expert_params_per_expert();
+  v.b1 = expert_tensors(m)[1], v.a = a, v.g = g;
   if (residency) {
     const ExpertResidency::Views r = residency->views(moe_layer);
     v.params = r.params, v.grads = r.grads;
@@ -266,7 +284,7 @@ struct ChunkRows {
 }  // namespace
 
 void RankTrainer::expert_ffn_forward(int moe_layer, const MoeExchange& x, const ActivationViews& a, int c) {
-  const std::int64_t h = model_.hidden, f = model_.ffn_hidden();
+  const std::int64_t h = model_.hidden, f = model_.expert_hidden(), fi = model_.ffn_in_factor() * f;
   const ChunkRows ch(x, c, st_, a_);
   if (ch.R == 0) return;
   const std::int64_t first = ch.first, R = ch.R;
@@ -282,10 +300,10 @@ void RankTrainer::expert_ffn_forward(int moe_layer, const MoeExchange& x, const 
   const core::Buffer y = direct ? st_.recv : st_.ws.rows_a;
   for_experts(x, c, [&](int e, std::int64_t at, std::int64_t r) {
     const std::int64_t batch = e < 0 ? x.local : 1, ee = e < 0 ? 0 : e;
-    gemm(r, f, h, rows(a.xin, at, r * batch, h), ev.w1(ee, batch), rows(a.pre, at, r * batch, f), "expert fc1", false,
-         false, false, batch, false, ev.pe);
+    gemm(r, fi, h, rows(a.xin, at, r * batch, h), ev.w1(ee, batch), rows(a.pre, at, r * batch, fi), "expert fc1",
+         false, false, false, batch, false, ev.pe);
   });
-  tensor(ops::gelu(rows(a.pre, first, R, f), rows(a.post, first, R, f), R * f), "expert gelu");
+  ffn_activation(rows(a.pre, first, R, fi), rows(a.post, first, R, f), R, f, true);
   for_experts(x, c, [&](int e, std::int64_t at, std::int64_t r) {
     const std::int64_t batch = e < 0 ? x.local : 1, ee = e < 0 ? 0 : e;
     gemm(r, h, f, rows(a.post, at, r * batch, f), ev.w2(ee, batch), rows(y, at, r * batch, h), "expert fc2", false,
@@ -297,7 +315,7 @@ void RankTrainer::expert_ffn_forward(int moe_layer, const MoeExchange& x, const 
 }
 
 void RankTrainer::expert_ffn_backward(int moe_layer, const MoeExchange& x, const ActivationViews& a, int c) {
-  const std::int64_t h = model_.hidden, f = model_.ffn_hidden();
+  const std::int64_t h = model_.hidden, f = model_.expert_hidden(), fi = model_.ffn_in_factor() * f;
   const ChunkRows ch(x, c, st_, a_);
   if (ch.R == 0) return;
   const std::int64_t first = ch.first, R = ch.R;
@@ -312,20 +330,22 @@ void RankTrainer::expert_ffn_backward(int moe_layer, const MoeExchange& x, const
   if (!direct)
     tensor(ops::gather_rows(st_.recv, fwd_idx, rows(w.rows_a, first, R, h), R, h, x.rows_recv), "regroup by expert");
   const core::Buffer dxin = direct ? st_.recv : w.rows_a;
+  // The activation output's gradient: in place in rows_f for GeLU, its own rows for SwiGLU (half as wide).
+  const core::Buffer d_post = w.rows_g ? w.rows_g : w.rows_f;
   for_experts(x, c, [&](int e, std::int64_t at, std::int64_t r) {
     const std::int64_t batch = e < 0 ? x.local : 1, ee = e < 0 ? 0 : e;
-    gemm(r, f, h, rows(w.rows_a, at, r * batch, h), ev.w2(ee, batch), rows(w.rows_f, at, r * batch, f),
+    gemm(r, f, h, rows(w.rows_a, at, r * batch, h), ev.w2(ee, batch), rows(d_post, at, r * batch, f),
          "expert fc2 dgrad", false, true, false, batch, false, ev.pe);
     gemm(f, h, r, rows(a.post, at, r * batch, f), rows(w.rows_a, at, r * batch, h), ev.w2(ee, batch, true),
          "expert fc2 wgrad", true, false, true, batch, false, 0, ev.pe);
   });
-  tensor(ops::gelu_bwd(rows(a.pre, first, R, f), rows(w.rows_f, first, R, f), rows(w.rows_f, first, R, f), R * f),
-         "expert gelu bwd");
+  ffn_activation_backward(rows(a.pre, first, R, fi), rows(d_post, first, R, f), rows(w.rows_f, first, R, fi), R, f,
+                          true);
   for_experts(x, c, [&](int e, std::int64_t at, std::int64_t r) {
     const std::int64_t batch = e < 0 ? x.local : 1, ee = e < 0 ? 0 : e;
-    gemm(h, f, r, rows(a.xin, at, r * batch, h), rows(w.rows_f, at, r * batch, f), ev.w1(ee, batch, true),
+    gemm(h, fi, r, rows(a.xin, at, r * batch, h), rows(w.rows_f, at, r * batch, fi), ev.w1(ee, batch, true),
          "expert fc1 wgrad", true, false, true, batch, false, 0, ev.pe);
-    gemm(r, h, f, rows(w.rows_f, at, r * batch, f), ev.w1(ee, batch), rows(dxin, at, r * batch, h),
+    gemm(r, h, fi, rows(w.rows_f, at, r * batch, fi), ev.w1(ee, batch), rows(dxin, at, r * batch, h),
          "expert fc1 dgrad", false, true, false, batch, false, ev.pe);
   });
   if (!direct)

@@ -37,8 +37,11 @@ std::vector<std::vector<std::int64_t>> unit_tensors(const core::ModelConfig& m, 
 
 ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int64_t n, std::int64_t rows_computed,
                                   std::int64_t rows_returned, Carver& c, bool forward_only) {
-  const double a = core::dtype_bytes(m.dtype), h = m.hidden, f = m.ffn_hidden(), N = static_cast<double>(n);
-  const double E = m.experts, k = m.top_k, V = m.vocab;
+  const double a = core::dtype_bytes(m.dtype), h = m.hidden, N = static_cast<double>(n);
+  const double E = m.experts, k = m.top_k, V = m.vocab, in = m.ffn_in_factor();
+  const double qw = static_cast<double>(m.q_width()), kw = static_cast<double>(m.kv_width());
+  // GeLU may run in place when nothing is kept for a backward pass; SwiGLU's output is half its input's width.
+  const bool in_place = forward_only && m.activation == core::Activation::gelu;
   ActivationViews v;
   if (kind == 0) {
     v.out = c.take(B(N * h, a));
@@ -55,25 +58,39 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
   v.ln1 = c.take(B(N * h, a));
   v.mean1 = c.take(B(N, a));
   v.rstd1 = c.take(B(N, a));
-  v.qkv = c.take(B(3 * N * h, a));
-  v.ctx = c.take(B(N * h, a));
+  v.qkv = c.take(B(N * (qw + 2 * kw), a));
+  if (m.qk_norm) {
+    const double head_rows = N * (m.heads + m.kv_head_count());
+    v.qk_normed = c.take(B(N * (qw + kw), a));
+    v.qk_mean = c.take(B(head_rows, a));
+    v.qk_rstd = c.take(B(head_rows, a));
+  }
+  v.ctx = c.take(B(N * qw, a));
   v.mid = c.take(B(N * h, a));
   v.ln2 = c.take(B(N * h, a));
   v.mean2 = c.take(B(N, a));
   v.rstd2 = c.take(B(N, a));
   if (!forward_only) v.out = c.take(B(N * h, a));
   if (kind == 1) {
+    const double f = m.expert_hidden(), rows = static_cast<double>(rows_computed);
     v.probs = c.take(B(N * E, a));
     v.experts = c.take(B(N * k, 4));
     v.slots = c.take(B(N * k, 4));
     v.weights = c.take(B(N * k, a));
-    v.xin = c.take(B(static_cast<double>(rows_computed) * h, a));
-    v.pre = c.take(B(static_cast<double>(rows_computed) * f, a));
-    v.post = forward_only ? v.pre : c.take(B(static_cast<double>(rows_computed) * f, a));
+    v.xin = c.take(B(rows * h, a));
+    v.pre = c.take(B(rows * in * f, a));
+    v.post = in_place ? v.pre : c.take(B(rows * f, a));
     v.ret = c.take(B(static_cast<double>(rows_returned) * h, a));
+    if (m.shared_experts > 0) {
+      const double sf = m.shared_experts * f;
+      v.shared_pre = c.take(B(N * in * sf, a));
+      v.shared_post = in_place ? v.shared_pre : c.take(B(N * sf, a));
+      v.shared_out = c.take(B(N * h, a));
+    }
   } else {
-    v.pre = c.take(B(N * f, a));
-    v.post = forward_only ? v.pre : c.take(B(N * f, a));
+    const double f = m.ffn_hidden();
+    v.pre = c.take(B(N * in * f, a));
+    v.post = in_place ? v.pre : c.take(B(N * f, a));
   }
   return v;
 }
@@ -314,7 +331,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   if (gen.enabled) {
     // Per layer, K and V of every position of the context, position-major ([position][sequence][hidden], see
     // core::AttentionOp), and the sampled tokens of every pass.
-    const double cache = a * h * static_cast<double>(gen.context()) * gen.sequences;
+    const double cache = a * static_cast<double>(m.kv_width()) * static_cast<double>(gen.context()) * gen.sequences;
     for (int layer = 0; layer < m.layers; ++layer) {
       s.kv_k.push_back(alloc(Tier::hbm, cache, MemoryUse::kv_cache));
       s.kv_v.push_back(alloc(Tier::hbm, cache, MemoryUse::kv_cache));
@@ -361,6 +378,9 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
 
   // ---- workspace ----
   const double rows = static_cast<double>(s.max_rows_recv), E = m.experts, k = m.top_k;
+  const double in = m.ffn_in_factor(), ef = m.expert_hidden(), sf = m.shared_experts * ef;
+  const double qw = static_cast<double>(m.q_width()), kw = static_cast<double>(m.kv_width());
+  const bool swiglu = m.activation == core::Activation::swiglu;
   Carver measure;
   // Generation runs forward only: no gradient buffers (dx is the prefill's gather of last positions).
   const bool train = !gen.enabled;
@@ -370,8 +390,8 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
     if (train) {
       w.dtmp = cv.take(B(n * h, a));
       w.dn = cv.take(B(n * h, a));
-      w.dqkv = cv.take(B(3 * n * h, a));
-      w.dctx = cv.take(B(n * h, a));
+      w.dqkv = cv.take(B(n * (qw + 2 * kw), a));
+      w.dctx = cv.take(B(n * qw, a));
     }
     if (m.moe_layers() > 0) {
       w.logits_gate = cv.take(B(n * E, a));
@@ -381,9 +401,18 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
       }
       w.slots_raw = cv.take(B(n * k, 4));
       w.rows_a = cv.take(B(rows * h, a));
-      if (train) w.rows_f = cv.take(B(rows * f, a));
+      if (train) w.rows_f = cv.take(B(rows * in * ef, a));
+      if (train && swiglu) w.rows_g = cv.take(B(rows * ef, a));
+      if (train && sf > 0) {
+        w.shared_f = cv.take(B(n * in * sf, a));
+        if (swiglu) w.shared_g = cv.take(B(n * sf, a));
+        w.shared_dx = cv.take(B(n * h, a));
+      }
     }
-    if (m.dense_ffn_layers() > 0 && train) w.dense_f = cv.take(B(n * f, a));
+    if (m.dense_ffn_layers() > 0 && train) {
+      w.dense_f = cv.take(B(n * in * f, a));
+      if (swiglu) w.dense_g = cv.take(B(n * f, a));
+    }
     w.loss = cv.take(16);
     return w;
   };

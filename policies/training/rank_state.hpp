@@ -36,19 +36,24 @@ class Carver {
 /// The activations one layer keeps from forward to backward (views into one block per layer).
 struct ActivationViews {
   core::Buffer out;                              // layer output = next layer's input [n][h]
-  core::Buffer ln1, mean1, rstd1, qkv, ctx, mid;  // attention: qkv is [3][n][h]
+  core::Buffer ln1, mean1, rstd1, qkv, ctx, mid;  // attention: qkv is Q [n][q], K and V [n][kv]; ctx [n][q]
+  core::Buffer qk_normed, qk_mean, qk_rstd;       // QK norms: the normalised Q and K, per-head statistics
   core::Buffer ln2, mean2, rstd2;
   core::Buffer probs, experts, slots, weights;   // MoE gate (experts and slots int32 [n][k])
   core::Buffer xin, pre, post, ret;              // expert rows in, FFN pre/post activation, returned rows
+  core::Buffer shared_pre, shared_post, shared_out;  // MoE layer with shared experts: their FFN on every token
   core::Buffer lnf, meanf, rstdf, logits, dlogits;  // logits block
 };
 
 /// Scratch shared by every layer (forward temporaries and backward gradients of activations).
 struct Workspace {
-  core::Buffer dx, dtmp, dn, dqkv, dctx;  // [n][h] each, dqkv [3][n][h]
+  core::Buffer dx, dtmp, dn, dqkv, dctx;  // [n][h] each but dqkv [n][q] + 2 x [n][kv] and dctx [n][q]
   core::Buffer logits_gate, dlogits_gate, dweights;  // [n][E], [n][E], [n][k]
-  core::Buffer rows_a, rows_f;  // expert-major rows: [rows][h] and [rows][f]
-  core::Buffer dense_f;         // dense FFN gradient [n][f]
+  core::Buffer rows_a, rows_f;  // expert-major rows: [rows][h] and [rows][in x f]
+  core::Buffer dense_f;         // dense FFN gradient [n][in x f] (of the activation's input)
+  core::Buffer dense_g;         // SwiGLU: the gradient of the activation's output [n][f] (GeLU: in place in dense_f)
+  core::Buffer rows_g;          // SwiGLU: the expert rows' activation-output gradient [rows][f]
+  core::Buffer shared_f, shared_g, shared_dx;  // shared experts: [n][in x S f], [n][S f] (SwiGLU), [n][h]
   core::Buffer slots_raw;       // int32 [n][k]: the gate's capacity slots before remapping
   core::Buffer loss;            // one float
 };

@@ -25,6 +25,9 @@ TrainingPlan make_training_plan(const TrainingConfig& c) {
         "the hierarchical all-to-all needs expert-parallel groups of whole nodes or inside one "
         "node: a group of " +
         std::to_string(ep) + " ranks on nodes of " + std::to_string(gpn) + " GPUs is neither");
+  if (c.policy.embedding == Embedding::partition && (!c.model.tied_embeddings || !c.model.learned_positions))
+    throw core::InfeasibleError("the embedding partition shards a table tied to the output layer, with learned "
+                                "positions; model " + c.model.name + " has an untied output layer or rotary positions");
   if (c.policy.embedding == Embedding::partition && c.model.hidden % p.layout.world != 0)
     throw core::InfeasibleError("the embedding partition splits hidden (" + std::to_string(c.model.hidden) +
                                 ") by columns over " + std::to_string(p.layout.world) +
@@ -129,7 +132,8 @@ void RankTrainer::initialise_parameters() {
       v.erase(v.begin(), v.begin() + table);
     }
     std::fill(v.begin() + u.elems, v.end(), 0.f);
-    const int gains[] = {u.offset == 0 ? 2 : 4, u.offset == 0 ? -1 : 6};  // final LN; LN1 and LN2 of a layer
+    const int gains[] = {u.offset == 0 ? int{kFinalNorm} : int{kNorm1}, u.offset == 0 ? -1 : int{kNorm2},
+                         u.offset == 0 ? -1 : int{kQNorm}, u.offset == 0 ? -1 : int{kKNorm}};
     for (int t : gains) {
       if (t < 0 || static_cast<std::size_t>(t) >= u.tensor_offsets.size()) continue;
       const auto at = v.begin() + u.tensor_offsets[static_cast<std::size_t>(t)];

@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/runtime.hpp"
@@ -88,6 +89,29 @@ class RankTrainer {
   void sample(const core::Buffer& x_last, const ActivationViews& a, int pass);
 
   // ---- dense_layers.cpp ----
+  /// One FFN of width `width` on some rows: x -> W1 -> pre -> activation -> post -> W2 -> y (g1, g2: gradients).
+  struct FfnViews {
+    core::Buffer x, w1, w2, pre, post, y, g1, g2;
+    std::int64_t width = 0;
+  };
+  void ffn_forward(const FfnViews& f, std::int64_t rows, bool expert_names);
+  void ffn_backward(const FfnViews& f, const core::Buffer& dy, const core::Buffer& d_pre, const core::Buffer& d_post,
+                    const core::Buffer& dx, std::int64_t rows, bool expert_names);
+  void ffn_activation(const core::Buffer& pre, const core::Buffer& post, std::int64_t rows, std::int64_t f,
+                      bool expert);
+  void ffn_activation_backward(const core::Buffer& pre, const core::Buffer& d_post, const core::Buffer& d_pre,
+                               std::int64_t rows, std::int64_t f, bool expert);
+  /// LayerNorm or RMSNorm with the gain (and bias) at tensor `gain` of `unit`.
+  void norm_forward(const core::Buffer& x, int unit, int gain, const core::Buffer& y, const core::Buffer& mean,
+                    const core::Buffer& rstd, std::int64_t rows, const char* name);
+  void norm_backward(const core::Buffer& x, int unit, int gain, const core::Buffer& mean, const core::Buffer& rstd,
+                     const core::Buffer& dy, const core::Buffer& dx, std::int64_t rows, const char* name);
+  /// Q and K as attention reads them: the projections, or (QK norms) their per-head RMSNorms.
+  std::pair<core::Buffer, core::Buffer> normed_qk(const ActivationViews& a, int unit);
+  /// Rotary positions on this pass's Q and K (no-op with learned positions); `inverse` for their gradients.
+  void rotate(const core::Buffer& q, const core::Buffer& k, bool inverse);
+  /// The embedding unit's tensor the logits multiply with: the token table (tied) or the output layer.
+  int output_layer() const;
   void attention_forward(const core::Buffer& x_in, ActivationViews& a);
   void attention_backward(const core::Buffer& x_in, ActivationViews& a, int unit);
   void dense_ffn_forward(ActivationViews& a);

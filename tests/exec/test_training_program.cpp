@@ -18,15 +18,37 @@ namespace {
 namespace tr = policies::training;
 using nlohmann::json;
 
-std::vector<double> losses_with(const json& policy) {
+int world_size() {
   int world = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world);
+  return world;
+}
+
+json paper_family_model() {
+  const int world = world_size();
+  return {{"preset", "gpt-moe"}, {"experts", 2 * world}, {"hidden", 32}, {"heads", 2}, {"layers", 2}, {"vocab", 64},
+          {"seq_len", 16}, {"micro_batch", 2}, {"global_batch", 4 * world}, {"dtype", "fp32"}};
+}
+
+// Today's architecture at test size: a dense first layer, grouped-query attention with QK norms and rotary positions, SwiGLU
+// experts of their own width beside one shared expert, RMSNorm, no biases, an untied output layer.
+json todays_model() {
+  const int world = world_size();
+  return {{"name", "modern"},        {"layers", 3},          {"first_dense_layers", 1},
+          {"hidden", 32},            {"heads", 4},           {"attention", {{"kind", "gqa"}, {"kv_heads", 2}, {"qk_norm", true}}},
+          {"ffn_hidden", 48},        {"expert_hidden", 16},  {"activation", "swiglu"},
+          {"shared_experts", 1},     {"experts", 2 * world}, {"top_k", 2},
+          {"vocab", 64},             {"norm", "rmsnorm"},    {"biases", false},
+          {"positions", "rope"},     {"tied_embeddings", false}, {"seq_len", 16},
+          {"micro_batch", 2},        {"global_batch", 4 * world}, {"dtype", "fp32"}};
+}
+
+std::vector<double> losses_with(const json& policy, const json& model = paper_family_model()) {
+  const int world = world_size();
   // Two nodes when the world is even: the hierarchical all-to-all and ZeRO-3 have an intra- and an inter-node stage.
   const int per_node = world % 2 == 0 && world > 1 ? world / 2 : world;
   const json config = {
-      {"model",
-       {{"preset", "gpt-moe"}, {"experts", 2 * world}, {"hidden", 32}, {"heads", 2}, {"layers", 2}, {"vocab", 64},
-        {"seq_len", 16}, {"micro_batch", 2}, {"global_batch", 4 * world}, {"dtype", "fp32"}}},
+      {"model", model},
       {"cluster", {{"gpus", world}, {"gpus_per_node", per_node}, {"nics_per_node", per_node}}},
       {"policy", policy},
       {"steps", 6},
@@ -55,6 +77,24 @@ TEST(TrainingProgram, EveryPolicyComputesTheSameLosses) {
       {{"preset", "moesys"}, {"embedding", "partition"}}};
   for (const json& v : variants) {
     const std::vector<double> l = losses_with(v);
+    ASSERT_EQ(l.size(), reference.size()) << v.dump();
+    for (std::size_t i = 0; i < l.size(); ++i)
+      EXPECT_NEAR(l[i], reference[i], 1e-4 * std::abs(reference[i])) << v.dump() << " step " << i;
+  }
+}
+
+TEST(TrainingProgram, TodaysArchitectureComputesTheSameLossesUnderEveryPolicy) {
+  const std::vector<double> reference = losses_with({{"preset", "deepspeed"}}, todays_model());
+  ASSERT_EQ(reference.size(), 6u);
+  for (double l : reference) ASSERT_TRUE(std::isfinite(l));
+  EXPECT_NEAR(reference.front(), std::log(64.0), 0.5);
+  EXPECT_LT(reference.back(), reference.front() - 0.2);
+  const json variants[] = {{{"preset", "moesys"}},
+                           {{"preset", "moesys"}, {"dense", "ddp"}, {"bucket_mib", 0}, {"dispatch", "padded"}},
+                           {{"preset", "deepspeed"}, {"dispatch", "counts"}, {"overlap_chunks", 3}},
+                           {{"preset", "moesys"}, {"offload", "cpu"}, {"prefetch", "2d"}}};
+  for (const json& v : variants) {
+    const std::vector<double> l = losses_with(v, todays_model());
     ASSERT_EQ(l.size(), reference.size()) << v.dump();
     for (std::size_t i = 0; i < l.size(); ++i)
       EXPECT_NEAR(l[i], reference[i], 1e-4 * std::abs(reference[i])) << v.dump() << " step " << i;

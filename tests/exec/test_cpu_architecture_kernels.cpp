@@ -1,0 +1,175 @@
+// CPU kernels of today's MoE architectures against naive references and finite differences: SwiGLU, RMSNorm,
+// rotary positions, grouped-query attention (equal to multi-head attention with each K/V head repeated) and the
+// embedding without a position table.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include "exec/cpu/cpu_kernels.hpp"
+#include "model/ops.hpp"
+#include "model/tensors.hpp"
+
+namespace moesys::exec::cpu {
+namespace {
+
+using I = std::int64_t;
+using Floats = std::vector<float>;
+
+core::Buffer view(Floats& v) {
+  core::Buffer b;
+  b.id = 1;
+  b.bytes = v.size() * sizeof(float);
+  b.data = v.data();
+  return b;
+}
+
+/// d/dx_i of sum_j dy_j f(x)_j by central differences, in float (the kernels' precision).
+Floats numeric_grad(Floats x, const Floats& dy, const std::function<Floats(Floats&)>& f) {
+  Floats g(x.size());
+  const float h = 1e-2f;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const float keep = x[i];
+    x[i] = keep + h;
+    const Floats up = f(x);
+    x[i] = keep - h;
+    const Floats down = f(x);
+    x[i] = keep;
+    double s = 0;
+    for (std::size_t j = 0; j < dy.size(); ++j) s += double(dy[j]) * (double(up[j]) - double(down[j]));
+    g[i] = static_cast<float>(s / (2.0 * h));
+  }
+  return g;
+}
+
+void expect_near(const Floats& got, const Floats& want, double tol) {
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], tol) << "element " << i;
+}
+
+TEST(CpuKernels, SwigluMatchesReferenceAndItsBackwardTheDerivative) {
+  const I R = 3, f = 5;
+  Floats x = model::normal_floats(R * 2 * f, 1.0, 21), dy = model::normal_floats(R * f, 1.0, 22);
+  auto forward = [&](Floats& in) {
+    Floats y(static_cast<std::size_t>(R * f));
+    run_kernel(model::ops::swiglu(view(in), view(y), R, f));
+    return y;
+  };
+  const Floats y = forward(x);
+  for (I r = 0; r < R; ++r)
+    for (I i = 0; i < f; ++i) {
+      const double g = x[std::size_t(r * 2 * f + i)], u = x[std::size_t(r * 2 * f + f + i)];
+      EXPECT_NEAR(y[std::size_t(r * f + i)], g / (1 + std::exp(-g)) * u, 1e-5);
+    }
+  Floats dx(x.size());
+  run_kernel(model::ops::swiglu_bwd(view(x), view(dy), view(dx), R, f));
+  expect_near(dx, numeric_grad(x, dy, forward), 2e-3);
+}
+
+TEST(CpuKernels, RmsnormMatchesReferenceAndItsBackwardTheDerivative) {
+  const I T = 3, H = 6;
+  Floats x = model::normal_floats(T * H, 1.0, 31), gamma = model::normal_floats(H, 1.0, 32);
+  const Floats dy = model::normal_floats(T * H, 1.0, 33);
+  Floats mean(T), rstd(T);
+  auto forward = [&](Floats& in) {
+    Floats y(in.size());
+    run_kernel(model::ops::rmsnorm(view(in), view(gamma), view(y), view(mean), view(rstd), T, H));
+    return y;
+  };
+  const Floats y = forward(x);
+  for (I t = 0; t < T; ++t) {
+    double ms = 0;
+    for (I h = 0; h < H; ++h) ms += double(x[std::size_t(t * H + h)]) * x[std::size_t(t * H + h)];
+    const double r = 1 / std::sqrt(ms / H + 1e-5);
+    for (I h = 0; h < H; ++h) EXPECT_NEAR(y[std::size_t(t * H + h)], x[std::size_t(t * H + h)] * r * gamma[std::size_t(h)], 1e-5);
+    EXPECT_EQ(mean[std::size_t(t)], 0.f);
+  }
+  Floats dx(x.size()), dgamma(H, 0.f);
+  Floats dy_in = dy;
+  run_kernel(model::ops::rmsnorm_bwd(view(x), view(gamma), view(mean), view(rstd), view(dy_in), view(dx),
+                                     view(dgamma), T, H));
+  forward(x);  // restore mean and rstd of x (the numeric gradient moved them)
+  expect_near(dx, numeric_grad(x, dy, forward), 3e-3);
+  Floats g0 = gamma;
+  auto by_gamma = [&](Floats& g) {
+    Floats out(x.size());
+    run_kernel(model::ops::rmsnorm(view(x), view(g), view(out), view(mean), view(rstd), T, H));
+    return out;
+  };
+  expect_near(dgamma, numeric_grad(g0, dy, by_gamma), 3e-3);
+}
+
+TEST(CpuKernels, RopeTurnsPairsAndItsInverseTurnsBack) {
+  const I T = 5, Hh = 2, D = 8, S = 3;
+  const Floats x0 = model::normal_floats(T * Hh * D, 1.0, 41);
+  Floats x = x0;
+  run_kernel(model::ops::rope(view(x), T, Hh, D, S, 2, false));
+  // Token 4 sits at position 2 + 4 mod 3 = 3; its pair 1 of head 1 turns by 3 * 10000^(-2/8).
+  const double angle = 3 * std::pow(10000.0, -2.0 / 8);
+  const std::size_t at = (4 * Hh + 1) * D + 2;
+  EXPECT_NEAR(x[at], x0[at] * std::cos(angle) - x0[at + 1] * std::sin(angle), 1e-5);
+  EXPECT_NEAR(x[at + 1], x0[at] * std::sin(angle) + x0[at + 1] * std::cos(angle), 1e-5);
+  run_kernel(model::ops::rope(view(x), T, Hh, D, S, 2, true));
+  expect_near(x, x0, 1e-5);
+}
+
+TEST(CpuKernels, GroupedQueryAttentionIsAttentionWithRepeatedKvHeads) {
+  const I B = 2, S = 6, H = 4, G = 2, D = 3, group = H / G;
+  const I nq = B * S * H * D, nk = B * S * G * D;
+  Floats q = model::normal_floats(nq, 1.0, 51), k = model::normal_floats(nk, 1.0, 52),
+         v = model::normal_floats(nk, 1.0, 53), d_o = model::normal_floats(nq, 1.0, 54);
+  auto repeat = [&](const Floats& kv) {  // [B*S][G*D] -> [B*S][H*D]
+    Floats out(static_cast<std::size_t>(nq));
+    for (I r = 0; r < B * S; ++r)
+      for (I h = 0; h < H; ++h)
+        for (I d = 0; d < D; ++d) out[std::size_t((r * H + h) * D + d)] = kv[std::size_t((r * G + h / group) * D + d)];
+    return out;
+  };
+  Floats k_full = repeat(k), v_full = repeat(v), o(nq), o_full(nq);
+  core::AttentionOp gqa = model::ops::attention(B, S, H, D, view(q), view(k), view(v), view(o));
+  gqa.kv_heads = G;
+  run_kernel(gqa);
+  run_kernel(model::ops::attention(B, S, H, D, view(q), view(k_full), view(v_full), view(o_full)));
+  expect_near(o, o_full, 1e-5);
+
+  Floats dq(nq), dk(nk), dv(nk), dq_full(nq), dk_full(nq), dv_full(nq);
+  core::AttentionOp back = model::ops::attention_bwd(B, S, H, D, view(q), view(k), view(v), view(o), view(d_o),
+                                                     view(dq), view(dk), view(dv));
+  back.kv_heads = G;
+  run_kernel(back);
+  run_kernel(model::ops::attention_bwd(B, S, H, D, view(q), view(k_full), view(v_full), view(o_full), view(d_o),
+                                       view(dq_full), view(dk_full), view(dv_full)));
+  expect_near(dq, dq_full, 1e-5);
+  // A shared K/V head's gradient is the sum over the query heads that read it.
+  Floats dk_sum(nk, 0.f), dv_sum(nk, 0.f);
+  for (I r = 0; r < B * S; ++r)
+    for (I h = 0; h < H; ++h)
+      for (I d = 0; d < D; ++d) {
+        dk_sum[std::size_t((r * G + h / group) * D + d)] += dk_full[std::size_t((r * H + h) * D + d)];
+        dv_sum[std::size_t((r * G + h / group) * D + d)] += dv_full[std::size_t((r * H + h) * D + d)];
+      }
+  expect_near(dk, dk_sum, 1e-5);
+  expect_near(dv, dv_sum, 1e-5);
+}
+
+TEST(CpuKernels, EmbeddingWithoutPositionsIsTheTableRow) {
+  const I T = 3, H = 4, V = 5;
+  Floats table = model::normal_floats(V * H, 1.0, 61), x(T * H), dx = model::normal_floats(T * H, 1.0, 62),
+         d_table(V * H, 0.f);
+  std::vector<int> ids = {4, 0, 4};
+  core::Buffer ib;
+  ib.id = 3, ib.bytes = 12, ib.data = ids.data();
+  run_kernel(model::ops::embedding_no_positions(ib, view(table), view(x), T, H, V));
+  for (I t = 0; t < T; ++t)
+    for (I h = 0; h < H; ++h) EXPECT_EQ(x[std::size_t(t * H + h)], table[std::size_t(ids[std::size_t(t)] * H + h)]);
+  run_kernel(model::ops::embedding_bwd_no_positions(ib, view(dx), view(d_table), T, H, V));
+  for (I h = 0; h < H; ++h) {
+    EXPECT_FLOAT_EQ(d_table[std::size_t(4 * H + h)], dx[std::size_t(h)] + dx[std::size_t(2 * H + h)]);
+    EXPECT_FLOAT_EQ(d_table[std::size_t(h)], dx[std::size_t(H + h)]);
+    EXPECT_EQ(d_table[std::size_t(2 * H + h)], 0.f);
+  }
+}
+
+}  // namespace
+}  // namespace moesys::exec::cpu
