@@ -110,6 +110,16 @@ struct ModelConfig {
   /// nope + rope, value width v_head_dim.
   std::int64_t q_width() const;
   std::int64_t kv_width() const;
+  /// Keys as attention reads them (MLA: nope + rope per head, the width of the queries) and the attention output
+  /// (heads x value width: the queries' width, or MLA's heads x v_head_dim).
+  std::int64_t k_width() const { return attention == AttentionKind::mla ? q_width() : kv_width(); }
+  std::int64_t ctx_width() const { return attention == AttentionKind::mla ? kv_width() : q_width(); }
+  /// Per-head widths as the attention kernel sees them: queries and keys, values (MLA: nope + rope, v_head_dim).
+  int attention_qk_dim() const {
+    return attention == AttentionKind::mla ? mla.qk_nope_head_dim + mla.qk_rope_head_dim : head_dim();
+  }
+  int attention_v_dim() const { return attention == AttentionKind::mla ? mla.v_head_dim : head_dim(); }
+  int attention_kv_heads() const { return attention == AttentionKind::mla ? heads : kv_head_count(); }
   /// Weight matrices of one FFN (2 for GeLU, 3 for SwiGLU) and the first GEMM's output width per FFN width unit.
   int ffn_matrices() const { return activation == Activation::swiglu ? 3 : 2; }
   int ffn_in_factor() const { return activation == Activation::swiglu ? 2 : 1; }

@@ -92,7 +92,7 @@ const char* to_string(TensorOpKind k) {
       "block_transpose", "add_bias", "bias_grad",   "gelu",          "gelu_bwd",  "add",
       "scale",           "fill",     "layernorm",   "layernorm_bwd", "embedding", "embedding_bwd",
       "softmax_xent",    "adamw",    "gather_rows", "remap_index",   "argmax",    "scatter_add_rows",
-      "swiglu",          "swiglu_bwd", "rope"};
+      "swiglu",          "swiglu_bwd", "rope",      "mla_keys",      "mla_keys_bwd"};
   return kNames[static_cast<int>(k)];
 }
 
@@ -103,13 +103,20 @@ double AttentionOp::flop() const {
   // about seq_kv pairs for one decode query).
   const double sq = static_cast<double>(seq_q), skv = static_cast<double>(seq_kv);
   const double pairs = causal ? sq * std::max(skv - sq, 0.0) + 0.5 * sq * std::min(sq, skv) : sq * skv;
-  const double f = 4.0 * static_cast<double>(batch) * heads * pairs * head_dim;
+  // Q.K over head_dim and P.V over the value width (MLA: 192 and 128); written as one product when they agree.
+  const double f = v_dim() == head_dim
+                       ? 4.0 * static_cast<double>(batch) * heads * pairs * head_dim
+                       : 2.0 * static_cast<double>(batch) * heads * pairs * static_cast<double>(head_dim + v_dim());
   return backward ? 2.5 * f : f;
 }
 
 double AttentionOp::bytes() const {
-  double qo = 2.0 * static_cast<double>(batch) * heads * seq_q * head_dim;
-  double kv = 2.0 * static_cast<double>(batch) * kv_head_count() * seq_kv * head_dim;
+  // Q and O (value width), K and V (value width) of every head; the same expression as 2 x head_dim when they agree.
+  const bool same = v_dim() == head_dim;
+  double qo = same ? 2.0 * static_cast<double>(batch) * heads * seq_q * head_dim
+                   : static_cast<double>(batch) * heads * seq_q * static_cast<double>(head_dim + v_dim());
+  double kv = same ? 2.0 * static_cast<double>(batch) * kv_head_count() * seq_kv * head_dim
+                   : static_cast<double>(batch) * kv_head_count() * seq_kv * static_cast<double>(head_dim + v_dim());
   double b = (qo + kv) * dtype_bytes(dtype);
   return backward ? 2.0 * b : b;
 }

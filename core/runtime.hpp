@@ -116,6 +116,9 @@ struct AttentionOp {
   /// Key/value heads (grouped-query attention: query head i reads K/V head i / (heads / kv_heads)); 0 = heads.
   std::int64_t kv_heads = 0;
   std::int64_t kv_head_count() const { return kv_heads > 0 ? kv_heads : heads; }
+  /// Width of a value head, and so of an output head (MLA: 128 against 192-wide query and key heads); 0 = head_dim.
+  std::int64_t v_head_dim = 0;
+  std::int64_t v_dim() const { return v_head_dim > 0 ? v_head_dim : head_dim; }
   bool causal = true, backward = false;
   Dtype dtype = Dtype::bf16;
   /// Real operands, rows of heads * head_dim elements (heads side by side; K and V rows kv_heads * head_dim). q, o
@@ -181,7 +184,9 @@ enum class TensorOpKind {
   scatter_add_rows,
   swiglu,
   swiglu_bwd,
-  rope
+  rope,
+  mla_keys,
+  mla_keys_bwd
 };
 const char* to_string(TensorOpKind k);
 

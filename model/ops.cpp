@@ -78,9 +78,18 @@ TensorOp swiglu_bwd(Buffer x, Buffer dy, Buffer dx, I R, I f) {
   return make(core::TensorOpKind::swiglu_bwd, {x, dy}, {dx}, {R, f}, 3 * d(R) * d(f), 2 * d(R) * d(f),
               20 * d(R) * d(f));
 }
-TensorOp rope(Buffer x, I T, I heads, I D, I S, I first, bool inverse, double base) {
+TensorOp rope(Buffer x, I T, I heads, I D, I S, I first, bool inverse, double base, I stride, I offset) {
   const double n = d(T) * d(heads) * d(D);
-  return make(core::TensorOpKind::rope, {}, {x}, {T, heads, D, S, first, inverse ? 1 : 0}, n, n, 6 * n, {base});
+  return make(core::TensorOpKind::rope, {}, {x}, {T, heads, D, S, first, inverse ? 1 : 0, stride > 0 ? stride : D, offset},
+              n, n, 6 * n, {base});
+}
+TensorOp mla_keys(Buffer nope, Buffer rope, Buffer k, I T, I H, I dn, I dr) {
+  return make(core::TensorOpKind::mla_keys, {nope, rope}, {k}, {T, H, dn, dr}, d(T) * (d(H) * d(dn) + d(dr)),
+              d(T) * d(H) * d(dn + dr), 0);
+}
+TensorOp mla_keys_bwd(Buffer dk, Buffer d_nope, Buffer d_rope, I T, I H, I dn, I dr) {
+  return make(core::TensorOpKind::mla_keys_bwd, {dk}, {d_nope, d_rope}, {T, H, dn, dr}, d(T) * d(H) * d(dn + dr),
+              d(T) * (d(H) * d(dn) + d(dr)), d(T) * d(H) * d(dr));
 }
 TensorOp add(Buffer a, Buffer b, Buffer c, I n) {
   return make(core::TensorOpKind::add, {a, b}, {c}, {n}, 2 * d(n), d(n), d(n));

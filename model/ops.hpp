@@ -53,8 +53,15 @@ TensorOp swiglu(Buffer x, Buffer y, I R, I f);
 TensorOp swiglu_bwd(Buffer x, Buffer dy, Buffer dx, I R, I f);
 /// Rotary positions in place on rows of `heads` heads of D elements (D even): the pair (2i, 2i+1) of a head of
 /// token t turns by p * base^(-2i/D), p = first + t mod S; `inverse` turns back (the backward of the rotation).
-/// out {x}  dims {T, heads, D, S, first, inverse ? 1 : 0}  scalars {base}
-TensorOp rope(Buffer x, I T, I heads, I D, I S, I first, bool inverse, double base = 10000.0);
+/// With a head stride > D, only the D elements from `offset` of each head turn (MLA's rotary part of a query head).
+/// out {x}  dims {T, heads, D, S, first, inverse ? 1 : 0, stride, offset}  scalars {base}
+TensorOp rope(Buffer x, I T, I heads, I D, I S, I first, bool inverse, double base = 10000.0, I stride = 0,
+              I offset = 0);
+/// MLA keys: k[t][h] = [nope[t][h] (dn), rope[t] (dr)], the rotary part shared by every head.
+/// in {nope [T][H dn], rope [T][dr]}  out {k [T][H (dn + dr)]}  dims {T, H, dn, dr}
+TensorOp mla_keys(Buffer nope, Buffer rope, Buffer k, I T, I H, I dn, I dr);
+/// d_nope[t][h] = dk[t][h][:dn]; d_rope[t] = sum over heads of dk[t][h][dn:].  in {dk}  out {d_nope, d_rope}
+TensorOp mla_keys_bwd(Buffer dk, Buffer d_nope, Buffer d_rope, I T, I H, I dn, I dr);
 /// c = a + b elementwise; c may alias a or b.  in {a, b}  out {c}  dims {n}
 TensorOp add(Buffer a, Buffer b, Buffer c, I n);
 /// x *= s.  out {x}  dims {n}  scalars {s}

@@ -45,20 +45,23 @@ void run_attention(const core::AttentionOp& a) {
   need(a.seq_q >= 1 && a.seq_q <= a.seq_kv, "attention: need 1 <= seq_q <= seq_kv");
   need(!a.backward || (a.seq_q == a.seq_kv && !a.kv_position_major),
        "attention backward: seq_q must equal seq_kv with packed K and V");
-  // Grouped-query attention: `group` query heads read one K/V head; their K and V gradients add up.
-  const I Sq = a.seq_q, Skv = a.seq_kv, D = a.head_dim, ld = a.heads * D, ldk = a.kv_head_count() * D;
-  need(a.heads % a.kv_head_count() == 0, "attention: kv_heads must divide heads");
-  const I group = a.heads / a.kv_head_count();
-  const I ldkv = a.kv_position_stride() * ldk, kv_seq = a.kv_sequence_stride() * ldk;
+  // Grouped-query attention: `group` query heads read one K/V head; their K and V gradients add up. Q and K heads
+  // are D wide, V and O heads Dv (MLA: 192 and 128).
+  const I Sq = a.seq_q, Skv = a.seq_kv, D = a.head_dim, Dv = a.v_dim(), H = a.heads, Hk = a.kv_head_count();
+  need(H % Hk == 0, "attention: kv_heads must divide heads");
+  const I group = H / Hk, ldq = H * D, ldo = H * Dv, ldk = Hk * D, ldv = Hk * Dv;
+  const I kstride = a.kv_position_stride() * ldk, vstride = a.kv_position_stride() * ldv;
   const float sc = 1.0f / std::sqrt(static_cast<float>(D));
   std::vector<float> p(Z(Sq * Skv)), dp(a.backward ? Z(Sq * Skv) : 0);
   for (I b = 0; b < a.batch; ++b)
-    for (I h = 0; h < a.heads; ++h) {
-      const I off = b * Sq * ld + h * D, kv_off = b * kv_seq + (h / group) * D;
+    for (I h = 0; h < H; ++h) {
+      const I q_off = b * Sq * ldq + h * D, o_off = b * Sq * ldo + h * Dv;
+      const I k_off = b * a.kv_sequence_stride() * ldk + (h / group) * D;
+      const I v_off = b * a.kv_sequence_stride() * ldv + (h / group) * Dv;
       const float first_of_group = h % group == 0 ? 0.f : 1.f;  // backward: the group's first head writes dK, dV
-      const float *q = F(a.q) + off, *k = F(a.k) + kv_off, *v = F(a.v) + kv_off;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(Sq), int(Skv), int(D), sc, q, int(ld), k, int(ldkv),
-                  0.f, p.data(), int(Skv));
+      const float *q = F(a.q) + q_off, *k = F(a.k) + k_off, *v = F(a.v) + v_off;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(Sq), int(Skv), int(D), sc, q, int(ldq), k,
+                  int(kstride), 0.f, p.data(), int(Skv));
       for (I i = 0; i < Sq; ++i) {  // (causal) softmax per row
         float* row = p.data() + i * Skv;
         const I n = a.visible_keys(i);
@@ -69,27 +72,27 @@ void run_attention(const core::AttentionOp& a) {
         for (I j = n; j < Skv; ++j) row[j] = 0;
       }
       if (!a.backward) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(Sq), int(D), int(Skv), 1.f, p.data(), int(Skv), v,
-                    int(ldkv), 0.f, F(a.o) + off, int(ld));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(Sq), int(Dv), int(Skv), 1.f, p.data(), int(Skv), v,
+                    int(vstride), 0.f, F(a.o) + o_off, int(ldo));
         continue;
       }
       const I S = Sq;
       need(a.d_o.data && a.d_q.data && a.d_k.data && a.d_v.data, "attention backward operands have no host data");
-      const float* d_o = F(a.d_o) + off;
+      const float* d_o = F(a.d_o) + o_off;
       // dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(dP * P)); dQ = sc dS K; dK = sc dS^T Q.
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(S), int(D), int(S), 1.f, p.data(), int(S), d_o,
-                  int(ld), first_of_group, F(a.d_v) + kv_off, int(ldk));
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(S), int(S), int(D), 1.f, d_o, int(ld), v, int(ldk), 0.f,
-                  dp.data(), int(S));
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(S), int(Dv), int(S), 1.f, p.data(), int(S), d_o,
+                  int(ldo), first_of_group, F(a.d_v) + v_off, int(ldv));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(S), int(S), int(Dv), 1.f, d_o, int(ldo), v, int(ldv),
+                  0.f, dp.data(), int(S));
       for (I i = 0; i < S; ++i) {
         float dot = 0;
         for (I j = 0; j < S; ++j) dot += dp[Z(i * S + j)] * p[Z(i * S + j)];
         for (I j = 0; j < S; ++j) dp[Z(i * S + j)] = p[Z(i * S + j)] * (dp[Z(i * S + j)] - dot);
       }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(S), int(D), int(S), sc, dp.data(), int(S), k,
-                  int(ldk), 0.f, F(a.d_q) + off, int(ld));
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(S), int(D), int(S), sc, dp.data(), int(S), q, int(ld),
-                  first_of_group, F(a.d_k) + kv_off, int(ldk));
+                  int(ldk), 0.f, F(a.d_q) + q_off, int(ldq));
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(S), int(D), int(S), sc, dp.data(), int(S), q, int(ldq),
+                  first_of_group, F(a.d_k) + k_off, int(ldk));
     }
 }
 
@@ -270,6 +273,7 @@ MOESYS_VECTOR_CLONES void swiglu_bwd_loop(const float* x, const float* dy, float
 // Angles in double, then float, as the CUDA kernel does.
 void rope(const TensorOp& op) {
   const I T = op.dims[0], Hh = op.dims[1], D = op.dims[2], S = op.dims[3], first = op.dims[4];
+  const I stride = op.dims.size() > 6 ? op.dims[6] : D, offset = op.dims.size() > 7 ? op.dims[7] : 0;
   const double sign = op.dims[5] != 0 ? -1.0 : 1.0, base = op.scalars.at(0);
   need(D % 2 == 0, "rope: the head width must be even");
   float* x = F(op.out[0]);
@@ -279,7 +283,7 @@ void rope(const TensorOp& op) {
       const double angle = sign * p * std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(D));
       const float c = static_cast<float>(std::cos(angle)), sn = static_cast<float>(std::sin(angle));
       for (I h = 0; h < Hh; ++h) {
-        float* pair = x + (t * Hh + h) * D + 2 * i;
+        float* pair = x + (t * Hh + h) * stride + offset + 2 * i;
         const float a = pair[0], b = pair[1];
         pair[0] = a * c - b * sn, pair[1] = a * sn + b * c;
       }
@@ -368,6 +372,29 @@ void run_tensor(const TensorOp& op) {
     case TensorOpKind::swiglu: return swiglu_loop(F(op.in[0]), F(op.out[0]), dm[0], dm[1]);
     case TensorOpKind::swiglu_bwd: return swiglu_bwd_loop(F(op.in[0]), F(op.in[1]), F(op.out[0]), dm[0], dm[1]);
     case TensorOpKind::rope: return rope(op);
+    case TensorOpKind::mla_keys: {
+      const I T = dm[0], H = dm[1], dn = dm[2], dr = dm[3];
+      for (I t = 0; t < T; ++t)
+        for (I h = 0; h < H; ++h) {
+          float* k = F(op.out[0]) + (t * H + h) * (dn + dr);
+          std::memcpy(k, F(op.in[0]) + (t * H + h) * dn, Z(dn) * sizeof(float));
+          std::memcpy(k + dn, F(op.in[1]) + t * dr, Z(dr) * sizeof(float));
+        }
+      return;
+    }
+    case TensorOpKind::mla_keys_bwd: {
+      const I T = dm[0], H = dm[1], dn = dm[2], dr = dm[3];
+      for (I t = 0; t < T; ++t) {
+        float* d_rope = F(op.out[1]) + t * dr;
+        std::fill(d_rope, d_rope + dr, 0.f);
+        for (I h = 0; h < H; ++h) {  // heads in order: the sums repeat bitwise
+          const float* dk = F(op.in[0]) + (t * H + h) * (dn + dr);
+          std::memcpy(F(op.out[0]) + (t * H + h) * dn, dk, Z(dn) * sizeof(float));
+          for (I i = 0; i < dr; ++i) d_rope[i] += dk[dn + i];
+        }
+      }
+      return;
+    }
     case TensorOpKind::gelu_bwd: return gelu_bwd_loop(F(op.in[0]), F(op.in[1]), F(op.out[0]), dm[0]);
     case TensorOpKind::add:
       for (I i = 0; i < dm[0]; ++i) F(op.out[0])[i] = F(op.in[0])[i] + F(op.in[1])[i];

@@ -101,9 +101,11 @@ void run_attention(const core::AttentionOp& a, const KernelContext& ctx) {
   need(!a.backward || (a.seq_q == a.seq_kv && !a.kv_position_major),
        "attention backward: seq_q must equal seq_kv with packed K and V");
   need(a.heads % a.kv_head_count() == 0, "attention: kv_heads must divide heads");
-  const I S = a.seq_q, Skv = a.seq_kv, D = a.head_dim, Hd = a.heads, ld = Hd * D, ldk = a.kv_head_count() * D;
-  const I group = Hd / a.kv_head_count(), groups = a.kv_head_count();
-  const I ldkv = a.kv_position_stride() * ldk, kv_seq = a.kv_sequence_stride() * ldk;
+  // Q and K heads D wide, V and O heads Dv (MLA); rows of heads side by side.
+  const I S = a.seq_q, Skv = a.seq_kv, D = a.head_dim, Dv = a.v_dim(), Hd = a.heads, groups = a.kv_head_count();
+  const I group = Hd / groups, ldq = Hd * D, ldo = Hd * Dv, ldk = groups * D, ldv = groups * Dv;
+  const I kstride = a.kv_position_stride() * ldk, vstride = a.kv_position_stride() * ldv;
+  const I kseq = a.kv_sequence_stride() * ldk, vseq = a.kv_sequence_stride() * ldv;
   const float sc = 1.0f / std::sqrt(static_cast<float>(D));
   const auto* q = static_cast<const float*>(ctx.address(a.q));
   const auto* k = static_cast<const float*>(ctx.address(a.k));
@@ -119,52 +121,55 @@ void run_attention(const core::AttentionOp& a, const KernelContext& ctx) {
     g.sc = scc, g.batch = batch, g.alpha = alpha, g.beta = beta;
     return g;
   };
-  // MHA: every head in one batched GEMM (K/V stride D); GQA: one launch per K/V head over its query heads (stride 0).
+  // MHA: every head in one batched GEMM (K/V stride one head); GQA: one launch per K/V head over its query heads
+  // (stride 0).
   const bool mha = group == 1;
-  const I launches = mha ? 1 : groups, batch = mha ? Hd : group, kv_stride = mha ? D : 0;
+  const I launches = mha ? 1 : groups, batch = mha ? Hd : group, k_step = mha ? D : 0, v_step = mha ? Dv : 0;
   if (!a.backward) {
     for (I b = 0; b < a.batch; ++b) {
-      const I off = b * S * ld, kv_off = b * kv_seq;
+      const I q_off = b * S * ldq, o_off = b * S * ldo;
       for (I gi = 0; gi < launches; ++gi)
-        gemm(ctx, G(false, true, S, Skv, D, ld, D, ldkv, kv_stride, Skv, S * Skv, sc, batch), q + off + gi * group * D,
-             k + kv_off + gi * D, P + gi * group * S * Skv, CUDA_R_32F, ct);
+        gemm(ctx, G(false, true, S, Skv, D, ldq, D, kstride, k_step, Skv, S * Skv, sc, batch),
+             q + q_off + gi * group * D, k + b * kseq + gi * D, P + gi * group * S * Skv, CUDA_R_32F, ct);
       kernels::attention_softmax(P, Hd, S, Skv, a.causal, ctx.stream);
       for (I gi = 0; gi < launches; ++gi)
-        gemm(ctx, G(false, false, S, D, Skv, Skv, S * Skv, ldkv, kv_stride, ld, D, 1.f, batch),
-             P + gi * group * S * Skv, v + kv_off + gi * D,
-             static_cast<float*>(ctx.address(a.o)) + off + gi * group * D, CUDA_R_32F, ct);
+        gemm(ctx, G(false, false, S, Dv, Skv, Skv, S * Skv, vstride, v_step, ldo, Dv, 1.f, batch),
+             P + gi * group * S * Skv, v + b * vseq + gi * Dv,
+             static_cast<float*>(ctx.address(a.o)) + o_off + gi * group * Dv, CUDA_R_32F, ct);
     }
     return;
   }
   for (I b = 0; b < a.batch; ++b) {
-    const I off = b * S * ld, kv_b = b * S * ldk;
+    const I q_off = b * S * ldq, o_off = b * S * ldo, k_b = b * S * ldk, v_b = b * S * ldv;
     for (I gi = 0; gi < launches; ++gi)
-      gemm(ctx, G(false, true, S, S, D, ld, D, ldk, kv_stride, S, S * S, sc, batch), q + off + gi * group * D,
-           k + kv_b + gi * D, P + gi * group * S * S, CUDA_R_32F, ct);
+      gemm(ctx, G(false, true, S, S, D, ldq, D, ldk, k_step, S, S * S, sc, batch), q + q_off + gi * group * D,
+           k + k_b + gi * D, P + gi * group * S * S, CUDA_R_32F, ct);
     kernels::attention_softmax(P, Hd, S, S, a.causal, ctx.stream);
-    const auto* d_o = static_cast<const float*>(ctx.address(a.d_o)) + off;
-    auto* d_v = static_cast<float*>(ctx.address(a.d_v)) + kv_b;
-    auto* d_k = static_cast<float*>(ctx.address(a.d_k)) + kv_b;
+    const auto* d_o = static_cast<const float*>(ctx.address(a.d_o)) + o_off;
+    auto* d_v = static_cast<float*>(ctx.address(a.d_v)) + v_b;
+    auto* d_k = static_cast<float*>(ctx.address(a.d_k)) + k_b;
     // dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(dP * P)); dQ = sc dS K; dK = sc dS^T Q. The K/V gradients
     // of a group add up head by head (beta 1 after the group's first head).
-    auto per_kv_head = [&](const float* left, const float* right, float* out, float alpha) {
+    auto per_kv_head = [&](const float* left, const float* right, I ld_right, I width, float* out, I ld_out,
+                           float alpha) {
       if (mha) {
-        gemm(ctx, G(true, false, S, D, S, S, S * S, ld, D, ldk, D, alpha, Hd), left, right, out, CUDA_R_32F, ct);
+        gemm(ctx, G(true, false, S, width, S, S, S * S, ld_right, width, ld_out, width, alpha, Hd), left, right, out,
+             CUDA_R_32F, ct);
         return;
       }
       for (I h = 0; h < Hd; ++h)
-        gemm(ctx, G(true, false, S, D, S, S, 0, ld, 0, ldk, 0, alpha, 1, h % group == 0 ? 0.f : 1.f), left + h * S * S,
-             right + h * D, out + (h / group) * D, CUDA_R_32F, ct);
+        gemm(ctx, G(true, false, S, width, S, S, 0, ld_right, 0, ld_out, 0, alpha, 1, h % group == 0 ? 0.f : 1.f),
+             left + h * S * S, right + h * width, out + (h / group) * width, CUDA_R_32F, ct);
     };
-    per_kv_head(P, d_o, d_v, 1.f);
+    per_kv_head(P, d_o, ldo, Dv, d_v, ldv, 1.f);
     for (I gi = 0; gi < launches; ++gi)
-      gemm(ctx, G(false, true, S, S, D, ld, D, ldk, kv_stride, S, S * S, 1.f, batch), d_o + gi * group * D,
-           v + kv_b + gi * D, dP + gi * group * S * S, CUDA_R_32F, ct);
+      gemm(ctx, G(false, true, S, S, Dv, ldo, Dv, ldv, v_step, S, S * S, 1.f, batch), d_o + gi * group * Dv,
+           v + v_b + gi * Dv, dP + gi * group * S * S, CUDA_R_32F, ct);
     kernels::attention_softmax_bwd(P, dP, Hd, S, ctx.stream);
     for (I gi = 0; gi < launches; ++gi)
-      gemm(ctx, G(false, false, S, D, S, S, S * S, ldk, kv_stride, ld, D, sc, batch), dP + gi * group * S * S,
-           k + kv_b + gi * D, static_cast<float*>(ctx.address(a.d_q)) + off + gi * group * D, CUDA_R_32F, ct);
-    per_kv_head(dP, q + off, d_k, sc);
+      gemm(ctx, G(false, false, S, D, S, S, S * S, ldk, k_step, ldq, D, sc, batch), dP + gi * group * S * S,
+           k + k_b + gi * D, static_cast<float*>(ctx.address(a.d_q)) + q_off + gi * group * D, CUDA_R_32F, ct);
+    per_kv_head(dP, q + q_off, ldq, D, d_k, ldk, sc);
   }
 }
 
@@ -186,7 +191,8 @@ void run_tensor(const core::TensorOp& op, const KernelContext& ctx) {
       {TensorOpKind::gather_rows, {2, 1, 3}},     {TensorOpKind::remap_index, {2, 1, 2}},
       {TensorOpKind::argmax, {1, 1, 2}},          {TensorOpKind::scatter_add_rows, {2, 1, 3}},
       {TensorOpKind::swiglu, {1, 1, 2}},          {TensorOpKind::swiglu_bwd, {2, 1, 2}},
-      {TensorOpKind::rope, {0, 1, 6}}};
+      {TensorOpKind::rope, {0, 1, 6}},            {TensorOpKind::mla_keys, {2, 1, 4}},
+      {TensorOpKind::mla_keys_bwd, {1, 2, 4}}};
   const auto& n = arity.at(op.kind);
   need(op.in.size() >= n[0] && op.out.size() >= n[1] && op.dims.size() >= n[2],
        kind + ": too few operands or dims (see model/ops.hpp)");
@@ -234,7 +240,12 @@ void run_tensor(const core::TensorOp& op, const KernelContext& ctx) {
     case TensorOpKind::swiglu_bwd:
       return k::swiglu_bwd(F(in[0]), F(in[1]), F(out[0]), d[0], d[1], s);
     case TensorOpKind::rope:
-      return k::rope(F(out[0]), d[0], d[1], d[2], d[3], d[4], d[5] != 0, scalar(0), s);
+      return k::rope(F(out[0]), d[0], d[1], d[2], d[3], d[4], d[5] != 0, scalar(0), d.size() > 6 ? d[6] : d[2],
+                     d.size() > 7 ? d[7] : 0, s);
+    case TensorOpKind::mla_keys:
+      return k::mla_keys(F(in[0]), F(in[1]), F(out[0]), d[0], d[1], d[2], d[3], s);
+    case TensorOpKind::mla_keys_bwd:
+      return k::mla_keys_bwd(F(in[0]), F(out[0]), F(out[1]), d[0], d[1], d[2], d[3], s);
     case TensorOpKind::add:
       return k::add(F(in[0]), F(in[1]), F(out[0]), d[0], s);
     case TensorOpKind::scale:

@@ -45,7 +45,10 @@ void gelu_bwd(const float* x, const float* dy, float* dx, I n, cudaStream_t s);
 /// x rows [gate | up] of 2f floats, y rows of f (model/ops.hpp swiglu).
 void swiglu(const float* x, float* y, I R, I f, cudaStream_t s);
 void swiglu_bwd(const float* x, const float* dy, float* dx, I R, I f, cudaStream_t s);
-void rope(float* x, I T, I heads, I D, I S, I first, bool inverse, double base, cudaStream_t s);
+void rope(float* x, I T, I heads, I D, I S, I first, bool inverse, double base, I stride, I offset, cudaStream_t s);
+/// MLA keys (model/ops.hpp mla_keys); the backward sums the rotary part over heads in head order.
+void mla_keys(const float* nope, const float* rope, float* k, I T, I H, I dn, I dr, cudaStream_t s);
+void mla_keys_bwd(const float* dk, float* d_nope, float* d_rope, I T, I H, I dn, I dr, cudaStream_t s);
 void add(const float* a, const float* b, float* c, I n, cudaStream_t s);
 void scale(float* x, I n, float v, cudaStream_t s);
 void fill(float* x, I n, float v, cudaStream_t s);

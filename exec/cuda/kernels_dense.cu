@@ -136,15 +136,40 @@ __global__ void swiglu_bwd_kernel(const float* __restrict__ x, const float* __re
   }
 }
 // Rotary positions, one thread per (token, head, pair): angles in double, then float, as on the CPU.
-__global__ void rope_kernel(float* x, I T, I Hh, I D, I S, I first, double sign, double base) {
+__global__ void rope_kernel(float* x, I T, I Hh, I D, I S, I first, double sign, double base, I stride, I offset) {
   const I pairs = D / 2;
   for (I i = grid_index(); i < T * Hh * pairs; i += grid_stride()) {
     const I t = i / (Hh * pairs), h = (i / pairs) % Hh, j = i % pairs;
     const double angle = sign * double(first + t % S) * pow(base, -2.0 * double(j) / double(D));
     const float c = float(cos(angle)), sn = float(sin(angle));
-    float* pair = x + (t * Hh + h) * D + 2 * j;
+    float* pair = x + (t * Hh + h) * stride + offset + 2 * j;
     const float a = pair[0], b = pair[1];
     pair[0] = a * c - b * sn, pair[1] = a * sn + b * c;
+  }
+}
+__global__ void mla_keys_kernel(const float* __restrict__ nope, const float* __restrict__ rope, float* __restrict__ k,
+                                I T, I H, I dn, I dr) {
+  const I w = dn + dr;
+  for (I i = grid_index(); i < T * H * w; i += grid_stride()) {
+    const I t = i / (H * w), h = (i / w) % H, c = i % w;
+    k[i] = c < dn ? nope[(t * H + h) * dn + c] : rope[t * dr + c - dn];
+  }
+}
+__global__ void mla_keys_bwd_nope_kernel(const float* __restrict__ dk, float* __restrict__ d_nope, I T, I H, I dn,
+                                         I dr) {
+  for (I i = grid_index(); i < T * H * dn; i += grid_stride()) {
+    const I th = i / dn, c = i % dn;
+    d_nope[i] = dk[th * (dn + dr) + c];
+  }
+}
+// One thread per (token, rotary column) sums the heads in order, as the CPU does.
+__global__ void mla_keys_bwd_rope_kernel(const float* __restrict__ dk, float* __restrict__ d_rope, I T, I H, I dn,
+                                         I dr) {
+  for (I i = grid_index(); i < T * dr; i += grid_stride()) {
+    const I t = i / dr, c = i % dr;
+    float sum = 0.f;
+    for (I h = 0; h < H; ++h) sum += dk[(t * H + h) * (dn + dr) + dn + c];
+    d_rope[i] = sum;
   }
 }
 __global__ void add_kernel(const float* a, const float* b, float* c, I n) {
@@ -357,8 +382,16 @@ void swiglu(const float* x, float* y, I R, I f, cudaStream_t s) {
 void swiglu_bwd(const float* x, const float* dy, float* dx, I R, I f, cudaStream_t s) {
   MOESYS_LAUNCH(swiglu_bwd_kernel, blocks_for(R * f), x, dy, dx, R, f);
 }
-void rope(float* x, I T, I heads, I D, I S, I first, bool inverse, double base, cudaStream_t s) {
-  MOESYS_LAUNCH(rope_kernel, blocks_for(T * heads * (D / 2)), x, T, heads, D, S, first, inverse ? -1.0 : 1.0, base);
+void rope(float* x, I T, I heads, I D, I S, I first, bool inverse, double base, I stride, I offset, cudaStream_t s) {
+  MOESYS_LAUNCH(rope_kernel, blocks_for(T * heads * (D / 2)), x, T, heads, D, S, first, inverse ? -1.0 : 1.0, base,
+                stride, offset);
+}
+void mla_keys(const float* nope, const float* rope, float* k, I T, I H, I dn, I dr, cudaStream_t s) {
+  MOESYS_LAUNCH(mla_keys_kernel, blocks_for(T * H * (dn + dr)), nope, rope, k, T, H, dn, dr);
+}
+void mla_keys_bwd(const float* dk, float* d_nope, float* d_rope, I T, I H, I dn, I dr, cudaStream_t s) {
+  MOESYS_LAUNCH(mla_keys_bwd_nope_kernel, blocks_for(T * H * dn), dk, d_nope, T, H, dn, dr);
+  MOESYS_LAUNCH(mla_keys_bwd_rope_kernel, blocks_for(T * dr), dk, d_rope, T, H, dn, dr);
 }
 void add(const float* a, const float* b, float* c, I n, cudaStream_t s) {
   MOESYS_LAUNCH(add_kernel, blocks_for(n), a, b, c, n);

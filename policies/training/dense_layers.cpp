@@ -60,15 +60,16 @@ void RankTrainer::ffn_activation_backward(const core::Buffer& pre, const core::B
     tensor(ops::gelu_bwd(pre, d_post, d_pre, rows * f), expert ? "expert gelu bwd" : "gelu bwd");
 }
 
+std::pair<std::int64_t, std::int64_t> RankTrainer::rope_positions() const {
+  // Positions of this pass's rows: training sequences of seq_len; a generation pass's queries follow its context.
+  if (!generating()) return {model_.seq_len, 0};
+  const GenerationPlan& g = plan_.generation;
+  return {g.queries(step_), g.context_at(step_) - g.queries(step_)};
+}
+
 void RankTrainer::rotate(const core::Buffer& q, const core::Buffer& k, bool inverse) {
   if (model_.learned_positions) return;
-  // Positions of this pass's rows: training sequences of seq_len; a generation pass's queries follow its context.
-  std::int64_t span = model_.seq_len, first = 0;
-  if (generating()) {
-    const GenerationPlan& g = plan_.generation;
-    span = g.queries(step_);
-    first = g.context_at(step_) - span;
-  }
+  const auto [span, first] = rope_positions();
   const std::int64_t n = tokens_, d = model_.head_dim();
   tensor(ops::rope(q, n, model_.heads, d, span, first, inverse), inverse ? "rope bwd" : "rope");
   tensor(ops::rope(k, n, model_.kv_head_count(), d, span, first, inverse), inverse ? "rope bwd" : "rope");
@@ -91,10 +92,9 @@ std::pair<core::Buffer, core::Buffer> RankTrainer::normed_qk(const ActivationVie
   return {q, k};
 }
 
-void RankTrainer::attention_forward(const core::Buffer& x_in, ActivationViews& a) {
+RankTrainer::Qkv RankTrainer::project_qkv(const ActivationViews& a, int unit) {
+  if (model_.attention == core::AttentionKind::mla) return mla_project(a, unit);
   const std::int64_t n = tokens_, h = model_.hidden, qw = model_.q_width(), kw = model_.kv_width();
-  const int unit = current_unit_;
-  norm_forward(x_in, unit, kNorm1, a.ln1, a.mean1, a.rstd1, n, "layernorm");
   const core::Buffer w = param(unit, kQkv);
   if (qw == kw) {
     gemm(n, qw, h, a.ln1, w, a.qkv, "qkv", false, false, false, 3, true);
@@ -106,61 +106,24 @@ void RankTrainer::attention_forward(const core::Buffer& x_in, ActivationViews& a
   const core::Buffer v = a.qkv.slice(rows_bytes(n, qw, a_) + rows_bytes(n, kw, a_), rows_bytes(n, kw, a_));
   const auto [q, k] = normed_qk(a, unit);
   rotate(q, k, false);
-  if (generating()) {  // a KV cache: this pass's queries over every cached position
-    cached_attention(unit - 1, q, k, v, a.ctx);
-  } else {
-    // Whole sequences in one kernel; a partial sequence (a multi-task share that does not divide) in another.
-    const std::int64_t S = model_.seq_len, full = n / S, rest = n % S;
-    for (auto [first, batch, len] :
-         {std::tuple{std::int64_t{0}, full, S}, std::tuple{full * S, std::int64_t{rest > 0}, rest}}) {
-      if (batch <= 0 || len <= 0) continue;
-      const std::uint64_t qo = rows_bytes(first, qw, a_), qs = rows_bytes(batch * len, qw, a_);
-      const std::uint64_t ko = rows_bytes(first, kw, a_), ks = rows_bytes(batch * len, kw, a_);
-      core::AttentionOp op = ops::attention(batch, len, model_.heads, model_.head_dim(), q.slice(qo, qs),
-                                            k.slice(ko, ks), v.slice(ko, ks), a.ctx.slice(qo, qs));
-      op.kv_heads = model_.kv_head_count();
-      op.dtype = dtype_;
-      run(op, "attention");
-    }
-  }
-  gemm(n, h, qw, a.ctx, param(unit, kOut), a.mid, "attention out");
-  tensor(ops::add(a.mid, x_in, a.mid, n * h), "residual");
-  norm_forward(a.mid, unit, kNorm2, a.ln2, a.mean2, a.rstd2, n, "layernorm");
+  return {q, k, v};
 }
 
-void RankTrainer::attention_backward(const core::Buffer& x_in, ActivationViews& a, int unit) {
-  // On entry ws.dx is the gradient of the attention block's output (a.mid); on exit, of its input.
+void RankTrainer::project_qkv_backward(const ActivationViews& a, int unit, const Qkv& d) {
+  if (model_.attention == core::AttentionKind::mla) return mla_project_backward(a, unit, d);
+  // On exit ws.dn holds the gradient of the attention's normalised input (a.ln1).
   const Workspace& w = st_.ws;
   const std::int64_t n = tokens_, h = model_.hidden, qw = model_.q_width(), kw = model_.kv_width();
-  gemm(n, qw, h, w.dx, param(unit, kOut), w.dctx, "attention out dgrad", false, true);
-  gemm(qw, h, n, a.ctx, w.dx, grad(unit, kOut), "attention out wgrad", true, false, true);
-  const std::int64_t S = model_.seq_len, full = n / S, rest = n % S;
   const std::uint64_t nq = rows_bytes(n, qw, a_), nk = rows_bytes(n, kw, a_);
-  const core::Buffer v = a.qkv.slice(nq + nk, nk);
-  const core::Buffer q = a.qk_normed ? a.qk_normed.slice(0, nq) : a.qkv.slice(0, nq);
-  const core::Buffer k = a.qk_normed ? a.qk_normed.slice(nq, nk) : a.qkv.slice(nq, nk);
-  const core::Buffer dq = w.dqkv.slice(0, nq), dk = w.dqkv.slice(nq, nk), dv = w.dqkv.slice(nq + nk, nk);
-  for (auto [first, batch, len] : {std::tuple{std::int64_t{0}, full, S}, std::tuple{full * S, std::int64_t{rest > 0}, rest}}) {
-    if (batch <= 0 || len <= 0) continue;
-    const std::uint64_t qo = rows_bytes(first, qw, a_), qs = rows_bytes(batch * len, qw, a_);
-    const std::uint64_t ko = rows_bytes(first, kw, a_), ks = rows_bytes(batch * len, kw, a_);
-    core::AttentionOp op = ops::attention_bwd(batch, len, model_.heads, model_.head_dim(), q.slice(qo, qs),
-                                              k.slice(ko, ks), v.slice(ko, ks), a.ctx.slice(qo, qs),
-                                              w.dctx.slice(qo, qs), dq.slice(qo, qs), dk.slice(ko, ks),
-                                              dv.slice(ko, ks));
-    op.kv_heads = model_.kv_head_count();
-    op.dtype = dtype_;
-    run(op, "attention bwd");
-  }
-  rotate(dq, dk, true);
+  rotate(d.q, d.k, true);
   if (model_.qk_norm) {  // back through the per-head RMSNorms, in place (each row reads its gradient first)
-    const std::int64_t d = model_.head_dim(), qrows = n * model_.heads, krows = n * model_.kv_head_count();
+    const std::int64_t hd = model_.head_dim(), qrows = n * model_.heads, krows = n * model_.kv_head_count();
     const std::uint64_t qs = rows_bytes(qrows, 1, a_), ks = rows_bytes(krows, 1, a_);
     tensor(ops::rmsnorm_bwd(a.qkv.slice(0, nq), param(unit, kQNorm), a.qk_mean.slice(0, qs), a.qk_rstd.slice(0, qs),
-                            dq, dq, grad(unit, kQNorm), qrows, d),
+                            d.q, d.q, grad(unit, kQNorm), qrows, hd),
            "qk norm bwd");
     tensor(ops::rmsnorm_bwd(a.qkv.slice(nq, nk), param(unit, kKNorm), a.qk_mean.slice(qs, ks),
-                            a.qk_rstd.slice(qs, ks), dk, dk, grad(unit, kKNorm), krows, d),
+                            a.qk_rstd.slice(qs, ks), d.k, d.k, grad(unit, kKNorm), krows, hd),
            "qk norm bwd");
   }
   const core::Buffer wqkv = param(unit, kQkv), gqkv = grad(unit, kQkv);
@@ -169,15 +132,82 @@ void RankTrainer::attention_backward(const core::Buffer& x_in, ActivationViews& 
     gemm(h, qw, n, a.ln1, w.dqkv, gqkv, "qkv wgrad", true, false, true, 3, true);
   } else {
     const double g = model_.grad_bytes_per_param();
-    gemm(h, qw, n, a.ln1, dq, gqkv.slice(0, rows_bytes(h, qw, g)), "q wgrad", true, false, true);
+    gemm(h, qw, n, a.ln1, d.q, gqkv.slice(0, rows_bytes(h, qw, g)), "q wgrad", true, false, true);
     gemm(h, kw, n, a.ln1, w.dqkv.slice(nq, 2 * nk), gqkv.slice(rows_bytes(h, qw, g), rows_bytes(2 * h, kw, g)),
          "kv wgrad", true, false, true, 2, true);
   }
-  gemm(n, h, qw, dq, wqkv.slice(0, hq), w.dn, "qkv dgrad", false, true);
-  gemm(n, h, kw, dk, wqkv.slice(hq, hk), w.dn, "qkv dgrad", false, true, true);
-  gemm(n, h, kw, dv, wqkv.slice(hq + hk, hk), w.dn, "qkv dgrad", false, true, true);
+  gemm(n, h, qw, d.q, wqkv.slice(0, hq), w.dn, "qkv dgrad", false, true);
+  gemm(n, h, kw, d.k, wqkv.slice(hq, hk), w.dn, "qkv dgrad", false, true, true);
+  gemm(n, h, kw, d.v, wqkv.slice(hq + hk, hk), w.dn, "qkv dgrad", false, true, true);
+}
+
+core::AttentionOp RankTrainer::attention_op(std::int64_t batch, std::int64_t len, const Qkv& x,
+                                            const core::Buffer& out) const {
+  core::AttentionOp op =
+      ops::attention(batch, len, model_.heads, model_.attention_qk_dim(), x.q, x.k, x.v, out);
+  op.kv_heads = model_.attention_kv_heads();
+  op.v_head_dim = model_.attention_v_dim();
+  op.dtype = dtype_;
+  return op;
+}
+
+void RankTrainer::attention_forward(const core::Buffer& x_in, ActivationViews& a) {
+  const std::int64_t n = tokens_, h = model_.hidden, qw = model_.q_width(), kw = model_.k_width();
+  const std::int64_t vw = model_.kv_width(), cw = model_.ctx_width();
+  const int unit = current_unit_;
+  norm_forward(x_in, unit, kNorm1, a.ln1, a.mean1, a.rstd1, n, "layernorm");
+  const Qkv x = project_qkv(a, unit);
+  if (generating()) {  // a KV cache: this pass's queries over every cached position
+    cached_attention(unit - 1, x.q, x.k, x.v, a.ctx);
+  } else {
+    // Whole sequences in one kernel; a partial sequence (a multi-task share that does not divide) in another.
+    const std::int64_t S = model_.seq_len, full = n / S, rest = n % S;
+    for (auto [first, batch, len] :
+         {std::tuple{std::int64_t{0}, full, S}, std::tuple{full * S, std::int64_t{rest > 0}, rest}}) {
+      if (batch <= 0 || len <= 0) continue;
+      auto rows = [&](const core::Buffer& b, std::int64_t width) {
+        return b.slice(rows_bytes(first, width, a_), rows_bytes(batch * len, width, a_));
+      };
+      run(attention_op(batch, len, {rows(x.q, qw), rows(x.k, kw), rows(x.v, vw)}, rows(a.ctx, cw)), "attention");
+    }
+  }
+  gemm(n, h, cw, a.ctx, param(unit, kOut), a.mid, "attention out");
+  tensor(ops::add(a.mid, x_in, a.mid, n * h), "residual");
+  norm_forward(a.mid, unit, kNorm2, a.ln2, a.mean2, a.rstd2, n, "layernorm");
+}
+
+void RankTrainer::attention_backward(const core::Buffer& x_in, ActivationViews& a, int unit) {
+  // On entry ws.dx is the gradient of the attention block's output (a.mid); on exit, of its input.
+  const Workspace& w = st_.ws;
+  const std::int64_t n = tokens_, h = model_.hidden, qw = model_.q_width(), kw = model_.k_width();
+  const std::int64_t vw = model_.kv_width(), cw = model_.ctx_width();
+  gemm(n, cw, h, w.dx, param(unit, kOut), w.dctx, "attention out dgrad", false, true);
+  gemm(cw, h, n, a.ctx, w.dx, grad(unit, kOut), "attention out wgrad", true, false, true);
+  const std::uint64_t nq = rows_bytes(n, qw, a_), nk = rows_bytes(n, kw, a_), nv = rows_bytes(n, vw, a_);
+  const Qkv x = attention_inputs(a);
+  const Qkv d{w.dqkv.slice(0, nq), w.dqkv.slice(nq, nk), w.dqkv.slice(nq + nk, nv)};
+  const std::int64_t S = model_.seq_len, full = n / S, rest = n % S;
+  for (auto [first, batch, len] : {std::tuple{std::int64_t{0}, full, S}, std::tuple{full * S, std::int64_t{rest > 0}, rest}}) {
+    if (batch <= 0 || len <= 0) continue;
+    auto rows = [&](const core::Buffer& b, std::int64_t width) {
+      return b.slice(rows_bytes(first, width, a_), rows_bytes(batch * len, width, a_));
+    };
+    core::AttentionOp op = attention_op(batch, len, {rows(x.q, qw), rows(x.k, kw), rows(x.v, vw)}, rows(a.ctx, cw));
+    op.backward = true;
+    op.d_o = rows(w.dctx, cw), op.d_q = rows(d.q, qw), op.d_k = rows(d.k, kw), op.d_v = rows(d.v, vw);
+    run(op, "attention bwd");
+  }
+  project_qkv_backward(a, unit, d);
   norm_backward(x_in, unit, kNorm1, a.mean1, a.rstd1, w.dn, w.dtmp, n, "layernorm bwd");
   tensor(ops::add(w.dx, w.dtmp, w.dx, n * h), "residual bwd");
+}
+
+RankTrainer::Qkv RankTrainer::attention_inputs(const ActivationViews& a) const {
+  const std::int64_t n = tokens_, qw = model_.q_width(), kw = model_.k_width(), vw = model_.kv_width();
+  const std::uint64_t nq = rows_bytes(n, qw, a_), nk = rows_bytes(n, kw, a_), nv = rows_bytes(n, vw, a_);
+  const core::Buffer v = a.qkv.slice(nq + nk, nv);
+  if (a.qk_normed) return {a.qk_normed.slice(0, nq), a.qk_normed.slice(nq, nk), v};
+  return {a.qkv.slice(0, nq), a.qkv.slice(nq, nk), v};
 }
 
 void RankTrainer::ffn_forward(const FfnViews& f, std::int64_t rows, bool expert_names) {

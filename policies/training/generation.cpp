@@ -140,15 +140,20 @@ void RankTrainer::generation_pass(int pass) {
 void RankTrainer::cached_attention(int layer, const core::Buffer& q, const core::Buffer& k, const core::Buffer& v,
                                    const core::Buffer& out) {
   const GenerationPlan& g = plan_.generation;
-  const std::int64_t B = g.sequences, queries = g.queries(step_), context = g.context_at(step_), kw = model_.kv_width();
+  const std::int64_t B = g.sequences, queries = g.queries(step_), context = g.context_at(step_);
+  const std::int64_t kw = model_.k_width(), vw = model_.kv_width();
   // The pass's rows are [sequence][query]; the cache is [position][sequence]: the new positions of every sequence
   // are one block after the cached ones (a transpose for the prefill, a plain copy for a decode step).
-  const std::uint64_t at = rows_of((context - queries) * B, kw, a_), len = rows_of(queries * B, kw, a_);
+  const std::int64_t before = (context - queries) * B, added = queries * B;
   const core::Buffer kc = st_.kv_k[static_cast<std::size_t>(layer)], vc = st_.kv_v[static_cast<std::size_t>(layer)];
-  tensor(ops::block_transpose(k, kc.slice(at, len), B, queries, kw), "kv append");
-  tensor(ops::block_transpose(v, vc.slice(at, len), B, queries, kw), "kv append");
-  core::AttentionOp op = ops::attention_cached(B, queries, context, model_.heads, model_.head_dim(), q, kc, vc, out);
-  op.kv_heads = model_.kv_head_count();
+  tensor(ops::block_transpose(k, kc.slice(rows_of(before, kw, a_), rows_of(added, kw, a_)), B, queries, kw),
+         "kv append");
+  tensor(ops::block_transpose(v, vc.slice(rows_of(before, vw, a_), rows_of(added, vw, a_)), B, queries, vw),
+         "kv append");
+  core::AttentionOp op =
+      ops::attention_cached(B, queries, context, model_.heads, model_.attention_qk_dim(), q, kc, vc, out);
+  op.kv_heads = model_.attention_kv_heads();
+  op.v_head_dim = model_.attention_v_dim();
   op.dtype = dtype_;
   run(op, "attention");
 }

@@ -10,7 +10,13 @@ std::vector<std::int64_t> ffn_tensors(const core::ModelConfig& m, std::int64_t f
 std::vector<std::int64_t> layer_dense_tensors(const core::ModelConfig& m, int layer) {
   const std::int64_t h = m.hidden, q = m.q_width(), kv = m.kv_width(), qkv = q + 2 * kv;
   const std::int64_t norm_bias = m.norm == core::NormKind::layernorm ? h : 0;
-  std::vector<std::int64_t> t = {h * qkv, m.biases ? qkv : 0, q * h, m.biases ? h : 0, h, norm_bias, h, norm_bias};
+  const bool mla = m.attention == core::AttentionKind::mla;
+  // MLA: every projection in the kQkv slot (mla_attention.cpp), the latent norms in the QK-norm slots, no biases.
+  const std::int64_t out = m.ctx_width() * h;
+  const std::int64_t projections = mla ? m.attention_params_per_layer() - m.mla.q_lora_rank - m.mla.kv_lora_rank - out
+                                       : h * qkv;
+  std::vector<std::int64_t> t = {projections, m.biases && !mla ? qkv : 0, out, m.biases && !mla ? h : 0,
+                                 h,           norm_bias,                  h,   norm_bias};
   if (m.is_moe_layer(layer)) {
     t.push_back(h * m.experts);
     t.push_back(m.gate == core::GateKind::sigmoid ? m.experts : 0);
@@ -28,7 +34,10 @@ std::vector<std::int64_t> layer_dense_tensors(const core::ModelConfig& m, int la
     t.insert(t.end(), {0, 0, 0, 0});
   }
   const std::int64_t qk = m.qk_norm ? m.head_dim() : 0;
-  t.insert(t.end(), {qk, qk});
+  if (mla)
+    t.insert(t.end(), {m.mla.q_lora_rank, m.mla.kv_lora_rank});
+  else
+    t.insert(t.end(), {qk, qk});
   return t;
 }
 

@@ -58,14 +58,29 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
   v.ln1 = c.take(B(N * h, a));
   v.mean1 = c.take(B(N, a));
   v.rstd1 = c.take(B(N, a));
-  v.qkv = c.take(B(N * (qw + 2 * kw), a));
+  v.qkv = c.take(B(N * (qw + static_cast<double>(m.k_width()) + kw), a));
+  if (m.attention == core::AttentionKind::mla) {
+    const double ql = m.mla.q_lora_rank, kvl = m.mla.kv_lora_rank;
+    if (ql > 0) {
+      v.cq = c.take(B(N * ql, a));
+      v.cq_normed = c.take(B(N * ql, a));
+      v.cq_mean = c.take(B(N, a));
+      v.cq_rstd = c.take(B(N, a));
+    }
+    v.ckv = c.take(B(N * kvl, a));
+    v.ckv_normed = c.take(B(N * kvl, a));
+    v.ckv_mean = c.take(B(N, a));
+    v.ckv_rstd = c.take(B(N, a));
+    v.k_nope = c.take(B(N * m.heads * m.mla.qk_nope_head_dim, a));
+    v.k_rope = c.take(B(N * m.mla.qk_rope_head_dim, a));
+  }
   if (m.qk_norm) {
     const double head_rows = N * (m.heads + m.kv_head_count());
     v.qk_normed = c.take(B(N * (qw + kw), a));
     v.qk_mean = c.take(B(head_rows, a));
     v.qk_rstd = c.take(B(head_rows, a));
   }
-  v.ctx = c.take(B(N * qw, a));
+  v.ctx = c.take(B(N * static_cast<double>(m.ctx_width()), a));
   v.mid = c.take(B(N * h, a));
   v.ln2 = c.take(B(N * h, a));
   v.mean2 = c.take(B(N, a));
@@ -331,10 +346,10 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   if (gen.enabled) {
     // Per layer, K and V of every position of the context, position-major ([position][sequence][hidden], see
     // core::AttentionOp), and the sampled tokens of every pass.
-    const double cache = a * static_cast<double>(m.kv_width()) * static_cast<double>(gen.context()) * gen.sequences;
+    const double positions = static_cast<double>(gen.context()) * gen.sequences;
     for (int layer = 0; layer < m.layers; ++layer) {
-      s.kv_k.push_back(alloc(Tier::hbm, cache, MemoryUse::kv_cache));
-      s.kv_v.push_back(alloc(Tier::hbm, cache, MemoryUse::kv_cache));
+      s.kv_k.push_back(alloc(Tier::hbm, a * static_cast<double>(m.k_width()) * positions, MemoryUse::kv_cache));
+      s.kv_v.push_back(alloc(Tier::hbm, a * static_cast<double>(m.kv_width()) * positions, MemoryUse::kv_cache));
     }
     s.generated = alloc(Tier::hbm, 4.0 * gen.passes() * gen.sequences, MemoryUse::buffers);
   }
@@ -390,8 +405,14 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
     if (train) {
       w.dtmp = cv.take(B(n * h, a));
       w.dn = cv.take(B(n * h, a));
-      w.dqkv = cv.take(B(n * (qw + 2 * kw), a));
-      w.dctx = cv.take(B(n * qw, a));
+      w.dqkv = cv.take(B(n * (qw + static_cast<double>(m.k_width()) + kw), a));
+      w.dctx = cv.take(B(n * static_cast<double>(m.ctx_width()), a));
+      if (m.attention == core::AttentionKind::mla) {
+        w.mla_dk_nope = cv.take(B(n * m.heads * m.mla.qk_nope_head_dim, a));
+        w.mla_dk_rope = cv.take(B(n * m.mla.qk_rope_head_dim, a));
+        w.mla_dckv = cv.take(B(n * m.mla.kv_lora_rank, a));
+        if (m.mla.q_lora_rank > 0) w.mla_dcq = cv.take(B(n * m.mla.q_lora_rank, a));
+      }
     }
     if (m.moe_layers() > 0) {
       w.logits_gate = cv.take(B(n * E, a));

@@ -38,6 +38,9 @@ struct ActivationViews {
   core::Buffer out;                              // layer output = next layer's input [n][h]
   core::Buffer ln1, mean1, rstd1, qkv, ctx, mid;  // attention: qkv is Q [n][q], K and V [n][kv]; ctx [n][q]
   core::Buffer qk_normed, qk_mean, qk_rstd;       // QK norms: the normalised Q and K, per-head statistics
+  core::Buffer cq, cq_normed, cq_mean, cq_rstd;    // MLA: the query latent [n][q_lora] and its norm
+  core::Buffer ckv, ckv_normed, ckv_mean, ckv_rstd;  // MLA: the key/value latent [n][kv_lora] and its norm
+  core::Buffer k_nope, k_rope;                     // MLA: per-head keys [n][heads x nope], the shared rotary key
   core::Buffer ln2, mean2, rstd2;
   core::Buffer probs, experts, slots, weights;   // MoE gate (experts and slots int32 [n][k])
   core::Buffer xin, pre, post, ret;              // expert rows in, FFN pre/post activation, returned rows
@@ -47,13 +50,14 @@ struct ActivationViews {
 
 /// Scratch shared by every layer (forward temporaries and backward gradients of activations).
 struct Workspace {
-  core::Buffer dx, dtmp, dn, dqkv, dctx;  // [n][h] each but dqkv [n][q] + 2 x [n][kv] and dctx [n][q]
+  core::Buffer dx, dtmp, dn, dqkv, dctx;  // [n][h] each but dqkv ([n][q], [n][k], [n][v]) and dctx [n][ctx]
   core::Buffer logits_gate, dlogits_gate, dweights;  // [n][E], [n][E], [n][k]
   core::Buffer rows_a, rows_f;  // expert-major rows: [rows][h] and [rows][in x f]
   core::Buffer dense_f;         // dense FFN gradient [n][in x f] (of the activation's input)
   core::Buffer dense_g;         // SwiGLU: the gradient of the activation's output [n][f] (GeLU: in place in dense_f)
   core::Buffer rows_g;          // SwiGLU: the expert rows' activation-output gradient [rows][f]
   core::Buffer shared_f, shared_g, shared_dx;  // shared experts: [n][in x S f], [n][S f] (SwiGLU), [n][h]
+  core::Buffer mla_dk_nope, mla_dk_rope, mla_dckv, mla_dcq;  // MLA: gradients of k_nope, k_rope and the latents
   core::Buffer slots_raw;       // int32 [n][k]: the gate's capacity slots before remapping
   core::Buffer loss;            // one float
 };

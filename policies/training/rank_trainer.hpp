@@ -106,8 +106,23 @@ class RankTrainer {
                     const core::Buffer& rstd, std::int64_t rows, const char* name);
   void norm_backward(const core::Buffer& x, int unit, int gain, const core::Buffer& mean, const core::Buffer& rstd,
                      const core::Buffer& dy, const core::Buffer& dx, std::int64_t rows, const char* name);
+  /// Q, K and V as attention reads them ([n][q], [n][k], [n][v] widths of the model).
+  struct Qkv {
+    core::Buffer q, k, v;
+  };
+  /// The projections of a.ln1 into Q, K, V (GQA/MHA: GEMMs, QK norms, rotation; MLA: mla_attention.cpp), and their
+  /// backward from the gradients of Q, K, V into ws.dn.
+  Qkv project_qkv(const ActivationViews& a, int unit);
+  void project_qkv_backward(const ActivationViews& a, int unit, const Qkv& d);
+  Qkv mla_project(const ActivationViews& a, int unit);
+  void mla_project_backward(const ActivationViews& a, int unit, const Qkv& d);
+  /// The Q, K, V a forward pass left for the backward (after norms and rotation).
+  Qkv attention_inputs(const ActivationViews& a) const;
+  core::AttentionOp attention_op(std::int64_t batch, std::int64_t len, const Qkv& x, const core::Buffer& out) const;
   /// Q and K as attention reads them: the projections, or (QK norms) their per-head RMSNorms.
   std::pair<core::Buffer, core::Buffer> normed_qk(const ActivationViews& a, int unit);
+  /// The rows' positions: span (position = first + row mod span) and first.
+  std::pair<std::int64_t, std::int64_t> rope_positions() const;
   /// Rotary positions on this pass's Q and K (no-op with learned positions); `inverse` for their gradients.
   void rotate(const core::Buffer& q, const core::Buffer& k, bool inverse);
   /// The embedding unit's tensor the logits multiply with: the token table (tied) or the output layer.

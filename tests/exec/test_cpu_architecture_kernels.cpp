@@ -153,6 +153,59 @@ TEST(CpuKernels, GroupedQueryAttentionIsAttentionWithRepeatedKvHeads) {
   expect_near(dv, dv_sum, 1e-5);
 }
 
+TEST(CpuKernels, NarrowValueHeadsAreValuesPaddedWithZeros) {
+  // MLA's attention: 5-wide query and key heads, 3-wide value heads. The reference pads V (and dO) to 5 columns
+  // with zeros: its output's first 3 columns, dQ, dK and dV's first 3 columns must agree.
+  const I B = 1, S = 4, H = 2, D = 5, Dv = 3, nq = B * S * H * D, nv = B * S * H * Dv;
+  Floats q = model::normal_floats(nq, 1.0, 71), k = model::normal_floats(nq, 1.0, 72),
+         v = model::normal_floats(nv, 1.0, 73), d_o = model::normal_floats(nv, 1.0, 74);
+  auto pad = [&](const Floats& x) {
+    Floats out(static_cast<std::size_t>(nq), 0.f);
+    for (I r = 0; r < B * S * H; ++r)
+      for (I c = 0; c < Dv; ++c) out[std::size_t(r * D + c)] = x[std::size_t(r * Dv + c)];
+    return out;
+  };
+  auto narrow = [&](const Floats& x) {
+    Floats out(static_cast<std::size_t>(nv));
+    for (I r = 0; r < B * S * H; ++r)
+      for (I c = 0; c < Dv; ++c) out[std::size_t(r * Dv + c)] = x[std::size_t(r * D + c)];
+    return out;
+  };
+  Floats v_pad = pad(v), d_o_pad = pad(d_o), o(nv), o_pad(nq);
+  core::AttentionOp op = model::ops::attention(B, S, H, D, view(q), view(k), view(v), view(o));
+  op.v_head_dim = Dv;
+  run_kernel(op);
+  run_kernel(model::ops::attention(B, S, H, D, view(q), view(k), view(v_pad), view(o_pad)));
+  expect_near(o, narrow(o_pad), 1e-5);
+  Floats dq(nq), dk(nq), dv(nv), dq_pad(nq), dk_pad(nq), dv_pad(nq);
+  core::AttentionOp back = model::ops::attention_bwd(B, S, H, D, view(q), view(k), view(v), view(o), view(d_o),
+                                                     view(dq), view(dk), view(dv));
+  back.v_head_dim = Dv;
+  run_kernel(back);
+  run_kernel(model::ops::attention_bwd(B, S, H, D, view(q), view(k), view(v_pad), view(o_pad), view(d_o_pad),
+                                       view(dq_pad), view(dk_pad), view(dv_pad)));
+  expect_near(dq, dq_pad, 1e-5);
+  expect_near(dk, dk_pad, 1e-5);
+  expect_near(dv, narrow(dv_pad), 1e-5);
+}
+
+TEST(CpuKernels, MlaKeysShareTheRotaryPartAndSumItsGradient) {
+  const I T = 2, H = 3, dn = 2, dr = 2;
+  Floats nope = model::normal_floats(T * H * dn, 1.0, 81), rope = model::normal_floats(T * dr, 1.0, 82);
+  Floats k(T * H * (dn + dr));
+  run_kernel(model::ops::mla_keys(view(nope), view(rope), view(k), T, H, dn, dr));
+  for (I t = 0; t < T; ++t)
+    for (I h = 0; h < H; ++h) {
+      const float* row = k.data() + (t * H + h) * (dn + dr);
+      EXPECT_EQ(row[0], nope[std::size_t((t * H + h) * dn)]);
+      EXPECT_EQ(row[dn + 1], rope[std::size_t(t * dr + 1)]);
+    }
+  Floats d_nope(nope.size()), d_rope(rope.size());
+  run_kernel(model::ops::mla_keys_bwd(view(k), view(d_nope), view(d_rope), T, H, dn, dr));
+  expect_near(d_nope, nope, 0);
+  for (std::size_t i = 0; i < rope.size(); ++i) EXPECT_FLOAT_EQ(d_rope[i], 3.f * rope[i]);
+}
+
 TEST(CpuKernels, EmbeddingWithoutPositionsIsTheTableRow) {
   const I T = 3, H = 4, V = 5;
   Floats table = model::normal_floats(V * H, 1.0, 61), x(T * H), dx = model::normal_floats(T * H, 1.0, 62),

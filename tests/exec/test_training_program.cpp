@@ -43,6 +43,14 @@ json todays_model() {
           {"micro_batch", 2},        {"global_batch", 4 * world}, {"dtype", "fp32"}};
 }
 
+// The same with multi-head latent attention (a query latent, a key/value latent, rotary parts shared by the heads).
+json latent_attention_model() {
+  json m = todays_model();
+  m["attention"] = {{"kind", "mla"},         {"q_lora_rank", 16},     {"kv_lora_rank", 8},
+                    {"qk_nope_head_dim", 6}, {"qk_rope_head_dim", 4}, {"v_head_dim", 8}};
+  return m;
+}
+
 std::vector<double> losses_with(const json& policy, const json& model = paper_family_model()) {
   const int world = world_size();
   // Two nodes when the world is even: the hierarchical all-to-all and ZeRO-3 have an intra- and an inter-node stage.
@@ -83,8 +91,8 @@ TEST(TrainingProgram, EveryPolicyComputesTheSameLosses) {
   }
 }
 
-TEST(TrainingProgram, TodaysArchitectureComputesTheSameLossesUnderEveryPolicy) {
-  const std::vector<double> reference = losses_with({{"preset", "deepspeed"}}, todays_model());
+void expect_same_losses_under_every_policy(const json& model) {
+  const std::vector<double> reference = losses_with({{"preset", "deepspeed"}}, model);
   ASSERT_EQ(reference.size(), 6u);
   for (double l : reference) ASSERT_TRUE(std::isfinite(l));
   EXPECT_NEAR(reference.front(), std::log(64.0), 0.5);
@@ -94,11 +102,19 @@ TEST(TrainingProgram, TodaysArchitectureComputesTheSameLossesUnderEveryPolicy) {
                            {{"preset", "deepspeed"}, {"dispatch", "counts"}, {"overlap_chunks", 3}},
                            {{"preset", "moesys"}, {"offload", "cpu"}, {"prefetch", "2d"}}};
   for (const json& v : variants) {
-    const std::vector<double> l = losses_with(v, todays_model());
+    const std::vector<double> l = losses_with(v, model);
     ASSERT_EQ(l.size(), reference.size()) << v.dump();
     for (std::size_t i = 0; i < l.size(); ++i)
       EXPECT_NEAR(l[i], reference[i], 1e-4 * std::abs(reference[i])) << v.dump() << " step " << i;
   }
+}
+
+TEST(TrainingProgram, TodaysArchitectureComputesTheSameLossesUnderEveryPolicy) {
+  expect_same_losses_under_every_policy(todays_model());
+}
+
+TEST(TrainingProgram, LatentAttentionComputesTheSameLossesUnderEveryPolicy) {
+  expect_same_losses_under_every_policy(latent_attention_model());
 }
 
 // Offloaded experts live in host memory or in SSD files and are copied into GPU slots before their FFNs; their
