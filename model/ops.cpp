@@ -35,9 +35,19 @@ TensorOp gate_topk(Buffer logits, Buffer probs, Buffer experts, Buffer slots, Bu
   return make(core::TensorOpKind::gate_topk, {logits}, {probs, experts, slots, weights, counts}, {T, E, k, C},
               d(T) * d(E), d(T) * d(E) + 3 * d(T) * d(k) + d(E), 5 * d(T) * d(E));
 }
-TensorOp gate_bwd(Buffer probs, Buffer experts, Buffer weights, Buffer d_weights, Buffer d_logits, I T, I E, I k) {
-  return make(core::TensorOpKind::gate_bwd, {probs, experts, weights, d_weights}, {d_logits}, {T, E, k},
-              d(T) * d(E) + 3 * d(T) * d(k), d(T) * d(E), 4 * d(T) * d(E));
+TensorOp gate_topk(Buffer logits, Buffer probs, Buffer experts, Buffer slots, Buffer weights, Buffer counts, I T, I E,
+                   I k, I C, const GateRule& rule) {
+  TensorOp op = gate_topk(logits, probs, experts, slots, weights, counts, T, E, k, C);
+  if (rule.sigmoid) op.in.push_back(rule.bias);
+  op.dims.insert(op.dims.end(), {rule.sigmoid ? 1 : 0, rule.groups, rule.max_groups});
+  return op;
+}
+TensorOp gate_bwd(Buffer probs, Buffer experts, Buffer weights, Buffer d_weights, Buffer d_logits, I T, I E, I k,
+                  bool sigmoid) {
+  TensorOp op = make(core::TensorOpKind::gate_bwd, {probs, experts, weights, d_weights}, {d_logits}, {T, E, k},
+                     d(T) * d(E) + 3 * d(T) * d(k), d(T) * d(E), 4 * d(T) * d(E));
+  if (sigmoid) op.dims.push_back(1);
+  return op;
 }
 TensorOp dispatch(Buffer x, Buffer slots, Buffer send, I T, I H, I k, I S) {
   return make(core::TensorOpKind::dispatch, {x, slots}, {send}, {T, H, k, S}, d(T) * d(k) * (d(H) + 1),

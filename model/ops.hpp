@@ -24,8 +24,21 @@ core::GemmOp gemm(I m, I n, I k, Buffer a, Buffer b, Buffer c, bool trans_a = fa
 /// in {logits}  out {probs, experts, slots, weights, counts}  dims {T, E, k, C}
 TensorOp gate_topk(Buffer logits, Buffer probs, Buffer experts, Buffer slots, Buffer weights, Buffer counts, I T,
                    I E, I k, I C);
-/// d_logits from d_weights.  in {probs, experts, weights, d_weights}  out {d_logits}  dims {T, E, k}
-TensorOp gate_bwd(Buffer probs, Buffer experts, Buffer weights, Buffer d_weights, Buffer d_logits, I T, I E, I k);
+/// How a router scores and restricts experts (today's gates). Sigmoid: probs[t,e] = sigmoid(logits) and the top-k
+/// is chosen by probs + bias[e] (a balancing bias that only selects; weights are the chosen probs, renormalised).
+/// Groups: the experts are G equal groups; a token's experts come from the `max_groups` groups with the largest
+/// sum of their two best selection scores (DeepSeek-V3's node-limited routing; 0 = every group).
+struct GateRule {
+  bool sigmoid = false;
+  Buffer bias;  // [E] with sigmoid
+  I groups = 1, max_groups = 0;
+};
+/// gate_topk with a rule: in {logits, bias (sigmoid)}  dims {T, E, k, C, sigmoid ? 1 : 0, G, max_groups}
+TensorOp gate_topk(Buffer logits, Buffer probs, Buffer experts, Buffer slots, Buffer weights, Buffer counts, I T,
+                   I E, I k, I C, const GateRule& rule);
+/// d_logits from d_weights.  in {probs, experts, weights, d_weights}  out {d_logits}  dims {T, E, k, sigmoid ? 1 : 0}
+TensorOp gate_bwd(Buffer probs, Buffer experts, Buffer weights, Buffer d_weights, Buffer d_logits, I T, I E, I k,
+                  bool sigmoid = false);
 /// send[S,H] = 0; send[slots[t,j]] = x[t].  in {x, slots}  out {send}  dims {T, H, k, S}
 TensorOp dispatch(Buffer x, Buffer slots, Buffer send, I T, I H, I k, I S);
 /// d_x[t] = sum_j d_send[slots[t,j]].  in {d_send, slots}  out {d_x}  dims {T, H, k, S}

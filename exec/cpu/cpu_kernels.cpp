@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -98,25 +99,57 @@ void run_attention(const core::AttentionOp& a) {
 
 void gate_topk(const TensorOp& op) {
   const I T = op.dims[0], E = op.dims[1], K = op.dims[2], C = op.dims[3];
+  const bool sigmoid = op.dims.size() > 4 && op.dims[4] != 0;
+  const I G = op.dims.size() > 5 ? op.dims[5] : 1, M = op.dims.size() > 6 ? op.dims[6] : 0;
+  need(G >= 1 && E % G == 0, "gate_topk: the groups must divide the experts");
   const float* logits = F(op.in[0]);
+  const float* bias = sigmoid ? F(op.in[1]) : nullptr;
   float *probs = F(op.out[0]), *w = F(op.out[3]);
   int *experts = N(op.out[1]), *slots = N(op.out[2]), *counts = N(op.out[4]);
   std::fill(counts, counts + E, 0);
+  const I per_group = E / G;
+  std::vector<char> allowed(Z(E), 1);
   for (I t = 0; t < T; ++t) {
     const float* l = logits + t * E;
     float* p = probs + t * E;
-    const float mx = *std::max_element(l, l + E);
-    float sum = 0;
-    for (I e = 0; e < E; ++e) sum += (p[e] = std::exp(l[e] - mx));
-    for (I e = 0; e < E; ++e) p[e] /= sum;
+    if (sigmoid) {
+      for (I e = 0; e < E; ++e) p[e] = 1.f / (1.f + std::exp(-l[e]));
+    } else {
+      const float mx = *std::max_element(l, l + E);
+      float sum = 0;
+      for (I e = 0; e < E; ++e) sum += (p[e] = std::exp(l[e] - mx));
+      for (I e = 0; e < E; ++e) p[e] /= sum;
+    }
+    auto score = [&](I e) { return bias ? p[e] + bias[e] : p[e]; };  // selects; the weights stay p
+    if (M > 0 && M < G) {  // group-limited: the M groups whose two best scores sum highest (ties: lower group)
+      std::vector<float> group_score(Z(G));
+      for (I g = 0; g < G; ++g) {
+        float first = -FLT_MAX, second = -FLT_MAX;
+        for (I e = g * per_group; e < (g + 1) * per_group; ++e) {
+          const float v = score(e);
+          if (v > first) second = first, first = v;
+          else if (v > second) second = v;
+        }
+        group_score[Z(g)] = per_group > 1 ? first + second : first;
+      }
+      std::vector<char> group_on(Z(G), 0);
+      for (I m = 0; m < M; ++m) {
+        I best = -1;
+        for (I g = 0; g < G; ++g)
+          if (!group_on[Z(g)] && (best < 0 || group_score[Z(g)] > group_score[Z(best)])) best = g;
+        if (best >= 0) group_on[Z(best)] = 1;
+      }
+      for (I e = 0; e < E; ++e) allowed[Z(e)] = group_on[Z(e / per_group)];
+    }
     float chosen = 0;
     for (I j = 0; j < K; ++j) {  // top-k by repeated arg-max; ties go to the lower expert id
       I best = -1;
       for (I e = 0; e < E; ++e) {
-        bool taken = false;
+        bool taken = !allowed[Z(e)];
         for (I i = 0; i < j; ++i) taken |= experts[t * K + i] == e;
-        if (!taken && (best < 0 || p[e] > p[best])) best = e;
+        if (!taken && (best < 0 || score(e) > score(best))) best = e;
       }
+      need(best >= 0, "gate_topk: fewer allowed experts than top-k");
       experts[t * K + j] = static_cast<int>(best);
       w[t * K + j] = p[best];
       chosen += p[best];
@@ -135,6 +168,7 @@ void gate_topk(const TensorOp& op) {
 
 void gate_bwd(const TensorOp& op) {
   const I T = op.dims[0], E = op.dims[1], K = op.dims[2];
+  const bool sigmoid = op.dims.size() > 3 && op.dims[3] != 0;
   const float *probs = F(op.in[0]), *w = F(op.in[2]), *dw = F(op.in[3]);
   const int* experts = N(op.in[1]);
   float* dl = F(op.out[0]);
@@ -148,6 +182,10 @@ void gate_bwd(const TensorOp& op) {
       float s = 0, dot = 0;
       for (I j = 0; j < K; ++j) s += p[experts[t * K + j]], dot += dw[t * K + j] * w[t * K + j];
       for (I j = 0; j < K; ++j) dp[Z(experts[t * K + j])] = (dw[t * K + j] - dot) / s;
+    }
+    if (sigmoid) {  // each score is its own sigmoid
+      for (I e = 0; e < E; ++e) dl[t * E + e] = dp[Z(e)] * p[e] * (1.f - p[e]);
+      continue;
     }
     float dot = 0;
     for (I e = 0; e < E; ++e) dot += p[e] * dp[Z(e)];

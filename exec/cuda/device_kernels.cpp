@@ -208,10 +208,16 @@ void run_tensor(const core::TensorOp& op, const KernelContext& ctx) {
   };
   namespace k = kernels;
   switch (op.kind) {
-    case TensorOpKind::gate_topk:
-      return k::gate_topk(F(in[0]), F(out[0]), N(out[1]), N(out[2]), F(out[3]), N(out[4]), d[0], d[1], d[2], d[3], s);
+    case TensorOpKind::gate_topk: {  // dims {T, E, k, C[, sigmoid, groups, max_groups]}; the bias with the sigmoid
+      const bool sigmoid = d.size() > 4 && d[4] != 0;
+      need(!sigmoid || in.size() > 1, kind + ": the sigmoid gate needs its bias");
+      return k::gate_topk(F(in[0]), sigmoid ? F(in[1]) : nullptr, F(out[0]), N(out[1]), N(out[2]), F(out[3]),
+                          N(out[4]), d[0], d[1], d[2], d[3], sigmoid, d.size() > 5 ? d[5] : 1, d.size() > 6 ? d[6] : 0,
+                          s);
+    }
     case TensorOpKind::gate_bwd:
-      return k::gate_bwd(F(in[0]), N(in[1]), F(in[2]), F(in[3]), F(out[0]), d[0], d[1], d[2], s);
+      return k::gate_bwd(F(in[0]), N(in[1]), F(in[2]), F(in[3]), F(out[0]), d[0], d[1], d[2],
+                         d.size() > 3 && d[3] != 0, s);
     case TensorOpKind::dispatch: {
       Scratch inverse{std::size_t(d[3]) * sizeof(int), s};
       return k::dispatch(F(in[0]), N(in[1]), F(out[0]), d[0], d[1], d[2], d[3], inverse.as<int>(), s);

@@ -19,10 +19,11 @@ enum StatusBit : int { kBadTokenId = 1, kBadTarget = 2 };
 inline constexpr int kMaxGateExperts = 256;  // shared memory of the capacity kernel: 132 bytes per expert
 inline constexpr int kMaxTopK = 8;
 
-void gate_topk(const float* logits, float* probs, int* experts, int* slots, float* weights, int* counts, I T, I E, I K,
-               I C, cudaStream_t s);
+/// Softmax or sigmoid (with the selection bias) gate, G groups of which at most M serve a token (M = 0: all).
+void gate_topk(const float* logits, const float* bias, float* probs, int* experts, int* slots, float* weights,
+               int* counts, I T, I E, I K, I C, bool sigmoid, I G, I M, cudaStream_t s);
 void gate_bwd(const float* probs, const int* experts, const float* weights, const float* d_weights, float* d_logits,
-              I T, I E, I K, cudaStream_t s);
+              I T, I E, I K, bool sigmoid, cudaStream_t s);
 /// `inverse` is scratch of S ints (slot -> choice).
 void dispatch(const float* x, const int* slots, float* send, I T, I H, I K, I S, int* inverse, cudaStream_t s);
 void dispatch_bwd(const float* d_send, const int* slots, float* d_x, I T, I H, I K, cudaStream_t s);

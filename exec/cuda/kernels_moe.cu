@@ -21,43 +21,77 @@ __device__ float warp_max(float v) {
   return v;
 }
 
-// One warp per token: softmax over experts (tree sums, so probabilities differ from the CPU's by rounding), then
-// top-k by repeated arg-max with ties to the lower expert id, exactly like the CPU loop.
-__global__ void gate_softmax_topk_kernel(const float* __restrict__ logits, float* __restrict__ probs,
-                                         int* __restrict__ experts, float* __restrict__ weights, I T, int E, int K) {
+// One warp per token: softmax over experts (tree sums, so probabilities differ from the CPU's by rounding), or
+// per-expert sigmoids, then top-k by repeated arg-max of the selection score (the probability, plus the balancing
+// bias with the sigmoid gate) with ties to the lower expert id, exactly like the CPU loop. Group-limited routing:
+// lane 0 picks the allowed groups (at most 32) from the probabilities the warp wrote, in the CPU's order.
+__global__ void gate_topk_kernel(const float* __restrict__ logits, const float* __restrict__ bias,
+                                 float* __restrict__ probs, int* __restrict__ experts, float* __restrict__ weights, I T,
+                                 int E, int K, bool sigmoid, int G, int M) {
   const I t = (I(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = int(threadIdx.x % 32);
   if (t >= T) return;  // whole warps leave together: T is a per-warp index
   const float* l = logits + t * E;
   float* p = probs + t * E;
-  float mx = -FLT_MAX;
-  for (int e = lane; e < E; e += 32) mx = fmaxf(mx, l[e]);
-  mx = warp_max(mx);
-  float sum = 0;
-  for (int e = lane; e < E; e += 32) {
-    const float v = expf(l[e] - mx);
-    p[e] = v;
-    sum += v;
+  if (sigmoid) {
+    for (int e = lane; e < E; e += 32) p[e] = 1.f / (1.f + expf(-l[e]));
+  } else {
+    float mx = -FLT_MAX;
+    for (int e = lane; e < E; e += 32) mx = fmaxf(mx, l[e]);
+    mx = warp_max(mx);
+    float sum = 0;
+    for (int e = lane; e < E; e += 32) {
+      const float v = expf(l[e] - mx);
+      p[e] = v;
+      sum += v;
+    }
+    sum = warp_sum(sum);
+    for (int e = lane; e < E; e += 32) p[e] = p[e] / sum;  // each lane rereads only what it wrote
   }
-  sum = warp_sum(sum);
-  for (int e = lane; e < E; e += 32) p[e] = p[e] / sum;  // each lane rereads only what it wrote
+  __syncwarp();
+  auto score = [&](int e) { return bias ? p[e] + bias[e] : p[e]; };
+  unsigned allowed = kFull;  // bit g: group g may serve this token
+  if (M > 0 && M < G) {
+    if (lane == 0) {
+      const int per = E / G;
+      float group_score[32];
+      for (int g = 0; g < G; ++g) {
+        float first = -FLT_MAX, second = -FLT_MAX;
+        for (int e = g * per; e < (g + 1) * per; ++e) {
+          const float v = score(e);
+          if (v > first) second = first, first = v;
+          else if (v > second) second = v;
+        }
+        group_score[g] = per > 1 ? first + second : first;
+      }
+      allowed = 0;
+      for (int m = 0; m < M; ++m) {
+        int best = -1;
+        for (int g = 0; g < G; ++g)
+          if (!(allowed >> g & 1u) && (best < 0 || group_score[g] > group_score[best])) best = g;
+        allowed |= 1u << best;
+      }
+    }
+    allowed = __shfl_sync(kFull, allowed, 0);
+  }
+  const int per_group = E / G;
   int chosen[kMaxTopK];
   float chosen_sum = 0, chosen_p[kMaxTopK];
   for (int j = 0; j < K; ++j) {
-    float best = -1.f;
+    float best = -FLT_MAX;
     int best_e = E;
     for (int e = lane; e < E; e += 32) {
-      bool taken = false;
+      bool taken = !(allowed >> (e / per_group) & 1u);
       for (int i = 0; i < j; ++i) taken |= chosen[i] == e;
-      if (!taken && p[e] > best) best = p[e], best_e = e;  // ascending e per lane: ties keep the lower id
+      if (!taken && score(e) > best) best = score(e), best_e = e;  // ascending e per lane: ties keep the lower id
     }
     for (int o = 16; o > 0; o >>= 1) {
       const float ob = __shfl_xor_sync(kFull, best, o);
       const int oe = __shfl_xor_sync(kFull, best_e, o);
       if (ob > best || (ob == best && oe < best_e)) best = ob, best_e = oe;
     }
-    chosen[j] = best_e, chosen_p[j] = best;
-    chosen_sum += best;  // in choice order, as on the CPU
+    chosen[j] = best_e, chosen_p[j] = best_e < E ? p[best_e] : 0.f;
+    chosen_sum += chosen_p[j];  // in choice order, as on the CPU
   }
   if (lane != 0) return;
   for (int j = 0; j < K; ++j) {
@@ -106,7 +140,7 @@ __global__ void gate_capacity_kernel(const int* __restrict__ experts, int* __res
 // backward d_logits = p * (dp - <p, dp>).
 __global__ void gate_bwd_kernel(const float* __restrict__ probs, const int* __restrict__ experts,
                                 const float* __restrict__ w, const float* __restrict__ dw, float* __restrict__ dl, I T,
-                                int E, int K) {
+                                int E, int K, bool sigmoid) {
   const I t = (I(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = int(threadIdx.x % 32);
   if (t >= T) return;
@@ -119,6 +153,10 @@ __global__ void gate_bwd_kernel(const float* __restrict__ probs, const int* __re
       if (experts[t * K + j] == e) v = K == 1 ? dw[t] : (dw[t * K + j] - dot) / s;
     return v;
   };
+  if (sigmoid) {  // each score is its own sigmoid
+    for (int e = lane; e < E; e += 32) dl[t * E + e] = dp_of(e) * p[e] * (1.f - p[e]);
+    return;
+  }
   float pd = 0;
   for (int e = lane; e < E; e += 32) pd += p[e] * dp_of(e);
   pd = warp_sum(pd);
@@ -199,16 +237,17 @@ void invert(const int* slots, int* inverse, I T, I K, I S, cudaStream_t s) {
 
 }  // namespace
 
-void gate_topk(const float* logits, float* probs, int* experts, int* slots, float* weights, int* counts, I T, I E, I K,
-               I C, cudaStream_t s) {
+void gate_topk(const float* logits, const float* bias, float* probs, int* experts, int* slots, float* weights,
+               int* counts, I T, I E, I K, I C, bool sigmoid, I G, I M, cudaStream_t s) {
   require(E >= 1 && E <= kMaxGateExperts, "gate_topk: the CUDA runtime supports 1..256 experts");
+  require(G >= 1 && G <= 32 && E % G == 0, "gate_topk: 1..32 groups that divide the experts");
   require(K >= 1 && K <= kMaxTopK && K <= E, "gate_topk: top-k must be in 1..8 and at most the experts");
   if (T == 0) {
     check_launch(cudaMemsetAsync(counts, 0, std::size_t(E) * sizeof(int), s), "gate_topk");
     return;
   }
-  gate_softmax_topk_kernel<<<unsigned(warp_blocks(T)), kThreads, 0, s>>>(logits, probs, experts, weights, T, int(E),
-                                                                         int(K));
+  gate_topk_kernel<<<unsigned(warp_blocks(T)), kThreads, 0, s>>>(logits, bias, probs, experts, weights, T, int(E),
+                                                                 int(K), sigmoid, int(G), int(M));
   check_launch(cudaGetLastError(), "gate_topk softmax");
   const std::size_t smem = std::size_t(E) * 33 * sizeof(int);
   gate_capacity_kernel<<<1, 1024, smem, s>>>(experts, slots, counts, T, int(E), int(K), C);
@@ -216,10 +255,10 @@ void gate_topk(const float* logits, float* probs, int* experts, int* slots, floa
 }
 
 void gate_bwd(const float* probs, const int* experts, const float* weights, const float* d_weights, float* d_logits,
-              I T, I E, I K, cudaStream_t s) {
+              I T, I E, I K, bool sigmoid, cudaStream_t s) {
   if (T == 0) return;
   gate_bwd_kernel<<<unsigned(warp_blocks(T)), kThreads, 0, s>>>(probs, experts, weights, d_weights, d_logits, T, int(E),
-                                                                int(K));
+                                                                int(K), sigmoid);
   check_launch(cudaGetLastError(), "gate_bwd");
 }
 

@@ -9,8 +9,6 @@ void check_program_runs(const core::ModelConfig& m, const std::string& file) {
     throw core::ConfigError(file, "model." + field,
                             what + ": not yet run by the training program (its parameter and FLOP counts are)");
   };
-  if (m.gate == core::GateKind::sigmoid) refuse("gate", "the sigmoid gate with a selection bias");
-  if (m.max_groups_per_token > 0) refuse("max_groups_per_token", "group-limited routing");
   if (m.mtp_layers > 0) refuse("mtp_layers", "multi-token prediction");
   if (m.fp8_gemm) refuse("fp8_gemm", "FP8 GEMMs");
   if (m.fp8_dispatch) refuse("fp8_dispatch", "FP8 dispatch");

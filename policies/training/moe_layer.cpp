@@ -138,8 +138,12 @@ void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
 
   gemm(n, E, h, a.ln2, param(current_unit_, kFfnIn), w.logits_gate, "gate logits");
   const std::int64_t cap = policy_.gate == Gate::gshard ? model_.expert_capacity(n) : n;
+  ops::GateRule rule;
+  rule.sigmoid = model_.gate == core::GateKind::sigmoid;
+  if (rule.sigmoid) rule.bias = param(current_unit_, kFfnInBias);
+  rule.groups = model_.expert_groups, rule.max_groups = model_.max_groups_per_token;
   tensor(ops::gate_topk(w.logits_gate, a.probs, a.experts, w.slots_raw, a.weights, st_.counts.slice(0, 4 * E), n, E,
-                        k, cap),
+                        k, cap, rule),
          "gate top-k");
   // The gate's counts of this micro-batch and layer, kept for the routing trace a real run writes.
   const auto slot = static_cast<std::uint64_t>(micro_ * model_.moe_layers() + moe_layer) * 4 * E;
@@ -222,7 +226,9 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
   rt_.stream_wait(kCompute, returned);
   tensor(ops::dispatch_bwd(st_.send, a.slots, w.dn, n, h, k, x.rows_sent), "permute bwd");
   if (model_.shared_experts > 0) tensor(ops::add(w.dn, w.shared_dx, w.dn, n * h), "shared experts add bwd");
-  tensor(ops::gate_bwd(a.probs, a.experts, a.weights, w.dweights, w.dlogits_gate, n, E, k), "gate bwd");
+  tensor(ops::gate_bwd(a.probs, a.experts, a.weights, w.dweights, w.dlogits_gate, n, E, k,
+                       model_.gate == core::GateKind::sigmoid),
+         "gate bwd");
   gemm(h, E, n, a.ln2, w.dlogits_gate, grad(unit, kFfnIn), "gate wgrad", true, false, true);
   gemm(n, h, E, w.dlogits_gate, param(unit, kFfnIn), w.dn, "gate dgrad", false, true, true);
   norm_backward(a.mid, unit, kNorm2, a.mean2, a.rstd2, w.dn, w.dtmp, n, "layernorm bwd");

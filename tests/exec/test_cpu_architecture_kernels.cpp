@@ -206,6 +206,55 @@ TEST(CpuKernels, MlaKeysShareTheRotaryPartAndSumItsGradient) {
   for (std::size_t i = 0; i < rope.size(); ++i) EXPECT_FLOAT_EQ(d_rope[i], 3.f * rope[i]);
 }
 
+core::Buffer ints(std::vector<int>& v) {
+  core::Buffer b;
+  b.id = 4, b.bytes = v.size() * sizeof(int), b.data = v.data();
+  return b;
+}
+
+TEST(CpuKernels, SigmoidGateSelectsWithItsBiasWithinTheBestGroups) {
+  // 8 experts in 4 groups of 2; a token may use 2 groups. Group sums of the two best scores: group 0 has a strong
+  // expert but a weak partner, groups 1 and 3 are strong in both, so they win; the bias moves expert 7 past 6 and 0.
+  const I T = 1, E = 8, K = 2;
+  Floats logits = {3.0f, -3.0f, 1.0f, 1.0f, -2.0f, -2.0f, 1.5f, 1.2f}, bias = {0, 0, 0, 0, 0, 0, 0, 0.2f};
+  Floats probs(E), w(K);
+  std::vector<int> experts(K), slots(K), counts(E);
+  model::ops::GateRule rule;
+  rule.sigmoid = true, rule.bias = view(bias), rule.groups = 4, rule.max_groups = 2;
+  run_kernel(model::ops::gate_topk(view(logits), view(probs), ints(experts), ints(slots), view(w), ints(counts), T, E,
+                                   K, 4, rule));
+  auto sig = [](float x) { return 1.f / (1.f + std::exp(-x)); };
+  EXPECT_EQ(experts, (std::vector<int>{7, 6}));  // expert 0 scores second, but its group is not chosen
+  EXPECT_NEAR(w[0], sig(1.2f) / (sig(1.2f) + sig(1.5f)), 1e-6);  // weights: the scores without the bias
+  EXPECT_NEAR(probs[0], sig(3.0f), 1e-6);
+  // Without groups the two best selection scores win: expert 7 (0.769 + 0.2) and expert 0 (0.953).
+  rule.max_groups = 0;
+  run_kernel(model::ops::gate_topk(view(logits), view(probs), ints(experts), ints(slots), view(w), ints(counts), T, E,
+                                   K, 4, rule));
+  EXPECT_EQ(experts, (std::vector<int>{7, 0}));
+}
+
+TEST(CpuKernels, SigmoidGateBackwardIsTheDerivativeOfItsWeights) {
+  const I T = 2, E = 6, K = 3;
+  Floats logits = model::normal_floats(T * E, 1.0, 91), bias(E, 0.f), probs(T * E), w(T * K);
+  const Floats dw = model::normal_floats(T * K, 1.0, 92);
+  std::vector<int> experts(T * K), slots(T * K), counts(E);
+  model::ops::GateRule rule;
+  rule.sigmoid = true, rule.bias = view(bias);
+  auto weights = [&](Floats& l) {
+    run_kernel(model::ops::gate_topk(view(l), view(probs), ints(experts), ints(slots), view(w), ints(counts), T, E, K,
+                                     T * K, rule));
+    return w;
+  };
+  weights(logits);
+  const std::vector<int> chosen = experts;
+  Floats dl(T * E), dw_in = dw;
+  run_kernel(model::ops::gate_bwd(view(probs), ints(experts), view(w), view(dw_in), view(dl), T, E, K, true));
+  const Floats numeric = numeric_grad(logits, dw, weights);
+  ASSERT_EQ(experts, chosen);  // the small steps did not change the choice
+  expect_near(dl, numeric, 2e-3);
+}
+
 TEST(CpuKernels, EmbeddingWithoutPositionsIsTheTableRow) {
   const I T = 3, H = 4, V = 5;
   Floats table = model::normal_floats(V * H, 1.0, 61), x(T * H), dx = model::normal_floats(T * H, 1.0, 62),

@@ -43,11 +43,16 @@ json todays_model() {
           {"micro_batch", 2},        {"global_batch", 4 * world}, {"dtype", "fp32"}};
 }
 
-// The same with multi-head latent attention (a query latent, a key/value latent, rotary parts shared by the heads).
+// DeepSeek-V3's shape at test size: multi-head latent attention (a query latent, a key/value latent, rotary parts
+// shared by the heads) and a sigmoid gate with its selection bias, choosing from one of two expert groups.
 json latent_attention_model() {
   json m = todays_model();
   m["attention"] = {{"kind", "mla"},         {"q_lora_rank", 16},     {"kv_lora_rank", 8},
                     {"qk_nope_head_dim", 6}, {"qk_rope_head_dim", 4}, {"v_head_dim", 8}};
+  m["gate"] = "sigmoid";
+  m["experts"] = 4 * world_size();
+  m["expert_groups"] = 2;
+  m["max_groups_per_token"] = 1;
   return m;
 }
 
@@ -113,7 +118,7 @@ TEST(TrainingProgram, TodaysArchitectureComputesTheSameLossesUnderEveryPolicy) {
   expect_same_losses_under_every_policy(todays_model());
 }
 
-TEST(TrainingProgram, LatentAttentionComputesTheSameLossesUnderEveryPolicy) {
+TEST(TrainingProgram, DeepSeekShapeComputesTheSameLossesUnderEveryPolicy) {
   expect_same_losses_under_every_policy(latent_attention_model());
 }
 
