@@ -95,6 +95,8 @@ inf::InferenceConfig config_from_args(const Args& args, int cluster_gpus, bool r
   c.host_memory =
       inf::parse_host_memory(args.get_or("--host-memory", c.policy == "deepspeed" ? "pageable" : "pinned"), names);
   c.gpus = args.get_int("--gpus", cluster_gpus);
+  if (real && (c.model.fp8_gemm || c.model.fp8_dispatch))
+    throw core::ConfigError("", "--model", "FP8 is a simulator option; the real runtimes compute in fp32");
   if (real && c.model.dtype != core::Dtype::fp32)
     throw core::ConfigError("", "--model", "the real runtimes compute the MoE kernels in fp32 (\"dtype\": \"fp32\")");
   c.batch = args.get_int("--batch", c.batch);

@@ -188,7 +188,11 @@ int run_train(int argc, char** argv) {
                               "unknown model \"" + v + "\" and no such file (models: " + core::zoo_model_names() + ")");
     json m = parse_json_flag(args, "--model");
     if (!m.is_object()) throw core::ConfigError("", "--model", "expected a JSON object of model fields");
-    config["model"].merge_patch(m);
+    // A named model with overrides ({"preset": "deepseek-v3", "layers": 8}) replaces the model; fields alone patch it.
+    if (m.contains("preset"))
+      config["model"] = m;
+    else
+      config["model"].merge_patch(m);
   }
   if (args.has("--experts")) {
     if (!config["model"].contains("preset"))
@@ -208,6 +212,9 @@ int run_train(int argc, char** argv) {
     config["model"]["dtype"] = "fp32";
   }
   const tr::TrainingConfig c = tr::parse_training_config(config, file);
+  if (real && (c.model.fp8_gemm || c.model.fp8_dispatch))
+    throw core::ConfigError(file, c.model.fp8_gemm ? "model.fp8_gemm" : "model.fp8_dispatch",
+                            "FP8 is a simulator option; the real runtimes compute in fp32");
   const core::Calibration cal = calibration_from_args(args, c.cluster);
   const auto trace = args.get("--trace");
   tr::TrainingReport report;

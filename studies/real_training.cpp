@@ -43,6 +43,8 @@ json reduced_zoo_model(const json& zoo, int ranks) {
   m["experts"] = 2 * ranks;
   m["top_k"] = std::min(zoo.at("top_k").get<int>(), 2 * ranks);
   if (zoo.contains("shared_experts")) m["shared_experts"] = std::min(1, zoo["shared_experts"].get<int>());
+  m.erase("fp8_gemm");  // FP8 is a simulator option: the real runtimes compute in fp32
+  m.erase("fp8_dispatch");
   m.erase("expert_groups");
   m.erase("max_groups_per_token");
   m["vocab"] = 512;

@@ -289,6 +289,7 @@ int RankTrainer::output_layer() const {
 }
 
 void RankTrainer::logits_forward(const core::Buffer& x_last) {
+  const ModelDtypeGemms output_layer_dtype(*this);
   ActivationViews& a = act_views_.back();
   const std::int64_t n = tokens_, h = model_.hidden, V = model_.vocab;
   norm_forward(x_last, 0, kFinalNorm, a.lnf, a.meanf, a.rstdf, n, "final layernorm");
@@ -299,6 +300,7 @@ void RankTrainer::logits_forward(const core::Buffer& x_last) {
 }
 
 void RankTrainer::logits_backward(const core::Buffer& x_last) {
+  const ModelDtypeGemms output_layer_dtype(*this);
   ActivationViews& a = act_views_.back();
   const Workspace& w = st_.ws;
   const std::int64_t n = tokens_, h = model_.hidden, V = model_.vocab;

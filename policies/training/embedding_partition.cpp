@@ -96,6 +96,7 @@ core::Event RankTrainer::gather_table_chunk(std::int64_t c) {
 }
 
 void RankTrainer::partitioned_logits(bool backward) {
+  const ModelDtypeGemms output_layer_dtype(*this);
   const EmbeddingShard& e = st_.shard;
   ActivationViews& a = act_views_.back();
   const std::int64_t n = tokens_, h = model_.hidden, V = model_.vocab, w = layout_.world;

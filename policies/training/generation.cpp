@@ -159,6 +159,7 @@ void RankTrainer::cached_attention(int layer, const core::Buffer& q, const core:
 }
 
 void RankTrainer::sample(const core::Buffer& x_last, const ActivationViews& a, int pass) {
+  const ModelDtypeGemms output_layer_dtype(*this);
   const GenerationPlan& g = plan_.generation;
   const std::int64_t B = g.sequences, h = model_.hidden, V = model_.vocab;
   core::Buffer last = x_last;

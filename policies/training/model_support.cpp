@@ -10,8 +10,6 @@ void check_program_runs(const core::ModelConfig& m, const std::string& file) {
                             what + ": not yet run by the training program (its parameter and FLOP counts are)");
   };
   if (m.mtp_layers > 0) refuse("mtp_layers", "multi-token prediction");
-  if (m.fp8_gemm) refuse("fp8_gemm", "FP8 GEMMs");
-  if (m.fp8_dispatch) refuse("fp8_dispatch", "FP8 dispatch");
 }
 
 }  // namespace moesys::policies::training

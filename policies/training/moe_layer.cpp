@@ -119,7 +119,8 @@ void RankTrainer::upload_tables(const MoeExchange& x, bool with_slot_table) {
 
 core::Event RankTrainer::chunk_all_to_all(const MoeExchange& x, int c, bool to_experts,
                                           const core::Buffer& send_side, const core::Buffer& expert_side) {
-  const double row = static_cast<double>(model_.hidden) * a_;
+  // Rows to the experts may travel in FP8 (a simulator option: the rows' bytes, not their values, are modelled).
+  const double row = static_cast<double>(model_.hidden) * (to_experts ? dispatch_bytes_per_elem() : a_);
   const auto so = bytes_of(x.send_offset[static_cast<std::size_t>(c)], row);
   const auto ro = bytes_of(x.recv_offset[static_cast<std::size_t>(c)], row);
   const auto sb = x.send_bytes(c, row), rb = x.recv_bytes(c, row);
@@ -136,7 +137,10 @@ void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
   const Workspace& w = st_.ws;
   if (residency_ && moe_layer + 1 < model_.moe_layers()) residency_->prefetch(moe_layer + 1, false, {});
 
-  gemm(n, E, h, a.ln2, param(current_unit_, kFfnIn), w.logits_gate, "gate logits");
+  {
+    const ModelDtypeGemms router(*this);
+    gemm(n, E, h, a.ln2, param(current_unit_, kFfnIn), w.logits_gate, "gate logits");
+  }
   const std::int64_t cap = policy_.gate == Gate::gshard ? model_.expert_capacity(n) : n;
   ops::GateRule rule;
   rule.sigmoid = model_.gate == core::GateKind::sigmoid;
@@ -229,8 +233,11 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
   tensor(ops::gate_bwd(a.probs, a.experts, a.weights, w.dweights, w.dlogits_gate, n, E, k,
                        model_.gate == core::GateKind::sigmoid),
          "gate bwd");
-  gemm(h, E, n, a.ln2, w.dlogits_gate, grad(unit, kFfnIn), "gate wgrad", true, false, true);
-  gemm(n, h, E, w.dlogits_gate, param(unit, kFfnIn), w.dn, "gate dgrad", false, true, true);
+  {
+    const ModelDtypeGemms router(*this);
+    gemm(h, E, n, a.ln2, w.dlogits_gate, grad(unit, kFfnIn), "gate wgrad", true, false, true);
+    gemm(n, h, E, w.dlogits_gate, param(unit, kFfnIn), w.dn, "gate dgrad", false, true, true);
+  }
   norm_backward(a.mid, unit, kNorm2, a.mean2, a.rstd2, w.dn, w.dtmp, n, "layernorm bwd");
   tensor(ops::add(w.dx, w.dtmp, w.dx, n * h), "residual bwd");
 }

@@ -56,6 +56,7 @@ RankTrainer::RankTrainer(const TrainingPlan& plan, core::Runtime& rt, RankCounte
       rank_(rt.rank()),
       dtype_(plan.config.model.dtype),
       a_(core::dtype_bytes(plan.config.model.dtype)),
+      gemm_dtype_(plan.config.model.fp8_gemm ? core::Dtype::fp8 : plan.config.model.dtype),
       world_(core::Group::world(plan.layout.world)),
       ep_group_(plan.layout.ep_group(rank_)),
       edp_group_(plan.layout.edp_group(rank_)),
@@ -192,7 +193,7 @@ core::Event RankTrainer::gemm(std::int64_t m, std::int64_t n, std::int64_t k, co
                               bool trans_b, bool accumulate, std::int64_t batch, bool broadcast_a,
                               std::int64_t stride_b, std::int64_t stride_c) {
   if (m <= 0 || n <= 0 || k <= 0 || batch <= 0) return last_compute_;
-  core::GemmOp op = ops::gemm(m, n, k, a, b, c, trans_a, trans_b, accumulate, batch, dtype_);
+  core::GemmOp op = ops::gemm(m, n, k, a, b, c, trans_a, trans_b, accumulate, batch, gemm_dtype_);
   op.broadcast_a = broadcast_a;
   op.stride_b = stride_b, op.stride_c = stride_c;
   return run(op, name);

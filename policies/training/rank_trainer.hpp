@@ -61,6 +61,19 @@ class RankTrainer {
                    bool accumulate = false, std::int64_t batch = 1, bool broadcast_a = false,
                    std::int64_t stride_b = 0, std::int64_t stride_c = 0);
   core::Event tensor(core::TensorOp op, const char* name);
+  /// With fp8_gemm, GEMMs run in FP8 except inside this scope: the router and the output layer keep the model's
+  /// dtype (as DeepSeek-V3 keeps them).
+  class ModelDtypeGemms {
+   public:
+    explicit ModelDtypeGemms(RankTrainer& t) : t_(t), saved_(t.gemm_dtype_) { t.gemm_dtype_ = t.dtype_; }
+    ~ModelDtypeGemms() { t_.gemm_dtype_ = saved_; }
+    ModelDtypeGemms(const ModelDtypeGemms&) = delete;
+    ModelDtypeGemms& operator=(const ModelDtypeGemms&) = delete;
+
+   private:
+    RankTrainer& t_;
+    core::Dtype saved_;
+  };
   /// Activation views of the current micro-batch: layer l's blob is acts_[l + 1] (0: embedding, last: logits).
   ActivationViews& acts(std::size_t i) { return act_views_[i]; }
   /// A parameter of the current unit (valid between unit_begin and unit_end).
@@ -184,6 +197,9 @@ class RankTrainer {
   const int rank_;
   const core::Dtype dtype_;
   const double a_;  // bytes per activation / parameter element
+  core::Dtype gemm_dtype_;  // FP8 with fp8_gemm (outside ModelDtypeGemms scopes), else dtype_
+  /// Bytes per element of rows sent to the experts (dispatch, and the gradients sent to them): 1 with fp8_dispatch.
+  double dispatch_bytes_per_elem() const { return model_.fp8_dispatch ? 1.0 : a_; }
   core::Group world_, ep_group_, edp_group_, node_group_, rail_group_;
   core::CollectiveAlgo a2a_algo_;
   RankState st_;      // persistent allocations and their views

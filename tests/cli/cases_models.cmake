@@ -4,5 +4,12 @@ moesys_cli_test(train_unknown_zoo_model 2 "unknown model \"mixtral-8x8b\" and no
                 train --model mixtral-8x8b)
 moesys_cli_test(train_config_unknown_model 2 "model.preset: unknown model \"llama\" (known: gpt-moe with \"experts\""
                 train --config @SRC@/tests/data/bad-input/train-unknown-model.json)
-moesys_cli_test(train_deepseek_mla_not_run 2 "model.attention.kind: multi-head latent attention: not yet run by the training program"
+moesys_cli_test(train_real_fp8_refused 2 "model.fp8_gemm: FP8 is a simulator option; the real runtimes compute in fp32"
+                train --runtime cpu --ranks 1 --model "{\"fp8_gemm\": true}")
+moesys_cli_test(infer_real_fp8_refused 2 "--model: FP8 is a simulator option"
+                infer --runtime cpu --ranks 1 --model "{\"name\": \"x\", \"layers\": 1, \"hidden\": 64, \"heads\": 2, \"vocab\": 64, \"seq_len\": 16, \"experts\": 2, \"top_k\": 1, \"dtype\": \"fp32\", \"fp8_gemm\": true}")
+moesys_cli_test(train_deepseek_mtp_not_run 2 "model.mtp_layers: multi-token prediction: not yet run by the training program"
                 train --model deepseek-v3)
+# A named model with overrides replaces the default model (no stray "experts" from the paper's family).
+moesys_cli_test(train_zoo_model_with_overrides 0 ""
+                train --model "{\"preset\": \"qwen3-30b-a3b\", \"layers\": 2, \"global_batch\": 8, \"seq_len\": 256}" --gpus 8 --gpu h100 --steps 1)
