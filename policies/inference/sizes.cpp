@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "core/units.hpp"
+#include "policies/training/model_costs.hpp"
 
 namespace moesys::policies::inference {
 
@@ -36,13 +37,14 @@ WeightSizes weight_sizes(const InferenceConfig& c) {
   const core::ModelConfig& m = c.model;
   const auto e = static_cast<std::uint64_t>(m.param_bytes_per_param());
   WeightSizes w;
-  w.embedding_bytes = static_cast<std::uint64_t>(m.embedding_params() + 2 * std::int64_t{m.hidden}) * e;
+  // The program's own tensors (training/model_costs.hpp): the embedding unit (tables, final norm, untied output)
+  // and each layer's dense weights, replicated on every rank: attention, norms, and the router with any shared
+  // experts (MoE) or the FFN (dense).
+  w.embedding_bytes = static_cast<std::uint64_t>(training::sum(training::embedding_tensors(m))) * e;
   int moe = 0;
   for (int l = 0; l < m.layers; ++l) {
     const bool is_moe = m.is_moe_layer(l);
-    // Dense weights are replicated on every rank: attention, layernorms, and the gate (MoE) or the FFN (dense).
-    const std::int64_t params = m.attention_params_per_layer() + m.layernorm_params_per_layer() +
-                                (is_moe ? m.gate_params_per_layer() : m.expert_params_per_expert());
+    const std::int64_t params = training::sum(training::layer_dense_tensors(m, l));
     w.layer_dense_bytes.push_back(static_cast<std::uint64_t>(params) * e);
     w.moe_index.push_back(is_moe ? moe++ : -1);
   }
