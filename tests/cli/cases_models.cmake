@@ -13,3 +13,5 @@ moesys_cli_test(train_deepseek_mtp_not_run 2 "model.mtp_layers: multi-token pred
 # A named model with overrides replaces the default model (no stray "experts" from the paper's family).
 moesys_cli_test(train_zoo_model_with_overrides 0 ""
                 train --model "{\"preset\": \"qwen3-30b-a3b\", \"layers\": 2, \"global_batch\": 8, \"seq_len\": 256}" --gpus 8 --gpu h100 --steps 1)
+moesys_cli_test(train_partition_needs_tied_table 2 "the embedding partition shards a table tied to the output layer"
+                train --model qwen3-30b-a3b --policy "{\"embedding\": \"partition\"}" --gpus 8 --gpu h100)

@@ -236,6 +236,73 @@ TEST(CudaKernels, AttentionForwardBackward) {
       1e-4, 1e-5);
 }
 
+// Today's architectures: SwiGLU, rotary positions (whole heads, and MLA's rotary part of a head), RMSNorm, the
+// embedding without positions, grouped-query attention, value heads narrower than keys, MLA's key assembly.
+TEST(CudaKernels, TodaysArchitectureKernels) {
+  const I R = 37, f = 24, T = 20, H = 64, V = 50;
+  check({randn(R * 2 * f, 1, 2.0), zeros(R * f)}, [&](const auto& b) { return ops::swiglu(b[0], b[1], R, f); });
+  check({randn(R * 2 * f, 2, 2.0), randn(R * f, 3), zeros(R * 2 * f)},
+        [&](const auto& b) { return ops::swiglu_bwd(b[0], b[1], b[2], R, f); }, 1e-4, 1e-6);
+  check({randn(T * 4 * 16, 4)}, [&](const auto& b) { return ops::rope(b[0], T, 4, 16, 7, 3, false); }, 1e-5, 1e-6);
+  check({randn(T * 4 * 24, 5)},
+        [&](const auto& b) { return ops::rope(b[0], T, 4, 8, 7, 0, true, 10000.0, 24, 16); }, 1e-5, 1e-6);
+  check({randn(T * H, 6, 2.0), randn(H, 7), zeros(T * H), zeros(T), zeros(T)},
+        [&](const auto& b) { return ops::rmsnorm(b[0], b[1], b[2], b[3], b[4], T, H); }, 1e-5, 1e-5);
+  auto rstd = randn(T, 8, 0.2);
+  for (auto& r : rstd.f) r = 1.f + std::fabs(r);
+  check({randn(T * H, 9), randn(H, 10), zeros(T), rstd, randn(T * H, 11), zeros(T * H), randn(H, 12)},
+        [&](const auto& b) { return ops::rmsnorm_bwd(b[0], b[1], b[2], b[3], b[4], b[5], b[6], T, H); }, 1e-4, 1e-5);
+  std::vector<int> ids(static_cast<std::size_t>(T));
+  for (I t = 0; t < T; ++t) ids[std::size_t(t)] = int((t * 7) % V);
+  check({N(ids), randn(V * H, 13), zeros(T * H)},
+        [&](const auto& b) { return ops::embedding_no_positions(b[0], b[1], b[2], T, H, V); });
+  check({N(ids), randn(T * H, 14), randn(V * H, 15)},
+        [&](const auto& b) { return ops::embedding_bwd_no_positions(b[0], b[1], b[2], T, H, V); });
+  check({randn(T * 3 * 6, 16), randn(T * 4, 17), zeros(T * 3 * 10)},
+        [&](const auto& b) { return ops::mla_keys(b[0], b[1], b[2], T, 3, 6, 4); });
+  check({randn(T * 3 * 10, 18), zeros(T * 3 * 6), zeros(T * 4)},
+        [&](const auto& b) { return ops::mla_keys_bwd(b[0], b[1], b[2], T, 3, 6, 4); });
+}
+
+TEST(CudaKernels, GroupedQueryAndNarrowValueAttention) {
+  const I B = 2, S = 12, heads = 4, D = 8;
+  struct Case {
+    I kv_heads, v_dim;
+  };
+  for (const Case c : {Case{2, 8}, Case{1, 8}, Case{4, 5}}) {
+    const I nq = B * S * heads * D, nk = B * S * c.kv_heads * D, nv = B * S * c.kv_heads * c.v_dim,
+             no = B * S * heads * c.v_dim;
+    auto op = [&](const auto& b, bool backward) {
+      core::AttentionOp a = backward ? ops::attention_bwd(B, S, heads, D, b[0], b[1], b[2], b[3], b[4], b[5], b[6],
+                                                          b[7])
+                                     : ops::attention(B, S, heads, D, b[0], b[1], b[2], b[3]);
+      a.kv_heads = c.kv_heads, a.v_head_dim = c.v_dim;
+      return a;
+    };
+    check({randn(nq, 1), randn(nk, 2), randn(nv, 3), zeros(no)}, [&](const auto& b) { return op(b, false); }, 1e-4,
+          1e-5);
+    check({randn(nq, 1), randn(nk, 2), randn(nv, 3), randn(no, 4), randn(no, 5), zeros(nq), zeros(nk), zeros(nv)},
+          [&](const auto& b) { return op(b, true); }, 1e-4, 1e-5);
+  }
+}
+
+TEST(CudaKernels, SigmoidGateWithGroupsMatchesCpu) {
+  const I T = 300, E = 64, K = 8, C = 60;
+  ops::GateRule rule;
+  rule.sigmoid = true, rule.groups = 8, rule.max_groups = 4;
+  check({randn(T * E, 21, 2.0), zeros(T * E), izeros(T * K), izeros(T * K), zeros(T * K), izeros(E), randn(E, 22, 0.05)},
+        [&](const auto& b) {
+          rule.bias = b[6];
+          return ops::gate_topk(b[0], b[1], b[2], b[3], b[4], b[5], T, E, K, C, rule);
+        });
+  std::vector<int> experts(std::size_t(T * K));
+  for (I i = 0; i < T * K; ++i) experts[std::size_t(i)] = int((i * 5 + i / K) % E);
+  auto probs = model::normal_floats(T * E, 1, 23);
+  for (auto& p : probs) p = 1.f / (1.f + std::exp(-p));
+  check({F(probs), N(experts), randn(T * K, 24), randn(T * K, 25), zeros(T * E)},
+        [&](const auto& b) { return ops::gate_bwd(b[0], b[1], b[2], b[3], b[4], T, E, K, true); });
+}
+
 TEST(CudaKernels, AttentionOverKvCache) {
   // Queries are the last positions of a position-major cache with room for 10 positions: a decode step and a
   // prefill continuing a context.
