@@ -188,11 +188,22 @@ int run_train(int argc, char** argv) {
                               "unknown model \"" + v + "\" and no such file (models: " + core::zoo_model_names() + ")");
     json m = parse_json_flag(args, "--model");
     if (!m.is_object()) throw core::ConfigError("", "--model", "expected a JSON object of model fields");
-    // A named model with overrides ({"preset": "deepseek-v3", "layers": 8}) replaces the model; fields alone patch it.
-    if (m.contains("preset"))
+    // A named model with overrides ({"preset": "deepseek-v3", "layers": 8}) replaces the model (on real ranks: the
+    // zoo model reduced, then the overrides); fields alone patch it.
+    const auto zoo = m.contains("preset") && m["preset"].is_string()
+                         ? core::zoo_model_json(m["preset"].get<std::string>())
+                         : std::nullopt;
+    if (real && zoo) {
+      json reduced = reduced_zoo_model(*zoo, ranks);
+      m.erase("preset");
+      reduced.merge_patch(m);
+      config["model"] = reduced;
+      std::fprintf(stderr, "# the model runs for real at a reduced size: %s\n", reduced.dump().c_str());
+    } else if (m.contains("preset")) {
       config["model"] = m;
-    else
+    } else {
       config["model"].merge_patch(m);
+    }
   }
   if (args.has("--experts")) {
     if (!config["model"].contains("preset"))

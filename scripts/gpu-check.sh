@@ -6,6 +6,8 @@
 #   bench.json          moesys-gpu-bench: host-device copy bandwidth (pinned and pageable)
 #   train-<preset>.json `moesys train --runtime cuda`: the deepspeed and moesys presets' training program on the
 #                       GPUs, and sim-<preset>.json its prediction on the matching simulated GPUs (--gpu GPU_KIND)
+#   zoo-<model>.json    `moesys train --runtime cuda --model NAME`: today's architectures (GQA, SwiGLU, RMSNorm,
+#                       rope, QK norms, MLA, sigmoid gate with groups) reduced, on the GPUs
 #   infer-<policy>.json `moesys infer --runtime cuda`: the generation program on the GPUs under each inference policy
 #                       (all-in-gpu, moesys ring K=1, deepspeed pageable); every policy must sample the same tokens
 #   summary.json        the above side by side
@@ -82,6 +84,14 @@ for preset in deepspeed moesys; do
     --model "$train_model" --json >"$out/train-$preset.json" || log "real training run failed for $preset (continuing)"
   timeout 120 "$build/moesys" train --gpus "$ngpu" --gpu "$kind" --preset "$preset" --steps 4 \
     --model "$train_model" --json >"$out/sim-$preset.json" || log "simulation failed for $preset (continuing)"
+done
+
+# Today's architectures through the same program on the GPUs (each zoo model's shape at a reduced size).
+for model in mixtral-8x7b qwen3-30b-a3b gpt-oss-120b '{"preset": "deepseek-v3", "mtp_layers": 0}'; do
+  name="$(echo "$model" | tr -dc 'a-z0-9-' | cut -c1-40)"
+  log "moesys train --runtime cuda --ranks $ngpu --model $model"
+  timeout 120 "$build/moesys" train --runtime cuda --ranks "$ngpu" --model "$model" --steps 3 --json \
+    >"$out/zoo-$name.json" || log "zoo model run failed for $name (continuing)"
 done
 
 # The generation program on every GPU under each inference policy: the same tokens, and the measured report.

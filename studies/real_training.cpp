@@ -32,7 +32,15 @@ json reduced_zoo_model(const json& zoo, int ranks) {
   if (first_dense) m["first_dense_layers"] = 1;
   m["hidden"] = hidden;
   m["heads"] = heads;
-  if (zoo.contains("attention") && zoo["attention"].value("kind", "mha") != "mla") {
+  if (zoo.contains("attention") && zoo["attention"].value("kind", "mha") == "mla") {
+    // Latent ranks scaled with the width, heads of 64 (48 + 16 rotary) over 64-wide values.
+    json& a = m["attention"];
+    if (a.value("q_lora_rank", 0) > 0) a["q_lora_rank"] = width(a["q_lora_rank"].get<double>());
+    a["kv_lora_rank"] = width(a["kv_lora_rank"].get<double>());
+    a["qk_nope_head_dim"] = 48;
+    a["qk_rope_head_dim"] = 16;
+    a["v_head_dim"] = hidden / heads;
+  } else if (zoo.contains("attention")) {
     json& a = m["attention"];
     if (a.contains("kv_heads"))  // keep the query heads per K/V head where 4 heads allow it
       a["kv_heads"] = std::max(1, heads * a["kv_heads"].get<int>() / zoo.at("heads").get<int>());
