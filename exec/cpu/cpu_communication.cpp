@@ -28,12 +28,14 @@ OpSpec collective_op(const char* name, std::uint64_t bytes) {
 
 CpuRuntime::CollectiveCall CpuRuntime::collective_call(core::StreamId stream, const core::Group& group, int opcode,
                                                        std::uint64_t bytes, const char* what) {
-  if (group.index_of(rank_) < 0)
-    throw std::invalid_argument(std::string(what) + ": rank " + std::to_string(rank_) + " is not in the group");
+  // A group naming a rank the run does not have is checked first: every rank sees it, so all report the cause
+  // (a rank outside the group would otherwise report only that, and one message wins the race to abort).
   for (int r : group.ranks())
     if (r < 0 || r >= size_)
       throw core::InfeasibleError(std::string(what) + ": group [" + group.key() + "] names rank " + std::to_string(r) +
                                   " but the run has " + std::to_string(size_) + " ranks");
+  if (group.index_of(rank_) < 0)
+    throw std::invalid_argument(std::string(what) + ": rank " + std::to_string(rank_) + " is not in the group");
   engine_->check();  // a failure on a worker comes first: it may be why this rank's collectives go wrong
   CollectiveCall call;
   call.opcode = opcode;

@@ -64,12 +64,14 @@ core::Event CudaRuntime::collective(core::StreamId stream, std::string name, std
 std::string CudaRuntime::collective_start(const core::Group& group, int opcode, std::uint64_t bytes, const char* what) {
   check_failed();
   flush_point_to_point();  // messages issued before the collective are enqueued before it
-  if (group.index_of(rank_) < 0)
-    throw std::invalid_argument(std::string(what) + ": rank " + std::to_string(rank_) + " is not in the group");
+  // A group naming a rank the run does not have is checked first: every rank sees it, so all report the cause
+  // (a rank outside the group would otherwise report only that, and one message wins the race to abort).
   for (int r : group.ranks())
     if (r < 0 || r >= size_)
       throw core::InfeasibleError(std::string(what) + ": group [" + group.key() + "] names rank " + std::to_string(r) +
                                   " but the run has " + std::to_string(size_) + " ranks");
+  if (group.index_of(rank_) < 0)
+    throw std::invalid_argument(std::string(what) + ": rank " + std::to_string(rank_) + " is not in the group");
   const std::uint64_t seq = sequence_[group.key()]++;
   const std::string label = std::string(what) + " #" + std::to_string(seq) + " on group [" + group.key() + "] (rank " +
                             std::to_string(rank_) + ")";
