@@ -74,6 +74,15 @@ add_test(NAME exec.train.cpu_ranks
                  --model "{\"hidden\": 64, \"layers\": 2, \"vocab\": 128, \"seq_len\": 16}")
 set_tests_properties(exec.train.cpu_ranks PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}"
                      PASS_REGULAR_EXPRESSION "loss per step +[0-9.]+ [0-9.]+ [0-9.]+")
+# Zoo models on real ranks run their architecture reduced (with the overrides on top): DeepSeek-V3's shape without
+# its MTP module (MLA, sigmoid gate, shared expert, dense first layer) trains, Qwen3's (GQA with QK norms) generates.
+add_test(NAME exec.train.zoo_model_reduced
+         COMMAND moesys train --runtime cpu --ranks 2 --steps 3 --model "{\"preset\": \"deepseek-v3\", \"mtp_layers\": 0}")
+set_tests_properties(exec.train.zoo_model_reduced PROPERTIES LABELS exec TIMEOUT 300
+                     ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}" PASS_REGULAR_EXPRESSION "loss per step +[0-9.]+ [0-9.]+ [0-9.]+")
+add_test(NAME exec.infer.zoo_model_reduced COMMAND moesys infer --runtime cpu --ranks 2 --model qwen3-30b-a3b --output 3)
+set_tests_properties(exec.infer.zoo_model_reduced PROPERTIES LABELS exec TIMEOUT 300
+                     ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}" PASS_REGULAR_EXPRESSION "tokens \\(rank 0\\)")
 # `moesys validate --compare`: both presets for real and predicted, per-operation detail (kernel classes of the
 # measured machine, by name on both sides); the last line is the speed-up comparison.
 add_test(NAME exec.validate.compare

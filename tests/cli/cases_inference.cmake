@@ -54,7 +54,5 @@ moesys_cli_test(infer_gpus_with_real_runtime 2 "--gpus: applies to the simulator
                 infer --runtime cpu --gpus 2)
 moesys_cli_test(infer_real_needs_fp32 2 "--model: the real runtimes compute the MoE kernels in fp32"
                 infer --runtime cpu --ranks 1 --model "{\"name\": \"x\", \"layers\": 1, \"hidden\": 64, \"heads\": 2, \"vocab\": 64, \"seq_len\": 16, \"experts\": 2, \"top_k\": 1, \"dtype\": \"fp16\"}")
-# A zoo model on real ranks runs its architecture at a reduced size.
-moesys_cli_test(infer_real_zoo_model_reduced 0 "" infer --runtime cpu --ranks 2 --model qwen3-30b-a3b --output 3)
 moesys_cli_test(infer_real_ranks_out_of_range 2 "--ranks: expected 1..64 ranks" infer --runtime cpu --ranks 0)
 moesys_cli_test(infer_real_trace 2 "--trace: applies to the simulator" infer --runtime cpu --trace @WORK@/t.json)

@@ -15,6 +15,3 @@ moesys_cli_test(train_zoo_model_with_overrides 0 ""
                 train --model "{\"preset\": \"qwen3-30b-a3b\", \"layers\": 2, \"global_batch\": 8, \"seq_len\": 256}" --gpus 8 --gpu h100 --steps 1)
 moesys_cli_test(train_partition_needs_tied_table 2 "the embedding partition shards a table tied to the output layer"
                 train --model qwen3-30b-a3b --policy "{\"embedding\": \"partition\"}" --gpus 8 --gpu h100)
-# On real ranks a zoo model runs reduced, with the overrides on top: DeepSeek-V3's shape without its MTP module.
-moesys_cli_test(train_real_zoo_model_with_overrides 0 ""
-                train --runtime cpu --ranks 2 --steps 2 --model "{\"preset\": \"deepseek-v3\", \"mtp_layers\": 0}")
