@@ -38,7 +38,10 @@ std::string format_report(const json& s) {
   o << "# moesys train: " << s["model"]["name"].get<std::string>() << " ("
     << fmt("%.1f", s["params"].get<double>() / 1e9) << "B parameters) on " << s["gpus"].get<int>() << " x "
     << s["gpu"].get<std::string>() << " (" << s["nodes"].get<int>() << " nodes), policy "
-    << s["policy_name"].get<std::string>() << ", expert parallel " << s["expert_parallel"].get<int>() << "\n";
+    << s["policy_name"].get<std::string>() << ", expert parallel " << s["expert_parallel"].get<int>();
+  if (s.contains("pipeline_parallel")) o << ", " << s["pipeline_parallel"].get<int>() << " pipeline stages (1F1B)";
+  if (s.contains("recompute")) o << ", recompute " << s["recompute"].get<std::string>();
+  o << "\n";
   if (s.contains("placement")) o << "task placement (GPUs per task)  " << s["placement"].get<std::string>() << "\n";
   o << "tokens/s                 " << fmt("%.0f", s["tokens_per_s"].get<double>()) << "\n";
   o << "samples/s                " << fmt("%.2f", s["samples_per_s"].get<double>()) << "\n";
@@ -121,14 +124,15 @@ int positive_flag(const Args& args, const std::string& flag) {
 
 int run_train(int argc, char** argv) {
   Args args(argc, argv, 1,
-            {"--config", "--preset", "--policy", "--model", "--experts", "--gpus", "--gpu", "--ep", "--steps",
+            {"--config", "--preset", "--policy", "--model", "--experts", "--gpus", "--gpu", "--ep", "--parallel", "--steps",
              "--workload", "--trace", "--calibration", "--runtime", "--ranks", "--routing-out"},
             {"--json", "--help"});
   if (args.has("--help")) {
     std::printf(
         "usage: moesys train [--config FILE] [--preset deepspeed|moesys|static-multitask|...] [--policy JSON]\n"
         "                    [--model NAME|JSON] [--experts E] [--gpus N] [--gpu a100-80g|a100-40g|h100|h200|h800]\n"
-        "                    [--ep N] [--steps S] [--workload JSON] [--calibration FILE] [--trace FILE] [--json]\n"
+        "                    [--ep N] [--parallel JSON] [--steps S] [--workload JSON] [--calibration FILE]\n"
+        "                    [--trace FILE] [--json]\n"
         "                    [--runtime sim|cpu|cuda] [--ranks N] [--routing-out FILE]\n"
         "Without --config: the paper's GPT-MoE with 64 experts on 64 A100-80GB, preset moesys.\n"
         "--runtime cpu runs the same per-rank program for real on N MPI ranks of this machine (default 4; fp32;\n"
@@ -137,7 +141,8 @@ int run_train(int argc, char** argv) {
         "that the simulator replays with --workload '{\"kind\": \"trace\", \"file\": FILE}'.\n"
         "Flags override the config: --preset and --policy (toggles) the policy, --model (a zoo model by name, or\n"
         "fields) and --experts the model, "
-        "--gpus the cluster size, --ep the expert-parallel size. Known presets: %s.\nModels: %s.\n",
+        "--gpus the cluster size, --ep the expert-parallel size, --parallel the layout ({\"pp\": 16, \"ep\": 64,\n"
+        "\"stage_layers\": [...], \"recompute\": \"full\"}). Known presets: %s.\nModels: %s.\n",
         tr::known_presets().c_str(), core::zoo_model_names().c_str());
     return 0;
   }
@@ -212,7 +217,16 @@ int run_train(int argc, char** argv) {
   }
   if (args.has("--gpus")) config["cluster"]["gpus"] = positive_flag(args, "--gpus");
   if (args.has("--gpu")) config["cluster"]["gpu"] = *args.get("--gpu");
-  if (args.has("--ep")) config["parallel"]["expert_parallel"] = positive_flag(args, "--ep");
+  if (args.has("--parallel")) {
+    json p = parse_json_flag(args, "--parallel");
+    if (!p.is_object()) throw core::ConfigError("", "--parallel", "expected a JSON object (keys ep, pp, stage_layers, recompute)");
+    if (p.contains("ep") && config.contains("parallel")) config["parallel"].erase("expert_parallel");
+    config["parallel"].merge_patch(p);
+  }
+  if (args.has("--ep")) {
+    config["parallel"]["ep"] = positive_flag(args, "--ep");
+    config["parallel"].erase("expert_parallel");
+  }
   if (args.has("--steps")) config["steps"] = positive_flag(args, "--steps");
   if (args.has("--workload")) config["workload"] = parse_json_flag(args, "--workload");
 

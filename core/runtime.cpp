@@ -23,6 +23,10 @@ const char* stream_name(StreamId s) {
       return "gather";
     case streams::kUpload:
       return "upload";
+    case streams::kPipeSend:
+      return "pipe-send";
+    case streams::kPipeRecv:
+      return "pipe-recv";
     default:
       return "stream";
   }

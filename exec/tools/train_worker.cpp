@@ -40,11 +40,11 @@ cpu::ProbeShape probe_shape(const tr::TrainingConfig& c) {
 std::vector<core::Kernel> kernel_samples(const tr::TrainingConfig& c, std::uint64_t& rank_bytes) {
   const tr::TrainingPlan plan = tr::make_training_plan(c);
   std::map<std::string, std::map<double, core::Kernel>> by_size;  // class -> work -> one kernel of that size
-  core::LedgerRuntime ledger(c.cluster, 0, plan.layout.world);
+  core::LedgerRuntime ledger(c.cluster, 0, plan.layout.ranks);
   ledger.observe_kernels([&](const core::Kernel& k, std::string_view) {
     by_size[core::kernel_class(k)].emplace(core::kernel_work(k), k);
   });
-  std::vector<tr::RankCounters> counters(static_cast<std::size_t>(plan.layout.world));
+  std::vector<tr::RankCounters> counters(static_cast<std::size_t>(plan.layout.ranks));
   tr::training_program(plan, counters)(ledger);
   rank_bytes = static_cast<std::uint64_t>(ledger.memory().peak_bytes(core::Tier::hbm) +
                                           ledger.memory().peak_bytes(core::Tier::dram));

@@ -7,6 +7,10 @@
 //   zero3  one bucket per unit: reduce-scatter inside the node (NVLink) into the node shard, then on the last
 //          micro-batch over the rail (same local GPU on every node) into this rank's piece; after the optimizer,
 //          all-gather over the rail back into the node shard
+//   distributed  (Megatron's distributed optimizer) gradients accumulate in a full buffer like ddp; on the last
+//          micro-batch each bucket is reduce-scattered over the data-parallel ranks into this rank's piece; after the
+//          optimizer, the updated pieces are all-gathered as with zero2
+// With pipeline parallelism the data-parallel ranks are those of this rank's stage (world_).
 // Expert gradients are all-reduced over the expert replicas (expert-data-parallel group) on the last micro-batch.
 // With grad_overlap the reductions run on their own stream while backward continues; without it the host waits
 // for each (DeepSpeed's overlap_comm = false), so backward stalls behind every bucket.
@@ -32,7 +36,7 @@ core::Buffer RankTrainer::grad(int unit, int t) {
   const I len = u.tensor_elems[static_cast<std::size_t>(t)];
   const double g = model_.grad_bytes_per_param();
   if (len == 0) return {};
-  if (policy_.dense == DenseSharding::ddp) return st_.grads.slice(B(elem, g), B(len, g));
+  if (full_grads()) return st_.grads.slice(B(elem, g), B(len, g));
   if (unit == 0) return st_.emb_grad.slice(B(u.tensor_offsets[static_cast<std::size_t>(t)], g), B(len, g));
   for (const GradBucket& b : st_.buckets)
     if (b.buffer >= 0 && elem >= b.lo && elem < b.hi)
@@ -47,10 +51,10 @@ void RankTrainer::begin_backward_grads() {
   };
   std::fill(bucket_open_.begin(), bucket_open_.end(), false);
   if (micro_ == 0) {
-    if (policy_.dense == DenseSharding::ddp) zero(st_.grads);
+    if (full_grads()) zero(st_.grads);
     zero(st_.expert_grads);
   }
-  if (policy_.dense != DenseSharding::ddp) {
+  if (!full_grads()) {
     // The previous micro-batch's reduction may still be reading the embedding gradient (with grad_overlap).
     rt_.stream_wait(kCompute, emb_grad_free_);
     zero(st_.emb_grad);
@@ -58,7 +62,7 @@ void RankTrainer::begin_backward_grads() {
 }
 
 void RankTrainer::open_unit_grads(int unit) {
-  if (policy_.dense == DenseSharding::ddp || unit == 0) return;
+  if (full_grads() || unit == 0) return;
   const DenseUnit& u = st_.units[static_cast<std::size_t>(unit)];
   const double g = model_.grad_bytes_per_param();
   for (std::size_t i = 0; i < st_.buckets.size(); ++i) {
@@ -74,7 +78,7 @@ void RankTrainer::open_unit_grads(int unit) {
 
 void RankTrainer::unit_grads_done(int unit) {
   const bool last_micro = micro_ + 1 == plan_.routing.micro_batches;
-  if (policy_.dense == DenseSharding::ddp && !last_micro) return;  // keep accumulating in place
+  if (full_grads() && !last_micro) return;  // keep accumulating in place
   for (std::size_t i = 0; i < st_.buckets.size(); ++i)
     if (st_.buckets[i].done_unit == unit) reduce_bucket(i);
 }
@@ -115,6 +119,13 @@ void RankTrainer::reduce_bucket(std::size_t i) {
       last_reduce_ = reduce_scatter_into(rt_, world_, source(), st_.grads.slice(B(b.part_offset, g), B(b.piece, g)),
                                          st_.reduce_tmp, accumulate, dtype_, g);
       break;
+    case DenseSharding::distributed: {
+      const core::Buffer piece = st_.part_grads.slice(B(b.part_offset, g), B(b.piece, g));
+      const core::Buffer bucket = st_.grads.slice(B(b.lo, g), B(b.padded, g));  // the tail reads into the slack
+      last_reduce_ = world_.size() > 1 ? rt_.reduce_scatter(kComm2, world_, bucket, piece, bucket.bytes, dtype_)
+                                       : rt_.copy(kComm2, piece, bucket, piece.bytes);
+      break;
+    }
     case DenseSharding::zero3: {
       const DenseUnit& u = st_.units[static_cast<std::size_t>(b.done_unit)];
       const I np = u.padded / node_group_.size(), wp = np / rail_group_.size();
@@ -126,7 +137,7 @@ void RankTrainer::reduce_bucket(std::size_t i) {
       break;
     }
   }
-  if (policy_.dense != DenseSharding::ddp)
+  if (!full_grads())
     (b.buffer >= 0 ? buffer_free_[static_cast<std::size_t>(b.buffer)] : emb_grad_free_) = last_reduce_;
   if (!policy_.grad_overlap) rt_.wait(last_reduce_);
 }
@@ -141,7 +152,7 @@ void RankTrainer::expert_grads_done(int moe_layer) {
   rt_.stream_wait(kComm2, last_compute_);
   for (I lo = 0; lo < layer; lo += step) {
     const I n = std::min(step, layer - lo);
-    last_reduce_ = rt_.all_reduce(kComm2, edp_group_, st_.expert_grads.slice(B(moe_layer * layer + lo, g), B(n, g)),
+    last_reduce_ = rt_.all_reduce(kComm2, edp_group_, st_.expert_grads.slice(B((moe_layer - st_.first_moe) * layer + lo, g), B(n, g)),
                                   B(n, g), dtype_);
     if (!policy_.grad_overlap) rt_.wait(last_reduce_);
   }
@@ -153,7 +164,8 @@ void RankTrainer::gather_updated_params(core::Event after) {
   switch (policy_.dense) {
     case DenseSharding::ddp:
       return;
-    case DenseSharding::zero2: {
+    case DenseSharding::zero2:
+    case DenseSharding::distributed: {
       if (world_.size() == 1) return;
       const I r = world_.index_of(rank_);
       for (const GradBucket& b : st_.buckets) {

@@ -6,30 +6,65 @@
 
 namespace moesys::policies::training {
 
+namespace {
+std::string str(int v) { return std::to_string(v); }
+
+/// Layers per stage: the config's list, or an even split (which must divide).
+std::vector<int> stage_layers(const TrainingConfig& c) {
+  if (!c.stage_layers.empty()) return c.stage_layers;
+  const int pp = c.pipeline_parallel, layers = c.model.layers;
+  if (layers % pp != 0)
+    throw core::InfeasibleError(str(layers) + " layers cannot be divided evenly over " + str(pp) +
+                                " pipeline stages; give parallel.stage_layers (e.g. a shorter first or last stage)");
+  return std::vector<int>(static_cast<std::size_t>(pp), layers / pp);
+}
+}  // namespace
+
 Layout make_layout(const TrainingConfig& c) {
   Layout l;
-  l.world = c.gpus;
+  l.ranks = c.gpus;
+  l.pp = c.pipeline_parallel;
+  if (l.pp > c.model.layers)
+    throw core::InfeasibleError(str(l.pp) + " pipeline stages exceed the model's " + str(c.model.layers) + " layers");
+  if (l.ranks % l.pp != 0)
+    throw core::InfeasibleError(str(l.ranks) + " ranks cannot be divided into " + str(l.pp) + " pipeline stages");
+  l.world = l.ranks / l.pp;
+  l.stage_first_layer = {0};
+  for (int n : stage_layers(c)) l.stage_first_layer.push_back(l.stage_first_layer.back() + n);
   l.ep = c.expert_parallel;
   l.experts = c.model.experts;
   l.gpus_per_node = c.cluster.node.gpus;
   l.node_ranks = std::min(l.world, l.gpus_per_node);
+  const std::string in_stage = l.pp > 1 ? " of a pipeline stage" : "";
   if (l.ep > l.world)
-    throw core::InfeasibleError("expert-parallel size " + std::to_string(l.ep) + " exceeds the " +
-                                std::to_string(l.world) + " ranks");
+    throw core::InfeasibleError("expert-parallel size " + str(l.ep) + " exceeds the " + str(l.world) + " ranks" +
+                                in_stage);
   if (l.experts % l.ep != 0)
-    throw core::InfeasibleError(std::to_string(l.experts) +
+    throw core::InfeasibleError(str(l.experts) +
                                 " experts cannot be divided evenly over an expert-parallel "
                                 "group of " +
-                                std::to_string(l.ep) + " ranks (experts must be a multiple of it)");
+                                str(l.ep) + " ranks (experts must be a multiple of it)");
   if (l.world % l.ep != 0)
-    throw core::InfeasibleError(std::to_string(l.world) + " ranks cannot be divided into expert-parallel groups of " +
-                                std::to_string(l.ep));
+    throw core::InfeasibleError(str(l.world) + " ranks" + in_stage + " cannot be divided into expert-parallel groups of " +
+                                str(l.ep));
   if (l.world % l.node_ranks != 0)
-    throw core::InfeasibleError(std::to_string(l.world) + " ranks do not fill whole nodes of " +
-                                std::to_string(l.gpus_per_node) + " GPUs");
+    throw core::InfeasibleError(str(l.world) + " ranks" + in_stage + " do not fill whole nodes of " +
+                                str(l.gpus_per_node) + " GPUs");
   l.edp = l.world / l.ep;
   l.local_experts = l.experts / l.ep;
   return l;
+}
+
+int Layout::stage_of_layer(int layer) const {
+  int s = 0;
+  while (s + 1 < pp && stage_first_layer[static_cast<std::size_t>(s + 1)] <= layer) ++s;
+  return s;
+}
+
+core::Group Layout::dp_group(int rank) const {
+  std::vector<int> r;
+  for (int i = 0; i < world; ++i) r.push_back(stage(rank) * world + i);
+  return core::Group(std::move(r));
 }
 
 core::Group Layout::ep_group(int rank) const {
@@ -40,7 +75,8 @@ core::Group Layout::ep_group(int rank) const {
 
 core::Group Layout::edp_group(int rank) const {
   std::vector<int> r;
-  for (int i = 0; i < edp; ++i) r.push_back(ep_index(rank) + i * ep);
+  const int base = stage(rank) * world;
+  for (int i = 0; i < edp; ++i) r.push_back(base + ep_index(rank) + i * ep);
   return core::Group(std::move(r));
 }
 
@@ -53,7 +89,8 @@ core::Group Layout::node_group(int rank) const {
 
 core::Group Layout::rail_group(int rank) const {
   std::vector<int> r;
-  for (int g = rank % node_ranks; g < world; g += node_ranks) r.push_back(g);
+  const int base = stage(rank) * world;
+  for (int g = base + rank % node_ranks; g < base + world; g += node_ranks) r.push_back(g);
   return core::Group(std::move(r));
 }
 

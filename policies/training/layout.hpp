@@ -1,7 +1,12 @@
 #pragma once
-// The parallel layout of a training run: expert-parallel groups (contiguous blocks of `ep` ranks, each holding
-// every expert once), expert-data-parallel groups (the ranks with the same index in every expert-parallel group,
-// which hold replicas of the same experts), and the node / rail groups that ZeRO-3's hierarchical sharding uses.
+// The parallel layout of a training run. Pipeline stages are contiguous blocks of `world` ranks (stage s holds ranks
+// [s * world, (s + 1) * world) and a contiguous range of layers); everything else is laid out inside a stage, as if
+// the stage were the whole run: expert-parallel groups (contiguous blocks of `ep` ranks, each holding every expert
+// once), expert-data-parallel groups (the ranks with the same index in every expert-parallel group, which hold
+// replicas of the same experts), the stage's data-parallel group (its `world` ranks, which hold replicas of the
+// stage's dense layers) and the node / rail groups that ZeRO-3's hierarchical sharding uses.
+// Ranks come in two numberings: global (the runtime's rank, what groups hold) and local (rank - stage base, what the
+// routing plan indexes; the ranks with the same local index in every stage process the same micro-batches).
 #include <vector>
 
 #include "core/runtime.hpp"
@@ -10,7 +15,10 @@
 namespace moesys::policies::training {
 
 struct Layout {
-  int world = 0;
+  int ranks = 0;  // all ranks of the run: world x pp
+  int pp = 1;     // pipeline stages
+  int world = 0;  // ranks of one stage (its data-parallel size)
+  std::vector<int> stage_first_layer;  // [pp + 1]: stage s runs layers [first[s], first[s + 1])
   int ep = 0;   // expert-parallel group size
   int edp = 0;  // expert replicas (world / ep)
   int experts = 0;
@@ -18,18 +26,23 @@ struct Layout {
   int gpus_per_node = 0;
   int node_ranks = 0;  // ranks per node in use (ZeRO-3 shard count): min(world, gpus_per_node)
 
+  int stage(int rank) const { return rank / world; }
+  int local(int rank) const { return rank % world; }
+  int stage_of_layer(int layer) const;
   int ep_index(int rank) const { return rank % ep; }
   int ep_base(int rank) const { return rank - rank % ep; }
   /// The member of an expert-parallel group that owns `expert`.
   int owner(int expert) const { return expert / local_experts; }
 
+  // Groups of a global rank, in global ranks.
+  core::Group dp_group(int rank) const;  // the ranks of this rank's stage
   core::Group ep_group(int rank) const;
   core::Group edp_group(int rank) const;
   core::Group node_group(int rank) const;  // ranks on this rank's node
   core::Group rail_group(int rank) const;  // same local index on every node
 };
 
-/// Builds the layout; InfeasibleError when experts or ranks do not divide (with the numbers).
+/// Builds the layout; InfeasibleError when experts, ranks or layers do not divide (with the numbers).
 Layout make_layout(const TrainingConfig& c);
 
 }  // namespace moesys::policies::training

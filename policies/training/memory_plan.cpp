@@ -68,10 +68,10 @@ void plan_memory(TrainingPlan& p) {
         cache_entries(c, p.layout, plan.capacity_bytes[1] - expert_host_bytes_besides_cache(expert_shape(p), r));
   }
   plan.ranks.clear();
-  std::vector<RankCounters> counters(static_cast<std::size_t>(p.layout.world));
+  std::vector<RankCounters> counters(static_cast<std::size_t>(p.layout.ranks));
   const auto program = training_program(p, counters);
-  for (int r = 0; r < p.layout.world; ++r) {
-    core::LedgerRuntime ledger(c.cluster, r, p.layout.world);
+  for (int r = 0; r < p.layout.ranks; ++r) {
+    core::LedgerRuntime ledger(c.cluster, r, p.layout.ranks);
     program(ledger);
     RankMemory rm;
     for (int t = 0; t < core::kTierCount; ++t)

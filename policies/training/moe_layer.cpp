@@ -76,11 +76,11 @@ MoeExchange RankTrainer::exchange_for(int moe_layer, const ActivationViews& a) {
   }
   if (x.send_pe.empty()) {  // the simulator: the routing plan's rows
     const LayerRouting& lr = mb_->layers[static_cast<std::size_t>(moe_layer)];
-    const auto& send = lr.send_rows[static_cast<std::size_t>(rank_)];
+    const auto& send = lr.send_rows[static_cast<std::size_t>(local_)];
     for (int p = 0; p < P; ++p)
       for (int e = 0; e < L; ++e)
         x.send_pe.push_back(MoeExchange::part(send[static_cast<std::size_t>(p)], e, L));
-    x.recv_pe = matrix_with_sums(lr.recv_rows(layout_, rank_), lr.expert_rows[static_cast<std::size_t>(rank_)]);
+    x.recv_pe = matrix_with_sums(lr.recv_rows(layout_, local_), lr.expert_rows[static_cast<std::size_t>(local_)]);
     if (padded) x.capacity = std::max<std::int64_t>(x.capacity, *std::max_element(x.send_pe.begin(), x.send_pe.end()));
   }
   x.finish();
@@ -254,7 +254,7 @@ ExpertViews expert_views(const RankState& s, const ExpertResidency* residency, c
     v.params = r.params, v.grads = r.grads;
     return v;
   }
-  const auto layer = static_cast<std::uint64_t>(moe_layer);
+  const auto layer = static_cast<std::uint64_t>(moe_layer - s.first_moe);  // the stage holds its layers' experts
   v.params = s.expert_params.slice(layer * bytes_of(s.expert_layer_elems, a), bytes_of(s.expert_layer_elems, a));
   if (s.expert_grads)  // generation keeps no gradients
     v.grads = s.expert_grads.slice(layer * bytes_of(s.expert_layer_elems, g), bytes_of(s.expert_layer_elems, g));

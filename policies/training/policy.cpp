@@ -22,7 +22,8 @@ const Names<Gate> kGate = {{Gate::gshard, "gshard"}, {Gate::dropless, "dropless"
 const Names<Dispatch> kDispatch = {{Dispatch::padded, "padded"}, {Dispatch::counts, "counts"}};
 const Names<AllToAll> kAllToAll = {{AllToAll::flat, "flat"}, {AllToAll::hierarchical, "hierarchical"}};
 const Names<DenseSharding> kDense = {
-    {DenseSharding::ddp, "ddp"}, {DenseSharding::zero2, "zero2"}, {DenseSharding::zero3, "zero3"}};
+    {DenseSharding::ddp, "ddp"}, {DenseSharding::zero2, "zero2"}, {DenseSharding::zero3, "zero3"},
+    {DenseSharding::distributed, "distributed"}};
 const Names<Offload> kOffload = {{Offload::none, "none"}, {Offload::cpu, "cpu"}, {Offload::nvme, "nvme"}};
 const Names<Prefetch> kPrefetch = {{Prefetch::all_experts, "all-experts"}, {Prefetch::routed, "2d"}};
 const Names<Placement> kPlacement = {{Placement::static_blocks, "static"}, {Placement::elastic, "elastic"}};

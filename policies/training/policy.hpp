@@ -23,8 +23,10 @@ enum class AllToAll { flat, hierarchical };
 /// Dense (always active) parameters: plain data parallelism (replicated, all-reduce), ZeRO-2 (replicated fp16
 /// parameters; gradients and optimizer states sharded over all ranks), or MoESys's ZeRO-3 (fp16 parameters and
 /// gradients sharded inside the node and all-gathered over NVLink one layer ahead; optimizer states sharded over
-/// all ranks, reduced hierarchically: node, then rail).
-enum class DenseSharding { ddp, zero2, zero3 };
+/// all ranks, reduced hierarchically: node, then rail), or Megatron's distributed optimizer (gradients accumulate in
+/// a full buffer through every micro-batch and are reduce-scattered once per step; optimizer states sharded; the
+/// updated pieces all-gathered).
+enum class DenseSharding { ddp, zero2, zero3, distributed };
 /// Where expert states live: all on the GPU, host memory (ZeRO-Offload), or the SSD (ZeRO-Infinity / MoESys).
 enum class Offload { none, cpu, nvme };
 /// Which expert states are fetched one layer ahead: all of the layer's local experts (ZeRO-Infinity style,

@@ -35,8 +35,26 @@ std::vector<std::vector<std::int64_t>> unit_tensors(const core::ModelConfig& m, 
   return u;
 }
 
+std::vector<std::vector<std::int64_t>> stage_unit_tensors(const core::ModelConfig& m, const TrainingPolicy& p,
+                                                          const Layout& l, int stage) {
+  auto u = unit_tensors(m, p);
+  if (l.pp == 1) return u;
+  // Every unit keeps its place (unit l + 1 is layer l) so that the program indexes units alike on every stage; the
+  // stage holds only its layers, the lookup's tables on the first stage, the final norm and output layer on the last.
+  const int first = l.stage_first_layer[static_cast<std::size_t>(stage)];
+  const int end = l.stage_first_layer[static_cast<std::size_t>(stage + 1)];
+  for (int layer = 0; layer < m.layers; ++layer)
+    if (layer < first || layer >= end) std::fill(u[static_cast<std::size_t>(layer + 1)].begin(), u[static_cast<std::size_t>(layer + 1)].end(), 0);
+  auto& emb = u[0];
+  if (stage != 0) emb[kTokenTable] = emb[kPositions] = 0;
+  if (stage != l.pp - 1)
+    for (int t : {kFinalNorm, kFinalNormBias, kOutputLayer})
+      if (static_cast<std::size_t>(t) < emb.size()) emb[static_cast<std::size_t>(t)] = 0;
+  return u;
+}
+
 ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int64_t n, std::int64_t rows_computed,
-                                  std::int64_t rows_returned, Carver& c, bool forward_only) {
+                                  std::int64_t rows_returned, Carver& c, bool forward_only, bool carve_out) {
   const double a = core::dtype_bytes(m.dtype), h = m.hidden, N = static_cast<double>(n);
   const double E = m.experts, k = m.top_k, V = m.vocab, in = m.ffn_in_factor();
   const double qw = static_cast<double>(m.q_width()), kw = static_cast<double>(m.kv_width());
@@ -85,7 +103,7 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
   v.ln2 = c.take(B(N * h, a));
   v.mean2 = c.take(B(N, a));
   v.rstd2 = c.take(B(N, a));
-  if (!forward_only) v.out = c.take(B(N * h, a));
+  if (!forward_only && carve_out) v.out = c.take(B(N * h, a));
   if (kind == 1) {
     const double f = m.expert_hidden(), rows = static_cast<double>(rows_computed);
     v.probs = c.take(B(N * E, a));
@@ -116,7 +134,7 @@ namespace {
 /// bucket reaches `bucket_bytes` (0: one tensor each); ZeRO-3 reduces one unit at a time, because its shards are
 /// per unit. ZeRO-2/3 keep the embedding unit (used by the first and the last kernel of backward) whole.
 void plan_buckets(RankState& s, const TrainingPolicy& p, double grad_bytes, int world, int group) {
-  const bool sharded = p.dense != DenseSharding::ddp;
+  const bool sharded = p.dense == DenseSharding::zero2 || p.dense == DenseSharding::zero3;
   const int last_fused_unit = sharded ? 1 : 0;
   auto close = [&](I lo, I hi, int done_unit) {
     if (hi <= lo) return;
@@ -159,7 +177,7 @@ void plan_buckets(RankState& s, const TrainingPolicy& p, double grad_bytes, int 
 
 /// ZeRO-2 bucket buffers: enough that no bucket is reused while a unit still writes into an earlier one.
 int assign_bucket_buffers(RankState& s, const TrainingPolicy& p) {
-  if (p.dense == DenseSharding::ddp) return 0;
+  if (p.dense == DenseSharding::ddp || p.dense == DenseSharding::distributed) return 0;
   int most = 1;
   for (const DenseUnit& u : s.units) {
     int overlapping = 0;
@@ -220,11 +238,25 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
 
   // ---- dense units and buckets ----
   const int world = l.world, node = l.node_ranks, rails = world / node;
-  const auto tensors = unit_tensors(m, p);
-  I offset = 0, shard_offset = 0, part_offset = 0, largest_padded = 0;
-  for (const auto& t : tensors) {
+  const int local = l.local(rank), stage = l.stage(rank);
+  const auto tensors = stage_unit_tensors(m, p, l, stage);
+  s.first_layer = l.stage_first_layer[static_cast<std::size_t>(stage)];
+  s.end_layer = l.stage_first_layer[static_cast<std::size_t>(stage + 1)];
+  for (int layer = 0; layer < m.layers; ++layer) {
+    if (!m.is_moe_layer(layer)) continue;
+    if (layer < s.first_layer)
+      ++s.first_moe;
+    else if (layer < s.end_layer)
+      ++s.stage_moe_layers;
+  }
+  I offset = 0, shard_offset = 0, part_offset = 0, largest_padded = 0, full_offset = 0;
+  const auto all_tensors = unit_tensors(m, p);
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const auto& t = tensors[i];
     DenseUnit u;
     u.offset = offset;
+    u.full_offset = full_offset;
+    for (auto e : all_tensors[i]) full_offset += e;
     for (auto e : t) {
       u.tensor_offsets.push_back(u.elems);
       u.tensor_elems.push_back(e);
@@ -243,11 +275,12 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   const int group = p.dense == DenseSharding::zero3 ? node : world;  // first reduce-scatter's group
   plan_buckets(s, p, g, world, p.dense == DenseSharding::ddp ? 1 : group);
   s.bucket_buffers = assign_bucket_buffers(s, p);
-  I part = 0, largest_bucket = 0;
+  I part = 0, largest_bucket = 0, largest_padded_bucket = 0;
   for (GradBucket& b : s.buckets) {
     b.part_offset = part;
     part += b.piece;
     if (b.buffer >= 0) largest_bucket = std::max(largest_bucket, b.padded);
+    largest_padded_bucket = std::max(largest_padded_bucket, b.padded);
   }
   const bool zero3 = p.dense == DenseSharding::zero3;
   const GenerationPlan& gen = plan.generation;
@@ -280,6 +313,14 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
       s.grads = alloc(Tier::hbm, g * part, MemoryUse::gradients);
       s.opt = alloc(Tier::hbm, o * part, MemoryUse::optimizer);
       break;
+    case DenseSharding::distributed:  // full gradients (+ slack: a bucket's padded tail), sharded optimizer
+      s.partition_elems = part;
+      s.params = alloc(Tier::hbm, a * (dense + world), MemoryUse::parameters);
+      s.grads = alloc(Tier::hbm, g * (dense + world), MemoryUse::gradients);
+      s.part_grads = alloc(Tier::hbm, g * part, MemoryUse::gradients);
+      s.opt = alloc(Tier::hbm, o * part, MemoryUse::optimizer);
+      s.gather_tmp = alloc(Tier::hbm, a * largest_padded_bucket, MemoryUse::buffers);
+      break;
     case DenseSharding::zero3:
       s.partition_elems = part_offset;
       s.params = alloc(Tier::hbm, a * shard_offset, MemoryUse::parameters);
@@ -290,7 +331,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
         for (auto& b : s.gathered) b = alloc(Tier::hbm, a * largest_padded, MemoryUse::buffers);
       break;
   }
-  if (p.dense != DenseSharding::ddp && !gen.enabled) {
+  if ((p.dense == DenseSharding::zero2 || zero3) && !gen.enabled) {
     s.emb_grad = alloc(Tier::hbm, g * s.units[0].padded, MemoryUse::gradients);
     for (int i = 0; i < s.bucket_buffers; ++i)
       s.bucket_buf.push_back(alloc(Tier::hbm, g * std::max<I>(largest_bucket, 1), MemoryUse::buffers));
@@ -304,7 +345,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   // ---- experts ----
   const I pe = m.expert_params_per_expert();
   s.expert_layer_elems = I{l.local_experts} * pe;
-  const I x = I{m.moe_layers()} * s.expert_layer_elems;
+  const I x = I{s.stage_moe_layers} * s.expert_layer_elems;
   if (p.offload == Offload::none) {
     s.expert_params = alloc(Tier::hbm, a * x, MemoryUse::parameters);
     if (!gen.enabled) {
@@ -317,7 +358,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
 
   // ---- token exchange, indices, data ----
   for (const auto& step : plan.routing.steps)
-    for (const auto& mb : step) s.max_tokens = std::max(s.max_tokens, mb.tokens[static_cast<std::size_t>(rank)]);
+    for (const auto& mb : step) s.max_tokens = std::max(s.max_tokens, mb.tokens[static_cast<std::size_t>(local)]);
   const double h = m.hidden, f = m.ffn_hidden(), n = static_cast<double>(s.max_tokens);
   // The gate's slot stride: the capacity (gshard) or every token (dropless); padded dispatch in the simulator may
   // pad an expert to the largest load of its group (the routing plan's rows).
@@ -325,7 +366,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   for (const auto& step : plan.routing.steps)
     for (const auto& mb : step)
       for (const auto& lr : mb.layers)
-        for (auto r : lr.send_rows[static_cast<std::size_t>(rank)])
+        for (auto r : lr.send_rows[static_cast<std::size_t>(local)])
           capacity = std::max<I>(capacity, (r + l.local_experts - 1) / l.local_experts);
   s.table_elems = I{m.experts} * capacity;
   // Exchange buffers: the routing plan's largest micro-batch where token counts come from the plan (simulator,
@@ -333,9 +374,9 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   core::Buffer probe = rt.alloc(Tier::dram, 16, tag(MemoryUse::buffers));
   const bool real = probe.data != nullptr;
   rt.free(probe);
-  s.max_rows_sent = real ? s.table_elems : plan.routing.max_rows_sent(rank);
-  s.max_rows_recv = real ? s.table_elems : plan.routing.max_rows_received(l, rank);
-  if (m.moe_layers() > 0) {
+  s.max_rows_sent = real ? s.table_elems : plan.routing.max_rows_sent(local);
+  s.max_rows_recv = real ? s.table_elems : plan.routing.max_rows_received(l, local);
+  if (s.stage_moe_layers > 0) {
     s.send = alloc(Tier::hbm, a * h * static_cast<double>(s.max_rows_sent), MemoryUse::buffers);
     s.recv = alloc(Tier::hbm, a * h * static_cast<double>(s.max_rows_recv), MemoryUse::buffers);
     s.index = alloc(Tier::hbm, 4.0 * static_cast<double>(s.table_elems + 2 * s.max_rows_recv), MemoryUse::buffers);

@@ -63,7 +63,8 @@ struct Workspace {
 };
 
 struct DenseUnit {
-  std::int64_t offset = 0;  // first element in the replicated layout
+  std::int64_t offset = 0;       // first element in the replicated layout (of this rank's pipeline stage)
+  std::int64_t full_offset = 0;  // ... in the layout of the whole model (the seed of its initial values)
   std::int64_t elems = 0, padded = 0;
   std::vector<std::int64_t> tensor_offsets, tensor_elems;  // unit-relative
   std::int64_t shard_offset = 0;  // ZeRO-3: this unit's node shard in the shard block
@@ -98,6 +99,9 @@ struct EmbeddingShard {
 };
 
 struct RankState {
+  int first_layer = 0, end_layer = 0;  // this rank's pipeline stage runs layers [first_layer, end_layer)
+  int first_moe = 0;                   // MoE layers before the stage (the stage's first MoE layer's index)
+  int stage_moe_layers = 0;            // MoE layers of the stage (whose experts this rank holds)
   std::vector<DenseUnit> units;
   std::vector<GradBucket> buckets;  // in issue order (backward)
   int bucket_buffers = 0;
@@ -108,6 +112,7 @@ struct RankState {
   core::Buffer host_params;    // generation from host memory: every dense unit at home (params: the embedding)
   core::Buffer unit_staging;   // ... in pageable memory: the pinned area a unit is copied through
   core::Buffer grads;          // ddp: full; ZeRO-2/3: the partition this rank updates
+  core::Buffer part_grads;     // distributed optimizer: this rank's reduced pieces of the full gradient buffer
   core::Buffer node_grads;     // ZeRO-3: node shard of the gradients (between the two reduce-scatters)
   core::Buffer emb_grad;       // ZeRO-2/3: embedding unit gradient, written through the whole backward
   std::vector<core::Buffer> bucket_buf;
@@ -133,7 +138,7 @@ struct RankState {
   std::int64_t max_tokens = 0, max_rows_sent = 0, max_rows_recv = 0, table_elems = 0;
 };
 
-/// Allocates the rank's persistent state (throws OutOfMemory from the runtime when a tier is full).
+/// Allocates the persistent state of (global) rank `rank` (throws OutOfMemory from the runtime when a tier is full).
 RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int rank);
 /// The experts of one rank and how the policy keeps them outside the GPU (offload = cpu | nvme).
 ExpertShape expert_shape(const TrainingPlan& plan);
@@ -142,11 +147,15 @@ ResidencySettings residency_settings(const TrainingPlan& plan, std::int64_t cach
 /// The activation views of one layer of a micro-batch with `tokens` tokens. kind: 0 embedding, 1 attention +
 /// MoE, 2 attention + dense FFN, 3 logits. `forward_only` (generation: nothing is kept for a backward pass): the
 /// layer output is not carved (the caller provides it), the FFN activation runs in place (post = pre) and the
-/// logits have no gradient.
+/// logits have no gradient. Without `carve_out` a layer's output is left to the caller (full recompute keeps it apart).
 ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int64_t tokens, std::int64_t rows_computed,
-                                  std::int64_t rows_returned, Carver& c, bool forward_only = false);
+                                  std::int64_t rows_returned, Carver& c, bool forward_only = false,
+                                  bool carve_out = true);
 
 /// Dense parameter tensors of each unit (element counts; see the header comment).
 std::vector<std::vector<std::int64_t>> unit_tensors(const core::ModelConfig& m, const TrainingPolicy& p);
+/// The same units as held by the ranks of pipeline stage `stage` (tensors of other stages have no elements).
+std::vector<std::vector<std::int64_t>> stage_unit_tensors(const core::ModelConfig& m, const TrainingPolicy& p,
+                                                          const Layout& l, int stage);
 
 }  // namespace moesys::policies::training

@@ -15,6 +15,28 @@ namespace moesys::policies::training {
 namespace ops = moesys::model::ops;
 using core::streams::kCompute;
 
+namespace {
+/// Combinations the program does not run (yet), refused with the reason.
+void check_pipeline_policy(const TrainingConfig& c) {
+  const std::string pp = std::to_string(c.pipeline_parallel) + " pipeline stages";
+  if (c.pipeline_parallel > 1) {
+    if (c.model.tied_embeddings)
+      throw core::InfeasibleError(pp + " need an untied output layer: model " + c.model.name +
+                                  " ties it to the token table, which the first and last stage would share");
+    if (c.policy.dense == DenseSharding::zero3)
+      throw core::InfeasibleError(pp + " with dense zero3 are not modelled (its unit gathers follow one micro-batch's "
+                                  "forward and backward); use ddp, zero2 or distributed");
+    if (c.policy.offload != Offload::none)
+      throw core::InfeasibleError(pp + " with offloaded experts are not modelled; use offload none");
+    if (c.policy.embedding == Embedding::partition)
+      throw core::InfeasibleError(pp + " with the embedding partition are not modelled; use embedding dense");
+  }
+  if (c.recompute == Recompute::full && c.policy.offload != Offload::none)
+    throw core::InfeasibleError("full recompute with offloaded experts is not modelled (the expert slots follow the "
+                                "forward-then-backward order); use offload none");
+}
+}  // namespace
+
 TrainingPlan make_training_plan(const TrainingConfig& c) {
   TrainingPlan p;
   p.config = c;
@@ -32,6 +54,7 @@ TrainingPlan make_training_plan(const TrainingConfig& c) {
     throw core::InfeasibleError("the embedding partition splits hidden (" + std::to_string(c.model.hidden) +
                                 ") by columns over " + std::to_string(p.layout.world) +
                                 " ranks, which does not divide it");
+  check_pipeline_policy(c);
   p.routing = build_routing_plan(c, p.layout);
   plan_memory(p);
   check_feasible(p.memory);
@@ -54,10 +77,12 @@ RankTrainer::RankTrainer(const TrainingPlan& plan, core::Runtime& rt, RankCounte
       rt_(rt),
       counters_(counters),
       rank_(rt.rank()),
+      local_(plan.layout.local(rt.rank())),
+      stage_(plan.layout.stage(rt.rank())),
       dtype_(plan.config.model.dtype),
       a_(core::dtype_bytes(plan.config.model.dtype)),
       gemm_dtype_(plan.config.model.fp8_gemm ? core::Dtype::fp8 : plan.config.model.dtype),
-      world_(core::Group::world(plan.layout.world)),
+      world_(plan.layout.dp_group(rank_)),
       ep_group_(plan.layout.ep_group(rank_)),
       edp_group_(plan.layout.edp_group(rank_)),
       node_group_(plan.layout.node_group(rank_)),
@@ -96,17 +121,14 @@ void RankTrainer::run() {
   for (int s = 0; s < cfg_.steps; ++s) {
     rt_.begin_phase("step " + std::to_string(s));
     if (residency_) residency_->begin_step(s + 1);
-    for (int m = 0; m < plan_.routing.micro_batches; ++m) {
-      if (residency_) residency_->begin_pass(expert_pass_order(), m + 1 == plan_.routing.micro_batches);
-      forward(s, m);
-      backward(s, m);
-    }
+    run_passes(s);
     optimizer_step(s);
     if (residency_) residency_->end_step();
     rt_.synchronize();
     rt_.end_phase();
     float loss = 0;
-    if (read_back(st_.ws.loss, 4, {}, &loss)) counters_.losses.push_back(loss / static_cast<double>(tokens_));
+    if (last_stage() && read_back(st_.ws.loss, 4, {}, &loss))  // the last stage computes the loss
+      counters_.losses.push_back(loss / static_cast<double>(tokens_));
     record_routing();
   }
 }
@@ -119,11 +141,28 @@ void RankTrainer::initialise_parameters() {
   // the same model, and this rank keeps its columns of the table.
   const bool partition = policy_.embedding == Embedding::partition;
   const std::int64_t table = partition ? static_cast<std::int64_t>(model_.vocab) * model_.hidden : 0;
+  // A pipeline stage draws each unit as the whole model has it and keeps the tensors it holds, so that every
+  // pipeline layout starts from the same model.
+  const auto whole_units = unit_tensors(model_, policy_);
   std::vector<float> dense;
-  for (const DenseUnit& u : st_.units) {
-    const bool first = u.offset == 0;
-    std::vector<float> v = moesys::model::normal_floats(u.padded + (first ? table : 0), 0.02,
-                                                        cfg_.workload_seed * 7919 + u.offset + (first ? 0 : table));
+  for (std::size_t ui = 0; ui < st_.units.size(); ++ui) {
+    const DenseUnit& u = st_.units[ui];
+    const auto& whole = whole_units[ui];
+    const bool first = ui == 0;
+    std::int64_t whole_elems = 0;
+    for (auto n : whole) whole_elems += n;
+    std::vector<float> v = moesys::model::normal_floats(std::max(u.padded, whole_elems) + (first ? table : 0), 0.02,
+                                                        cfg_.workload_seed * 7919 + u.full_offset + (first ? 0 : table));
+    if (layout_.pp > 1) {
+      std::vector<float> held(static_cast<std::size_t>(u.padded), 0.f);
+      std::int64_t at = 0;
+      for (std::size_t t = 0; t < whole.size(); ++t) {
+        if (u.tensor_elems[t] > 0)
+          std::copy_n(v.begin() + at, u.tensor_elems[t], held.begin() + u.tensor_offsets[t]);
+        at += whole[t];
+      }
+      v = std::move(held);
+    }
     if (first && partition) {
       const EmbeddingShard& e = st_.shard;
       std::vector<float> shard(static_cast<std::size_t>(model_.vocab * e.cols));
@@ -133,8 +172,8 @@ void RankTrainer::initialise_parameters() {
       v.erase(v.begin(), v.begin() + table);
     }
     std::fill(v.begin() + u.elems, v.end(), 0.f);
-    const int gains[] = {u.offset == 0 ? int{kFinalNorm} : int{kNorm1}, u.offset == 0 ? -1 : int{kNorm2},
-                         u.offset == 0 ? -1 : int{kQNorm}, u.offset == 0 ? -1 : int{kKNorm}};
+    const int gains[] = {first ? int{kFinalNorm} : int{kNorm1}, first ? -1 : int{kNorm2}, first ? -1 : int{kQNorm},
+                         first ? -1 : int{kKNorm}};
     for (int t : gains) {
       if (t < 0 || static_cast<std::size_t>(t) >= u.tensor_offsets.size()) continue;
       const auto at = v.begin() + u.tensor_offsets[static_cast<std::size_t>(t)];
@@ -155,10 +194,12 @@ void RankTrainer::initialise_parameters() {
   moesys::model::upload(rt_, st_.params, dense.data(), st_.params.bytes);
   // Resident experts, or the home of offloaded ones: the same values in the same (expert-major) layout.
   const core::Buffer experts = st_.expert_params ? st_.expert_params : st_.offloaded.home_params;
-  if (experts) {
-    std::vector<float> e = moesys::model::normal_floats(static_cast<std::int64_t>(experts.bytes / 4), 0.02,
-                                                        cfg_.workload_seed * 104729 + static_cast<std::uint64_t>(layout_.ep_index(rank_)));
-    moesys::model::upload(rt_, experts, e.data(), experts.bytes);
+  if (experts) {  // drawn for every MoE layer, so that a pipeline stage starts from its layers' share of one model
+    const std::int64_t stage_elems = static_cast<std::int64_t>(experts.bytes / 4);
+    const std::int64_t before = st_.first_moe * st_.expert_layer_elems;
+    std::vector<float> e = moesys::model::normal_floats(before + stage_elems, 0.02,
+                                                        cfg_.workload_seed * 104729 + static_cast<std::uint64_t>(layout_.ep_index(local_)));
+    moesys::model::upload(rt_, experts, e.data() + before, experts.bytes);
   }
 }
 
@@ -241,7 +282,7 @@ void RankTrainer::load_batch(int step, int micro) {
   if (real_) {
     ids.resize(static_cast<std::size_t>(n));
     targets.resize(ids.size());
-    std::uint64_t state = cfg_.workload_seed * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(rank_) * 7907 +
+    std::uint64_t state = cfg_.workload_seed * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(local_) * 7907 +
                           static_cast<std::uint64_t>(step) * 131 + static_cast<std::uint64_t>(micro);
     for (std::int64_t i = 0; i < n; ++i) {
       if (i % model_.seq_len == 0) {
@@ -333,11 +374,47 @@ void RankTrainer::unit_end() {
 
 // ---- the step ----
 
-void RankTrainer::forward(int step, int micro) {
+void RankTrainer::select_micro_batch(int step, int micro) {
   step_ = step;
   micro_ = micro;
   mb_ = &plan_.routing.at(step, micro);
-  tokens_ = mb_->tokens[static_cast<std::size_t>(rank_)];
+  tokens_ = mb_->tokens[static_cast<std::size_t>(local_)];
+}
+
+std::pair<std::int64_t, std::int64_t> RankTrainer::layer_rows(int moe) const {
+  // Activation blocks are sized by the plan's rows (the largest the buffers allow on real runtimes).
+  if (real_) return {st_.max_rows_recv, st_.max_rows_sent};
+  const LayerRouting& lr = mb_->layers[static_cast<std::size_t>(moe)];
+  return {lr.rows_computed(local_), lr.rows_sent(local_)};
+}
+
+void RankTrainer::layer_forward(int layer, int moe, const core::Buffer& x_in, ActivationViews& a) {
+  attention_forward(x_in, a);
+  if (model_.is_moe_layer(layer))
+    moe_forward(moe, a);
+  else
+    dense_ffn_forward(a);
+}
+
+ActivationViews RankTrainer::recomputed_views(int layer, int moe_index, const ActivationViews& kept) {
+  const bool moe = model_.is_moe_layer(layer);
+  const auto [computed, returned] = moe ? layer_rows(moe_index) : std::pair<std::int64_t, std::int64_t>{};
+  Carver measure;
+  carve_activations(model_, moe ? 1 : 2, tokens_, computed, returned, measure, false, false);
+  layer_rest_ = rt_.alloc(core::Tier::hbm, measure.used(), "activations");
+  Carver cut(layer_rest_);
+  ActivationViews v = carve_activations(model_, moe ? 1 : 2, tokens_, computed, returned, cut, false, false);
+  v.out = kept.out;
+  return v;
+}
+
+void RankTrainer::shed_layer_rest() {
+  if (layer_rest_) rt_.free(layer_rest_);
+  layer_rest_ = {};
+}
+
+void RankTrainer::forward(int step, int micro) {
+  select_micro_batch(step, micro);
   units_.clear();
   gathered_.clear();
   released_.clear();
@@ -350,89 +427,116 @@ void RankTrainer::forward(int step, int micro) {
   for (int l = model_.layers; l >= 1; --l) units_.push_back(l);
   units_.push_back(0);
 
-  auto keep = [&](int kind, std::int64_t rows_computed, std::int64_t rows_returned) {
-    keep_activations(kind, tokens_, rows_computed, rows_returned);
-  };
   rt_.begin_phase("forward");
-  load_batch(step, micro);
-  unit_begin(0);
-  keep(0, 0, 0);
-  if (policy_.embedding == Embedding::partition)
-    partitioned_embedding_forward();
-  else
-    embedding_forward();
-  unit_end();
-  if (residency_) residency_->prefetch(0, false, {});
-  int moe = 0;
-  for (int l = 0; l < model_.layers; ++l) {
-    unit_begin(l + 1);
-    const core::Buffer x_in = act_views_.back().out;
-    if (model_.is_moe_layer(l)) {
-      MoeExchange& x = exchanges_[static_cast<std::size_t>(moe)];
-      const LayerRouting& lr = mb_->layers[static_cast<std::size_t>(moe)];
-      // Activation blocks are sized by the plan's rows (the largest the buffers allow on real runtimes).
-      const std::int64_t computed = real_ ? st_.max_rows_recv : lr.rows_computed(rank_);
-      const std::int64_t returned = real_ ? st_.max_rows_sent : lr.rows_sent(rank_);
-      keep(1, computed, returned);
-      (void)x;
-      attention_forward(x_in, act_views_.back());
-      moe_forward(moe++, act_views_.back());
-    } else {
-      keep(2, 0, 0);
-      attention_forward(x_in, act_views_.back());
-      dense_ffn_forward(act_views_.back());
-    }
+  if (first_stage() || last_stage()) load_batch(step, micro);  // ids for the lookup, targets for the loss
+  keep_activations(0, tokens_, 0, 0);
+  if (!first_stage()) {
+    receive_stage_input(act_views_.back().out);
+  } else {
+    unit_begin(0);
+    if (policy_.embedding == Embedding::partition)
+      partitioned_embedding_forward();
+    else
+      embedding_forward();
     unit_end();
   }
-  unit_begin(0);
-  const core::Buffer x_last = act_views_.back().out;
-  keep(3, 0, 0);
-  if (policy_.embedding == Embedding::partition)
-    partitioned_logits(false);
-  else
-    logits_forward(x_last);
+  if (residency_) residency_->prefetch(0, false, {});
+  int moe = st_.first_moe;
+  for (int l = st_.first_layer; l < st_.end_layer; ++l) {
+    unit_begin(l + 1);
+    const core::Buffer x_in = act_views_.back().out;
+    const bool is_moe = model_.is_moe_layer(l);
+    const auto [computed, returned] = is_moe ? layer_rows(moe) : std::pair<std::int64_t, std::int64_t>{};
+    if (recompute()) {  // keep the output alone; the rest lives only while the layer runs
+      Carver measure;
+      measure.take(static_cast<std::uint64_t>(static_cast<double>(tokens_ * model_.hidden) * a_));
+      act_blobs_.push_back(rt_.alloc(core::Tier::hbm, measure.used(), "activations"));
+      ActivationViews kept;
+      kept.out = Carver(act_blobs_.back()).take(measure.used());
+      act_views_.push_back(kept);
+      ActivationViews a = recomputed_views(l, moe, kept);
+      layer_forward(l, moe, x_in, a);
+      shed_layer_rest();
+    } else {
+      keep_activations(is_moe ? 1 : 2, tokens_, computed, returned);
+      layer_forward(l, moe, x_in, act_views_.back());
+    }
+    moe += is_moe;
+    unit_end();
+  }
+  if (last_stage()) {
+    unit_begin(0);
+    const core::Buffer x_last = act_views_.back().out;
+    keep_activations(3, tokens_, 0, 0);
+    if (policy_.embedding == Embedding::partition)
+      partitioned_logits(false);
+    else
+      logits_forward(x_last);
+  } else {
+    send_stage_output(act_views_.back().out);
+  }
   rt_.end_phase();
 }
 
-void RankTrainer::backward(int, int) {
+void RankTrainer::backward(int step, int micro) {
+  select_micro_batch(step, micro);
   auto drop = [&] {
     rt_.free(act_blobs_.back());
     act_blobs_.pop_back();
     act_views_.pop_back();
   };
   rt_.begin_phase("backward");
+  rt_.stream_wait(kCompute, grad_sent_);  // ws.dx is written again once the last gradient sent from it has left
   begin_backward_grads();
-  const std::size_t last = act_views_.size() - 2;  // the last layer's block (its output feeds the logits)
-  if (policy_.embedding == Embedding::partition)
-    partitioned_logits(true);
-  else
-    logits_backward(act_views_[last].out);
-  drop();
-  unit_end();
-  int moe = model_.moe_layers();
+  if (last_stage()) {
+    const std::size_t last = act_views_.size() - 2;  // the last layer's block (its output feeds the logits)
+    if (policy_.embedding == Embedding::partition)
+      partitioned_logits(true);
+    else
+      logits_backward(act_views_[last].out);
+    drop();
+    unit_end();
+  } else {
+    receive_output_grad();
+  }
+  int moe = st_.first_moe + st_.stage_moe_layers;
   if (residency_) residency_->prefetch(moe - 1, true, experts_used(exchanges_[static_cast<std::size_t>(moe - 1)]));
-  for (int l = model_.layers - 1; l >= 0; --l) {
+  for (int l = st_.end_layer - 1; l >= st_.first_layer; --l) {
     unit_begin(l + 1);
     open_unit_grads(l + 1);
-    ActivationViews& a = act_views_.back();
     const core::Buffer x_in = act_views_[act_views_.size() - 2].out;
-    if (model_.is_moe_layer(l))
-      moe_backward(--moe, a, l + 1);
+    const bool is_moe = model_.is_moe_layer(l);
+    moe -= is_moe;
+    ActivationViews recomputed;
+    if (recompute()) {  // the layer's forward again, collectives included, right before its backward
+      recomputed = recomputed_views(l, moe, act_views_.back());
+      layer_forward(l, moe, x_in, recomputed);
+    }
+    ActivationViews& a = recompute() ? recomputed : act_views_.back();
+    if (is_moe)
+      moe_backward(moe, a, l + 1);
     else
       dense_ffn_backward(a, l + 1);
     attention_backward(x_in, a, l + 1);
     unit_grads_done(l + 1);
+    shed_layer_rest();
     drop();
     unit_end();
   }
-  unit_begin(0);
-  if (policy_.embedding == Embedding::partition)
-    partitioned_embedding_backward();
-  else
-    embedding_backward();
+  if (first_stage()) {
+    // With later micro-batches' forwards in between (1F1B), the ids buffer holds another micro-batch's tokens.
+    if (layout_.pp > 1) load_batch(step, micro);
+    unit_begin(0);
+    if (policy_.embedding == Embedding::partition)
+      partitioned_embedding_backward();
+    else
+      embedding_backward();
+  } else {
+    send_input_grad();
+  }
   drop();
   unit_grads_done(0);
-  unit_end();
+  if (first_stage()) unit_end();
   rt_.end_phase();
 }
 
@@ -460,12 +564,14 @@ void RankTrainer::optimizer_step(int step) {
     case DenseSharding::ddp:
       adamw(st_.grads, st_.params, st_.opt, st_.partition_elems);
       break;
-    case DenseSharding::zero2: {
+    case DenseSharding::zero2:
+    case DenseSharding::distributed: {
       const int r = world_.index_of(rank_);
+      const core::Buffer pieces = policy_.dense == DenseSharding::zero2 ? st_.grads : st_.part_grads;
       for (const GradBucket& b : st_.buckets) {
         const std::int64_t start = b.lo + r * b.piece, n = std::clamp<std::int64_t>(b.hi - start, 0, b.piece);
         if (n <= 0) continue;
-        adamw(st_.grads.slice(bytes(b.part_offset, g), bytes(n, g)), st_.params.slice(bytes(start, a_), bytes(n, a_)),
+        adamw(pieces.slice(bytes(b.part_offset, g), bytes(n, g)), st_.params.slice(bytes(start, a_), bytes(n, a_)),
               st_.opt.slice(bytes(b.part_offset, o), bytes(n, o)), n);
       }
       break;

@@ -13,6 +13,7 @@
 // class means a change to the MoE layer or a dense layer reaches both jobs at once.
 // Split over files by concern:
 //   rank_trainer.cpp     step loop, data, ZeRO-3 parameter gathers (or host fetches), optimizer step
+//   pipeline.cpp         pipeline stages: the 1F1B order, activations and gradients to and from neighbour stages
 //   generation.cpp       generation: prefill and decode passes, prompts, KV cache, sampling
 //   rank_state.cpp       where every parameter, gradient, optimizer state and buffer lives (the allocations)
 //   dense_layers.cpp     attention, dense FFN, embedding, tied logits
@@ -47,6 +48,27 @@ class RankTrainer {
   // ---- rank_trainer.cpp ----
   void forward(int step, int micro);
   void backward(int step, int micro);
+  /// Points mb_, tokens_, step_ and micro_ at micro-batch `micro` of step `step`.
+  void select_micro_batch(int step, int micro);
+  /// One layer's forward on input x_in into the views a (`moe` is its MoE index when it is an MoE layer).
+  void layer_forward(int layer, int moe, const core::Buffer& x_in, ActivationViews& a);
+
+  // ---- pipeline.cpp ----
+  bool first_stage() const { return stage_ == 0; }
+  bool last_stage() const { return stage_ == layout_.pp - 1; }
+  /// The step's passes in 1F1B order (pipeline_schedule.hpp); with one stage, forward and backward alternate.
+  void run_passes(int step);
+  /// Receives this micro-batch's input from the previous stage into `x` (the stage's first activation block).
+  void receive_stage_input(const core::Buffer& x);
+  void send_stage_output(const core::Buffer& y);
+  /// Receives the gradient of this stage's output from the next stage into ws.dx.
+  void receive_output_grad();
+  /// Sends ws.dx (the gradient of this stage's input) to the previous stage.
+  void send_input_grad();
+  int pipe_tag(bool grad) const;
+  /// Moves the current micro-batch's activations and exchanges aside (1F1B keeps several in flight) and back.
+  void stash_micro_batch(int micro);
+  void restore_micro_batch(int micro);
   void optimizer_step(int step);
   void load_batch(int step, int micro);
   void initialise_parameters();
@@ -88,6 +110,12 @@ class RankTrainer {
 
   /// Allocates one layer's activation block of `tokens` tokens (see carve_activations) and pushes its views.
   void keep_activations(int kind, std::int64_t tokens, std::int64_t rows_computed, std::int64_t rows_returned);
+  /// Full recompute: a layer block's kept part is its output alone; the rest is allocated around each run of the
+  /// layer's forward (recomputed_views) and freed after it (shed_layer_rest).
+  ActivationViews recomputed_views(int layer, int moe_index, const ActivationViews& kept);
+  void shed_layer_rest();
+  bool recompute() const { return cfg_.recompute == Recompute::full; }
+  std::pair<std::int64_t, std::int64_t> layer_rows(int moe) const;
 
   // ---- generation.cpp ----
   bool generating() const { return plan_.generation.enabled; }
@@ -174,6 +202,10 @@ class RankTrainer {
   /// Called when the backward of `unit` is complete (its gradients written): issues the buckets it completes.
   /// The gradient buffer of tensor `t` of `unit` (zeroed before backward writes into it; kernels accumulate).
   core::Buffer grad(int unit, int t);
+  /// ddp and the distributed optimizer accumulate every micro-batch's gradients in one full buffer.
+  bool full_grads() const {
+    return policy_.dense == DenseSharding::ddp || policy_.dense == DenseSharding::distributed;
+  }
   void begin_backward_grads();
   /// Zeroes the bucket buffers the unit's backward is about to write (after their previous reduction).
   void open_unit_grads(int unit);
@@ -194,7 +226,9 @@ class RankTrainer {
   const Layout& layout_;
   core::Runtime& rt_;
   RankCounters& counters_;
-  const int rank_;
+  const int rank_;   // global (the runtime's)
+  const int local_;  // inside the pipeline stage: the routing plan's index
+  const int stage_;
   const core::Dtype dtype_;
   const double a_;  // bytes per activation / parameter element
   core::Dtype gemm_dtype_;  // FP8 with fp8_gemm (outside ModelDtypeGemms scopes), else dtype_
@@ -215,6 +249,17 @@ class RankTrainer {
   core::Event last_compute_;
   core::Event last_upload_;  // the staging buffer is free once this copy has run
   core::Event ids_ready_;    // this micro-batch's token ids are on the device
+
+  // Pipeline: the micro-batches whose forward has run and backward has not, and the last gradient sent back
+  // (ws.dx is written again only after it has left).
+  struct InFlight {
+    std::vector<core::Buffer> blobs;
+    std::vector<ActivationViews> views;
+    std::vector<MoeExchange> exchanges;
+  };
+  std::map<int, InFlight> in_flight_;
+  core::Event grad_sent_;
+  core::Buffer layer_rest_;  // full recompute: the running layer's activations besides its output
 
   // Embedding partition: the shard's last update, and when each gathered chunk and chunk gradient is free again.
   core::Event shard_ready_;

@@ -178,7 +178,54 @@ void parse_cluster(const json& j, const std::string& file, TrainingConfig& c) {
   apply_fabric(j, file, c);
 }
 
+/// The parallel layout. Divisibility against the world and the model is checked when the run is planned
+/// (layout.cpp), so that a study can report such a run as infeasible rather than refuse the whole file.
+void parse_parallel(const json& p, const std::string& file, TrainingConfig& c) {
+  only_keys(p, file, "parallel",
+            {"ep", "expert_parallel", "pp", "stage_layers", "recompute", "tp", "vpp", "etp", "cp"});
+  if (p.contains("ep") && p.contains("expert_parallel"))
+    throw core::ConfigError(file, "parallel.expert_parallel", "give \"ep\" or its older name, not both");
+  const char* ep_key = p.contains("ep") ? "ep" : "expert_parallel";
+  if (p.contains("pp")) c.pipeline_parallel = static_cast<int>(positive_int(p["pp"], file, "parallel.pp", 1 << 10));
+  c.expert_parallel = p.contains(ep_key) ? static_cast<int>(positive_int(p[ep_key], file, at("parallel", ep_key), 1 << 20))
+                                         : std::min(c.gpus / std::max(1, c.pipeline_parallel), c.model.experts);
+  c.expert_parallel = std::max(c.expert_parallel, 1);
+  for (const char* k : {"tp", "vpp", "etp", "cp"})
+    if (p.contains(k) && (!p[k].is_number_integer() || p[k].get<std::int64_t>() != 1))
+      throw core::ConfigError(file, at("parallel", k),
+                              "expected 1: tensor, virtual-pipeline, expert-tensor and context parallelism are not "
+                              "modelled yet, got " + p[k].dump());
+  if (p.contains("stage_layers")) {
+    const json& s = p["stage_layers"];
+    if (!s.is_array() || s.empty())
+      throw core::ConfigError(file, "parallel.stage_layers", "expected an array of layer counts, one per stage");
+    int sum = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      const int n = static_cast<int>(
+          positive_int(s[i], file, "parallel.stage_layers[" + std::to_string(i) + "]", c.model.layers));
+      c.stage_layers.push_back(n);
+      sum += n;
+    }
+    if (static_cast<int>(c.stage_layers.size()) != c.pipeline_parallel)
+      throw core::ConfigError(file, "parallel.stage_layers",
+                              "expected one count per pipeline stage (" + std::to_string(c.pipeline_parallel) +
+                                  "), got " + std::to_string(c.stage_layers.size()));
+    if (sum != c.model.layers)
+      throw core::ConfigError(file, "parallel.stage_layers",
+                              "expected counts that sum to the model's " + std::to_string(c.model.layers) +
+                                  " layers, got " + std::to_string(sum));
+  }
+  if (p.contains("recompute")) {
+    const json& r = p["recompute"];
+    if (r == "none") c.recompute = Recompute::none;
+    else if (r == "full") c.recompute = Recompute::full;
+    else throw core::ConfigError(file, "parallel.recompute", "expected \"none\" or \"full\", got " + r.dump());
+  }
+}
+
 }  // namespace
+
+const char* to_string(Recompute r) { return r == Recompute::full ? "full" : "none"; }
 
 json read_json_file(const std::string& path) {
   return core::read_json_file(path);
@@ -201,13 +248,7 @@ TrainingConfig parse_training_config(const json& j, const std::string& file) {
     c.learning_rate = lr.get<double>();
   }
 
-  const json parallel = j.value("parallel", json::object());
-  only_keys(parallel, file, "parallel", {"expert_parallel"});
-  c.expert_parallel =
-      parallel.contains("expert_parallel")
-          ? static_cast<int>(positive_int(parallel["expert_parallel"], file, "parallel.expert_parallel", 1 << 20))
-          : std::min(c.gpus, c.model.experts);
-
+  parse_parallel(j.value("parallel", json::object()), file, c);
   if (j.contains("workload")) {
     const json& w = j["workload"];
     if (!w.is_object() || !w.contains("kind") || !w["kind"].is_string())
@@ -218,7 +259,8 @@ TrainingConfig parse_training_config(const json& j, const std::string& file) {
       c.workload = w;
       // Validate the routing model now (kind, keys, trace file shape) so that errors surface before any run.
       const int moe_layers = c.model.moe_layers();
-      core::make_routing_model(w, file, "workload", c.gpus, c.model.experts, moe_layers,
+      const int stage_ranks = c.gpus % c.pipeline_parallel == 0 ? c.gpus / c.pipeline_parallel : c.gpus;
+      core::make_routing_model(w, file, "workload", stage_ranks, c.model.experts, moe_layers,
                                c.model.tokens_per_micro_batch(), c.model.top_k);
     }
   }
@@ -244,6 +286,9 @@ json describe_config(const TrainingConfig& c) {
             {"policy", to_json(c.policy)},
             {"policy_name", describe(c.policy)},
             {"steps", c.steps}};
+  if (c.pipeline_parallel > 1) d["pipeline_parallel"] = c.pipeline_parallel;  // new keys only when used, so that
+  if (!c.stage_layers.empty()) d["stage_layers"] = c.stage_layers;           // earlier reports stay byte-identical
+  if (c.recompute != Recompute::none) d["recompute"] = to_string(c.recompute);
   if (c.multitask()) {
     json tasks = json::array();
     for (const auto& t : c.tasks)

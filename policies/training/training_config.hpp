@@ -7,7 +7,8 @@
 //    "cluster":  {"gpus": 64, "gpu": "a100-80g", "gpus_per_node": 8, "nics_per_node": 8, "nic_gbps": 200} |
 //                {"file": "topologies/dgx-a100-80g.json", "nodes": 8, "gpus": 64}
 //                (either form may add "spine_oversubscription": x >= 1, leaf uplinks at 1/x of the downlinks),
-//    "parallel": {"expert_parallel": 64},
+//    "parallel": {"ep": 64, "pp": 1, "stage_layers": [...], "recompute": "none" | "full"}
+//                ("expert_parallel" is the older name of "ep"; "tp", "vpp", "etp", "cp" are accepted at 1 only),
 //    "policy":   {"preset": "moesys", <toggle overrides>},
 //    "steps": 2, "seed": 1, "learning_rate": 0.001}
 // A multi-task workload counts each task's batch in sequences per step; the model's global_batch is then their sum.
@@ -28,6 +29,11 @@ struct TaskWorkload {
   double affinity = 0;         // probability that a token prefers the task's own block of experts
 };
 
+/// Activation recomputation: none keeps every layer's activations from forward to backward; full keeps only each
+/// layer's input and runs the layer's forward again (collectives included) right before its backward.
+enum class Recompute { none, full };
+const char* to_string(Recompute r);
+
 struct TrainingConfig {
   std::string file;  // where it came from (error messages); empty for flags
   core::ModelConfig model;
@@ -36,7 +42,10 @@ struct TrainingConfig {
   std::uint64_t workload_seed = 1;
   core::ClusterSpec cluster;
   int gpus = 0;             // ranks (rank r on GPU r)
-  int expert_parallel = 0;  // size of an expert-parallel group
+  int expert_parallel = 0;  // size of an expert-parallel group (inside one pipeline stage)
+  int pipeline_parallel = 1;     // pipeline stages (contiguous blocks of gpus / pp ranks)
+  std::vector<int> stage_layers;  // layers of each stage; empty: layers / pp each
+  Recompute recompute = Recompute::none;
   TrainingPolicy policy;
   int steps = 2;  // simulated steps; metrics come from the last one
   double learning_rate = 1e-3;  // AdamW step size of real runs (the simulator only counts the update's traffic)

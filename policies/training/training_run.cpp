@@ -1,5 +1,6 @@
 #include "policies/training/training_run.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "core/units.hpp"
@@ -52,9 +53,9 @@ json memory_json(const TrainingPlan& plan, const SimulatedRun& run) {
 
 TrainingReport run_training(const TrainingConfig& c, const Simulator& simulate, bool keep_last_step_spans) {
   const TrainingPlan plan = make_training_plan(c);  // every input error surfaces here, before any simulation
-  std::vector<RankCounters> counters(static_cast<std::size_t>(plan.layout.world));
+  std::vector<RankCounters> counters(static_cast<std::size_t>(plan.layout.ranks));
   const auto wall_start = std::chrono::steady_clock::now();
-  SimulatedRun run = simulate(c.cluster, plan.layout.world, training_program(plan, counters));
+  SimulatedRun run = simulate(c.cluster, plan.layout.ranks, training_program(plan, counters));
   run.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   return summarize_training(plan, run, counters, keep_last_step_spans);
 }
@@ -136,11 +137,16 @@ TrainingReport summarize_training(const TrainingPlan& plan, const SimulatedRun& 
     s["simulator"] = {{"wall_s", wall_s}, {"flows", run.flows}};
   } else {
     s["wall_s"] = wall_s;
-    json losses = json::array();  // mean over ranks of each step's last micro-batch loss
-    for (std::size_t i = 0; !counters.empty() && i < counters.front().losses.size(); ++i) {
+    // Mean over the ranks that compute the loss (the last pipeline stage) of each step's last micro-batch loss.
+    json losses = json::array();
+    std::size_t steps = 0;
+    for (const auto& k : counters) steps = std::max(steps, k.losses.size());
+    for (std::size_t i = 0; i < steps; ++i) {
       double sum = 0;
-      for (const auto& k : counters) sum += i < k.losses.size() ? k.losses[i] : 0;
-      losses.push_back(sum / static_cast<double>(counters.size()));
+      int ranks = 0;
+      for (const auto& k : counters)
+        if (i < k.losses.size()) sum += k.losses[i], ++ranks;
+      losses.push_back(sum / ranks);
     }
     s["loss_per_step"] = losses;
   }
