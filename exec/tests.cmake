@@ -80,6 +80,9 @@ add_test(NAME exec.train.zoo_model_reduced
          COMMAND moesys train --runtime cpu --ranks 2 --steps 3 --model "{\"preset\": \"deepseek-v3\", \"mtp_layers\": 0}")
 set_tests_properties(exec.train.zoo_model_reduced PROPERTIES LABELS exec TIMEOUT 300
                      ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}" PASS_REGULAR_EXPRESSION "loss per step +[0-9.]+ [0-9.]+ [0-9.]+")
+add_test(NAME exec.train.pipeline_layouts
+         COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -P ${MOESYS_EXEC_TESTS}/run_pipeline_layouts.cmake)
+set_tests_properties(exec.train.pipeline_layouts PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
 add_test(NAME exec.infer.zoo_model_reduced COMMAND moesys infer --runtime cpu --ranks 2 --model qwen3-30b-a3b --output 3)
 set_tests_properties(exec.infer.zoo_model_reduced PROPERTIES LABELS exec TIMEOUT 300
                      ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}" PASS_REGULAR_EXPRESSION "tokens \\(rank 0\\)")

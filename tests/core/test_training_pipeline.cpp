@@ -1,0 +1,160 @@
+// Pipeline parallelism: the 1F1B order, the layout of stages and groups, the parallel block's parse errors, the
+// combinations refused with their reason, and what stages and recompute do to each rank's memory.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/error.hpp"
+#include "policies/training/pipeline_schedule.hpp"
+#include "policies/training/training_plan.hpp"
+
+using namespace moesys;
+using namespace moesys::policies::training;
+using nlohmann::json;
+
+namespace {
+// A Qwen3-like model of 8 layers (untied output layer, so that a pipeline may split it).
+json small_untied_model() {
+  return {{"preset", "qwen3-30b-a3b"}, {"layers", 8}, {"global_batch", 64}, {"micro_batch", 1}};
+}
+
+json run_config(const json& parallel, const json& policy = {{"preset", "deepspeed"}, {"dense", "distributed"}}) {
+  return {{"model", small_untied_model()},
+          {"cluster", {{"gpus", 32}, {"gpu", "h100"}}},
+          {"parallel", parallel},
+          {"policy", policy}};
+}
+
+std::string config_error(const json& j) {
+  try {
+    parse_training_config(j, "f.json");
+  } catch (const core::ConfigError& e) {
+    return e.what();
+  }
+  return "accepted";
+}
+
+std::string infeasible(const json& j) {
+  try {
+    make_training_plan(parse_training_config(j, "f.json"));
+  } catch (const core::InfeasibleError& e) {
+    return e.what();
+  }
+  return "feasible";
+}
+
+std::uint64_t hbm(const TrainingPlan& p, int rank, MemoryUse u) {
+  return p.memory.ranks[static_cast<std::size_t>(rank)].at_peak[0][static_cast<std::size_t>(u)];
+}
+}  // namespace
+
+TEST(PipelineSchedule, OneStageAlternatesForwardAndBackward) {
+  const std::vector<PipelinePass> expected = {{true, 0}, {false, 0}, {true, 1}, {false, 1}, {true, 2}, {false, 2}};
+  EXPECT_EQ(one_f_one_b(1, 0, 3), expected);
+}
+
+TEST(PipelineSchedule, FirstStageWarmsUpWithOneForwardPerLaterStage) {
+  const std::vector<PipelinePass> expected = {{true, 0},  {true, 1},  {true, 2},  {true, 3},  {false, 0},
+                                              {true, 4},  {false, 1}, {false, 2}, {false, 3}, {false, 4}};
+  EXPECT_EQ(one_f_one_b(4, 0, 5), expected);
+}
+
+TEST(PipelineSchedule, EveryStageRunsEachMicroBatchOnceWithAtMostStagesLeftInFlight) {
+  for (int stages : {1, 2, 4, 16})
+    for (int micro : {1, 3, 16})
+      for (int s = 0; s < stages; ++s) {
+        std::map<int, int> forward_at, backward_at;
+        int in_flight = 0, most = 0, i = 0;
+        for (const PipelinePass& p : one_f_one_b(stages, s, micro)) {
+          (p.forward ? forward_at : backward_at)[p.micro] = i++;
+          in_flight += p.forward ? 1 : -1;
+          most = std::max(most, in_flight);
+        }
+        ASSERT_EQ(static_cast<int>(forward_at.size()), micro);
+        ASSERT_EQ(static_cast<int>(backward_at.size()), micro);
+        for (int m = 0; m < micro; ++m) EXPECT_LT(forward_at[m], backward_at[m]);
+        EXPECT_EQ(most, std::min(stages - s, micro)) << stages << " stages, stage " << s << ", " << micro;
+      }
+}
+
+TEST(PipelineLayout, StagesAreContiguousBlocksWithTheirOwnGroups) {
+  const TrainingPlan p = make_training_plan(
+      parse_training_config(run_config({{"pp", 4}, {"ep", 4}, {"stage_layers", {3, 2, 2, 1}}}), "f.json"));
+  const Layout& l = p.layout;
+  EXPECT_EQ(l.ranks, 32);
+  EXPECT_EQ(l.world, 8);
+  EXPECT_EQ(l.stage_first_layer, (std::vector<int>{0, 3, 5, 7, 8}));
+  EXPECT_EQ(l.stage_of_layer(4), 1);
+  EXPECT_EQ(l.stage_of_layer(7), 3);
+  EXPECT_EQ(l.stage(13), 1);
+  EXPECT_EQ(l.local(13), 5);
+  EXPECT_EQ(l.dp_group(13).ranks(), (std::vector<int>{8, 9, 10, 11, 12, 13, 14, 15}));
+  EXPECT_EQ(l.ep_group(13).ranks(), (std::vector<int>{12, 13, 14, 15}));
+  EXPECT_EQ(l.edp_group(13).ranks(), (std::vector<int>{9, 13}));
+  EXPECT_EQ(l.node_group(13).ranks(), (std::vector<int>{8, 9, 10, 11, 12, 13, 14, 15}));
+  EXPECT_EQ(l.rail_group(13).ranks(), (std::vector<int>{13}));
+  // The plan routes one stage's ranks: every stage processes the same micro-batches.
+  EXPECT_EQ(p.routing.at(0, 0).tokens.size(), 8u);
+}
+
+TEST(PipelineConfig, MalformedParallelBlocksAreConfigErrors) {
+  EXPECT_NE(config_error(run_config({{"pp", 2}, {"stage_layers", {3, 4}}})).find("parallel.stage_layers"),
+            std::string::npos);  // 7 of 8 layers
+  EXPECT_NE(config_error(run_config({{"pp", 2}, {"stage_layers", {8}}})).find("one count per pipeline stage (2)"),
+            std::string::npos);
+  EXPECT_NE(config_error(run_config({{"pp", 2}, {"stage_layers", {0, 8}}})).find("parallel.stage_layers[0]"),
+            std::string::npos);
+  EXPECT_NE(config_error(run_config({{"tp", 2}})).find("parallel.tp"), std::string::npos);
+  EXPECT_NE(config_error(run_config({{"ep", 4}, {"expert_parallel", 4}})).find("not both"), std::string::npos);
+  EXPECT_NE(config_error(run_config({{"recompute", "some"}})).find("parallel.recompute"), std::string::npos);
+  EXPECT_NE(config_error(run_config({{"pp", 0}})).find("parallel.pp"), std::string::npos);
+  EXPECT_NE(config_error(run_config({{"vp", 2}})).find("unknown key"), std::string::npos);
+  EXPECT_EQ(config_error(run_config({{"tp", 1}, {"cp", 1}, {"pp", 2}})), "accepted");
+}
+
+TEST(PipelineConfig, ImpossibleMappingsAreRefusedWithTheNumbers) {
+  EXPECT_NE(infeasible(run_config({{"pp", 3}})).find("32 ranks cannot be divided into 3 pipeline stages"),
+            std::string::npos);
+  json six_layers = run_config({{"pp", 4}});
+  six_layers["model"]["layers"] = 6;
+  EXPECT_NE(infeasible(six_layers).find("6 layers cannot be divided evenly over 4 pipeline stages"), std::string::npos);
+  six_layers["parallel"]["stage_layers"] = {2, 2, 1, 1};
+  EXPECT_EQ(infeasible(six_layers), "feasible");
+  EXPECT_NE(infeasible(run_config({{"pp", 16}, {"ep", 2}})).find("16 pipeline stages exceed the model's 8 layers"),
+            std::string::npos);
+  EXPECT_NE(infeasible(run_config({{"pp", 8}, {"ep", 8}})).find("exceeds the 4 ranks of a pipeline stage"),
+            std::string::npos);
+  json tied = run_config({{"pp", 2}});
+  tied["model"] = {{"preset", "gpt-moe"}, {"experts", 8}};
+  EXPECT_NE(infeasible(tied).find("untied output layer"), std::string::npos);
+  EXPECT_NE(infeasible(run_config({{"pp", 2}}, {{"preset", "moesys"}})).find("dense zero3"), std::string::npos);
+  EXPECT_NE(infeasible(run_config({{"pp", 2}}, {{"preset", "deepspeed"}, {"offload", "cpu"}})).find("offloaded"),
+            std::string::npos);
+  EXPECT_NE(infeasible(run_config({{"recompute", "full"}}, {{"preset", "deepspeed"}, {"offload", "cpu"}}))
+                .find("full recompute with offloaded experts"),
+            std::string::npos);
+}
+
+TEST(PipelineMemory, StagesHoldTheirLayersAndTheFirstKeepsTheMostActivations) {
+  // 8 layers on 32 GPUs: one stage of 32 ranks, or 4 stages of 8 (2 layers each) with the same expert-parallel size.
+  const TrainingPlan one = make_training_plan(parse_training_config(run_config({{"ep", 8}}), "f.json"));
+  const TrainingPlan four = make_training_plan(parse_training_config(run_config({{"pp", 4}, {"ep", 8}}), "f.json"));
+  // A stage holds a quarter of the layers' experts.
+  EXPECT_NEAR(static_cast<double>(hbm(four, 8, MemoryUse::parameters)),
+              static_cast<double>(hbm(one, 0, MemoryUse::parameters)) / 4, 0.3 * static_cast<double>(hbm(one, 0, MemoryUse::parameters)));
+  // 1F1B: stage s keeps up to 4 - s micro-batches of its 2 layers in flight (the last stage also holds the logits).
+  const double first = static_cast<double>(hbm(four, 0, MemoryUse::activations));
+  const double second = static_cast<double>(hbm(four, 8, MemoryUse::activations));
+  const double third = static_cast<double>(hbm(four, 16, MemoryUse::activations));
+  EXPECT_NEAR(first / third, 2.0, 0.2);
+  EXPECT_NEAR(second / third, 1.5, 0.15);
+}
+
+TEST(PipelineMemory, FullRecomputeKeepsOnlyEachLayersInput) {
+  const TrainingPlan kept = make_training_plan(parse_training_config(run_config({{"pp", 4}, {"ep", 8}}), "f.json"));
+  const TrainingPlan recomputed = make_training_plan(
+      parse_training_config(run_config({{"pp", 4}, {"ep", 8}, {"recompute", "full"}}), "f.json"));
+  EXPECT_LT(hbm(recomputed, 0, MemoryUse::activations) * 3, hbm(kept, 0, MemoryUse::activations));
+}

@@ -1,0 +1,32 @@
+# `moesys train --runtime cpu`: pipeline layouts compute the same model. The same data-parallel size (2) with 1, 2
+# and 4 pipeline stages (uneven stages, full recompute, the three dense policies that pipelines allow) must give the
+# same loss at every step: the stages start from the same weights, exchange activations and gradients point to
+# point in 1F1B order, and reduce their gradients over their own data-parallel ranks.
+set(model "{\"preset\": \"deepseek-v3\", \"mtp_layers\": 0, \"layers\": 5, \"experts\": 4, \"top_k\": 4, \"global_batch\": 24}")
+set(layouts "2|{}|ddp"
+            "4|{\"pp\": 2, \"stage_layers\": [2, 3]}|ddp"
+            "4|{\"pp\": 2, \"stage_layers\": [2, 3], \"recompute\": \"full\"}|distributed"
+            "8|{\"pp\": 4, \"stage_layers\": [1, 1, 2, 1]}|zero2")
+set(reference "")
+foreach(layout IN LISTS layouts)
+  string(REPLACE "|" ";" parts "${layout}")
+  list(GET parts 0 ranks)
+  list(GET parts 1 parallel)
+  list(GET parts 2 dense)
+  execute_process(COMMAND ${MOESYS} train --runtime cpu --ranks ${ranks} --steps 3 --model ${model}
+                          --parallel ${parallel} --policy "{\"dense\": \"${dense}\"}"
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${layout}: exit ${rc}\n${out}\n${err}")
+  endif()
+  string(REGEX MATCH "loss per step[ 0-9.]+" losses "${out}")
+  if(losses STREQUAL "")
+    message(FATAL_ERROR "${layout}: no loss line in\n${out}")
+  endif()
+  message(STATUS "${layout}: ${losses}")
+  if(reference STREQUAL "")
+    set(reference "${losses}")
+  elseif(NOT losses STREQUAL reference)
+    message(FATAL_ERROR "${layout} gave '${losses}', one stage '${reference}'")
+  endif()
+endforeach()
