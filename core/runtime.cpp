@@ -23,10 +23,14 @@ const char* stream_name(StreamId s) {
       return "gather";
     case streams::kUpload:
       return "upload";
-    case streams::kPipeSend:
-      return "pipe-send";
-    case streams::kPipeRecv:
-      return "pipe-recv";
+    case streams::kPipeSendAct:
+      return "pipe-send-act";
+    case streams::kPipeRecvAct:
+      return "pipe-recv-act";
+    case streams::kPipeSendGrad:
+      return "pipe-send-grad";
+    case streams::kPipeRecvGrad:
+      return "pipe-recv-grad";
     default:
       return "stream";
   }

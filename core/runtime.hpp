@@ -37,8 +37,13 @@ inline constexpr StreamId kComm2 = 5;    // a second communication stream (e.g. 
 inline constexpr StreamId kGather = 6;   // parameter all-gathers ahead of use (ZeRO-3 prefetch)
 inline constexpr StreamId kUpload = 7;   // small host-to-device uploads (token ids, routing tables) that must not
                                          // queue behind weight copies on kH2D
-inline constexpr StreamId kPipeSend = 8;  // pipeline parallelism: activations and gradients to neighbour stages
-inline constexpr StreamId kPipeRecv = 9;  // ... and from them (apart, so that crossed pairs cannot deadlock)
+// Pipeline parallelism: activations to the next stage and from the previous one, gradients the other way. One
+// stream per direction and kind talks to one peer only, in the same order on both sides, so that no message waits
+// behind one to or from another peer.
+inline constexpr StreamId kPipeSendAct = 8;
+inline constexpr StreamId kPipeRecvAct = 9;
+inline constexpr StreamId kPipeSendGrad = 10;
+inline constexpr StreamId kPipeRecvGrad = 11;
 }  // namespace streams
 const char* stream_name(StreamId s);
 

@@ -50,9 +50,10 @@ void RankTrainer::begin_backward_grads() {
     if (b) tensor(ops::fill(b, static_cast<I>(static_cast<double>(b.bytes) / g)), "zero gradients");
   };
   std::fill(bucket_open_.begin(), bucket_open_.end(), false);
-  if (micro_ == 0) {
+  if (!step_grads_open_) {  // the step's first backward pass (micro-batch 0, or its last chunk with virtual stages)
     if (full_grads()) zero(st_.grads);
     zero(st_.expert_grads);
+    step_grads_open_ = true;
   }
   if (!full_grads()) {
     // The previous micro-batch's reduction may still be reading the embedding gradient (with grad_overlap).
@@ -152,7 +153,7 @@ void RankTrainer::expert_grads_done(int moe_layer) {
   rt_.stream_wait(kComm2, last_compute_);
   for (I lo = 0; lo < layer; lo += step) {
     const I n = std::min(step, layer - lo);
-    last_reduce_ = rt_.all_reduce(kComm2, edp_group_, st_.expert_grads.slice(B((moe_layer - st_.first_moe) * layer + lo, g), B(n, g)),
+    last_reduce_ = rt_.all_reduce(kComm2, edp_group_, st_.expert_grads.slice(B(st_.expert_slot[static_cast<std::size_t>(moe_layer)] * layer + lo, g), B(n, g)),
                                   B(n, g), dtype_);
     if (!policy_.grad_overlap) rt_.wait(last_reduce_);
   }

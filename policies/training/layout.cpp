@@ -9,14 +9,16 @@ namespace moesys::policies::training {
 namespace {
 std::string str(int v) { return std::to_string(v); }
 
-/// Layers per stage: the config's list, or an even split (which must divide).
-std::vector<int> stage_layers(const TrainingConfig& c) {
+/// Layers per model chunk: the config's list, or an even split (which must divide).
+std::vector<int> chunk_layers(const TrainingConfig& c) {
   if (!c.stage_layers.empty()) return c.stage_layers;
-  const int pp = c.pipeline_parallel, layers = c.model.layers;
-  if (layers % pp != 0)
-    throw core::InfeasibleError(str(layers) + " layers cannot be divided evenly over " + str(pp) +
-                                " pipeline stages; give parallel.stage_layers (e.g. a shorter first or last stage)");
-  return std::vector<int>(static_cast<std::size_t>(pp), layers / pp);
+  const int chunks = c.pipeline_parallel * c.virtual_stages, layers = c.model.layers;
+  if (layers % chunks != 0)
+    throw core::InfeasibleError(str(layers) + " layers cannot be divided evenly over " + str(c.pipeline_parallel) +
+                                " pipeline stages" +
+                                (c.virtual_stages > 1 ? " of " + str(c.virtual_stages) + " model chunks" : "") +
+                                "; give parallel.stage_layers (e.g. a shorter first or last stage)");
+  return std::vector<int>(static_cast<std::size_t>(chunks), layers / chunks);
 }
 }  // namespace
 
@@ -24,13 +26,15 @@ Layout make_layout(const TrainingConfig& c) {
   Layout l;
   l.ranks = c.gpus;
   l.pp = c.pipeline_parallel;
-  if (l.pp > c.model.layers)
-    throw core::InfeasibleError(str(l.pp) + " pipeline stages exceed the model's " + str(c.model.layers) + " layers");
+  l.vpp = c.virtual_stages;
+  if (l.chunks() > c.model.layers)
+    throw core::InfeasibleError(str(l.chunks()) + (l.vpp > 1 ? " model chunks" : " pipeline stages") +
+                                " exceed the model's " + str(c.model.layers) + " layers");
   if (l.ranks % l.pp != 0)
     throw core::InfeasibleError(str(l.ranks) + " ranks cannot be divided into " + str(l.pp) + " pipeline stages");
   l.world = l.ranks / l.pp;
-  l.stage_first_layer = {0};
-  for (int n : stage_layers(c)) l.stage_first_layer.push_back(l.stage_first_layer.back() + n);
+  l.chunk_first_layer = {0};
+  for (int n : chunk_layers(c)) l.chunk_first_layer.push_back(l.chunk_first_layer.back() + n);
   l.ep = c.expert_parallel;
   l.experts = c.model.experts;
   l.gpus_per_node = c.cluster.node.gpus;
@@ -55,10 +59,10 @@ Layout make_layout(const TrainingConfig& c) {
   return l;
 }
 
-int Layout::stage_of_layer(int layer) const {
-  int s = 0;
-  while (s + 1 < pp && stage_first_layer[static_cast<std::size_t>(s + 1)] <= layer) ++s;
-  return s;
+int Layout::chunk_of_layer(int layer) const {
+  int k = 0;
+  while (k + 1 < chunks() && chunk_first_layer[static_cast<std::size_t>(k + 1)] <= layer) ++k;
+  return k;
 }
 
 core::Group Layout::dp_group(int rank) const {

@@ -17,8 +17,10 @@ namespace moesys::policies::training {
 struct Layout {
   int ranks = 0;  // all ranks of the run: world x pp
   int pp = 1;     // pipeline stages
+  int vpp = 1;    // model chunks per stage (virtual stages)
   int world = 0;  // ranks of one stage (its data-parallel size)
-  std::vector<int> stage_first_layer;  // [pp + 1]: stage s runs layers [first[s], first[s + 1])
+  /// [pp x vpp + 1]: model chunk k runs layers [first[k], first[k + 1]); chunk v of stage s is chunk v x pp + s.
+  std::vector<int> chunk_first_layer;
   int ep = 0;   // expert-parallel group size
   int edp = 0;  // expert replicas (world / ep)
   int experts = 0;
@@ -28,7 +30,9 @@ struct Layout {
 
   int stage(int rank) const { return rank / world; }
   int local(int rank) const { return rank % world; }
-  int stage_of_layer(int layer) const;
+  int chunks() const { return pp * vpp; }
+  int chunk_of_layer(int layer) const;
+  int stage_of_layer(int layer) const { return chunk_of_layer(layer) % pp; }
   int ep_index(int rank) const { return rank % ep; }
   int ep_base(int rank) const { return rank - rank % ep; }
   /// The member of an expert-parallel group that owns `expert`.

@@ -254,7 +254,7 @@ ExpertViews expert_views(const RankState& s, const ExpertResidency* residency, c
     v.params = r.params, v.grads = r.grads;
     return v;
   }
-  const auto layer = static_cast<std::uint64_t>(moe_layer - s.first_moe);  // the stage holds its layers' experts
+  const auto layer = static_cast<std::uint64_t>(s.expert_slot[static_cast<std::size_t>(moe_layer)]);  // this stage's
   v.params = s.expert_params.slice(layer * bytes_of(s.expert_layer_elems, a), bytes_of(s.expert_layer_elems, a));
   if (s.expert_grads)  // generation keeps no gradients
     v.grads = s.expert_grads.slice(layer * bytes_of(s.expert_layer_elems, g), bytes_of(s.expert_layer_elems, g));

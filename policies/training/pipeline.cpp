@@ -1,36 +1,43 @@
-// Pipeline parallelism: the stages of a run are contiguous blocks of ranks (layout.hpp), each running a contiguous
-// range of layers; the rank with the same local index in the next stage takes this rank's output as its input. A
-// step runs its micro-batches in 1F1B order (pipeline_schedule.hpp), so a stage holds the activations of several
-// micro-batches at once: the current one's are moved aside after its forward and back before its backward.
-// Activations go forward and gradients backward as point-to-point messages on their own send and receive streams.
-// A received input lands in the micro-batch's first activation block; a received gradient lands in ws.dx once the
-// kernels that still read ws.dx and the previous gradient sent from it are done (Megatron-LM's non-overlapped
-// exchange: the receiving stage waits for it), and the next backward writes ws.dx only after that send has left.
+// Pipeline parallelism: the stages of a run are contiguous blocks of ranks (layout.hpp), each running one or (with
+// virtual stages) several model chunks of contiguous layers; the rank with the same local index in the stage of the
+// next model chunk takes a chunk's output as its input. A step runs its micro-batches in (interleaved) 1F1B order
+// (pipeline_schedule.hpp), so a stage holds the activations of several passes at once: a pass's are moved aside
+// after its forward and back before its backward.
+// Activations go forward and gradients backward as point-to-point messages, each kind and direction on its own
+// stream (core/runtime.hpp: each talks to one peer, in the same order on both sides). A received input lands in the
+// pass's first activation block, and an output is sent from the block that keeps it until its backward. Gradients
+// travel through buffers of their own, allocated per message and freed once it is issued (the runtimes order a free
+// after the work issued before it): the compute stream copies a received gradient into ws.dx and ws.dx into the one
+// to send, so that no stream waits for a peer to take a message before it may write ws.dx again (such a wait, with
+// passes of two stages interleaved, closes a cycle).
 #include "policies/training/pipeline_schedule.hpp"
 #include "policies/training/rank_trainer.hpp"
 
 namespace moesys::policies::training {
 
 using core::streams::kCompute;
-using core::streams::kPipeRecv;
-using core::streams::kPipeSend;
+using core::streams::kPipeRecvAct;
+using core::streams::kPipeRecvGrad;
+using core::streams::kPipeSendAct;
+using core::streams::kPipeSendGrad;
 
 void RankTrainer::run_passes(int step) {
-  const int micro_batches = plan_.routing.micro_batches;
-  for (const PipelinePass& pass : one_f_one_b(layout_.pp, stage_, micro_batches)) {
+  const int micro_batches = plan_.routing.micro_batches, chunks = layout_.vpp;
+  for (const PipelinePass& pass : interleaved_1f1b(layout_.pp, stage_, micro_batches, chunks)) {
+    const int key = pass.micro * chunks + pass.chunk;
     if (pass.forward) {
       if (residency_) residency_->begin_pass(expert_pass_order(), pass.micro + 1 == micro_batches);
-      forward(step, pass.micro);
-      stash_micro_batch(pass.micro);
+      forward(step, pass.micro, pass.chunk);
+      stash_pass(key);
     } else {
-      restore_micro_batch(pass.micro);
-      backward(step, pass.micro);
+      restore_pass(key);
+      backward(step, pass.micro, pass.chunk);
     }
   }
 }
 
-void RankTrainer::stash_micro_batch(int micro) {
-  InFlight& f = in_flight_[micro];
+void RankTrainer::stash_pass(int key) {
+  InFlight& f = in_flight_[key];
   f.blobs = std::move(act_blobs_);
   f.views = std::move(act_views_);
   f.exchanges = exchanges_;
@@ -38,17 +45,18 @@ void RankTrainer::stash_micro_batch(int micro) {
   act_views_.clear();
 }
 
-void RankTrainer::restore_micro_batch(int micro) {
-  const auto it = in_flight_.find(micro);
+void RankTrainer::restore_pass(int key) {
+  const auto it = in_flight_.find(key);
   act_blobs_ = std::move(it->second.blobs);
   act_views_ = std::move(it->second.views);
   exchanges_ = std::move(it->second.exchanges);
   in_flight_.erase(it);
 }
 
-int RankTrainer::pipe_tag(bool grad) const {
-  // Unique per step, micro-batch and direction; kept under MPI's smallest guaranteed tag bound (32767).
-  return ((step_ * plan_.routing.micro_batches + micro_) * 2 + (grad ? 1 : 0)) % 32000;
+int RankTrainer::pipe_tag(int boundary, bool grad) const {
+  // Unique per step, micro-batch, boundary and direction; kept under MPI's smallest guaranteed tag bound (32767).
+  const int per_micro = layout_.chunks();
+  return (((step_ * plan_.routing.micro_batches + micro_) * per_micro + boundary) * 2 + (grad ? 1 : 0)) % 32000;
 }
 
 namespace {
@@ -57,27 +65,35 @@ std::uint64_t rows_bytes(std::int64_t rows, std::int64_t width, double bytes_per
 }
 }  // namespace
 
-void RankTrainer::receive_stage_input(const core::Buffer& x) {
+void RankTrainer::receive_chunk_input(int chunk, const core::Buffer& x) {
+  const int k = model_chunk(chunk);
   const std::uint64_t bytes = rows_bytes(tokens_, model_.hidden, a_);
-  rt_.stream_wait(kCompute, rt_.recv(kPipeRecv, rank_ - layout_.world, x, bytes, pipe_tag(false)));
+  rt_.stream_wait(kCompute, rt_.recv(kPipeRecvAct, rank_of_chunk(k - 1), x, bytes, pipe_tag(k - 1, false)));
 }
 
-void RankTrainer::send_stage_output(const core::Buffer& y) {
-  rt_.stream_wait(kPipeSend, last_compute_);
-  rt_.send(kPipeSend, rank_ + layout_.world, y, rows_bytes(tokens_, model_.hidden, a_), pipe_tag(false));
+void RankTrainer::send_chunk_output(int chunk, const core::Buffer& y) {
+  const int k = model_chunk(chunk);
+  rt_.stream_wait(kPipeSendAct, last_compute_);
+  rt_.send(kPipeSendAct, rank_of_chunk(k + 1), y, rows_bytes(tokens_, model_.hidden, a_), pipe_tag(k, false));
 }
 
-void RankTrainer::receive_output_grad() {
+void RankTrainer::receive_output_grad(int chunk) {
+  const int k = model_chunk(chunk);
   const std::uint64_t bytes = rows_bytes(tokens_, model_.hidden, a_);
-  rt_.stream_wait(kPipeRecv, last_compute_);
-  rt_.stream_wait(kPipeRecv, grad_sent_);
-  rt_.stream_wait(kCompute, rt_.recv(kPipeRecv, rank_ + layout_.world, st_.ws.dx, bytes, pipe_tag(true)));
+  core::Buffer message = rt_.alloc(core::Tier::hbm, bytes, "buffers");
+  rt_.stream_wait(kCompute, rt_.recv(kPipeRecvGrad, rank_of_chunk(k + 1), message, bytes, pipe_tag(k, true)));
+  last_compute_ = rt_.copy(kCompute, st_.ws.dx.slice(0, bytes), message, bytes);
+  rt_.free(message);
 }
 
-void RankTrainer::send_input_grad() {
-  rt_.stream_wait(kPipeSend, last_compute_);
-  grad_sent_ = rt_.send(kPipeSend, rank_ - layout_.world, st_.ws.dx, rows_bytes(tokens_, model_.hidden, a_),
-                        pipe_tag(true));
+void RankTrainer::send_input_grad(int chunk) {
+  const int k = model_chunk(chunk);
+  const std::uint64_t bytes = rows_bytes(tokens_, model_.hidden, a_);
+  core::Buffer message = rt_.alloc(core::Tier::hbm, bytes, "buffers");
+  last_compute_ = rt_.copy(kCompute, message, st_.ws.dx.slice(0, bytes), bytes);
+  rt_.stream_wait(kPipeSendGrad, last_compute_);
+  rt_.send(kPipeSendGrad, rank_of_chunk(k - 1), message, bytes, pipe_tag(k - 1, true));
+  rt_.free(message);
 }
 
 }  // namespace moesys::policies::training

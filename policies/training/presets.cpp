@@ -53,6 +53,22 @@ TrainingPolicy static_multitask() {
   return p;
 }
 
+TrainingPolicy megatron() {
+  TrainingPolicy p;
+  p.gate = Gate::dropless;              // Megatron-Core's MoE router keeps every assignment by default
+  p.dispatch = Dispatch::counts;        // the all-to-all token dispatcher: exact rows after a count exchange
+  p.all_to_all = AllToAll::flat;        // one all-to-all over the expert-parallel group per direction
+  p.overlap_chunks = 1;                 // expert-parallel communication overlap is opt-in
+  p.dense = DenseSharding::distributed;  // --use-distributed-optimizer
+  p.bucket_bytes = 40e6 * 2;            // DDP bucket default: 40M parameters (bf16 gradients)
+  p.grad_overlap = true;                // --overlap-grad-reduce
+  p.offload = Offload::none;
+  p.prefetch = Prefetch::all_experts;
+  p.placement = Placement::static_blocks;
+  p.embedding = Embedding::dense;
+  return p;
+}
+
 const PresetRegistrar kDeepSpeed("deepspeed",
                                  "DeepSpeed-MoE: GShard gate with padded dispatch, flat all-to-all without overlap, "
                                  "ZeRO-2 with its default 1 GB buckets and no communication overlap",
@@ -62,6 +78,10 @@ const PresetRegistrar kMoesys("moesys",
                               "ZeRO-3 in the node with NVLink prefetch, 256 MB fused overlapped buckets, 2D "
                               "prefetch with an LFU cache when offloading, elastic multi-task placement",
                               moesys());
+const PresetRegistrar kMegatron("megatron",
+                                "Megatron-Core MoE: dropless router with the all-to-all dispatcher, distributed "
+                                "optimizer with 40M-parameter buckets reduced while backward runs",
+                                megatron());
 const PresetRegistrar kStaticMultitask("static-multitask",
                                        "one task per GPU block with plain data parallelism (DDP), the multi-task "
                                        "baseline",

@@ -41,10 +41,9 @@ std::vector<std::vector<std::int64_t>> stage_unit_tensors(const core::ModelConfi
   if (l.pp == 1) return u;
   // Every unit keeps its place (unit l + 1 is layer l) so that the program indexes units alike on every stage; the
   // stage holds only its layers, the lookup's tables on the first stage, the final norm and output layer on the last.
-  const int first = l.stage_first_layer[static_cast<std::size_t>(stage)];
-  const int end = l.stage_first_layer[static_cast<std::size_t>(stage + 1)];
   for (int layer = 0; layer < m.layers; ++layer)
-    if (layer < first || layer >= end) std::fill(u[static_cast<std::size_t>(layer + 1)].begin(), u[static_cast<std::size_t>(layer + 1)].end(), 0);
+    if (l.stage_of_layer(layer) != stage)
+      std::fill(u[static_cast<std::size_t>(layer + 1)].begin(), u[static_cast<std::size_t>(layer + 1)].end(), 0);
   auto& emb = u[0];
   if (stage != 0) emb[kTokenTable] = emb[kPositions] = 0;
   if (stage != l.pp - 1)
@@ -240,14 +239,20 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   const int world = l.world, node = l.node_ranks, rails = world / node;
   const int local = l.local(rank), stage = l.stage(rank);
   const auto tensors = stage_unit_tensors(m, p, l, stage);
-  s.first_layer = l.stage_first_layer[static_cast<std::size_t>(stage)];
-  s.end_layer = l.stage_first_layer[static_cast<std::size_t>(stage + 1)];
-  for (int layer = 0; layer < m.layers; ++layer) {
-    if (!m.is_moe_layer(layer)) continue;
-    if (layer < s.first_layer)
-      ++s.first_moe;
-    else if (layer < s.end_layer)
-      ++s.stage_moe_layers;
+  s.expert_slot.assign(static_cast<std::size_t>(m.moe_layers()), -1);
+  for (int v = 0; v < l.vpp; ++v) {
+    const auto k = static_cast<std::size_t>(v * l.pp + stage);
+    LayerChunk ch{l.chunk_first_layer[k], l.chunk_first_layer[k + 1], 0, 0};
+    for (int layer = 0, moe = 0; layer < ch.end_layer; ++layer) {
+      if (!m.is_moe_layer(layer)) continue;
+      if (layer < ch.first_layer) {
+        ch.first_moe = ++moe;
+        continue;
+      }
+      ++ch.moe_layers;
+      s.expert_slot[static_cast<std::size_t>(moe++)] = s.held_moe_layers++;
+    }
+    s.chunks.push_back(ch);
   }
   I offset = 0, shard_offset = 0, part_offset = 0, largest_padded = 0, full_offset = 0;
   const auto all_tensors = unit_tensors(m, p);
@@ -345,7 +350,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   // ---- experts ----
   const I pe = m.expert_params_per_expert();
   s.expert_layer_elems = I{l.local_experts} * pe;
-  const I x = I{s.stage_moe_layers} * s.expert_layer_elems;
+  const I x = I{s.held_moe_layers} * s.expert_layer_elems;
   if (p.offload == Offload::none) {
     s.expert_params = alloc(Tier::hbm, a * x, MemoryUse::parameters);
     if (!gen.enabled) {
@@ -376,7 +381,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   rt.free(probe);
   s.max_rows_sent = real ? s.table_elems : plan.routing.max_rows_sent(local);
   s.max_rows_recv = real ? s.table_elems : plan.routing.max_rows_received(l, local);
-  if (s.stage_moe_layers > 0) {
+  if (s.held_moe_layers > 0) {
     s.send = alloc(Tier::hbm, a * h * static_cast<double>(s.max_rows_sent), MemoryUse::buffers);
     s.recv = alloc(Tier::hbm, a * h * static_cast<double>(s.max_rows_recv), MemoryUse::buffers);
     s.index = alloc(Tier::hbm, 4.0 * static_cast<double>(s.table_elems + 2 * s.max_rows_recv), MemoryUse::buffers);

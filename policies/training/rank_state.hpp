@@ -98,10 +98,17 @@ struct EmbeddingShard {
   core::Buffer grad_piece;          // 2 x [chunk_rows][cols]: this rank's columns of it, received and transposed
 };
 
+/// A contiguous range of layers a pipeline stage runs (one per model chunk; one without virtual stages).
+struct LayerChunk {
+  int first_layer = 0, end_layer = 0;
+  int first_moe = 0;  // the MoE index of the chunk's first MoE layer (MoE layers before it)
+  int moe_layers = 0;
+};
+
 struct RankState {
-  int first_layer = 0, end_layer = 0;  // this rank's pipeline stage runs layers [first_layer, end_layer)
-  int first_moe = 0;                   // MoE layers before the stage (the stage's first MoE layer's index)
-  int stage_moe_layers = 0;            // MoE layers of the stage (whose experts this rank holds)
+  std::vector<LayerChunk> chunks;  // this rank's model chunks, chunk v of the stage at v
+  std::vector<int> expert_slot;    // [MoE layer]: its place in this rank's expert buffers, -1 where another stage's
+  int held_moe_layers = 0;         // MoE layers whose experts this rank holds
   std::vector<DenseUnit> units;
   std::vector<GradBucket> buckets;  // in issue order (backward)
   int bucket_buffers = 0;

@@ -30,6 +30,10 @@ void check_pipeline_policy(const TrainingConfig& c) {
       throw core::InfeasibleError(pp + " with offloaded experts are not modelled; use offload none");
     if (c.policy.embedding == Embedding::partition)
       throw core::InfeasibleError(pp + " with the embedding partition are not modelled; use embedding dense");
+    if (c.virtual_stages > 1 && c.policy.dense == DenseSharding::zero2)
+      throw core::InfeasibleError("interleaved pipeline stages with dense zero2 are not modelled (its bucket buffers "
+                                  "follow one micro-batch's backward, which virtual stages split); use ddp or "
+                                  "distributed");
   }
   if (c.recompute == Recompute::full && c.policy.offload != Offload::none)
     throw core::InfeasibleError("full recompute with offloaded experts is not modelled (the expert slots follow the "
@@ -56,6 +60,10 @@ TrainingPlan make_training_plan(const TrainingConfig& c) {
                                 " ranks, which does not divide it");
   check_pipeline_policy(c);
   p.routing = build_routing_plan(c, p.layout);
+  if (p.layout.vpp > 1 && p.routing.micro_batches % p.layout.pp != 0)
+    throw core::InfeasibleError("interleaved pipeline stages (vpp " + std::to_string(p.layout.vpp) + ") need the " +
+                                std::to_string(p.routing.micro_batches) + " micro-batches per step to be a multiple " +
+                                "of the " + std::to_string(p.layout.pp) + " stages");
   plan_memory(p);
   check_feasible(p.memory);
   return p;
@@ -195,11 +203,15 @@ void RankTrainer::initialise_parameters() {
   // Resident experts, or the home of offloaded ones: the same values in the same (expert-major) layout.
   const core::Buffer experts = st_.expert_params ? st_.expert_params : st_.offloaded.home_params;
   if (experts) {  // drawn for every MoE layer, so that a pipeline stage starts from its layers' share of one model
-    const std::int64_t stage_elems = static_cast<std::int64_t>(experts.bytes / 4);
-    const std::int64_t before = st_.first_moe * st_.expert_layer_elems;
-    std::vector<float> e = moesys::model::normal_floats(before + stage_elems, 0.02,
-                                                        cfg_.workload_seed * 104729 + static_cast<std::uint64_t>(layout_.ep_index(local_)));
-    moesys::model::upload(rt_, experts, e.data() + before, experts.bytes);
+    const std::int64_t layer = st_.expert_layer_elems;
+    const std::vector<float> e = moesys::model::normal_floats(
+        std::max<std::int64_t>(model_.moe_layers() * layer, static_cast<std::int64_t>(experts.bytes / 4)), 0.02,
+        cfg_.workload_seed * 104729 + static_cast<std::uint64_t>(layout_.ep_index(local_)));
+    std::vector<float> held(experts.bytes / 4, 0.f);
+    for (std::size_t moe = 0; moe < st_.expert_slot.size(); ++moe)
+      if (const int slot = st_.expert_slot[moe]; slot >= 0)
+        std::copy_n(e.begin() + static_cast<std::int64_t>(moe) * layer, layer, held.begin() + slot * layer);
+    moesys::model::upload(rt_, experts, held.data(), experts.bytes);
   }
 }
 
@@ -413,8 +425,9 @@ void RankTrainer::shed_layer_rest() {
   layer_rest_ = {};
 }
 
-void RankTrainer::forward(int step, int micro) {
+void RankTrainer::forward(int step, int micro, int chunk) {
   select_micro_batch(step, micro);
+  const LayerChunk& ch = st_.chunks[static_cast<std::size_t>(chunk)];
   units_.clear();
   gathered_.clear();
   released_.clear();
@@ -428,10 +441,10 @@ void RankTrainer::forward(int step, int micro) {
   units_.push_back(0);
 
   rt_.begin_phase("forward");
-  if (first_stage() || last_stage()) load_batch(step, micro);  // ids for the lookup, targets for the loss
+  if (first_chunk(chunk) || last_chunk(chunk)) load_batch(step, micro);  // ids for the lookup, targets for the loss
   keep_activations(0, tokens_, 0, 0);
-  if (!first_stage()) {
-    receive_stage_input(act_views_.back().out);
+  if (!first_chunk(chunk)) {
+    receive_chunk_input(chunk, act_views_.back().out);
   } else {
     unit_begin(0);
     if (policy_.embedding == Embedding::partition)
@@ -441,8 +454,8 @@ void RankTrainer::forward(int step, int micro) {
     unit_end();
   }
   if (residency_) residency_->prefetch(0, false, {});
-  int moe = st_.first_moe;
-  for (int l = st_.first_layer; l < st_.end_layer; ++l) {
+  int moe = ch.first_moe;
+  for (int l = ch.first_layer; l < ch.end_layer; ++l) {
     unit_begin(l + 1);
     const core::Buffer x_in = act_views_.back().out;
     const bool is_moe = model_.is_moe_layer(l);
@@ -464,7 +477,7 @@ void RankTrainer::forward(int step, int micro) {
     moe += is_moe;
     unit_end();
   }
-  if (last_stage()) {
+  if (last_chunk(chunk)) {
     unit_begin(0);
     const core::Buffer x_last = act_views_.back().out;
     keep_activations(3, tokens_, 0, 0);
@@ -473,23 +486,26 @@ void RankTrainer::forward(int step, int micro) {
     else
       logits_forward(x_last);
   } else {
-    send_stage_output(act_views_.back().out);
+    send_chunk_output(chunk, act_views_.back().out);
   }
   rt_.end_phase();
 }
 
-void RankTrainer::backward(int step, int micro) {
+void RankTrainer::backward(int step, int micro, int chunk) {
   select_micro_batch(step, micro);
+  const LayerChunk& ch = st_.chunks[static_cast<std::size_t>(chunk)];
   auto drop = [&] {
     rt_.free(act_blobs_.back());
     act_blobs_.pop_back();
     act_views_.pop_back();
   };
   rt_.begin_phase("backward");
-  rt_.stream_wait(kCompute, grad_sent_);  // ws.dx is written again once the last gradient sent from it has left
   begin_backward_grads();
-  if (last_stage()) {
+  if (last_chunk(chunk)) {
     const std::size_t last = act_views_.size() - 2;  // the last layer's block (its output feeds the logits)
+    // Without pipelines the forward's last unit (the embedding unit, for the logits) is still current; with them
+    // other passes ran in between (no ZeRO-3 gather to keep in order: pipelines refuse it).
+    if (layout_.pp > 1) unit_begin(0);
     if (policy_.embedding == Embedding::partition)
       partitioned_logits(true);
     else
@@ -497,11 +513,11 @@ void RankTrainer::backward(int step, int micro) {
     drop();
     unit_end();
   } else {
-    receive_output_grad();
+    receive_output_grad(chunk);
   }
-  int moe = st_.first_moe + st_.stage_moe_layers;
+  int moe = ch.first_moe + ch.moe_layers;
   if (residency_) residency_->prefetch(moe - 1, true, experts_used(exchanges_[static_cast<std::size_t>(moe - 1)]));
-  for (int l = st_.end_layer - 1; l >= st_.first_layer; --l) {
+  for (int l = ch.end_layer - 1; l >= ch.first_layer; --l) {
     unit_begin(l + 1);
     open_unit_grads(l + 1);
     const core::Buffer x_in = act_views_[act_views_.size() - 2].out;
@@ -523,7 +539,7 @@ void RankTrainer::backward(int step, int micro) {
     drop();
     unit_end();
   }
-  if (first_stage()) {
+  if (first_chunk(chunk)) {
     // With later micro-batches' forwards in between (1F1B), the ids buffer holds another micro-batch's tokens.
     if (layout_.pp > 1) load_batch(step, micro);
     unit_begin(0);
@@ -532,16 +548,19 @@ void RankTrainer::backward(int step, int micro) {
     else
       embedding_backward();
   } else {
-    send_input_grad();
+    send_input_grad(chunk);
   }
   drop();
-  unit_grads_done(0);
-  if (first_stage()) unit_end();
+  // The embedding unit's gradients are complete once the micro-batch's last backward pass on this rank has run (its
+  // first chunk: the lookup on the first stage, after the output layer on the last).
+  if (chunk == 0) unit_grads_done(0);
+  if (first_chunk(chunk)) unit_end();
   rt_.end_phase();
 }
 
 void RankTrainer::optimizer_step(int step) {
   rt_.begin_phase("optimizer");
+  step_grads_open_ = false;
   rt_.stream_wait(kCompute, last_reduce_);
   const double o = model_.optimizer_bytes_per_param(), g = model_.grad_bytes_per_param();
   // AdamW reads master weights (or the parameters), both moments and the gradient, and writes them back with

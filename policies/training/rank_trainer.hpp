@@ -46,29 +46,40 @@ class RankTrainer {
 
  private:
   // ---- rank_trainer.cpp ----
-  void forward(int step, int micro);
-  void backward(int step, int micro);
+  /// The forward or backward pass of micro-batch `micro` through this rank's model chunk `chunk` (its layers; 0
+  /// without virtual stages).
+  void forward(int step, int micro, int chunk);
+  void backward(int step, int micro, int chunk);
   /// Points mb_, tokens_, step_ and micro_ at micro-batch `micro` of step `step`.
   void select_micro_batch(int step, int micro);
   /// One layer's forward on input x_in into the views a (`moe` is its MoE index when it is an MoE layer).
   void layer_forward(int layer, int moe, const core::Buffer& x_in, ActivationViews& a);
 
   // ---- pipeline.cpp ----
-  bool first_stage() const { return stage_ == 0; }
+  /// Model chunk `chunk` of this stage is chunk chunk x pp + stage of the model: the first one embeds, the last one
+  /// computes the logits and the loss.
+  int model_chunk(int chunk) const { return chunk * layout_.pp + stage_; }
+  bool first_chunk(int chunk) const { return model_chunk(chunk) == 0; }
+  bool last_chunk(int chunk) const { return model_chunk(chunk) == layout_.chunks() - 1; }
   bool last_stage() const { return stage_ == layout_.pp - 1; }
-  /// The step's passes in 1F1B order (pipeline_schedule.hpp); with one stage, forward and backward alternate.
+  /// The rank (same local index) that runs model chunk k.
+  int rank_of_chunk(int k) const { return (k % layout_.pp) * layout_.world + local_; }
+  /// The step's passes in (interleaved) 1F1B order (pipeline_schedule.hpp); with one stage, forward and backward
+  /// alternate.
   void run_passes(int step);
-  /// Receives this micro-batch's input from the previous stage into `x` (the stage's first activation block).
-  void receive_stage_input(const core::Buffer& x);
-  void send_stage_output(const core::Buffer& y);
-  /// Receives the gradient of this stage's output from the next stage into ws.dx.
-  void receive_output_grad();
-  /// Sends ws.dx (the gradient of this stage's input) to the previous stage.
-  void send_input_grad();
-  int pipe_tag(bool grad) const;
-  /// Moves the current micro-batch's activations and exchanges aside (1F1B keeps several in flight) and back.
-  void stash_micro_batch(int micro);
-  void restore_micro_batch(int micro);
+  /// Receives this micro-batch's input to `chunk` from the rank of the model chunk before into `x` (the chunk's
+  /// first activation block).
+  void receive_chunk_input(int chunk, const core::Buffer& x);
+  void send_chunk_output(int chunk, const core::Buffer& y);
+  /// Receives the gradient of `chunk`'s output from the rank of the model chunk after, into ws.dx.
+  void receive_output_grad(int chunk);
+  /// Sends ws.dx (the gradient of `chunk`'s input) to the rank of the model chunk before.
+  void send_input_grad(int chunk);
+  /// The message tag of the boundary after model chunk k, per step, micro-batch and direction.
+  int pipe_tag(int boundary, bool grad) const;
+  /// Moves the current pass's activations and exchanges aside (1F1B keeps several in flight) and back.
+  void stash_pass(int key);
+  void restore_pass(int key);
   void optimizer_step(int step);
   void load_batch(int step, int micro);
   void initialise_parameters();
@@ -250,15 +261,13 @@ class RankTrainer {
   core::Event last_upload_;  // the staging buffer is free once this copy has run
   core::Event ids_ready_;    // this micro-batch's token ids are on the device
 
-  // Pipeline: the micro-batches whose forward has run and backward has not, and the last gradient sent back
-  // (ws.dx is written again only after it has left).
+  // Pipeline: the passes whose forward has run and backward has not.
   struct InFlight {
     std::vector<core::Buffer> blobs;
     std::vector<ActivationViews> views;
     std::vector<MoeExchange> exchanges;
   };
   std::map<int, InFlight> in_flight_;
-  core::Event grad_sent_;
   core::Buffer layer_rest_;  // full recompute: the running layer's activations besides its output
 
   // Embedding partition: the shard's last update, and when each gathered chunk and chunk gradient is free again.
@@ -273,6 +282,7 @@ class RankTrainer {
   int current_unit_ = -1;
 
   // Gradient buckets: which are open (buffer zeroed and being written) and the latest reduction.
+  bool step_grads_open_ = false;  // the step's gradients are zeroed and accumulating
   std::vector<bool> bucket_open_;
   std::vector<core::Event> buffer_free_;  // per physical bucket buffer
   core::Event emb_grad_free_;             // the embedding gradient's last reduction

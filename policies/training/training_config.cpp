@@ -187,14 +187,15 @@ void parse_parallel(const json& p, const std::string& file, TrainingConfig& c) {
     throw core::ConfigError(file, "parallel.expert_parallel", "give \"ep\" or its older name, not both");
   const char* ep_key = p.contains("ep") ? "ep" : "expert_parallel";
   if (p.contains("pp")) c.pipeline_parallel = static_cast<int>(positive_int(p["pp"], file, "parallel.pp", 1 << 10));
+  if (p.contains("vpp")) c.virtual_stages = static_cast<int>(positive_int(p["vpp"], file, "parallel.vpp", 64));
   c.expert_parallel = p.contains(ep_key) ? static_cast<int>(positive_int(p[ep_key], file, at("parallel", ep_key), 1 << 20))
                                          : std::min(c.gpus / std::max(1, c.pipeline_parallel), c.model.experts);
   c.expert_parallel = std::max(c.expert_parallel, 1);
-  for (const char* k : {"tp", "vpp", "etp", "cp"})
+  for (const char* k : {"tp", "etp", "cp"})
     if (p.contains(k) && (!p[k].is_number_integer() || p[k].get<std::int64_t>() != 1))
       throw core::ConfigError(file, at("parallel", k),
-                              "expected 1: tensor, virtual-pipeline, expert-tensor and context parallelism are not "
-                              "modelled yet, got " + p[k].dump());
+                              "expected 1: tensor, expert-tensor and context parallelism are not modelled yet, got " +
+                                  p[k].dump());
   if (p.contains("stage_layers")) {
     const json& s = p["stage_layers"];
     if (!s.is_array() || s.empty())
@@ -206,10 +207,12 @@ void parse_parallel(const json& p, const std::string& file, TrainingConfig& c) {
       c.stage_layers.push_back(n);
       sum += n;
     }
-    if (static_cast<int>(c.stage_layers.size()) != c.pipeline_parallel)
+    const int chunks = c.pipeline_parallel * c.virtual_stages;
+    if (static_cast<int>(c.stage_layers.size()) != chunks)
       throw core::ConfigError(file, "parallel.stage_layers",
-                              "expected one count per pipeline stage (" + std::to_string(c.pipeline_parallel) +
-                                  "), got " + std::to_string(c.stage_layers.size()));
+                              "expected one count per pipeline stage" +
+                                  std::string(c.virtual_stages > 1 ? " and model chunk, chunk v of stage s at v x pp + s" : "") +
+                                  " (" + std::to_string(chunks) + "), got " + std::to_string(c.stage_layers.size()));
     if (sum != c.model.layers)
       throw core::ConfigError(file, "parallel.stage_layers",
                               "expected counts that sum to the model's " + std::to_string(c.model.layers) +
@@ -287,6 +290,7 @@ json describe_config(const TrainingConfig& c) {
             {"policy_name", describe(c.policy)},
             {"steps", c.steps}};
   if (c.pipeline_parallel > 1) d["pipeline_parallel"] = c.pipeline_parallel;  // new keys only when used, so that
+  if (c.virtual_stages > 1) d["virtual_stages"] = c.virtual_stages;
   if (!c.stage_layers.empty()) d["stage_layers"] = c.stage_layers;           // earlier reports stay byte-identical
   if (c.recompute != Recompute::none) d["recompute"] = to_string(c.recompute);
   if (c.multitask()) {

@@ -7,8 +7,8 @@
 //    "cluster":  {"gpus": 64, "gpu": "a100-80g", "gpus_per_node": 8, "nics_per_node": 8, "nic_gbps": 200} |
 //                {"file": "topologies/dgx-a100-80g.json", "nodes": 8, "gpus": 64}
 //                (either form may add "spine_oversubscription": x >= 1, leaf uplinks at 1/x of the downlinks),
-//    "parallel": {"ep": 64, "pp": 1, "stage_layers": [...], "recompute": "none" | "full"}
-//                ("expert_parallel" is the older name of "ep"; "tp", "vpp", "etp", "cp" are accepted at 1 only),
+//    "parallel": {"ep": 64, "pp": 1, "vpp": 1, "stage_layers": [...], "recompute": "none" | "full"}
+//                ("expert_parallel" is the older name of "ep"; "tp", "etp", "cp" are accepted at 1 only),
 //    "policy":   {"preset": "moesys", <toggle overrides>},
 //    "steps": 2, "seed": 1, "learning_rate": 0.001}
 // A multi-task workload counts each task's batch in sequences per step; the model's global_batch is then their sum.
@@ -44,7 +44,8 @@ struct TrainingConfig {
   int gpus = 0;             // ranks (rank r on GPU r)
   int expert_parallel = 0;  // size of an expert-parallel group (inside one pipeline stage)
   int pipeline_parallel = 1;     // pipeline stages (contiguous blocks of gpus / pp ranks)
-  std::vector<int> stage_layers;  // layers of each stage; empty: layers / pp each
+  int virtual_stages = 1;        // model chunks per stage (interleaved 1F1B)
+  std::vector<int> stage_layers;  // layers of each model chunk (pp x vpp); empty: an even split
   Recompute recompute = Recompute::none;
   TrainingPolicy policy;
   int steps = 2;  // simulated steps; metrics come from the last one

@@ -79,13 +79,32 @@ TEST(PipelineSchedule, EveryStageRunsEachMicroBatchOnceWithAtMostStagesLeftInFli
       }
 }
 
+TEST(PipelineSchedule, InterleavedStagesFollowMegatronsOrder) {
+  // 2 stages, 2 chunks each, 4 micro-batches: stage 0 warms up with (2 - 0 - 1) 2 + (2 - 1) 2 = 4 forwards.
+  const std::vector<PipelinePass> stage0 = interleaved_1f1b(2, 0, 4, 2);
+  const std::vector<PipelinePass> head = {{true, 0, 0}, {true, 1, 0}, {true, 0, 1}, {true, 1, 1},
+                                          {true, 2, 0}, {false, 0, 1}, {true, 3, 0}, {false, 1, 1}};
+  EXPECT_EQ(std::vector<PipelinePass>(stage0.begin(), stage0.begin() + 8), head);
+  for (int stages : {2, 4})
+    for (int s = 0; s < stages; ++s) {
+      std::map<std::pair<int, int>, int> forward_at, backward_at;
+      int i = 0;
+      for (const PipelinePass& p : interleaved_1f1b(stages, s, 2 * stages, 3))
+        (p.forward ? forward_at : backward_at)[{p.micro, p.chunk}] = i++;
+      ASSERT_EQ(forward_at.size(), static_cast<std::size_t>(2 * stages * 3));
+      ASSERT_EQ(backward_at.size(), forward_at.size());
+      for (const auto& [pass, at] : forward_at) EXPECT_LT(at, backward_at[pass]);
+    }
+  EXPECT_EQ(interleaved_1f1b(4, 1, 8, 1), one_f_one_b(4, 1, 8));
+}
+
 TEST(PipelineLayout, StagesAreContiguousBlocksWithTheirOwnGroups) {
   const TrainingPlan p = make_training_plan(
       parse_training_config(run_config({{"pp", 4}, {"ep", 4}, {"stage_layers", {3, 2, 2, 1}}}), "f.json"));
   const Layout& l = p.layout;
   EXPECT_EQ(l.ranks, 32);
   EXPECT_EQ(l.world, 8);
-  EXPECT_EQ(l.stage_first_layer, (std::vector<int>{0, 3, 5, 7, 8}));
+  EXPECT_EQ(l.chunk_first_layer, (std::vector<int>{0, 3, 5, 7, 8}));
   EXPECT_EQ(l.stage_of_layer(4), 1);
   EXPECT_EQ(l.stage_of_layer(7), 3);
   EXPECT_EQ(l.stage(13), 1);
@@ -97,6 +116,22 @@ TEST(PipelineLayout, StagesAreContiguousBlocksWithTheirOwnGroups) {
   EXPECT_EQ(l.rail_group(13).ranks(), (std::vector<int>{13}));
   // The plan routes one stage's ranks: every stage processes the same micro-batches.
   EXPECT_EQ(p.routing.at(0, 0).tokens.size(), 8u);
+}
+
+TEST(PipelineLayout, VirtualStagesHoldEveryPthChunk) {
+  const TrainingPlan p = make_training_plan(
+      parse_training_config(run_config({{"pp", 2}, {"vpp", 2}, {"ep", 8}, {"stage_layers", {1, 2, 3, 2}}}), "f.json"));
+  EXPECT_EQ(p.layout.chunk_first_layer, (std::vector<int>{0, 1, 3, 6, 8}));
+  EXPECT_EQ(p.layout.stage_of_layer(0), 0);
+  EXPECT_EQ(p.layout.stage_of_layer(2), 1);
+  EXPECT_EQ(p.layout.stage_of_layer(4), 0);  // chunk 2 = chunk 1 of stage 0
+  EXPECT_EQ(p.layout.stage_of_layer(7), 1);
+  EXPECT_NE(infeasible(run_config({{"pp", 2}, {"vpp", 3}})).find("8 layers cannot be divided evenly over 2 pipeline "
+                                                                  "stages of 3 model chunks"),
+            std::string::npos);
+  json odd = run_config({{"pp", 4}, {"vpp", 2}});
+  odd["model"]["global_batch"] = 8 * 6;  // 6 micro-batches on stages of 8 ranks
+  EXPECT_NE(infeasible(odd).find("6 micro-batches per step to be a multiple of the 4 stages"), std::string::npos);
 }
 
 TEST(PipelineConfig, MalformedParallelBlocksAreConfigErrors) {
@@ -111,6 +146,9 @@ TEST(PipelineConfig, MalformedParallelBlocksAreConfigErrors) {
   EXPECT_NE(config_error(run_config({{"recompute", "some"}})).find("parallel.recompute"), std::string::npos);
   EXPECT_NE(config_error(run_config({{"pp", 0}})).find("parallel.pp"), std::string::npos);
   EXPECT_NE(config_error(run_config({{"vp", 2}})).find("unknown key"), std::string::npos);
+  EXPECT_NE(config_error(run_config({{"pp", 2}, {"vpp", 2}, {"stage_layers", {4, 4}}}))
+                .find("one count per pipeline stage and model chunk"),
+            std::string::npos);
   EXPECT_EQ(config_error(run_config({{"tp", 1}, {"cp", 1}, {"pp", 2}})), "accepted");
 }
 

@@ -1,12 +1,15 @@
 # `moesys train --runtime cpu`: pipeline layouts compute the same model. The same data-parallel size (2) with 1, 2
-# and 4 pipeline stages (uneven stages, full recompute, the three dense policies that pipelines allow) must give the
-# same loss at every step: the stages start from the same weights, exchange activations and gradients point to
-# point in 1F1B order, and reduce their gradients over their own data-parallel ranks.
-set(model "{\"preset\": \"deepseek-v3\", \"mtp_layers\": 0, \"layers\": 5, \"experts\": 4, \"top_k\": 4, \"global_batch\": 24}")
+# and 4 pipeline stages (uneven stages, interleaved virtual stages, full recompute, the dense policies that
+# pipelines allow) must give the same loss at every step: the stages start from the same weights, exchange
+# activations and gradients point to point in (interleaved) 1F1B order, and reduce their gradients over their own
+# data-parallel ranks.
+set(model "{\"preset\": \"deepseek-v3\", \"mtp_layers\": 0, \"layers\": 5, \"experts\": 4, \"top_k\": 4, \"global_batch\": 32}")
 set(layouts "2|{}|ddp"
             "4|{\"pp\": 2, \"stage_layers\": [2, 3]}|ddp"
             "4|{\"pp\": 2, \"stage_layers\": [2, 3], \"recompute\": \"full\"}|distributed"
-            "8|{\"pp\": 4, \"stage_layers\": [1, 1, 2, 1]}|zero2")
+            "8|{\"pp\": 4, \"stage_layers\": [1, 1, 2, 1]}|zero2"
+            "4|{\"pp\": 2, \"vpp\": 2, \"stage_layers\": [1, 1, 2, 1]}|distributed"
+            "4|{\"pp\": 2, \"vpp\": 2, \"stage_layers\": [2, 1, 1, 1], \"recompute\": \"full\"}|ddp")
 set(reference "")
 foreach(layout IN LISTS layouts)
   string(REPLACE "|" ";" parts "${layout}")
