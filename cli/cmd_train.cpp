@@ -39,7 +39,13 @@ std::string format_report(const json& s) {
     << fmt("%.1f", s["params"].get<double>() / 1e9) << "B parameters) on " << s["gpus"].get<int>() << " x "
     << s["gpu"].get<std::string>() << " (" << s["nodes"].get<int>() << " nodes), policy "
     << s["policy_name"].get<std::string>() << ", expert parallel " << s["expert_parallel"].get<int>();
-  if (s.contains("pipeline_parallel")) o << ", " << s["pipeline_parallel"].get<int>() << " pipeline stages (1F1B)";
+  if (s.contains("pipeline_parallel")) {
+    o << ", " << s["pipeline_parallel"].get<int>() << " pipeline stages (";
+    if (s.contains("virtual_stages"))
+      o << "interleaved 1F1B, " << s["virtual_stages"].get<int>() << " model chunks each)";
+    else
+      o << "1F1B)";
+  }
   if (s.contains("recompute")) o << ", recompute " << s["recompute"].get<std::string>();
   o << "\n";
   if (s.contains("placement")) o << "task placement (GPUs per task)  " << s["placement"].get<std::string>() << "\n";
@@ -142,7 +148,7 @@ int run_train(int argc, char** argv) {
         "Flags override the config: --preset and --policy (toggles) the policy, --model (a zoo model by name, or\n"
         "fields) and --experts the model, "
         "--gpus the cluster size, --ep the expert-parallel size, --parallel the layout ({\"pp\": 16, \"ep\": 64,\n"
-        "\"stage_layers\": [...], \"recompute\": \"full\"}). Known presets: %s.\nModels: %s.\n",
+        "\"vpp\": 1, \"stage_layers\": [...], \"recompute\": \"full\"}). Known presets: %s.\nModels: %s.\n",
         tr::known_presets().c_str(), core::zoo_model_names().c_str());
     return 0;
   }
@@ -218,8 +224,7 @@ int run_train(int argc, char** argv) {
   if (args.has("--gpus")) config["cluster"]["gpus"] = positive_flag(args, "--gpus");
   if (args.has("--gpu")) config["cluster"]["gpu"] = *args.get("--gpu");
   if (args.has("--parallel")) {
-    json p = parse_json_flag(args, "--parallel");
-    if (!p.is_object()) throw core::ConfigError("", "--parallel", "expected a JSON object (keys ep, pp, stage_layers, recompute)");
+    const json p = parse_json_flag(args, "--parallel");  // an object (checked there)
     if (p.contains("ep") && config.contains("parallel")) config["parallel"].erase("expert_parallel");
     config["parallel"].merge_patch(p);
   }

@@ -1,6 +1,6 @@
 # `moesys train` and training studies: bad input exits 2 with one line naming the problem, before any simulation.
-moesys_cli_test(train_unknown_preset 2 "unknown preset 'megatron' (known: deepspeed, moesys, static-multitask"
-                train --preset megatron)
+moesys_cli_test(train_unknown_preset 2 "unknown preset 'tutel' (known: deepspeed, megatron, moesys, static-multitask"
+                train --preset tutel)
 moesys_cli_test(train_unknown_toggle 2 "policy.fusion: unknown policy toggle"
                 train --policy "{\"fusion\": 1}")
 moesys_cli_test(train_bad_toggle_value 2 "policy.all_to_all: expected one of flat, hierarchical"
@@ -25,6 +25,19 @@ moesys_cli_test(train_bad_gpus 2 "cluster.gpus: expected whole nodes"
                 train --experts 4 --gpus 12)
 moesys_cli_test(train_missing_config 2 "cannot open file"
                 train --config @WORK@/missing.json)
+moesys_cli_test(train_parallel_not_an_object 2 "--parallel: expected a JSON object"
+                train --parallel "[3]")
+moesys_cli_test(train_parallel_tied_output_layer 2 "2 pipeline stages need an untied output layer: model gpt-moe-8e ties it"
+                train --experts 8 --gpus 16 --parallel "{\"pp\": 2}")
+moesys_cli_test(train_parallel_stage_layers_sum 2 "parallel.stage_layers: expected counts that sum to the model's 12 layers, got 8"
+                train --experts 8 --gpus 16 --parallel "{\"pp\": 2, \"stage_layers\": [4, 4]}")
+moesys_cli_test(train_parallel_tensor_not_modelled 2 "parallel.tp: expected 1: tensor, expert-tensor and context parallelism are not modelled yet, got 2"
+                train --parallel "{\"tp\": 2}")
+moesys_cli_test(train_parallel_layers_not_divisible 2 "12 layers cannot be divided evenly over 8 pipeline stages"
+                train --gpus 64 --gpu h100 --model "{\"preset\": \"qwen3-30b-a3b\", \"layers\": 12}" --parallel "{\"pp\": 8, \"ep\": 8}")
+moesys_cli_test(train_pipeline_interleaved 0 ""
+                train --gpus 16 --gpu h100 --preset megatron --steps 1 --parallel "{\"pp\": 2, \"vpp\": 2, \"ep\": 8, \"recompute\": \"full\"}"
+                      --model "{\"preset\": \"qwen3-30b-a3b\", \"layers\": 4, \"seq_len\": 1024, \"global_batch\": 32, \"micro_batch\": 1}")
 moesys_cli_test(train_small_run 0 ""
                 train --experts 8 --gpus 8 --steps 1)
 moesys_cli_test(train_small_run_json_and_trace 0 ""
