@@ -69,7 +69,7 @@ moesys_cli_test(train_cpu_infeasible_before_launch 2 "cannot be divided evenly o
                 train --runtime cpu --ranks 4 --model "{\"experts\": 6}")
 moesys_cli_test(validate_compare_needs_two 2 "--compare: expected two or more presets"
                 validate --compare moesys)
-moesys_cli_test(validate_unknown_preset 2 "unknown preset 'megatron'" validate --preset megatron --ranks 2)
+moesys_cli_test(validate_unknown_preset 2 "unknown preset 'tutel'" validate --preset tutel --ranks 2)
 moesys_cli_test(validate_bad_repeats 2 "--repeats: expected 1..20" validate --compare deepspeed,moesys --repeats 0)
 moesys_cli_test(validate_bad_detail 2 "--detail: expected 0..1000 operations" validate --detail -1)
 moesys_cli_test(validate_trace_under_a_file 2 "--trace: cannot create '/dev/null/traces'"
