@@ -16,12 +16,6 @@ namespace moesys::policies::training {
 
 namespace ops = moesys::model::ops;
 
-namespace {
-std::uint64_t rows_bytes(std::int64_t rows, std::int64_t width, double a) {
-  return static_cast<std::uint64_t>(static_cast<double>(rows) * static_cast<double>(width) * a);
-}
-}  // namespace
-
 void RankTrainer::norm_forward(const core::Buffer& x, int unit, int gain, const core::Buffer& y,
                                const core::Buffer& mean, const core::Buffer& rstd, std::int64_t rows,
                                const char* name) {

@@ -18,12 +18,6 @@ namespace moesys::policies::training {
 namespace ops = moesys::model::ops;
 using core::streams::kCompute;
 
-namespace {
-std::uint64_t rows_of(std::int64_t rows, std::int64_t width, double a) {
-  return static_cast<std::uint64_t>(static_cast<double>(rows) * static_cast<double>(width) * a);
-}
-}  // namespace
-
 void RankTrainer::generate() {
   const GenerationPlan& g = plan_.generation;
   if (residency_) {
@@ -101,7 +95,7 @@ void RankTrainer::generation_pass(int pass) {
   core::Buffer scratch =
       rt_.alloc(core::Tier::hbm, std::max({moe_size.used(), dense_size.used(), logits_size.used()}), "activations");
   core::Buffer outs[2];
-  for (auto& o : outs) o = rt_.alloc(core::Tier::hbm, rows_of(tokens_, model_.hidden, a_), "activations");
+  for (auto& o : outs) o = rt_.alloc(core::Tier::hbm, rows_bytes(tokens_, model_.hidden, a_), "activations");
   auto views = [&](int kind, std::int64_t tokens, const core::Buffer& out) {
     Carver cut(scratch);
     ActivationViews v = carve(kind, tokens, cut);
@@ -146,9 +140,9 @@ void RankTrainer::cached_attention(int layer, const core::Buffer& q, const core:
   // are one block after the cached ones (a transpose for the prefill, a plain copy for a decode step).
   const std::int64_t before = (context - queries) * B, added = queries * B;
   const core::Buffer kc = st_.kv_k[static_cast<std::size_t>(layer)], vc = st_.kv_v[static_cast<std::size_t>(layer)];
-  tensor(ops::block_transpose(k, kc.slice(rows_of(before, kw, a_), rows_of(added, kw, a_)), B, queries, kw),
+  tensor(ops::block_transpose(k, kc.slice(rows_bytes(before, kw, a_), rows_bytes(added, kw, a_)), B, queries, kw),
          "kv append");
-  tensor(ops::block_transpose(v, vc.slice(rows_of(before, vw, a_), rows_of(added, vw, a_)), B, queries, vw),
+  tensor(ops::block_transpose(v, vc.slice(rows_bytes(before, vw, a_), rows_bytes(added, vw, a_)), B, queries, vw),
          "kv append");
   core::AttentionOp op =
       ops::attention_cached(B, queries, context, model_.heads, model_.attention_qk_dim(), q, kc, vc, out);
@@ -164,7 +158,7 @@ void RankTrainer::sample(const core::Buffer& x_last, const ActivationViews& a, i
   const std::int64_t B = g.sequences, h = model_.hidden, V = model_.vocab;
   core::Buffer last = x_last;
   if (g.queries(pass) > 1) {  // the prefill: each sequence's last prompt position
-    last = st_.ws.dx.slice(0, rows_of(B, h, a_));
+    last = st_.ws.dx.slice(0, rows_bytes(B, h, a_));
     tensor(ops::gather_rows(x_last, st_.targets, last, B, h, tokens_), "last positions");
   }
   norm_forward(last, 0, kFinalNorm, a.lnf, a.meanf, a.rstdf, B, "final layernorm");

@@ -16,10 +16,6 @@ namespace moesys::policies::training {
 namespace ops = moesys::model::ops;
 
 namespace {
-std::uint64_t rows_bytes(std::int64_t rows, std::int64_t width, double a) {
-  return static_cast<std::uint64_t>(static_cast<double>(rows) * static_cast<double>(width) * a);
-}
-
 /// The weight blocks of one MLA layer, as element offsets and shapes into the kQkv tensor.
 struct MlaWeights {
   std::int64_t h, q, ql, kvl, dn, dr, dv, H;

@@ -40,7 +40,8 @@ void RankTrainer::stash_pass(int key) {
   InFlight& f = in_flight_[key];
   f.blobs = std::move(act_blobs_);
   f.views = std::move(act_views_);
-  f.exchanges = exchanges_;
+  f.exchanges = std::move(exchanges_);  // the next pass fills the entries of its own MoE layers
+  exchanges_.assign(f.exchanges.size(), MoeExchange{});
   act_blobs_.clear();
   act_views_.clear();
 }
@@ -58,12 +59,6 @@ int RankTrainer::pipe_tag(int boundary, bool grad) const {
   const int per_micro = layout_.chunks();
   return (((step_ * plan_.routing.micro_batches + micro_) * per_micro + boundary) * 2 + (grad ? 1 : 0)) % 32000;
 }
-
-namespace {
-std::uint64_t rows_bytes(std::int64_t rows, std::int64_t width, double bytes_per) {
-  return static_cast<std::uint64_t>(static_cast<double>(rows * width) * bytes_per);
-}
-}  // namespace
 
 void RankTrainer::receive_chunk_input(int chunk, const core::Buffer& x) {
   const int k = model_chunk(chunk);

@@ -21,6 +21,11 @@
 
 namespace moesys::policies::training {
 
+/// Bytes of `rows` rows of `width` elements at `bytes_per` bytes each (a view's offset or length).
+inline std::uint64_t rows_bytes(std::int64_t rows, std::int64_t width, double bytes_per) {
+  return static_cast<std::uint64_t>(static_cast<double>(rows) * static_cast<double>(width) * bytes_per);
+}
+
 /// Carves consecutive views out of a block; with an empty block it only measures (the first of two passes).
 class Carver {
  public:
