@@ -95,7 +95,8 @@ std::string format_report(const json& s) {
   }
   const json& g = s["gate"];
   o << "gate                     " << fmt("%.2f%%", 100 * g["dropped_fraction"].get<double>())
-    << " of assignments dropped, " << fmt("%.1f%%", 100 * g["padding_fraction"].get<double>()) << " padding rows\n";
+    << " of assignments dropped, " << fmt("%.1f%%", 100 * g["padding_fraction"].get<double>()) << " padding rows, "
+    << "busiest rank computes " << fmt("%.2f", g["rank_imbalance"].get<double>()) << "x the mean expert rows (last step)\n";
   if (s.contains("offload")) {
     const json& f = s["offload"];
     o << "offload                  " << f["expert_fetches"].get<long long>() << " expert fetches ("

@@ -31,6 +31,10 @@ const char* stream_name(StreamId s) {
       return "pipe-send-grad";
     case streams::kPipeRecvGrad:
       return "pipe-recv-grad";
+    case streams::kReplicaSend:
+      return "replica-send";
+    case streams::kReplicaRecv:
+      return "replica-recv";
     default:
       return "stream";
   }

@@ -44,6 +44,10 @@ inline constexpr StreamId kPipeSendAct = 8;
 inline constexpr StreamId kPipeRecvAct = 9;
 inline constexpr StreamId kPipeSendGrad = 10;
 inline constexpr StreamId kPipeRecvGrad = 11;
+// Expert replicas: copies' gradients to their owners and the owners' updated weights back to the copies, sends on
+// one stream and receives on another, each in one global order (policies/training/replica_sync.cpp).
+inline constexpr StreamId kReplicaSend = 12;
+inline constexpr StreamId kReplicaRecv = 13;
 }  // namespace streams
 const char* stream_name(StreamId s);
 

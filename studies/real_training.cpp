@@ -101,6 +101,7 @@ RealTrainingRun run_worker(const json& config, int ranks, const std::string& mod
     k.cache_misses = c.at(4), k.cache_evictions = c.at(5), k.ssd_read_bytes = c.at(6), k.ssd_write_bytes = c.at(7);
     k.losses = d.at("losses").get<std::vector<double>>();
     k.routing = d.at("routing").get<std::vector<std::vector<std::vector<std::int64_t>>>>();
+    k.expert_rows = d.at("expert_rows").get<std::vector<std::int64_t>>();
     r.counters.push_back(std::move(k));
   }
   doc.erase("ranks");

@@ -71,6 +71,7 @@ json rank_result(const core::Runtime& rt, const tr::RankCounters& k) {
           {"peak_bytes", peaks},
           {"losses", k.losses},
           {"routing", k.routing},
+          {"expert_rows", k.expert_rows},
           {"counters",
            {k.expert_fetches, k.wasted_fetches, k.on_demand_fetches, k.cache_hits, k.cache_misses, k.cache_evictions,
             k.ssd_read_bytes, k.ssd_write_bytes}}};

@@ -53,6 +53,7 @@ void RankTrainer::begin_backward_grads() {
   if (!step_grads_open_) {  // the step's first backward pass (micro-batch 0, or its last chunk with virtual stages)
     if (full_grads()) zero(st_.grads);
     zero(st_.expert_grads);
+    zero(st_.replica_grads);
     step_grads_open_ = true;
   }
   if (!full_grads()) {
@@ -144,6 +145,11 @@ void RankTrainer::reduce_bucket(std::size_t i) {
 }
 
 void RankTrainer::expert_grads_done(int moe_layer) {
+  if (micro_ + 1 == plan_.routing.micro_batches && replicas_on() && st_.replica_grads) {
+    reduce_replica_grads(moe_layer);  // the copies' gradients into their owners' first
+    rt_.stream_wait(kComm2, replica_reduced_);  // the expert-data-parallel reduction sums complete gradients
+    if (!policy_.grad_overlap) rt_.wait(replica_reduced_);
+  }
   if (micro_ + 1 != plan_.routing.micro_batches || layout_.edp == 1 || !st_.expert_grads) return;
   const double g = model_.grad_bytes_per_param();
   const I layer = st_.expert_layer_elems;

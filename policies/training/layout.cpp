@@ -56,6 +56,12 @@ Layout make_layout(const TrainingConfig& c) {
                                 str(l.gpus_per_node) + " GPUs");
   l.edp = l.world / l.ep;
   l.local_experts = l.experts / l.ep;
+  l.replica_slots = c.policy.replicas.kind == Replication::none ? 0 : c.policy.replicas.slots;
+  if (l.replica_slots > 0 && c.policy.dispatch != Dispatch::counts)
+    throw core::InfeasibleError("expert replicas split an expert's rows between its copies, which needs counted "
+                                "dispatch (\"dispatch\": \"counts\"); padded dispatch sends whole capacity blocks");
+  if (l.replica_slots > 0 && c.policy.offload != Offload::none)
+    throw core::InfeasibleError("expert replicas with offloaded experts are not modelled; use offload none");
   return l;
 }
 

@@ -25,6 +25,8 @@ struct Layout {
   int edp = 0;  // expert replicas (world / ep)
   int experts = 0;
   int local_experts = 0;  // experts per rank per MoE layer
+  int replica_slots = 0;  // spare expert slots per rank per MoE layer (copies of other ranks' experts)
+  int expert_slots() const { return local_experts + replica_slots; }
   int gpus_per_node = 0;
   int node_ranks = 0;  // ranks per node in use (ZeRO-3 shard count): min(world, gpus_per_node)
 

@@ -33,20 +33,32 @@ void MoeExchange::finish() {
 }
 
 std::vector<std::int32_t> MoeExchange::slot_table() const {
-  std::vector<std::int32_t> table(static_cast<std::size_t>(I{peers} * local * capacity), -1);
-  // Rows of chunk c for (p, e) start at send_offset[c] + rows of earlier (p', e') of the same chunk.
+  const int blocks = peers * local, gate_experts = experts > 0 ? experts : blocks;
+  // Rows of chunk c for block (p, e) start at send_offset[c] + rows of earlier blocks of the same chunk.
+  std::vector<std::vector<I>> block_start(static_cast<std::size_t>(chunks), std::vector<I>(static_cast<std::size_t>(blocks)));
   for (int c = 0; c < chunks; ++c) {
     I row = send_offset[static_cast<std::size_t>(c)];
-    for (int p = 0; p < peers; ++p)
-      for (int e = 0; e < local; ++e) {
-        const auto i = static_cast<std::size_t>(p * local + e);
-        I start = 0;
-        for (int d = 0; d < c; ++d) start += part(send_pe[i], d, chunks);
-        const I n = part(send_pe[i], c, chunks);
-        for (I pos = start; pos < start + n && pos < capacity; ++pos)
-          table[static_cast<std::size_t>(static_cast<I>(i) * capacity + pos)] = static_cast<std::int32_t>(row + pos - start);
-        row += n;
-      }
+    for (int i = 0; i < blocks; ++i) {
+      block_start[static_cast<std::size_t>(c)][static_cast<std::size_t>(i)] = row;
+      row += part(send_pe[static_cast<std::size_t>(i)], c, chunks);
+    }
+  }
+  auto row_of = [&](int i, I offset) {  // the send row of a block's offset-th row
+    I start = 0;
+    for (int c = 0; c < chunks; ++c) {
+      const I n = part(send_pe[static_cast<std::size_t>(i)], c, chunks);
+      if (offset < start + n) return block_start[static_cast<std::size_t>(c)][static_cast<std::size_t>(i)] + offset - start;
+      start += n;
+    }
+    return I{-1};
+  };
+  std::vector<std::int32_t> table(static_cast<std::size_t>(I{gate_experts} * capacity), -1);
+  for (int e = 0; e < gate_experts; ++e) {
+    const std::vector<std::pair<int, I>> whole{{e, send_pe[static_cast<std::size_t>(e)]}};
+    I pos = 0;
+    for (const auto& [block, rows] : pieces.empty() ? whole : pieces[static_cast<std::size_t>(e)])
+      for (I r = 0; r < rows && pos < capacity; ++r, ++pos)
+        table[static_cast<std::size_t>(I{e} * capacity + pos)] = static_cast<std::int32_t>(row_of(block, r));
   }
   return table;
 }

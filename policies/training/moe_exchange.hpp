@@ -7,6 +7,7 @@
 // Each (peer, expert) block is split over the chunks as evenly as possible. The same layout serves the real
 // runtimes (counts from the gate and the count exchange) and the simulator (counts from the routing plan).
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace moesys::policies::training {
@@ -14,6 +15,10 @@ namespace moesys::policies::training {
 struct MoeExchange {
   int peers = 0, local = 0, chunks = 1;
   std::int64_t capacity = 0;             // rows one expert accepts from one sender (the gate's slot stride)
+  int experts = 0;                       // the gate's experts; 0: peers x local (no spare slots)
+  /// With expert replicas (local counts the spare slots too): per gate expert, the (peer x local + slot, rows)
+  /// blocks its rows are split into, in the order of the gate's slots. Empty: expert e goes whole to block e.
+  std::vector<std::vector<std::pair<int, std::int64_t>>> pieces;
   std::vector<std::int64_t> send_pe;     // [peer * local + e]: rows I send to expert e of peer
   std::vector<std::int64_t> recv_pe;     // [peer * local + e]: rows I receive from peer for my expert e
   // Derived by finish():

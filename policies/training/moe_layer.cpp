@@ -24,6 +24,8 @@ namespace {
 /// One layer's expert values and gradients (resident, or the slot an offloaded layer was fetched into).
 struct ExpertViews {
   core::Buffer params, grads;
+  core::Buffer copy_params, copy_grads;  // the layer's spare slots (expert replicas), after the `local` own experts
+  std::int64_t local = 0;
   std::int64_t h = 0, f = 0, in = 1, pe = 0;  // one expert block: W1 [h][in f], b1, W2 [f][h], b2
   std::int64_t b1 = 0;                        // b1's elements (0 without biases)
   double a = 4, g = 4;
@@ -36,8 +38,9 @@ struct ExpertViews {
   }
   core::Buffer view(std::int64_t e, std::int64_t batch, std::int64_t at, std::int64_t matrix, bool grad) const {
     const double per = grad ? g : a;
-    const std::int64_t first = e * pe + at, elems = (batch - 1) * pe + matrix;
-    return (grad ? grads : params).slice(static_cast<std::uint64_t>(static_cast<double>(first) * per),
+    const bool copy = local > 0 && e >= local;  // a spare slot: one expert at a time (for_experts batches own ones)
+    const std::int64_t first = (copy ? e - local : e) * pe + at, elems = (batch - 1) * pe + matrix;
+    return (copy ? (grad ? copy_grads : copy_params) : (grad ? grads : params)).slice(static_cast<std::uint64_t>(static_cast<double>(first) * per),
                                          static_cast<std::uint64_t>(static_cast<double>(elems) * per));
   }
 };
@@ -48,13 +51,21 @@ std::uint64_t bytes_of(std::int64_t elems, double per) {
 }  // namespace
 
 MoeExchange RankTrainer::exchange_for(int moe_layer, const ActivationViews& a) {
-  const int P = layout_.ep, L = layout_.local_experts, E = model_.experts;
+  const int P = layout_.ep, L = layout_.expert_slots(), E = model_.experts;
   MoeExchange x;
   x.peers = P, x.local = L, x.chunks = policy_.overlap_chunks;
   const bool gshard = policy_.gate == Gate::gshard, padded = policy_.dispatch == Dispatch::padded;
   x.capacity = gshard ? model_.expert_capacity(tokens_) : tokens_;
-  const core::Buffer none;
-  if (policy_.dispatch == Dispatch::counts) {
+  if (replicas_on()) x.experts = E;
+  if (policy_.dispatch == Dispatch::counts && replicas_on()) {
+    // Every member needs every member's counts per expert: a sender's rows for a replicated expert are split
+    // over its copies by a rule all members apply (expert_replicas.hpp).
+    const auto own = static_cast<std::uint64_t>(4 * E), all = own * static_cast<std::uint64_t>(P);
+    rt_.stream_wait(kComm, last_compute_);
+    const core::Event e = rt_.all_gather(kComm, ep_group_, st_.counts.slice(0, own), st_.counts.slice(own, all), all);
+    std::vector<std::int32_t> counts(static_cast<std::size_t>(E) * static_cast<std::size_t>(1 + P));
+    if (read_back(st_.counts, own + all, e, counts.data())) x = replicated_exchange(moe_layer, counts, x.capacity);
+  } else if (policy_.dispatch == Dispatch::counts) {
     // Every rank tells every peer how many rows each of its experts will get; the host needs these numbers to
     // size the all-to-all(v), so it reads them back (the paper's 2D prefetch reads the same counts).
     const auto per_peer = static_cast<std::uint64_t>(4 * L);
@@ -166,6 +177,7 @@ void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
                  a.shared_post, a.shared_out, {}, {}, std::int64_t{model_.shared_experts} * model_.expert_hidden()},
                 n, true);
   if (residency_) residency_->acquire(moe_layer, false, experts_used(x), kCompute);
+  if (replicas_on()) rt_.stream_wait(kCompute, replica_ready_[static_cast<std::size_t>(moe_layer)]);
   for (int c = 0; c < x.chunks; ++c) {
     rt_.stream_wait(kCompute, arrived[static_cast<std::size_t>(c)]);
     expert_ffn_forward(moe_layer, x, a, c);
@@ -187,6 +199,7 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
   const std::int64_t n = tokens_, h = model_.hidden, E = model_.experts, k = model_.top_k;
   const Workspace& w = st_.ws;
   const MoeExchange& x = exchanges_[static_cast<std::size_t>(moe_layer)];
+  counters_.expert_rows.push_back(x.rows_recv);  // once per layer and micro-batch (recompute re-runs forwards)
   if (residency_ && moe_layer > 0)
     residency_->prefetch(moe_layer - 1, true, experts_used(exchanges_[static_cast<std::size_t>(moe_layer - 1)]));
   upload_tables(x, false);  // st_.index holds the last forward layer's tables; this layer's go back up
@@ -258,16 +271,24 @@ ExpertViews expert_views(const RankState& s, const ExpertResidency* residency, c
   v.params = s.expert_params.slice(layer * bytes_of(s.expert_layer_elems, a), bytes_of(s.expert_layer_elems, a));
   if (s.expert_grads)  // generation keeps no gradients
     v.grads = s.expert_grads.slice(layer * bytes_of(s.expert_layer_elems, g), bytes_of(s.expert_layer_elems, g));
+  if (s.replica_params) {
+    v.local = s.expert_layer_elems / v.pe;
+    const std::int64_t copies = static_cast<std::int64_t>(s.replica_params.bytes / s.held_moe_layers /
+                                                          bytes_of(v.pe, a));
+    v.copy_params = s.replica_params.slice(layer * bytes_of(copies * v.pe, a), bytes_of(copies * v.pe, a));
+    if (s.replica_grads)
+      v.copy_grads = s.replica_grads.slice(layer * bytes_of(copies * v.pe, g), bytes_of(copies * v.pe, g));
+  }
   return v;
 }
 
-/// Calls fn(e, first row, rows) for every local expert with rows in chunk c (rows in expert-major order), or
-/// fn(-1, first, rows) once when every expert has the same rows (one batched GEMM).
+/// Calls fn(e, first row, rows) for every expert slot with rows in chunk c (rows in expert-major order), or
+/// fn(-1, first, rows) once when every expert has the same rows and there are no spare slots (one batched GEMM).
 template <typename Fn>
 void for_experts(const MoeExchange& x, int c, Fn fn) {
   const auto& rows = x.expert_rows[static_cast<std::size_t>(c)];
   const std::int64_t first = x.recv_offset[static_cast<std::size_t>(c)];
-  if (x.local > 1 && std::all_of(rows.begin(), rows.end(), [&](std::int64_t r) { return r == rows[0]; })) {
+  if (x.local > 1 && x.experts == 0 && std::all_of(rows.begin(), rows.end(), [&](std::int64_t r) { return r == rows[0]; })) {
     if (rows[0] > 0) fn(-1, first, rows[0]);
     return;
   }

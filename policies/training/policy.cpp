@@ -28,6 +28,8 @@ const Names<Offload> kOffload = {{Offload::none, "none"}, {Offload::cpu, "cpu"},
 const Names<Prefetch> kPrefetch = {{Prefetch::all_experts, "all-experts"}, {Prefetch::routed, "2d"}};
 const Names<Placement> kPlacement = {{Placement::static_blocks, "static"}, {Placement::elastic, "elastic"}};
 const Names<Embedding> kEmbedding = {{Embedding::dense, "dense"}, {Embedding::partition, "partition"}};
+const Names<Replication> kReplication = {
+    {Replication::none, "none"}, {Replication::eplb, "eplb"}, {Replication::hot, "hot"}};
 
 template <typename E>
 const char* name_of(const Names<E>& names, E v) {
@@ -84,6 +86,22 @@ CacheSettings parse_cache(const json& j, CacheSettings c, const std::string& fil
                               "decay_every_steps, hit_threshold)");
   }
   return c;
+}
+
+ReplicaSettings parse_replicas(const json& j, ReplicaSettings r, const std::string& file, const std::string& path) {
+  if (!j.is_object()) throw core::ConfigError(file, path, "expected an object such as {\"kind\": \"eplb\", \"slots\": 1}");
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string p = path_of(path, it.key());
+    if (it.key() == "kind")
+      r.kind = parse_enum(*it, kReplication, file, p);
+    else if (it.key() == "slots")
+      r.slots = int_in(*it, 1, 1024, file, p);
+    else if (it.key() == "every")
+      r.every = int_in(*it, 1, 1 << 20, file, p);
+    else
+      throw core::ConfigError(file, p, "unknown key (valid keys: every, kind, slots)");
+  }
+  return r;
 }
 
 }  // namespace
@@ -174,11 +192,13 @@ TrainingPolicy parse_policy(const json& j, const std::string& file, const std::s
       p.placement = parse_enum(v, kPlacement, file, path);
     else if (k == "embedding")
       p.embedding = parse_enum(v, kEmbedding, file, path);
+    else if (k == "replicas")
+      p.replicas = parse_replicas(v, p.replicas, file, path);
     else
       throw core::ConfigError(
           file, path,
           "unknown policy toggle (valid: all_to_all, bucket_mib, cache, dense, dispatch, embedding, "
-          "gate, grad_overlap, offload, overlap_chunks, placement, prefetch, preset)");
+          "gate, grad_overlap, offload, overlap_chunks, placement, prefetch, preset, replicas)");
   }
   return p;
 }
@@ -201,7 +221,8 @@ json to_json(const TrainingPolicy& p) {
                 {"capacity_gib", p.cache.capacity_gib},
                 {"capacity_fraction", p.cache.capacity_fraction}}},
               {"placement", to_string(p.placement)},
-              {"embedding", to_string(p.embedding)}};
+              {"embedding", to_string(p.embedding)},
+              {"replicas", {{"kind", to_string(p.replicas.kind)}, {"slots", p.replicas.slots}, {"every", p.replicas.every}}}};
 }
 
 std::string describe(const TrainingPolicy& p) {
@@ -212,6 +233,9 @@ std::string describe(const TrainingPolicy& p) {
   for (auto kv = mine.begin(); kv != mine.end(); ++kv) {
     if (kv.key() == "preset" || base.at(kv.key()) == *kv) continue;
     std::string value = kv->is_string() ? kv->get<std::string>() : kv->dump();
+    if (kv.key() == "replicas")  // e.g. replicas=eplb:2/10 (2 spare slots, rebalanced every 10 steps), hot:1
+      value = std::string(to_string(p.replicas.kind)) + ":" + std::to_string(p.replicas.slots) +
+              (p.replicas.kind == Replication::eplb ? "/" + std::to_string(p.replicas.every) : "");
     if (kv->is_number_float() && std::floor(kv->get<double>()) == kv->get<double>() &&
         std::abs(kv->get<double>()) < 1e15)
       value = std::to_string(static_cast<long long>(kv->get<double>()));

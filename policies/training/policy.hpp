@@ -9,6 +9,8 @@
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 
+#include "policies/training/expert_replicas.hpp"
+
 namespace moesys::policies::training {
 
 /// Token gate: GShard top-k with a per-expert capacity (overflow tokens are dropped and skip the expert through
@@ -61,6 +63,7 @@ struct TrainingPolicy {
   CacheSettings cache;
   Placement placement = Placement::static_blocks;
   Embedding embedding = Embedding::dense;
+  ReplicaSettings replicas;  // spare expert slots holding copies of loaded experts (expert_replicas.hpp)
   bool operator==(const TrainingPolicy&) const = default;
 };
 

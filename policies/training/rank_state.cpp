@@ -360,6 +360,15 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   } else {
     s.offloaded = allocate_expert_storage(rt, expert_shape(plan), residency_settings(plan, plan.memory.cache_entries));
   }
+  if (l.replica_slots > 0 && s.held_moe_layers > 0) {
+    const double copies = static_cast<double>(I{s.held_moe_layers} * l.replica_slots * pe);
+    s.replica_params = alloc(Tier::hbm, a * copies, MemoryUse::parameters);
+    if (!gen.enabled) {
+      s.replica_grads = alloc(Tier::hbm, g * copies, MemoryUse::gradients);
+      s.replica_inbox = alloc(Tier::hbm, g * static_cast<double>(pe), MemoryUse::buffers);
+    }
+    s.expert_load = alloc(Tier::hbm, 4.0 * m.experts * m.moe_layers(), MemoryUse::buffers);
+  }
 
   // ---- token exchange, indices, data ----
   for (const auto& step : plan.routing.steps)
@@ -380,12 +389,13 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   const bool real = probe.data != nullptr;
   rt.free(probe);
   s.max_rows_sent = real ? s.table_elems : plan.routing.max_rows_sent(local);
-  s.max_rows_recv = real ? s.table_elems : plan.routing.max_rows_received(l, local);
+  // A spare slot adds up to one more expert's worth of rows from every sender.
+  s.max_rows_recv = real ? s.table_elems * l.expert_slots() / l.local_experts : plan.routing.max_rows_received(l, local);
   if (s.held_moe_layers > 0) {
     s.send = alloc(Tier::hbm, a * h * static_cast<double>(s.max_rows_sent), MemoryUse::buffers);
     s.recv = alloc(Tier::hbm, a * h * static_cast<double>(s.max_rows_recv), MemoryUse::buffers);
     s.index = alloc(Tier::hbm, 4.0 * static_cast<double>(s.table_elems + 2 * s.max_rows_recv), MemoryUse::buffers);
-    s.counts = alloc(Tier::hbm, 4.0 * 2 * m.experts, MemoryUse::buffers);
+    s.counts = alloc(Tier::hbm, 4.0 * m.experts * (l.replica_slots > 0 ? 1 + l.ep : 2), MemoryUse::buffers);
     s.routing = alloc(Tier::hbm, 4.0 * m.experts * m.moe_layers() * plan.routing.micro_batches, MemoryUse::buffers);
   }
   s.ids = alloc(Tier::hbm, 4 * n, MemoryUse::buffers);
@@ -404,6 +414,8 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   s.staging = alloc(Tier::dram,
                     4.0 * std::max({2 * n, partition ? n * world : 0.0,
                                     static_cast<double>(s.table_elems + 2 * s.max_rows_recv + 2 * m.experts),
+                                    l.replica_slots > 0 ? static_cast<double>(m.experts) * std::max(1 + l.ep, m.moe_layers())
+                                                        : 0.0,
                                     gen.enabled ? static_cast<double>(gen.passes()) * gen.sequences : 0.0}),
                     MemoryUse::buffers);
   if (partition) {

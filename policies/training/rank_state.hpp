@@ -135,10 +135,14 @@ struct RankState {
   std::int64_t expert_layer_elems = 0;  // L experts of one MoE layer
   core::Buffer expert_params, expert_grads, expert_opt;  // resident experts (offload none), per MoE layer
   ExpertStorage offloaded;  // offload: GPU slots, home in host memory (cpu) or on the SSD (nvme)
+  // Expert replicas (expert_replicas.hpp): copies of other ranks' experts in spare slots, [held MoE layer][slot],
+  // an owner's landing place for one replica's gradient, and the step's tokens per expert (fp32 [MoE layer][E]).
+  core::Buffer replica_params, replica_grads, replica_inbox, expert_load;
 
   core::Buffer send, recv;       // all-to-all rows
   core::Buffer index;            // HBM int32: slot table, forward and backward regroup indices
-  core::Buffer counts;           // HBM int32: own token counts per expert, then the received ones
+  core::Buffer counts;           // HBM int32: own token counts per expert, then the received ones (replicas:
+                                 // every member's counts of every expert)
   core::Buffer routing;          // HBM int32 [micro-batch][MoE layer][expert]: the gate's counts of a step
   core::Buffer ids, targets;     // HBM int32 [n]
   core::Buffer staging;          // DRAM: uploads and read-backs

@@ -129,6 +129,7 @@ void RankTrainer::run() {
   for (int s = 0; s < cfg_.steps; ++s) {
     rt_.begin_phase("step " + std::to_string(s));
     if (residency_) residency_->begin_step(s + 1);
+    if (replicas_on()) begin_step_replicas(s);
     run_passes(s);
     optimizer_step(s);
     if (residency_) residency_->end_step();
@@ -215,15 +216,20 @@ void RankTrainer::initialise_parameters() {
   }
 }
 
-void RankTrainer::record_routing() {
-  // Real runtimes only (after the step, outside its timing): every micro-batch's gate counts per MoE layer.
-  if (!real_ || !st_.routing) return;
+std::vector<std::int32_t> RankTrainer::read_step_routing() {
   std::vector<std::int32_t> counts(st_.routing.bytes / 4);
   const std::uint64_t chunk = std::min<std::uint64_t>(st_.routing.bytes, st_.staging.bytes);
   for (std::uint64_t at = 0; at < st_.routing.bytes; at += chunk) {
     const std::uint64_t n = std::min(chunk, st_.routing.bytes - at);
-    read_back(st_.routing.slice(at, n), n, {}, reinterpret_cast<char*>(counts.data()) + at);
+    read_back(st_.routing.slice(at, n), n, last_compute_, reinterpret_cast<char*>(counts.data()) + at);
   }
+  return counts;
+}
+
+void RankTrainer::record_routing() {
+  // Real runtimes only (after the step, outside its timing): every micro-batch's gate counts per MoE layer.
+  if (!real_ || !st_.routing) return;
+  const std::vector<std::int32_t> counts = read_step_routing();
   const auto E = static_cast<std::size_t>(model_.experts);
   for (int m = 0; m < plan_.routing.micro_batches; ++m) {
     std::vector<std::vector<std::int64_t>> layers;
@@ -562,6 +568,8 @@ void RankTrainer::optimizer_step(int step) {
   rt_.begin_phase("optimizer");
   step_grads_open_ = false;
   rt_.stream_wait(kCompute, last_reduce_);
+  rt_.stream_wait(kCompute, replica_reduced_);
+  if (replicas_on()) measure_expert_load(step);
   const double o = model_.optimizer_bytes_per_param(), g = model_.grad_bytes_per_param();
   // AdamW reads master weights (or the parameters), both moments and the gradient, and writes them back with
   // the working copy: the simulator costs (o + g) bytes read and (o + a) written per parameter.
@@ -608,6 +616,7 @@ void RankTrainer::optimizer_step(int step) {
   }
   if (policy_.offload == Offload::none) adamw(st_.expert_grads, st_.expert_params, st_.expert_opt,
                                               static_cast<std::int64_t>(st_.expert_params.bytes / a_));
+  if (replicas_on()) refresh_replicas(step);
   if (policy_.embedding == Embedding::partition) {  // this rank's columns of the table: complete, no reduction
     adamw(st_.shard.grads, st_.shard.params, st_.shard.opt, static_cast<std::int64_t>(model_.vocab) * st_.shard.cols);
     shard_ready_ = last_compute_;

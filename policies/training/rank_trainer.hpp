@@ -85,6 +85,8 @@ class RankTrainer {
   void initialise_parameters();
   /// Real runtimes: appends the step's gate counts to counters_.routing (the routing trace of the run).
   void record_routing();
+  /// Real runtimes: this step's gate counts, [micro-batch][MoE layer][expert] (after the kernels that wrote them).
+  std::vector<std::int32_t> read_step_routing();
   /// ZeRO-3: gathers the parameters of use `unit` (one ahead) and points unit_params_ at them.
   void unit_begin(int unit);
   void unit_end();
@@ -225,6 +227,25 @@ class RankTrainer {
   void gather_updated_params(core::Event after);
   void reduce_bucket(std::size_t b);
 
+  // ---- replica_sync.cpp ----
+  bool replicas_on() const { return layout_.replica_slots > 0 && st_.held_moe_layers > 0; }
+  /// The spare expert slots' contents for step `step`: the routing plan's in the simulator (it routed the step
+  /// with them), the planner's on real runtimes (chosen from the gate's counts of the steps before).
+  void begin_step_replicas(int step);
+  /// The exchange of one MoE layer with replicas, from every member's token counts per expert ([E] own, then
+  /// [member][E]): how this rank splits its rows over the copies and what each of its slots receives.
+  MoeExchange replicated_exchange(int moe_layer, const std::vector<std::int32_t>& counts, std::int64_t capacity) const;
+  /// Last micro-batch: every copy's gradient of MoE layer `moe` is added into its owner's.
+  void reduce_replica_grads(int moe);
+  /// Before the optimizer: the step's tokens per expert, summed over the stage (every rank then chooses the same
+  /// copies for the next step).
+  void measure_expert_load(int step);
+  /// After the optimizer: owners send their updated experts to the next step's copies.
+  void refresh_replicas(int step);
+  /// Expert `slot` of MoE layer `moe` (own experts first, then the spare slots): its values or gradient.
+  core::Buffer expert_slot_view(int moe, int slot, bool grad) const;
+  int replica_tag(int moe, int member, int slot, bool weights) const;
+
   /// The local experts of an MoE layer that receive rows in this micro-batch (from the exchange).
   static std::vector<bool> experts_used(const MoeExchange& x);
   /// The order in which a micro-batch uses the MoE layers' experts: forward, then backward.
@@ -287,6 +308,14 @@ class RankTrainer {
   std::vector<core::Event> buffer_free_;  // per physical bucket buffer
   core::Event emb_grad_free_;             // the embedding gradient's last reduction
   core::Event last_reduce_;
+
+  // Expert replicas: this step's maps and holders per MoE layer, the planner of real runs, when each layer's copies
+  // have their weights, and the last gradient added into an owner's.
+  std::vector<ReplicaMap> replicas_;
+  std::vector<std::vector<std::vector<std::pair<int, int>>>> replica_holders_;
+  std::unique_ptr<ReplicaPlanner> replica_planner_;
+  std::vector<core::Event> replica_ready_;
+  core::Event replica_reduced_;
 
   // Offload: where the experts live and how they reach the GPU (null when they stay resident).
   std::unique_ptr<ExpertResidency> residency_;

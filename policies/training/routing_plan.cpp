@@ -21,14 +21,15 @@ struct GateStats {
   std::int64_t assignments = 0, dropped = 0, padding = 0;
 };
 
-/// Applies the gate's capacity and the dispatch layout to one layer's routing.
+/// Applies the gate's capacity, the dispatch layout and the step's expert replicas to one layer's routing.
 LayerRouting apply_gate(const RoutingMatrix& m, const std::vector<std::int64_t>& tokens, const TrainingConfig& c,
-                        const Layout& l, GateStats& stats) {
+                        const Layout& l, const ReplicaMap& replicas, GateStats& stats) {
   LayerRouting lr;
   lr.send_rows.assign(static_cast<std::size_t>(l.world), std::vector<std::int64_t>(static_cast<std::size_t>(l.ep), 0));
   lr.expert_rows.assign(static_cast<std::size_t>(l.world),
-                        std::vector<std::int64_t>(static_cast<std::size_t>(l.local_experts), 0));
+                        std::vector<std::int64_t>(static_cast<std::size_t>(l.expert_slots()), 0));
   const bool gshard = c.policy.gate == Gate::gshard, padded = c.policy.dispatch == Dispatch::padded;
+  const auto holders = replicas.all_holders();
   for (int base = 0; base < l.world; base += l.ep) {
     // Dropless padded dispatch pads every expert to the largest load in the group (DeepSpeed drop_tokens=false).
     std::int64_t group_max = 0;
@@ -43,13 +44,47 @@ LayerRouting apply_gate(const RoutingMatrix& m, const std::vector<std::int64_t>&
         stats.assignments += count;
         stats.dropped += count - kept;
         stats.padding += rows - kept;
-        lr.send_rows[static_cast<std::size_t>(r)][static_cast<std::size_t>(l.owner(e))] += rows;
-        lr.expert_rows[static_cast<std::size_t>(base + l.owner(e))][static_cast<std::size_t>(e % l.local_experts)] +=
-            rows;
+        const auto& h = holders[static_cast<std::size_t>(e)];
+        const auto split = split_over(h, r - base, rows);
+        for (std::size_t k = 0; k < h.size(); ++k) {
+          lr.send_rows[static_cast<std::size_t>(r)][static_cast<std::size_t>(h[k].first)] += split[k];
+          lr.expert_rows[static_cast<std::size_t>(base + h[k].first)][static_cast<std::size_t>(h[k].second)] +=
+              split[k];
+        }
       }
     }
   }
   return lr;
+}
+
+/// The tokens routed to each expert of every MoE layer by a step's micro-batches (before capacity): the load the
+/// replica policies read (a real run sums the gate's counts over the stage's ranks).
+std::vector<std::vector<double>> step_load(const std::vector<std::vector<RoutingMatrix>>& raw) {
+  std::vector<std::vector<double>> load;
+  for (const auto& micro : raw)
+    for (std::size_t layer = 0; layer < micro.size(); ++layer) {
+      if (load.size() <= layer) load.emplace_back(static_cast<std::size_t>(micro[layer].experts()), 0.0);
+      for (int e = 0; e < micro[layer].experts(); ++e)
+        load[layer][static_cast<std::size_t>(e)] += static_cast<double>(micro[layer].expert_load(e));
+    }
+  return load;
+}
+
+/// Gates one step's routing ([micro][layer] matrices, tokens per rank of each micro-batch) with the replicas the
+/// planner chose for it, appends the step to the plan and lets the planner see its load.
+void add_step(int s, const std::vector<std::vector<RoutingMatrix>>& raw,
+              const std::vector<std::vector<std::int64_t>>& tokens, const TrainingConfig& c, const Layout& l,
+              ReplicaPlanner& planner, RoutingPlan& plan, GateStats& stats) {
+  auto& step = plan.steps.emplace_back();
+  plan.replicas.push_back(planner.maps());
+  for (std::size_t m = 0; m < raw.size(); ++m) {
+    MicroBatch mb;
+    mb.tokens = tokens[m];
+    for (std::size_t layer = 0; layer < raw[m].size(); ++layer)
+      mb.layers.push_back(apply_gate(raw[m][layer], mb.tokens, c, l, planner.maps()[layer], stats));
+    step.push_back(std::move(mb));
+  }
+  planner.observe(s, step_load(raw));
 }
 
 std::vector<double> measure_task_loads(const TrainingConfig& c) {
@@ -96,15 +131,16 @@ void plan_single_task(const TrainingConfig& c, const Layout& l, RoutingPlan& pla
   const std::int64_t tokens = md.tokens_per_micro_batch();
   auto model =
       core::make_routing_model(c.workload, c.file, "workload", l.world, md.experts, md.moe_layers(), tokens, md.top_k);
+  ReplicaPlanner planner(c.policy.replicas, md.moe_layers(), md.experts, l.ep, l.local_experts);
   for (int s = 0; s < c.steps; ++s) {
-    auto& step = plan.steps.emplace_back();
-    for (int m = 0; m < plan.micro_batches; ++m) {
-      MicroBatch mb;
-      mb.tokens.assign(static_cast<std::size_t>(l.world), tokens);
+    std::vector<std::vector<RoutingMatrix>> raw(static_cast<std::size_t>(plan.micro_batches));
+    for (int m = 0; m < plan.micro_batches; ++m)
       for (int layer = 0; layer < md.moe_layers(); ++layer)
-        mb.layers.push_back(apply_gate(model->route(s * plan.micro_batches + m, layer), mb.tokens, c, l, stats));
-      step.push_back(std::move(mb));
-    }
+        raw[static_cast<std::size_t>(m)].push_back(model->route(s * plan.micro_batches + m, layer));
+    add_step(s, raw,
+             std::vector<std::vector<std::int64_t>>(static_cast<std::size_t>(plan.micro_batches),
+                                                    std::vector<std::int64_t>(static_cast<std::size_t>(l.world), tokens)),
+             c, l, planner, plan, stats);
   }
 }
 
@@ -134,8 +170,11 @@ void plan_multitask(const TrainingConfig& c, const Layout& l, RoutingPlan& plan,
   core::RoutingShape shape{static_cast<int>(plan.placement.slots.size()), md.experts, md.moe_layers(), 0, md.top_k};
   std::vector<int> slot_task;
   for (const Slot& s : plan.placement.slots) slot_task.push_back(s.task);
+  ReplicaPlanner planner(c.policy.replicas, md.moe_layers(), md.experts, l.ep, l.local_experts);
   for (int s = 0; s < c.steps; ++s) {
-    auto& step = plan.steps.emplace_back();
+    std::vector<std::vector<RoutingMatrix>> raw(static_cast<std::size_t>(plan.micro_batches));
+    std::vector<std::vector<std::int64_t>> tokens(static_cast<std::size_t>(plan.micro_batches),
+                                                  std::vector<std::int64_t>(static_cast<std::size_t>(l.world), 0));
     for (int m = 0; m < plan.micro_batches; ++m) {
       std::vector<core::TaskSpec> specs;
       for (const auto& t : c.tasks) {
@@ -146,10 +185,8 @@ void plan_multitask(const TrainingConfig& c, const Layout& l, RoutingPlan& plan,
         specs.push_back({t.name, tok, t.affinity});
       }
       core::MultitaskRouting routing(shape, specs, slot_task, c.workload_seed);
-      MicroBatch mb;
-      mb.tokens.assign(static_cast<std::size_t>(l.world), 0);
       for (std::size_t i = 0; i < plan.placement.slots.size(); ++i)
-        mb.tokens[static_cast<std::size_t>(plan.placement.slots[i].rank)] +=
+        tokens[static_cast<std::size_t>(m)][static_cast<std::size_t>(plan.placement.slots[i].rank)] +=
             routing.tokens_of_rank(static_cast<int>(i));
       for (int layer = 0; layer < md.moe_layers(); ++layer) {
         RoutingMatrix by_slot = routing.route(s * plan.micro_batches + m, layer);
@@ -157,10 +194,10 @@ void plan_multitask(const TrainingConfig& c, const Layout& l, RoutingPlan& plan,
         for (std::size_t i = 0; i < plan.placement.slots.size(); ++i)
           for (int e = 0; e < md.experts; ++e)
             by_rank.at(plan.placement.slots[i].rank, e) += by_slot.at(static_cast<int>(i), e);
-        mb.layers.push_back(apply_gate(by_rank, mb.tokens, c, l, stats));
+        raw[static_cast<std::size_t>(m)].push_back(std::move(by_rank));
       }
-      step.push_back(std::move(mb));
     }
+    add_step(s, raw, tokens, c, l, planner, plan, stats);
   }
 }
 
@@ -216,6 +253,17 @@ RoutingPlan build_routing_plan(const TrainingConfig& c, const Layout& l) {
   plan.assignments = stats.assignments;
   plan.dropped = stats.dropped;
   plan.padding_rows = stats.padding;
+  double imbalance = 0;
+  std::int64_t layers = 0;
+  for (const auto& step : plan.steps)
+    for (const auto& mb : step)
+      for (const auto& lr : mb.layers) {
+        std::vector<std::int64_t> rows;
+        for (int r = 0; r < l.world; ++r) rows.push_back(lr.rows_computed(r));
+        imbalance += rank_imbalance(rows);
+        ++layers;
+      }
+  plan.rank_imbalance = layers > 0 ? imbalance / static_cast<double>(layers) : 1.0;
   for (const auto& mb : plan.steps.front())
     for (auto t : mb.tokens) plan.tokens_per_step += t;
   plan.sequences_per_step = c.model.global_batch;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "policies/training/elastic_placement.hpp"
+#include "policies/training/expert_replicas.hpp"
 #include "policies/training/layout.hpp"
 #include "policies/training/training_config.hpp"
 
@@ -14,7 +15,8 @@ namespace moesys::policies::training {
 
 struct LayerRouting {
   std::vector<std::vector<std::int64_t>> send_rows;    // [rank][ep member] rows sent (dispatch direction)
-  std::vector<std::vector<std::int64_t>> expert_rows;  // [rank][local expert] rows computed
+  std::vector<std::vector<std::int64_t>> expert_rows;  // [rank][expert slot] rows computed (own experts, then
+                                                       // the replicas in the spare slots)
   /// Rows `rank` receives from each member of its group (the combine direction sends these back).
   std::vector<std::int64_t> recv_rows(const Layout& l, int rank) const;
   std::int64_t rows_sent(int rank) const;
@@ -36,6 +38,9 @@ struct RoutingPlan {
   std::int64_t padding_rows = 0;              // rows sent only to fill capacity (padded dispatch)
   TaskPlacement placement;                    // multi-task only
   std::vector<double> task_loads;             // multi-task only: measured tokens per step per task
+  std::vector<std::vector<ReplicaMap>> replicas;  // [step][MoE layer]: the spare expert slots' contents
+  /// Per-rank load imbalance of the experts' rows (max over mean, per MoE layer of a micro-batch), averaged.
+  double rank_imbalance = 1;
 
   const MicroBatch& at(int step, int micro) const {
     return steps[static_cast<std::size_t>(step)][static_cast<std::size_t>(micro)];

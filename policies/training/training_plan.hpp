@@ -69,9 +69,13 @@ struct RankCounters {
   std::int64_t cache_hits = 0, cache_misses = 0, cache_evictions = 0;
   double ssd_read_bytes = 0, ssd_write_bytes = 0;
   double h2d_param_bytes = 0;  // parameter values copied host -> device (expert fills, dense unit fetches)
+  std::int64_t replica_refreshes = 0;  // expert copies this rank received from their owners (expert replicas)
   std::vector<double> losses;  // real runtimes: mean training loss of this rank's last micro-batch, per step
   /// Real runtimes: the gate's token counts per expert, [step * micro-batches + micro][MoE layer][expert].
   std::vector<std::vector<std::vector<std::int64_t>>> routing;
+  /// Rows this rank's experts computed, per MoE layer run (forward passes, in program order): the per-rank load
+  /// whose imbalance the summary reports.
+  std::vector<std::int64_t> expert_rows;
   /// Generation: the time each pass's tokens were sampled (the host waits for them, as a serving loop must) and,
   /// on real runtimes, the tokens, [pass][sequence].
   std::vector<double> pass_end_s;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 
 #include "core/units.hpp"
 #include "policies/training/step_metrics.hpp"
@@ -60,6 +61,28 @@ TrainingReport run_training(const TrainingConfig& c, const Simulator& simulate, 
   return summarize_training(plan, run, counters, keep_last_step_spans);
 }
 
+/// Per-rank load imbalance of the expert rows the program computed: for each MoE layer run of a micro-batch of the
+/// last step (the step whose time is reported), the most rows a rank of the pipeline stage computed over the
+/// stage's mean; the mean of that.
+double measured_rank_imbalance(const Layout& l, const std::vector<RankCounters>& counters, int steps) {
+  double sum = 0;
+  std::int64_t n = 0;
+  for (int stage = 0; stage < l.pp; ++stage) {
+    std::size_t runs = SIZE_MAX;
+    for (int r = stage * l.world; r < (stage + 1) * l.world && r < static_cast<int>(counters.size()); ++r)
+      runs = std::min(runs, counters[static_cast<std::size_t>(r)].expert_rows.size());
+    if (runs == SIZE_MAX) continue;
+    for (std::size_t i = runs - runs / static_cast<std::size_t>(steps); i < runs; ++i) {
+      std::vector<std::int64_t> rows;
+      for (int r = stage * l.world; r < (stage + 1) * l.world; ++r)
+        rows.push_back(counters[static_cast<std::size_t>(r)].expert_rows[i]);
+      sum += rank_imbalance(rows);
+      ++n;
+    }
+  }
+  return n > 0 ? sum / static_cast<double>(n) : 1.0;
+}
+
 TrainingReport summarize_training(const TrainingPlan& plan, const SimulatedRun& run,
                                   const std::vector<RankCounters>& counters, bool keep_last_step_spans) {
   const TrainingConfig& c = plan.config;
@@ -110,7 +133,8 @@ TrainingReport summarize_training(const TrainingPlan& plan, const SimulatedRun& 
   s["copy_gb_last_step"] = copies;
   s["gate"] = {{"assignments", rp.assignments},
                {"dropped_fraction", rp.assignments ? static_cast<double>(rp.dropped) / rp.assignments : 0.0},
-               {"padding_fraction", rp.assignments ? static_cast<double>(rp.padding_rows) / rp.assignments : 0.0}};
+               {"padding_fraction", rp.assignments ? static_cast<double>(rp.padding_rows) / rp.assignments : 0.0},
+               {"rank_imbalance", measured_rank_imbalance(plan.layout, counters, c.steps)}};
   if (c.policy.offload != Offload::none) {
     RankCounters t;
     for (const auto& k : counters) {

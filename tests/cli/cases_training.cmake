@@ -76,3 +76,20 @@ moesys_cli_test(validate_trace_under_a_file 2 "--trace: cannot create '/dev/null
                 validate --ranks 1 --trace /dev/null/traces)
 moesys_cli_test(train_routing_out_needs_real_runtime 2 "--routing-out: applies to --runtime cpu or cuda"
                 train --routing-out x.json)
+
+# Expert replicas: malformed settings, and the combinations the program does not model.
+moesys_cli_test(train_replicas_not_object 2 "policy.replicas: expected an object"
+                train --policy "{\"replicas\": 2}")
+moesys_cli_test(train_replicas_bad_kind 2 "policy.replicas.kind: expected one of none, eplb, hot"
+                train --policy "{\"replicas\": {\"kind\": \"all\"}}")
+moesys_cli_test(train_replicas_bad_slots 2 "policy.replicas.slots: expected an integer in [1, 1024]"
+                train --policy "{\"replicas\": {\"kind\": \"eplb\", \"slots\": 0}}")
+moesys_cli_test(train_replicas_unknown_key 2 "policy.replicas.budget: unknown key (valid keys: every, kind, slots)"
+                train --policy "{\"replicas\": {\"budget\": 1}}")
+moesys_cli_test(train_replicas_padded 2 "expert replicas split an expert's rows between its copies, which needs counted dispatch"
+                train --preset deepspeed --policy "{\"replicas\": {\"kind\": \"eplb\"}}")
+moesys_cli_test(train_replicas_offload 2 "expert replicas with offloaded experts are not modelled"
+                train --policy "{\"offload\": \"cpu\", \"replicas\": {\"kind\": \"hot\"}}")
+moesys_cli_test(train_replicas_eplb 0 "busiest rank computes"
+                train --experts 16 --gpus 16 --steps 2 --policy "{\"gate\": \"dropless\", \"replicas\": {\"kind\": \"eplb\", \"slots\": 1}}"
+                --model "{\"global_batch\": 128}" --workload "{\"kind\": \"zipf\", \"exponent\": 1.0}")

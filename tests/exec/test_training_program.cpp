@@ -56,9 +56,10 @@ json latent_attention_model() {
   return m;
 }
 
-std::vector<double> losses_with(const json& policy, const json& model = paper_family_model()) {
+/// This rank's counters after 6 steps of `policy` on `model`. Two nodes when the world is even: the hierarchical
+/// all-to-all and ZeRO-3 have an intra- and an inter-node stage.
+tr::RankCounters run_policy(const json& policy, const json& model = paper_family_model()) {
   const int world = world_size();
-  // Two nodes when the world is even: the hierarchical all-to-all and ZeRO-3 have an intra- and an inter-node stage.
   const int per_node = world % 2 == 0 && world > 1 ? world / 2 : world;
   const json config = {
       {"model", model},
@@ -70,7 +71,11 @@ std::vector<double> losses_with(const json& policy, const json& model = paper_fa
   std::vector<tr::RankCounters> counters(static_cast<std::size_t>(world));
   cpu::CpuRuntime rt(plan.config.cluster);
   tr::training_program(plan, counters)(rt);
-  return counters[static_cast<std::size_t>(rt.rank())].losses;
+  return counters[static_cast<std::size_t>(rt.rank())];
+}
+
+std::vector<double> losses_with(const json& policy, const json& model = paper_family_model()) {
+  return run_policy(policy, model).losses;
 }
 
 TEST(TrainingProgram, EveryPolicyComputesTheSameLosses) {
@@ -144,6 +149,32 @@ TEST(TrainingProgram, OffloadedExpertsComputeTheSameLosses) {
     ASSERT_EQ(l.size(), reference.size()) << v.dump();
     for (std::size_t i = 0; i < l.size(); ++i)
       EXPECT_NEAR(l[i], reference[i], 1e-4 * std::abs(reference[i])) << v.dump() << " step " << i;
+  }
+}
+
+// Expert replicas: from the second step, copies of the most loaded experts in spare slots take a share of their
+// rows; the copies' gradients are summed into the owners' and the updated weights sent back, so the losses are
+// those of the run without copies (and copies were made).
+TEST(TrainingProgram, ExpertReplicasComputeTheSameLosses) {
+  const json base = {{"preset", "deepspeed"}, {"dispatch", "counts"}};
+  const std::vector<double> reference = losses_with(base);
+  ASSERT_EQ(reference.size(), 6u);
+  const json replicas[] = {{{"kind", "eplb"}, {"slots", 1}},
+                           {{"kind", "eplb"}, {"slots", 2}, {"every", 2}},
+                           {{"kind", "hot"}, {"slots", 1}}};
+  for (const json& r : replicas) {
+    json policy = base;
+    policy["replicas"] = r;
+    policy["overlap_chunks"] = 2;
+    const tr::RankCounters mine = run_policy(policy);
+    ASSERT_EQ(mine.losses.size(), reference.size()) << r.dump();
+    for (std::size_t i = 0; i < reference.size(); ++i)
+      EXPECT_NEAR(mine.losses[i], reference[i], 1e-4 * std::abs(reference[i])) << r.dump() << " step " << i;
+    int refreshes = mine.replica_refreshes;
+    MPI_Allreduce(MPI_IN_PLACE, &refreshes, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (world_size() > 1) {
+      EXPECT_GT(refreshes, 0) << r.dump();
+    }
   }
 }
 

@@ -187,3 +187,27 @@ TEST(Training, FullRecomputeCostsAForwardPerLayerAndSavesActivations) {
   EXPECT_LT(again[0], kept[0] * 1.5);
   EXPECT_LT(again[1], kept[1]);
 }
+
+// Expert replicas on a Zipf-skewed, dropless workload (16 experts on 16 GPUs): EPLB's copies take rows off the
+// busiest rank from the second step and shorten the step; on an even load they only cost their refresh (the
+// copies' gradients to the owners and the weights back), which shows as more bytes on the network.
+TEST(Training, ExpertReplicasSpreadASkewedLoadAndChargeTheirTraffic) {
+  auto config = [](const json& workload, const json& replicas) {
+    json c = paper(16, 16, {{"preset", "deepspeed"}, {"gate", "dropless"}, {"dispatch", "counts"}, {"replicas", replicas}});
+    c["model"]["global_batch"] = 128;
+    c["workload"] = workload;
+    c["steps"] = 3;
+    return c;
+  };
+  const json zipf = {{"kind", "zipf"}, {"exponent", 1.0}}, uniform = {{"kind", "uniform"}};
+  const json none = {{"kind", "none"}}, eplb = {{"kind", "eplb"}, {"slots", 1}};
+  const std::vector<std::string> keys = {"/tokens_per_s", "/gate/rank_imbalance", "/network_gb_per_step/intra_node"};
+  const auto skew_none = numbers(config(zipf, none), keys), skew_eplb = numbers(config(zipf, eplb), keys);
+  EXPECT_GT(skew_none[1], 3.0) << "the workload is skewed";
+  EXPECT_LT(skew_eplb[1], 0.7 * skew_none[1]);
+  EXPECT_GT(skew_eplb[0], 1.5 * skew_none[0]);
+  const auto even_none = numbers(config(uniform, none), keys), even_eplb = numbers(config(uniform, eplb), keys);
+  EXPECT_NEAR(even_eplb[1], 1.0, 0.01);
+  EXPECT_GT(even_eplb[2], even_none[2] * 1.1);
+  EXPECT_LT(even_eplb[0], even_none[0]);
+}
