@@ -93,3 +93,23 @@ moesys_cli_test(train_replicas_offload 2 "expert replicas with offloaded experts
 moesys_cli_test(train_replicas_eplb 0 "busiest rank computes"
                 train --experts 16 --gpus 16 --steps 2 --policy "{\"gate\": \"dropless\", \"replicas\": {\"kind\": \"eplb\", \"slots\": 1}}"
                 --model "{\"global_batch\": 128}" --workload "{\"kind\": \"zipf\", \"exponent\": 1.0}")
+
+# moesys tune: a malformed or contradictory search space is one line and exit 2 before anything is simulated, a
+# space where nothing fits the cluster the same after simulating, and nothing is written either way.
+set(tune_bad @SRC@/tests/data/bad-input)
+moesys_cli_test(tune_empty_space 2 "tune-empty-space.json: space: expected an object of at least one dimension"
+                tune ${tune_bad}/tune-empty-space.json --quiet --results @WORK@/results)
+moesys_cli_test(tune_empty_values 2 "space.policy.dense: expected a non-empty array of values to try"
+                tune ${tune_bad}/tune-empty-values.json --quiet --results @WORK@/results)
+moesys_cli_test(tune_repeated_value 2 "space.policy.overlap_chunks: the value 1 is listed twice"
+                tune ${tune_bad}/tune-repeated-value.json --quiet --results @WORK@/results)
+moesys_cli_test(tune_bad_path 2 "space.policy..overlap_chunks: expected a dotted path of config names"
+                tune ${tune_bad}/tune-bad-path.json --quiet --results @WORK@/results)
+moesys_cli_test(tune_wrong_kind 2 "tune-wrong-kind.json: policy.overlap_chunks: expected an integer in [1, 64], got \"four\""
+                tune ${tune_bad}/tune-wrong-kind.json --quiet --results @WORK@/results)
+moesys_cli_test(tune_nothing_fits 2 "infeasible: no point of the space fits the cluster (rank 0 needs"
+                tune ${tune_bad}/tune-nothing-fits.json --quiet --results @WORK@/results)
+moesys_cli_test(tune_bad_strategy 2 "--strategy: expected descent or grid, got \"random\""
+                tune @SRC@/tests/data/tune-small.json --strategy random --quiet --results @WORK@/results)
+moesys_cli_test(tune_small 0 "the best is x"
+                tune @SRC@/tests/data/tune-small.json --quiet --results @WORK@/results)
