@@ -203,15 +203,19 @@ void RankTrainer::initialise_parameters() {
   moesys::model::upload(rt_, st_.params, dense.data(), st_.params.bytes);
   // Resident experts, or the home of offloaded ones: the same values in the same (expert-major) layout.
   const core::Buffer experts = st_.expert_params ? st_.expert_params : st_.offloaded.home_params;
-  if (experts) {  // drawn for every MoE layer, so that a pipeline stage starts from its layers' share of one model
-    const std::int64_t layer = st_.expert_layer_elems;
-    const std::vector<float> e = moesys::model::normal_floats(
-        std::max<std::int64_t>(model_.moe_layers() * layer, static_cast<std::int64_t>(experts.bytes / 4)), 0.02,
-        cfg_.workload_seed * 104729 + static_cast<std::uint64_t>(layout_.ep_index(local_)));
+  if (experts) {
+    // One seed per expert, its values drawn for every MoE layer: every layout (expert-parallel size, pipeline
+    // stages) starts from the same experts.
+    const std::int64_t pe = model_.expert_params_per_expert(), L = layout_.local_experts;
     std::vector<float> held(experts.bytes / 4, 0.f);
-    for (std::size_t moe = 0; moe < st_.expert_slot.size(); ++moe)
-      if (const int slot = st_.expert_slot[moe]; slot >= 0)
-        std::copy_n(e.begin() + static_cast<std::int64_t>(moe) * layer, layer, held.begin() + slot * layer);
+    for (std::int64_t j = 0; j < L; ++j) {
+      const std::int64_t expert = layout_.ep_index(local_) * L + j;
+      const std::vector<float> e = moesys::model::normal_floats(model_.moe_layers() * pe, 0.02,
+                                                                cfg_.workload_seed * 104729 + static_cast<std::uint64_t>(expert));
+      for (std::size_t moe = 0; moe < st_.expert_slot.size(); ++moe)
+        if (const int slot = st_.expert_slot[moe]; slot >= 0)
+          std::copy_n(e.begin() + static_cast<std::int64_t>(moe) * pe, pe, held.begin() + (slot * L + j) * pe);
+    }
     moesys::model::upload(rt_, experts, held.data(), experts.bytes);
   }
 }

@@ -58,15 +58,17 @@ json latent_attention_model() {
 
 /// This rank's counters after 6 steps of `policy` on `model`. Two nodes when the world is even: the hierarchical
 /// all-to-all and ZeRO-3 have an intra- and an inter-node stage.
-tr::RankCounters run_policy(const json& policy, const json& model = paper_family_model()) {
+tr::RankCounters run_policy(const json& policy, const json& model = paper_family_model(),
+                           const json& parallel = json::object()) {
   const int world = world_size();
   const int per_node = world % 2 == 0 && world > 1 ? world / 2 : world;
-  const json config = {
+  json config = {
       {"model", model},
       {"cluster", {{"gpus", world}, {"gpus_per_node", per_node}, {"nics_per_node", per_node}}},
       {"policy", policy},
       {"steps", 6},
       {"learning_rate", 0.01}};
+  if (!parallel.empty()) config["parallel"] = parallel;
   const tr::TrainingPlan plan = tr::make_training_plan(tr::parse_training_config(config, "test"));
   std::vector<tr::RankCounters> counters(static_cast<std::size_t>(world));
   cpu::CpuRuntime rt(plan.config.cluster);
@@ -159,14 +161,18 @@ TEST(TrainingProgram, ExpertReplicasComputeTheSameLosses) {
   const json base = {{"preset", "deepspeed"}, {"dispatch", "counts"}};
   const std::vector<double> reference = losses_with(base);
   ASSERT_EQ(reference.size(), 6u);
-  const json replicas[] = {{{"kind", "eplb"}, {"slots", 1}},
-                           {{"kind", "eplb"}, {"slots", 2}, {"every", 2}},
-                           {{"kind", "hot"}, {"slots", 1}}};
-  for (const json& r : replicas) {
+  // The last case splits the ranks into expert-parallel groups of 2 (copies inside a group, owners' gradients then
+  // reduced over the groups).
+  const int ep = world_size() % 2 == 0 ? 2 : world_size();
+  const std::pair<json, json> replicas[] = {{{{"kind", "eplb"}, {"slots", 1}}, json::object()},
+                                            {{{"kind", "eplb"}, {"slots", 2}, {"every", 2}}, json::object()},
+                                            {{{"kind", "hot"}, {"slots", 1}}, json::object()},
+                                            {{{"kind", "eplb"}, {"slots", 1}}, {{"ep", ep}}}};
+  for (const auto& [r, parallel] : replicas) {
     json policy = base;
     policy["replicas"] = r;
     policy["overlap_chunks"] = 2;
-    const tr::RankCounters mine = run_policy(policy);
+    const tr::RankCounters mine = run_policy(policy, paper_family_model(), parallel);
     ASSERT_EQ(mine.losses.size(), reference.size()) << r.dump();
     for (std::size_t i = 0; i < reference.size(); ++i)
       EXPECT_NEAR(mine.losses[i], reference[i], 1e-4 * std::abs(reference[i])) << r.dump() << " step " << i;
