@@ -273,8 +273,7 @@ ExpertViews expert_views(const RankState& s, const ExpertResidency* residency, c
     v.grads = s.expert_grads.slice(layer * bytes_of(s.expert_layer_elems, g), bytes_of(s.expert_layer_elems, g));
   if (s.replica_params) {
     v.local = s.expert_layer_elems / v.pe;
-    const std::int64_t copies = static_cast<std::int64_t>(s.replica_params.bytes / s.held_moe_layers /
-                                                          bytes_of(v.pe, a));
+    const std::int64_t copies = s.replica_slots;
     v.copy_params = s.replica_params.slice(layer * bytes_of(copies * v.pe, a), bytes_of(copies * v.pe, a));
     if (s.replica_grads)
       v.copy_grads = s.replica_grads.slice(layer * bytes_of(copies * v.pe, g), bytes_of(copies * v.pe, g));

@@ -361,6 +361,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
     s.offloaded = allocate_expert_storage(rt, expert_shape(plan), residency_settings(plan, plan.memory.cache_entries));
   }
   if (l.replica_slots > 0 && s.held_moe_layers > 0) {
+    s.replica_slots = l.replica_slots;
     const double copies = static_cast<double>(I{s.held_moe_layers} * l.replica_slots * pe);
     s.replica_params = alloc(Tier::hbm, a * copies, MemoryUse::parameters);
     if (!gen.enabled) {

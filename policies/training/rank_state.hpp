@@ -138,6 +138,7 @@ struct RankState {
   // Expert replicas (expert_replicas.hpp): copies of other ranks' experts in spare slots, [held MoE layer][slot],
   // an owner's landing place for one replica's gradient, and the step's tokens per expert (fp32 [MoE layer][E]).
   core::Buffer replica_params, replica_grads, replica_inbox, expert_load;
+  int replica_slots = 0;  // spare slots per held MoE layer
 
   core::Buffer send, recv;       // all-to-all rows
   core::Buffer index;            // HBM int32: slot table, forward and backward regroup indices

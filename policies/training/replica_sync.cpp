@@ -148,10 +148,12 @@ void RankTrainer::refresh_replicas(int step) {
           rt_.send(kReplicaSend, ranks[static_cast<std::size_t>(m)], expert_slot_view(moe, e % L, false), bytes,
                    replica_tag(moe, m, j, true));
     for (int j = 0; j < S; ++j)
-      if (const int e = map.slot_expert[static_cast<std::size_t>(me * S + j)]; e >= 0 && ++counters_.replica_refreshes)
+      if (const int e = map.slot_expert[static_cast<std::size_t>(me * S + j)]; e >= 0) {
         replica_ready_[static_cast<std::size_t>(moe)] =
             rt_.recv(kReplicaRecv, ranks[static_cast<std::size_t>(e / L)], expert_slot_view(moe, L + j, false), bytes,
                      replica_tag(moe, me, j, true));
+        ++counters_.replica_refreshes;
+      }
   }
 }
 
