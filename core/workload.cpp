@@ -291,13 +291,53 @@ RoutingMatrix MultitaskRouting::route(int step, int layer) {
   return m;
 }
 
-TraceRouting::TraceRouting(RoutingTrace trace) : trace_(std::move(trace)) {
+std::vector<std::int64_t> rescale_counts(const std::vector<std::int64_t>& counts, std::int64_t total) {
+  std::int64_t sum = 0;
+  for (std::int64_t c : counts) sum += c;
+  if (sum <= 0 || total < 0) throw std::invalid_argument("rescale_counts: need a positive row sum and total >= 0");
+  // Exact integer shares: floor(c * total / sum) with the remainder kept for the largest-remainder pass.
+  std::vector<std::int64_t> out(counts.size());
+  std::vector<std::pair<std::int64_t, std::size_t>> remainders;  // (remainder, index)
+  std::int64_t given = 0;
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    __extension__ using Wide = __int128;  // count x total may pass 2^63; the quotient and remainder fit in 64 bits
+    Wide scaled = static_cast<Wide>(counts[i]) * total;
+    out[i] = static_cast<std::int64_t>(scaled / sum);
+    given += out[i];
+    remainders.emplace_back(static_cast<std::int64_t>(scaled % sum), i);
+  }
+  std::stable_sort(remainders.begin(), remainders.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (std::int64_t k = 0; k < total - given; ++k) out[remainders[static_cast<std::size_t>(k)].second] += 1;
+  return out;
+}
+
+TraceRouting::TraceRouting(RoutingTrace trace, TraceFit fit, RoutingShape run, int first_step)
+    : trace_(std::move(trace)), fit_(fit), run_(run), first_step_(first_step) {
   if (trace_.steps.empty()) throw std::invalid_argument("TraceRouting: empty trace");
+  if (first_step_ < 0) throw std::invalid_argument("TraceRouting: negative first step");
+  if (fit_ == TraceFit::kTile) {
+    check_shape(run_);
+    if (run_.experts != trace_.experts) throw std::invalid_argument("TraceRouting: tiling needs the trace's experts");
+  }
 }
 
 RoutingMatrix TraceRouting::route(int step, int layer) {
-  check_step_layer(step, layer, trace_.layers);
-  return trace_.steps[static_cast<std::size_t>(step) % trace_.steps.size()][static_cast<std::size_t>(layer)];
+  std::size_t at = (static_cast<std::size_t>(first_step_) + static_cast<std::size_t>(step)) % trace_.steps.size();
+  if (fit_ == TraceFit::kExact) {
+    check_step_layer(step, layer, trace_.layers);
+    return trace_.steps[at][static_cast<std::size_t>(layer)];
+  }
+  check_step_layer(step, layer, run_.moe_layers);
+  const RoutingMatrix& recorded = trace_.steps[at][static_cast<std::size_t>(layer % trace_.layers)];
+  RoutingMatrix m(run_.ranks, run_.experts);
+  std::vector<std::int64_t> row(static_cast<std::size_t>(run_.experts));
+  for (int r = 0; r < run_.ranks; ++r) {
+    for (int e = 0; e < run_.experts; ++e) row[static_cast<std::size_t>(e)] = recorded.at(r % trace_.ranks, e);
+    std::vector<std::int64_t> scaled = rescale_counts(row, run_.tokens_per_rank * run_.top_k);
+    for (int e = 0; e < run_.experts; ++e) m.at(r, e) = scaled[static_cast<std::size_t>(e)];
+  }
+  return m;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -465,6 +505,8 @@ std::unique_ptr<RoutingModel> make_multitask(FactoryInput in) {
 std::unique_ptr<RoutingModel> make_trace(FactoryInput in) {
   ObjectReader& r = in.reader;
   std::filesystem::path path = r.string("file");
+  TraceFit fit = r.choice("fit", {"exact", "tile"}, "exact") == "tile" ? TraceFit::kTile : TraceFit::kExact;
+  int first_step = static_cast<int>(r.integer("first_step", 0, INT32_MAX, 0));
   r.reject_unknown();
   if (path.is_relative() && !r.file().empty()) {
     std::filesystem::path beside = std::filesystem::path(r.file()).parent_path() / path;
@@ -479,10 +521,22 @@ std::unique_ptr<RoutingModel> make_trace(FactoryInput in) {
       throw ConfigError(path.string(), field,
                         "expected " + std::to_string(want) + " (the run's " + what + "), got " + std::to_string(got));
   };
-  expect("ranks", t.ranks, in.shape.ranks, "ranks");
+  if (first_step >= std::ssize(t.steps))
+    r.fail("first_step", "expected a step of the trace (it has " + std::to_string(t.steps.size()) + ")");
   expect("experts", t.experts, in.shape.experts, "experts");
-  expect("layers", t.layers, in.shape.moe_layers, "MoE layers");
-  return std::make_unique<TraceRouting>(std::move(t));
+  if (fit == TraceFit::kExact) {
+    expect("ranks", t.ranks, in.shape.ranks, "ranks");
+    expect("layers", t.layers, in.shape.moe_layers, "MoE layers");
+  } else {
+    for (std::size_t s = 0; s < t.steps.size(); ++s)
+      for (std::size_t l = 0; l < t.steps[s].size(); ++l)
+        for (int rank = 0; rank < t.ranks; ++rank)
+          if (t.steps[s][l].rank_total(rank) <= 0)
+            throw ConfigError(path.string(), "steps[" + std::to_string(s) + "].layers[" + std::to_string(l) +
+                                                 "].tokens[" + std::to_string(rank) + "]",
+                              "a row with no tokens cannot be rescaled to the run's (fit \"tile\")");
+  }
+  return std::make_unique<TraceRouting>(std::move(t), fit, in.shape, first_step);
 }
 
 // One row per kind: adding a workload is one function and one line here.

@@ -142,7 +142,8 @@ class MultitaskRouting : public RoutingModel {
   std::uint64_t seed_;
 };
 
-/// A recorded routing: steps[s][layer] is the matrix of step s. JSON:
+/// A recorded routing: steps[s][layer] is the matrix of entry s. A real run writes one entry per micro-batch, and
+/// the training simulator draws entry step * micro_batches + m for micro-batch m of a step. JSON:
 /// {"format":"moesys-routing-trace","version":1,"ranks":R,"experts":E,"layers":L,
 ///  "steps":[{"step":0,"layers":[{"layer":0,"tokens":[[E ints] x R]}, ...]}, ...]}
 struct RoutingTrace {
@@ -158,26 +159,42 @@ RoutingTrace read_routing_trace(const std::string& path);
 /// Writes through a temporary file renamed into place; throws RuntimeFailure on I/O errors.
 void write_routing_trace(const std::string& path, const RoutingTrace& t);
 
-/// Replays a trace, wrapping around: step s uses the trace's step s mod (number of steps).
+/// How a trace meets a run of another shape. kExact: the run must have the trace's ranks, experts and MoE layers.
+/// kTile: the run keeps the trace's experts (their identities carry the skew) and may have any number of ranks
+/// and MoE layers: run rank r replays trace row r mod R, MoE layer l trace layer l mod L, and every row is rescaled
+/// to the run's assignments per rank (tokens_per_rank * top_k) by largest remainders, so the share of each expert
+/// in a rank's row is the recorded one up to one token.
+enum class TraceFit { kExact, kTile };
+
+/// Replays a trace, wrapping around: step s uses the trace's step (first_step + s) mod (number of steps).
 class TraceRouting : public RoutingModel {
  public:
-  explicit TraceRouting(RoutingTrace trace);
+  explicit TraceRouting(RoutingTrace trace, TraceFit fit = TraceFit::kExact, RoutingShape run = {},
+                        int first_step = 0);
   RoutingMatrix route(int step, int layer) override;
   std::string kind() const override { return "trace"; }
 
  private:
   RoutingTrace trace_;
+  TraceFit fit_;
+  RoutingShape run_;
+  int first_step_;
 };
+
+/// One row of counts rescaled to `total` by largest remainders (ties to the lower index); the row's sum must be
+/// positive. Exact: the result sums to `total`, and each entry is within one of count * total / sum.
+std::vector<std::int64_t> rescale_counts(const std::vector<std::int64_t>& counts, std::int64_t total);
 
 /// Builds a routing model from a workload object (base_path names it in errors, e.g. "workload"):
 ///   {"kind":"uniform"}
 ///   {"kind":"zipf","exponent":1.2,"seed":1}
 ///   {"kind":"drift","exponent":1.2,"seed":1,"drift_experts_per_step":1}
 ///   {"kind":"multitask","tasks":[{"name":"a","batch":512,"affinity":0.8}, ...],"placement":[0,1,...],"seed":1}
-///   {"kind":"trace","file":"path.json"}
+///   {"kind":"trace","file":"path.json","fit":"exact"|"tile","first_step":0}
 /// seed defaults to 1, affinity to 0, placement to MultitaskRouting::block_placement. A relative trace path is
-/// looked up beside `file` first, then from the working directory. A trace whose ranks, experts or layers differ
-/// from the run's is a ConfigError naming that field of the trace file.
+/// looked up beside `file` first, then from the working directory. With fit "exact" (the default) a trace whose
+/// ranks, experts or layers differ from the run's is a ConfigError naming that field of the trace file; with
+/// "tile" only experts must match, and a row with no tokens (it cannot be rescaled) is a ConfigError naming it.
 std::unique_ptr<RoutingModel> make_routing_model(const nlohmann::json& j, const std::string& file,
                                                  const std::string& base_path, int ranks, int experts, int moe_layers,
                                                  std::int64_t tokens_per_rank, int top_k);

@@ -146,6 +146,7 @@ const std::vector<std::string>& csv_columns() {
                                                     "net_same_leaf_gb",
                                                     "net_cross_spine_gb",
                                                     "dropped_fraction",
+                                                    "rank_imbalance",
                                                     "padding_fraction",
                                                     "simgrid_flows",
                                                     "error"};
@@ -191,6 +192,8 @@ std::vector<std::string> csv_row(const json& r) {
     v["net_same_leaf_gb"] = num(s["network_gb_per_step"]["same_leaf"]);
     v["net_cross_spine_gb"] = num(s["network_gb_per_step"]["cross_spine"]);
     v["dropped_fraction"] = num(s["gate"]["dropped_fraction"]);
+    if (s["gate"].contains("rank_imbalance"))  // results written before it was measured leave the cell empty
+      v["rank_imbalance"] = num(s["gate"]["rank_imbalance"].get<double>());
     v["padding_fraction"] = num(s["gate"]["padding_fraction"]);
     v["simgrid_flows"] = std::to_string(s["simulator"]["flows"].get<long long>());
   } else {

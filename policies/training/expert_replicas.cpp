@@ -118,6 +118,21 @@ ReplicaMap eplb(const std::vector<double>& load, int ep, int local, int slots) {
   return map;
 }
 
+/// EPLB inside each node group of `per_node` members: the group's own experts over the group's spare slots.
+ReplicaMap eplb_by_node(const std::vector<double>& load, int ep, int local, int slots, int per_node) {
+  ReplicaMap map = no_replicas(ep, local, slots);
+  const int experts_per_node = per_node * local;
+  for (int first = 0; first < ep; first += per_node) {
+    const auto from = load.begin() + first * local;
+    const ReplicaMap part = eplb(std::vector<double>(from, from + experts_per_node), per_node, local, slots);
+    for (int m = 0; m < per_node; ++m)
+      for (int j = 0; j < slots; ++j)
+        if (const int e = part.slot_expert[static_cast<std::size_t>(m * slots + j)]; e >= 0)
+          map.slot_expert[static_cast<std::size_t>((first + m) * slots + j)] = e + first * local;
+  }
+  return map;
+}
+
 ReplicaMap hot(const std::vector<double>& load, int ep, int local, int slots) {
   ReplicaMap map = no_replicas(ep, local, slots);
   std::vector<int> top;
@@ -133,9 +148,11 @@ ReplicaMap hot(const std::vector<double>& load, int ep, int local, int slots) {
 
 }  // namespace
 
-ReplicaMap place_replicas(Replication kind, const std::vector<double>& load, int ep, int local, int slots) {
+ReplicaMap place_replicas(Replication kind, const std::vector<double>& load, int ep, int local, int slots,
+                          int members_per_node) {
   switch (kind) {
     case Replication::eplb:
+      if (members_per_node > 0 && members_per_node < ep) return eplb_by_node(load, ep, local, slots, members_per_node);
       return eplb(load, ep, local, slots);
     case Replication::hot:
       return hot(load, ep, local, slots);
@@ -145,8 +162,9 @@ ReplicaMap place_replicas(Replication kind, const std::vector<double>& load, int
   return no_replicas(ep, local, slots);
 }
 
-ReplicaPlanner::ReplicaPlanner(ReplicaSettings settings, int moe_layers, int experts, int ep, int local)
-    : settings_(settings), ep_(ep), local_(local) {
+ReplicaPlanner::ReplicaPlanner(ReplicaSettings settings, int moe_layers, int experts, int ep, int local,
+                               int members_per_node)
+    : settings_(settings), ep_(ep), local_(local), members_per_node_(settings.node_scope ? members_per_node : 0) {
   const int slots = settings.kind == Replication::none ? 0 : settings.slots;
   since_.assign(static_cast<std::size_t>(moe_layers), std::vector<double>(static_cast<std::size_t>(experts), 0));
   maps_.assign(static_cast<std::size_t>(moe_layers), no_replicas(ep, local, slots));
@@ -159,7 +177,7 @@ void ReplicaPlanner::observe(int step, const std::vector<std::vector<double>>& l
   const int next = step + 1;
   if (settings_.kind == Replication::eplb && next % settings_.every != 0) return;
   for (std::size_t l = 0; l < since_.size(); ++l) {
-    maps_[l] = place_replicas(settings_.kind, since_[l], ep_, local_, settings_.slots);
+    maps_[l] = place_replicas(settings_.kind, since_[l], ep_, local_, settings_.slots, members_per_node_);
     std::fill(since_[l].begin(), since_[l].end(), 0.0);
   }
 }

@@ -62,7 +62,19 @@ Layout make_layout(const TrainingConfig& c) {
                                 "dispatch (\"dispatch\": \"counts\"); padded dispatch sends whole capacity blocks");
   if (l.replica_slots > 0 && c.policy.offload != Offload::none)
     throw core::InfeasibleError("expert replicas with offloaded experts are not modelled; use offload none");
+  if (l.replica_slots > 0 && c.policy.replicas.node_scope && l.ep_members_per_node() == 0)
+    throw core::InfeasibleError("node-scoped expert replicas need expert-parallel groups that split into whole node "
+                                "groups (expert-parallel size " + str(l.ep) + ", " + str(l.gpus_per_node) +
+                                " GPUs per node)");
   return l;
+}
+
+int Layout::ep_members_per_node() const {
+  const int per_node = std::min(ep, gpus_per_node);
+  for (int base = 0; base < ranks; base += ep)
+    for (int m = 0; m < ep; ++m)
+      if ((base + m) / gpus_per_node != base / gpus_per_node + m / per_node || base % per_node != 0) return 0;
+  return per_node;
 }
 
 int Layout::chunk_of_layer(int layer) const {

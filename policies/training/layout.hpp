@@ -37,6 +37,9 @@ struct Layout {
   int stage_of_layer(int layer) const { return chunk_of_layer(layer) % pp; }
   int ep_index(int rank) const { return rank % ep; }
   int ep_base(int rank) const { return rank - rank % ep; }
+  /// Consecutive members of every expert-parallel group that share a node (min(ep, GPUs per node)), or 0 when
+  /// some group's members do not split into whole node groups that way.
+  int ep_members_per_node() const;
   /// The member of an expert-parallel group that owns `expert`.
   int owner(int expert) const { return expert / local_experts; }
 

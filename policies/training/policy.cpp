@@ -88,6 +88,13 @@ CacheSettings parse_cache(const json& j, CacheSettings c, const std::string& fil
   return c;
 }
 
+/// The settings as JSON; scope only when it is not the default, so that earlier results read the same.
+json replicas_json(const ReplicaSettings& r) {
+  json j = {{"kind", to_string(r.kind)}, {"slots", r.slots}, {"every", r.every}};
+  if (r.node_scope) j["scope"] = "node";
+  return j;
+}
+
 ReplicaSettings parse_replicas(const json& j, ReplicaSettings r, const std::string& file, const std::string& path) {
   if (!j.is_object()) throw core::ConfigError(file, path, "expected an object such as {\"kind\": \"eplb\", \"slots\": 1}");
   for (auto it = j.begin(); it != j.end(); ++it) {
@@ -98,9 +105,15 @@ ReplicaSettings parse_replicas(const json& j, ReplicaSettings r, const std::stri
       r.slots = int_in(*it, 1, 1024, file, p);
     else if (it.key() == "every")
       r.every = int_in(*it, 1, 1 << 20, file, p);
-    else
-      throw core::ConfigError(file, p, "unknown key (valid keys: every, kind, slots)");
+    else if (it.key() == "scope") {
+      if (!it->is_string() || (*it != "global" && *it != "node"))
+        throw core::ConfigError(file, p, "expected \"global\" or \"node\" (EPLB's hierarchical form)");
+      r.node_scope = *it == "node";
+    } else
+      throw core::ConfigError(file, p, "unknown key (valid keys: every, kind, scope, slots)");
   }
+  if (r.node_scope && r.kind != Replication::eplb)
+    throw core::ConfigError(file, path_of(path, "scope"), "applies to kind \"eplb\"");
   return r;
 }
 
@@ -222,7 +235,7 @@ json to_json(const TrainingPolicy& p) {
                 {"capacity_fraction", p.cache.capacity_fraction}}},
               {"placement", to_string(p.placement)},
               {"embedding", to_string(p.embedding)},
-              {"replicas", {{"kind", to_string(p.replicas.kind)}, {"slots", p.replicas.slots}, {"every", p.replicas.every}}}};
+              {"replicas", replicas_json(p.replicas)}};
 }
 
 std::string describe(const TrainingPolicy& p) {
@@ -234,7 +247,8 @@ std::string describe(const TrainingPolicy& p) {
     if (kv.key() == "preset" || base.at(kv.key()) == *kv) continue;
     std::string value = kv->is_string() ? kv->get<std::string>() : kv->dump();
     if (kv.key() == "replicas")  // e.g. replicas=eplb:2/10 (2 spare slots, rebalanced every 10 steps), hot:1
-      value = std::string(to_string(p.replicas.kind)) + ":" + std::to_string(p.replicas.slots) +
+      value = std::string(to_string(p.replicas.kind)) + (p.replicas.node_scope ? "-node" : "") + ":" +
+              std::to_string(p.replicas.slots) +
               (p.replicas.kind == Replication::eplb ? "/" + std::to_string(p.replicas.every) : "");
     if (kv->is_number_float() && std::floor(kv->get<double>()) == kv->get<double>() &&
         std::abs(kv->get<double>()) < 1e15)

@@ -26,7 +26,8 @@ void RankTrainer::begin_step_replicas(int step) {
   if (real_) {
     if (!replica_planner_)
       replica_planner_ = std::make_unique<ReplicaPlanner>(policy_.replicas, model_.moe_layers(), model_.experts,
-                                                          layout_.ep, layout_.local_experts);
+                                                          layout_.ep, layout_.local_experts,
+                                                          layout_.ep_members_per_node());
     replicas_ = replica_planner_->maps();
   } else {
     replicas_ = plan_.routing.replicas[static_cast<std::size_t>(step)];

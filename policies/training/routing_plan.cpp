@@ -131,7 +131,8 @@ void plan_single_task(const TrainingConfig& c, const Layout& l, RoutingPlan& pla
   const std::int64_t tokens = md.tokens_per_micro_batch();
   auto model =
       core::make_routing_model(c.workload, c.file, "workload", l.world, md.experts, md.moe_layers(), tokens, md.top_k);
-  ReplicaPlanner planner(c.policy.replicas, md.moe_layers(), md.experts, l.ep, l.local_experts);
+  ReplicaPlanner planner(c.policy.replicas, md.moe_layers(), md.experts, l.ep, l.local_experts,
+                         l.ep_members_per_node());
   for (int s = 0; s < c.steps; ++s) {
     std::vector<std::vector<RoutingMatrix>> raw(static_cast<std::size_t>(plan.micro_batches));
     for (int m = 0; m < plan.micro_batches; ++m)
@@ -170,7 +171,8 @@ void plan_multitask(const TrainingConfig& c, const Layout& l, RoutingPlan& plan,
   core::RoutingShape shape{static_cast<int>(plan.placement.slots.size()), md.experts, md.moe_layers(), 0, md.top_k};
   std::vector<int> slot_task;
   for (const Slot& s : plan.placement.slots) slot_task.push_back(s.task);
-  ReplicaPlanner planner(c.policy.replicas, md.moe_layers(), md.experts, l.ep, l.local_experts);
+  ReplicaPlanner planner(c.policy.replicas, md.moe_layers(), md.experts, l.ep, l.local_experts,
+                         l.ep_members_per_node());
   for (int s = 0; s < c.steps; ++s) {
     std::vector<std::vector<RoutingMatrix>> raw(static_cast<std::size_t>(plan.micro_batches));
     std::vector<std::vector<std::int64_t>> tokens(static_cast<std::size_t>(plan.micro_batches),

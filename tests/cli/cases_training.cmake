@@ -84,7 +84,7 @@ moesys_cli_test(train_replicas_bad_kind 2 "policy.replicas.kind: expected one of
                 train --policy "{\"replicas\": {\"kind\": \"all\"}}")
 moesys_cli_test(train_replicas_bad_slots 2 "policy.replicas.slots: expected an integer in [1, 1024]"
                 train --policy "{\"replicas\": {\"kind\": \"eplb\", \"slots\": 0}}")
-moesys_cli_test(train_replicas_unknown_key 2 "policy.replicas.budget: unknown key (valid keys: every, kind, slots)"
+moesys_cli_test(train_replicas_unknown_key 2 "policy.replicas.budget: unknown key (valid keys: every, kind, scope, slots)"
                 train --policy "{\"replicas\": {\"budget\": 1}}")
 moesys_cli_test(train_replicas_padded 2 "expert replicas split an expert's rows between its copies, which needs counted dispatch"
                 train --preset deepspeed --policy "{\"replicas\": {\"kind\": \"eplb\"}}")
@@ -113,3 +113,19 @@ moesys_cli_test(tune_bad_strategy 2 "--strategy: expected descent or grid, got \
                 tune @SRC@/tests/data/tune-small.json --strategy random --quiet --results @WORK@/results)
 moesys_cli_test(tune_small 0 "the best is x"
                 tune @SRC@/tests/data/tune-small.json --quiet --results @WORK@/results)
+# A recorded routing trace replayed on a larger run (tiled over its ranks and MoE layers), and what it refuses.
+set(gpt16_trace @SRC@/experiments/traces/gpt-moe-16e-4cpu.json)
+moesys_cli_test(train_trace_tiled 0 "busiest rank computes"
+                train --experts 16 --gpus 16 --steps 1 --model "{\"global_batch\": 128}" --policy "{\"gate\": \"dropless\"}"
+                --workload "{\"kind\": \"trace\", \"file\": \"${gpt16_trace}\", \"fit\": \"tile\", \"first_step\": 32}")
+moesys_cli_test(train_trace_tiled_first_step 2 "workload.first_step: expected a step of the trace (it has 96)"
+                train --experts 16 --gpus 16 --steps 1 --model "{\"global_batch\": 128}"
+                --workload "{\"kind\": \"trace\", \"file\": \"${gpt16_trace}\", \"fit\": \"tile\", \"first_step\": 96}")
+moesys_cli_test(train_trace_tiled_experts 2 "experts: expected 32 (the run's experts), got 16"
+                train --experts 32 --gpus 16 --steps 1 --model "{\"global_batch\": 128}"
+                --workload "{\"kind\": \"trace\", \"file\": \"${gpt16_trace}\", \"fit\": \"tile\"}")
+moesys_cli_test(train_trace_exact_shape 2 "ranks: expected 16 (the run's ranks), got 4"
+                train --experts 16 --gpus 16 --steps 1 --model "{\"global_batch\": 128}"
+                --workload "{\"kind\": \"trace\", \"file\": \"${gpt16_trace}\"}")
+moesys_cli_test(train_replicas_scope_hot 2 "policy.replicas.scope: applies to kind \"eplb\""
+                train --policy "{\"dispatch\": \"counts\", \"replicas\": {\"kind\": \"hot\", \"scope\": \"node\"}}")

@@ -38,6 +38,25 @@ TEST(ExpertReplicas, EplbGivesSpareSlotsToTheLargestLoadPerCopy) {
   }
 }
 
+TEST(ExpertReplicas, EplbNodeScopeCopiesANodesOwnExpertsOnThatNode) {
+  // 4 members x 2 experts on 2 nodes of 2 members: node 0 owns experts 0-3, node 1 experts 4-7.
+  const std::vector<double> load = {800, 50, 50, 50, 50, 400, 100, 100};
+  const ReplicaMap m = place_replicas(Replication::eplb, load, 4, 2, 1, 2);
+  EXPECT_EQ(copies_of(m, 0), 1);  // at most one copy per other member of its node
+  EXPECT_EQ(copies_of(m, 5), 1);
+  for (int e = 0; e < 8; ++e)
+    for (const auto& [member, slot] : m.holders(e)) EXPECT_EQ(member / 2, e / 4) << "expert " << e;
+  EXPECT_EQ(m.slot_expert, (std::vector<int>{-1, 0, 6, 5}));  // member 0 owns expert 0: its slot stays free
+  // One node group of the whole expert-parallel group is the global form.
+  EXPECT_EQ(place_replicas(Replication::eplb, load, 4, 2, 1, 4), place_replicas(Replication::eplb, load, 4, 2, 1));
+  // The planner applies the scope only when asked to.
+  ReplicaPlanner global({Replication::eplb, 1, 1}, 1, 8, 4, 2, 2), node({Replication::eplb, 1, 1, true}, 1, 8, 4, 2, 2);
+  global.observe(0, {load});
+  node.observe(0, {load});
+  EXPECT_EQ(copies_of(global.maps()[0], 0), 3);
+  EXPECT_EQ(node.maps()[0], m);
+}
+
 TEST(ExpertReplicas, HotShadowingCopiesTheHottestExpertsToEveryMember) {
   const std::vector<double> load = {10, 90, 20, 70, 5, 5, 5, 5};
   const ReplicaMap m = place_replicas(Replication::hot, load, 4, 2, 2);
@@ -72,7 +91,7 @@ TEST(ExpertReplicas, ASenderKeepsItsRowsWhenItHoldsACopyElseSpreadsThemEvenly) {
 }
 
 TEST(ExpertReplicas, PlannerStartsWithoutCopiesAndRebalancesEveryNSteps) {
-  ReplicaPlanner p({Replication::eplb, 1, 2}, 1, 4, 2, 2);
+  ReplicaPlanner p({Replication::eplb, 1, 2}, 1, 4, 2, 2, 2);
   EXPECT_FALSE(p.maps()[0].any());
   p.observe(0, {{100, 1, 1, 1}});
   EXPECT_FALSE(p.maps()[0].any()) << "step 1 is not a multiple of every = 2";
@@ -81,7 +100,7 @@ TEST(ExpertReplicas, PlannerStartsWithoutCopiesAndRebalancesEveryNSteps) {
   // Load summed over steps 0 and 1: experts 0 and 3 tie at 101; one copy each.
   EXPECT_EQ(copies_of(p.maps()[0], 0), 1);
   EXPECT_EQ(copies_of(p.maps()[0], 3), 1);
-  ReplicaPlanner hot({Replication::hot, 1, 1}, 1, 4, 2, 2);
+  ReplicaPlanner hot({Replication::hot, 1, 1}, 1, 4, 2, 2, 2);
   hot.observe(0, {{1, 1, 50, 1}});
   EXPECT_EQ(copies_of(hot.maps()[0], 2), 1);
   hot.observe(1, {{60, 1, 1, 1}});
@@ -154,6 +173,23 @@ TEST(ExpertReplicas, BadSettingsAreConfigErrorsAndUnsupportedCombinationsAreRefu
   EXPECT_NE(error_of({{"kind", "hot"}}, {{"offload", "cpu"}}).find("infeasible: expert replicas with offloaded"),
             std::string::npos);
   EXPECT_EQ(error_of({{"kind", "none"}}, {{"dispatch", "padded"}, {"gate", "gshard"}}), "accepted");
+  EXPECT_NE(error_of({{"kind", "eplb"}, {"scope", "rack"}}).find("policy.replicas.scope: expected \"global\" or"),
+            std::string::npos);
+  EXPECT_NE(error_of({{"kind", "hot"}, {"scope", "node"}}).find("policy.replicas.scope: applies to kind \"eplb\""),
+            std::string::npos);
+  EXPECT_EQ(error_of({{"kind", "eplb"}, {"scope", "node"}}), "accepted");
+  // 16 GPUs of 8 per node in expert-parallel groups of 12 ranks: a group straddles a node boundary unevenly.
+  json odd = skewed({{"kind", "eplb"}, {"scope", "node"}});
+  odd["model"]["experts"] = 12;
+  odd["model"]["global_batch"] = 192;
+  odd["cluster"]["gpus"] = 24;
+  odd["parallel"] = {{"ep", 12}};
+  try {
+    make_training_plan(parse_training_config(odd, "f.json"));
+    ADD_FAILURE() << "accepted";
+  } catch (const core::InfeasibleError& e) {
+    EXPECT_NE(std::string(e.what()).find("node-scoped expert replicas need"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -201,6 +202,73 @@ TEST_F(RoutingTraceFiles, MalformedTraceNamesPath) {
   }
   std::ofstream(path) << "{not json";
   EXPECT_THROW(read_routing_trace(path), ConfigError);
+}
+
+TEST(Routing, RescaleCountsKeepsTheTotalAndTheShares) {
+  std::vector<std::int64_t> row = {7, 0, 3, 3, 1};  // sum 14
+  for (std::int64_t total : {0, 1, 5, 14, 100, 999983}) {
+    std::vector<std::int64_t> out = rescale_counts(row, total);
+    std::int64_t sum = 0;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      double exact = static_cast<double>(row[i]) * static_cast<double>(total) / 14.0;
+      EXPECT_LE(std::abs(static_cast<double>(out[i]) - exact), 1.0) << total << " " << i;
+      sum += out[i];
+    }
+    EXPECT_EQ(sum, total);
+    EXPECT_EQ(out[1], 0);  // an expert nobody chose stays unchosen
+  }
+  EXPECT_EQ(rescale_counts({1, 1, 1}, 2), (std::vector<std::int64_t>{1, 1, 0}));  // ties go to the lower index
+  EXPECT_EQ(rescale_counts({3, 1}, 8), (std::vector<std::int64_t>{6, 2}));
+  EXPECT_THROW(rescale_counts({0, 0}, 4), std::invalid_argument);
+}
+
+TEST_F(RoutingTraceFiles, TiledTraceReplaysRowsAndLayersAtTheRunsScale) {
+  RoutingTrace t = sample_trace(3);  // 3 ranks, 4 experts, 2 layers, 200 assignments per row
+  write_routing_trace((dir_ / "trace.json").string(), t);
+  std::string config = (dir_ / "exp.json").string();
+  // 7 ranks (not a multiple of 3), 5 MoE layers, 250 tokens x top-2 = 500 assignments per rank; from step 1.
+  auto model = make({{"kind", "trace"}, {"file", "trace.json"}, {"fit", "tile"}, {"first_step", 1}}, 7, 4, 5, 250,
+                    2, config);
+  for (int step = 0; step < 4; ++step) {
+    for (int layer = 0; layer < 5; ++layer) {
+      RoutingMatrix m = model->route(step, layer);
+      const RoutingMatrix& recorded = t.steps[(step + 1) % 3][layer % 2];
+      ASSERT_EQ(m.ranks(), 7);
+      expect_row_totals(m, 500);
+      for (int r = 0; r < 7; ++r)
+        for (int e = 0; e < 4; ++e)
+          EXPECT_LE(std::abs(static_cast<double>(m.at(r, e)) - recorded.at(r % 3, e) * 2.5), 1.0)
+              << step << " " << layer << " " << r << " " << e;
+    }
+  }
+  // At the trace's own shape, tiling is the exact replay.
+  auto same = make({{"kind", "trace"}, {"file", "trace.json"}, {"fit", "tile"}}, 3, 4, 2, 100, 2, config);
+  EXPECT_EQ(same->route(2, 1), t.steps[2][1]);
+}
+
+TEST_F(RoutingTraceFiles, TiledTraceRefusesWhatItCannotScale) {
+  RoutingTrace t = sample_trace(2);
+  for (int e = 0; e < 4; ++e) t.steps[1][0].at(2, e) = 0;  // rank 2 routed nothing in step 1, layer 0
+  write_routing_trace((dir_ / "trace.json").string(), t);
+  std::string config = (dir_ / "exp.json").string();
+  auto expect = [&](const json& w, int experts, const std::string& path, const std::string& text) {
+    try {
+      make(w, 8, experts, 4, 100, 2, config);
+      FAIL() << path;
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(e.json_path(), path) << e.what();
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+  };
+  json tile = {{"kind", "trace"}, {"file", "trace.json"}, {"fit", "tile"}};
+  expect(tile, 8, "experts", "expected 8 (the run's experts)");
+  expect(tile, 4, "steps[1].layers[0].tokens[2]", "a row with no tokens");
+  json late = tile;
+  late["first_step"] = 2;
+  expect(late, 4, "workload.first_step", "it has 2");
+  json odd = tile;
+  odd["fit"] = "stretch";
+  expect(odd, 4, "workload.fit", "exact");
 }
 
 TEST(Routing, CapacityDropsOverflow) {

@@ -167,6 +167,7 @@ TEST(TrainingProgram, ExpertReplicasComputeTheSameLosses) {
   const std::pair<json, json> replicas[] = {{{{"kind", "eplb"}, {"slots", 1}}, json::object()},
                                             {{{"kind", "eplb"}, {"slots", 2}, {"every", 2}}, json::object()},
                                             {{{"kind", "hot"}, {"slots", 1}}, json::object()},
+                                            {{{"kind", "eplb"}, {"slots", 1}, {"scope", "node"}}, json::object()},
                                             {{{"kind", "eplb"}, {"slots", 1}}, {{"ep", ep}}}};
   for (const auto& [r, parallel] : replicas) {
     json policy = base;

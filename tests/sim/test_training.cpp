@@ -210,4 +210,17 @@ TEST(Training, ExpertReplicasSpreadASkewedLoadAndChargeTheirTraffic) {
   EXPECT_NEAR(even_eplb[1], 1.0, 0.01);
   EXPECT_GT(even_eplb[2], even_none[2] * 1.1);
   EXPECT_LT(even_eplb[0], even_none[0]);
+
+  // EPLB's hierarchical form (2 nodes of 8): copies stay on their owner's node, so tokens cross nodes exactly as
+  // without copies and every refresh stays on NVLink; the global form sends tokens and refreshes across nodes.
+  const json node = {{"kind", "eplb"}, {"slots", 1}, {"scope", "node"}};
+  const std::vector<std::string> paths = {"/gate/rank_imbalance", "/network_gb_per_step/intra_node",
+                                          "/network_gb_per_step/same_leaf"};
+  const auto n_none = numbers(config(zipf, none), paths), n_node = numbers(config(zipf, node), paths),
+             n_global = numbers(config(zipf, eplb), paths);
+  EXPECT_LT(n_node[0], 0.8 * n_none[0]);
+  EXPECT_GT(n_node[0], n_global[0]) << "a node's copies cannot take the other node's load";
+  EXPECT_GT(n_node[1], n_none[1]);
+  EXPECT_NEAR(n_node[2], n_none[2], 0.01 * n_none[2]);
+  EXPECT_GT(n_global[2], 1.02 * n_none[2]);
 }
