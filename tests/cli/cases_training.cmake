@@ -129,3 +129,11 @@ moesys_cli_test(train_trace_exact_shape 2 "ranks: expected 16 (the run's ranks),
                 --workload "{\"kind\": \"trace\", \"file\": \"${gpt16_trace}\"}")
 moesys_cli_test(train_replicas_scope_hot 2 "policy.replicas.scope: applies to kind \"eplb\""
                 train --policy "{\"dispatch\": \"counts\", \"replicas\": {\"kind\": \"hot\", \"scope\": \"node\"}}")
+# moesys tune --shard and --merge: only a grid shards, a merge runs nothing, and shards of a changed search do not mix.
+moesys_cli_test(tune_descent_shard 2 "--shard: applies to --strategy grid"
+                tune @SRC@/tests/data/tune-small.json --shard 0/2 --quiet --results @WORK@/results)
+moesys_cli_test(tune_merge_and_strategy 2 "--strategy: a merge runs the strategy its shards ran"
+                tune --merge @WORK@/results --strategy grid --quiet --results @WORK@/results)
+moesys_cli_test(tune_merge_changed_search 2 "is a shard of another study, or of a changed study file"
+                tune --merge @SRC@/tests/data/bad-input/tune-shards/shard-0-of-2.json
+                @SRC@/tests/data/bad-input/tune-shards/changed/shard-1-of-2.json --quiet --results @WORK@/results)

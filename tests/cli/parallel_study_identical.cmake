@@ -1,22 +1,28 @@
 # `moesys experiment FILE -j 2`, and three shards (`--shard I/3`) joined by `--merge`, write the same result
 # files, byte for byte, as `-j 1`: runs finish in another order or in other processes, but rows keep the study's
-# order. Runs the study each way into its own folder and compares every file.
+# order. Runs the study each way into its own folder and compares every file. COMMAND (default experiment) and
+# FLAGS (default --no-plots) make it check `moesys tune FILE --strategy grid` the same way.
 file(REMOVE_RECURSE ${WORK_DIR})
+if(NOT COMMAND)
+  set(COMMAND experiment)
+endif()
+if(NOT DEFINED FLAGS)
+  set(FLAGS --no-plots)
+endif()
 function(moesys_run what)
-  execute_process(COMMAND ${MOESYS} experiment ${ARGN} --no-plots --quiet RESULT_VARIABLE rc ERROR_VARIABLE err
-                  OUTPUT_QUIET)
+  execute_process(COMMAND ${MOESYS} ${COMMAND} ${ARGN} --quiet RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_QUIET)
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "${what}: exit code ${rc}\n${err}")
   endif()
 endfunction()
 foreach(jobs 1 2)
-  moesys_run("-j ${jobs}" ${STUDY} -j ${jobs} --results ${WORK_DIR}/j${jobs})
+  moesys_run("-j ${jobs}" ${STUDY} ${FLAGS} ${RUN_FLAGS} -j ${jobs} --results ${WORK_DIR}/j${jobs})
 endforeach()
 foreach(i 0 1 2)
-  moesys_run("--shard ${i}/3" ${STUDY} --shard ${i}/3 --results ${WORK_DIR}/shards)
+  moesys_run("--shard ${i}/3" ${STUDY} ${FLAGS} ${RUN_FLAGS} --shard ${i}/3 --results ${WORK_DIR}/shards)
 endforeach()
 file(GLOB shard_dirs ${WORK_DIR}/shards/*)
-moesys_run("--merge" --merge ${shard_dirs} --results ${WORK_DIR}/merged)
+moesys_run("--merge" --merge ${shard_dirs} ${FLAGS} --results ${WORK_DIR}/merged)
 file(GLOB_RECURSE files RELATIVE ${WORK_DIR}/j1 ${WORK_DIR}/j1/*)
 list(LENGTH files count)
 if(count LESS 3)
