@@ -12,6 +12,7 @@
 #include "core/model_zoo.hpp"
 #include "core/output_files.hpp"
 #include "core/units.hpp"
+#include "policies/training/policy.hpp"
 #include "studies/inference_study.hpp"
 #include "studies/real_inference.hpp"
 #include "studies/real_training.hpp"
@@ -25,14 +26,15 @@ namespace inf = policies::inference;
 const char* kUsage =
     "usage: moesys infer [--model gpt-moe-<E>e|FILE] [--policy all-in-gpu|deepspeed|moesys] [--ring-slots K]\n"
     "                    [--host-memory pinned|pageable] [--gpus N] [--batch B] [--prompt P] [--output O]\n"
-    "                    [--all-to-all flat|hierarchical] [--workload FILE|JSON] [--preset LABEL]\n"
+    "                    [--all-to-all flat|hierarchical] [--workload FILE|JSON] [--replicas JSON] [--preset LABEL]\n"
     "                    [--cluster FILE | --nodes N --gpus-per-node G --nics-per-node K --nic-gbps B --gpu ...]\n"
     "                    [--calibration FILE] [--trace FILE] [--json] [--runtime sim|cpu|cuda] [--ranks N]\n"
     "Without cluster flags: one A100-SXM4-40GB. Defaults: gpt-moe-16e, moesys with K = 2, batch 8 per GPU,\n"
     "prompt 128, output 32, hierarchical all-to-all, uniform routing. deepspeed defaults to pageable memory.\n"
     "--runtime cpu runs the same per-rank program for real on N MPI ranks of this machine (default 2; fp32), cuda\n"
     "on N GPUs; without --model a small GPT-MoE (2 layers, hidden 256, 2 experts per rank) with batch 4, prompt 16,\n"
-    "output 8; the ranks are one node of N GPUs of the cluster flags' kind. The report is the simulator's.\n";
+    "output 8; the ranks are one node of N GPUs of the cluster flags' kind. The report is the simulator's.\n"
+    "--replicas {\"kind\": \"eplb\"|\"hot\", \"slots\": K, \"every\": N}: spare expert slots copying loaded experts (all-in-gpu only).\n";
 
 core::ClusterSpec infer_cluster(const Args& args) {
   for (const auto& flag : cluster_flags())
@@ -104,6 +106,8 @@ inf::InferenceConfig config_from_args(const Args& args, int cluster_gpus, bool r
   c.output_tokens = args.get_int("--output", c.output_tokens);
   c.all_to_all = inf::parse_all_to_all(args.get_or("--all-to-all", "hierarchical"), names);
   if (auto w = args.get("--workload")) c.workload = core::read_json_flag("--workload", *w);
+  if (auto r = args.get("--replicas"))
+    c.replicas = policies::training::parse_replicas(core::read_json_flag("--replicas", *r), {}, "", "--replicas");
   return c;
 }
 
@@ -148,7 +152,7 @@ void print_human(const inf::PreparedRun& run, const inf::InferenceMetrics& m, co
 int run_infer(int argc, char** argv) {
   std::set<std::string> valued = cluster_flags();
   valued.insert({"--model", "--policy", "--ring-slots", "--host-memory", "--gpus", "--batch", "--prompt", "--output",
-                 "--all-to-all", "--workload", "--preset", "--trace", "--runtime", "--ranks"});
+                 "--all-to-all", "--workload", "--replicas", "--preset", "--trace", "--runtime", "--ranks"});
   Args args(argc, argv, 1, valued, {"--json", "--help"});
   if (args.has("--help")) {
     std::printf("%s", kUsage);

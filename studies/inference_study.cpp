@@ -9,7 +9,7 @@
 //  "runs": [{<run keys>; "ring_slots" and "batch" may be lists, expanded into one run each}, ...],
 //  "compare": {"baseline": "<preset>", "paper_speedup": 1.13, "paper_claim": "..."}}
 // Run keys: preset, policy, model, ring_slots, host_memory, gpus, batch, prompt_tokens, output_tokens,
-// all_to_all, workload, cluster. Every run is validated and its memory plan checked before the first simulation,
+// all_to_all, workload, cluster, replicas (spare expert slots, as training's policy.replicas). Every run is validated and its memory plan checked before the first simulation,
 // so bad input exits 2 before anything is written.
 #include "studies/inference_study.hpp"
 
@@ -30,6 +30,7 @@
 #include "core/output_files.hpp"
 #include "sim/isolated_run.hpp"
 #include "sim/simulation.hpp"
+#include "policies/training/policy.hpp"
 #include "studies/experiment_kinds.hpp"
 #include "studies/report_page.hpp"
 #include "studies/result_set.hpp"
@@ -67,7 +68,7 @@ namespace {
 
 const std::set<std::string> kRunKeys = {"preset",        "policy",     "model",    "ring_slots",
                                         "host_memory",   "gpus",       "batch",    "prompt_tokens",
-                                        "output_tokens", "all_to_all", "workload", "cluster"};
+                                        "output_tokens", "all_to_all", "workload", "cluster", "replicas"};
 
 struct StudyRun {
   inf::PreparedRun run;
@@ -186,6 +187,7 @@ void add_runs(Study& study, const json& top, const json& defaults, const json& e
   if (merged.contains("prompt_tokens")) c.prompt_tokens = integer_of(merged["prompt_tokens"], names, "prompt_tokens");
   if (merged.contains("output_tokens")) c.output_tokens = integer_of(merged["output_tokens"], names, "output_tokens");
   if (merged.contains("workload")) c.workload = merged["workload"];
+  if (merged.contains("replicas")) c.replicas = policies::training::parse_replicas(merged["replicas"], {}, file, names.path("replicas"));
   if (c.workload.is_object() && c.workload.contains("file") && c.workload["file"].is_string())
     c.workload["file"] = resolve_study_path(c.workload["file"].get<std::string>(), file);
 

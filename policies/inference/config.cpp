@@ -7,6 +7,7 @@
 #include "core/model_zoo.hpp"
 #include "policies/inference/policies.hpp"
 #include "policies/training/model_support.hpp"
+#include "policies/training/policy.hpp"
 
 namespace moesys::policies::inference {
 
@@ -84,7 +85,8 @@ nlohmann::json to_json(const InferenceConfig& c) {
           {"prompt_tokens", c.prompt_tokens},
           {"output_tokens", c.output_tokens},
           {"all_to_all", all_to_all_name(c.all_to_all)},
-          {"workload", c.workload}};
+          {"workload", c.workload},
+          {"replicas", training::replicas_json(c.replicas)}};
 }
 
 InferenceConfig inference_config_from_json(const nlohmann::json& j, const std::string& file) {
@@ -113,6 +115,7 @@ InferenceConfig inference_config_from_json(const nlohmann::json& j, const std::s
   c.output_tokens = integer("output_tokens");
   c.all_to_all = parse_all_to_all(text("all_to_all"), names);
   c.workload = get("workload");
+  if (j.contains("replicas")) c.replicas = training::parse_replicas(j["replicas"], {}, file, "replicas");
   return c;
 }
 

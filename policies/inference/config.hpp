@@ -9,6 +9,7 @@
 
 #include "core/model_config.hpp"
 #include "core/runtime.hpp"
+#include "policies/training/expert_replicas.hpp"
 
 namespace moesys::policies::inference {
 
@@ -35,6 +36,8 @@ struct InferenceConfig {
   int output_tokens = 32;  // tokens generated per sequence (the first comes out of the prefill)
   core::CollectiveAlgo all_to_all = core::CollectiveAlgo::hierarchical;  // direct = flat
   nlohmann::json workload = {{"kind", "uniform"}};                       // routing model (core/workload.hpp)
+  /// Spare expert slots holding copies of loaded experts (all-in-GPU weights only; training/expert_replicas.hpp).
+  training::ReplicaSettings replicas;
 
   int experts_per_gpu() const { return model.experts / gpus; }
   int decode_steps() const { return output_tokens - 1; }

@@ -17,6 +17,7 @@ training::TrainingConfig program_config(const InferenceConfig& c, const core::Cl
       c.all_to_all == core::CollectiveAlgo::direct ? training::AllToAll::flat : training::AllToAll::hierarchical;
   training::GenerationPlan unused;
   policy_info(c.policy).configure(c, t.policy, unused);
+  t.policy.replicas = c.replicas;
   return t;
 }
 

@@ -28,13 +28,17 @@ void RankTrainer::generate() {
     residency_->begin_pass(std::move(order));
   }
   load_prompts();
+  std::vector<ReplicaMap> held;  // what the spare expert slots hold (nothing before the first pass)
   for (int pass = 0; pass < g.passes(); ++pass) {
     rt_.begin_phase(pass == 0 ? "prefill" : "decode " + std::to_string(pass));
     const double h2d_before = counters_.h2d_param_bytes;
+    if (replicas_on()) load_replicas(pass, held);
     generation_pass(pass);
     rt_.wait(last_compute_);  // the sampled tokens
     counters_.pass_end_s.push_back(rt_.now_s());
     counters_.pass_h2d_bytes.push_back(counters_.h2d_param_bytes - h2d_before);
+    // The pass's tokens per expert, summed over the ranks: real runs choose the next pass's copies from them.
+    if (replicas_on() && pass + 1 < g.passes()) measure_expert_load(pass);
     rt_.end_phase();
   }
   rt_.synchronize();

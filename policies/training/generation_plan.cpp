@@ -10,22 +10,6 @@ namespace moesys::policies::training {
 
 namespace {
 
-/// The plan's rows of one pass and MoE layer from a ranks x experts matrix of top-k assignments.
-LayerRouting layer_routing(const core::RoutingMatrix& m, const Layout& l) {
-  LayerRouting lr;
-  for (int r = 0; r < l.world; ++r) {
-    std::vector<std::int64_t> send(static_cast<std::size_t>(l.ep), 0),
-        computed(static_cast<std::size_t>(l.local_experts), 0);
-    for (int e = 0; e < l.experts; ++e) send[static_cast<std::size_t>(l.owner(e))] += m.at(r, e);
-    for (int le = 0; le < l.local_experts; ++le)
-      for (int src = 0; src < l.world; ++src)
-        computed[static_cast<std::size_t>(le)] += m.at(src, l.ep_index(r) * l.local_experts + le);
-    lr.send_rows.push_back(std::move(send));
-    lr.expert_rows.push_back(std::move(computed));
-  }
-  return lr;
-}
-
 /// Every rank's top-k assignments spread evenly over the experts (the sizes real runs plan with).
 core::RoutingMatrix even_routing(const Layout& l, std::int64_t tokens, int top_k) {
   core::RoutingMatrix m(l.world, l.experts);
@@ -67,19 +51,17 @@ TrainingPlan make_generation_plan(TrainingConfig c, GenerationPlan g,
   const Layout& l = p.layout;
   if (!routing.empty() && static_cast<int>(routing.size()) < g.passes())
     throw std::invalid_argument("generation routing has fewer passes than the run");
-  RoutingPlan& rp = p.routing;
-  rp.micro_batches = 1;
+  std::vector<std::int64_t> tokens;
+  std::vector<std::vector<core::RoutingMatrix>> passes;
   for (int pass = 0; pass < g.passes(); ++pass) {
-    MicroBatch mb;
-    const std::int64_t tokens = std::int64_t{g.sequences} * g.queries(pass);
-    mb.tokens.assign(static_cast<std::size_t>(l.world), tokens);
+    tokens.push_back(std::int64_t{g.sequences} * g.queries(pass));
+    std::vector<core::RoutingMatrix>& layers = passes.emplace_back();
     for (int moe = 0; moe < c.model.moe_layers(); ++moe)
-      mb.layers.push_back(layer_routing(routing.empty()
-                                            ? even_routing(l, tokens, c.model.top_k)
-                                            : routing[static_cast<std::size_t>(pass)][static_cast<std::size_t>(moe)],
-                                        l));
-    rp.steps.push_back({std::move(mb)});
+      layers.push_back(routing.empty() ? even_routing(l, tokens.back(), c.model.top_k)
+                                       : routing[static_cast<std::size_t>(pass)][static_cast<std::size_t>(moe)]);
   }
+  RoutingPlan& rp = p.routing;
+  rp = build_generation_routing(c, l, tokens, passes);
   rp.tokens_per_step = std::int64_t{g.sequences} * l.world;
   rp.sequences_per_step = rp.tokens_per_step;
   plan_memory(p);  // the caller judges it (check_feasible, or the inference policies' own messages)

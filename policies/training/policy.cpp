@@ -88,6 +88,8 @@ CacheSettings parse_cache(const json& j, CacheSettings c, const std::string& fil
   return c;
 }
 
+}  // namespace
+
 /// The settings as JSON; scope only when it is not the default, so that earlier results read the same.
 json replicas_json(const ReplicaSettings& r) {
   json j = {{"kind", to_string(r.kind)}, {"slots", r.slots}, {"every", r.every}};
@@ -116,8 +118,6 @@ ReplicaSettings parse_replicas(const json& j, ReplicaSettings r, const std::stri
     throw core::ConfigError(file, path_of(path, "scope"), "applies to kind \"eplb\"");
   return r;
 }
-
-}  // namespace
 
 const char* to_string(Gate v) {
   return name_of(kGate, v);

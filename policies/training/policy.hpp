@@ -83,6 +83,11 @@ std::string known_presets();
 /// Parses {"preset": NAME, <toggle>: <value>, ...} (preset defaults to "moesys"). Errors name the toggle.
 TrainingPolicy parse_policy(const nlohmann::json& j, const std::string& file, const std::string& base_path);
 nlohmann::json to_json(const TrainingPolicy& p);
+/// The `replicas` object over `r` ({"kind", "slots", "every", "scope"}); ConfigError at path.key on bad input.
+ReplicaSettings parse_replicas(const nlohmann::json& j, ReplicaSettings r, const std::string& file,
+                               const std::string& path);
+/// The settings as JSON (scope only when it is not the default).
+nlohmann::json replicas_json(const ReplicaSettings& r);
 /// One line naming the preset and the toggles that differ from it, e.g. "deepspeed+all_to_all=hierarchical".
 std::string describe(const TrainingPolicy& p);
 

@@ -242,6 +242,9 @@ class RankTrainer {
   void measure_expert_load(int step);
   /// After the optimizer: owners send their updated experts to the next step's copies.
   void refresh_replicas(int step);
+  /// Generation, before pass `pass`: the pass's copies; owners send an expert only to the slots whose content
+  /// changed since `held` (weights do not change while generating), and `held` becomes the pass's maps.
+  void load_replicas(int pass, std::vector<ReplicaMap>& held);
   /// Expert `slot` of MoE layer `moe` (own experts first, then the spare slots): its values or gradient.
   core::Buffer expert_slot_view(int moe, int slot, bool grad) const;
   int replica_tag(int moe, int member, int slot, bool weights) const;

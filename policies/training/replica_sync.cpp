@@ -158,4 +158,35 @@ void RankTrainer::refresh_replicas(int step) {
   }
 }
 
+void RankTrainer::load_replicas(int pass, std::vector<ReplicaMap>& held) {
+  step_ = pass;  // the tags' parity
+  begin_step_replicas(pass);
+  const int me = ep_group_.index_of(rank_);
+  const std::uint64_t bytes = rows_bytes(1, model_.expert_params_per_expert(), a_);
+  const auto& ranks = ep_group_.ranks();
+  rt_.stream_wait(kReplicaRecv, last_compute_);  // the last pass has read the slots' earlier copies
+  for (int moe = 0; moe < model_.moe_layers(); ++moe) {
+    const ReplicaMap& map = replicas_[static_cast<std::size_t>(moe)];
+    const int S = map.slots, L = map.local;
+    auto arriving = [&](int m, int j) {  // the expert slot j of member m receives now, or -1
+      const auto at = static_cast<std::size_t>(m * S + j);
+      const int e = map.slot_expert[at];
+      return e >= 0 && (held.empty() || held[static_cast<std::size_t>(moe)].slot_expert[at] != e) ? e : -1;
+    };
+    for (int m = 0; m < map.ep; ++m)
+      for (int j = 0; j < S; ++j)
+        if (const int e = arriving(m, j); e >= 0 && e / L == me)
+          rt_.send(kReplicaSend, ranks[static_cast<std::size_t>(m)], expert_slot_view(moe, e % L, false), bytes,
+                   replica_tag(moe, m, j, true));
+    for (int j = 0; j < S; ++j)
+      if (const int e = arriving(me, j); e >= 0) {
+        replica_ready_[static_cast<std::size_t>(moe)] =
+            rt_.recv(kReplicaRecv, ranks[static_cast<std::size_t>(e / L)], expert_slot_view(moe, L + j, false), bytes,
+                     replica_tag(moe, me, j, true));
+        ++counters_.replica_refreshes;
+      }
+  }
+  held = replicas_;
+}
+
 }  // namespace moesys::policies::training

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/workload.hpp"
+
 #include "policies/training/elastic_placement.hpp"
 #include "policies/training/expert_replicas.hpp"
 #include "policies/training/layout.hpp"
@@ -52,5 +54,11 @@ struct RoutingPlan {
 
 /// Builds the plan; InfeasibleError when the batch does not divide into ranks and micro-batches.
 RoutingPlan build_routing_plan(const TrainingConfig& c, const Layout& l);
+
+/// A generation run's routing: one step of one micro-batch per forward pass, `tokens[pass]` tokens on every rank
+/// and `passes[pass][layer]` the gate's matrices. With c's dropless counted dispatch every routed row is computed,
+/// by the experts' holders under the replicas the planner chose for the pass from the passes before it.
+RoutingPlan build_generation_routing(const TrainingConfig& c, const Layout& l, const std::vector<std::int64_t>& tokens,
+                                     const std::vector<std::vector<core::RoutingMatrix>>& passes);
 
 }  // namespace moesys::policies::training

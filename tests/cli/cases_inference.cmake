@@ -56,3 +56,10 @@ moesys_cli_test(infer_real_needs_fp32 2 "--model: the real runtimes compute the 
                 infer --runtime cpu --ranks 1 --model "{\"name\": \"x\", \"layers\": 1, \"hidden\": 64, \"heads\": 2, \"vocab\": 64, \"seq_len\": 16, \"experts\": 2, \"top_k\": 1, \"dtype\": \"fp16\"}")
 moesys_cli_test(infer_real_ranks_out_of_range 2 "--ranks: expected 1..64 ranks" infer --runtime cpu --ranks 0)
 moesys_cli_test(infer_real_trace 2 "--trace: applies to the simulator" infer --runtime cpu --trace @WORK@/t.json)
+# Expert replicas while generating: all-in-GPU weights only, and the training policy's replicas object.
+moesys_cli_test(infer_replicas 0 "tokens/s"
+                infer --policy all-in-gpu --model gpt-moe-8e --output 4 --replicas "{\"kind\": \"eplb\", \"slots\": 1}")
+moesys_cli_test(infer_replicas_offloaded 2 "expert replicas with offloaded experts are not modelled"
+                infer --replicas "{\"kind\": \"eplb\"}")
+moesys_cli_test(infer_replicas_unknown_key 2 "--replicas.slot: unknown key (valid keys: every, kind, scope, slots)"
+                infer --policy all-in-gpu --replicas "{\"kind\": \"eplb\", \"slot\": 1}")

@@ -147,6 +147,38 @@ TEST(ExpertReplicas, RoutingPlanSpreadsASkewedLoadFromTheSecondStep) {
   EXPECT_GT(eplb.memory.ranks[0].at_peak[hbm][params], none.memory.ranks[0].at_peak[hbm][params]);
 }
 
+TEST(ExpertReplicas, GenerationPlanSpreadsASkewedLoadFromTheSecondPass) {
+  json c = skewed({{"kind", "eplb"}, {"slots", 1}});
+  c["model"]["seq_len"] = 256;
+  GenerationPlan g;
+  g.sequences = 64, g.prompt_tokens = 32, g.output_tokens = 4;
+  const TrainingPlan eplb = make_generation_plan(parse_training_config(c, "f.json"), g);
+  c["policy"].erase("replicas");
+  const TrainingPlan none = make_generation_plan(parse_training_config(c, "f.json"), g);
+  // Uniform routing would leave nothing to balance: the generation plans with the workload's skew.
+  std::vector<std::vector<core::RoutingMatrix>> zipf;
+  auto model = core::make_routing_model({{"kind", "zipf"}, {"exponent", 1.0}}, "f.json", "workload", 16, 16,
+                                        none.config.model.moe_layers(), 64 * 32, none.config.model.top_k);
+  for (int pass = 0; pass < g.passes(); ++pass) {
+    auto& layers = zipf.emplace_back();
+    for (int l = 0; l < none.config.model.moe_layers(); ++l) layers.push_back(model->route(pass, l));
+  }
+  c["policy"]["replicas"] = {{"kind", "eplb"}, {"slots", 1}};
+  const TrainingPlan skew_eplb = make_generation_plan(parse_training_config(c, "f.json"), g, zipf);
+  c["policy"].erase("replicas");
+  const TrainingPlan skew_none = make_generation_plan(parse_training_config(c, "f.json"), g, zipf);
+  ASSERT_EQ(skew_eplb.routing.replicas.size(), 4u);
+  EXPECT_FALSE(skew_eplb.routing.replicas[0][0].any()) << "the prefill has measured nothing yet";
+  EXPECT_TRUE(skew_eplb.routing.replicas[1][0].any());
+  EXPECT_EQ(busiest_rank_rows(skew_eplb.routing, 0), busiest_rank_rows(skew_none.routing, 0));
+  EXPECT_LT(busiest_rank_rows(skew_eplb.routing, 1), 0.8 * static_cast<double>(busiest_rank_rows(skew_none.routing, 1)));
+  // The copies hold weights only while generating: no gradients for them.
+  const auto hbm = static_cast<std::size_t>(core::Tier::hbm);
+  EXPECT_GT(eplb.memory.ranks[0].at_peak[hbm][static_cast<std::size_t>(MemoryUse::parameters)],
+            none.memory.ranks[0].at_peak[hbm][static_cast<std::size_t>(MemoryUse::parameters)]);
+  EXPECT_EQ(eplb.memory.ranks[0].at_peak[hbm][static_cast<std::size_t>(MemoryUse::gradients)], 0u);
+}
+
 std::string error_of(const json& replicas, const json& extra = json::object()) {
   json c = skewed(replicas);
   c["policy"].merge_patch(extra);

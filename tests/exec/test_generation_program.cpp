@@ -19,6 +19,7 @@ using nlohmann::json;
 struct Generated {
   std::vector<std::vector<std::int32_t>> tokens;
   std::int64_t expert_fetches = 0;
+  std::int64_t replica_loads = 0;  // copies this rank's spare slots received
 };
 
 Generated generate_with(const json& policy, bool ring, int slots, bool dense_from_host, int output_tokens = 6) {
@@ -52,7 +53,7 @@ Generated generate_with(const json& policy, bool ring, int slots, bool dense_fro
   tr::training_program(plan, counters)(rt);
   const tr::RankCounters& mine = counters[static_cast<std::size_t>(rt.rank())];
   EXPECT_EQ(mine.pass_end_s.size(), static_cast<std::size_t>(output_tokens));
-  return {mine.generated, mine.expert_fetches};
+  return {mine.generated, mine.expert_fetches, mine.replica_refreshes};
 }
 
 TEST(GenerationProgram, EveryInferencePolicySamplesTheSameTokens) {
@@ -82,6 +83,28 @@ TEST(GenerationProgram, EveryInferencePolicySamplesTheSameTokens) {
     EXPECT_EQ(r.tokens, reference.tokens) << v.name;
     if (v.policy.contains("offload")) {
       EXPECT_GT(r.expert_fetches, 0) << v.name;
+    }
+  }
+}
+
+// Expert replicas while generating: from the second pass, copies of the most loaded experts (chosen from the gate's
+// counts of the passes before, summed over the ranks) take a share of their rows; the sampled tokens are those of
+// the run without copies, and copies were loaded (only into slots whose expert changed).
+TEST(GenerationProgram, ExpertReplicasSampleTheSameTokens) {
+  const json base = {{"preset", "deepspeed"}, {"dispatch", "counts"}};
+  const Generated reference = generate_with(base, true, 2, false);
+  for (const json& r : {json{{"kind", "eplb"}, {"slots", 1}}, json{{"kind", "hot"}, {"slots", 2}},
+                        json{{"kind", "eplb"}, {"slots", 1}, {"scope", "node"}, {"every", 2}}}) {
+    json policy = base;
+    policy["replicas"] = r;
+    const Generated g = generate_with(policy, true, 2, false);
+    EXPECT_EQ(g.tokens, reference.tokens) << r.dump();
+    long long loads = g.replica_loads;
+    MPI_Allreduce(MPI_IN_PLACE, &loads, 1, MPI_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
+    int world = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    if (world > 1) {
+      EXPECT_GT(loads, 0) << r.dump();
     }
   }
 }
