@@ -20,7 +20,8 @@ int run_tune(int argc, char** argv) {
         "usage: moesys tune FILE [--strategy descent|grid] [--results DIR] [-j JOBS] [--shard I/N] [--quiet]\n"
         "       moesys tune --merge PATH... [--results DIR] [--quiet]\n"
         "FILE: {\"name\": ..., \"base\": {training config}, \"space\": {\"policy.overlap_chunks\": [1, 2, 4], ...},\n"
-        "       \"strategy\": \"descent\", \"compare\": [\"deepspeed\", {\"preset\": \"moesys\", \"gate\": \"dropless\"}]}\n"
+        "       \"strategy\": \"descent\",\n"
+        "       \"compare\": [\"deepspeed\", {\"preset\": \"moesys\", \"gate\": \"dropless\"}]}\n"
         "  --strategy   descent (coordinate descent from the first values, the default) or grid (every point)\n"
         "  -j JOBS      simulations at once, each in its own process (default 1)\n"
         "  --shard I/N  grid only: simulate the runs i with i %% N == I (the references, then the grid's points) and\n"
@@ -43,7 +44,8 @@ int run_tune(int argc, char** argv) {
   if (auto shard = args.get("--shard"))
     std::tie(options.shard_index, options.shard_count) = studies::parse_shard(*shard);
   if (args.positional().size() != 1)
-    throw core::ConfigError("", "FILE", "expected exactly one search file, got " + std::to_string(args.positional().size()));
+    throw core::ConfigError("", "FILE",
+                            "expected exactly one search file, got " + std::to_string(args.positional().size()));
   const std::string file = args.positional().front();
   return studies::run_tune_study(core::read_json_file(file), file, options, args.get_or("--strategy", ""));
 }

@@ -187,7 +187,8 @@ void add_runs(Study& study, const json& top, const json& defaults, const json& e
   if (merged.contains("prompt_tokens")) c.prompt_tokens = integer_of(merged["prompt_tokens"], names, "prompt_tokens");
   if (merged.contains("output_tokens")) c.output_tokens = integer_of(merged["output_tokens"], names, "output_tokens");
   if (merged.contains("workload")) c.workload = merged["workload"];
-  if (merged.contains("replicas")) c.replicas = policies::training::parse_replicas(merged["replicas"], {}, file, names.path("replicas"));
+  if (merged.contains("replicas"))
+    c.replicas = policies::training::parse_replicas(merged["replicas"], {}, file, names.path("replicas"));
   if (c.workload.is_object() && c.workload.contains("file") && c.workload["file"].is_string())
     c.workload["file"] = resolve_study_path(c.workload["file"].get<std::string>(), file);
 

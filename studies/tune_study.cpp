@@ -96,7 +96,8 @@ int run_tune_study(const json& spec, const std::string& file, const ExperimentOp
   for (auto it = spec.begin(); it != spec.end(); ++it)
     if (!kKeys.count(it.key()))
       throw core::ConfigError(
-          file, it.key(), "unknown key (valid keys: base, calibration, compare, description, kind, name, space, strategy)");
+          file, it.key(),
+          "unknown key (valid keys: base, calibration, compare, description, kind, name, space, strategy)");
   if (spec.contains("kind") && spec["kind"] != "tune")
     throw core::ConfigError(file, "kind", "expected \"tune\" (or no kind) in a search file");
   if (!spec.contains("name") || !spec["name"].is_string())

@@ -62,7 +62,8 @@ Layout make_layout(const TrainingConfig& c) {
                                 "dispatch (\"dispatch\": \"counts\"); padded dispatch sends whole capacity blocks");
   if (l.replica_slots > 0 && c.policy.offload != Offload::none)
     throw core::InfeasibleError(
-        "expert replicas with offloaded experts are not modelled (training: offload none; inference: policy all-in-gpu)");
+        "expert replicas with offloaded experts are not modelled (training: offload none; inference: policy "
+        "all-in-gpu)");
   if (l.replica_slots > 0 && c.policy.replicas.node_scope && l.ep_members_per_node() == 0)
     throw core::InfeasibleError("node-scoped expert replicas need expert-parallel groups that split into whole node "
                                 "groups (expert-parallel size " + str(l.ep) + ", " + str(l.gpus_per_node) +

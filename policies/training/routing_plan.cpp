@@ -280,8 +280,8 @@ RoutingPlan build_generation_routing(const TrainingConfig& c, const Layout& l, c
   ReplicaPlanner planner(c.policy.replicas, c.model.moe_layers(), c.model.experts, l.ep, l.local_experts,
                          l.ep_members_per_node());
   for (std::size_t pass = 0; pass < passes.size(); ++pass)
-    add_step(static_cast<int>(pass), {passes[pass]}, {std::vector<std::int64_t>(static_cast<std::size_t>(l.world), tokens[pass])},
-             c, l, planner, plan, stats);
+    add_step(static_cast<int>(pass), {passes[pass]},
+             {std::vector<std::int64_t>(static_cast<std::size_t>(l.world), tokens[pass])}, c, l, planner, plan, stats);
   plan.assignments = stats.assignments;
   return plan;
 }
