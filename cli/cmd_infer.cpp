@@ -34,8 +34,8 @@ const char* kUsage =
     "--runtime cpu runs the same per-rank program for real on N MPI ranks of this machine (default 2; fp32), cuda\n"
     "on N GPUs; without --model a small GPT-MoE (2 layers, hidden 256, 2 experts per rank) with batch 4, prompt 16,\n"
     "output 8; the ranks are one node of N GPUs of the cluster flags' kind. The report is the simulator's.\n"
-    "--replicas {\"kind\": \"eplb\"|\"hot\", \"slots\": K, \"every\": N}: spare expert slots copying loaded\n"
-    "experts (all-in-gpu only).\n";
+    "--replicas {\"kind\": \"eplb\"|\"hot\", \"slots\": K, \"every\": N, \"scope\": \"global\"|\"node\"}: spare\n"
+    "expert slots copying loaded experts (all-in-gpu only).\n";
 
 core::ClusterSpec infer_cluster(const Args& args) {
   for (const auto& flag : cluster_flags())

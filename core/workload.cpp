@@ -292,15 +292,21 @@ RoutingMatrix MultitaskRouting::route(int step, int layer) {
 }
 
 std::vector<std::int64_t> rescale_counts(const std::vector<std::int64_t>& counts, std::int64_t total) {
-  std::int64_t sum = 0;
-  for (std::int64_t c : counts) sum += c;
-  if (sum <= 0 || total < 0) throw std::invalid_argument("rescale_counts: need a positive row sum and total >= 0");
+  __extension__ using Wide = __int128;
+  Wide wide_sum = 0;
+  for (std::int64_t c : counts) {
+    if (c < 0) throw std::invalid_argument("rescale_counts: negative count");
+    wide_sum += c;
+  }
+  if (wide_sum <= 0 || wide_sum > INT64_MAX || total < 0)
+    throw std::invalid_argument("rescale_counts: need a row sum in (0, 2^63) and total >= 0");
+  const auto sum = static_cast<std::int64_t>(wide_sum);
   // Exact integer shares: floor(c * total / sum) with the remainder kept for the largest-remainder pass.
   std::vector<std::int64_t> out(counts.size());
   std::vector<std::pair<std::int64_t, std::size_t>> remainders;  // (remainder, index)
   std::int64_t given = 0;
   for (std::size_t i = 0; i < counts.size(); ++i) {
-    __extension__ using Wide = __int128;  // count x total may pass 2^63; the quotient and remainder fit in 64 bits
+    // count x total may pass 2^63; with count <= sum the quotient is at most total and the remainder below sum
     Wide scaled = static_cast<Wide>(counts[i]) * total;
     out[i] = static_cast<std::int64_t>(scaled / sum);
     given += out[i];
@@ -528,13 +534,20 @@ std::unique_ptr<RoutingModel> make_trace(FactoryInput in) {
     expect("ranks", t.ranks, in.shape.ranks, "ranks");
     expect("layers", t.layers, in.shape.moe_layers, "MoE layers");
   } else {
+    // Every row the run replays is rescaled: it needs tokens, and a sum that fits in 64 bits.
+    const auto ranks = std::min(t.ranks, in.shape.ranks);
+    const auto layers = static_cast<std::size_t>(std::min(t.layers, in.shape.moe_layers));
     for (std::size_t s = 0; s < t.steps.size(); ++s)
-      for (std::size_t l = 0; l < t.steps[s].size(); ++l)
-        for (int rank = 0; rank < t.ranks; ++rank)
-          if (t.steps[s][l].rank_total(rank) <= 0)
-            throw ConfigError(path.string(), "steps[" + std::to_string(s) + "].layers[" + std::to_string(l) +
-                                                 "].tokens[" + std::to_string(rank) + "]",
-                              "a row with no tokens cannot be rescaled to the run's (fit \"tile\")");
+      for (std::size_t l = 0; l < layers; ++l)
+        for (int rank = 0; rank < ranks; ++rank) {
+          __extension__ using Wide = __int128;
+          Wide sum = 0;
+          for (int e = 0; e < t.experts; ++e) sum += t.steps[s][l].at(rank, e);
+          const std::string row = "steps[" + std::to_string(s) + "].layers[" + std::to_string(l) + "].tokens[" +
+                                  std::to_string(rank) + "]";
+          if (sum <= 0) throw ConfigError(path.string(), row, "a row with no tokens cannot be rescaled (fit \"tile\")");
+          if (sum > INT64_MAX) throw ConfigError(path.string(), row, "the row's token counts sum past 2^63");
+        }
   }
   return std::make_unique<TraceRouting>(std::move(t), fit, in.shape, first_step);
 }

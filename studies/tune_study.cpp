@@ -164,6 +164,12 @@ int run_tune_study(const json& spec, const std::string& file, const ExperimentOp
   }
   // A grid is one batch: the references and its points are the runs of one study (so that it shards); a descent
   // simulates the references first, then each batch it asks for.
+  // A shard records the search's run count, which a merge reads back within a study's limit.
+  if (options.shard_count > 1 && compare.size() + space.grid_size() > static_cast<std::size_t>(kMaxStudyRuns))
+    throw core::ConfigError("", "--shard",
+                            "a grid of " + std::to_string(compare.size() + space.grid_size()) +
+                                " runs (references and points) exceeds the " + std::to_string(kMaxStudyRuns) +
+                                " runs a sharded study may have: narrow the space");
   std::vector<Scored> refs;
   if (strategy == "descent") simulate(study, file, name, ref_configs, options, progress, compare, refs);
   bool complete = true;

@@ -64,6 +64,10 @@ Layout make_layout(const TrainingConfig& c) {
     throw core::InfeasibleError(
         "expert replicas with offloaded experts are not modelled (training: offload none; inference: policy "
         "all-in-gpu)");
+  if (l.replica_slots > 0 && c.policy.replicas.node_scope && l.ep > 1 && l.ep_members_per_node() == 1)
+    throw core::InfeasibleError("node-scoped expert replicas need two or more GPUs of an expert-parallel group per "
+                                "node (a node's copies hold only that node's experts); this cluster has " +
+                                str(l.gpus_per_node) + " GPU per node");
   if (l.replica_slots > 0 && c.policy.replicas.node_scope && l.ep_members_per_node() == 0)
     throw core::InfeasibleError("node-scoped expert replicas need expert-parallel groups that split into whole node "
                                 "groups (expert-parallel size " + str(l.ep) + ", " + str(l.gpus_per_node) +

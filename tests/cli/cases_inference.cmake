@@ -58,7 +58,9 @@ moesys_cli_test(infer_real_ranks_out_of_range 2 "--ranks: expected 1..64 ranks" 
 moesys_cli_test(infer_real_trace 2 "--trace: applies to the simulator" infer --runtime cpu --trace @WORK@/t.json)
 # Expert replicas while generating: all-in-GPU weights only, and the training policy's replicas object.
 moesys_cli_test(infer_replicas 0 "tokens/s"
-                infer --policy all-in-gpu --model gpt-moe-8e --output 4 --replicas "{\"kind\": \"eplb\", \"slots\": 1}")
+                infer --policy all-in-gpu --model gpt-moe-8e --output 4 --nodes 1 --gpus-per-node 2 --nics-per-node 2
+                --gpu a100-80g --workload "{\"kind\": \"zipf\", \"exponent\": 1.2}"
+                --replicas "{\"kind\": \"eplb\", \"slots\": 1}")
 moesys_cli_test(infer_replicas_offloaded 2 "expert replicas with offloaded experts are not modelled"
                 infer --replicas "{\"kind\": \"eplb\"}")
 moesys_cli_test(infer_replicas_unknown_key 2 "--replicas.slot: unknown key (valid keys: every, kind, scope, slots)"

@@ -137,3 +137,5 @@ moesys_cli_test(tune_merge_and_strategy 2 "--strategy: a merge runs the strategy
 moesys_cli_test(tune_merge_changed_search 2 "is a shard of another study, or of a changed study file"
                 tune --merge @SRC@/tests/data/bad-input/tune-shards/shard-0-of-2.json
                 @SRC@/tests/data/bad-input/tune-shards/changed/shard-1-of-2.json --quiet --results @WORK@/results)
+moesys_cli_test(train_replicas_node_scope_one_gpu_per_node 2 "node-scoped expert replicas need two or more GPUs"
+                train --config @SRC@/tests/data/bad-input/train-replicas-node-one-gpu.json)

@@ -210,7 +210,7 @@ TEST(ExpertReplicas, BadSettingsAreConfigErrorsAndUnsupportedCombinationsAreRefu
   EXPECT_NE(error_of({{"kind", "hot"}, {"scope", "node"}}).find("policy.replicas.scope: applies to kind \"eplb\""),
             std::string::npos);
   EXPECT_EQ(error_of({{"kind", "eplb"}, {"scope", "node"}}), "accepted");
-  // 16 GPUs of 8 per node in expert-parallel groups of 12 ranks: a group straddles a node boundary unevenly.
+  // 24 GPUs of 8 per node in expert-parallel groups of 12 ranks: a group straddles a node boundary unevenly.
   json odd = skewed({{"kind", "eplb"}, {"scope", "node"}});
   odd["model"]["experts"] = 12;
   odd["model"]["global_batch"] = 192;

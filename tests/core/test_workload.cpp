@@ -263,6 +263,7 @@ TEST_F(RoutingTraceFiles, TiledTraceRefusesWhatItCannotScale) {
   json tile = {{"kind", "trace"}, {"file", "trace.json"}, {"fit", "tile"}};
   expect(tile, 8, "experts", "expected 8 (the run's experts)");
   expect(tile, 4, "steps[1].layers[0].tokens[2]", "a row with no tokens");
+  EXPECT_NO_THROW(make(tile, 2, 4, 4, 100, 2, config)) << "a run of 2 ranks never replays the empty row of rank 2";
   json late = tile;
   late["first_step"] = 2;
   expect(late, 4, "workload.first_step", "it has 2");

@@ -95,14 +95,15 @@ TEST(GenerationProgram, ExpertReplicasSampleTheSameTokens) {
   const Generated reference = generate_with(base, true, 2, false);
   for (const json& r : {json{{"kind", "eplb"}, {"slots", 1}}, json{{"kind", "hot"}, {"slots", 2}},
                         json{{"kind", "eplb"}, {"slots", 1}, {"scope", "node"}, {"every", 2}}}) {
+    int world = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    if (r.contains("scope") && world == 2) continue;  // one rank per node: no node holds two members to copy between
     json policy = base;
     policy["replicas"] = r;
     const Generated g = generate_with(policy, true, 2, false);
     EXPECT_EQ(g.tokens, reference.tokens) << r.dump();
     long long loads = g.replica_loads;
     MPI_Allreduce(MPI_IN_PLACE, &loads, 1, MPI_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
-    int world = 1;
-    MPI_Comm_size(MPI_COMM_WORLD, &world);
     if (world > 1) {
       EXPECT_GT(loads, 0) << r.dump();
     }
