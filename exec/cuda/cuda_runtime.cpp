@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
 #include <stdexcept>
 #include <thread>
 
@@ -250,8 +251,11 @@ void CudaRuntime::reclaim(bool all) {
 }
 
 void* CudaRuntime::cached_block(bool host, std::size_t size) {
-  auto it = cached_.find(std::make_pair(host, size));
-  if (it == cached_.end()) return nullptr;
+  // The most recently freed block of the size first (equal keys keep their insertion order), as caching
+  // allocators do: its pages are the likeliest to be warm, and a free-then-allocate gets its own block back.
+  const auto [first, last] = cached_.equal_range(std::make_pair(host, size));
+  if (first == last) return nullptr;
+  const auto it = std::prev(last);
   void* block = it->second;
   cached_.erase(it);
   return block;
@@ -349,7 +353,11 @@ void CudaRuntime::sweep_events() {
 }
 
 void CudaRuntime::resolve_spans() const {
-  std::erase_if(pending_spans_, [this](const PendingSpan& p) {
+  // GPU times reach the host clock through one origin, taken when the host saw the origin event complete: later
+  // than the event by the wake-up latency (1-2 us on an H200). A span must not end after the host saw it complete,
+  // so its end is bounded by now (it is complete, so the host has seen it by now).
+  const double now = now_s();
+  std::erase_if(pending_spans_, [this, now](const PendingSpan& p) {
     if (cudaEventQuery(p.end.get()) != cudaSuccess) return false;
     float start_ms = 0, end_ms = 0;
     if (cudaEventElapsedTime(&start_ms, base_.get(), p.start.get()) != cudaSuccess ||
@@ -357,7 +365,8 @@ void CudaRuntime::resolve_spans() const {
       cudaGetLastError();
       return true;  // keep the host issue time
     }
-    spans_[p.index].start_s = start_ms * 1e-3, spans_[p.index].end_s = end_ms * 1e-3;
+    const double end = std::min(end_ms * 1e-3, now);
+    spans_[p.index].start_s = std::min(start_ms * 1e-3, end), spans_[p.index].end_s = end;
     return true;
   });
 }

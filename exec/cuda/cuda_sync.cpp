@@ -72,7 +72,11 @@ void CudaRuntime::wait(core::Event event) {
   check_failed();
   if (has_point_to_point(-1, event.id)) flush_point_to_point();
   auto it = events_.find(event.id);
-  if (it == events_.end()) return watchdog();
+  if (it == events_.end()) {  // forgotten: complete
+    watchdog();
+    if (options_.trace) resolve_spans();
+    return;
+  }
   const EventPtr e = it->second;
   block_until(
       [&] {
@@ -82,6 +86,7 @@ void CudaRuntime::wait(core::Event event) {
         return true;
       },
       "wait for event " + std::to_string(event.id));
+  if (options_.trace) resolve_spans();  // now: the spans that ended end no later than this wait's return
 }
 
 void CudaRuntime::stream_wait(core::StreamId stream, core::Event event) {
