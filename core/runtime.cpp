@@ -1,6 +1,7 @@
 #include "core/runtime.hpp"
 
 #include <algorithm>
+#include <mutex>
 #include <stdexcept>
 
 namespace moesys::core {
@@ -40,19 +41,34 @@ const char* stream_name(StreamId s) {
   }
 }
 
-Group::Group(std::vector<int> ranks) : ranks_(std::move(ranks)) {
-  for (int r : ranks_) key_ += std::to_string(r) + ",";
+Group::Group() {
+  static const auto empty = std::make_shared<const Members>();
+  data_ = empty;
+}
+
+Group::Group(std::vector<int> ranks) {
+  std::string key;
+  for (int r : ranks) key += std::to_string(r) + ",";
+  data_ = std::make_shared<const Members>(Members{std::move(ranks), std::move(key)});
 }
 
 Group Group::world(int world_size) {
-  std::vector<int> r(static_cast<std::size_t>(world_size));
-  for (int i = 0; i < world_size; ++i) r[static_cast<std::size_t>(i)] = i;
-  return Group(std::move(r));
+  // The last size asked for is kept (a program has one world); ranks may be threads of one process.
+  static std::mutex mutex;
+  static Group last;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (last.size() != world_size) {
+    std::vector<int> r(static_cast<std::size_t>(world_size));
+    for (int i = 0; i < world_size; ++i) r[static_cast<std::size_t>(i)] = i;
+    last = Group(std::move(r));
+  }
+  return last;
 }
 
 int Group::index_of(int global_rank) const {
-  auto it = std::find(ranks_.begin(), ranks_.end(), global_rank);
-  return it == ranks_.end() ? -1 : static_cast<int>(it - ranks_.begin());
+  const auto& ranks = data_->ranks;
+  auto it = std::find(ranks.begin(), ranks.end(), global_rank);
+  return it == ranks.end() ? -1 : static_cast<int>(it - ranks.begin());
 }
 
 const char* to_string(CollectiveAlgo a) {

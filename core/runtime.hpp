@@ -14,6 +14,7 @@
 //   per-rank input of reduce_scatter, and the per-rank output of all_gather.
 // - Every operation becomes a trace Span (rank, stream, kind, name, bytes, flop, start, end).
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -75,20 +76,28 @@ struct Event {
 };
 
 /// A communicator: the global ranks that take part, in group-rank order.
+/// Copies share one immutable list of members and key: a simulated rank keeps the groups it uses, and at 8192
+/// ranks one world group is 75 KB, so a copy per rank would be 600 MB.
 class Group {
  public:
-  Group() = default;
+  Group();
   explicit Group(std::vector<int> ranks);
+  /// All ranks, 0..world_size-1; every call with the same size returns the same shared members.
   static Group world(int world_size);
-  const std::vector<int>& ranks() const { return ranks_; }
-  int size() const { return static_cast<int>(ranks_.size()); }
+  const std::vector<int>& ranks() const { return data_->ranks; }
+  int size() const { return static_cast<int>(data_->ranks.size()); }
   int index_of(int global_rank) const;  // -1 if not a member
   /// Identifies the group across ranks (same members in the same order -> same key).
-  const std::string& key() const { return key_; }
+  const std::string& key() const { return data_->key; }
+  /// Same members in the same order (cheap when both are copies of one group).
+  bool same_as(const Group& other) const { return data_ == other.data_ || data_->key == other.data_->key; }
 
  private:
-  std::vector<int> ranks_;
-  std::string key_;
+  struct Members {
+    std::vector<int> ranks;
+    std::string key;
+  };
+  std::shared_ptr<const Members> data_;
 };
 
 /// Collective algorithms. `automatic` lets the runtime choose (NCCL's choice on real hardware; the cheapest

@@ -11,6 +11,7 @@
 // Ring algorithms are simulated in lock-step: every step of a ring moves the same chunk along the same
 // edges, so the steps are merged into one flow per ring edge carrying all of them (the per-step latency is
 // still paid per step). This keeps an all-reduce on thousands of GPUs to a few flows per GPU.
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -40,8 +41,18 @@ double protocol_bandwidth_fraction(Protocol p);
 /// Per-step latency of the protocol over NVLink/PCIe (Calibration::step_latency_s, ll128_..., ll_...).
 double protocol_step_latency(Protocol p, const core::Calibration& cal);
 
+/// A direct all-to-all's transfers kept as its matrix: one transfer per positive off-diagonal entry, member i to
+/// member j, its message the whole entry, at `fraction` of the rate. Listed, they take 32 bytes per pair (2 GB at
+/// 8192 members); the matrix takes 8.
+struct DenseAllToAll {
+  std::vector<int> members;
+  std::vector<std::vector<double>> matrix;
+  double fraction = 1;
+};
+
 struct Stage {
   std::vector<Transfer> transfers;
+  std::shared_ptr<const DenseAllToAll> dense;  // more transfers, after `transfers`
   int latency_steps = 0;       // algorithm steps inside nodes
   int net_latency_steps = 0;   // algorithm steps whose message crosses the network
   double fixed_latency_s = 0;  // costs of the stage that are not steps (NVLS setup, all-to-all peers)
@@ -49,6 +60,19 @@ struct Stage {
   /// The stage's latency: its steps at the protocol's step latency (plus net_step_latency_s for network steps)
   /// and its fixed cost.
   double latency_s(const core::Calibration& cal) const;
+  /// Calls f(const Transfer&) for every transfer: the listed ones, then the dense all-to-all's in row order.
+  template <typename F>
+  void for_each_transfer(F&& f) const {
+    for (const Transfer& t : transfers) f(t);
+    if (!dense) return;
+    const std::size_t n = dense->members.size();
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < n; ++j)
+        if (const double b = dense->matrix[i][j]; i != j && b > 0)
+          f(Transfer{dense->members[i], dense->members[j], b, b, dense->fraction});
+  }
+  /// Bytes the stage holds (for caches).
+  std::size_t held_bytes() const;
 };
 
 using CollectivePlan = std::vector<Stage>;
@@ -69,9 +93,8 @@ CollectivePlan plan_hierarchical_all_to_all(const core::ClusterSpec& spec, const
 /// or a single ring in member order for one node or an irregular group.
 std::vector<std::vector<int>> ring_orders(const core::ClusterSpec& spec, const std::vector<int>& members);
 
-/// One all-to-all step: its transfers, one (network) step of Simple latency and (peers - 1) peer latencies.
-Stage all_to_all_stage(const core::ClusterSpec& spec, const core::Calibration& cal, std::vector<Transfer> transfers,
-                       int peers);
+/// One all-to-all step: the stage's transfers, one (network) step of Simple latency and (peers - 1) peer latencies.
+Stage all_to_all_stage(const core::ClusterSpec& spec, const core::Calibration& cal, Stage transfers, int peers);
 
 /// True when the node's NVSwitches reduce in the switch (NVLink SHARP: NVSwitch gen3 of the Hopper nodes).
 bool has_nvlink_sharp(const core::ClusterSpec& spec);

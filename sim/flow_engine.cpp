@@ -4,6 +4,7 @@
 #include <cmath>
 #include <unordered_map>
 
+#include "sim/collectives.hpp"
 #include "sim/profile.hpp"
 
 namespace moesys::sim {
@@ -86,17 +87,17 @@ void FlowEngine::start_and_wait_direct(const std::vector<Flow>& flows) {
   while (batch->remaining > 0) batch->done->wait(lock);
 }
 
-void FlowEngine::run(const std::vector<Transfer>& transfers) {
+void FlowEngine::run(const Stage& stage) {
   std::vector<Flow> flows;
   profile::Scope planning(profile::Phase::planning);
-  for (const Transfer& t : transfers) {
-    if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) continue;
+  stage.for_each_transfer([&](const Transfer& t) {
+    if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) return;
     bytes_by_class_[static_cast<std::size_t>(platform_.classify(t.src_gpu, t.dst_gpu))] += t.bytes;
-  }
+  });
   if (mode_ == FlowMode::detailed)
-    plan_detailed(transfers, flows);
+    plan_detailed(stage, flows);
   else
-    plan_aggregated(transfers, flows);
+    plan_aggregated(stage, flows);
   profile::InSimgrid in;
   start_and_wait(flows);
 }
@@ -106,16 +107,16 @@ void FlowEngine::copy(sg::sg4::Host* from, sg::sg4::Host* to, double bytes) {
   start_and_wait({{from, to, bytes, cal_.message_efficiency(bytes)}});
 }
 
-void FlowEngine::plan_detailed(const std::vector<Transfer>& transfers, std::vector<Flow>& flows) const {
-  for (const Transfer& t : transfers) {
-    if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) continue;
+void FlowEngine::plan_detailed(const Stage& stage, std::vector<Flow>& flows) const {
+  stage.for_each_transfer([&](const Transfer& t) {
+    if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) return;
     const bool network = platform_.classify(t.src_gpu, t.dst_gpu) != PathClass::intra_node;
     flows.push_back({platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes,
                      cal_.message_efficiency(t.message_bytes, network) * t.bandwidth_fraction});
-  }
+  });
 }
 
-void FlowEngine::plan_aggregated(const std::vector<Transfer>& transfers, std::vector<Flow>& flows) const {
+void FlowEngine::plan_aggregated(const Stage& stage, std::vector<Flow>& flows) const {
   // One merged flow per (GPU, path class, direction); transfers that cannot be split (PCIe-only nodes) keep
   // their own end-to-end flow.
   struct Merged {
@@ -126,19 +127,19 @@ void FlowEngine::plan_aggregated(const std::vector<Transfer>& transfers, std::ve
   auto key = [](int gpu, PathClass c) {
     return static_cast<std::uint64_t>(gpu) * kPathClassCount + static_cast<int>(c);
   };
-  for (const Transfer& t : transfers) {
-    if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) continue;
+  stage.for_each_transfer([&](const Transfer& t) {
+    if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) return;
     PathClass c = platform_.classify(t.src_gpu, t.dst_gpu);
     const double eff = cal_.message_efficiency(t.message_bytes, c != PathClass::intra_node) * t.bandwidth_fraction;
     if (c == PathClass::intra_node && !platform_.intra_node_split()) {
       flows.push_back({platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes, eff});
-      continue;
+      return;
     }
     for (auto* m : {&out[key(t.src_gpu, c)], &in[key(t.dst_gpu, c)]}) {
       m->bytes += t.bytes;
       m->link_bytes += t.bytes / eff;
     }
-  }
+  });
   // Emit in a fixed order so that runs are deterministic whatever the hash map's iteration order.
   auto emit = [&](std::unordered_map<std::uint64_t, Merged>& m, bool egress) {
     std::vector<std::uint64_t> keys;

@@ -23,6 +23,8 @@ struct Transfer {
   double bandwidth_fraction = 1;  // share of the rate the payload gets (the protocol's, NVLS's reduction rate)
 };
 
+struct Stage;
+
 enum class FlowMode { aggregated, detailed };
 
 class FlowEngine {
@@ -33,7 +35,8 @@ class FlowEngine {
   ~FlowEngine();
 
   /// Runs all transfers concurrently; blocks the calling actor until the last byte has arrived.
-  void run(const std::vector<Transfer>& transfers);
+  /// Runs a stage's transfers (sim/collectives.hpp) as flows and waits for them.
+  void run(const Stage& stage);
   /// One copy of `bytes` between two hosts of the platform (GPU, CPU, SSD) over their route.
   void copy(sg::sg4::Host* from, sg::sg4::Host* to, double bytes);
 
@@ -43,8 +46,8 @@ class FlowEngine {
   std::uint64_t flows_started() const { return flows_started_; }
 
  private:
-  void plan_detailed(const std::vector<Transfer>& transfers, std::vector<Flow>& flows) const;
-  void plan_aggregated(const std::vector<Transfer>& transfers, std::vector<Flow>& flows) const;
+  void plan_detailed(const Stage& stage, std::vector<Flow>& flows) const;
+  void plan_aggregated(const Stage& stage, std::vector<Flow>& flows) const;
   /// Starts the flows and blocks until all have finished: as host-to-host communications while few are in
   /// flight (start_and_wait_direct), through the carriers otherwise.
   void start_and_wait(const std::vector<Flow>& flows);

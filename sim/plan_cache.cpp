@@ -46,7 +46,8 @@ std::shared_ptr<const CollectivePlan> PlanCache::plan(const core::ClusterSpec& s
   auto plan = std::make_shared<const CollectivePlan>(plan_collective(spec, cal, call, algo));
   std::size_t bytes = sizeof(Entry);
   for (const auto& row : call.matrix) bytes += row.size() * sizeof(double);
-  for (const Stage& s : *plan) bytes += s.transfers.size() * sizeof(Transfer);
+  for (const Stage& s : *plan) bytes += s.held_bytes();
+  if (bytes > kMaxHeldBytes) return plan;  // larger than the whole cache (an 8192-member all-to-all): not kept
   if (held_bytes_ + bytes > kMaxHeldBytes) {
     entries_.clear();
     held_bytes_ = 0;

@@ -257,12 +257,12 @@ sg4::Host* SimRuntime::progress_slots() const {
 SimRuntime::GroupRef SimRuntime::group_ref(const core::Group& group, const char* what) {
   // A rank uses a handful of groups; comparing keys (size first) is cheaper than hashing them.
   for (const GroupRef& g : groups_)
-    if (g.key == group.key()) return g;
+    if (g.group.same_as(group)) return g;
   const int index = group.index_of(rank_);
   if (index < 0)
     throw std::invalid_argument(std::string(what) + ": rank " + std::to_string(rank_) + " is not in the group");
   if (groups_.size() >= kGroupCacheSize) groups_.erase(groups_.begin());
-  groups_.push_back({group.key(), world_.intern_group(group), index});
+  groups_.push_back({group, world_.intern_group(group), index});
   return groups_.back();
 }
 

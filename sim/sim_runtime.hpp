@@ -96,7 +96,7 @@ class SimRuntime final : public core::Runtime {
   core::Event point_to_point(core::StreamId stream, int src, int dst, std::uint64_t bytes, int tag, bool sending);
   /// A group as this rank uses it: its interned id and this rank's index in it (throws if not a member).
   struct GroupRef {
-    std::string key;
+    core::Group group;  // shares the caller's members
     int id = 0;
     int index = 0;
   };

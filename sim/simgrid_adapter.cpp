@@ -7,6 +7,8 @@
 
 #include <simgrid/kernel/resource/NetworkModelIntf.hpp>
 
+#include "sim/sparse_route_zone.hpp"
+
 namespace moesys::sim::sg {
 
 void configure_engine(sg4::Engine& engine) {
@@ -26,7 +28,7 @@ void configure_engine(sg4::Engine& engine) {
   sg4::Engine::set_config("contexts/guard-size:0");
 }
 
-sg4::NetZone* create_root_zone(const std::string& name) { return sg4::create_full_zone(name); }
+sg4::NetZone* create_root_zone(const std::string& name) { return create_sparse_route_zone(name); }
 
 sg4::Host* create_host(sg4::NetZone* zone, const std::string& name, double speed_flop_per_s, int cores) {
   return zone->create_host(name, speed_flop_per_s)->set_core_count(cores)->seal();

@@ -1,6 +1,7 @@
 #pragma once
-// The only file that touches SimGrid's platform-creation API (renamed between 3.32 and 4.x: create_*_zone,
-// create_host, create_link, add_route). An upgrade changes this file and nothing else.
+// With sim/sparse_route_zone.cpp (its root zone), the only file that touches SimGrid's platform-creation API
+// (renamed between 3.32 and 4.x: create_*_zone, create_host, create_link, add_route). An upgrade changes these two
+// files and nothing else.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -15,7 +16,8 @@ namespace sg4 = simgrid::s4u;
 /// and small actor stacks so that thousands of ranks fit in memory.
 void configure_engine(sg4::Engine& engine);
 
-/// A full-routing zone: every route listed explicitly (routes come from the cluster graph, not from SimGrid).
+/// The root zone: every route listed explicitly (routes come from the cluster graph, not from SimGrid), stored
+/// only for the pairs that have one (sim/sparse_route_zone.hpp).
 sg4::NetZone* create_root_zone(const std::string& name);
 sg4::Host* create_host(sg4::NetZone* zone, const std::string& name, double speed_flop_per_s, int cores = 1);
 sg4::Link* create_link(sg4::NetZone* zone, const std::string& name, double bytes_per_s, double latency_s);

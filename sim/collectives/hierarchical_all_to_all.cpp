@@ -39,13 +39,13 @@ CollectivePlan plan_hierarchical_all_to_all(const core::ClusterSpec& spec, const
   const int per_node = static_cast<int>(n) / std::max(1, nodes);
   CollectivePlan plan;
   for (const auto* step : {&intra, &inter}) {
-    std::vector<Transfer> transfers;
+    Stage stage;
     for (std::size_t a = 0; a < n; ++a)
       for (std::size_t b = 0; b < n; ++b)
         if (const double bytes = (*step)[a * n + b]; bytes > 0)
-          transfers.push_back({call.members[a], call.members[b], bytes, bytes});
-    if (!transfers.empty())
-      plan.push_back(all_to_all_stage(spec, cal, std::move(transfers), step == &intra ? per_node - 1 : nodes - 1));
+          stage.transfers.push_back({call.members[a], call.members[b], bytes, bytes});
+    if (!stage.transfers.empty())
+      plan.push_back(all_to_all_stage(spec, cal, std::move(stage), step == &intra ? per_node - 1 : nodes - 1));
   }
   return plan;
 }

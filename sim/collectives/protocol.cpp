@@ -44,6 +44,13 @@ double protocol_step_latency(Protocol p, const core::Calibration& cal) {
   return cal.step_latency_s;
 }
 
+std::size_t Stage::held_bytes() const {
+  std::size_t bytes = transfers.size() * sizeof(Transfer);
+  if (dense)
+    for (const auto& row : dense->matrix) bytes += row.size() * sizeof(double);
+  return bytes;
+}
+
 double Stage::latency_s(const core::Calibration& cal) const {
   const double step = protocol_step_latency(protocol, cal);
   return latency_steps * step + net_latency_steps * (step + cal.net_step_latency_s) + fixed_latency_s;

@@ -78,15 +78,15 @@ double predict_plan_time(const core::ClusterSpec& spec, const core::Calibration&
   for (const Stage& stage : plan) {
     // Seconds of port time per GPU: [gpu] -> {out over NVLink, in over NVLink, out over NIC, in over NIC}.
     std::unordered_map<int, std::array<double, 4>> busy;
-    for (const Transfer& t : stage.transfers) {
-      if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) continue;
+    stage.for_each_transfer([&](const Transfer& t) {
+      if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) return;
       const bool network = spec.node_of(t.src_gpu) != spec.node_of(t.dst_gpu);
       const double rate =
           (network ? nic : nvlink) * cal.message_efficiency(t.message_bytes, network) * t.bandwidth_fraction;
       const double s = rate > 0 ? t.bytes / rate : std::numeric_limits<double>::infinity();
       busy[t.src_gpu][network ? 2 : 0] += s;
       busy[t.dst_gpu][network ? 3 : 1] += s;
-    }
+    });
     double slowest = 0;
     for (const auto& [gpu, ports] : busy) slowest = std::max(slowest, *std::max_element(ports.begin(), ports.end()));
     total += stage.latency_s(cal) + slowest;
@@ -174,7 +174,7 @@ void execute_plan(const CollectivePlan& plan, FlowEngine& flows, const core::Cal
       profile::InSimgrid in;
       sg::sg4::this_actor::sleep_for(latency);
     }
-    flows.run(stage.transfers);
+    flows.run(stage);
   }
 }
 

@@ -188,7 +188,8 @@ TEST(CollectiveAlgorithms, NvlsServesOnlyGroupsWithTheSameGpusOnEveryNode) {
   const auto plan = sim::plan_collective(spec, core::Calibration{}, call, core::CollectiveAlgo::automatic);
   ASSERT_FALSE(plan.empty());
   for (const auto& stage : plan)
-    for (const auto& t : stage.transfers) EXPECT_NE(t.bandwidth_fraction, core::Calibration{}.nvls_efficiency);
+    stage.for_each_transfer(
+        [](const sim::Transfer& t) { EXPECT_NE(t.bandwidth_fraction, core::Calibration{}.nvls_efficiency); });
 }
 
 TEST(CollectiveAlgorithms, TreeDepthIsThatOfABinaryHeapOfNodes) {

@@ -39,14 +39,21 @@ sim::CollectiveCall all_to_all(int n, double bytes) {
   return c;
 }
 
+std::vector<sim::Transfer> transfers_of(const sim::Stage& stage) {
+  std::vector<sim::Transfer> out;
+  stage.for_each_transfer([&](const sim::Transfer& t) { out.push_back(t); });
+  return out;
+}
+
 bool same_plan(const sim::CollectivePlan& a, const sim::CollectivePlan& b) {
   if (a.size() != b.size()) return false;
   for (std::size_t s = 0; s < a.size(); ++s) {
+    const auto ta = transfers_of(a[s]), tb = transfers_of(b[s]);
     if (a[s].latency_steps != b[s].latency_steps || a[s].net_latency_steps != b[s].net_latency_steps ||
-        a[s].transfers.size() != b[s].transfers.size())
+        ta.size() != tb.size())
       return false;
-    for (std::size_t t = 0; t < a[s].transfers.size(); ++t) {
-      const auto &x = a[s].transfers[t], &y = b[s].transfers[t];
+    for (std::size_t t = 0; t < ta.size(); ++t) {
+      const auto &x = ta[t], &y = tb[t];
       if (x.src_gpu != y.src_gpu || x.dst_gpu != y.dst_gpu || x.bytes != y.bytes || x.message_bytes != y.message_bytes)
         return false;
     }
