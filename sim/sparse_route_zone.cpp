@@ -1,9 +1,8 @@
 #include "sim/sparse_route_zone.hpp"
 
-#include <cstdint>
+#include <algorithm>
 #include <stdexcept>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include <simgrid/kernel/routing/NetPoint.hpp>
@@ -29,26 +28,37 @@ class SparseRouteZone final : public routing::NetZoneImpl {
     for (const auto& l : links)
       if (l.get_link()->get_latency() != 0)  // get_local_route adds no latency: refuse what it would drop
         throw std::logic_error("sparse route zone: link " + l.get_link()->get_name() + " has a latency");
-    auto [it, inserted] = routes_.try_emplace(key(src, dst), get_link_list_impl(links, false));
-    if (!inserted)
+    if (src->id() >= by_source_.size()) by_source_.resize(src->id() + 1);
+    auto& routes = by_source_[src->id()];
+    const auto at = find(routes, dst);  // kept sorted by destination: a handful per host, more on detailed platforms
+    if (at != routes.end() && at->dst == dst->id())
       throw std::logic_error("sparse route zone: route " + src->get_name() + " -> " + dst->get_name() +
                              " declared twice");
+    routes.insert(at, {dst->id(), get_link_list_impl(links, false)});
   }
 
   // As FullZone: a pair without a route adds no link (SimGrid then reports that the hosts are not connected).
   void get_local_route(const routing::NetPoint* src, const routing::NetPoint* dst, routing::Route* into,
                        double* /*latency: every link has none*/) override {
-    const auto it = routes_.find(key(src, dst));
-    if (it == routes_.end()) return;
-    into->link_list_.insert(into->link_list_.end(), it->second.begin(), it->second.end());
+    if (src->id() >= by_source_.size()) return;
+    const auto& routes = by_source_[src->id()];
+    const auto it = find(routes, dst);
+    if (it == routes.end() || it->dst != dst->id()) return;
+    into->link_list_.insert(into->link_list_.end(), it->links.begin(), it->links.end());
   }
 
  private:
-  static std::uint64_t key(const routing::NetPoint* src, const routing::NetPoint* dst) {
-    return (static_cast<std::uint64_t>(src->id()) << 32) | static_cast<std::uint64_t>(dst->id());
+  struct Route {
+    unsigned long dst = 0;
+    std::vector<StandardLinkImpl*> links;
+  };
+  // The first route to dst or beyond it.
+  static std::vector<Route>::const_iterator find(const std::vector<Route>& routes, const routing::NetPoint* dst) {
+    return std::lower_bound(routes.begin(), routes.end(), dst->id(),
+                            [](const Route& r, unsigned long id) { return r.dst < id; });
   }
 
-  std::unordered_map<std::uint64_t, std::vector<StandardLinkImpl*>> routes_;
+  std::vector<std::vector<Route>> by_source_;  // by source netpoint id
 };
 
 }  // namespace
