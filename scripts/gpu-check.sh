@@ -6,7 +6,8 @@
 #   bench.json          moesys-gpu-bench: host-device copy bandwidth (pinned and pageable)
 #   train-<preset>.json `moesys train --runtime cuda`: the deepspeed and moesys presets' training program on the
 #                       GPUs, and sim-<preset>.json its prediction on the matching simulated GPUs (--gpu GPU_KIND);
-#                       trace-<preset>-measured.json / -predicted.json: the last step of each as a Chrome trace
+#                       trace-<preset>-measured.json / -predicted.json: the last step of each as a Chrome trace,
+#                       ops-<preset>.txt / .json: the two compared operation by operation (compare_traces.py)
 #   zoo-<model>.json    `moesys train --runtime cuda --model NAME`: today's architectures (GQA, SwiGLU, RMSNorm,
 #                       rope, QK norms, MLA, sigmoid gate with groups) reduced, on the GPUs
 #   infer-<policy>.json `moesys infer --runtime cuda`: the generation program on the GPUs under each inference policy
@@ -141,6 +142,11 @@ for preset in deepspeed moesys; do
     log "simulation failed for $preset (continuing)"
 done
 
+for preset in deepspeed moesys; do  # where the prediction is off, operation by operation
+  python3 "$root/scripts/compare_traces.py" "$out/trace-$preset-measured.json" "$out/trace-$preset-predicted.json" \
+    --json "$out/ops-$preset.json" >"$out/ops-$preset.txt" 2>&1 || log "no operation table for $preset (continuing)"
+done
+
 # Today's architectures through the same program on the GPUs (each zoo model's shape at a reduced size).
 for model in mixtral-8x7b qwen3-30b-a3b gpt-oss-120b '{"preset": "deepseek-v3", "mtp_layers": 0}'; do
   name="$(echo "$model" | tr -dc 'a-z0-9-' | cut -c1-40)"
@@ -181,7 +187,9 @@ for preset in ("deepspeed", "moesys"):
             "measured_step_times_s": real.get("step_times_s"),
             "measured_breakdown_s": real.get("breakdown_s"), "predicted_breakdown_s": sim.get("breakdown_s"),
             "measured_peak_memory": real.get("memory"), "predicted_peak_memory": sim.get("memory"),
-            "loss_per_step": real.get("loss_per_step")}
+            "loss_per_step": real.get("loss_per_step"),
+            "largest_operation_differences": (load(os.path.join(out, f"ops-{preset}.json")) or {}).get(
+                "operations", [])[:8]}
 t = summary.get("training", {})
 if "deepspeed" in t and "moesys" in t:
     m = t["deepspeed"]["measured_step_s"] / t["moesys"]["measured_step_s"]

@@ -55,7 +55,8 @@ json take_labels(json patch, const std::string& file, const std::string& path, P
     if (!patch.contains(key)) continue;
     if (!patch[key].is_string()) throw core::ConfigError(file, path + "." + key, "expected a string label");
     std::string& dst = std::string(key) == "case" ? run.case_label : run.variant;
-    dst += (dst.empty() ? "" : " ") + patch[key].get<std::string>();
+    if (!dst.empty()) dst += ' ';
+    dst += patch[key].get<std::string>();
     patch.erase(key);
   }
   return patch;
