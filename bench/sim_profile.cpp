@@ -1,12 +1,14 @@
 // Profile of whole simulated training steps: wall time split into the simulator's phases (sim/profile.hpp),
 // operation counts and peak memory, for several cluster sizes, with repeats (medians and ranges).
 //
-//   moesys_sim_profile [--gpus 64,256,1024] [--repeat 3] [--steps 2] [--config JSON] [--json]
+//   moesys_sim_profile [--gpus 64,256,1024] [--repeat 3] [--steps 2] [--config JSON] [--weak-scaling] [--json]
 //                      [--direct-flow-limit N] [--flows-per-carrier N]   (SimOptions: where flows go through carriers)
 //
 // --config is merged into the default training config (the paper's GPT-MoE with 128 experts, a global batch of
-// 8192 sequences, preset moesys, i.e. `moesys train --experts 128 --model '{"global_batch": 8192}'`). Every run is
-// simulated in a child process (SimGrid allows one simulation per process), which also makes its peak RSS its own.
+// 8192 sequences, preset moesys, i.e. `moesys train --experts 128 --model '{"global_batch": 8192}'`). With
+// --weak-scaling the model and batch grow with the cluster instead: max(128, GPUs/8) experts and 8 sequences per
+// GPU, the README's 1024-, 4096- and 8192-GPU steps. Every run is simulated in a child process (SimGrid allows
+// one simulation per process), which also makes its peak RSS its own.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -35,12 +37,14 @@ struct Options {
   int steps = 2;
   json patch = json::object();
   bool json_out = false;
+  bool weak_scaling = false;
   moesys::sim::SimOptions sim;  // --direct-flow-limit, --flows-per-carrier
 };
 
 [[noreturn]] void usage_error(const std::string& what) {
   std::fprintf(stderr, "moesys_sim_profile: %s\nusage: moesys_sim_profile [--gpus 64,256,1024] [--repeat N] "
-                       "[--steps S] [--config JSON] [--direct-flow-limit N] [--flows-per-carrier N] [--json]\n", what.c_str());
+                       "[--steps S] [--config JSON] [--weak-scaling] [--direct-flow-limit N] [--flows-per-carrier N] "
+                       "[--json]\n", what.c_str());
   std::exit(2);
 }
 
@@ -80,6 +84,8 @@ Options parse(int argc, char** argv) {
       o.sim.flows_per_carrier = static_cast<std::size_t>(positive(a, value()));
     } else if (a == "--json") {
       o.json_out = true;
+    } else if (a == "--weak-scaling") {
+      o.weak_scaling = true;
     } else {
       usage_error("unknown argument '" + a + "'");
     }
@@ -88,7 +94,9 @@ Options parse(int argc, char** argv) {
 }
 
 json config_for(const Options& o, int gpus) {
-  json c = {{"model", {{"preset", "gpt-moe"}, {"experts", 128}, {"global_batch", 8192}}},
+  const int experts = o.weak_scaling ? std::max(128, gpus / 8) : 128;
+  const int batch = o.weak_scaling ? 8 * gpus : 8192;
+  json c = {{"model", {{"preset", "gpt-moe"}, {"experts", experts}, {"global_batch", batch}}},
             {"cluster", {{"gpus", gpus}}},
             {"steps", o.steps}};
   c.merge_patch(o.patch);
