@@ -82,6 +82,9 @@ class Group {
  public:
   Group();
   explicit Group(std::vector<int> ranks);
+  // Copies only (a move would leave no members behind; a copy costs one reference count).
+  Group(const Group&) = default;
+  Group& operator=(const Group&) = default;
   /// All ranks, 0..world_size-1; every call with the same size returns the same shared members.
   static Group world(int world_size);
   const std::vector<int>& ranks() const { return data_->ranks; }

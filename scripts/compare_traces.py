@@ -23,8 +23,11 @@ def per_operation(path):
         sys.exit(2)
     ops = defaultdict(lambda: [0, 0.0])
     for e in events:
-        if e.get("ph") != "X" or e.get("cat") == "phase":
+        if not isinstance(e, dict) or e.get("ph") != "X" or e.get("cat") == "phase":
             continue
+        if not isinstance(e.get("name"), str):
+            print(f"compare_traces: {path}: a complete event without a name", file=sys.stderr)
+            sys.exit(2)
         # The runtimes name one collective differently (all_to_all on real ranks, alltoall in the simulator).
         key = (e.get("cat", ""), e["name"].replace("_", ""))
         ops[key][0] += 1

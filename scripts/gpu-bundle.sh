@@ -18,7 +18,7 @@ programs=(moesys moesys-cuda-worker moesys-gpu-bench exec/cuda/moesys_cuda_tests
 for p in "${programs[@]}"; do
   [[ -x "$build/$p" ]] || { echo "gpu-bundle: $build/$p is missing (build it first)" >&2; exit 2; }
 done
-ompi_components="$(ompi_info --path pkglibdir --parsable 2>/dev/null | sed -n 's/^path:pkglibdir://p')"
+ompi_components="$( (ompi_info --path pkglibdir --parsable 2>/dev/null || true) | sed -n 's/^path:pkglibdir://p')"
 [[ -d "$ompi_components" ]] || { echo "gpu-bundle: cannot find OpenMPI's components (ompi_info)" >&2; exit 2; }
 
 stage="$(mktemp -d)"
@@ -34,16 +34,22 @@ cp "$ompi_components"/*.so "$stage/ompi/"
 node_provides='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libutil|libresolv|libgcc_s|libstdc\+\+'
 node_provides+='|libcuda|libcudart|libcublas|libcublasLt|libnccl|libnvidia-[a-z-]+)\.so'
 collect() {  # every shared library FILE needs, transitively (ldd resolves the closure), unless the node provides it
-  ldd "$1" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | while read -r name path; do
-    [[ "$name" =~ $node_provides ]] && continue
+  (ldd "$1" 2>/dev/null || true) | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | while read -r name path; do
+    if [[ "$name" =~ $node_provides ]]; then
+      echo "$name" >>"$stage/node-libs.txt"
+      continue
+    fi
     [[ -e "$stage/lib/$name" ]] || cp -L "$path" "$stage/lib/$name"
   done
 }
 for f in "$stage"/bin/* "$stage"/ompi/*.so; do collect "$f"; done
+# The GPU libraries the node must provide, by the names these programs were linked against (CUDA 12 or 13, ...).
+{ grep -E '^(libcudart|libcublas|libcublasLt|libnccl)\.so' "$stage/node-libs.txt" || true; } | sort -u >"$stage/gpu-libs.txt"
+rm "$stage/node-libs.txt"
 # Libraries the components load themselves (pmix, hwloc plugins) are not needed by an isolated singleton.
 
 tmp="$out.tmp"
-tar -C "$stage" -cJf "$tmp" bin lib ompi
+tar -C "$stage" -cJf "$tmp" bin lib ompi gpu-libs.txt
 mv "$tmp" "$out"
 libs="$(find "$stage/lib" -type f | wc -l)"
 components="$(find "$stage/ompi" -type f | wc -l)"

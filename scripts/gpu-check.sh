@@ -47,13 +47,14 @@ if [[ -n "$bundle" ]]; then
   # The node's GPU libraries: the loader's cache first, then the toolkit and Python-packaged copies (NCCL ships in
   # the nvidia-nccl wheel on many images).
   gpu_dirs=""
-  for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libnccl.so.2; do
+  while read -r lib; do  # the names the packed programs were linked against (gpu-bundle.sh wrote them)
     found="$( (ldconfig -p 2>/dev/null || true) | awk -v l="$lib" '$1 == l && !f {print $NF; f = 1}')"
     [[ -n "$found" ]] || found="$( (find /usr/local /usr/lib /opt -name "$lib" 2>/dev/null || true) | sed -n 1p)"
-    [[ -n "$found" ]] || { echo "gpu-check: $lib not found on this node" >&2; exit 1; }
+    [[ -n "$found" ]] ||
+      { echo "gpu-check: $lib not found on this node (the bundle was built against it: same CUDA major?)" >&2; exit 1; }
     gpu_dirs="$gpu_dirs:$(dirname "$found")"
     log "$lib: $found"
-  done
+  done <"$rt/gpu-libs.txt"
   export LD_LIBRARY_PATH="$rt/lib$gpu_dirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export OMPI_MCA_mca_base_component_path="$rt/ompi" OMPI_MCA_ess_singleton_isolated=1
 else
@@ -121,8 +122,12 @@ fi
 
 # The presets' training program on every GPU of this machine, measured, and predicted on simulated GPUs of the
 # same kind (from the GPU's name; GPU_KIND: a100-80g, a100-40g, h100, h200, h800).
-ngpu="$(nvidia-smi -L 2>/dev/null | wc -l)"
-gpu_name="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
+# One rank per usable GPU: the visible devices (CUDA_VISIBLE_DEVICES), else every GPU nvidia-smi lists.
+ngpu="$( (nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null || true) | grep -c . || true)"
+if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then
+  ngpu="$(tr ',' '\n' <<<"$CUDA_VISIBLE_DEVICES" | grep -c . || true)"
+fi
+gpu_name="$( (nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || true) | sed -n 1p)"
 case "$gpu_name" in
   *H200*) kind=h200 ;; *H800*) kind=h800 ;; *A100*40GB*) kind=a100-40g ;; *A100*) kind=a100-80g ;; *) kind=h100 ;;
 esac

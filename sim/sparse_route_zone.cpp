@@ -38,6 +38,8 @@ class SparseRouteZone final : public routing::NetZoneImpl {
   }
 
   // As FullZone: a pair without a route adds no link (SimGrid then reports that the hosts are not connected).
+  // Unlike FullZone there is no loopback route from a host to itself: the simulator never starts such a flow (the
+  // flow engine drops src == dst, copies and carriers always join two hosts), and SimGrid would report it.
   void get_local_route(const routing::NetPoint* src, const routing::NetPoint* dst, routing::Route* into,
                        double* /*latency: every link has none*/) override {
     if (src->id() >= by_source_.size()) return;

@@ -355,10 +355,10 @@ void CudaRuntime::sweep_events() {
 void CudaRuntime::resolve_spans() const {
   // GPU times reach the host clock through one origin, taken when the host saw the origin event complete: later
   // than the event by the wake-up latency (1-2 us on an H200). A span must not end after the host saw it complete,
-  // so its end is bounded by now (it is complete, so the host has seen it by now).
-  const double now = now_s();
-  std::erase_if(pending_spans_, [this, now](const PendingSpan& p) {
+  // so its end is bounded by the moment its completion is seen here.
+  std::erase_if(pending_spans_, [this](const PendingSpan& p) {
     if (cudaEventQuery(p.end.get()) != cudaSuccess) return false;
+    const double now = now_s();
     float start_ms = 0, end_ms = 0;
     if (cudaEventElapsedTime(&start_ms, base_.get(), p.start.get()) != cudaSuccess ||
         cudaEventElapsedTime(&end_ms, base_.get(), p.end.get()) != cudaSuccess) {
