@@ -47,6 +47,11 @@ std::string format_report(const json& s) {
       o << "1F1B)";
   }
   if (s.contains("recompute")) o << ", recompute " << s["recompute"].get<std::string>();
+  if (s.contains("recompute_modules")) {
+    std::string modules;
+    for (const auto& m : s["recompute_modules"]) modules += (modules.empty() ? "" : ", ") + m.get<std::string>();
+    o << " (" << modules << ")";
+  }
   o << "\n";
   if (s.contains("placement")) o << "task placement (GPUs per task)  " << s["placement"].get<std::string>() << "\n";
   o << "tokens/s                 " << fmt("%.0f", s["tokens_per_s"].get<double>()) << "\n";
@@ -149,7 +154,8 @@ int run_train(int argc, char** argv) {
         "Flags override the config: --preset and --policy (toggles) the policy, --model (a zoo model by name, or\n"
         "fields) and --experts the model, "
         "--gpus the cluster size, --ep the expert-parallel size, --parallel the layout ({\"pp\": 16, \"ep\": 64,\n"
-        "\"vpp\": 1, \"stage_layers\": [...], \"recompute\": \"full\"}). Known presets: %s.\nModels: %s.\n",
+        "\"vpp\": 1, \"stage_layers\": [...], \"recompute\": \"none\"|\"selective\"|\"full\",\n"
+        "\"recompute_modules\": [\"layernorm\", \"moe_act\", \"mlp\"]}). Known presets: %s.\nModels: %s.\n",
         tr::known_presets().c_str(), core::zoo_model_names().c_str());
     return 0;
   }

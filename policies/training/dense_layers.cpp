@@ -173,6 +173,10 @@ void RankTrainer::attention_forward(const core::Buffer& x_in, ActivationViews& a
 void RankTrainer::attention_backward(const core::Buffer& x_in, ActivationViews& a, int unit) {
   // On entry ws.dx is the gradient of the attention block's output (a.mid); on exit, of its input.
   const Workspace& w = st_.ws;
+  // Selective recompute: the norm's output again (the QKV weight gradients read it), with the kept statistics'
+  // inputs; the same kernel on the same input gives the same values.
+  if (redo().layernorm) norm_forward(x_in, unit, kNorm1, a.ln1, a.mean1, a.rstd1, tokens_, "layernorm recompute");
+  if (redo().mla_up_proj && model_.attention == core::AttentionKind::mla) mla_up_projections(a, unit, true);
   const std::int64_t n = tokens_, h = model_.hidden, qw = model_.q_width(), kw = model_.k_width();
   const std::int64_t vw = model_.kv_width(), cw = model_.ctx_width();
   gemm(n, cw, h, w.dx, param(unit, kOut), w.dctx, "attention out dgrad", false, true);
@@ -238,6 +242,11 @@ void RankTrainer::dense_ffn_backward(ActivationViews& a, int unit) {
   const std::int64_t n = tokens_, h = model_.hidden;
   const FfnViews f{a.ln2, param(unit, kFfnIn), param(unit, kFfnOut), a.pre, a.post, {}, grad(unit, kFfnIn),
                    grad(unit, kFfnOut), model_.ffn_hidden()};
+  if (redo().layernorm) norm_forward(a.mid, unit, kNorm2, a.ln2, a.mean2, a.rstd2, n, "layernorm recompute");
+  if (redo().mlp) {  // W1 and the activation again: their outputs feed the activation's and W2's gradients
+    gemm(n, model_.ffn_in_factor() * f.width, h, f.x, f.w1, f.pre, "ffn in recompute");
+    ffn_activation(f.pre, f.post, n, f.width, false);
+  }
   ffn_backward(f, w.dx, w.dense_f, w.dense_g ? w.dense_g : w.dense_f, w.dn, n, false);
   norm_backward(a.mid, unit, kNorm2, a.mean2, a.rstd2, w.dn, w.dtmp, n, "layernorm bwd");
   tensor(ops::add(w.dx, w.dtmp, w.dx, n * h), "residual bwd");

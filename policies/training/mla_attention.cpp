@@ -39,28 +39,47 @@ RankTrainer::Qkv RankTrainer::mla_project(const ActivationViews& a, int unit) {
   auto weight = [&](std::int64_t at, std::int64_t rows, std::int64_t cols) {
     return w.slice(rows_bytes(at, 1, a_), rows_bytes(rows, cols, a_));
   };
-  const core::Buffer q = a.qkv.slice(0, rows_bytes(n, m.q, a_));
-  const core::Buffer k = a.qkv.slice(rows_bytes(n, m.q, a_), rows_bytes(n, m.q, a_));
-  const core::Buffer v = a.qkv.slice(rows_bytes(2 * n, m.q, a_), rows_bytes(n, m.H * m.dv, a_));
   if (m.ql > 0) {
     gemm(n, m.ql, m.h, a.ln1, weight(m.q_a, m.h, m.ql), a.cq, "q down");
     tensor(ops::rmsnorm(a.cq, param(unit, kQNorm), a.cq_normed, a.cq_mean, a.cq_rstd, n, m.ql), "q latent norm");
-    gemm(n, m.q, m.ql, a.cq_normed, weight(m.q_b, m.ql, m.q), q, "q up");
-  } else {
-    gemm(n, m.q, m.h, a.ln1, weight(0, m.h, m.q), q, "q");
   }
-  gemm(n, m.kvl, m.h, a.ln1, weight(m.k_a, m.h, m.kvl), a.ckv, "kv down");
-  gemm(n, m.dr, m.h, a.ln1, weight(m.k_rope, m.h, m.dr), a.k_rope, "k rope");
-  tensor(ops::rmsnorm(a.ckv, param(unit, kKNorm), a.ckv_normed, a.ckv_mean, a.ckv_rstd, n, m.kvl), "kv latent norm");
-  gemm(n, m.H * m.dn, m.kvl, a.ckv_normed, weight(m.k_b, m.kvl, m.H * m.dn), a.k_nope, "k up");
-  gemm(n, m.H * m.dv, m.kvl, a.ckv_normed, weight(m.v_b, m.kvl, m.H * m.dv), v, "v up");
+  mla_up_projections(a, unit, false);
+  return {a.qkv.slice(0, rows_bytes(n, m.q, a_)), a.qkv.slice(rows_bytes(n, m.q, a_), rows_bytes(n, m.q, a_)),
+          a.qkv.slice(rows_bytes(2 * n, m.q, a_), rows_bytes(n, m.H * m.dv, a_))};
+}
+
+void RankTrainer::mla_up_projections(const ActivationViews& a, int unit, bool again) {
+  // The per-head queries, keys and values attention reads, from the latents (and the shared rotary key); forward
+  // also computes the key/value latent and the shared key between the two. With selective recompute (mla_up_proj)
+  // the backward runs the up-projections again: the same kernels on the same kept inputs give the same values.
+  const MlaWeights m(model_);
+  const std::int64_t n = tokens_;
+  const core::Buffer w = param(unit, kQkv);
+  auto weight = [&](std::int64_t at, std::int64_t rows, std::int64_t cols) {
+    return w.slice(rows_bytes(at, 1, a_), rows_bytes(rows, cols, a_));
+  };
+  auto name = [again](const char* forward, const char* recompute) { return again ? recompute : forward; };
+  const core::Buffer q = a.qkv.slice(0, rows_bytes(n, m.q, a_));
+  const core::Buffer k = a.qkv.slice(rows_bytes(n, m.q, a_), rows_bytes(n, m.q, a_));
+  const core::Buffer v = a.qkv.slice(rows_bytes(2 * n, m.q, a_), rows_bytes(n, m.H * m.dv, a_));
+  if (m.ql > 0)
+    gemm(n, m.q, m.ql, a.cq_normed, weight(m.q_b, m.ql, m.q), q, name("q up", "q up recompute"));
+  else
+    gemm(n, m.q, m.h, a.ln1, weight(0, m.h, m.q), q, name("q", "q recompute"));
+  if (!again) {
+    gemm(n, m.kvl, m.h, a.ln1, weight(m.k_a, m.h, m.kvl), a.ckv, "kv down");
+    gemm(n, m.dr, m.h, a.ln1, weight(m.k_rope, m.h, m.dr), a.k_rope, "k rope");
+    tensor(ops::rmsnorm(a.ckv, param(unit, kKNorm), a.ckv_normed, a.ckv_mean, a.ckv_rstd, n, m.kvl),
+           "kv latent norm");
+  }
+  gemm(n, m.H * m.dn, m.kvl, a.ckv_normed, weight(m.k_b, m.kvl, m.H * m.dn), a.k_nope, name("k up", "k up recompute"));
+  gemm(n, m.H * m.dv, m.kvl, a.ckv_normed, weight(m.v_b, m.kvl, m.H * m.dv), v, name("v up", "v up recompute"));
   if (!model_.learned_positions) {
     const auto [span, first] = rope_positions();
     tensor(ops::rope(q, n, m.H, m.dr, span, first, false, 10000.0, m.dn + m.dr, m.dn), "rope");
-    tensor(ops::rope(a.k_rope, n, 1, m.dr, span, first, false), "rope");
+    if (!again) tensor(ops::rope(a.k_rope, n, 1, m.dr, span, first, false), "rope");  // kept rotated
   }
   tensor(ops::mla_keys(a.k_nope, a.k_rope, k, n, m.H, m.dn, m.dr), "mla keys");
-  return {q, k, v};
 }
 
 void RankTrainer::mla_project_backward(const ActivationViews& a, int unit, const Qkv& d) {

@@ -203,6 +203,7 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
   if (residency_ && moe_layer > 0)
     residency_->prefetch(moe_layer - 1, true, experts_used(exchanges_[static_cast<std::size_t>(moe_layer - 1)]));
   upload_tables(x, false);  // st_.index holds the last forward layer's tables; this layer's go back up
+  if (redo().layernorm) norm_forward(a.mid, unit, kNorm2, a.ln2, a.mean2, a.rstd2, n, "layernorm recompute");
   // Gradients of the combined rows travel to the experts (the dispatch direction) ...
   tensor(ops::combine_bwd(w.dx, a.ret, a.slots, a.weights, st_.send, w.dweights, n, h, k, x.rows_sent),
          "combine bwd");
@@ -214,6 +215,7 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
     const FfnViews f{a.ln2, param(unit, kSharedIn), param(unit, kSharedOut), a.shared_pre, a.shared_post, {},
                      grad(unit, kSharedIn), grad(unit, kSharedOut),
                      std::int64_t{model_.shared_experts} * model_.expert_hidden()};
+    if (redo().moe_act) ffn_activation(f.pre, f.post, n, f.width, true);
     ffn_backward(f, w.dx, w.shared_f, w.shared_g ? w.shared_g : w.shared_f, w.shared_dx, n, true);
   }
   if (residency_) {
@@ -365,6 +367,8 @@ void RankTrainer::expert_ffn_backward(int moe_layer, const MoeExchange& x, const
   const core::Buffer dxin = direct ? st_.recv : w.rows_a;
   // The activation output's gradient: in place in rows_f for GeLU, its own rows for SwiGLU (half as wide).
   const core::Buffer d_post = w.rows_g ? w.rows_g : w.rows_f;
+  // Selective recompute: the activation's output again from its kept input (fc2's weight gradient reads it).
+  if (redo().moe_act) ffn_activation(rows(a.pre, first, R, fi), rows(a.post, first, R, f), R, f, true);
   for_experts(x, c, [&](int e, std::int64_t at, std::int64_t r) {
     const std::int64_t batch = e < 0 ? x.local : 1, ee = e < 0 ? 0 : e;
     gemm(r, f, h, rows(w.rows_a, at, r * batch, h), ev.w2(ee, batch), rows(d_post, at, r * batch, f),

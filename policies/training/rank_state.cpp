@@ -53,13 +53,18 @@ std::vector<std::vector<std::int64_t>> stage_unit_tensors(const core::ModelConfi
 }
 
 ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int64_t n, std::int64_t rows_computed,
-                                  std::int64_t rows_returned, Carver& c, bool forward_only, bool carve_out) {
+                                  std::int64_t rows_returned, Carver& c, bool forward_only, bool carve_out,
+                                  const RecomputeModules& redo, const Workspace* ws) {
   const double a = core::dtype_bytes(m.dtype), h = m.hidden, N = static_cast<double>(n);
   const double E = m.experts, k = m.top_k, V = m.vocab, in = m.ffn_in_factor();
   const double qw = static_cast<double>(m.q_width()), kw = static_cast<double>(m.kv_width());
   // GeLU may run in place when nothing is kept for a backward pass; SwiGLU's output is half its input's width.
   const bool in_place = forward_only && m.activation == core::Activation::gelu;
   ActivationViews v;
+  // A part selective recompute drops is a view of the workspace's scratch, which every layer reuses.
+  auto kept = [&](std::uint64_t bytes, bool dropped, const core::Buffer& scratch) {
+    return dropped && ws ? scratch.slice(0, bytes) : c.take(bytes);
+  };
   if (kind == 0) {
     v.out = c.take(B(N * h, a));
     return v;
@@ -72,11 +77,13 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
     if (!forward_only) v.dlogits = c.take(B(N * V, a));
     return v;
   }
-  v.ln1 = c.take(B(N * h, a));
+  v.ln1 = kept(B(N * h, a), redo.layernorm, ws ? ws->redo_ln1 : core::Buffer{});
   v.mean1 = c.take(B(N, a));
   v.rstd1 = c.take(B(N, a));
-  v.qkv = c.take(B(N * (qw + static_cast<double>(m.k_width()) + kw), a));
-  if (m.attention == core::AttentionKind::mla) {
+  const bool mla = m.attention == core::AttentionKind::mla;
+  v.qkv = kept(B(N * (qw + static_cast<double>(m.k_width()) + kw), a), mla && redo.mla_up_proj,
+               ws ? ws->redo_qkv : core::Buffer{});
+  if (mla) {
     const double ql = m.mla.q_lora_rank, kvl = m.mla.kv_lora_rank;
     if (ql > 0) {
       v.cq = c.take(B(N * ql, a));
@@ -88,7 +95,7 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
     v.ckv_normed = c.take(B(N * kvl, a));
     v.ckv_mean = c.take(B(N, a));
     v.ckv_rstd = c.take(B(N, a));
-    v.k_nope = c.take(B(N * m.heads * m.mla.qk_nope_head_dim, a));
+    v.k_nope = kept(B(N * m.heads * m.mla.qk_nope_head_dim, a), redo.mla_up_proj, ws ? ws->redo_k_nope : core::Buffer{});
     v.k_rope = c.take(B(N * m.mla.qk_rope_head_dim, a));
   }
   if (m.qk_norm) {
@@ -99,7 +106,7 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
   }
   v.ctx = c.take(B(N * static_cast<double>(m.ctx_width()), a));
   v.mid = c.take(B(N * h, a));
-  v.ln2 = c.take(B(N * h, a));
+  v.ln2 = kept(B(N * h, a), redo.layernorm, ws ? ws->redo_ln2 : core::Buffer{});
   v.mean2 = c.take(B(N, a));
   v.rstd2 = c.take(B(N, a));
   if (!forward_only && carve_out) v.out = c.take(B(N * h, a));
@@ -111,18 +118,19 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
     v.weights = c.take(B(N * k, a));
     v.xin = c.take(B(rows * h, a));
     v.pre = c.take(B(rows * in * f, a));
-    v.post = in_place ? v.pre : c.take(B(rows * f, a));
+    v.post = in_place ? v.pre : kept(B(rows * f, a), redo.moe_act, ws ? ws->redo_expert_post : core::Buffer{});
     v.ret = c.take(B(static_cast<double>(rows_returned) * h, a));
     if (m.shared_experts > 0) {
       const double sf = m.shared_experts * f;
       v.shared_pre = c.take(B(N * in * sf, a));
-      v.shared_post = in_place ? v.shared_pre : c.take(B(N * sf, a));
+      v.shared_post =
+          in_place ? v.shared_pre : kept(B(N * sf, a), redo.moe_act, ws ? ws->redo_shared_post : core::Buffer{});
       v.shared_out = c.take(B(N * h, a));
     }
   } else {
     const double f = m.ffn_hidden();
-    v.pre = c.take(B(N * in * f, a));
-    v.post = in_place ? v.pre : c.take(B(N * f, a));
+    v.pre = kept(B(N * in * f, a), redo.mlp, ws ? ws->redo_ffn_pre : core::Buffer{});
+    v.post = in_place ? v.pre : kept(B(N * f, a), redo.mlp, ws ? ws->redo_ffn_post : core::Buffer{});
   }
   return v;
 }
@@ -492,6 +500,25 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
     if (m.dense_ffn_layers() > 0 && train) {
       w.dense_f = cv.take(B(n * in * f, a));
       if (swiglu) w.dense_g = cv.take(B(n * f, a));
+    }
+    const RecomputeModules& redo = plan.config.recompute_modules;
+    if (train && plan.config.recompute == Recompute::selective) {
+      if (redo.layernorm) {
+        w.redo_ln1 = cv.take(B(n * h, a));
+        w.redo_ln2 = cv.take(B(n * h, a));
+      }
+      if (redo.moe_act && m.moe_layers() > 0) {
+        w.redo_expert_post = cv.take(B(rows * ef, a));
+        if (sf > 0) w.redo_shared_post = cv.take(B(n * sf, a));
+      }
+      if (redo.mla_up_proj && m.attention == core::AttentionKind::mla) {
+        w.redo_qkv = cv.take(B(n * (qw + static_cast<double>(m.k_width()) + kw), a));
+        w.redo_k_nope = cv.take(B(n * m.heads * m.mla.qk_nope_head_dim, a));
+      }
+      if (redo.mlp && m.dense_ffn_layers() > 0) {
+        w.redo_ffn_pre = cv.take(B(n * in * f, a));
+        w.redo_ffn_post = cv.take(B(n * f, a));
+      }
     }
     w.loss = cv.take(16);
     return w;

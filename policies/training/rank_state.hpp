@@ -64,6 +64,12 @@ struct Workspace {
   core::Buffer shared_f, shared_g, shared_dx;  // shared experts: [n][in x S f], [n][S f] (SwiGLU), [n][h]
   core::Buffer mla_dk_nope, mla_dk_rope, mla_dckv, mla_dcq;  // MLA: gradients of k_nope, k_rope and the latents
   core::Buffer slots_raw;       // int32 [n][k]: the gate's capacity slots before remapping
+  // Selective recompute (TrainingConfig::recompute_modules): where the parts a layer does not keep live while one
+  // layer's forward or backward runs. layernorm: both norm outputs [n][h]; moe_act: the experts' activation
+  // outputs [rows][f] and the shared experts' [n][S f]; mlp: the dense FFN's W1 output [n][in x f] and activation [n][f];
+  // mla_up_proj: MLA's queries, keys and values as attention reads them (qkv) and the per-head keys [n][heads x nope].
+  core::Buffer redo_ln1, redo_ln2, redo_expert_post, redo_shared_post, redo_ffn_pre, redo_ffn_post;
+  core::Buffer redo_qkv, redo_k_nope;
   core::Buffer loss;            // one float
 };
 
@@ -165,9 +171,11 @@ ResidencySettings residency_settings(const TrainingPlan& plan, std::int64_t cach
 /// MoE, 2 attention + dense FFN, 3 logits. `forward_only` (generation: nothing is kept for a backward pass): the
 /// layer output is not carved (the caller provides it), the FFN activation runs in place (post = pre) and the
 /// logits have no gradient. Without `carve_out` a layer's output is left to the caller (full recompute keeps it apart).
+/// `ws` (selective recompute): the parts `redo` names are views of ws's redo_* scratch instead of the block.
 ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int64_t tokens, std::int64_t rows_computed,
                                   std::int64_t rows_returned, Carver& c, bool forward_only = false,
-                                  bool carve_out = true);
+                                  bool carve_out = true, const RecomputeModules& redo = {},
+                                  const Workspace* ws = nullptr);
 
 /// Dense parameter tensors of each unit (element counts; see the header comment).
 std::vector<std::vector<std::int64_t>> unit_tensors(const core::ModelConfig& m, const TrainingPolicy& p);

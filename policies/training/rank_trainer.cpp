@@ -332,10 +332,11 @@ void RankTrainer::load_batch(int step, int micro) {
 void RankTrainer::keep_activations(int kind, std::int64_t tokens, std::int64_t rows_computed,
                                    std::int64_t rows_returned) {
   Carver measure;
-  carve_activations(model_, kind, tokens, rows_computed, rows_returned, measure);
+  carve_activations(model_, kind, tokens, rows_computed, rows_returned, measure, false, true, redo(), &st_.ws);
   act_blobs_.push_back(rt_.alloc(core::Tier::hbm, measure.used(), "activations"));
   Carver cut(act_blobs_.back());
-  act_views_.push_back(carve_activations(model_, kind, tokens, rows_computed, rows_returned, cut));
+  act_views_.push_back(
+      carve_activations(model_, kind, tokens, rows_computed, rows_returned, cut, false, true, redo(), &st_.ws));
 }
 
 // ---- ZeRO-3 unit gathers, and ZeRO-Inference's unit fetches from host memory ----

@@ -128,6 +128,10 @@ class RankTrainer {
   ActivationViews recomputed_views(int layer, int moe_index, const ActivationViews& kept);
   void shed_layer_rest();
   bool recompute() const { return cfg_.recompute == Recompute::full; }
+  /// Selective recompute: the parts layers do not keep (none otherwise).
+  RecomputeModules redo() const {
+    return cfg_.recompute == Recompute::selective && !generating() ? cfg_.recompute_modules : RecomputeModules{};
+  }
   std::pair<std::int64_t, std::int64_t> layer_rows(int moe) const;
 
   // ---- generation.cpp ----
@@ -169,6 +173,8 @@ class RankTrainer {
   Qkv project_qkv(const ActivationViews& a, int unit);
   void project_qkv_backward(const ActivationViews& a, int unit, const Qkv& d);
   Qkv mla_project(const ActivationViews& a, int unit);
+  /// MLA: the latents' up-projections into a.qkv (and a.k_nope); `again` in the backward of selective recompute.
+  void mla_up_projections(const ActivationViews& a, int unit, bool again);
   void mla_project_backward(const ActivationViews& a, int unit, const Qkv& d);
   /// The Q, K, V a forward pass left for the backward (after norms and rotation).
   Qkv attention_inputs(const ActivationViews& a) const;

@@ -178,11 +178,37 @@ void parse_cluster(const json& j, const std::string& file, TrainingConfig& c) {
   apply_fabric(j, file, c);
 }
 
+/// parallel.recompute_modules: only with selective recomputation; all modules when absent.
+void parse_recompute_modules(const json& p, const std::string& file, TrainingConfig& c) {
+  RecomputeModules& m = c.recompute_modules;
+  if (!p.contains("recompute_modules")) {
+    if (c.recompute == Recompute::selective) m = {true, true, true, true};
+    return;
+  }
+  const json& list = p["recompute_modules"];
+  if (c.recompute != Recompute::selective)
+    throw core::ConfigError(file, "parallel.recompute_modules", "only with \"recompute\": \"selective\"");
+  if (!list.is_array() || list.empty())
+    throw core::ConfigError(file, "parallel.recompute_modules",
+                            "expected a non-empty array of \"layernorm\", \"moe_act\", \"mlp\", \"mla_up_proj\", got " +
+                                list.dump());
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const json& v = list[i];
+    const std::string path = "parallel.recompute_modules[" + std::to_string(i) + "]";
+    if (v == "layernorm") m.layernorm = true;
+    else if (v == "moe_act") m.moe_act = true;
+    else if (v == "mlp") m.mlp = true;
+    else if (v == "mla_up_proj") m.mla_up_proj = true;
+    else throw core::ConfigError(file, path,
+                                 "expected \"layernorm\", \"moe_act\", \"mlp\" or \"mla_up_proj\", got " + v.dump());
+  }
+}
+
 /// The parallel layout. Divisibility against the world and the model is checked when the run is planned
 /// (layout.cpp), so that a study can report such a run as infeasible rather than refuse the whole file.
 void parse_parallel(const json& p, const std::string& file, TrainingConfig& c) {
   only_keys(p, file, "parallel",
-            {"ep", "expert_parallel", "pp", "stage_layers", "recompute", "tp", "vpp", "etp", "cp"});
+            {"ep", "expert_parallel", "pp", "stage_layers", "recompute", "recompute_modules", "tp", "vpp", "etp", "cp"});
   if (p.contains("ep") && p.contains("expert_parallel"))
     throw core::ConfigError(file, "parallel.expert_parallel", "give \"ep\" or its older name, not both");
   const char* ep_key = p.contains("ep") ? "ep" : "expert_parallel";
@@ -221,14 +247,23 @@ void parse_parallel(const json& p, const std::string& file, TrainingConfig& c) {
   if (p.contains("recompute")) {
     const json& r = p["recompute"];
     if (r == "none") c.recompute = Recompute::none;
+    else if (r == "selective") c.recompute = Recompute::selective;
     else if (r == "full") c.recompute = Recompute::full;
-    else throw core::ConfigError(file, "parallel.recompute", "expected \"none\" or \"full\", got " + r.dump());
+    else throw core::ConfigError(file, "parallel.recompute", "expected \"none\", \"selective\" or \"full\", got " + r.dump());
   }
+  parse_recompute_modules(p, file, c);
 }
 
 }  // namespace
 
-const char* to_string(Recompute r) { return r == Recompute::full ? "full" : "none"; }
+const char* to_string(Recompute r) {
+  switch (r) {
+    case Recompute::full: return "full";
+    case Recompute::selective: return "selective";
+    case Recompute::none: break;
+  }
+  return "none";
+}
 
 json read_json_file(const std::string& path) {
   return core::read_json_file(path);
@@ -293,6 +328,14 @@ json describe_config(const TrainingConfig& c) {
   if (c.virtual_stages > 1) d["virtual_stages"] = c.virtual_stages;
   if (!c.stage_layers.empty()) d["stage_layers"] = c.stage_layers;           // earlier reports stay byte-identical
   if (c.recompute != Recompute::none) d["recompute"] = to_string(c.recompute);
+  if (c.recompute == Recompute::selective) {
+    json modules = json::array();
+    if (c.recompute_modules.layernorm) modules.push_back("layernorm");
+    if (c.recompute_modules.moe_act) modules.push_back("moe_act");
+    if (c.recompute_modules.mlp) modules.push_back("mlp");
+    if (c.recompute_modules.mla_up_proj) modules.push_back("mla_up_proj");
+    d["recompute_modules"] = modules;
+  }
   if (c.multitask()) {
     json tasks = json::array();
     for (const auto& t : c.tasks)

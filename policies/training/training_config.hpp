@@ -7,7 +7,8 @@
 //    "cluster":  {"gpus": 64, "gpu": "a100-80g", "gpus_per_node": 8, "nics_per_node": 8, "nic_gbps": 200} |
 //                {"file": "topologies/dgx-a100-80g.json", "nodes": 8, "gpus": 64}
 //                (either form may add "spine_oversubscription": x >= 1, leaf uplinks at 1/x of the downlinks),
-//    "parallel": {"ep": 64, "pp": 1, "vpp": 1, "stage_layers": [...], "recompute": "none" | "full"}
+//    "parallel": {"ep": 64, "pp": 1, "vpp": 1, "stage_layers": [...], "recompute": "none" | "selective" | "full",
+//                 "recompute_modules": ["layernorm", "moe_act", "mlp", "mla_up_proj"]}
 //                ("expert_parallel" is the older name of "ep"; "tp", "etp", "cp" are accepted at 1 only),
 //    "policy":   {"preset": "moesys", <toggle overrides>},
 //    "steps": 2, "seed": 1, "learning_rate": 0.001}
@@ -30,9 +31,21 @@ struct TaskWorkload {
 };
 
 /// Activation recomputation: none keeps every layer's activations from forward to backward; full keeps only each
-/// layer's input and runs the layer's forward again (collectives included) right before its backward.
-enum class Recompute { none, full };
+/// layer's input and runs the layer's forward again (collectives included) right before its backward; selective
+/// keeps everything but the outputs of some cheap parts (RecomputeModules), which the backward computes again from
+/// what is kept, with no communication.
+enum class Recompute { none, selective, full };
 const char* to_string(Recompute r);
+
+/// The parts selective recomputation drops (Megatron-Core's --recompute-modules names): `layernorm` the outputs of
+/// both norms of every layer (recomputed from the layer's input and the attention block's output with the kept
+/// statistics); `moe_act` the activation outputs of the routed and shared experts (recomputed from their kept
+/// inputs); `mlp` the dense FFN's W1 output and activation (recomputed from the norm output: one GEMM more);
+/// `mla_up_proj` multi-head latent attention's per-head queries, keys and values (recomputed from the kept latents
+/// by the up-projection GEMMs; no effect on other attention kinds).
+struct RecomputeModules {
+  bool layernorm = false, moe_act = false, mlp = false, mla_up_proj = false;
+};
 
 struct TrainingConfig {
   std::string file;  // where it came from (error messages); empty for flags
@@ -47,6 +60,7 @@ struct TrainingConfig {
   int virtual_stages = 1;        // model chunks per stage (interleaved 1F1B)
   std::vector<int> stage_layers;  // layers of each model chunk (pp x vpp); empty: an even split
   Recompute recompute = Recompute::none;
+  RecomputeModules recompute_modules;  // selective: what is not kept (every module unless the config names some)
   TrainingPolicy policy;
   int steps = 2;  // simulated steps; metrics come from the last one
   double learning_rate = 1e-3;  // AdamW step size of real runs (the simulator only counts the update's traffic)

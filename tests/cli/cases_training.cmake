@@ -31,6 +31,10 @@ moesys_cli_test(train_parallel_tied_output_layer 2 "2 pipeline stages need an un
                 train --experts 8 --gpus 16 --parallel "{\"pp\": 2}")
 moesys_cli_test(train_parallel_stage_layers_sum 2 "parallel.stage_layers: expected counts that sum to the model's 12 layers, got 8"
                 train --experts 8 --gpus 16 --parallel "{\"pp\": 2, \"stage_layers\": [4, 4]}")
+moesys_cli_test(train_parallel_recompute_module_unknown 2 "parallel.recompute_modules[0]: expected \"layernorm\", \"moe_act\", \"mlp\" or \"mla_up_proj\", got \"core_attn\""
+                train --parallel "{\"recompute\": \"selective\", \"recompute_modules\": [\"core_attn\"]}")
+moesys_cli_test(train_parallel_recompute_modules_without_selective 2 "parallel.recompute_modules: only with \"recompute\": \"selective\""
+                train --parallel "{\"recompute\": \"full\", \"recompute_modules\": [\"mlp\"]}")
 moesys_cli_test(train_parallel_tensor_not_modelled 2 "parallel.tp: expected 1: tensor, expert-tensor and context parallelism are not modelled yet, got 2"
                 train --parallel "{\"tp\": 2}")
 moesys_cli_test(train_parallel_layers_not_divisible 2 "12 layers cannot be divided evenly over 8 pipeline stages"

@@ -196,3 +196,50 @@ TEST(PipelineMemory, FullRecomputeKeepsOnlyEachLayersInput) {
       parse_training_config(run_config({{"pp", 4}, {"ep", 8}, {"recompute", "full"}}), "f.json"));
   EXPECT_LT(hbm(recomputed, 0, MemoryUse::activations) * 3, hbm(kept, 0, MemoryUse::activations));
 }
+
+TEST(RecomputeConfig, ModulesOnlyWithSelectiveAndByName) {
+  const TrainingConfig all = parse_training_config(run_config({{"recompute", "selective"}}), "f.json");
+  EXPECT_EQ(all.recompute, Recompute::selective);
+  EXPECT_TRUE(all.recompute_modules.layernorm && all.recompute_modules.moe_act && all.recompute_modules.mlp &&
+              all.recompute_modules.mla_up_proj);
+  const TrainingConfig one =
+      parse_training_config(run_config({{"recompute", "selective"}, {"recompute_modules", {"moe_act"}}}), "f.json");
+  EXPECT_TRUE(one.recompute_modules.moe_act);
+  EXPECT_FALSE(one.recompute_modules.layernorm || one.recompute_modules.mlp || one.recompute_modules.mla_up_proj);
+  EXPECT_NE(config_error(run_config({{"recompute", "full"}, {"recompute_modules", {"mlp"}}}))
+                .find("parallel.recompute_modules: only with \"recompute\": \"selective\""),
+            std::string::npos);
+  EXPECT_NE(config_error(run_config({{"recompute_modules", {"mlp"}}})).find("parallel.recompute_modules"),
+            std::string::npos);
+  EXPECT_NE(config_error(run_config({{"recompute", "selective"}, {"recompute_modules", {"mlp", "core_attn"}}}))
+                .find("parallel.recompute_modules[1]: expected \"layernorm\""),
+            std::string::npos);
+  EXPECT_NE(config_error(run_config({{"recompute", "selective"}, {"recompute_modules", json::array()}}))
+                .find("non-empty array"),
+            std::string::npos);
+  EXPECT_NE(config_error(run_config({{"recompute", "selective"}, {"recompute_modules", "mlp"}})).find("non-empty array"),
+            std::string::npos);
+}
+
+TEST(PipelineMemory, SelectiveRecomputeDropsExactlyTheNamedParts) {
+  // One stage of 32 ranks: one micro-batch is in flight, so at the peak every layer's block is held once. Dropping
+  // the norm outputs frees two [n][h] views per layer and adds one scratch pair to the workspace; the MLA module
+  // changes nothing on a model without MLA.
+  const json none_cfg = run_config({{"ep", 8}});
+  auto with = [&](const json& modules) {
+    json c = none_cfg;
+    c["parallel"]["recompute"] = "selective";
+    c["parallel"]["recompute_modules"] = modules;
+    return make_training_plan(parse_training_config(c, "f.json"));
+  };
+  const TrainingPlan none = make_training_plan(parse_training_config(none_cfg, "f.json"));
+  const TrainingPlan norms = with({"layernorm"}), mla = with({"mla_up_proj"}), act = with({"moe_act"});
+  const std::uint64_t n = static_cast<std::uint64_t>(none.routing.at(0, 0).tokens[0]);
+  const std::uint64_t h = static_cast<std::uint64_t>(none.config.model.hidden), a = 2;  // bf16
+  const std::uint64_t layers = static_cast<std::uint64_t>(none.config.model.layers);
+  EXPECT_EQ(hbm(none, 0, MemoryUse::activations) - hbm(norms, 0, MemoryUse::activations), layers * 2 * n * h * a);
+  EXPECT_EQ(hbm(norms, 0, MemoryUse::buffers) - hbm(none, 0, MemoryUse::buffers), 2 * n * h * a);
+  EXPECT_EQ(hbm(mla, 0, MemoryUse::activations), hbm(none, 0, MemoryUse::activations));
+  EXPECT_EQ(hbm(mla, 0, MemoryUse::buffers), hbm(none, 0, MemoryUse::buffers));
+  EXPECT_LT(hbm(act, 0, MemoryUse::activations), hbm(none, 0, MemoryUse::activations));
+}

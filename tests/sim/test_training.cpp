@@ -188,6 +188,22 @@ TEST(Training, FullRecomputeCostsAForwardPerLayerAndSavesActivations) {
   EXPECT_LT(again[1], kept[1]);
 }
 
+TEST(Training, SelectiveRecomputeCostsLessComputeThanFullAndKeepsMoreThanIt) {
+  // Selective recompute runs a few cheap kernels again (norms, activations) instead of whole forwards: more compute
+  // than keeping everything, much less than full recompute; its peak lies between the two.
+  const json keep = {{"pp", 2}, {"ep", 8}};
+  json selective = keep, full = keep;
+  selective["recompute"] = "selective";
+  full["recompute"] = "full";
+  const std::vector<std::string> keys = {"/breakdown_s/compute", "/memory/peak_hbm_gib"};
+  const auto kept = numbers(pipelined(keep, 16 * 4), keys), some = numbers(pipelined(selective, 16 * 4), keys);
+  const auto all = numbers(pipelined(full, 16 * 4), keys);
+  EXPECT_GT(some[0], kept[0]);
+  EXPECT_LT(some[0] - kept[0], 0.25 * (all[0] - kept[0]));
+  EXPECT_LT(some[1], kept[1]);
+  EXPECT_GT(some[1], all[1]);
+}
+
 // Expert replicas on a Zipf-skewed, dropless workload (16 experts on 16 GPUs): EPLB's copies take rows off the
 // busiest rank from the second step and shorten the step; on an even load they only cost their refresh (the
 // copies' gradients to the owners and the weights back), which shows as more bytes on the network.
