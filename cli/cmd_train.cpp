@@ -39,6 +39,7 @@ std::string format_report(const json& s) {
     << fmt("%.1f", s["params"].get<double>() / 1e9) << "B parameters) on " << s["gpus"].get<int>() << " x "
     << s["gpu"].get<std::string>() << " (" << s["nodes"].get<int>() << " nodes), policy "
     << s["policy_name"].get<std::string>() << ", expert parallel " << s["expert_parallel"].get<int>();
+  if (s.contains("tensor_parallel")) o << ", tensor parallel " << s["tensor_parallel"].get<int>() << " (sequence parallel)";
   if (s.contains("pipeline_parallel")) {
     o << ", " << s["pipeline_parallel"].get<int>() << " pipeline stages (";
     if (s.contains("virtual_stages"))
@@ -154,7 +155,7 @@ int run_train(int argc, char** argv) {
         "Flags override the config: --preset and --policy (toggles) the policy, --model (a zoo model by name, or\n"
         "fields) and --experts the model, "
         "--gpus the cluster size, --ep the expert-parallel size, --parallel the layout ({\"pp\": 16, \"ep\": 64,\n"
-        "\"vpp\": 1, \"stage_layers\": [...], \"recompute\": \"none\"|\"selective\"|\"full\",\n"
+        "\"vpp\": 1, \"tp\": 1, \"stage_layers\": [...], \"recompute\": \"none\"|\"selective\"|\"full\",\n"
         "\"recompute_modules\": [\"layernorm\", \"moe_act\", \"mlp\"]}). Known presets: %s.\nModels: %s.\n",
         tr::known_presets().c_str(), core::zoo_model_names().c_str());
     return 0;

@@ -83,6 +83,9 @@ set_tests_properties(exec.train.zoo_model_reduced PROPERTIES LABELS exec TIMEOUT
 add_test(NAME exec.train.pipeline_layouts
          COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -P ${MOESYS_EXEC_TESTS}/run_pipeline_layouts.cmake)
 set_tests_properties(exec.train.pipeline_layouts PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
+add_test(NAME exec.train.tensor_parallel
+         COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -P ${MOESYS_EXEC_TESTS}/run_tensor_parallel.cmake)
+set_tests_properties(exec.train.tensor_parallel PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
 add_test(NAME exec.train.selective_recompute
          COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -P ${MOESYS_EXEC_TESTS}/run_selective_recompute.cmake)
 set_tests_properties(exec.train.selective_recompute PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")

@@ -146,26 +146,35 @@ core::AttentionOp RankTrainer::attention_op(std::int64_t batch, std::int64_t len
 }
 
 void RankTrainer::attention_forward(const core::Buffer& x_in, ActivationViews& a) {
-  const std::int64_t n = tokens_, h = model_.hidden, qw = model_.q_width(), kw = model_.k_width();
-  const std::int64_t vw = model_.kv_width(), cw = model_.ctx_width();
+  const std::int64_t n = tokens_, h = model_.hidden;
   const int unit = current_unit_;
   norm_forward(x_in, unit, kNorm1, a.ln1, a.mean1, a.rstd1, n, "layernorm");
-  const Qkv x = project_qkv(a, unit);
-  if (generating()) {  // a KV cache: this pass's queries over every cached position
-    cached_attention(unit - 1, x.q, x.k, x.v, a.ctx);
-  } else {
-    // Whole sequences in one kernel; a partial sequence (a multi-task share that does not divide) in another.
-    const std::int64_t S = model_.seq_len, full = n / S, rest = n % S;
-    for (auto [first, batch, len] :
-         {std::tuple{std::int64_t{0}, full, S}, std::tuple{full * S, std::int64_t{rest > 0}, rest}}) {
-      if (batch <= 0 || len <= 0) continue;
-      auto rows = [&](const core::Buffer& b, std::int64_t width) {
-        return b.slice(rows_bytes(first, width, a_), rows_bytes(batch * len, width, a_));
-      };
-      run(attention_op(batch, len, {rows(x.q, qw), rows(x.k, kw), rows(x.v, vw)}, rows(a.ctx, cw)), "attention");
+  // Tensor parallelism: the heads of this rank over every token of the group (sequence_parallel.cpp).
+  ActivationViews g = a;
+  if (tensor_parallel()) g.ln1 = gather_tokens(a.ln1, st_.ws.sp_gathered);
+  const core::Buffer out = tensor_parallel() ? st_.ws.sp_partial : a.mid;
+  {
+    const GroupTokens all(*this);
+    const std::int64_t nt = tokens_, qw = model_.q_width(), kw = model_.k_width();
+    const std::int64_t vw = model_.kv_width(), cw = model_.ctx_width();
+    const Qkv x = project_qkv(g, unit);
+    if (generating()) {  // a KV cache: this pass's queries over every cached position
+      cached_attention(unit - 1, x.q, x.k, x.v, a.ctx);
+    } else {
+      // Whole sequences in one kernel; a partial sequence (a multi-task share that does not divide) in another.
+      const std::int64_t S = model_.seq_len, full = nt / S, rest = nt % S;
+      for (auto [first, batch, len] :
+           {std::tuple{std::int64_t{0}, full, S}, std::tuple{full * S, std::int64_t{rest > 0}, rest}}) {
+        if (batch <= 0 || len <= 0) continue;
+        auto rows = [&](const core::Buffer& b, std::int64_t width) {
+          return b.slice(rows_bytes(first, width, a_), rows_bytes(batch * len, width, a_));
+        };
+        run(attention_op(batch, len, {rows(x.q, qw), rows(x.k, kw), rows(x.v, vw)}, rows(a.ctx, cw)), "attention");
+      }
     }
+    gemm(nt, h, cw, a.ctx, param(unit, kOut), out, "attention out");
   }
-  gemm(n, h, cw, a.ctx, param(unit, kOut), a.mid, "attention out");
+  if (tensor_parallel()) scatter_tokens(out, a.mid);
   tensor(ops::add(a.mid, x_in, a.mid, n * h), "residual");
   norm_forward(a.mid, unit, kNorm2, a.ln2, a.mean2, a.rstd2, n, "layernorm");
 }
@@ -173,30 +182,48 @@ void RankTrainer::attention_forward(const core::Buffer& x_in, ActivationViews& a
 void RankTrainer::attention_backward(const core::Buffer& x_in, ActivationViews& a, int unit) {
   // On entry ws.dx is the gradient of the attention block's output (a.mid); on exit, of its input.
   const Workspace& w = st_.ws;
+  const std::int64_t n = tokens_, h = model_.hidden;
   // Selective recompute: the norm's output again (the QKV weight gradients read it), with the kept statistics'
   // inputs; the same kernel on the same input gives the same values.
-  if (redo().layernorm) norm_forward(x_in, unit, kNorm1, a.ln1, a.mean1, a.rstd1, tokens_, "layernorm recompute");
-  if (redo().mla_up_proj && model_.attention == core::AttentionKind::mla) mla_up_projections(a, unit, true);
-  const std::int64_t n = tokens_, h = model_.hidden, qw = model_.q_width(), kw = model_.k_width();
-  const std::int64_t vw = model_.kv_width(), cw = model_.ctx_width();
-  gemm(n, cw, h, w.dx, param(unit, kOut), w.dctx, "attention out dgrad", false, true);
-  gemm(cw, h, n, a.ctx, w.dx, grad(unit, kOut), "attention out wgrad", true, false, true);
-  const std::uint64_t nq = rows_bytes(n, qw, a_), nk = rows_bytes(n, kw, a_), nv = rows_bytes(n, vw, a_);
-  const Qkv x = attention_inputs(a);
-  const Qkv d{w.dqkv.slice(0, nq), w.dqkv.slice(nq, nk), w.dqkv.slice(nq + nk, nv)};
-  const std::int64_t S = model_.seq_len, full = n / S, rest = n % S;
-  for (auto [first, batch, len] : {std::tuple{std::int64_t{0}, full, S}, std::tuple{full * S, std::int64_t{rest > 0}, rest}}) {
-    if (batch <= 0 || len <= 0) continue;
-    auto rows = [&](const core::Buffer& b, std::int64_t width) {
-      return b.slice(rows_bytes(first, width, a_), rows_bytes(batch * len, width, a_));
-    };
-    core::AttentionOp op = attention_op(batch, len, {rows(x.q, qw), rows(x.k, kw), rows(x.v, vw)}, rows(a.ctx, cw));
-    op.backward = true;
-    op.d_o = rows(w.dctx, cw), op.d_q = rows(d.q, qw), op.d_k = rows(d.k, kw), op.d_v = rows(d.v, vw);
-    run(op, "attention bwd");
+  if (redo().layernorm) norm_forward(x_in, unit, kNorm1, a.ln1, a.mean1, a.rstd1, n, "layernorm recompute");
+  // Tensor parallelism: the output gradient of every token of the group, and the input gathered again.
+  ActivationViews g = a;
+  core::Buffer dy = w.dx;
+  if (tensor_parallel()) {
+    g.ln1 = gather_tokens(a.ln1, w.sp_gathered);
+    dy = gather_tokens(w.dx, w.sp_partial);
   }
-  project_qkv_backward(a, unit, d);
-  norm_backward(x_in, unit, kNorm1, a.mean1, a.rstd1, w.dn, w.dtmp, n, "layernorm bwd");
+  {
+    const GroupTokens all(*this);
+    const std::int64_t nt = tokens_, qw = model_.q_width(), kw = model_.k_width();
+    const std::int64_t vw = model_.kv_width(), cw = model_.ctx_width();
+    if (redo().mla_up_proj && model_.attention == core::AttentionKind::mla) mla_up_projections(g, unit, true);
+    gemm(nt, cw, h, dy, param(unit, kOut), w.dctx, "attention out dgrad", false, true);
+    gemm(cw, h, nt, a.ctx, dy, grad(unit, kOut), "attention out wgrad", true, false, true);
+    const std::uint64_t nq = rows_bytes(nt, qw, a_), nk = rows_bytes(nt, kw, a_), nv = rows_bytes(nt, vw, a_);
+    const Qkv x = attention_inputs(a);
+    const Qkv d{w.dqkv.slice(0, nq), w.dqkv.slice(nq, nk), w.dqkv.slice(nq + nk, nv)};
+    const std::int64_t S = model_.seq_len, full = nt / S, rest = nt % S;
+    for (auto [first, batch, len] :
+         {std::tuple{std::int64_t{0}, full, S}, std::tuple{full * S, std::int64_t{rest > 0}, rest}}) {
+      if (batch <= 0 || len <= 0) continue;
+      auto rows = [&](const core::Buffer& b, std::int64_t width) {
+        return b.slice(rows_bytes(first, width, a_), rows_bytes(batch * len, width, a_));
+      };
+      core::AttentionOp op = attention_op(batch, len, {rows(x.q, qw), rows(x.k, kw), rows(x.v, vw)}, rows(a.ctx, cw));
+      op.backward = true;
+      op.d_o = rows(w.dctx, cw), op.d_q = rows(d.q, qw), op.d_k = rows(d.k, kw), op.d_v = rows(d.v, vw);
+      run(op, "attention bwd");
+    }
+    project_qkv_backward(g, unit, d);
+  }
+  // ws.dn: the gradient of the (gathered) norm output, partial over this rank's heads with tensor parallelism.
+  core::Buffer dn = w.dn;
+  if (tensor_parallel()) {
+    dn = w.sp_gathered.slice(0, rows_bytes(n, h, a_));
+    scatter_tokens(w.dn, dn);
+  }
+  norm_backward(x_in, unit, kNorm1, a.mean1, a.rstd1, dn, w.dtmp, n, "layernorm bwd");
   tensor(ops::add(w.dx, w.dtmp, w.dx, n * h), "residual bwd");
 }
 
@@ -231,8 +258,15 @@ void RankTrainer::ffn_backward(const FfnViews& f, const core::Buffer& dy, const 
 void RankTrainer::dense_ffn_forward(ActivationViews& a) {
   const std::int64_t n = tokens_, h = model_.hidden;
   const int unit = current_unit_;
-  ffn_forward({a.ln2, param(unit, kFfnIn), param(unit, kFfnOut), a.pre, a.post, a.out, {}, {}, model_.ffn_hidden()}, n,
-              false);
+  // Tensor parallelism: this rank's columns of W1 and rows of W2 over every token of the group.
+  const core::Buffer x = tensor_parallel() ? gather_tokens(a.ln2, st_.ws.sp_gathered) : a.ln2;
+  const core::Buffer y = tensor_parallel() ? st_.ws.sp_partial : a.out;
+  {
+    const GroupTokens all(*this);
+    ffn_forward({x, param(unit, kFfnIn), param(unit, kFfnOut), a.pre, a.post, y, {}, {}, model_.ffn_hidden()},
+                tokens_, false);
+  }
+  if (tensor_parallel()) scatter_tokens(y, a.out);
   tensor(ops::add(a.out, a.mid, a.out, n * h), "residual");
 }
 
@@ -240,15 +274,28 @@ void RankTrainer::dense_ffn_backward(ActivationViews& a, int unit) {
   // On entry ws.dx is the gradient of the layer output; on exit, of a.mid (both residual paths).
   const Workspace& w = st_.ws;
   const std::int64_t n = tokens_, h = model_.hidden;
-  const FfnViews f{a.ln2, param(unit, kFfnIn), param(unit, kFfnOut), a.pre, a.post, {}, grad(unit, kFfnIn),
-                   grad(unit, kFfnOut), model_.ffn_hidden()};
   if (redo().layernorm) norm_forward(a.mid, unit, kNorm2, a.ln2, a.mean2, a.rstd2, n, "layernorm recompute");
-  if (redo().mlp) {  // W1 and the activation again: their outputs feed the activation's and W2's gradients
-    gemm(n, model_.ffn_in_factor() * f.width, h, f.x, f.w1, f.pre, "ffn in recompute");
-    ffn_activation(f.pre, f.post, n, f.width, false);
+  core::Buffer x = a.ln2, dy = w.dx;
+  if (tensor_parallel()) {
+    x = gather_tokens(a.ln2, w.sp_gathered);
+    dy = gather_tokens(w.dx, w.sp_partial);
   }
-  ffn_backward(f, w.dx, w.dense_f, w.dense_g ? w.dense_g : w.dense_f, w.dn, n, false);
-  norm_backward(a.mid, unit, kNorm2, a.mean2, a.rstd2, w.dn, w.dtmp, n, "layernorm bwd");
+  {
+    const GroupTokens all(*this);
+    const FfnViews f{x, param(unit, kFfnIn), param(unit, kFfnOut), a.pre, a.post, {}, grad(unit, kFfnIn),
+                     grad(unit, kFfnOut), model_.ffn_hidden()};
+    if (redo().mlp) {  // W1 and the activation again: their outputs feed the activation's and W2's gradients
+      gemm(tokens_, model_.ffn_in_factor() * f.width, h, f.x, f.w1, f.pre, "ffn in recompute");
+      ffn_activation(f.pre, f.post, tokens_, f.width, false);
+    }
+    ffn_backward(f, dy, w.dense_f, w.dense_g ? w.dense_g : w.dense_f, w.dn, tokens_, false);
+  }
+  core::Buffer dn = w.dn;
+  if (tensor_parallel()) {
+    dn = w.sp_gathered.slice(0, rows_bytes(n, h, a_));
+    scatter_tokens(w.dn, dn);
+  }
+  norm_backward(a.mid, unit, kNorm2, a.mean2, a.rstd2, dn, w.dtmp, n, "layernorm bwd");
   tensor(ops::add(w.dx, w.dtmp, w.dx, n * h), "residual bwd");
 }
 

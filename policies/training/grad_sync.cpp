@@ -81,6 +81,7 @@ void RankTrainer::open_unit_grads(int unit) {
 void RankTrainer::unit_grads_done(int unit) {
   const bool last_micro = micro_ + 1 == plan_.routing.micro_batches;
   if (full_grads() && !last_micro) return;  // keep accumulating in place
+  sum_replicated_grads(unit);  // tensor parallelism: before the data-parallel reduction reads them
   for (std::size_t i = 0; i < st_.buckets.size(); ++i)
     if (st_.buckets[i].done_unit == unit) reduce_bucket(i);
 }

@@ -20,6 +20,37 @@ std::vector<int> chunk_layers(const TrainingConfig& c) {
                                 "; give parallel.stage_layers (e.g. a shorter first or last stage)");
   return std::vector<int>(static_cast<std::size_t>(chunks), layers / chunks);
 }
+/// Tensor parallelism: the shapes it cuts must divide, its groups must sit inside nodes (InfeasibleError otherwise).
+void check_tensor_parallel(const TrainingConfig& c, const Layout& l) {
+  if (l.tp == 1) return;
+  const core::ModelConfig& m = c.model;
+  const std::string tp = "tensor-parallel size " + str(l.tp);
+  auto require = [&](bool ok, const std::string& why) {
+    if (!ok) throw core::InfeasibleError(tp + ": " + why);
+  };
+  require(l.world % l.tp == 0, str(l.world) + " ranks" + (l.pp > 1 ? " of a pipeline stage" : "") +
+                                   " do not divide into tensor-parallel groups of " + str(l.tp));
+  require(c.cluster.node.gpus % l.tp == 0,
+          "tensor-parallel groups stay inside a node, and " + str(c.cluster.node.gpus) + " GPUs per node do not divide into them");
+  require(m.heads % l.tp == 0, "the model's " + str(m.heads) + " attention heads do not divide over it");
+  require(m.attention == core::AttentionKind::mla || m.kv_head_count() % l.tp == 0,
+          "the model's " + str(m.kv_head_count()) + " key/value heads do not divide over it");
+  require(m.dense_ffn_layers() == 0 || m.ffn_hidden() % l.tp == 0,
+          "the dense FFN width " + str(m.ffn_hidden()) + " does not divide over it");
+  require(m.tokens_per_micro_batch() % l.tp == 0,
+          "a micro-batch's " + std::to_string(m.tokens_per_micro_batch()) + " tokens do not divide into sequence shards");
+  require(!m.learned_positions || (m.tokens_per_micro_batch() / l.tp) % m.seq_len == 0,
+          "learned positions need whole sequences in every sequence shard (a micro-batch of " + str(m.micro_batch) +
+              " sequences over " + str(l.tp) + " ranks); raise micro_batch to a multiple of it");
+  require(!c.multitask(), "multi-task workloads place sequences per rank, which sequence shards would split");
+  const TrainingPolicy& p = c.policy;
+  require(p.dense == DenseSharding::ddp || p.dense == DenseSharding::distributed,
+          "dense " + std::string(p.dense == DenseSharding::zero3 ? "zero3" : "zero2") +
+              " is not modelled with it (its gradients leave the buffer before the tensor-parallel sum); use ddp or "
+              "distributed");
+  require(p.embedding == Embedding::dense, "the embedding partition is not modelled with it; use embedding dense");
+  require(p.replicas.kind == Replication::none, "expert replicas are not modelled with it");
+}
 }  // namespace
 
 Layout make_layout(const TrainingConfig& c) {
@@ -33,6 +64,8 @@ Layout make_layout(const TrainingConfig& c) {
   if (l.ranks % l.pp != 0)
     throw core::InfeasibleError(str(l.ranks) + " ranks cannot be divided into " + str(l.pp) + " pipeline stages");
   l.world = l.ranks / l.pp;
+  l.tp = c.tensor_parallel;
+  check_tensor_parallel(c, l);
   l.chunk_first_layer = {0};
   for (int n : chunk_layers(c)) l.chunk_first_layer.push_back(l.chunk_first_layer.back() + n);
   l.ep = c.expert_parallel;
@@ -91,7 +124,13 @@ int Layout::chunk_of_layer(int layer) const {
 
 core::Group Layout::dp_group(int rank) const {
   std::vector<int> r;
-  for (int i = 0; i < world; ++i) r.push_back(stage(rank) * world + i);
+  for (int i = tp_index(rank); i < world; i += tp) r.push_back(stage(rank) * world + i);
+  return core::Group(std::move(r));
+}
+
+core::Group Layout::tp_group(int rank) const {
+  std::vector<int> r;
+  for (int i = 0; i < tp; ++i) r.push_back(rank - tp_index(rank) + i);
   return core::Group(std::move(r));
 }
 

@@ -5,6 +5,11 @@
 // once), expert-data-parallel groups (the ranks with the same index in every expert-parallel group, which hold
 // replicas of the same experts), the stage's data-parallel group (its `world` ranks, which hold replicas of the
 // stage's dense layers) and the node / rail groups that ZeRO-3's hierarchical sharding uses.
+// Tensor parallelism cuts a stage's ranks into tensor-parallel groups of `tp` contiguous ranks (inside one node, as
+// Megatron places them): they hold one shard each of every attention and dense FFN weight and one sequence shard
+// each of every micro-batch (sequence parallelism). The dense weights' data-parallel group is then the ranks with the
+// same tensor-parallel index (stride tp); expert-parallel groups fold over all of the stage's ranks as before (each
+// rank routes its own sequence shard).
 // Ranks come in two numberings: global (the runtime's rank, what groups hold) and local (rank - stage base, what the
 // routing plan indexes; the ranks with the same local index in every stage process the same micro-batches).
 #include <vector>
@@ -18,7 +23,9 @@ struct Layout {
   int ranks = 0;  // all ranks of the run: world x pp
   int pp = 1;     // pipeline stages
   int vpp = 1;    // model chunks per stage (virtual stages)
-  int world = 0;  // ranks of one stage (its data-parallel size)
+  int world = 0;  // ranks of one stage (tp x its data-parallel size)
+  int tp = 1;     // tensor (and sequence) parallel size
+  int dp() const { return world / tp; }  // data-parallel size of the dense weights
   /// [pp x vpp + 1]: model chunk k runs layers [first[k], first[k + 1]); chunk v of stage s is chunk v x pp + s.
   std::vector<int> chunk_first_layer;
   int ep = 0;   // expert-parallel group size
@@ -35,6 +42,8 @@ struct Layout {
   int chunks() const { return pp * vpp; }
   int chunk_of_layer(int layer) const;
   int stage_of_layer(int layer) const { return chunk_of_layer(layer) % pp; }
+  int tp_index(int rank) const { return rank % tp; }
+  int dp_index(int rank) const { return local(rank) / tp; }
   int ep_index(int rank) const { return rank % ep; }
   int ep_base(int rank) const { return rank - rank % ep; }
   /// Consecutive members of every expert-parallel group that share a node (min(ep, GPUs per node)), or 0 when
@@ -44,7 +53,8 @@ struct Layout {
   int owner(int expert) const { return expert / local_experts; }
 
   // Groups of a global rank, in global ranks.
-  core::Group dp_group(int rank) const;  // the ranks of this rank's stage
+  core::Group dp_group(int rank) const;  // the ranks of this rank's stage with its tensor-parallel index
+  core::Group tp_group(int rank) const;  // this rank's tensor-parallel group
   core::Group ep_group(int rank) const;
   core::Group edp_group(int rank) const;
   core::Group node_group(int rank) const;  // ranks on this rank's node

@@ -6,6 +6,7 @@
 
 #include "policies/training/memory_plan.hpp"
 #include "policies/training/model_costs.hpp"
+#include "policies/training/tensor_parallel.hpp"
 
 namespace moesys::policies::training {
 
@@ -54,8 +55,9 @@ std::vector<std::vector<std::int64_t>> stage_unit_tensors(const core::ModelConfi
 
 ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int64_t n, std::int64_t rows_computed,
                                   std::int64_t rows_returned, Carver& c, bool forward_only, bool carve_out,
-                                  const RecomputeModules& redo, const Workspace* ws) {
+                                  const RecomputeModules& redo, const Workspace* ws, int tp) {
   const double a = core::dtype_bytes(m.dtype), h = m.hidden, N = static_cast<double>(n);
+  const double NF = N * tp;  // attention and the dense FFN see every token of the tensor-parallel group
   const double E = m.experts, k = m.top_k, V = m.vocab, in = m.ffn_in_factor();
   const double qw = static_cast<double>(m.q_width()), kw = static_cast<double>(m.kv_width());
   // GeLU may run in place when nothing is kept for a backward pass; SwiGLU's output is half its input's width.
@@ -81,30 +83,30 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
   v.mean1 = c.take(B(N, a));
   v.rstd1 = c.take(B(N, a));
   const bool mla = m.attention == core::AttentionKind::mla;
-  v.qkv = kept(B(N * (qw + static_cast<double>(m.k_width()) + kw), a), mla && redo.mla_up_proj,
+  v.qkv = kept(B(NF * (qw + static_cast<double>(m.k_width()) + kw), a), mla && redo.mla_up_proj,
                ws ? ws->redo_qkv : core::Buffer{});
   if (mla) {
     const double ql = m.mla.q_lora_rank, kvl = m.mla.kv_lora_rank;
     if (ql > 0) {
-      v.cq = c.take(B(N * ql, a));
-      v.cq_normed = c.take(B(N * ql, a));
-      v.cq_mean = c.take(B(N, a));
-      v.cq_rstd = c.take(B(N, a));
+      v.cq = c.take(B(NF * ql, a));
+      v.cq_normed = c.take(B(NF * ql, a));
+      v.cq_mean = c.take(B(NF, a));
+      v.cq_rstd = c.take(B(NF, a));
     }
-    v.ckv = c.take(B(N * kvl, a));
-    v.ckv_normed = c.take(B(N * kvl, a));
-    v.ckv_mean = c.take(B(N, a));
-    v.ckv_rstd = c.take(B(N, a));
-    v.k_nope = kept(B(N * m.heads * m.mla.qk_nope_head_dim, a), redo.mla_up_proj, ws ? ws->redo_k_nope : core::Buffer{});
-    v.k_rope = c.take(B(N * m.mla.qk_rope_head_dim, a));
+    v.ckv = c.take(B(NF * kvl, a));
+    v.ckv_normed = c.take(B(NF * kvl, a));
+    v.ckv_mean = c.take(B(NF, a));
+    v.ckv_rstd = c.take(B(NF, a));
+    v.k_nope = kept(B(NF * m.heads * m.mla.qk_nope_head_dim, a), redo.mla_up_proj, ws ? ws->redo_k_nope : core::Buffer{});
+    v.k_rope = c.take(B(NF * m.mla.qk_rope_head_dim, a));
   }
   if (m.qk_norm) {
-    const double head_rows = N * (m.heads + m.kv_head_count());
-    v.qk_normed = c.take(B(N * (qw + kw), a));
+    const double head_rows = NF * (m.heads + m.kv_head_count());
+    v.qk_normed = c.take(B(NF * (qw + kw), a));
     v.qk_mean = c.take(B(head_rows, a));
     v.qk_rstd = c.take(B(head_rows, a));
   }
-  v.ctx = c.take(B(N * static_cast<double>(m.ctx_width()), a));
+  v.ctx = c.take(B(NF * static_cast<double>(m.ctx_width()), a));
   v.mid = c.take(B(N * h, a));
   v.ln2 = kept(B(N * h, a), redo.layernorm, ws ? ws->redo_ln2 : core::Buffer{});
   v.mean2 = c.take(B(N, a));
@@ -129,8 +131,8 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
     }
   } else {
     const double f = m.ffn_hidden();
-    v.pre = kept(B(N * in * f, a), redo.mlp, ws ? ws->redo_ffn_pre : core::Buffer{});
-    v.post = in_place ? v.pre : kept(B(N * f, a), redo.mlp, ws ? ws->redo_ffn_post : core::Buffer{});
+    v.pre = kept(B(NF * in * f, a), redo.mlp, ws ? ws->redo_ffn_pre : core::Buffer{});
+    v.post = in_place ? v.pre : kept(B(NF * f, a), redo.mlp, ws ? ws->redo_ffn_post : core::Buffer{});
   }
   return v;
 }
@@ -234,9 +236,9 @@ ResidencySettings residency_settings(const TrainingPlan& plan, std::int64_t cach
 
 RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int rank) {
   const TrainingConfig& c = plan.config;
-  const core::ModelConfig& m = c.model;
   const TrainingPolicy& p = c.policy;
   const Layout& l = plan.layout;
+  const core::ModelConfig m = rank_model(c.model, l.tp);  // this rank's shard of the dense layers
   const double a = m.param_bytes_per_param(), g = m.grad_bytes_per_param(), o = m.optimizer_bytes_per_param();
   RankState s;
   auto alloc = [&](Tier t, double bytes, MemoryUse u) {
@@ -244,7 +246,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   };
 
   // ---- dense units and buckets ----
-  const int world = l.world, node = l.node_ranks, rails = world / node;
+  const int world = l.dp(), node = l.node_ranks, rails = world / node;  // the dense weights' data-parallel ranks
   const int local = l.local(rank), stage = l.stage(rank);
   const auto tensors = stage_unit_tensors(m, p, l, stage);
   s.expert_slot.assign(static_cast<std::size_t>(m.moe_layers()), -1);
@@ -263,7 +265,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
     s.chunks.push_back(ch);
   }
   I offset = 0, shard_offset = 0, part_offset = 0, largest_padded = 0, full_offset = 0;
-  const auto all_tensors = unit_tensors(m, p);
+  const auto all_tensors = unit_tensors(c.model, p);  // the whole model's (the seeds of the initial values)
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const auto& t = tensors[i];
     DenseUnit u;
@@ -276,6 +278,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
       u.elems += e;
     }
     u.padded = round_up(std::max<I>(u.elems, 1), world);
+    if (l.tp > 1) u.tp_replicated = replicated_ranges(c.model, static_cast<int>(i), l.tp, u.tensor_elems);
     u.shard_offset = shard_offset;
     u.part_offset = part_offset;
     shard_offset += u.padded / node;
@@ -466,19 +469,25 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   Carver measure;
   // Generation runs forward only: no gradient buffers (dx is the prefill's gather of last positions).
   const bool train = !gen.enabled;
+  // Attention and the dense FFN work on all tokens of the tensor-parallel group (tensor_parallel.hpp).
+  const double nf = n * l.tp;
   auto carve_ws = [&](Carver& cv) {
     Workspace w;
     w.dx = cv.take(B(n * h, a));
+    if (l.tp > 1) {  // sequence parallelism: a gathered input and a partial output of all the group's tokens
+      w.sp_gathered = cv.take(B(nf * h, a));
+      w.sp_partial = cv.take(B(nf * h, a));
+    }
     if (train) {
       w.dtmp = cv.take(B(n * h, a));
-      w.dn = cv.take(B(n * h, a));
-      w.dqkv = cv.take(B(n * (qw + static_cast<double>(m.k_width()) + kw), a));
-      w.dctx = cv.take(B(n * static_cast<double>(m.ctx_width()), a));
+      w.dn = cv.take(B(nf * h, a));
+      w.dqkv = cv.take(B(nf * (qw + static_cast<double>(m.k_width()) + kw), a));
+      w.dctx = cv.take(B(nf * static_cast<double>(m.ctx_width()), a));
       if (m.attention == core::AttentionKind::mla) {
-        w.mla_dk_nope = cv.take(B(n * m.heads * m.mla.qk_nope_head_dim, a));
-        w.mla_dk_rope = cv.take(B(n * m.mla.qk_rope_head_dim, a));
-        w.mla_dckv = cv.take(B(n * m.mla.kv_lora_rank, a));
-        if (m.mla.q_lora_rank > 0) w.mla_dcq = cv.take(B(n * m.mla.q_lora_rank, a));
+        w.mla_dk_nope = cv.take(B(nf * m.heads * m.mla.qk_nope_head_dim, a));
+        w.mla_dk_rope = cv.take(B(nf * m.mla.qk_rope_head_dim, a));
+        w.mla_dckv = cv.take(B(nf * m.mla.kv_lora_rank, a));
+        if (m.mla.q_lora_rank > 0) w.mla_dcq = cv.take(B(nf * m.mla.q_lora_rank, a));
       }
     }
     if (m.moe_layers() > 0) {
@@ -498,8 +507,8 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
       }
     }
     if (m.dense_ffn_layers() > 0 && train) {
-      w.dense_f = cv.take(B(n * in * f, a));
-      if (swiglu) w.dense_g = cv.take(B(n * f, a));
+      w.dense_f = cv.take(B(nf * in * f, a));
+      if (swiglu) w.dense_g = cv.take(B(nf * f, a));
     }
     const RecomputeModules& redo = plan.config.recompute_modules;
     if (train && plan.config.recompute == Recompute::selective) {
@@ -512,12 +521,12 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
         if (sf > 0) w.redo_shared_post = cv.take(B(n * sf, a));
       }
       if (redo.mla_up_proj && m.attention == core::AttentionKind::mla) {
-        w.redo_qkv = cv.take(B(n * (qw + static_cast<double>(m.k_width()) + kw), a));
-        w.redo_k_nope = cv.take(B(n * m.heads * m.mla.qk_nope_head_dim, a));
+        w.redo_qkv = cv.take(B(nf * (qw + static_cast<double>(m.k_width()) + kw), a));
+        w.redo_k_nope = cv.take(B(nf * m.heads * m.mla.qk_nope_head_dim, a));
       }
       if (redo.mlp && m.dense_ffn_layers() > 0) {
-        w.redo_ffn_pre = cv.take(B(n * in * f, a));
-        w.redo_ffn_post = cv.take(B(n * f, a));
+        w.redo_ffn_pre = cv.take(B(nf * in * f, a));
+        w.redo_ffn_post = cv.take(B(nf * f, a));
       }
     }
     w.loss = cv.take(16);

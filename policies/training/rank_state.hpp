@@ -13,6 +13,7 @@
 // still run as one batched GEMM (a batch stride of one expert). Offloaded experts use the same layout in their GPU
 // slots and at home (expert_residency.hpp).
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/runtime.hpp"
@@ -56,6 +57,10 @@ struct ActivationViews {
 /// Scratch shared by every layer (forward temporaries and backward gradients of activations).
 struct Workspace {
   core::Buffer dx, dtmp, dn, dqkv, dctx;  // [n][h] each but dqkv ([n][q], [n][k], [n][v]) and dctx [n][ctx]
+  // Tensor parallelism (tensor_parallel.hpp): [n x tp][h] each, the gathered input of attention or the dense FFN
+  // (or the gathered gradient of its output) and its partial output before the reduce-scatter. dn, dqkv, dctx and
+  // the dense FFN's gradients then hold n x tp rows too.
+  core::Buffer sp_gathered, sp_partial;
   core::Buffer logits_gate, dlogits_gate, dweights;  // [n][E], [n][E], [n][k]
   core::Buffer rows_a, rows_f;  // expert-major rows: [rows][h] and [rows][in x f]
   core::Buffer dense_f;         // dense FFN gradient [n][in x f] (of the activation's input)
@@ -80,6 +85,9 @@ struct DenseUnit {
   std::vector<std::int64_t> tensor_offsets, tensor_elems;  // unit-relative
   std::int64_t shard_offset = 0;  // ZeRO-3: this unit's node shard in the shard block
   std::int64_t part_offset = 0;   // ZeRO-3: this unit's world piece in the partition
+  /// Tensor parallelism: unit-relative element ranges every member of the group holds whole (their gradients are
+  /// summed over the group; tensor_parallel.hpp).
+  std::vector<std::pair<std::int64_t, std::int64_t>> tp_replicated;
 };
 
 /// A fused gradient reduction: a contiguous element range of the replicated layout, reduced when the backward
@@ -171,11 +179,12 @@ ResidencySettings residency_settings(const TrainingPlan& plan, std::int64_t cach
 /// MoE, 2 attention + dense FFN, 3 logits. `forward_only` (generation: nothing is kept for a backward pass): the
 /// layer output is not carved (the caller provides it), the FFN activation runs in place (post = pre) and the
 /// logits have no gradient. Without `carve_out` a layer's output is left to the caller (full recompute keeps it apart).
-/// `ws` (selective recompute): the parts `redo` names are views of ws's redo_* scratch instead of the block.
+/// `ws` (selective recompute): the parts `redo` names are views of ws's redo_* scratch instead of the block. `tp`:
+/// the tensor-parallel size; attention's and the dense FFN's views hold all `tokens x tp` tokens of the group.
 ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int64_t tokens, std::int64_t rows_computed,
                                   std::int64_t rows_returned, Carver& c, bool forward_only = false,
                                   bool carve_out = true, const RecomputeModules& redo = {},
-                                  const Workspace* ws = nullptr);
+                                  const Workspace* ws = nullptr, int tp = 1);
 
 /// Dense parameter tensors of each unit (element counts; see the header comment).
 std::vector<std::vector<std::int64_t>> unit_tensors(const core::ModelConfig& m, const TrainingPolicy& p);

@@ -9,6 +9,7 @@
 #include "model/ops.hpp"
 #include "model/tensors.hpp"
 #include "policies/training/model_costs.hpp"
+#include "policies/training/tensor_parallel.hpp"
 
 namespace moesys::policies::training {
 
@@ -79,7 +80,7 @@ std::function<void(core::Runtime&)> training_program(const TrainingPlan& plan, s
 RankTrainer::RankTrainer(const TrainingPlan& plan, core::Runtime& rt, RankCounters& counters)
     : plan_(plan),
       cfg_(plan.config),
-      model_(plan.config.model),
+      model_(rank_model(plan.config.model, plan.layout.tp)),
       policy_(plan.config.policy),
       layout_(plan.layout),
       rt_(rt),
@@ -95,6 +96,7 @@ RankTrainer::RankTrainer(const TrainingPlan& plan, core::Runtime& rt, RankCounte
       edp_group_(plan.layout.edp_group(rank_)),
       node_group_(plan.layout.node_group(rank_)),
       rail_group_(plan.layout.rail_group(rank_)),
+      tp_group_(plan.layout.tp_group(rank_)),
       a2a_algo_(policy_.all_to_all == AllToAll::hierarchical ? core::CollectiveAlgo::hierarchical
                                                              : core::CollectiveAlgo::direct) {
   exchanges_.resize(static_cast<std::size_t>(model_.moe_layers()));
@@ -150,9 +152,9 @@ void RankTrainer::initialise_parameters() {
   // the same model, and this rank keeps its columns of the table.
   const bool partition = policy_.embedding == Embedding::partition;
   const std::int64_t table = partition ? static_cast<std::int64_t>(model_.vocab) * model_.hidden : 0;
-  // A pipeline stage draws each unit as the whole model has it and keeps the tensors it holds, so that every
-  // pipeline layout starts from the same model.
-  const auto whole_units = unit_tensors(model_, policy_);
+  // A pipeline stage draws each unit as the whole model has it and keeps the tensors it holds, and a member of a
+  // tensor-parallel group its shard of each (tensor_parallel.hpp), so that every layout starts from the same model.
+  const auto whole_units = unit_tensors(cfg_.model, policy_), rank_units = unit_tensors(model_, policy_);
   std::vector<float> dense;
   for (std::size_t ui = 0; ui < st_.units.size(); ++ui) {
     const DenseUnit& u = st_.units[ui];
@@ -162,13 +164,18 @@ void RankTrainer::initialise_parameters() {
     for (auto n : whole) whole_elems += n;
     std::vector<float> v = moesys::model::normal_floats(std::max(u.padded, whole_elems) + (first ? table : 0), 0.02,
                                                         cfg_.workload_seed * 7919 + u.full_offset + (first ? 0 : table));
+    if (tensor_parallel()) {
+      v.resize(static_cast<std::size_t>(whole_elems));
+      v = shard_unit(cfg_.model, static_cast<int>(ui), layout_.tp, layout_.tp_index(rank_), v);
+      v.resize(std::max(v.size(), static_cast<std::size_t>(u.padded)), 0.f);
+    }
     if (layout_.pp > 1) {
       std::vector<float> held(static_cast<std::size_t>(u.padded), 0.f);
       std::int64_t at = 0;
       for (std::size_t t = 0; t < whole.size(); ++t) {
         if (u.tensor_elems[t] > 0)
           std::copy_n(v.begin() + at, u.tensor_elems[t], held.begin() + u.tensor_offsets[t]);
-        at += whole[t];
+        at += rank_units[ui][t];
       }
       v = std::move(held);
     }
@@ -299,14 +306,16 @@ core::Event RankTrainer::upload_ints(const core::Buffer& dst, const std::vector<
 void RankTrainer::load_batch(int step, int micro) {
   // Synthetic next-token task t[i+1] = (3 t[i] + 1) mod vocab from a random start per sequence: real runs can
   // watch the loss fall; the simulator pays for the same uploads.
-  const std::int64_t n = tokens_;
+  // With tensor parallelism the group draws its replica's whole micro-batch and each rank keeps its sequence shard.
+  const std::int64_t n = tokens_, all = n * layout_.tp;
   std::vector<std::int32_t> ids, targets;
   if (real_) {
-    ids.resize(static_cast<std::size_t>(n));
+    ids.resize(static_cast<std::size_t>(all));
     targets.resize(ids.size());
-    std::uint64_t state = cfg_.workload_seed * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(local_) * 7907 +
+    std::uint64_t state = cfg_.workload_seed * 0x9E3779B97F4A7C15ull +
+                          static_cast<std::uint64_t>(layout_.dp_index(rank_)) * 7907 +
                           static_cast<std::uint64_t>(step) * 131 + static_cast<std::uint64_t>(micro);
-    for (std::int64_t i = 0; i < n; ++i) {
+    for (std::int64_t i = 0; i < all; ++i) {
       if (i % model_.seq_len == 0) {
         state = state * 6364136223846793005ull + 1442695040888963407ull;
         ids[static_cast<std::size_t>(i)] = static_cast<std::int32_t>((state >> 33) % static_cast<std::uint64_t>(model_.vocab));
@@ -315,6 +324,9 @@ void RankTrainer::load_batch(int step, int micro) {
       }
       targets[static_cast<std::size_t>(i)] = (ids[static_cast<std::size_t>(i)] * 3 + 1) % model_.vocab;
     }
+    const auto first = static_cast<std::ptrdiff_t>(layout_.tp_index(rank_) * n);
+    ids.assign(ids.begin() + first, ids.begin() + first + n);
+    targets.assign(targets.begin() + first, targets.begin() + first + n);
   }
   const auto bytes = static_cast<std::uint64_t>(n) * 4;
   if (policy_.embedding == Embedding::partition) {  // the ids once per column owner: the send side of their exchange
@@ -332,11 +344,13 @@ void RankTrainer::load_batch(int step, int micro) {
 void RankTrainer::keep_activations(int kind, std::int64_t tokens, std::int64_t rows_computed,
                                    std::int64_t rows_returned) {
   Carver measure;
-  carve_activations(model_, kind, tokens, rows_computed, rows_returned, measure, false, true, redo(), &st_.ws);
+  carve_activations(model_, kind, tokens, rows_computed, rows_returned, measure, false, true, redo(), &st_.ws,
+                    layout_.tp);
   act_blobs_.push_back(rt_.alloc(core::Tier::hbm, measure.used(), "activations"));
   Carver cut(act_blobs_.back());
   act_views_.push_back(
-      carve_activations(model_, kind, tokens, rows_computed, rows_returned, cut, false, true, redo(), &st_.ws));
+      carve_activations(model_, kind, tokens, rows_computed, rows_returned, cut, false, true, redo(), &st_.ws,
+                        layout_.tp));
 }
 
 // ---- ZeRO-3 unit gathers, and ZeRO-Inference's unit fetches from host memory ----
@@ -423,10 +437,11 @@ ActivationViews RankTrainer::recomputed_views(int layer, int moe_index, const Ac
   const bool moe = model_.is_moe_layer(layer);
   const auto [computed, returned] = moe ? layer_rows(moe_index) : std::pair<std::int64_t, std::int64_t>{};
   Carver measure;
-  carve_activations(model_, moe ? 1 : 2, tokens_, computed, returned, measure, false, false);
+  carve_activations(model_, moe ? 1 : 2, tokens_, computed, returned, measure, false, false, {}, nullptr, layout_.tp);
   layer_rest_ = rt_.alloc(core::Tier::hbm, measure.used(), "activations");
   Carver cut(layer_rest_);
-  ActivationViews v = carve_activations(model_, moe ? 1 : 2, tokens_, computed, returned, cut, false, false);
+  ActivationViews v =
+      carve_activations(model_, moe ? 1 : 2, tokens_, computed, returned, cut, false, false, {}, nullptr, layout_.tp);
   v.out = kept.out;
   return v;
 }

@@ -21,6 +21,7 @@
 //   moe_layer.cpp        gate, token-count exchange, chunked dispatch / expert FFN / combine
 //   moe_exchange.cpp     the row layout of one MoE layer's exchange (per peer, local expert and chunk)
 //   grad_sync.cpp        fused gradient buckets (all-reduce or reduce-scatter) and post-step all-gathers
+//   sequence_parallel.cpp tensor parallelism's all-gathers and reduce-scatters of token shards, and its gradient sum
 //   expert_residency.cpp offloaded experts: GPU slots, home in host memory or on the SSD, 2D prefetch, LFU cache
 #include <cstdint>
 #include <map>
@@ -146,6 +147,29 @@ class RankTrainer {
   /// The next token of every sequence: final layernorm and tied logits of the last position (views `a`), argmax.
   void sample(const core::Buffer& x_last, const ActivationViews& a, int pass);
 
+  // ---- sequence_parallel.cpp ----
+  /// Attention and the dense FFN run on every token of the tensor-parallel group: inside this scope tokens_ counts
+  /// them (the group's shards one after another), outside it this rank's shard.
+  class GroupTokens {
+   public:
+    explicit GroupTokens(RankTrainer& t) : t_(t), saved_(t.tokens_) { t.tokens_ *= t.layout_.tp; }
+    ~GroupTokens() { t_.tokens_ = saved_; }
+    GroupTokens(const GroupTokens&) = delete;
+    GroupTokens& operator=(const GroupTokens&) = delete;
+
+   private:
+    RankTrainer& t_;
+    std::int64_t saved_;
+  };
+  bool tensor_parallel() const { return layout_.tp > 1; }
+  /// All-gathers this rank's token shard `local` ([tokens][hidden]) into `group` (every shard of the group, in rank
+  /// order); returns `group`. The compute stream waits for it.
+  core::Buffer gather_tokens(const core::Buffer& local, const core::Buffer& group);
+  /// Reduce-scatters the group's partial sums `partial` ([tokens x tp][hidden]) into this rank's shard `local`.
+  void scatter_tokens(const core::Buffer& partial, const core::Buffer& local);
+  /// Sums over the tensor-parallel group the gradients of unit `unit`'s tensors that every member holds whole.
+  void sum_replicated_grads(int unit);
+
   // ---- dense_layers.cpp ----
   /// One FFN of width `width` on some rows: x -> W1 -> pre -> activation -> post -> W2 -> y (g1, g2: gradients).
   struct FfnViews {
@@ -262,7 +286,7 @@ class RankTrainer {
 
   const TrainingPlan& plan_;
   const TrainingConfig& cfg_;
-  const core::ModelConfig& model_;
+  const core::ModelConfig model_;  // this rank's dense shapes: the model's, or its tensor-parallel shard (rank_model)
   const TrainingPolicy& policy_;
   const Layout& layout_;
   core::Runtime& rt_;
@@ -275,7 +299,7 @@ class RankTrainer {
   core::Dtype gemm_dtype_;  // FP8 with fp8_gemm (outside ModelDtypeGemms scopes), else dtype_
   /// Bytes per element of rows sent to the experts (dispatch, and the gradients sent to them): 1 with fp8_dispatch.
   double dispatch_bytes_per_elem() const { return model_.fp8_dispatch ? 1.0 : a_; }
-  core::Group world_, ep_group_, edp_group_, node_group_, rail_group_;
+  core::Group world_, ep_group_, edp_group_, node_group_, rail_group_, tp_group_;
   core::CollectiveAlgo a2a_algo_;
   RankState st_;      // persistent allocations and their views
   bool real_ = false;  // buffers carry data: token counts come from the gate

@@ -217,10 +217,11 @@ void parse_parallel(const json& p, const std::string& file, TrainingConfig& c) {
   c.expert_parallel = p.contains(ep_key) ? static_cast<int>(positive_int(p[ep_key], file, at("parallel", ep_key), 1 << 20))
                                          : std::min(c.gpus / std::max(1, c.pipeline_parallel), c.model.experts);
   c.expert_parallel = std::max(c.expert_parallel, 1);
-  for (const char* k : {"tp", "etp", "cp"})
+  if (p.contains("tp")) c.tensor_parallel = static_cast<int>(positive_int(p["tp"], file, "parallel.tp", 64));
+  for (const char* k : {"etp", "cp"})
     if (p.contains(k) && (!p[k].is_number_integer() || p[k].get<std::int64_t>() != 1))
       throw core::ConfigError(file, at("parallel", k),
-                              "expected 1: tensor, expert-tensor and context parallelism are not modelled yet, got " +
+                              "expected 1: expert-tensor and context parallelism are not modelled yet, got " +
                                   p[k].dump());
   if (p.contains("stage_layers")) {
     const json& s = p["stage_layers"];
@@ -324,6 +325,7 @@ json describe_config(const TrainingConfig& c) {
             {"policy", to_json(c.policy)},
             {"policy_name", describe(c.policy)},
             {"steps", c.steps}};
+  if (c.tensor_parallel > 1) d["tensor_parallel"] = c.tensor_parallel;
   if (c.pipeline_parallel > 1) d["pipeline_parallel"] = c.pipeline_parallel;  // new keys only when used, so that
   if (c.virtual_stages > 1) d["virtual_stages"] = c.virtual_stages;
   if (!c.stage_layers.empty()) d["stage_layers"] = c.stage_layers;           // earlier reports stay byte-identical

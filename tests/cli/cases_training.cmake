@@ -35,7 +35,15 @@ moesys_cli_test(train_parallel_recompute_module_unknown 2 "parallel.recompute_mo
                 train --parallel "{\"recompute\": \"selective\", \"recompute_modules\": [\"core_attn\"]}")
 moesys_cli_test(train_parallel_recompute_modules_without_selective 2 "parallel.recompute_modules: only with \"recompute\": \"selective\""
                 train --parallel "{\"recompute\": \"full\", \"recompute_modules\": [\"mlp\"]}")
-moesys_cli_test(train_parallel_tensor_not_modelled 2 "parallel.tp: expected 1: tensor, expert-tensor and context parallelism are not modelled yet, got 2"
+moesys_cli_test(train_parallel_expert_tensor_not_modelled 2 "parallel.etp: expected 1: expert-tensor and context parallelism are not modelled yet, got 2"
+                train --parallel "{\"etp\": 2}")
+moesys_cli_test(train_parallel_tensor_zero 2 "parallel.tp: expected an integer in [1, 64], got 0"
+                train --parallel "{\"tp\": 0}")
+moesys_cli_test(train_parallel_tensor_ranks 2 "tensor-parallel size 3: 64 ranks do not divide into tensor-parallel groups of 3"
+                train --parallel "{\"tp\": 3}" --preset deepspeed)
+moesys_cli_test(train_parallel_tensor_heads 2 "tensor-parallel size 8: the model's 4 attention heads do not divide over it"
+                train --parallel "{\"tp\": 8}" --preset deepspeed --model "{\"heads\": 4}")
+moesys_cli_test(train_parallel_tensor_zero3 2 "tensor-parallel size 2: dense zero3 is not modelled with it"
                 train --parallel "{\"tp\": 2}")
 moesys_cli_test(train_parallel_layers_not_divisible 2 "12 layers cannot be divided evenly over 8 pipeline stages"
                 train --gpus 64 --gpu h100 --model "{\"preset\": \"qwen3-30b-a3b\", \"layers\": 12}" --parallel "{\"pp\": 8, \"ep\": 8}")

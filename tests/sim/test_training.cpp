@@ -188,6 +188,21 @@ TEST(Training, FullRecomputeCostsAForwardPerLayerAndSavesActivations) {
   EXPECT_LT(again[1], kept[1]);
 }
 
+TEST(Training, TensorParallelShardsActivationsAndMovesThemOverNvlink) {
+  // Tensor parallelism 2 on nodes of 8: each rank holds half of every micro-batch's tokens and of the attention
+  // weights (lower peak HBM), and every layer all-gathers and reduce-scatters activations inside the node (more
+  // intra-node traffic). The data-parallel replicas halve, so each runs twice the micro-batches.
+  const std::vector<std::string> keys = {"/memory/planned_by_use_gib/hbm/activations",
+                                         "/network_gb_per_step/intra_node", "/micro_batches",
+                                         "/memory/planned_by_use_gib/hbm/parameters"};
+  const auto one = numbers(pipelined({{"ep", 8}}, 16 * 4), keys);
+  const auto two = numbers(pipelined({{"ep", 8}, {"tp", 2}}, 16 * 4), keys);
+  EXPECT_NEAR(two[0] / one[0], 0.5, 0.05);
+  EXPECT_LT(two[3], one[3]);
+  EXPECT_GT(two[1], one[1]);
+  EXPECT_EQ(two[2], 2 * one[2]);
+}
+
 TEST(Training, SelectiveRecomputeCostsLessComputeThanFullAndKeepsMoreThanIt) {
   // Selective recompute runs a few cheap kernels again (norms, activations) instead of whole forwards: more compute
   // than keeping everything, much less than full recompute; its peak lies between the two.

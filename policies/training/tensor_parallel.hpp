@@ -1,0 +1,42 @@
+#pragma once
+// Tensor parallelism with sequence parallelism (Megatron-LM's layout), as the training program runs it.
+//
+// A tensor-parallel group of `tp` ranks shares its data-parallel replica's micro-batches: each rank holds one
+// contiguous shard of every micro-batch's tokens (sequence parallelism) and runs the norms, the residual adds, the
+// MoE layer (router, dispatch, experts: each rank routes its own shard, and expert parallelism folds over all of the
+// stage's ranks), the shared experts, the embedding lookup and the output layer on that shard alone. Attention and
+// the dense FFN need every token of a sequence: their input is all-gathered over the group, each rank computes its
+// shard of the heads (column-parallel Q/K/V, or MLA's up-projections) or of the FFN width (column-parallel W1,
+// row-parallel W2) on all tokens, and the partial outputs are reduce-scattered back to the token shards. Backward
+// mirrors it (the gradient is all-gathered, the input gathered again rather than kept, the input gradient
+// reduce-scattered).
+//
+// So each rank's dense layers are those of a narrower model (rank_model: heads, key/value heads and the dense FFN
+// width divided by tp) with some tensors whole on every member: norms, router, biases of row-parallel outputs,
+// shared experts, MLA's down-projections and latent norms (computed on the gathered tokens), the embedding and
+// output layer (not split by vocabulary, unlike Megatron: each rank holds them whole for its own shard). Their
+// gradients are partial sums (over the token shard, or over the heads for the down-projections), summed over the
+// group once per step before the data-parallel reduction (replicated_ranges).
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "core/model_config.hpp"
+
+namespace moesys::policies::training {
+
+/// The dense shapes one member of a tensor-parallel group of `tp` holds (the model itself when tp is 1).
+core::ModelConfig rank_model(const core::ModelConfig& m, int tp);
+
+/// Unit `unit` (0: the embedding unit, l + 1: layer l) as drawn for the whole model, `values` tensor after tensor
+/// (layer_dense_tensors / embedding_tensors of `m`), cut to member `index`'s shard of each tensor, in the layout of
+/// rank_model(m, tp).
+std::vector<float> shard_unit(const core::ModelConfig& m, int unit, int tp, int index, const std::vector<float>& values);
+
+/// The element ranges [first, end) of unit `unit` that every member holds whole, unit-relative in a rank's layout:
+/// `held` gives each tensor's elements as the rank holds it (rank_model's size, or 0 for a tensor of another pipeline
+/// stage). Adjacent ranges are merged.
+std::vector<std::pair<std::int64_t, std::int64_t>> replicated_ranges(const core::ModelConfig& m, int unit, int tp,
+                                                                    const std::vector<std::int64_t>& held);
+
+}  // namespace moesys::policies::training

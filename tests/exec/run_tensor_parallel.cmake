@@ -1,0 +1,73 @@
+# `moesys train --runtime cpu`: tensor parallelism (with sequence parallelism) computes the same model. Each pair
+# runs the same data-parallel size (2) without and with tensor-parallel groups, from the same initial weights (each
+# member keeps its shard of every tensor) on the same data (a group shares its replica's micro-batch, one sequence
+# shard each), and must give the same loss at every step within float rounding: attention heads, MLA's
+# up-projections and the dense FFN's width are split, the partial outputs reduce-scattered, and the gradients of the
+# tensors every member holds whole (norms, router, shared experts, MLA's down-projections, embedding) summed over the
+# group. The gate is dropless: a capacity per rank would drop different tokens once the ranks hold half as many.
+set(policy "{\"gate\": \"dropless\", \"dispatch\": \"counts\", \"dense\": \"DENSE\"}")
+set(deepseek "{\"preset\": \"deepseek-v3\", \"mtp_layers\": 0, \"layers\": 4, \"experts\": 4, \"top_k\": 2, \"global_batch\": 16}")
+set(qwen "{\"preset\": \"qwen3-235b-a22b\", \"layers\": 3, \"experts\": 4, \"top_k\": 2, \"global_batch\": 16, \"attention\": {\"kind\": \"gqa\", \"kv_heads\": 2, \"head_dim\": 64, \"qk_norm\": true}}")
+set(gpt "{\"global_batch\": 16, \"micro_batch\": 2, \"experts\": 4}")
+# name | model | reference parallel | reference dense | ranks | tensor-parallel layout | dense
+set(pairs "mla, shared experts, dense first layer|deepseek|{}|ddp|4|{\"tp\": 2}|ddp"
+          "mla under the distributed optimizer, selective recompute|deepseek|{}|ddp|4|{\"tp\": 2, \"recompute\": \"selective\"}|distributed"
+          "gqa with qk norms, two pipeline stages|qwen|{}|ddp|8|{\"tp\": 2, \"pp\": 2, \"stage_layers\": [1, 2]}|distributed"
+          "learned positions, tied embedding|gpt|{}|ddp|4|{\"tp\": 2}|ddp")
+
+function(losses ranks model parallel dense out)
+  string(REPLACE "DENSE" "${dense}" pol "${policy}")
+  execute_process(COMMAND ${MOESYS} train --runtime cpu --ranks ${ranks} --steps 3 --model ${model}
+                          --parallel ${parallel} --policy ${pol} --json
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE json ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${ranks} ranks ${parallel}: exit ${rc}\n${json}\n${err}")
+  endif()
+  string(JSON steps LENGTH "${json}" loss_per_step)
+  if(NOT steps EQUAL 3)
+    message(FATAL_ERROR "${ranks} ranks ${parallel}: ${steps} losses in\n${json}")
+  endif()
+  set(values "")
+  foreach(i RANGE 2)
+    string(JSON v GET "${json}" loss_per_step ${i})
+    list(APPEND values "${v}")
+  endforeach()
+  set(${out} "${values}" PARENT_SCOPE)
+endfunction()
+
+# A loss in millionths, as an integer (CMake's math has no floating point).
+function(millionths value out)
+  if(NOT value MATCHES "^([0-9]+)\\.?([0-9]*)")
+    message(FATAL_ERROR "not a loss: ${value}")
+  endif()
+  set(whole "${CMAKE_MATCH_1}")
+  string(SUBSTRING "${CMAKE_MATCH_2}000000" 0 6 fraction)
+  string(REGEX REPLACE "^0+([0-9])" "\\1" fraction "${fraction}")
+  math(EXPR m "${whole} * 1000000 + ${fraction}")
+  set(${out} ${m} PARENT_SCOPE)
+endfunction()
+
+foreach(pair IN LISTS pairs)
+  string(REPLACE "|" ";" parts "${pair}")
+  list(GET parts 0 name)
+  list(GET parts 1 model_name)
+  list(GET parts 2 ref_parallel)
+  list(GET parts 3 ref_dense)
+  list(GET parts 4 ranks)
+  list(GET parts 5 parallel)
+  list(GET parts 6 dense)
+  set(model "${${model_name}}")
+  losses(2 "${model}" "${ref_parallel}" ${ref_dense} reference)
+  losses(${ranks} "${model}" "${parallel}" ${dense} split)
+  message(STATUS "${name}: ${reference} | ${split}")
+  foreach(i RANGE 2)
+    list(GET reference ${i} a)
+    list(GET split ${i} b)
+    millionths(${a} ma)
+    millionths(${b} mb)
+    math(EXPR diff "${ma} - ${mb}")
+    if(diff LESS -20 OR diff GREATER 20)  # 2e-5 on losses of about 5: float rounding, not a different model
+      message(FATAL_ERROR "${name}: step ${i} loss ${b} with tensor parallelism, ${a} without")
+    endif()
+  endforeach()
+endforeach()
