@@ -158,10 +158,21 @@ void RankTrainer::expert_grads_done(int moe_layer) {
                      ? std::max<I>(1, static_cast<I>(policy_.bucket_bytes / g))
                      : model_.expert_params_per_expert();
   rt_.stream_wait(kComm2, last_compute_);
+  const I base = st_.expert_slot[static_cast<std::size_t>(moe_layer)] * layer;
+  if (!st_.expert_chunks.empty()) {  // distributed optimizer: each chunk reduce-scattered into this rank's piece
+    const I pieces = st_.expert_slot[static_cast<std::size_t>(moe_layer)] * st_.expert_piece_layer;
+    for (const GradBucket& b : st_.expert_chunks) {
+      const core::Buffer src = st_.expert_grads.slice(B(base + b.lo, g), B(b.padded, g));
+      last_reduce_ = rt_.reduce_scatter(kComm2, edp_group_, src,
+                                        st_.expert_part_grads.slice(B(pieces + b.part_offset, g), B(b.piece, g)),
+                                        src.bytes, dtype_);
+      if (!policy_.grad_overlap) rt_.wait(last_reduce_);
+    }
+    return;
+  }
   for (I lo = 0; lo < layer; lo += step) {
     const I n = std::min(step, layer - lo);
-    last_reduce_ = rt_.all_reduce(kComm2, edp_group_, st_.expert_grads.slice(B(st_.expert_slot[static_cast<std::size_t>(moe_layer)] * layer + lo, g), B(n, g)),
-                                  B(n, g), dtype_);
+    last_reduce_ = rt_.all_reduce(kComm2, edp_group_, st_.expert_grads.slice(B(base + lo, g), B(n, g)), B(n, g), dtype_);
     if (!policy_.grad_overlap) rt_.wait(last_reduce_);
   }
 }
@@ -169,6 +180,17 @@ void RankTrainer::expert_grads_done(int moe_layer) {
 void RankTrainer::gather_updated_params(core::Event after) {
   rt_.stream_wait(kComm2, after);
   const double a = a_;
+  if (!st_.expert_chunks.empty()) {  // the experts' updated pieces back to every replica
+    const I r = edp_group_.index_of(rank_), layer = st_.expert_layer_elems;
+    for (int held = 0; held < st_.held_moe_layers; ++held)
+      for (const GradBucket& b : st_.expert_chunks) {
+        const core::Buffer recv = st_.expert_gather_tmp.slice(0, B(b.padded, a));
+        rt_.all_gather(kComm2, edp_group_, st_.expert_params.slice(B(held * layer + b.lo + r * b.piece, a), B(b.piece, a)),
+                       recv, recv.bytes);
+        rt_.copy(kComm2, st_.expert_params.slice(B(held * layer + b.lo, a), B(b.hi - b.lo, a)), recv,
+                 B(b.hi - b.lo, a));
+      }
+  }
   switch (policy_.dense) {
     case DenseSharding::ddp:
       return;

@@ -362,11 +362,34 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   const I pe = m.expert_params_per_expert();
   s.expert_layer_elems = I{l.local_experts} * pe;
   const I x = I{s.held_moe_layers} * s.expert_layer_elems;
+  // Megatron's distributed optimizer shards the experts' optimizer states over their replicas too.
+  const bool shard_experts = p.dense == DenseSharding::distributed && p.offload == Offload::none && l.edp > 1 &&
+                             l.replica_slots == 0 && !gen.enabled && s.held_moe_layers > 0;
+  if (shard_experts) {
+    const I step = p.bucket_bytes > 0 ? std::max<I>(1, static_cast<I>(p.bucket_bytes / g)) : pe;
+    for (I lo = 0; lo < s.expert_layer_elems; lo += step) {
+      GradBucket b;
+      b.lo = lo, b.hi = std::min(lo + step, s.expert_layer_elems);
+      b.padded = round_up(b.hi - b.lo, l.edp), b.piece = b.padded / l.edp;
+      b.part_offset = s.expert_piece_layer;
+      s.expert_piece_layer += b.piece;
+      s.expert_chunks.push_back(b);
+    }
+  }
   if (p.offload == Offload::none) {
-    s.expert_params = alloc(Tier::hbm, a * x, MemoryUse::parameters);
+    // + slack: the last chunk's padded tail reads past the last expert
+    const double slack = shard_experts ? l.edp : 0;
+    s.expert_params = alloc(Tier::hbm, a * (static_cast<double>(x) + slack), MemoryUse::parameters);
     if (!gen.enabled) {
-      s.expert_grads = alloc(Tier::hbm, g * x, MemoryUse::gradients);
-      s.expert_opt = alloc(Tier::hbm, o * x, MemoryUse::optimizer);
+      s.expert_grads = alloc(Tier::hbm, g * (static_cast<double>(x) + slack), MemoryUse::gradients);
+      const double pieces = static_cast<double>(I{s.held_moe_layers} * s.expert_piece_layer);
+      s.expert_opt = alloc(Tier::hbm, o * (shard_experts ? pieces : static_cast<double>(x)), MemoryUse::optimizer);
+      if (shard_experts) {
+        s.expert_part_grads = alloc(Tier::hbm, g * pieces, MemoryUse::gradients);
+        I largest = 0;
+        for (const GradBucket& b : s.expert_chunks) largest = std::max(largest, b.padded);
+        s.expert_gather_tmp = alloc(Tier::hbm, a * static_cast<double>(largest), MemoryUse::buffers);
+      }
     }
   } else {
     s.offloaded = allocate_expert_storage(rt, expert_shape(plan), residency_settings(plan, plan.memory.cache_entries));

@@ -148,6 +148,13 @@ struct RankState {
 
   std::int64_t expert_layer_elems = 0;  // L experts of one MoE layer
   core::Buffer expert_params, expert_grads, expert_opt;  // resident experts (offload none), per MoE layer
+  // The distributed optimizer's expert shards (dense distributed, resident experts, more than one replica of each):
+  // every MoE layer's experts are reduced in these chunks (lo/hi layer-relative), each reduce-scattered over the
+  // expert replicas into this rank's piece (expert_part_grads, piece after piece, expert_piece_layer elements per
+  // held layer); expert_opt then holds only the pieces' moments and the updated pieces are all-gathered back.
+  std::vector<GradBucket> expert_chunks;
+  std::int64_t expert_piece_layer = 0;
+  core::Buffer expert_part_grads, expert_gather_tmp;
   ExpertStorage offloaded;  // offload: GPU slots, home in host memory (cpu) or on the SSD (nvme)
   // Expert replicas (expert_replicas.hpp): copies of other ranks' experts in spare slots, [held MoE layer][slot],
   // an owner's landing place for one replica's gradient, and the step's tokens per expert (fp32 [MoE layer][E]).

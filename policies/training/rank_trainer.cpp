@@ -634,8 +634,20 @@ void RankTrainer::optimizer_step(int step) {
       break;
     }
   }
-  if (policy_.offload == Offload::none) adamw(st_.expert_grads, st_.expert_params, st_.expert_opt,
-                                              static_cast<std::int64_t>(st_.expert_params.bytes / a_));
+  if (!st_.expert_chunks.empty()) {  // distributed optimizer: this rank's piece of every chunk of its experts
+    const std::int64_t r = edp_group_.index_of(rank_), layer = st_.expert_layer_elems;
+    for (int held = 0; held < st_.held_moe_layers; ++held)
+      for (const GradBucket& b : st_.expert_chunks) {
+        const std::int64_t start = b.lo + r * b.piece, n = std::clamp<std::int64_t>(b.hi - start, 0, b.piece);
+        const std::int64_t piece = held * st_.expert_piece_layer + b.part_offset;
+        if (n > 0)
+          adamw(st_.expert_part_grads.slice(bytes(piece, g), bytes(n, g)),
+                st_.expert_params.slice(bytes(held * layer + start, a_), bytes(n, a_)),
+                st_.expert_opt.slice(bytes(piece, o), bytes(n, o)), n);
+      }
+  } else if (policy_.offload == Offload::none) {
+    adamw(st_.expert_grads, st_.expert_params, st_.expert_opt, static_cast<std::int64_t>(st_.expert_params.bytes / a_));
+  }
   if (replicas_on()) refresh_replicas(step);
   if (policy_.embedding == Embedding::partition) {  // this rank's columns of the table: complete, no reduction
     adamw(st_.shard.grads, st_.shard.params, st_.shard.opt, static_cast<std::int64_t>(model_.vocab) * st_.shard.cols);
