@@ -244,3 +244,19 @@ TEST(PipelineMemory, SelectiveRecomputeDropsExactlyTheNamedParts) {
   EXPECT_EQ(hbm(mla, 0, MemoryUse::buffers), hbm(none, 0, MemoryUse::buffers));
   EXPECT_LT(hbm(act, 0, MemoryUse::activations), hbm(none, 0, MemoryUse::activations));
 }
+
+TEST(PipelineMemory, DistributedOptimizerShardsTheExpertsStatesOverTheirReplicas) {
+  // 32 ranks, expert parallelism 8: every expert has 4 replicas. The distributed optimizer keeps a quarter of the
+  // experts' optimizer states per rank (and a piece of their gradients besides the full buffer); ddp keeps them whole.
+  auto plan = [](const char* dense) {
+    return make_training_plan(
+        parse_training_config(run_config({{"ep", 8}}, {{"preset", "deepspeed"}, {"dense", dense}}), "f.json"));
+  };
+  const TrainingPlan ddp = plan("ddp"), distributed = plan("distributed");
+  const double whole = static_cast<double>(hbm(ddp, 0, MemoryUse::optimizer));
+  const double sharded = static_cast<double>(hbm(distributed, 0, MemoryUse::optimizer));
+  // The dense part is sharded 32 ways, the experts' 4 ways: between a 32nd and a quarter of the whole (before, the
+  // experts' states stayed whole, above a quarter).
+  EXPECT_LE(sharded, 0.25 * whole);
+  EXPECT_GT(sharded, whole / 32);
+}
