@@ -9,9 +9,7 @@ using I = std::int64_t;
 I MoeExchange::part(I total, int chunk, int chunks) { return total / chunks + (chunk < total % chunks ? 1 : 0); }
 
 void MoeExchange::finish() {
-  const auto C = static_cast<std::size_t>(chunks), P = static_cast<std::size_t>(peers);
-  send_rows.assign(C, std::vector<std::uint64_t>(P, 0));
-  recv_rows = send_rows;
+  const auto C = static_cast<std::size_t>(chunks);
   expert_rows.assign(C, std::vector<I>(static_cast<std::size_t>(local), 0));
   send_offset.assign(C, 0);
   recv_offset.assign(C, 0);
@@ -23,8 +21,6 @@ void MoeExchange::finish() {
       for (int e = 0; e < local; ++e) {
         const auto i = static_cast<std::size_t>(p * local + e);
         const I s = part(send_pe[i], c, chunks), r = part(recv_pe[i], c, chunks);
-        send_rows[static_cast<std::size_t>(c)][static_cast<std::size_t>(p)] += static_cast<std::uint64_t>(s);
-        recv_rows[static_cast<std::size_t>(c)][static_cast<std::size_t>(p)] += static_cast<std::uint64_t>(r);
         expert_rows[static_cast<std::size_t>(c)][static_cast<std::size_t>(e)] += r;
         rows_sent += s;
         rows_recv += r;
@@ -90,16 +86,27 @@ void MoeExchange::regroup_indices(std::vector<std::int32_t>& forward_index,
   }
 }
 
-std::vector<std::uint64_t> MoeExchange::send_bytes(int c, double row_bytes) const {
-  std::vector<std::uint64_t> b;
-  for (auto r : send_rows[static_cast<std::size_t>(c)]) b.push_back(static_cast<std::uint64_t>(r * row_bytes));
+namespace {
+/// Bytes per peer of chunk c of a [peer x local] matrix of rows.
+std::vector<std::uint64_t> chunk_bytes(const std::vector<I>& per_block, int peers, int local, int c, int chunks,
+                                       double row_bytes) {
+  std::vector<std::uint64_t> b(static_cast<std::size_t>(peers));
+  for (int p = 0; p < peers; ++p) {
+    std::uint64_t rows = 0;
+    for (int e = 0; e < local; ++e)
+      rows += static_cast<std::uint64_t>(MoeExchange::part(per_block[static_cast<std::size_t>(p * local + e)], c, chunks));
+    b[static_cast<std::size_t>(p)] = static_cast<std::uint64_t>(static_cast<double>(rows) * row_bytes);
+  }
   return b;
+}
+}  // namespace
+
+std::vector<std::uint64_t> MoeExchange::send_bytes(int c, double row_bytes) const {
+  return chunk_bytes(send_pe, peers, local, c, chunks, row_bytes);
 }
 
 std::vector<std::uint64_t> MoeExchange::recv_bytes(int c, double row_bytes) const {
-  std::vector<std::uint64_t> b;
-  for (auto r : recv_rows[static_cast<std::size_t>(c)]) b.push_back(static_cast<std::uint64_t>(r * row_bytes));
-  return b;
+  return chunk_bytes(recv_pe, peers, local, c, chunks, row_bytes);
 }
 
 std::vector<std::int64_t> matrix_with_sums(const std::vector<std::int64_t>& row_sums,

@@ -21,8 +21,9 @@ struct MoeExchange {
   std::vector<std::vector<std::pair<int, std::int64_t>>> pieces;
   std::vector<std::int64_t> send_pe;     // [peer * local + e]: rows I send to expert e of peer
   std::vector<std::int64_t> recv_pe;     // [peer * local + e]: rows I receive from peer for my expert e
-  // Derived by finish():
-  std::vector<std::vector<std::uint64_t>> send_rows, recv_rows;  // [chunk][peer]
+  // Derived by finish() (the rows per chunk and peer are not kept: every rank keeps one exchange per MoE layer
+  // in flight, and [chunk][peer] tables of every rank grow with the square of the cluster; send_bytes and
+  // recv_bytes sum them from send_pe and recv_pe when a chunk's all-to-all is issued):
   std::vector<std::int64_t> send_offset, recv_offset;            // [chunk] first row of the chunk
   std::vector<std::vector<std::int64_t>> expert_rows;            // [chunk][e]
   std::int64_t rows_sent = 0, rows_recv = 0;
@@ -33,7 +34,7 @@ struct MoeExchange {
   std::vector<std::int32_t> slot_table() const;
   /// Expert-major row i <- recv row forward_index[i]; recv (peer-major) row j <- expert-major row backward_index[j].
   void regroup_indices(std::vector<std::int32_t>& forward_index, std::vector<std::int32_t>& backward_index) const;
-  /// Byte sizes per peer of chunk c.
+  /// Byte sizes per peer of chunk c: its rows to (from) each peer, over the peer's (my) local experts, times row_bytes.
   std::vector<std::uint64_t> send_bytes(int c, double row_bytes) const;
   std::vector<std::uint64_t> recv_bytes(int c, double row_bytes) const;
 };
