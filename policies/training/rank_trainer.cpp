@@ -325,8 +325,8 @@ void RankTrainer::load_batch(int step, int micro) {
       targets[static_cast<std::size_t>(i)] = (ids[static_cast<std::size_t>(i)] * 3 + 1) % model_.vocab;
     }
     const auto first = static_cast<std::ptrdiff_t>(layout_.tp_index(rank_) * n);
-    ids.assign(ids.begin() + first, ids.begin() + first + n);
-    targets.assign(targets.begin() + first, targets.begin() + first + n);
+    ids = std::vector<std::int32_t>(ids.begin() + first, ids.begin() + first + n);
+    targets = std::vector<std::int32_t>(targets.begin() + first, targets.begin() + first + n);
   }
   const auto bytes = static_cast<std::uint64_t>(n) * 4;
   if (policy_.embedding == Embedding::partition) {  // the ids once per column owner: the send side of their exchange
@@ -595,6 +595,18 @@ void RankTrainer::optimizer_step(int step) {
   // the working copy: the simulator costs (o + g) bytes read and (o + a) written per parameter.
   auto adamw = [&](const core::Buffer& grad, const core::Buffer& value, const core::Buffer& opt, std::int64_t n) {
     if (n <= 0) return;
+    if (model_.optimizer == "sgd") {  // plain SGD, no momentum: value -= lr x grad (the gradient is spent)
+      core::TensorOp s = ops::scale(grad, n, -cfg_.learning_rate);
+      s.dtype = dtype_;
+      run(s, "optimizer");
+      core::TensorOp u = ops::add(value, grad, value, n);
+      u.dtype = dtype_;
+      // The fp32 master copy (mixed precision) is read and written too.
+      u.bytes_read = static_cast<std::uint64_t>((o + g + a_) * static_cast<double>(n));
+      u.bytes_written = static_cast<std::uint64_t>((o + a_) * static_cast<double>(n));
+      run(u, "optimizer");
+      return;
+    }
     const auto f = static_cast<std::uint64_t>(n) * 4;
     core::TensorOp op = ops::adamw(grad, value, opt.slice(0, f), opt.slice(f, f), n, cfg_.learning_rate, 0.9, 0.95,
                                    1e-8, 0.0, step + 1);

@@ -10,17 +10,20 @@ using core::streams::kComm;
 using core::streams::kComm2;
 using core::streams::kCompute;
 
+// Sizes come from the token count, not from the views: a carved view may be padded past its rows.
 core::Buffer RankTrainer::gather_tokens(const core::Buffer& local, const core::Buffer& group) {
-  const core::Buffer out = group.slice(0, local.bytes * static_cast<std::uint64_t>(layout_.tp));
+  const std::uint64_t shard = rows_bytes(tokens_, model_.hidden, a_);
+  const core::Buffer out = group.slice(0, shard * static_cast<std::uint64_t>(layout_.tp));
   rt_.stream_wait(kComm, last_compute_);
-  rt_.stream_wait(kCompute, rt_.all_gather(kComm, tp_group_, local, out, out.bytes));
+  rt_.stream_wait(kCompute, rt_.all_gather(kComm, tp_group_, local.slice(0, shard), out, out.bytes));
   return out;
 }
 
 void RankTrainer::scatter_tokens(const core::Buffer& partial, const core::Buffer& local) {
-  const core::Buffer in = partial.slice(0, local.bytes * static_cast<std::uint64_t>(layout_.tp));
+  const std::uint64_t shard = rows_bytes(tokens_, model_.hidden, a_);
+  const core::Buffer in = partial.slice(0, shard * static_cast<std::uint64_t>(layout_.tp));
   rt_.stream_wait(kComm, last_compute_);
-  rt_.stream_wait(kCompute, rt_.reduce_scatter(kComm, tp_group_, in, local, in.bytes, dtype_));
+  rt_.stream_wait(kCompute, rt_.reduce_scatter(kComm, tp_group_, in, local.slice(0, shard), in.bytes, dtype_));
 }
 
 void RankTrainer::sum_replicated_grads(int unit) {

@@ -37,15 +37,19 @@ void check_partition(const core::ModelConfig& m, int unit, int tp) {
   std::int64_t local_total = 0;
   for (auto e : unit_sizes(local, unit)) local_total += e;
   std::map<std::int64_t, int> copies;
+  std::vector<std::vector<float>> shards;
   for (int r = 0; r < tp; ++r) {
-    const std::vector<float> shard = shard_unit(m, unit, tp, r, values);
-    ASSERT_EQ(static_cast<std::int64_t>(shard.size()), local_total) << "unit " << unit << " member " << r;
-    for (float v : shard) ++copies[static_cast<std::int64_t>(v)];
-    // The ranges the group sums hold exactly the elements every member has.
-    for (const auto& [first, end] : replicated_ranges(m, unit, tp, unit_sizes(local, unit)))
-      for (std::int64_t i = first; i < end; ++i)
-        EXPECT_EQ(copies.count(static_cast<std::int64_t>(shard[static_cast<std::size_t>(i)])), 1u);
+    shards.push_back(shard_unit(m, unit, tp, r, values));
+    ASSERT_EQ(static_cast<std::int64_t>(shards.back().size()), local_total) << "unit " << unit << " member " << r;
+    for (float v : shards.back()) ++copies[static_cast<std::int64_t>(v)];
   }
+  // The ranges the group sums hold elements every member has, at the same place on every member.
+  for (const auto& [first, end] : replicated_ranges(m, unit, tp, unit_sizes(local, unit)))
+    for (std::int64_t i = first; i < end; ++i) {
+      const float v = shards[0][static_cast<std::size_t>(i)];
+      EXPECT_EQ(copies[static_cast<std::int64_t>(v)], tp) << "unit " << unit << " element " << i;
+      for (int r = 1; r < tp; ++r) EXPECT_EQ(shards[static_cast<std::size_t>(r)][static_cast<std::size_t>(i)], v);
+    }
   ASSERT_EQ(static_cast<std::int64_t>(copies.size()), total) << "every element is on some member";
   std::int64_t whole = 0;
   for (const auto& [index, n] : copies) {

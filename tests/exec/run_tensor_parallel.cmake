@@ -5,19 +5,32 @@
 # up-projections and the dense FFN's width are split, the partial outputs reduce-scattered, and the gradients of the
 # tensors every member holds whole (norms, router, shared experts, MLA's down-projections, embedding) summed over the
 # group. The gate is dropless: a capacity per rank would drop different tokens once the ranks hold half as many.
+# AdamW's update does not change when a gradient is scaled, so a gradient summed twice over the group would pass with
+# it; the "sgd" pairs (plain SGD at a large step, whose update is the gradient itself) catch that.
 set(policy "{\"gate\": \"dropless\", \"dispatch\": \"counts\", \"dense\": \"DENSE\"}")
 set(deepseek "{\"preset\": \"deepseek-v3\", \"mtp_layers\": 0, \"layers\": 4, \"experts\": 4, \"top_k\": 2, \"global_batch\": 16}")
 set(qwen "{\"preset\": \"qwen3-235b-a22b\", \"layers\": 3, \"experts\": 4, \"top_k\": 2, \"global_batch\": 16, \"attention\": {\"kind\": \"gqa\", \"kv_heads\": 2, \"head_dim\": 64, \"qk_norm\": true}}")
 set(gpt "{\"global_batch\": 16, \"micro_batch\": 2, \"experts\": 4}")
+set(deepseek_sgd "{\"preset\": \"deepseek-v3\", \"mtp_layers\": 0, \"layers\": 4, \"experts\": 4, \"top_k\": 2, \"global_batch\": 16, \"optimizer\": \"sgd\"}")
+set(qwen_sgd "{\"preset\": \"qwen3-235b-a22b\", \"layers\": 3, \"experts\": 4, \"top_k\": 2, \"global_batch\": 16, \"optimizer\": \"sgd\", \"attention\": {\"kind\": \"gqa\", \"kv_heads\": 2, \"head_dim\": 64, \"qk_norm\": true}}")
+# The SGD runs' step size (--config: the learning rate; the model and layout come from the flags).
+set(sgd_config "${CMAKE_CURRENT_BINARY_DIR}/tensor-parallel-sgd.json")
+file(WRITE "${sgd_config}" "{\"model\": {\"preset\": \"gpt-moe\"}, \"learning_rate\": 0.5}")
 # name | model | reference parallel | reference dense | ranks | tensor-parallel layout | dense
 set(pairs "mla, shared experts, dense first layer|deepseek|{}|ddp|4|{\"tp\": 2}|ddp"
           "mla under the distributed optimizer, selective recompute|deepseek|{}|ddp|4|{\"tp\": 2, \"recompute\": \"selective\"}|distributed"
           "gqa with qk norms, two pipeline stages|qwen|{}|ddp|8|{\"tp\": 2, \"pp\": 2, \"stage_layers\": [1, 2]}|distributed"
-          "learned positions, tied embedding|gpt|{}|ddp|4|{\"tp\": 2}|ddp")
+          "learned positions, tied embedding|gpt|{}|ddp|4|{\"tp\": 2}|ddp"
+          "mla, plain sgd|deepseek_sgd|{}|ddp|4|{\"tp\": 2}|ddp"
+          "gqa, plain sgd, the distributed optimizer|qwen_sgd|{}|ddp|4|{\"tp\": 2}|distributed")
 
 function(losses ranks model parallel dense out)
   string(REPLACE "DENSE" "${dense}" pol "${policy}")
-  execute_process(COMMAND ${MOESYS} train --runtime cpu --ranks ${ranks} --steps 3 --model ${model}
+  set(extra "")
+  if(model MATCHES "sgd")
+    set(extra --config "${sgd_config}")
+  endif()
+  execute_process(COMMAND ${MOESYS} train --runtime cpu --ranks ${ranks} --steps 3 ${extra} --model ${model}
                           --parallel ${parallel} --policy ${pol} --json
                   RESULT_VARIABLE rc OUTPUT_VARIABLE json ERROR_VARIABLE err)
   if(NOT rc EQUAL 0)
