@@ -109,3 +109,6 @@ foreach(ranks 1 2)
   set_tests_properties(exec.infer.cpu_ranks${ranks} PROPERTIES LABELS exec TIMEOUT 300
                        ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
 endforeach()
+add_test(NAME exec.train.dispatchers
+         COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -P ${MOESYS_EXEC_TESTS}/run_dispatchers.cmake)
+set_tests_properties(exec.train.dispatchers PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")

@@ -20,6 +20,23 @@ std::vector<int> chunk_layers(const TrainingConfig& c) {
                                 "; give parallel.stage_layers (e.g. a shorter first or last stage)");
   return std::vector<int>(static_cast<std::size_t>(chunks), layers / chunks);
 }
+/// The all-gather dispatcher (policy.hpp): what it does not combine with, and why.
+void check_all_gather_dispatcher(const TrainingConfig& c, const Layout& l) {
+  const std::string with = "with \"dispatcher\": \"all_gather\"";
+  if (l.replica_slots > 0)
+    throw core::InfeasibleError("expert replicas split an expert's rows between its copies, which needs the all-to-all "
+                                "dispatcher; " + with + " every member computes only its own experts' rows");
+  if (c.policy.overlap_chunks > 1)
+    throw core::InfeasibleError("overlap_chunks " + str(c.policy.overlap_chunks) + " pipelines the all-to-all " +
+                                "dispatcher's chunks; " + with + " set \"overlap_chunks\": 1");
+  if (c.policy.all_to_all == AllToAll::hierarchical)
+    throw core::InfeasibleError("\"all_to_all\": \"hierarchical\" is an algorithm of the all-to-all dispatcher; " +
+                                with + " set \"all_to_all\": \"flat\"");
+  if (c.multitask())
+    throw core::InfeasibleError("the all-gather dispatcher gathers equal token shards from every member of an "
+                                "expert-parallel group; a multi-task workload gives ranks different token counts");
+}
+
 /// Tensor parallelism: the shapes it cuts must divide, its groups must sit inside nodes (InfeasibleError otherwise).
 void check_tensor_parallel(const TrainingConfig& c, const Layout& l) {
   if (l.tp == 1) return;
@@ -101,6 +118,7 @@ Layout make_layout(const TrainingConfig& c) {
     throw core::InfeasibleError("node-scoped expert replicas need two or more GPUs of an expert-parallel group per "
                                 "node (a node's copies hold only that node's experts); this cluster has " +
                                 str(l.gpus_per_node) + " GPU per node");
+  if (c.policy.dispatcher == Dispatcher::all_gather) check_all_gather_dispatcher(c, l);
   if (l.replica_slots > 0 && c.policy.replicas.node_scope && l.ep_members_per_node() == 0)
     throw core::InfeasibleError("node-scoped expert replicas need expert-parallel groups that split into whole node "
                                 "groups (expert-parallel size " + str(l.ep) + ", " + str(l.gpus_per_node) +

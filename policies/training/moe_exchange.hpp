@@ -27,6 +27,10 @@ struct MoeExchange {
   std::vector<std::int64_t> send_offset, recv_offset;            // [chunk] first row of the chunk
   std::vector<std::vector<std::int64_t>> expert_rows;            // [chunk][e]
   std::int64_t rows_sent = 0, rows_recv = 0;
+  /// The all-gather dispatcher: rows arrive expert-major (no regroup) and the experts' outputs stay so; on real
+  /// runtimes, every slot of the group's tokens -> its row here, or -1 (another member's expert, or dropped).
+  bool expert_major = false;
+  std::vector<std::int32_t> gathered_rows;
 
   static std::int64_t part(std::int64_t total, int chunk, int chunks);
   void finish();

@@ -163,15 +163,21 @@ void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
   // The gate's counts of this micro-batch and layer, kept for the routing trace a real run writes.
   const auto slot = static_cast<std::uint64_t>(micro_ * model_.moe_layers() + moe_layer) * 4 * E;
   rt_.copy(kCompute, st_.routing.slice(slot, 4 * E), st_.counts.slice(0, 4 * E), 4 * E);
-  MoeExchange& x = exchanges_[static_cast<std::size_t>(moe_layer)] = exchange_for(moe_layer, a);
-  tensor(ops::remap_index(w.slots_raw, st_.index, a.slots, n * k, E * x.capacity), "slot remap");
-  tensor(ops::dispatch(a.ln2, a.slots, st_.send, n, h, k, x.rows_sent), "permute");
-
-  rt_.stream_wait(kComm, last_compute_);
+  const bool gathered = gathers_tokens();
+  MoeExchange& x = exchanges_[static_cast<std::size_t>(moe_layer)] =
+      gathered ? gathered_exchange(moe_layer, a) : exchange_for(moe_layer, a);
   std::vector<core::Event> arrived, computed;
-  // One local expert: peer-major rows are already expert-major, so they land where the expert GEMMs read.
-  for (int c = 0; c < x.chunks; ++c)
-    arrived.push_back(chunk_all_to_all(x, c, true, st_.send, x.local == 1 ? a.xin : st_.recv));
+  if (gathered) {
+    gathered_permute(x, a);
+    arrived.push_back(last_compute_);
+  } else {
+    tensor(ops::remap_index(w.slots_raw, st_.index, a.slots, n * k, E * x.capacity), "slot remap");
+    tensor(ops::dispatch(a.ln2, a.slots, st_.send, n, h, k, x.rows_sent), "permute");
+    rt_.stream_wait(kComm, last_compute_);
+    // One local expert: peer-major rows are already expert-major, so they land where the expert GEMMs read.
+    for (int c = 0; c < x.chunks; ++c)
+      arrived.push_back(chunk_all_to_all(x, c, true, st_.send, x.local == 1 ? a.xin : st_.recv));
+  }
   if (model_.shared_experts > 0)  // every token's shared experts, while its rows travel to the routed ones
     ffn_forward({a.ln2, param(current_unit_, kSharedIn), param(current_unit_, kSharedOut), a.shared_pre,
                  a.shared_post, a.shared_out, {}, {}, std::int64_t{model_.shared_experts} * model_.expert_hidden()},
@@ -184,13 +190,17 @@ void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
     computed.push_back(last_compute_);
   }
   if (residency_) residency_->release(moe_layer, last_compute_);
-  core::Event returned;
-  for (int c = 0; c < x.chunks; ++c) {
-    rt_.stream_wait(kComm, computed[static_cast<std::size_t>(c)]);
-    returned = chunk_all_to_all(x, c, false, a.ret, st_.recv);
+  if (gathered) {
+    gathered_combine(x, a);
+  } else {
+    core::Event returned;
+    for (int c = 0; c < x.chunks; ++c) {
+      rt_.stream_wait(kComm, computed[static_cast<std::size_t>(c)]);
+      returned = chunk_all_to_all(x, c, false, a.ret, st_.recv);
+    }
+    rt_.stream_wait(kCompute, returned);
+    tensor(ops::combine(a.ret, a.slots, a.weights, a.out, n, h, k, x.rows_sent), "combine");
   }
-  rt_.stream_wait(kCompute, returned);
-  tensor(ops::combine(a.ret, a.slots, a.weights, a.out, n, h, k, x.rows_sent), "combine");
   if (model_.shared_experts > 0) tensor(ops::add(a.out, a.shared_out, a.out, n * h), "shared experts add");
   tensor(ops::add(a.out, a.mid, a.out, n * h), "residual");
 }
@@ -202,15 +212,21 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
   counters_.expert_rows.push_back(x.rows_recv);  // once per layer and micro-batch (recompute re-runs forwards)
   if (residency_ && moe_layer > 0)
     residency_->prefetch(moe_layer - 1, true, experts_used(exchanges_[static_cast<std::size_t>(moe_layer - 1)]));
-  upload_tables(x, false);  // st_.index holds the last forward layer's tables; this layer's go back up
+  const bool gathered = gathers_tokens();
+  if (!gathered) upload_tables(x, false);  // st_.index holds the last forward layer's tables; this layer's go back up
   if (redo().layernorm) norm_forward(a.mid, unit, kNorm2, a.ln2, a.mean2, a.rstd2, n, "layernorm recompute");
-  // Gradients of the combined rows travel to the experts (the dispatch direction) ...
-  tensor(ops::combine_bwd(w.dx, a.ret, a.slots, a.weights, st_.send, w.dweights, n, h, k, x.rows_sent),
-         "combine bwd");
-  rt_.stream_wait(kComm, last_compute_);
   std::vector<core::Event> arrived, computed;
-  for (int c = 0; c < x.chunks; ++c)
-    arrived.push_back(chunk_all_to_all(x, c, true, st_.send, x.local == 1 ? w.rows_a : st_.recv));
+  if (gathered) {
+    gathered_combine_backward(x, a);
+    arrived.push_back(last_compute_);
+  } else {
+    // Gradients of the combined rows travel to the experts (the dispatch direction) ...
+    tensor(ops::combine_bwd(w.dx, a.ret, a.slots, a.weights, st_.send, w.dweights, n, h, k, x.rows_sent),
+           "combine bwd");
+    rt_.stream_wait(kComm, last_compute_);
+    for (int c = 0; c < x.chunks; ++c)
+      arrived.push_back(chunk_all_to_all(x, c, true, st_.send, x.local == 1 ? w.rows_a : st_.recv));
+  }
   if (model_.shared_experts > 0) {
     const FfnViews f{a.ln2, param(unit, kSharedIn), param(unit, kSharedOut), a.shared_pre, a.shared_post, {},
                      grad(unit, kSharedIn), grad(unit, kSharedOut),
@@ -236,14 +252,18 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
   } else {
     expert_grads_done(moe_layer);
   }
-  // ... and the gradients of the dispatched rows come back (the combine direction).
-  core::Event returned;
-  for (int c = 0; c < x.chunks; ++c) {
-    rt_.stream_wait(kComm, computed[static_cast<std::size_t>(c)]);
-    returned = chunk_all_to_all(x, c, false, st_.send, st_.recv);
+  if (gathered) {
+    gathered_permute_backward(x);
+  } else {
+    // ... and the gradients of the dispatched rows come back (the combine direction).
+    core::Event returned;
+    for (int c = 0; c < x.chunks; ++c) {
+      rt_.stream_wait(kComm, computed[static_cast<std::size_t>(c)]);
+      returned = chunk_all_to_all(x, c, false, st_.send, st_.recv);
+    }
+    rt_.stream_wait(kCompute, returned);
+    tensor(ops::dispatch_bwd(st_.send, a.slots, w.dn, n, h, k, x.rows_sent), "permute bwd");
   }
-  rt_.stream_wait(kCompute, returned);
-  tensor(ops::dispatch_bwd(st_.send, a.slots, w.dn, n, h, k, x.rows_sent), "permute bwd");
   if (model_.shared_experts > 0) tensor(ops::add(w.dn, w.shared_dx, w.dn, n * h), "shared experts add bwd");
   tensor(ops::gate_bwd(a.probs, a.experts, a.weights, w.dweights, w.dlogits_gate, n, E, k,
                        model_.gate == core::GateKind::sigmoid),
@@ -329,10 +349,12 @@ void RankTrainer::expert_ffn_forward(int moe_layer, const MoeExchange& x, const 
   auto rows = [&](const core::Buffer& b, std::int64_t at, std::int64_t n, std::int64_t width) {
     return ch.rows(b, at, n, width);
   };
-  const bool direct = x.local == 1;  // no regroup: the all-to-alls read and write the expert-major rows
+  // No regroup: the all-to-alls read and write the expert-major rows (one local expert), or the all-gather
+  // dispatcher permuted them so and combines the experts' outputs where they are (a.ret).
+  const bool direct = x.local == 1 || x.expert_major;
   if (!direct)
     tensor(ops::gather_rows(st_.recv, fwd_idx, rows(a.xin, first, R, h), R, h, x.rows_recv), "regroup by expert");
-  const core::Buffer y = direct ? st_.recv : st_.ws.rows_a;
+  const core::Buffer y = x.expert_major ? a.ret : direct ? st_.recv : st_.ws.rows_a;
   for_experts(x, c, [&](int e, std::int64_t at, std::int64_t r) {
     const std::int64_t batch = e < 0 ? x.local : 1, ee = e < 0 ? 0 : e;
     gemm(r, fi, h, rows(a.xin, at, r * batch, h), ev.w1(ee, batch), rows(a.pre, at, r * batch, fi), "expert fc1",
@@ -361,7 +383,7 @@ void RankTrainer::expert_ffn_backward(int moe_layer, const MoeExchange& x, const
     return ch.rows(b, at, n, width);
   };
   const Workspace& w = st_.ws;
-  const bool direct = x.local == 1;
+  const bool direct = x.local == 1 || x.expert_major;
   if (!direct)
     tensor(ops::gather_rows(st_.recv, fwd_idx, rows(w.rows_a, first, R, h), R, h, x.rows_recv), "regroup by expert");
   const core::Buffer dxin = direct ? st_.recv : w.rows_a;

@@ -21,6 +21,7 @@ using Names = std::vector<std::pair<E, const char*>>;
 const Names<Gate> kGate = {{Gate::gshard, "gshard"}, {Gate::dropless, "dropless"}};
 const Names<Dispatch> kDispatch = {{Dispatch::padded, "padded"}, {Dispatch::counts, "counts"}};
 const Names<AllToAll> kAllToAll = {{AllToAll::flat, "flat"}, {AllToAll::hierarchical, "hierarchical"}};
+const Names<Dispatcher> kDispatcher = {{Dispatcher::all_to_all, "all_to_all"}, {Dispatcher::all_gather, "all_gather"}};
 const Names<DenseSharding> kDense = {
     {DenseSharding::ddp, "ddp"}, {DenseSharding::zero2, "zero2"}, {DenseSharding::zero3, "zero3"},
     {DenseSharding::distributed, "distributed"}};
@@ -128,6 +129,9 @@ const char* to_string(Dispatch v) {
 const char* to_string(AllToAll v) {
   return name_of(kAllToAll, v);
 }
+const char* to_string(Dispatcher v) {
+  return name_of(kDispatcher, v);
+}
 const char* to_string(DenseSharding v) {
   return name_of(kDense, v);
 }
@@ -186,6 +190,8 @@ TrainingPolicy parse_policy(const json& j, const std::string& file, const std::s
       p.dispatch = parse_enum(v, kDispatch, file, path);
     else if (k == "all_to_all")
       p.all_to_all = parse_enum(v, kAllToAll, file, path);
+    else if (k == "dispatcher")
+      p.dispatcher = parse_enum(v, kDispatcher, file, path);
     else if (k == "overlap_chunks")
       p.overlap_chunks = int_in(v, 1, 64, file, path);
     else if (k == "dense")
@@ -210,14 +216,14 @@ TrainingPolicy parse_policy(const json& j, const std::string& file, const std::s
     else
       throw core::ConfigError(
           file, path,
-          "unknown policy toggle (valid: all_to_all, bucket_mib, cache, dense, dispatch, embedding, "
+          "unknown policy toggle (valid: all_to_all, bucket_mib, cache, dense, dispatch, dispatcher, embedding, "
           "gate, grad_overlap, offload, overlap_chunks, placement, prefetch, preset, replicas)");
   }
   return p;
 }
 
 json to_json(const TrainingPolicy& p) {
-  return json{{"preset", p.preset},
+  json j{{"preset", p.preset},
               {"gate", to_string(p.gate)},
               {"dispatch", to_string(p.dispatch)},
               {"all_to_all", to_string(p.all_to_all)},
@@ -236,6 +242,9 @@ json to_json(const TrainingPolicy& p) {
               {"placement", to_string(p.placement)},
               {"embedding", to_string(p.embedding)},
               {"replicas", replicas_json(p.replicas)}};
+  // Written only when not the default, so that results written before the toggle existed read the same.
+  if (p.dispatcher != Dispatcher::all_to_all) j["dispatcher"] = to_string(p.dispatcher);
+  return j;
 }
 
 std::string describe(const TrainingPolicy& p) {
@@ -244,7 +253,7 @@ std::string describe(const TrainingPolicy& p) {
   const json base = to_json(it->second.policy), mine = to_json(p);
   std::string out = p.preset;
   for (auto kv = mine.begin(); kv != mine.end(); ++kv) {
-    if (kv.key() == "preset" || base.at(kv.key()) == *kv) continue;
+    if (kv.key() == "preset" || (base.contains(kv.key()) && base.at(kv.key()) == *kv)) continue;
     std::string value = kv->is_string() ? kv->get<std::string>() : kv->dump();
     if (kv.key() == "replicas")  // e.g. replicas=eplb:2/10 (2 spare slots, rebalanced every 10 steps), hot:1
       value = std::string(to_string(p.replicas.kind)) + (p.replicas.node_scope ? "-node" : "") + ":" +

@@ -22,6 +22,12 @@ enum class Gate { gshard, dropless };
 enum class Dispatch { padded, counts };
 /// Expert all-to-all: one flat all-to-all over the expert-parallel group, or the two-step resource-aware one.
 enum class AllToAll { flat, hierarchical };
+/// How routed rows reach their experts (Megatron-Core's token dispatchers). `all_to_all`: each row travels to the
+/// rank of its expert (all-to-all(v), with `dispatch`, `all_to_all` and `overlap_chunks`). `all_gather`: every
+/// member of the expert-parallel group gathers the group's tokens and routing, computes the rows of its own
+/// experts, and a reduce-scatter sums each token's weighted outputs back to its owner: more bytes (every token to
+/// every member) in two bandwidth-bound collectives instead of a latency-bound all-to-all(v) and a count exchange.
+enum class Dispatcher { all_to_all, all_gather };
 /// Dense (always active) parameters: plain data parallelism (replicated, all-reduce), ZeRO-2 (replicated fp16
 /// parameters; gradients and optimizer states sharded over all ranks), or MoESys's ZeRO-3 (fp16 parameters and
 /// gradients sharded inside the node and all-gathered over NVLink one layer ahead; optimizer states sharded over
@@ -54,6 +60,7 @@ struct TrainingPolicy {
   Gate gate = Gate::gshard;
   Dispatch dispatch = Dispatch::padded;
   AllToAll all_to_all = AllToAll::flat;
+  Dispatcher dispatcher = Dispatcher::all_to_all;
   int overlap_chunks = 1;  // > 1: dispatch / expert FFN / combine pipelined in this many chunks on two streams
   DenseSharding dense = DenseSharding::zero2;
   double bucket_bytes = 0;    // fusion buffer for dense collectives; 0 = one collective per parameter tensor
@@ -94,6 +101,7 @@ std::string describe(const TrainingPolicy& p);
 const char* to_string(Gate v);
 const char* to_string(Dispatch v);
 const char* to_string(AllToAll v);
+const char* to_string(Dispatcher v);
 const char* to_string(DenseSharding v);
 const char* to_string(Offload v);
 const char* to_string(Prefetch v);

@@ -426,10 +426,14 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   s.max_rows_sent = real ? s.table_elems : plan.routing.max_rows_sent(local);
   // A spare slot adds up to one more expert's worth of rows from every sender.
   s.max_rows_recv = real ? s.table_elems * l.expert_slots() / l.local_experts : plan.routing.max_rows_received(l, local);
+  // The all-gather dispatcher's table maps every slot of the group's tokens to a row of this rank's experts (or -1).
+  const bool gathered = p.dispatcher == Dispatcher::all_gather;
+  const double group_slots = gathered ? static_cast<double>(l.ep) * n * m.top_k : 0.0;
+  const double index_elems = std::max(static_cast<double>(s.table_elems + 2 * s.max_rows_recv), group_slots);
   if (s.held_moe_layers > 0) {
-    s.send = alloc(Tier::hbm, a * h * static_cast<double>(s.max_rows_sent), MemoryUse::buffers);
+    s.send = alloc(Tier::hbm, a * h * static_cast<double>(gathered ? 0 : s.max_rows_sent), MemoryUse::buffers);
     s.recv = alloc(Tier::hbm, a * h * static_cast<double>(s.max_rows_recv), MemoryUse::buffers);
-    s.index = alloc(Tier::hbm, 4.0 * static_cast<double>(s.table_elems + 2 * s.max_rows_recv), MemoryUse::buffers);
+    s.index = alloc(Tier::hbm, 4.0 * index_elems, MemoryUse::buffers);
     s.counts = alloc(Tier::hbm, 4.0 * m.experts * (l.replica_slots > 0 ? 1 + l.ep : 2), MemoryUse::buffers);
     s.routing = alloc(Tier::hbm, 4.0 * m.experts * m.moe_layers() * plan.routing.micro_batches, MemoryUse::buffers);
   }
@@ -448,7 +452,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   const bool partition = p.embedding == Embedding::partition;
   s.staging = alloc(Tier::dram,
                     4.0 * std::max({2 * n, partition ? n * world : 0.0,
-                                    static_cast<double>(s.table_elems + 2 * s.max_rows_recv + 2 * m.experts),
+                                    index_elems + 2.0 * m.experts,
                                     l.replica_slots > 0 ? static_cast<double>(m.experts) * std::max(1 + l.ep, m.moe_layers())
                                                         : 0.0,
                                     gen.enabled ? static_cast<double>(gen.passes()) * gen.sequences : 0.0}),
@@ -520,6 +524,12 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
         w.dweights = cv.take(B(n * k, a));
       }
       w.slots_raw = cv.take(B(n * k, 4));
+      if (gathered) {
+        w.ag_tokens = cv.take(B(static_cast<double>(l.ep) * n * h, a));
+        w.ag_slots = cv.take(B(group_slots, 4));
+        w.ag_weights = cv.take(B(group_slots, a));
+        if (train) w.ag_dweights = cv.take(B(group_slots, a));
+      }
       w.rows_a = cv.take(B(rows * h, a));
       if (train) w.rows_f = cv.take(B(rows * in * ef, a));
       if (train && swiglu) w.rows_g = cv.take(B(rows * ef, a));

@@ -69,6 +69,11 @@ struct Workspace {
   core::Buffer shared_f, shared_g, shared_dx;  // shared experts: [n][in x S f], [n][S f] (SwiGLU), [n][h]
   core::Buffer mla_dk_nope, mla_dk_rope, mla_dckv, mla_dcq;  // MLA: gradients of k_nope, k_rope and the latents
   core::Buffer slots_raw;       // int32 [n][k]: the gate's capacity slots before remapping
+  // The all-gather dispatcher (policy.hpp), over the P members of the expert-parallel group: the group's tokens
+  // [P n][h] (forward: the gathered inputs, then the partial outputs before the reduce-scatter; backward: the
+  // gathered output gradients, then the partial input gradients), their capacity slots (int32) and combine weights
+  // [P n][k], and the weights' partial gradients [P n][k].
+  core::Buffer ag_tokens, ag_slots, ag_weights, ag_dweights;
   // Selective recompute (TrainingConfig::recompute_modules): where the parts a layer does not keep live while one
   // layer's forward or backward runs. layernorm: both norm outputs [n][h]; moe_act: the experts' activation
   // outputs [rows][f] and the shared experts' [n][S f]; mlp: the dense FFN's W1 output [n][in x f] and activation [n][f];

@@ -420,9 +420,10 @@ void RankTrainer::select_micro_batch(int step, int micro) {
 
 std::pair<std::int64_t, std::int64_t> RankTrainer::layer_rows(int moe) const {
   // Activation blocks are sized by the plan's rows (the largest the buffers allow on real runtimes).
-  if (real_) return {st_.max_rows_recv, st_.max_rows_sent};
+  // The all-gather dispatcher keeps the experts' outputs (expert-major) in place of the returned rows.
+  if (real_) return {st_.max_rows_recv, gathers_tokens() ? st_.max_rows_recv : st_.max_rows_sent};
   const LayerRouting& lr = mb_->layers[static_cast<std::size_t>(moe)];
-  return {lr.rows_computed(local_), lr.rows_sent(local_)};
+  return {lr.rows_computed(local_), gathers_tokens() ? lr.rows_computed(local_) : lr.rows_sent(local_)};
 }
 
 void RankTrainer::layer_forward(int layer, int moe, const core::Buffer& x_in, ActivationViews& a) {

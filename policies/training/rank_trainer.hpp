@@ -241,6 +241,29 @@ class RankTrainer {
   void expert_ffn_forward(int moe_layer, const MoeExchange& x, const ActivationViews& a, int c);
   void expert_ffn_backward(int moe_layer, const MoeExchange& x, const ActivationViews& a, int c);
 
+  // ---- gather_dispatch.cpp (the all-gather dispatcher) ----
+  bool gathers_tokens() const { return policy_.dispatcher == Dispatcher::all_gather; }
+  /// Gathers the group's slots, weights and tokens (the compute stream waits for them); the rows of this rank's
+  /// experts per member (from the gathered slots on real runtimes, the routing plan in the simulator) and their slot
+  /// table, uploaded into st_.index.
+  MoeExchange gathered_exchange(int moe_layer, const ActivationViews& a);
+  /// All-gather over the expert-parallel group of this rank's `width`-wide rows of `mine` into `group`, on kComm.
+  core::Event gather_group(const core::Buffer& mine, const core::Buffer& group, std::int64_t width,
+                           double bytes_per_elem);
+  /// Reduce-scatter over the group of `group`'s rows; this rank's sum lands in `mine`.
+  core::Event scatter_group(const core::Buffer& group, const core::Buffer& mine, std::int64_t width);
+  void upload_gathered_table(const MoeExchange& x);
+  /// My experts' rows (a.xin, expert-major) from the gathered tokens.
+  void gathered_permute(const MoeExchange& x, const ActivationViews& a);
+  /// The experts' outputs (a.ret) weighted into a partial output of every gathered token, summed into a.out.
+  void gathered_combine(const MoeExchange& x, ActivationViews& a);
+  /// Gathers the output gradient and the weights again; the rows' gradients (ws.rows_a) and the weights' partial
+  /// gradients.
+  void gathered_combine_backward(const MoeExchange& x, const ActivationViews& a);
+  /// The rows' input gradients (st_.recv) into the gathered tokens' and reduce-scattered into ws.dn, with the
+  /// weights' gradients into ws.dweights.
+  void gathered_permute_backward(const MoeExchange& x);
+
   // ---- grad_sync.cpp ----
   /// Called when the backward of `unit` is complete (its gradients written): issues the buckets it completes.
   /// The gradient buffer of tensor `t` of `unit` (zeroed before backward writes into it; kernels accumulate).

@@ -45,6 +45,16 @@ moesys_cli_test(train_parallel_tensor_heads 2 "tensor-parallel size 8: the model
                 train --parallel "{\"tp\": 8}" --preset deepspeed --model "{\"heads\": 4}")
 moesys_cli_test(train_parallel_tensor_zero3 2 "tensor-parallel size 2: dense zero3 is not modelled with it"
                 train --parallel "{\"tp\": 2}")
+moesys_cli_test(train_bad_dispatcher 2 "policy.dispatcher: expected one of all_to_all, all_gather, got \"deepep\""
+                train --policy "{\"dispatcher\": \"deepep\"}")
+moesys_cli_test(train_all_gather_overlap_chunks 2 "overlap_chunks 4 pipelines the all-to-all dispatcher's chunks; with \"dispatcher\": \"all_gather\" set \"overlap_chunks\": 1"
+                train --policy "{\"preset\": \"deepspeed\", \"dispatcher\": \"all_gather\", \"overlap_chunks\": 4}")
+moesys_cli_test(train_all_gather_hierarchical 2 "\"all_to_all\": \"hierarchical\" is an algorithm of the all-to-all dispatcher"
+                train --policy "{\"preset\": \"deepspeed\", \"dispatcher\": \"all_gather\", \"all_to_all\": \"hierarchical\"}")
+moesys_cli_test(train_all_gather_replicas 2 "expert replicas split an expert's rows between its copies, which needs the all-to-all dispatcher"
+                train --policy "{\"preset\": \"deepspeed\", \"dispatch\": \"counts\", \"dispatcher\": \"all_gather\", \"replicas\": {\"kind\": \"eplb\", \"slots\": 1}}")
+moesys_cli_test(train_all_gather_multitask 2 "the all-gather dispatcher gathers equal token shards"
+                train --experts 8 --gpus 8 --policy "{\"preset\": \"deepspeed\", \"dispatcher\": \"all_gather\"}" --workload "{\"kind\": \"multitask\", \"tasks\": [{\"name\": \"a\", \"sequences\": 32}, {\"name\": \"b\", \"sequences\": 32}]}")
 moesys_cli_test(train_parallel_layers_not_divisible 2 "12 layers cannot be divided evenly over 8 pipeline stages"
                 train --gpus 64 --gpu h100 --model "{\"preset\": \"qwen3-30b-a3b\", \"layers\": 12}" --parallel "{\"pp\": 8, \"ep\": 8}")
 moesys_cli_test(train_pipeline_interleaved 0 ""

@@ -52,6 +52,16 @@ TEST(TrainingPolicy, TogglesOverrideThePreset) {
   EXPECT_EQ(describe(find_preset("moesys", "", "")), "moesys");
 }
 
+TEST(TrainingPolicy, DispatcherIsWrittenOnlyWhenNotTheDefault) {
+  const TrainingPolicy gathered = parse_policy(json{{"preset", "deepspeed"}, {"dispatcher", "all_gather"}}, "f.json", "policy");
+  EXPECT_EQ(gathered.dispatcher, Dispatcher::all_gather);
+  EXPECT_EQ(describe(gathered), "deepspeed+dispatcher=all_gather");
+  EXPECT_EQ(to_json(gathered).at("dispatcher"), "all_gather");
+  EXPECT_EQ(parse_policy(to_json(gathered), "f.json", "policy"), gathered);  // results read back the same
+  // Results written before the toggle existed keep their bytes.
+  EXPECT_FALSE(to_json(find_preset("deepspeed", "", "")).contains("dispatcher"));
+}
+
 TEST(TrainingPolicy, BadTogglesNameTheirPath) {
   auto path_of = [](const json& j) {
     try {
@@ -66,6 +76,7 @@ TEST(TrainingPolicy, BadTogglesNameTheirPath) {
   EXPECT_EQ(path_of({{"grad_overlap", "yes"}}), "policy.grad_overlap");
   EXPECT_EQ(path_of({{"cache", {{"decay_beta", 2}}}}), "policy.cache.decay_beta");
   EXPECT_EQ(path_of({{"fusion", 1}}), "policy.fusion");
+  EXPECT_EQ(path_of({{"dispatcher", "deepep"}}), "policy.dispatcher");
 }
 
 TEST(TrainingConfig, ModelPresetFollowsThePaperFamily) {
