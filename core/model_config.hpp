@@ -94,6 +94,9 @@ struct ModelConfig {
   int mtp_layers = 0;            // multi-token prediction modules (DeepSeek-V3: 1), each one MoE block
   bool fp8_gemm = false;      // GEMM inputs in fp8 (the other tensors keep dtype)
   bool fp8_dispatch = false;  // rows sent to the experts in fp8 (the combine returns dtype)
+  /// Not part of the JSON: the shared experts' summed width where it is not shared_experts x expert width (a
+  /// training rank's shapes when the routed experts are split over an expert-tensor-parallel group).
+  int shared_ffn_width = 0;
 
   bool operator==(const ModelConfig&) const = default;
 
@@ -104,6 +107,10 @@ struct ModelConfig {
   // ---- shape ----
   int ffn_hidden() const { return dense_ffn_width > 0 ? dense_ffn_width : ffn_multiplier * hidden; }
   int expert_hidden() const { return expert_ffn_width > 0 ? expert_ffn_width : ffn_hidden(); }
+  /// The shared experts as one FFN: their summed width.
+  std::int64_t shared_hidden() const {
+    return shared_ffn_width > 0 ? shared_ffn_width : std::int64_t{shared_experts} * expert_hidden();
+  }
   int head_dim() const { return head_dim_elems > 0 ? head_dim_elems : hidden / heads; }
   int kv_head_count() const { return kv_heads > 0 ? kv_heads : heads; }
   /// Widths of all query heads together and of all key (and value) heads together; MLA: per-head q/k width

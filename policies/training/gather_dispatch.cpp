@@ -17,7 +17,7 @@ using core::streams::kComm;
 using core::streams::kCompute;
 
 MoeExchange RankTrainer::gathered_exchange(int moe_layer, const ActivationViews& a) {
-  const int P = layout_.ep, L = layout_.local_experts;
+  const int P = layout_.expert_group(), L = layout_.local_experts;
   const std::int64_t n = tokens_, k = model_.top_k;
   const Workspace& w = st_.ws;
   MoeExchange x;
@@ -80,28 +80,28 @@ MoeExchange RankTrainer::gathered_exchange(int moe_layer, const ActivationViews&
 core::Event RankTrainer::gather_group(const core::Buffer& mine, const core::Buffer& group, std::int64_t width,
                                       double bytes_per_elem) {
   const std::uint64_t part = rows_bytes(tokens_, width, bytes_per_elem);
-  const std::uint64_t all = part * static_cast<std::uint64_t>(layout_.ep);
+  const std::uint64_t all = part * static_cast<std::uint64_t>(layout_.expert_group());
   return rt_.all_gather(kComm, ep_group_, mine.slice(0, part), group.slice(0, all), all);
 }
 
 core::Event RankTrainer::scatter_group(const core::Buffer& group, const core::Buffer& mine, std::int64_t width) {
-  const std::uint64_t all = rows_bytes(tokens_, width, a_) * static_cast<std::uint64_t>(layout_.ep);
-  return rt_.reduce_scatter(kComm, ep_group_, group.slice(0, all), mine.slice(0, all / static_cast<std::uint64_t>(layout_.ep)),
+  const std::uint64_t all = rows_bytes(tokens_, width, a_) * static_cast<std::uint64_t>(layout_.expert_group());
+  return rt_.reduce_scatter(kComm, ep_group_, group.slice(0, all), mine.slice(0, all / static_cast<std::uint64_t>(layout_.expert_group())),
                             all, dtype_);
 }
 
 void RankTrainer::upload_gathered_table(const MoeExchange& x) {
-  const auto bytes = static_cast<std::uint64_t>(layout_.ep * tokens_ * model_.top_k) * 4;
+  const auto bytes = static_cast<std::uint64_t>(layout_.expert_group() * tokens_ * model_.top_k) * 4;
   rt_.stream_wait(kCompute, upload_ints(st_.index, x.gathered_rows, bytes));
 }
 
 void RankTrainer::gathered_permute(const MoeExchange& x, const ActivationViews& a) {
-  const std::int64_t T = layout_.ep * tokens_, h = model_.hidden, k = model_.top_k;
+  const std::int64_t T = layout_.expert_group() * tokens_, h = model_.hidden, k = model_.top_k;
   tensor(ops::dispatch(st_.ws.ag_tokens, st_.index, a.xin, T, h, k, x.rows_recv), "permute");
 }
 
 void RankTrainer::gathered_combine(const MoeExchange& x, ActivationViews& a) {
-  const std::int64_t T = layout_.ep * tokens_, h = model_.hidden, k = model_.top_k;
+  const std::int64_t T = layout_.expert_group() * tokens_, h = model_.hidden, k = model_.top_k;
   const Workspace& w = st_.ws;
   tensor(ops::combine(a.ret, st_.index, w.ag_weights, w.ag_tokens, T, h, k, x.rows_recv), "combine");
   rt_.stream_wait(kComm, last_compute_);
@@ -109,7 +109,7 @@ void RankTrainer::gathered_combine(const MoeExchange& x, ActivationViews& a) {
 }
 
 void RankTrainer::gathered_combine_backward(const MoeExchange& x, const ActivationViews& a) {
-  const std::int64_t T = layout_.ep * tokens_, h = model_.hidden, k = model_.top_k;
+  const std::int64_t T = layout_.expert_group() * tokens_, h = model_.hidden, k = model_.top_k;
   const Workspace& w = st_.ws;
   upload_gathered_table(x);  // st_.index holds the last forward layer's table
   rt_.stream_wait(kComm, last_compute_);
@@ -120,7 +120,7 @@ void RankTrainer::gathered_combine_backward(const MoeExchange& x, const Activati
 }
 
 void RankTrainer::gathered_permute_backward(const MoeExchange& x) {
-  const std::int64_t T = layout_.ep * tokens_, h = model_.hidden, k = model_.top_k;
+  const std::int64_t T = layout_.expert_group() * tokens_, h = model_.hidden, k = model_.top_k;
   const Workspace& w = st_.ws;
   tensor(ops::dispatch_bwd(st_.recv, st_.index, w.ag_tokens, T, h, k, x.rows_recv), "permute bwd");
   rt_.stream_wait(kComm, last_compute_);

@@ -45,6 +45,7 @@ TrainingPlan make_generation_plan(TrainingConfig c, GenerationPlan g,
   if (c.tensor_parallel > 1)
     throw core::InfeasibleError("generation does not run tensor parallelism (its passes keep every token on one rank)");
   c.expert_parallel = c.gpus;
+  c.expert_tensor_parallel = 1;
   c.steps = g.passes();
 
   TrainingPlan p;

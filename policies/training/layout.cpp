@@ -37,6 +37,23 @@ void check_all_gather_dispatcher(const TrainingConfig& c, const Layout& l) {
                                 "expert-parallel group; a multi-task workload gives ranks different token counts");
 }
 
+/// Expert tensor parallelism: its groups must divide the stage and the experts' width; only the all-gather
+/// dispatcher runs it (the all-to-all one would need an all-gather of varying rows inside each expert-tensor group).
+void check_expert_tensor_parallel(const TrainingConfig& c, const Layout& l) {
+  const std::string etp = "expert-tensor-parallel size " + str(l.etp);
+  if (c.policy.dispatcher != Dispatcher::all_gather)
+    throw core::InfeasibleError(etp + ": runs with the all-gather dispatcher only; set the policy's "
+                                "\"dispatcher\": \"all_gather\"");
+  if (l.world % l.expert_group() != 0)
+    throw core::InfeasibleError(etp + ": " + str(l.world) + " ranks" + (l.pp > 1 ? " of a pipeline stage" : "") +
+                                " do not divide into expert groups of " + str(l.ep) + " x " + str(l.etp));
+  if (c.model.expert_hidden() % l.etp != 0)
+    throw core::InfeasibleError(etp + ": the experts' FFN width " + str(c.model.expert_hidden()) +
+                                " does not divide over it");
+  if (c.policy.offload != Offload::none)
+    throw core::InfeasibleError(etp + ": offloaded experts are not modelled with it (offload none)");
+}
+
 /// Tensor parallelism: the shapes it cuts must divide, its groups must sit inside nodes (InfeasibleError otherwise).
 void check_tensor_parallel(const TrainingConfig& c, const Layout& l) {
   if (l.tp == 1) return;
@@ -86,6 +103,7 @@ Layout make_layout(const TrainingConfig& c) {
   l.chunk_first_layer = {0};
   for (int n : chunk_layers(c)) l.chunk_first_layer.push_back(l.chunk_first_layer.back() + n);
   l.ep = c.expert_parallel;
+  l.etp = c.expert_tensor_parallel;
   l.experts = c.model.experts;
   l.gpus_per_node = c.cluster.node.gpus;
   l.node_ranks = std::min(l.world, l.gpus_per_node);
@@ -104,7 +122,8 @@ Layout make_layout(const TrainingConfig& c) {
   if (l.world % l.node_ranks != 0)
     throw core::InfeasibleError(str(l.world) + " ranks" + in_stage + " do not fill whole nodes of " +
                                 str(l.gpus_per_node) + " GPUs");
-  l.edp = l.world / l.ep;
+  if (l.etp > 1) check_expert_tensor_parallel(c, l);
+  l.edp = l.world / l.expert_group();
   l.local_experts = l.experts / l.ep;
   l.replica_slots = c.policy.replicas.kind == Replication::none ? 0 : c.policy.replicas.slots;
   if (l.replica_slots > 0 && c.policy.dispatch != Dispatch::counts)
@@ -154,14 +173,14 @@ core::Group Layout::tp_group(int rank) const {
 
 core::Group Layout::ep_group(int rank) const {
   std::vector<int> r;
-  for (int i = 0; i < ep; ++i) r.push_back(ep_base(rank) + i);
+  for (int i = 0; i < expert_group(); ++i) r.push_back(ep_base(rank) + i);
   return core::Group(std::move(r));
 }
 
 core::Group Layout::edp_group(int rank) const {
   std::vector<int> r;
   const int base = stage(rank) * world;
-  for (int i = 0; i < edp; ++i) r.push_back(base + ep_index(rank) + i * ep);
+  for (int i = 0; i < edp; ++i) r.push_back(base + rank % expert_group() + i * expert_group());
   return core::Group(std::move(r));
 }
 

@@ -10,6 +10,9 @@
 // each of every micro-batch (sequence parallelism). The dense weights' data-parallel group is then the ranks with the
 // same tensor-parallel index (stride tp); expert-parallel groups fold over all of the stage's ranks as before (each
 // rank routes its own sequence shard).
+// Expert tensor parallelism splits every routed expert's FFN width over `etp` ranks: an expert group is then `ep` x
+// `etp` contiguous ranks, member q x etp + s holding shard s of the experts of expert-parallel index q; the
+// all-gather dispatcher gathers the whole group's tokens and its reduce-scatter sums the shards' partial outputs.
 // Ranks come in two numberings: global (the runtime's rank, what groups hold) and local (rank - stage base, what the
 // routing plan indexes; the ranks with the same local index in every stage process the same micro-batches).
 #include <vector>
@@ -28,8 +31,10 @@ struct Layout {
   int dp() const { return world / tp; }  // data-parallel size of the dense weights
   /// [pp x vpp + 1]: model chunk k runs layers [first[k], first[k + 1]); chunk v of stage s is chunk v x pp + s.
   std::vector<int> chunk_first_layer;
-  int ep = 0;   // expert-parallel group size
-  int edp = 0;  // expert replicas (world / ep)
+  int ep = 0;   // expert-parallel size: members of an expert group that hold different experts
+  int etp = 1;  // expert-tensor-parallel size: ranks that hold a shard each of the same experts
+  int edp = 0;  // expert replicas (world / (ep x etp))
+  int expert_group() const { return ep * etp; }  // contiguous ranks that hold every expert once
   int experts = 0;
   int local_experts = 0;  // experts per rank per MoE layer
   int replica_slots = 0;  // spare expert slots per rank per MoE layer (copies of other ranks' experts)
@@ -44,8 +49,9 @@ struct Layout {
   int stage_of_layer(int layer) const { return chunk_of_layer(layer) % pp; }
   int tp_index(int rank) const { return rank % tp; }
   int dp_index(int rank) const { return local(rank) / tp; }
-  int ep_index(int rank) const { return rank % ep; }
-  int ep_base(int rank) const { return rank - rank % ep; }
+  int ep_index(int rank) const { return rank % expert_group() / etp; }
+  int etp_index(int rank) const { return rank % etp; }
+  int ep_base(int rank) const { return rank - rank % expert_group(); }
   /// Consecutive members of every expert-parallel group that share a node (min(ep, GPUs per node)), or 0 when
   /// some group's members do not split into whole node groups that way.
   int ep_members_per_node() const;
@@ -55,7 +61,7 @@ struct Layout {
   // Groups of a global rank, in global ranks.
   core::Group dp_group(int rank) const;  // the ranks of this rank's stage with its tensor-parallel index
   core::Group tp_group(int rank) const;  // this rank's tensor-parallel group
-  core::Group ep_group(int rank) const;
+  core::Group ep_group(int rank) const;  // this rank's expert group (ep x etp ranks)
   core::Group edp_group(int rank) const;
   core::Group node_group(int rank) const;  // ranks on this rank's node
   core::Group rail_group(int rank) const;  // same local index on every node

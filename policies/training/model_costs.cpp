@@ -23,7 +23,7 @@ std::vector<std::int64_t> layer_dense_tensors(const core::ModelConfig& m, int la
     t.push_back(0), t.push_back(0);
     if (m.shared_experts > 0) {
       // Shared experts side by side are one FFN of the summed width (each keeps its own output bias).
-      auto shared = ffn_tensors(m, std::int64_t{m.shared_experts} * m.expert_hidden());
+      auto shared = ffn_tensors(m, m.shared_hidden());
       shared[3] *= m.shared_experts;
       t.insert(t.end(), shared.begin(), shared.end());
     } else {

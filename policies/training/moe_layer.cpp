@@ -180,7 +180,7 @@ void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
   }
   if (model_.shared_experts > 0)  // every token's shared experts, while its rows travel to the routed ones
     ffn_forward({a.ln2, param(current_unit_, kSharedIn), param(current_unit_, kSharedOut), a.shared_pre,
-                 a.shared_post, a.shared_out, {}, {}, std::int64_t{model_.shared_experts} * model_.expert_hidden()},
+                 a.shared_post, a.shared_out, {}, {}, model_.shared_hidden()},
                 n, true);
   if (residency_) residency_->acquire(moe_layer, false, experts_used(x), kCompute);
   if (replicas_on()) rt_.stream_wait(kCompute, replica_ready_[static_cast<std::size_t>(moe_layer)]);
@@ -230,7 +230,7 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
   if (model_.shared_experts > 0) {
     const FfnViews f{a.ln2, param(unit, kSharedIn), param(unit, kSharedOut), a.shared_pre, a.shared_post, {},
                      grad(unit, kSharedIn), grad(unit, kSharedOut),
-                     std::int64_t{model_.shared_experts} * model_.expert_hidden()};
+                     model_.shared_hidden()};
     if (redo().moe_act) ffn_activation(f.pre, f.post, n, f.width, true);
     ffn_backward(f, w.dx, w.shared_f, w.shared_g ? w.shared_g : w.shared_f, w.shared_dx, n, true);
   }

@@ -123,7 +123,7 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
     v.post = in_place ? v.pre : kept(B(rows * f, a), redo.moe_act, ws ? ws->redo_expert_post : core::Buffer{});
     v.ret = c.take(B(static_cast<double>(rows_returned) * h, a));
     if (m.shared_experts > 0) {
-      const double sf = m.shared_experts * f;
+      const double sf = static_cast<double>(m.shared_hidden());
       v.shared_pre = c.take(B(N * in * sf, a));
       v.shared_post =
           in_place ? v.shared_pre : kept(B(N * sf, a), redo.moe_act, ws ? ws->redo_shared_post : core::Buffer{});
@@ -238,7 +238,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   const TrainingConfig& c = plan.config;
   const TrainingPolicy& p = c.policy;
   const Layout& l = plan.layout;
-  const core::ModelConfig m = rank_model(c.model, l.tp);  // this rank's shard of the dense layers
+  const core::ModelConfig m = rank_model(c.model, l.tp, l.etp);  // this rank's shard of the dense layers and experts
   const double a = m.param_bytes_per_param(), g = m.grad_bytes_per_param(), o = m.optimizer_bytes_per_param();
   RankState s;
   auto alloc = [&](Tier t, double bytes, MemoryUse u) {
@@ -424,11 +424,13 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   const bool real = probe.data != nullptr;
   rt.free(probe);
   s.max_rows_sent = real ? s.table_elems : plan.routing.max_rows_sent(local);
-  // A spare slot adds up to one more expert's worth of rows from every sender.
-  s.max_rows_recv = real ? s.table_elems * l.expert_slots() / l.local_experts : plan.routing.max_rows_received(l, local);
+  // A spare slot adds up to one more expert's worth of rows from every sender; with expert tensor parallelism the
+  // senders are the expert group's ep x etp ranks.
+  s.max_rows_recv = real ? s.table_elems * l.expert_slots() / l.local_experts * l.etp
+                         : plan.routing.max_rows_received(l, local);
   // The all-gather dispatcher's table maps every slot of the group's tokens to a row of this rank's experts (or -1).
   const bool gathered = p.dispatcher == Dispatcher::all_gather;
-  const double group_slots = gathered ? static_cast<double>(l.ep) * n * m.top_k : 0.0;
+  const double group_slots = gathered ? static_cast<double>(l.expert_group()) * n * m.top_k : 0.0;
   const double index_elems = std::max(static_cast<double>(s.table_elems + 2 * s.max_rows_recv), group_slots);
   if (s.held_moe_layers > 0) {
     s.send = alloc(Tier::hbm, a * h * static_cast<double>(gathered ? 0 : s.max_rows_sent), MemoryUse::buffers);
@@ -490,7 +492,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
 
   // ---- workspace ----
   const double rows = static_cast<double>(s.max_rows_recv), E = m.experts, k = m.top_k;
-  const double in = m.ffn_in_factor(), ef = m.expert_hidden(), sf = m.shared_experts * ef;
+  const double in = m.ffn_in_factor(), ef = m.expert_hidden(), sf = static_cast<double>(m.shared_hidden());
   const double qw = static_cast<double>(m.q_width()), kw = static_cast<double>(m.kv_width());
   const bool swiglu = m.activation == core::Activation::swiglu;
   Carver measure;
@@ -525,7 +527,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
       }
       w.slots_raw = cv.take(B(n * k, 4));
       if (gathered) {
-        w.ag_tokens = cv.take(B(static_cast<double>(l.ep) * n * h, a));
+        w.ag_tokens = cv.take(B(static_cast<double>(l.expert_group()) * n * h, a));
         w.ag_slots = cv.take(B(group_slots, 4));
         w.ag_weights = cv.take(B(group_slots, a));
         if (train) w.ag_dweights = cv.take(B(group_slots, a));

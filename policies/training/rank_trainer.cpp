@@ -80,7 +80,7 @@ std::function<void(core::Runtime&)> training_program(const TrainingPlan& plan, s
 RankTrainer::RankTrainer(const TrainingPlan& plan, core::Runtime& rt, RankCounters& counters)
     : plan_(plan),
       cfg_(plan.config),
-      model_(rank_model(plan.config.model, plan.layout.tp)),
+      model_(rank_model(plan.config.model, plan.layout.tp, plan.layout.etp)),
       policy_(plan.config.policy),
       layout_(plan.layout),
       rt_(rt),
@@ -212,16 +212,22 @@ void RankTrainer::initialise_parameters() {
   const core::Buffer experts = st_.expert_params ? st_.expert_params : st_.offloaded.home_params;
   if (experts) {
     // One seed per expert, its values drawn for every MoE layer: every layout (expert-parallel size, pipeline
-    // stages) starts from the same experts.
-    const std::int64_t pe = model_.expert_params_per_expert(), L = layout_.local_experts;
+    // stages, expert tensor parallelism: each member keeps its shard of the whole expert) starts from the same experts.
+    const std::int64_t pe = model_.expert_params_per_expert(), whole = cfg_.model.expert_params_per_expert();
+    const std::int64_t L = layout_.local_experts;
     std::vector<float> held(experts.bytes / 4, 0.f);
     for (std::int64_t j = 0; j < L; ++j) {
       const std::int64_t expert = layout_.ep_index(local_) * L + j;
-      const std::vector<float> e = moesys::model::normal_floats(model_.moe_layers() * pe, 0.02,
+      const std::vector<float> e = moesys::model::normal_floats(model_.moe_layers() * whole, 0.02,
                                                                 cfg_.workload_seed * 104729 + static_cast<std::uint64_t>(expert));
       for (std::size_t moe = 0; moe < st_.expert_slot.size(); ++moe)
-        if (const int slot = st_.expert_slot[moe]; slot >= 0)
-          std::copy_n(e.begin() + static_cast<std::int64_t>(moe) * pe, pe, held.begin() + (slot * L + j) * pe);
+        if (const int slot = st_.expert_slot[moe]; slot >= 0) {
+          const float* drawn = e.data() + static_cast<std::int64_t>(moe) * whole;
+          const std::vector<float> shard =
+              layout_.etp > 1 ? expert_shard(cfg_.model, layout_.etp, layout_.etp_index(rank_), drawn)
+                              : std::vector<float>(drawn, drawn + pe);
+          std::copy_n(shard.begin(), pe, held.begin() + (slot * L + j) * pe);
+        }
     }
     moesys::model::upload(rt_, experts, held.data(), experts.bytes);
   }

@@ -30,12 +30,13 @@ LayerRouting apply_gate(const RoutingMatrix& m, const std::vector<std::int64_t>&
                         std::vector<std::int64_t>(static_cast<std::size_t>(l.expert_slots()), 0));
   const bool gshard = c.policy.gate == Gate::gshard, padded = c.policy.dispatch == Dispatch::padded;
   const auto holders = replicas.all_holders();
-  for (int base = 0; base < l.world; base += l.ep) {
+  const int group = l.expert_group();
+  for (int base = 0; base < l.world; base += group) {
     // Dropless padded dispatch pads every expert to the largest load in the group (DeepSpeed drop_tokens=false).
     std::int64_t group_max = 0;
-    for (int r = base; r < base + l.ep; ++r)
+    for (int r = base; r < base + group; ++r)
       for (int e = 0; e < l.experts; ++e) group_max = std::max(group_max, m.at(r, e));
-    for (int r = base; r < base + l.ep; ++r) {
+    for (int r = base; r < base + group; ++r) {
       const std::int64_t cap = gshard ? c.model.expert_capacity(tokens[static_cast<std::size_t>(r)]) : group_max;
       for (int e = 0; e < l.experts; ++e) {
         const std::int64_t count = m.at(r, e);
@@ -48,8 +49,9 @@ LayerRouting apply_gate(const RoutingMatrix& m, const std::vector<std::int64_t>&
         const auto split = split_over(h, r - base, rows);
         for (std::size_t k = 0; k < h.size(); ++k) {
           lr.send_rows[static_cast<std::size_t>(r)][static_cast<std::size_t>(h[k].first)] += split[k];
-          lr.expert_rows[static_cast<std::size_t>(base + h[k].first)][static_cast<std::size_t>(h[k].second)] +=
-              split[k];
+          for (int s = 0; s < l.etp; ++s)  // every shard of the expert computes (part of) every row
+            lr.expert_rows[static_cast<std::size_t>(base + h[k].first * l.etp + s)]
+                          [static_cast<std::size_t>(h[k].second)] += split[k];
         }
       }
     }
@@ -212,7 +214,7 @@ void plan_multitask(const TrainingConfig& c, const Layout& l, RoutingPlan& plan,
 std::vector<std::int64_t> LayerRouting::recv_rows(const Layout& l, int rank) const {
   std::vector<std::int64_t> out;
   const int base = l.ep_base(rank), me = l.ep_index(rank);
-  for (int j = 0; j < l.ep; ++j)
+  for (int j = 0; j < l.expert_group(); ++j)
     out.push_back(send_rows[static_cast<std::size_t>(base + j)][static_cast<std::size_t>(me)]);
   return out;
 }

@@ -9,12 +9,13 @@ namespace moesys::policies::training {
 
 using I = std::int64_t;
 
-core::ModelConfig rank_model(const core::ModelConfig& m, int tp) {
-  if (tp == 1) return m;
+core::ModelConfig rank_model(const core::ModelConfig& m, int tp, int etp) {
+  if (tp == 1 && etp == 1) return m;
   core::ModelConfig r = m;
-  // Pin the widths that follow from others before dividing heads and the dense FFN.
+  // Pin the widths that follow from others before dividing heads, the dense FFN and the routed experts.
   r.head_dim_elems = m.head_dim();
-  r.expert_ffn_width = m.expert_hidden();
+  r.shared_ffn_width = static_cast<int>(m.shared_hidden());
+  r.expert_ffn_width = m.expert_hidden() / etp;
   r.heads = m.heads / tp;
   if (m.kv_heads > 0) r.kv_heads = m.kv_heads / tp;
   r.dense_ffn_width = m.ffn_hidden() / tp;
@@ -87,6 +88,24 @@ std::vector<Segment> checked_segments(const core::ModelConfig& m, int unit, int 
   return s;
 }
 }  // namespace
+
+std::vector<float> expert_shard(const core::ModelConfig& m, int etp, int index, const float* whole) {
+  const std::vector<I> t = expert_tensors(m);
+  const I h = m.hidden, in = m.ffn_in_factor(), f = m.expert_hidden(), fs = f / etp, first = index * fs;
+  std::vector<float> out;
+  out.reserve(static_cast<std::size_t>((t[0] + t[1] + t[2]) / etp + t[3]));
+  const float* w1 = whole;
+  for (I r = 0; r < h; ++r)
+    for (I g = 0; g < in; ++g) out.insert(out.end(), w1 + (r * in + g) * f + first, w1 + (r * in + g) * f + first + fs);
+  const float* b1 = w1 + t[0];
+  if (t[1] > 0)
+    for (I g = 0; g < in; ++g) out.insert(out.end(), b1 + g * f + first, b1 + g * f + first + fs);
+  const float* w2 = b1 + t[1];
+  out.insert(out.end(), w2 + first * h, w2 + (first + fs) * h);
+  const float* b2 = w2 + t[2];
+  out.insert(out.end(), b2, b2 + t[3]);
+  return out;
+}
 
 std::vector<float> shard_unit(const core::ModelConfig& m, int unit, int tp, int index, const std::vector<float>& values) {
   const std::vector<I> tensors = global_tensors(m, unit);

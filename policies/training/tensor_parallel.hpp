@@ -25,8 +25,15 @@
 
 namespace moesys::policies::training {
 
-/// The dense shapes one member of a tensor-parallel group of `tp` holds (the model itself when tp is 1).
-core::ModelConfig rank_model(const core::ModelConfig& m, int tp);
+/// The shapes one rank holds: the dense layers of a member of a tensor-parallel group of `tp`, and the routed
+/// experts of a member of an expert-tensor-parallel group of `etp` (each expert's FFN width / etp; the shared experts
+/// keep their width). The model itself when both are 1.
+core::ModelConfig rank_model(const core::ModelConfig& m, int tp, int etp = 1);
+
+/// One routed expert's block (W1 [h][in x f], b1, W2 [f][h], b2) as drawn for the whole model, cut to member
+/// `index`'s shard of an expert-tensor-parallel group of `etp`: W1's and b1's columns [index f / etp, (index + 1) f /
+/// etp) of each of the `in` column groups (SwiGLU's gate and up halves), W2's rows of the same range, b2 whole.
+std::vector<float> expert_shard(const core::ModelConfig& m, int etp, int index, const float* whole);
 
 /// Unit `unit` (0: the embedding unit, l + 1: layer l) as drawn for the whole model, `values` tensor after tensor
 /// (layer_dense_tensors / embedding_tensors of `m`), cut to member `index`'s shard of each tensor, in the layout of

@@ -35,8 +35,12 @@ moesys_cli_test(train_parallel_recompute_module_unknown 2 "parallel.recompute_mo
                 train --parallel "{\"recompute\": \"selective\", \"recompute_modules\": [\"core_attn\"]}")
 moesys_cli_test(train_parallel_recompute_modules_without_selective 2 "parallel.recompute_modules: only with \"recompute\": \"selective\""
                 train --parallel "{\"recompute\": \"full\", \"recompute_modules\": [\"mlp\"]}")
-moesys_cli_test(train_parallel_expert_tensor_not_modelled 2 "parallel.etp: expected 1: expert-tensor and context parallelism are not modelled yet, got 2"
-                train --parallel "{\"etp\": 2}")
+moesys_cli_test(train_parallel_context_not_modelled 2 "parallel.cp: expected 1: context parallelism is not modelled yet, got 2"
+                train --parallel "{\"cp\": 2}")
+moesys_cli_test(train_parallel_expert_tensor_needs_all_gather 2 "expert-tensor-parallel size 2: runs with the all-gather dispatcher only"
+                train --parallel "{\"etp\": 2, \"ep\": 8}")
+moesys_cli_test(train_parallel_expert_tensor_groups 2 "expert-tensor-parallel size 3: 64 ranks do not divide into expert groups of 8 x 3"
+                train --parallel "{\"etp\": 3, \"ep\": 8}" --policy "{\"preset\": \"deepspeed\", \"dispatcher\": \"all_gather\"}")
 moesys_cli_test(train_parallel_tensor_zero 2 "parallel.tp: expected an integer in [1, 64], got 0"
                 train --parallel "{\"tp\": 0}")
 moesys_cli_test(train_parallel_tensor_ranks 2 "tensor-parallel size 3: 64 ranks do not divide into tensor-parallel groups of 3"
