@@ -31,7 +31,8 @@ MoeExchange RankTrainer::gathered_exchange(int moe_layer, const ActivationViews&
   gather_group(a.weights, w.ag_weights, k, a_);
   const core::Event tokens = gather_group(a.ln2, w.ag_tokens, model_.hidden, dispatch_bytes_per_elem());
 
-  std::vector<std::int32_t> slots(static_cast<std::size_t>(P * n * k));
+  // Only real runtimes read the slots back (the simulator pays for the same copy): P x n x k of them per layer.
+  std::vector<std::int32_t> slots(real_ ? static_cast<std::size_t>(P * n * k) : 0);
   const int me = layout_.ep_index(rank_);
   x.send_pe.assign(static_cast<std::size_t>(P * L), 0);  // nothing is sent row by row
   if (read_back(w.ag_slots, all_slots, routed, slots.data())) {
