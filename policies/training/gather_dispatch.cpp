@@ -74,7 +74,7 @@ MoeExchange RankTrainer::gathered_exchange(int moe_layer, const ActivationViews&
                                " computes " + std::to_string(x.rows_recv) + " rows, more than its buffers hold (" +
                                std::to_string(st_.max_rows_recv) + ")");
   upload_gathered_table(x);
-  rt_.stream_wait(kCompute, tokens);
+  group_ready_ = tokens;  // the permute waits for them, so that the shared experts can run while they travel
   return x;
 }
 
@@ -98,6 +98,7 @@ void RankTrainer::upload_gathered_table(const MoeExchange& x) {
 
 void RankTrainer::gathered_permute(const MoeExchange& x, const ActivationViews& a) {
   const std::int64_t T = layout_.expert_group() * tokens_, h = model_.hidden, k = model_.top_k;
+  rt_.stream_wait(kCompute, group_ready_);
   tensor(ops::dispatch(st_.ws.ag_tokens, st_.index, a.xin, T, h, k, x.rows_recv), "permute");
 }
 
@@ -109,13 +110,18 @@ void RankTrainer::gathered_combine(const MoeExchange& x, ActivationViews& a) {
   rt_.stream_wait(kCompute, scatter_group(w.ag_tokens, a.out, h));
 }
 
-void RankTrainer::gathered_combine_backward(const MoeExchange& x, const ActivationViews& a) {
-  const std::int64_t T = layout_.expert_group() * tokens_, h = model_.hidden, k = model_.top_k;
+void RankTrainer::gather_output_grads(const MoeExchange& x, const ActivationViews& a) {
   const Workspace& w = st_.ws;
   upload_gathered_table(x);  // st_.index holds the last forward layer's table
   rt_.stream_wait(kComm, last_compute_);
-  gather_group(a.weights, w.ag_weights, k, a_);
-  rt_.stream_wait(kCompute, gather_group(w.dx, w.ag_tokens, h, dispatch_bytes_per_elem()));
+  gather_group(a.weights, w.ag_weights, model_.top_k, a_);
+  group_ready_ = gather_group(w.dx, w.ag_tokens, model_.hidden, dispatch_bytes_per_elem());
+}
+
+void RankTrainer::gathered_combine_backward(const MoeExchange& x, const ActivationViews& a) {
+  const std::int64_t T = layout_.expert_group() * tokens_, h = model_.hidden, k = model_.top_k;
+  const Workspace& w = st_.ws;
+  rt_.stream_wait(kCompute, group_ready_);
   tensor(ops::combine_bwd(w.ag_tokens, a.ret, st_.index, w.ag_weights, w.rows_a, w.ag_dweights, T, h, k, x.rows_recv),
          "combine bwd");
 }

@@ -167,10 +167,7 @@ void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
   MoeExchange& x = exchanges_[static_cast<std::size_t>(moe_layer)] =
       gathered ? gathered_exchange(moe_layer, a) : exchange_for(moe_layer, a);
   std::vector<core::Event> arrived, computed;
-  if (gathered) {
-    gathered_permute(x, a);
-    arrived.push_back(last_compute_);
-  } else {
+  if (!gathered) {
     tensor(ops::remap_index(w.slots_raw, st_.index, a.slots, n * k, E * x.capacity), "slot remap");
     tensor(ops::dispatch(a.ln2, a.slots, st_.send, n, h, k, x.rows_sent), "permute");
     rt_.stream_wait(kComm, last_compute_);
@@ -182,6 +179,10 @@ void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
     ffn_forward({a.ln2, param(current_unit_, kSharedIn), param(current_unit_, kSharedOut), a.shared_pre,
                  a.shared_post, a.shared_out, {}, {}, model_.shared_hidden()},
                 n, true);
+  if (gathered) {  // ... or while the group's tokens are gathered
+    gathered_permute(x, a);
+    arrived.push_back(last_compute_);
+  }
   if (residency_) residency_->acquire(moe_layer, false, experts_used(x), kCompute);
   if (replicas_on()) rt_.stream_wait(kCompute, replica_ready_[static_cast<std::size_t>(moe_layer)]);
   for (int c = 0; c < x.chunks; ++c) {
@@ -217,8 +218,7 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
   if (redo().layernorm) norm_forward(a.mid, unit, kNorm2, a.ln2, a.mean2, a.rstd2, n, "layernorm recompute");
   std::vector<core::Event> arrived, computed;
   if (gathered) {
-    gathered_combine_backward(x, a);
-    arrived.push_back(last_compute_);
+    gather_output_grads(x, a);
   } else {
     // Gradients of the combined rows travel to the experts (the dispatch direction) ...
     tensor(ops::combine_bwd(w.dx, a.ret, a.slots, a.weights, st_.send, w.dweights, n, h, k, x.rows_sent),
@@ -233,6 +233,10 @@ void RankTrainer::moe_backward(int moe_layer, ActivationViews& a, int unit) {
                      model_.shared_hidden()};
     if (redo().moe_act) ffn_activation(f.pre, f.post, n, f.width, true);
     ffn_backward(f, w.dx, w.shared_f, w.shared_g ? w.shared_g : w.shared_f, w.shared_dx, n, true);
+  }
+  if (gathered) {
+    gathered_combine_backward(x, a);
+    arrived.push_back(last_compute_);
   }
   if (residency_) {
     residency_->acquire(moe_layer, true, experts_used(x), kCompute);

@@ -257,9 +257,11 @@ class RankTrainer {
   void gathered_permute(const MoeExchange& x, const ActivationViews& a);
   /// The experts' outputs (a.ret) weighted into a partial output of every gathered token, summed into a.out.
   void gathered_combine(const MoeExchange& x, ActivationViews& a);
-  /// Gathers the output gradient and the weights again; the rows' gradients (ws.rows_a) and the weights' partial
-  /// gradients.
+  /// Backward: uploads the layer's slot table again and gathers the output gradient and the weights again.
+  void gather_output_grads(const MoeExchange& x, const ActivationViews& a);
+  /// Once they are there: the rows' gradients (ws.rows_a) and the weights' partial gradients.
   void gathered_combine_backward(const MoeExchange& x, const ActivationViews& a);
+  core::Event group_ready_;  // the group's gathered tokens (forward) or output gradients (backward)
   /// The rows' input gradients (st_.recv) into the gathered tokens' and reduce-scattered into ws.dn, with the
   /// weights' gradients into ws.dweights.
   void gathered_permute_backward(const MoeExchange& x);
