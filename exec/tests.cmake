@@ -115,3 +115,6 @@ set_tests_properties(exec.train.dispatchers PROPERTIES LABELS exec TIMEOUT 300 E
 add_test(NAME exec.train.expert_tensor_parallel
          COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -P ${MOESYS_EXEC_TESTS}/run_expert_tensor_parallel.cmake)
 set_tests_properties(exec.train.expert_tensor_parallel PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
+add_test(NAME exec.train.context_parallel
+         COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -P ${MOESYS_EXEC_TESTS}/run_context_parallel.cmake)
+set_tests_properties(exec.train.context_parallel PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")

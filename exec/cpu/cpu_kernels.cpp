@@ -44,8 +44,6 @@ void run_gemm(const core::GemmOp& g) {
 void run_attention(const core::AttentionOp& a) {
   need(a.q.data && a.k.data && a.v.data && a.o.data, "attention operands have no host data");
   need(a.seq_q >= 1 && a.seq_q <= a.seq_kv, "attention: need 1 <= seq_q <= seq_kv");
-  need(!a.backward || (a.seq_q == a.seq_kv && !a.kv_position_major),
-       "attention backward: seq_q must equal seq_kv with packed K and V");
   // Grouped-query attention: `group` query heads read one K/V head; their K and V gradients add up. Q and K heads
   // are D wide, V and O heads Dv (MLA: 192 and 128).
   const I Sq = a.seq_q, Skv = a.seq_kv, D = a.head_dim, Dv = a.v_dim(), H = a.heads, Hk = a.kv_head_count();
@@ -77,23 +75,24 @@ void run_attention(const core::AttentionOp& a) {
                     int(vstride), 0.f, F(a.o) + o_off, int(ldo));
         continue;
       }
-      const I S = Sq;
+      // Queries may be the last Sq of Skv positions (a context-parallel chunk over the gathered sequence), with K and
+      // V (and their gradients) position-major; d_k and d_v rows past seq_kv are not written.
       need(a.d_o.data && a.d_q.data && a.d_k.data && a.d_v.data, "attention backward operands have no host data");
       const float* d_o = F(a.d_o) + o_off;
       // dV = P^T dO; dP = dO V^T; dS = P * (dP - rowsum(dP * P)); dQ = sc dS K; dK = sc dS^T Q.
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(S), int(Dv), int(S), 1.f, p.data(), int(S), d_o,
-                  int(ldo), first_of_group, F(a.d_v) + v_off, int(ldv));
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(S), int(S), int(Dv), 1.f, d_o, int(ldo), v, int(ldv),
-                  0.f, dp.data(), int(S));
-      for (I i = 0; i < S; ++i) {
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(Skv), int(Dv), int(Sq), 1.f, p.data(), int(Skv), d_o,
+                  int(ldo), first_of_group, F(a.d_v) + v_off, int(vstride));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(Sq), int(Skv), int(Dv), 1.f, d_o, int(ldo), v,
+                  int(vstride), 0.f, dp.data(), int(Skv));
+      for (I i = 0; i < Sq; ++i) {
         float dot = 0;
-        for (I j = 0; j < S; ++j) dot += dp[Z(i * S + j)] * p[Z(i * S + j)];
-        for (I j = 0; j < S; ++j) dp[Z(i * S + j)] = p[Z(i * S + j)] * (dp[Z(i * S + j)] - dot);
+        for (I j = 0; j < Skv; ++j) dot += dp[Z(i * Skv + j)] * p[Z(i * Skv + j)];
+        for (I j = 0; j < Skv; ++j) dp[Z(i * Skv + j)] = p[Z(i * Skv + j)] * (dp[Z(i * Skv + j)] - dot);
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(S), int(D), int(S), sc, dp.data(), int(S), k,
-                  int(ldk), 0.f, F(a.d_q) + q_off, int(ldq));
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(S), int(D), int(S), sc, dp.data(), int(S), q, int(ldq),
-                  first_of_group, F(a.d_k) + k_off, int(ldk));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(Sq), int(D), int(Skv), sc, dp.data(), int(Skv), k,
+                  int(kstride), 0.f, F(a.d_q) + q_off, int(ldq));
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(Skv), int(D), int(Sq), sc, dp.data(), int(Skv), q,
+                  int(ldq), first_of_group, F(a.d_k) + k_off, int(kstride));
     }
 }
 

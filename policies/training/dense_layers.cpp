@@ -56,7 +56,8 @@ void RankTrainer::ffn_activation_backward(const core::Buffer& pre, const core::B
 
 std::pair<std::int64_t, std::int64_t> RankTrainer::rope_positions() const {
   // Positions of this pass's rows: training sequences of seq_len; a generation pass's queries follow its context.
-  if (!generating()) return {model_.seq_len, 0};
+  if (!generating())  // a context-parallel rank holds chunk c of every sequence: positions [c S / cp, (c + 1) S / cp)
+    return {model_.seq_len / layout_.cp, layout_.cp_index(rank_) * (model_.seq_len / layout_.cp)};
   const GenerationPlan& g = plan_.generation;
   return {g.queries(step_), g.context_at(step_) - g.queries(step_)};
 }
@@ -160,6 +161,8 @@ void RankTrainer::attention_forward(const core::Buffer& x_in, ActivationViews& a
     const Qkv x = project_qkv(g, unit);
     if (generating()) {  // a KV cache: this pass's queries over every cached position
       cached_attention(unit - 1, x.q, x.k, x.v, a.ctx);
+    } else if (context_parallel()) {
+      context_attention(x, a.ctx);
     } else {
       // Whole sequences in one kernel; a partial sequence (a multi-task share that does not divide) in another.
       const std::int64_t S = model_.seq_len, full = nt / S, rest = nt % S;
@@ -204,7 +207,8 @@ void RankTrainer::attention_backward(const core::Buffer& x_in, ActivationViews& 
     const Qkv x = attention_inputs(a);
     const Qkv d{w.dqkv.slice(0, nq), w.dqkv.slice(nq, nk), w.dqkv.slice(nq + nk, nv)};
     const std::int64_t S = model_.seq_len, full = nt / S, rest = nt % S;
-    for (auto [first, batch, len] :
+    if (context_parallel()) context_attention_backward(x, a.ctx, w.dctx, d);
+    else for (auto [first, batch, len] :
          {std::tuple{std::int64_t{0}, full, S}, std::tuple{full * S, std::int64_t{rest > 0}, rest}}) {
       if (batch <= 0 || len <= 0) continue;
       auto rows = [&](const core::Buffer& b, std::int64_t width) {

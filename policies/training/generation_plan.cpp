@@ -42,6 +42,8 @@ TrainingPlan make_generation_plan(TrainingConfig c, GenerationPlan g,
   c.policy.embedding = Embedding::dense;
   c.policy.placement = Placement::static_blocks;
   if (c.policy.offload == Offload::nvme) throw core::InfeasibleError("generation offloads experts to host memory only");
+  if (c.context_parallel > 1)
+    throw core::InfeasibleError("generation does not run context parallelism (its passes keep every token on one rank)");
   if (c.tensor_parallel > 1)
     throw core::InfeasibleError("generation does not run tensor parallelism (its passes keep every token on one rank)");
   c.expert_parallel = c.gpus;

@@ -54,6 +54,24 @@ void check_expert_tensor_parallel(const TrainingConfig& c, const Layout& l) {
     throw core::InfeasibleError(etp + ": offloaded experts are not modelled with it (offload none)");
 }
 
+/// Context parallelism: the chunks must divide the stage and the sequences (InfeasibleError otherwise).
+void check_context_parallel(const TrainingConfig& c, const Layout& l) {
+  const core::ModelConfig& m = c.model;
+  const std::string cp = "context-parallel size " + str(l.cp);
+  auto require = [&](bool ok, const std::string& why) {
+    if (!ok) throw core::InfeasibleError(cp + ": " + why);
+  };
+  require(l.world % (l.tp * l.cp) == 0, str(l.world) + " ranks" + (l.pp > 1 ? " of a pipeline stage" : "") +
+                                           " do not divide into " + str(l.cp) + " x tensor-parallel " + str(l.tp));
+  require(m.seq_len % l.cp == 0, "the sequence length " + str(m.seq_len) + " does not divide into chunks");
+  require(m.tokens_per_micro_batch() / l.cp % l.tp == 0,
+          "a micro-batch's chunk of " + std::to_string(m.tokens_per_micro_batch() / l.cp) +
+              " tokens does not divide into sequence shards");
+  require(!m.learned_positions, "a learned position table is not modelled with it (rotary positions are)");
+  require(!c.multitask(), "multi-task workloads place sequences per rank, which chunks would split");
+  require(c.policy.embedding == Embedding::dense, "the embedding partition is not modelled with it");
+}
+
 /// Tensor parallelism: the shapes it cuts must divide, its groups must sit inside nodes (InfeasibleError otherwise).
 void check_tensor_parallel(const TrainingConfig& c, const Layout& l) {
   if (l.tp == 1) return;
@@ -100,6 +118,8 @@ Layout make_layout(const TrainingConfig& c) {
   l.world = l.ranks / l.pp;
   l.tp = c.tensor_parallel;
   check_tensor_parallel(c, l);
+  l.cp = c.context_parallel;
+  if (l.cp > 1) check_context_parallel(c, l);
   l.chunk_first_layer = {0};
   for (int n : chunk_layers(c)) l.chunk_first_layer.push_back(l.chunk_first_layer.back() + n);
   l.ep = c.expert_parallel;
@@ -162,6 +182,13 @@ int Layout::chunk_of_layer(int layer) const {
 core::Group Layout::dp_group(int rank) const {
   std::vector<int> r;
   for (int i = tp_index(rank); i < world; i += tp) r.push_back(stage(rank) * world + i);
+  return core::Group(std::move(r));
+}
+
+core::Group Layout::cp_group(int rank) const {
+  std::vector<int> r;
+  const int base = stage(rank) * world + replica_index(rank) * tp * cp + tp_index(rank);
+  for (int c = 0; c < cp; ++c) r.push_back(base + c * tp);
   return core::Group(std::move(r));
 }
 

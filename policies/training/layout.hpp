@@ -10,6 +10,10 @@
 // each of every micro-batch (sequence parallelism). The dense weights' data-parallel group is then the ranks with the
 // same tensor-parallel index (stride tp); expert-parallel groups fold over all of the stage's ranks as before (each
 // rank routes its own sequence shard).
+// Context parallelism cuts every sequence into `cp` contiguous chunks: the ranks of a tensor-parallel group hold one
+// chunk of each sequence of their replica's micro-batches, and `cp` such groups (stride tp) hold the chunks of the
+// same sequences; attention gathers the keys and values of the whole sequence over the context-parallel group and
+// reduce-scatters their gradients back. The dense weights' data-parallel group (stride tp) spans them too.
 // Expert tensor parallelism splits every routed expert's FFN width over `etp` ranks: an expert group is then `ep` x
 // `etp` contiguous ranks, member q x etp + s holding shard s of the experts of expert-parallel index q; the
 // all-gather dispatcher gathers the whole group's tokens and its reduce-scatter sums the shards' partial outputs.
@@ -28,7 +32,9 @@ struct Layout {
   int vpp = 1;    // model chunks per stage (virtual stages)
   int world = 0;  // ranks of one stage (tp x its data-parallel size)
   int tp = 1;     // tensor (and sequence) parallel size
-  int dp() const { return world / tp; }  // data-parallel size of the dense weights
+  int cp = 1;     // context-parallel size: chunks of every sequence
+  int dp() const { return world / tp; }  // data-parallel size of the dense weights (context-parallel ranks included)
+  int batch_replicas() const { return world / (tp * cp); }  // rank groups that draw different micro-batches
   /// [pp x vpp + 1]: model chunk k runs layers [first[k], first[k + 1]); chunk v of stage s is chunk v x pp + s.
   std::vector<int> chunk_first_layer;
   int ep = 0;   // expert-parallel size: members of an expert group that hold different experts
@@ -48,7 +54,8 @@ struct Layout {
   int chunk_of_layer(int layer) const;
   int stage_of_layer(int layer) const { return chunk_of_layer(layer) % pp; }
   int tp_index(int rank) const { return rank % tp; }
-  int dp_index(int rank) const { return local(rank) / tp; }
+  int replica_index(int rank) const { return local(rank) / (tp * cp); }  // which micro-batches the rank draws
+  int cp_index(int rank) const { return local(rank) / tp % cp; }          // which chunk of each sequence
   int ep_index(int rank) const { return rank % expert_group() / etp; }
   int etp_index(int rank) const { return rank % etp; }
   int ep_base(int rank) const { return rank - rank % expert_group(); }
@@ -61,6 +68,7 @@ struct Layout {
   // Groups of a global rank, in global ranks.
   core::Group dp_group(int rank) const;  // the ranks of this rank's stage with its tensor-parallel index
   core::Group tp_group(int rank) const;  // this rank's tensor-parallel group
+  core::Group cp_group(int rank) const;  // the ranks holding the other chunks of this rank's sequences
   core::Group ep_group(int rank) const;  // this rank's expert group (ep x etp ranks)
   core::Group edp_group(int rank) const;
   core::Group node_group(int rank) const;  // ranks on this rank's node

@@ -503,6 +503,17 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
   auto carve_ws = [&](Carver& cv) {
     Workspace w;
     w.dx = cv.take(B(n * h, a));
+    if (l.cp > 1) {  // context parallelism: keys and values of the whole sequences (nf x cp tokens)
+      const double seq = nf * l.cp, kw_k = static_cast<double>(m.k_width()), kw_v = static_cast<double>(m.kv_width());
+      w.cp_k = cv.take(B(seq * kw_k, a));
+      w.cp_v = cv.take(B(seq * kw_v, a));
+      w.cp_land_k = cv.take(B(seq * kw_k, a));
+      w.cp_land_v = cv.take(B(seq * kw_v, a));
+      if (train) {
+        w.cp_dk = cv.take(B(seq * kw_k, a));
+        w.cp_dv = cv.take(B(seq * kw_v, a));
+      }
+    }
     if (l.tp > 1) {  // sequence parallelism: a gathered input and a partial output of all the group's tokens
       w.sp_gathered = cv.take(B(nf * h, a));
       w.sp_partial = cv.take(B(nf * h, a));

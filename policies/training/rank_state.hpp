@@ -61,6 +61,9 @@ struct Workspace {
   // (or the gathered gradient of its output) and its partial output before the reduce-scatter. dn, dqkv, dctx and
   // the dense FFN's gradients then hold n x tp rows too.
   core::Buffer sp_gathered, sp_partial;
+  // Context parallelism (layout.hpp): the keys and values of the whole sequences of a micro-batch, position-major
+  // ([seq][sequences][width]), their gradients, and the landing of their all-gather (chunk-major).
+  core::Buffer cp_k, cp_v, cp_dk, cp_dv, cp_land_k, cp_land_v;
   core::Buffer logits_gate, dlogits_gate, dweights;  // [n][E], [n][E], [n][k]
   core::Buffer rows_a, rows_f;  // expert-major rows: [rows][h] and [rows][in x f]
   core::Buffer dense_f;         // dense FFN gradient [n][in x f] (of the activation's input)

@@ -97,6 +97,7 @@ RankTrainer::RankTrainer(const TrainingPlan& plan, core::Runtime& rt, RankCounte
       node_group_(plan.layout.node_group(rank_)),
       rail_group_(plan.layout.rail_group(rank_)),
       tp_group_(plan.layout.tp_group(rank_)),
+      cp_group_(plan.layout.cp_group(rank_)),
       a2a_algo_(policy_.all_to_all == AllToAll::hierarchical ? core::CollectiveAlgo::hierarchical
                                                              : core::CollectiveAlgo::direct) {
   exchanges_.resize(static_cast<std::size_t>(model_.moe_layers()));
@@ -312,14 +313,15 @@ core::Event RankTrainer::upload_ints(const core::Buffer& dst, const std::vector<
 void RankTrainer::load_batch(int step, int micro) {
   // Synthetic next-token task t[i+1] = (3 t[i] + 1) mod vocab from a random start per sequence: real runs can
   // watch the loss fall; the simulator pays for the same uploads.
-  // With tensor parallelism the group draws its replica's whole micro-batch and each rank keeps its sequence shard.
-  const std::int64_t n = tokens_, all = n * layout_.tp;
+  // With tensor parallelism the group draws its replica's whole micro-batch and each rank keeps its sequence shard;
+  // with context parallelism its chunk of every sequence first.
+  const std::int64_t n = tokens_, all = n * layout_.tp * layout_.cp;
   std::vector<std::int32_t> ids, targets;
   if (real_) {
     ids.resize(static_cast<std::size_t>(all));
     targets.resize(ids.size());
     std::uint64_t state = cfg_.workload_seed * 0x9E3779B97F4A7C15ull +
-                          static_cast<std::uint64_t>(layout_.dp_index(rank_)) * 7907 +
+                          static_cast<std::uint64_t>(layout_.replica_index(rank_)) * 7907 +
                           static_cast<std::uint64_t>(step) * 131 + static_cast<std::uint64_t>(micro);
     for (std::int64_t i = 0; i < all; ++i) {
       if (i % model_.seq_len == 0) {
@@ -329,6 +331,15 @@ void RankTrainer::load_batch(int step, int micro) {
         ids[static_cast<std::size_t>(i)] = targets[static_cast<std::size_t>(i - 1)];
       }
       targets[static_cast<std::size_t>(i)] = (ids[static_cast<std::size_t>(i)] * 3 + 1) % model_.vocab;
+    }
+    if (layout_.cp > 1) {  // this rank's chunk of every sequence
+      const std::int64_t S = model_.seq_len, chunk = S / layout_.cp, at = layout_.cp_index(rank_) * chunk;
+      std::vector<std::int32_t> ci, ct;
+      for (std::int64_t s = 0; s < all; s += S) {
+        ci.insert(ci.end(), ids.begin() + s + at, ids.begin() + s + at + chunk);
+        ct.insert(ct.end(), targets.begin() + s + at, targets.begin() + s + at + chunk);
+      }
+      ids = std::move(ci), targets = std::move(ct);
     }
     const auto first = static_cast<std::ptrdiff_t>(layout_.tp_index(rank_) * n);
     ids = std::vector<std::int32_t>(ids.begin() + first, ids.begin() + first + n);

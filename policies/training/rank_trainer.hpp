@@ -203,6 +203,21 @@ class RankTrainer {
   /// The Q, K, V a forward pass left for the backward (after norms and rotation).
   Qkv attention_inputs(const ActivationViews& a) const;
   core::AttentionOp attention_op(std::int64_t batch, std::int64_t len, const Qkv& x, const core::Buffer& out) const;
+
+  // ---- context_parallel.cpp ----
+  bool context_parallel() const { return layout_.cp > 1; }
+  /// Attention of this rank's chunk of every sequence (x: the chunk's Q, K, V; tokens_ = the chunk's tokens) over
+  /// its sequence up to the chunk's end: K and V gathered over the context-parallel group, position-major.
+  void context_attention(const Qkv& x, const core::Buffer& ctx);
+  /// Its backward: d.q of the chunk, and d.k, d.v of the chunk summed over the group's queries (reduce-scatter).
+  void context_attention_backward(const Qkv& x, const core::Buffer& ctx, const core::Buffer& dctx, const Qkv& d);
+  /// All-gathers the group's chunks `mine` ([B][chunk][width]) into `landing` and lays them out position-major in
+  /// `whole` ([seq][B][width]); the compute stream waits for the gather.
+  void gather_sequence(const core::Buffer& mine, const core::Buffer& landing, const core::Buffer& whole,
+                       std::int64_t width);
+  /// The reverse: `whole` back to chunk order in `landing`, reduce-scattered into `mine`.
+  void scatter_sequence(const core::Buffer& whole, const core::Buffer& landing, const core::Buffer& mine,
+                        std::int64_t width);
   /// Q and K as attention reads them: the projections, or (QK norms) their per-head RMSNorms.
   std::pair<core::Buffer, core::Buffer> normed_qk(const ActivationViews& a, int unit);
   /// The rows' positions: span (position = first + row mod span) and first.
@@ -324,7 +339,7 @@ class RankTrainer {
   core::Dtype gemm_dtype_;  // FP8 with fp8_gemm (outside ModelDtypeGemms scopes), else dtype_
   /// Bytes per element of rows sent to the experts (dispatch, and the gradients sent to them): 1 with fp8_dispatch.
   double dispatch_bytes_per_elem() const { return model_.fp8_dispatch ? 1.0 : a_; }
-  core::Group world_, ep_group_, edp_group_, node_group_, rail_group_, tp_group_;
+  core::Group world_, ep_group_, edp_group_, node_group_, rail_group_, tp_group_, cp_group_;
   core::CollectiveAlgo a2a_algo_;
   RankState st_;      // persistent allocations and their views
   bool real_ = false;  // buffers carry data: token counts come from the gate

@@ -122,19 +122,20 @@ void plan_single_task(const TrainingConfig& c, const Layout& l, RoutingPlan& pla
   const core::ModelConfig& md = c.model;
   // Sequences are dealt to the data-parallel replicas; a tensor-parallel group shares its replica's micro-batches,
   // each rank holding one sequence shard (layout.hpp), so every rank of the stage routes as many tokens.
-  const int dp = l.dp();
-  const std::string replicas = l.tp > 1 ? " data-parallel replicas" : " ranks";
+  const int dp = l.batch_replicas();
+  const bool groups = l.tp * l.cp > 1;
+  const std::string replicas = groups ? " data-parallel replicas" : " ranks";
   if (md.global_batch % dp != 0)
     throw core::InfeasibleError("global batch of " + std::to_string(md.global_batch) +
                                 " sequences does not divide evenly over " + std::to_string(dp) + replicas);
   const int per_rank = md.global_batch / dp;
   if (per_rank % md.micro_batch != 0)
-    throw core::InfeasibleError(std::to_string(per_rank) + " sequences per" + (l.tp > 1 ? " replica" : " rank") +
+    throw core::InfeasibleError(std::to_string(per_rank) + " sequences per" + (groups ? " replica" : " rank") +
                                 " (global batch " + std::to_string(md.global_batch) + " over " + std::to_string(dp) +
                                 replicas + ") do not divide into micro-batches of " + std::to_string(md.micro_batch));
   check_micro_batches(per_rank / md.micro_batch, per_rank, md.micro_batch);
   plan.micro_batches = per_rank / md.micro_batch;
-  const std::int64_t tokens = md.tokens_per_micro_batch() / l.tp;
+  const std::int64_t tokens = md.tokens_per_micro_batch() / (l.tp * l.cp);
   auto model =
       core::make_routing_model(c.workload, c.file, "workload", l.world, md.experts, md.moe_layers(), tokens, md.top_k);
   ReplicaPlanner planner(c.policy.replicas, md.moe_layers(), md.experts, l.ep, l.local_experts,

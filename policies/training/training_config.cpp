@@ -212,6 +212,7 @@ void parse_parallel(const json& p, const std::string& file, TrainingConfig& c) {
   if (p.contains("ep") && p.contains("expert_parallel"))
     throw core::ConfigError(file, "parallel.expert_parallel", "give \"ep\" or its older name, not both");
   const char* ep_key = p.contains("ep") ? "ep" : "expert_parallel";
+  if (p.contains("cp")) c.context_parallel = static_cast<int>(positive_int(p["cp"], file, "parallel.cp", 64));
   if (p.contains("etp")) c.expert_tensor_parallel = static_cast<int>(positive_int(p["etp"], file, "parallel.etp", 64));
   if (p.contains("pp")) c.pipeline_parallel = static_cast<int>(positive_int(p["pp"], file, "parallel.pp", 1 << 10));
   if (p.contains("vpp")) c.virtual_stages = static_cast<int>(positive_int(p["vpp"], file, "parallel.vpp", 64));
@@ -220,8 +221,6 @@ void parse_parallel(const json& p, const std::string& file, TrainingConfig& c) {
                                                     c.model.experts);
   c.expert_parallel = std::max(c.expert_parallel, 1);
   if (p.contains("tp")) c.tensor_parallel = static_cast<int>(positive_int(p["tp"], file, "parallel.tp", 64));
-  if (p.contains("cp") && (!p["cp"].is_number_integer() || p["cp"].get<std::int64_t>() != 1))
-    throw core::ConfigError(file, "parallel.cp", "expected 1: context parallelism is not modelled yet, got " + p["cp"].dump());
   if (p.contains("stage_layers")) {
     const json& s = p["stage_layers"];
     if (!s.is_array() || s.empty())
@@ -326,6 +325,7 @@ json describe_config(const TrainingConfig& c) {
             {"steps", c.steps}};
   if (c.tensor_parallel > 1) d["tensor_parallel"] = c.tensor_parallel;
   if (c.expert_tensor_parallel > 1) d["expert_tensor_parallel"] = c.expert_tensor_parallel;
+  if (c.context_parallel > 1) d["context_parallel"] = c.context_parallel;
   if (c.pipeline_parallel > 1) d["pipeline_parallel"] = c.pipeline_parallel;  // new keys only when used, so that
   if (c.virtual_stages > 1) d["virtual_stages"] = c.virtual_stages;
   if (!c.stage_layers.empty()) d["stage_layers"] = c.stage_layers;           // earlier reports stay byte-identical

@@ -8,8 +8,8 @@
 //                {"file": "topologies/dgx-a100-80g.json", "nodes": 8, "gpus": 64}
 //                (either form may add "spine_oversubscription": x >= 1, leaf uplinks at 1/x of the downlinks),
 //    "parallel": {"ep": 64, "pp": 1, "vpp": 1, "stage_layers": [...], "recompute": "none" | "selective" | "full",
-//                 "recompute_modules": ["layernorm", "moe_act", "mlp", "mla_up_proj"], "tp": 2, "etp": 1}
-//                ("expert_parallel" is the older name of "ep"; "cp" is accepted at 1 only),
+//                 "recompute_modules": ["layernorm", "moe_act", "mlp", "mla_up_proj"], "tp": 2, "etp": 1, "cp": 1}
+//                ("expert_parallel" is the older name of "ep"),
 //    "policy":   {"preset": "moesys", <toggle overrides>},
 //    "steps": 2, "seed": 1, "learning_rate": 0.001}
 // A multi-task workload counts each task's batch in sequences per step; the model's global_batch is then their sum.
@@ -58,6 +58,7 @@ struct TrainingConfig {
   int expert_parallel = 0;  // size of an expert-parallel group (inside one pipeline stage)
   int tensor_parallel = 1;       // tensor (and sequence) parallel size: contiguous ranks inside a node (layout.hpp)
   int expert_tensor_parallel = 1;  // ranks each routed expert's FFN width is split over (layout.hpp)
+  int context_parallel = 1;        // ranks each sequence is split over, one contiguous chunk each (layout.hpp)
   int pipeline_parallel = 1;     // pipeline stages (contiguous blocks of gpus / pp ranks)
   int virtual_stages = 1;        // model chunks per stage (interleaved 1F1B)
   std::vector<int> stage_layers;  // layers of each model chunk (pp x vpp); empty: an even split

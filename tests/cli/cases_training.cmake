@@ -35,8 +35,12 @@ moesys_cli_test(train_parallel_recompute_module_unknown 2 "parallel.recompute_mo
                 train --parallel "{\"recompute\": \"selective\", \"recompute_modules\": [\"core_attn\"]}")
 moesys_cli_test(train_parallel_recompute_modules_without_selective 2 "parallel.recompute_modules: only with \"recompute\": \"selective\""
                 train --parallel "{\"recompute\": \"full\", \"recompute_modules\": [\"mlp\"]}")
-moesys_cli_test(train_parallel_context_not_modelled 2 "parallel.cp: expected 1: context parallelism is not modelled yet, got 2"
-                train --parallel "{\"cp\": 2}")
+moesys_cli_test(train_parallel_context_zero 2 "parallel.cp: expected an integer in [1, 64], got 0"
+                train --parallel "{\"cp\": 0}")
+moesys_cli_test(train_parallel_context_learned_positions 2 "context-parallel size 2: a learned position table is not modelled with it"
+                train --parallel "{\"cp\": 2}" --preset deepspeed)
+moesys_cli_test(train_parallel_context_sequence 2 "context-parallel size 3: the sequence length 4096 does not divide into chunks"
+                train --gpus 48 --gpu h100 --model "{\"preset\": \"qwen3-30b-a3b\", \"layers\": 4}" --parallel "{\"cp\": 3, \"ep\": 16}" --preset megatron)
 moesys_cli_test(train_parallel_expert_tensor_needs_all_gather 2 "expert-tensor-parallel size 2: runs with the all-gather dispatcher only"
                 train --parallel "{\"etp\": 2, \"ep\": 8}")
 moesys_cli_test(train_parallel_expert_tensor_groups 2 "expert-tensor-parallel size 3: 64 ranks do not divide into expert groups of 8 x 3"

@@ -141,6 +141,51 @@ TEST(TensorParallel, ImpossibleMappingsAreRefusedWithTheReason) {
   EXPECT_EQ(why({{"tp", 4}}), "feasible");
 }
 
+TEST(ContextParallel, GroupsStrideTheTensorParallelRanksAndShareTheirReplica) {
+  json c = {{"model", {{"preset", "qwen3-30b-a3b"}}},
+            {"cluster", {{"gpus", 32}, {"gpu", "h100"}}},
+            {"parallel", {{"tp", 2}, {"cp", 4}, {"pp", 2}}},
+            {"policy", {{"preset", "megatron"}}}};
+  const Layout l = make_layout(parse_training_config(c, "f.json"));
+  EXPECT_EQ(l.batch_replicas(), 2);
+  EXPECT_EQ(l.dp(), 8) << "the dense weights' gradients are summed over the chunks too";
+  EXPECT_EQ(l.cp_group(27).ranks(), (std::vector<int>{25, 27, 29, 31}));
+  EXPECT_EQ(l.cp_index(27), 1);
+  EXPECT_EQ(l.replica_index(27), 1);
+  EXPECT_EQ(l.replica_index(23), 0);
+}
+
+TEST(ContextParallel, ChunksQuarterEachRanksTokensAndRefuseWhatTheyCannotSplit) {
+  auto plan = [](int cp) {
+    return make_training_plan(parse_training_config({{"model", {{"preset", "qwen3-30b-a3b"}, {"layers", 4}, {"global_batch", 64}}},
+                                                     {"cluster", {{"gpus", 32}, {"gpu", "h100"}}},
+                                                     {"parallel", {{"cp", cp}}},
+                                                     {"policy", {{"preset", "megatron"}}}},
+                                                    "f.json"));
+  };
+  const TrainingPlan one = plan(1), four = plan(4);
+  EXPECT_EQ(four.routing.micro_batches, 4 * one.routing.micro_batches);  // a quarter of the replicas
+  EXPECT_EQ(four.routing.at(0, 0).tokens[0] * 4, one.routing.at(0, 0).tokens[0]);
+  auto refusal = [](json model, json parallel) {
+    try {
+      make_training_plan(parse_training_config(
+          {{"model", model}, {"cluster", {{"gpus", 32}, {"gpu", "h100"}}}, {"parallel", parallel}, {"policy", {{"preset", "megatron"}}}},
+          "f.json"));
+    } catch (const core::InfeasibleError& e) {
+      return std::string(e.what());
+    }
+    return std::string("feasible");
+  };
+  const json qwen = {{"preset", "qwen3-30b-a3b"}, {"layers", 4}, {"global_batch", 64}};
+  EXPECT_NE(refusal(qwen, {{"cp", 3}}).find("do not divide into 3"), std::string::npos);
+  EXPECT_NE(refusal({{"preset", "gpt-moe"}, {"experts", 32}}, {{"cp", 2}}).find("learned position table"),
+            std::string::npos);
+  json odd = qwen;
+  odd["seq_len"] = 4095;
+  EXPECT_NE(refusal(odd, {{"cp", 2}}).find("sequence length 4095 does not divide"), std::string::npos);
+  EXPECT_EQ(refusal(qwen, {{"cp", 2}, {"tp", 2}}), "feasible");
+}
+
 TEST(TensorParallel, SequenceShardsHalveEachRanksActivations) {
   auto plan = [](int tp) {
     return make_training_plan(parse_training_config({{"model", {{"preset", "qwen3-30b-a3b"}, {"layers", 4}, {"global_batch", 64}}},

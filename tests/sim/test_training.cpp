@@ -223,6 +223,20 @@ TEST(Training, AllGatherDispatcherSendsEveryTokenToEveryMember) {
   EXPECT_EQ(gathered[1], a2a[1]);
 }
 
+TEST(Training, ContextParallelShardsActivationsAndGathersKeysOverNvlink) {
+  // Context parallelism 2 on nodes of 8: each rank holds half of every sequence (half the activations of attention
+  // and the dense parts), and every layer all-gathers keys and values and reduce-scatters their gradients inside the
+  // node. The replicas halve, so each runs twice the micro-batches. The keys of chunk 1 are twice chunk 0's, so the
+  // attention kernels of the group's ranks differ, and the chunk-1 ranks set the pace.
+  const std::vector<std::string> keys = {"/memory/planned_by_use_gib/hbm/activations",
+                                         "/network_gb_per_step/intra_node", "/micro_batches"};
+  const auto one = numbers(pipelined({{"ep", 8}}, 32 * 2), keys);
+  const auto two = numbers(pipelined({{"ep", 8}, {"cp", 2}}, 32 * 2), keys);
+  EXPECT_LT(two[0], 0.6 * one[0]);
+  EXPECT_GT(two[1], one[1]);
+  EXPECT_EQ(two[2], 2 * one[2]);
+}
+
 TEST(Training, SelectiveRecomputeCostsLessComputeThanFullAndKeepsMoreThanIt) {
   // Selective recompute runs a few cheap kernels again (norms, activations) instead of whole forwards: more compute
   // than keeping everything, much less than full recompute; its peak lies between the two.
