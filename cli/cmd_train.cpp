@@ -253,6 +253,10 @@ int run_train(int argc, char** argv) {
   if (real && (c.model.fp8_gemm || c.model.fp8_dispatch))
     throw core::ConfigError(file, c.model.fp8_gemm ? "model.fp8_gemm" : "model.fp8_dispatch",
                             "FP8 is a simulator option; the real runtimes compute in fp32");
+  if (runtime == "cuda" && c.context_parallel > 1)
+    throw core::ConfigError(file, "parallel.cp",
+                            "context parallelism runs in the simulator and on CPU ranks; the CUDA runtime's attention "
+                            "backward takes whole sequences only");
   const core::Calibration cal = calibration_from_args(args, c.cluster);
   const auto trace = args.get("--trace");
   tr::TrainingReport report;

@@ -27,7 +27,8 @@ void RankTrainer::gather_sequence(const core::Buffer& mine, const core::Buffer& 
   const std::uint64_t part = rows_bytes(tokens_, width, a_), all = part * static_cast<std::uint64_t>(cp);
   rt_.stream_wait(kComm, last_compute_);
   rt_.stream_wait(kCompute, rt_.all_gather(kComm, cp_group_, mine.slice(0, part), landing.slice(0, all), all));
-  for (std::int64_t c = 0; c < cp; ++c)  // chunk c: [sequence][position] -> [position][sequence]
+  // Chunk c: [sequence][position] -> [position][sequence]; only the chunks up to this rank's are read.
+  for (std::int64_t c = 0; c <= layout_.cp_index(rank_); ++c)
     tensor(ops::block_transpose(row_range(landing, c * tokens_, tokens_, width, a_),
                                 row_range(whole, c * tokens_, tokens_, width, a_), seqs, chunk, width),
            "context gather layout");
@@ -36,10 +37,15 @@ void RankTrainer::gather_sequence(const core::Buffer& mine, const core::Buffer& 
 void RankTrainer::scatter_sequence(const core::Buffer& whole, const core::Buffer& landing, const core::Buffer& mine,
                                    std::int64_t width) {
   const std::int64_t chunk = model_.seq_len / layout_.cp, seqs = tokens_ / chunk, cp = layout_.cp;
-  for (std::int64_t c = 0; c < cp; ++c)
+  const std::int64_t own = layout_.cp_index(rank_);
+  for (std::int64_t c = 0; c <= own; ++c)
     tensor(ops::block_transpose(row_range(whole, c * tokens_, tokens_, width, a_),
                                 row_range(landing, c * tokens_, tokens_, width, a_), chunk, seqs, width),
            "context scatter layout");
+  if (own + 1 < cp)  // later chunks' keys are not seen by this rank's queries: no gradient from here
+    tensor(ops::fill(row_range(landing, (own + 1) * tokens_, (cp - own - 1) * tokens_, width, a_),
+                     (cp - own - 1) * tokens_ * width),
+           "context grad zero");
   const std::uint64_t part = rows_bytes(tokens_, width, a_), all = part * static_cast<std::uint64_t>(cp);
   rt_.stream_wait(kComm, last_compute_);
   rt_.stream_wait(kCompute,
@@ -61,11 +67,10 @@ void RankTrainer::context_attention_backward(const Qkv& x, const core::Buffer& c
                                              const Qkv& d) {
   const Workspace& w = st_.ws;
   const std::int64_t chunk = model_.seq_len / layout_.cp, seqs = tokens_ / chunk;
-  const std::int64_t whole = tokens_ * layout_.cp, kw = model_.k_width(), vw = model_.kv_width();
+  const std::int64_t kw = model_.k_width(), vw = model_.kv_width();
   gather_sequence(x.k, w.cp_land_k, w.cp_k, kw);  // gathered again: nothing of the forward's is kept
   gather_sequence(x.v, w.cp_land_v, w.cp_v, vw);
-  tensor(ops::fill(w.cp_dk, whole * kw), "context grad zero");  // positions past the chunk get no gradient here
-  tensor(ops::fill(w.cp_dv, whole * vw), "context grad zero");
+  // The kernel writes the gradients of every position up to the chunk's end (the rows the scatter reads).
   core::AttentionOp op = attention_op(seqs, chunk, {x.q, w.cp_k, w.cp_v}, ctx);
   op.seq_kv = (layout_.cp_index(rank_) + 1) * chunk;
   op.kv_position_major = true;

@@ -37,9 +37,16 @@ MoeExchange RankTrainer::gathered_exchange(int moe_layer, const ActivationViews&
   x.send_pe.assign(static_cast<std::size_t>(P * L), 0);  // nothing is sent row by row
   if (read_back(w.ag_slots, all_slots, routed, slots.data())) {
     // Rows of my expert e from member p: the kept slots' positions are 0, 1, ... in each (member, expert) block;
-    // padded dispatch computes whole capacity blocks.
+    // padded dispatch computes whole blocks: the capacity, or without one (dropless) the group's largest load, as
+    // DeepSpeed pads with drop_tokens=false and the routing plan does.
     const bool padded = policy_.dispatch == Dispatch::padded;
-    x.recv_pe.assign(static_cast<std::size_t>(P * L), padded ? x.capacity : 0);
+    std::int64_t block = x.capacity;
+    if (padded && policy_.gate == Gate::dropless) {
+      block = 0;
+      for (std::int32_t s : slots)
+        if (s >= 0) block = std::max<std::int64_t>(block, s % x.capacity + 1);
+    }
+    x.recv_pe.assign(static_cast<std::size_t>(P * L), padded ? block : 0);
     auto for_mine = [&](auto fn) {
       for (std::int64_t i = 0; i < P * n * k; ++i) {
         const std::int32_t s = slots[static_cast<std::size_t>(i)];

@@ -24,9 +24,10 @@ enum class Dispatch { padded, counts };
 enum class AllToAll { flat, hierarchical };
 /// How routed rows reach their experts (Megatron-Core's token dispatchers). `all_to_all`: each row travels to the
 /// rank of its expert (all-to-all(v), with `dispatch`, `all_to_all` and `overlap_chunks`). `all_gather`: every
-/// member of the expert-parallel group gathers the group's tokens and routing, computes the rows of its own
-/// experts, and a reduce-scatter sums each token's weighted outputs back to its owner: more bytes (every token to
-/// every member) in two bandwidth-bound collectives instead of a latency-bound all-to-all(v) and a count exchange.
+/// member of the expert-parallel group gathers the group's tokens, slots and weights (the host reads the slots back
+/// to lay out its experts' rows), computes the rows of its own experts, and a reduce-scatter sums each token's
+/// weighted outputs back to its owner: every token reaches every member, in all-gathers and a reduce-scatter
+/// instead of all-to-all(v)s of the routed rows.
 enum class Dispatcher { all_to_all, all_gather };
 /// Dense (always active) parameters: plain data parallelism (replicated, all-reduce), ZeRO-2 (replicated fp16
 /// parameters; gradients and optimizer states sharded over all ranks), or MoESys's ZeRO-3 (fp16 parameters and

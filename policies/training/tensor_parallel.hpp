@@ -32,7 +32,9 @@ core::ModelConfig rank_model(const core::ModelConfig& m, int tp, int etp = 1);
 
 /// One routed expert's block (W1 [h][in x f], b1, W2 [f][h], b2) as drawn for the whole model, cut to member
 /// `index`'s shard of an expert-tensor-parallel group of `etp`: W1's and b1's columns [index f / etp, (index + 1) f /
-/// etp) of each of the `in` column groups (SwiGLU's gate and up halves), W2's rows of the same range, b2 whole.
+/// etp) of each of the `in` column groups (SwiGLU's gate and up halves), W2's rows of the same range, b2 whole (the
+/// program keeps biases as parameters but issues no bias adds, dense_layers.cpp; were b2 added, only one shard could
+/// add it, since the dispatcher sums the shards' outputs).
 std::vector<float> expert_shard(const core::ModelConfig& m, int etp, int index, const float* whole);
 
 /// Unit `unit` (0: the embedding unit, l + 1: layer l) as drawn for the whole model, `values` tensor after tensor

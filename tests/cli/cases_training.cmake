@@ -37,6 +37,8 @@ moesys_cli_test(train_parallel_recompute_modules_without_selective 2 "parallel.r
                 train --parallel "{\"recompute\": \"full\", \"recompute_modules\": [\"mlp\"]}")
 moesys_cli_test(train_parallel_context_zero 2 "parallel.cp: expected an integer in [1, 64], got 0"
                 train --parallel "{\"cp\": 0}")
+moesys_cli_test(train_parallel_context_not_on_cuda 2 "parallel.cp: context parallelism runs in the simulator and on CPU ranks"
+                train --runtime cuda --ranks 2 --model "{\"hidden\": 64, \"layers\": 2}" --parallel "{\"cp\": 2}")
 moesys_cli_test(train_parallel_context_learned_positions 2 "context-parallel size 2: a learned position table is not modelled with it"
                 train --parallel "{\"cp\": 2}" --preset deepspeed)
 moesys_cli_test(train_parallel_context_sequence 2 "context-parallel size 3: the sequence length 4096 does not divide into chunks"

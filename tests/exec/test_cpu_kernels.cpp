@@ -108,42 +108,49 @@ TEST(CpuKernels, DecodeStepEqualsLastRowOfFullAttention) {
 TEST(CpuKernels, ChunkBackwardIsTheFullBackwardOfItsQueries) {
   // Context parallelism's invariant: the backward of the last Sq queries over position-major K and V equals the full
   // causal backward whose output gradient is zero for the earlier queries: the same d_k and d_v, and d_q of those rows.
-  const I B = 2, S = 6, Sq = 2, H = 2, D = 3, ld = H * D, n = B * S * ld;
-  auto q = model::normal_floats(n, 1.0, 11), k = model::normal_floats(n, 1.0, 12), v = model::normal_floats(n, 1.0, 13);
+  // With 4 query heads over 2 K/V heads, each K/V gradient sums its group's heads.
+  const I B = 2, S = 6, Sq = 2, H = 4, Hk = 2, D = 3, ld = H * D, ldk = Hk * D, n = B * S * ld, nk = B * S * ldk;
+  auto q = model::normal_floats(n, 1.0, 11), k = model::normal_floats(nk, 1.0, 12), v = model::normal_floats(nk, 1.0, 13);
   auto d_o = model::normal_floats(n, 1.0, 14);
   for (I b = 0; b < B; ++b)
     for (I t = 0; t < S - Sq; ++t)
       for (I x = 0; x < ld; ++x) d_o[std::size_t((b * S + t) * ld + x)] = 0.f;
-  std::vector<float> o(static_cast<std::size_t>(n)), dq(o.size()), dk(o.size()), dv(o.size());
-  run_kernel(model::ops::attention(B, S, H, D, view(q), view(k), view(v), view(o)));
-  run_kernel(model::ops::attention_bwd(B, S, H, D, view(q), view(k), view(v), view(o), view(d_o), view(dq), view(dk),
-                                       view(dv)));
+  std::vector<float> o(static_cast<std::size_t>(n)), dq(o.size()), dk(static_cast<std::size_t>(nk)), dv(dk.size());
+  core::AttentionOp full = model::ops::attention_bwd(B, S, H, D, view(q), view(k), view(v), view(o), view(d_o),
+                                                     view(dq), view(dk), view(dv));
+  full.kv_heads = Hk;
+  core::AttentionOp forward = full;
+  forward.backward = false;
+  run_kernel(forward);
+  run_kernel(full);
   // The chunk: its queries and output gradient sequence-major, K and V (and their gradients) position-major.
   std::vector<float> qc(static_cast<std::size_t>(B * Sq * ld)), doc(qc.size()), oc(qc.size()), dqc(qc.size());
-  std::vector<float> kp(static_cast<std::size_t>(n)), vp(kp.size()), dkp(kp.size(), 0.f), dvp(kp.size(), 0.f);
+  std::vector<float> kp(static_cast<std::size_t>(nk)), vp(kp.size()), dkp(kp.size(), 0.f), dvp(kp.size(), 0.f);
   for (I b = 0; b < B; ++b)
-    for (I t = 0; t < S; ++t)
-      for (I x = 0; x < ld; ++x) {
-        kp[std::size_t((t * B + b) * ld + x)] = k[std::size_t((b * S + t) * ld + x)];
-        vp[std::size_t((t * B + b) * ld + x)] = v[std::size_t((b * S + t) * ld + x)];
-        if (t >= S - Sq) {
-          qc[std::size_t((b * Sq + t - (S - Sq)) * ld + x)] = q[std::size_t((b * S + t) * ld + x)];
-          doc[std::size_t((b * Sq + t - (S - Sq)) * ld + x)] = d_o[std::size_t((b * S + t) * ld + x)];
-        }
+    for (I t = 0; t < S; ++t) {
+      for (I x = 0; x < ldk; ++x) {
+        kp[std::size_t((t * B + b) * ldk + x)] = k[std::size_t((b * S + t) * ldk + x)];
+        vp[std::size_t((t * B + b) * ldk + x)] = v[std::size_t((b * S + t) * ldk + x)];
       }
+      for (I x = 0; x < ld && t >= S - Sq; ++x) {
+        qc[std::size_t((b * Sq + t - (S - Sq)) * ld + x)] = q[std::size_t((b * S + t) * ld + x)];
+        doc[std::size_t((b * Sq + t - (S - Sq)) * ld + x)] = d_o[std::size_t((b * S + t) * ld + x)];
+      }
+    }
   core::AttentionOp back = model::ops::attention_cached(B, Sq, S, H, D, view(qc), view(kp), view(vp), view(oc));
+  back.kv_heads = Hk;
   back.backward = true;
   back.d_o = view(doc), back.d_q = view(dqc), back.d_k = view(dkp), back.d_v = view(dvp);
   run_kernel(back);
   for (I b = 0; b < B; ++b)
-    for (I t = 0; t < S; ++t)
-      for (I x = 0; x < ld; ++x) {
-        EXPECT_NEAR(dkp[std::size_t((t * B + b) * ld + x)], dk[std::size_t((b * S + t) * ld + x)], 1e-5);
-        EXPECT_NEAR(dvp[std::size_t((t * B + b) * ld + x)], dv[std::size_t((b * S + t) * ld + x)], 1e-5);
-        if (t >= S - Sq) {
-          EXPECT_NEAR(dqc[std::size_t((b * Sq + t - (S - Sq)) * ld + x)], dq[std::size_t((b * S + t) * ld + x)], 1e-5);
-        }
+    for (I t = 0; t < S; ++t) {
+      for (I x = 0; x < ldk; ++x) {
+        EXPECT_NEAR(dkp[std::size_t((t * B + b) * ldk + x)], dk[std::size_t((b * S + t) * ldk + x)], 1e-5);
+        EXPECT_NEAR(dvp[std::size_t((t * B + b) * ldk + x)], dv[std::size_t((b * S + t) * ldk + x)], 1e-5);
       }
+      for (I x = 0; x < ld && t >= S - Sq; ++x)
+        EXPECT_NEAR(dqc[std::size_t((b * Sq + t - (S - Sq)) * ld + x)], dq[std::size_t((b * S + t) * ld + x)], 1e-5);
+    }
 }
 
 TEST(CpuKernels, AttentionRejectsMoreQueriesThanKeys) {
