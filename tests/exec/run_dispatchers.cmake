@@ -2,7 +2,7 @@
 # runs one model, layout and policy with "dispatcher": "all_to_all" and "all_gather" on 4 ranks and the losses must
 # agree at every step within float rounding (a token's weighted expert outputs are summed by the combine kernel of
 # one rank in one case, by the reduce-scatter over the members in the other). The gate's slots decide the rows in
-# both, so capacity drops, padded blocks, shared experts, the sigmoid gate's groups, pipeline stages with full
+# both, so capacity drops, padded blocks (a capacity, or dropless the group's largest load), shared experts, the sigmoid gate's groups, pipeline stages with full
 # recompute, experts offloaded to host memory and tensor-parallel token shards must all come out the same.
 include(${CMAKE_CURRENT_LIST_DIR}/cpu_losses.cmake)
 
@@ -12,6 +12,7 @@ set(qwen "{\"preset\": \"qwen3-235b-a22b\", \"layers\": 4, \"experts\": 8, \"top
 set(dropless "\"gate\": \"dropless\", \"dispatch\": \"counts\"")
 # name | model | parallel | policy toggles (on top of deepspeed with ddp)
 set(cases "gshard capacity drops, padded blocks|gpt|{}|\"dense\": \"ddp\""
+          "dropless, blocks padded to the group's largest load|gpt|{}|\"dense\": \"ddp\", \"gate\": \"dropless\""
           "mla, shared expert, sigmoid gate in groups, top-4|deepseek|{}|\"dense\": \"ddp\", ${dropless}"
           "two pipeline stages, full recompute|qwen|{\"pp\": 2, \"recompute\": \"full\"}|\"dense\": \"distributed\", ${dropless}"
           "experts offloaded to host memory|gpt|{}|\"dense\": \"ddp\", \"offload\": \"cpu\""
