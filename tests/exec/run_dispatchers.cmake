@@ -2,8 +2,9 @@
 # runs one model, layout and policy with "dispatcher": "all_to_all" and "all_gather" on 4 ranks and the losses must
 # agree at every step within float rounding (a token's weighted expert outputs are summed by the combine kernel of
 # one rank in one case, by the reduce-scatter over the members in the other). The gate's slots decide the rows in
-# both, so capacity drops, padded blocks (a capacity, or dropless the group's largest load), shared experts, the sigmoid gate's groups, pipeline stages with full
-# recompute, experts offloaded to host memory and tensor-parallel token shards must all come out the same.
+# both, so capacity drops, padded blocks (a capacity, or dropless the group's largest load), shared experts, the
+# sigmoid gate's groups, pipeline stages with full recompute, experts offloaded to host memory and tensor-parallel
+# token shards must all come out the same.
 include(${CMAKE_CURRENT_LIST_DIR}/cpu_losses.cmake)
 
 set(gpt "{\"global_batch\": 16, \"micro_batch\": 2, \"experts\": 8, \"top_k\": 2, \"capacity_factor\": 0.5}")
