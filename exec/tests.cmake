@@ -80,15 +80,13 @@ add_test(NAME exec.train.zoo_model_reduced
          COMMAND moesys train --runtime cpu --ranks 2 --steps 3 --model "{\"preset\": \"deepseek-v3\", \"mtp_layers\": 0}")
 set_tests_properties(exec.train.zoo_model_reduced PROPERTIES LABELS exec TIMEOUT 300
                      ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}" PASS_REGULAR_EXPRESSION "loss per step +[0-9.]+ [0-9.]+ [0-9.]+")
-add_test(NAME exec.train.pipeline_layouts
-         COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -P ${MOESYS_EXEC_TESTS}/run_pipeline_layouts.cmake)
-set_tests_properties(exec.train.pipeline_layouts PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
-add_test(NAME exec.train.tensor_parallel
-         COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -P ${MOESYS_EXEC_TESTS}/run_tensor_parallel.cmake)
-set_tests_properties(exec.train.tensor_parallel PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
-add_test(NAME exec.train.selective_recompute
-         COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -P ${MOESYS_EXEC_TESTS}/run_selective_recompute.cmake)
-set_tests_properties(exec.train.selective_recompute PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
+# Layouts and dispatchers that must compute the same model as a reference run (tests/exec/run_<name>.cmake, each
+# comparing the losses of CPU runs step by step).
+foreach(name pipeline_layouts tensor_parallel selective_recompute dispatchers expert_tensor_parallel context_parallel)
+  add_test(NAME exec.train.${name}
+           COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -P ${MOESYS_EXEC_TESTS}/run_${name}.cmake)
+  set_tests_properties(exec.train.${name} PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
+endforeach()
 add_test(NAME exec.infer.zoo_model_reduced COMMAND moesys infer --runtime cpu --ranks 2 --model qwen3-30b-a3b --output 3)
 set_tests_properties(exec.infer.zoo_model_reduced PROPERTIES LABELS exec TIMEOUT 300
                      ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}" PASS_REGULAR_EXPRESSION "tokens \\(rank 0\\)")
@@ -109,12 +107,3 @@ foreach(ranks 1 2)
   set_tests_properties(exec.infer.cpu_ranks${ranks} PROPERTIES LABELS exec TIMEOUT 300
                        ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
 endforeach()
-add_test(NAME exec.train.dispatchers
-         COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -P ${MOESYS_EXEC_TESTS}/run_dispatchers.cmake)
-set_tests_properties(exec.train.dispatchers PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
-add_test(NAME exec.train.expert_tensor_parallel
-         COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -P ${MOESYS_EXEC_TESTS}/run_expert_tensor_parallel.cmake)
-set_tests_properties(exec.train.expert_tensor_parallel PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
-add_test(NAME exec.train.context_parallel
-         COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -P ${MOESYS_EXEC_TESTS}/run_context_parallel.cmake)
-set_tests_properties(exec.train.context_parallel PROPERTIES LABELS exec TIMEOUT 300 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
