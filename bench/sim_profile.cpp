@@ -3,6 +3,7 @@
 //
 //   moesys_sim_profile [--gpus 64,256,1024] [--repeat 3] [--steps 2] [--config JSON] [--weak-scaling] [--json]
 //                      [--direct-flow-limit N] [--flows-per-carrier N]   (SimOptions: where flows go through carriers)
+//                      [--kernel-spans]   (one execution and span per kernel, as with `moesys train --trace`)
 //
 // --config is merged into the default training config (the paper's GPT-MoE with 128 experts, a global batch of
 // 8192 sequences, preset moesys, i.e. `moesys train --experts 128 --model '{"global_batch": 8192}'`). With
@@ -38,13 +39,17 @@ struct Options {
   json patch = json::object();
   bool json_out = false;
   bool weak_scaling = false;
-  moesys::sim::SimOptions sim;  // --direct-flow-limit, --flows-per-carrier
+  moesys::sim::SimOptions sim = [] {  // --direct-flow-limit, --flows-per-carrier, --kernel-spans
+    moesys::sim::SimOptions o;
+    o.coalesce_kernels = true;  // as `moesys train` without --trace
+    return o;
+  }();
 };
 
 [[noreturn]] void usage_error(const std::string& what) {
   std::fprintf(stderr, "moesys_sim_profile: %s\nusage: moesys_sim_profile [--gpus 64,256,1024] [--repeat N] "
                        "[--steps S] [--config JSON] [--weak-scaling] [--direct-flow-limit N] [--flows-per-carrier N] "
-                       "[--json]\n", what.c_str());
+                       "[--kernel-spans] [--json]\n", what.c_str());
   std::exit(2);
 }
 
@@ -82,6 +87,8 @@ Options parse(int argc, char** argv) {
       o.sim.direct_flow_limit = static_cast<std::size_t>(positive(a, value()));
     } else if (a == "--flows-per-carrier") {
       o.sim.flows_per_carrier = static_cast<std::size_t>(positive(a, value()));
+    } else if (a == "--kernel-spans") {
+      o.sim.coalesce_kernels = false;
     } else if (a == "--json") {
       o.json_out = true;
     } else if (a == "--weak-scaling") {

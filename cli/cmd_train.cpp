@@ -268,7 +268,7 @@ int run_train(int argc, char** argv) {
     if (auto out = args.get("--routing-out"))
       core::write_routing_trace(*out, routing_trace(measured.counters, c.model.experts, c.model.moe_layers()));
   } else {
-    report = tr::run_training(c, tr::sim_simulator(cal), trace.has_value());
+    report = tr::run_training(c, tr::sim_simulator(cal, trace.has_value()), trace.has_value());
   }
   if (trace) core::write_chrome_trace(report.last_step, *trace);
   if (args.has("--json"))

@@ -119,7 +119,7 @@ Sample run_once(const json& config, int ranks, int warmup, int steps, const std:
     const tr::TrainingPlan plan = tr::make_training_plan(c);
     std::vector<tr::RankCounters> counters(static_cast<std::size_t>(plan.layout.ranks));
     const tr::SimulatedRun run =
-        tr::sim_simulator(cal)(c.cluster, plan.layout.ranks, tr::training_program(plan, counters));
+        tr::sim_simulator(cal, true)(c.cluster, plan.layout.ranks, tr::training_program(plan, counters));
     if (!trace_stem.empty()) core::write_chrome_trace(all_spans(run), trace_stem + "-predicted.json");
     const StepTimes t = step_times(run, warmup, steps);
     return json{{"step_s", t.step_s}, {"phase_s", t.phase_s}, {"op_s", t.op_s}};

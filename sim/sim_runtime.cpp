@@ -1,6 +1,7 @@
 #include "sim/sim_runtime.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <simgrid/Exception.hpp>
 #include <stdexcept>
 
@@ -13,13 +14,14 @@ namespace moesys::sim {
 
 namespace sg4 = sg::sg4;
 
-SimRuntime::SimRuntime(SimWorld& world, int rank, int world_size)
+SimRuntime::SimRuntime(SimWorld& world, int rank, int world_size, bool coalesce_kernels)
     : world_(world),
       rank_(rank),
       world_size_(world_size),
       // Host memory and the SSD are shared by the GPUs of a node; each rank gets its share.
       ledger_(world.spec().node.gpu.hbm_bytes, world.spec().node.host_memory.capacity_bytes / world.spec().node.gpus,
-              world.spec().node.ssd.capacity_bytes / world.spec().node.gpus) {}
+              world.spec().node.ssd.capacity_bytes / world.spec().node.gpus),
+      coalesce_kernels_(coalesce_kernels) {}
 
 double SimRuntime::now_s() const {
   return sg4::Engine::get_clock();
@@ -68,6 +70,7 @@ core::Event SimRuntime::enqueue(core::StreamId stream_id, Op op) {
   Stream& s = stream(stream_id, true);
   const std::uint64_t event = next_event_++;
   event_stream_.push_back(s.index);
+  event_awaited_.push_back(false);
   op.event = event;
   op.deps = std::move(s.next_deps);
   s.next_deps.clear();
@@ -92,9 +95,25 @@ bool SimRuntime::done(std::uint64_t event) const {
 bool SimRuntime::wait_for(std::uint64_t event, Waiter& self) {
   bool blocked = false;
   while (!done(event)) {
-    blocked = true;
+    Stream& s = *by_index_[event_stream_[event - 1]];
+    RunPosition where = RunPosition::after;
+    if (s.running) {
+      where = locate_in_run(s, event);
+      if (where == RunPosition::ended || where == RunPosition::moved) continue;
+    }
     self.until = event;
-    by_index_[event_stream_[event - 1]]->waiters.push_back(&self);
+    s.waiters.push_back(&self);
+    if (where == RunPosition::inside) {
+      // The execution in flight would run past the event: cancel it at its progress; the stream's actor restarts
+      // it up to the event, since this waiter is registered now.
+      KernelRun& r = *s.running;
+      sg4::ExecPtr exec = std::move(r.exec);
+      r.cancelled = true;
+      ++s.exec_generation;
+      profile::InSimgrid in;
+      exec->cancel();
+    }
+    blocked = true;
     profile::count_block();
     profile::InSimgrid in;
     self.wake->acquire();
@@ -102,7 +121,113 @@ bool SimRuntime::wait_for(std::uint64_t event, Waiter& self) {
   return blocked;
 }
 
+SimRuntime::RunPosition SimRuntime::locate_in_run(Stream& s, std::uint64_t event) {
+  KernelRun& r = *s.running;
+  double progress = r.cancelled ? r.cancelled_at : r.done_work;
+  if (r.exec) {
+    // Reading the progress is a simcall, during which other actors may run and the run move on.
+    const std::uint64_t generation = s.exec_generation;
+    double remaining = 0;
+    {
+      profile::InSimgrid in;
+      remaining = r.exec->get_remaining();
+    }
+    if (s.exec_generation != generation) return RunPosition::moved;
+    progress = r.done_work + (r.exec_work - remaining);
+  }
+  const auto it = std::lower_bound(r.events.begin() + static_cast<long>(r.next), r.events.end(), event);
+  if (it == r.events.end() || *it != event) return RunPosition::after;  // issued after the run was formed
+  const auto index = static_cast<std::size_t>(it - r.events.begin());
+  if (r.ends[index] <= progress + kWorkTolerance * r.ends.back()) {  // the kernel has ended within the execution
+    r.next = index + 1;
+    ++s.exec_generation;
+    complete(s, event);
+    return RunPosition::ended;
+  }
+  if (r.exec && index < r.stop) {
+    r.cancelled_at = progress;
+    return RunPosition::inside;
+  }
+  return RunPosition::after;  // the next execution stops at it (the caller registers as its waiter)
+}
+
+void SimRuntime::run_kernels(Stream& s, Op first, double start) {
+  KernelRun r;
+  r.events.push_back(first.event);
+  r.ends.push_back(first.gpu_work);
+  double flop = first.flop;
+  std::uint64_t bytes = first.bytes;
+  std::string last;
+  // Kernels queued right behind, ready to start when the one before ends: they would start at that instant.
+  while (!s.queue.empty()) {
+    Op& next = s.queue.front();
+    if (next.gpu_work < 0 || !std::all_of(next.deps.begin(), next.deps.end(), [&](auto e) { return done(e); }))
+      break;
+    r.events.push_back(next.event);
+    r.ends.push_back(r.ends.back() + next.gpu_work);
+    flop += next.flop;
+    bytes += next.bytes;
+    last = std::move(next.name);
+    s.queue.pop_front();
+  }
+  const std::size_t n = r.events.size();
+  s.running = &r;
+  struct Detach {
+    Stream& s;
+    ~Detach() { s.running = nullptr; }
+  } detach{s};
+  sg4::Host* gpu = world_.platform().gpu(rank_);
+  while (r.next < n) {
+    // One execution up to the first kernel that is waited for, or that an issued operation depends on.
+    auto stop_for = [&] {
+      std::uint64_t awaited = std::numeric_limits<std::uint64_t>::max();
+      for (const Waiter* w : s.waiters) awaited = std::min(awaited, w->until);
+      std::size_t stop = r.next;
+      while (stop + 1 < n && r.events[stop] < awaited && !event_awaited_[r.events[stop] - 1]) ++stop;
+      return stop;
+    };
+    r.stop = stop_for();
+    r.exec_work = r.ends[r.stop] - r.done_work;
+    r.cancelled = false;
+    sg4::ExecPtr exec = sg4::this_actor::exec_init(r.exec_work);
+    exec->set_host(gpu);
+    try {
+      profile::InSimgrid in;
+      exec->start();  // a simcall: a waiter may have registered meanwhile, without seeing this execution
+      if (stop_for() < r.stop) {
+        r.cancelled_at = r.done_work;
+        r.cancelled = true;
+        exec->cancel();
+      } else {
+        r.exec = exec;
+        ++s.exec_generation;
+      }
+      exec->wait();
+      r.exec = nullptr;
+      ++s.exec_generation;
+      r.done_work = r.ends[r.stop];
+      r.next = std::max(r.next, r.stop + 1);
+      complete(s, r.events[r.stop]);
+    } catch (const simgrid::CancelException&) {
+      // A waiter stopped the execution at r.cancelled_at (locate_in_run); kernels that ended by then are done.
+      r.done_work = r.cancelled_at;
+      std::size_t ended = r.next;
+      while (ended < n && r.ends[ended] <= r.done_work + kWorkTolerance * r.ends.back()) ++ended;
+      if (ended > r.next) {
+        r.next = ended;
+        complete(s, r.events[ended - 1]);
+      }
+    }
+  }
+  profile::Scope in(profile::Phase::bookkeeping);
+  std::string name = n == 1 ? std::move(first.name)
+                            : first.name + " .. " + last + " (" + std::to_string(n) + " kernels)";
+  spans_.push_back({rank_, core::stream_name(s.id), core::SpanKind::compute, std::move(name), start,
+                    sg4::Engine::get_clock(), bytes, flop});
+}
+
 void SimRuntime::complete(Stream& s, std::uint64_t event) {
+  if (event <= s.last_done) return;
   s.last_done = event;
   if (s.waiters.empty()) return;
   // Take the waiters out before waking any: each release() lets other actors run, and they may register anew.
@@ -142,6 +267,10 @@ void SimRuntime::stream_loop(Stream& s) {
       }
     }
     const double start = sg4::Engine::get_clock();
+    if (coalesce_kernels_ && op.gpu_work >= 0) {
+      run_kernels(s, std::move(op), start);
+      continue;
+    }
     try {
       op.body();
     } catch (const simgrid::ForcefulKillException&) {
@@ -171,6 +300,7 @@ core::Event SimRuntime::compute(core::StreamId stream, const core::Kernel& kerne
   // CPU ranks, on the node's compute slots, so that the ranks' kernels share the cores.
   sg4::Host* host = world_.platform().compute_host(rank_);
   if (host == world_.platform().gpu(rank_)) {
+    op.gpu_work = cost.seconds * 1e9;
     op.body = [seconds = cost.seconds] {
       profile::InSimgrid in;
       sg4::this_actor::execute(seconds * 1e9);
@@ -349,6 +479,7 @@ void SimRuntime::wait(core::Event event) {
 
 void SimRuntime::stream_wait(core::StreamId stream_id, core::Event event) {
   if (event.id == 0) return;
+  if (event.id < next_event_) event_awaited_[event.id - 1] = true;  // a coalesced run stops at it (run_kernels)
   stream(stream_id, false).next_deps.push_back(event.id);
 }
 

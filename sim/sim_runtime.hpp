@@ -15,7 +15,9 @@ namespace moesys::sim {
 
 class SimRuntime final : public core::Runtime {
  public:
-  SimRuntime(SimWorld& world, int rank, int world_size);
+  /// `coalesce_kernels`: run back-to-back GPU kernels of a stream as one SimGrid execution where nothing observes
+  /// the boundaries between them (SimOptions::coalesce_kernels); spans then cover such runs, not single kernels.
+  SimRuntime(SimWorld& world, int rank, int world_size, bool coalesce_kernels = false);
 
   int rank() const override { return rank_; }
   int world_size() const override { return world_size_; }
@@ -59,6 +61,7 @@ class SimRuntime final : public core::Runtime {
     std::string name;
     std::uint64_t bytes = 0;
     double flop = 0;
+    double gpu_work = -1;  // a kernel on the rank's GPU: its work (GPU speed units); -1 for any other operation
     std::function<void()> body;
   };
   /// An actor that blocks until another actor makes its condition true: the waker releases its semaphore.
@@ -68,6 +71,32 @@ class SimRuntime final : public core::Runtime {
     sg::sg4::SemaphorePtr wake = sg::sg4::Semaphore::create(0);
     std::uint64_t until = 0;  // the event it waits for (when waiting for one)
   };
+  /// Back-to-back GPU kernels of one stream run as one SimGrid execution (coalesce_kernels_). Concurrent
+  /// executions share the GPU by max-min, and a stream runs one at a time, so a kernel followed at once by the
+  /// next leaves every other execution's share as it was: the run ends when its last kernel would have. A run
+  /// splits where an event inside it is waited for, ahead (an operation already issued depends on it) or late
+  /// (a waiter arrives while the run executes: the execution is cancelled at its progress and restarted up to
+  /// that event), so every waiter resumes when its kernel ends.
+  struct KernelRun {
+    std::vector<std::uint64_t> events;  // the kernels' events, in order
+    std::vector<double> ends;           // cumulative work at the end of each kernel
+    std::size_t next = 0;               // first kernel not yet marked done
+    std::size_t stop = 0;               // last kernel of the execution in flight
+    double done_work = 0;               // work done when the execution in flight started
+    double exec_work = 0;               // that execution's work
+    double cancelled_at = 0;            // progress when a waiter cancelled it
+    bool cancelled = false;             // the execution in flight was cancelled at cancelled_at
+    sg::sg4::ExecPtr exec;              // in flight; null between executions and once cancelled
+  };
+  /// Where an event lies for a waiter, relative to its stream's KernelRun.
+  enum class RunPosition {
+    ended,   // its kernel has ended within the execution in flight: now marked done
+    inside,  // before the end of the execution in flight, which must stop there (KernelRun::cancelled_at set)
+    after,   // at the end of the execution in flight or later, or not in the run
+    moved,   // the run changed while its progress was read: look again
+  };
+  /// Relative tolerance on work when deciding that a kernel inside a run has ended.
+  static constexpr double kWorkTolerance = 1e-12;
   struct Stream {
     core::StreamId id = 0;
     std::uint16_t index = 0;  // position in by_index_
@@ -79,12 +108,18 @@ class SimRuntime final : public core::Runtime {
     Waiter worker;                  // the stream's actor
     bool worker_idle = false;       // blocked on an empty queue
     std::vector<Waiter*> waiters;   // actors blocked until an event of this stream completes
+    KernelRun* running = nullptr;         // the coalesced kernels in execution, if any
+    std::uint64_t exec_generation = 0;    // changes whenever the running execution starts or ends
   };
 
   /// The stream `id`, created on first use; its actor starts with its first operation.
   Stream& stream(core::StreamId id, bool start_actor);
   core::Event enqueue(core::StreamId stream, Op op);
   void stream_loop(Stream& s);
+  /// Runs `first` and the kernels queued behind it that may join it (KernelRun); records one span for them.
+  void run_kernels(Stream& s, Op first, double start);
+  /// Locates `event` in `s`'s running KernelRun for a waiter, marking its kernels done if its progress has passed it.
+  RunPosition locate_in_run(Stream& s, std::uint64_t event);
   bool done(std::uint64_t event) const;
   /// Blocks the calling actor (`self` is its waiter) until `event` has completed.
   /// Blocks `self` until `event` has completed; true if it had to block.
@@ -114,6 +149,8 @@ class SimRuntime final : public core::Runtime {
   std::map<core::StreamId, Stream> streams_;  // node-based: a stream's address is stable
   std::vector<Stream*> by_index_;             // streams in creation order
   std::vector<std::uint16_t> event_stream_;   // event id -> index of its stream (ids start at 1)
+  std::vector<bool> event_awaited_;           // event id - 1 -> an operation of another stream depends on it
+  bool coalesce_kernels_ = false;
   Waiter host_;                               // the rank's own actor
   std::uint64_t next_event_ = 1, next_buffer_ = 1;
   std::unordered_map<std::uint64_t, std::string> buffer_tags_;                    // live buffers -> their ledger tag

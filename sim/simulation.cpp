@@ -39,7 +39,7 @@ SimResult simulate(const core::ClusterSpec& spec, int ranks, const RankProgram& 
   SimResult result;
   result.ranks.resize(static_cast<std::size_t>(ranks));
   for (int r = 0; r < ranks; ++r) {
-    runtimes.push_back(std::make_unique<SimRuntime>(world, r, ranks));
+    runtimes.push_back(std::make_unique<SimRuntime>(world, r, ranks, options.coalesce_kernels));
     SimRuntime* rt = runtimes.back().get();
     sg::sg4::Actor::create("rank" + std::to_string(r), world.platform().gpu(r), [&, rt, r] {
       profile::Scope own(profile::Phase::program);

@@ -22,6 +22,11 @@ struct SimOptions {
   std::size_t direct_flow_limit = 600;
   /// Flows per carrier (each completion scans its carrier's own list of them); see sim/flow_engine.cpp.
   std::size_t flows_per_carrier = 32;
+  /// Back-to-back GPU kernels of a stream run as one SimGrid execution where nothing observes the boundaries
+  /// between them (sim/sim_runtime.hpp, KernelRun): the same simulated times, far fewer executions, and one span
+  /// per such run instead of one per kernel, which the runtime contract (one span per operation) does not allow:
+  /// off by default; the training and inference drivers turn it on unless a trace or validation needs kernels.
+  bool coalesce_kernels = false;
 };
 
 struct RankReport {

@@ -18,9 +18,13 @@ inline Simulator sim_simulator(const sim::SimOptions& options) {
   };
 }
 
-inline Simulator sim_simulator(const core::Calibration& calibration = core::default_calibration()) {
+/// `kernel_spans`: one span per kernel (for traces and per-kernel comparisons), not one per run of kernels
+/// (SimOptions::coalesce_kernels).
+inline Simulator sim_simulator(const core::Calibration& calibration = core::default_calibration(),
+                               bool kernel_spans = false) {
   sim::SimOptions options;
   options.calibration = calibration;
+  options.coalesce_kernels = !kernel_spans;
   return sim_simulator(options);
 }
 

@@ -52,6 +52,7 @@ inf::InferenceMetrics simulate_inference(const inf::PreparedRun& run, const core
   std::vector<inf::RankRecord> records(static_cast<std::size_t>(run.config.gpus));
   sim::SimOptions options;
   options.calibration = cal;
+  options.coalesce_kernels = trace_path.empty();  // a trace shows every kernel
   const sim::SimResult result = sim::simulate(spec, run.config.gpus, inf::generation_program(run, records), options);
   inf::RuntimeOutcome outcome;
   for (const auto& r : result.ranks) outcome.peak_hbm_bytes.push_back(r.memory.peak_bytes(core::Tier::hbm));
