@@ -12,7 +12,9 @@
 // matching send. SimGrid starts the transfer at that match, between the two actors' current hosts, so the flow
 // takes exactly the route, size and efficiency a host-to-host communication from source to destination would:
 // the same network action at the same instant (moves and hand-offs take no simulated time). Both actors then wait
-// for their side of every flow of the batch. Carriers are pooled and reused.
+// for their side of every flow of the batch. Carriers are pooled and reused. A batch whose flows share their
+// destination (or their source) spares the turns: the receiver (or the sender) stays at the shared end and posts
+// all its side first, and each flow starts as the other actor posts its own side.
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -44,6 +46,8 @@ public:
   void run(const std::vector<Flow>& flows, std::size_t batch);
 
 private:
+  /// What every flow of a carrier's batch has in common, which spares the per-flow turns (flow_carriers.cpp).
+  enum class Shared { none, destination, source };
   struct Carrier;
   Carrier* take();
   void give_back(Carrier* c);
