@@ -8,6 +8,7 @@
 
 #include "fork_run.hpp"
 #include "sim/simulation.hpp"
+#include "small_programs.hpp"
 #include "sim/training_simulator.hpp"
 
 using namespace moesys;
@@ -15,18 +16,8 @@ using nlohmann::json;
 
 namespace {
 
-core::ClusterSpec nodes(int n) {
-  core::ClusterGeneratorOptions o;
-  o.nodes = n;
-  return core::generate_cluster(o);
-}
-
-core::GemmOp gemm(std::int64_t size) {
-  core::GemmOp g;
-  g.m = g.n = g.k = size;
-  g.dtype = core::Dtype::bf16;
-  return g;
-}
+using test::nodes;
+constexpr auto gemm = test::square_gemm;
 
 sim::SimOptions coalescing(bool on) {
   sim::SimOptions o;

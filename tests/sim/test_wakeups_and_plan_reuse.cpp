@@ -7,23 +7,14 @@
 #include "sim/compute_model.hpp"
 #include "sim/plan_cache.hpp"
 #include "sim/simulation.hpp"
+#include "small_programs.hpp"
 
 using namespace moesys;
 
 namespace {
 
-core::ClusterSpec nodes(int n) {
-  core::ClusterGeneratorOptions o;
-  o.nodes = n;
-  return core::generate_cluster(o);
-}
-
-core::GemmOp gemm(std::int64_t size) {
-  core::GemmOp g;
-  g.m = g.n = g.k = size;
-  g.dtype = core::Dtype::bf16;
-  return g;
-}
+using test::nodes;
+constexpr auto gemm = test::square_gemm;
 
 const core::Span& span_named(const sim::RankReport& r, const std::string& name) {
   for (const auto& s : r.spans)
