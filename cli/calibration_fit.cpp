@@ -88,6 +88,8 @@ core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, c
                                   {"net_step_latency_s", &C::net_step_latency_s, false, 1e-6},
                                   {"nvls_latency_s", &C::nvls_latency_s, false, 1e-6},
                                   {"alltoall_peer_latency_s", &C::alltoall_peer_latency_s, false, 1e-7},
+                                  {"ep_ll_latency_s", &C::ep_ll_latency_s, false, 1e-6},
+                                  {"ep_nvlink_efficiency", &C::ep_nvlink_efficiency, true, 0},
                                   {"framework_call_latency_s", &C::framework_call_latency_s, false, 1e-6},
                                   {"half_bandwidth_bytes", &C::half_bandwidth_bytes, false, 1e4},
                                   {"nic_half_bandwidth_bytes", &C::nic_half_bandwidth_bytes, false, 1e4},

@@ -18,8 +18,10 @@ namespace moesys::cli {
 namespace {
 
 const std::set<std::string> kCollectives = {"allreduce", "allgather", "reduce_scatter", "alltoall"};
-const std::set<std::string> kModelled = {"allreduce", "allgather", "reduce_scatter", "alltoall",    "p2p_nvlink",
-                                         "pcie_h2d",  "pcie_d2h",  "gemm",           "gemm_grouped"};
+const std::set<std::string> kModelled = {"allreduce", "allgather",    "reduce_scatter", "alltoall",
+                                         "p2p_nvlink", "pcie_h2d",     "pcie_d2h",       "gemm",
+                                         "gemm_grouped", "ep_dispatch", "ep_combine"};
+bool is_ep(const std::string& category) { return category == "ep_dispatch" || category == "ep_combine"; }
 // metric -> unit it must come in.
 const std::map<std::string, std::string> kUnits = {
     {"busbw", "GB/s"}, {"time", "us"}, {"bandwidth", "GB/s"}, {"TFLOPS", "TFLOP/s"}};
@@ -65,13 +67,17 @@ CalibrationPoint parse_point(const nlohmann::json& p, const std::string& file, c
   if (unit == kUnits.end() && !library_metric) throw bad("metric", "unknown metric \"" + c.metric + "\"");
   if (unit != kUnits.end() && unit->second != c.unit)
     throw bad("unit", "metric " + c.metric + " is given in " + unit->second + ", got \"" + c.unit + "\"");
-  if (const char* why = unmodelled_reason(c.category)) {
-    if (c.excluded.empty()) c.excluded = why;
-    return c;
-  }
   if (!kModelled.count(c.category)) throw bad("category", "unknown category \"" + c.category + "\"");
   if (!c.excluded.empty()) return c;
-  if (library_metric) throw bad("metric", "metric " + c.metric + " is not one of busbw, time, bandwidth, TFLOPS");
+  if (library_metric && !is_ep(c.category))
+    throw bad("metric", "metric " + c.metric + " is not one of busbw, time, bandwidth, TFLOPS");
+  if (is_ep(c.category) && c.metric != "latency" && c.metric != "bandwidth" && c.metric != "bottleneck_bandwidth" &&
+      c.metric != "rdma_bandwidth" && c.metric != "nvl_bandwidth")
+    throw bad("metric", "a dispatch/combine point is measured as latency, bandwidth, bottleneck_bandwidth, "
+                        "rdma_bandwidth or nvl_bandwidth, not " + c.metric);
+  if (is_ep(c.category) && c.unit != (c.metric == "latency" ? "us" : "GB/s"))
+    throw bad("unit", "metric " + c.metric + " is given in " + (c.metric == "latency" ? "us" : "GB/s") + ", got \"" +
+                          c.unit + "\"");
   auto int_of = [&](const char* key, int fallback) {
     return hw.contains(key) && hw[key].is_number_integer() ? hw[key].get<int>() : fallback;
   };
@@ -94,6 +100,17 @@ CalibrationPoint parse_point(const nlohmann::json& p, const std::string& file, c
               "expected \"torch.distributed\" (or no harness: nccl-tests), got \"" + harness + "\"");
   c.framework = !harness.empty();
   const auto& size = p.at("size");
+  if (is_ep(c.category)) {
+    try {
+      c.ep = parse_ep_setting(size, sw, c.category == "ep_combine", c.nodes, c.gpus_per_node);
+    } catch (const std::invalid_argument& e) {
+      const std::string what = e.what();
+      const auto colon = what.find(": ");
+      throw bad(what.substr(0, colon), what.substr(colon + 2));
+    }
+    c.size_bytes = static_cast<double>(c.ep.tokens) * ep_token_bytes(c.ep);
+    return c;
+  }
   if (c.category == "gemm" || c.category == "gemm_grouped") {
     c.dtype = size.value("dtype", std::string());
     if (c.dtype != "bf16" && c.dtype != "fp16" && c.dtype != "fp8" && c.dtype != "fp32")
@@ -210,6 +227,10 @@ nlohmann::json simulate_machine(const std::vector<const CalibrationPoint*>& poin
             Buffer host{1, Tier::dram, bytes, nullptr}, dev{2, Tier::hbm, bytes, nullptr};
             const bool h2d = p.category == "pcie_h2d";
             rt.wait(h2d ? rt.copy(streams::kH2D, dev, host, bytes) : rt.copy(streams::kD2H, host, dev, bytes));
+          } else if (is_ep(p.category)) {
+            const EpTraffic traffic = ep_traffic(p.ep);
+            rt.wait(rt.all_to_all(streams::kComm, group, none, traffic.to_rank, none, traffic.to_rank, traffic.algo,
+                                  traffic.to_node));
           } else if ((p.category == "gemm" || p.category == "gemm_grouped") && r == 0) {
             GemmOp g;
             g.m = p.m;
@@ -222,7 +243,8 @@ nlohmann::json simulate_machine(const std::vector<const CalibrationPoint*>& poin
           const double t = rt.now_s() - t0 + (p.framework ? cal.framework_call_latency_s : 0);
           if (r == 0) {
             const bool bidirectional = p.category == "p2p_nvlink" && p.tool.find("bidirectional") != std::string::npos;
-            values[i] = to_metric(p, t, group.size()) * (bidirectional ? 2 : 1);
+            values[i] = is_ep(p.category) ? ep_metric(p.ep, p.metric, t)
+                                          : to_metric(p, t, group.size()) * (bidirectional ? 2 : 1);
           }
           rt.wait(rt.all_reduce(streams::kComm, world, none, 4, Dtype::fp32));  // barrier between points
         }
@@ -238,12 +260,6 @@ std::string CalibrationPoint::machine() const {
   const int gpus = category == "p2p_nvlink" ? std::max(2, gpus_per_node) : gpus_per_node;
   return gpu_preset + "/" + std::to_string(nodes) + "x" + std::to_string(gpus) + "/" + std::to_string(nics_per_node) +
          "x" + std::to_string(nic_gbps) + (efa ? "/efa" : "");
-}
-
-const char* unmodelled_reason(const std::string& category) {
-  if (category == "ep_dispatch" || category == "ep_combine")
-    return "no model of DeepEP-style dispatch/combine kernels yet";
-  return nullptr;
 }
 
 std::vector<CalibrationPoint> load_calibration_points(const std::string& file) {

@@ -5,13 +5,15 @@
 #include <string>
 #include <vector>
 
+#include "cli/ep_points.hpp"
 #include "core/calibration.hpp"
 
 namespace moesys::cli {
 
 struct CalibrationPoint {
   std::string id;
-  std::string category;  // allreduce, allgather, reduce_scatter, alltoall, p2p_nvlink, pcie_h2d, pcie_d2h, gemm, ...
+  std::string category;  // allreduce, allgather, reduce_scatter, alltoall, p2p_nvlink, pcie_h2d, pcie_d2h, gemm,
+                         // gemm_grouped, ep_dispatch, ep_combine
   std::string source;    // the table the point was read from (URL and locator), the unit of cross-validation
   std::string gpu_preset;
   int nodes = 1;
@@ -24,6 +26,7 @@ struct CalibrationPoint {
   bool framework = false;  // measured through a framework's collective call (software.harness), not nccl-tests
   double size_bytes = 0;   // collectives and copies
   long long m = 0, n = 0, k = 0, groups = 1;  // GEMMs
+  EpSetting ep;                               // ep_dispatch, ep_combine
   std::string dtype;
   std::string metric;  // busbw, time, bandwidth, TFLOPS
   std::string unit;
@@ -35,9 +38,6 @@ struct CalibrationPoint {
   /// Machine key: points with equal keys share a simulation.
   std::string machine() const;
 };
-
-/// Categories with points in the files that the model does not simulate yet, and why.
-const char* unmodelled_reason(const std::string& category);
 
 /// Reads the points; malformed entries (missing source, unknown GPU preset, category, metric or unit, a size the
 /// model cannot express) are ConfigErrors naming the point and its JSON path.

@@ -73,6 +73,8 @@ const std::map<std::string, Field>& fields() {
       {"nvls_efficiency", {&Calibration::nvls_efficiency, true}},
       {"nvls_latency_s", {&Calibration::nvls_latency_s, false, 1.0}},
       {"alltoall_peer_latency_s", {&Calibration::alltoall_peer_latency_s, false, 1.0}},
+      {"ep_ll_latency_s", {&Calibration::ep_ll_latency_s, false, 1.0}},
+      {"ep_nvlink_efficiency", {&Calibration::ep_nvlink_efficiency, true}},
       {"half_bandwidth_bytes", {&Calibration::half_bandwidth_bytes, false, 1e12}},
       {"nic_half_bandwidth_bytes", {&Calibration::nic_half_bandwidth_bytes, false, 1e12}},
       {"efa_step_latency_s", {&Calibration::efa_step_latency_s, false, 1.0}},

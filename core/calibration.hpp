@@ -49,6 +49,13 @@ struct Calibration {
   /// A direct all-to-all is grouped point-to-point: every peer beyond the first adds this to the call (its
   /// connection's send and receive are posted and progressed one after another by the same kernel).
   double alltoall_peer_latency_s = 1e-6;
+  /// Fixed cost of one DeepEP-style low-latency dispatch or combine kernel (CollectiveAlgo::deepep_ll): its
+  /// GPU-initiated sends of every (token, expert) copy, the receiver's polling of per-expert flags and the copy out
+  /// of its buffer.
+  double ep_ll_latency_s = 20e-6;
+  /// Fraction of NVLink spec bandwidth that DeepEP-style kernels (CollectiveAlgo::deepep, deepep_ll) reach inside
+  /// the node: their loads and stores run on the few SMs the kernel is given (20-24), not NCCL's channels.
+  double ep_nvlink_efficiency = 0.8;
   /// On an EFA network (NicSpec::transport) instead of net_step_latency_s and nic_half_bandwidth_bytes.
   double efa_step_latency_s = 4e-6;
   double efa_half_bandwidth_bytes = 8.81e4;

@@ -57,6 +57,7 @@ Calibration h200_table() {
 Calibration prior_calibration() {
   Calibration c;
   c.nvlink_efficiency = c.pcie_efficiency = c.gemm_efficiency = c.gemm_fp8_efficiency = c.hbm_efficiency = 0.8;
+  c.ep_nvlink_efficiency = 0.8;
   c.nic_efficiency = c.tree_efficiency = c.nvls_efficiency = 0.8;
   c.p2p_efficiency = 1;
   c.gemm_tile_overhead_k = 0;
@@ -68,6 +69,7 @@ Calibration prior_calibration() {
   c.net_step_latency_s = c.efa_step_latency_s = 4e-6;
   c.nvls_latency_s = 20e-6;
   c.alltoall_peer_latency_s = 1e-6;
+  c.ep_ll_latency_s = 20e-6;
   c.half_bandwidth_bytes = c.nic_half_bandwidth_bytes = c.efa_half_bandwidth_bytes = 1e5;
   return c;
 }

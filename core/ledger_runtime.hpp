@@ -44,7 +44,7 @@ public:
     return {};
   }
   Event all_to_all(StreamId, const Group&, const Buffer&, const std::vector<std::uint64_t>&, const Buffer&,
-                   const std::vector<std::uint64_t>&, CollectiveAlgo) override {
+                   const std::vector<std::uint64_t>&, CollectiveAlgo, const NodeTraffic&) override {
     return {};
   }
 

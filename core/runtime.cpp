@@ -87,6 +87,10 @@ const char* to_string(CollectiveAlgo a) {
       return "nvls";
     case CollectiveAlgo::nvls_tree:
       return "nvlstree";
+    case CollectiveAlgo::deepep:
+      return "deepep";
+    case CollectiveAlgo::deepep_ll:
+      return "deepep-ll";
   }
   return "?";
 }
@@ -99,8 +103,10 @@ CollectiveAlgo parse_collective_algo(const std::string& s) {
   if (s == "tree") return CollectiveAlgo::tree;
   if (s == "nvls") return CollectiveAlgo::nvls;
   if (s == "nvlstree") return CollectiveAlgo::nvls_tree;
+  if (s == "deepep") return CollectiveAlgo::deepep;
+  if (s == "deepep-ll") return CollectiveAlgo::deepep_ll;
   throw std::invalid_argument("unknown collective algorithm '" + s +
-                              "' (known: auto, ring, tree, nvls, nvlstree, direct, hierarchical)");
+                              "' (known: auto, ring, tree, nvls, nvlstree, direct, hierarchical, deepep, deepep-ll)");
 }
 
 Buffer Buffer::slice(std::uint64_t offset, std::uint64_t length) const {

@@ -108,10 +108,23 @@ class Group {
 /// How a collective is carried out. Real runtimes leave all-reduce, reduce-scatter and all-gather to their
 /// library's own choice (NCCL, MPI); the simulator models the choice (sim/collectives.hpp). tree, nvls and
 /// nvls_tree are all-reduce algorithms: NCCL's pipelined trees, NVLink SHARP inside an NVSwitch node, and NVLS
-/// inside each node with trees across nodes.
-enum class CollectiveAlgo { automatic, ring, direct, hierarchical, tree, nvls, nvls_tree };
+/// inside each node with trees across nodes. deepep and deepep_ll are all-to-all algorithms of MoE dispatch and
+/// combine kernels (DeepEP's normal kernels: each token crosses the network once per node, along its rail, and is
+/// forwarded over NVLink inside the node, the two overlapped; its low-latency kernels: every (token, expert) copy
+/// sent directly by the GPU, NVLink inside the node). Real runtimes move the same bytes directly.
+enum class CollectiveAlgo { automatic, ring, direct, hierarchical, tree, nvls, nvls_tree, deepep, deepep_ll };
 const char* to_string(CollectiveAlgo a);
 CollectiveAlgo parse_collective_algo(const std::string& s);  // throws std::invalid_argument
+
+/// A DeepEP-style all-to-all's traffic per node: the bytes one member sends to each node its group spans
+/// (dispatch) or receives from it (combine: the node's members' contributions to a token are summed on the node
+/// before they cross the network), nodes in ascending order, each token counted once per node however many of the
+/// node's members take it. Empty: no token goes to two members of one node (the sum of the member's bytes per
+/// node).
+struct NodeTraffic {
+  std::vector<std::uint64_t> bytes;
+  bool combine = false;
+};
 
 // ---- Compute kernels, described by what they do (the simulator derives a time, real runtimes run them) ----
 
@@ -255,11 +268,12 @@ class Runtime {
                                std::uint64_t bytes, Dtype dtype, CollectiveAlgo algo = CollectiveAlgo::automatic) = 0;
   virtual Event all_gather(StreamId stream, const Group& group, const Buffer& send, const Buffer& recv,
                            std::uint64_t bytes, CollectiveAlgo algo = CollectiveAlgo::automatic) = 0;
-  /// All-to-all(v): send_bytes[i] go to group member i, recv_bytes[i] come from member i.
+  /// All-to-all(v): send_bytes[i] go to group member i, recv_bytes[i] come from member i. `nodes`: with
+  /// CollectiveAlgo::deepep, what the member moves over the network (see NodeTraffic); ignored otherwise.
   virtual Event all_to_all(StreamId stream, const Group& group, const Buffer& send,
                            const std::vector<std::uint64_t>& send_bytes, const Buffer& recv,
                            const std::vector<std::uint64_t>& recv_bytes,
-                           CollectiveAlgo algo = CollectiveAlgo::automatic) = 0;
+                           CollectiveAlgo algo = CollectiveAlgo::automatic, const NodeTraffic& nodes = {}) = 0;
 
   // ---- Synchronisation ----
   virtual void wait(Event event) = 0;

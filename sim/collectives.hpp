@@ -28,7 +28,10 @@ struct CollectiveCall {
   CollectiveOp op = CollectiveOp::all_reduce;
   std::vector<int> members;                 // global GPU ids, in group order
   double bytes = 0;                         // nccl-tests size (see core/runtime.hpp); unused for all_to_all
-  std::vector<std::vector<double>> matrix;  // all_to_all: matrix[i][j] bytes from member i to member j
+  /// all_to_all: matrix[i][j] bytes from member i to member j. With deepep, each row goes on with the member's
+  /// core::NodeTraffic (one entry per node of the group, ascending; -1 when none was given) and 1 for a combine,
+  /// 0 for a dispatch (append_node_traffic), so that the plan cache keys on them too.
+  std::vector<std::vector<double>> matrix;
   bool point_to_point = false;              // a send/recv pair, planned as a two-member all-to-all
 };
 
@@ -88,6 +91,14 @@ CollectivePlan plan_direct_all_to_all(const core::ClusterSpec& spec, const core:
                                       const CollectiveCall& call);
 CollectivePlan plan_hierarchical_all_to_all(const core::ClusterSpec& spec, const core::Calibration& cal,
                                             const CollectiveCall& call);
+/// DeepEP's normal and low-latency dispatch/combine (sim/collectives/deepep.cpp).
+CollectivePlan plan_deepep(const core::ClusterSpec& spec, const core::Calibration& cal, const CollectiveCall& call);
+CollectivePlan plan_deepep_low_latency(const core::ClusterSpec& spec, const core::Calibration& cal,
+                                       const CollectiveCall& call);
+/// Appends a deepep member's node traffic and direction to its all-to-all row (see CollectiveCall::matrix);
+/// throws std::invalid_argument when the traffic does not have one entry per node of the group.
+void append_node_traffic(const core::ClusterSpec& spec, const std::vector<int>& members,
+                         const core::NodeTraffic& traffic, std::vector<double>& row);
 
 /// NCCL's channels for a group: one ring per distinct NIC among a node's members (member GPU ids in ring order),
 /// or a single ring in member order for one node or an irregular group.

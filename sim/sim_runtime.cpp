@@ -437,13 +437,15 @@ core::Event SimRuntime::all_gather(core::StreamId stream, const core::Group& gro
 
 core::Event SimRuntime::all_to_all(core::StreamId stream, const core::Group& group, const core::Buffer&,
                                    const std::vector<std::uint64_t>& send_bytes, const core::Buffer&,
-                                   const std::vector<std::uint64_t>&, core::CollectiveAlgo algo) {
+                                   const std::vector<std::uint64_t>&, core::CollectiveAlgo algo,
+                                   const core::NodeTraffic& nodes) {
   if (static_cast<int>(send_bytes.size()) != group.size())
     throw std::invalid_argument("all_to_all: send_bytes has " + std::to_string(send_bytes.size()) +
                                 " entries for a group of " + std::to_string(group.size()));
   std::vector<double> row(send_bytes.begin(), send_bytes.end());
   std::uint64_t total = 0;
   for (auto b : send_bytes) total += b;
+  if (algo == core::CollectiveAlgo::deepep) append_node_traffic(world_.spec(), group.ranks(), nodes, row);
   return collective(stream, CollectiveOp::all_to_all, group, 0.0, algo, std::move(row), total);
 }
 

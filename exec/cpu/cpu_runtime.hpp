@@ -83,7 +83,8 @@ public:
                          const core::Buffer& recv, std::uint64_t bytes, core::CollectiveAlgo algo) override;
   core::Event all_to_all(core::StreamId stream, const core::Group& group, const core::Buffer& send,
                          const std::vector<std::uint64_t>& send_bytes, const core::Buffer& recv,
-                         const std::vector<std::uint64_t>& recv_bytes, core::CollectiveAlgo algo) override;
+                         const std::vector<std::uint64_t>& recv_bytes, core::CollectiveAlgo algo,
+                         const core::NodeTraffic& nodes = {}) override;
 
   void wait(core::Event event) override;
   void stream_wait(core::StreamId stream, core::Event event) override;

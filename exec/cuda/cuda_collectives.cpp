@@ -135,7 +135,9 @@ core::Event CudaRuntime::all_gather(core::StreamId stream, const core::Group& gr
 
 core::Event CudaRuntime::all_to_all(core::StreamId stream, const core::Group& group, const core::Buffer& send,
                                     const std::vector<std::uint64_t>& send_bytes, const core::Buffer& recv,
-                                    const std::vector<std::uint64_t>& recv_bytes, core::CollectiveAlgo algo) {
+                                    const std::vector<std::uint64_t>& recv_bytes, core::CollectiveAlgo algo,
+                                    const core::NodeTraffic&) {
+  // deepep / deepep-ll: DeepEP's kernels are not part of this runtime; NCCL moves the same bytes directly.
   const auto n = static_cast<std::size_t>(group.size());
   const std::uint64_t total = check_all_to_all_sizes(group, send, send_bytes, recv, recv_bytes);
   const std::string label = collective_start(group, kAllToAll, 0, "all_to_all");

@@ -54,13 +54,14 @@ core::CollectiveAlgo resolve_algo(CollectiveOp op, core::CollectiveAlgo requeste
   if (a2a && requested == CollectiveAlgo::automatic) return CollectiveAlgo::direct;
   const bool all_reduce_only =
       requested == CollectiveAlgo::tree || requested == CollectiveAlgo::nvls || requested == CollectiveAlgo::nvls_tree;
-  const bool ok = a2a ? (requested == CollectiveAlgo::direct || requested == CollectiveAlgo::hierarchical)
+  const bool ok = a2a ? (requested == CollectiveAlgo::direct || requested == CollectiveAlgo::hierarchical ||
+                         requested == CollectiveAlgo::deepep || requested == CollectiveAlgo::deepep_ll)
                       : (requested == CollectiveAlgo::automatic || requested == CollectiveAlgo::ring ||
                          (all_reduce_only && op == CollectiveOp::all_reduce));
   if (!ok)
     throw std::invalid_argument(std::string("algorithm '") + core::to_string(requested) + "' does not implement " +
                                 to_string(op) + " (valid: " +
-                                (a2a                              ? "auto, direct, hierarchical"
+                                (a2a                              ? "auto, direct, hierarchical, deepep, deepep-ll"
                                  : op == CollectiveOp::all_reduce ? "auto, ring, tree, nvls, nvlstree"
                                                                   : "auto, ring") +
                                 ")");
@@ -111,6 +112,10 @@ CollectivePlan plan_fixed(const core::ClusterSpec& spec, const core::Calibration
       return plan_direct_all_to_all(spec, cal, call);
     case core::CollectiveAlgo::hierarchical:
       return plan_hierarchical_all_to_all(spec, cal, call);
+    case core::CollectiveAlgo::deepep:
+      return plan_deepep(spec, cal, call);
+    case core::CollectiveAlgo::deepep_ll:
+      return plan_deepep_low_latency(spec, cal, call);
     case core::CollectiveAlgo::automatic:
       break;
   }

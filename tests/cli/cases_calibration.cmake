@@ -35,3 +35,17 @@ moesys_cli_test(calibration_point_algorithm_for_operation 2 "software.algorithm:
                 calibration --points ${points}/tree-reduce-scatter.json)
 moesys_cli_test(collective_nvls_irregular_ranks 2 "--ranks: nvlstree needs the same two or more GPUs on every node"
                 collective --gpu h100 --nodes 4 --algo nvlstree --ranks 25 -b 1M -e 1M)
+moesys_cli_test(calibration_ep_points 0 "ep-ll-dispatch-2n" calibration --points ${points}/ep-good.json)
+moesys_cli_test(calibration_ep_point_missing_tokens 2
+                "points[0].size.tokens_per_batch: point ep-normal-dispatch-2n: expected a positive integer"
+                calibration --points ${points}/ep-missing-tokens.json)
+moesys_cli_test(calibration_ep_point_kernels_missing 2
+                "points[2].software.ep_kernels: point ep-ll-dispatch-2n: expected \"normal\" or \"low_latency\""
+                calibration --points ${points}/ep-kernels-missing.json)
+moesys_cli_test(calibration_ep_point_ranks_mismatch 2 "size.ep_ranks: point ep-normal-dispatch-2n: expected the point's GPUs (16), got 32"
+                calibration --points ${points}/ep-ranks-mismatch.json)
+moesys_cli_test(calibration_ep_point_latency_unit 2 "points[2].unit: point ep-ll-dispatch-2n: metric latency is given in us"
+                calibration --points ${points}/ep-latency-unit.json)
+moesys_cli_test(collective_deepep_two_nodes 0 "" collective --gpu h800 --nodes 2 --op alltoall --algo deepep -b 1M -e 64M -f 8)
+moesys_cli_test(collective_deepep_ll_two_nodes 0 "" collective --gpu h800 --nodes 2 --op alltoall --algo deepep-ll -b 1M -e 1M)
+moesys_cli_test(collective_deepep_not_for_allreduce 2 "does not implement" collective --op allreduce --algo deepep)

@@ -22,6 +22,7 @@
   X(AllGatherConcatenates)            \
   X(AllToAllEqualSizes)               \
   X(AllToAllvUnequalSizes)            \
+  X(AllToAllvDeepEpDeliversTheSameBytes) \
   X(AllToAllWithWrongSizeCountThrows) \
   X(MessagesMatchInIssueOrder)        \
   X(LedgerCountsEachTierAndPeak)      \

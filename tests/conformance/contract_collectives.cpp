@@ -33,7 +33,7 @@ float value(int s, int d, std::int64_t i) {
   return float(s * 1000 + d * 100) + float(i);
 }
 
-void all_to_all_case(core::Runtime& rt, bool equal) {
+void all_to_all_case(core::Runtime& rt, bool equal, core::CollectiveAlgo algo = core::CollectiveAlgo::direct) {
   const int P = rt.world_size(), r = rt.rank();
   const auto world = core::Group::world(P);
   auto n = [&](int s, int d) { return equal ? kM : count(s, d); };
@@ -47,7 +47,7 @@ void all_to_all_case(core::Runtime& rt, bool equal) {
   auto send = rt.alloc(core::Tier::hbm, floats(std::int64_t(out.size())), "conformance");
   auto recv = rt.alloc(core::Tier::hbm, floats(recv_total), "conformance");
   put(rt, send, out);
-  const core::Event e = rt.all_to_all(kComm, world, send, sb, recv, rb, core::CollectiveAlgo::direct);
+  const core::Event e = rt.all_to_all(kComm, world, send, sb, recv, rb, algo);
   rt.wait(e);
   const double t = rt.now_s();
   const std::vector<float> got = read(rt, recv, recv_total, e);
@@ -125,6 +125,12 @@ void AllToAllEqualSizes(core::Runtime& rt) {
 
 void AllToAllvUnequalSizes(core::Runtime& rt) {
   all_to_all_case(rt, false);
+}
+
+// DeepEP's algorithms are ways of moving the same bytes: every runtime delivers what the direct one does.
+void AllToAllvDeepEpDeliversTheSameBytes(core::Runtime& rt) {
+  all_to_all_case(rt, false, core::CollectiveAlgo::deepep);
+  all_to_all_case(rt, false, core::CollectiveAlgo::deepep_ll);
 }
 
 // Sizes are checked at the call: one entry per member or std::invalid_argument, on every rank, before anything

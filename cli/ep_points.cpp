@@ -1,0 +1,111 @@
+#include "cli/ep_points.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+namespace moesys::cli {
+
+namespace {
+
+// C(pool - away, k) / C(pool, k): the chance that k distinct picks out of `pool` all miss `away` of them.
+double all_miss(int pool, int away, int k) {
+  double p = 1;
+  for (int i = 0; i < k; ++i) p *= static_cast<double>(pool - away - i) / (pool - i);
+  return std::max(0.0, p);
+}
+
+int groups_of(const EpSetting& s) { return s.topk_groups > 0 ? std::min(s.topk_groups, s.nodes) : s.nodes; }
+
+// Experts a token chooses from: those of its `groups` nodes.
+int pool_of(const EpSetting& s) { return groups_of(s) * (s.experts / s.nodes); }
+
+}  // namespace
+
+EpSetting parse_ep_setting(const nlohmann::json& size, const nlohmann::json& software, bool combine, int nodes,
+                           int gpus_per_node) {
+  EpSetting s;
+  s.combine = combine;
+  s.nodes = nodes;
+  const std::string kernels = software.value("ep_kernels", std::string());
+  if (kernels != "normal" && kernels != "low_latency")
+    throw std::invalid_argument("software.ep_kernels: expected \"normal\" or \"low_latency\"");
+  s.low_latency = kernels == "low_latency";
+  auto positive = [&](const char* key, bool required, long long fallback) -> long long {
+    if (!size.contains(key)) {
+      if (required) throw std::invalid_argument(std::string("size.") + key + ": expected a positive integer");
+      return fallback;
+    }
+    if (!size[key].is_number_integer() || size[key].get<long long>() < 1)
+      throw std::invalid_argument(std::string("size.") + key + ": expected a positive integer");
+    return size[key].get<long long>();
+  };
+  s.tokens = positive("tokens_per_batch", true, 0);
+  s.hidden = positive("hidden", true, 0);
+  s.topk = static_cast<int>(positive("topk_experts", true, 0));
+  s.ranks = static_cast<int>(positive("ep_ranks", true, 0));
+  s.experts = static_cast<int>(positive("num_experts", false, 256));
+  s.topk_groups = static_cast<int>(positive("topk_groups", false, 0));
+  s.dispatch_dtype = size.value("dispatch_dtype", std::string("fp8"));
+  if (s.dispatch_dtype != "fp8" && s.dispatch_dtype != "bf16")
+    throw std::invalid_argument("size.dispatch_dtype: expected \"fp8\" or \"bf16\"");
+  if (s.ranks != nodes * gpus_per_node)
+    throw std::invalid_argument("size.ep_ranks: expected the point's GPUs (" + std::to_string(nodes * gpus_per_node) +
+                                "), got " + std::to_string(s.ranks));
+  if (s.experts % s.ranks != 0)
+    throw std::invalid_argument("size.num_experts: expected a multiple of ep_ranks");
+  if (s.topk > pool_of(s)) throw std::invalid_argument("size.topk_experts: more than the experts a token can reach");
+  return s;
+}
+
+double ep_token_bytes(const EpSetting& s) {
+  const double h = static_cast<double>(s.hidden);
+  if (s.combine || s.dispatch_dtype == "bf16") return 2 * h;
+  return h + h / 128 * 4 + (s.low_latency ? 16 : 0);
+}
+
+double ep_node_probability(const EpSetting& s) {
+  const int groups = groups_of(s);
+  return static_cast<double>(groups) / s.nodes * (1 - all_miss(pool_of(s), s.experts / s.nodes, s.topk));
+}
+
+double ep_rank_probability(const EpSetting& s) {
+  const int groups = groups_of(s);
+  return static_cast<double>(groups) / s.nodes * (1 - all_miss(pool_of(s), s.experts / s.ranks, s.topk));
+}
+
+EpTraffic ep_traffic(const EpSetting& s) {
+  EpTraffic t;
+  const double token = ep_token_bytes(s);
+  const double tokens = static_cast<double>(s.tokens);
+  if (s.low_latency) {
+    // Every (token, expert) copy, to the expert's rank; experts are spread evenly over the ranks.
+    t.algo = core::CollectiveAlgo::deepep_ll;
+    t.to_rank.assign(static_cast<std::size_t>(s.ranks), std::llround(tokens * s.topk / s.ranks * token));
+    return t;
+  }
+  t.to_rank.assign(static_cast<std::size_t>(s.ranks), std::llround(tokens * ep_rank_probability(s) * token));
+  t.to_node.bytes.assign(static_cast<std::size_t>(s.nodes), std::llround(tokens * ep_node_probability(s) * token));
+  t.to_node.combine = s.combine;
+  return t;
+}
+
+double ep_metric(const EpSetting& s, const std::string& metric, double seconds) {
+  if (metric == "latency") return seconds * 1e6;
+  const double token = ep_token_bytes(s);
+  const double tokens = static_cast<double>(s.tokens);
+  // Normal kernels print the RDMA side ((token, node) pairs, the own node included) and the NVLink side (rows the
+  // rank receives, its own included); their "bottleneck" figure is the RDMA one across nodes.
+  const bool rdma = metric == "rdma_bandwidth" || (metric != "nvl_bandwidth" && s.nodes > 1);
+  double bytes = 0;
+  if (s.low_latency)
+    bytes = tokens * s.topk * token;
+  else if (rdma)
+    bytes = tokens * s.nodes * ep_node_probability(s) * token;
+  else
+    bytes = tokens * s.ranks * ep_rank_probability(s) * token;
+  return bytes / seconds / 1e9;
+}
+
+}  // namespace moesys::cli

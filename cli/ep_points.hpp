@@ -1,0 +1,54 @@
+#pragma once
+// Published MoE dispatch/combine measurements (DeepEP's tests, calibration/*-measured.json categories ep_dispatch
+// and ep_combine) and the traffic they imply. DeepEP's tests route random tokens: each picks `topk_groups` nodes
+// at random, then `topk` distinct experts at random among those nodes' experts (all experts when the group
+// limit is off), so the expected bytes between ranks and to nodes follow in closed form; the simulator runs the
+// all-to-all with them, and the result is turned into the metric exactly as the test prints it.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "core/runtime.hpp"
+
+namespace moesys::cli {
+
+struct EpSetting {
+  bool low_latency = false;  // software.ep_kernels "low_latency" (else "normal")
+  bool combine = false;      // category ep_combine
+  long long tokens = 0;      // per rank
+  long long hidden = 0;
+  int topk = 0;
+  int topk_groups = 0;  // nodes a token may reach; 0: no limit
+  int experts = 256;
+  int ranks = 0;
+  int nodes = 1;
+  std::string dispatch_dtype = "fp8";
+};
+
+/// Reads a point's EP setting; throws std::invalid_argument naming the field that is missing or wrong.
+EpSetting parse_ep_setting(const nlohmann::json& size, const nlohmann::json& software, bool combine, int nodes,
+                           int gpus_per_node);
+
+/// Bytes one token carries in the operation: DeepEP's fp8 (values plus one fp32 scale per 128, and a 16-byte
+/// header in the low-latency layout) or bf16; combine is bf16.
+double ep_token_bytes(const EpSetting& s);
+/// Probability that a given rank (node) receives a given token at least once.
+double ep_rank_probability(const EpSetting& s);
+double ep_node_probability(const EpSetting& s);
+
+/// One rank's all-to-all for the setting: bytes to every rank and, for normal kernels, to every node.
+struct EpTraffic {
+  std::vector<std::uint64_t> to_rank;
+  core::NodeTraffic to_node;
+  core::CollectiveAlgo algo = core::CollectiveAlgo::deepep;
+};
+EpTraffic ep_traffic(const EpSetting& s);
+
+/// The measured metric from a simulated time: "latency" in us; the bandwidths as DeepEP's tests print them
+/// (normal kernels: bytes over RDMA counting the token's own node too, or received over NVLink on one node; low
+/// latency: every (token, expert) copy).
+double ep_metric(const EpSetting& s, const std::string& metric, double seconds);
+
+}  // namespace moesys::cli
