@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <string>
+
+#include "core/error.hpp"
 
 namespace moesys::cli {
 
@@ -67,7 +70,7 @@ double loss_of(std::vector<CalibrationPoint> points, const core::Calibration& ca
 }  // namespace
 
 core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, const core::Calibration& start,
-                                  bool progress, double first_step) {
+                                  bool progress, double first_step, const std::vector<std::string>& free) {
   // The CPU-rank parameters have no published GPU point; they stay as given.
   using C = core::Calibration;
   const std::vector<Param> all = {{"nvlink_efficiency", &C::nvlink_efficiency, true, 0},
@@ -95,12 +98,19 @@ core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, c
                                   {"nic_half_bandwidth_bytes", &C::nic_half_bandwidth_bytes, false, 1e4},
                                   {"efa_step_latency_s", &C::efa_step_latency_s, false, 1e-6},
                                   {"efa_half_bandwidth_bytes", &C::efa_half_bandwidth_bytes, false, 1e4}};
+  for (const std::string& name : free)
+    if (std::none_of(all.begin(), all.end(), [&](const Param& p) { return name == p.name; }))
+      throw core::ConfigError("", "--free", "\"" + name + "\" is not a fitted parameter");
+  auto is_free = [&](const Param& p) {
+    return free.empty() || std::find(free.begin(), free.end(), std::string(p.name)) != free.end();
+  };
   core::Calibration best = start;
   std::vector<CalibrationPoint> base = points;
   evaluate_calibration_points(base, best);
   // Only parameters that move some point: the others would drift on noise.
   std::vector<Param> params;
   for (const auto& p : all) {
+    if (!is_free(p)) continue;
     core::Calibration trial = best;
     scale(trial, p, p.efficiency && trial.*(p.member) > 0.5 ? 0.8 : 1.25);
     auto moved = points;

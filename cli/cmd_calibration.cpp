@@ -129,21 +129,31 @@ void print_cross_validation(const nlohmann::json& cv) {
 }
 
 int run_calibration(int argc, char** argv) {
-  Args args(argc, argv, 1, {"--points", "--family", "--calibration", "--tolerance"},
+  Args args(argc, argv, 1, {"--points", "--family", "--calibration", "--tolerance", "--free"},
             {"--check", "--fit", "--cross-validate", "--json", "--help"});
   if (args.has("--help")) {
     std::printf(
         "usage: moesys calibration [--family a100|h100|h200 | --points FILE] [--calibration FILE]\n"
-        "                          [--fit] [--cross-validate] [--check [--tolerance 0.15]] [--json]\n"
+        "                          [--fit [--free P1,P2]] [--cross-validate] [--check [--tolerance 0.15]] [--json]\n"
         "  default: every family's calibration/<family>-measured.json with the family's built-in parameters\n"
         "  --calibration    parameters over the family's built-in ones\n"
         "  --fit            refit the parameters the points move and print the fitted table\n"
+        "  --free P1,P2     fit only these parameters, the others held at the table's values\n"
         "  --cross-validate fit without each source in turn and predict its points\n"
         "  --check          exit 1 if an evaluated point is off by more than the tolerance\n");
     return 0;
   }
   if (!args.positional().empty()) throw core::ConfigError("", args.positional().front(), "unexpected argument");
   const double tolerance = args.get_double("--tolerance", 0.15);
+  std::vector<std::string> free;
+  if (auto list = args.get("--free")) {
+    if (!args.has("--fit")) throw core::ConfigError("", "--free", "only applies with --fit");
+    for (std::size_t at = 0; at <= list->size();) {
+      const std::size_t comma = std::min(list->find(',', at), list->size());
+      free.push_back(list->substr(at, comma - at));
+      at = comma + 1;
+    }
+  }
   std::vector<std::string> files;
   if (auto file = args.get("--points")) {
     files.push_back(*file);
@@ -177,7 +187,7 @@ int run_calibration(int argc, char** argv) {
     if (args.has("--cross-validate"))
       cv = cross_validate(
           f, core::parse_calibration(overrides, override_file.value_or("--calibration"), core::prior_calibration()));
-    if (args.has("--fit")) cal = fit_calibration(f.points, cal, !args.has("--json"));
+    if (args.has("--fit")) cal = fit_calibration(f.points, cal, !args.has("--json"), 1.5, free);
     evaluate_calibration_points(f.points, cal);
     for (const auto& p : f.points) all_ok = all_ok && (!p.evaluated() || std::fabs(p.error()) <= tolerance);
     if (args.has("--json")) {

@@ -8,7 +8,8 @@ namespace moesys::core {
 namespace {
 
 // H100 and H800 (the same chip; H800 with less NVLink): DGX Cloud and InfiniBand nccl-tests sweeps on 1, 2 and 4
-// nodes, AWS p5 (EFA) on 2 nodes, mamf-finder and DeepGEMM GEMMs, nvbandwidth, one all-to-all.
+// nodes, AWS p5 (EFA) on 2 nodes, mamf-finder and DeepGEMM GEMMs, nvbandwidth, one all-to-all. The two ep_
+// parameters were fitted later, on DeepEP's dispatch/combine tables, with the rest held (`--fit --free`).
 Calibration h100_table() {
   Calibration c;
   c.nvlink_efficiency = 0.797;
@@ -30,11 +31,13 @@ Calibration h100_table() {
   c.half_bandwidth_bytes = 1.41e5;
   c.nic_half_bandwidth_bytes = 8.07e4;
   c.efa_step_latency_s = 35.2e-6;
+  c.ep_ll_latency_s = 15.9e-6;
+  c.ep_nvlink_efficiency = 0.698;
   return c;
 }
 
 // H200: ml-engineering's all_reduce_bench.py and nccl-tests sweeps on one node, AWS p5en (EFA) on 4 nodes,
-// nvbandwidth copies, mamf-finder fp8.
+// nvbandwidth copies, mamf-finder fp8; DeepEP's intranode kernels on p5en (ep_nvlink_efficiency, `--free`).
 Calibration h200_table() {
   Calibration c;
   c.nvlink_efficiency = 0.844;
@@ -49,6 +52,7 @@ Calibration h200_table() {
   c.nvls_latency_s = 46.9e-6;
   c.framework_call_latency_s = 7.03e-6;
   c.half_bandwidth_bytes = 9.43e4;
+  c.ep_nvlink_efficiency = 0.683;
   return c;
 }
 
