@@ -37,6 +37,21 @@ void check_all_gather_dispatcher(const TrainingConfig& c, const Layout& l) {
                                 "expert-parallel group; a multi-task workload gives ranks different token counts");
 }
 
+/// The DeepEP dispatcher (policy.hpp): dropless rows, its own all-to-all algorithm, and rails to forward along.
+void check_deepep_dispatcher(const TrainingConfig& c, const Layout& l) {
+  const std::string with = "with \"dispatcher\": \"deepep\"";
+  if (c.policy.dispatch != Dispatch::counts)
+    throw core::InfeasibleError("DeepEP's dispatch is dropless and sends the routed rows only; " + with +
+                                " set \"dispatch\": \"counts\"");
+  if (c.policy.all_to_all == AllToAll::hierarchical)
+    throw core::InfeasibleError("\"all_to_all\": \"hierarchical\" is another all-to-all algorithm; " + with +
+                                " set \"all_to_all\": \"flat\"");
+  if (l.ep_members_per_node() == 0)
+    throw core::InfeasibleError("DeepEP forwards a token from the GPU of the sender's local index on each node, so an "
+                                "expert-parallel group must lie inside one node or hold whole nodes (expert-parallel "
+                                "size " + str(l.ep) + ", " + str(l.gpus_per_node) + " GPUs per node)");
+}
+
 /// Expert tensor parallelism: its groups must divide the stage and the experts' width; only the all-gather
 /// dispatcher runs it (the all-to-all one would need an all-gather of varying rows inside each expert-tensor group).
 void check_expert_tensor_parallel(const TrainingConfig& c, const Layout& l) {
@@ -158,6 +173,7 @@ Layout make_layout(const TrainingConfig& c) {
                                 "node (a node's copies hold only that node's experts); this cluster has " +
                                 str(l.gpus_per_node) + " GPU per node");
   if (c.policy.dispatcher == Dispatcher::all_gather) check_all_gather_dispatcher(c, l);
+  if (c.policy.dispatcher == Dispatcher::deepep) check_deepep_dispatcher(c, l);
   if (l.replica_slots > 0 && c.policy.replicas.node_scope && l.ep_members_per_node() == 0)
     throw core::InfeasibleError("node-scoped expert replicas need expert-parallel groups that split into whole node "
                                 "groups (expert-parallel size " + str(l.ep) + ", " + str(l.gpus_per_node) +

@@ -139,8 +139,11 @@ core::Event RankTrainer::chunk_all_to_all(const MoeExchange& x, int c, bool to_e
   for (auto b : sb) st += b;
   for (auto b : rb) rtot += b;
   const core::Buffer s = send_side.slice(so, st), e = expert_side.slice(ro, rtot);
-  return to_experts ? rt_.all_to_all(kComm, ep_group_, s, sb, e, rb, a2a_algo_)
-                    : rt_.all_to_all(kComm, ep_group_, e, rb, s, sb, a2a_algo_);
+  // DeepEP: this rank's tokens per node, for the dispatch it sends and the combine it receives.
+  core::NodeTraffic nodes;
+  if (a2a_algo_ == core::CollectiveAlgo::deepep) nodes = deepep_node_traffic(sb, row, x.chunks, !to_experts);
+  return to_experts ? rt_.all_to_all(kComm, ep_group_, s, sb, e, rb, a2a_algo_, nodes)
+                    : rt_.all_to_all(kComm, ep_group_, e, rb, s, sb, a2a_algo_, nodes);
 }
 
 void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {

@@ -27,8 +27,11 @@ enum class AllToAll { flat, hierarchical };
 /// member of the expert-parallel group gathers the group's tokens, slots and weights (the host reads the slots back
 /// to lay out its experts' rows), computes the rows of its own experts, and a reduce-scatter sums each token's
 /// weighted outputs back to its owner: every token reaches every member, in all-gathers and a reduce-scatter
-/// instead of all-to-all(v)s of the routed rows.
-enum class Dispatcher { all_to_all, all_gather };
+/// instead of all-to-all(v)s of the routed rows. `deepep`: the all-to-all dispatcher's rows moved as DeepEP's normal
+/// kernels move them (core::CollectiveAlgo::deepep): a token crosses the network once per node that takes it,
+/// along its rail, and is forwarded over NVLink inside the node (deepep_dispatch.cpp estimates the per-node
+/// tokens from the rows, the top-k and the node limit); dropless (counted dispatch), flat.
+enum class Dispatcher { all_to_all, all_gather, deepep };
 /// Dense (always active) parameters: plain data parallelism (replicated, all-reduce), ZeRO-2 (replicated fp16
 /// parameters; gradients and optimizer states sharded over all ranks), or MoESys's ZeRO-3 (fp16 parameters and
 /// gradients sharded inside the node and all-gathered over NVLink one layer ahead; optimizer states sharded over

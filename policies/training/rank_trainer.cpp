@@ -98,8 +98,9 @@ RankTrainer::RankTrainer(const TrainingPlan& plan, core::Runtime& rt, RankCounte
       rail_group_(plan.layout.rail_group(rank_)),
       tp_group_(plan.layout.tp_group(rank_)),
       cp_group_(plan.layout.cp_group(rank_)),
-      a2a_algo_(policy_.all_to_all == AllToAll::hierarchical ? core::CollectiveAlgo::hierarchical
-                                                             : core::CollectiveAlgo::direct) {
+      a2a_algo_(policy_.dispatcher == Dispatcher::deepep        ? core::CollectiveAlgo::deepep
+                : policy_.all_to_all == AllToAll::hierarchical ? core::CollectiveAlgo::hierarchical
+                                                               : core::CollectiveAlgo::direct) {
   exchanges_.resize(static_cast<std::size_t>(model_.moe_layers()));
 }
 

@@ -256,6 +256,12 @@ class RankTrainer {
   void expert_ffn_forward(int moe_layer, const MoeExchange& x, const ActivationViews& a, int c);
   void expert_ffn_backward(int moe_layer, const MoeExchange& x, const ActivationViews& a, int c);
 
+  // ---- deepep_dispatch.cpp (the DeepEP dispatcher) ----
+  /// Bytes of this rank's tokens that reach each node of the expert-parallel group (ascending), each token once per
+  /// node, estimated from the rows it sends to each peer (`send`, bytes of `row_bytes` rows) in one of `chunks`.
+  core::NodeTraffic deepep_node_traffic(const std::vector<std::uint64_t>& send, double row_bytes, int chunks,
+                                        bool combine) const;
+
   // ---- gather_dispatch.cpp (the all-gather dispatcher) ----
   bool gathers_tokens() const { return policy_.dispatcher == Dispatcher::all_gather; }
   /// Gathers the group's slots, weights and tokens (the compute stream waits for them); the rows of this rank's

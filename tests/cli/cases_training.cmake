@@ -55,8 +55,14 @@ moesys_cli_test(train_parallel_tensor_heads 2 "tensor-parallel size 8: the model
                 train --parallel "{\"tp\": 8}" --preset deepspeed --model "{\"heads\": 4}")
 moesys_cli_test(train_parallel_tensor_zero3 2 "tensor-parallel size 2: dense zero3 is not modelled with it"
                 train --parallel "{\"tp\": 2}")
-moesys_cli_test(train_bad_dispatcher 2 "policy.dispatcher: expected one of all_to_all, all_gather, got \"deepep\""
-                train --policy "{\"dispatcher\": \"deepep\"}")
+moesys_cli_test(train_bad_dispatcher 2 "policy.dispatcher: expected one of all_to_all, all_gather, deepep, got \"deep\""
+                train --policy "{\"dispatcher\": \"deep\"}")
+moesys_cli_test(train_deepep_needs_counts 2 "DeepEP's dispatch is dropless and sends the routed rows only; with \"dispatcher\": \"deepep\" set \"dispatch\": \"counts\""
+                train --policy "{\"preset\": \"deepspeed\", \"dispatcher\": \"deepep\"}")
+moesys_cli_test(train_deepep_flat 2 "\"all_to_all\": \"hierarchical\" is another all-to-all algorithm; with \"dispatcher\": \"deepep\" set \"all_to_all\": \"flat\""
+                train --policy "{\"preset\": \"moesys\", \"dispatcher\": \"deepep\", \"all_to_all\": \"hierarchical\"}")
+moesys_cli_test(train_deepep_needs_rails 2 "an expert-parallel group must lie inside one node or hold whole nodes (expert-parallel size 12, 8 GPUs per node)"
+                train --gpus 24 --experts 24 --ep 12 --policy "{\"preset\": \"deepspeed\", \"dispatch\": \"counts\", \"dispatcher\": \"deepep\"}")
 moesys_cli_test(train_all_gather_overlap_chunks 2 "overlap_chunks 4 pipelines the all-to-all dispatcher's chunks; with \"dispatcher\": \"all_gather\" set \"overlap_chunks\": 1"
                 train --policy "{\"preset\": \"deepspeed\", \"dispatcher\": \"all_gather\", \"overlap_chunks\": 4}")
 moesys_cli_test(train_all_gather_hierarchical 2 "\"all_to_all\": \"hierarchical\" is an algorithm of the all-to-all dispatcher"

@@ -1,4 +1,4 @@
-# `moesys train --runtime cpu`: the all-gather dispatcher computes the same model as the all-to-all one. Each case
+# `moesys train --runtime cpu`: the all-gather and DeepEP dispatchers compute the same model as the all-to-all one. Each case
 # runs one model, layout and policy with "dispatcher": "all_to_all" and "all_gather" on 4 ranks and the losses must
 # agree at every step within float rounding (a token's weighted expert outputs are summed by the combine kernel of
 # one rank in one case, by the reduce-scatter over the members in the other). The gate's slots decide the rows in
@@ -31,3 +31,10 @@ foreach(case IN LISTS cases)
   message(STATUS "${name}: ${reference} | ${gathered}")
   expect_same_losses("${name} (all-gather dispatcher)" "${reference}" "${gathered}")
 endforeach()
+
+# The DeepEP dispatcher sends the all-to-all dispatcher's rows (real runtimes move them directly; only the
+# simulator forwards them along rails), so its losses are the all-to-all one's.
+cpu_losses(4 3 "${deepseek}" "{}" "{\"preset\": \"deepspeed\", \"dense\": \"ddp\", ${dropless}}" reference)
+cpu_losses(4 3 "${deepseek}" "{}" "{\"preset\": \"deepspeed\", \"dense\": \"ddp\", ${dropless}, \"dispatcher\": \"deepep\"}" deepep)
+message(STATUS "deepep dispatcher: ${reference} | ${deepep}")
+expect_same_losses("DeepEP dispatcher" "${reference}" "${deepep}")
