@@ -26,7 +26,7 @@ namespace inf = policies::inference;
 const char* kUsage =
     "usage: moesys infer [--model gpt-moe-<E>e|FILE] [--policy all-in-gpu|deepspeed|moesys] [--ring-slots K]\n"
     "                    [--host-memory pinned|pageable] [--gpus N] [--batch B] [--prompt P] [--output O]\n"
-    "                    [--all-to-all flat|hierarchical] [--workload FILE|JSON] [--replicas JSON] [--preset LABEL]\n"
+    "                    [--all-to-all flat|hierarchical|deepep] [--workload FILE|JSON] [--replicas JSON] [--preset LABEL]\n"
     "                    [--cluster FILE | --nodes N --gpus-per-node G --nics-per-node K --nic-gbps B --gpu ...]\n"
     "                    [--calibration FILE] [--trace FILE] [--json] [--runtime sim|cpu|cuda] [--ranks N]\n"
     "Without cluster flags: one A100-SXM4-40GB. Defaults: gpt-moe-16e, moesys with K = 2, batch 8 per GPU,\n"

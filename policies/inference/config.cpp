@@ -65,7 +65,8 @@ core::ModelConfig parse_inference_model(const nlohmann::json& j, const std::stri
 core::CollectiveAlgo parse_all_to_all(const std::string& s, const FieldNamer& names) {
   if (s == "flat") return core::CollectiveAlgo::direct;
   if (s == "hierarchical") return core::CollectiveAlgo::hierarchical;
-  names.fail("all_to_all", "expected \"flat\" or \"hierarchical\", got \"" + s + "\"");
+  if (s == "deepep") return core::CollectiveAlgo::deepep;
+  names.fail("all_to_all", "expected \"flat\", \"hierarchical\" or \"deepep\", got \"" + s + "\"");
 }
 
 HostMemory parse_host_memory(const std::string& s, const FieldNamer& names) {
@@ -120,6 +121,7 @@ InferenceConfig inference_config_from_json(const nlohmann::json& j, const std::s
 }
 
 const char* all_to_all_name(core::CollectiveAlgo a) {
+  if (a == core::CollectiveAlgo::deepep) return "deepep";
   return a == core::CollectiveAlgo::direct ? "flat" : "hierarchical";
 }
 

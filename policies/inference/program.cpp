@@ -13,8 +13,10 @@ training::TrainingConfig program_config(const InferenceConfig& c, const core::Cl
   t.cluster = spec;
   t.gpus = c.gpus;
   t.expert_parallel = c.gpus;
-  t.policy.all_to_all =
-      c.all_to_all == core::CollectiveAlgo::direct ? training::AllToAll::flat : training::AllToAll::hierarchical;
+  t.policy.all_to_all = c.all_to_all == core::CollectiveAlgo::hierarchical ? training::AllToAll::hierarchical
+                                                                           : training::AllToAll::flat;
+  // DeepEP: its normal kernels for the prefill, its low-latency ones for the decode passes (generation.cpp).
+  if (c.all_to_all == core::CollectiveAlgo::deepep) t.policy.dispatcher = training::Dispatcher::deepep;
   training::GenerationPlan unused;
   policy_info(c.policy).configure(c, t.policy, unused);
   t.policy.replicas = c.replicas;

@@ -33,6 +33,10 @@ void RankTrainer::generate() {
     rt_.begin_phase(pass == 0 ? "prefill" : "decode " + std::to_string(pass));
     const double h2d_before = counters_.h2d_param_bytes;
     if (replicas_on()) load_replicas(pass, held);
+    // DeepEP serves the prefill with its normal kernels and each decode pass, a few tokens per rank, with its
+    // low-latency ones.
+    if (policy_.dispatcher == Dispatcher::deepep)
+      a2a_algo_ = pass == 0 ? core::CollectiveAlgo::deepep : core::CollectiveAlgo::deepep_ll;
     generation_pass(pass);
     rt_.wait(last_compute_);  // the sampled tokens
     counters_.pass_end_s.push_back(rt_.now_s());

@@ -36,7 +36,7 @@ TrainingPlan make_generation_plan(TrainingConfig c, GenerationPlan g,
   c.policy.gate = Gate::dropless;
   c.policy.dispatch = Dispatch::counts;
   c.policy.overlap_chunks = 1;
-  c.policy.dispatcher = Dispatcher::all_to_all;
+  if (c.policy.dispatcher != Dispatcher::deepep) c.policy.dispatcher = Dispatcher::all_to_all;
   c.policy.dense = DenseSharding::ddp;
   c.policy.grad_overlap = false;
   c.policy.embedding = Embedding::dense;

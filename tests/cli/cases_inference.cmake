@@ -65,3 +65,5 @@ moesys_cli_test(infer_replicas_offloaded 2 "expert replicas with offloaded exper
                 infer --replicas "{\"kind\": \"eplb\"}")
 moesys_cli_test(infer_replicas_unknown_key 2 "--replicas.slot: unknown key (valid keys: every, kind, scope, slots)"
                 infer --policy all-in-gpu --replicas "{\"kind\": \"eplb\", \"slot\": 1}")
+moesys_cli_test(infer_deepep_two_nodes 0 "deepep all-to-all" infer --nodes 2 --gpu a100-40g --model gpt-moe-32e --policy all-in-gpu --batch 4 --output 4 --all-to-all deepep)
+moesys_cli_test(infer_bad_all_to_all 2 "expected \"flat\", \"hierarchical\" or \"deepep\", got \"ll\"" infer --all-to-all ll)

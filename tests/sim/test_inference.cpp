@@ -3,6 +3,7 @@
 // shared PCIe uplinks, expert parallelism and determinism. Each simulation runs in its own child process.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "core/units.hpp"
@@ -182,6 +183,30 @@ TEST(InferenceSim, ExpertParallelServingOnTwoNodes) {
   // Zipf-skewed routing loads some experts more: the step waits for the busiest rank.
   c.workload = {{"kind", "zipf"}, {"exponent", 1.2}, {"seed", 7}};
   EXPECT_GT(simulate(c, spec)[kTpot], hier[kTpot]);
+}
+
+TEST(InferenceSim, DeepEpServesThePrefillWithNormalKernelsAndDecodeWithLowLatencyOnes) {
+  // all_to_all "deepep": the prefill's dispatch and combine run DeepEP's normal kernels (one copy per node along
+  // the rail), every decode pass its low-latency ones (every copy straight to its expert's GPU), in that order.
+  const auto spec = cluster(2, 8);
+  InferenceConfig c = make(core::ModelConfig::paper_gpt_moe(32), "all-in-gpu", 0, HostMemory::pinned, 4, 64, 4);
+  c.all_to_all = core::CollectiveAlgo::deepep;
+  const auto counts = test::run_in_child([c, spec]() mutable {
+    c.gpus = spec.total_gpus();
+    const PreparedRun run = prepare_run(c, spec, flag_namer());
+    std::vector<RankRecord> records(static_cast<std::size_t>(c.gpus));
+    const sim::SimResult r = sim::simulate(spec, c.gpus, generation_program(run, records));
+    double normal = 0, low_latency = 0, last_normal_end = 0, first_low_latency_start = 1e30;
+    for (const core::Span& s : r.ranks[0].spans) {
+      if (s.name == "alltoall/deepep") ++normal, last_normal_end = std::max(last_normal_end, s.end_s);
+      if (s.name == "alltoall/deepep-ll") ++low_latency, first_low_latency_start = std::min(first_low_latency_start, s.start_s);
+    }
+    return std::vector<double>{normal, low_latency, last_normal_end <= first_low_latency_start ? 1.0 : 0.0};
+  });
+  const double moe_layers = core::ModelConfig::paper_gpt_moe(32).moe_layers(), decode_passes = 3;
+  EXPECT_EQ(counts[0], 2 * moe_layers);                  // dispatch and combine of the prefill
+  EXPECT_EQ(counts[1], 2 * moe_layers * decode_passes);  // ... of every decode pass
+  EXPECT_EQ(counts[2], 1.0);
 }
 
 TEST(InferenceSim, SameInputsGiveIdenticalResults) {
