@@ -76,7 +76,7 @@ TEST(TrainingPolicy, BadTogglesNameTheirPath) {
   EXPECT_EQ(path_of({{"grad_overlap", "yes"}}), "policy.grad_overlap");
   EXPECT_EQ(path_of({{"cache", {{"decay_beta", 2}}}}), "policy.cache.decay_beta");
   EXPECT_EQ(path_of({{"fusion", 1}}), "policy.fusion");
-  EXPECT_EQ(path_of({{"dispatcher", "deepep"}}), "policy.dispatcher");
+  EXPECT_EQ(path_of({{"dispatcher", "deep_ep"}}), "policy.dispatcher");
 }
 
 TEST(TrainingConfig, ModelPresetFollowsThePaperFamily) {
