@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -56,6 +58,7 @@ EpSetting parse_ep_setting(const nlohmann::json& size, const nlohmann::json& sof
   if (s.experts % s.ranks != 0)
     throw std::invalid_argument("size.num_experts: expected a multiple of ep_ranks");
   if (s.topk > pool_of(s)) throw std::invalid_argument("size.topk_experts: more than the experts a token can reach");
+  ep_routing_probabilities(s);
   return s;
 }
 
@@ -65,14 +68,47 @@ double ep_token_bytes(const EpSetting& s) {
   return h + h / 128 * 4 + (s.low_latency ? 16 : 0);
 }
 
-double ep_node_probability(const EpSetting& s) {
-  const int groups = groups_of(s);
-  return static_cast<double>(groups) / s.nodes * (1 - all_miss(pool_of(s), s.experts / s.nodes, s.topk));
-}
-
-double ep_rank_probability(const EpSetting& s) {
-  const int groups = groups_of(s);
-  return static_cast<double>(groups) / s.nodes * (1 - all_miss(pool_of(s), s.experts / s.ranks, s.topk));
+void ep_routing_probabilities(EpSetting& s) {
+  const int groups = groups_of(s), pool = pool_of(s);
+  if (groups >= s.nodes) {
+    s.node_probability = 1 - all_miss(pool, s.experts / s.nodes, s.topk);
+    s.rank_probability = 1 - all_miss(pool, s.experts / s.ranks, s.topk);
+    return;
+  }
+  // DeepEP's tests/test_internode.py: scores i.i.d. per (token, expert); the `groups` nodes whose best score is
+  // highest; the top-k scores among those nodes' experts. Only the order of the scores matters, so uniform ones
+  // from a 64-bit generator serve (fixed seed: the same chances on every machine).
+  constexpr int kTokens = 1 << 15;
+  std::mt19937_64 bits(20250224);
+  const int per_node = s.experts / s.nodes, per_rank = s.experts / s.ranks;
+  std::vector<double> score(static_cast<std::size_t>(s.experts));
+  std::vector<int> order(static_cast<std::size_t>(s.nodes)), pick;
+  long long node_hits = 0, rank_hits = 0;
+  for (int t = 0; t < kTokens; ++t) {
+    for (double& x : score) x = static_cast<double>(bits() >> 11);
+    std::vector<double> best(static_cast<std::size_t>(s.nodes), -1);
+    for (int e = 0; e < s.experts; ++e) best[std::size_t(e / per_node)] = std::max(best[std::size_t(e / per_node)], score[std::size_t(e)]);
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + groups, order.end(),
+                      [&](int a, int b) { return best[std::size_t(a)] > best[std::size_t(b)]; });
+    pick.clear();
+    for (int g = 0; g < groups; ++g)
+      for (int e = order[std::size_t(g)] * per_node; e < (order[std::size_t(g)] + 1) * per_node; ++e) pick.push_back(e);
+    std::partial_sort(pick.begin(), pick.begin() + s.topk, pick.end(),
+                      [&](int a, int b) { return score[std::size_t(a)] > score[std::size_t(b)]; });
+    std::vector<int> nodes, ranks;
+    for (int i = 0; i < s.topk; ++i) {
+      nodes.push_back(pick[std::size_t(i)] / per_node);
+      ranks.push_back(pick[std::size_t(i)] / per_rank);
+    }
+    std::sort(nodes.begin(), nodes.end());
+    std::sort(ranks.begin(), ranks.end());
+    node_hits += std::unique(nodes.begin(), nodes.end()) - nodes.begin();
+    rank_hits += std::unique(ranks.begin(), ranks.end()) - ranks.begin();
+  }
+  // Every node (rank) is alike: each receives its share of the tokens' distinct nodes (ranks).
+  s.node_probability = static_cast<double>(node_hits) / kTokens / s.nodes;
+  s.rank_probability = static_cast<double>(rank_hits) / kTokens / s.ranks;
 }
 
 EpTraffic ep_traffic(const EpSetting& s) {
@@ -85,8 +121,8 @@ EpTraffic ep_traffic(const EpSetting& s) {
     t.to_rank.assign(static_cast<std::size_t>(s.ranks), std::llround(tokens * s.topk / s.ranks * token));
     return t;
   }
-  t.to_rank.assign(static_cast<std::size_t>(s.ranks), std::llround(tokens * ep_rank_probability(s) * token));
-  t.to_node.bytes.assign(static_cast<std::size_t>(s.nodes), std::llround(tokens * ep_node_probability(s) * token));
+  t.to_rank.assign(static_cast<std::size_t>(s.ranks), std::llround(tokens * s.rank_probability * token));
+  t.to_node.bytes.assign(static_cast<std::size_t>(s.nodes), std::llround(tokens * s.node_probability * token));
   t.to_node.combine = s.combine;
   return t;
 }
@@ -102,9 +138,9 @@ double ep_metric(const EpSetting& s, const std::string& metric, double seconds) 
   if (s.low_latency)
     bytes = tokens * s.topk * token;
   else if (rdma)
-    bytes = tokens * s.nodes * ep_node_probability(s) * token;
+    bytes = tokens * s.nodes * s.node_probability * token;
   else
-    bytes = tokens * s.ranks * ep_rank_probability(s) * token;
+    bytes = tokens * s.ranks * s.rank_probability * token;
   return bytes / seconds / 1e9;
 }
 

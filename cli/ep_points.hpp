@@ -25,6 +25,9 @@ struct EpSetting {
   int ranks = 0;
   int nodes = 1;
   std::string dispatch_dtype = "fp8";
+  /// Chance that a given node (rank) receives a given token at least once, from ep_routing_probabilities.
+  double node_probability = 0;
+  double rank_probability = 0;
 };
 
 /// Reads a point's EP setting; throws std::invalid_argument naming the field that is missing or wrong.
@@ -34,9 +37,12 @@ EpSetting parse_ep_setting(const nlohmann::json& size, const nlohmann::json& sof
 /// Bytes one token carries in the operation: DeepEP's fp8 (values plus one fp32 scale per 128, and a 16-byte
 /// header in the low-latency layout) or bf16; combine is bf16.
 double ep_token_bytes(const EpSetting& s);
-/// Probability that a given rank (node) receives a given token at least once.
-double ep_rank_probability(const EpSetting& s);
-double ep_node_probability(const EpSetting& s);
+/// Sets node_probability and rank_probability. Without a node limit a token's experts are a uniform k-subset
+/// and the chances are closed forms. With one, DeepEP's test picks the nodes whose best expert scores highest,
+/// which favours nodes that also hold the next best ones (at 8 nodes, 4 per token, top-8: 3.98 nodes per token,
+/// where a uniform k-subset of the 4 nodes' experts gives 3.63), so the routing is sampled as the test does it,
+/// from a fixed seed (2^15 tokens: the chances to about 0.3%).
+void ep_routing_probabilities(EpSetting& s);
 
 /// One rank's all-to-all for the setting: bytes to every rank and, for normal kernels, to every node.
 struct EpTraffic {
