@@ -30,7 +30,7 @@ enum class AllToAll { flat, hierarchical };
 /// instead of all-to-all(v)s of the routed rows. `deepep`: the all-to-all dispatcher's rows moved as DeepEP's normal
 /// kernels move them (core::CollectiveAlgo::deepep): a token crosses the network once per node that takes it,
 /// along its rail, and is forwarded over NVLink inside the node (deepep_dispatch.cpp estimates the per-node
-/// tokens from the rows, the top-k and the node limit); dropless (counted dispatch), flat.
+/// tokens from the rows and the model's gate rule); dropless (counted dispatch), flat.
 enum class Dispatcher { all_to_all, all_gather, deepep };
 /// Dense (always active) parameters: plain data parallelism (replicated, all-reduce), ZeRO-2 (replicated fp16
 /// parameters; gradients and optimizer states sharded over all ranks), or MoESys's ZeRO-3 (fp16 parameters and
