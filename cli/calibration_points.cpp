@@ -106,6 +106,7 @@ CalibrationPoint parse_point(const nlohmann::json& p, const std::string& file, c
     } catch (const std::invalid_argument& e) {
       const std::string what = e.what();
       const auto colon = what.find(": ");
+      if (colon == std::string::npos) throw bad("size", what);
       throw bad(what.substr(0, colon), what.substr(colon + 2));
     }
     c.size_bytes = static_cast<double>(c.ep.tokens) * ep_token_bytes(c.ep);

@@ -30,7 +30,11 @@ EpSetting parse_ep_setting(const nlohmann::json& size, const nlohmann::json& sof
   EpSetting s;
   s.combine = combine;
   s.nodes = nodes;
-  const std::string kernels = software.value("ep_kernels", std::string());
+  if (!size.is_object()) throw std::invalid_argument("size: expected an object");
+  const std::string kernels =
+      software.is_object() && software.contains("ep_kernels") && software["ep_kernels"].is_string()
+          ? software["ep_kernels"].get<std::string>()
+          : std::string();
   if (kernels != "normal" && kernels != "low_latency")
     throw std::invalid_argument("software.ep_kernels: expected \"normal\" or \"low_latency\"");
   s.low_latency = kernels == "low_latency";
@@ -49,7 +53,9 @@ EpSetting parse_ep_setting(const nlohmann::json& size, const nlohmann::json& sof
   s.ranks = static_cast<int>(positive("ep_ranks", true, 0));
   s.experts = static_cast<int>(positive("num_experts", false, 256));
   s.topk_groups = static_cast<int>(positive("topk_groups", false, 0));
-  s.dispatch_dtype = size.value("dispatch_dtype", std::string("fp8"));
+  s.dispatch_dtype = size.contains("dispatch_dtype") && size["dispatch_dtype"].is_string()
+                         ? size["dispatch_dtype"].get<std::string>()
+                         : (size.contains("dispatch_dtype") ? std::string("?") : std::string("fp8"));
   if (s.dispatch_dtype != "fp8" && s.dispatch_dtype != "bf16")
     throw std::invalid_argument("size.dispatch_dtype: expected \"fp8\" or \"bf16\"");
   if (s.ranks != nodes * gpus_per_node)
@@ -129,6 +135,7 @@ EpTraffic ep_traffic(const EpSetting& s) {
 
 double ep_metric(const EpSetting& s, const std::string& metric, double seconds) {
   if (metric == "latency") return seconds * 1e6;
+  if (!(seconds > 0)) return 0;
   const double token = ep_token_bytes(s);
   const double tokens = static_cast<double>(s.tokens);
   // Normal kernels print the RDMA side ((token, node) pairs, the own node included) and the NVLink side (rows the

@@ -1,9 +1,10 @@
 #pragma once
 // Published MoE dispatch/combine measurements (DeepEP's tests, calibration/*-measured.json categories ep_dispatch
-// and ep_combine) and the traffic they imply. DeepEP's tests route random tokens: each picks `topk_groups` nodes
-// at random, then `topk` distinct experts at random among those nodes' experts (all experts when the group
-// limit is off), so the expected bytes between ranks and to nodes follow in closed form; the simulator runs the
-// all-to-all with them, and the result is turned into the metric exactly as the test prints it.
+// and ep_combine) and the traffic they imply. DeepEP's tests score every (token, expert) at random and take the
+// top-k experts, among the `topk_groups` nodes whose best expert scores highest when the node limit is on: the
+// chance that a rank or node receives a token is a closed form without the limit and is sampled with it
+// (ep_routing_probabilities). The simulator runs the all-to-all with the expected bytes, and the time is turned
+// into the metric exactly as the test prints it.
 #include <cstdint>
 #include <string>
 #include <vector>

@@ -10,6 +10,8 @@
 // experts and spreads a token over more of its groups than a uniform subset would (DeepSeek-V3 over 8 nodes: 3.95
 // nodes per token against 3.60), so D is sampled once per layout from a fixed seed. Exact for uniform routing;
 // skewed rows keep the same copies per reached node. Real runtimes move the rows directly and ignore the estimate.
+// Inside the node the rows still travel once per (token, expert), where DeepEP sends a token once per rank.
+// Experts are placed as the gate lays them out, expert e on member e / (experts per member); replicas are refused.
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -37,7 +39,8 @@ double nodes_per_token(int k, int groups, int max_groups, const std::vector<int>
     }
     return d;
   }
-  // One process simulates every rank: sample each layout once.
+  // One process simulates every rank (SimGrid runs one actor at a time; a real rank is a process of its own, and
+  // only its host thread runs the program): sample each layout once.
   static std::map<std::tuple<int, int, int, std::vector<int>>, double> cache;
   const auto key = std::make_tuple(k, groups, max_groups, node_of);
   if (auto it = cache.find(key); it != cache.end()) return it->second;
@@ -83,6 +86,12 @@ core::NodeTraffic RankTrainer::deepep_node_traffic(const std::vector<std::uint64
   for (int m : members) nodes.push_back(spec.node_of(m));
   std::sort(nodes.begin(), nodes.end());
   nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+  core::NodeTraffic traffic;
+  traffic.combine = combine;
+  if (nodes.size() == 1) {  // nothing crosses the network; the plan ignores a member's own node
+    traffic.bytes.push_back(0);
+    return traffic;
+  }
   auto slot_of = [&](int member) {
     return static_cast<int>(std::lower_bound(nodes.begin(), nodes.end(), spec.node_of(member)) - nodes.begin());
   };
@@ -97,8 +106,6 @@ core::NodeTraffic RankTrainer::deepep_node_traffic(const std::vector<std::uint64
   for (std::size_t p = 0; p < members.size(); ++p)
     rows[std::size_t(slot_of(members[p]))] += static_cast<double>(send[p]) / row_bytes;
   const double tokens = static_cast<double>(tokens_) / std::max(1, chunks);
-  core::NodeTraffic traffic;
-  traffic.combine = combine;
   for (double r : rows)
     traffic.bytes.push_back(static_cast<std::uint64_t>(std::llround(std::min(tokens, r / copies_per_node) * row_bytes)));
   return traffic;

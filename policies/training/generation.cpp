@@ -45,6 +45,7 @@ void RankTrainer::generate() {
     if (replicas_on() && pass + 1 < g.passes()) measure_expert_load(pass);
     rt_.end_phase();
   }
+  if (policy_.dispatcher == Dispatcher::deepep) a2a_algo_ = core::CollectiveAlgo::deepep;
   rt_.synchronize();
   if (!real_) return;
   std::vector<std::int32_t> tokens(static_cast<std::size_t>(g.passes() * g.sequences));

@@ -46,6 +46,10 @@ void check_deepep_dispatcher(const TrainingConfig& c, const Layout& l) {
   if (c.policy.all_to_all == AllToAll::hierarchical)
     throw core::InfeasibleError("\"all_to_all\": \"hierarchical\" is another all-to-all algorithm; " + with +
                                 " set \"all_to_all\": \"flat\"");
+  if (l.replica_slots > 0)
+    throw core::InfeasibleError("expert replicas with the DeepEP dispatcher are not modelled (its per-node token "
+                                "estimate assumes the gate's layout of experts); " + with + " set \"replicas\": "
+                                "{\"kind\": \"none\"}");
   if (l.ep_members_per_node() == 0)
     throw core::InfeasibleError("DeepEP forwards a token from the GPU of the sender's local index on each node, so an "
                                 "expert-parallel group must lie inside one node or hold whole nodes (expert-parallel "

@@ -34,9 +34,10 @@ std::vector<int> nodes_of(const core::ClusterSpec& spec, const std::vector<int>&
   return nodes;
 }
 
-// DeepEP's NVLink transfers run at ep_nvlink_efficiency of spec where NCCL's run at nvlink_efficiency.
+// DeepEP's NVLink transfers run at ep_nvlink_efficiency of spec where NCCL's run at nvlink_efficiency (the
+// links' modelled rate), so at most at the latter.
 double nvlink_fraction(const core::Calibration& cal) {
-  return std::min(1.0, cal.ep_nvlink_efficiency / cal.nvlink_efficiency);
+  return cal.nvlink_efficiency > 0 ? std::min(1.0, cal.ep_nvlink_efficiency / cal.nvlink_efficiency) : 1.0;
 }
 
 }  // namespace
@@ -54,14 +55,25 @@ void append_node_traffic(const core::ClusterSpec& spec, const std::vector<int>& 
 
 CollectivePlan plan_deepep(const core::ClusterSpec& spec, const core::Calibration& cal, const CollectiveCall& call) {
   const std::size_t n = call.members.size();
+  if (n == 0) return {};
   const std::vector<int> nodes = nodes_of(spec, call.members);
   const std::size_t row_size = n + nodes.size() + 1;
-  for (const auto& row : call.matrix)
-    if (row.size() != row_size)
-      throw std::logic_error("all_to_all/deepep: a member's row lacks its node traffic");
   const bool combine = call.matrix.front().back() > 0.5;
+  for (const auto& row : call.matrix) {
+    if (row.size() != row_size) throw std::logic_error("all_to_all/deepep: a member's row lacks its node traffic");
+    if ((row.back() > 0.5) != combine)
+      throw std::invalid_argument("all_to_all/deepep: members disagree on dispatch or combine");
+  }
   std::vector<int> index_of(static_cast<std::size_t>(spec.total_gpus()), -1);
   for (std::size_t i = 0; i < n; ++i) index_of[static_cast<std::size_t>(call.members[i])] = static_cast<int>(i);
+  // Every member needs its rail GPU on every node of the group, whatever this call's bytes.
+  const std::size_t per_node = n / nodes.size();
+  if (per_node * nodes.size() != n)
+    throw std::invalid_argument("all_to_all/deepep needs every node of the group to hold the same local GPUs");
+  for (std::size_t i = 0; i < n; ++i)
+    for (int node : nodes)
+      if (index_of[static_cast<std::size_t>(node * spec.node.gpus + spec.local_of(call.members[i]))] < 0)
+        throw std::invalid_argument("all_to_all/deepep needs every node of the group to hold the same local GPUs");
   // The rail GPU of member i on node `node`: the member there with i's local index.
   auto rail_of = [&](std::size_t i, int node) {
     const int r = index_of[static_cast<std::size_t>(node * spec.node.gpus + spec.local_of(call.members[i]))];

@@ -111,6 +111,25 @@ TEST(DeepEp, WithoutNodeTrafficEveryCopyCrossesTheNetwork) {
   EXPECT_EQ(flows_of(plan), expected);
 }
 
+TEST(DeepEp, CombineWithoutNodeTrafficOnAGroupOfLaterNodes) {
+  // Members are GPUs 4..11 of 3 nodes x 4 (nodes 1 and 2). GPUs 9 and 10 return 100 and 50 bytes to GPU 4; without
+  // node traffic nothing is summed away, so the rail GPU of GPU 4 on node 2 (GPU 8) sends 4 all 150 bytes.
+  const auto spec = cluster(3, 4);
+  sim::CollectiveCall call;
+  call.op = sim::CollectiveOp::all_to_all;
+  for (int g = 4; g < 12; ++g) call.members.push_back(g);
+  for (int i = 0; i < 8; ++i) {
+    std::vector<double> row(8, 0.0);
+    if (i == 5) row[0] = 100;
+    if (i == 6) row[0] = 50;
+    sim::append_node_traffic(spec, call.members, core::NodeTraffic{{}, true}, row);
+    call.matrix.push_back(std::move(row));
+  }
+  const auto plan = sim::plan_collective(spec, core::Calibration{}, call, core::CollectiveAlgo::deepep);
+  const std::vector<std::tuple<int, int, double>> expected = {{8, 4, 150}, {9, 8, 100}, {10, 8, 50}};
+  EXPECT_EQ(flows_of(plan), expected);
+}
+
 TEST(DeepEp, NodeTrafficMustNameEveryNodeAndRailsMustExist) {
   const auto spec = cluster(2, 4);
   std::vector<int> members = {0, 1, 2, 3, 4, 5, 6, 7};
