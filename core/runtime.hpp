@@ -166,6 +166,9 @@ struct AttentionOp {
   /// Forward reads q, k, v and writes o; backward also reads d_o and writes d_q, d_k, d_v.
   Buffer q, k, v, o, d_o, d_q, d_k, d_v;
   bool kv_position_major = false;
+  /// Backward adds the K and V gradients into d_k and d_v instead of writing them: two query blocks over the same
+  /// keys (context parallelism's zigzag halves) sum their contributions.
+  bool accumulate_kv_grads = false;
   /// Rows between positions t and t + 1 of one sequence in k and v, and between sequences b and b + 1.
   std::int64_t kv_position_stride() const { return kv_position_major ? batch : 1; }
   std::int64_t kv_sequence_stride() const { return kv_position_major ? 1 : seq_kv; }

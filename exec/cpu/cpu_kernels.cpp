@@ -57,7 +57,8 @@ void run_attention(const core::AttentionOp& a) {
       const I q_off = b * Sq * ldq + h * D, o_off = b * Sq * ldo + h * Dv;
       const I k_off = b * a.kv_sequence_stride() * ldk + (h / group) * D;
       const I v_off = b * a.kv_sequence_stride() * ldv + (h / group) * Dv;
-      const float first_of_group = h % group == 0 ? 0.f : 1.f;  // backward: the group's first head writes dK, dV
+      // Backward: the group's first head writes dK, dV (or adds to them, accumulate_kv_grads), later heads add.
+      const float first_of_group = h % group == 0 && !a.accumulate_kv_grads ? 0.f : 1.f;
       const float *q = F(a.q) + q_off, *k = F(a.k) + k_off, *v = F(a.v) + v_off;
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(Sq), int(Skv), int(D), sc, q, int(ldq), k,
                   int(kstride), 0.f, p.data(), int(Skv));

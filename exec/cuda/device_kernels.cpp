@@ -98,9 +98,9 @@ void run_gemm(const core::GemmOp& op, const KernelContext& ctx) {
 // as on the CPU. fp32 throughout.
 void run_attention(const core::AttentionOp& a, const KernelContext& ctx) {
   need(a.seq_q >= 1 && a.seq_q <= a.seq_kv, "attention: need 1 <= seq_q <= seq_kv");
-  need(!a.backward || (a.seq_q == a.seq_kv && !a.kv_position_major),
-       "attention backward: seq_q must equal seq_kv with packed K and V on the CUDA runtime (context parallelism "
-       "runs in the simulator and on CPU ranks)");
+  need(!a.backward || (a.seq_q == a.seq_kv && !a.kv_position_major && !a.accumulate_kv_grads),
+       "attention backward: seq_q must equal seq_kv with packed K and V, written not accumulated, on the CUDA runtime "
+       "(context parallelism runs in the simulator and on CPU ranks)");
   need(a.heads % a.kv_head_count() == 0, "attention: kv_heads must divide heads");
   // Q and K heads D wide, V and O heads Dv (MLA); rows of heads side by side.
   const I S = a.seq_q, Skv = a.seq_kv, D = a.head_dim, Dv = a.v_dim(), Hd = a.heads, groups = a.kv_head_count();

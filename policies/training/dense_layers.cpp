@@ -54,20 +54,33 @@ void RankTrainer::ffn_activation_backward(const core::Buffer& pre, const core::B
     tensor(ops::gelu_bwd(pre, d_post, d_pre, rows * f), expert ? "expert gelu bwd" : "gelu bwd");
 }
 
-std::pair<std::int64_t, std::int64_t> RankTrainer::rope_positions() const {
-  // Positions of this pass's rows: training sequences of seq_len; a generation pass's queries follow its context.
-  if (!generating())  // a context-parallel rank holds chunk c of every sequence: positions [c S / cp, (c + 1) S / cp)
-    return {model_.seq_len / layout_.cp, layout_.cp_index(rank_) * (model_.seq_len / layout_.cp)};
-  const GenerationPlan& g = plan_.generation;
-  return {g.queries(step_), g.context_at(step_) - g.queries(step_)};
+std::vector<RankTrainer::PositionRun> RankTrainer::position_runs() const {
+  // Training sequences of seq_len; a generation pass's queries follow its context; a context-parallel rank holds
+  // two zigzag blocks of every sequence, one after the other (context_parallel.cpp).
+  if (generating()) {
+    const GenerationPlan& g = plan_.generation;
+    return {{0, tokens_, g.queries(step_), g.context_at(step_) - g.queries(step_)}};
+  }
+  if (!context_parallel()) return {{0, tokens_, model_.seq_len, 0}};
+  const std::int64_t h = cp_half(), rows = tokens_ / 2;
+  const int own = layout_.cp_index(rank_);
+  return {{0, rows, h, cp_block(own, 0) * h}, {rows, rows, h, cp_block(own, 1) * h}};
+}
+
+void RankTrainer::rope(const core::Buffer& x, std::int64_t heads, std::int64_t d, bool inverse, std::int64_t stride,
+                       std::int64_t offset) {
+  const std::int64_t width = heads * (stride > 0 ? stride : d);
+  for (const PositionRun& r : position_runs())
+    tensor(ops::rope(x.slice(rows_bytes(r.row, width, a_), rows_bytes(r.rows, width, a_)), r.rows, heads, d, r.span,
+                     r.first, inverse, 10000.0, stride, offset),
+           inverse ? "rope bwd" : "rope");
 }
 
 void RankTrainer::rotate(const core::Buffer& q, const core::Buffer& k, bool inverse) {
   if (model_.learned_positions) return;
-  const auto [span, first] = rope_positions();
-  const std::int64_t n = tokens_, d = model_.head_dim();
-  tensor(ops::rope(q, n, model_.heads, d, span, first, inverse), inverse ? "rope bwd" : "rope");
-  tensor(ops::rope(k, n, model_.kv_head_count(), d, span, first, inverse), inverse ? "rope bwd" : "rope");
+  const std::int64_t d = model_.head_dim();
+  rope(q, model_.heads, d, inverse);
+  rope(k, model_.kv_head_count(), d, inverse);
 }
 
 std::pair<core::Buffer, core::Buffer> RankTrainer::normed_qk(const ActivationViews& a, int unit) {

@@ -82,7 +82,8 @@ void check_context_parallel(const TrainingConfig& c, const Layout& l) {
   };
   require(l.world % (l.tp * l.cp) == 0, str(l.world) + " ranks" + (l.pp > 1 ? " of a pipeline stage" : "") +
                                            " do not divide into " + str(l.cp) + " x tensor-parallel " + str(l.tp));
-  require(m.seq_len % l.cp == 0, "the sequence length " + str(m.seq_len) + " does not divide into chunks");
+  require(m.seq_len % (2 * l.cp) == 0, "the sequence length " + str(m.seq_len) + " does not divide into " +
+                                          str(2 * l.cp) + " zigzag blocks (two per member)");
   require(m.tokens_per_micro_batch() / l.cp % l.tp == 0,
           "a micro-batch's chunk of " + std::to_string(m.tokens_per_micro_batch() / l.cp) +
               " tokens does not divide into sequence shards");

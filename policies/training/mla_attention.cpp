@@ -75,9 +75,8 @@ void RankTrainer::mla_up_projections(const ActivationViews& a, int unit, bool ag
   gemm(n, m.H * m.dn, m.kvl, a.ckv_normed, weight(m.k_b, m.kvl, m.H * m.dn), a.k_nope, name("k up", "k up recompute"));
   gemm(n, m.H * m.dv, m.kvl, a.ckv_normed, weight(m.v_b, m.kvl, m.H * m.dv), v, name("v up", "v up recompute"));
   if (!model_.learned_positions) {
-    const auto [span, first] = rope_positions();
-    tensor(ops::rope(q, n, m.H, m.dr, span, first, false, 10000.0, m.dn + m.dr, m.dn), "rope");
-    if (!again) tensor(ops::rope(a.k_rope, n, 1, m.dr, span, first, false), "rope");  // kept rotated
+    rope(q, m.H, m.dr, false, m.dn + m.dr, m.dn);
+    if (!again) rope(a.k_rope, 1, m.dr, false);  // kept rotated
   }
   tensor(ops::mla_keys(a.k_nope, a.k_rope, k, n, m.H, m.dn, m.dr), "mla keys");
 }
@@ -97,9 +96,8 @@ void RankTrainer::mla_project_backward(const ActivationViews& a, int unit, const
   };
   tensor(ops::mla_keys_bwd(d.k, ws.mla_dk_nope, ws.mla_dk_rope, n, m.H, m.dn, m.dr), "mla keys bwd");
   if (!model_.learned_positions) {
-    const auto [span, first] = rope_positions();
-    tensor(ops::rope(d.q, n, m.H, m.dr, span, first, true, 10000.0, m.dn + m.dr, m.dn), "rope bwd");
-    tensor(ops::rope(ws.mla_dk_rope, n, 1, m.dr, span, first, true), "rope bwd");
+    rope(d.q, m.H, m.dr, true, m.dn + m.dr, m.dn);
+    rope(ws.mla_dk_rope, 1, m.dr, true);
   }
   // Keys and values back to the latent, through its norm, and to the input.
   gemm(m.kvl, m.H * m.dn, n, a.ckv_normed, ws.mla_dk_nope, wgrad(m.k_b, m.kvl, m.H * m.dn), "k up wgrad", true, false,

@@ -315,7 +315,7 @@ void RankTrainer::load_batch(int step, int micro) {
   // Synthetic next-token task t[i+1] = (3 t[i] + 1) mod vocab from a random start per sequence: real runs can
   // watch the loss fall; the simulator pays for the same uploads.
   // With tensor parallelism the group draws its replica's whole micro-batch and each rank keeps its sequence shard;
-  // with context parallelism its chunk of every sequence first.
+  // with context parallelism its two zigzag blocks of every sequence first.
   const std::int64_t n = tokens_, all = n * layout_.tp * layout_.cp;
   std::vector<std::int32_t> ids, targets;
   if (real_) {
@@ -333,13 +333,14 @@ void RankTrainer::load_batch(int step, int micro) {
       }
       targets[static_cast<std::size_t>(i)] = (ids[static_cast<std::size_t>(i)] * 3 + 1) % model_.vocab;
     }
-    if (layout_.cp > 1) {  // this rank's chunk of every sequence
-      const std::int64_t S = model_.seq_len, chunk = S / layout_.cp, at = layout_.cp_index(rank_) * chunk;
+    if (layout_.cp > 1) {  // this rank's two zigzag blocks of every sequence: the earlier ones, then the later ones
+      const std::int64_t S = model_.seq_len, h = cp_half();
       std::vector<std::int32_t> ci, ct;
-      for (std::int64_t s = 0; s < all; s += S) {
-        ci.insert(ci.end(), ids.begin() + s + at, ids.begin() + s + at + chunk);
-        ct.insert(ct.end(), targets.begin() + s + at, targets.begin() + s + at + chunk);
-      }
+      for (int half = 0; half < 2; ++half)
+        for (std::int64_t s = 0, at = cp_block(layout_.cp_index(rank_), half) * h; s < all; s += S) {
+          ci.insert(ci.end(), ids.begin() + s + at, ids.begin() + s + at + h);
+          ct.insert(ct.end(), targets.begin() + s + at, targets.begin() + s + at + h);
+        }
       ids = std::move(ci), targets = std::move(ct);
     }
     const auto first = static_cast<std::ptrdiff_t>(layout_.tp_index(rank_) * n);

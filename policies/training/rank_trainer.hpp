@@ -206,13 +206,19 @@ class RankTrainer {
 
   // ---- context_parallel.cpp ----
   bool context_parallel() const { return layout_.cp > 1; }
-  /// Attention of this rank's chunk of every sequence (x: the chunk's Q, K, V; tokens_ = the chunk's tokens) over
-  /// its sequence up to the chunk's end: K and V gathered over the context-parallel group, position-major.
+  /// Positions per zigzag block (seq_len / 2 cp), and which block of every sequence member `member`'s half `half`
+  /// (0: its earlier, 1: its later) holds.
+  std::int64_t cp_half() const;
+  int cp_block(int member, int half) const;
+  /// The attention of this rank's zigzag half `half` (its queries and outputs) over the gathered keys and values.
+  core::AttentionOp context_half_op(const Qkv& x, const core::Buffer& ctx, int half) const;
+  /// Attention of this rank's two zigzag blocks of every sequence (x: their Q, K, V; tokens_ = their tokens), each
+  /// over its sequence up to the block's end: K and V gathered over the context-parallel group, position-major.
   void context_attention(const Qkv& x, const core::Buffer& ctx);
-  /// Its backward: d.q of the chunk, and d.k, d.v of the chunk summed over the group's queries (reduce-scatter).
+  /// Its backward: d.q of the blocks, and d.k, d.v of the blocks summed over the group's queries (reduce-scatter).
   void context_attention_backward(const Qkv& x, const core::Buffer& ctx, const core::Buffer& dctx, const Qkv& d);
-  /// All-gathers the group's chunks `mine` ([B][chunk][width]) into `landing` and lays them out position-major in
-  /// `whole` ([seq][B][width]); the compute stream waits for the gather.
+  /// All-gathers the group's rows `mine` (two blocks of [B][seq / 2 cp][width]) into `landing` and lays them out
+  /// position-major in `whole` ([seq][B][width]); the compute stream waits for the gather.
   void gather_sequence(const core::Buffer& mine, const core::Buffer& landing, const core::Buffer& whole,
                        std::int64_t width);
   /// The reverse: `whole` back to chunk order in `landing`, reduce-scattered into `mine`.
@@ -220,8 +226,15 @@ class RankTrainer {
                         std::int64_t width);
   /// Q and K as attention reads them: the projections, or (QK norms) their per-head RMSNorms.
   std::pair<core::Buffer, core::Buffer> normed_qk(const ActivationViews& a, int unit);
-  /// The rows' positions: span (position = first + row mod span) and first.
-  std::pair<std::int64_t, std::int64_t> rope_positions() const;
+  /// Rows [row, row + rows) of this pass, whose positions are first + (offset in the run) mod span: one run, or one
+  /// per zigzag half of context parallelism.
+  struct PositionRun {
+    std::int64_t row, rows, span, first;
+  };
+  std::vector<PositionRun> position_runs() const;
+  /// Rotary positions in place on this pass's rows of `heads` heads (ops::rope's D, stride and offset), run by run.
+  void rope(const core::Buffer& x, std::int64_t heads, std::int64_t d, bool inverse, std::int64_t stride = 0,
+            std::int64_t offset = 0);
   /// Rotary positions on this pass's Q and K (no-op with learned positions); `inverse` for their gradients.
   void rotate(const core::Buffer& q, const core::Buffer& k, bool inverse);
   /// The embedding unit's tensor the logits multiply with: the token table (tied) or the output layer.

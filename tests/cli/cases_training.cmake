@@ -41,7 +41,7 @@ moesys_cli_test(train_parallel_context_not_on_cuda 2 "parallel.cp: context paral
                 train --runtime cuda --ranks 2 --model "{\"hidden\": 64, \"layers\": 2}" --parallel "{\"cp\": 2}")
 moesys_cli_test(train_parallel_context_learned_positions 2 "context-parallel size 2: a learned position table is not modelled with it"
                 train --parallel "{\"cp\": 2}" --preset deepspeed)
-moesys_cli_test(train_parallel_context_sequence 2 "context-parallel size 3: the sequence length 4096 does not divide into chunks"
+moesys_cli_test(train_parallel_context_sequence 2 "context-parallel size 3: the sequence length 4096 does not divide into 6 zigzag blocks (two per member)"
                 train --gpus 48 --gpu h100 --model "{\"preset\": \"qwen3-30b-a3b\", \"layers\": 4}" --parallel "{\"cp\": 3, \"ep\": 16}" --preset megatron)
 moesys_cli_test(train_parallel_expert_tensor_needs_all_gather 2 "expert-tensor-parallel size 2: runs with the all-gather dispatcher only"
                 train --parallel "{\"etp\": 2, \"ep\": 8}")

@@ -151,6 +151,16 @@ TEST(CpuKernels, ChunkBackwardIsTheFullBackwardOfItsQueries) {
       for (I x = 0; x < ld && t >= S - Sq; ++x)
         EXPECT_NEAR(dqc[std::size_t((b * Sq + t - (S - Sq)) * ld + x)], dq[std::size_t((b * S + t) * ld + x)], 1e-5);
     }
+  // accumulate_kv_grads (zigzag context parallelism's second block) adds to d_k and d_v instead of writing them:
+  // the same kernel again doubles them, grouped heads included, and writes d_q as before.
+  const std::vector<float> dk_once = dkp, dv_once = dvp, dq_once = dqc;
+  back.accumulate_kv_grads = true;
+  run_kernel(back);
+  for (std::size_t i = 0; i < dkp.size(); ++i) {
+    EXPECT_NEAR(dkp[i], 2 * dk_once[i], 1e-5);
+    EXPECT_NEAR(dvp[i], 2 * dv_once[i], 1e-5);
+  }
+  for (std::size_t i = 0; i < dqc.size(); ++i) EXPECT_NEAR(dqc[i], dq_once[i], 1e-6);
 }
 
 TEST(CpuKernels, AttentionRejectsMoreQueriesThanKeys) {

@@ -266,6 +266,32 @@ TEST(Training, ContextParallelShardsActivationsAndGathersKeysOverNvlink) {
   EXPECT_EQ(two[2], 2 * one[2]);
 }
 
+TEST(Training, ContextParallelZigzagGivesEveryMemberTheSameAttentionWork) {
+  // Zigzag blocks: member c of 4 holds blocks c and 7 - c of 8, whose causal queries see c + 1 and 8 - c blocks of
+  // keys, 9 in all for every member (contiguous chunks gave the last member 7 times the first's work). The two
+  // halves of one member are different kernels; the members' sums agree.
+  const std::vector<double> flop = test::run_in_child([] {
+    const TrainingReport r =
+        run_training(parse_training_config(pipelined({{"ep", 8}, {"cp", 4}}, 32), "test.json"),
+                     sim_simulator(core::default_calibration_for("h100"), true), true);  // every kernel's span
+    std::vector<double> per_rank(4, 0.0);
+    std::vector<double> rank0;
+    for (const core::Span& s : r.last_step)
+      if (s.name == "attention" && s.rank < 4) {
+        per_rank[static_cast<std::size_t>(s.rank)] += s.flop;
+        if (s.rank == 0) rank0.push_back(s.flop);
+      }
+    rank0.resize(2, 0.0);
+    per_rank.insert(per_rank.end(), rank0.begin(), rank0.end());
+    return per_rank;
+  });
+  ASSERT_EQ(flop.size(), 6u);
+  EXPECT_GT(flop[0], 0.0);
+  for (int c = 1; c < 4; ++c) EXPECT_NEAR(flop[c], flop[0], 1e-9 * flop[0]) << "member " << c;
+  // Rank 0's halves: block 0 over one block of keys, block 7 over eight (a triangle, then seven squares and one).
+  EXPECT_NEAR(flop[5] / flop[4], 15.0, 1e-9);
+}
+
 TEST(Training, SelectiveRecomputeCostsLessComputeThanFullAndKeepsMoreThanIt) {
   // Selective recompute runs a few cheap kernels again (norms, activations) instead of whole forwards: more compute
   // than keeping everything, much less than full recompute; its peak lies between the two.
