@@ -17,6 +17,7 @@
 #include <algorithm>
 
 #include "model/ops.hpp"
+#include "policies/training/model_costs.hpp"
 #include "policies/training/rank_trainer.hpp"
 
 namespace moesys::policies::training {
@@ -82,8 +83,21 @@ void RankTrainer::unit_grads_done(int unit) {
   const bool last_micro = micro_ + 1 == plan_.routing.micro_batches;
   if (full_grads() && !last_micro) return;  // keep accumulating in place
   sum_replicated_grads(unit);  // tensor parallelism: before the data-parallel reduction reads them
+  if (unit == 0) sum_shared_table_grads();
   for (std::size_t i = 0; i < st_.buckets.size(); ++i)
     if (st_.buckets[i].done_unit == unit) reduce_bucket(i);
+}
+
+void RankTrainer::sum_shared_table_grads() {
+  // A tied token table split by pipeline stages: the first stage's copy has the lookup's gradient, the last stage's
+  // the output layer's. Each adds the other's before its data-parallel reduction (Megatron sums the two copies'
+  // gradients the same way), so both copies take the same update and stay equal. The two stages reach this point
+  // for the same micro-batches in the same order (every micro-batch under ZeRO-2, the last one otherwise).
+  if (!model_.tied_embeddings || layout_.pp == 1 || (stage_ != 0 && !last_stage())) return;
+  const core::Buffer g = grad(0, kTokenTable);
+  rt_.stream_wait(kComm2, last_compute_);
+  last_reduce_ = rt_.all_reduce(kComm2, embedding_group_, g, g.bytes, dtype_);
+  if (!policy_.grad_overlap) rt_.wait(last_reduce_);
 }
 
 namespace {

@@ -246,4 +246,9 @@ core::Group Layout::rail_group(int rank) const {
   return core::Group(std::move(r));
 }
 
+core::Group Layout::embedding_group(int rank) const {
+  const int local = rank - stage(rank) * world;
+  return core::Group({local, (pp - 1) * world + local});
+}
+
 }  // namespace moesys::policies::training

@@ -73,6 +73,9 @@ struct Layout {
   core::Group edp_group(int rank) const;
   core::Group node_group(int rank) const;  // ranks on this rank's node
   core::Group rail_group(int rank) const;  // same local index on every node
+  /// A tied token table with pipeline stages: the first and the last stage's ranks of this local index, which hold
+  /// the two copies of the table (the lookup's and the output layer's) and sum their gradients.
+  core::Group embedding_group(int rank) const;
 };
 
 /// Builds the layout; InfeasibleError when experts, ranks or layers do not divide (with the numbers).

@@ -42,11 +42,14 @@ std::vector<std::vector<std::int64_t>> stage_unit_tensors(const core::ModelConfi
   if (l.pp == 1) return u;
   // Every unit keeps its place (unit l + 1 is layer l) so that the program indexes units alike on every stage; the
   // stage holds only its layers, the lookup's tables on the first stage, the final norm and output layer on the last.
+  // A tied token table is the last stage's output layer too: both stages hold a copy (their gradients are summed
+  // over the embedding group, grad_sync.cpp, so the copies stay equal).
   for (int layer = 0; layer < m.layers; ++layer)
     if (l.stage_of_layer(layer) != stage)
       std::fill(u[static_cast<std::size_t>(layer + 1)].begin(), u[static_cast<std::size_t>(layer + 1)].end(), 0);
   auto& emb = u[0];
-  if (stage != 0) emb[kTokenTable] = emb[kPositions] = 0;
+  if (stage != 0) emb[kPositions] = 0;
+  if (stage != 0 && !(m.tied_embeddings && stage == l.pp - 1)) emb[kTokenTable] = 0;
   if (stage != l.pp - 1)
     for (int t : {kFinalNorm, kFinalNormBias, kOutputLayer})
       if (static_cast<std::size_t>(t) < emb.size()) emb[static_cast<std::size_t>(t)] = 0;

@@ -21,9 +21,6 @@ namespace {
 void check_pipeline_policy(const TrainingConfig& c) {
   const std::string pp = std::to_string(c.pipeline_parallel) + " pipeline stages";
   if (c.pipeline_parallel > 1) {
-    if (c.model.tied_embeddings)
-      throw core::InfeasibleError(pp + " need an untied output layer: model " + c.model.name +
-                                  " ties it to the token table, which the first and last stage would share");
     if (c.policy.dense == DenseSharding::zero3)
       throw core::InfeasibleError(pp + " with dense zero3 are not modelled (its unit gathers follow one micro-batch's "
                                   "forward and backward); use ddp, zero2 or distributed");
@@ -98,6 +95,7 @@ RankTrainer::RankTrainer(const TrainingPlan& plan, core::Runtime& rt, RankCounte
       rail_group_(plan.layout.rail_group(rank_)),
       tp_group_(plan.layout.tp_group(rank_)),
       cp_group_(plan.layout.cp_group(rank_)),
+      embedding_group_(plan.layout.embedding_group(rank_)),
       a2a_algo_(policy_.dispatcher == Dispatcher::deepep        ? core::CollectiveAlgo::deepep
                 : policy_.all_to_all == AllToAll::hierarchical ? core::CollectiveAlgo::hierarchical
                                                                : core::CollectiveAlgo::direct) {

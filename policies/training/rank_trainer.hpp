@@ -312,6 +312,8 @@ class RankTrainer {
   /// Zeroes the bucket buffers the unit's backward is about to write (after their previous reduction).
   void open_unit_grads(int unit);
   void unit_grads_done(int unit);
+  /// A tied token table split by pipeline stages: sums the first and the last stage's gradients of their copies.
+  void sum_shared_table_grads();
   void expert_grads_done(int moe_layer);
   void gather_updated_params(core::Event after);
   void reduce_bucket(std::size_t b);
@@ -358,7 +360,7 @@ class RankTrainer {
   core::Dtype gemm_dtype_;  // FP8 with fp8_gemm (outside ModelDtypeGemms scopes), else dtype_
   /// Bytes per element of rows sent to the experts (dispatch, and the gradients sent to them): 1 with fp8_dispatch.
   double dispatch_bytes_per_elem() const { return model_.fp8_dispatch ? 1.0 : a_; }
-  core::Group world_, ep_group_, edp_group_, node_group_, rail_group_, tp_group_, cp_group_;
+  core::Group world_, ep_group_, edp_group_, node_group_, rail_group_, tp_group_, cp_group_, embedding_group_;
   core::CollectiveAlgo a2a_algo_;
   RankState st_;      // persistent allocations and their views
   bool real_ = false;  // buffers carry data: token counts come from the gate

@@ -7,7 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
+#include "policies/training/model_costs.hpp"
 #include "policies/training/pipeline_schedule.hpp"
+#include "policies/training/rank_state.hpp"
 #include "policies/training/training_plan.hpp"
 
 using namespace moesys;
@@ -167,8 +169,8 @@ TEST(PipelineConfig, ImpossibleMappingsAreRefusedWithTheNumbers) {
   EXPECT_NE(infeasible(run_config({{"pp", 8}, {"ep", 8}})).find("exceeds the 4 ranks of a pipeline stage"),
             std::string::npos);
   json tied = run_config({{"pp", 2}});
-  tied["model"] = {{"preset", "gpt-moe"}, {"experts", 8}};
-  EXPECT_NE(infeasible(tied).find("untied output layer"), std::string::npos);
+  tied["model"] = {{"preset", "gpt-moe"}, {"experts", 8}, {"global_batch", 64}, {"micro_batch", 1}};
+  EXPECT_EQ(infeasible(tied), "feasible") << "a tied table is copied to the last stage";
   EXPECT_NE(infeasible(run_config({{"pp", 2}}, {{"preset", "moesys"}})).find("dense zero3"), std::string::npos);
   EXPECT_NE(infeasible(run_config({{"pp", 2}}, {{"preset", "deepspeed"}, {"offload", "cpu"}})).find("offloaded"),
             std::string::npos);
@@ -260,4 +262,21 @@ TEST(PipelineMemory, DistributedOptimizerShardsTheExpertsStatesOverTheirReplicas
   // experts' states stayed whole, above a quarter).
   EXPECT_LE(sharded, 0.25 * whole);
   EXPECT_GT(sharded, whole / 32);
+}
+
+TEST(PipelineMemory, ATiedTokenTableIsHeldByTheFirstAndTheLastStage) {
+  // The lookup needs the table on the first stage and the tied logits on the last: each holds a copy (their
+  // gradients are summed over the embedding group, ranks of the same local index on the two stages), the stages
+  // between hold none, and the learned position table stays with the lookup.
+  json c = run_config({{"pp", 4}});
+  c["model"] = {{"preset", "gpt-moe"}, {"experts", 8}, {"global_batch", 64}, {"micro_batch", 1}};
+  const TrainingPlan plan = make_training_plan(parse_training_config(c, "f.json"));
+  const core::ModelConfig& m = plan.config.model;
+  const std::int64_t table = std::int64_t{m.vocab} * m.hidden;
+  for (int stage = 0; stage < 4; ++stage) {
+    const auto units = stage_unit_tensors(m, plan.config.policy, plan.layout, stage);
+    EXPECT_EQ(units[0][kTokenTable], stage == 0 || stage == 3 ? table : 0) << "stage " << stage;
+    EXPECT_EQ(units[0][kPositions] > 0, stage == 0) << "stage " << stage;
+  }
+  EXPECT_EQ(plan.layout.embedding_group(3 * 8 + 5).ranks(), (std::vector<int>{5, 3 * 8 + 5}));
 }
