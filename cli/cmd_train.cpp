@@ -266,7 +266,7 @@ int run_train(int argc, char** argv) {
         runtime == "cpu" ? run_training_on_cpu(config, c.gpus, false) : run_training_on_gpus(config, c.gpus);
     report = tr::summarize_training(plan, measured.run, measured.counters, trace.has_value());
     if (auto out = args.get("--routing-out"))
-      core::write_routing_trace(*out, routing_trace(measured.counters, c.model.experts, c.model.moe_layers()));
+      core::write_routing_trace(*out, routing_trace(measured.counters, c.model.experts, c.model.moe_blocks()));
   } else {
     report = tr::run_training(c, tr::sim_simulator(cal, trace.has_value()), trace.has_value());
   }

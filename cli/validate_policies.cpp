@@ -108,7 +108,7 @@ Sample run_once(const json& config, int ranks, int warmup, int steps, const std:
     ~Cleanup() { std::remove(path.c_str()); }
   } cleanup{trace_path};
   const tr::TrainingConfig parsed = tr::parse_training_config(config, "");
-  core::write_routing_trace(trace_path, routing_trace(real.counters, parsed.model.experts, parsed.model.moe_layers()));
+  core::write_routing_trace(trace_path, routing_trace(real.counters, parsed.model.experts, parsed.model.moe_blocks()));
   json replay = config;
   replay["workload"] = {{"kind", "trace"}, {"file", trace_path}};
   tr::TrainingConfig c = tr::parse_training_config(replay, "");

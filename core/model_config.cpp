@@ -123,7 +123,16 @@ std::int64_t ModelConfig::mtp_params() const {
   const std::int64_t block = attention_params_per_layer() + layernorm_params_per_layer() +
                              experts * expert_params_per_expert() + shared_expert_params_per_layer() +
                              gate_params_per_layer();
-  return mtp_layers * (3 * norm_params(h) + 2 * h * h + block);
+  // The program's view counts the blocks as layers (main_params) and the rest here, so the total stays the same.
+  return mtp_layers * (3 * norm_params(h) + 2 * h * h + block) + mtp_blocks * (3 * norm_params(h) + 2 * h * h);
+}
+
+ModelConfig ModelConfig::with_mtp_blocks() const {
+  ModelConfig m = *this;
+  m.layers += mtp_layers;
+  m.mtp_blocks += mtp_layers;
+  m.mtp_layers = 0;
+  return m;
 }
 std::int64_t ModelConfig::dense_params() const {
   std::int64_t per_layer = attention_params_per_layer() + layernorm_params_per_layer();
@@ -166,9 +175,11 @@ double ModelConfig::logits_flops_per_token() const {
   return 2.0 * hidden * static_cast<double>(vocab);
 }
 double ModelConfig::forward_flops_per_token() const {
+  if (mtp_layers > 0) return with_mtp_blocks().forward_flops_per_token();
   double total = logits_flops_per_token();
   for (int l = 0; l < layers; ++l) total += attention_flops_per_token_per_layer() + ffn_flops_per_token_per_layer(l);
-  return total;
+  // A multi-token prediction module adds its projection of [hidden; embedding] and its own logits to its block.
+  return total + mtp_blocks * (4.0 * hidden * hidden + logits_flops_per_token());
 }
 
 int ModelConfig::optimizer_bytes_per_param() const {
@@ -271,6 +282,7 @@ ModelConfig parse_model_config(const json& j, const std::string& file, const std
   m.learned_positions = r.choice("positions", {"learned", "rope"}, "learned") == "learned";
   m.tied_embeddings = r.boolean("tied_embeddings", true);
   m.mtp_layers = count("mtp_layers", kModelLimits.layers.max);
+  m.mtp_loss_weight = r.number("mtp_loss_weight", 0.0, 1e3, 0.3);
   m.fp8_gemm = r.boolean("fp8_gemm", false);
   m.fp8_dispatch = r.boolean("fp8_dispatch", false);
   std::string dtype = r.string("dtype", "fp16");
@@ -364,6 +376,7 @@ json to_json(const ModelConfig& m) {
   if (m.expert_groups > 1) j["expert_groups"] = m.expert_groups;
   if (m.max_groups_per_token > 0) j["max_groups_per_token"] = m.max_groups_per_token;
   if (m.mtp_layers > 0) j["mtp_layers"] = m.mtp_layers;
+  if (m.mtp_layers > 0) j["mtp_loss_weight"] = m.mtp_loss_weight;
   if (m.fp8_gemm) j["fp8_gemm"] = true;
   if (m.fp8_dispatch) j["fp8_dispatch"] = true;
   return j;

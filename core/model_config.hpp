@@ -92,6 +92,8 @@ struct ModelConfig {
   int expert_groups = 1;         // routing groups the experts are split into (DeepSeek-V3: 8, one per node)
   int max_groups_per_token = 0;  // groups a token's experts may come from (0: all)
   int mtp_layers = 0;            // multi-token prediction modules (DeepSeek-V3: 1), each one MoE block
+  double mtp_loss_weight = 0.3;  // lambda: the MTP losses' mean is added with this weight (DeepSeek-V3: 0.3, later 0.1)
+  int mtp_blocks = 0;            // the training program's view only (with_mtp_blocks); 0 in a parsed model
   bool fp8_gemm = false;      // GEMM inputs in fp8 (the other tensors keep dtype)
   bool fp8_dispatch = false;  // rows sent to the experts in fp8 (the combine returns dtype)
   /// Not part of the JSON: the shared experts' summed width where it is not shared_experts x expert width (a
@@ -131,9 +133,21 @@ struct ModelConfig {
   int ffn_matrices() const { return activation == Activation::swiglu ? 3 : 2; }
   int ffn_in_factor() const { return activation == Activation::swiglu ? 2 : 1; }
   bool is_moe_layer(int layer) const {
+    if (is_mtp_layer(layer)) return true;
     return layer >= first_dense_layers && (layer - first_dense_layers) % moe_every == moe_every - 1;
   }
-  int moe_layers() const { return layers <= first_dense_layers ? 0 : (layers - first_dense_layers) / moe_every; }
+  int moe_layers() const {
+    const int main = main_layers();
+    return (main <= first_dense_layers ? 0 : (main - first_dense_layers) / moe_every) + mtp_blocks;
+  }
+  /// MoE blocks a training step runs: the MoE layers and one per multi-token prediction module.
+  int moe_blocks() const { return moe_layers() + mtp_layers; }
+  /// The training program's view (policies/training): the MTP modules' blocks become the last `mtp_layers` layers
+  /// (mtp_blocks), so that stages, routing, experts and units treat them as layers; their extra parts (the norms,
+  /// the projection of [hidden; next token's embedding], the head's norm) are tensors of those layers' units.
+  ModelConfig with_mtp_blocks() const;
+  int main_layers() const { return layers - mtp_blocks; }
+  bool is_mtp_layer(int layer) const { return layer >= main_layers(); }
   int dense_ffn_layers() const { return layers - moe_layers(); }
   std::int64_t tokens_per_micro_batch() const { return std::int64_t{micro_batch} * seq_len; }
   std::int64_t tokens_per_global_batch() const { return std::int64_t{global_batch} * seq_len; }

@@ -52,6 +52,7 @@ TrainingPlan make_generation_plan(TrainingConfig c, GenerationPlan g,
 
   TrainingPlan p;
   p.config = c;
+  p.model = c.model;
   p.generation = g;
   p.layout = make_layout(c);
   const Layout& l = p.layout;

@@ -9,16 +9,21 @@ namespace moesys::policies::training {
 namespace {
 std::string str(int v) { return std::to_string(v); }
 
-/// Layers per model chunk: the config's list, or an even split (which must divide).
+/// Layers per model chunk: the config's list, or an even split of the main layers (which must divide); the
+/// multi-token prediction modules' blocks join the last chunk, after the output layer (as Megatron places them).
 std::vector<int> chunk_layers(const TrainingConfig& c) {
-  if (!c.stage_layers.empty()) return c.stage_layers;
-  const int chunks = c.pipeline_parallel * c.virtual_stages, layers = c.model.layers;
-  if (layers % chunks != 0)
-    throw core::InfeasibleError(str(layers) + " layers cannot be divided evenly over " + str(c.pipeline_parallel) +
-                                " pipeline stages" +
-                                (c.virtual_stages > 1 ? " of " + str(c.virtual_stages) + " model chunks" : "") +
-                                "; give parallel.stage_layers (e.g. a shorter first or last stage)");
-  return std::vector<int>(static_cast<std::size_t>(chunks), layers / chunks);
+  std::vector<int> n = c.stage_layers;
+  const int chunks = c.pipeline_parallel * c.virtual_stages, layers = c.model.main_layers();
+  if (n.empty()) {
+    if (layers % chunks != 0)
+      throw core::InfeasibleError(str(layers) + " layers cannot be divided evenly over " + str(c.pipeline_parallel) +
+                                  " pipeline stages" +
+                                  (c.virtual_stages > 1 ? " of " + str(c.virtual_stages) + " model chunks" : "") +
+                                  "; give parallel.stage_layers (e.g. a shorter first or last stage)");
+    n.assign(static_cast<std::size_t>(chunks), layers / chunks);
+  }
+  n.back() += c.model.mtp_blocks;
+  return n;
 }
 /// The all-gather dispatcher (policy.hpp): what it does not combine with, and why.
 void check_all_gather_dispatcher(const TrainingConfig& c, const Layout& l) {
@@ -130,9 +135,9 @@ Layout make_layout(const TrainingConfig& c) {
   l.ranks = c.gpus;
   l.pp = c.pipeline_parallel;
   l.vpp = c.virtual_stages;
-  if (l.chunks() > c.model.layers)
+  if (l.chunks() > c.model.main_layers())
     throw core::InfeasibleError(str(l.chunks()) + (l.vpp > 1 ? " model chunks" : " pipeline stages") +
-                                " exceed the model's " + str(c.model.layers) + " layers");
+                                " exceed the model's " + str(c.model.main_layers()) + " layers");
   if (l.ranks % l.pp != 0)
     throw core::InfeasibleError(str(l.ranks) + " ranks cannot be divided into " + str(l.pp) + " pipeline stages");
   l.world = l.ranks / l.pp;

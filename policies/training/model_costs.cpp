@@ -38,6 +38,10 @@ std::vector<std::int64_t> layer_dense_tensors(const core::ModelConfig& m, int la
     t.insert(t.end(), {m.mla.q_lora_rank, m.mla.kv_lora_rank});
   else
     t.insert(t.end(), {qk, qk});
+  if (m.is_mtp_layer(layer))
+    t.insert(t.end(), {h, norm_bias, h, norm_bias, 2 * h * h, h, norm_bias});
+  else
+    t.insert(t.end(), {0, 0, 0, 0, 0, 0, 0});
   return t;
 }
 

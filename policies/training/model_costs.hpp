@@ -30,6 +30,16 @@ enum LayerTensor : int {
   kSharedOutBias,
   kQNorm,         // head_dim: the RMSNorm gain of every query head (QK norms), or empty
   kKNorm,
+  // A multi-token prediction module's layer (ModelConfig::is_mtp_layer; empty elsewhere): the norms of the previous
+  // depth's hidden state and of the next token's embedding, their projection [2h][h] (hidden rows first), and the
+  // norm before the module's logits.
+  kMtpHNorm,
+  kMtpHNormBias,
+  kMtpENorm,
+  kMtpENormBias,
+  kMtpProj,
+  kMtpNorm,
+  kMtpNormBias,
   kLayerTensors
 };
 /// Tensor slots of the embedding unit.

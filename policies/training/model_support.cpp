@@ -5,11 +5,10 @@
 namespace moesys::policies::training {
 
 void check_program_runs(const core::ModelConfig& m, const std::string& file) {
-  auto refuse = [&file](const std::string& field, const std::string& what) {
-    throw core::ConfigError(file, "model." + field,
-                            what + ": not yet run by the training program (its parameter and FLOP counts are)");
-  };
-  if (m.mtp_layers > 0) refuse("mtp_layers", "multi-token prediction");
+  if (m.mtp_layers > 0)
+    throw core::ConfigError(file, "model.mtp_layers",
+                            "multi-token prediction modules are trained, not served: generation runs the main model "
+                            "(set \"mtp_layers\": 0)");
 }
 
 }  // namespace moesys::policies::training

@@ -42,14 +42,15 @@ std::vector<std::vector<std::int64_t>> stage_unit_tensors(const core::ModelConfi
   if (l.pp == 1) return u;
   // Every unit keeps its place (unit l + 1 is layer l) so that the program indexes units alike on every stage; the
   // stage holds only its layers, the lookup's tables on the first stage, the final norm and output layer on the last.
-  // A tied token table is the last stage's output layer too: both stages hold a copy (their gradients are summed
-  // over the embedding group, grad_sync.cpp, so the copies stay equal).
+  // A tied token table is the last stage's output layer too, and multi-token prediction modules on the last stage
+  // look up the next tokens in it: then both stages hold a copy (their gradients are summed over the embedding
+  // group, grad_sync.cpp, so the copies stay equal).
   for (int layer = 0; layer < m.layers; ++layer)
     if (l.stage_of_layer(layer) != stage)
       std::fill(u[static_cast<std::size_t>(layer + 1)].begin(), u[static_cast<std::size_t>(layer + 1)].end(), 0);
   auto& emb = u[0];
   if (stage != 0) emb[kPositions] = 0;
-  if (stage != 0 && !(m.tied_embeddings && stage == l.pp - 1)) emb[kTokenTable] = 0;
+  if (stage != 0 && !(shares_token_table(m) && stage == l.pp - 1)) emb[kTokenTable] = 0;
   if (stage != l.pp - 1)
     for (int t : {kFinalNorm, kFinalNormBias, kOutputLayer})
       if (static_cast<std::size_t>(t) < emb.size()) emb[static_cast<std::size_t>(t)] = 0;
@@ -72,6 +73,17 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
   };
   if (kind == 0) {
     v.out = c.take(B(N * h, a));
+    return v;
+  }
+  if (kind == 4) {
+    v.out = c.take(B(N * h, a));
+    v.mtp_emb = c.take(B(N * h, a));
+    v.mtp_enorm = c.take(B(N * h, a));
+    v.mtp_emean = c.take(B(N, a));
+    v.mtp_erstd = c.take(B(N, a));
+    v.mtp_hnorm = c.take(B(N * h, a));
+    v.mtp_hmean = c.take(B(N, a));
+    v.mtp_hrstd = c.take(B(N, a));
     return v;
   }
   if (kind == 3) {
@@ -454,6 +466,10 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
     s.generated = alloc(Tier::hbm, 4.0 * gen.passes() * gen.sequences, MemoryUse::buffers);
   }
   s.targets = alloc(Tier::hbm, 4 * n, MemoryUse::buffers);
+  if (m.mtp_blocks > 0 && !gen.enabled) {
+    s.mtp_ids = alloc(Tier::hbm, 4 * n * m.mtp_blocks, MemoryUse::buffers);
+    s.mtp_targets = alloc(Tier::hbm, 4 * n * m.mtp_blocks, MemoryUse::buffers);
+  }
   const bool partition = p.embedding == Embedding::partition;
   s.staging = alloc(Tier::dram,
                     4.0 * std::max({2 * n, partition ? n * world : 0.0,
@@ -579,6 +595,10 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
       }
     }
     w.loss = cv.take(16);
+    if (train && m.mtp_blocks > 0) {
+      w.mtp_dh = cv.take(B(n * h, a));
+      w.mtp_loss = cv.take(16);
+    }
     return w;
   };
   carve_ws(measure);

@@ -52,6 +52,9 @@ struct ActivationViews {
   core::Buffer xin, pre, post, ret;              // expert rows in, FFN pre/post activation, returned rows
   core::Buffer shared_pre, shared_post, shared_out;  // MoE layer with shared experts: their FFN on every token
   core::Buffer lnf, meanf, rstdf, logits, dlogits;  // logits block
+  // A multi-token prediction module's entry (kind 4; `out` is the projection, its block's input): the next tokens'
+  // embeddings, the two norms' outputs and statistics.
+  core::Buffer mtp_emb, mtp_enorm, mtp_emean, mtp_erstd, mtp_hnorm, mtp_hmean, mtp_hrstd;
 };
 
 /// Scratch shared by every layer (forward temporaries and backward gradients of activations).
@@ -84,6 +87,9 @@ struct Workspace {
   core::Buffer redo_ln1, redo_ln2, redo_expert_post, redo_shared_post, redo_ffn_pre, redo_ffn_post;
   core::Buffer redo_qkv, redo_k_nope;
   core::Buffer loss;            // one float
+  // Multi-token prediction: the gradient a module's entry sends to the hidden state it read [n][h] (added to that
+  // state's gradient once the head in front of it has run its backward), and the modules' loss (one float).
+  core::Buffer mtp_dh, mtp_loss;
 };
 
 struct DenseUnit {
@@ -175,6 +181,7 @@ struct RankState {
                                  // every member's counts of every expert)
   core::Buffer routing;          // HBM int32 [micro-batch][MoE layer][expert]: the gate's counts of a step
   core::Buffer ids, targets;     // HBM int32 [n]
+  core::Buffer mtp_ids, mtp_targets;  // HBM int32 [module][n]: the tokens 1 + k and 2 + k positions ahead
   core::Buffer staging;          // DRAM: uploads and read-backs
   std::vector<core::Buffer> kv_k, kv_v;  // generation: per layer, [context][sequence][hidden] (position-major)
   core::Buffer generated;               // generation: HBM int32 [pass][sequence], the sampled tokens
@@ -191,7 +198,7 @@ ExpertShape expert_shape(const TrainingPlan& plan);
 ResidencySettings residency_settings(const TrainingPlan& plan, std::int64_t cache_entries);
 
 /// The activation views of one layer of a micro-batch with `tokens` tokens. kind: 0 embedding, 1 attention +
-/// MoE, 2 attention + dense FFN, 3 logits. `forward_only` (generation: nothing is kept for a backward pass): the
+/// MoE, 2 attention + dense FFN, 3 logits, 4 a multi-token prediction module's entry. `forward_only` (generation: nothing is kept for a backward pass): the
 /// layer output is not carved (the caller provides it), the FFN activation runs in place (post = pre) and the
 /// logits have no gradient. Without `carve_out` a layer's output is left to the caller (full recompute keeps it apart).
 /// `ws` (selective recompute): the parts `redo` names are views of ws's redo_* scratch instead of the block. `tp`:
@@ -201,6 +208,9 @@ ActivationViews carve_activations(const core::ModelConfig& m, int kind, std::int
                                   bool carve_out = true, const RecomputeModules& redo = {},
                                   const Workspace* ws = nullptr, int tp = 1);
 
+/// Whether the last pipeline stage needs the token table too: a tied output layer, or multi-token prediction
+/// modules (they embed the next tokens).
+inline bool shares_token_table(const core::ModelConfig& m) { return m.tied_embeddings || m.mtp_blocks > 0; }
 /// Dense parameter tensors of each unit (element counts; see the header comment).
 std::vector<std::vector<std::int64_t>> unit_tensors(const core::ModelConfig& m, const TrainingPolicy& p);
 /// The same units as held by the ranks of pipeline stage `stage` (tensors of other stages have no elements).

@@ -39,9 +39,29 @@ void check_pipeline_policy(const TrainingConfig& c) {
 }
 }  // namespace
 
-TrainingPlan make_training_plan(const TrainingConfig& c) {
+/// Multi-token prediction modules: what the program runs them with.
+void check_mtp_policy(const TrainingConfig& c) {
+  if (c.model.mtp_layers == 0) return;
+  const std::string mtp = std::to_string(c.model.mtp_layers) + " multi-token prediction module(s)";
+  if (c.policy.dense == DenseSharding::zero3)
+    throw core::InfeasibleError(mtp + " with dense zero3 are not modelled (a module's head reads the output layer "
+                                "while its own unit is gathered); use ddp, zero2 or distributed");
+  if (c.policy.offload != Offload::none)
+    throw core::InfeasibleError(mtp + " with offloaded experts are not modelled; use offload none");
+  if (c.policy.embedding == Embedding::partition)
+    throw core::InfeasibleError(mtp + " with the embedding partition are not modelled; use embedding dense");
+  if (c.model.learned_positions)
+    throw core::InfeasibleError(mtp + " embed the next tokens without positions, as with rotary positions; model " +
+                                c.model.name + " has a learned position table");
+}
+
+TrainingPlan make_training_plan(const TrainingConfig& declared) {
+  check_mtp_policy(declared);
   TrainingPlan p;
-  p.config = c;
+  p.model = declared.model;
+  p.config = declared;
+  p.config.model = declared.model.with_mtp_blocks();  // the program runs each MTP module's block as a last layer
+  const TrainingConfig& c = p.config;
   p.layout = make_layout(c);
   const int gpn = c.cluster.node.gpus, ep = p.layout.ep;
   if (c.policy.all_to_all == AllToAll::hierarchical && p.layout.world > gpn && gpn % ep != 0 && ep % gpn != 0)
@@ -189,7 +209,8 @@ void RankTrainer::initialise_parameters() {
     }
     std::fill(v.begin() + u.elems, v.end(), 0.f);
     const int gains[] = {first ? int{kFinalNorm} : int{kNorm1}, first ? -1 : int{kNorm2}, first ? -1 : int{kQNorm},
-                         first ? -1 : int{kKNorm}};
+                         first ? -1 : int{kKNorm},      first ? -1 : int{kMtpHNorm}, first ? -1 : int{kMtpENorm},
+                         first ? -1 : int{kMtpNorm}};
     for (int t : gains) {
       if (t < 0 || static_cast<std::size_t>(t) >= u.tensor_offsets.size()) continue;
       const auto at = v.begin() + u.tensor_offsets[static_cast<std::size_t>(t)];
@@ -356,6 +377,19 @@ void RankTrainer::load_batch(int step, int micro) {
   }
   rt_.stream_wait(kCompute, ids_ready_);
   rt_.stream_wait(kCompute, upload_ints(st_.targets, targets, bytes));
+  if (model_.mtp_blocks > 0 && last_stage()) {
+    // Multi-token prediction module k: the tokens 1 + k and 2 + k positions ahead of each row (the task's rule
+    // continues past a sequence's end, as a loader that reads a few tokens beyond each sequence would).
+    std::vector<std::int32_t> ahead = ids;
+    for (int k = 0; k < model_.mtp_blocks; ++k) {
+      for (auto& t : ahead) t = (t * 3 + 1) % model_.vocab;
+      const auto at = static_cast<std::uint64_t>(k * st_.max_tokens) * 4;
+      rt_.stream_wait(kCompute, upload_ints(st_.mtp_ids.slice(at, bytes), ahead, bytes));
+      std::vector<std::int32_t> next = ahead;
+      for (auto& t : next) t = (t * 3 + 1) % model_.vocab;
+      rt_.stream_wait(kCompute, upload_ints(st_.mtp_targets.slice(at, bytes), next, bytes));
+    }
+  }
 }
 
 void RankTrainer::keep_activations(int kind, std::int64_t tokens, std::int64_t rows_computed,
@@ -499,26 +533,10 @@ void RankTrainer::forward(int step, int micro, int chunk) {
   }
   if (residency_) residency_->prefetch(0, false, {});
   int moe = ch.first_moe;
-  for (int l = ch.first_layer; l < ch.end_layer; ++l) {
+  for (int l = ch.first_layer; l < ch.end_layer && !model_.is_mtp_layer(l); ++l) {
     unit_begin(l + 1);
-    const core::Buffer x_in = act_views_.back().out;
-    const bool is_moe = model_.is_moe_layer(l);
-    const auto [computed, returned] = is_moe ? layer_rows(moe) : std::pair<std::int64_t, std::int64_t>{};
-    if (recompute()) {  // keep the output alone; the rest lives only while the layer runs
-      Carver measure;
-      measure.take(static_cast<std::uint64_t>(static_cast<double>(tokens_ * model_.hidden) * a_));
-      act_blobs_.push_back(rt_.alloc(core::Tier::hbm, measure.used(), "activations"));
-      ActivationViews kept;
-      kept.out = Carver(act_blobs_.back()).take(measure.used());
-      act_views_.push_back(kept);
-      ActivationViews a = recomputed_views(l, moe, kept);
-      layer_forward(l, moe, x_in, a);
-      shed_layer_rest();
-    } else {
-      keep_activations(is_moe ? 1 : 2, tokens_, computed, returned);
-      layer_forward(l, moe, x_in, act_views_.back());
-    }
-    moe += is_moe;
+    kept_layer_forward(l, moe);
+    moe += model_.is_moe_layer(l);
     unit_end();
   }
   if (last_chunk(chunk)) {
@@ -529,58 +547,92 @@ void RankTrainer::forward(int step, int micro, int chunk) {
       partitioned_logits(false);
     else
       logits_forward(x_last);
+    if (model_.mtp_blocks > 0) mtp_forward(ch, moe);
   } else {
     send_chunk_output(chunk, act_views_.back().out);
   }
   rt_.end_phase();
 }
 
+void RankTrainer::kept_layer_forward(int l, int moe) {
+  const core::Buffer x_in = act_views_.back().out;
+  const bool is_moe = model_.is_moe_layer(l);
+  const auto [computed, returned] = is_moe ? layer_rows(moe) : std::pair<std::int64_t, std::int64_t>{};
+  if (recompute()) {  // keep the output alone; the rest lives only while the layer runs
+    Carver measure;
+    measure.take(static_cast<std::uint64_t>(static_cast<double>(tokens_ * model_.hidden) * a_));
+    act_blobs_.push_back(rt_.alloc(core::Tier::hbm, measure.used(), "activations"));
+    ActivationViews kept;
+    kept.out = Carver(act_blobs_.back()).take(measure.used());
+    act_views_.push_back(kept);
+    ActivationViews a = recomputed_views(l, moe, kept);
+    layer_forward(l, moe, x_in, a);
+    shed_layer_rest();
+  } else {
+    keep_activations(is_moe ? 1 : 2, tokens_, computed, returned);
+    layer_forward(l, moe, x_in, act_views_.back());
+  }
+}
+
+void RankTrainer::kept_layer_backward(int l, int moe) {
+  const core::Buffer x_in = act_views_[act_views_.size() - 2].out;
+  ActivationViews recomputed;
+  if (recompute()) {  // the layer's forward again, collectives included, right before its backward
+    recomputed = recomputed_views(l, moe, act_views_.back());
+    layer_forward(l, moe, x_in, recomputed);
+  }
+  ActivationViews& a = recompute() ? recomputed : act_views_.back();
+  if (model_.is_moe_layer(l))
+    moe_backward(moe, a, l + 1);
+  else
+    dense_ffn_backward(a, l + 1);
+  attention_backward(x_in, a, l + 1);
+  shed_layer_rest();
+  drop_activations();
+}
+
+void RankTrainer::drop_activations() {
+  rt_.free(act_blobs_.back());
+  act_blobs_.pop_back();
+  act_views_.pop_back();
+}
+
 void RankTrainer::backward(int step, int micro, int chunk) {
   select_micro_batch(step, micro);
   const LayerChunk& ch = st_.chunks[static_cast<std::size_t>(chunk)];
-  auto drop = [&] {
-    rt_.free(act_blobs_.back());
-    act_blobs_.pop_back();
-    act_views_.pop_back();
-  };
   rt_.begin_phase("backward");
   begin_backward_grads();
+  int moe = ch.first_moe + ch.moe_layers;
   if (last_chunk(chunk)) {
+    // The multi-token prediction modules first (the last forward); they leave ws.mtp_dh, their gradient of the last
+    // layer's output.
+    if (model_.mtp_blocks > 0) {
+      if (layout_.pp > 1) load_batch(step, micro);  // later micro-batches' forwards replaced the next tokens' ids
+      mtp_backward(ch);
+      moe -= model_.mtp_blocks;
+    }
     const std::size_t last = act_views_.size() - 2;  // the last layer's block (its output feeds the logits)
     // Without pipelines the forward's last unit (the embedding unit, for the logits) is still current; with them
     // other passes ran in between (no ZeRO-3 gather to keep in order: pipelines refuse it).
-    if (layout_.pp > 1) unit_begin(0);
+    if (layout_.pp > 1 || model_.mtp_blocks > 0) unit_begin(0);
     if (policy_.embedding == Embedding::partition)
       partitioned_logits(true);
     else
       logits_backward(act_views_[last].out);
-    drop();
+    if (model_.mtp_blocks > 0)
+      tensor(ops::add(st_.ws.dx, st_.ws.mtp_dh, st_.ws.dx, tokens_ * model_.hidden), "mtp hidden grad add");
+    drop_activations();
     unit_end();
   } else {
     receive_output_grad(chunk);
   }
-  int moe = ch.first_moe + ch.moe_layers;
   if (residency_) residency_->prefetch(moe - 1, true, experts_used(exchanges_[static_cast<std::size_t>(moe - 1)]));
-  for (int l = ch.end_layer - 1; l >= ch.first_layer; --l) {
+  for (int l = std::min(ch.end_layer, model_.main_layers()) - 1; l >= ch.first_layer; --l) {
     unit_begin(l + 1);
     open_unit_grads(l + 1);
-    const core::Buffer x_in = act_views_[act_views_.size() - 2].out;
-    const bool is_moe = model_.is_moe_layer(l);
-    moe -= is_moe;
-    ActivationViews recomputed;
-    if (recompute()) {  // the layer's forward again, collectives included, right before its backward
-      recomputed = recomputed_views(l, moe, act_views_.back());
-      layer_forward(l, moe, x_in, recomputed);
-    }
-    ActivationViews& a = recompute() ? recomputed : act_views_.back();
-    if (is_moe)
-      moe_backward(moe, a, l + 1);
-    else
-      dense_ffn_backward(a, l + 1);
-    attention_backward(x_in, a, l + 1);
+    moe -= model_.is_moe_layer(l);
+    kept_layer_backward(l, moe);
     unit_grads_done(l + 1);
-    shed_layer_rest();
-    drop();
     unit_end();
   }
   if (first_chunk(chunk)) {
@@ -594,7 +646,7 @@ void RankTrainer::backward(int step, int micro, int chunk) {
   } else {
     send_input_grad(chunk);
   }
-  drop();
+  drop_activations();
   // The embedding unit's gradients are complete once the micro-batch's last backward pass on this rank has run (its
   // first chunk: the lookup on the first stage, after the output layer on the last).
   if (chunk == 0) unit_grads_done(0);

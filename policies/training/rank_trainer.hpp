@@ -55,6 +55,23 @@ class RankTrainer {
   void select_micro_batch(int step, int micro);
   /// One layer's forward on input x_in into the views a (`moe` is its MoE index when it is an MoE layer).
   void layer_forward(int layer, int moe, const core::Buffer& x_in, ActivationViews& a);
+  /// Layer `l` of the step on the output of the activation block on top: its forward, keeping what its backward
+  /// needs (or, under full recompute, its output alone), and its backward (recomputing first), which frees them.
+  void kept_layer_forward(int l, int moe);
+  void kept_layer_backward(int l, int moe);
+  /// Frees the activation block on top.
+  void drop_activations();
+
+  // ---- mtp.cpp ----
+  /// The multi-token prediction modules of the last model chunk `ch`, after its logits (`moe`: the first module's
+  /// MoE index), and their backward, which leaves ws.mtp_dh (their gradient of the last layer's output).
+  void mtp_forward(const LayerChunk& ch, int moe);
+  void mtp_backward(const LayerChunk& ch);
+  /// Module k's tokens 1 + k positions ahead (its lookup) and 2 + k ahead (its targets).
+  core::Buffer mtp_ids(int k) const;
+  core::Buffer mtp_targets(int k) const;
+  /// A parameter of any unit in the replicated layout (pipelines, ddp, zero2, distributed: every unit resident).
+  core::Buffer held_param(int unit, int tensor) const;
 
   // ---- pipeline.cpp ----
   /// Model chunk `chunk` of this stage is chunk chunk x pp + stage of the model: the first one embeds, the last one

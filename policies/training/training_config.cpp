@@ -9,7 +9,6 @@
 #include "core/json_input.hpp"
 #include "core/model_zoo.hpp"
 #include "core/workload.hpp"
-#include "policies/training/model_support.hpp"
 
 namespace moesys::policies::training {
 
@@ -274,7 +273,6 @@ TrainingConfig parse_training_config(const json& j, const std::string& file) {
   c.file = file;
   if (!j.contains("model")) throw core::ConfigError(file, "model", "missing required key");
   c.model = parse_model(j["model"], file);
-  check_program_runs(c.model, file);
   parse_cluster(j.value("cluster", json::object()), file, c);
   if (j.contains("steps")) c.steps = static_cast<int>(positive_int(j["steps"], file, "steps", 1000));
   c.policy = parse_policy(j.value("policy", json::object()), file, "policy");
@@ -295,7 +293,7 @@ TrainingConfig parse_training_config(const json& j, const std::string& file) {
     } else {
       c.workload = w;
       // Validate the routing model now (kind, keys, trace file shape) so that errors surface before any run.
-      const int moe_layers = c.model.moe_layers();
+      const int moe_layers = c.model.moe_blocks();
       const int stage_ranks = c.gpus % c.pipeline_parallel == 0 ? c.gpus / c.pipeline_parallel : c.gpus;
       core::make_routing_model(w, file, "workload", stage_ranks, c.model.experts, moe_layers,
                                c.model.tokens_per_micro_batch(), c.model.top_k);

@@ -39,7 +39,10 @@ struct GenerationPlan {
 };
 
 struct TrainingPlan {
+  /// The configuration the program runs: its model is the declared one's with_mtp_blocks() (multi-token
+  /// prediction modules as last layers); `model` is the model as declared (what reports describe).
   TrainingConfig config;
+  core::ModelConfig model;
   Layout layout;
   RoutingPlan routing;  // generation: one "step" per forward pass, one micro-batch each
   MemoryPlan memory;

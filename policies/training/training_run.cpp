@@ -97,7 +97,9 @@ TrainingReport summarize_training(const TrainingPlan& plan, const SimulatedRun& 
 
   const RoutingPlan& rp = plan.routing;
   const double tokens_per_s = static_cast<double>(rp.tokens_per_step) / b.step_s;
-  json s = describe_config(c);
+  TrainingConfig declared = c;
+  declared.model = plan.model;  // with its MTP modules as modules, not as the program's last layers
+  json s = describe_config(declared);
   s["micro_batches"] = rp.micro_batches;
   s["tokens_per_step"] = rp.tokens_per_step;
   s["sequences_per_step"] = rp.sequences_per_step;

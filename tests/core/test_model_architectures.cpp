@@ -73,6 +73,24 @@ TEST(ModelArchitectures, SigmoidGateAndMtpAndMla) {
                              9 * m.expert_params_per_expert() + m.gate_params_per_layer();
   EXPECT_EQ(m.mtp_params(), 3 * 64 + 2 * 64 * 64 + block);
   EXPECT_EQ(m.total_params(), m.main_params() + m.mtp_params());
+
+  // The training program's view: the module's block is a fifth layer, an MoE layer after the main ones, and the
+  // counts stay those of the declared model.
+  const ModelConfig v = m.with_mtp_blocks();
+  EXPECT_EQ(v.layers, 5);
+  EXPECT_EQ(v.main_layers(), 4);
+  EXPECT_EQ(v.mtp_layers, 0);
+  EXPECT_TRUE(v.is_mtp_layer(4) && v.is_moe_layer(4) && !v.is_mtp_layer(3));
+  EXPECT_EQ(v.moe_layers(), m.moe_layers() + 1);
+  EXPECT_EQ(v.moe_blocks(), m.moe_blocks());
+  EXPECT_EQ(v.total_params(), m.total_params());
+  // FLOPs: the module adds its block, its projection (2h -> h) and its own logits to the main model's.
+  ModelConfig main_only = m;
+  main_only.mtp_layers = 0;
+  EXPECT_DOUBLE_EQ(m.forward_flops_per_token() - main_only.forward_flops_per_token(),
+                   m.attention_flops_per_token_per_layer() + m.ffn_flops_per_token_per_layer(1) +
+                       2.0 * (2 * 64) * 64 + m.logits_flops_per_token());
+  EXPECT_DOUBLE_EQ(v.forward_flops_per_token(), m.forward_flops_per_token());
 }
 
 TEST(ModelArchitectures, RoundTripsEveryZooModel) {

@@ -91,7 +91,9 @@ TEST(ModelZoo, DeepSeekV3Shape) {
 TEST(ModelZoo, TrainingFlopsPerTokenOfDeepSeekV3) {
   // Forward FLOPs are 2 per active weight of a GEMM plus attention over the sequence, so training FLOPs per token
   // (3x forward) land between 6 x active parameters without the input table and that plus the attention scores.
-  const ModelConfig m = parse_model_config(*zoo_model_json("deepseek-v3"), "", "model");
+  // The main model (what its MTP module adds: ModelArchitectures.SigmoidGateAndMtpAndMla).
+  ModelConfig m = parse_model_config(*zoo_model_json("deepseek-v3"), "", "model");
+  m.mtp_layers = 0;
   const double gemm_weights = static_cast<double>(m.active_params() - std::int64_t{m.vocab} * m.hidden);
   const double scores = 61.0 * 2.0 * m.seq_len * static_cast<double>(m.q_width() + m.kv_width());
   EXPECT_NEAR(m.training_flops_per_token(), 3.0 * (2.0 * gemm_weights + scores), 0.002 * m.training_flops_per_token());

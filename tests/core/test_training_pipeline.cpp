@@ -280,3 +280,23 @@ TEST(PipelineMemory, ATiedTokenTableIsHeldByTheFirstAndTheLastStage) {
   }
   EXPECT_EQ(plan.layout.embedding_group(3 * 8 + 5).ranks(), (std::vector<int>{5, 3 * 8 + 5}));
 }
+
+TEST(PipelineLayout, MultiTokenPredictionModulesJoinTheLastStage) {
+  // DeepSeek-V3's MTP module runs as a last layer (ModelConfig::with_mtp_blocks): the main layers split over the
+  // stages as without it, the module's block joins the last stage (after its logits), whose unit holds the module's
+  // norms and projection; the last stage keeps a copy of the token table for the module's lookup.
+  json c = run_config({{"pp", 4}, {"ep", 8}});
+  c["model"] = {{"preset", "deepseek-v3"}, {"layers", 8}, {"experts", 64}, {"seq_len", 1024}, {"global_batch", 64},
+                {"micro_batch", 1}};
+  const TrainingPlan plan = make_training_plan(parse_training_config(c, "f.json"));
+  const core::ModelConfig& m = plan.config.model;
+  EXPECT_EQ(plan.model.layers, 8);
+  EXPECT_EQ(m.layers, 9);
+  EXPECT_EQ(plan.layout.chunk_first_layer, (std::vector<int>{0, 2, 4, 6, 9}));
+  const auto last = stage_unit_tensors(m, plan.config.policy, plan.layout, 3);
+  EXPECT_EQ(last[9][kMtpProj], 2 * std::int64_t{m.hidden} * m.hidden);
+  EXPECT_EQ(last[8][kMtpProj], 0);
+  EXPECT_EQ(last[0][kTokenTable], std::int64_t{m.vocab} * m.hidden);
+  EXPECT_EQ(stage_unit_tensors(m, plan.config.policy, plan.layout, 1)[0][kTokenTable], 0);
+  EXPECT_EQ(plan.routing.at(0, 0).layers.size(), static_cast<std::size_t>(m.moe_layers()));
+}

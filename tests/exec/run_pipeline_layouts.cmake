@@ -29,6 +29,7 @@ function(expect_same_losses_over_layouts model)
       message(FATAL_ERROR "${model} ${layout} gave '${losses}', one stage '${reference}'")
     endif()
   endforeach()
+  set(last_reference "${reference}" PARENT_SCOPE)
 endfunction()
 
 expect_same_losses_over_layouts(
@@ -39,6 +40,29 @@ expect_same_losses_over_layouts(
   "8|{\"pp\": 4, \"stage_layers\": [1, 1, 2, 1]}|zero2"
   "4|{\"pp\": 2, \"vpp\": 2, \"stage_layers\": [1, 1, 2, 1]}|distributed"
   "4|{\"pp\": 2, \"vpp\": 2, \"stage_layers\": [2, 1, 1, 1], \"recompute\": \"full\"}|ddp")
+set(without_mtp "${last_reference}")
+# DeepSeek-V3's multi-token prediction module (policies/training/mtp.cpp) on the last stage: it looks up the next
+# tokens in the last stage's copy of the token table, so its gradient reaches the first stage's copy through the
+# embedding group; every layout (pipelines, tensor and context parallelism, each dense policy) trains the same model.
+expect_same_losses_over_layouts(
+  "{\"preset\": \"deepseek-v3\", \"layers\": 5, \"experts\": 4, \"top_k\": 4, \"global_batch\": 32}"
+  "2|{}|ddp"
+  "4|{\"pp\": 2, \"stage_layers\": [2, 3], \"recompute\": \"full\"}|distributed"
+  "8|{\"pp\": 4, \"stage_layers\": [1, 1, 2, 1]}|zero2"
+  "4|{\"pp\": 2, \"vpp\": 2, \"stage_layers\": [1, 1, 2, 1]}|distributed"
+  "4|{\"tp\": 2}|ddp"
+  "4|{\"cp\": 2}|ddp")
+# The module trains the shared layers: from the second step the main loss differs from the same model's without it.
+string(REGEX MATCHALL "[0-9]+\\.[0-9]+" with_values "${last_reference}")
+string(REGEX MATCHALL "[0-9]+\\.[0-9]+" without_values "${without_mtp}")
+list(GET with_values 0 first_with)
+list(GET without_values 0 first_without)
+list(GET with_values 1 second_with)
+list(GET without_values 1 second_without)
+if(NOT first_with STREQUAL first_without OR second_with STREQUAL second_without)
+  message(FATAL_ERROR "with the MTP module '${last_reference}', without '${without_mtp}': expected the same first "
+                      "loss (one forward of the same weights) and a different second")
+endif()
 expect_same_losses_over_layouts(
   "{\"preset\": \"gpt-moe\", \"experts\": 4, \"hidden\": 64, \"layers\": 4, \"global_batch\": 16, \"micro_batch\": 2, \"seq_len\": 32, \"vocab\": 256}"
   "2|{}|ddp"
