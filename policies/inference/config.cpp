@@ -6,7 +6,6 @@
 #include "core/error.hpp"
 #include "core/model_zoo.hpp"
 #include "policies/inference/policies.hpp"
-#include "policies/training/model_support.hpp"
 #include "policies/training/policy.hpp"
 
 namespace moesys::policies::inference {
@@ -35,11 +34,19 @@ FieldNamer json_namer(const std::string& file, const std::string& base) {
   return FieldNamer{file, [base](const std::string& field) { return base.empty() ? field : base + "." + field; }};
 }
 
+namespace {
+/// Generation serves the main model: multi-token prediction modules train the shared layers (or draft tokens for
+/// speculative decoding, which the program does not model) and are left out.
+core::ModelConfig served_model(core::ModelConfig m) {
+  m.mtp_layers = 0;
+  return m;
+}
+}  // namespace
+
 bool model_preset(const std::string& name, core::ModelConfig& out) {
   const auto zoo = core::zoo_model_json(name);
   if (!zoo) return false;
-  out = core::parse_model_config(*zoo, "models/" + name + ".json", "model");
-  training::check_program_runs(out, "models/" + name + ".json");
+  out = served_model(core::parse_model_config(*zoo, "models/" + name + ".json", "model"));
   return true;
 }
 
@@ -57,9 +64,7 @@ core::ModelConfig parse_inference_model(const nlohmann::json& j, const std::stri
   nlohmann::json copy = j;
   if (!copy.contains("micro_batch")) copy["micro_batch"] = 1;
   if (!copy.contains("global_batch")) copy["global_batch"] = copy["micro_batch"];
-  const core::ModelConfig m = core::parse_model_config(copy, file, path);
-  training::check_program_runs(m, file);
-  return m;
+  return served_model(core::parse_model_config(copy, file, path));
 }
 
 core::CollectiveAlgo parse_all_to_all(const std::string& s, const FieldNamer& names) {

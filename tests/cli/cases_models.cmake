@@ -8,8 +8,10 @@ moesys_cli_test(train_real_fp8_refused 2 "model.fp8_gemm: FP8 is a simulator opt
                 train --runtime cpu --ranks 1 --model "{\"fp8_gemm\": true}")
 moesys_cli_test(infer_real_fp8_refused 2 "--model: FP8 is a simulator option"
                 infer --runtime cpu --ranks 1 --model "{\"name\": \"x\", \"layers\": 1, \"hidden\": 64, \"heads\": 2, \"vocab\": 64, \"seq_len\": 16, \"experts\": 2, \"top_k\": 1, \"dtype\": \"fp32\", \"fp8_gemm\": true}")
-moesys_cli_test(infer_deepseek_mtp_not_served 2 "model.mtp_layers: multi-token prediction modules are trained, not served"
-                infer --model deepseek-v3)
+# Generation serves the main model: DeepSeek-V3's MTP module is left out (671.0B parameters, not 682.6B).
+moesys_cli_test(infer_deepseek_serves_main_model 0 ""
+                infer --model deepseek-v3 --nodes 8 --gpus-per-node 8 --nics-per-node 8 --nic-gbps 400 --gpu h100
+                --gpus 64 --policy all-in-gpu --batch 4 --prompt 32 --output 2)
 # Multi-token prediction modules: the policies and models they do not run with, and a bad loss weight.
 set(mtp_model "{\"preset\": \"deepseek-v3\", \"layers\": 4, \"seq_len\": 1024, \"global_batch\": 64}")
 moesys_cli_test(train_mtp_zero3 2 "1 multi-token prediction module(s) with dense zero3 are not modelled"
