@@ -143,6 +143,10 @@ void RankTrainer::run() {
     residency_ = std::make_unique<ExpertResidency>(rt_, expert_shape(plan_),
                                                    residency_settings(plan_, plan_.memory.cache_entries), st_.offloaded,
                                                    counters_);
+  for (const core::Buffer& b : {st_.params, st_.gathered[0], st_.gathered[1], st_.expert_params, st_.replica_params,
+                                st_.host_params, st_.shard.params, st_.shard.chunk})
+    if (b) weight_ids_.push_back(b.id);
+  for (const core::Buffer& b : st_.offloaded.slot_params) weight_ids_.push_back(b.id);
   bucket_open_.assign(st_.buckets.size(), false);
   buffer_free_.assign(static_cast<std::size_t>(std::max(st_.bucket_buffers, 1)), core::Event{});
   if (real_) initialise_parameters();
@@ -290,10 +294,30 @@ core::Event RankTrainer::gemm(std::int64_t m, std::int64_t n, std::int64_t k, co
                               bool trans_b, bool accumulate, std::int64_t batch, bool broadcast_a,
                               std::int64_t stride_b, std::int64_t stride_c) {
   if (m <= 0 || n <= 0 || k <= 0 || batch <= 0) return last_compute_;
+  if (gemm_dtype_ == core::Dtype::fp8 && dtype_ != core::Dtype::fp8 && is_weight(b))
+    quantize_for_fp8(a, broadcast_a ? m * k : m * k * batch);
   core::GemmOp op = ops::gemm(m, n, k, a, b, c, trans_a, trans_b, accumulate, batch, gemm_dtype_);
   op.broadcast_a = broadcast_a;
   op.stride_b = stride_b, op.stride_c = stride_c;
   return run(op, name);
+}
+
+bool RankTrainer::is_weight(const core::Buffer& b) const {
+  return std::find(weight_ids_.begin(), weight_ids_.end(), b.id) != weight_ids_.end();
+}
+
+void RankTrainer::quantize_for_fp8(const core::Buffer& x, std::int64_t elems) {
+  // An FP8 GEMM's activation operand (the input of a forward GEMM, the output gradient of a data-gradient GEMM) is
+  // quantized by a memory-bound kernel before it, as Transformer Engine does: it reads the model dtype and writes
+  // one byte per element, plus in training the transposed copy the weight-gradient GEMM reads (TE's cast-transpose),
+  // so weight-gradient GEMMs quantize nothing; weights are quantized once per step, which the micro-batches
+  // amortise. The real runtimes compute in fp32 (FP8 is a simulator option), so the kernel is a scale by one with
+  // the quantization's traffic.
+  core::TensorOp q = ops::scale(x, elems, 1.0);
+  q.dtype = dtype_;
+  q.bytes_read = static_cast<std::uint64_t>(static_cast<double>(elems) * a_);
+  q.bytes_written = static_cast<std::uint64_t>(elems) * (generating() ? 1 : 2);
+  run(q, "fp8 quantize");
 }
 
 core::Event RankTrainer::tensor(core::TensorOp op, const char* name) { return run(ops::with_dtype(std::move(op), dtype_), name); }

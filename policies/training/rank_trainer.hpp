@@ -114,6 +114,10 @@ class RankTrainer {
                    bool accumulate = false, std::int64_t batch = 1, bool broadcast_a = false,
                    std::int64_t stride_b = 0, std::int64_t stride_c = 0);
   core::Event tensor(core::TensorOp op, const char* name);
+  /// Whether `b` lies in an allocation of parameter values (a GEMM reading one is a forward or data-gradient GEMM).
+  bool is_weight(const core::Buffer& b) const;
+  /// FP8 GEMMs: the quantization of their activation operand `x` (`elems` elements) before them.
+  void quantize_for_fp8(const core::Buffer& x, std::int64_t elems);
   /// With fp8_gemm, GEMMs run in FP8 except inside this scope: the router and the output layer keep the model's
   /// dtype (as DeepSeek-V3 keeps them).
   class ModelDtypeGemms {
@@ -381,6 +385,7 @@ class RankTrainer {
   core::CollectiveAlgo a2a_algo_;
   RankState st_;      // persistent allocations and their views
   bool real_ = false;  // buffers carry data: token counts come from the gate
+  std::vector<std::uint64_t> weight_ids_;  // allocations of parameter values (is_weight)
 
   // Current micro-batch.
   const MicroBatch* mb_ = nullptr;

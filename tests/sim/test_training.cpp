@@ -3,6 +3,7 @@
 // plan, offload and the LFU cache, and determinism. Each comparison runs its simulations in child processes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -290,6 +291,50 @@ TEST(Training, ContextParallelZigzagGivesEveryMemberTheSameAttentionWork) {
   for (int c = 1; c < 4; ++c) EXPECT_NEAR(flop[c], flop[0], 1e-9 * flop[0]) << "member " << c;
   // Rank 0's halves: block 0 over one block of keys, block 7 over eight (a triangle, then seven squares and one).
   EXPECT_NEAR(flop[5] / flop[4], 15.0, 1e-9);
+}
+
+TEST(Training, Fp8GemmsQuantizeTheirActivationOperandFirst) {
+  // Transformer Engine's FP8 path: a forward or data-gradient GEMM in FP8 reads its activation operand quantized by
+  // a memory-bound kernel just before it (which also writes the transposed copy the weight-gradient GEMM reads, so
+  // that one quantizes nothing); the router and the output layer keep the model's dtype; without FP8 nothing is
+  // quantized. Rank 0's compute kernels in order, as classes: 1 quantize, 2 weight gradient, 3 a GEMM in the
+  // model's dtype, 4 an FP8 forward GEMM, 0 anything else.
+  constexpr double kOther = 0, kQuantize = 1, kWgrad = 2, kModelDtype = 3, kFp8Forward = 4;
+  auto kernels = [=](bool fp8) {
+    return test::run_in_child([=] {
+      json c = {{"model", {{"preset", "deepseek-v3"}, {"layers", 4}, {"experts", 16}, {"seq_len", 256},
+                           {"global_batch", 8}, {"micro_batch", 1}, {"fp8_gemm", fp8}}},
+                {"cluster", {{"gpus", 8}, {"gpu", "h100"}}},
+                {"policy", {{"preset", "megatron"}}},
+                {"steps", 1}};
+      const TrainingReport r = run_training(parse_training_config(c, "test.json"),
+                                            sim_simulator(core::default_calibration_for("h100"), true), true);
+      std::vector<double> out;
+      for (const core::Span& s : r.last_step) {
+        if (s.rank != 0 || s.stream != "compute") continue;
+        const std::string& n = s.name;
+        out.push_back(n == "fp8 quantize"                                                   ? kQuantize
+                      : n.find("wgrad") != std::string::npos                               ? kWgrad
+                      : n == "logits" || n == "gate logits" || n == "mtp logits"           ? kModelDtype
+                      : n == "expert fc1" || n == "attention out" || n == "mtp projection" ? kFp8Forward
+                                                                                           : kOther);
+      }
+      return out;
+    });
+  };
+  const std::vector<double> bf16 = kernels(false);
+  EXPECT_EQ(std::count(bf16.begin(), bf16.end(), kQuantize), 0);
+  const std::vector<double> k = kernels(true);
+  for (std::size_t i = 0; i + 1 < k.size(); ++i) {
+    if (k[i + 1] == kWgrad || k[i + 1] == kModelDtype) {
+      EXPECT_NE(k[i], kQuantize) << "kernel " << i + 1;
+    }
+    if (k[i + 1] == kFp8Forward) {
+      EXPECT_EQ(k[i], kQuantize) << "kernel " << i + 1;
+    }
+  }
+  EXPECT_GT(std::count(k.begin(), k.end(), kQuantize), 20);
+  EXPECT_GT(std::count(k.begin(), k.end(), kFp8Forward), 5);
 }
 
 TEST(Training, SelectiveRecomputeCostsLessComputeThanFullAndKeepsMoreThanIt) {
