@@ -36,6 +36,12 @@ std::int64_t positive_int(const json& j, const std::string& file, const std::str
   return j.get<std::int64_t>();
 }
 
+std::int64_t count_int(const json& j, const std::string& file, const std::string& path, std::int64_t max) {
+  if (!j.is_number_integer() || j.get<std::int64_t>() < 0 || j.get<std::int64_t>() > max)
+    throw core::ConfigError(file, path, "expected an integer in [0, " + std::to_string(max) + "], got " + j.dump());
+  return j.get<std::int64_t>();
+}
+
 std::string string_of(const json& j, const std::string& file, const std::string& path) {
   if (!j.is_string() || j.get<std::string>().empty())
     throw core::ConfigError(file, path, "expected a non-empty string, got " + j.dump());
@@ -226,8 +232,10 @@ void parse_parallel(const json& p, const std::string& file, TrainingConfig& c) {
       throw core::ConfigError(file, "parallel.stage_layers", "expected an array of layer counts, one per stage");
     int sum = 0;
     for (std::size_t i = 0; i < s.size(); ++i) {
+      // A chunk may hold no layer: it passes activations on, or (the last) computes the logits and the
+      // multi-token prediction modules alone, as Megatron's pipeline layouts place them.
       const int n = static_cast<int>(
-          positive_int(s[i], file, "parallel.stage_layers[" + std::to_string(i) + "]", c.model.layers));
+          count_int(s[i], file, "parallel.stage_layers[" + std::to_string(i) + "]", c.model.layers));
       c.stage_layers.push_back(n);
       sum += n;
     }

@@ -43,13 +43,15 @@ expect_same_losses_over_layouts(
 set(without_mtp "${last_reference}")
 # DeepSeek-V3's multi-token prediction module (policies/training/mtp.cpp) on the last stage: it looks up the next
 # tokens in the last stage's copy of the token table, so its gradient reaches the first stage's copy through the
-# embedding group; every layout (pipelines, tensor and context parallelism, each dense policy) trains the same model.
+# embedding group; every layout (pipelines, chunks without layers as in Megatron's layouts, whose last chunk may
+# hold the module and the logits alone, tensor and context parallelism, each dense policy) trains the same model.
 expect_same_losses_over_layouts(
   "{\"preset\": \"deepseek-v3\", \"layers\": 5, \"experts\": 4, \"top_k\": 4, \"global_batch\": 32}"
   "2|{}|ddp"
   "4|{\"pp\": 2, \"stage_layers\": [2, 3], \"recompute\": \"full\"}|distributed"
   "8|{\"pp\": 4, \"stage_layers\": [1, 1, 2, 1]}|zero2"
   "4|{\"pp\": 2, \"vpp\": 2, \"stage_layers\": [1, 1, 2, 1]}|distributed"
+  "4|{\"pp\": 2, \"vpp\": 2, \"stage_layers\": [3, 0, 2, 0]}|ddp"
   "4|{\"tp\": 2}|ddp"
   "4|{\"cp\": 2}|ddp")
 # The module trains the shared layers: from the second step the main loss differs from the same model's without it.
