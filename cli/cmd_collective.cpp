@@ -88,6 +88,11 @@ int run_collective(int argc, char** argv) {
                             std::string(core::to_string(algo)) +
                                 " needs NVLink SHARP (NVSwitch nodes of H100, H800 or H200 GPUs), not " +
                                 spec.node.gpu.model);
+  if ((algo == core::CollectiveAlgo::deepep || algo == core::CollectiveAlgo::deepep_ll) &&
+      spec.node.intra_node.kind == core::IntraNodeKind::pcie_only)
+    throw core::ConfigError("", "--algo",
+                            std::string(core::to_string(algo)) + " needs NVLink between a node's GPUs; nodes of " +
+                                spec.name + " connect their GPUs through PCIe only");
   const double begin = args.get_size("-b", 8), end = args.get_size("-e", 1024.0 * 1024 * 1024);
   const double factor = args.get_double("-f", 2);
   if (end < begin) throw core::ConfigError("", "-e", "expected a maximum size >= the minimum size (-b)");

@@ -55,6 +55,9 @@ void check_deepep_dispatcher(const TrainingConfig& c, const Layout& l) {
     throw core::InfeasibleError("expert replicas with the DeepEP dispatcher are not modelled (its per-node token "
                                 "estimate assumes the gate's layout of experts); " + with + " set \"replicas\": "
                                 "{\"kind\": \"none\"}");
+  if (c.cluster.node.intra_node.kind == core::IntraNodeKind::pcie_only)
+    throw core::InfeasibleError("DeepEP's kernels share a node's rows over NVLink; the nodes of " + c.cluster.name +
+                                " connect their GPUs through PCIe only");
   if (l.ep_members_per_node() == 0)
     throw core::InfeasibleError("DeepEP forwards a token from the GPU of the sender's local index on each node, so an "
                                 "expert-parallel group must lie inside one node or hold whole nodes (expert-parallel "

@@ -53,9 +53,19 @@ void append_node_traffic(const core::ClusterSpec& spec, const std::vector<int>& 
   row.push_back(traffic.combine ? 1.0 : 0.0);
 }
 
+namespace {
+/// DeepEP's kernels move a node's share over NVLink (IPC buffers between the node's GPUs): no NVLink, no DeepEP.
+void require_nvlink(const core::ClusterSpec& spec, const char* algo) {
+  if (spec.node.intra_node.kind == core::IntraNodeKind::pcie_only)
+    throw std::invalid_argument(std::string("all_to_all/") + algo + " needs NVLink between a node's GPUs; nodes of " +
+                                spec.name + " connect their GPUs through PCIe only");
+}
+}  // namespace
+
 CollectivePlan plan_deepep(const core::ClusterSpec& spec, const core::Calibration& cal, const CollectiveCall& call) {
   const std::size_t n = call.members.size();
   if (n == 0) return {};
+  require_nvlink(spec, "deepep");
   const std::vector<int> nodes = nodes_of(spec, call.members);
   const std::size_t row_size = n + nodes.size() + 1;
   const bool combine = call.matrix.front().back() > 0.5;
@@ -130,6 +140,7 @@ CollectivePlan plan_deepep(const core::ClusterSpec& spec, const core::Calibratio
 CollectivePlan plan_deepep_low_latency(const core::ClusterSpec& spec, const core::Calibration& cal,
                                        const CollectiveCall& call) {
   const std::size_t n = call.members.size();
+  if (n > 0) require_nvlink(spec, "deepep-ll");
   Stage stage;
   bool network = false;
   for (std::size_t i = 0; i < n; ++i) {

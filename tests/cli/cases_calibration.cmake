@@ -49,6 +49,8 @@ moesys_cli_test(calibration_ep_point_latency_unit 2 "points[2].unit: point ep-ll
 moesys_cli_test(collective_deepep_two_nodes 0 "" collective --gpu h800 --nodes 2 --op alltoall --algo deepep -b 1M -e 64M -f 8)
 moesys_cli_test(collective_deepep_ll_two_nodes 0 "" collective --gpu h800 --nodes 2 --op alltoall --algo deepep-ll -b 1M -e 1M)
 moesys_cli_test(collective_deepep_not_for_allreduce 2 "does not implement" collective --op allreduce --algo deepep)
+moesys_cli_test(collective_deepep_needs_nvlink 2 "--algo: deepep needs NVLink between a node's GPUs"
+                collective --cluster @SRC@/tests/data/clusters/pcie-only-h100.json --op alltoall --algo deepep -b 1M -e 1M)
 moesys_cli_test(calibration_fit_free_unknown 2 "--free: \"nope\" is not a fitted parameter"
                 calibration --points ${points}/ep-good.json --fit --free nope)
 moesys_cli_test(calibration_free_without_fit 2 "--free: only applies with --fit"

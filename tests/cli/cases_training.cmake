@@ -177,5 +177,7 @@ moesys_cli_test(tune_merge_changed_search 2 "is a shard of another study, or of 
                 @SRC@/tests/data/bad-input/tune-shards/changed/shard-1-of-2.json --quiet --results @WORK@/results)
 moesys_cli_test(train_replicas_node_scope_one_gpu_per_node 2 "node-scoped expert replicas need two or more GPUs"
                 train --config @SRC@/tests/data/bad-input/train-replicas-node-one-gpu.json)
+moesys_cli_test(train_deepep_needs_nvlink 2 "DeepEP's kernels share a node's rows over NVLink; the nodes of pcie-h100"
+                train --config @SRC@/tests/data/bad-input/train-deepep-pcie-only.json)
 moesys_cli_test(train_deepep_replicas 2 "expert replicas with the DeepEP dispatcher are not modelled"
                 train --policy "{\"preset\": \"deepspeed\", \"dispatch\": \"counts\", \"dispatcher\": \"deepep\", \"replicas\": {\"kind\": \"eplb\", \"slots\": 1}}")

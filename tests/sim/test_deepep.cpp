@@ -147,6 +147,13 @@ TEST(DeepEp, NodeTrafficMustNameEveryNodeAndRailsMustExist) {
   }
   EXPECT_THROW(sim::plan_collective(spec, core::Calibration{}, call, core::CollectiveAlgo::deepep),
                std::invalid_argument);
+  // Nodes whose GPUs share no NVLink cannot run DeepEP's kernels at all.
+  core::ClusterSpec pcie = cluster(2, 4);
+  pcie.node.intra_node = {core::IntraNodeKind::pcie_only, 0};
+  const auto full = deepep_call(pcie, std::vector<std::vector<double>>(8, std::vector<double>(8, 10.0)),
+                                std::vector<core::NodeTraffic>(8));
+  for (auto algo : {core::CollectiveAlgo::deepep, core::CollectiveAlgo::deepep_ll})
+    EXPECT_THROW(sim::plan_collective(pcie, core::Calibration{}, full, algo), std::invalid_argument);
 }
 
 TEST(DeepEp, DeduplicatedDispatchIsBoundByTheNicAtOneCopyPerNode) {
