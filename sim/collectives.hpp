@@ -112,7 +112,8 @@ bool has_nvlink_sharp(const core::ClusterSpec& spec);
 /// True when NVLS (and NVLS-tree) can serve the members: NVLink SHARP, and the same two or more local GPUs on every
 /// node they span (NCCL's NVLS needs several local ranks; the tree across nodes pairs GPUs of equal local index).
 bool nvls_applies(const core::ClusterSpec& spec, const std::vector<int>& members);
-/// Nodes a call's members span.
+/// The nodes a call's members span, ascending, and their number.
+std::vector<int> nodes_of(const core::ClusterSpec& spec, const std::vector<int>& members);
 int nodes_spanned(const core::ClusterSpec& spec, const std::vector<int>& members);
 
 /// The algorithms each operation accepts on this cluster and group; `automatic` stays automatic for the

@@ -26,14 +26,6 @@ namespace moesys::sim {
 namespace {
 
 // The nodes a group spans, ascending (the order of NodeTraffic::bytes).
-std::vector<int> nodes_of(const core::ClusterSpec& spec, const std::vector<int>& members) {
-  std::vector<int> nodes;
-  for (int g : members) nodes.push_back(spec.node_of(g));
-  std::sort(nodes.begin(), nodes.end());
-  nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
-  return nodes;
-}
-
 // DeepEP's NVLink transfers run at ep_nvlink_efficiency of spec where NCCL's run at nvlink_efficiency (the
 // links' modelled rate), so at most at the latter.
 double nvlink_fraction(const core::Calibration& cal) {

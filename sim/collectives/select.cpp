@@ -3,7 +3,6 @@
 #include <array>
 #include <limits>
 #include <map>
-#include <set>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -42,10 +41,16 @@ bool nvls_applies(const core::ClusterSpec& spec, const std::vector<int>& members
          std::all_of(by_node.begin(), by_node.end(), [&](const auto& kv) { return kv.second == first; });
 }
 
+std::vector<int> nodes_of(const core::ClusterSpec& spec, const std::vector<int>& members) {
+  std::vector<int> nodes;
+  for (int g : members) nodes.push_back(spec.node_of(g));
+  std::sort(nodes.begin(), nodes.end());
+  nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+  return nodes;
+}
+
 int nodes_spanned(const core::ClusterSpec& spec, const std::vector<int>& members) {
-  std::set<int> nodes;
-  for (int g : members) nodes.insert(spec.node_of(g));
-  return static_cast<int>(nodes.size());
+  return static_cast<int>(nodes_of(spec, members).size());
 }
 
 core::CollectiveAlgo resolve_algo(CollectiveOp op, core::CollectiveAlgo requested) {
