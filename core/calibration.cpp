@@ -80,6 +80,7 @@ const std::map<std::string, Field>& fields() {
       {"efa_step_latency_s", {&Calibration::efa_step_latency_s, false, 1.0}},
       {"efa_half_bandwidth_bytes", {&Calibration::efa_half_bandwidth_bytes, false, 1e12}},
       {"kernel_launch_s", {&Calibration::kernel_launch_s, false, 1.0}},
+      {"host_op_s", {&Calibration::host_op_s, false, 1.0}},
       {"stream_wake_s", {&Calibration::stream_wake_s, false, 1.0}},
       {"busy_compute_wake_s", {&Calibration::busy_compute_wake_s, false, 1.0}},
       {"collective_latency_s", {&Calibration::collective_latency_s, false, 1.0}},

@@ -62,6 +62,11 @@ struct Calibration {
   double half_bandwidth_bytes = 1.13e5;      // message size at which an NVLink/PCIe transfer reaches half its rate
   double nic_half_bandwidth_bytes = 8.81e4;  // the same for a message that crosses the network
   double kernel_launch_s = 4e-6;             // fixed cost per GPU kernel (uncalibrated)
+  /// Overhead toggle: host time the rank's program spends issuing one operation (framework dispatch, Python around
+  /// the launch). The host runs ahead of the GPU, issuing one operation after another, and an operation starts no
+  /// earlier than its issue ends, so a GPU whose kernels are shorter than their issue waits for the host. 0 (every
+  /// table's value: uncalibrated) turns it off; docs/training.md shows a study with it on.
+  double host_op_s = 0;
   /// Delay from the moment an idle stream's next operation becomes ready (its issue, or the event it waits for)
   /// to its start: a CPU rank's stream worker waking up. Measured on CPU ranks; 0 for GPUs (uncalibrated).
   double stream_wake_s = 0;

@@ -67,6 +67,11 @@ SimRuntime::Stream& SimRuntime::stream(core::StreamId id, bool start_actor) {
 }
 
 core::Event SimRuntime::enqueue(core::StreamId stream_id, Op op) {
+  if (const double h = world_.calibration().host_op_s; h > 0) {
+    // The host issues operations one after another, each taking h; it cannot run ahead of a wait it blocked in.
+    host_clock_ = std::max(host_clock_, now_s()) + h;
+    op.not_before = host_clock_;
+  }
   Stream& s = stream(stream_id, true);
   const std::uint64_t event = next_event_++;
   event_stream_.push_back(s.index);
@@ -161,7 +166,9 @@ void SimRuntime::run_kernels(Stream& s, Op first, double start) {
   // Kernels queued right behind, ready to start when the one before ends: they would start at that instant.
   while (!s.queue.empty()) {
     Op& next = s.queue.front();
-    if (next.gpu_work < 0 || !std::all_of(next.deps.begin(), next.deps.end(), [&](auto e) { return done(e); }))
+    // A kernel still being issued when the run starts may start after its predecessor ends: not part of the run.
+    if (next.gpu_work < 0 || next.not_before > start ||
+        !std::all_of(next.deps.begin(), next.deps.end(), [&](auto e) { return done(e); }))
       break;
     r.events.push_back(next.event);
     r.ends.push_back(r.ends.back() + next.gpu_work);
@@ -265,6 +272,10 @@ void SimRuntime::stream_loop(Stream& s) {
         profile::InSimgrid in;
         sg4::this_actor::sleep_for(w);
       }
+    }
+    if (const double wait = op.not_before - sg4::Engine::get_clock(); wait > 0) {  // the host is still issuing it
+      profile::InSimgrid in;
+      sg4::this_actor::sleep_for(wait);
     }
     const double start = sg4::Engine::get_clock();
     if (coalesce_kernels_ && op.gpu_work >= 0) {

@@ -63,6 +63,7 @@ class SimRuntime final : public core::Runtime {
     std::uint64_t bytes = 0;
     double flop = 0;
     double gpu_work = -1;  // a kernel on the rank's GPU: its work (GPU speed units); -1 for any other operation
+    double not_before = 0;  // the end of its issue on the host (Calibration::host_op_s): it starts no earlier
     std::function<void()> body;
   };
   /// An actor that blocks until another actor makes its condition true: the waker releases its semaphore.
@@ -153,6 +154,7 @@ class SimRuntime final : public core::Runtime {
   std::vector<bool> event_awaited_;           // event id - 1 -> an operation of another stream depends on it
   bool coalesce_kernels_ = false;
   Waiter host_;                               // the rank's own actor
+  double host_clock_ = 0;                     // when the host has issued everything so far (host_op_s > 0)
   std::uint64_t next_event_ = 1, next_buffer_ = 1;
   std::unordered_map<std::uint64_t, std::string> buffer_tags_;                    // live buffers -> their ledger tag
   std::vector<GroupRef> groups_;                                                  // the groups this rank used last
