@@ -266,16 +266,17 @@ void SimRuntime::stream_loop(Stream& s) {
     Op op = std::move(s.queue.front());
     s.queue.pop_front();
     for (auto dep : op.deps) slept = wait_for(dep, s.worker) || slept;
+    if (const double wait = op.not_before - sg4::Engine::get_clock(); wait > 0) {  // the host is still issuing it
+      profile::InSimgrid in;
+      sg4::this_actor::sleep_for(wait);
+      slept = true;  // on a real stream nothing was queued yet: its worker wakes up for it
+    }
     if (slept) {
       const double w = slots && slots->would_block() ? busy_wake_s : wake_s;
       if (w > 0) {
         profile::InSimgrid in;
         sg4::this_actor::sleep_for(w);
       }
-    }
-    if (const double wait = op.not_before - sg4::Engine::get_clock(); wait > 0) {  // the host is still issuing it
-      profile::InSimgrid in;
-      sg4::this_actor::sleep_for(wait);
     }
     const double start = sg4::Engine::get_clock();
     if (coalesce_kernels_ && op.gpu_work >= 0) {

@@ -91,8 +91,8 @@ void RankTrainer::unit_grads_done(int unit) {
 void RankTrainer::sum_shared_table_grads() {
   // A token table split by pipeline stages: the first stage's copy has the lookup's gradient, the last stage's
   // the tied output layer's or the multi-token prediction modules' lookups'. Each adds the other's before its data-parallel reduction (Megatron sums the two copies'
-  // gradients the same way), so both copies take the same update and stay equal. The two stages reach this point
-  // for the same micro-batches in the same order (every micro-batch under ZeRO-2, the last one otherwise).
+  // gradients the same way), so both copies take the same update and stay equal. Both stages reach this point once
+  // per step, on the last micro-batch (ZeRO-2, which would reduce every micro-batch, is refused with it).
   if (!shares_token_table(model_) || layout_.pp == 1 || (stage_ != 0 && !last_stage())) return;
   const core::Buffer g = grad(0, kTokenTable);
   rt_.stream_wait(kComm2, last_compute_);

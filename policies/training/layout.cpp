@@ -138,7 +138,7 @@ Layout make_layout(const TrainingConfig& c) {
   l.ranks = c.gpus;
   l.pp = c.pipeline_parallel;
   l.vpp = c.virtual_stages;
-  if (l.chunks() > c.model.main_layers())
+  if (c.stage_layers.empty() && l.chunks() > c.model.main_layers())
     throw core::InfeasibleError(str(l.chunks()) + (l.vpp > 1 ? " model chunks" : " pipeline stages") +
                                 " exceed the model's " + str(c.model.main_layers()) + " layers");
   if (l.ranks % l.pp != 0)
@@ -255,6 +255,7 @@ core::Group Layout::rail_group(int rank) const {
 }
 
 core::Group Layout::embedding_group(int rank) const {
+  if (pp == 1) return core::Group({rank});  // one stage holds the only copy
   const int local = rank - stage(rank) * world;
   return core::Group({local, (pp - 1) * world + local});
 }

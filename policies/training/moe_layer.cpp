@@ -170,6 +170,8 @@ void RankTrainer::moe_forward(int moe_layer, ActivationViews& a) {
   MoeExchange& x = exchanges_[static_cast<std::size_t>(moe_layer)] =
       gathered ? gathered_exchange(moe_layer, a) : exchange_for(moe_layer, a);
   std::vector<core::Event> arrived, computed;
+  // FP8 dispatch: the tokens are quantized once before they travel (their routed copies arrive quantized).
+  if (model_.fp8_dispatch) quantize_for_fp8(a.ln2, n * h);
   if (!gathered) {
     tensor(ops::remap_index(w.slots_raw, st_.index, a.slots, n * k, E * x.capacity), "slot remap");
     tensor(ops::dispatch(a.ln2, a.slots, st_.send, n, h, k, x.rows_sent), "permute");
@@ -362,11 +364,13 @@ void RankTrainer::expert_ffn_forward(int moe_layer, const MoeExchange& x, const 
   if (!direct)
     tensor(ops::gather_rows(st_.recv, fwd_idx, rows(a.xin, first, R, h), R, h, x.rows_recv), "regroup by expert");
   const core::Buffer y = x.expert_major ? a.ret : direct ? st_.recv : st_.ws.rows_a;
+  operand_in_fp8_ = model_.fp8_dispatch;  // the rows arrived quantized
   for_experts(x, c, [&](int e, std::int64_t at, std::int64_t r) {
     const std::int64_t batch = e < 0 ? x.local : 1, ee = e < 0 ? 0 : e;
     gemm(r, fi, h, rows(a.xin, at, r * batch, h), ev.w1(ee, batch), rows(a.pre, at, r * batch, fi), "expert fc1",
          false, false, false, batch, false, ev.pe);
   });
+  operand_in_fp8_ = false;
   ffn_activation(rows(a.pre, first, R, fi), rows(a.post, first, R, f), R, f, true);
   for_experts(x, c, [&](int e, std::int64_t at, std::int64_t r) {
     const std::int64_t batch = e < 0 ? x.local : 1, ee = e < 0 ? 0 : e;

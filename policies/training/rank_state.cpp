@@ -466,7 +466,8 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
     s.generated = alloc(Tier::hbm, 4.0 * gen.passes() * gen.sequences, MemoryUse::buffers);
   }
   s.targets = alloc(Tier::hbm, 4 * n, MemoryUse::buffers);
-  if (m.mtp_blocks > 0 && !gen.enabled) {
+  const bool mtp_here = m.mtp_blocks > 0 && !gen.enabled && l.stage(rank) == l.pp - 1;  // the modules' stage
+  if (mtp_here) {
     s.mtp_ids = alloc(Tier::hbm, 4 * n * m.mtp_blocks, MemoryUse::buffers);
     s.mtp_targets = alloc(Tier::hbm, 4 * n * m.mtp_blocks, MemoryUse::buffers);
   }
@@ -595,7 +596,7 @@ RankState allocate_rank_state(const TrainingPlan& plan, core::Runtime& rt, int r
       }
     }
     w.loss = cv.take(16);
-    if (train && m.mtp_blocks > 0) {
+    if (mtp_here) {
       w.mtp_dh = cv.take(B(n * h, a));
       w.mtp_loss = cv.take(16);
     }

@@ -28,6 +28,11 @@ void check_pipeline_policy(const TrainingConfig& c) {
       throw core::InfeasibleError(pp + " with offloaded experts are not modelled; use offload none");
     if (c.policy.embedding == Embedding::partition)
       throw core::InfeasibleError(pp + " with the embedding partition are not modelled; use embedding dense");
+    if (c.policy.dense == DenseSharding::zero2 && shares_token_table(c.model))
+      throw core::InfeasibleError(pp + " with dense zero2 and a token table on the first and the last stage (a tied "
+                                  "output layer or multi-token prediction) are not modelled: ZeRO-2 reduces every "
+                                  "micro-batch's gradients, so the two copies' sum would hold the last stage until "
+                                  "the first finishes each backward; use ddp or distributed");
     if (c.virtual_stages > 1 && c.policy.dense == DenseSharding::zero2)
       throw core::InfeasibleError("interleaved pipeline stages with dense zero2 are not modelled (its bucket buffers "
                                   "follow one micro-batch's backward, which virtual stages split); use ddp or "
@@ -286,6 +291,7 @@ void RankTrainer::record_routing() {
 // ---- kernels ----
 
 core::Event RankTrainer::run(const core::Kernel& k, const char* name) {
+  last_quantized_ = {};  // another kernel ran since: the next GEMM quantizes its own operand
   return last_compute_ = rt_.compute(kCompute, k, name);
 }
 
@@ -294,12 +300,19 @@ core::Event RankTrainer::gemm(std::int64_t m, std::int64_t n, std::int64_t k, co
                               bool trans_b, bool accumulate, std::int64_t batch, bool broadcast_a,
                               std::int64_t stride_b, std::int64_t stride_c) {
   if (m <= 0 || n <= 0 || k <= 0 || batch <= 0) return last_compute_;
-  if (gemm_dtype_ == core::Dtype::fp8 && dtype_ != core::Dtype::fp8 && is_weight(b))
-    quantize_for_fp8(a, broadcast_a ? m * k : m * k * batch);
+  // An FP8 GEMM reading weights quantizes its activation operand first, unless the operand already is: rows that
+  // arrived in FP8 (fp8_dispatch), or the operand the GEMM just before quantized (Transformer Engine runs such
+  // GEMMs, e.g. MLA's key/value projections, as one).
+  const bool fp8 = gemm_dtype_ == core::Dtype::fp8 && dtype_ != core::Dtype::fp8 && is_weight(b);
+  const bool ready = operand_in_fp8_ || (a.id == last_quantized_.id && a.offset == last_quantized_.offset &&
+                                         a.bytes == last_quantized_.bytes);
+  if (fp8 && !ready) quantize_for_fp8(a, broadcast_a ? m * k : m * k * batch);
   core::GemmOp op = ops::gemm(m, n, k, a, b, c, trans_a, trans_b, accumulate, batch, gemm_dtype_);
   op.broadcast_a = broadcast_a;
   op.stride_b = stride_b, op.stride_c = stride_c;
-  return run(op, name);
+  const core::Event e = run(op, name);
+  last_quantized_ = fp8 ? a : core::Buffer{};
+  return e;
 }
 
 bool RankTrainer::is_weight(const core::Buffer& b) const {

@@ -386,6 +386,8 @@ class RankTrainer {
   RankState st_;      // persistent allocations and their views
   bool real_ = false;  // buffers carry data: token counts come from the gate
   std::vector<std::uint64_t> weight_ids_;  // allocations of parameter values (is_weight)
+  core::Buffer last_quantized_;            // the operand the last kernel (an FP8 GEMM) read quantized
+  bool operand_in_fp8_ = false;            // the GEMMs being issued read rows that arrived in FP8
 
   // Current micro-batch.
   const MicroBatch* mb_ = nullptr;

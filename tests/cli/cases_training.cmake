@@ -27,6 +27,8 @@ moesys_cli_test(train_missing_config 2 "cannot open file"
                 train --config @WORK@/missing.json)
 moesys_cli_test(train_parallel_not_an_object 2 "--parallel: expected a JSON object"
                 train --parallel "[3]")
+moesys_cli_test(train_parallel_shared_table_zero2 2 "2 pipeline stages with dense zero2 and a token table on the first and the last stage"
+                train --experts 8 --gpus 16 --parallel "{\"pp\": 2}" --preset deepspeed)
 moesys_cli_test(train_parallel_stage_layers_negative 2 "parallel.stage_layers[1]: expected an integer in [0, 12], got -1"
                 train --parallel "{\"pp\": 2, \"stage_layers\": [12, -1]}" --preset megatron)
 moesys_cli_test(train_parallel_stage_layers_sum 2 "parallel.stage_layers: expected counts that sum to the model's 12 layers, got 8"

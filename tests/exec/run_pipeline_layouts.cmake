@@ -49,7 +49,7 @@ expect_same_losses_over_layouts(
   "{\"preset\": \"deepseek-v3\", \"layers\": 5, \"experts\": 4, \"top_k\": 4, \"global_batch\": 32}"
   "2|{}|ddp"
   "4|{\"pp\": 2, \"stage_layers\": [2, 3], \"recompute\": \"full\"}|distributed"
-  "8|{\"pp\": 4, \"stage_layers\": [1, 1, 2, 1]}|zero2"
+  "8|{\"pp\": 4, \"stage_layers\": [1, 1, 2, 1]}|distributed"
   "4|{\"pp\": 2, \"vpp\": 2, \"stage_layers\": [1, 1, 2, 1]}|distributed"
   "4|{\"pp\": 2, \"vpp\": 2, \"stage_layers\": [3, 0, 2, 0]}|ddp"
   "4|{\"tp\": 2}|ddp"
@@ -68,5 +68,5 @@ endif()
 expect_same_losses_over_layouts(
   "{\"preset\": \"gpt-moe\", \"experts\": 4, \"hidden\": 64, \"layers\": 4, \"global_batch\": 16, \"micro_batch\": 2, \"seq_len\": 32, \"vocab\": 256}"
   "2|{}|ddp"
-  "4|{\"pp\": 2}|zero2"
+  "4|{\"pp\": 2}|ddp"
   "4|{\"pp\": 2, \"vpp\": 2}|distributed")

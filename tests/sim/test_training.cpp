@@ -296,14 +296,15 @@ TEST(Training, ContextParallelZigzagGivesEveryMemberTheSameAttentionWork) {
 TEST(Training, Fp8GemmsQuantizeTheirActivationOperandFirst) {
   // Transformer Engine's FP8 path: a forward or data-gradient GEMM in FP8 reads its activation operand quantized by
   // a memory-bound kernel just before it (which also writes the transposed copy the weight-gradient GEMM reads, so
-  // that one quantizes nothing); the router and the output layer keep the model's dtype; without FP8 nothing is
-  // quantized. Rank 0's compute kernels in order, as classes: 1 quantize, 2 weight gradient, 3 a GEMM in the
-  // model's dtype, 4 an FP8 forward GEMM, 0 anything else.
-  constexpr double kOther = 0, kQuantize = 1, kWgrad = 2, kModelDtype = 3, kFp8Forward = 4;
+  // that one quantizes nothing); a GEMM reading the operand the GEMM before it quantized (MLA's key and value
+  // projections, one GEMM in Megatron) and the experts' first GEMM on rows that arrived in FP8 (fp8_dispatch: the
+  // tokens are quantized once before the dispatch) quantize nothing; the router and the output layer keep the
+  // model's dtype; without FP8 nothing is quantized. Rank 0's compute kernels in order, as classes.
+  constexpr double kOther = 0, kQuantize = 1, kWgrad = 2, kModelDtype = 3, kQuantizesFirst = 4, kReadsQuantized = 5;
   auto kernels = [=](bool fp8) {
     return test::run_in_child([=] {
       json c = {{"model", {{"preset", "deepseek-v3"}, {"layers", 4}, {"experts", 16}, {"seq_len", 256},
-                           {"global_batch", 8}, {"micro_batch", 1}, {"fp8_gemm", fp8}}},
+                           {"global_batch", 8}, {"micro_batch", 1}, {"fp8_gemm", fp8}, {"fp8_dispatch", fp8}}},
                 {"cluster", {{"gpus", 8}, {"gpu", "h100"}}},
                 {"policy", {{"preset", "megatron"}}},
                 {"steps", 1}};
@@ -313,11 +314,12 @@ TEST(Training, Fp8GemmsQuantizeTheirActivationOperandFirst) {
       for (const core::Span& s : r.last_step) {
         if (s.rank != 0 || s.stream != "compute") continue;
         const std::string& n = s.name;
-        out.push_back(n == "fp8 quantize"                                                   ? kQuantize
-                      : n.find("wgrad") != std::string::npos                               ? kWgrad
-                      : n == "logits" || n == "gate logits" || n == "mtp logits"           ? kModelDtype
-                      : n == "expert fc1" || n == "attention out" || n == "mtp projection" ? kFp8Forward
-                                                                                           : kOther);
+        out.push_back(n == "fp8 quantize"                                                      ? kQuantize
+                      : n.find("wgrad") != std::string::npos                                  ? kWgrad
+                      : n == "logits" || n == "gate logits" || n == "mtp logits"              ? kModelDtype
+                      : n == "attention out" || n == "kv down" || n == "k up" || n == "q up"   ? kQuantizesFirst
+                      : n == "k rope" || n == "v up" || n == "expert fc1"                     ? kReadsQuantized
+                                                                                              : kOther);
       }
       return out;
     });
@@ -326,15 +328,16 @@ TEST(Training, Fp8GemmsQuantizeTheirActivationOperandFirst) {
   EXPECT_EQ(std::count(bf16.begin(), bf16.end(), kQuantize), 0);
   const std::vector<double> k = kernels(true);
   for (std::size_t i = 0; i + 1 < k.size(); ++i) {
-    if (k[i + 1] == kWgrad || k[i + 1] == kModelDtype) {
-      EXPECT_NE(k[i], kQuantize) << "kernel " << i + 1;
+    if (k[i + 1] == kWgrad || k[i + 1] == kModelDtype || k[i + 1] == kReadsQuantized) {
+      EXPECT_NE(k[i], kQuantize) << "kernel " << i + 1 << " (class " << k[i + 1] << ")";
     }
-    if (k[i + 1] == kFp8Forward) {
+    if (k[i + 1] == kQuantizesFirst) {
       EXPECT_EQ(k[i], kQuantize) << "kernel " << i + 1;
     }
   }
   EXPECT_GT(std::count(k.begin(), k.end(), kQuantize), 20);
-  EXPECT_GT(std::count(k.begin(), k.end(), kFp8Forward), 5);
+  EXPECT_GT(std::count(k.begin(), k.end(), kQuantizesFirst), 5);
+  EXPECT_GT(std::count(k.begin(), k.end(), kReadsQuantized), 5);
 }
 
 TEST(Training, SelectiveRecomputeCostsLessComputeThanFullAndKeepsMoreThanIt) {
