@@ -23,6 +23,9 @@
 //   grad_sync.cpp        fused gradient buckets (all-reduce or reduce-scatter) and post-step all-gathers
 //   sequence_parallel.cpp tensor parallelism's all-gathers and reduce-scatters of token shards, and its gradient sum
 //   expert_residency.cpp offloaded experts: GPU slots, home in host memory or on the SSD, 2D prefetch, LFU cache
+//   mla_attention.cpp    multi-head latent attention's projections
+//   context_parallel.cpp context parallelism's zigzag blocks: key/value gathers, per-block attention
+//   mtp.cpp              multi-token prediction modules after the last chunk's logits
 #include <cstdint>
 #include <map>
 #include <memory>
