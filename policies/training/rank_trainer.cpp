@@ -367,6 +367,8 @@ core::Event RankTrainer::upload_ints(const core::Buffer& dst, const std::vector<
   return last_upload_ = rt_.copy(s, dst.slice(0, bytes), stage, bytes);
 }
 
+std::int32_t RankTrainer::next_token(std::int32_t t) const { return (t * 3 + 1) % model_.vocab; }
+
 void RankTrainer::load_batch(int step, int micro) {
   // Synthetic next-token task t[i+1] = (3 t[i] + 1) mod vocab from a random start per sequence: real runs can
   // watch the loss fall; the simulator pays for the same uploads.
@@ -387,7 +389,7 @@ void RankTrainer::load_batch(int step, int micro) {
       } else {
         ids[static_cast<std::size_t>(i)] = targets[static_cast<std::size_t>(i - 1)];
       }
-      targets[static_cast<std::size_t>(i)] = (ids[static_cast<std::size_t>(i)] * 3 + 1) % model_.vocab;
+      targets[static_cast<std::size_t>(i)] = next_token(ids[static_cast<std::size_t>(i)]);
     }
     if (layout_.cp > 1) {  // this rank's two zigzag blocks of every sequence: the earlier ones, then the later ones
       const std::int64_t S = model_.seq_len, h = cp_half();
@@ -419,11 +421,11 @@ void RankTrainer::load_batch(int step, int micro) {
     // continues past a sequence's end, as a loader that reads a few tokens beyond each sequence would).
     std::vector<std::int32_t> ahead = ids;
     for (int k = 0; k < model_.mtp_blocks; ++k) {
-      for (auto& t : ahead) t = (t * 3 + 1) % model_.vocab;
+      for (auto& t : ahead) t = next_token(t);
       const auto at = static_cast<std::uint64_t>(k * st_.max_tokens) * 4;
       rt_.stream_wait(kCompute, upload_ints(st_.mtp_ids.slice(at, bytes), ahead, bytes));
       std::vector<std::int32_t> next = ahead;
-      for (auto& t : next) t = (t * 3 + 1) % model_.vocab;
+      for (auto& t : next) t = next_token(t);
       rt_.stream_wait(kCompute, upload_ints(st_.mtp_targets.slice(at, bytes), next, bytes));
     }
   }

@@ -103,6 +103,8 @@ class RankTrainer {
   void restore_pass(int key);
   void optimizer_step(int step);
   void load_batch(int step, int micro);
+  /// The synthetic task's rule: the token after t (load_batch draws sequences with it).
+  std::int32_t next_token(std::int32_t t) const;
   void initialise_parameters();
   /// Real runtimes: appends the step's gate counts to counters_.routing (the routing trace of the run).
   void record_routing();
