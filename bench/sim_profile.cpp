@@ -4,6 +4,8 @@
 //   moesys_sim_profile [--gpus 64,256,1024] [--repeat 3] [--steps 2] [--config JSON] [--weak-scaling] [--json]
 //                      [--direct-flow-limit N] [--flows-per-carrier N]   (SimOptions: where flows go through carriers)
 //                      [--kernel-spans]   (one execution and span per kernel, as with `moesys train --trace`)
+//                      [--no-solo-flows]  (every flow a SimGrid action, none in closed form: sim/solo_flows.hpp)
+//                      [--max-solo-component N]   (largest component of flows solved in closed form; 256)
 //
 // --config is merged into the default training config (the paper's GPT-MoE with 128 experts, a global batch of
 // 8192 sequences, preset moesys, i.e. `moesys train --experts 128 --model '{"global_batch": 8192}'`). With
@@ -49,7 +51,7 @@ struct Options {
 [[noreturn]] void usage_error(const std::string& what) {
   std::fprintf(stderr, "moesys_sim_profile: %s\nusage: moesys_sim_profile [--gpus 64,256,1024] [--repeat N] "
                        "[--steps S] [--config JSON] [--weak-scaling] [--direct-flow-limit N] [--flows-per-carrier N] "
-                       "[--kernel-spans] [--json]\n", what.c_str());
+                       "[--kernel-spans] [--no-solo-flows] [--max-solo-component N] [--json]\n", what.c_str());
   std::exit(2);
 }
 
@@ -89,6 +91,10 @@ Options parse(int argc, char** argv) {
       o.sim.flows_per_carrier = static_cast<std::size_t>(positive(a, value()));
     } else if (a == "--kernel-spans") {
       o.sim.coalesce_kernels = false;
+    } else if (a == "--no-solo-flows") {
+      o.sim.solo_flows = false;
+    } else if (a == "--max-solo-component") {
+      o.sim.max_solo_component = static_cast<std::size_t>(positive(a, value()));
     } else if (a == "--json") {
       o.json_out = true;
     } else if (a == "--weak-scaling") {
@@ -130,6 +136,7 @@ json profiled_run(const json& config, const moesys::sim::SimOptions& sim) {
           {"plan_reuses", t.plan_reuses},
           {"blocks", t.blocks},
           {"flows", report.summary["simulator"]["flows"]},
+          {"solo_flows", report.summary["simulator"]["solo_flows"]},
           {"step_s", report.summary["step_s"]},
           {"peak_rss_mib", static_cast<double>(usage.ru_maxrss) / 1024.0}};
 }
@@ -174,7 +181,7 @@ int main(int argc, char** argv) {
       row["phases_s"][name] = stat_of(field(runs, json::json_pointer("/phases_s/" + name))).median;
     }
     row["peak_rss_mib"] = stat_of(field(runs, json::json_pointer("/peak_rss_mib"))).median;
-    for (const char* k : {"operations", "collectives", "plan_reuses", "blocks", "flows", "step_s"}) row[k] = runs.front()[k];
+    for (const char* k : {"operations", "collectives", "plan_reuses", "blocks", "flows", "solo_flows", "step_s"}) row[k] = runs.front()[k];
     all.push_back(row);
     if (!o.json_out) {
       const json& ph = row["phases_s"];

@@ -10,13 +10,15 @@
 namespace moesys::sim {
 
 FlowEngine::FlowEngine(const Platform& platform, const core::Calibration& cal, FlowMode mode,
-                       std::size_t direct_flow_limit, std::size_t flows_per_carrier)
+                       std::size_t direct_flow_limit, std::size_t flows_per_carrier, bool solo_flows,
+                       std::size_t max_solo_component)
     : platform_(platform),
       cal_(cal),
       mode_(mode),
       direct_flow_limit_(direct_flow_limit),
       flows_per_carrier_(std::max<std::size_t>(1, flows_per_carrier)),
-      carriers_(platform.gpu(0)) {}
+      carriers_(platform.gpu(0)),
+      solo_(solo_flows, [this](const std::vector<Flow>& flows) { start_and_wait(flows); }, max_solo_component) {}
 
 FlowEngine::~FlowEngine() = default;
 
@@ -29,7 +31,6 @@ void FlowEngine::start_and_wait(const std::vector<Flow>& flows) {
   // were swept on the 207.2B step at 512 GPUs with moesys_sim_profile (docs/simulator-speed.md).
   if (direct_in_flight_ + flows.size() > direct_flow_limit_) {
     profile::InSimgrid in;
-    flows_started_ += flows.size();
     carriers_.run(flows, flows_per_carrier_);
     return;
   }
@@ -40,7 +41,6 @@ void FlowEngine::start_and_wait(const std::vector<Flow>& flows) {
 
 sg::sg4::CommPtr FlowEngine::start(const Flow& f) {
   profile::InSimgrid in;
-  ++flows_started_;
   const auto bytes = static_cast<std::uint64_t>(std::ceil(f.bytes));
   auto comm = sg::sg4::Comm::sendto_init(f.from, f.to);
   comm->set_payload_size(bytes);
@@ -98,13 +98,14 @@ void FlowEngine::run(const Stage& stage) {
     plan_detailed(stage, flows);
   else
     plan_aggregated(stage, flows);
-  profile::InSimgrid in;
-  start_and_wait(flows);
+  flows_started_ += flows.size();
+  solo_.run(flows);
 }
 
 void FlowEngine::copy(sg::sg4::Host* from, sg::sg4::Host* to, double bytes) {
   if (bytes <= 0) return;
-  start_and_wait({{from, to, bytes, cal_.message_efficiency(bytes)}});
+  ++flows_started_;
+  solo_.run({{from, to, bytes, cal_.message_efficiency(bytes)}});
 }
 
 void FlowEngine::plan_detailed(const Stage& stage, std::vector<Flow>& flows) const {

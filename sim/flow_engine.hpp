@@ -12,6 +12,7 @@
 #include "core/calibration.hpp"
 #include "sim/flow_carriers.hpp"
 #include "sim/platform.hpp"
+#include "sim/solo_flows.hpp"
 
 namespace moesys::sim {
 
@@ -29,9 +30,9 @@ enum class FlowMode { aggregated, detailed };
 
 class FlowEngine {
  public:
-  /// `direct_flow_limit`, `flows_per_carrier`: see SimOptions.
+  /// `direct_flow_limit`, `flows_per_carrier`, `solo_flows`, `max_solo_component`: see SimOptions.
   FlowEngine(const Platform& platform, const core::Calibration& cal, FlowMode mode, std::size_t direct_flow_limit,
-             std::size_t flows_per_carrier);
+             std::size_t flows_per_carrier, bool solo_flows, std::size_t max_solo_component);
   ~FlowEngine();
 
   /// Runs all transfers concurrently; blocks the calling actor until the last byte has arrived.
@@ -43,12 +44,16 @@ class FlowEngine {
   FlowMode mode() const { return mode_; }
   /// Bytes moved so far per path class (intra-node, same leaf, across the spine).
   const std::array<double, kPathClassCount>& bytes_by_class() const { return bytes_by_class_; }
+  /// Flows planned so far, however they ran (solo or in SimGrid).
   std::uint64_t flows_started() const { return flows_started_; }
+  /// Of those, the flows that ended solo (sim/solo_flows.hpp).
+  std::uint64_t solo_flows() const { return solo_.solo_flows(); }
+  std::uint64_t met_flows() const { return solo_.met_flows(); }
 
  private:
   void plan_detailed(const Stage& stage, std::vector<Flow>& flows) const;
   void plan_aggregated(const Stage& stage, std::vector<Flow>& flows) const;
-  /// Starts the flows and blocks until all have finished: as host-to-host communications while few are in
+  /// Starts the flows in SimGrid and blocks until all have finished: as host-to-host communications while few are in
   /// flight (start_and_wait_direct), through the carriers otherwise.
   void start_and_wait(const std::vector<Flow>& flows);
   void start_and_wait_direct(const std::vector<Flow>& flows);
@@ -62,6 +67,7 @@ class FlowEngine {
   std::size_t direct_flow_limit_, flows_per_carrier_;
   std::size_t direct_in_flight_ = 0;  // host-to-host flows started and not yet waited for
   FlowCarriers carriers_;
+  SoloFlows solo_;  // runs flows alone on their links in closed form, the others through start_and_wait
 };
 
 }  // namespace moesys::sim

@@ -14,10 +14,12 @@ std::size_t RendezvousKeyHash::operator()(const RendezvousKey& k) const {
 }
 
 SimWorld::SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, FlowMode mode,
-                   std::size_t direct_flow_limit, std::size_t flows_per_carrier)
+                   std::size_t direct_flow_limit, std::size_t flows_per_carrier, bool solo_flows,
+                   std::size_t max_solo_component)
     : graph_(spec, cal), cal_(core::for_network(cal, spec.node.nics.transport == core::NicTransport::efa)) {
   platform_ = std::make_unique<Platform>(graph_, mode == FlowMode::detailed);
-  flows_ = std::make_unique<FlowEngine>(*platform_, cal_, mode, direct_flow_limit, flows_per_carrier);
+  flows_ = std::make_unique<FlowEngine>(*platform_, cal_, mode, direct_flow_limit, flows_per_carrier, solo_flows,
+                                        max_solo_component);
 }
 
 int SimWorld::intern_group(const core::Group& group) {

@@ -33,7 +33,8 @@ SimResult simulate(const core::ClusterSpec& spec, int ranks, const RankProgram& 
   sg::sg4::Engine engine(&argc, argv);
   sg::configure_engine(engine);
 
-  SimWorld world(spec, options.calibration, options.flow_mode, options.direct_flow_limit, options.flows_per_carrier);
+  SimWorld world(spec, options.calibration, options.flow_mode, options.direct_flow_limit, options.flows_per_carrier,
+                 options.solo_flows, options.max_solo_component);
   std::vector<std::unique_ptr<SimRuntime>> runtimes;
   std::vector<bool> finished(static_cast<std::size_t>(ranks), false);
   SimResult result;
@@ -79,6 +80,8 @@ SimResult simulate(const core::ClusterSpec& spec, int ranks, const RankProgram& 
   }
   result.bytes_by_path_class = world.flows().bytes_by_class();
   result.flows = world.flows().flows_started();
+  result.solo_flows = world.flows().solo_flows();
+  result.met_flows = world.flows().met_flows();
   return result;
 }
 

@@ -27,6 +27,11 @@ struct SimOptions {
   /// per such run instead of one per kernel, which the runtime contract (one span per operation) does not allow:
   /// off by default; the training and inference drivers turn it on unless a trace or validation needs kernels.
   bool coalesce_kernels = false;
+  /// Flows that share their links only with each other end in closed form instead of as SimGrid actions
+  /// (sim/solo_flows.hpp): the same simulated times up to rounding; off, every flow is a SimGrid action.
+  bool solo_flows = true;
+  /// The most flows such a closed-form component may hold; larger ones go to SimGrid.
+  std::size_t max_solo_component = 256;
 };
 
 struct RankReport {
@@ -39,7 +44,9 @@ struct SimResult {
   double makespan_s = 0;  // simulated time at which the last rank finished
   std::vector<RankReport> ranks;
   std::array<double, 3> bytes_by_path_class{};  // intra-node, same leaf, across the spine
-  std::uint64_t flows = 0;                       // SimGrid flows started (a measure of simulator work)
+  std::uint64_t flows = 0;                       // network flows planned (a measure of simulator work)
+  std::uint64_t solo_flows = 0;                  // of which ended in closed form (sim/solo_flows.hpp),
+  std::uint64_t met_flows = 0;                   // and of which started solo and finished in SimGrid
 };
 
 /// Simulates `ranks` ranks (rank r on GPU r) each running `program`. Throws what a rank threw (e.g.

@@ -13,6 +13,8 @@ inline Simulator sim_simulator(const sim::SimOptions& options) {
     SimulatedRun out;
     out.bytes_by_path_class = r.bytes_by_path_class;
     out.flows = r.flows;
+    out.solo_flows = r.solo_flows;
+    out.met_flows = r.met_flows;
     for (auto& rank : r.ranks) out.ranks.push_back({std::move(rank.spans), rank.memory});
     return out;
   };

@@ -160,7 +160,7 @@ TrainingReport summarize_training(const TrainingPlan& plan, const SimulatedRun& 
   }
   s["runtime"] = run.runtime;
   if (run.runtime == "sim") {
-    s["simulator"] = {{"wall_s", wall_s}, {"flows", run.flows}};
+    s["simulator"] = {{"wall_s", wall_s}, {"flows", run.flows}, {"solo_flows", run.solo_flows}, {"met_flows", run.met_flows}};
   } else {
     s["wall_s"] = wall_s;
     // Mean over the ranks that compute the loss (the last pipeline stage) of each step's last micro-batch loss.

@@ -27,6 +27,8 @@ struct SimulatedRun {
   std::vector<SimulatedRank> ranks;
   std::array<double, 3> bytes_by_path_class{};  // intra-node, same leaf, across the spine (whole run)
   std::uint64_t flows = 0;
+  std::uint64_t solo_flows = 0;  // of `flows`, those that ended in closed form (sim/solo_flows.hpp)
+  std::uint64_t met_flows = 0;   // and those that started in closed form and ended in SimGrid
   std::string runtime = "sim";
   double wall_s = 0;
 };

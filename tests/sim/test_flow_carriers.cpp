@@ -17,6 +17,7 @@ std::vector<double> span_times(std::size_t direct_flow_limit) {
     o.nodes = 2;  // 16 GPUs: NVLink inside a node, the NICs between
     sim::SimOptions options;
     options.direct_flow_limit = direct_flow_limit;
+    options.solo_flows = false;  // every flow through SimGrid, so that the carriers carry them
     const sim::SimResult r = sim::simulate(core::generate_cluster(o), 16, [](core::Runtime& rt) {
       const core::Group world = core::Group::world(16);
       std::vector<std::uint64_t> sizes;
