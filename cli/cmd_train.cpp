@@ -119,7 +119,8 @@ std::string format_report(const json& s) {
     return o.str();
   }
   o << "# simulated in " << fmt("%.2f s", s["simulator"]["wall_s"].get<double>()) << " wall, "
-    << s["simulator"]["flows"].get<long long>() << " SimGrid flows\n";
+    << s["simulator"]["flows"].get<long long>() << " flows (" << s["simulator"].value("solo_flows", 0LL)
+    << " in closed form)\n";
   return o.str();
 }
 
