@@ -137,17 +137,7 @@ TEST(SoloFlows, FlowsSharingLinksOnlyWithEachOtherShareThemAsSimGridDoes) {
 
 TEST(SoloFlows, TrainingReportsAreTheSame) {
   // The paper's presets on two nodes and a today's model with pipeline stages: the step and its breakdown.
-  const json paper = {{"model", {{"preset", "gpt-moe"}, {"experts", 16}}}, {"cluster", {{"gpus", 16}}}, {"steps", 2}};
-  json qwen = {{"model", {{"preset", "qwen3-30b-a3b"}, {"layers", 4}, {"seq_len", 1024}, {"micro_batch", 1},
-                          {"global_batch", 16}}},
-               {"cluster", {{"gpus", 16}, {"gpu", "h100"}}},
-               {"parallel", {{"pp", 2}, {"ep", 8}}},
-               {"policy", {{"preset", "megatron"}}},
-               {"steps", 1}};
-  json deepspeed = paper, moesys = paper;
-  deepspeed["policy"] = {{"preset", "deepspeed"}};
-  moesys["policy"] = {{"preset", "moesys"}};
-  for (const json& config : {deepspeed, moesys, qwen}) {
+  for (const json& config : test::reference_training_configs()) {
     SCOPED_TRACE(config.dump());
     const auto parsed = policies::training::parse_training_config(config, "test.json");
     auto numbers = [&](bool solo) {
