@@ -39,6 +39,7 @@ struct SoloFlows::Batch {
   std::vector<Flow> pending;
   std::vector<const Route*> pending_routes;
   std::size_t in_simgrid = 0;
+  std::uint64_t seq = 0;  // order of creation
   double last_solo_end() const {
     double last = 0;
     for (const SoloFlow& f : flows)
@@ -94,7 +95,7 @@ void SoloFlows::to_simgrid(Component& c) {
   const double now = sg4::Engine::get_clock();
   const std::vector<SoloFlow*> flows = std::move(c.flows);  // c dies when the last flow lets go of it
   std::vector<Batch*> woken;
-  std::unordered_map<Batch*, std::pair<std::vector<Flow>, std::vector<const Route*>>> helped;
+  std::vector<Helper> helped;  // per batch whose actor is busy, in the order met (deterministic)
   for (SoloFlow* f : flows) {
     for (LinkState* l : f->route->links)
       if (l->holder == &c) l->holder = nullptr;
@@ -109,8 +110,10 @@ void SoloFlows::to_simgrid(Component& c) {
     Batch& b = *f->owner;
     ++b.in_simgrid;
     if (b.actor_busy) {  // its actor waits for other SimGrid flows: a helper starts these now
-      helped[&b].first.push_back({f->flow.from, f->flow.to, bytes, f->flow.efficiency});
-      helped[&b].second.push_back(f->route);
+      auto h = std::find_if(helped.begin(), helped.end(), [&](const Helper& x) { return x.batch == &b; });
+      if (h == helped.end()) h = helped.insert(helped.end(), Helper{&b, b.wake, {}, {}});
+      h->flows.push_back({f->flow.from, f->flow.to, bytes, f->flow.efficiency});
+      h->routes.push_back(f->route);
       continue;
     }
     if (b.pending.empty()) woken.push_back(&b);
@@ -120,7 +123,7 @@ void SoloFlows::to_simgrid(Component& c) {
   for (SoloFlow* f : flows) f->component.reset();
   // No simcall here: one would let other actors run in the middle of run()'s bookkeeping. flush() does them.
   for (Batch* b : woken) wakes_.push_back(b->wake);  // the actor wakes at this instant and starts them
-  for (auto& [b, work] : helped) helpers_.push_back({b, b->wake, std::move(work.first), std::move(work.second)});
+  for (Helper& h : helped) helpers_.push_back(std::move(h));
 }
 
 void SoloFlows::flush() {
@@ -262,6 +265,7 @@ void SoloFlows::run(const std::vector<Flow>& flows) {
     if (to_sim[root(n + k)]) to_simgrid(*met[k]);
 
   auto b = std::make_shared<Batch>();
+  b->seq = batches_;
   std::vector<Flow> shared;
   std::vector<const Route*> shared_routes;
   std::unordered_map<std::size_t, std::shared_ptr<Component>> groups;  // by root
@@ -323,7 +327,8 @@ void SoloFlows::run(const std::vector<Flow>& flows) {
       for (LinkState* l : f->route->links) l->held_until = std::max(l->held_until, f->end());
   }
   // Owners of rescheduled flows whose last end came earlier than their wait: wake them to wait again.
-  std::sort(owners.begin(), owners.end());
+  // In batch order, not pointer order, so that runs are deterministic.
+  std::sort(owners.begin(), owners.end(), [](const Batch* x, const Batch* y) { return x->seq < y->seq; });
   owners.erase(std::unique(owners.begin(), owners.end()), owners.end());
   for (Batch* o : owners)
     if (o->last_solo_end() < o->sleeping_until) wakes_.push_back(o->wake);
