@@ -62,7 +62,7 @@ core::Event issue(core::Runtime& rt, sim::CollectiveOp op, const core::Group& wo
 int run_collective(int argc, char** argv) {
   std::set<std::string> valued = cluster_flags();
   valued.insert({"--op", "--algo", "-b", "-e", "-f", "--ranks", "--flows"});
-  Args args(argc, argv, 1, valued, {"--json", "--help"});
+  Args args(argc, argv, 1, valued, {"--json", "--no-pxn", "--help"});
   if (args.has("--help")) {
     std::printf(
         "usage: moesys collective [--cluster FILE | --nodes N --gpus-per-node G --nics-per-node K --nic-gbps B\n"
@@ -70,7 +70,7 @@ int run_collective(int argc, char** argv) {
         "                         [--op allreduce|reducescatter|allgather|alltoall]\n"
         "                         [--algo auto|ring|tree|nvls|nvlstree|direct|hierarchical] [-b 8] [-e 1G] [-f 2]\n"
         "                         [--ranks N]\n"
-        "                         [--flows aggregated|detailed] [--calibration FILE] [--json]\n");
+        "                         [--flows aggregated|detailed] [--no-pxn] [--calibration FILE] [--json]\n");
     return 0;
   }
   if (!args.positional().empty()) throw core::ConfigError("", args.positional().front(), "unexpected argument");
@@ -129,6 +129,7 @@ int run_collective(int argc, char** argv) {
   sim::SimOptions options;
   options.calibration = cal;
   options.flow_mode = flows == "detailed" ? sim::FlowMode::detailed : sim::FlowMode::aggregated;
+  options.pxn = !args.has("--no-pxn");  // NCCL_PXN_DISABLE=1
 
   const auto wall_start = std::chrono::steady_clock::now();
   auto result = sim::simulate(
@@ -158,6 +159,7 @@ int run_collective(int argc, char** argv) {
                           {"algo", core::to_string(algo)},
                           {"ranks", ranks},
                           {"flows", flows},
+                          {"pxn", options.pxn},
                           {"wall_s", wall_s},
                           {"peak_rss_mb", peak_mb},
                           {"simgrid_flows", result.flows},  // all flows planned, however they ran

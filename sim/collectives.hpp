@@ -60,6 +60,10 @@ struct Stage {
   int net_latency_steps = 0;   // algorithm steps whose message crosses the network
   double fixed_latency_s = 0;  // costs of the stage that are not steps (NVLS setup, all-to-all peers)
   Protocol protocol = Protocol::simple;
+  /// NCCL point-to-point traffic: a transfer between rails may go through a GPU on the destination's rail (PXN,
+  /// FlowEngine::pxn_proxy). Collective algorithms that pick their own paths (rings per rail, the hierarchical
+  /// all-to-all, DeepEP's kernels) leave it off.
+  bool pxn = false;
   /// The stage's latency: its steps at the protocol's step latency (plus net_step_latency_s for network steps)
   /// and its fixed cost.
   double latency_s(const core::Calibration& cal) const;

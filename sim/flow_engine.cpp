@@ -9,16 +9,16 @@
 
 namespace moesys::sim {
 
-FlowEngine::FlowEngine(const Platform& platform, const core::Calibration& cal, FlowMode mode,
-                       std::size_t direct_flow_limit, std::size_t flows_per_carrier, bool solo_flows,
-                       std::size_t max_solo_component)
+FlowEngine::FlowEngine(const Platform& platform, const core::Calibration& cal, const FlowOptions& options)
     : platform_(platform),
       cal_(cal),
-      mode_(mode),
-      direct_flow_limit_(direct_flow_limit),
-      flows_per_carrier_(std::max<std::size_t>(1, flows_per_carrier)),
+      mode_(options.mode),
+      pxn_(options.pxn),
+      direct_flow_limit_(options.direct_flow_limit),
+      flows_per_carrier_(std::max<std::size_t>(1, options.flows_per_carrier)),
       carriers_(platform.gpu(0)),
-      solo_(solo_flows, [this](const std::vector<Flow>& flows) { start_and_wait(flows); }, max_solo_component) {}
+      solo_(options.solo_flows, [this](const std::vector<Flow>& flows) { start_and_wait(flows); },
+            options.max_solo_component) {}
 
 FlowEngine::~FlowEngine() = default;
 
@@ -87,10 +87,40 @@ void FlowEngine::start_and_wait_direct(const std::vector<Flow>& flows) {
   while (batch->remaining > 0) batch->done->wait(lock);
 }
 
+int FlowEngine::pxn_proxy(int src, int dst) const {
+  const core::ClusterSpec& spec = platform_.graph().spec();
+  const core::NodeSpec& node = spec.node;
+  const int ns = spec.node_of(src), nd = spec.node_of(dst);
+  if (!pxn_ || ns == nd || !platform_.intra_node_split()) return -1;
+  const int ls = spec.local_of(src), ld = spec.local_of(dst);
+  if (node.nic_of_gpu(ls) == node.nic_of_gpu(ld)) return -1;
+  // Every node has the same layout, so the source node's GPU of the destination's local index is on its rail.
+  return ns * node.gpus + ld;
+}
+
+template <typename F>
+void FlowEngine::for_each_routed_transfer(const Stage& stage, F&& f) const {
+  if (!stage.pxn || !pxn_) {
+    stage.for_each_transfer(f);
+    return;
+  }
+  stage.for_each_transfer([&](const Transfer& t) {
+    const int proxy = pxn_proxy(t.src_gpu, t.dst_gpu);
+    if (proxy < 0) return f(t);
+    // Both legs move the network message, at the network's ramp (Transfer::network_message).
+    Transfer first = t, second = t;
+    first.dst_gpu = proxy;
+    first.network_message = true;
+    second.src_gpu = proxy;
+    f(first);
+    f(second);
+  });
+}
+
 void FlowEngine::run(const Stage& stage) {
   std::vector<Flow> flows;
   profile::Scope planning(profile::Phase::planning);
-  stage.for_each_transfer([&](const Transfer& t) {
+  for_each_routed_transfer(stage, [&](const Transfer& t) {
     if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) return;
     bytes_by_class_[static_cast<std::size_t>(platform_.classify(t.src_gpu, t.dst_gpu))] += t.bytes;
   });
@@ -109,9 +139,9 @@ void FlowEngine::copy(sg::sg4::Host* from, sg::sg4::Host* to, double bytes) {
 }
 
 void FlowEngine::plan_detailed(const Stage& stage, std::vector<Flow>& flows) const {
-  stage.for_each_transfer([&](const Transfer& t) {
+  for_each_routed_transfer(stage, [&](const Transfer& t) {
     if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) return;
-    const bool network = platform_.classify(t.src_gpu, t.dst_gpu) != PathClass::intra_node;
+    const bool network = t.network_message || platform_.classify(t.src_gpu, t.dst_gpu) != PathClass::intra_node;
     flows.push_back({platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes,
                      cal_.message_efficiency(t.message_bytes, network) * t.bandwidth_fraction});
   });
@@ -128,10 +158,11 @@ void FlowEngine::plan_aggregated(const Stage& stage, std::vector<Flow>& flows) c
   auto key = [](int gpu, PathClass c) {
     return static_cast<std::uint64_t>(gpu) * kPathClassCount + static_cast<int>(c);
   };
-  stage.for_each_transfer([&](const Transfer& t) {
+  for_each_routed_transfer(stage, [&](const Transfer& t) {
     if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) return;
     PathClass c = platform_.classify(t.src_gpu, t.dst_gpu);
-    const double eff = cal_.message_efficiency(t.message_bytes, c != PathClass::intra_node) * t.bandwidth_fraction;
+    const bool network = t.network_message || c != PathClass::intra_node;
+    const double eff = cal_.message_efficiency(t.message_bytes, network) * t.bandwidth_fraction;
     if (c == PathClass::intra_node && !platform_.intra_node_split()) {
       flows.push_back({platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes, eff});
       return;

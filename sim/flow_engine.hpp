@@ -22,17 +22,26 @@ struct Transfer {
   double bytes = 0;               // total bytes this transfer moves
   double message_bytes = 0;       // size of one message of the algorithm (drives the rate ramp)
   double bandwidth_fraction = 1;  // share of the rate the payload gets (the protocol's, NVLS's reduction rate)
+  bool network_message = false;   // an NVLink leg of a message that crosses the network (PXN): the network's ramp
 };
 
 struct Stage;
 
 enum class FlowMode { aggregated, detailed };
 
+/// How the engine turns transfers into flows; every field is documented where users set it (SimOptions).
+struct FlowOptions {
+  FlowMode mode = FlowMode::aggregated;
+  std::size_t direct_flow_limit = 600;
+  std::size_t flows_per_carrier = 32;
+  bool solo_flows = true;
+  std::size_t max_solo_component = 256;
+  bool pxn = true;
+};
+
 class FlowEngine {
  public:
-  /// `direct_flow_limit`, `flows_per_carrier`, `solo_flows`, `max_solo_component`: see SimOptions.
-  FlowEngine(const Platform& platform, const core::Calibration& cal, FlowMode mode, std::size_t direct_flow_limit,
-             std::size_t flows_per_carrier, bool solo_flows, std::size_t max_solo_component);
+  FlowEngine(const Platform& platform, const core::Calibration& cal, const FlowOptions& options);
   ~FlowEngine();
 
   /// Runs all transfers concurrently; blocks the calling actor until the last byte has arrived.
@@ -51,6 +60,14 @@ class FlowEngine {
   std::uint64_t met_flows() const { return solo_.met_flows(); }
 
  private:
+  /// Calls f(const Transfer&) for every transfer of the stage as it crosses the hardware: with PXN, a transfer
+  /// between rails becomes two running at once (see pxn_proxy).
+  template <typename F>
+  void for_each_routed_transfer(const Stage& stage, F&& f) const;
+  /// NCCL's PXN: a message to a GPU on another node and another rail first crosses the NVSwitch to the GPU of the
+  /// source node that sits on the destination's rail, whose NIC sends it; pipelined in chunks, so both legs run
+  /// at once. The GPU that forwards, or -1 when the transfer stays as it is (same node, same NIC, no NVSwitch).
+  int pxn_proxy(int src_gpu, int dst_gpu) const;
   void plan_detailed(const Stage& stage, std::vector<Flow>& flows) const;
   void plan_aggregated(const Stage& stage, std::vector<Flow>& flows) const;
   /// Starts the flows in SimGrid and blocks until all have finished: as host-to-host communications while few are in
@@ -62,6 +79,7 @@ class FlowEngine {
   const Platform& platform_;
   core::Calibration cal_;
   FlowMode mode_;
+  bool pxn_;
   std::array<double, kPathClassCount> bytes_by_class_{};
   std::uint64_t flows_started_ = 0;
   std::size_t direct_flow_limit_, flows_per_carrier_;

@@ -133,9 +133,9 @@ void Platform::add_inter_node_halves() {
   // sender and the class, a receiver half only on the receiver and the class.
   for (int g = 0; g < total; ++g) {
     bool found[kPathClassCount] = {true, false, false};
-    for (int step = 1; step < total && !(found[1] && found[2]); ++step) {
-      int h = (g + step * spec.node.gpus) % total;                 // same local GPU on other nodes first,
-      if (step >= spec.nodes) h = (g + step) % total;                // then every other GPU
+    const int same_local = spec.nodes - 1;  // candidates: the same local GPU on the other nodes first,
+    for (int i = 1; i < same_local + total && !(found[1] && found[2]); ++i) {
+      const int h = i <= same_local ? (g + i * spec.node.gpus) % total : (g + i - same_local) % total;  // then all
       PathClass c = classify(g, h);
       int ci = static_cast<int>(c);
       if (c == PathClass::intra_node || found[ci]) continue;

@@ -13,13 +13,10 @@ std::size_t RendezvousKeyHash::operator()(const RendezvousKey& k) const {
   return static_cast<std::size_t>(h ^ (h >> 29));
 }
 
-SimWorld::SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, FlowMode mode,
-                   std::size_t direct_flow_limit, std::size_t flows_per_carrier, bool solo_flows,
-                   std::size_t max_solo_component)
+SimWorld::SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, const FlowOptions& flow_options)
     : graph_(spec, cal), cal_(core::for_network(cal, spec.node.nics.transport == core::NicTransport::efa)) {
-  platform_ = std::make_unique<Platform>(graph_, mode == FlowMode::detailed);
-  flows_ = std::make_unique<FlowEngine>(*platform_, cal_, mode, direct_flow_limit, flows_per_carrier, solo_flows,
-                                        max_solo_component);
+  platform_ = std::make_unique<Platform>(graph_, flow_options.mode == FlowMode::detailed);
+  flows_ = std::make_unique<FlowEngine>(*platform_, cal_, flow_options);
 }
 
 int SimWorld::intern_group(const core::Group& group) {

@@ -43,9 +43,7 @@ struct Rendezvous {
 
 class SimWorld {
 public:
-  SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, FlowMode mode,
-           std::size_t direct_flow_limit = 600, std::size_t flows_per_carrier = 32, bool solo_flows = true,
-           std::size_t max_solo_component = 256);
+  SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, const FlowOptions& flow_options = {});
 
   const core::ClusterSpec& spec() const { return graph_.spec(); }
   const core::Calibration& calibration() const { return cal_; }

@@ -1,7 +1,7 @@
 // Direct all-to-all(v), as NCCL does it: every member sends to every other member at once (grouped
 // point-to-point), one algorithm step. The call's latency grows with the peers: each peer's connection is posted
 // and progressed in turn (Calibration::alltoall_peer_latency_s), and a call with a peer on another node waits for
-// the network's latency.
+// the network's latency. Its messages between rails may be forwarded through the destination's rail (PXN).
 #include <algorithm>
 
 #include "sim/collectives.hpp"
@@ -21,6 +21,7 @@ Stage all_to_all_stage(const core::ClusterSpec& spec, const core::Calibration& c
 CollectivePlan plan_direct_all_to_all(const core::ClusterSpec& spec, const core::Calibration& cal,
                                       const CollectiveCall& call) {
   Stage stage;
+  stage.pxn = true;
   stage.dense = std::make_shared<const DenseAllToAll>(
       DenseAllToAll{call.members, call.matrix, call.point_to_point ? cal.p2p_efficiency : 1.0});
   return {all_to_all_stage(spec, cal, std::move(stage), static_cast<int>(call.members.size()) - 1)};

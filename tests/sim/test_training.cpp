@@ -59,8 +59,9 @@ TEST(Training, MoesysPresetIsFasterThanDeepSpeedOnThePaperModel) {
 
 TEST(Training, HierarchicalAllToAllBeatsFlatBeyondOneNode) {
   // Same everything but the all-to-all, one sequence per GPU: on 16 nodes the flat all-to-all's per-peer messages
-  // are small (160 KB) and the two-step algorithm sends 8x fewer, 8x larger messages between nodes and nothing
-  // across the spine. Inside one node both are the same NVLink exchange. (On 2 nodes the serial NVLink step
+  // are small (160 KB) and the two-step algorithm sends 8x fewer, 8x larger messages between nodes. Neither crosses
+  // the spine (the flat one's messages between rails take NCCL's PXN). Inside one node both are the same NVLink
+  // exchange. (On 2 nodes the serial NVLink step
   // costs about what it saves; experiments/training-hierarchical-a2a.json shows the crossover.)
   auto config = [](int gpus, const char* a2a) {
     json c = paper(gpus, gpus, {{"preset", "deepspeed"}, {"all_to_all", a2a}});
@@ -72,7 +73,7 @@ TEST(Training, HierarchicalAllToAllBeatsFlatBeyondOneNode) {
   const auto flat = numbers(config(128, "flat"), what);
   const auto hier = numbers(config(128, "hierarchical"), what);
   EXPECT_GT(hier[0], flat[0] * 1.03);
-  EXPECT_GT(flat[1], 0);
+  EXPECT_EQ(flat[1], 0);
   EXPECT_EQ(hier[1], 0);
   const double one_flat = tokens_per_s(config(8, "flat"));
   const double one_hier = tokens_per_s(config(8, "hierarchical"));
@@ -230,8 +231,10 @@ TEST(Training, DeepEpDispatcherSendsEachTokenOncePerNode) {
   // forward and backward); the DeepEP dispatcher sends the token once to the other node (which takes at least one
   // of its 8 distinct experts unless all 8 are on this node: 1 - 1 / C(16, 8)) along its rail and forwards it inside.
   // The bytes between nodes
-  // drop by that arithmetic (within 1%; the dense gradients' traffic is the same in both), no row crosses the spine,
-  // NVLink carries the forwarding, and the step is faster.
+  // drop by that arithmetic (within 1%; the dense gradients' traffic is the same in both), no row crosses the spine
+  // in either (the all-to-all's rows between rails take PXN), NVLink carries DeepEP's forwarding (as many bytes as
+  // PXN's NVLink legs: in expectation a row goes to another local GPU than the rail's 7 times in 8 either way), and
+  // the step is faster.
   auto config = [](const char* dispatcher) {
     json c = paper(16, 16, {{"preset", "deepspeed"}, {"gate", "dropless"}, {"dispatch", "counts"},
                             {"dispatcher", dispatcher}});
@@ -248,8 +251,9 @@ TEST(Training, DeepEpDispatcherSendsEachTokenOncePerNode) {
   const double kept = (1 - 1.0 / 12870) / (k * 0.5);                      // DeepEP's share of them
   const double saved = (a2a[0] + a2a[1]) - (deepep[0] + deepep[1]);
   EXPECT_NEAR(saved, moe_gb * (1 - kept), 0.01 * moe_gb * (1 - kept));
-  EXPECT_LT(deepep[1], 1e-4 * a2a[1]);  // only the exchange of token counts crosses the spine
-  EXPECT_GT(deepep[2], a2a[2]);
+  EXPECT_LT(deepep[1], 1e-4 * moe_gb);  // only the exchange of token counts crosses the spine
+  EXPECT_LT(a2a[1], 1e-4 * moe_gb);
+  EXPECT_NEAR(deepep[2], a2a[2], 0.01 * a2a[2]);
   EXPECT_GT(deepep[3], a2a[3]);
 }
 
