@@ -45,7 +45,8 @@ struct Param {
 void scale(core::Calibration& c, const Param& p, double factor) {
   double& v = c.*(p.member);
   v = v == 0 ? p.seed : v * factor;
-  if (p.efficiency) v = std::clamp(v, 1e-3, 1.0);  // the range parse_calibration accepts
+  // The range parse_calibration accepts.
+  if (p.efficiency) v = std::clamp(v, p.member == &core::Calibration::pcie_duplex_efficiency ? 0.5 : 1e-3, 1.0);
 }
 
 }  // namespace
@@ -76,6 +77,9 @@ core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, c
   const std::vector<Param> all = {{"nvlink_efficiency", &C::nvlink_efficiency, true, 0},
                                   {"nic_efficiency", &C::nic_efficiency, true, 0},
                                   {"pcie_efficiency", &C::pcie_efficiency, true, 0},
+                                  {"pcie_duplex_efficiency", &C::pcie_duplex_efficiency, true, 0},
+                                  {"ce_nvlink_efficiency", &C::ce_nvlink_efficiency, true, 0},
+                                  {"copy_setup_s", &C::copy_setup_s, false, 1e-6},
                                   {"gemm_efficiency", &C::gemm_efficiency, true, 0},
                                   {"gemm_fp8_efficiency", &C::gemm_fp8_efficiency, true, 0},
                                   {"gemm_tile_overhead_k", &C::gemm_tile_overhead_k, false, 64},

@@ -11,6 +11,7 @@
 #include "core/json_input.hpp"
 #include "sim/collectives.hpp"
 #include "sim/isolated_run.hpp"
+#include "sim/sim_runtime.hpp"
 #include "sim/simulation.hpp"
 
 namespace moesys::cli {
@@ -18,9 +19,9 @@ namespace moesys::cli {
 namespace {
 
 const std::set<std::string> kCollectives = {"allreduce", "allgather", "reduce_scatter", "alltoall"};
-const std::set<std::string> kModelled = {"allreduce", "allgather",    "reduce_scatter", "alltoall",
-                                         "p2p_nvlink", "pcie_h2d",     "pcie_d2h",       "gemm",
-                                         "gemm_grouped", "ep_dispatch", "ep_combine"};
+const std::set<std::string> kModelled = {"allreduce",    "allgather",   "reduce_scatter", "alltoall",
+                                         "p2p_nvlink",   "pcie_h2d",    "pcie_d2h",       "pcie_duplex",
+                                         "gemm",         "gemm_grouped", "ep_dispatch",   "ep_combine"};
 bool is_ep(const std::string& category) { return category == "ep_dispatch" || category == "ep_combine"; }
 // metric -> unit it must come in.
 const std::map<std::string, std::string> kUnits = {
@@ -215,8 +216,15 @@ nlohmann::json simulate_machine(const std::vector<const CalibrationPoint*>& poin
             auto v = rt.recv(streams::kComm2, (r + g - 1) % g, none, bytes, 0);
             rt.wait(s);
             rt.wait(v);
+          } else if (p.category == "p2p_nvlink" && p.tool.find("_ce") != std::string::npos && r < 2) {
+            // nvbandwidth's copy-engine device-to-device copy (GPU 0 to GPU 1; bidirectional: both ways at once).
+            auto& sim_rt = dynamic_cast<sim::SimRuntime&>(rt);
+            const bool both = p.tool.find("bidirectional") != std::string::npos;
+            // The two copies start together and are the same size, so GPU 0's ends when both do.
+            if (r == 0 || both) rt.wait(sim_rt.peer_copy(streams::kD2H, 1 - r, bytes));
           } else if (p.category == "p2p_nvlink" && r < 2) {
-            // nvbandwidth device-to-device: GPU 0 writes to GPU 1 (bidirectional: both write to each other at once).
+            // nvbandwidth device-to-device with SM copy kernels: GPU 0 writes to GPU 1 (bidirectional: both write to
+            // each other at once), loads and stores over NVLink as NCCL's point-to-point kernels do.
             const bool both = p.tool.find("bidirectional") != std::string::npos;
             std::vector<Event> events;
             if (r == 0) events.push_back(rt.send(streams::kComm, 1, none, bytes, 0));
@@ -228,6 +236,12 @@ nlohmann::json simulate_machine(const std::vector<const CalibrationPoint*>& poin
             Buffer host{1, Tier::dram, bytes, nullptr}, dev{2, Tier::hbm, bytes, nullptr};
             const bool h2d = p.category == "pcie_h2d";
             rt.wait(h2d ? rt.copy(streams::kH2D, dev, host, bytes) : rt.copy(streams::kD2H, host, dev, bytes));
+          } else if (p.category == "pcie_duplex" && r == 0) {
+            // Both directions at once, the same size each (nvbandwidth's *_bidirectional_memcpy_ce pair).
+            Buffer host{1, Tier::dram, bytes, nullptr}, dev{2, Tier::hbm, bytes, nullptr};
+            const Event up = rt.copy(streams::kD2H, host, dev, bytes), down = rt.copy(streams::kH2D, dev, host, bytes);
+            rt.wait(up);
+            rt.wait(down);
           } else if (is_ep(p.category)) {
             const EpTraffic traffic = ep_traffic(p.ep);
             rt.wait(rt.all_to_all(streams::kComm, group, none, traffic.to_rank, none, traffic.to_rank, traffic.algo,
@@ -243,7 +257,9 @@ nlohmann::json simulate_machine(const std::vector<const CalibrationPoint*>& poin
           }
           const double t = rt.now_s() - t0 + (p.framework ? cal.framework_call_latency_s : 0);
           if (r == 0) {
-            const bool bidirectional = p.category == "p2p_nvlink" && p.tool.find("bidirectional") != std::string::npos;
+            // Both directions' bytes: a bidirectional copy's "total" and a duplex point's sum of the two directions.
+            const bool bidirectional = (p.category == "p2p_nvlink" && p.tool.find("bidirectional") != std::string::npos) ||
+                                       p.category == "pcie_duplex";
             values[i] = is_ep(p.category) ? ep_metric(p.ep, p.metric, t)
                                           : to_metric(p, t, group.size()) * (bidirectional ? 2 : 1);
           }

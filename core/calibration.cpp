@@ -55,6 +55,8 @@ const std::map<std::string, Field>& fields() {
   static const std::map<std::string, Field> kFields = {
       {"nvlink_efficiency", {&Calibration::nvlink_efficiency, true}},
       {"pcie_efficiency", {&Calibration::pcie_efficiency, true}},
+      {"pcie_duplex_efficiency", {&Calibration::pcie_duplex_efficiency, true}},
+      {"ce_nvlink_efficiency", {&Calibration::ce_nvlink_efficiency, true}},
       {"nic_efficiency", {&Calibration::nic_efficiency, true}},
       {"gemm_efficiency", {&Calibration::gemm_efficiency, true}},
       {"gemm_fp8_efficiency", {&Calibration::gemm_fp8_efficiency, true}},
@@ -80,6 +82,7 @@ const std::map<std::string, Field>& fields() {
       {"efa_step_latency_s", {&Calibration::efa_step_latency_s, false, 1.0}},
       {"efa_half_bandwidth_bytes", {&Calibration::efa_half_bandwidth_bytes, false, 1e12}},
       {"kernel_launch_s", {&Calibration::kernel_launch_s, false, 1.0}},
+      {"copy_setup_s", {&Calibration::copy_setup_s, false, 1.0}},
       {"host_op_s", {&Calibration::host_op_s, false, 1.0}},
       {"stream_wake_s", {&Calibration::stream_wake_s, false, 1.0}},
       {"busy_compute_wake_s", {&Calibration::busy_compute_wake_s, false, 1.0}},
@@ -107,6 +110,9 @@ Calibration parse_calibration(const nlohmann::json& j, const std::string& file, 
       throw ConfigError(file, key, "expected an efficiency in [0.001, 1], got " + value.dump());
     if (!it->second.is_efficiency && !(v >= 0 && v <= it->second.max))
       throw ConfigError(file, key, "expected a number in [0, " + shown(it->second.max) + "], got " + value.dump());
+    // Below a half, both directions together would carry less than one alone.
+    if (it->second.member == &Calibration::pcie_duplex_efficiency && v < 0.5)
+      throw ConfigError(file, key, "expected a duplex efficiency in [0.5, 1], got " + value.dump());
     c.*(it->second.member) = v;
   }
   return c;

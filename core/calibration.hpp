@@ -12,7 +12,15 @@ namespace moesys::core {
 
 struct Calibration {
   double nvlink_efficiency = 0.780;    // large-transfer fraction of NVLink spec bandwidth
-  double pcie_efficiency = 0.830;      // fraction of PCIe spec bandwidth for pinned copies
+  double pcie_efficiency = 0.824;      // fraction of PCIe spec bandwidth for pinned copies
+  /// PCIe duplex contention: host copies in both directions at once (H2D beside D2H) reach together this fraction
+  /// of twice the one-direction rate, shared fairly between the directions (ClusterGraph::host_copy_route). The
+  /// data read across the link in one direction needs read requests and completions credited in the other; the
+  /// measured split between the directions is not fair (README "Calibration"). In [0.5, 1]; 1 is ideal duplex.
+  double pcie_duplex_efficiency = 0.703;
+  /// Fraction of NVLink spec bandwidth that a copy engine's GPU-to-GPU copy reaches (cudaMemcpyPeerAsync,
+  /// nvbandwidth's *_memcpy_*_ce): DMA engines, not NCCL's SM channels (nvlink_efficiency). A100: uncalibrated.
+  double ce_nvlink_efficiency = 0.8;
   double nic_efficiency = 0.960;       // fraction of NIC line rate reached by RDMA collectives
   double gemm_efficiency = 0.936;      // fraction of tensor-core peak for large GEMMs (16-bit, tf32, fp32)
   double gemm_fp8_efficiency = 0.936;  // the same for fp8 GEMMs (their own kernels, scaling included)
@@ -62,6 +70,10 @@ struct Calibration {
   double half_bandwidth_bytes = 1.13e5;      // message size at which an NVLink/PCIe transfer reaches half its rate
   double nic_half_bandwidth_bytes = 8.81e4;  // the same for a message that crosses the network
   double kernel_launch_s = 4e-6;             // fixed cost per GPU kernel (uncalibrated)
+  /// A copy engine's fixed cost per copy (host copies, GPU-to-GPU copies): its descriptor and the DMA's first reads
+  /// across the link. Then it moves at the link's full rate: a DMA has none of NCCL's protocol ramp
+  /// (half_bandwidth_bytes). Uncalibrated: no published small-copy point yet.
+  double copy_setup_s = 4e-6;
   /// Overhead toggle: host time the rank's program spends issuing one operation (framework dispatch, Python around
   /// the launch). The host runs ahead of the GPU, issuing one operation after another, and an operation starts no
   /// earlier than its issue ends, so a GPU whose kernels are shorter than their issue waits for the host. 0 (every

@@ -9,12 +9,15 @@ namespace {
 
 // H100 and H800 (the same chip; H800 with less NVLink): DGX Cloud and InfiniBand nccl-tests sweeps on 1, 2 and 4
 // nodes, AWS p5 (EFA) on 2 nodes, mamf-finder and DeepGEMM GEMMs, nvbandwidth, one all-to-all. The two ep_
-// parameters were fitted later, on DeepEP's dispatch/combine tables, with the rest held (`--fit --free`).
+// parameters were fitted later, on DeepEP's dispatch/combine tables, with the rest held (`--fit --free`); the copy
+// parameters (pcie_, ce_) on an H800 nvbandwidth run the same way.
 Calibration h100_table() {
   Calibration c;
   c.nvlink_efficiency = 0.797;
   c.nic_efficiency = 0.897;
-  c.pcie_efficiency = 0.872;
+  c.pcie_efficiency = 0.865;
+  c.pcie_duplex_efficiency = 0.8;
+  c.ce_nvlink_efficiency = 0.873;
   c.gemm_efficiency = 0.877;
   c.gemm_fp8_efficiency = 0.697;
   c.gemm_tile_overhead_k = 400;
@@ -37,15 +40,16 @@ Calibration h100_table() {
 }
 
 // H200: ml-engineering's all_reduce_bench.py and nccl-tests sweeps on one node, AWS p5en (EFA) on 4 nodes,
-// nvbandwidth copies, mamf-finder fp8; DeepEP's intranode kernels on p5en (ep_nvlink_efficiency, `--free`).
+// nvbandwidth copies, mamf-finder fp8; DeepEP's intranode kernels on p5en (ep_nvlink_efficiency, `--free`). The
+// copy-engine parameters were refitted with the rest held when copies got their own path (`--free`).
 Calibration h200_table() {
   Calibration c;
   c.nvlink_efficiency = 0.844;
   c.nic_efficiency = 0.873;
-  c.pcie_efficiency = 0.886;
+  c.pcie_efficiency = 0.879;
+  c.ce_nvlink_efficiency = 0.88;
   c.gemm_fp8_efficiency = 0.95;
   c.nvls_efficiency = 0.698;
-  c.p2p_efficiency = 1;
   c.collective_latency_s = 11.1e-6;
   c.ll128_step_latency_s = 1.37e-6;
   c.ll_step_latency_s = 1.44e-6;
@@ -61,11 +65,11 @@ Calibration h200_table() {
 Calibration prior_calibration() {
   Calibration c;
   c.nvlink_efficiency = c.pcie_efficiency = c.gemm_efficiency = c.gemm_fp8_efficiency = c.hbm_efficiency = 0.8;
-  c.ep_nvlink_efficiency = 0.8;
+  c.ep_nvlink_efficiency = c.ce_nvlink_efficiency = c.pcie_duplex_efficiency = 0.8;
   c.nic_efficiency = c.tree_efficiency = c.nvls_efficiency = 0.8;
   c.p2p_efficiency = 1;
   c.gemm_tile_overhead_k = 0;
-  c.kernel_launch_s = 4e-6;
+  c.kernel_launch_s = c.copy_setup_s = 4e-6;
   c.collective_latency_s = c.framework_call_latency_s = 0;
   c.step_latency_s = 3e-6;
   c.ll128_step_latency_s = 1.5e-6;

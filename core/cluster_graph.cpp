@@ -68,6 +68,7 @@ ClusterGraph::ClusterGraph(const ClusterSpec& spec, const Calibration& cal)
   const bool has_ssd = n.ssd.capacity_bytes > 0;
   const double nvlink_rate = n.intra_node.bytes_per_s_per_gpu * cal.nvlink_efficiency;
   const double pcie_rate = n.pcie.bytes_per_s() * cal.pcie_efficiency;
+  pcie_duplex_rate_ = 2 * pcie_rate * cal.pcie_duplex_efficiency;
   const double nic_rate = n.nics.bytes_per_s * cal.nic_efficiency;
   const double hop = spec.fabric.hop_latency_s;
 
@@ -147,6 +148,12 @@ void ClusterGraph::add_duplex(Vertex a, Vertex b, LinkClass cls, double bytes_pe
                               const std::string& name) {
   add_link(a, b, cls, bytes_per_s, latency_s, name + ":up");
   add_link(b, a, cls, bytes_per_s, latency_s, name + ":down");
+  if (cls != LinkClass::pcie) return;
+  // The shared constraint of both directions: a link of its own that no edge of the graph stands for.
+  const int up = static_cast<int>(links_.size()) - 2, shared = static_cast<int>(links_.size());
+  links_.push_back(LinkEdge{cls, pcie_duplex_rate_, 0, name + ":duplex", shared});
+  duplex_of_.resize(links_.size(), -1);
+  duplex_of_[static_cast<std::size_t>(up)] = duplex_of_[static_cast<std::size_t>(up + 1)] = shared;
 }
 
 namespace {
@@ -283,6 +290,15 @@ std::vector<int> ClusterGraph::route(Vertex from, Vertex to) const {
   if (from == to) return {};
   std::vector<Vertex> path = fixed_path(from, to);
   return path.empty() ? shortest_route(from, to) : links_along(path);
+}
+
+std::vector<int> ClusterGraph::host_copy_route(Vertex from, Vertex to) const {
+  std::vector<int> r = route(from, to);
+  const std::size_t links = r.size();
+  for (std::size_t i = 0; i < links; ++i)
+    if (static_cast<std::size_t>(r[i]) < duplex_of_.size() && duplex_of_[static_cast<std::size_t>(r[i])] >= 0)
+      r.push_back(duplex_of_[static_cast<std::size_t>(r[i])]);
+  return r;
 }
 
 double ClusterGraph::bottleneck_bytes_per_s(const std::vector<int>& route) const {

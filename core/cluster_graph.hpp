@@ -58,6 +58,11 @@ public:
   /// Throws std::runtime_error if no route exists.
   std::vector<int> route(Vertex from, Vertex to) const;
 
+  /// A host copy's route between a GPU and its CPU: route() plus, for each PCIe link on it, the link's duplex
+  /// constraint, which both of its directions share at 2 x rate x Calibration::pcie_duplex_efficiency. Only copy
+  /// engines' host copies take it; GPUDirect RDMA through the NIC was fitted at full duplex (nic_efficiency).
+  std::vector<int> host_copy_route(Vertex from, Vertex to) const;
+
   /// Smallest bandwidth along a route, bytes/s.
   double bottleneck_bytes_per_s(const std::vector<int>& route) const;
   double latency_s(const std::vector<int>& route) const;
@@ -74,11 +79,13 @@ private:
   ClusterSpec spec_;
   Graph g_;
   std::vector<LinkEdge> links_;
+  std::vector<int> duplex_of_;  // per link id: its PCIe duplex constraint's id (itself a link, in no route), or -1
   std::vector<Vertex> gpus_, cpus_, ssds_, leaves_;  // ssds_ is empty when the nodes have no SSD tier
   std::vector<Vertex> nvswitches_;                    // one per node when intra_node is nvswitch
   std::vector<Vertex> pcie_switches_, nics_;          // node * per_node + local index
   Vertex spine_ = 0;
   int gpus_per_node_ = 0;
+  double pcie_duplex_rate_ = 0;
 };
 
 }  // namespace moesys::core

@@ -138,6 +138,26 @@ void FlowEngine::copy(sg::sg4::Host* from, sg::sg4::Host* to, double bytes) {
   solo_.run({{from, to, bytes, cal_.message_efficiency(bytes)}});
 }
 
+void FlowEngine::engine_copy(sg::sg4::Host* from, sg::sg4::Host* to, double bytes, double efficiency) {
+  if (bytes <= 0) return;
+  ++flows_started_;
+  {
+    profile::InSimgrid in;
+    sg::sg4::this_actor::sleep_for(cal_.copy_setup_s);
+  }
+  solo_.run({{from, to, bytes, efficiency}});
+}
+
+void FlowEngine::engine_copy(sg::sg4::Host* from, sg::sg4::Host* to, double bytes) {
+  engine_copy(from, to, bytes, 1.0);
+}
+
+void FlowEngine::peer_copy(int src_gpu, int dst_gpu, double bytes) {
+  const bool nvlink = platform_.graph().spec().node.intra_node.kind == core::IntraNodeKind::nvswitch;
+  const double engine = nvlink ? cal_.ce_nvlink_efficiency / cal_.nvlink_efficiency : 1.0;
+  engine_copy(platform_.gpu(src_gpu), platform_.gpu(dst_gpu), bytes, engine);
+}
+
 void FlowEngine::plan_detailed(const Stage& stage, std::vector<Flow>& flows) const {
   for_each_routed_transfer(stage, [&](const Transfer& t) {
     if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) return;

@@ -47,8 +47,13 @@ class FlowEngine {
   /// Runs all transfers concurrently; blocks the calling actor until the last byte has arrived.
   /// Runs a stage's transfers (sim/collectives.hpp) as flows and waits for them.
   void run(const Stage& stage);
-  /// One copy of `bytes` between two hosts of the platform (GPU, CPU, SSD) over their route.
+  /// One copy of `bytes` between host memory and its SSD over their route, at the ramp of message_efficiency.
   void copy(sg::sg4::Host* from, sg::sg4::Host* to, double bytes);
+  /// A GPU copy engine's copy between a GPU and host memory: Calibration::copy_setup_s, then the route's full rate.
+  void engine_copy(sg::sg4::Host* from, sg::sg4::Host* to, double bytes);
+  /// A copy engine's copy between two GPUs of a node: over NVLink at Calibration::ce_nvlink_efficiency of the
+  /// spec rate (the links hold nvlink_efficiency of it), over PCIe as a host copy.
+  void peer_copy(int src_gpu, int dst_gpu, double bytes);
 
   FlowMode mode() const { return mode_; }
   /// Bytes moved so far per path class (intra-node, same leaf, across the spine).
@@ -74,6 +79,7 @@ class FlowEngine {
   /// flight (start_and_wait_direct), through the carriers otherwise.
   void start_and_wait(const std::vector<Flow>& flows);
   void start_and_wait_direct(const std::vector<Flow>& flows);
+  void engine_copy(sg::sg4::Host* from, sg::sg4::Host* to, double bytes, double efficiency);
   sg::sg4::CommPtr start(const Flow& f);
 
   const Platform& platform_;

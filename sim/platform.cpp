@@ -101,8 +101,8 @@ void Platform::add_node_routes(int n) {
         ingress_[idx(b, PathClass::intra_node)] = {sw, gpu(b), graph_.link(r.back()).bytes_per_s};
       }
     }
-    auto up = graph_.route(graph_.gpu(a), graph_.cpu(n));
-    auto down = graph_.route(graph_.cpu(n), graph_.gpu(a));
+    auto up = graph_.host_copy_route(graph_.gpu(a), graph_.cpu(n));
+    auto down = graph_.host_copy_route(graph_.cpu(n), graph_.gpu(a));
     sg::add_route(zone_, gpu(a), cpu(n), links_of(up));
     sg::add_route(zone_, cpu(n), gpu(a), links_of(down));
     gpu_cpu_bw_[static_cast<std::size_t>(a)] = graph_.bottleneck_bytes_per_s(up);

@@ -343,9 +343,9 @@ core::Event SimRuntime::copy(core::StreamId stream, const core::Buffer& dst, con
   auto hop = [&, node](core::Tier from, core::Tier to) -> std::function<void()> {
     using core::Tier;
     if (from == Tier::dram && to == Tier::hbm)
-      return [&p, &flows, node, b, r = rank_] { flows.copy(p.cpu(node), p.gpu(r), b); };
+      return [&p, &flows, node, b, r = rank_] { flows.engine_copy(p.cpu(node), p.gpu(r), b); };
     if (from == Tier::hbm && to == Tier::dram)
-      return [&p, &flows, node, b, r = rank_] { flows.copy(p.gpu(r), p.cpu(node), b); };
+      return [&p, &flows, node, b, r = rank_] { flows.engine_copy(p.gpu(r), p.cpu(node), b); };
     if (from == Tier::ssd && to == Tier::dram)
       return [&p, &flows, node, b] { flows.copy(p.ssd(node), p.cpu(node), b); };
     if (from == Tier::dram && to == Tier::ssd)
@@ -383,6 +383,20 @@ core::Event SimRuntime::copy(core::StreamId stream, const core::Buffer& dst, con
   op.name = std::string("copy ") + core::to_string(src.tier) + "->" + core::to_string(dst.tier);
   op.bytes = bytes;
   op.body = std::move(body);
+  return enqueue(stream, std::move(op));
+}
+
+core::Event SimRuntime::peer_copy(core::StreamId stream, int peer, std::uint64_t bytes) {
+  const core::ClusterSpec& spec = world_.spec();
+  if (peer < 0 || peer >= spec.total_gpus() || spec.node_of(peer) != spec.node_of(rank_) || peer == rank_)
+    throw std::invalid_argument("peer copy from GPU " + std::to_string(rank_) + " to GPU " + std::to_string(peer) +
+                                ": expected another GPU of the same node");
+  FlowEngine& flows = world_.flows();
+  Op op;
+  op.kind = core::SpanKind::copy;
+  op.name = "copy hbm->peer hbm";
+  op.bytes = bytes;
+  op.body = [&flows, from = rank_, peer, b = static_cast<double>(bytes)] { flows.peer_copy(from, peer, b); };
   return enqueue(stream, std::move(op));
 }
 

@@ -45,6 +45,11 @@ class SimRuntime final : public core::Runtime {
                          const std::vector<std::uint64_t>& recv_bytes, core::CollectiveAlgo algo,
                          const core::NodeTraffic& nodes = {}) override;
 
+  /// A copy engine's copy of `bytes` from this GPU's memory into GPU `peer`'s on the same node (cudaMemcpyPeerAsync,
+  /// what nvbandwidth's device-to-device tests time). Not part of the runtime contract: programs move data between
+  /// GPUs with collectives; the calibration uses it to put nvbandwidth's copies on their own path.
+  core::Event peer_copy(core::StreamId stream, int peer, std::uint64_t bytes);
+
   void wait(core::Event event) override;
   void stream_wait(core::StreamId stream, core::Event event) override;
   void synchronize() override;

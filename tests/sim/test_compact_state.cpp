@@ -27,7 +27,7 @@ core::ClusterSpec two_leaves() {
 }  // namespace
 
 // Every GPU pair's SimGrid route (detailed platform) is exactly the cluster graph's route, link by link; a pair
-// in one node and a GPU's route to its CPU too. Run in a child: SimGrid allows one platform per process.
+// in one node and a GPU's route to its CPU (a host copy's: with the PCIe links' duplex constraints) too. Run in a child: SimGrid allows one platform per process.
 TEST(CompactState, RootZoneReturnsEveryDeclaredRouteAsDeclared) {
   const std::vector<double> mismatches = test::run_in_child([] {
     sim::sg::sg4::Engine engine("compact-state");
@@ -51,7 +51,7 @@ TEST(CompactState, RootZoneReturnsEveryDeclaredRouteAsDeclared) {
       for (int b = 0; b < gpus; ++b)
         if (a != b) check(platform.gpu(a), platform.gpu(b), graph.route(graph.gpu(a), graph.gpu(b)));
       const int node = spec.node_of(a);
-      check(platform.gpu(a), platform.cpu(node), graph.route(graph.gpu(a), graph.cpu(node)));
+      check(platform.gpu(a), platform.cpu(node), graph.host_copy_route(graph.gpu(a), graph.cpu(node)));
     }
     return std::vector<double>{bad, checked};
   });
