@@ -74,7 +74,8 @@ int run_collective(int argc, char** argv) {
     return 0;
   }
   if (!args.positional().empty()) throw core::ConfigError("", args.positional().front(), "unexpected argument");
-  const core::ClusterSpec spec = cluster_from_args(args);
+  core::ClusterSpec spec = cluster_from_args(args);
+  if (args.has("--no-pxn")) spec.node.nics.pxn = false;  // NCCL_PXN_DISABLE=1
   const core::Calibration cal = calibration_from_args(args, spec);
   const sim::CollectiveOp op = parse_op(args.get_or("--op", "allreduce"));
   core::CollectiveAlgo algo;
@@ -129,7 +130,7 @@ int run_collective(int argc, char** argv) {
   sim::SimOptions options;
   options.calibration = cal;
   options.flow_mode = flows == "detailed" ? sim::FlowMode::detailed : sim::FlowMode::aggregated;
-  options.pxn = !args.has("--no-pxn");  // NCCL_PXN_DISABLE=1
+
 
   const auto wall_start = std::chrono::steady_clock::now();
   auto result = sim::simulate(
@@ -159,7 +160,7 @@ int run_collective(int argc, char** argv) {
                           {"algo", core::to_string(algo)},
                           {"ranks", ranks},
                           {"flows", flows},
-                          {"pxn", options.pxn},
+                          {"pxn", spec.node.nics.pxn},
                           {"wall_s", wall_s},
                           {"peak_rss_mb", peak_mb},
                           {"simgrid_flows", result.flows},  // all flows planned, however they ran

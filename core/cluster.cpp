@@ -347,9 +347,13 @@ class Parser {
   }
 
   NicSpec nics(const json& j, const std::string& p, int gpus) const {
-    object(j, p, {"count", "gbits_per_s", "gpus", "transport"});
+    object(j, p, {"count", "gbits_per_s", "gpus", "transport", "pxn"});
     NicSpec s;
     s.count = positive_int(j, p, "count");
+    if (optional(j, "pxn")) {
+      if (!j["pxn"].is_boolean()) fail(key_path(p, "pxn"), "expected true or false, got " + j["pxn"].dump());
+      s.pxn = j["pxn"].get<bool>();
+    }
     if (optional(j, "transport")) {
       const std::string t = string(j["transport"], key_path(p, "transport"));
       if (t != "rdma" && t != "efa") fail(key_path(p, "transport"), "expected \"rdma\" or \"efa\", got \"" + t + "\"");
@@ -498,6 +502,7 @@ json cluster_to_json(const ClusterSpec& c) {
   };
   if (n.gpu.sms > 0) node["gpu"]["sms"] = n.gpu.sms;
   if (n.nics.transport == NicTransport::efa) node["nics"]["transport"] = "efa";
+  if (!n.nics.pxn) node["nics"]["pxn"] = false;
   if (!n.gpu.kernel_rates.empty()) {
     json rates = json::object();
     for (const auto& [name, curve] : n.gpu.kernel_rates) {

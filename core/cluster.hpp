@@ -74,6 +74,11 @@ enum class NicTransport { rdma, efa };
 struct NicSpec {
   int count = 0;  // per node
   NicTransport transport = NicTransport::rdma;
+  /// NCCL's PXN (on by default since NCCL 2.12; NCCL_PXN_DISABLE=1 turns it off): on nodes with an NVSwitch, an
+  /// all-to-all or send/recv message to another node's GPU on another rail crosses NVLink to the GPU on the
+  /// destination's rail and leaves through its NIC (sim FlowEngine::pxn_proxy). A setting of the communication
+  /// library, kept with the NICs it routes over, as the transport is.
+  bool pxn = true;
   double bytes_per_s = 0;              // one direction, per NIC
   std::vector<std::vector<int>> gpus;  // gpus[nic] = local GPUs this NIC serves (a partition of the GPUs)
 };

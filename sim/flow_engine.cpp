@@ -13,7 +13,7 @@ FlowEngine::FlowEngine(const Platform& platform, const core::Calibration& cal, c
     : platform_(platform),
       cal_(cal),
       mode_(options.mode),
-      pxn_(options.pxn),
+      pxn_(platform.graph().spec().node.nics.pxn),
       direct_flow_limit_(options.direct_flow_limit),
       flows_per_carrier_(std::max<std::size_t>(1, options.flows_per_carrier)),
       carriers_(platform.gpu(0)),

@@ -36,7 +36,6 @@ struct FlowOptions {
   std::size_t flows_per_carrier = 32;
   bool solo_flows = true;
   std::size_t max_solo_component = 256;
-  bool pxn = true;
 };
 
 class FlowEngine {
@@ -85,7 +84,7 @@ class FlowEngine {
   const Platform& platform_;
   core::Calibration cal_;
   FlowMode mode_;
-  bool pxn_;
+  bool pxn_;  // the cluster's core::NicSpec::pxn
   std::array<double, kPathClassCount> bytes_by_class_{};
   std::uint64_t flows_started_ = 0;
   std::size_t direct_flow_limit_, flows_per_carrier_;

@@ -32,10 +32,6 @@ struct SimOptions {
   bool solo_flows = true;
   /// The most flows such a closed-form component may hold; larger ones go to SimGrid.
   std::size_t max_solo_component = 256;
-  /// NCCL's PXN (on by default since NCCL 2.12; NCCL_PXN_DISABLE=1 turns it off): on nodes with an NVSwitch, an
-  /// all-to-all or send/recv message to another rail crosses NVLink to the GPU on the destination's rail and leaves
-  /// through its NIC, so it stays on one rail of the fabric (FlowEngine::pxn_proxy).
-  bool pxn = true;
 };
 
 struct RankReport {

@@ -120,8 +120,14 @@ std::filesystem::path resolve(const std::string& file, const std::string& name) 
   return p;
 }
 
-/// "spine_oversubscription": leaf uplinks carry 1/x of the leaf's downlink capacity (what-if fabrics).
+/// "spine_oversubscription": leaf uplinks carry 1/x of the leaf's downlink capacity (what-if fabrics); "pxn": false
+/// runs NCCL without PXN (NCCL_PXN_DISABLE=1).
 void apply_fabric(const json& j, const std::string& file, TrainingConfig& c) {
+  if (j.contains("pxn")) {
+    if (!j["pxn"].is_boolean())
+      throw core::ConfigError(file, "cluster.pxn", "expected true or false, got " + j["pxn"].dump());
+    c.cluster.node.nics.pxn = j["pxn"].get<bool>();
+  }
   if (!j.contains("spine_oversubscription")) return;
   const json& v = j["spine_oversubscription"];
   if (!v.is_number() || !(v.get<double>() >= 1) || v.get<double>() > 1e6)
@@ -132,7 +138,7 @@ void apply_fabric(const json& j, const std::string& file, TrainingConfig& c) {
 
 void parse_cluster(const json& j, const std::string& file, TrainingConfig& c) {
   if (j.contains("file")) {
-    only_keys(j, file, "cluster", {"file", "nodes", "gpus", "spine_oversubscription"});
+    only_keys(j, file, "cluster", {"file", "nodes", "gpus", "spine_oversubscription", "pxn"});
     auto path = resolve(file, string_of(j["file"], file, "cluster.file"));
     std::error_code no_file;  // a name too long for the file system is no file either, not a failure
     if (!std::filesystem::exists(path, no_file))
@@ -149,7 +155,7 @@ void parse_cluster(const json& j, const std::string& file, TrainingConfig& c) {
     return;
   }
   only_keys(j, file, "cluster",
-            {"gpus", "gpu", "gpus_per_node", "nics_per_node", "nic_gbps", "spine_oversubscription"});
+            {"gpus", "gpu", "gpus_per_node", "nics_per_node", "nic_gbps", "spine_oversubscription", "pxn"});
   core::ClusterGeneratorOptions o;
   if (j.contains("gpus_per_node"))
     o.gpus_per_node = static_cast<int>(positive_int(j["gpus_per_node"], file, "cluster.gpus_per_node", 64));
@@ -326,6 +332,7 @@ json describe_config(const TrainingConfig& c) {
             {"nodes", (c.gpus + c.cluster.node.gpus - 1) / c.cluster.node.gpus},
             {"expert_parallel", c.expert_parallel},
             {"spine_oversubscription", c.cluster.fabric.oversubscription},
+            {"pxn", c.cluster.node.nics.pxn},
             {"policy", to_json(c.policy)},
             {"policy_name", describe(c.policy)},
             {"steps", c.steps}};

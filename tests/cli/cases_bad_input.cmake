@@ -44,6 +44,10 @@ moesys_cli_test(inference_study_too_many_runs 2 "the study expands to 19701 runs
 # Class 6: finite but absurd values that reached SimGrid and aborted it; zero sizes.
 moesys_cli_test(calibration_subnormal_efficiency 2 "gemm_efficiency: expected an efficiency in [0.001, 1], got 5e-324"
                 collective --calibration ${bad}/tiny-efficiency.json)
+moesys_cli_test(cluster_pxn_not_boolean 2 "node.nics.pxn: expected true or false, got \"yes\""
+                collective --cluster ${bad}/pxn-not-bool.json)
+moesys_cli_test(train_pxn_not_boolean 2 "cluster.pxn: expected true or false, got 0"
+                train --config ${bad}/train-pxn-not-bool.json)
 moesys_cli_test(calibration_duplex_below_half 2 "pcie_duplex_efficiency: expected a duplex efficiency in [0.5, 1], got 0.3"
                 collective --calibration ${bad}/low-duplex.json)
 moesys_cli_test(calibration_huge_latency 2 "step_latency_s: expected a number in [0, 1.0], got 1e+308"

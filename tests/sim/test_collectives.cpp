@@ -24,10 +24,9 @@ core::ClusterSpec cluster(int nodes, int gpus = 8, int nics = 8) {
 
 // Simulated time of one collective over all GPUs; all_to_all uses `matrix_of(i, j)` bytes.
 double time_collective(const core::ClusterSpec& spec, sim::CollectiveOp op, double bytes, core::CollectiveAlgo algo,
-                       sim::FlowMode mode, const std::function<double(int, int)>& matrix_of = {}, bool pxn = true) {
+                       sim::FlowMode mode, const std::function<double(int, int)>& matrix_of = {}) {
   sim::SimOptions opt;
   opt.flow_mode = mode;
-  opt.pxn = pxn;
   double elapsed = 0;
   sim::simulate(
       spec, spec.total_gpus(),
@@ -58,9 +57,8 @@ double in_child(const std::function<double()>& fn) {
 
 // One all-to-all in its own process (SimGrid runs one simulation per process).
 double all_to_all_in_child(const core::ClusterSpec& spec, double bytes, core::CollectiveAlgo algo, sim::FlowMode mode,
-                           const std::function<double(int, int)>& matrix_of = {}, bool pxn = true) {
-  return in_child(
-      [&] { return time_collective(spec, sim::CollectiveOp::all_to_all, bytes, algo, mode, matrix_of, pxn); });
+                           const std::function<double(int, int)>& matrix_of = {}) {
+  return in_child([&] { return time_collective(spec, sim::CollectiveOp::all_to_all, bytes, algo, mode, matrix_of); });
 }
 
 }  // namespace
@@ -124,8 +122,9 @@ TEST(Collectives, HierarchicalAllToAllBeatsFlatWithoutPxnWhenTheSpineIsOversubsc
   // hierarchical one keeps every inter-node byte on its rail (with PXN, NCCL's does too: tests/sim/test_pxn.cpp).
   auto spec = cluster(4);
   spec.fabric.oversubscription = 2.0;
+  spec.node.nics.pxn = false;
   const double bytes = 64.0 * 1024 * 1024;
-  double flat = all_to_all_in_child(spec, bytes, core::CollectiveAlgo::direct, sim::FlowMode::aggregated, {}, false);
+  double flat = all_to_all_in_child(spec, bytes, core::CollectiveAlgo::direct, sim::FlowMode::aggregated);
   double hier = all_to_all_in_child(spec, bytes, core::CollectiveAlgo::hierarchical, sim::FlowMode::aggregated);
   EXPECT_LT(hier, 0.8 * flat) << "hierarchical " << hier << " s, flat " << flat << " s";
 }

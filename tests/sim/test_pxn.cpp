@@ -24,10 +24,9 @@ core::ClusterSpec two_rails() {
 }
 
 // Simulated time of one message of `bytes` from GPU `src` to GPU `dst`.
-double send_time(const core::ClusterSpec& spec, int src, int dst, double bytes, bool pxn) {
+double send_time(core::ClusterSpec spec, int src, int dst, double bytes, bool pxn) {
+  spec.node.nics.pxn = pxn;
   return test::run_in_child([&] {
-           sim::SimOptions opt;
-           opt.pxn = pxn;
            double elapsed = 0;
            sim::simulate(
                spec, spec.total_gpus(),
@@ -40,8 +39,7 @@ double send_time(const core::ClusterSpec& spec, int src, int dst, double bytes, 
                    rt.wait(rt.recv(core::streams::kComm, src, none, b, 0));
                    elapsed = rt.now_s() - t0;
                  }
-               },
-               opt);
+               });
            return std::vector<double>{elapsed};
          })
       .at(0);
@@ -80,12 +78,12 @@ TEST(Pxn, NvlinkLegSharesTheSourcePortWithIntraNodeTraffic) {
   const core::ClusterSpec spec = two_rails();
   const core::Calibration cal = core::default_calibration();
   auto both = [&](bool pxn) {
+    core::ClusterSpec machine = spec;
+    machine.node.nics.pxn = pxn;
     return test::run_in_child([&] {
-             sim::SimOptions opt;
-             opt.pxn = pxn;
              double local = 0;
              sim::simulate(
-                 spec, spec.total_gpus(),
+                 machine, machine.total_gpus(),
                  [&](core::Runtime& rt) {
                    core::Buffer none;
                    const std::uint64_t remote = 256ull << 20, near = 2048ull << 20;
@@ -101,8 +99,7 @@ TEST(Pxn, NvlinkLegSharesTheSourcePortWithIntraNodeTraffic) {
                      rt.wait(rt.recv(core::streams::kComm2, 0, none, near, 1));
                      local = rt.now_s() - t0;
                    }
-                 },
-                 opt);
+                 });
              return std::vector<double>{local};
            })
         .at(0);
@@ -126,9 +123,8 @@ TEST(Pxn, FlatAllToAllNoLongerCrossesAnOversubscribedSpine) {
     o.nodes = 4;
     core::ClusterSpec spec = core::generate_cluster(o);
     spec.fabric.oversubscription = oversubscription;
+    spec.node.nics.pxn = pxn;
     return test::run_in_child([&] {
-             sim::SimOptions opt;
-             opt.pxn = pxn;
              sim::SimResult r = sim::simulate(
                  spec, spec.total_gpus(),
                  [&](core::Runtime& rt) {
@@ -136,8 +132,7 @@ TEST(Pxn, FlatAllToAllNoLongerCrossesAnOversubscribedSpine) {
                    std::vector<std::uint64_t> row(static_cast<std::size_t>(rt.world_size()), 2ull << 20);
                    rt.wait(rt.all_to_all(core::streams::kComm, core::Group::world(rt.world_size()), none, row, none,
                                          row, core::CollectiveAlgo::direct));
-                 },
-                 opt);
+                 });
              return std::vector<double>{r.makespan_s, r.bytes_by_path_class[2]};
            });
   };
