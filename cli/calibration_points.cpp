@@ -96,10 +96,20 @@ CalibrationPoint parse_point(const nlohmann::json& p, const std::string& file, c
   c.algorithm = sw.value("algorithm", std::string());
   c.tool = sw.value("tool", std::string());
   const std::string harness = sw.value("harness", std::string());
-  if (!harness.empty() && harness != "torch.distributed")
-    throw bad("software.harness",
-              "expected \"torch.distributed\" (or no harness: nccl-tests), got \"" + harness + "\"");
-  c.framework = !harness.empty();
+  if (harness == "cuda_graph")
+    c.harness = CalibrationPoint::Harness::cuda_graph;
+  else if (harness == "torch.distributed")
+    c.harness = CalibrationPoint::Harness::framework;
+  else if (!harness.empty())
+    throw bad("software.harness", "expected \"cuda_graph\" or \"torch.distributed\" (or no harness: nccl-tests' "
+                                  "loop of launches), got \"" + harness + "\"");
+  if (sw.contains("gpus_per_thread")) {
+    const auto& g = sw["gpus_per_thread"];
+    if (!g.is_number_integer() || g.get<int>() < 1 || g.get<int>() > c.gpus_per_node)
+      throw bad("software.gpus_per_thread",
+                "expected the GPUs one host thread drives, 1.." + std::to_string(c.gpus_per_node) + ", got " + g.dump());
+    c.gpus_per_thread = g.get<int>();
+  }
   const auto& size = p.at("size");
   if (is_ep(c.category)) {
     try {
@@ -150,6 +160,21 @@ CalibrationPoint parse_point(const nlohmann::json& p, const std::string& file, c
     }
   }
   return c;
+}
+
+// What the point's harness times for one call that keeps the GPU busy for `gpu_s`. nccl-tests launches its
+// iterations back to back and divides the loop's time: the GPU runs them one after another while the host enqueues
+// the next, so a call costs whichever is longer, its GPU time or the host's enqueue on every GPU its thread drives
+// (with -g 8, eight launches per call). Under a CUDA graph the replay has no host cost; a framework's call adds its
+// own host cost to a call it waits for.
+double timed_call(const CalibrationPoint& p, double gpu_s, const core::Calibration& cal) {
+  if (!kCollectives.count(p.category) && p.tool.find("sendrecv_perf") == std::string::npos) return gpu_s;
+  switch (p.harness) {
+    case CalibrationPoint::Harness::cuda_graph: return gpu_s;
+    case CalibrationPoint::Harness::framework: return gpu_s + cal.framework_call_latency_s;
+    case CalibrationPoint::Harness::launch_loop: break;
+  }
+  return cal.launch_loop_time(gpu_s, p.gpus_per_thread);
 }
 
 // The simulated value of one point in the point's own metric.
@@ -255,7 +280,7 @@ nlohmann::json simulate_machine(const std::vector<const CalibrationPoint*>& poin
             g.dtype = dtype_of(p.dtype);
             rt.wait(rt.compute(streams::kCompute, g, "gemm"));
           }
-          const double t = rt.now_s() - t0 + (p.framework ? cal.framework_call_latency_s : 0);
+          const double t = timed_call(p, rt.now_s() - t0, cal);
           if (r == 0) {
             // Both directions' bytes: a bidirectional copy's "total" and a duplex point's sum of the two directions.
             const bool bidirectional = (p.category == "p2p_nvlink" && p.tool.find("bidirectional") != std::string::npos) ||

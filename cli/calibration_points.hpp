@@ -23,7 +23,11 @@ struct CalibrationPoint {
   bool efa = false;       // hardware.nic_transport "efa" (AWS), else InfiniBand/RoCE RDMA
   std::string algorithm;  // forced NCCL algorithm ("" = NCCL's choice)
   std::string tool;
-  bool framework = false;  // measured through a framework's collective call (software.harness), not nccl-tests
+  /// How the call was timed (software.harness): nccl-tests' loop of launches (the default), the same loop captured
+  /// in a CUDA graph (-G), or a framework's collective call (torch.distributed).
+  enum class Harness { launch_loop, cuda_graph, framework };
+  Harness harness = Harness::launch_loop;
+  int gpus_per_thread = 1;  // software.gpus_per_thread: GPUs one host thread launches on (nccl-tests -g)
   double size_bytes = 0;   // collectives and copies
   long long m = 0, n = 0, k = 0, groups = 1;  // GEMMs
   EpSetting ep;                               // ep_dispatch, ep_combine

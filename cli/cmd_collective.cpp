@@ -61,7 +61,7 @@ core::Event issue(core::Runtime& rt, sim::CollectiveOp op, const core::Group& wo
 
 int run_collective(int argc, char** argv) {
   std::set<std::string> valued = cluster_flags();
-  valued.insert({"--op", "--algo", "-b", "-e", "-f", "--ranks", "--flows"});
+  valued.insert({"--op", "--algo", "-b", "-e", "-f", "--ranks", "--flows", "-g", "-G"});
   Args args(argc, argv, 1, valued, {"--json", "--no-pxn", "--help"});
   if (args.has("--help")) {
     std::printf(
@@ -69,7 +69,7 @@ int run_collective(int argc, char** argv) {
         "                          --gpu a100-80g|a100-40g|h100|h200|h800]\n"
         "                         [--op allreduce|reducescatter|allgather|alltoall]\n"
         "                         [--algo auto|ring|tree|nvls|nvlstree|direct|hierarchical] [-b 8] [-e 1G] [-f 2]\n"
-        "                         [--ranks N]\n"
+        "                         [--ranks N] [-g 1] [-G 0]\n"
         "                         [--flows aggregated|detailed] [--no-pxn] [--calibration FILE] [--json]\n");
     return 0;
   }
@@ -117,6 +117,14 @@ int run_collective(int argc, char** argv) {
                                   " needs the same two or more GPUs on every node: a multiple of " +
                                   std::to_string(spec.node.gpus) + " ranks, or one node's");
   }
+  // As nccl-tests times it: a loop of launches from a host thread that drives -g GPUs (the call costs at least
+  // the host's launches), or with -G N > 0 the loop captured in a CUDA graph (the GPU time alone).
+  const int gpus_per_thread = args.get_int("-g", 1);
+  if (gpus_per_thread < 1 || gpus_per_thread > ranks)
+    throw core::ConfigError("", "-g", "expected 1.." + std::to_string(ranks) + " GPUs per host thread");
+  const int graph_iterations = args.get_int("-G", 0);
+  if (graph_iterations < 0) throw core::ConfigError("", "-G", "expected 0 (no CUDA graph) or more iterations");
+  auto timed = [&](double gpu_s) { return graph_iterations > 0 ? gpu_s : cal.launch_loop_time(gpu_s, gpus_per_thread); };
   const std::string flows = args.get_or("--flows", "aggregated");
   if (flows != "aggregated" && flows != "detailed")
     throw core::ConfigError("", "--flows", "expected 'aggregated' or 'detailed', got '" + flows + "'");
@@ -141,7 +149,7 @@ int run_collective(int argc, char** argv) {
           const double t0 = rt.now_s();
           rt.wait(issue(rt, op, world, sizes[i], algo));
           if (rt.rank() == 0) {
-            rows.push_back({sizes[i], rt.now_s() - t0});
+            rows.push_back({sizes[i], timed(rt.now_s() - t0)});
             if (progress) std::fprintf(stderr, "\r[%zu/%zu sizes simulated]", i + 1, sizes.size());
           }
         }
@@ -161,6 +169,8 @@ int run_collective(int argc, char** argv) {
                           {"ranks", ranks},
                           {"flows", flows},
                           {"pxn", spec.node.nics.pxn},
+                          {"gpus_per_thread", gpus_per_thread},
+                          {"cuda_graph", graph_iterations > 0},
                           {"wall_s", wall_s},
                           {"peak_rss_mb", peak_mb},
                           {"simgrid_flows", result.flows},  // all flows planned, however they ran
@@ -176,8 +186,10 @@ int run_collective(int argc, char** argv) {
     std::printf("%s\n", out.dump(1).c_str());
     return 0;
   }
-  std::printf("# moesys collective: %s on %s, %d ranks, algorithm %s, %s flows\n#\n", sim::to_string(op),
-              describe(spec).c_str(), ranks, core::to_string(algo), flows.c_str());
+  std::printf("# moesys collective: %s on %s, %d ranks, algorithm %s, %s flows, %s\n#\n", sim::to_string(op),
+              describe(spec).c_str(), ranks, core::to_string(algo), flows.c_str(),
+              graph_iterations > 0 ? "CUDA graph (-G)"
+                                   : ("launch loop, " + std::to_string(gpus_per_thread) + " GPU(s) per thread").c_str());
   std::printf("# %12s %12s %6s %12s %12s %12s\n", "size(B)", "count", "type", "time(us)", "algbw(GB/s)", "busbw(GB/s)");
   for (const Row& r : rows) {
     const double algbw = r.bytes / r.time_s / 1e9;

@@ -64,6 +64,7 @@ const std::map<std::string, Field>& fields() {
       {"tree_efficiency", {&Calibration::tree_efficiency, true}},
       {"p2p_efficiency", {&Calibration::p2p_efficiency, true}},
       {"framework_call_latency_s", {&Calibration::framework_call_latency_s, false, 1.0}},
+      {"host_launch_s", {&Calibration::host_launch_s, false, 1.0}},
       // At most half: SimGrid shares a GPU fairly between a kernel and the communication load, so a larger share
       // would not be held against a running GEMM.
       {"comm_sm_share", {&Calibration::comm_sm_share, false, 0.5}},
@@ -74,7 +75,7 @@ const std::map<std::string, Field>& fields() {
       {"net_step_latency_s", {&Calibration::net_step_latency_s, false, 1.0}},
       {"nvls_efficiency", {&Calibration::nvls_efficiency, true}},
       {"nvls_latency_s", {&Calibration::nvls_latency_s, false, 1.0}},
-      {"alltoall_peer_latency_s", {&Calibration::alltoall_peer_latency_s, false, 1.0}},
+      {"alltoall_net_peer_latency_s", {&Calibration::alltoall_net_peer_latency_s, false, 1.0}},
       {"ep_ll_latency_s", {&Calibration::ep_ll_latency_s, false, 1.0}},
       {"ep_nvlink_efficiency", {&Calibration::ep_nvlink_efficiency, true}},
       {"half_bandwidth_bytes", {&Calibration::half_bandwidth_bytes, false, 1e12}},

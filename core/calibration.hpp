@@ -37,6 +37,11 @@ struct Calibration {
   /// Host cost of one collective call through a framework (torch.distributed: Python, dispatch, stream
   /// bookkeeping) on top of NCCL's; points measured through one carry it.
   double framework_call_latency_s = 0;
+  /// Host time to enqueue one collective on one GPU (NCCL's enqueue and the kernel launch). Programs issue work
+  /// ahead of the GPU, so this is hidden there (host_op_s models a host that falls behind); it sets the floor of a
+  /// benchmark loop without CUDA graphs, which times max(GPU time, this x the GPUs one thread drives) per call
+  /// (nccl-tests' default; with -G the graph replays without it). Fitted on such points only.
+  double host_launch_s = 5.49e-6;
   /// Interference toggle: the share of a GPU's compute (SMs, and the HBM bandwidth their kernels need) that a
   /// communication kernel holds while it runs, so that a concurrent GEMM slows down (sim/progress_load.hpp). 0 (the
   /// tables' value) turns it off; at most 0.5. docs/training.md shows a study with it on.
@@ -45,18 +50,18 @@ struct Calibration {
   /// Per-step latency of each of NCCL's protocols over NVLink/PCIe (see sim/collectives/protocol.hpp): Simple
   /// (full bandwidth, a fence and flag per step; also one point-to-point message), LL128 and LL (flags inside
   /// the data: lower latency, 120/128 and 1/2 of the bandwidth).
-  double step_latency_s = 3.09e-6;
-  double ll128_step_latency_s = 1.26e-6;
-  double ll_step_latency_s = 0.837e-6;
+  double step_latency_s = 6.29e-6;
+  double ll128_step_latency_s = 2.8e-6;
+  double ll_step_latency_s = 0.892e-6;
   /// Added to a step whose message crosses the network (NIC, switch, the peer's NIC), whatever the protocol.
-  double net_step_latency_s = 4e-6;
+  double net_step_latency_s = 8.78e-6;
   /// NVLink SHARP (NVLS) all-reduce on NVSwitch gen3: the switch reduces, each GPU sends and receives the buffer
   /// once, at this fraction of its (efficiency-scaled) NVLink rate; the call costs nvls_latency_s.
   double nvls_efficiency = 0.75;
   double nvls_latency_s = 20e-6;
-  /// A direct all-to-all is grouped point-to-point: every peer beyond the first adds this to the call (its
-  /// connection's send and receive are posted and progressed one after another by the same kernel).
-  double alltoall_peer_latency_s = 1e-6;
+  /// A direct all-to-all is grouped point-to-point: every peer on another node adds this to the call (NCCL's proxy
+  /// thread posts each network peer's send and receive in turn; NVLink peers' data moves in parallel in the kernel).
+  double alltoall_net_peer_latency_s = 4.62e-6;
   /// Fixed cost of one DeepEP-style low-latency dispatch or combine kernel (CollectiveAlgo::deepep_ll): its
   /// GPU-initiated sends of every (token, expert) copy, the receiver's polling of per-expert flags and the copy out
   /// of its buffer.
@@ -90,7 +95,7 @@ struct Calibration {
   /// Fixed cost of one collective call, paid once before its first step: its members meeting in the call. On CPU
   /// ranks a stream worker's wake-up and MPI's progress, measured; on GPUs NCCL's launch and setup of the call,
   /// fitted where small-size points constrain it.
-  double collective_latency_s = 28.9e-6;
+  double collective_latency_s = 4.47e-6;
   /// On CPU ranks (a node with compute slots), a member waiting for a collective or message polls MPI: it spins for
   /// up to `progress_spin_s` of a core, then sleeps between polls and takes `progress_core_share` of a core until
   /// the operation completes, cores the node's kernels run without (sim/progress_load.hpp). Measured on CPU
@@ -102,6 +107,11 @@ struct Calibration {
   /// It rises slowly with size, as NCCL's channel and protocol choice makes it; small messages waste link time.
   /// `network`: the message crosses a NIC (its ramp is nic_half_bandwidth_bytes).
   double message_efficiency(double bytes, bool network = false) const;
+  /// What a benchmark loop without CUDA graphs times per call of `gpu_s` GPU time, its host thread launching on
+  /// `gpus_per_thread` GPUs (nccl-tests -g): the longer of the two, since the GPU queues what the host enqueues.
+  double launch_loop_time(double gpu_s, int gpus_per_thread = 1) const {
+    return gpu_s > host_launch_s * gpus_per_thread ? gpu_s : host_launch_s * gpus_per_thread;
+  }
   double message_rate(double link_bytes_per_s, double bytes, bool network = false) const {
     return link_bytes_per_s * message_efficiency(bytes, network);
   }

@@ -76,7 +76,7 @@ Calibration prior_calibration() {
   c.ll_step_latency_s = 1e-6;
   c.net_step_latency_s = c.efa_step_latency_s = 4e-6;
   c.nvls_latency_s = 20e-6;
-  c.alltoall_peer_latency_s = 1e-6;
+  c.alltoall_net_peer_latency_s = 1e-6;
   c.ep_ll_latency_s = 20e-6;
   c.half_bandwidth_bytes = c.nic_half_bandwidth_bytes = c.efa_half_bandwidth_bytes = 1e5;
   return c;

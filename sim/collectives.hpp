@@ -108,8 +108,9 @@ void append_node_traffic(const core::ClusterSpec& spec, const std::vector<int>& 
 /// or a single ring in member order for one node or an irregular group.
 std::vector<std::vector<int>> ring_orders(const core::ClusterSpec& spec, const std::vector<int>& members);
 
-/// One all-to-all step: the stage's transfers, one (network) step of Simple latency and (peers - 1) peer latencies.
-Stage all_to_all_stage(const core::ClusterSpec& spec, const core::Calibration& cal, Stage transfers, int peers);
+/// One all-to-all step: the stage's transfers, one (network) step of Simple latency and a network peer latency for
+/// each peer on another node of the member with most.
+Stage all_to_all_stage(const core::ClusterSpec& spec, const core::Calibration& cal, Stage transfers);
 
 /// True when the node's NVSwitches reduce in the switch (NVLink SHARP: NVSwitch gen3 of the Hopper nodes).
 bool has_nvlink_sharp(const core::ClusterSpec& spec);

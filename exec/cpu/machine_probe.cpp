@@ -417,7 +417,7 @@ core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& sh
   // MPI has no low-latency protocols (Simple is then always the fastest), and one message per peer pair: no
   // per-peer all-to-all cost beyond the call, no per-peer channel limit.
   cal.ll_step_latency_s = cal.ll128_step_latency_s = cal.step_latency_s;
-  cal.alltoall_peer_latency_s = 0;
+  cal.alltoall_net_peer_latency_s = 0;
   cal.p2p_efficiency = 1;
   cal.progress_spin_s = r.progress_spin_s;
   cal.progress_core_share = r.progress_core_share;

@@ -34,9 +34,6 @@ CollectivePlan plan_hierarchical_all_to_all(const core::ClusterSpec& spec, const
       if (relay != i) intra[i * n + relay] += b;
       if (relay != j) inter[relay * n + j] += b;
     }
-  // Peers per member in each step: the other members of its node, then its rail's members on other nodes.
-  const int nodes = nodes_spanned(spec, call.members);
-  const int per_node = static_cast<int>(n) / std::max(1, nodes);
   CollectivePlan plan;
   for (const auto* step : {&intra, &inter}) {
     Stage stage;
@@ -45,7 +42,7 @@ CollectivePlan plan_hierarchical_all_to_all(const core::ClusterSpec& spec, const
         if (const double bytes = (*step)[a * n + b]; bytes > 0)
           stage.transfers.push_back({call.members[a], call.members[b], bytes, bytes});
     if (!stage.transfers.empty())
-      plan.push_back(all_to_all_stage(spec, cal, std::move(stage), step == &intra ? per_node - 1 : nodes - 1));
+      plan.push_back(all_to_all_stage(spec, cal, std::move(stage)));
   }
   return plan;
 }
