@@ -71,6 +71,7 @@ Calibration prior_calibration() {
   c.gemm_tile_overhead_k = 0;
   c.kernel_launch_s = c.copy_setup_s = 4e-6;
   c.collective_latency_s = c.framework_call_latency_s = 0;
+  c.host_launch_s = 5e-6;
   c.step_latency_s = 3e-6;
   c.ll128_step_latency_s = 1.5e-6;
   c.ll_step_latency_s = 1e-6;
