@@ -7,7 +7,8 @@ usage: plot_calibration_curves.py MOESYS OUT_DIR
 Runs `MOESYS collective --json` for every (family, machine, operation) below with the family's built-in
 parameters and plots the calibration/<family>-measured.json points that were measured on that machine with
 NCCL's default algorithm by nccl-tests over an RDMA network (EFA and framework-timed points need the other
-parameters `moesys calibration` applies to them).
+parameters `moesys calibration` applies to them). Each harness the points were timed with gets its own model
+curve: nccl-tests' launch loop with its -g (GPUs per host thread), or CUDA graphs (-G).
 """
 import json
 import os
@@ -30,6 +31,8 @@ MACHINES = [
     ("h200", "h200", 1, 8, 8, 400, "allreduce", "allreduce"),
     ("h100", "h100", 1, 4, 4, 400, "alltoall", "alltoall"),
     ("a100", "a100-80g", 1, 8, 8, 200, "alltoall", "alltoall"),
+    ("a100", "a100-80g", 2, 8, 8, 200, "allreduce", "allreduce"),
+    ("a100", "a100-80g", 2, 8, 8, 200, "alltoall", "alltoall"),
 ]
 
 
@@ -42,7 +45,8 @@ def measured_points(family, gpu, nodes, gpus, category):
         # NCCL's default choice over RDMA, timed by nccl-tests: what `moesys collective` simulates.
         if p["category"] != category or p.get("excluded") or p["software"].get("algorithm"):
             continue
-        if hw.get("nic_transport") == "efa" or p["software"].get("harness"):
+        harness = p["software"].get("harness")
+        if hw.get("nic_transport") == "efa" or harness not in (None, "cuda_graph"):
             continue
         if hw.get("gpu_preset") != gpu or hw.get("nodes") != nodes or hw.get("gpus_per_node") != gpus:
             continue
@@ -50,7 +54,8 @@ def measured_points(family, gpu, nodes, gpus, category):
         if size is None:
             continue
         size = float(size) if not isinstance(size, str) else float(size[:-1]) * 1024 ** 3
-        out.append((size, p["metric"], p["value"], p["source"].split(" ")[0]))
+        timing = ("graph", 1) if harness == "cuda_graph" else ("loop", p["software"].get("gpus_per_thread", 1))
+        out.append((size, p["metric"], p["value"], p["source"].split(" ")[0], timing))
     return out
 
 
@@ -65,17 +70,21 @@ def main(argv):
     moesys, out_dir = argv[1], argv[2]
     os.makedirs(out_dir, exist_ok=True)
     for family, gpu, nodes, gpus, nics, gbps, op, category in MACHINES:
-        cmd = [moesys, "collective", "--gpu", gpu, "--nodes", str(nodes), "--gpus-per-node", str(gpus),
-               "--nics-per-node", str(nics), "--nic-gbps", str(gbps), "--op", op, "-b", "8", "-e", "16G", "-f", "2",
-               "--json"]
-        run = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        points = measured_points(family, gpu, nodes, gpus, category)
         n = nodes * gpus
-        sizes = [r["size_bytes"] for r in run["rows"]]
         fig, (t_ax, b_ax) = plt.subplots(1, 2, figsize=(11, 4.6))
-        t_ax.plot(sizes, [r["time_us"] for r in run["rows"]], marker=".", label="model")
-        b_ax.plot(sizes, [r["busbw_gbytes_per_s"] for r in run["rows"]], marker=".", label="model")
+        for kind, per_thread in sorted({p[4] for p in points} or {("loop", 1)}):
+            timing = ["-G", "1"] if kind == "graph" else ["-g", str(per_thread)]
+            cmd = [moesys, "collective", "--gpu", gpu, "--nodes", str(nodes), "--gpus-per-node", str(gpus),
+                   "--nics-per-node", str(nics), "--nic-gbps", str(gbps), "--op", op, "-b", "8", "-e", "16G", "-f", "2",
+                   "--json"] + timing
+            run = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+            sizes = [r["size_bytes"] for r in run["rows"]]
+            label = "model, CUDA graph" if kind == "graph" else f"model, launch loop (-g {per_thread})"
+            t_ax.plot(sizes, [r["time_us"] for r in run["rows"]], marker=".", label=label)
+            b_ax.plot(sizes, [r["busbw_gbytes_per_s"] for r in run["rows"]], marker=".", label=label)
         by_source = {}
-        for size, metric, value, source in measured_points(family, gpu, nodes, gpus, category):
+        for size, metric, value, source, _ in points:
             by_source.setdefault(source, []).append((size, metric, value))
         for k, (source, pts) in enumerate(sorted(by_source.items())):
             label = f"published [{k + 1}]"
