@@ -4,6 +4,7 @@
 // calibration`, overridable from a file. No other constant in the model may be tuned; everything else comes from
 // specifications. The defaults below are the A100 table rounded to three digits; core/calibration_tables.cpp holds
 // the others. A parameter no A100 point moves keeps an engineering default, reported as uncalibrated in the README.
+#include <algorithm>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
@@ -110,7 +111,7 @@ struct Calibration {
   /// What a benchmark loop without CUDA graphs times per call of `gpu_s` GPU time, its host thread launching on
   /// `gpus_per_thread` GPUs (nccl-tests -g): the longer of the two, since the GPU queues what the host enqueues.
   double launch_loop_time(double gpu_s, int gpus_per_thread = 1) const {
-    return gpu_s > host_launch_s * gpus_per_thread ? gpu_s : host_launch_s * gpus_per_thread;
+    return std::max(gpu_s, host_launch_s * gpus_per_thread);
   }
   double message_rate(double link_bytes_per_s, double bytes, bool network = false) const {
     return link_bytes_per_s * message_efficiency(bytes, network);
