@@ -43,9 +43,19 @@ struct Calibration {
   /// benchmark loop without CUDA graphs, which times max(GPU time, this x the GPUs one thread drives) per call
   /// (nccl-tests' default; with -G the graph replays without it). Fitted on such points only.
   double host_launch_s = 5.49e-6;
-  /// Interference toggle: the share of a GPU's compute (SMs, and the HBM bandwidth their kernels need) that a
-  /// communication kernel holds while it runs, so that a concurrent GEMM slows down (sim/progress_load.hpp). 0 (the
-  /// tables' value) turns it off; at most 0.5. docs/training.md shows a study with it on.
+  /// Interference (sim/progress_load.hpp): while a communication operation runs, its kernel holds SMs and HBM
+  /// bandwidth that a concurrent kernel of the same GPU runs without. The share it takes is the larger of
+  /// comm_kernel_sms / GpuSpec::sms and comm_hbm_traffic x the rate of its links / the usable HBM bandwidth.
+  /// SMs a communication kernel holds from its launch to its end, whether data moves or it waits for a peer: one
+  /// per channel (thread block). Not fitted: NCCL runs 24 channels for all-reduce on DGX A100 (NVIDIA/nccl#1225,
+  /// 2 per NVLink), ncclAllGather launched 24 blocks on H100 (NVIDIA developer forum, "Compute-communication
+  /// overlap causes severe GEMM performance degradation"), DeepEP's kernels take 24 SMs by default. 0: none.
+  double comm_kernel_sms = 24;
+  /// HBM bytes a communication kernel moves per byte its links carry: it stores what it receives and reads what it
+  /// sends, at least 2 (NVIDIA/nccl#1428: "needs to be multiplied by at least 2x for memory bandwidth"). 0: none.
+  double comm_hbm_traffic = 2;
+  /// > 0: every communication operation takes this fixed share of its GPU instead (at most 0.5); 0: the share
+  /// above. Turning interference off is {"comm_kernel_sms": 0, "comm_hbm_traffic": 0}.
   double comm_sm_share = 0;
   double hbm_efficiency = 0.8;  // fraction of HBM bandwidth for memory-bound kernels (uncalibrated)
   /// Per-step latency of each of NCCL's protocols over NVLink/PCIe (see sim/collectives/protocol.hpp): Simple

@@ -24,10 +24,11 @@ std::pair<std::vector<int>, std::vector<int>> split_at_fabric(const core::Cluste
 }
 }  // namespace
 
-Platform::Platform(const core::ClusterGraph& graph, bool detailed_routes) : graph_(graph), detailed_(detailed_routes) {
+Platform::Platform(const core::ClusterGraph& graph, bool detailed_routes, const std::vector<double>& gpu_load_levels)
+    : graph_(graph), detailed_(detailed_routes) {
   zone_ = sg::create_root_zone("cluster");
   sg::install_flow_efficiency_hook(zone_);
-  build_hosts_and_links();
+  build_hosts_and_links(gpu_load_levels);
   const auto& spec = graph_.spec();
   egress_.resize(static_cast<std::size_t>(spec.total_gpus()) * kPathClassCount);
   ingress_.resize(egress_.size());
@@ -45,12 +46,14 @@ sg::sg4::Host* Platform::compute_host(int g) const {
   return slots_[static_cast<std::size_t>(g / graph_.spec().node.gpus)];
 }
 
-void Platform::build_hosts_and_links() {
+void Platform::build_hosts_and_links(const std::vector<double>& gpu_load_levels) {
   const auto& spec = graph_.spec();
   const int G = spec.node.gpus;
+  std::vector<double> gpu_speeds;
+  for (double share : gpu_load_levels) gpu_speeds.push_back(kHostSpeed * (1 - share));
   for (int n = 0; n < spec.nodes; ++n) {
     for (int l = 0; l < G; ++l)
-      gpus_.push_back(sg::create_host(zone_, "gpu-" + std::to_string(n) + "-" + std::to_string(l), kHostSpeed));
+      gpus_.push_back(sg::create_host(zone_, "gpu-" + std::to_string(n) + "-" + std::to_string(l), gpu_speeds));
     cpus_.push_back(sg::create_host(zone_, "cpu-" + std::to_string(n), kHostSpeed));
     // A multicore host: SimGrid runs each execution on at most one core and shares the cores among them.
     if (spec.node.compute_slots > 0)

@@ -21,7 +21,9 @@ inline constexpr int kPathClassCount = 3;
 
 class Platform {
 public:
-  Platform(const core::ClusterGraph& graph, bool detailed_routes);
+  /// `gpu_load_levels`: the shares of a GPU that communication can take (sim/progress_load.hpp), 0 first; each GPU
+  /// host computes at (1 - level) of its speed in power state i.
+  Platform(const core::ClusterGraph& graph, bool detailed_routes, const std::vector<double>& gpu_load_levels = {0});
 
   const core::ClusterGraph& graph() const { return graph_; }
   bool detailed() const { return detailed_; }
@@ -55,7 +57,7 @@ private:
     return static_cast<std::size_t>(gpu) * kPathClassCount + static_cast<std::size_t>(c);
   }
   std::vector<sg::sg4::Link*> links_of(const std::vector<int>& route) const;
-  void build_hosts_and_links();
+  void build_hosts_and_links(const std::vector<double>& gpu_load_levels);
   void add_node_routes(int node);
   void add_inter_node_halves();
   void add_pair_routes();

@@ -1,5 +1,9 @@
 #include "sim/progress_load.hpp"
 
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
 #include "sim/profile.hpp"
 
 namespace moesys::sim {
@@ -9,15 +13,84 @@ namespace sg4 = simgrid::s4u;
 namespace {
 // Long enough for any wait a run can have; the load ends with its operation long before.
 constexpr double kLongestWaitS = 1e6;
+// More than half: the SM and bandwidth bounds the share stands for would no longer be the limit of a kernel beside it.
+constexpr double kMaxShare = 0.5;
+
+double share_of_group(const core::ClusterSpec& spec, const core::Calibration& cal, bool in_node, bool off_node) {
+  const core::NodeSpec& n = spec.node;
+  if (n.compute_slots > 0) return 0;
+  if (cal.comm_sm_share > 0) return std::min(cal.comm_sm_share, kMaxShare);
+  const double sm_share = n.gpu.sms > 0 ? cal.comm_kernel_sms / n.gpu.sms : 0;
+  double link_bytes_per_s = 0;
+  if (in_node)
+    link_bytes_per_s += n.intra_node.kind == core::IntraNodeKind::nvswitch
+                            ? n.intra_node.bytes_per_s_per_gpu * cal.nvlink_efficiency
+                            : n.pcie.bytes_per_s() * cal.pcie_efficiency;
+  if (off_node && n.gpus > 0) link_bytes_per_s += n.nics.bytes_per_s * n.nics.count / n.gpus * cal.nic_efficiency;
+  const double hbm = n.gpu.hbm_bytes_per_s * cal.hbm_efficiency;
+  const double hbm_share = hbm > 0 ? cal.comm_hbm_traffic * link_bytes_per_s / hbm : 0;
+  return std::min(std::max(sm_share, hbm_share), kMaxShare);
+}
 }  // namespace
 
-ProgressLoad::ProgressLoad(sg4::Host* slots, sg4::Host* gpu, const core::Calibration& cal) {
-  if (!slots && gpu && cal.comm_sm_share > 0) {  // the communication kernel's SMs and memory traffic
+double communication_share(const core::ClusterSpec& spec, const core::Calibration& cal, const std::vector<int>& members,
+                           int rank) {
+  const int node = spec.node_of(rank);
+  bool in_node = false, off_node = false;
+  for (int m : members) {
+    if (m == rank) continue;
+    (spec.node_of(m) == node ? in_node : off_node) = true;
+  }
+  return share_of_group(spec, cal, in_node, off_node);
+}
+
+std::vector<double> communication_share_levels(const core::ClusterSpec& spec, const core::Calibration& cal) {
+  std::vector<double> levels = {0};
+  for (bool in_node : {false, true})
+    for (bool off_node : {false, true}) levels.push_back(share_of_group(spec, cal, in_node, off_node));
+  std::sort(levels.begin(), levels.end());
+  levels.erase(std::unique(levels.begin(), levels.end()), levels.end());
+  return levels;
+}
+
+GpuLoad::GpuLoad(sg4::Host* gpu, std::vector<double> levels)
+    : gpu_(gpu), levels_(std::move(levels)), operations_(levels_.size(), 0) {}
+
+void GpuLoad::add_communication(double share) {
+  const auto it = std::find(levels_.begin(), levels_.end(), share);
+  if (it == levels_.end()) throw std::logic_error("communication share " + std::to_string(share) + " is no level");
+  ++operations_[static_cast<std::size_t>(it - levels_.begin())];
+  reconcile();
+}
+
+void GpuLoad::remove_communication(double share) {
+  const auto it = std::find(levels_.begin(), levels_.end(), share);
+  --operations_[static_cast<std::size_t>(it - levels_.begin())];
+  reconcile();
+}
+
+void GpuLoad::reconcile() {
+  changed_ = true;
+  if (reconciling_) return;  // the actor reconciling makes another pass
+  reconciling_ = true;
+  while (changed_) {
+    changed_ = false;
+    unsigned long top = 0;
+    for (std::size_t i = 0; i < levels_.size(); ++i)
+      if (operations_[i] > 0) top = i;
+    if (top == pstate_) continue;
+    pstate_ = top;
     profile::InSimgrid in;
-    kernel_ = sg4::this_actor::exec_init(kLongestWaitS * cal.comm_sm_share * gpu->get_speed());
-    kernel_->set_host(gpu);
-    kernel_->set_bound(cal.comm_sm_share * gpu->get_speed());
-    kernel_->start();
+    gpu_->set_pstate(top);
+  }
+  reconciling_ = false;
+}
+
+ProgressLoad::ProgressLoad(sg4::Host* slots, GpuLoad* gpu, const core::Calibration& cal, double gpu_share) {
+  if (!slots && gpu && gpu_share > 0) {  // the communication kernel's SMs and memory traffic
+    gpu_ = gpu;
+    gpu_share_ = gpu_share;
+    gpu_->add_communication(gpu_share);
   }
   if (!slots) return;
   profile::InSimgrid in;
@@ -35,8 +108,9 @@ ProgressLoad::ProgressLoad(sg4::Host* slots, sg4::Host* gpu, const core::Calibra
 }
 
 ProgressLoad::~ProgressLoad() {
+  if (gpu_) gpu_->remove_communication(gpu_share_);
   profile::InSimgrid in;
-  for (const sg4::ExecPtr& e : {spin_, poll_, kernel_})
+  for (const sg4::ExecPtr& e : {spin_, poll_})
     if (e && !e->test()) e->cancel();
 }
 

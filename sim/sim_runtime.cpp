@@ -21,7 +21,8 @@ SimRuntime::SimRuntime(SimWorld& world, int rank, int world_size, bool coalesce_
       // Host memory and the SSD are shared by the GPUs of a node; each rank gets its share.
       ledger_(world.spec().node.gpu.hbm_bytes, world.spec().node.host_memory.capacity_bytes / world.spec().node.gpus,
               world.spec().node.ssd.capacity_bytes / world.spec().node.gpus),
-      coalesce_kernels_(coalesce_kernels) {}
+      coalesce_kernels_(coalesce_kernels),
+      gpu_load_(world.platform().gpu(rank), world.gpu_load_levels()) {}
 
 double SimRuntime::now_s() const {
   return sg4::Engine::get_clock();
@@ -400,9 +401,8 @@ core::Event SimRuntime::peer_copy(core::StreamId stream, int peer, std::uint64_t
   return enqueue(stream, std::move(op));
 }
 
-sg4::Host* SimRuntime::progress_gpu() const {
-  sg4::Host* host = world_.platform().compute_host(rank_);
-  return host == world_.platform().gpu(rank_) ? host : nullptr;
+GpuLoad* SimRuntime::progress_gpu() {
+  return world_.platform().compute_host(rank_) == world_.platform().gpu(rank_) ? &gpu_load_ : nullptr;
 }
 
 sg4::Host* SimRuntime::progress_slots() const {
@@ -418,7 +418,8 @@ SimRuntime::GroupRef SimRuntime::group_ref(const core::Group& group, const char*
   if (index < 0)
     throw std::invalid_argument(std::string(what) + ": rank " + std::to_string(rank_) + " is not in the group");
   if (groups_.size() >= kGroupCacheSize) groups_.erase(groups_.begin());
-  groups_.push_back({group, world_.intern_group(group), index});
+  groups_.push_back({group, world_.intern_group(group), index,
+                     communication_share(world_.spec(), world_.calibration(), group.ranks(), rank_)});
   return groups_.back();
 }
 
@@ -438,8 +439,8 @@ core::Event SimRuntime::collective(core::StreamId stream, CollectiveOp opcode, c
   op.name = std::string(to_string(opcode)) +
             (resolved == core::CollectiveAlgo::automatic ? "" : std::string("/") + core::to_string(resolved));
   op.bytes = traced_bytes;
-  op.body = [this, key, opcode, bytes, algo, idx = g.index, row = std::move(row)]() mutable {
-    const ProgressLoad polling(progress_slots(), progress_gpu(), world_.calibration());
+  op.body = [this, key, opcode, bytes, algo, idx = g.index, share = g.comm_share, row = std::move(row)]() mutable {
+    const ProgressLoad polling(progress_slots(), progress_gpu(), world_.calibration(), share);
     world_.join(key, opcode, world_.group_members(key.a), bytes, algo, idx, std::move(row));
   };
   return enqueue(stream, std::move(op));
@@ -485,8 +486,9 @@ core::Event SimRuntime::point_to_point(core::StreamId stream, int src, int dst, 
   op.kind = core::SpanKind::comm;
   op.name = sending ? "send" : "recv";
   op.bytes = bytes;
-  op.body = [this, key, b, sending] {
-    const ProgressLoad polling(progress_slots(), progress_gpu(), world_.calibration());
+  const double share = communication_share(world_.spec(), world_.calibration(), {src, dst}, rank_);
+  op.body = [this, key, b, sending, share] {
+    const ProgressLoad polling(progress_slots(), progress_gpu(), world_.calibration(), share);
     world_.join(key, CollectiveOp::all_to_all, {key.a, key.b}, b, core::CollectiveAlgo::direct, sending ? 0 : 1,
                 sending ? std::vector<double>{0.0, b} : std::vector<double>{0.0, 0.0});
   };

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/runtime.hpp"
+#include "sim/progress_load.hpp"
 #include "sim/sim_world.hpp"
 
 namespace moesys::sim {
@@ -141,14 +142,15 @@ class SimRuntime final : public core::Runtime {
     core::Group group;  // shares the caller's members
     int id = 0;
     int index = 0;
+    double comm_share = 0;  // of this rank's GPU, while a collective of the group runs (communication_share)
   };
   static constexpr std::size_t kGroupCacheSize = 64;
   static constexpr int kGroupSequence = -1;  // sequence_ key kind of a group's collective calls
   GroupRef group_ref(const core::Group& group, const char* what);
   /// The node's compute slots when this rank's kernels share cores with its communication (CPU ranks), else nullptr.
   sg::sg4::Host* progress_slots() const;
-  /// The rank's GPU, whose compute its communication kernels share; nullptr on CPU ranks.
-  sg::sg4::Host* progress_gpu() const;
+  /// The rank's GPU load, which its communication kernels add to (sim/progress_load.hpp); nullptr on CPU ranks.
+  GpuLoad* progress_gpu();
 
   SimWorld& world_;
   int rank_, world_size_;
@@ -165,6 +167,7 @@ class SimRuntime final : public core::Runtime {
   std::vector<GroupRef> groups_;                                                  // the groups this rank used last
   std::unordered_map<RendezvousKey, std::uint64_t, RendezvousKeyHash> sequence_;  // per group / message triple
   std::vector<core::Span> spans_;
+  GpuLoad gpu_load_;  // what communication takes from this rank's GPU while kernels run (unused on CPU ranks)
   std::vector<std::pair<std::string, double>> open_phases_;
 };
 

@@ -48,6 +48,9 @@ public:
   const core::ClusterSpec& spec() const { return graph_.spec(); }
   const core::Calibration& calibration() const { return cal_; }
   const Platform& platform() const { return *platform_; }
+  /// The shares of a GPU that communication can take on this cluster (communication_share_levels): the GPU hosts'
+  /// power states.
+  std::vector<double> gpu_load_levels() const;
   FlowEngine& flows() { return *flows_; }
 
   /// A small integer naming the group (same members in the same order -> same id) for rendezvous keys.

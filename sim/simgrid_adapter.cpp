@@ -34,6 +34,10 @@ sg4::Host* create_host(sg4::NetZone* zone, const std::string& name, double speed
   return zone->create_host(name, speed_flop_per_s)->set_core_count(cores)->seal();
 }
 
+sg4::Host* create_host(sg4::NetZone* zone, const std::string& name, const std::vector<double>& speed_per_pstate) {
+  return zone->create_host(name, speed_per_pstate)->seal();
+}
+
 sg4::Link* create_link(sg4::NetZone* zone, const std::string& name, double bytes_per_s, double latency_s) {
   (void)latency_s;  // see configure_engine: latency lives in the algorithms, not in the links
   return zone->create_link(name, bytes_per_s)->seal();

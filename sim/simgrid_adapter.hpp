@@ -20,6 +20,8 @@ void configure_engine(sg4::Engine& engine);
 /// only for the pairs that have one (sim/sparse_route_zone.hpp).
 sg4::NetZone* create_root_zone(const std::string& name);
 sg4::Host* create_host(sg4::NetZone* zone, const std::string& name, double speed_flop_per_s, int cores = 1);
+/// A one-core host with one speed per power state (Host::set_pstate), the first one in force.
+sg4::Host* create_host(sg4::NetZone* zone, const std::string& name, const std::vector<double>& speed_per_pstate);
 sg4::Link* create_link(sg4::NetZone* zone, const std::string& name, double bytes_per_s, double latency_s);
 /// One-direction route from one host to another through `links`, in order.
 void add_route(sg4::NetZone* zone, sg4::Host* from, sg4::Host* to, const std::vector<sg4::Link*>& links);

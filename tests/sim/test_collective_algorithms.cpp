@@ -7,6 +7,7 @@
 
 #include "fork_run.hpp"
 #include "sim/collectives.hpp"
+#include "sim/progress_load.hpp"
 #include "sim/simulation.hpp"
 
 using namespace moesys;
@@ -144,35 +145,90 @@ TEST(CollectiveAlgorithms, AllToAllLatencyGrowsWithNetworkPeers) {
   EXPECT_LT(two, two_expected * 1.01);
 }
 
+namespace {
+// Rank 0's time for a 4096^3 GEMM issued beside a long all-reduce of `group` on another stream.
+double gemm_beside_all_reduce(const core::ClusterSpec& spec, const core::Calibration& cal, std::vector<int> group) {
+  return test::run_in_child([&] {
+           sim::SimOptions opt;
+           opt.calibration = cal;
+           double gemm = 0;
+           const core::Group g(group);
+           sim::simulate(
+               spec, spec.total_gpus(),
+               [&](core::Runtime& rt) {
+                 if (g.index_of(rt.rank()) < 0) return;
+                 core::Buffer none;
+                 auto ar = rt.all_reduce(core::streams::kComm, g, none, 4ull << 30, core::Dtype::fp32);
+                 core::GemmOp op;
+                 op.m = op.n = op.k = 4096;
+                 const double t0 = rt.now_s();
+                 rt.wait(rt.compute(core::streams::kCompute, op, "gemm"));
+                 if (rt.rank() == 0) gemm = rt.now_s() - t0;
+                 rt.wait(ar);
+               },
+               opt);
+           return std::vector<double>{gemm};
+         })
+      .at(0);
+}
+
+core::Calibration without_interference() {
+  core::Calibration cal;
+  cal.comm_kernel_sms = 0;
+  cal.comm_hbm_traffic = 0;
+  return cal;
+}
+}  // namespace
+
 TEST(CollectiveAlgorithms, ACommunicationKernelSlowsAConcurrentGemmByItsShare) {
-  // A GEMM issued with a long all-reduce on another stream: with the interference toggle on it runs on the
-  // (1 - share) of the GPU the communication kernel leaves, for as long as they overlap.
+  // With a fixed share, the GEMM runs on the (1 - share) of the GPU the communication kernel leaves, for as long as
+  // they overlap (the all-reduce of 4 GiB outlasts it).
   const auto spec = cluster(1);
-  auto gemm_seconds = [&](double share) {
-    return test::run_in_child([&] {
-             sim::SimOptions opt;
-             opt.calibration.comm_sm_share = share;
-             double gemm = 0;
-             sim::simulate(
-                 spec, spec.total_gpus(),
-                 [&](core::Runtime& rt) {
-                   core::Buffer none;
-                   const auto world = core::Group::world(rt.world_size());
-                   auto ar = rt.all_reduce(core::streams::kComm, world, none, 4ull << 30, core::Dtype::fp32);
-                   core::GemmOp g;
-                   g.m = g.n = g.k = 4096;
-                   const double t0 = rt.now_s();
-                   rt.wait(rt.compute(core::streams::kCompute, g, "gemm"));
-                   if (rt.rank() == 0) gemm = rt.now_s() - t0;
-                   rt.wait(ar);
-                 },
-                 opt);
-             return std::vector<double>{gemm};
-           })
-        .at(0);
-  };
-  const double alone = gemm_seconds(0), shared = gemm_seconds(0.2);
+  core::Calibration fixed;
+  fixed.comm_sm_share = 0.2;
+  const double alone = gemm_beside_all_reduce(spec, without_interference(), {0, 1, 2, 3, 4, 5, 6, 7});
+  const double shared = gemm_beside_all_reduce(spec, fixed, {0, 1, 2, 3, 4, 5, 6, 7});
   EXPECT_NEAR(shared, alone / 0.8, alone * 1e-6);
+}
+
+TEST(CollectiveAlgorithms, InterferenceTakesTheLargerOfTheKernelsSmsAndItsHbmTraffic) {
+  const core::Calibration cal;  // 24 SMs, 2 HBM bytes per link byte
+  // One A100 node: NVLink at 300 GB/s x 0.78 moves 2 x 234 GB/s through HBM, 0.287 of 2039 GB/s x 0.8; the SMs are
+  // 24 / 108 = 0.222. The HBM share is the larger.
+  const auto a100 = cluster(1);
+  const double nvlink = 300e9 * cal.nvlink_efficiency, hbm = 2039e9 * cal.hbm_efficiency;
+  EXPECT_NEAR(sim::communication_share(a100, cal, {0, 1, 2, 3}, 0), 2 * nvlink / hbm, 1e-9);
+  // A group with one GPU per node moves its bytes through the NIC (200 Gb/s x 0.96, one NIC per GPU): 2 x 24 GB/s
+  // is 0.029 of HBM, so the 24 SMs set the share.
+  const auto two_nodes = cluster(2);
+  EXPECT_NEAR(sim::communication_share(two_nodes, cal, {0, 8}, 0), 24.0 / 108, 1e-9);
+  // Both paths at once: NVLink and the NIC add up.
+  EXPECT_NEAR(sim::communication_share(two_nodes, cal, {0, 1, 8, 9}, 0),
+              2 * (nvlink + 25e9 * cal.nic_efficiency) / hbm, 1e-9);
+  // A fixed share overrides; the toggle off gives none; CPU ranks never (their polling is on the cores).
+  core::Calibration fixed;
+  fixed.comm_sm_share = 0.1;
+  EXPECT_EQ(sim::communication_share(a100, fixed, {0, 1}, 0), 0.1);
+  EXPECT_EQ(sim::communication_share(a100, without_interference(), {0, 1}, 0), 0);
+  auto cpu = a100;
+  cpu.node.compute_slots = 2;
+  EXPECT_EQ(sim::communication_share(cpu, cal, {0, 1}, 0), 0);
+  // Never more than half: SimGrid's fair share would not hold more against a running kernel.
+  core::Calibration heavy;
+  heavy.comm_hbm_traffic = 10;
+  EXPECT_EQ(sim::communication_share(a100, heavy, {0, 1}, 0), 0.5);
+}
+
+TEST(CollectiveAlgorithms, TheDerivedShareSlowsAGemmBesideAnAllReduce) {
+  // End to end: the GEMM beside an NVLink all-reduce takes 1 / (1 - share) of its time alone; beside an all-reduce
+  // of GPUs on other nodes (the NIC's traffic), 1 / (1 - 24/108).
+  const auto spec = cluster(2);
+  const core::Calibration cal;
+  const double alone = gemm_beside_all_reduce(spec, without_interference(), {0, 1});
+  const double nvlink = gemm_beside_all_reduce(spec, cal, {0, 1});
+  const double network = gemm_beside_all_reduce(spec, cal, {0, 8});
+  EXPECT_NEAR(nvlink, alone / (1 - sim::communication_share(spec, cal, {0, 1}, 0)), alone * 1e-6);
+  EXPECT_NEAR(network, alone / (1 - 24.0 / 108), alone * 1e-6);
 }
 
 TEST(CollectiveAlgorithms, NvlsServesOnlyGroupsWithTheSameGpusOnEveryNode) {
