@@ -51,9 +51,11 @@ struct Calibration {
   /// 2 per NVLink), ncclAllGather launched 24 blocks on H100 (NVIDIA developer forum, "Compute-communication
   /// overlap causes severe GEMM performance degradation"), DeepEP's kernels take 24 SMs by default. 0: none.
   double comm_kernel_sms = 24;
-  /// HBM bytes a communication kernel moves per byte its links carry: it stores what it receives and reads what it
-  /// sends, at least 2 (NVIDIA/nccl#1428: "needs to be multiplied by at least 2x for memory bandwidth"). 0: none.
-  double comm_hbm_traffic = 2;
+  /// HBM bytes a communication kernel moves per byte its links carry into the GPU: the peer writes it into a
+  /// staging buffer (1), the kernel reads it out (1) and writes it to the user's buffer or reads the user's data
+  /// that goes with it (1). Not fitted: NCCL's maintainers put it at "at least 2x", 3x with the user data
+  /// (NVIDIA/nccl#1428); an all-to-all also reads what it sends (a 4th, not counted). 0: none.
+  double comm_hbm_traffic = 3;
   /// > 0: every communication operation takes this fixed share of its GPU instead (at most 0.5); 0: the share
   /// above. Turning interference off is {"comm_kernel_sms": 0, "comm_hbm_traffic": 0}.
   double comm_sm_share = 0;

@@ -13,7 +13,8 @@ namespace sg4 = simgrid::s4u;
 namespace {
 // Long enough for any wait a run can have; the load ends with its operation long before.
 constexpr double kLongestWaitS = 1e6;
-// More than half: the SM and bandwidth bounds the share stands for would no longer be the limit of a kernel beside it.
+// At most half, as comm_sm_share: beyond it a kernel beside communication is limited by more than SMs and HBM
+// bandwidth (L2, issue slots), which the two bounds do not describe.
 constexpr double kMaxShare = 0.5;
 
 double share_of_group(const core::ClusterSpec& spec, const core::Calibration& cal, bool in_node, bool off_node) {

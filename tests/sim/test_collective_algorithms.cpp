@@ -192,19 +192,19 @@ TEST(CollectiveAlgorithms, ACommunicationKernelSlowsAConcurrentGemmByItsShare) {
 }
 
 TEST(CollectiveAlgorithms, InterferenceTakesTheLargerOfTheKernelsSmsAndItsHbmTraffic) {
-  const core::Calibration cal;  // 24 SMs, 2 HBM bytes per link byte
-  // One A100 node: NVLink at 300 GB/s x 0.78 moves 2 x 234 GB/s through HBM, 0.287 of 2039 GB/s x 0.8; the SMs are
+  const core::Calibration cal;  // 24 SMs, 3 HBM bytes per link byte
+  // One A100 node: NVLink at 300 GB/s x 0.78 moves 3 x 234 GB/s through HBM, 0.430 of 2039 GB/s x 0.8; the SMs are
   // 24 / 108 = 0.222. The HBM share is the larger.
   const auto a100 = cluster(1);
   const double nvlink = 300e9 * cal.nvlink_efficiency, hbm = 2039e9 * cal.hbm_efficiency;
-  EXPECT_NEAR(sim::communication_share(a100, cal, {0, 1, 2, 3}, 0), 2 * nvlink / hbm, 1e-9);
-  // A group with one GPU per node moves its bytes through the NIC (200 Gb/s x 0.96, one NIC per GPU): 2 x 24 GB/s
-  // is 0.029 of HBM, so the 24 SMs set the share.
+  EXPECT_NEAR(sim::communication_share(a100, cal, {0, 1, 2, 3}, 0), 3 * nvlink / hbm, 1e-9);
+  // A group with one GPU per node moves its bytes through the NIC (200 Gb/s x 0.96, one NIC per GPU): 3 x 24 GB/s
+  // is 0.044 of HBM, so the 24 SMs set the share.
   const auto two_nodes = cluster(2);
   EXPECT_NEAR(sim::communication_share(two_nodes, cal, {0, 8}, 0), 24.0 / 108, 1e-9);
   // Both paths at once: NVLink and the NIC add up.
   EXPECT_NEAR(sim::communication_share(two_nodes, cal, {0, 1, 8, 9}, 0),
-              2 * (nvlink + 25e9 * cal.nic_efficiency) / hbm, 1e-9);
+              3 * (nvlink + 25e9 * cal.nic_efficiency) / hbm, 1e-9);
   // A fixed share overrides; the toggle off gives none; CPU ranks never (their polling is on the cores).
   core::Calibration fixed;
   fixed.comm_sm_share = 0.1;
@@ -213,7 +213,7 @@ TEST(CollectiveAlgorithms, InterferenceTakesTheLargerOfTheKernelsSmsAndItsHbmTra
   auto cpu = a100;
   cpu.node.compute_slots = 2;
   EXPECT_EQ(sim::communication_share(cpu, cal, {0, 1}, 0), 0);
-  // Never more than half: SimGrid's fair share would not hold more against a running kernel.
+  // Never more than half.
   core::Calibration heavy;
   heavy.comm_hbm_traffic = 10;
   EXPECT_EQ(sim::communication_share(a100, heavy, {0, 1}, 0), 0.5);
