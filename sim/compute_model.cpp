@@ -40,9 +40,13 @@ KernelCost kernel_cost(const core::Kernel& kernel, const core::GpuSpec& gpu, con
         using K = std::decay_t<decltype(k)>;
         if constexpr (std::is_same_v<K, core::GemmOp>) {
           c.flop = k.flop();
-          const double elems = static_cast<double>(k.m) * k.k + static_cast<double>(k.k) * k.n +
-                               static_cast<double>(k.m) * k.n * (k.accumulate ? 2 : 1);
-          c.bytes = elems * k.batch * core::dtype_bytes(k.dtype);
+          const double inputs = static_cast<double>(k.m) * k.k + static_cast<double>(k.k) * k.n;
+          const double outputs = static_cast<double>(k.m) * k.n * (k.accumulate ? 2 : 1);
+          // FP8 GEMMs write (and accumulate into) bf16: their scaled products are not stored back in fp8 (DeepGEMM,
+          // Transformer Engine).
+          const double out_bytes = k.dtype == core::Dtype::fp8 ? core::dtype_bytes(core::Dtype::bf16)
+                                                               : core::dtype_bytes(k.dtype);
+          c.bytes = (inputs * core::dtype_bytes(k.dtype) + outputs * out_bytes) * k.batch;
           math_rate = peak_or_fp32(gpu, k.dtype);
         } else if constexpr (std::is_same_v<K, core::AttentionOp>) {
           c.flop = k.flop();

@@ -59,3 +59,16 @@ TEST(GemmShapes, APartialLastWaveIdlesSms) {
   const auto cost = sim::kernel_cost(gemm(128 * 101, 128, 4096), g, cal);
   EXPECT_NEAR(cost.seconds - cal.kernel_launch_s, 2.0 * 128 * 101 * 128 * 4096 / (1e15 * 101.0 / 200.0), 1e-12);
 }
+
+TEST(GemmShapes, Fp8GemmsWriteBf16) {
+  // A memory-bound GEMM's bytes: A and B at the input dtype, C at the output dtype, bf16 for fp8 inputs (DeepGEMM,
+  // Transformer Engine); C is read too when accumulating.
+  core::Calibration cal;
+  const auto g = gpu_with_sms(0);
+  const double a_b = 64.0 * 2048 + 2048.0 * 7168, c = 64.0 * 7168;
+  EXPECT_DOUBLE_EQ(sim::kernel_cost(gemm(64, 7168, 2048, core::Dtype::fp8), g, cal).bytes, a_b * 1 + c * 2);
+  EXPECT_DOUBLE_EQ(sim::kernel_cost(gemm(64, 7168, 2048, core::Dtype::bf16), g, cal).bytes, (a_b + c) * 2);
+  auto acc = gemm(64, 7168, 2048, core::Dtype::fp8);
+  acc.accumulate = true;
+  EXPECT_DOUBLE_EQ(sim::kernel_cost(acc, g, cal).bytes, a_b * 1 + 2 * c * 2);
+}
