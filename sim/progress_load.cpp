@@ -1,6 +1,7 @@
 #include "sim/progress_load.hpp"
 
 #include <algorithm>
+#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -109,7 +110,9 @@ ProgressLoad::ProgressLoad(sg4::Host* slots, GpuLoad* gpu, const core::Calibrati
 }
 
 ProgressLoad::~ProgressLoad() {
-  if (gpu_) gpu_->remove_communication(gpu_share_);
+  // Not while the actor unwinds (SimGrid ends it, or its operation failed and the run ends): a simcall from a dying
+  // actor hangs SimGrid's thread contexts (the sanitizer build), and no kernel runs after it.
+  if (gpu_ && std::uncaught_exceptions() == 0) gpu_->remove_communication(gpu_share_);
   profile::InSimgrid in;
   for (const sg4::ExecPtr& e : {spin_, poll_})
     if (e && !e->test()) e->cancel();
