@@ -50,7 +50,7 @@ public:
   const Platform& platform() const { return *platform_; }
   /// The shares of a GPU that communication can take on this cluster (communication_share_levels): the GPU hosts'
   /// power states.
-  std::vector<double> gpu_load_levels() const;
+  const std::vector<double>& gpu_load_levels() const { return gpu_load_levels_; }
   FlowEngine& flows() { return *flows_; }
 
   /// A small integer naming the group (same members in the same order -> same id) for rendezvous keys.
@@ -79,6 +79,7 @@ private:
 
   core::ClusterGraph graph_;
   core::Calibration cal_;
+  std::vector<double> gpu_load_levels_;  // computed once: the platform and every rank's GpuLoad use them
   std::unique_ptr<Platform> platform_;
   std::unique_ptr<FlowEngine> flows_;
   std::unordered_map<std::string, int> group_ids_;
