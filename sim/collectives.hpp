@@ -45,13 +45,20 @@ double protocol_bandwidth_fraction(Protocol p);
 double protocol_step_latency(Protocol p, const core::Calibration& cal);
 
 /// A direct all-to-all's transfers kept as its matrix: one transfer per positive off-diagonal entry, member i to
-/// member j, its message the whole entry, at `fraction` of the rate. Listed, they take 32 bytes per pair (2 GB at
-/// 8192 members); the matrix takes 8.
+/// member j, at `fraction` of the rate. Listed, they take 32 bytes per pair (2 GB at 8192 members); the matrix
+/// takes 8. Its messages ramp as the sender's link carries them all (see in_flight_bytes).
 struct DenseAllToAll {
   std::vector<int> members;
   std::vector<std::vector<double>> matrix;
   double fraction = 1;
+  std::vector<int> node;             // node of each member
+  std::vector<double> node_bytes;    // bytes each member sends to members of its own node
+  std::vector<double> network_bytes; // ... and to members on other nodes
+  int most_network_peers = 0;        // the most peers on other nodes that one member sends to
 };
+/// Builds a direct all-to-all's transfers with the per-member totals the ramp needs.
+std::shared_ptr<const DenseAllToAll> make_dense_all_to_all(const core::ClusterSpec& spec, std::vector<int> members,
+                                                           std::vector<std::vector<double>> matrix, double fraction);
 
 struct Stage {
   std::vector<Transfer> transfers;
@@ -76,7 +83,9 @@ struct Stage {
     for (std::size_t i = 0; i < n; ++i)
       for (std::size_t j = 0; j < n; ++j)
         if (const double b = dense->matrix[i][j]; i != j && b > 0)
-          f(Transfer{dense->members[i], dense->members[j], b, b, dense->fraction});
+          f(Transfer{dense->members[i], dense->members[j], b,
+                     dense->node[i] == dense->node[j] ? dense->node_bytes[i] : dense->network_bytes[i],
+                     dense->fraction});
   }
   /// Bytes the stage holds (for caches).
   std::size_t held_bytes() const;
@@ -109,7 +118,10 @@ void append_node_traffic(const core::ClusterSpec& spec, const std::vector<int>& 
 std::vector<std::vector<int>> ring_orders(const core::ClusterSpec& spec, const std::vector<int>& members);
 
 /// One all-to-all step: the stage's transfers, one (network) step of Simple latency and a network peer latency for
-/// each peer on another node of the member with most.
+/// each peer on another node of the member with most. A member's messages to its peers are in flight together, so
+/// each ramps (Calibration::message_efficiency) as the sum its sender moves over the same class of path (inside the
+/// node or across the network) in the stage: the pipeline that a lone message leaves idle while it fills, the
+/// others' messages keep busy.
 Stage all_to_all_stage(const core::ClusterSpec& spec, const core::Calibration& cal, Stage transfers);
 
 /// True when the node's NVSwitches reduce in the switch (NVLink SHARP: NVSwitch gen3 of the Hopper nodes).

@@ -4,20 +4,61 @@
 // receive are posted by NCCL's proxy thread in turn (Calibration::alltoall_net_peer_latency_s). Its messages
 // between rails may be forwarded through the destination's rail (PXN).
 #include <algorithm>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "sim/collectives.hpp"
 
 namespace moesys::sim {
 
+std::shared_ptr<const DenseAllToAll> make_dense_all_to_all(const core::ClusterSpec& spec, std::vector<int> members,
+                                                           std::vector<std::vector<double>> matrix, double fraction) {
+  DenseAllToAll d{std::move(members), std::move(matrix), fraction, {}, {}, {}, 0};
+  const std::size_t n = d.members.size();
+  d.node.resize(n);
+  for (std::size_t i = 0; i < n; ++i) d.node[i] = spec.node_of(d.members[i]);
+  d.node_bytes.assign(n, 0.0);
+  d.network_bytes.assign(n, 0.0);
+  for (std::size_t i = 0; i < n; ++i) {
+    int network_peers = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+      const double b = d.matrix[i][j];
+      if (i == j || b <= 0) continue;
+      if (d.node[i] == d.node[j]) {
+        d.node_bytes[i] += b;
+      } else {
+        d.network_bytes[i] += b;
+        ++network_peers;
+      }
+    }
+    d.most_network_peers = std::max(d.most_network_peers, network_peers);
+  }
+  return std::make_shared<const DenseAllToAll>(std::move(d));
+}
+
 Stage all_to_all_stage(const core::ClusterSpec& spec, const core::Calibration& cal, Stage stage) {
-  // Network peers per sender (every pair appears once in a stage); the call waits for the busiest proxy.
-  std::vector<int> net_peers(static_cast<std::size_t>(spec.total_gpus()), 0);
-  int most = 0;
-  stage.for_each_transfer([&](const Transfer& t) {
-    if (spec.node_of(t.src_gpu) != spec.node_of(t.dst_gpu))
-      most = std::max(most, ++net_peers[static_cast<std::size_t>(t.src_gpu)]);
-  });
+  // Per sender of the listed transfers (a dense all-to-all counts its own): network peers (the call waits for the
+  // busiest proxy) and the bytes in flight per path class.
+  struct Sender {
+    int net_peers = 0;
+    double node_bytes = 0, network_bytes = 0;
+  };
+  std::unordered_map<int, Sender> senders;
+  int most = stage.dense ? stage.dense->most_network_peers : 0;
+  for (const Transfer& t : stage.transfers) {
+    Sender& s = senders[t.src_gpu];
+    if (spec.node_of(t.src_gpu) != spec.node_of(t.dst_gpu)) {
+      most = std::max(most, ++s.net_peers);
+      s.network_bytes += t.bytes;
+    } else {
+      s.node_bytes += t.bytes;
+    }
+  }
+  for (Transfer& t : stage.transfers) {
+    const Sender& s = senders[t.src_gpu];
+    t.message_bytes = spec.node_of(t.src_gpu) != spec.node_of(t.dst_gpu) ? s.network_bytes : s.node_bytes;
+  }
   (most > 0 ? stage.net_latency_steps : stage.latency_steps) = 1;
   stage.fixed_latency_s = most * cal.alltoall_net_peer_latency_s;
   return stage;
@@ -27,8 +68,8 @@ CollectivePlan plan_direct_all_to_all(const core::ClusterSpec& spec, const core:
                                       const CollectiveCall& call) {
   Stage stage;
   stage.pxn = true;
-  stage.dense = std::make_shared<const DenseAllToAll>(
-      DenseAllToAll{call.members, call.matrix, call.point_to_point ? cal.p2p_efficiency : 1.0});
+  stage.dense =
+      make_dense_all_to_all(spec, call.members, call.matrix, call.point_to_point ? cal.p2p_efficiency : 1.0);
   return {all_to_all_stage(spec, cal, std::move(stage))};
 }
 
