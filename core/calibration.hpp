@@ -74,7 +74,8 @@ struct Calibration {
   double nvls_latency_s = 20e-6;
   /// A direct all-to-all is grouped point-to-point: every peer on another node adds this to the call (NCCL's proxy
   /// thread posts each network peer's send and receive in turn; NVLink peers' data moves in parallel in the kernel).
-  double alltoall_net_peer_latency_s = 4.62e-6;
+  /// A call with network peers also waits one net_step_latency_s for its receivers' buffers (their FIFO posts).
+  double alltoall_net_peer_latency_s = 2.73e-6;
   /// Fixed cost of one DeepEP-style low-latency dispatch or combine kernel (CollectiveAlgo::deepep_ll): its
   /// GPU-initiated sends of every (token, expert) copy, the receiver's polling of per-expert flags and the copy out
   /// of its buffer.

@@ -12,7 +12,7 @@ namespace {
 // parameters were fitted later, on DeepEP's dispatch/combine tables, with the rest held (`--fit --free`); the copy
 // parameters (pcie_, ce_) on an H800 nvbandwidth run the same way; alltoall_net_peer_latency_s and
 // framework_call_latency_s on pplx-kernels' torch all-to-all on 1 to 16 nodes (a proxy posts a network peer in
-// 0.7 us there; the A100 value, 4.6 us, comes from two NDv4 points of an older NCCL).
+// 0.6 us there; the A100 value, 2.7 us, comes from two NDv4 points of an older NCCL).
 Calibration h100_table() {
   Calibration c;
   c.nvlink_efficiency = 0.797;
@@ -38,8 +38,8 @@ Calibration h100_table() {
   c.efa_step_latency_s = 35.2e-6;
   c.ep_ll_latency_s = 15.9e-6;
   c.ep_nvlink_efficiency = 0.698;
-  c.alltoall_net_peer_latency_s = 0.713e-6;
-  c.framework_call_latency_s = 23.9e-6;
+  c.alltoall_net_peer_latency_s = 0.623e-6;
+  c.framework_call_latency_s = 23.2e-6;
   return c;
 }
 

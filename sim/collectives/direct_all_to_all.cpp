@@ -60,7 +60,10 @@ Stage all_to_all_stage(const core::ClusterSpec& spec, const core::Calibration& c
     t.message_bytes = spec.node_of(t.src_gpu) != spec.node_of(t.dst_gpu) ? s.network_bytes : s.node_bytes;
   }
   (most > 0 ? stage.net_latency_steps : stage.latency_steps) = 1;
-  stage.fixed_latency_s = most * cal.alltoall_net_peer_latency_s;
+  // A network message waits for its receiver's buffer: the receiver posts it (NCCL's IB transport writes the
+  // buffer's address into the sender's FIFO) as the call starts, so a one-shot exchange pays one more network
+  // latency before its data leaves; a ring's steps post theirs ahead and pipeline it away.
+  stage.fixed_latency_s = most * cal.alltoall_net_peer_latency_s + (most > 0 ? cal.net_step_latency_s : 0.0);
   return stage;
 }
 

@@ -49,8 +49,9 @@ double send_time(core::ClusterSpec spec, int src, int dst, double bytes, bool px
 // slowest link on the way (p2p_efficiency x the network ramp x that link's efficiency-scaled rate).
 double message_time(const core::Calibration& cal, double bytes, double bottleneck_bytes_per_s) {
   const double rate = bottleneck_bytes_per_s * cal.message_efficiency(bytes, true) * cal.p2p_efficiency;
-  // One network step, and one network peer for NCCL's proxy to post.
-  return cal.step_latency_s + cal.net_step_latency_s + cal.alltoall_net_peer_latency_s + bytes / rate;
+  // One network step after the receiver's buffer post has crossed the network, and one network peer for NCCL's
+  // proxy to post.
+  return cal.step_latency_s + 2 * cal.net_step_latency_s + cal.alltoall_net_peer_latency_s + bytes / rate;
 }
 
 }  // namespace
