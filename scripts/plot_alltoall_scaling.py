@@ -6,8 +6,8 @@ usage: plot_alltoall_scaling.py MOESYS OUT_DIR
 
 The measured points are the `a2a-h100-*-pplx-*` entries of calibration/h100-measured.json (mean and the std the
 source gives). The model is `MOESYS collective --op alltoall` with the H100 table plus the table's
-framework_call_latency_s (the points were timed through torch.distributed), and the same with the A100's cost per
-network peer (4.62 us) for comparison: the cost the H100 used before its own was fitted.
+framework_call_latency_s (the points were timed through torch.distributed), and the same with 4.62 us per network
+peer for comparison: the cost the H100 shared with the A100 before its own was fitted.
 """
 import json
 import os
@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 NODES = [1, 2, 3, 4, 6, 8, 12, 16]
-A100_NET_PEER_S = 4.62e-6
+EARLIER_NET_PEER_S = 4.62e-6
 
 
 def measured():
@@ -58,7 +58,7 @@ def main(argv):
                                       capture_output=True, text=True).stdout)[0]["parameters"]
     framework_us = table["framework_call_latency_s"] * 1e6
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump({"alltoall_net_peer_latency_s": A100_NET_PEER_S}, f)
+        json.dump({"alltoall_net_peer_latency_s": EARLIER_NET_PEER_S}, f)
         a100_cost = f.name
     try:
         points = measured()
@@ -68,7 +68,7 @@ def main(argv):
             fitted = [model_us(moesys, n, size) + framework_us for n in NODES]
             before = [model_us(moesys, n, size, a100_cost) + framework_us for n in NODES]
             ax.plot(gpus, fitted, "-o", ms=3, label=f"model, H100 table ({table['alltoall_net_peer_latency_s'] * 1e6:.2f} us per network peer)")
-            ax.plot(gpus, before, "--", color="gray", label="model with the A100's 4.62 us per network peer")
+            ax.plot(gpus, before, "--", color="gray", label="model with 4.62 us per network peer (the H100's cost before its own fit)")
             ax.errorbar([r[0] for r in rows], [r[1] for r in rows], yerr=[r[2] for r in rows], fmt="s", color="black",
                         capsize=3, label="pplx-kernels, torch all_to_all_single (mean +- std)")
             ax.set_xscale("log", base=2)
