@@ -46,7 +46,7 @@ double protocol_step_latency(Protocol p, const core::Calibration& cal);
 
 /// A direct all-to-all's transfers kept as its matrix: one transfer per positive off-diagonal entry, member i to
 /// member j, at `fraction` of the rate. Listed, they take 32 bytes per pair (2 GB at 8192 members); the matrix
-/// takes 8. Its messages ramp as the sender's link carries them all (see in_flight_bytes).
+/// takes 8. Its messages ramp as what their sender moves over the same class of path (see all_to_all_stage).
 struct DenseAllToAll {
   std::vector<int> members;
   std::vector<std::vector<double>> matrix;
