@@ -99,6 +99,7 @@ core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, c
                                   {"ep_nvlink_efficiency", &C::ep_nvlink_efficiency, true, 0},
                                   {"framework_call_latency_s", &C::framework_call_latency_s, false, 1e-6},
                                   {"host_launch_s", &C::host_launch_s, false, 1e-6},
+                                  {"host_p2p_op_s", &C::host_p2p_op_s, false, 1e-7},
                                   {"half_bandwidth_bytes", &C::half_bandwidth_bytes, false, 1e4},
                                   {"nic_half_bandwidth_bytes", &C::nic_half_bandwidth_bytes, false, 1e4},
                                   {"efa_step_latency_s", &C::efa_step_latency_s, false, 1e-6},

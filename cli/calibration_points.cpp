@@ -174,7 +174,9 @@ double timed_call(const CalibrationPoint& p, double gpu_s, const core::Calibrati
     case CalibrationPoint::Harness::framework: return gpu_s + cal.framework_call_latency_s;
     case CalibrationPoint::Harness::launch_loop: break;
   }
-  return cal.launch_loop_time(gpu_s, p.gpus_per_thread);
+  // alltoall_perf posts a send and a receive to every rank, its own included; sendrecv_perf one of each.
+  const int p2p_ops = p.category == "alltoall" ? 2 * p.nodes * p.gpus_per_node : p.category == "p2p_nvlink" ? 2 : 0;
+  return cal.launch_loop_time(gpu_s, p.gpus_per_thread, p2p_ops);
 }
 
 // The simulated value of one point in the point's own metric.

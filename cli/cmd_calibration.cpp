@@ -91,7 +91,8 @@ void print_family(const FamilyPoints& f, const core::Calibration& cal, double to
 }
 
 // Leave-one-source-out: fit without a source's points, predict them.
-nlohmann::json cross_validate(const FamilyPoints& f, const core::Calibration& start) {
+nlohmann::json cross_validate(const FamilyPoints& f, const core::Calibration& start,
+                              const std::vector<std::string>& free) {
   std::map<std::string, std::vector<std::size_t>> by_source;
   for (std::size_t i = 0; i < f.points.size(); ++i)
     if (f.points[i].evaluated()) by_source[f.points[i].source].push_back(i);
@@ -106,7 +107,7 @@ nlohmann::json cross_validate(const FamilyPoints& f, const core::Calibration& st
       train[i].excluded = "held out";
       test.push_back(f.points[i]);
     }
-    const core::Calibration fitted = fit_calibration(train, start, false);
+    const core::Calibration fitted = fit_calibration(train, start, false, 1.5, free);
     evaluate_calibration_points(test, fitted);
     std::vector<double> errors;
     for (const auto& p : test) errors.push_back(std::fabs(p.error()));
@@ -129,13 +130,14 @@ void print_cross_validation(const nlohmann::json& cv) {
 }
 
 int run_calibration(int argc, char** argv) {
-  Args args(argc, argv, 1, {"--points", "--family", "--calibration", "--tolerance", "--free"},
+  Args args(argc, argv, 1, {"--points", "--family", "--source", "--calibration", "--tolerance", "--free"},
             {"--check", "--fit", "--cross-validate", "--json", "--help"});
   if (args.has("--help")) {
     std::printf(
-        "usage: moesys calibration [--family a100|h100|h200 | --points FILE] [--calibration FILE]\n"
+        "usage: moesys calibration [--family a100|h100|h200 | --points FILE] [--source TEXT] [--calibration FILE]\n"
         "                          [--fit [--free P1,P2]] [--cross-validate] [--check [--tolerance 0.15]] [--json]\n"
         "  default: every family's calibration/<family>-measured.json with the family's built-in parameters\n"
+        "  --source TEXT    only the points whose source contains TEXT (one table, one page)\n"
         "  --calibration    parameters over the family's built-in ones\n"
         "  --fit            refit the parameters the points move and print the fitted table\n"
         "  --free P1,P2     fit only these parameters, the others held at the table's values\n"
@@ -172,8 +174,12 @@ int run_calibration(int argc, char** argv) {
     f.file = file;
     f.points = load_calibration_points(file);
     f.family = family_of_points(f.points, file);
-    families.push_back(std::move(f));
+    if (auto source = args.get("--source"))
+      std::erase_if(f.points, [&](const CalibrationPoint& p) { return p.source.find(*source) == std::string::npos; });
+    if (!f.points.empty()) families.push_back(std::move(f));
   }
+  if (families.empty())
+    throw core::ConfigError("", "--source", "no point's source contains \"" + args.get_or("--source", "") + "\"");
   auto override_file = args.get("--calibration");
   const nlohmann::json overrides = override_file ? core::read_json_file(*override_file) : nlohmann::json::object();
 
@@ -183,10 +189,16 @@ int run_calibration(int argc, char** argv) {
     core::Calibration cal = core::parse_calibration(overrides, override_file.value_or("--calibration"),
                                                     core::default_calibration_for(f.family));
     nlohmann::json cv;
-    // From the data-free prior, with any --calibration overrides: the family's table was fitted with every source.
-    if (args.has("--cross-validate"))
-      cv = cross_validate(
-          f, core::parse_calibration(overrides, override_file.value_or("--calibration"), core::prior_calibration()));
+    // From the data-free prior, with any --calibration overrides: the family's table was fitted with every source. A
+    // family built on another's table (core::family_recipe) starts from that table, fitted on none of its sources,
+    // and refits its own parameters only.
+    if (args.has("--cross-validate")) {
+      const core::FamilyRecipe recipe = core::family_recipe(f.family);
+      const core::Calibration start = recipe.base_family.empty() ? core::prior_calibration()
+                                                                 : core::default_calibration_for(recipe.base_family);
+      cv = cross_validate(f, core::parse_calibration(overrides, override_file.value_or("--calibration"), start),
+                          recipe.own_parameters);
+    }
     if (args.has("--fit")) cal = fit_calibration(f.points, cal, !args.has("--json"), 1.5, free);
     evaluate_calibration_points(f.points, cal);
     for (const auto& p : f.points) all_ok = all_ok && (!p.evaluated() || std::fabs(p.error()) <= tolerance);

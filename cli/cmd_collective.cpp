@@ -124,7 +124,11 @@ int run_collective(int argc, char** argv) {
     throw core::ConfigError("", "-g", "expected 1.." + std::to_string(ranks) + " GPUs per host thread");
   const int graph_iterations = args.get_int("-G", 0);
   if (graph_iterations < 0) throw core::ConfigError("", "-G", "expected 0 (no CUDA graph) or more iterations");
-  auto timed = [&](double gpu_s) { return graph_iterations > 0 ? gpu_s : cal.launch_loop_time(gpu_s, gpus_per_thread); };
+  // alltoall_perf posts a send and a receive to every rank (its own included) per call.
+  const int p2p_ops = op == sim::CollectiveOp::all_to_all ? 2 * ranks : 0;
+  auto timed = [&](double gpu_s) {
+    return graph_iterations > 0 ? gpu_s : cal.launch_loop_time(gpu_s, gpus_per_thread, p2p_ops);
+  };
   const std::string flows = args.get_or("--flows", "aggregated");
   if (flows != "aggregated" && flows != "detailed")
     throw core::ConfigError("", "--flows", "expected 'aggregated' or 'detailed', got '" + flows + "'");

@@ -65,6 +65,7 @@ const std::map<std::string, Field>& fields() {
       {"p2p_efficiency", {&Calibration::p2p_efficiency, true}},
       {"framework_call_latency_s", {&Calibration::framework_call_latency_s, false, 1.0}},
       {"host_launch_s", {&Calibration::host_launch_s, false, 1.0}},
+      {"host_p2p_op_s", {&Calibration::host_p2p_op_s, false, 1.0}},
       // At most half: SimGrid shares a GPU fairly between a kernel and the communication load, so a larger share
       // would not be held against a running GEMM.
       {"comm_sm_share", {&Calibration::comm_sm_share, false, 0.5}},

@@ -42,7 +42,12 @@ struct Calibration {
   /// ahead of the GPU, so this is hidden there (host_op_s models a host that falls behind); it sets the floor of a
   /// benchmark loop without CUDA graphs, which times max(GPU time, this x the GPUs one thread drives) per call
   /// (nccl-tests' default; with -G the graph replays without it). Fitted on such points only.
-  double host_launch_s = 5.49e-6;
+  double host_launch_s = 5.21e-6;
+  /// Host time to enqueue one point-to-point operation (ncclSend or ncclRecv) of a grouped call, on top of the
+  /// call's launch: an all-to-all posts a send and a receive per member on every GPU (nccl-tests' alltoall_perf
+  /// includes its own rank), and each is a task NCCL's group end schedules onto channels and the proxy. Like
+  /// host_launch_s, hidden where the host runs ahead, and the floor of a benchmark loop without CUDA graphs.
+  double host_p2p_op_s = 0.459e-6;
   /// Interference (sim/progress_load.hpp): while a communication operation runs, its kernel holds SMs and HBM
   /// bandwidth that a concurrent kernel of the same GPU runs without. The share it takes is the larger of
   /// comm_kernel_sms / GpuSpec::sms and comm_hbm_traffic x the rate of its links / the usable HBM bandwidth.
@@ -84,7 +89,7 @@ struct Calibration {
   /// the node: their loads and stores run on the few SMs the kernel is given (20-24), not NCCL's channels.
   double ep_nvlink_efficiency = 0.8;
   /// On an EFA network (NicSpec::transport) instead of net_step_latency_s and nic_half_bandwidth_bytes.
-  double efa_step_latency_s = 4e-6;
+  double efa_step_latency_s = 114e-6;
   double efa_half_bandwidth_bytes = 8.81e4;
   double half_bandwidth_bytes = 1.13e5;      // message size at which an NVLink/PCIe transfer reaches half its rate
   double nic_half_bandwidth_bytes = 8.81e4;  // the same for a message that crosses the network
@@ -122,9 +127,10 @@ struct Calibration {
   /// `network`: the message crosses a NIC (its ramp is nic_half_bandwidth_bytes).
   double message_efficiency(double bytes, bool network = false) const;
   /// What a benchmark loop without CUDA graphs times per call of `gpu_s` GPU time, its host thread launching on
-  /// `gpus_per_thread` GPUs (nccl-tests -g): the longer of the two, since the GPU queues what the host enqueues.
-  double launch_loop_time(double gpu_s, int gpus_per_thread = 1) const {
-    return std::max(gpu_s, host_launch_s * gpus_per_thread);
+  /// `gpus_per_thread` GPUs (nccl-tests -g), each call posting `p2p_ops` point-to-point operations per GPU: the
+  /// longer of the two, since the GPU queues what the host enqueues.
+  double launch_loop_time(double gpu_s, int gpus_per_thread = 1, int p2p_ops = 0) const {
+    return std::max(gpu_s, (host_launch_s + p2p_ops * host_p2p_op_s) * gpus_per_thread);
   }
   double message_rate(double link_bytes_per_s, double bytes, bool network = false) const {
     return link_bytes_per_s * message_efficiency(bytes, network);
@@ -145,6 +151,13 @@ std::string gpu_family_of(const std::string& gpu_model);
 /// The fitted table of a family; an unknown family (a measured CPU machine, a GPU without published points) gets
 /// the A100 table.
 Calibration default_calibration_for(const std::string& family);
+/// A family whose table starts from another's (h200 from h100: the same interconnect), with the parameters its own
+/// points refit; {"", {}} for a family fitted whole. Cross-validation follows the same recipe.
+struct FamilyRecipe {
+  std::string base_family;
+  std::vector<std::string> own_parameters;
+};
+FamilyRecipe family_recipe(const std::string& family);
 /// The parameters a cluster's network uses: on an EFA network, the EFA latency and ramp replace the RDMA ones.
 Calibration for_network(Calibration cal, bool efa);
 /// Reads {"nvlink_efficiency": ..., ...} over `base`; unknown keys or values out of (0, 1] for efficiencies are

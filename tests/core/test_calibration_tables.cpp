@@ -2,6 +2,8 @@
 // table, and the EFA network's own latency and ramp.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "core/calibration.hpp"
@@ -26,6 +28,36 @@ TEST(CalibrationTables, EachFamilyHasItsTableAndOthersGetTheA100One) {
   EXPECT_NE(calibration_to_json(default_calibration_for("h200")), a100);
   // The prior is fitted on nothing: not any family's table.
   EXPECT_NE(calibration_to_json(prior_calibration()), a100);
+}
+
+TEST(CalibrationTables, TheH200KeepsTheH100InterconnectsLatencies) {
+  // The same NVLink 4 / NVSwitch and NICs: NCCL's latencies and ramps are the H100's; efficiencies are its own.
+  const Calibration h100 = default_calibration_for("h100"), h200 = default_calibration_for("h200");
+  for (double Calibration::*p : {&Calibration::collective_latency_s, &Calibration::step_latency_s,
+                                 &Calibration::ll_step_latency_s, &Calibration::ll128_step_latency_s,
+                                 &Calibration::net_step_latency_s, &Calibration::nvls_latency_s,
+                                 &Calibration::half_bandwidth_bytes, &Calibration::host_launch_s})
+    EXPECT_EQ(h200.*p, h100.*p);
+  EXPECT_NE(h200.nvlink_efficiency, h100.nvlink_efficiency);
+  // What differs from the H100 table is exactly what the recipe (which cross-validation follows) refits.
+  const FamilyRecipe recipe = family_recipe("h200");
+  EXPECT_EQ(recipe.base_family, "h100");
+  const nlohmann::json a = calibration_to_json(h100), b = calibration_to_json(h200);
+  for (const auto& [key, value] : a.items()) {
+    const bool own = std::find(recipe.own_parameters.begin(), recipe.own_parameters.end(), key) !=
+                     recipe.own_parameters.end();
+    EXPECT_EQ(b.at(key) != value, own) << key;
+  }
+  EXPECT_TRUE(family_recipe("a100").base_family.empty());
+}
+
+TEST(CalibrationTables, ABenchmarkLoopPaysEachPointToPointPost) {
+  Calibration c;
+  c.host_launch_s = 10e-6;
+  c.host_p2p_op_s = 1e-6;
+  EXPECT_DOUBLE_EQ(c.launch_loop_time(5e-6, 8), 80e-6);
+  EXPECT_DOUBLE_EQ(c.launch_loop_time(5e-6, 8, 16), 208e-6);  // an all-to-all of 8 ranks: 8 sends, 8 receives
+  EXPECT_DOUBLE_EQ(c.launch_loop_time(300e-6, 8, 16), 300e-6);  // the GPU is the longer
 }
 
 TEST(CalibrationTables, AnOverrideFileChangesOnlyItsKeysOfTheFamilyTable) {
