@@ -101,6 +101,7 @@ core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, c
                                   {"host_launch_s", &C::host_launch_s, false, 1e-6},
                                   {"host_p2p_op_s", &C::host_p2p_op_s, false, 1e-7},
                                   {"half_bandwidth_bytes", &C::half_bandwidth_bytes, false, 1e4},
+                                  {"p2p_half_bandwidth_bytes", &C::p2p_half_bandwidth_bytes, false, 1e4},
                                   {"nic_half_bandwidth_bytes", &C::nic_half_bandwidth_bytes, false, 1e4},
                                   {"efa_step_latency_s", &C::efa_step_latency_s, false, 1e-6},
                                   {"efa_half_bandwidth_bytes", &C::efa_half_bandwidth_bytes, false, 1e4}};

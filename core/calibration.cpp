@@ -10,9 +10,12 @@
 
 namespace moesys::core {
 
-double Calibration::message_efficiency(double bytes, bool network) const {
+double Calibration::message_efficiency(double bytes, bool network, bool point_to_point) const {
   if (bytes <= 0) return 1.0;
-  return 1.0 / (1.0 + std::sqrt((network ? nic_half_bandwidth_bytes : half_bandwidth_bytes) / bytes));
+  const double half = network                                             ? nic_half_bandwidth_bytes
+                      : point_to_point && p2p_half_bandwidth_bytes > 0 ? p2p_half_bandwidth_bytes
+                                                                        : half_bandwidth_bytes;
+  return 1.0 / (1.0 + std::sqrt(half / bytes));
 }
 
 Calibration default_calibration() {
@@ -82,6 +85,7 @@ const std::map<std::string, Field>& fields() {
       {"ep_ll_latency_s", {&Calibration::ep_ll_latency_s, false, 1.0}},
       {"ep_nvlink_efficiency", {&Calibration::ep_nvlink_efficiency, true}},
       {"half_bandwidth_bytes", {&Calibration::half_bandwidth_bytes, false, 1e12}},
+      {"p2p_half_bandwidth_bytes", {&Calibration::p2p_half_bandwidth_bytes, false, 1e12}},
       {"nic_half_bandwidth_bytes", {&Calibration::nic_half_bandwidth_bytes, false, 1e12}},
       {"efa_step_latency_s", {&Calibration::efa_step_latency_s, false, 1.0}},
       {"efa_half_bandwidth_bytes", {&Calibration::efa_half_bandwidth_bytes, false, 1e12}},

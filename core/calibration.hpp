@@ -92,6 +92,12 @@ struct Calibration {
   double efa_step_latency_s = 114e-6;
   double efa_half_bandwidth_bytes = 8.81e4;
   double half_bandwidth_bytes = 1.13e5;      // message size at which an NVLink/PCIe transfer reaches half its rate
+  /// The same for NCCL's point-to-point path (send/receive, all-to-all) inside a node, on the bytes a sender has in
+  /// flight to all its peers: a peer's message moves in chunks (512 KiB over NVLink) on a few channels of its own,
+  /// more as it grows, each chunk handed over with its own flag, so the exchange reaches the link's rate only once
+  /// the chunks in flight fill the channels; a ring's steps are pipelined over every channel. 0: half_bandwidth_bytes.
+  /// A100: uncalibrated, the H100's (no A100 table of a current NCCL has all-to-all or sendrecv between 1 and 256 MiB).
+  double p2p_half_bandwidth_bytes = 8.08e5;
   double nic_half_bandwidth_bytes = 8.81e4;  // the same for a message that crosses the network
   double kernel_launch_s = 4e-6;             // fixed cost per GPU kernel (uncalibrated)
   /// A copy engine's fixed cost per copy (host copies, GPU-to-GPU copies): its descriptor and the DMA's first reads
@@ -125,7 +131,7 @@ struct Calibration {
   /// Fraction of a link's (already efficiency-scaled) rate that messages of `bytes` use: 1 / (1 + sqrt(half / bytes)).
   /// It rises slowly with size, as NCCL's channel and protocol choice makes it; small messages waste link time.
   /// `network`: the message crosses a NIC (its ramp is nic_half_bandwidth_bytes).
-  double message_efficiency(double bytes, bool network = false) const;
+  double message_efficiency(double bytes, bool network = false, bool point_to_point = false) const;
   /// What a benchmark loop without CUDA graphs times per call of `gpu_s` GPU time, its host thread launching on
   /// `gpus_per_thread` GPUs (nccl-tests -g), each call posting `p2p_ops` point-to-point operations per GPU: the
   /// longer of the two, since the GPU queues what the host enqueues.

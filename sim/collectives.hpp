@@ -85,7 +85,7 @@ struct Stage {
         if (const double b = dense->matrix[i][j]; i != j && b > 0)
           f(Transfer{dense->members[i], dense->members[j], b,
                      dense->node[i] == dense->node[j] ? dense->node_bytes[i] : dense->network_bytes[i],
-                     dense->fraction});
+                     dense->fraction, false, true});
   }
   /// Bytes the stage holds (for caches).
   std::size_t held_bytes() const;

@@ -163,7 +163,7 @@ void FlowEngine::plan_detailed(const Stage& stage, std::vector<Flow>& flows) con
     if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) return;
     const bool network = t.network_message || platform_.classify(t.src_gpu, t.dst_gpu) != PathClass::intra_node;
     flows.push_back({platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes,
-                     cal_.message_efficiency(t.message_bytes, network) * t.bandwidth_fraction});
+                     cal_.message_efficiency(t.message_bytes, network, t.point_to_point) * t.bandwidth_fraction});
   });
 }
 
@@ -182,7 +182,7 @@ void FlowEngine::plan_aggregated(const Stage& stage, std::vector<Flow>& flows) c
     if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) return;
     PathClass c = platform_.classify(t.src_gpu, t.dst_gpu);
     const bool network = t.network_message || c != PathClass::intra_node;
-    const double eff = cal_.message_efficiency(t.message_bytes, network) * t.bandwidth_fraction;
+    const double eff = cal_.message_efficiency(t.message_bytes, network, t.point_to_point) * t.bandwidth_fraction;
     if (c == PathClass::intra_node && !platform_.intra_node_split()) {
       flows.push_back({platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes, eff});
       return;

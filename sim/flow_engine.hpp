@@ -23,6 +23,7 @@ struct Transfer {
   double message_bytes = 0;       // size of one message of the algorithm (drives the rate ramp)
   double bandwidth_fraction = 1;  // share of the rate the payload gets (the protocol's, NVLS's reduction rate)
   bool network_message = false;   // an NVLink leg of a message that crosses the network (PXN): the network's ramp
+  bool point_to_point = false;    // NCCL's send/receive path (all-to-all): inside a node, the point-to-point ramp
 };
 
 struct Stage;

@@ -58,6 +58,7 @@ Stage all_to_all_stage(const core::ClusterSpec& spec, const core::Calibration& c
   for (Transfer& t : stage.transfers) {
     const Sender& s = senders[t.src_gpu];
     t.message_bytes = spec.node_of(t.src_gpu) != spec.node_of(t.dst_gpu) ? s.network_bytes : s.node_bytes;
+    t.point_to_point = true;
   }
   (most > 0 ? stage.net_latency_steps : stage.latency_steps) = 1;
   // A network message waits for its receiver's buffer: the receiver posts it (NCCL's IB transport writes the

@@ -88,7 +88,8 @@ double predict_plan_time(const core::ClusterSpec& spec, const core::Calibration&
       if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) return;
       const bool network = spec.node_of(t.src_gpu) != spec.node_of(t.dst_gpu);
       const double rate =
-          (network ? nic : nvlink) * cal.message_efficiency(t.message_bytes, network) * t.bandwidth_fraction;
+          (network ? nic : nvlink) * cal.message_efficiency(t.message_bytes, network, t.point_to_point) *
+          t.bandwidth_fraction;
       const double s = rate > 0 ? t.bytes / rate : std::numeric_limits<double>::infinity();
       busy[t.src_gpu][network ? 2 : 0] += s;
       busy[t.dst_gpu][network ? 3 : 1] += s;

@@ -68,6 +68,18 @@ TEST(CalibrationTables, AnOverrideFileChangesOnlyItsKeysOfTheFamilyTable) {
   EXPECT_EQ(c.gemm_fp8_efficiency, h100.gemm_fp8_efficiency);
 }
 
+TEST(CalibrationTables, ThePointToPointPathHasItsOwnRampInsideANode) {
+  Calibration c;
+  c.half_bandwidth_bytes = 1e5;
+  c.p2p_half_bandwidth_bytes = 8e5;
+  c.nic_half_bandwidth_bytes = 2e5;
+  EXPECT_EQ(c.message_efficiency(1e5, false, false), 0.5);  // a ring's step
+  EXPECT_EQ(c.message_efficiency(8e5, false, true), 0.5);   // send/receive, all-to-all
+  EXPECT_EQ(c.message_efficiency(2e5, true, true), 0.5);    // across the network: the NIC's ramp either way
+  c.p2p_half_bandwidth_bytes = 0;                            // none: the ring's
+  EXPECT_EQ(c.message_efficiency(1e5, false, true), 0.5);
+}
+
 TEST(CalibrationTables, AnEfaNetworkUsesItsOwnLatencyAndRamp) {
   Calibration c;
   c.net_step_latency_s = 4e-6;

@@ -89,7 +89,11 @@ TEST(RuntimeSemantics, SendAndReceiveMeetAndMoveTheBytes) {
   });
   const auto cal = core::default_calibration();
   const double bytes = 256.0 * (1 << 20);
-  EXPECT_NEAR(elapsed, cal.step_latency_s + bytes / cal.message_rate(300e9 * cal.nvlink_efficiency * cal.p2p_efficiency, bytes), 1e-7);
+  // One message on NCCL's point-to-point path: its rate (p2p_efficiency) and its ramp (p2p_half_bandwidth_bytes).
+  EXPECT_NEAR(elapsed,
+              cal.step_latency_s + bytes / (300e9 * cal.nvlink_efficiency * cal.p2p_efficiency *
+                                            cal.message_efficiency(bytes, false, true)),
+              1e-7);
 }
 
 TEST(RuntimeSemantics, MemoryLedgerTracksPeakPerTier) {
