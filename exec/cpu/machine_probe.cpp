@@ -415,10 +415,12 @@ core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& sh
   cal.step_latency_s = std::min(r.message_latency_s, call);
   cal.collective_latency_s = call - cal.step_latency_s;
   // MPI has no low-latency protocols (Simple is then always the fastest), and one message per peer pair: no
-  // per-peer all-to-all cost beyond the call, no per-peer channel limit.
+  // per-peer all-to-all cost beyond the call, no per-peer channel limit, no chunk pipeline of its own (its
+  // point-to-point messages ramp as the rest: p2p_half_bandwidth_bytes 0).
   cal.ll_step_latency_s = cal.ll128_step_latency_s = cal.step_latency_s;
   cal.alltoall_net_peer_latency_s = 0;
   cal.p2p_efficiency = 1;
+  cal.p2p_half_bandwidth_bytes = 0;
   cal.progress_spin_s = r.progress_spin_s;
   cal.progress_core_share = r.progress_core_share;
   // The simulator's rate for a message is link rate * message_efficiency(size): choose the link rate that
