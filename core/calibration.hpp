@@ -88,7 +88,8 @@ struct Calibration {
   /// Fraction of NVLink spec bandwidth that DeepEP-style kernels (CollectiveAlgo::deepep, deepep_ll) reach inside
   /// the node: their loads and stores run on the few SMs the kernel is given (20-24), not NCCL's channels.
   double ep_nvlink_efficiency = 0.8;
-  /// On an EFA network (NicSpec::transport) instead of net_step_latency_s and nic_half_bandwidth_bytes.
+  /// On an EFA network (NicSpec::transport) instead of net_step_latency_s and nic_half_bandwidth_bytes. A100: AWS
+  /// p4d's, EFA's first generation under NCCL 2.8.3 (the H100's p5 takes 35 us).
   double efa_step_latency_s = 114e-6;
   double efa_half_bandwidth_bytes = 8.81e4;
   double half_bandwidth_bytes = 1.13e5;      // message size at which an NVLink/PCIe transfer reaches half its rate
