@@ -156,12 +156,12 @@ void print_op_detail(const std::vector<Sample>& samples, int limit) {
   };
   std::printf(
       "  machine: collective call %.3f ms alone, %.3f ms beside compute; step inside it %.1f us; "
-      "all-to-all %.2f GB/s per rank; %g compute slots; a kernel's fixed cost %.1f us, a stream's wake-up "
-      "%.1f us (%.1f us for a compute worker beside other ranks' kernels); a waiting member spins %.0f us, then "
+      "all-to-all %.2f GB/s per rank alone, %.2f GB/s beside compute; %g compute slots; a kernel's fixed cost %.1f us, a stream's wake-up "
+      "%.1f us (%.1f us for a compute worker beside other ranks' kernels); a slot's handoff %.1f us; a waiting member spins %.0f us, then "
       "polls with %.0f%% of a core\n",
       rate("latency_s") * 1e3, rate("busy_latency_s") * 1e3, rate("message_latency_s") * 1e6,
-      rate("all_to_all_bytes_per_s") / 1e9, rate("compute_slots"), rate("op_overhead_s") * 1e6,
-      rate("stream_wake_s") * 1e6, rate("busy_compute_wake_s") * 1e6, rate("progress_spin_s") * 1e6,
+      rate("all_to_all_bytes_per_s") / 1e9, rate("busy_all_to_all_bytes_per_s") / 1e9, rate("compute_slots"), rate("op_overhead_s") * 1e6,
+      rate("stream_wake_s") * 1e6, rate("busy_compute_wake_s") * 1e6, rate("slot_handoff_s") * 1e6, rate("progress_spin_s") * 1e6,
       rate("progress_core_share") * 100);
   std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> ops;
   for (const Sample& s : samples) {

@@ -94,6 +94,7 @@ const std::map<std::string, Field>& fields() {
       {"host_op_s", {&Calibration::host_op_s, false, 1.0}},
       {"stream_wake_s", {&Calibration::stream_wake_s, false, 1.0}},
       {"busy_compute_wake_s", {&Calibration::busy_compute_wake_s, false, 1.0}},
+      {"slot_handoff_s", {&Calibration::slot_handoff_s, false, 1.0}},
       {"collective_latency_s", {&Calibration::collective_latency_s, false, 1.0}},
       {"progress_spin_s", {&Calibration::progress_spin_s, false, 1.0}},
       {"progress_core_share", {&Calibration::progress_core_share, false, 1.0}},

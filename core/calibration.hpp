@@ -118,6 +118,10 @@ struct Calibration {
   /// rank's kernel thread ends its scheduler slice (they have the same priority). Measured; 0 (then stream_wake_s)
   /// on GPUs (uncalibrated).
   double busy_compute_wake_s = 0;
+  /// On CPU ranks that oversubscribe the cores, a kernel that waited for a compute slot starts this much after
+  /// another rank's kernel released it: its worker, asleep on its ticket, wakes up and gets a core; the slot is
+  /// held and idle meanwhile (a GPU hands its execution units over in microseconds). Measured; 0 on GPUs.
+  double slot_handoff_s = 0;
   /// Fixed cost of one collective call, paid once before its first step: its members meeting in the call. On CPU
   /// ranks a stream worker's wake-up and MPI's progress, measured; on GPUs NCCL's launch and setup of the call,
   /// fitted where small-size points constrain it.

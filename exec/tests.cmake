@@ -38,6 +38,10 @@ add_test(NAME exec.single.CpuStreams COMMAND moesys_exec_tests --gtest_filter=Cp
 set_tests_properties(exec.single.CpuStreams PROPERTIES LABELS exec TIMEOUT 120 RUN_SERIAL TRUE
                      ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
 
+# The stream engine alone: when an operation becomes ready (where a kernel queues for a compute slot).
+add_test(NAME exec.single.StreamEngine COMMAND moesys_exec_tests --gtest_filter=StreamEngine.*)
+set_tests_properties(exec.single.StreamEngine PROPERTIES LABELS exec TIMEOUT 60 ENVIRONMENT "${MOESYS_EXEC_TEST_ENV}")
+
 # The runtime conformance suite (tests/conformance) on the CPU runtime: 2 ranks, and one rank without mpirun.
 set(MOESYS_CONFORMANCE_TESTS ${PROJECT_SOURCE_DIR}/tests/conformance)
 add_executable(moesys_conformance_cpu ${MOESYS_CONFORMANCE_TESTS}/cpu_driver.cpp

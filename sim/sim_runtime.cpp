@@ -252,6 +252,7 @@ void SimRuntime::stream_loop(Stream& s) {
   // A compute worker woken while every core of its node runs another rank's kernel waits for a scheduler slice
   // (Calibration::busy_compute_wake_s): on CPU ranks only, where kernels take the node's slots.
   const double busy_wake_s = world_.calibration().busy_compute_wake_s;
+  const double slot_handoff_s = world_.calibration().slot_handoff_s;
   sg4::Semaphore* slots = s.id == core::streams::kCompute && busy_wake_s > 0 && progress_slots()
                               ? &world_.compute_slots(world_.spec().node_of(rank_))
                               : nullptr;
@@ -272,14 +273,24 @@ void SimRuntime::stream_loop(Stream& s) {
       sg4::this_actor::sleep_for(wait);
       slept = true;  // on a real stream nothing was queued yet: its worker wakes up for it
     }
-    if (slept) {
-      const double w = slots && slots->would_block() ? busy_wake_s : wake_s;
-      if (w > 0) {
-        profile::InSimgrid in;
-        sg4::this_actor::sleep_for(w);
-      }
+    const double w = !slept ? 0.0 : slots && slots->would_block() ? busy_wake_s : wake_s;
+    double start = sg4::Engine::get_clock() + w;
+    if (op.slots) {
+      // The kernel queues for a slot from the moment it is ready, while its worker wakes up (exec/cpu's tickets).
+      // One that had to wait for another rank's kernel to release the slot starts a handoff later: its worker,
+      // asleep on its ticket, is woken and waits for the core (Calibration::slot_handoff_s); the slot is held
+      // and idle meanwhile.
+      profile::InSimgrid in;
+      const double ready = sg4::Engine::get_clock();
+      const bool queued = op.slots->would_block();
+      op.slots->acquire();
+      const double now = sg4::Engine::get_clock();
+      const double go = std::max(ready + w, queued ? now + slot_handoff_s : now);
+      if (go > now) sg4::this_actor::sleep_for(go - now);  // the span starts at ready + w, before the slot wait
+    } else if (w > 0) {
+      profile::InSimgrid in;
+      sg4::this_actor::sleep_for(w);
     }
-    const double start = sg4::Engine::get_clock();
     if (coalesce_kernels_ && op.gpu_work >= 0) {
       run_kernels(s, std::move(op), start);
       continue;
@@ -322,9 +333,9 @@ core::Event SimRuntime::compute(core::StreamId stream, const core::Kernel& kerne
     // A kernel takes one of the node's slots whole and runs on it to the end (waiting, in arrival order, while
     // all are taken), as the CPU runtime's kernels do; what else runs on the slots (communication's polling,
     // sim/progress_load.hpp) shares the cores with it.
-    op.body = [seconds = cost.seconds, host, &slots = world_.compute_slots(world_.spec().node_of(rank_))] {
+    op.slots = &world_.compute_slots(world_.spec().node_of(rank_));
+    op.body = [seconds = cost.seconds, host, &slots = *op.slots] {
       profile::InSimgrid in;
-      slots.acquire();
       sg4::ExecPtr exec = sg4::this_actor::exec_init(seconds * 1e9);
       exec->set_host(host);
       exec->start();

@@ -70,6 +70,9 @@ class SimRuntime final : public core::Runtime {
     double flop = 0;
     double gpu_work = -1;  // a kernel on the rank's GPU: its work (GPU speed units); -1 for any other operation
     double not_before = 0;  // the end of its issue on the host (Calibration::host_op_s): it starts no earlier
+    /// A kernel of a CPU rank: the node's compute slots, which the stream's worker takes before the body runs
+    /// (and the body releases).
+    sg::sg4::Semaphore* slots = nullptr;
     std::function<void()> body;
   };
   /// An actor that blocks until another actor makes its condition true: the waker releases its semaphore.

@@ -56,7 +56,7 @@ ComputeSlots::ComputeSlots(int slots, double timeout_s) : slots_(slots), timeout
   };
   if (local == 0) {
     ::shm_unlink(name.c_str());  // a stale one from a process that had this id and died
-    if ((shared_ = map(O_RDWR | O_CREAT | O_EXCL))) new (shared_) Shared{{0}, {0}};
+    if ((shared_ = map(O_RDWR | O_CREAT | O_EXCL))) new (shared_) Shared{};
   }
   barrier("creating the compute slots");
   if (local != 0) shared_ = map(O_RDWR);
@@ -76,21 +76,66 @@ ComputeSlots::~ComputeSlots() {
   if (shared_) ::munmap(shared_, sizeof(Shared));
 }
 
-ComputeSlots::Held::Held(const ComputeSlots& slots) : slots_(slots.shared_ ? &slots : nullptr) {
+namespace {
+std::int64_t monotonic_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();  // CLOCK_MONOTONIC: one clock for every process of the machine
+}
+}  // namespace
+
+void ComputeSlots::account(Shared& s, int slots, int running, int waiting) {
+  while (s.lock.exchange(1, std::memory_order_acquire)) {
+  }
+  const std::int64_t now = monotonic_ns();
+  if (s.changed_ns != 0) {
+    const std::int64_t dt = now - s.changed_ns;
+    s.held_ns += s.running * dt;
+    s.stalled_ns += std::max(0, std::min(slots - s.running, s.waiting)) * dt;
+  }
+  s.changed_ns = now;
+  if (waiting > 0 && s.running + s.waiting >= slots) ++s.queued;  // a ticket taken behind every slot
+  s.running += running, s.waiting += waiting;
+  if (running > 0) ++s.kernels;
+  s.lock.store(0, std::memory_order_release);
+}
+
+ComputeSlots::Stats ComputeSlots::stats() const {
+  if (!shared_) return {};
+  account(*shared_, slots_, 0, 0);  // brings the accounts up to now
+  while (shared_->lock.exchange(1, std::memory_order_acquire)) {
+  }
+  const Stats out{shared_->kernels, shared_->queued, 1e-9 * double(shared_->held_ns), 1e-9 * double(shared_->stalled_ns)};
+  shared_->lock.store(0, std::memory_order_release);
+  return out;
+}
+
+void ComputeSlots::Ticket::take() {
+  if (!slots_ || taken_) return;
+  ticket_ = static_cast<std::uint32_t>(slots_->shared_->tickets.fetch_add(1));
+  taken_ = true;
+  account(*slots_->shared_, slots_->slots_, 0, 1);
+}
+
+void ComputeSlots::Ticket::await_turn() {
   if (!slots_) return;
-  Shared& s = *slots.shared_;
-  const std::uint32_t ticket = static_cast<std::uint32_t>(s.tickets.fetch_add(1));
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(slots.timeout_s_);
+  take();
+  Shared& s = *slots_->shared_;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(slots_->timeout_s_);
   for (;;) {
     const std::uint32_t finished = s.finished.load(std::memory_order_acquire);
     // Its turn once fewer than `slots` kernels ahead of it are unfinished: ticket < finished + slots. Kernels count
     // as finished whatever their ticket, so a later ticket may finish while an earlier one is still waking up; the
     // difference is then negative (compared signed, as the counters wrap), and the ticket is overdue. Either way
     // at most `slots` kernels run at once.
-    if (static_cast<std::int32_t>(ticket - finished) < slots.slots_) return;
+    if (static_cast<std::int32_t>(ticket_ - finished) < slots_->slots_) {
+      account(s, slots_->slots_, 1, -1);
+      running_ = true;
+      return;
+    }
     if (std::chrono::steady_clock::now() > deadline) {
+      const int timeout_s = static_cast<int>(slots_->timeout_s_);
       slots_ = nullptr;  // a ticket that never ran: the job ends with this error
-      throw core::RuntimeFailure("no compute slot freed within " + std::to_string(static_cast<int>(slots.timeout_s_)) +
+      throw core::RuntimeFailure("no compute slot freed within " + std::to_string(timeout_s) +
                                  " s: a rank on this machine holds one and does not return it");
     }
     const timespec tick{0, 50'000'000};  // recheck the deadline now and then
@@ -98,9 +143,10 @@ ComputeSlots::Held::Held(const ComputeSlots& slots) : slots_(slots.shared_ ? &sl
   }
 }
 
-ComputeSlots::Held::~Held() {
-  if (!slots_) return;
+ComputeSlots::Ticket::~Ticket() {
+  if (!slots_ || !taken_) return;
   Shared& s = *slots_->shared_;
+  account(s, slots_->slots_, running_ ? -1 : 0, running_ ? 0 : -1);
   s.finished.fetch_add(1, std::memory_order_release);
   // Every waiter rechecks its ticket; the next ones in order proceed.
   ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&s.finished), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);

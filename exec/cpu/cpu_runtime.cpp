@@ -155,9 +155,15 @@ core::Event CpuRuntime::compute(core::StreamId stream, const core::Kernel& kerne
         }
       },
       kernel);
-  op.body = [kernel, slots = slots_.get()] {
-    const ComputeSlots::Held slot(*slots);
+  // The kernel joins the machine's queue for a slot when it becomes ready, as a GPU queues it for its execution
+  // units, not when its worker next gets a core (ComputeSlots::Ticket); the slot is returned when the body ends or
+  // is dropped unrun.
+  auto ticket = std::make_shared<ComputeSlots::Ticket>(*slots_);
+  op.on_ready = [ticket] { ticket->take(); };
+  op.body = [kernel, ticket]() mutable {
+    ticket->await_turn();
     run_kernel(kernel);
+    ticket.reset();
   };
   return issue(stream, std::move(op));
 }
@@ -184,7 +190,7 @@ core::Event CpuRuntime::copy(core::StreamId stream, const core::Buffer& dst, con
 }
 
 core::Event CpuRuntime::issue(core::StreamId stream, OpSpec op) {
-  const core::Event e = engine_->submit(stream, std::move(op.body));
+  const core::Event e = engine_->submit(stream, std::move(op.body), std::move(op.on_ready));
   const double t = now_s();
   unresolved_.emplace(e.id, spans_.size());
   spans_.push_back({rank_, core::stream_name(stream), op.kind, std::move(op.name), t, t, op.bytes, op.flop});

@@ -34,6 +34,7 @@ struct OpSpec {
   std::uint64_t bytes = 0;
   double flop = 0;
   std::function<void()> body;
+  std::function<void()> on_ready;  // StreamEngine::submit's
 };
 
 struct CpuOptions {
@@ -98,6 +99,8 @@ public:
   const std::vector<core::Span>& spans() const override;
   void clear_spans();
   /// CPU time used so far by `stream`'s worker thread (machine_probe: what a waiting member's polling costs).
+  /// What this machine's compute slots did so far, over all its ranks (ComputeSlots::stats).
+  ComputeSlots::Stats slot_stats() const { return slots_->stats(); }
   double stream_cpu_s(core::StreamId stream) const;
 
 private:

@@ -189,7 +189,7 @@ MachineRates probe_machine(const ProbeShape& s) {
     // 0.9 ms on 4 ranks over 2 cores), and a program pays every call, its tail included.
     const core::Kernel gemm = shape_gemm(rt, s);
     const double gemm_s = 2.0 * double(s.gemm_m) * double(s.gemm_n) * double(s.gemm_k) / r.gemm_flop_per_s;
-    const int background = static_cast<int>(std::clamp(0.5 / gemm_s, 4.0, 2000.0));
+    const int background = static_cast<int>(std::clamp(1.0 / gemm_s, 4.0, 4000.0));
     r.latency_s = all_to_all(4, 50);
     const double t = all_to_all(part, 20);
     const double moved = r.ranks > 1 ? double(part) * (r.ranks - 1) : 2.0 * double(part);  // to others, or a copy
@@ -200,6 +200,14 @@ MachineRates probe_machine(const ProbeShape& s) {
       r.busy_latency_s = world_max(time_fixed([&] {
         rt.wait(rt.all_to_all(core::streams::kComm, world, send, tiny, recv, tiny, core::CollectiveAlgo::direct));
       }, 100));
+      // The same at the model's size: its messages go by rendezvous (each needs several polls by both members,
+      // each poll of a sleeping worker a wake-up that meets the busy cores), so beside compute it moves slower
+      // than alone, on top of the call's cost.
+      const std::vector<std::uint64_t> sizes(std::size_t(r.ranks), part);
+      const double busy = world_max(time_fixed([&] {
+        rt.wait(rt.all_to_all(core::streams::kComm, world, send, sizes, recv, sizes, core::CollectiveAlgo::direct));
+      }, 40));
+      r.busy_all_to_all_bytes_per_s = moved / std::max(busy - r.busy_latency_s, 0.1 * busy);
     }
     rt.synchronize();
     rt.clear_spans();
@@ -292,6 +300,25 @@ MachineRates probe_machine(const ProbeShape& s) {
       rt.clear_spans();
       const double all = all_reduce(sum, MPI_SUM), count = all_reduce(double(n), MPI_SUM);
       if (count > 0) r.busy_compute_wake_s = std::max(r.stream_wake_s, all / count);
+      // A slot handed over from one rank's kernel to another's that waits for it: the waiting worker sleeps on its
+      // ticket, and the slot idles from the release until that worker is awake on a core. Every rank runs GEMMs
+      // back to back, so that most kernels queue for their slot; the slots' own accounts give the slot time spent
+      // free while a kernel waited, per kernel that became ready behind every slot (the simulator charges the
+      // handoff to those).
+      const int gemms = static_cast<int>(
+          std::clamp(0.05 / std::max(2.0 * double(s.gemm_m) * double(s.gemm_n) * double(s.gemm_k) / r.gemm_flop_per_s,
+                                     1e-6),
+                     8.0, 400.0));
+      barrier();
+      const ComputeSlots::Stats before = rt.slot_stats();
+      barrier();
+      for (int i = 0; i < gemms; ++i) rt.compute(core::streams::kCompute, gemm, "probe");
+      rt.synchronize();
+      barrier();
+      const ComputeSlots::Stats after = rt.slot_stats();
+      rt.clear_spans();
+      const double queued = double(after.queued - before.queued);
+      r.slot_handoff_s = world_max(queued > 0 ? (after.stalled_s - before.stalled_s) / queued : 0.0);
     }
   }
   {  // SSD: write (with fsync) and read back a 32 MiB file
@@ -406,6 +433,7 @@ core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& sh
   cal.kernel_launch_s = r.op_overhead_s;
   cal.stream_wake_s = r.stream_wake_s;
   cal.busy_compute_wake_s = r.busy_compute_wake_s;
+  cal.slot_handoff_s = r.slot_handoff_s;
   // Ranks that oversubscribe the cores (more kernels than slots) always find the cores held by another rank's
   // kernels when they communicate: their collectives meet the latency measured beside compute.
   // A call's fixed cost (workers waking, members meeting) is paid once per collective; the steps inside it cost
@@ -426,7 +454,9 @@ core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& sh
   // The simulator's rate for a message is link rate * message_efficiency(size): choose the link rate that
   // reproduces the measured all-to-all rate at the measured message size.
   const double msg = double(shape.all_to_all_bytes) / std::max(1, r.ranks);
-  const double link = r.all_to_all_bytes_per_s / cal.message_efficiency(msg);
+  const double rate = oversubscribed && r.busy_all_to_all_bytes_per_s > 0 ? r.busy_all_to_all_bytes_per_s
+                                                                          : r.all_to_all_bytes_per_s;
+  const double link = rate / cal.message_efficiency(msg);
   // memcpy between tiers stands for PCIe: express it as an efficiency of a Gen4 x16 link (capped at 1).
   cal.pcie_efficiency = std::min(1.0, r.copy_bytes_per_s / 2 / core::pcie_bytes_per_s(4, 16));
   nlohmann::json j = {

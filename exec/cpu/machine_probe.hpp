@@ -35,11 +35,13 @@ struct MachineRates {
   double message_latency_s = 0;    // a tiny all-to-all of raw MPI, every rank in it at once: one step inside a call
   double latency_s = 0;            // a tiny all-to-all through the runtime: the call as the program meets it
   double busy_latency_s = 0;       // the same (a mean: its tail matters) while every rank's compute stream runs GEMMs
+  double busy_all_to_all_bytes_per_s = 0;  // the all-to-all rate at the model's size beside compute (a mean)
   double progress_spin_s = 0;      // a waiting member's CPU time spent spinning at the start of its wait
   double progress_core_share = 0;  // then the share of a core its polls between sleeps take
   double op_overhead_s = 0;        // the runtime's fixed cost per kernel
   double stream_wake_s = 0;        // an idle stream worker's delay before it starts a ready operation
   double busy_compute_wake_s = 0;   // the compute worker's, after computing, while other ranks' kernels hold the cores
+  double slot_handoff_s = 0;  // a compute slot idle between one rank's kernel and the next waiting rank's
   double ssd_read_bytes_per_s = 0, ssd_write_bytes_per_s = 0;
   KernelRates kernels;  // from probe_kernel_rates (empty: the roofline of the rates above)
 };

@@ -34,7 +34,7 @@ StreamEngine::Stream& StreamEngine::stream_locked(core::StreamId id) {
   return *slot;
 }
 
-core::Event StreamEngine::submit(core::StreamId stream, std::function<void()> body) {
+core::Event StreamEngine::submit(core::StreamId stream, std::function<void()> body, std::function<void()> on_ready) {
   std::lock_guard lock(mutex_);
   rethrow_locked();
   Stream& s = stream_locked(stream);
@@ -45,8 +45,10 @@ core::Event StreamEngine::submit(core::StreamId stream, std::function<void()> bo
   q.deps = std::move(s.next_deps);
   s.next_deps.clear();
   q.body = std::move(body);
+  q.on_ready = std::move(on_ready);
   pending_.insert(q.event);
   s.queue.push_back(std::move(q));
+  if (!s.current && s.queue.size() == 1) ready_locked(s.queue.back());  // an idle stream reaches it at once
   s.work.notify_one();
   return core::Event{next_event_ - 1};
 }
@@ -82,9 +84,21 @@ void StreamEngine::quiesce() {
   host_wait(lock, 0, [&] { return pending_.empty(); });
 }
 
+void StreamEngine::ready_locked(Queued& q) {
+  if (!q.on_ready || q.cancelled || error_) return;  // it will be skipped, not run
+  for (std::uint64_t d : q.deps)
+    if (pending_.count(d)) return;
+  const std::function<void()> ready = std::move(q.on_ready);
+  q.on_ready = nullptr;
+  ready();
+}
+
 void StreamEngine::wake_after_locked(std::uint64_t event) {
-  for (auto& [id, s] : streams_)
-    if (s->blocked_on != 0 && !pending_.count(s->blocked_on)) s->work.notify_one();
+  for (auto& [id, s] : streams_) {
+    if (s->blocked_on == 0 || pending_.count(s->blocked_on)) continue;
+    if (s->current) ready_locked(*s->current);
+    s->work.notify_one();
+  }
   if (error_ || host_waits_.count(event) || (pending_.empty() && host_waits_.count(0))) done_.notify_all();
 }
 
@@ -123,8 +137,10 @@ void StreamEngine::take_timings(std::vector<OpTiming>& out) {
 void StreamEngine::rethrow_locked() {
   if (!error_) return;
   // What was queued before the host learnt of the failure may depend on the failed operation: skip it.
-  for (auto& [id, s] : streams_)
+  for (auto& [id, s] : streams_) {
     for (auto& q : s->queue) q.cancelled = true;
+    if (s->current) s->current->cancelled = true;  // taken by its worker, maybe still waiting for a dependency
+  }
   std::exception_ptr e = std::move(error_);
   error_ = nullptr;
   std::rethrow_exception(e);
@@ -143,12 +159,15 @@ void StreamEngine::worker_loop(core::StreamId id, Stream& s) {
     if (s.queue.empty()) return;
     Queued q = std::move(s.queue.front());
     s.queue.pop_front();
+    s.current = &q;
+    ready_locked(q);
     for (std::uint64_t d : q.deps)
       while (pending_.count(d)) {
         s.blocked_on = d;
         s.work.wait(lock);
       }
     s.blocked_on = 0;
+    ready_locked(q);  // its last dependency completed on a thread that did not see it (error paths)
     const bool run = !q.cancelled && !error_;
     lock.unlock();
     std::exception_ptr failure;
@@ -162,7 +181,9 @@ void StreamEngine::worker_loop(core::StreamId id, Stream& s) {
     }
     const double end = run ? now_s() : start;
     q.body = nullptr;  // release what the body holds before the host can see the event complete
+    q.on_ready = nullptr;
     lock.lock();
+    s.current = nullptr;
     if (failure && !error_) error_ = failure;
     finished_.push_back({q.event, start, end});
     pending_.erase(q.event);

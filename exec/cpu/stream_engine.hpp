@@ -52,8 +52,12 @@ class StreamEngine {
   StreamEngine& operator=(const StreamEngine&) = delete;
 
   /// Queues `body` on `stream` behind the events given to stream_wait since the stream's previous operation.
+  /// `on_ready`, if given, runs once, under the engine's lock, on whichever thread makes the operation ready (its
+  /// stream reached it and its dependencies completed): the host that issues it to an idle stream, the worker that
+  /// finished the operation before it, or the thread that completed its last dependency. It runs before the body
+  /// (or not at all if the operation is skipped) and must be short.
   /// Rethrows a worker's error not yet reported instead of queueing.
-  core::Event submit(core::StreamId stream, std::function<void()> body);
+  core::Event submit(core::StreamId stream, std::function<void()> body, std::function<void()> on_ready = {});
   /// Later operations on `stream` wait for `event` (nothing to do for an event that has completed).
   void stream_wait(core::StreamId stream, core::Event event);
   /// Blocks until `event` has completed; rethrows a worker's error (at once, even if `event` is still running).
@@ -81,12 +85,14 @@ class StreamEngine {
     std::vector<std::uint64_t> deps;
     bool cancelled = false;
     std::function<void()> body;
+    std::function<void()> on_ready;  // cleared once run
   };
   struct Stream {
     std::deque<Queued> queue;
     std::vector<std::uint64_t> next_deps;
     std::condition_variable work;  // new work, or the event it is blocked on has completed
     std::uint64_t blocked_on = 0;   // the dependency its worker waits for (0: none)
+    Queued* current = nullptr;      // the operation its worker took from the queue, until it ended
     std::thread worker;
   };
   /// Blocks the host until `done` holds, woken by completions that may make it hold.
@@ -94,6 +100,8 @@ class StreamEngine {
   void host_wait(std::unique_lock<std::mutex>& lock, std::uint64_t event, Done done);
   /// After `event` completed (or an error was recorded): wakes exactly the threads that may proceed.
   void wake_after_locked(std::uint64_t event);
+  /// Runs `q`'s on_ready if its dependencies have all completed and it has not run yet.
+  void ready_locked(Queued& q);
   Stream& stream_locked(core::StreamId id);
   void worker_loop(core::StreamId id, Stream& s);
   void rethrow_locked();

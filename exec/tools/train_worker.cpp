@@ -133,11 +133,13 @@ int run_train_worker(int rank, int size, const char* config_path, const char* ou
                           {"message_latency_s", rates.message_latency_s},
                           {"latency_s", rates.latency_s},
                           {"busy_latency_s", rates.busy_latency_s},
+                          {"busy_all_to_all_bytes_per_s", rates.busy_all_to_all_bytes_per_s},
                           {"progress_spin_s", rates.progress_spin_s},
                           {"progress_core_share", rates.progress_core_share},
                           {"op_overhead_s", rates.op_overhead_s},
                           {"stream_wake_s", rates.stream_wake_s},
                           {"busy_compute_wake_s", rates.busy_compute_wake_s},
+                          {"slot_handoff_s", rates.slot_handoff_s},
                           {"kernel_rates", rates.kernels.rates},
                           {"compute_slots", rates.kernels.compute_slots}}}};
   }

@@ -1,5 +1,6 @@
 // The machine's compute slots (exec/cpu/compute_slots.hpp): however many ranks compete, at most `slots` kernels
-// hold one at a time, every rank gets its turns, and a machine without slots leaves kernels alone.
+// hold one at a time, every rank gets its turns, a kernel's place is the moment its ticket was taken (not when its
+// thread gets around to waiting), and a machine without slots leaves kernels alone.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -56,7 +58,8 @@ class SharedCounter {
 int most_inside_at_once(const ComputeSlots& slots, SharedCounter& inside, int turns) {
   int most = 0;
   for (int t = 0; t < turns; ++t) {
-    const ComputeSlots::Held held(slots);
+    ComputeSlots::Ticket held(slots);
+    held.await_turn();
     most = std::max(most, ++*inside);
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
     --*inside;
@@ -96,13 +99,72 @@ TEST(ComputeSlotsAcrossRanks, EveryRankGetsItsTurns) {
   constexpr int kTurns = 50;
   int others_before_my_last = 0;
   for (int t = 0; t < kTurns; ++t) {
-    const ComputeSlots::Held held(machine);
+    ComputeSlots::Ticket held(machine);
+    held.await_turn();
     std::this_thread::sleep_for(std::chrono::milliseconds(1));  // long beside the ranks' start-up skew
     const int done = ++*finished_turns;
     if (t == kTurns - 1) others_before_my_last = done - kTurns;
   }
   // By its last turn every rank has seen the others take most of theirs.
   EXPECT_GE(others_before_my_last, (size - 1) * kTurns / 2) << "rank " << rank;
+}
+
+TEST(ComputeSlotsAcrossRanks, TheSlotsAccountForEveryRanksKernels) {
+  int size = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const ComputeSlots machine(1, 30.0);
+  constexpr int kTurns = 10;
+  MPI_Barrier(MPI_COMM_WORLD);
+  for (int t = 0; t < kTurns; ++t) {
+    ComputeSlots::Ticket held(machine);
+    held.await_turn();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  const ComputeSlots::Stats s = machine.stats();
+  EXPECT_EQ(s.kernels, std::uint64_t(size * kTurns));
+  EXPECT_GE(s.held_s, 0.9e-3 * size * kTurns);  // one slot: the kernels held it one after the other
+  EXPECT_LE(s.queued, s.kernels);
+  if (size > 1) {
+    EXPECT_GT(s.queued, 0u) << "ranks asking together for one slot queue behind each other";
+  }
+  EXPECT_GE(s.stalled_s, 0.0);
+  EXPECT_EQ(ComputeSlots(0, 30.0).stats().kernels, 0u);  // no slots, no accounts
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+TEST(ComputeSlotsAcrossRanks, AKernelKeepsThePlaceItTookWhenItBecameReady) {
+  // A ticket taken early (the kernel became ready) holds back one that asks later, even if the later one's thread
+  // waits first; a ticket dropped unrun (a skipped operation) holds back nobody.
+  const ComputeSlots machine(1, 30.0);
+  std::atomic<bool> late_ran{false};
+  {
+    auto early = std::make_unique<ComputeSlots::Ticket>(machine);
+    early->take();
+    std::thread late_kernel([&] {
+      ComputeSlots::Ticket late(machine);
+      late.await_turn();
+      late_ran = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_FALSE(late_ran.load()) << "a ticket taken later ran before the early one";
+    early->await_turn();
+    early.reset();  // the kernel ended: its slot goes to the next ticket
+    late_kernel.join();
+  }
+  EXPECT_TRUE(late_ran.load());
+  // Every rank is done with the first case before any drops a ticket unrun: an unrun ticket counts as a finished
+  // kernel, which would let a later ticket overtake an earlier one still waiting for its owner.
+  MPI_Barrier(MPI_COMM_WORLD);
+  {
+    auto skipped = std::make_unique<ComputeSlots::Ticket>(machine);
+    skipped->take();
+    ComputeSlots::Ticket next(machine);
+    next.take();
+    skipped.reset();
+    next.await_turn();  // would time out (RuntimeFailure) if the unrun ticket kept its slot
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
 }
 
 }  // namespace

@@ -1,15 +1,23 @@
 // The CPU runtime's streams run concurrently: a copy beside a GEMM takes less wall time than the two in sequence,
 // GEMMs of two streams compute what one stream computes, failures on a worker come back to the host with their
 // type, freed memory outlives the queued work that uses it and comes back zeroed, and collectives and messages of several streams match
-// across ranks whatever order the streams' threads reach them in.
+// across ranks whatever order the streams' threads reach them in. An operation's on-ready hook (where a kernel takes
+// its place in the machine's queue for a slot) runs once, when the operation becomes ready, before its body.
 #include <cblas.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <memory>
+#include <stdexcept>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
 #include <thread>
 
+#include "exec/cpu/stream_engine.hpp"
 #include "model/ops.hpp"
 #include "exec_test_util.hpp"
 
@@ -256,6 +264,54 @@ TEST(CpuStreamsAcrossRanks, MessagesMatchInIssueOrderWhenTheFirstStartsLast) {
     EXPECT_EQ(static_cast<unsigned char*>(first.data)[bytes - 1], 1);
     EXPECT_EQ(static_cast<unsigned char*>(second.data)[bytes - 1], 2);
   }
+}
+
+TEST(StreamEngine, AnOperationIsReadyWhenItsStreamReachesItAndItsDependenciesHaveCompleted) {
+  cpu::StreamEngine engine(Clock::now());
+  std::mutex m;
+  std::vector<std::string> log;
+  auto note = [&](const std::string& what) {
+    std::lock_guard lock(m);
+    log.push_back(what);
+  };
+  // An idle stream with nothing to wait for: ready as it is issued, on the issuing thread.
+  const auto host = std::this_thread::get_id();
+  std::thread::id ready_on;
+  const core::Event a = engine.submit(
+      kCompute, [&] { std::this_thread::sleep_for(std::chrono::milliseconds(30)), note("a ends"); },
+      [&] { ready_on = std::this_thread::get_id(), note("a ready"); });
+  EXPECT_EQ(ready_on, host);
+  // Behind `a` on its stream: ready once `a` ends. On another stream, waiting for `a`: the same.
+  engine.submit(kCompute, [&] { note("b runs"); }, [&] { note("b ready"); });
+  engine.stream_wait(kComm, a);
+  engine.submit(kComm, [&] { note("c runs"); }, [&] { note("c ready"); });
+  engine.synchronize();
+  auto at = [&](const std::string& what) {
+    const auto it = std::find(log.begin(), log.end(), what);
+    EXPECT_EQ(std::count(log.begin(), log.end(), what), 1) << what;
+    return it - log.begin();
+  };
+  EXPECT_LT(at("a ready"), at("a ends"));
+  EXPECT_LT(at("a ends"), at("b ready"));
+  EXPECT_LT(at("b ready"), at("b runs"));
+  EXPECT_LT(at("a ends"), at("c ready"));
+  EXPECT_LT(at("c ready"), at("c runs"));
+}
+
+TEST(StreamEngine, AnOperationSkippedAfterAFailureIsNeverReadyAndReleasesItsHook) {
+  cpu::StreamEngine engine(Clock::now());
+  auto held = std::make_shared<int>(0);
+  bool ready = false;
+  const core::Event fail = engine.submit(kCompute, [] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    throw std::runtime_error("kernel failed");
+  });
+  engine.stream_wait(kComm, fail);
+  engine.submit(kComm, [] {}, [&ready, held] { ready = true; });
+  EXPECT_THROW(engine.synchronize(), std::runtime_error);
+  engine.quiesce();
+  EXPECT_FALSE(ready);
+  EXPECT_EQ(held.use_count(), 1) << "the skipped operation's hook still holds what it captured";
 }
 
 }  // namespace

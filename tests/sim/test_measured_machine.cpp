@@ -117,6 +117,32 @@ TEST(MeasuredMachine, AComputeWorkerWokenWhileEverySlotIsHeldWaitsForASlice) {
 }
 
 namespace {
+// Two ranks: rank 0 runs a GEMM from time 0; rank 1 issues one at `at` s, with a slot handoff of 0.05 s. The time
+// at which the last one ends.
+double handed_over_kernel_end(int slots, double at) {
+  sim::SimOptions options;
+  options.calibration = no_launch();
+  options.calibration.slot_handoff_s = 0.05;
+  const std::vector<double> out = test::run_in_child([&] {
+    return std::vector<double>{sim::simulate(measured(2, slots), 2, [at](core::Runtime& rt) {
+                                 if (rt.rank() == 1) simgrid::s4u::this_actor::sleep_for(at);
+                                 rt.wait(rt.compute(core::streams::kCompute, gemm(), "gemm"));
+                               }, options).makespan_s};
+  });
+  return out.empty() ? -1 : out[0];
+}
+}  // namespace
+
+TEST(MeasuredMachine, AKernelThatQueuedForASlotStartsAHandoffAfterItsRelease) {
+  // One slot, held by rank 0 until 0.2 s: rank 1's kernel, ready at 0.1, starts at 0.2 + 0.05.
+  EXPECT_NEAR(handed_over_kernel_end(1, 0.1), 0.25 + alone_s(), 1e-9);
+  // The slot is free when rank 1's kernel becomes ready (after rank 0's): no handoff.
+  EXPECT_NEAR(handed_over_kernel_end(1, 0.3), 0.3 + alone_s(), 1e-9);
+  // Two slots: nobody queues.
+  EXPECT_NEAR(handed_over_kernel_end(2, 0.1), 0.1 + alone_s(), 1e-9);
+}
+
+namespace {
 // Seconds for every rank to finish `op` on a 4-rank node with the given fixed cost per collective call.
 double comm_time(double call_latency_s, const std::function<void(core::Runtime&)>& op) {
   sim::SimOptions options;
