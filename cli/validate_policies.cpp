@@ -95,13 +95,42 @@ std::vector<core::Span> all_spans(const tr::SimulatedRun& run) {
   return spans;
 }
 
-/// One repeat of one preset: the real run (with its probe), then its prediction on the probed machine. With a
-/// `trace_stem`, both runs' spans are written as Chrome traces `<stem>-measured.json` and `<stem>-predicted.json`
-/// (the real ranks' clocks each start after a barrier, so ranks may be offset by a few milliseconds).
-Sample run_once(const json& config, int ranks, int warmup, int steps, const std::string& trace_stem) {
-  RealTrainingRun real = run_training_on_cpu(config, ranks, true);
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n == 0 ? 0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/// The machine's scheduling costs: what the operating system's threads and scheduler cost a rank (a kernel's fixed
+/// cost, a worker's wake-ups, a slot's handoff, a collective call and its steps, a waiting member's polling). One
+/// probe's values scatter by a third from run to run while the machine stays the same, so every run's prediction
+/// takes their median over all runs of the validation; kernel and link rates, which follow the load of the
+/// moment, stay the run's own.
+constexpr const char* kSchedulingCosts[] = {"kernel_launch_s",      "stream_wake_s",        "busy_compute_wake_s",
+                                            "slot_handoff_s",       "collective_latency_s", "step_latency_s",
+                                            "ll_step_latency_s",    "ll128_step_latency_s", "progress_spin_s",
+                                            "progress_core_share"};
+
+json median_scheduling_costs(const std::vector<std::vector<RealTrainingRun>>& runs) {
+  json out = json::object();
+  for (const char* key : kSchedulingCosts) {
+    std::vector<double> v;
+    for (const auto& preset : runs)
+      for (const RealTrainingRun& r : preset)
+        if (r.machine.contains("calibration") && r.machine["calibration"].contains(key))
+          v.push_back(r.machine["calibration"][key].get<double>());
+    if (!v.empty()) out[key] = median(v);
+  }
+  return out;
+}
+
+/// The prediction of one real run: the same program on the machine its probe measured (with the validation's
+/// scheduling costs), replaying the routing the real gate chose. With a `trace_stem`, both runs' spans are written
+/// as Chrome traces `<stem>-measured.json` and `<stem>-predicted.json` (the real ranks' clocks each start after a
+/// barrier, so ranks may be offset by a few milliseconds).
+Sample predict(const json& config, const RealTrainingRun& real, const json& scheduling, int warmup, int steps,
+               const std::string& trace_stem) {
   if (!trace_stem.empty()) core::write_chrome_trace(all_spans(real.run), trace_stem + "-measured.json");
-  // The prediction sees the routing the real gate chose (a trace of its counts), on the measured machine.
   const std::string trace_path = worker_temp_path("moesys-validate-routing");
   struct Cleanup {
     std::string path;
@@ -113,7 +142,9 @@ Sample run_once(const json& config, int ranks, int warmup, int steps, const std:
   replay["workload"] = {{"kind", "trace"}, {"file", trace_path}};
   tr::TrainingConfig c = tr::parse_training_config(replay, "");
   c.cluster = core::parse_cluster(real.machine.at("cluster"), "<measured machine>");
-  const core::Calibration cal = core::parse_calibration(real.machine.at("calibration"), "<measured machine>");
+  json calibration = real.machine.at("calibration");
+  calibration.merge_patch(scheduling);
+  const core::Calibration cal = core::parse_calibration(calibration, "<measured machine>");
   // One SimGrid engine per process: the prediction runs in a forked child and returns its step times.
   const json predicted = sim::run_isolated([&] {
     const tr::TrainingPlan plan = tr::make_training_plan(c);
@@ -131,14 +162,10 @@ Sample run_once(const json& config, int ranks, int warmup, int steps, const std:
   s.measured = step_times(real.run, warmup, steps);
   s.losses = real.counters.empty() ? std::vector<double>{} : real.counters.front().losses;
   s.rates = real.machine.value("rates", json::object());
+  for (const auto& [key, value] : scheduling.items()) s.rates["validation_" + key] = value;
   return s;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n == 0 ? 0 : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 double pct(double predicted, double measured) {
   return measured > 0 ? (predicted - measured) / measured * 100 : 0;
@@ -245,17 +272,24 @@ int validate_policies(const Args& args) {
     configs.push_back(std::move(c));
   }
 
-  // Interleaved repeats: A, B, A, B, ... so that a change of load shows in every preset.
-  std::vector<std::vector<Sample>> samples(configs.size());
+  // Interleaved repeats: A, B, A, B, ... so that a change of load shows in every preset; the predictions follow,
+  // once the scheduling costs of every run are known.
+  std::vector<std::vector<RealTrainingRun>> runs(configs.size());
   for (int r = 0; r < repeats; ++r)
     for (std::size_t i = 0; i < configs.size(); ++i) {
       std::fprintf(stderr, "validate: %s, repeat %d of %d\n", policies[i].first.c_str(), r + 1, repeats);
+      runs[i].push_back(run_training_on_cpu(configs[i], ranks, true));
+    }
+  const json scheduling = median_scheduling_costs(runs);
+  std::vector<std::vector<Sample>> samples(configs.size());
+  for (std::size_t i = 0; i < configs.size(); ++i)
+    for (int r = 0; r < repeats; ++r) {
       std::string stem;  // the last repeat's traces
       if (!trace_dir.empty() && r == repeats - 1) {
         std::filesystem::create_directories(trace_dir);
         stem = (std::filesystem::path(trace_dir) / policies[i].first).string();
       }
-      samples[i].push_back(run_once(configs[i], ranks, warmup, warmup + steps, stem));
+      samples[i].push_back(predict(configs[i], runs[i][std::size_t(r)], scheduling, warmup, warmup + steps, stem));
     }
 
   std::printf(

@@ -50,16 +50,15 @@ struct MachineRates {
 MachineRates probe_machine(const ProbeShape& shape);
 
 /// The program's kernels at the sizes it runs them (a few per class, core/kernel_class.hpp), the same list on every
-/// rank. As many ranks as there are compute slots run each on zero-filled operands of its sizes at once, rotating
-/// over copies that fill `working_set_bytes` (the memory the program's ranks on this machine touch; at most
-/// 256 MiB), so that each call meets its operands as far from the core as the program does; the result is work per second
-/// by class and size, after taking off the runtime's fixed cost per kernel `op_overhead_s`, and the number of
-/// kernels the cores run at once at that rate. A CPU's kernels differ in cost per byte (an exp per element, a
-/// reduction, a copy) and its GEMMs in rate per layout and size, so one GEMM rate and one memory bandwidth cannot
-/// describe them; ranks beyond the slots wait for one (exec/cpu/compute_slots.hpp), which the simulator
-/// reproduces with the same slots (NodeSpec::compute_slots) rather than by a rate measured under contention.
-KernelRates probe_kernel_rates(const std::vector<core::Kernel>& samples, double op_overhead_s,
-                               std::uint64_t working_set_bytes);
+/// rank. As many ranks as there are compute slots run each at once, on zero-filled operands of its sizes evicted
+/// from every cache before each call (the program's kernels mostly meet their operands written on another core or
+/// long before); the result is work per second by class and size (the median call), after taking off the
+/// runtime's fixed cost per kernel `op_overhead_s`, and the number of kernels the cores run at once at that rate.
+/// A CPU's kernels differ in cost per byte (an exp per element, a reduction, a copy) and its GEMMs in rate per
+/// layout and size, so one GEMM rate and one memory bandwidth cannot describe them; ranks beyond the slots wait
+/// for one (exec/cpu/compute_slots.hpp), which the simulator reproduces with the same slots
+/// (NodeSpec::compute_slots) rather than by a rate measured under contention.
+KernelRates probe_kernel_rates(const std::vector<core::Kernel>& samples, double op_overhead_s);
 
 /// One node with `ranks` GPUs built from the rates, and the calibration that makes the simulator's efficiencies 1
 /// where the rates were measured directly.

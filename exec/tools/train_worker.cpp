@@ -34,10 +34,9 @@ cpu::ProbeShape probe_shape(const tr::TrainingConfig& c) {
   return s;
 }
 
-/// One kernel per class, the largest of its class, as rank 0's program issues them (run on a ledger runtime:
+/// The program's kernels at a few sizes per class, as rank 0's program issues them (run on a ledger runtime:
 /// sizes only, token counts from the routing plan). Every rank computes the same list.
-// The program's kernels at a few sizes per class, and the memory one rank of it touches (its peak allocations).
-std::vector<core::Kernel> kernel_samples(const tr::TrainingConfig& c, std::uint64_t& rank_bytes) {
+std::vector<core::Kernel> kernel_samples(const tr::TrainingConfig& c) {
   const tr::TrainingPlan plan = tr::make_training_plan(c);
   std::map<std::string, std::map<double, core::Kernel>> by_size;  // class -> work -> one kernel of that size
   core::LedgerRuntime ledger(c.cluster, 0, plan.layout.ranks);
@@ -46,8 +45,6 @@ std::vector<core::Kernel> kernel_samples(const tr::TrainingConfig& c, std::uint6
   });
   std::vector<tr::RankCounters> counters(static_cast<std::size_t>(plan.layout.ranks));
   tr::training_program(plan, counters)(ledger);
-  rank_bytes = static_cast<std::uint64_t>(ledger.memory().peak_bytes(core::Tier::hbm) +
-                                          ledger.memory().peak_bytes(core::Tier::dram));
   // Up to kPerClass sizes per class, spread evenly over the sizes the program runs (the smallest and the largest
   // always): the simulator interpolates between them (core::rate_at).
   constexpr std::size_t kPerClass = 5;
@@ -119,9 +116,7 @@ int run_train_worker(int rank, int size, const char* config_path, const char* ou
   if (probe) {
     const cpu::ProbeShape shape = probe_shape(c);
     cpu::MachineRates rates = cpu::probe_machine(shape);
-    std::uint64_t rank_bytes = 0;
-    const std::vector<core::Kernel> samples = kernel_samples(c, rank_bytes);
-    rates.kernels = cpu::probe_kernel_rates(samples, rates.op_overhead_s, rank_bytes * std::uint64_t(size));
+    rates.kernels = cpu::probe_kernel_rates(kernel_samples(c), rates.op_overhead_s);
     core::Calibration cal;
     c.cluster = cpu::cluster_from_rates(rates, shape, cal);
     measured_machine = {{"cluster", core::cluster_to_json(c.cluster)},
