@@ -81,11 +81,17 @@ std::int64_t monotonic_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();  // CLOCK_MONOTONIC: one clock for every process of the machine
 }
+
+// The accounts' spin lock, held for a few instructions. Its holder may lose its core (4 ranks on 2 cores), so a
+// waiter yields after a short spin instead of burning the holder's time slice.
+void lock_accounts(std::atomic<std::uint32_t>& lock) {
+  for (int spins = 0; lock.exchange(1, std::memory_order_acquire); ++spins)
+    if (spins > 64) std::this_thread::yield();
+}
 }  // namespace
 
 void ComputeSlots::account(Shared& s, int slots, int running, int waiting) {
-  while (s.lock.exchange(1, std::memory_order_acquire)) {
-  }
+  lock_accounts(s.lock);
   const std::int64_t now = monotonic_ns();
   if (s.changed_ns != 0) {
     const std::int64_t dt = now - s.changed_ns;
@@ -102,8 +108,7 @@ void ComputeSlots::account(Shared& s, int slots, int running, int waiting) {
 ComputeSlots::Stats ComputeSlots::stats() const {
   if (!shared_) return {};
   account(*shared_, slots_, 0, 0);  // brings the accounts up to now
-  while (shared_->lock.exchange(1, std::memory_order_acquire)) {
-  }
+  lock_accounts(shared_->lock);
   const Stats out{shared_->kernels, shared_->queued, 1e-9 * double(shared_->held_ns), 1e-9 * double(shared_->stalled_ns)};
   shared_->lock.store(0, std::memory_order_release);
   return out;
@@ -116,9 +121,7 @@ void ComputeSlots::Ticket::take() {
   account(*slots_->shared_, slots_->slots_, 0, 1);
 }
 
-void ComputeSlots::Ticket::await_turn() {
-  if (!slots_) return;
-  take();
+bool ComputeSlots::Ticket::wait_for_turn() {
   Shared& s = *slots_->shared_;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(slots_->timeout_s_);
   for (;;) {
@@ -127,25 +130,35 @@ void ComputeSlots::Ticket::await_turn() {
     // as finished whatever their ticket, so a later ticket may finish while an earlier one is still waking up; the
     // difference is then negative (compared signed, as the counters wrap), and the ticket is overdue. Either way
     // at most `slots` kernels run at once.
-    if (static_cast<std::int32_t>(ticket_ - finished) < slots_->slots_) {
-      account(s, slots_->slots_, 1, -1);
-      running_ = true;
-      return;
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
-      const int timeout_s = static_cast<int>(slots_->timeout_s_);
-      slots_ = nullptr;  // a ticket that never ran: the job ends with this error
-      throw core::RuntimeFailure("no compute slot freed within " + std::to_string(timeout_s) +
-                                 " s: a rank on this machine holds one and does not return it");
-    }
+    if (static_cast<std::int32_t>(ticket_ - finished) < slots_->slots_) return true;
+    if (std::chrono::steady_clock::now() > deadline) return false;
     const timespec tick{0, 50'000'000};  // recheck the deadline now and then
     ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&s.finished), FUTEX_WAIT, finished, &tick, nullptr, 0);
   }
 }
 
+void ComputeSlots::Ticket::await_turn() {
+  if (!slots_) return;
+  take();
+  if (wait_for_turn()) {
+    account(*slots_->shared_, slots_->slots_, 1, -1);
+    running_ = true;
+    return;
+  }
+  const int timeout_s = static_cast<int>(slots_->timeout_s_);
+  account(*slots_->shared_, slots_->slots_, 0, -1);
+  slots_ = nullptr;  // a ticket that never ran: the job ends with this error
+  throw core::RuntimeFailure("no compute slot freed within " + std::to_string(timeout_s) +
+                             " s: a rank on this machine holds one and does not return it");
+}
+
 ComputeSlots::Ticket::~Ticket() {
   if (!slots_ || !taken_) return;
   Shared& s = *slots_->shared_;
+  // A ticket dropped unrun (its operation skipped after a failure) still waits for its turn before it counts as
+  // finished: counted earlier, it would let a later ticket run beside the one still ahead of it. Past the
+  // deadline it counts anyway (the job is failing).
+  if (!running_) (void)wait_for_turn();
   account(s, slots_->slots_, running_ ? -1 : 0, running_ ? 0 : -1);
   s.finished.fetch_add(1, std::memory_order_release);
   // Every waiter rechecks its ticket; the next ones in order proceed.

@@ -35,7 +35,8 @@ class ComputeSlots {
   class Ticket {
    public:
     explicit Ticket(const ComputeSlots& slots) : slots_(slots.shared_ ? &slots : nullptr) {}
-    /// Releases the slot: after the kernel ran, or unrun (a skipped operation) so that no later ticket waits.
+    /// Releases the slot: after the kernel ran, or unrun (a skipped operation: once its turn has come, so that it
+    /// neither holds back later tickets nor lets one overtake an earlier ticket).
     ~Ticket();
     Ticket(const Ticket&) = delete;
     Ticket& operator=(const Ticket&) = delete;
@@ -46,6 +47,8 @@ class ComputeSlots {
     void await_turn();
 
    private:
+    /// Blocks until its turn; false past the timeout.
+    bool wait_for_turn();
     const ComputeSlots* slots_;
     bool taken_ = false, running_ = false;
     std::uint32_t ticket_ = 0;

@@ -99,9 +99,9 @@ public:
   const std::vector<core::Span>& spans() const override;
   void clear_spans();
   /// CPU time used so far by `stream`'s worker thread (machine_probe: what a waiting member's polling costs).
+  double stream_cpu_s(core::StreamId stream) const;
   /// What this machine's compute slots did so far, over all its ranks (ComputeSlots::stats).
   ComputeSlots::Stats slot_stats() const { return slots_->stats(); }
-  double stream_cpu_s(core::StreamId stream) const;
 
 private:
   struct Allocation {

@@ -366,8 +366,11 @@ void evict_operands(core::Kernel& k) {
 #if defined(__x86_64__)
   std::visit([](auto& op) {
     for (core::Buffer* b : operands(op))
-      if (*b && b->data)
-        for (std::uint64_t at = 0; at < b->bytes; at += 64) _mm_clflush(static_cast<char*>(b->data) + at);
+      if (*b && b->data && b->bytes) {  // every line the buffer touches, the first one from its start down
+        const auto first = reinterpret_cast<std::uintptr_t>(b->data) & ~std::uintptr_t{63};
+        const auto end = reinterpret_cast<std::uintptr_t>(b->data) + b->bytes;
+        for (std::uintptr_t line = first; line < end; line += 64) _mm_clflush(reinterpret_cast<const void*>(line));
+      }
   }, k);
   _mm_mfence();
 #else

@@ -90,11 +90,17 @@ void StreamEngine::ready_locked(Queued& q) {
     if (pending_.count(d)) return;
   const std::function<void()> ready = std::move(q.on_ready);
   q.on_ready = nullptr;
-  ready();
+  try {
+    ready();
+  } catch (...) {  // the operation is skipped and the host gets the failure at its next wait, as a body's
+    if (!error_) error_ = std::current_exception();
+  }
 }
 
 void StreamEngine::wake_after_locked(std::uint64_t event) {
   for (auto& [id, s] : streams_) {
+    // An idle stream's next operation, issued while a dependency was pending, before its worker took it.
+    if (!s->current && !s->queue.empty()) ready_locked(s->queue.front());
     if (s->blocked_on == 0 || pending_.count(s->blocked_on)) continue;
     if (s->current) ready_locked(*s->current);
     s->work.notify_one();

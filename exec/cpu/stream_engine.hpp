@@ -55,7 +55,8 @@ class StreamEngine {
   /// `on_ready`, if given, runs once, under the engine's lock, on whichever thread makes the operation ready (its
   /// stream reached it and its dependencies completed): the host that issues it to an idle stream, the worker that
   /// finished the operation before it, or the thread that completed its last dependency. It runs before the body
-  /// (or not at all if the operation is skipped) and must be short.
+  /// (or not at all if the operation is skipped) and must be short; if it throws, the operation fails as if its
+  /// body had thrown.
   /// Rethrows a worker's error not yet reported instead of queueing.
   core::Event submit(core::StreamId stream, std::function<void()> body, std::function<void()> on_ready = {});
   /// Later operations on `stream` wait for `event` (nothing to do for an event that has completed).

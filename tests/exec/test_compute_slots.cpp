@@ -124,11 +124,12 @@ TEST(ComputeSlotsAcrossRanks, TheSlotsAccountForEveryRanksKernels) {
   const ComputeSlots::Stats s = machine.stats();
   EXPECT_EQ(s.kernels, std::uint64_t(size * kTurns));
   EXPECT_GE(s.held_s, 0.9e-3 * size * kTurns);  // one slot: the kernels held it one after the other
-  EXPECT_LE(s.queued, s.kernels);
   if (size > 1) {
     EXPECT_GT(s.queued, 0u) << "ranks asking together for one slot queue behind each other";
   }
-  EXPECT_GE(s.stalled_s, 0.0);
+  // Each kernel held the one slot about 1 ms; between two of them it was free with a kernel waiting (a handoff),
+  // far less than the kernels held it.
+  EXPECT_LT(s.stalled_s, s.held_s);
   EXPECT_EQ(ComputeSlots(0, 30.0).stats().kernels, 0u);  // no slots, no accounts
   MPI_Barrier(MPI_COMM_WORLD);
 }
@@ -141,12 +142,16 @@ TEST(ComputeSlotsAcrossRanks, AKernelKeepsThePlaceItTookWhenItBecameReady) {
   {
     auto early = std::make_unique<ComputeSlots::Ticket>(machine);
     early->take();
+    std::atomic<bool> late_queued{false};
     std::thread late_kernel([&] {
       ComputeSlots::Ticket late(machine);
+      late.take();
+      late_queued = true;
       late.await_turn();
       late_ran = true;
     });
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    while (!late_queued) std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // time enough for it to run if it could
     EXPECT_FALSE(late_ran.load()) << "a ticket taken later ran before the early one";
     early->await_turn();
     early.reset();  // the kernel ended: its slot goes to the next ticket

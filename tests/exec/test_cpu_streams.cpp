@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <stdexcept>
@@ -296,6 +297,34 @@ TEST(StreamEngine, AnOperationIsReadyWhenItsStreamReachesItAndItsDependenciesHav
   EXPECT_LT(at("b ready"), at("b runs"));
   EXPECT_LT(at("a ends"), at("c ready"));
   EXPECT_LT(at("c ready"), at("c runs"));
+}
+
+TEST(StreamEngine, TheThreadThatCompletesTheLastDependencyMakesTheOperationReady) {
+  // `b` goes to an idle stream while its dependency runs; `a`'s worker completes it and readies `b`, whether or not
+  // `b`'s worker has taken `b` by then.
+  for (int trial = 0; trial < 20; ++trial) {
+    cpu::StreamEngine engine(Clock::now());
+    std::thread::id completer, readied;
+    std::atomic<bool> issued{false};
+    const core::Event a = engine.submit(kCompute, [&] {
+      while (!issued) std::this_thread::yield();  // `a` ends after `b` was issued
+      std::this_thread::sleep_for(std::chrono::microseconds(trial * 50));
+      completer = std::this_thread::get_id();
+    });
+    engine.stream_wait(kComm, a);
+    engine.submit(kComm, [] {}, [&] { readied = std::this_thread::get_id(); });
+    issued = true;
+    engine.synchronize();
+    EXPECT_EQ(readied, completer) << "trial " << trial;
+  }
+}
+
+TEST(StreamEngine, AHookThatThrowsFailsItsOperation) {
+  cpu::StreamEngine engine(Clock::now());
+  bool ran = false;
+  engine.submit(kCompute, [&] { ran = true; }, [] { throw std::runtime_error("no slot"); });
+  EXPECT_THROW(engine.synchronize(), std::runtime_error);
+  EXPECT_FALSE(ran);
 }
 
 TEST(StreamEngine, AnOperationSkippedAfterAFailureIsNeverReadyAndReleasesItsHook) {
