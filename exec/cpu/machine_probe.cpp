@@ -101,6 +101,11 @@ double time_fixed(Fn&& fn, int reps) {
   return since(t) / reps;
 }
 
+// Seconds of the probe shape's representative GEMM at `flop_per_s`.
+double shape_gemm_s(const ProbeShape& s, double flop_per_s) {
+  return 2.0 * double(s.gemm_m) * double(s.gemm_n) * double(s.gemm_k) / flop_per_s;
+}
+
 // The probe shape's representative GEMM on operands allocated in `rt` (fp32).
 core::Kernel shape_gemm(CpuRuntime& rt, const ProbeShape& s) {
   const auto a = rt.alloc(core::Tier::hbm, std::uint64_t(s.gemm_m * s.gemm_k) * 4, "probe");
@@ -191,7 +196,7 @@ MachineRates probe_machine(const ProbeShape& s) {
     // calls take 50 to 60 us, but one in five or so waits for a scheduler slice and takes 3 to 7 ms (mean about
     // 0.9 ms on 4 ranks over 2 cores), and a program pays every call, its tail included.
     const core::Kernel gemm = shape_gemm(rt, s);
-    const double gemm_s = 2.0 * double(s.gemm_m) * double(s.gemm_n) * double(s.gemm_k) / r.gemm_flop_per_s;
+    const double gemm_s = shape_gemm_s(s, r.gemm_flop_per_s);
     const int background = static_cast<int>(std::clamp(1.0 / gemm_s, 4.0, 4000.0));
     r.latency_s = all_to_all(4, 50);
     const double t = all_to_all(part, 20);
@@ -308,10 +313,8 @@ MachineRates probe_machine(const ProbeShape& s) {
       // back to back, so that most kernels queue for their slot; the slots' own accounts give the slot time spent
       // free while a kernel waited, per kernel that became ready behind every slot (the simulator charges the
       // handoff to those).
-      const int gemms = static_cast<int>(
-          std::clamp(0.05 / std::max(2.0 * double(s.gemm_m) * double(s.gemm_n) * double(s.gemm_k) / r.gemm_flop_per_s,
-                                     1e-6),
-                     8.0, 400.0));
+      const int gemms =
+          static_cast<int>(std::clamp(0.05 / std::max(shape_gemm_s(s, r.gemm_flop_per_s), 1e-6), 8.0, 400.0));
       barrier();
       const ComputeSlots::Stats before = rt.slot_stats();
       barrier();
@@ -379,9 +382,8 @@ void evict_operands(core::Kernel& k) {
 }
 
 core::Kernel bind_at(core::Kernel k, char* base, std::uint64_t& used) {
-  auto buffers = [](auto& op) { return operands(op); };
   std::visit([&](auto& op) {
-    const std::vector<core::Buffer*> list = buffers(op);
+    const std::vector<core::Buffer*> list = operands(op);
     std::map<std::uint64_t, std::uint64_t> extent, start;
     for (core::Buffer* b : list)
       if (*b) extent[b->id] = std::max(extent[b->id], b->offset + b->bytes);
