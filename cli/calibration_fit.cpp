@@ -86,7 +86,6 @@ core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, c
                                   {"hbm_efficiency", &C::hbm_efficiency, true, 0},
                                   {"kernel_launch_s", &C::kernel_launch_s, false, 1e-6},
                                   {"nvls_efficiency", &C::nvls_efficiency, true, 0},
-                                  {"tree_efficiency", &C::tree_efficiency, true, 0},
                                   {"p2p_efficiency", &C::p2p_efficiency, true, 0},
                                   {"collective_latency_s", &C::collective_latency_s, false, 1e-6},
                                   {"step_latency_s", &C::step_latency_s, false, 1e-6},
@@ -102,9 +101,11 @@ core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, c
                                   {"host_p2p_op_s", &C::host_p2p_op_s, false, 1e-7},
                                   {"half_bandwidth_bytes", &C::half_bandwidth_bytes, false, 1e4},
                                   {"p2p_half_bandwidth_bytes", &C::p2p_half_bandwidth_bytes, false, 1e4},
+                                  {"tree_half_bandwidth_bytes", &C::tree_half_bandwidth_bytes, false, 1e4},
                                   {"nic_half_bandwidth_bytes", &C::nic_half_bandwidth_bytes, false, 1e4},
                                   {"efa_step_latency_s", &C::efa_step_latency_s, false, 1e-6},
-                                  {"efa_half_bandwidth_bytes", &C::efa_half_bandwidth_bytes, false, 1e4}};
+                                  {"efa_half_bandwidth_bytes", &C::efa_half_bandwidth_bytes, false, 1e4},
+                                  {"efa_efficiency", &C::efa_efficiency, true, 0}};
   for (const std::string& name : free)
     if (std::none_of(all.begin(), all.end(), [&](const Param& p) { return name == p.name; }))
       throw core::ConfigError("", "--free", "\"" + name + "\" is not a fitted parameter");

@@ -26,6 +26,7 @@ Calibration for_network(Calibration cal, bool efa) {
   if (efa) {
     cal.net_step_latency_s = cal.efa_step_latency_s;
     cal.nic_half_bandwidth_bytes = cal.efa_half_bandwidth_bytes;
+    cal.nic_efficiency = cal.efa_efficiency;
   }
   return cal;
 }
@@ -86,9 +87,11 @@ const std::map<std::string, Field>& fields() {
       {"ep_nvlink_efficiency", {&Calibration::ep_nvlink_efficiency, true}},
       {"half_bandwidth_bytes", {&Calibration::half_bandwidth_bytes, false, 1e12}},
       {"p2p_half_bandwidth_bytes", {&Calibration::p2p_half_bandwidth_bytes, false, 1e12}},
+      {"tree_half_bandwidth_bytes", {&Calibration::tree_half_bandwidth_bytes, false, 1e12}},
       {"nic_half_bandwidth_bytes", {&Calibration::nic_half_bandwidth_bytes, false, 1e12}},
       {"efa_step_latency_s", {&Calibration::efa_step_latency_s, false, 1.0}},
       {"efa_half_bandwidth_bytes", {&Calibration::efa_half_bandwidth_bytes, false, 1e12}},
+      {"efa_efficiency", {&Calibration::efa_efficiency, true}},
       {"kernel_launch_s", {&Calibration::kernel_launch_s, false, 1.0}},
       {"copy_setup_s", {&Calibration::copy_setup_s, false, 1.0}},
       {"host_op_s", {&Calibration::host_op_s, false, 1.0}},

@@ -29,9 +29,17 @@ struct Calibration {
   /// steps of K: a K-deep GEMM reaches K / (K + gemm_tile_overhead_k) of the efficiency. Its tiles run in waves
   /// of one per SM (GpuSpec::sms), so a partial last wave idles the rest.
   double gemm_tile_overhead_k = 0;
-  /// NCCL's tree kernels reduce and forward to up to three peers per step, so their transfers reach this
-  /// fraction of the rate a ring's do.
-  double tree_efficiency = 0.759;
+  /// A large tree all-reduce's transfers reach this fraction of the rate a ring's do. Not fitted: NCCL's tuner rates
+  /// a tree's bus bandwidth at 0.92 of the ring's on the same channels and applies no correction to it from
+  /// 128 MiB up (src/graph/tuning.cc), while the points cannot tell: NCCL keeps the ring at large sizes on the 2
+  /// to 4 nodes they span (sim/collectives/select.cpp).
+  double tree_efficiency = 0.92;
+  /// A tree's transfers ramp on the call's size, not on their messages: tree_efficiency x 1 / (1 + sqrt(this /
+  /// bytes)). NCCL's own tuner corrects its trees by 0.4 to 0.9 between 4 KiB and 64 MiB ("trees are not perfectly
+  /// sticking to the model for medium sizes", treeCorrectionFactor): a tree's pipeline over the chain and the
+  /// depth fills only with enough chunks. 0: the messages' ramp, as a ring's. A100: the H100's (uncalibrated: its
+  /// only points where NCCL runs trees are p4d's EFA ones).
+  double tree_half_bandwidth_bytes = 9.5e6;
   /// NCCL gives one send/recv peer a few channels of its own, not all of them: a point-to-point message reaches
   /// this fraction of the rate a collective's transfers do.
   double p2p_efficiency = 0.846;
@@ -90,8 +98,12 @@ struct Calibration {
   double ep_nvlink_efficiency = 0.8;
   /// On an EFA network (NicSpec::transport) instead of net_step_latency_s and nic_half_bandwidth_bytes. A100: AWS
   /// p4d's, EFA's first generation under NCCL 2.8.3 (the H100's p5 takes 35 us).
-  double efa_step_latency_s = 114e-6;
-  double efa_half_bandwidth_bytes = 8.81e4;
+  double efa_step_latency_s = 89.1e-6;
+  double efa_half_bandwidth_bytes = 3.72e5;
+  /// On an EFA network, instead of nic_efficiency: the fraction of line rate NCCL reaches through the
+  /// aws-ofi-nccl plugin and EFA's SRD transport (a proxy thread drives the NIC; no GPUDirect RDMA write with
+  /// immediate data on the first generation), not through InfiniBand verbs.
+  double efa_efficiency = 0.621;
   double half_bandwidth_bytes = 1.13e5;      // message size at which an NVLink/PCIe transfer reaches half its rate
   /// The same for NCCL's point-to-point path (send/receive, all-to-all) inside a node, on the bytes a sender has in
   /// flight to all its peers: a peer's message moves in chunks (512 KiB over NVLink) on a few channels of its own,

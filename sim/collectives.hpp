@@ -5,8 +5,9 @@
 // for a step that crosses the network, and any fixed cost of the algorithm. Stages run one after another.
 //
 // Like NCCL, the automatic choice predicts the time of every algorithm and protocol the hardware offers (ring,
-// tree, NVLS, NVLS-tree; LL, LL128, Simple) from the links' rates and the latencies, and runs the fastest. The
-// prediction ignores contention with other traffic; the simulation of the chosen plan does not.
+// tree, NVLS, NVLS-tree; LL, LL128, Simple) from the links' rates and the latencies, and runs the fastest; a tree's
+// bandwidth is rated as NCCL's tuner rates it, from the ring's (sim/collectives/select.cpp). The prediction ignores
+// contention with other traffic; the simulation of the chosen plan does not.
 //
 // Ring algorithms are simulated in lock-step: every step of a ring moves the same chunk along the same
 // edges, so the steps are merged into one flow per ring edge carrying all of them (the per-step latency is

@@ -158,12 +158,18 @@ void FlowEngine::peer_copy(int src_gpu, int dst_gpu, double bytes) {
   engine_copy(platform_.gpu(src_gpu), platform_.gpu(dst_gpu), bytes, engine);
 }
 
+double transfer_efficiency(const core::Calibration& cal, const Transfer& t, bool network) {
+  const double ramp = t.ramp_half_bytes > 0 ? 1.0 / (1.0 + std::sqrt(t.ramp_half_bytes / t.message_bytes))
+                                            : cal.message_efficiency(t.message_bytes, network, t.point_to_point);
+  return ramp * t.bandwidth_fraction;
+}
+
 void FlowEngine::plan_detailed(const Stage& stage, std::vector<Flow>& flows) const {
   for_each_routed_transfer(stage, [&](const Transfer& t) {
     if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) return;
     const bool network = t.network_message || platform_.classify(t.src_gpu, t.dst_gpu) != PathClass::intra_node;
     flows.push_back({platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes,
-                     cal_.message_efficiency(t.message_bytes, network, t.point_to_point) * t.bandwidth_fraction});
+                     transfer_efficiency(cal_, t, network)});
   });
 }
 
@@ -182,7 +188,7 @@ void FlowEngine::plan_aggregated(const Stage& stage, std::vector<Flow>& flows) c
     if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) return;
     PathClass c = platform_.classify(t.src_gpu, t.dst_gpu);
     const bool network = t.network_message || c != PathClass::intra_node;
-    const double eff = cal_.message_efficiency(t.message_bytes, network, t.point_to_point) * t.bandwidth_fraction;
+    const double eff = transfer_efficiency(cal_, t, network);
     if (c == PathClass::intra_node && !platform_.intra_node_split()) {
       flows.push_back({platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes, eff});
       return;

@@ -15,7 +15,8 @@ std::size_t RendezvousKeyHash::operator()(const RendezvousKey& k) const {
 }
 
 SimWorld::SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, const FlowOptions& flow_options)
-    : graph_(spec, cal), cal_(core::for_network(cal, spec.node.nics.transport == core::NicTransport::efa)) {
+    : graph_(spec, core::for_network(cal, spec.node.nics.transport == core::NicTransport::efa)),
+      cal_(core::for_network(cal, spec.node.nics.transport == core::NicTransport::efa)) {
   gpu_load_levels_ = communication_share_levels(graph_.spec(), cal_);
   platform_ = std::make_unique<Platform>(graph_, flow_options.mode == FlowMode::detailed, gpu_load_levels_);
   flows_ = std::make_unique<FlowEngine>(*platform_, cal_, flow_options);

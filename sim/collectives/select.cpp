@@ -87,9 +87,7 @@ double predict_plan_time(const core::ClusterSpec& spec, const core::Calibration&
     stage.for_each_transfer([&](const Transfer& t) {
       if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) return;
       const bool network = spec.node_of(t.src_gpu) != spec.node_of(t.dst_gpu);
-      const double rate =
-          (network ? nic : nvlink) * cal.message_efficiency(t.message_bytes, network, t.point_to_point) *
-          t.bandwidth_fraction;
+      const double rate = (network ? nic : nvlink) * transfer_efficiency(cal, t, network);
       const double s = rate > 0 ? t.bytes / rate : std::numeric_limits<double>::infinity();
       busy[t.src_gpu][network ? 2 : 0] += s;
       busy[t.dst_gpu][network ? 3 : 1] += s;
@@ -102,6 +100,20 @@ double predict_plan_time(const core::ClusterSpec& spec, const core::Calibration&
 }
 
 namespace {
+
+// How NCCL's tuner (ncclTopoTuneModel, NCCL 2.8 to 2.2x) rates a tree all-reduce: its bus bandwidth is 0.9 (0.92 in
+// later versions) of the ring's over the same channels, converted to algorithm bandwidth at 1/2, as if the tree moved
+// 2S per GPU where the ring moves 2(n-1)/n S. Across nodes a tree really moves S per GPU over the NICs in each
+// direction, so it would be faster than the ring at large sizes; NCCL does not pick it there, and wins with it only
+// where its shorter latency does (the measured points time what NCCL picked). The automatic choice rates a tree the
+// same way, then simulates the plan it chose at the plan's own rates.
+constexpr double kTunerTreeBusShare = 0.9;
+
+double plan_latency_s(const core::Calibration& cal, const CollectivePlan& plan) {
+  double total = 0;
+  for (const Stage& stage : plan) total += stage.latency_s(cal);
+  return total;
+}
 
 CollectivePlan plan_fixed(const core::ClusterSpec& spec, const core::Calibration& cal, const CollectiveCall& call,
                           core::CollectiveAlgo algo, Protocol protocol) {
@@ -157,6 +169,9 @@ CollectivePlan plan_collective(const core::ClusterSpec& spec, const core::Calibr
     if (call.op == CollectiveOp::all_reduce && nvls)
       algos.push_back(nodes > 1 ? CollectiveAlgo::nvls_tree : CollectiveAlgo::nvls);
   }
+  // Ring plans first: a tree is rated by its ring's bandwidth term (tuner_time).
+  const int n = static_cast<int>(call.members.size());
+  std::map<Protocol, double> ring_transfer_s;
   CollectivePlan best;
   double best_time = std::numeric_limits<double>::infinity();
   for (CollectiveAlgo a : algos) {
@@ -165,7 +180,10 @@ CollectivePlan plan_collective(const core::ClusterSpec& spec, const core::Calibr
       if (!multi_protocol && p != Protocol::simple) continue;
       CollectivePlan plan = plan_fixed(spec, cal, call, a, p);
       if (algos.size() == 1 && !multi_protocol) return plan;
-      const double t = predict_plan_time(spec, cal, plan);
+      double t = predict_plan_time(spec, cal, plan);
+      if (a == CollectiveAlgo::ring) ring_transfer_s[p] = t - plan_latency_s(cal, plan);
+      if (a == CollectiveAlgo::tree && algos.size() > 1)
+        t = plan_latency_s(cal, plan) + ring_transfer_s.at(p) * n / (kTunerTreeBusShare * (n - 1));
       if (t < best_time) {
         best_time = t;
         best = std::move(plan);

@@ -86,8 +86,12 @@ TEST(CalibrationTables, AnEfaNetworkUsesItsOwnLatencyAndRamp) {
   c.efa_step_latency_s = 30e-6;
   c.nic_half_bandwidth_bytes = 1e5;
   c.efa_half_bandwidth_bytes = 4e5;
+  c.nic_efficiency = 0.9;
+  c.efa_efficiency = 0.6;
   const Calibration efa = for_network(c, true), rdma = for_network(c, false);
   EXPECT_EQ(efa.net_step_latency_s, 30e-6);
+  EXPECT_EQ(efa.nic_efficiency, 0.6);
+  EXPECT_EQ(rdma.nic_efficiency, 0.9);
   EXPECT_EQ(efa.message_efficiency(4e5, true), 0.5);
   EXPECT_EQ(rdma.net_step_latency_s, 4e-6);
   EXPECT_EQ(rdma.message_efficiency(1e5, true), 0.5);

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 
 #include "fork_run.hpp"
 #include "sim/collectives.hpp"
@@ -261,4 +262,89 @@ TEST(CollectiveAlgorithms, TreeDepthIsThatOfABinaryHeapOfNodes) {
   const auto four = sim::plan_tree(cluster(4), core::Calibration{}, call, sim::Protocol::ll);
   EXPECT_EQ(four.at(0).net_latency_steps, 4);
   EXPECT_EQ(four.at(0).latency_steps, 14);
+}
+
+TEST(CollectiveAlgorithms, TheChoiceRatesATreeAsNcclsTunerDoes) {
+  // Two nodes of eight, 1 GiB: a tree sends each byte across the network once per direction, a ring 2(n-1)/n times
+  // (the NICs bind the ring; both move as many bytes over NVLink), so with trees as fast as rings the tree plan is
+  // faster. NCCL's tuner rates the tree's bandwidth term as the ring's x n / (0.9 (n - 1)) and keeps the ring; so
+  // does the automatic choice.
+  const auto spec = cluster(2);
+  core::Calibration cal;
+  cal.tree_efficiency = 1;
+  cal.tree_half_bandwidth_bytes = 0;
+  sim::CollectiveCall call;
+  call.bytes = 1 << 30;
+  for (int g = 0; g < 16; ++g) call.members.push_back(g);
+  const double ring = sim::predict_plan_time(spec, cal, sim::plan_ring(spec, call, sim::Protocol::simple));
+  const double tree = sim::predict_plan_time(spec, cal, sim::plan_tree(spec, cal, call, sim::Protocol::simple));
+  EXPECT_LT(tree, 0.95 * ring);
+  const auto chosen = sim::plan_collective(spec, cal, call, core::CollectiveAlgo::automatic);
+  EXPECT_DOUBLE_EQ(sim::predict_plan_time(spec, cal, chosen), ring);
+  // Asked for, the tree runs at its own rate.
+  EXPECT_DOUBLE_EQ(sim::predict_plan_time(spec, cal, sim::plan_collective(spec, cal, call, core::CollectiveAlgo::tree)),
+                   tree);
+  // At 8 bytes on four nodes the tree's latency still wins (TreeLatencyGrowsWithChainAndDepthNotRanks).
+}
+
+TEST(CollectiveAlgorithms, AnEfaNetworkMovesDataAtItsOwnEfficiency) {
+  // Two nodes, one GPU each, over EFA: a 1 GiB ring all-reduce is 2 steps of 512 MiB through the NIC.
+  core::ClusterGeneratorOptions o;
+  o.nodes = 2;
+  o.gpus_per_node = 1;
+  o.nics_per_node = 1;
+  auto spec = core::generate_cluster(o);
+  spec.node.nics.transport = core::NicTransport::efa;
+  core::Calibration cal;
+  cal.efa_efficiency = 0.5;
+  cal.nic_efficiency = 1;
+  const double bytes = 1 << 30;
+  const double t = time_of(spec, cal, sim::CollectiveOp::all_reduce, bytes, core::CollectiveAlgo::ring);
+  const core::Calibration efa = core::for_network(cal, true);
+  const double chunk = bytes / 2, nic = spec.node.nics.bytes_per_s * 0.5;
+  const double expected =
+      efa.collective_latency_s + 2 * (efa.step_latency_s + efa.net_step_latency_s) + 2 * chunk / efa.message_rate(nic, chunk, true);
+  EXPECT_NEAR(t, expected, expected * 2e-3);
+}
+
+TEST(CollectiveAlgorithms, TwoTreesSplitEachChannelSoNoNicCarriesThreeShares) {
+  // Eight nodes: one binary tree makes a node with a parent and two children send 3 shares of a channel over its NIC
+  // in each direction. NCCL's double binary tree sends half the share down each tree, and a node inner in one is a
+  // leaf of the other, so no NIC sends more than 2 shares.
+  const auto spec = cluster(8);
+  sim::CollectiveCall call;
+  call.bytes = 1 << 30;
+  for (int g = 0; g < 64; ++g) call.members.push_back(g);
+  core::Calibration cal;
+  cal.tree_half_bandwidth_bytes = 0;
+  const auto plan = sim::plan_tree(spec, cal, call, sim::Protocol::simple);
+  const double share = call.bytes / 8;  // 8 channels, one per NIC
+  std::map<int, double> sent;          // GPU -> bytes it sends over the network
+  double total = 0;
+  for (const auto& t : plan.at(0).transfers)
+    if (spec.node_of(t.src_gpu) != spec.node_of(t.dst_gpu)) sent[t.src_gpu] += t.bytes, total += t.bytes;
+  EXPECT_DOUBLE_EQ(total, 8 * 2 * 2 * 7 * share / 2);  // channels x trees x directions x edges x half a share
+  for (const auto& [gpu, bytes] : sent) EXPECT_LE(bytes, 2 * share) << "GPU " << gpu;
+}
+
+TEST(CollectiveAlgorithms, ATreeRampsOnTheCallsSize) {
+  // Two nodes of one GPU: each direction of the NIC carries the whole buffer (half down each tree) at
+  // tree_efficiency x 1 / (1 + sqrt(tree_half_bandwidth_bytes / bytes)) of its rate.
+  core::ClusterGeneratorOptions o;
+  o.nodes = 2;
+  o.gpus_per_node = 1;
+  o.nics_per_node = 1;
+  const auto spec = core::generate_cluster(o);
+  core::Calibration cal;
+  cal.tree_efficiency = 0.9;
+  cal.tree_half_bandwidth_bytes = 4e6;
+  sim::CollectiveCall call;
+  call.members = {0, 1};
+  for (double bytes : {1e6, 16e6}) {
+    call.bytes = bytes;
+    const auto plan = sim::plan_tree(spec, cal, call, sim::Protocol::simple);
+    const double moving = sim::predict_plan_time(spec, cal, plan) - plan.at(0).latency_s(cal);
+    const double rate = spec.node.nics.bytes_per_s * cal.nic_efficiency * 0.9 / (1 + std::sqrt(4e6 / bytes));
+    EXPECT_NEAR(moving, bytes / rate, bytes / rate * 1e-9) << bytes;
+  }
 }
