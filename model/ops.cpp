@@ -194,4 +194,31 @@ core::AttentionOp attention_bwd(I batch, I seq, I heads, I head_dim, Buffer q, B
   return a;
 }
 
+IndexOperands index_operands(core::TensorOpKind kind) {
+  using K = core::TensorOpKind;
+  switch (kind) {
+    case K::gate_topk:
+      return {{}, {1, 2, 4}};  // experts, slots, counts
+    case K::gate_bwd:
+    case K::dispatch:
+    case K::dispatch_bwd:
+    case K::combine:
+    case K::softmax_xent:
+    case K::gather_rows:
+    case K::scatter_add_rows:
+      return {{1}, {}};  // experts, slots, targets, idx
+    case K::combine_bwd:
+      return {{2}, {}};  // slots
+    case K::embedding:
+    case K::embedding_bwd:
+      return {{0}, {}};  // ids
+    case K::remap_index:
+      return {{0, 1}, {0}};
+    case K::argmax:
+      return {{}, {0}};
+    default:
+      return {};
+  }
+}
+
 }  // namespace moesys::model::ops

@@ -3,7 +3,9 @@
 // FLOPs the simulator costs it by. This header is the contract of every core::TensorOpKind: the operand order, the
 // meaning of dims and scalars. Real runtimes implement the kinds (exec/cpu/cpu_kernels.cpp, exec/cuda/device_kernels.cpp).
 // Floating-point operands are fp32 unless a GEMM says otherwise; integer operands are int32.
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "core/runtime.hpp"
 
@@ -122,6 +124,13 @@ TensorOp remap_index(Buffer idx, Buffer table, Buffer out, I n, I table_size);
 /// ids[t] = the column of the largest x[t][:] (the lowest on ties): greedy sampling of the next token from logits.
 /// in {x}  out {ids}  dims {T, V}
 TensorOp argmax(Buffer x, Buffer ids, I T, I V);
+
+/// Which operands of a kind hold int32 indices (token ids, expert choices, slots, row maps), by the `in` / `out`
+/// lists above: positions in op.in and in op.out. Everything else is floating point.
+struct IndexOperands {
+  std::vector<std::size_t> in, out;
+};
+IndexOperands index_operands(core::TensorOpKind kind);
 
 /// The same op with floating-point operands of `dtype`: the simulator costs its float traffic at that width
 /// (the builders count 4-byte elements); real runtimes check that they support the dtype.

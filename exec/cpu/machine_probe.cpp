@@ -381,6 +381,36 @@ void evict_operands(core::Kernel& k) {
 #endif
 }
 
+// A few thousand values of either sign between 0.05 and 2 in magnitude, the same on every call and rank.
+const std::vector<float>& probe_values() {
+  static const std::vector<float> values = [] {
+    std::vector<float> v(4096);
+    std::uint32_t x = 2463534242u;  // xorshift32
+    for (float& f : v) {
+      x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+      const float magnitude = 0.05f + 1.95f * static_cast<float>(x >> 8) / static_cast<float>(1u << 24);
+      f = (x & 1u) ? -magnitude : magnitude;
+    }
+    return v;
+  }();
+  return values;
+}
+
+void fill_floats(const core::Buffer& b) {
+  if (!b || !b.data) return;
+  const std::vector<float>& v = probe_values();
+  auto* out = static_cast<char*>(b.data);
+  for (std::uint64_t done = 0; done < b.bytes;) {
+    const std::uint64_t n = std::min<std::uint64_t>(b.bytes - done, v.size() * sizeof(float));
+    std::memcpy(out + done, v.data(), n);
+    done += n;
+  }
+}
+
+void fill_zeros(const core::Buffer& b) {
+  if (b && b.data) std::memset(b.data, 0, b.bytes);
+}
+
 core::Kernel bind_at(core::Kernel k, char* base, std::uint64_t& used) {
   std::visit([&](auto& op) {
     const std::vector<core::Buffer*> list = operands(op);
@@ -396,6 +426,36 @@ core::Kernel bind_at(core::Kernel k, char* base, std::uint64_t& used) {
 }
 
 }  // namespace
+
+void fill_probe_operands(core::Kernel& kernel, bool outputs_only) {
+  std::visit([&](auto& op) {
+    using Op = std::decay_t<decltype(op)>;
+    if constexpr (std::is_same_v<Op, core::GemmOp>) {
+      if (!outputs_only) fill_floats(op.a), fill_floats(op.b);
+      fill_floats(op.c);
+    } else if constexpr (std::is_same_v<Op, core::AttentionOp>) {
+      if (!outputs_only)
+        for (const core::Buffer* b : {&op.q, &op.k, &op.v, &op.d_o}) fill_floats(*b);
+      for (const core::Buffer* b : op.backward ? std::vector<const core::Buffer*>{&op.d_q, &op.d_k, &op.d_v}
+                                               : std::vector<const core::Buffer*>{&op.o})
+        fill_floats(*b);
+      if (op.backward && !outputs_only) fill_floats(op.o);
+    } else if constexpr (std::is_same_v<Op, core::TensorOp>) {
+      const model::ops::IndexOperands index = model::ops::index_operands(op.kind);
+      auto listed = [](const std::vector<std::size_t>& list, std::size_t i) {
+        return std::find(list.begin(), list.end(), i) != list.end();
+      };
+      auto fill = [](const core::Buffer& b, bool is_index) { is_index ? fill_zeros(b) : fill_floats(b); };
+      // Floats first, indices last: an index operand that aliases a float one stays valid.
+      for (bool indices : {false, true}) {
+        for (std::size_t i = 0; i < op.in.size(); ++i)
+          if (listed(index.in, i) == indices && (!outputs_only || indices)) fill(op.in[i], indices);
+        for (std::size_t i = 0; i < op.out.size(); ++i)
+          if (listed(index.out, i) == indices) fill(op.out[i], indices);
+      }
+    }
+  }, kernel);
+}
 
 KernelRates probe_kernel_rates(const std::vector<core::Kernel>& samples, double op_overhead_s) {
   int rank = 0, size = 1;
@@ -416,10 +476,9 @@ KernelRates probe_kernel_rates(const std::vector<core::Kernel>& samples, double 
     if (measures) {
       std::uint64_t used = 0;
       bind_at(samples[i], nullptr, used);
-      // Zero-filled for every class: index operands (token ids, row maps) must not read what an earlier kernel
-      // wrote there.
       std::vector<char> memory(used, 0);
       core::Kernel kernel = bind_at(samples[i], memory.data(), used);
+      fill_probe_operands(kernel);
       // Each call meets its operands out of every cache: in the program a kernel's inputs were mostly written by
       // another kernel on another core (a GEMM's BLAS threads) or long before (activations kept from the forward
       // pass, parameters and optimizer states touched once a step). GeLU's backward at the model's size: 57 us on
@@ -429,6 +488,7 @@ KernelRates probe_kernel_rates(const std::vector<core::Kernel>& samples, double 
       std::vector<double> calls;
       double total = 0;
       while (total < 0.03 && calls.size() < 200) {
+        fill_probe_operands(kernel, true);
         evict_operands(kernel);
         const auto t0 = clock::now();
         run_kernel(kernel);

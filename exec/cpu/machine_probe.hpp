@@ -50,8 +50,8 @@ struct MachineRates {
 MachineRates probe_machine(const ProbeShape& shape);
 
 /// The program's kernels at the sizes it runs them (a few per class, core/kernel_class.hpp), the same list on every
-/// rank. As many ranks as there are compute slots run each at once, on zero-filled operands of its sizes evicted
-/// from every cache before each call (the program's kernels mostly meet their operands written on another core or
+/// rank. As many ranks as there are compute slots run each at once, on operands of its sizes filled as a program's
+/// are (fill_probe_operands) and evicted from every cache before each call (the program's kernels mostly meet their operands written on another core or
 /// long before); the result is work per second by class and size (the median call), after taking off the
 /// runtime's fixed cost per kernel `op_overhead_s`, and the number of kernels the cores run at once at that rate.
 /// A CPU's kernels differ in cost per byte (an exp per element, a reduction, a copy) and its GEMMs in rate per
@@ -59,6 +59,14 @@ MachineRates probe_machine(const ProbeShape& shape);
 /// for one (exec/cpu/compute_slots.hpp), which the simulator reproduces with the same slots
 /// (NodeSpec::compute_slots) rather than by a rate measured under contention.
 KernelRates probe_kernel_rates(const std::vector<core::Kernel>& samples, double op_overhead_s);
+
+/// Fills the operands of a kernel bound to host memory as a program's hold them: floating-point operands with
+/// values of either sign between 0.05 and 2 in magnitude (activations, gradients, parameters), index operands
+/// (model::ops::index_operands) with 0, a valid token, expert, slot and row. Zeros would let libm's exp, tanh and
+/// log take their fast paths: on zeros GeLU's backward and softmax cross-entropy ran 40% faster than in the
+/// program. `outputs_only`: the operands a kernel writes, which an in-place kernel (scale, add_bias, AdamW) would
+/// otherwise drift call after call (a repeated scale towards denormals).
+void fill_probe_operands(core::Kernel& kernel, bool outputs_only = false);
 
 /// One node with `ranks` GPUs built from the rates, and the calibration that makes the simulator's efficiencies 1
 /// where the rates were measured directly.

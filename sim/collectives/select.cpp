@@ -103,10 +103,10 @@ namespace {
 
 // How NCCL's tuner (ncclTopoTuneModel, NCCL 2.8 to 2.2x) rates a tree all-reduce: its bus bandwidth is 0.9 (0.92 in
 // later versions) of the ring's over the same channels, converted to algorithm bandwidth at 1/2, as if the tree moved
-// 2S per GPU where the ring moves 2(n-1)/n S. Across nodes a tree really moves S per GPU over the NICs in each
-// direction, so it would be faster than the ring at large sizes; NCCL does not pick it there, and wins with it only
-// where its shorter latency does (the measured points time what NCCL picked). The automatic choice rates a tree the
-// same way, then simulates the plan it chose at the plan's own rates.
+// 2S per GPU where the ring moves 2(n-1)/n S. On two nodes a tree sends each byte across the network once per
+// direction where the ring sends it about twice, so it would be the faster at large sizes; NCCL does not pick it
+// there, and runs it only where its shorter latency wins (the measured points time what NCCL picked). The automatic
+// choice rates a tree the same way, then simulates the plan it chose at the plan's own rates.
 constexpr double kTunerTreeBusShare = 0.9;
 
 double plan_latency_s(const core::Calibration& cal, const CollectivePlan& plan) {
@@ -169,7 +169,7 @@ CollectivePlan plan_collective(const core::ClusterSpec& spec, const core::Calibr
     if (call.op == CollectiveOp::all_reduce && nvls)
       algos.push_back(nodes > 1 ? CollectiveAlgo::nvls_tree : CollectiveAlgo::nvls);
   }
-  // Ring plans first: a tree is rated by its ring's bandwidth term (tuner_time).
+  // Ring plans first (`algos` starts with the ring): a tree is rated by the ring's bandwidth term.
   const int n = static_cast<int>(call.members.size());
   std::map<Protocol, double> ring_transfer_s;
   CollectivePlan best;

@@ -2,10 +2,13 @@
 // KV-cache layout of generation (queries are the last seq_q positions, K/V position-major with room for more).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "exec/cpu/cpu_kernels.hpp"
+#include "exec/cpu/machine_probe.hpp"
 #include "model/ops.hpp"
 #include "model/tensors.hpp"
 
@@ -188,6 +191,55 @@ TEST(CpuKernels, ScatterAddRowsIsTheBackwardOfGatherRows) {
   EXPECT_EQ(y, (std::vector<float>{13, 14, 26, 28}));
   idx[3] = 2;  // past the rows of y
   EXPECT_THROW(run_kernel(model::ops::scatter_add_rows(view(x), ib, view(y), 4, 2, 2)), std::invalid_argument);
+}
+
+// The machine probe's operands: floats like a program's (libm's exp and tanh have fast paths near 0), indices 0.
+template <typename T>
+core::Buffer buffer_of(std::vector<T>& v, std::uint64_t id) {
+  core::Buffer b;
+  b.id = id;
+  b.bytes = v.size() * sizeof(T);
+  b.data = v.data();
+  return b;
+}
+
+bool like_a_program(float x) { return std::fabs(x) >= 0.05f && std::fabs(x) <= 2.0f; }
+
+TEST(CpuKernels, ProbeOperandsHoldValuesButValidIndices) {
+  const I T = 16, V = 64;
+  std::vector<float> logits(T * V), d_logits(T * V, 7), loss(1, 7);
+  std::vector<std::int32_t> targets(T, 123456);  // out of range until the fill
+  core::Kernel k = model::ops::softmax_xent(buffer_of(logits, 1), buffer_of(targets, 2), buffer_of(d_logits, 3),
+                                            buffer_of(loss, 4), T, V, 1.0);
+  fill_probe_operands(k);
+  for (float x : logits) ASSERT_TRUE(like_a_program(x)) << x;
+  for (std::int32_t t : targets) ASSERT_EQ(t, 0);
+  EXPECT_GT(std::count_if(logits.begin(), logits.end(), [](float x) { return x < 0; }), T * V / 4);  // both signs
+  run_kernel(k);
+  EXPECT_TRUE(std::isfinite(loss[0]));
+  EXPECT_GT(loss[0], 0);
+
+  // Dispatch reads slots: zeros; the send buffer it writes gets values.
+  std::vector<float> x(T * 8), send(4 * 8, 7);
+  std::vector<std::int32_t> slots(T, -5);
+  core::Kernel d = model::ops::dispatch(buffer_of(x, 5), buffer_of(slots, 6), buffer_of(send, 7), T, 8, 1, 4);
+  fill_probe_operands(d);
+  for (std::int32_t s : slots) ASSERT_EQ(s, 0);
+  for (float v : send) ASSERT_TRUE(like_a_program(v));
+  run_kernel(d);
+}
+
+TEST(CpuKernels, ProbeRefillsWhatAnInPlaceKernelWrites) {
+  // A scale by 1/2 in place: refilled before each call, its operand never drifts towards denormals.
+  std::vector<float> x(256);
+  core::Kernel k = model::ops::scale(buffer_of(x, 1), 256, 0.5);
+  fill_probe_operands(k);
+  const std::vector<float> filled = x;
+  for (int call = 0; call < 300; ++call) {
+    fill_probe_operands(k, true);
+    run_kernel(k);
+  }
+  for (std::size_t i = 0; i < x.size(); ++i) ASSERT_EQ(x[i], filled[i] * 0.5f);
 }
 
 }  // namespace
