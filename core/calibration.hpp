@@ -30,7 +30,7 @@ struct Calibration {
   /// of one per SM (GpuSpec::sms), so a partial last wave idles the rest.
   double gemm_tile_overhead_k = 0;
   /// A large tree all-reduce's transfers reach this fraction of the rate a ring's do. Not fitted: NCCL's tuner rates
-  /// a tree's bus bandwidth at 0.92 of the ring's on the same channels and applies no correction to it from
+  /// a tree's bus bandwidth at 0.92 (0.9 before 2.12) of the ring's on the same channels and applies no correction to it from
   /// 128 MiB up (src/graph/tuning.cc), while the points cannot tell: NCCL keeps the ring at large sizes on the 2
   /// to 4 nodes they span (sim/collectives/select.cpp).
   double tree_efficiency = 0.92;

@@ -221,4 +221,15 @@ IndexOperands index_operands(core::TensorOpKind kind) {
   }
 }
 
+IndexOperands non_negative_operands(core::TensorOpKind kind) {
+  switch (kind) {
+    case core::TensorOpKind::adamw:
+      return {{}, {2}};  // v
+    case core::TensorOpKind::layernorm_bwd:
+      return {{3}, {}};  // rstd
+    default:
+      return {};
+  }
+}
+
 }  // namespace moesys::model::ops

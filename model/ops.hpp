@@ -131,6 +131,9 @@ struct IndexOperands {
   std::vector<std::size_t> in, out;
 };
 IndexOperands index_operands(core::TensorOpKind kind);
+/// Which floating-point operands a kind reads as non-negative (AdamW's second moment, a normalisation's 1/std):
+/// positions in op.in and in op.out, as index_operands.
+IndexOperands non_negative_operands(core::TensorOpKind kind);
 
 /// The same op with floating-point operands of `dtype`: the simulator costs its float traffic at that width
 /// (the builders count 4-byte elements); real runtimes check that they support the dtype.

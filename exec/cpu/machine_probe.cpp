@@ -396,7 +396,7 @@ const std::vector<float>& probe_values() {
   return values;
 }
 
-void fill_floats(const core::Buffer& b) {
+void fill_floats(const core::Buffer& b, bool non_negative = false) {
   if (!b || !b.data) return;
   const std::vector<float>& v = probe_values();
   auto* out = static_cast<char*>(b.data);
@@ -405,6 +405,8 @@ void fill_floats(const core::Buffer& b) {
     std::memcpy(out + done, v.data(), n);
     done += n;
   }
+  if (non_negative)  // a square root of a negative second moment would call libm's error path
+    for (float* f = static_cast<float*>(b.data), *end = f + b.bytes / sizeof(float); f < end; ++f) *f = std::fabs(*f);
 }
 
 void fill_zeros(const core::Buffer& b) {
@@ -442,16 +444,20 @@ void fill_probe_operands(core::Kernel& kernel, bool outputs_only) {
       if (op.backward && !outputs_only) fill_floats(op.o);
     } else if constexpr (std::is_same_v<Op, core::TensorOp>) {
       const model::ops::IndexOperands index = model::ops::index_operands(op.kind);
+      const model::ops::IndexOperands positive = model::ops::non_negative_operands(op.kind);
       auto listed = [](const std::vector<std::size_t>& list, std::size_t i) {
         return std::find(list.begin(), list.end(), i) != list.end();
       };
-      auto fill = [](const core::Buffer& b, bool is_index) { is_index ? fill_zeros(b) : fill_floats(b); };
+      auto fill = [](const core::Buffer& b, bool is_index, bool non_negative) {
+        is_index ? fill_zeros(b) : fill_floats(b, non_negative);
+      };
       // Floats first, indices last: an index operand that aliases a float one stays valid.
       for (bool indices : {false, true}) {
         for (std::size_t i = 0; i < op.in.size(); ++i)
-          if (listed(index.in, i) == indices && (!outputs_only || indices)) fill(op.in[i], indices);
+          if (listed(index.in, i) == indices && (!outputs_only || indices))
+            fill(op.in[i], indices, listed(positive.in, i));
         for (std::size_t i = 0; i < op.out.size(); ++i)
-          if (listed(index.out, i) == indices) fill(op.out[i], indices);
+          if (listed(index.out, i) == indices) fill(op.out[i], indices, listed(positive.out, i));
       }
     }
   }, kernel);

@@ -60,9 +60,11 @@ MachineRates probe_machine(const ProbeShape& shape);
 /// (NodeSpec::compute_slots) rather than by a rate measured under contention.
 KernelRates probe_kernel_rates(const std::vector<core::Kernel>& samples, double op_overhead_s);
 
-/// Fills the operands of a kernel bound to host memory as a program's hold them: floating-point operands with
-/// values of either sign between 0.05 and 2 in magnitude (activations, gradients, parameters), index operands
-/// (model::ops::index_operands) with 0, a valid token, expert, slot and row. Zeros would let libm's exp, tanh and
+/// Fills the operands of a kernel bound to host memory with values a program's could hold: floating-point
+/// operands with values of either sign between 0.05 and 2 in magnitude (activations, gradients, parameters; those
+/// read as non-negative, model::ops::non_negative_operands, positive), index operands (model::ops::index_operands)
+/// with 0, a valid token, expert, slot and row. Every index at 0 makes a gather or scatter touch one row, so their
+/// rates are optimistic. Zeros would let libm's exp, tanh and
 /// log take their fast paths: on zeros GeLU's backward and softmax cross-entropy ran 40% faster than in the
 /// program. `outputs_only`: the operands a kernel writes, which an in-place kernel (scale, add_bias, AdamW) would
 /// otherwise drift call after call (a repeated scale towards denormals).

@@ -229,6 +229,18 @@ TEST(CpuKernels, ProbeOperandsHoldValuesButValidIndices) {
   run_kernel(d);
 }
 
+TEST(CpuKernels, ProbeSecondMomentsAreNonNegative) {
+  // AdamW takes the square root of v: negative values would send it down libm's error path.
+  std::vector<float> grad(512), param(512), m(512), v(512);
+  core::Kernel k = model::ops::adamw(buffer_of(grad, 1), buffer_of(param, 2), buffer_of(m, 3), buffer_of(v, 4), 512,
+                                     1e-3, 0.9, 0.999, 1e-8, 0.01, 1);
+  fill_probe_operands(k);
+  for (float x : v) ASSERT_GE(x, 0.05f);
+  EXPECT_LT(*std::min_element(m.begin(), m.end()), 0);  // the others keep both signs
+  run_kernel(k);
+  for (float p : param) ASSERT_TRUE(std::isfinite(p));
+}
+
 TEST(CpuKernels, ProbeRefillsWhatAnInPlaceKernelWrites) {
   // A scale by 1/2 in place: refilled before each call, its operand never drifts towards denormals.
   std::vector<float> x(256);
