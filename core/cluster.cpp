@@ -282,8 +282,37 @@ class Parser {
     return n;
   }
 
+  // Billions of work units (flop for GEMMs and attention, bytes for the rest) per second, by kernel class: one
+  // number, or [[work, rate], ...] measured at several sizes. Absent: no classes.
+  std::map<std::string, RateCurve> rate_curves(const json& j, const std::string& p, const char* key) const {
+    std::map<std::string, RateCurve> curves;
+    const json* rates = optional(j, key);
+    if (!rates) return curves;
+    const std::string rp = key_path(p, key);
+    if (!rates->is_object()) fail(rp, "expected an object of work per second by kernel class, got " + show(*rates));
+    for (const auto& [name, value] : rates->items()) {
+      if (!value.is_array()) {
+        curves[name] = {{0.0, positive(*rates, rp, name.c_str()) * 1e9}};
+        continue;
+      }
+      const std::string cp = key_path(rp, name);
+      if (value.empty()) fail(cp, "expected a positive number or a non-empty list of [work, rate] pairs, got []");
+      for (std::size_t i = 0; i < value.size(); ++i) {
+        const json& point = value[i];
+        const bool ok = point.is_array() && point.size() == 2 && point[0].is_number() && point[1].is_number() &&
+                        point[0].get<double>() > 0 && point[1].get<double>() > 0 &&
+                        std::isfinite(point[0].get<double>()) && std::isfinite(point[1].get<double>());
+        if (!ok)
+          fail(cp + "[" + std::to_string(i) + "]", "expected a [work, rate] pair of positive numbers, got " + show(point));
+        curves[name][point[0].get<double>()] = point[1].get<double>() * 1e9;
+      }
+    }
+    return curves;
+  }
+
   GpuSpec gpu(const json& j, const std::string& p) const {
-    object(j, p, {"model", "hbm_gib", "hbm_gbytes_per_s", "peak_tflops", "kernel_gwork_per_s", "sms"});
+    object(j, p, {"model", "hbm_gib", "hbm_gbytes_per_s", "peak_tflops", "kernel_gwork_per_s",
+                  "kernel_hot_gwork_per_s", "kernel_cache_mib", "sms"});
     GpuSpec g;
     g.model = string(required(j, p, "model", "a non-empty string"), key_path(p, "model"));
     g.hbm_bytes = positive(j, p, "hbm_gib") * kGiB;
@@ -302,30 +331,12 @@ class Parser {
       if (d == Dtype::fp8 && !optional(t, "fp8")) continue;
       g.peak_flop_per_s[d] = positive(t, tp, to_string(d)) * kTera;
     }
-    // Billions of work units (flop for GEMMs and attention, bytes for the rest) per second, by kernel class: one
-    // number, or [[work, rate], ...] measured at several sizes.
-    if (const json* rates = optional(j, "kernel_gwork_per_s")) {
-      const std::string rp = key_path(p, "kernel_gwork_per_s");
-      if (!rates->is_object()) fail(rp, "expected an object of work per second by kernel class, got " + show(*rates));
-      for (const auto& [name, value] : rates->items()) {
-        if (!value.is_array()) {
-          g.kernel_rates[name] = {{0.0, positive(*rates, rp, name.c_str()) * 1e9}};
-          continue;
-        }
-        const std::string cp = key_path(rp, name);
-        if (value.empty()) fail(cp, "expected a positive number or a non-empty list of [work, rate] pairs, got []");
-        for (std::size_t i = 0; i < value.size(); ++i) {
-          const json& point = value[i];
-          const bool ok = point.is_array() && point.size() == 2 && point[0].is_number() && point[1].is_number() &&
-                          point[0].get<double>() > 0 && point[1].get<double>() > 0 &&
-                          std::isfinite(point[0].get<double>()) && std::isfinite(point[1].get<double>());
-          if (!ok)
-            fail(cp + "[" + std::to_string(i) + "]",
-                 "expected a [work, rate] pair of positive numbers, got " + show(point));
-          g.kernel_rates[name][point[0].get<double>()] = point[1].get<double>() * 1e9;
-        }
-      }
-    }
+    g.kernel_rates = rate_curves(j, p, "kernel_gwork_per_s");
+    g.kernel_hot_rates = rate_curves(j, p, "kernel_hot_gwork_per_s");
+    if (optional(j, "kernel_cache_mib")) g.kernel_cache_bytes = positive(j, p, "kernel_cache_mib") * kMiB;
+    if (!g.kernel_hot_rates.empty() && g.kernel_cache_bytes <= 0)
+      fail(key_path(p, "kernel_hot_gwork_per_s"), "expected \"kernel_cache_mib\" beside it: the cache the hot rates' "
+                                                 "operands stay in");
     return g;
   }
 
@@ -478,6 +489,22 @@ ClusterSpec load_cluster_file(const std::string& path) {
   return parse_cluster(read_json_file(path), path);
 }
 
+namespace {
+// Measured kernel rates in the file's form: one number for a one-point curve of every size, else [[work, rate]].
+json rates_to_json(const std::map<std::string, RateCurve>& curves) {
+  json rates = json::object();
+  for (const auto& [name, curve] : curves) {
+    if (curve.size() == 1 && curve.begin()->first == 0) {
+      rates[name] = curve.begin()->second / 1e9;
+      continue;
+    }
+    rates[name] = json::array();
+    for (const auto& [work, rate] : curve) rates[name].push_back({work, rate / 1e9});
+  }
+  return rates;
+}
+}  // namespace
+
 json cluster_to_json(const ClusterSpec& c) {
   const NodeSpec& n = c.node;
   json peak = json::object();
@@ -503,18 +530,9 @@ json cluster_to_json(const ClusterSpec& c) {
   if (n.gpu.sms > 0) node["gpu"]["sms"] = n.gpu.sms;
   if (n.nics.transport == NicTransport::efa) node["nics"]["transport"] = "efa";
   if (!n.nics.pxn) node["nics"]["pxn"] = false;
-  if (!n.gpu.kernel_rates.empty()) {
-    json rates = json::object();
-    for (const auto& [name, curve] : n.gpu.kernel_rates) {
-      if (curve.size() == 1 && curve.begin()->first == 0) {
-        rates[name] = curve.begin()->second / 1e9;
-        continue;
-      }
-      rates[name] = json::array();
-      for (const auto& [work, rate] : curve) rates[name].push_back({work, rate / 1e9});
-    }
-    node["gpu"]["kernel_gwork_per_s"] = rates;
-  }
+  if (!n.gpu.kernel_rates.empty()) node["gpu"]["kernel_gwork_per_s"] = rates_to_json(n.gpu.kernel_rates);
+  if (!n.gpu.kernel_hot_rates.empty()) node["gpu"]["kernel_hot_gwork_per_s"] = rates_to_json(n.gpu.kernel_hot_rates);
+  if (n.gpu.kernel_cache_bytes > 0) node["gpu"]["kernel_cache_mib"] = n.gpu.kernel_cache_bytes / kMiB;
   if (n.compute_slots > 0) node["compute_slots"] = n.compute_slots;
   if (n.ssd.capacity_bytes > 0)
     node["ssd"] = {{"capacity_tib", n.ssd.capacity_bytes / kTiB},

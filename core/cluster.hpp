@@ -40,6 +40,11 @@ struct GpuSpec {
   /// Measured machines only (CPU ranks): work per second by kernel class (core/kernel_class.hpp) and size, used
   /// instead of the roofline for the classes it lists. Empty for GPUs: their kernels follow the roofline.
   std::map<std::string, RateCurve> kernel_rates;
+  /// The same classes measured on operands in a compute slot's own cache (the previous kernel on that core touched
+  /// them), and that cache's size: a kernel runs at a mix of the two by the share of its operands the slot's cache
+  /// holds (sim/operand_cache.hpp). Empty / 0: every kernel at kernel_rates.
+  std::map<std::string, RateCurve> kernel_hot_rates;
+  double kernel_cache_bytes = 0;
   double peak(Dtype d) const;  // throws std::out_of_range if the dtype is not listed
 };
 

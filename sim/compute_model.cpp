@@ -72,6 +72,9 @@ KernelCost kernel_cost(const core::Kernel& kernel, const core::GpuSpec& gpu, con
     // A measured machine: the class's measured rate, plus the runtime's fixed cost per kernel.
     const double work = core::kernel_work(kernel);
     c.seconds = work / core::rate_at(it->second, work) + cal.kernel_launch_s;
+    const auto hot = gpu.kernel_hot_rates.find(it->first);
+    c.hot_seconds = hot == gpu.kernel_hot_rates.end() ? c.seconds
+                                                      : work / core::rate_at(hot->second, work) + cal.kernel_launch_s;
     return c;
   }
   double efficiency = cal.gemm_efficiency;
@@ -79,6 +82,7 @@ KernelCost kernel_cost(const core::Kernel& kernel, const core::GpuSpec& gpu, con
   const double math_s = math_rate > 0 ? c.flop / (math_rate * efficiency) : 0;
   const double mem_s = c.bytes / (gpu.hbm_bytes_per_s * cal.hbm_efficiency);
   c.seconds = std::max(math_s, mem_s) + cal.kernel_launch_s;
+  c.hot_seconds = c.seconds;
   return c;
 }
 

@@ -10,6 +10,7 @@ namespace moesys::sim {
 
 struct KernelCost {
   double seconds = 0;
+  double hot_seconds = 0;  // on operands in its slot's cache (GpuSpec::kernel_hot_rates); = seconds where not measured
   double flop = 0;
   double bytes = 0;
 };

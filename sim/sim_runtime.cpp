@@ -333,13 +333,25 @@ core::Event SimRuntime::compute(core::StreamId stream, const core::Kernel& kerne
     // A kernel takes one of the node's slots whole and runs on it to the end (waiting, in arrival order, while
     // all are taken), as the CPU runtime's kernels do; what else runs on the slots (communication's polling,
     // sim/progress_load.hpp) shares the cores with it.
-    op.slots = &world_.compute_slots(world_.spec().node_of(rank_));
-    op.body = [seconds = cost.seconds, host, &slots = *op.slots] {
+    const int node = world_.spec().node_of(rank_);
+    op.slots = &world_.compute_slots(node);
+    // Where the machine's kernels were measured hot as well as cold, the time depends on what the cache of the slot
+    // the kernel lands on holds when it starts (sim/operand_cache.hpp).
+    SlotCaches* caches = world_.slot_caches(node);
+    std::vector<Extent> operands = caches ? operand_extents(kernel, rank_) : std::vector<Extent>{};
+    op.body = [cost, host, &slots = *op.slots, caches, operands = std::move(operands), rank = rank_] {
+      double seconds = cost.seconds;
+      OperandCache* cache = caches ? &caches->take(rank) : nullptr;
+      if (cache) {
+        seconds += cache->held_share(operands) * (cost.hot_seconds - cost.seconds);
+        cache->touch(operands);
+      }
       profile::InSimgrid in;
       sg4::ExecPtr exec = sg4::this_actor::exec_init(seconds * 1e9);
       exec->set_host(host);
       exec->start();
       exec->wait();
+      if (cache) caches->give(*cache);
       slots.release();
     };
   }

@@ -94,6 +94,15 @@ sg::sg4::Semaphore& SimWorld::compute_slots(int node) {
   return *slot;
 }
 
+SlotCaches* SimWorld::slot_caches(int node) {
+  const core::GpuSpec& gpu = spec().node.gpu;
+  if (gpu.kernel_hot_rates.empty() || gpu.kernel_cache_bytes <= 0 || spec().node.compute_slots <= 0) return nullptr;
+  if (slot_caches_.empty()) slot_caches_.resize(static_cast<std::size_t>(spec().nodes));
+  auto& caches = slot_caches_[static_cast<std::size_t>(node)];
+  if (!caches) caches = std::make_unique<SlotCaches>(spec().node.compute_slots, gpu.kernel_cache_bytes);
+  return caches.get();
+}
+
 void SimWorld::record_failure(std::exception_ptr e) {
   if (!failure_) failure_ = e;
 }

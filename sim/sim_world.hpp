@@ -13,6 +13,7 @@
 #include "core/cluster_graph.hpp"
 #include "sim/collectives.hpp"
 #include "sim/flow_engine.hpp"
+#include "sim/operand_cache.hpp"
 #include "sim/plan_cache.hpp"
 #include "sim/platform.hpp"
 
@@ -67,6 +68,9 @@ public:
   /// The compute slots of `node` (NodeSpec::compute_slots permits, in arrival order): a kernel of a CPU rank
   /// holds one while it runs, as the CPU runtime's kernels do (exec/cpu/compute_slots.hpp). Created on first use.
   sg::sg4::Semaphore& compute_slots(int node);
+  /// The caches of `node`'s compute slots where the cluster's kernels have hot rates (GpuSpec::kernel_hot_rates),
+  /// else nullptr. Created on first use.
+  SlotCaches* slot_caches(int node);
 
   /// First failure raised by any rank; the simulation stops all actors when one is recorded.
   void record_failure(std::exception_ptr e);
@@ -88,6 +92,7 @@ private:
   std::unordered_map<RendezvousKey, std::unique_ptr<Rendezvous>, RendezvousKeyHash> rendezvous_;
   PlanCache plans_;
   std::vector<sg::sg4::SemaphorePtr> slots_;  // by node, created on first use
+  std::vector<std::unique_ptr<SlotCaches>> slot_caches_;  // by node, created on first use
   std::exception_ptr failure_;
 };
 

@@ -347,34 +347,15 @@ MachineRates probe_machine(const ProbeShape& s) {
 
 namespace {
 
-/// Places a kernel's operands in an arena: each buffer gets its extent (views keep their offsets inside it, so
-/// in-place kernels stay in place), one after the other from `base`. Returns the kernel pointing there and sets
-/// `used` to the bytes it spans.
-template <typename Op>
-std::vector<core::Buffer*> operands(Op& op) {
-  std::vector<core::Buffer*> list;
-  if constexpr (std::is_same_v<Op, core::GemmOp>) {
-    list = {&op.a, &op.b, &op.c};
-  } else if constexpr (std::is_same_v<Op, core::AttentionOp>) {
-    list = {&op.q, &op.k, &op.v, &op.o, &op.d_o, &op.d_q, &op.d_k, &op.d_v};
-  } else if constexpr (std::is_same_v<Op, core::TensorOp>) {
-    for (auto* v : {&op.in, &op.out})
-      for (core::Buffer& b : *v) list.push_back(&b);
-  }
-  return list;
-}
-
 // Evicts a kernel's operands from every cache level (where the instruction set allows it).
 void evict_operands(core::Kernel& k) {
 #if defined(__x86_64__)
-  std::visit([](auto& op) {
-    for (core::Buffer* b : operands(op))
-      if (*b && b->data && b->bytes) {  // every line the buffer touches, the first one from its start down
-        const auto first = reinterpret_cast<std::uintptr_t>(b->data) & ~std::uintptr_t{63};
-        const auto end = reinterpret_cast<std::uintptr_t>(b->data) + b->bytes;
-        for (std::uintptr_t line = first; line < end; line += 64) _mm_clflush(reinterpret_cast<const void*>(line));
-      }
-  }, k);
+  for (const core::Buffer* b : core::kernel_operands(k))
+    if (*b && b->data && b->bytes) {  // every line the buffer touches, the first one from its start down
+      const auto first = reinterpret_cast<std::uintptr_t>(b->data) & ~std::uintptr_t{63};
+      const auto end = reinterpret_cast<std::uintptr_t>(b->data) + b->bytes;
+      for (std::uintptr_t line = first; line < end; line += 64) _mm_clflush(reinterpret_cast<const void*>(line));
+    }
   _mm_mfence();
 #else
   (void)k;
@@ -413,18 +394,29 @@ void fill_zeros(const core::Buffer& b) {
   if (b && b.data) std::memset(b.data, 0, b.bytes);
 }
 
+/// Places a kernel's operands in an arena: each buffer gets its extent (views keep their offsets inside it, so
+/// in-place kernels stay in place), one after the other from `base`. Returns the kernel pointing there and sets
+/// `used` to the bytes it spans.
 core::Kernel bind_at(core::Kernel k, char* base, std::uint64_t& used) {
-  std::visit([&](auto& op) {
-    const std::vector<core::Buffer*> list = operands(op);
-    std::map<std::uint64_t, std::uint64_t> extent, start;
-    for (core::Buffer* b : list)
-      if (*b) extent[b->id] = std::max(extent[b->id], b->offset + b->bytes);
-    used = 64;  // never empty
-    for (const auto& [id, bytes] : extent) start[id] = used, used += (bytes + 63) / 64 * 64;
-    for (core::Buffer* b : list)
-      if (*b) b->data = base ? base + start[b->id] + b->offset : nullptr;  // no base: the extent only
-  }, k);
+  const std::vector<core::Buffer*> list = core::kernel_operands(k);
+  std::map<std::uint64_t, std::uint64_t> extent, start;
+  for (core::Buffer* b : list)
+    if (*b) extent[b->id] = std::max(extent[b->id], b->offset + b->bytes);
+  used = 64;  // never empty
+  for (const auto& [id, bytes] : extent) start[id] = used, used += (bytes + 63) / 64 * 64;
+  for (core::Buffer* b : list)
+    if (*b) b->data = base ? base + start[b->id] + b->offset : nullptr;  // no base: the extent only
   return k;
+}
+
+// The cache private to one compute slot: the cores' own (L2, else L1d) caches of a slot's BLAS threads. The
+// last-level cache is shared with the other slots (and, on a virtual machine, with other tenants); the cold rates
+// include what it holds.
+double slot_cache_bytes(int threads_per_slot) {
+  long bytes = ::sysconf(_SC_LEVEL2_CACHE_SIZE);
+  if (bytes <= 0) bytes = ::sysconf(_SC_LEVEL1_DCACHE_SIZE);
+  if (bytes <= 0) bytes = 1 << 20;  // the operating system does not say: a common L2
+  return static_cast<double>(bytes) * threads_per_slot;
 }
 
 }  // namespace
@@ -476,46 +468,76 @@ KernelRates probe_kernel_rates(const std::vector<core::Kernel>& samples, double 
   // fully loaded chip); the other ranks wait without spinning. The simulator then shares the slots among the
   // ranks that compute (NodeSpec::compute_slots), so a rank computes faster while others wait.
   const bool measures = rank < out.compute_slots;
-  std::vector<double> rates(samples.size(), 0.0);
+  out.cache_bytes = slot_cache_bytes(out.threads_per_rank);
+  // Two rates per sample: cold (operands evicted, out of memory) and hot (operands just touched on this core).
+  std::vector<double> rates(2 * samples.size(), 0.0);
   for (std::size_t i = 0; i < samples.size(); ++i) {
-    double rate = 0;
+    double rate[2] = {0, 0};
     if (measures) {
       std::uint64_t used = 0;
       bind_at(samples[i], nullptr, used);
       std::vector<char> memory(used, 0);
       core::Kernel kernel = bind_at(samples[i], memory.data(), used);
       fill_probe_operands(kernel);
-      // Each call meets its operands out of every cache: in the program a kernel's inputs were mostly written by
-      // another kernel on another core (a GEMM's BLAS threads) or long before (activations kept from the forward
-      // pass, parameters and optimizer states touched once a step). GeLU's backward at the model's size: 57 us on
-      // operands hot in its core's cache, 97 us when the other core wrote them, 125 to 135 us from memory, 160 to
-      // 210 us in the 1-rank program; the probe's hot calls put the 1-rank step 15 to 21% under the measured one.
       run_kernel(kernel);  // warm-up: code, page tables
-      std::vector<double> calls;
-      double total = 0;
-      while (total < 0.03 && calls.size() < 200) {
-        fill_probe_operands(kernel, true);
-        evict_operands(kernel);
-        const auto t0 = clock::now();
-        run_kernel(kernel);
-        calls.push_back(since(t0));
-        total += calls.back();
+      // Cold: each call meets its operands out of every cache, as the program's kernels mostly do (inputs written
+      // by another kernel on another core, or long before: activations kept from the forward pass, parameters and
+      // optimizer states touched once a step). GeLU's backward at the model's size: 57 us on operands hot in its
+      // core's cache, 97 us when the other core wrote them, 125 to 135 us from memory. Hot: the previous call on
+      // this core touched every operand (a regroup's output read by the expert GEMM next to it); the simulator
+      // mixes the two by the share of a kernel's operands its slot's cache holds (sim/operand_cache.hpp).
+      for (int hot = 0; hot < 2; ++hot) {
+        std::vector<double> calls;
+        double total = 0;
+        while (total < 0.03 && calls.size() < 200) {
+          fill_probe_operands(kernel, true);
+          if (!hot) evict_operands(kernel);
+          const auto t0 = clock::now();
+          run_kernel(kernel);
+          calls.push_back(since(t0));
+          total += calls.back();
+        }
+        std::nth_element(calls.begin(), calls.begin() + calls.size() / 2, calls.end());
+        const double t = calls[calls.size() / 2];
+        // The fixed cost is added back per kernel by the simulator; keep at least a tenth of the time as work.
+        rate[hot] = core::kernel_work(samples[i]) / std::max(t - op_overhead_s, 0.1 * t);
       }
-      std::nth_element(calls.begin(), calls.begin() + calls.size() / 2, calls.end());
-      const double t = calls[calls.size() / 2];
-      // The fixed cost is added back per kernel by the simulator; keep at least a tenth of the time as work.
-      rate = core::kernel_work(samples[i]) / std::max(t - op_overhead_s, 0.1 * t);
     }
-    // The slowest measuring rank's rate (the others contribute +inf), and every class starts together.
+    // The slowest measuring rank's rates (the others contribute +inf), and every class starts together.
     MPI_Request r = MPI_REQUEST_NULL;
-    double contribution = measures ? rate : std::numeric_limits<double>::infinity();
-    MPI_Iallreduce(&contribution, &rates[i], 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD, &r);
+    const double inf = std::numeric_limits<double>::infinity();
+    double contribution[2] = {measures ? rate[0] : inf, measures ? rate[1] : inf};
+    MPI_Iallreduce(contribution, &rates[2 * i], 2, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD, &r);
     await_requests(&r, 1, probe_timeout_s(), "the kernel probe");
   }
-  for (std::size_t i = 0; i < samples.size(); ++i)
-    out.rates[core::kernel_class(samples[i])][core::kernel_work(samples[i])] = rates[i];
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    const std::string name = core::kernel_class(samples[i]);
+    const double work = core::kernel_work(samples[i]);
+    out.rates[name][work] = rates[2 * i];
+    // A kernel never runs slower on operands in cache: a hot median under the cold one is the machine's noise.
+    out.hot_rates[name][work] = std::max(rates[2 * i], rates[2 * i + 1]);
+  }
+  {  // every rank reports the slowest measuring rank's cache: the smallest
+    MPI_Request r = MPI_REQUEST_NULL;
+    double mine = measures ? out.cache_bytes : std::numeric_limits<double>::infinity(), least = 0;
+    MPI_Iallreduce(&mine, &least, 1, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD, &r);
+    await_requests(&r, 1, probe_timeout_s(), "the kernel probe");
+    out.cache_bytes = least;
+  }
   return out;
 }
+
+namespace {
+// {class: [[work, billions of work per second], ...]}, the cluster file's form of measured kernel rates.
+nlohmann::json rate_json(const std::map<std::string, core::RateCurve>& curves) {
+  nlohmann::json rates = nlohmann::json::object();
+  for (const auto& [name, curve] : curves) {
+    rates[name] = nlohmann::json::array();
+    for (const auto& [work, rate] : curve) rates[name].push_back({work, rate / 1e9});
+  }
+  return rates;
+}
+}  // namespace
 
 core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& shape, core::Calibration& cal) {
   cal = core::default_calibration();
@@ -572,12 +594,10 @@ core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& sh
   nlohmann::json all = nlohmann::json::array(), sw = {{"gpus", nlohmann::json::array()}, {"nics", {0}}};
   for (int g = 0; g < r.ranks; ++g) all.push_back(g), sw["gpus"].push_back(g);
   if (!r.kernels.rates.empty()) {
-    nlohmann::json rates = nlohmann::json::object();
-    for (const auto& [name, curve] : r.kernels.rates) {
-      rates[name] = nlohmann::json::array();
-      for (const auto& [work, rate] : curve) rates[name].push_back({work, rate / 1e9});
-    }
+    const nlohmann::json rates = rate_json(r.kernels.rates);
     j["node"]["gpu"]["kernel_gwork_per_s"] = rates;
+    j["node"]["gpu"]["kernel_hot_gwork_per_s"] = rate_json(r.kernels.hot_rates);
+    j["node"]["gpu"]["kernel_cache_mib"] = r.kernels.cache_bytes / (1 << 20);
     j["node"]["compute_slots"] = r.kernels.compute_slots;
   }
   j["node"]["nics"]["gpus"] = nlohmann::json::array({all});

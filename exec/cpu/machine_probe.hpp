@@ -23,6 +23,8 @@ struct ProbeShape {
 /// Kernel rates measured alone, and how many kernels the machine runs at those rates at once.
 struct KernelRates {
   std::map<std::string, core::RateCurve> rates;  // work per second by kernel class (core/kernel_class.hpp) and size
+  std::map<std::string, core::RateCurve> hot_rates;  // the same on operands the previous call touched on this core
+  double cache_bytes = 0;               // a compute slot's private cache (its cores' L2)
   int threads_per_rank = 1;             // BLAS threads of one rank's kernels
   int compute_slots = 1;                // cores / threads_per_rank: kernels that run at full rate at once
 };
@@ -51,8 +53,9 @@ MachineRates probe_machine(const ProbeShape& shape);
 
 /// The program's kernels at the sizes it runs them (a few per class, core/kernel_class.hpp), the same list on every
 /// rank. As many ranks as there are compute slots run each at once, on operands of its sizes filled as a program's
-/// are (fill_probe_operands) and evicted from every cache before each call (the program's kernels mostly meet their operands written on another core or
-/// long before); the result is work per second by class and size (the median call), after taking off the
+/// are (fill_probe_operands), evicted from every cache before each call (cold: the program's kernels mostly meet
+/// their operands written on another core or long before) and then hot (the previous call touched them on this
+/// core); the result is work per second by class and size (the median call) for each, after taking off the
 /// runtime's fixed cost per kernel `op_overhead_s`, and the number of kernels the cores run at once at that rate.
 /// A CPU's kernels differ in cost per byte (an exp per element, a reduction, a copy) and its GEMMs in rate per
 /// layout and size, so one GEMM rate and one memory bandwidth cannot describe them; ranks beyond the slots wait

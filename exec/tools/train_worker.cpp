@@ -136,6 +136,8 @@ int run_train_worker(int rank, int size, const char* config_path, const char* ou
                           {"busy_compute_wake_s", rates.busy_compute_wake_s},
                           {"slot_handoff_s", rates.slot_handoff_s},
                           {"kernel_rates", rates.kernels.rates},
+                          {"kernel_hot_rates", rates.kernels.hot_rates},
+                          {"kernel_cache_bytes", rates.kernels.cache_bytes},
                           {"compute_slots", rates.kernels.compute_slots}}}};
   }
   const tr::TrainingPlan plan = tr::make_training_plan(c);

@@ -67,6 +67,35 @@ TEST(MeasuredMachine, BadRateCurvesNameTheirPoint) {
   }
 }
 
+TEST(MeasuredMachine, HotRatesAndTheirCacheRoundTrip) {
+  json j = a100();
+  j["node"]["gpu"]["kernel_gwork_per_s"] = {{"gemm NN", {{1e6, 10}}}};
+  j["node"]["gpu"]["kernel_hot_gwork_per_s"] = {{"gemm NN", {{1e6, 14}}}};
+  j["node"]["gpu"]["kernel_cache_mib"] = 2;
+  const ClusterSpec c = parse_cluster(j, "m.json");
+  EXPECT_DOUBLE_EQ(rate_at(c.node.gpu.kernel_hot_rates.at("gemm NN"), 1e6), 1.4e10);
+  EXPECT_DOUBLE_EQ(c.node.gpu.kernel_cache_bytes, 2.0 * (1 << 20));
+  const ClusterSpec again = parse_cluster(cluster_to_json(c), "m.json");
+  EXPECT_EQ(again.node.gpu.kernel_hot_rates, c.node.gpu.kernel_hot_rates);
+  EXPECT_DOUBLE_EQ(again.node.gpu.kernel_cache_bytes, c.node.gpu.kernel_cache_bytes);
+}
+
+TEST(MeasuredMachine, HotRatesNeedTheirCache) {
+  json j = a100();
+  j["node"]["gpu"]["kernel_hot_gwork_per_s"] = {{"gemm NN", 14}};
+  EXPECT_NE(error_of(j).find("m.json: node.gpu.kernel_hot_gwork_per_s: expected \"kernel_cache_mib\" beside it"),
+            std::string::npos)
+      << error_of(j);
+  j["node"]["gpu"]["kernel_cache_mib"] = 0;
+  EXPECT_NE(error_of(j).find("m.json: node.gpu.kernel_cache_mib: expected a positive number"), std::string::npos)
+      << error_of(j);
+  j["node"]["gpu"]["kernel_cache_mib"] = 2;
+  j["node"]["gpu"]["kernel_hot_gwork_per_s"] = {{"gemm NN", {{1e6, -1}}}};
+  EXPECT_NE(error_of(j).find("m.json: node.gpu.kernel_hot_gwork_per_s.gemm NN[0]: expected a [work, rate] pair"),
+            std::string::npos)
+      << error_of(j);
+}
+
 TEST(MeasuredMachine, GpusHaveNeither) {
   const ClusterSpec c = parse_cluster(a100(), "m.json");
   EXPECT_EQ(c.node.compute_slots, 0);

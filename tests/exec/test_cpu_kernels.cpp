@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/kernel_class.hpp"
 #include "exec/cpu/cpu_kernels.hpp"
 #include "exec/cpu/machine_probe.hpp"
 #include "model/ops.hpp"
@@ -252,6 +253,39 @@ TEST(CpuKernels, ProbeRefillsWhatAnInPlaceKernelWrites) {
     run_kernel(k);
   }
   for (std::size_t i = 0; i < x.size(); ++i) ASSERT_EQ(x[i], filled[i] * 0.5f);
+}
+
+TEST(CpuKernels, ProbeMeasuresEveryClassColdAndHotAndTheMachineCarriesBoth) {
+  // Sizes only: the probe places the operands in its own memory.
+  auto sized = [](std::uint64_t id, std::uint64_t bytes) {
+    core::Buffer b;
+    b.id = id, b.bytes = bytes;
+    return b;
+  };
+  const I n = 128;
+  const std::vector<core::Kernel> samples = {
+      model::ops::gemm(n, n, n, sized(1, n * n * 4), sized(2, n * n * 4), sized(3, n * n * 4)),
+      model::ops::gelu(sized(4, 65536 * 4), sized(5, 65536 * 4), 65536)};
+  const KernelRates k = probe_kernel_rates(samples, 0);
+  ASSERT_EQ(k.rates.size(), 2u);
+  EXPECT_GT(k.cache_bytes, 0);
+  for (const core::Kernel& s : samples) {
+    const std::string name = core::kernel_class(s);
+    const double work = core::kernel_work(s);
+    const double cold = k.rates.at(name).at(work), hot = k.hot_rates.at(name).at(work);
+    EXPECT_GT(cold, 0) << name;
+    EXPECT_GE(hot, cold) << name;  // never slower on operands in cache
+  }
+  MachineRates r;
+  r.gemm_flop_per_s = r.copy_bytes_per_s = 1e10;
+  r.all_to_all_bytes_per_s = r.ssd_read_bytes_per_s = r.ssd_write_bytes_per_s = 1e9;
+  r.kernels = k;
+  core::Calibration cal;
+  const core::ClusterSpec c = cluster_from_rates(r, ProbeShape{}, cal);
+  EXPECT_NEAR(c.node.gpu.kernel_cache_bytes, k.cache_bytes, 1.0);
+  for (const auto& [name, curve] : k.hot_rates)
+    for (const auto& [work, rate] : curve)
+      EXPECT_NEAR(core::rate_at(c.node.gpu.kernel_hot_rates.at(name), work), rate, rate * 1e-9) << name;
 }
 
 }  // namespace

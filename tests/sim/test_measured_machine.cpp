@@ -210,3 +210,55 @@ TEST(MeasuredMachine, GpusProgressCommunicationWithoutTakingCompute) {
   polls.progress_spin_s = 0.1;
   EXPECT_NEAR(gemm_then_message(polls, 0), gemm_then_message(no_launch(), 0), 1e-12);
 }
+
+namespace {
+// A machine whose "gemm NN" runs twice as fast on operands its slot's cache holds, with a cache of `cache_bytes`.
+core::ClusterSpec with_hot_rates(int gpus, int slots, double cache_bytes) {
+  core::ClusterSpec c = measured(gpus, slots);
+  c.node.gpu.kernel_hot_rates["gemm NN"] = {{0.0, 2 * kRate}};
+  c.node.gpu.kernel_cache_bytes = cache_bytes;
+  return c;
+}
+
+// gemm() on buffers `a` x `b` -> `c` of 100 KB each (the ids name them).
+core::GemmOp gemm_on(std::uint64_t a, std::uint64_t b, std::uint64_t c) {
+  core::GemmOp g = gemm();
+  for (auto [buffer, id] : {std::pair{&g.a, a}, {&g.b, b}, {&g.c, c}}) buffer->id = id, buffer->bytes = 100'000;
+  return g;
+}
+
+// Each rank runs `kernels` one after the other on its compute stream; the time the last one ends.
+double run_kernels(const core::ClusterSpec& c, int ranks, const std::vector<core::GemmOp>& kernels) {
+  sim::SimOptions options;
+  options.calibration = no_launch();
+  const std::vector<double> out = test::run_in_child([&] {
+    return std::vector<double>{sim::simulate(c, ranks, [&kernels](core::Runtime& rt) {
+                                 core::Event last;
+                                 for (const core::GemmOp& k : kernels) last = rt.compute(core::streams::kCompute, k, "g");
+                                 rt.wait(last);
+                               }, options).makespan_s};
+  });
+  return out.empty() ? -1 : out[0];
+}
+}  // namespace
+
+TEST(MeasuredMachine, AKernelRunsHotOnTheShareOfItsOperandsItsSlotsCacheHolds) {
+  const core::ClusterSpec c = with_hot_rates(1, 1, 1e6);
+  const double cold = alone_s(), hot = cold / 2;
+  // The first kernel meets its operands cold; the second reads the first's output and one of its inputs (two of
+  // its three operands held); the third runs on buffers no kernel touched.
+  EXPECT_NEAR(run_kernels(c, 1, {gemm_on(1, 2, 3)}), cold, 1e-9);
+  EXPECT_NEAR(run_kernels(c, 1, {gemm_on(1, 2, 3), gemm_on(3, 2, 4)}), cold + cold + 2.0 / 3 * (hot - cold), 1e-9);
+  EXPECT_NEAR(run_kernels(c, 1, {gemm_on(1, 2, 3), gemm_on(1, 2, 3), gemm_on(5, 6, 7)}), cold + hot + cold, 1e-9);
+  // Without hot rates every kernel runs at the cold one.
+  EXPECT_NEAR(run_kernels(measured(1, 1), 1, {gemm_on(1, 2, 3), gemm_on(1, 2, 3)}), 2 * cold, 1e-9);
+}
+
+TEST(MeasuredMachine, AnotherRanksKernelOnTheSlotPushesTheOperandsOut) {
+  // Two ranks, each running the same kernel twice on its own buffers (300 KB, the cache's size). On one slot the
+  // ranks alternate, so each one's second kernel finds the other's operands there: four cold kernels. On two
+  // slots each rank keeps its slot and its second kernel runs hot.
+  const std::vector<core::GemmOp> twice = {gemm_on(1, 2, 3), gemm_on(1, 2, 3)};
+  EXPECT_NEAR(run_kernels(with_hot_rates(2, 1, 300'000), 2, twice), 4 * alone_s(), 1e-9);
+  EXPECT_NEAR(run_kernels(with_hot_rates(2, 2, 300'000), 2, twice), 1.5 * alone_s(), 1e-9);
+}
