@@ -16,6 +16,7 @@
 #include <map>
 #include <tuple>
 
+#include "cli/ranking_verdict.hpp"
 #include "core/calibration.hpp"
 #include "core/error.hpp"
 #include "core/output_files.hpp"
@@ -343,8 +344,10 @@ int validate_policies(const Args& args) {
     }
     const double pr = median(predicted), mr = median(measured), error = median(errors);
     report["ratio"] = {{"predicted", pr}, {"measured", mr}, {"error_pct", error}};
+    report["ranking"] = ranking_verdict(policies[0].first, policies[1].first, pr, measured);
+    std::printf("\nranking: %s\n", report["ranking"].get<std::string>().c_str());
     std::printf(
-        "\n%s vs %s speed-up (step time of %s / step time of %s): predicted %.3f, measured %.3f, "
+        "%s vs %s speed-up (step time of %s / step time of %s): predicted %.3f, measured %.3f, "
         "error %+.1f%%\n",
         policies[1].first.c_str(), policies[0].first.c_str(), policies[0].first.c_str(), policies[1].first.c_str(), pr,
         mr, error);

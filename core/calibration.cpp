@@ -10,12 +10,15 @@
 
 namespace moesys::core {
 
+double ramp_efficiency(double half_bytes, double bytes) {
+  return bytes > 0 ? 1.0 / (1.0 + std::sqrt(half_bytes / bytes)) : 1.0;
+}
+
 double Calibration::message_efficiency(double bytes, bool network, bool point_to_point) const {
-  if (bytes <= 0) return 1.0;
   const double half = network                                             ? nic_half_bandwidth_bytes
                       : point_to_point && p2p_half_bandwidth_bytes > 0 ? p2p_half_bandwidth_bytes
                                                                         : half_bandwidth_bytes;
-  return 1.0 / (1.0 + std::sqrt(half / bytes));
+  return ramp_efficiency(half, bytes);
 }
 
 Calibration default_calibration() {

@@ -11,6 +11,11 @@
 
 namespace moesys::core {
 
+/// The share of a link's rate a message of `bytes` uses on a ramp of half-bandwidth size `half_bytes`:
+/// 1 / (1 + sqrt(half / bytes)), 1 for an empty message. It rises slowly with size, as NCCL's channel and protocol
+/// choice makes it.
+double ramp_efficiency(double half_bytes, double bytes);
+
 struct Calibration {
   double nvlink_efficiency = 0.780;    // large-transfer fraction of NVLink spec bandwidth
   double pcie_efficiency = 0.824;      // fraction of PCIe spec bandwidth for pinned copies

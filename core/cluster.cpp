@@ -303,7 +303,8 @@ class Parser {
                         point[0].get<double>() > 0 && point[1].get<double>() > 0 &&
                         std::isfinite(point[0].get<double>()) && std::isfinite(point[1].get<double>());
         if (!ok)
-          fail(cp + "[" + std::to_string(i) + "]", "expected a [work, rate] pair of positive numbers, got " + show(point));
+          fail(cp + "[" + std::to_string(i) + "]",
+               "expected a [work, rate] pair of positive numbers, got " + show(point));
         curves[name][point[0].get<double>()] = point[1].get<double>() * 1e9;
       }
     }
