@@ -335,6 +335,10 @@ class Parser {
     g.kernel_rates = rate_curves(j, p, "kernel_gwork_per_s");
     g.kernel_hot_rates = rate_curves(j, p, "kernel_hot_gwork_per_s");
     if (optional(j, "kernel_cache_mib")) g.kernel_cache_bytes = positive(j, p, "kernel_cache_mib") * kMiB;
+    for (const auto& [name, curve] : g.kernel_hot_rates)
+      if (!g.kernel_rates.count(name))
+        fail(key_path(key_path(p, "kernel_hot_gwork_per_s"), name),
+             "expected a class of \"kernel_gwork_per_s\" too: a hot rate is the cold one's on cached operands");
     if (!g.kernel_hot_rates.empty() && g.kernel_cache_bytes <= 0)
       fail(key_path(p, "kernel_hot_gwork_per_s"), "expected \"kernel_cache_mib\" beside it: the cache the hot rates' "
                                                  "operands stay in");

@@ -1,6 +1,7 @@
 #include "sim/operand_cache.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "core/kernel_class.hpp"
@@ -11,17 +12,18 @@ std::vector<Extent> operand_extents(const core::Kernel& kernel, int rank) {
   std::vector<Extent> extents;
   for (const core::Buffer* b : core::kernel_operands(kernel))
     if (*b && b->bytes) extents.push_back({rank, b->id, b->offset, b->offset + b->bytes});
-  // Merge overlapping ranges of one allocation, keeping the operands' order (outputs last: the most recent).
+  // Merge overlapping or touching ranges of one allocation. Each operand absorbs every earlier range it meets
+  // (one can bridge two) and takes the latest place, so outputs stay last: the most recent.
   std::vector<Extent> merged;
-  for (const Extent& e : extents) {
-    bool absorbed = false;
-    for (Extent& m : merged)
-      if (m.id == e.id && e.begin <= m.end && m.begin <= e.end) {
-        m.begin = std::min(m.begin, e.begin), m.end = std::max(m.end, e.end);
-        absorbed = true;
-        break;
+  for (Extent e : extents) {
+    for (auto it = merged.begin(); it != merged.end();)
+      if (it->id == e.id && e.begin <= it->end && it->begin <= e.end) {
+        e.begin = std::min(e.begin, it->begin), e.end = std::max(e.end, it->end);
+        it = merged.erase(it);
+      } else {
+        ++it;
       }
-    if (!absorbed) merged.push_back(e);
+    merged.push_back(e);
   }
   return merged;
 }
@@ -44,21 +46,28 @@ double OperandCache::held_share(const std::vector<Extent>& extents) const {
   return could > 0 ? std::min(1.0, held / could) : 0.0;
 }
 
+void OperandCache::carve(const Extent& e) {
+  for (auto it = recent_.begin(); it != recent_.end();) {
+    const std::uint64_t o = overlap(e, *it);
+    if (o == 0) {
+      ++it;
+      continue;
+    }
+    held_ -= static_cast<double>(o);
+    const Extent old = *it;  // what is left of it on either side stays where it was in the order
+    it = recent_.erase(it);
+    if (old.begin < e.begin) recent_.insert(it, Extent{old.rank, old.id, old.begin, e.begin});
+    if (e.end < old.end) recent_.insert(it, Extent{old.rank, old.id, e.end, old.end});
+  }
+}
+
+void OperandCache::forget(const std::vector<Extent>& extents) {
+  for (const Extent& e : extents) carve(e);
+}
+
 void OperandCache::touch(const std::vector<Extent>& extents) {
   for (const Extent& e : extents) {
-    // Take the range out of older entries (splitting one that holds it in its middle), then put it in front.
-    for (auto it = recent_.begin(); it != recent_.end();) {
-      const std::uint64_t o = overlap(e, *it);
-      if (o == 0) {
-        ++it;
-        continue;
-      }
-      held_ -= static_cast<double>(o);
-      const Extent old = *it;
-      it = recent_.erase(it);
-      if (old.begin < e.begin) recent_.insert(it, Extent{old.rank, old.id, old.begin, e.begin});
-      if (e.end < old.end) recent_.insert(it, Extent{old.rank, old.id, e.end, old.end});
-    }
+    carve(e);  // out of older entries (splitting one that holds it in its middle), then in front
     recent_.push_front(e);
     held_ += static_cast<double>(e.bytes());
   }
@@ -69,8 +78,8 @@ void OperandCache::touch(const std::vector<Extent>& extents) {
       held_ -= static_cast<double>(oldest.bytes());
       recent_.pop_back();
     } else {
-      const auto cut = static_cast<std::uint64_t>(excess + 0.5);
-      oldest.end -= cut;
+      const auto cut = static_cast<std::uint64_t>(std::ceil(excess));
+      oldest.begin += cut;
       held_ -= static_cast<double>(cut);
     }
   }
@@ -93,6 +102,10 @@ OperandCache& SlotCaches::take(int rank) {
   pick->busy = true;
   pick->last_rank = rank;
   return pick->cache;
+}
+
+void SlotCaches::forget(const std::vector<Extent>& extents) {
+  for (Slot& s : slots_) s.cache.forget(extents);
 }
 
 void SlotCaches::give(const OperandCache& cache) {

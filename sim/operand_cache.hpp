@@ -4,6 +4,8 @@
 // GpuSpec::kernel_hot_rates). A kernel runs at a mix of the two by the share of its operands the cache of the slot
 // it runs on holds: an expert GEMM right after the regroup that wrote its input runs near the hot rate, an
 // optimizer step over parameters last touched a step ago at the cold one. GPUs (no hot rates) never use this.
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <list>
 #include <vector>
@@ -27,16 +29,20 @@ std::vector<Extent> operand_extents(const core::Kernel& kernel, int rank);
 /// and the hardware's replacement order are not modelled: a kernel's operands are megabytes, lines 64 bytes.
 class OperandCache {
 public:
-  explicit OperandCache(double capacity_bytes) : capacity_(capacity_bytes) {}
+  explicit OperandCache(double capacity_bytes) : capacity_(std::floor(std::max(0.0, capacity_bytes))) {}
   /// The share of `extents` held now, of as much of them as the cache could hold (1 when all that fits is there).
   double held_share(const std::vector<Extent>& extents) const;
   /// A kernel ran on these operands: they are now the most recent (the last extent most of all), and older bytes
-  /// leave beyond the capacity.
+  /// leave beyond the capacity (of the oldest range, its start first: a kernel streams through a buffer from its
+  /// start, so its end is what it touched last).
   void touch(const std::vector<Extent>& extents);
   double held_bytes() const { return held_; }
+  /// Another agent (a copy, a collective) wrote these bytes: no slot's cache holds them any more.
+  void forget(const std::vector<Extent>& extents);
 
 private:
-  double capacity_;
+  void carve(const Extent& e);  // takes `e` out of the held ranges
+  double capacity_;  // whole bytes: the held bytes always are
   std::list<Extent> recent_;  // most recent first, disjoint
   double held_ = 0;
 };
@@ -49,6 +55,7 @@ public:
   SlotCaches(int slots, double capacity_bytes);
   OperandCache& take(int rank);
   void give(const OperandCache& cache);
+  void forget(const std::vector<Extent>& extents);  // from every slot's cache
 
 private:
   struct Slot {

@@ -309,6 +309,7 @@ void SimRuntime::stream_loop(Stream& s) {
       spans_.push_back(
           {rank_, core::stream_name(s.id), op.kind, op.name, start, sg4::Engine::get_clock(), op.bytes, op.flop});
     }
+    if (!op.written.empty()) world_.slot_caches(world_.spec().node_of(rank_))->forget(op.written);
     complete(s, op.event);
   }
 }
@@ -407,6 +408,7 @@ core::Event SimRuntime::copy(core::StreamId stream, const core::Buffer& dst, con
   op.name = std::string("copy ") + core::to_string(src.tier) + "->" + core::to_string(dst.tier);
   op.bytes = bytes;
   op.body = std::move(body);
+  op.written = written_extents(dst, bytes);
   return enqueue(stream, std::move(op));
 }
 
@@ -447,7 +449,8 @@ SimRuntime::GroupRef SimRuntime::group_ref(const core::Group& group, const char*
 }
 
 core::Event SimRuntime::collective(core::StreamId stream, CollectiveOp opcode, const core::Group& group, double bytes,
-                                   core::CollectiveAlgo algo, std::vector<double> row, std::uint64_t traced_bytes) {
+                                   core::CollectiveAlgo algo, std::vector<double> row, std::uint64_t traced_bytes,
+                                   const core::Buffer& written) {
   const GroupRef g = group_ref(group, to_string(opcode));
   const core::CollectiveAlgo resolved = resolve_algo(opcode, algo);  // reject an unsupported algorithm here
   if ((resolved == core::CollectiveAlgo::nvls || resolved == core::CollectiveAlgo::nvls_tree) &&
@@ -462,6 +465,7 @@ core::Event SimRuntime::collective(core::StreamId stream, CollectiveOp opcode, c
   op.name = std::string(to_string(opcode)) +
             (resolved == core::CollectiveAlgo::automatic ? "" : std::string("/") + core::to_string(resolved));
   op.bytes = traced_bytes;
+  op.written = written_extents(written);
   op.body = [this, key, opcode, bytes, algo, idx = g.index, share = g.comm_share, row = std::move(row)]() mutable {
     const ProgressLoad polling(progress_slots(), progress_gpu(), world_.calibration(), share);
     world_.join(key, opcode, world_.group_members(key.a), bytes, algo, idx, std::move(row));
@@ -469,24 +473,24 @@ core::Event SimRuntime::collective(core::StreamId stream, CollectiveOp opcode, c
   return enqueue(stream, std::move(op));
 }
 
-core::Event SimRuntime::all_reduce(core::StreamId stream, const core::Group& group, const core::Buffer&,
+core::Event SimRuntime::all_reduce(core::StreamId stream, const core::Group& group, const core::Buffer& buffer,
                                    std::uint64_t bytes, core::Dtype, core::CollectiveAlgo algo) {
-  return collective(stream, CollectiveOp::all_reduce, group, static_cast<double>(bytes), algo, {}, bytes);
+  return collective(stream, CollectiveOp::all_reduce, group, static_cast<double>(bytes), algo, {}, bytes, buffer);
 }
 
 core::Event SimRuntime::reduce_scatter(core::StreamId stream, const core::Group& group, const core::Buffer&,
-                                       const core::Buffer&, std::uint64_t bytes, core::Dtype,
+                                       const core::Buffer& recv, std::uint64_t bytes, core::Dtype,
                                        core::CollectiveAlgo algo) {
-  return collective(stream, CollectiveOp::reduce_scatter, group, static_cast<double>(bytes), algo, {}, bytes);
+  return collective(stream, CollectiveOp::reduce_scatter, group, static_cast<double>(bytes), algo, {}, bytes, recv);
 }
 
 core::Event SimRuntime::all_gather(core::StreamId stream, const core::Group& group, const core::Buffer&,
-                                   const core::Buffer&, std::uint64_t bytes, core::CollectiveAlgo algo) {
-  return collective(stream, CollectiveOp::all_gather, group, static_cast<double>(bytes), algo, {}, bytes);
+                                   const core::Buffer& recv, std::uint64_t bytes, core::CollectiveAlgo algo) {
+  return collective(stream, CollectiveOp::all_gather, group, static_cast<double>(bytes), algo, {}, bytes, recv);
 }
 
 core::Event SimRuntime::all_to_all(core::StreamId stream, const core::Group& group, const core::Buffer&,
-                                   const std::vector<std::uint64_t>& send_bytes, const core::Buffer&,
+                                   const std::vector<std::uint64_t>& send_bytes, const core::Buffer& recv,
                                    const std::vector<std::uint64_t>&, core::CollectiveAlgo algo,
                                    const core::NodeTraffic& nodes) {
   if (static_cast<int>(send_bytes.size()) != group.size())
@@ -496,11 +500,11 @@ core::Event SimRuntime::all_to_all(core::StreamId stream, const core::Group& gro
   std::uint64_t total = 0;
   for (auto b : send_bytes) total += b;
   if (algo == core::CollectiveAlgo::deepep) append_node_traffic(world_.spec(), group.ranks(), nodes, row);
-  return collective(stream, CollectiveOp::all_to_all, group, 0.0, algo, std::move(row), total);
+  return collective(stream, CollectiveOp::all_to_all, group, 0.0, algo, std::move(row), total, recv);
 }
 
 core::Event SimRuntime::point_to_point(core::StreamId stream, int src, int dst, std::uint64_t bytes, int tag,
-                                       bool sending) {
+                                       bool sending, const core::Buffer& written) {
   // A message is a two-member rendezvous: both sides meet, the later one moves the bytes.
   RendezvousKey key{RendezvousKey::kPointToPoint, src, dst, tag, 0};
   key.sequence = sequence_[key]++;
@@ -509,6 +513,7 @@ core::Event SimRuntime::point_to_point(core::StreamId stream, int src, int dst, 
   op.kind = core::SpanKind::comm;
   op.name = sending ? "send" : "recv";
   op.bytes = bytes;
+  op.written = written_extents(written);
   const double share = communication_share(world_.spec(), world_.calibration(), {src, dst}, rank_);
   op.body = [this, key, b, sending, share] {
     const ProgressLoad polling(progress_slots(), progress_gpu(), world_.calibration(), share);
@@ -519,11 +524,18 @@ core::Event SimRuntime::point_to_point(core::StreamId stream, int src, int dst, 
 }
 
 core::Event SimRuntime::send(core::StreamId stream, int peer, const core::Buffer&, std::uint64_t bytes, int tag) {
-  return point_to_point(stream, rank_, peer, bytes, tag, true);
+  return point_to_point(stream, rank_, peer, bytes, tag, true, core::Buffer{});
 }
 
-core::Event SimRuntime::recv(core::StreamId stream, int peer, const core::Buffer&, std::uint64_t bytes, int tag) {
-  return point_to_point(stream, peer, rank_, bytes, tag, false);
+core::Event SimRuntime::recv(core::StreamId stream, int peer, const core::Buffer& buffer, std::uint64_t bytes,
+                             int tag) {
+  return point_to_point(stream, peer, rank_, bytes, tag, false, buffer);
+}
+
+std::vector<Extent> SimRuntime::written_extents(const core::Buffer& buffer, std::uint64_t bytes) {
+  bytes = std::min(bytes, buffer.bytes);
+  if (!buffer || !bytes || !world_.slot_caches(world_.spec().node_of(rank_))) return {};
+  return {Extent{rank_, buffer.id, buffer.offset, buffer.offset + bytes}};
 }
 
 void SimRuntime::wait(core::Event event) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/runtime.hpp"
+#include "sim/operand_cache.hpp"
 #include "sim/progress_load.hpp"
 #include "sim/sim_world.hpp"
 
@@ -74,6 +75,7 @@ class SimRuntime final : public core::Runtime {
     /// (and the body releases).
     sg::sg4::Semaphore* slots = nullptr;
     std::function<void()> body;
+    std::vector<Extent> written;  // a copy's or collective's output, out of the slots' caches once it has run
   };
   /// An actor that blocks until another actor makes its condition true: the waker releases its semaphore.
   /// SimGrid runs one actor at a time and switches only inside simcalls, so the condition, the registration and
@@ -137,9 +139,16 @@ class SimRuntime final : public core::Runtime {
   bool wait_for(std::uint64_t event, Waiter& self);
   /// Marks the next operation of `s` done and wakes exactly the actors waiting for it.
   void complete(Stream& s, std::uint64_t event);
+  /// `written`: the buffer the operation writes on this rank (what it leaves in no compute slot's cache).
   core::Event collective(core::StreamId stream, CollectiveOp op, const core::Group& group, double bytes,
-                         core::CollectiveAlgo algo, std::vector<double> row, std::uint64_t traced_bytes);
-  core::Event point_to_point(core::StreamId stream, int src, int dst, std::uint64_t bytes, int tag, bool sending);
+                         core::CollectiveAlgo algo, std::vector<double> row, std::uint64_t traced_bytes,
+                         const core::Buffer& written);
+  core::Event point_to_point(core::StreamId stream, int src, int dst, std::uint64_t bytes, int tag, bool sending,
+                             const core::Buffer& written);
+  /// The extents of a buffer that a copy or collective writes, where the node's slots keep caches
+  /// (sim/operand_cache.hpp): the writer, not a kernel on a slot, holds those bytes afterwards (its first `bytes`
+  /// bytes, all of it by default). Else empty.
+  std::vector<Extent> written_extents(const core::Buffer& buffer, std::uint64_t bytes = ~std::uint64_t{0});
   /// A group as this rank uses it: its interned id and this rank's index in it (throws if not a member).
   struct GroupRef {
     core::Group group;  // shares the caller's members

@@ -12,11 +12,15 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -409,14 +413,36 @@ core::Kernel bind_at(core::Kernel k, char* base, std::uint64_t& used) {
   return k;
 }
 
-// The cache private to one compute slot: the cores' own (L2, else L1d) caches of a slot's BLAS threads. The
-// last-level cache is shared with the other slots (and, on a virtual machine, with other tenants); the cold rates
-// include what it holds.
+// CPUs in a list as the kernel writes them ("0-1,4"): 1 where it cannot be read.
+int cpus_in_list(const std::string& list) {
+  int n = 0;
+  std::istringstream in(list);
+  for (std::string part; std::getline(in, part, ',');) {
+    int lo = 0, hi = 0;
+    const int got = std::sscanf(part.c_str(), "%d-%d", &lo, &hi);
+    n += got == 2 && hi >= lo ? hi - lo + 1 : got == 1 ? 1 : 0;
+  }
+  return std::max(1, n);
+}
+
+// The cache private to one compute slot: its BLAS threads' shares of their level-2 caches (an L2 shared by
+// hyperthread siblings or a cluster of cores counts once among them). The last-level cache is shared with the other
+// slots (and, on a virtual machine, with other tenants); the cold rates include what it holds.
 double slot_cache_bytes(int threads_per_slot) {
-  long bytes = ::sysconf(_SC_LEVEL2_CACHE_SIZE);
-  if (bytes <= 0) bytes = ::sysconf(_SC_LEVEL1_DCACHE_SIZE);
-  if (bytes <= 0) bytes = 1 << 20;  // the operating system does not say: a common L2
-  return static_cast<double>(bytes) * threads_per_slot;
+  double bytes = static_cast<double>(::sysconf(_SC_LEVEL2_CACHE_SIZE));
+  int sharing = 1;
+  for (int index = 0; index < 8; ++index) {  // cpu0's cache of level 2 holding data, and who shares it
+    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) + "/";
+    std::ifstream level(dir + "level"), type(dir + "type"), shared(dir + "shared_cpu_list");
+    int l = 0;
+    std::string t, list;
+    if (!(level >> l) || !(type >> t) || l != 2 || t == "Instruction") continue;
+    if (std::getline(shared, list)) sharing = cpus_in_list(list);
+    break;
+  }
+  if (bytes <= 0) bytes = static_cast<double>(::sysconf(_SC_LEVEL1_DCACHE_SIZE)), sharing = 1;
+  if (bytes <= 0) bytes = 1 << 20, sharing = 1;  // the operating system does not say: a common L2
+  return bytes / sharing * threads_per_slot;
 }
 
 }  // namespace

@@ -21,3 +21,9 @@ TEST(RankingVerdict, AMeasuredOrderThatChangesBetweenRepeatsIsATie) {
   EXPECT_EQ(ranking_verdict("deepspeed", "moesys", 0.99, {1.02, 0.98, 1.01}),
             "deepspeed faster predicted; measured, the order changes between repeats (a tie within noise)");
 }
+
+TEST(RankingVerdict, PresetsAreTakenByPositionNotName) {
+  // The same preset twice (a check of the noise): the prediction can still be reversed.
+  EXPECT_EQ(ranking_verdict("moesys", "moesys", 1.01, {0.98, 0.99}),
+            "reversed: moesys faster predicted, moesys in every measured repeat");
+}

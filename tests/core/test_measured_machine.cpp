@@ -82,6 +82,7 @@ TEST(MeasuredMachine, HotRatesAndTheirCacheRoundTrip) {
 
 TEST(MeasuredMachine, HotRatesNeedTheirCache) {
   json j = a100();
+  j["node"]["gpu"]["kernel_gwork_per_s"] = {{"gemm NN", 10}};
   j["node"]["gpu"]["kernel_hot_gwork_per_s"] = {{"gemm NN", 14}};
   EXPECT_NE(error_of(j).find("m.json: node.gpu.kernel_hot_gwork_per_s: expected \"kernel_cache_mib\" beside it"),
             std::string::npos)
@@ -90,6 +91,10 @@ TEST(MeasuredMachine, HotRatesNeedTheirCache) {
   EXPECT_NE(error_of(j).find("m.json: node.gpu.kernel_cache_mib: expected a positive number"), std::string::npos)
       << error_of(j);
   j["node"]["gpu"]["kernel_cache_mib"] = 2;
+  j["node"]["gpu"]["kernel_hot_gwork_per_s"] = {{"gelu", 3}};  // no cold rate for it
+  EXPECT_NE(error_of(j).find("m.json: node.gpu.kernel_hot_gwork_per_s.gelu: expected a class of \"kernel_gwork_per_s\""),
+            std::string::npos)
+      << error_of(j);
   j["node"]["gpu"]["kernel_hot_gwork_per_s"] = {{"gemm NN", {{1e6, -1}}}};
   EXPECT_NE(error_of(j).find("m.json: node.gpu.kernel_hot_gwork_per_s.gemm NN[0]: expected a [work, rate] pair"),
             std::string::npos)

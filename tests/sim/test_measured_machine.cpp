@@ -254,6 +254,26 @@ TEST(MeasuredMachine, AKernelRunsHotOnTheShareOfItsOperandsItsSlotsCacheHolds) {
   EXPECT_NEAR(run_kernels(measured(1, 1), 1, {gemm_on(1, 2, 3), gemm_on(1, 2, 3)}), 2 * cold, 1e-9);
 }
 
+TEST(MeasuredMachine, WhatACopyWroteIsInNoSlotsCache) {
+  // Two kernels on the same buffers, with a copy into the first one's output in between: the second kernel finds
+  // two of its three operands held (its output, buffer 3, was written by the copy).
+  sim::SimOptions options;
+  options.calibration = no_launch();
+  const core::ClusterSpec c = with_hot_rates(1, 1, 1e6);
+  const std::vector<double> out = test::run_in_child([&] {
+    return std::vector<double>{sim::simulate(c, 1, [](core::Runtime& rt) {
+                                 rt.compute(core::streams::kCompute, gemm_on(1, 2, 3), "g");
+                                 core::Buffer dst = gemm_on(1, 2, 3).c, src = dst;
+                                 src.id = 9;
+                                 rt.copy(core::streams::kCompute, dst, src, dst.bytes);  // 0.1 us
+                                 rt.wait(rt.compute(core::streams::kCompute, gemm_on(1, 2, 3), "g"));
+                               }, options).makespan_s};
+  });
+  ASSERT_EQ(out.size(), 1u);
+  const double cold = alone_s(), hot = cold / 2;
+  EXPECT_NEAR(out[0], cold + cold + 2.0 / 3 * (hot - cold), 1e-6);
+}
+
 TEST(MeasuredMachine, AnotherRanksKernelOnTheSlotPushesTheOperandsOut) {
   // Two ranks, each running the same kernel twice on its own buffers (300 KB, the cache's size). On one slot the
   // ranks alternate, so each one's second kernel finds the other's operands there: four cold kernels. On two

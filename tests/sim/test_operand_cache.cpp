@@ -46,9 +46,28 @@ TEST(OperandCache, TouchingAgainMakesBytesTheNewestWithoutCountingThemTwice) {
 
 TEST(OperandCache, AKernelLargerThanTheCacheIsHotWhenAllThatFitsIsHeld) {
   OperandCache cache(1000);
-  cache.touch({range(1, 0, 3000)});  // only its newest 1000 bytes stay
+  cache.touch({range(1, 0, 3000)});  // only the last 1000 bytes it streamed through stay
   EXPECT_EQ(cache.held_bytes(), 1000);
   EXPECT_EQ(cache.held_share({range(1, 0, 3000)}), 1.0);  // as much as could be held is: the hot rate
+  EXPECT_EQ(cache.held_share({range(1, 2000, 3000)}), 1.0);
+  EXPECT_EQ(cache.held_share({range(1, 0, 1000)}), 0.0);
+}
+
+TEST(OperandCache, ACapacityOfAFractionOfAByteHoldsWholeBytes) {
+  OperandCache cache(1000.7);  // e.g. a cache size in MiB that is not a whole number of bytes
+  cache.touch({range(1, 0, 800)});
+  cache.touch({range(2, 0, 800)});
+  EXPECT_EQ(cache.held_bytes(), 1000);
+  EXPECT_EQ(cache.held_share({range(1, 600, 800)}), 1.0);  // the first buffer's last 200 bytes
+}
+
+TEST(OperandCache, BytesAnotherAgentWroteAreHeldNoMore) {
+  OperandCache cache(1000);
+  cache.touch({range(1, 0, 400), range(2, 0, 400)});
+  cache.forget({range(1, 100, 200)});  // a copy wrote the middle of buffer 1
+  EXPECT_EQ(cache.held_bytes(), 700);
+  EXPECT_EQ(cache.held_share({range(1, 0, 400)}), 0.75);
+  EXPECT_EQ(cache.held_share({range(2, 0, 400)}), 1.0);
 }
 
 TEST(OperandCache, RanksBuffersAreApart) {
@@ -60,15 +79,23 @@ TEST(OperandCache, RanksBuffersAreApart) {
 TEST(OperandCache, AKernelsOverlappingViewsCountOnce) {
   core::TensorOp op;
   op.in = {view(7, 0, 100), view(7, 50, 100)};  // overlapping views of one allocation
-  op.out = {view(7, 0, 100), view(8, 0, 10)};   // in place, and another buffer
+  op.out = {view(8, 0, 10), view(7, 0, 100)};   // another buffer, and in place (the latest operand)
   const std::vector<Extent> e = sim::operand_extents(core::Kernel{op}, 3);
   ASSERT_EQ(e.size(), 2u);
-  EXPECT_EQ(e[0].rank, 3);
-  EXPECT_EQ(e[0].id, 7u);
-  EXPECT_EQ(e[0].begin, 0u);
-  EXPECT_EQ(e[0].end, 150u);
-  EXPECT_EQ(e[1].id, 8u);
-  EXPECT_EQ(e[1].bytes(), 10u);
+  EXPECT_EQ(e[0].id, 8u);
+  EXPECT_EQ(e[0].bytes(), 10u);
+  EXPECT_EQ(e[1].rank, 3);
+  EXPECT_EQ(e[1].id, 7u);
+  EXPECT_EQ(e[1].begin, 0u);
+  EXPECT_EQ(e[1].end, 150u);
+
+  // A view that bridges two disjoint ones merges all three into one range.
+  op.in = {view(9, 0, 10), view(9, 20, 10)};
+  op.out = {view(9, 5, 20)};
+  const std::vector<Extent> bridged = sim::operand_extents(core::Kernel{op}, 0);
+  ASSERT_EQ(bridged.size(), 1u);
+  EXPECT_EQ(bridged[0].begin, 0u);
+  EXPECT_EQ(bridged[0].end, 30u);
 }
 
 TEST(SlotCaches, ARankReturnsToItsSlotWhileItIsFree) {
