@@ -46,6 +46,9 @@ int run_experiment(int argc, char** argv) {
                                 std::to_string(args.positional().size()));
   const std::string file = args.positional().front();
   const nlohmann::json study = core::read_json_file(file);
+  if (study.is_object() && !study.contains("kind") && study.contains("space") && study.contains("base"))
+    throw core::ConfigError(file, "kind", "expected a string naming the kind of study; this file is a search space "
+                                          "(base, space): run it with `moesys tune " + file + "`");
   if (!study.is_object() || !study.contains("kind") || !study["kind"].is_string())
     throw core::ConfigError(file, "kind", "expected a string naming the kind of study");
   const std::string kind = study["kind"].get<std::string>();

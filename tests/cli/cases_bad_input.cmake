@@ -100,6 +100,8 @@ moesys_cli_test(json_inline_flag_named_as_flag 2 "<flags>: --model: malformed JS
 moesys_cli_test(json_flag_neither_json_nor_file 2 "--policy: expected inline JSON or the name of a JSON file, got 'foo'"
                 train --policy foo)
 moesys_cli_test(experiment_without_file 2 "FILE: expected exactly one study file" experiment)
+moesys_cli_test(experiment_given_a_search_space 2 "this file is a search space (base, space): run it with"
+                experiment @SRC@/experiments/tune-skewed-16e.json)
 moesys_cli_test(experiment_zero_jobs 2 "-j: expected 1..256 simulations at once"
                 experiment @SRC@/experiments/training-smoke.json -j 0 --no-plots --quiet --results @WORK@/results)
 
