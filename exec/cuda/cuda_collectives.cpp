@@ -10,6 +10,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "core/hierarchical_all_to_all.hpp"
 #include "exec/cuda/cuda_check.hpp"
 #include "exec/common/runtime_checks.hpp"
 #include "exec/cuda/cuda_runtime.hpp"
@@ -170,26 +171,17 @@ core::Event CudaRuntime::all_to_all(core::StreamId stream, const core::Group& gr
   });
 }
 
-// The resource-aware all-to-all of the paper, as on the CPU runtime (exec/cpu/hierarchical_a2a.cpp): members are
-// (node a, local index l). Step 1 inside the node: (a, l) sends local peer l2 everything it has for (m, l2), every
-// node m; step 2 across nodes along the rail: (a, l) sends (m, l) what it gathered for (m, l). NCCL matches the
+// The resource-aware all-to-all of the paper: the steps of core/hierarchical_all_to_all.hpp. NCCL matches the
 // several messages between one pair in issue order, so no packing kernel is needed: blocks are sent from and
-// received into their final offsets. A size exchange over MPI inside the node precedes step 1.
+// received into their offsets. A size exchange over MPI inside the node precedes step 1.
 void CudaRuntime::hierarchical_all_to_all(core::StreamId stream, const core::Group& group, const core::Buffer& send,
                                           const std::vector<std::uint64_t>& send_bytes, const core::Buffer& recv,
                                           const std::vector<std::uint64_t>& recv_bytes, const std::string& label) {
   NcclComms::Entry& e = nccl_->get(group);
   const int N = e.mpi->nodes, P = e.mpi->per_node;
-  const auto Z = [](int v) { return static_cast<std::size_t>(v); };
   const cudaStream_t s = cuda_stream(stream);
-  std::vector<std::uint64_t> send_off(send_bytes.size(), 0), recv_off(recv_bytes.size(), 0);
-  for (std::size_t j = 1; j < send_bytes.size(); ++j) send_off[j] = send_off[j - 1] + send_bytes[j - 1];
-  for (std::size_t j = 1; j < recv_bytes.size(); ++j) recv_off[j] = recv_off[j - 1] + recv_bytes[j - 1];
-
-  // sizes_in[l'][m] = bytes that local member l' has for (m, my local index).
-  std::vector<std::uint64_t> sizes_out(Z(P * N)), sizes_in(Z(P * N)), off2(Z(P * N));
-  for (int l2 = 0; l2 < P; ++l2)
-    for (int m = 0; m < N; ++m) sizes_out[Z(l2 * N + m)] = send_bytes[Z(m * P + l2)];
+  const std::vector<std::uint64_t> sizes_out = core::hierarchical_sizes_out(send_bytes, N, P);
+  std::vector<std::uint64_t> sizes_in(sizes_out.size());
   MPI_Request req;
   MPI_Ialltoall(sizes_out.data(), N, MPI_UINT64_T, sizes_in.data(), N, MPI_UINT64_T, e.mpi->intra, &req);
   try {
@@ -197,33 +189,24 @@ void CudaRuntime::hierarchical_all_to_all(core::StreamId stream, const core::Gro
   } catch (const core::RuntimeFailure& err) {
     fail(err.what());
   }
-  std::uint64_t gathered_bytes = 0;
-  for (int i = 0; i < P * N; ++i) off2[Z(i)] = gathered_bytes, gathered_bytes += sizes_in[Z(i)];
+  const auto steps = core::hierarchical_steps(send_bytes, recv_bytes, sizes_in, N, P);
   void* scratch = nullptr;
-  MOESYS_CUDA_CHECK(cudaMallocAsync(&scratch, std::max<std::uint64_t>(gathered_bytes, 16), s));
+  MOESYS_CUDA_CHECK(cudaMallocAsync(&scratch, std::max<std::uint64_t>(steps.staging_bytes, 16), s));
   char *g = bytes_of(scratch), *sp = bytes_of(address(send)), *rp = bytes_of(address(recv));
 
-  MOESYS_NCCL_CHECK(ncclGroupStart());  // step 1: inside the node, into gathered[l'][m]
-  for (int l2 = 0; l2 < P; ++l2)
-    for (int m = 0; m < N; ++m) {
-      const std::size_t j = Z(m * P + l2);
-      if (send_bytes[j]) MOESYS_NCCL_CHECK(ncclSend(sp + send_off[j], send_bytes[j], ncclUint8, l2, e.intra, s));
-    }
-  for (int l = 0; l < P; ++l)
-    for (int m = 0; m < N; ++m) {
-      const std::size_t i = Z(l * N + m);
-      if (sizes_in[i]) MOESYS_NCCL_CHECK(ncclRecv(g + off2[i], sizes_in[i], ncclUint8, l, e.intra, s));
-    }
+  MOESYS_NCCL_CHECK(ncclGroupStart());  // step 1: inside the node, into the staging buffer [l'][m]
+  for (const auto& b : steps.intra_send)
+    MOESYS_NCCL_CHECK(ncclSend(sp + b.offset, b.bytes, ncclUint8, b.peer, e.intra, s));
+  for (const auto& b : steps.intra_recv)
+    MOESYS_NCCL_CHECK(ncclRecv(g + b.offset, b.bytes, ncclUint8, b.peer, e.intra, s));
   MOESYS_NCCL_CHECK(ncclGroupEnd());
   settle(e.intra, label + " (intra-node step)");
 
   MOESYS_NCCL_CHECK(ncclGroupStart());  // step 2: along the rail; blocks from node m arrive in local order
-  for (int m = 0; m < N; ++m)
-    for (int l = 0; l < P; ++l) {
-      const std::size_t i = Z(l * N + m), j = Z(m * P + l);
-      if (sizes_in[i]) MOESYS_NCCL_CHECK(ncclSend(g + off2[i], sizes_in[i], ncclUint8, m, e.inter, s));
-      if (recv_bytes[j]) MOESYS_NCCL_CHECK(ncclRecv(rp + recv_off[j], recv_bytes[j], ncclUint8, m, e.inter, s));
-    }
+  for (const auto& b : steps.inter_send)
+    MOESYS_NCCL_CHECK(ncclSend(g + b.offset, b.bytes, ncclUint8, b.peer, e.inter, s));
+  for (const auto& b : steps.inter_recv)
+    MOESYS_NCCL_CHECK(ncclRecv(rp + b.offset, b.bytes, ncclUint8, b.peer, e.inter, s));
   MOESYS_NCCL_CHECK(ncclGroupEnd());
   settle(e.inter, label + " (inter-node step)");
   MOESYS_CUDA_CHECK(cudaFreeAsync(scratch, s));
