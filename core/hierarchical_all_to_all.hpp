@@ -13,6 +13,23 @@
 
 namespace moesys::core {
 
+/// Members per node when the group (the node of each member, in group order) is equal blocks of consecutive
+/// members, one block per node in increasing node order: the layout the steps assume. 0 otherwise; every runtime
+/// then runs a direct all-to-all.
+inline int hierarchical_per_node(const std::vector<int>& member_nodes) {
+  const auto n = static_cast<int>(member_nodes.size());
+  const auto Z = [](int v) { return static_cast<std::size_t>(v); };
+  int per_node = 0;
+  while (per_node < n && member_nodes[Z(per_node)] == member_nodes[0]) ++per_node;
+  if (per_node == 0 || n % per_node != 0) return 0;
+  for (int i = 0; i < n; ++i) {
+    const int block_start = i - i % per_node;
+    if (member_nodes[Z(i)] != member_nodes[Z(block_start)]) return 0;
+    if (i == block_start && i > 0 && member_nodes[Z(i)] <= member_nodes[Z(i - 1)]) return 0;
+  }
+  return per_node;
+}
+
 /// A contiguous block a member moves in one step: to or from `peer` (a local index in step 1, a node along the rail
 /// in step 2), at `offset` in its buffer. `Bytes` is std::uint64_t on real runtimes, double in the simulator.
 template <typename Bytes>

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "core/error.hpp"
+#include "core/hierarchical_all_to_all.hpp"
 
 namespace moesys::exec::cpu {
 
@@ -119,19 +120,12 @@ GroupComms& Communicators::get(const core::Group& group, core::StreamId stream) 
                  "creating the communicator of group [" + group.key() + "] for stream " + core::stream_name(stream) +
                      " (rank " + std::to_string(rank_) + ")");
   MPI_Comm_set_errhandler(c.comm, MPI_ERRORS_RETURN);
-  // Hierarchical layout: contiguous equal blocks of members per node, in node order.
-  const auto& r = group.ranks();
-  int per_node = 0;
-  while (per_node < group.size() && spec_.node_of(r[static_cast<std::size_t>(per_node)]) == spec_.node_of(r[0]))
-    ++per_node;
-  bool ok = per_node > 0 && group.size() % per_node == 0;
-  for (int i = 0; ok && i < group.size(); ++i) {
-    const int node = spec_.node_of(r[static_cast<std::size_t>(i)]);
-    ok = node == spec_.node_of(r[static_cast<std::size_t>(i - i % per_node)]) &&
-         (i % per_node != 0 || i == 0 || node > spec_.node_of(r[static_cast<std::size_t>(i - 1)]));
-  }
-  c.hierarchical_ok = ok;
-  if (ok) {
+  // Hierarchical layout (core/hierarchical_all_to_all.hpp): contiguous equal blocks of members per node, in node order.
+  std::vector<int> member_nodes;
+  for (int r : group.ranks()) member_nodes.push_back(spec_.node_of(r));
+  const int per_node = core::hierarchical_per_node(member_nodes);
+  c.hierarchical_ok = per_node > 0;
+  if (c.hierarchical_ok) {
     const int idx = group.index_of(rank_);
     c.per_node = per_node;
     c.nodes = group.size() / per_node;

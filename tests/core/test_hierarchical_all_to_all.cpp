@@ -74,6 +74,17 @@ TEST(HierarchicalAllToAll, TwoStepsDeliverWhatADirectExchangeWould) {
   }
 }
 
+TEST(HierarchicalAllToAll, TheLayoutIsEqualNodeBlocksInNodeOrder) {
+  EXPECT_EQ(hierarchical_per_node({0, 0, 1, 1, 2, 2}), 2);
+  EXPECT_EQ(hierarchical_per_node({3, 5}), 1);                // one member per node
+  EXPECT_EQ(hierarchical_per_node({4, 4, 4}), 3);             // one node
+  EXPECT_EQ(hierarchical_per_node({0, 0, 1}), 0);             // unequal blocks
+  EXPECT_EQ(hierarchical_per_node({0, 1, 0, 1}), 0);          // interleaved
+  EXPECT_EQ(hierarchical_per_node({1, 1, 0, 0}), 0);          // nodes out of order
+  EXPECT_EQ(hierarchical_per_node({0, 0, 1, 1, 1, 1}), 0);    // a node twice the size
+  EXPECT_EQ(hierarchical_per_node({}), 0);
+}
+
 TEST(HierarchicalAllToAll, EmptyBlocksAreLeftOut) {
   const Sizes none(4, 0);
   const auto steps = hierarchical_steps(none, none, none, 2, 2);
