@@ -494,9 +494,7 @@ ClusterSpec load_cluster_file(const std::string& path) {
   return parse_cluster(read_json_file(path), path);
 }
 
-namespace {
-// Measured kernel rates in the file's form: one number for a one-point curve of every size, else [[work, rate]].
-json rates_to_json(const std::map<std::string, RateCurve>& curves) {
+json kernel_rates_to_json(const std::map<std::string, RateCurve>& curves) {
   json rates = json::object();
   for (const auto& [name, curve] : curves) {
     if (curve.size() == 1 && curve.begin()->first == 0) {
@@ -508,7 +506,6 @@ json rates_to_json(const std::map<std::string, RateCurve>& curves) {
   }
   return rates;
 }
-}  // namespace
 
 json cluster_to_json(const ClusterSpec& c) {
   const NodeSpec& n = c.node;
@@ -535,8 +532,9 @@ json cluster_to_json(const ClusterSpec& c) {
   if (n.gpu.sms > 0) node["gpu"]["sms"] = n.gpu.sms;
   if (n.nics.transport == NicTransport::efa) node["nics"]["transport"] = "efa";
   if (!n.nics.pxn) node["nics"]["pxn"] = false;
-  if (!n.gpu.kernel_rates.empty()) node["gpu"]["kernel_gwork_per_s"] = rates_to_json(n.gpu.kernel_rates);
-  if (!n.gpu.kernel_hot_rates.empty()) node["gpu"]["kernel_hot_gwork_per_s"] = rates_to_json(n.gpu.kernel_hot_rates);
+  if (!n.gpu.kernel_rates.empty()) node["gpu"]["kernel_gwork_per_s"] = kernel_rates_to_json(n.gpu.kernel_rates);
+  if (!n.gpu.kernel_hot_rates.empty())
+    node["gpu"]["kernel_hot_gwork_per_s"] = kernel_rates_to_json(n.gpu.kernel_hot_rates);
   if (n.gpu.kernel_cache_bytes > 0) node["gpu"]["kernel_cache_mib"] = n.gpu.kernel_cache_bytes / kMiB;
   if (n.compute_slots > 0) node["compute_slots"] = n.compute_slots;
   if (n.ssd.capacity_bytes > 0)

@@ -144,6 +144,9 @@ struct ClusterSpec {
 ClusterSpec parse_cluster(const nlohmann::json& j, const std::string& file);
 ClusterSpec load_cluster_file(const std::string& path);
 nlohmann::json cluster_to_json(const ClusterSpec& c);
+/// Measured kernel rates in the cluster file's form ("gpu.kernel_gwork_per_s"): {class: [[work, billions of work
+/// per second], ...]}, a one-point curve of every size as its one rate.
+nlohmann::json kernel_rates_to_json(const std::map<std::string, RateCurve>& curves);
 
 /// Flags of the generator: `--nodes N --gpus-per-node G --nics-per-node K --nic-gbps B
 /// --gpu a100-80g|a100-40g|h100|h200|h800` (h200 and h800: the nodes of topologies/dgx-h200.json, hgx-h800.json).

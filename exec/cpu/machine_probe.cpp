@@ -553,18 +553,6 @@ KernelRates probe_kernel_rates(const std::vector<core::Kernel>& samples, double 
   return out;
 }
 
-namespace {
-// {class: [[work, billions of work per second], ...]}, the cluster file's form of measured kernel rates.
-nlohmann::json rate_json(const std::map<std::string, core::RateCurve>& curves) {
-  nlohmann::json rates = nlohmann::json::object();
-  for (const auto& [name, curve] : curves) {
-    rates[name] = nlohmann::json::array();
-    for (const auto& [work, rate] : curve) rates[name].push_back({work, rate / 1e9});
-  }
-  return rates;
-}
-}  // namespace
-
 core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& shape, core::Calibration& cal) {
   cal = core::default_calibration();
   cal.gemm_efficiency = 1.0;
@@ -620,9 +608,8 @@ core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& sh
   nlohmann::json all = nlohmann::json::array(), sw = {{"gpus", nlohmann::json::array()}, {"nics", {0}}};
   for (int g = 0; g < r.ranks; ++g) all.push_back(g), sw["gpus"].push_back(g);
   if (!r.kernels.rates.empty()) {
-    const nlohmann::json rates = rate_json(r.kernels.rates);
-    j["node"]["gpu"]["kernel_gwork_per_s"] = rates;
-    j["node"]["gpu"]["kernel_hot_gwork_per_s"] = rate_json(r.kernels.hot_rates);
+    j["node"]["gpu"]["kernel_gwork_per_s"] = core::kernel_rates_to_json(r.kernels.rates);
+    j["node"]["gpu"]["kernel_hot_gwork_per_s"] = core::kernel_rates_to_json(r.kernels.hot_rates);
     j["node"]["gpu"]["kernel_cache_mib"] = r.kernels.cache_bytes / (1 << 20);
     j["node"]["compute_slots"] = r.kernels.compute_slots;
   }
