@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <set>
 #include <string>
 
 #include "core/error.hpp"
@@ -33,6 +34,9 @@ constexpr double kPriorWeight = 1e-3;
 // 15%) cost kHingeWeight times their square on top, so the fit does not buy a better median with an outlier.
 constexpr double kHinge = 0.135;
 constexpr double kHingeWeight = 10;
+// Models closer than this are the same simulation: a parameter that moves no point of a machine by more does not
+// need that machine simulated again when it changes.
+constexpr double kSameModel = 1e-12;
 
 struct Param {
   const char* name;
@@ -52,9 +56,9 @@ void scale(core::Calibration& c, const Param& p, double factor) {
 }  // namespace
 
 namespace {
-double loss_of(std::vector<CalibrationPoint> points, const core::Calibration& cal, const core::Calibration& start,
-               const std::vector<Param>& params) {
-  evaluate_calibration_points(points, cal);
+// The fit's objective on points whose model is already evaluated under `cal`.
+double loss_of(const std::vector<CalibrationPoint>& points, const core::Calibration& cal,
+               const core::Calibration& start, const std::vector<Param>& params) {
   double hinge = 0;
   int evaluated = 0;
   for (const auto& p : points)
@@ -67,6 +71,30 @@ double loss_of(std::vector<CalibrationPoint> points, const core::Calibration& ca
     if (start.*(p.member) > 0 && cal.*(p.member) > 0)
       prior += std::pow(std::log(cal.*(p.member) / start.*(p.member)), 2);
   return fit_loss(points) + kHingeWeight * hinge / std::max(1, evaluated) + kPriorWeight * prior;
+}
+
+// `points` with the model of the machines in `machines` evaluated under `cal` and every other point's model kept:
+// a parameter moves only the machines whose points depend on it, and the others need no simulation.
+std::vector<CalibrationPoint> reevaluated(const std::vector<CalibrationPoint>& points, const core::Calibration& cal,
+                                          const std::set<std::string>& machines) {
+  std::vector<CalibrationPoint> out = points, some;
+  std::vector<std::size_t> at;
+  for (std::size_t i = 0; i < points.size(); ++i)
+    if (points[i].evaluated() && machines.count(points[i].machine())) {
+      some.push_back(points[i]);
+      at.push_back(i);
+    }
+  evaluate_calibration_points(some, cal);
+  for (std::size_t j = 0; j < at.size(); ++j) out[at[j]].model = some[j].model;
+  return out;
+}
+
+// The machines with a point whose model differs between `a` and `b`.
+std::set<std::string> machines_moved(const std::vector<CalibrationPoint>& a, const std::vector<CalibrationPoint>& b) {
+  std::set<std::string> moved;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (a[i].evaluated() && std::fabs(b[i].model / a[i].model - 1) > kSameModel) moved.insert(a[i].machine());
+  return moved;
 }
 }  // namespace
 
@@ -113,44 +141,63 @@ core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, c
     return free.empty() || std::find(free.begin(), free.end(), std::string(p.name)) != free.end();
   };
   core::Calibration best = start;
-  std::vector<CalibrationPoint> base = points;
-  evaluate_calibration_points(base, best);
-  // Only parameters that move some point: the others would drift on noise.
+  std::vector<CalibrationPoint> current = points;  // evaluated under `best`
+  evaluate_calibration_points(current, best);
+  // Only parameters that move some point: the others would drift on noise. The machines a parameter moves, probed at
+  // the largest steps the fit takes either way, are the ones a trial of it simulates again.
   std::vector<Param> params;
+  std::vector<std::set<std::string>> moves;
   for (const auto& p : all) {
     if (!is_free(p)) continue;
-    core::Calibration trial = best;
-    scale(trial, p, p.efficiency && trial.*(p.member) > 0.5 ? 0.8 : 1.25);
-    auto moved = points;
-    evaluate_calibration_points(moved, trial);
+    auto probe = [&](double factor) {
+      core::Calibration trial = best;
+      scale(trial, p, factor);
+      auto moved = points;
+      evaluate_calibration_points(moved, trial);
+      return moved;
+    };
+    const auto moved = probe(p.efficiency && best.*(p.member) > 0.5 ? 0.8 : 1.25);
     bool any = false;
     for (std::size_t i = 0; i < moved.size(); ++i)
-      any = any || (moved[i].evaluated() && std::fabs(moved[i].model / base[i].model - 1) > kMovesAPoint);
-    if (any) params.push_back(p);
+      any = any || (moved[i].evaluated() && std::fabs(moved[i].model / current[i].model - 1) > kMovesAPoint);
+    if (!any) continue;
+    std::set<std::string> machines = machines_moved(current, moved);
+    for (double f : {first_step, 1 / first_step}) {
+      const auto m = machines_moved(current, probe(f));
+      machines.insert(m.begin(), m.end());
+    }
+    params.push_back(p);
+    moves.push_back(machines);
   }
   if (progress) {
     std::fprintf(stderr, "[fit] %zu parameters the points move:", params.size());
     for (const auto& p : params) std::fprintf(stderr, " %s", p.name);
     std::fprintf(stderr, "\n");
   }
-  double best_loss = loss_of(points, best, start, params);
+  double best_loss = loss_of(current, best, start, params);
   for (double step = first_step; step > 1.004; step = 1 + (step - 1) / 2) {
     bool improved = true;
     while (improved) {
       improved = false;
-      for (const auto& p : params) {
+      for (std::size_t q = 0; q < params.size(); ++q) {
         for (double f : {step, 1 / step}) {
           core::Calibration trial = best;
-          scale(trial, p, f);
-          const double loss = loss_of(points, trial, start, params);
+          scale(trial, params[q], f);
+          auto trial_points = reevaluated(current, trial, moves[q]);
+          const double loss = loss_of(trial_points, trial, start, params);
           if (loss < best_loss - 1e-12) {
             best = trial;
             best_loss = loss;
+            current = std::move(trial_points);
             improved = true;
           }
         }
       }
     }
+    // A parameter can come to move a machine its probes did not (another parameter moved an algorithm's choice):
+    // every machine again, so that the next step starts from the true loss.
+    evaluate_calibration_points(current, best);
+    best_loss = loss_of(current, best, start, params);
     if (progress) std::fprintf(stderr, "[fit] step %.4f: rms log error %.4f\n", step, std::sqrt(best_loss));
   }
   return best;

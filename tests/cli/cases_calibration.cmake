@@ -77,3 +77,9 @@ moesys_cli_test(calibration_point_unknown_harness 2
 moesys_cli_test(calibration_point_gpus_per_thread 2
                 "points[0].software.gpus_per_thread: point ar-test-1n8g-8b: expected the GPUs one host thread drives, 1..8, got 16"
                 calibration --points ${points}/gpus-per-thread.json)
+# The fit recovers the parameters that produced its points (tests/cli/calibration_fit_recovers.cmake).
+add_test(NAME cli.calibration_fit_recovers_its_parameters
+         COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -DSOURCE_DIR=${PROJECT_SOURCE_DIR}
+                 -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/cli-work/calibration-fit-recovers
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/cli/calibration_fit_recovers.cmake)
+set_tests_properties(cli.calibration_fit_recovers_its_parameters PROPERTIES LABELS cli)
