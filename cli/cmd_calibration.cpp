@@ -8,6 +8,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "cli/calibration_agreement.hpp"
 #include "cli/calibration_fit.hpp"
 #include "cli/calibration_points.hpp"
 #include "cli/cluster_options.hpp"
@@ -85,6 +86,13 @@ void print_family(const FamilyPoints& f, const core::Calibration& cal, double to
   for (const auto& [category, errors] : errors_by_category(f.points)) {
     const Summary s = summarize(errors);
     std::printf("  %-16s %6d %11.1f%% %9.1f%%\n", category.c_str(), s.points, 100 * s.median, 100 * s.max);
+  }
+  if (const TableAgreement agree = table_agreement(f.points); agree.configurations > 0) {
+    const Summary tables = summarize(agree.errors), model = summarize(agree.model_errors);
+    std::printf("  %d configuration(s) measured by two or more tables (%d points): the best single value per\n"
+                "  configuration misses them by median %.1f%%, max %.1f%% (the model: %.1f%%, %.1f%%)\n",
+                agree.configurations, tables.points, 100 * tables.median, 100 * tables.max, 100 * model.median,
+                100 * model.max);
   }
   for (const auto& [why, count] : excluded) std::printf("  not evaluated: %d point(s): %s\n", count, why.c_str());
   std::printf("\n");
@@ -218,6 +226,12 @@ int run_calibration(int argc, char** argv) {
       for (const auto& [category, errors] : errors_by_category(f.points)) {
         const Summary s = summarize(errors);
         j["categories"][category] = {{"points", s.points}, {"median", s.median}, {"max", s.max}};
+      }
+      if (const TableAgreement agree = table_agreement(f.points); agree.configurations > 0) {
+        const Summary tables = summarize(agree.errors), model = summarize(agree.model_errors);
+        j["table_agreement"] = {{"configurations", agree.configurations}, {"points", tables.points},
+                                {"median", tables.median},           {"max", tables.max},
+                                {"model_median", model.median},      {"model_max", model.max}};
       }
       if (!cv.is_null()) j["cross_validation"] = cv;
       out.push_back(j);
