@@ -37,6 +37,9 @@ MACHINES = [
     ("a100", "a100-40g", 1, 8, 8, 200, "allgather", "allgather"),
     ("a100", "a100-40g", 1, 8, 8, 200, "reducescatter", "reduce_scatter"),
     ("a100", "a100-40g", 1, 8, 8, 200, "alltoall", "alltoall"),
+    ("a100", "a100-40g", 2, 8, 8, 200, "allreduce", "allreduce"),
+    ("a100", "a100-40g", 2, 8, 8, 200, "allgather", "allgather"),
+    ("a100", "a100-40g", 2, 8, 8, 200, "alltoall", "alltoall"),
     ("h100", "h100", 1, 8, 8, 400, "alltoall", "alltoall"),
     ("h100", "h100", 1, 8, 8, 400, "allgather", "allgather"),
 ]
