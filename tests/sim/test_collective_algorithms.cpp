@@ -1,6 +1,7 @@
-// NCCL-style protocols and algorithms of the simulator against closed forms: LL's latency and half bandwidth, the
-// tree's chain-plus-depth latency, NVLS's one-pass traffic, all-to-all latency that grows with peers and nodes,
-// and the automatic choice taking the fastest candidate. Every simulation runs in its own process.
+// NCCL-style protocols and algorithms of the simulator against closed forms: LL's latency and half bandwidth,
+// LL128 in the middle sizes, the tree's chain-plus-depth latency, NVLS's one-pass traffic and NVLS-tree's extra
+// slice and rail tree, all-to-all latency that grows with peers and nodes, and the automatic choice taking the
+// fastest candidate. Every simulation runs in its own process.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -90,6 +91,23 @@ TEST(CollectiveAlgorithms, ALargeRingAllReduceUsesSimple) {
   EXPECT_NEAR(t, expected, expected * 1e-3);
 }
 
+TEST(CollectiveAlgorithms, AMiddleSizeRingAllReduceUsesLl128) {
+  // 4 MiB over 8 GPUs: LL128's shorter steps beat Simple and its 120/128 payload beats LL's half (closed forms with
+  // the default table: 86 us against 132 and 101), so the ring runs LL128 and the automatic choice takes it.
+  const auto spec = cluster(1);
+  core::Calibration cal;
+  const double bytes = 4 << 20, chunk = bytes / 8, link = 300e9 * cal.nvlink_efficiency;
+  auto closed_form = [&](double step_s, double fraction) {
+    return cal.collective_latency_s + 14 * step_s + 14 * chunk / cal.message_rate(link * fraction, chunk);
+  };
+  const double ll128 = closed_form(cal.ll128_step_latency_s, 120.0 / 128.0);
+  EXPECT_LT(ll128, closed_form(cal.step_latency_s, 1.0));
+  EXPECT_LT(ll128, closed_form(cal.ll_step_latency_s, 0.5));
+  const double t = time_of(spec, cal, sim::CollectiveOp::all_reduce, bytes, core::CollectiveAlgo::ring);
+  EXPECT_NEAR(t, ll128, ll128 * 1e-3);
+  EXPECT_DOUBLE_EQ(time_of(spec, cal, sim::CollectiveOp::all_reduce, bytes, core::CollectiveAlgo::automatic), t);
+}
+
 TEST(CollectiveAlgorithms, TreeLatencyGrowsWithChainAndDepthNotRanks) {
   // Four nodes of eight: a chain of 8 and a tree of depth 2, up and down; a ring pays 62 steps.
   const auto spec = cluster(4);
@@ -117,6 +135,30 @@ TEST(CollectiveAlgorithms, NvlsSendsAndReceivesTheBufferOnceAtTheSwitchRate) {
   const double ring = time_of(spec, cal, sim::CollectiveOp::all_reduce, bytes, core::CollectiveAlgo::ring);
   EXPECT_LT(nvls, ring);
   EXPECT_DOUBLE_EQ(time_of(spec, cal, sim::CollectiveOp::all_reduce, bytes, core::CollectiveAlgo::automatic), nvls);
+}
+
+TEST(CollectiveAlgorithms, NvlsTreeAddsASliceToEachPortAndARailTreeOverTheNetwork) {
+  // Two H100 nodes: NVLS in each node sends and receives the buffer and a 1/8 slice more on every port, while each
+  // GPU's slice goes up and down a tree of the two nodes along its rail, both at once; the latency is NVLS's fixed
+  // cost and the tree's two network steps (up and down a depth of one).
+  // With the default table NVLink bounds the call; with a slow network (a fifth of the line rate) the rails do.
+  const auto spec = cluster(2, "h100");
+  for (double nic_efficiency : {core::Calibration{}.nic_efficiency, 0.2}) {
+    core::Calibration cal;
+    cal.nic_efficiency = nic_efficiency;
+    const double bytes = 1 << 30, slice = bytes / 8;
+    const double t = time_of(spec, cal, sim::CollectiveOp::all_reduce, bytes, core::CollectiveAlgo::nvls_tree);
+    const double latency =
+        cal.collective_latency_s + cal.nvls_latency_s + 2 * (cal.step_latency_s + cal.net_step_latency_s);
+    const double nvlink =
+        bytes * (1 + 1.0 / 8) / cal.message_rate(450e9 * cal.nvlink_efficiency * cal.nvls_efficiency, bytes);
+    const double nic = slice / cal.message_rate(spec.node.nics.bytes_per_s * cal.nic_efficiency, slice, true);
+    EXPECT_EQ(nvlink > nic, nic_efficiency > 0.5);
+    const double expected = latency + std::max(nvlink, nic);
+    EXPECT_NEAR(t, expected, expected * 2e-3) << "NVLink part " << nvlink << " s, network part " << nic << " s";
+    // `nvls` on several nodes is NCCL's NVLS-tree.
+    EXPECT_DOUBLE_EQ(time_of(spec, cal, sim::CollectiveOp::all_reduce, bytes, core::CollectiveAlgo::nvls), t);
+  }
 }
 
 TEST(CollectiveAlgorithms, NvlsNeedsNvlinkSharp) {

@@ -201,3 +201,25 @@ TEST(DeepEp, LowLatencyPaysItsFixedCostAndDeepEpsNvlinkRate) {
       cal.collective_latency_s + cal.step_latency_s + cal.ep_ll_latency_s + 7 * b / cal.message_rate(rate, 7 * b);
   EXPECT_NEAR(t, expected, expected * 1e-3);
 }
+
+TEST(DeepEp, LowLatencyAcrossNodesSendsEachCopyStraightThroughTheSendersNic) {
+  // Two nodes of 4 GPUs and 4 NICs: every member sends b to each of the 7 others at once, 3 over NVLink and 4 by
+  // RDMA through its own NIC (no forwarding by a node's GPUs, no PXN); the ramp sees the member's whole send (7 b),
+  // the latency is the kernel's fixed cost and one network step. At 4 MB per copy the NIC bounds the call.
+  const auto spec = cluster(2, 4);
+  core::Calibration cal;
+  cal.ep_ll_latency_s = 15e-6;
+  const double b = 4e6;
+  auto row = [&](int r) {
+    std::vector<std::uint64_t> out(8, static_cast<std::uint64_t>(b));
+    out[static_cast<std::size_t>(r)] = 0;
+    return out;
+  };
+  const double t = time_of(spec, cal, core::CollectiveAlgo::deepep_ll, row, [](int) { return core::NodeTraffic{}; });
+  const double nvlink = 3 * b / cal.message_rate(spec.node.intra_node.bytes_per_s_per_gpu * cal.ep_nvlink_efficiency, 7 * b);
+  const double nic = 4 * b / cal.message_rate(spec.node.nics.bytes_per_s * cal.nic_efficiency, 7 * b, true);
+  ASSERT_GT(nic, nvlink);
+  const double expected =
+      cal.collective_latency_s + cal.step_latency_s + cal.net_step_latency_s + cal.ep_ll_latency_s + nic;
+  EXPECT_NEAR(t, expected, expected * 2e-3);
+}
