@@ -554,9 +554,9 @@ json cluster_to_json(const ClusterSpec& c) {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Generator: DGX-like nodes from published specifications (NVIDIA DGX A100 / DGX H100 datasheets). h200 and h800
-// are the nodes of topologies/dgx-h200.json and topologies/hgx-h800.json, whose descriptions cite each figure's
-// source (and say which are the H100's for want of one).
+// Generator: DGX-like nodes from published specifications. Each preset is the node of a file in topologies/
+// (dgx-a100-80g, dgx-a100-40g, dgx-h100, dgx-h200, hgx-h800) whose description cites each figure's source and says
+// which figures are assumed.
 namespace {
 
 struct GpuPreset {
