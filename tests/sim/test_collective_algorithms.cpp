@@ -186,6 +186,12 @@ TEST(CollectiveAlgorithms, AllToAllLatencyGrowsWithNetworkPeers) {
   EXPECT_LT(one, one_expected * 1.01);
   EXPECT_GT(two, two_expected);
   EXPECT_LT(two, two_expected * 1.01);
+  // Four nodes: 24 peers on other nodes, posted in turn; the network step's latency is paid once.
+  const double four = time_of(cluster(4), cal, sim::CollectiveOp::all_to_all, 32 * 8, core::CollectiveAlgo::direct);
+  const double four_expected = cal.collective_latency_s + cal.step_latency_s + 2 * cal.net_step_latency_s +
+                               24 * cal.alltoall_net_peer_latency_s;
+  EXPECT_GT(four, four_expected);
+  EXPECT_LT(four, four_expected * 1.01);
 }
 
 namespace {
