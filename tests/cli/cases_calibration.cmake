@@ -4,7 +4,7 @@ set(points @SRC@/tests/data/calibration-points)
 moesys_cli_test(calibration_every_family_loads 0 "" calibration)
 # The tables each family's parameters were fitted on stay within 20%: the A100's CUDA-graph latency table (its worst
 # points are all-to-all and all-reduce at 1 KiB, +16% / +17%) and the H200 family (README "Calibration"). Other
-# tables disagree for causes the README lists (older NCCL, EFA generation 1).
+# tables disagree for causes the README lists (the -g 8 middle sizes, EFA generation 1).
 moesys_cli_test(calibration_a100_within_tolerance 0 "" calibration --family a100 --source mscclpp --check --tolerance 0.2)
 moesys_cli_test(calibration_h200_within_tolerance 0 "" calibration --family h200 --check --tolerance 0.2)
 moesys_cli_test(calibration_source_matches_nothing 2 "--source: no point's source contains \"nowhere\""
