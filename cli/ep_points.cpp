@@ -7,16 +7,11 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "core/routing_odds.hpp"
+
 namespace moesys::cli {
 
 namespace {
-
-// C(pool - away, k) / C(pool, k): the chance that k distinct picks out of `pool` all miss `away` of them.
-double all_miss(int pool, int away, int k) {
-  double p = 1;
-  for (int i = 0; i < k; ++i) p *= static_cast<double>(pool - away - i) / (pool - i);
-  return std::max(0.0, p);
-}
 
 int groups_of(const EpSetting& s) { return s.topk_groups > 0 ? std::min(s.topk_groups, s.nodes) : s.nodes; }
 
@@ -77,8 +72,8 @@ double ep_token_bytes(const EpSetting& s) {
 void ep_routing_probabilities(EpSetting& s) {
   const int groups = groups_of(s), pool = pool_of(s);
   if (groups >= s.nodes) {
-    s.node_probability = 1 - all_miss(pool, s.experts / s.nodes, s.topk);
-    s.rank_probability = 1 - all_miss(pool, s.experts / s.ranks, s.topk);
+    s.node_probability = 1 - core::chance_to_miss_all(pool, s.experts / s.nodes, s.topk);
+    s.rank_probability = 1 - core::chance_to_miss_all(pool, s.experts / s.ranks, s.topk);
     return;
   }
   // DeepEP's tests/test_internode.py: scores i.i.d. per (token, expert); the `groups` nodes whose best score is

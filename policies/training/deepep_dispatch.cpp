@@ -19,6 +19,7 @@
 #include <random>
 #include <tuple>
 
+#include "core/routing_odds.hpp"
 #include "policies/training/rank_trainer.hpp"
 
 namespace moesys::policies::training {
@@ -33,9 +34,7 @@ double nodes_per_token(int k, int groups, int max_groups, const std::vector<int>
     double d = 0;
     for (int b = 0; b < nodes; ++b) {
       const auto held = static_cast<int>(std::count(node_of.begin(), node_of.end(), b));
-      double miss = 1;
-      for (int i = 0; i < k; ++i) miss *= std::max(0.0, static_cast<double>(experts - held - i) / (experts - i));
-      d += 1 - miss;
+      d += 1 - core::chance_to_miss_all(experts, held, k);
     }
     return d;
   }
