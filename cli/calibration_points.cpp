@@ -21,7 +21,8 @@ namespace {
 const std::set<std::string> kCollectives = {"allreduce", "allgather", "reduce_scatter", "alltoall"};
 const std::set<std::string> kModelled = {"allreduce",    "allgather",   "reduce_scatter", "alltoall",
                                          "p2p_nvlink",   "pcie_h2d",    "pcie_d2h",       "pcie_duplex",
-                                         "gemm",         "gemm_grouped", "ep_dispatch",   "ep_combine"};
+                                         "gemm",         "gemm_grouped", "ep_dispatch",   "ep_combine",
+                                         "overlap"};
 bool is_ep(const std::string& category) { return category == "ep_dispatch" || category == "ep_combine"; }
 // metric -> unit it must come in.
 const std::map<std::string, std::string> kUnits = {
@@ -39,6 +40,28 @@ sim::CollectiveOp op_of(const std::string& category) {
   if (category == "reduce_scatter") return sim::CollectiveOp::reduce_scatter;
   if (category == "alltoall") return sim::CollectiveOp::all_to_all;
   return sim::CollectiveOp::all_reduce;
+}
+
+// An overlap point's collective beside its GEMM (size.collective, size.bytes) and how the two were issued
+// (software.schedule); its GEMM is read as a gemm point's.
+template <class Bad>
+void parse_overlap(CalibrationPoint& c, const nlohmann::json& p, const Bad& bad) {
+  const auto& size = p.at("size");
+  c.overlap_collective = size.value("collective", std::string());
+  if (c.overlap_collective != "allreduce" && c.overlap_collective != "allgather" &&
+      c.overlap_collective != "reduce_scatter" && c.overlap_collective != "alltoall")
+    throw bad("size.collective", "expected allreduce, allgather, reduce_scatter or alltoall, got \"" +
+                                     c.overlap_collective + "\"");
+  if (!size.contains("bytes") || !size["bytes"].is_number() || !(size["bytes"].get<double>() > 0))
+    throw bad("size.bytes", "expected the collective's size in bytes (nccl-tests' size: the whole buffer)");
+  c.size_bytes = size["bytes"].get<double>();
+  if (c.gpus_per_node * c.nodes < 2) throw bad("hardware", "a collective needs at least two GPUs");
+  const std::string schedule = p.at("software").value("schedule", std::string());
+  if (schedule != "overlapped" && schedule != "sequential")
+    throw bad("software.schedule", "expected \"overlapped\" (the collective and the GEMM on two streams at once) or "
+                                   "\"sequential\" (the GEMM, then the collective), got \"" + schedule + "\"");
+  c.overlapped = schedule == "overlapped";
+  if (c.metric != "time") throw bad("metric", "an overlap point is measured as time (us), not " + c.metric);
 }
 
 CalibrationPoint parse_point(const nlohmann::json& p, const std::string& file, const std::string& path) {
@@ -123,11 +146,11 @@ CalibrationPoint parse_point(const nlohmann::json& p, const std::string& file, c
     c.size_bytes = static_cast<double>(c.ep.tokens) * ep_token_bytes(c.ep);
     return c;
   }
-  if (c.category == "gemm" || c.category == "gemm_grouped") {
+  if (c.category == "gemm" || c.category == "gemm_grouped" || c.category == "overlap") {
     c.dtype = size.value("dtype", std::string());
     if (c.dtype != "bf16" && c.dtype != "fp16" && c.dtype != "fp8" && c.dtype != "fp32")
       throw bad("size.dtype", "expected bf16, fp16, fp8 or fp32");
-    if (c.category == "gemm") {
+    if (c.category != "gemm_grouped") {
       const std::string mnk = size.at("MxNxK").get<std::string>();
       if (std::sscanf(mnk.c_str(), "%lldx%lldx%lld", &c.m, &c.n, &c.k) != 3 || c.m < 1 || c.n < 1 || c.k < 1)
         throw bad("size.MxNxK", "expected \"MxNxK\" with positive integers, got \"" + mnk + "\"");
@@ -139,6 +162,7 @@ CalibrationPoint parse_point(const nlohmann::json& p, const std::string& file, c
       if (c.groups < 1 || c.m < 1 || c.n < 1 || c.k < 1)
         throw bad("size", "expected positive groups, M_per_group, N and K");
     }
+    if (c.category == "overlap") parse_overlap(c, p, bad);
     return c;
   }
   if (!size.contains("bytes") || size["bytes"].is_null()) throw bad("size.bytes", "expected the message size");
@@ -168,6 +192,10 @@ CalibrationPoint parse_point(const nlohmann::json& p, const std::string& file, c
 // (with -g 8, eight launches per call). Under a CUDA graph the replay has no host cost; a framework's call adds its
 // own host cost to a call it waits for.
 double timed_call(const CalibrationPoint& p, double gpu_s, const core::Calibration& cal) {
+  // A framework's overlapped iteration issues its collective first: the GPU idles through the call's host cost, which
+  // the sequential one hides behind its GEMM.
+  if (p.category == "overlap")
+    return gpu_s + (p.overlapped && p.harness == CalibrationPoint::Harness::framework ? cal.framework_call_latency_s : 0);
   if (!kCollectives.count(p.category) && p.tool.find("sendrecv_perf") == std::string::npos) return gpu_s;
   switch (p.harness) {
     case CalibrationPoint::Harness::cuda_graph: return gpu_s;
@@ -227,15 +255,37 @@ nlohmann::json simulate_machine(const std::vector<const CalibrationPoint*>& poin
           const Group& group = world;
           const int r = rt.rank();
           const double t0 = rt.now_s();
-          if (p.category == "allreduce") {
-            rt.wait(rt.all_reduce(streams::kComm, group, none, bytes, Dtype::fp32, algo));
-          } else if (p.category == "allgather") {
-            rt.wait(rt.all_gather(streams::kComm, group, none, none, bytes, algo));
-          } else if (p.category == "reduce_scatter") {
-            rt.wait(rt.reduce_scatter(streams::kComm, group, none, none, bytes, Dtype::fp32, algo));
-          } else if (p.category == "alltoall") {
-            std::vector<std::uint64_t> per_peer(static_cast<std::size_t>(group.size()), bytes / group.size());
-            rt.wait(rt.all_to_all(streams::kComm, group, none, per_peer, none, per_peer));
+          auto collective = [&](const std::string& category) {
+            if (category == "allgather") return rt.all_gather(streams::kComm, group, none, none, bytes, algo);
+            if (category == "reduce_scatter")
+              return rt.reduce_scatter(streams::kComm, group, none, none, bytes, Dtype::fp32, algo);
+            if (category == "alltoall") {
+              std::vector<std::uint64_t> per_peer(static_cast<std::size_t>(group.size()), bytes / group.size());
+              return rt.all_to_all(streams::kComm, group, none, per_peer, none, per_peer);
+            }
+            return rt.all_reduce(streams::kComm, group, none, bytes, Dtype::fp32, algo);
+          };
+          auto gemm = [&] {
+            GemmOp g;
+            g.m = p.m;
+            g.n = p.n;
+            g.k = p.k;
+            g.batch = p.groups;
+            g.dtype = dtype_of(p.dtype);
+            return rt.compute(streams::kCompute, g, "gemm");
+          };
+          if (kCollectives.count(p.category)) {
+            rt.wait(collective(p.category));
+          } else if (p.category == "overlap") {
+            // Every GPU runs the GEMM beside the collective (issued first, on its own stream) or after it.
+            if (p.overlapped) {
+              const Event c = collective(p.overlap_collective), g = gemm();
+              rt.wait(c);
+              rt.wait(g);
+            } else {
+              rt.wait(gemm());
+              rt.wait(collective(p.overlap_collective));
+            }
           } else if (p.category == "p2p_nvlink" && p.tool.find("sendrecv_perf") != std::string::npos) {
             // sendrecv_perf: every GPU sends to the next and receives from the previous at once.
             const int g = p.gpus_per_node;
@@ -274,13 +324,7 @@ nlohmann::json simulate_machine(const std::vector<const CalibrationPoint*>& poin
             rt.wait(rt.all_to_all(streams::kComm, group, none, traffic.to_rank, none, traffic.to_rank, traffic.algo,
                                   traffic.to_node));
           } else if ((p.category == "gemm" || p.category == "gemm_grouped") && r == 0) {
-            GemmOp g;
-            g.m = p.m;
-            g.n = p.n;
-            g.k = p.k;
-            g.batch = p.groups;
-            g.dtype = dtype_of(p.dtype);
-            rt.wait(rt.compute(streams::kCompute, g, "gemm"));
+            rt.wait(gemm());
           }
           const double t = timed_call(p, rt.now_s() - t0, cal);
           if (r == 0) {

@@ -13,7 +13,7 @@ namespace moesys::cli {
 struct CalibrationPoint {
   std::string id;
   std::string category;  // allreduce, allgather, reduce_scatter, alltoall, p2p_nvlink, pcie_h2d, pcie_d2h, gemm,
-                         // gemm_grouped, ep_dispatch, ep_combine
+                         // gemm_grouped, ep_dispatch, ep_combine, overlap (a GEMM beside or after a collective)
   std::string source;    // the table the point was read from (URL and locator), the unit of cross-validation
   std::string gpu_preset;
   int nodes = 1;
@@ -31,6 +31,8 @@ struct CalibrationPoint {
   double size_bytes = 0;   // collectives and copies
   long long m = 0, n = 0, k = 0, groups = 1;  // GEMMs
   EpSetting ep;                               // ep_dispatch, ep_combine
+  std::string overlap_collective;             // overlap: the collective's category (size.collective)
+  bool overlapped = false;                    // overlap: software.schedule "overlapped" (else "sequential")
   std::string dtype;
   std::string metric;  // busbw, time, bandwidth, TFLOPS
   std::string unit;

@@ -77,6 +77,18 @@ moesys_cli_test(calibration_point_unknown_harness 2
 moesys_cli_test(calibration_point_gpus_per_thread 2
                 "points[0].software.gpus_per_thread: point ar-test-1n8g-8b: expected the GPUs one host thread drives, 1..8, got 16"
                 calibration --points ${points}/gpus-per-thread.json)
+moesys_cli_test(calibration_overlap_unknown_schedule 2
+                "points[0].software.schedule: point overlap-test: expected \"overlapped\""
+                calibration --points ${points}/overlap-unknown-schedule.json)
+moesys_cli_test(calibration_overlap_unknown_collective 2
+                "points[0].size.collective: point overlap-test: expected allreduce, allgather, reduce_scatter or alltoall"
+                calibration --points ${points}/overlap-unknown-collective.json)
+# An overlap point's model against the interference model's closed forms (tests/cli/calibration_overlap_closed_form.cmake).
+add_test(NAME cli.calibration_overlap_closed_form
+         COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -DSOURCE_DIR=${PROJECT_SOURCE_DIR}
+                 -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/cli-work/calibration_overlap_closed_form
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/cli/calibration_overlap_closed_form.cmake)
+set_tests_properties(cli.calibration_overlap_closed_form PROPERTIES LABELS cli)
 # The fit recovers the parameters that produced its points (tests/cli/calibration_fit_recovers.cmake).
 add_test(NAME cli.calibration_fit_recovers_its_parameters
          COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -DSOURCE_DIR=${PROJECT_SOURCE_DIR}
