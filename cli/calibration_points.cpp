@@ -42,6 +42,24 @@ sim::CollectiveOp op_of(const std::string& category) {
   return sim::CollectiveOp::all_reduce;
 }
 
+// A forced software.algorithm must serve the operation on the point's machine: NVLS needs the NVSwitch SHARP of the
+// Hopper nodes, the copy-engine algorithm one node.
+template <class Bad>
+void check_algorithm(const CalibrationPoint& c, sim::CollectiveOp op, const Bad& bad) {
+  if (c.algorithm.empty()) return;
+  const std::string family = core::gpu_family_of(c.gpu_preset);
+  try {
+    const core::CollectiveAlgo a = sim::resolve_algo(op, core::parse_collective_algo(c.algorithm));
+    if ((a == core::CollectiveAlgo::nvls || a == core::CollectiveAlgo::nvls_tree) && family == "a100")
+      throw std::invalid_argument("NVLS needs NVLink SHARP, which A100 nodes do not have");
+    if (a == core::CollectiveAlgo::copy_engine && c.nodes > 1)
+      throw std::invalid_argument("algorithm 'ce' serves a group inside one node, not one across " +
+                                  std::to_string(c.nodes) + " nodes");
+  } catch (const std::invalid_argument& e) {
+    throw bad("software.algorithm", e.what());
+  }
+}
+
 // An overlap point's collective beside its GEMM (size.collective, size.bytes) and how the two were issued
 // (software.schedule); its GEMM is read as a gemm point's.
 template <class Bad>
@@ -61,6 +79,7 @@ void parse_overlap(CalibrationPoint& c, const nlohmann::json& p, const Bad& bad)
     throw bad("software.schedule", "expected \"overlapped\" (the collective and the GEMM on two streams at once) or "
                                    "\"sequential\" (the GEMM, then the collective), got \"" + schedule + "\"");
   c.overlapped = schedule == "overlapped";
+  check_algorithm(c, op_of(c.overlap_collective), bad);
   if (c.metric != "time") throw bad("metric", "an overlap point is measured as time (us), not " + c.metric);
 }
 
@@ -172,17 +191,7 @@ CalibrationPoint parse_point(const nlohmann::json& p, const std::string& file, c
   if (kCollectives.count(c.category) && c.gpus_per_node * c.nodes < 2)
     throw bad("hardware", "a collective needs at least two GPUs");
   if (c.category == "alltoall") c.algorithm.clear();  // NCCL's all-to-all is point-to-point whatever NCCL_ALGO says
-  if (!c.algorithm.empty()) {
-    // The algorithm must serve the operation, and NVLS needs the NVSwitch SHARP of the Hopper nodes.
-    const std::string family = core::gpu_family_of(c.gpu_preset);
-    try {
-      const core::CollectiveAlgo a = sim::resolve_algo(op_of(c.category), core::parse_collective_algo(c.algorithm));
-      if ((a == core::CollectiveAlgo::nvls || a == core::CollectiveAlgo::nvls_tree) && family == "a100")
-        throw std::invalid_argument("NVLS needs NVLink SHARP, which A100 nodes do not have");
-    } catch (const std::invalid_argument& e) {
-      throw bad("software.algorithm", e.what());
-    }
-  }
+  check_algorithm(c, op_of(c.category), bad);
   return c;
 }
 
@@ -261,7 +270,7 @@ nlohmann::json simulate_machine(const std::vector<const CalibrationPoint*>& poin
               return rt.reduce_scatter(streams::kComm, group, none, none, bytes, Dtype::fp32, algo);
             if (category == "alltoall") {
               std::vector<std::uint64_t> per_peer(static_cast<std::size_t>(group.size()), bytes / group.size());
-              return rt.all_to_all(streams::kComm, group, none, per_peer, none, per_peer);
+              return rt.all_to_all(streams::kComm, group, none, per_peer, none, per_peer, algo);
             }
             return rt.all_reduce(streams::kComm, group, none, bytes, Dtype::fp32, algo);
           };

@@ -68,7 +68,8 @@ int run_collective(int argc, char** argv) {
         "usage: moesys collective [--cluster FILE | --nodes N --gpus-per-node G --nics-per-node K --nic-gbps B\n"
         "                          --gpu a100-80g|a100-40g|h100|h200|h800]\n"
         "                         [--op allreduce|reducescatter|allgather|alltoall]\n"
-        "                         [--algo auto|ring|tree|nvls|nvlstree|direct|hierarchical] [-b 8] [-e 1G] [-f 2]\n"
+        "                         [--algo auto|ring|tree|nvls|nvlstree|direct|hierarchical|deepep|deepep-ll|ce]\n"
+        "                         [-b 8] [-e 1G] [-f 2]\n"
         "                         [--ranks N] [-g 1] [-G 0]\n"
         "                         [--flows aggregated|detailed] [--no-pxn] [--calibration FILE] [--json]\n");
     return 0;
@@ -108,6 +109,15 @@ int run_collective(int argc, char** argv) {
   const int ranks = args.get_int("--ranks", spec.total_gpus());
   if (ranks < 2 || ranks > spec.total_gpus())
     throw core::ConfigError("", "--ranks", "expected 2.." + std::to_string(spec.total_gpus()) + " ranks");
+  if (algo == core::CollectiveAlgo::copy_engine) {
+    std::vector<int> members(static_cast<std::size_t>(ranks));
+    for (int r = 0; r < ranks; ++r) members[static_cast<std::size_t>(r)] = r;
+    try {
+      sim::check_copy_engine(spec, members);
+    } catch (const std::invalid_argument& e) {
+      throw core::ConfigError("", "--algo", e.what());
+    }
+  }
   if (algo == core::CollectiveAlgo::nvls || algo == core::CollectiveAlgo::nvls_tree) {
     std::vector<int> members(static_cast<std::size_t>(ranks));
     for (int r = 0; r < ranks; ++r) members[static_cast<std::size_t>(r)] = r;

@@ -78,6 +78,7 @@ const std::map<std::string, Field>& fields() {
       {"comm_sm_share", {&Calibration::comm_sm_share, false, 0.5}},
       {"comm_kernel_sms", {&Calibration::comm_kernel_sms, false, 1e4}},
       {"comm_hbm_traffic", {&Calibration::comm_hbm_traffic, false, 10.0}},
+      {"ce_hbm_traffic", {&Calibration::ce_hbm_traffic, false, 10.0}},
       {"hbm_efficiency", {&Calibration::hbm_efficiency, true}},
       {"step_latency_s", {&Calibration::step_latency_s, false, 1.0}},
       {"ll128_step_latency_s", {&Calibration::ll128_step_latency_s, false, 1.0}},

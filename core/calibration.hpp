@@ -74,8 +74,12 @@ struct Calibration {
   /// that goes with it (1). Not fitted: NCCL's maintainers put it at "at least 2x", 3x with the user data
   /// (NVIDIA/nccl#1428); an all-to-all also reads what it sends (a 4th, not counted). 0: none.
   double comm_hbm_traffic = 3;
+  /// The same for a copy-engine collective (CollectiveAlgo::copy_engine): the DMA reads the sender's buffer (1 per
+  /// byte out) and writes the receiver's (1 per byte in), no staging buffer; its all-gather and all-to-all send as
+  /// much as they receive. It holds no SMs. Not fitted (the copy's own accounting). 0: none.
+  double ce_hbm_traffic = 2;
   /// > 0: every communication operation takes this fixed share of its GPU instead (at most 0.5); 0: the share
-  /// above. Turning interference off is {"comm_kernel_sms": 0, "comm_hbm_traffic": 0}.
+  /// above. Turning interference off is {"comm_kernel_sms": 0, "comm_hbm_traffic": 0, "ce_hbm_traffic": 0}.
   double comm_sm_share = 0;
   double hbm_efficiency = 0.8;  // fraction of HBM bandwidth for memory-bound kernels (uncalibrated)
   /// Per-step latency of each of NCCL's protocols over NVLink/PCIe (see sim/collectives/protocol.hpp): Simple

@@ -91,6 +91,8 @@ const char* to_string(CollectiveAlgo a) {
       return "deepep";
     case CollectiveAlgo::deepep_ll:
       return "deepep-ll";
+    case CollectiveAlgo::copy_engine:
+      return "ce";
   }
   return "?";
 }
@@ -105,8 +107,9 @@ CollectiveAlgo parse_collective_algo(const std::string& s) {
   if (s == "nvlstree") return CollectiveAlgo::nvls_tree;
   if (s == "deepep") return CollectiveAlgo::deepep;
   if (s == "deepep-ll") return CollectiveAlgo::deepep_ll;
+  if (s == "ce") return CollectiveAlgo::copy_engine;
   throw std::invalid_argument("unknown collective algorithm '" + s +
-                              "' (known: auto, ring, tree, nvls, nvlstree, direct, hierarchical, deepep, deepep-ll)");
+                              "' (known: auto, ring, tree, nvls, nvlstree, direct, hierarchical, deepep, deepep-ll, ce)");
 }
 
 Buffer Buffer::slice(std::uint64_t offset, std::uint64_t length) const {

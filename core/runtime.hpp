@@ -111,8 +111,10 @@ class Group {
 /// inside each node with trees across nodes. deepep and deepep_ll are all-to-all algorithms of MoE dispatch and
 /// combine kernels (DeepEP's normal kernels: each token crosses the network once per node, along its rail, and is
 /// forwarded over NVLink inside the node, the two overlapped; its low-latency kernels: every (token, expert) copy
-/// sent directly by the GPU, NVLink inside the node). Real runtimes move the same bytes directly.
-enum class CollectiveAlgo { automatic, ring, direct, hierarchical, tree, nvls, nvls_tree, deepep, deepep_ll };
+/// sent directly by the GPU, NVLink inside the node). copy_engine is NCCL's copy-engine all-gather and all-to-all
+/// inside an NVLink node (NCCL 2.28+, NCCL_CTA_POLICY_ZERO with symmetric buffers): DMA copies into the peers'
+/// buffers between two barriers, no SMs held. Real runtimes move the same bytes directly.
+enum class CollectiveAlgo { automatic, ring, direct, hierarchical, tree, nvls, nvls_tree, deepep, deepep_ll, copy_engine };
 const char* to_string(CollectiveAlgo a);
 CollectiveAlgo parse_collective_algo(const std::string& s);  // throws std::invalid_argument
 

@@ -109,6 +109,11 @@ CollectivePlan plan_hierarchical_all_to_all(const core::ClusterSpec& spec, const
 CollectivePlan plan_deepep(const core::ClusterSpec& spec, const core::Calibration& cal, const CollectiveCall& call);
 CollectivePlan plan_deepep_low_latency(const core::ClusterSpec& spec, const core::Calibration& cal,
                                        const CollectiveCall& call);
+/// NCCL's copy-engine all-gather and all-to-all inside one NVLink node (sim/collectives/copy_engine.cpp); throws
+/// std::invalid_argument for a group across nodes or a node without NVLink.
+CollectivePlan plan_copy_engine(const core::ClusterSpec& spec, const core::Calibration& cal, const CollectiveCall& call);
+/// Throws std::invalid_argument unless the copy-engine algorithm can serve the members: an NVSwitch node, one node.
+void check_copy_engine(const core::ClusterSpec& spec, const std::vector<int>& members);
 /// Appends a deepep member's node traffic and direction to its all-to-all row (see CollectiveCall::matrix);
 /// throws std::invalid_argument when the traffic does not have one entry per node of the group.
 void append_node_traffic(const core::ClusterSpec& spec, const std::vector<int>& members,

@@ -159,6 +159,7 @@ void FlowEngine::peer_copy(int src_gpu, int dst_gpu, double bytes) {
 }
 
 double transfer_efficiency(const core::Calibration& cal, const Transfer& t, bool network) {
+  if (t.copy_engine) return t.bandwidth_fraction;
   const double ramp = t.ramp_half_bytes > 0 ? core::ramp_efficiency(t.ramp_half_bytes, t.message_bytes)
                                             : cal.message_efficiency(t.message_bytes, network, t.point_to_point);
   return ramp * t.bandwidth_fraction;

@@ -25,10 +25,12 @@ struct Transfer {
   bool network_message = false;   // an NVLink leg of a message that crosses the network (PXN): the network's ramp
   bool point_to_point = false;    // NCCL's send/receive path (all-to-all): inside a node, the point-to-point ramp
   double ramp_half_bytes = 0;     // > 0: the transfer's own ramp on message_bytes instead of its path class's
+  bool copy_engine = false;       // a copy engine's DMA: no protocol ramp, the bandwidth fraction alone
 };
 
 /// The share of its links' (efficiency-scaled) rate a transfer gets: its message's ramp
-/// (Calibration::message_efficiency, or the transfer's own ramp_half_bytes) times its bandwidth fraction.
+/// (Calibration::message_efficiency, or the transfer's own ramp_half_bytes; none for a copy engine's) times its
+/// bandwidth fraction.
 double transfer_efficiency(const core::Calibration& cal, const Transfer& t, bool network);
 
 struct Stage;

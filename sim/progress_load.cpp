@@ -35,6 +35,15 @@ double share_of_group(const core::ClusterSpec& spec, const core::Calibration& ca
 }
 }  // namespace
 
+double copy_engine_share(const core::ClusterSpec& spec, const core::Calibration& cal) {
+  const core::NodeSpec& n = spec.node;
+  if (n.compute_slots > 0) return 0;
+  if (cal.comm_sm_share > 0) return std::min(cal.comm_sm_share, kMaxShare);
+  const double hbm = n.gpu.hbm_bytes_per_s * cal.hbm_efficiency;
+  const double copies = n.intra_node.bytes_per_s_per_gpu * cal.ce_nvlink_efficiency;
+  return hbm > 0 ? std::min(cal.ce_hbm_traffic * copies / hbm, kMaxShare) : 0;
+}
+
 double communication_share(const core::ClusterSpec& spec, const core::Calibration& cal, const std::vector<int>& members,
                            int rank) {
   const int node = spec.node_of(rank);
@@ -50,6 +59,7 @@ std::vector<double> communication_share_levels(const core::ClusterSpec& spec, co
   std::vector<double> levels = {0};
   for (bool in_node : {false, true})
     for (bool off_node : {false, true}) levels.push_back(share_of_group(spec, cal, in_node, off_node));
+  if (spec.node.intra_node.kind == core::IntraNodeKind::nvswitch) levels.push_back(copy_engine_share(spec, cal));
   std::sort(levels.begin(), levels.end());
   levels.erase(std::unique(levels.begin(), levels.end()), levels.end());
   return levels;

@@ -26,8 +26,13 @@ namespace moesys::sim {
 /// share of its node's NICs when a member is on another node. 0 on CPU ranks (no GPU, NodeSpec::compute_slots).
 double communication_share(const core::ClusterSpec& spec, const core::Calibration& cal, const std::vector<int>& members,
                            int rank);
+/// Share of a GPU that a copy-engine collective (CollectiveAlgo::copy_engine) takes from concurrent kernels: no SMs,
+/// only the HBM bandwidth of its copies, Calibration::ce_hbm_traffic x the copy engines' NVLink rate / usable HBM
+/// bandwidth (comm_sm_share instead when set; 0 on CPU ranks).
+double copy_engine_share(const core::ClusterSpec& spec, const core::Calibration& cal);
 /// Every share an operation can take on this cluster, ascending, 0 first: one per kind of group (its other members
-/// on the rank's node, on other nodes, both, none). A GPU host has one speed (SimGrid pstate) per level.
+/// on the rank's node, on other nodes, both, none) and a copy-engine collective's on NVLink nodes. A GPU host has one
+/// speed (SimGrid pstate) per level.
 std::vector<double> communication_share_levels(const core::ClusterSpec& spec, const core::Calibration& cal);
 
 /// The communication load on one rank's GPU: while operations are in flight, the GPU computes at (1 - the largest of

@@ -457,6 +457,7 @@ core::Event SimRuntime::collective(core::StreamId stream, CollectiveOp opcode, c
       !has_nvlink_sharp(world_.spec()))
     throw std::invalid_argument(std::string("algorithm '") + core::to_string(resolved) +
                                 "' needs NVLink SHARP (NVSwitch nodes of H100, H800 or H200 GPUs)");
+  if (resolved == core::CollectiveAlgo::copy_engine) check_copy_engine(world_.spec(), group.ranks());
   RendezvousKey key{static_cast<int>(opcode), g.id, 0, 0, 0};
   key.sequence = sequence_[RendezvousKey{kGroupSequence, g.id, 0, 0, 0}]++;
   Op op;
@@ -466,7 +467,11 @@ core::Event SimRuntime::collective(core::StreamId stream, CollectiveOp opcode, c
             (resolved == core::CollectiveAlgo::automatic ? "" : std::string("/") + core::to_string(resolved));
   op.bytes = traced_bytes;
   op.written = written_extents(written);
-  op.body = [this, key, opcode, bytes, algo, idx = g.index, share = g.comm_share, row = std::move(row)]() mutable {
+  // A copy-engine collective holds no SMs: only its copies' HBM traffic weighs on the rank's kernels.
+  const double share = resolved == core::CollectiveAlgo::copy_engine
+                           ? copy_engine_share(world_.spec(), world_.calibration())
+                           : g.comm_share;
+  op.body = [this, key, opcode, bytes, algo, idx = g.index, share, row = std::move(row)]() mutable {
     const ProgressLoad polling(progress_slots(), progress_gpu(), world_.calibration(), share);
     world_.join(key, opcode, world_.group_members(key.a), bytes, algo, idx, std::move(row));
   };

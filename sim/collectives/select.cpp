@@ -60,14 +60,17 @@ core::CollectiveAlgo resolve_algo(CollectiveOp op, core::CollectiveAlgo requeste
   const bool all_reduce_only =
       requested == CollectiveAlgo::tree || requested == CollectiveAlgo::nvls || requested == CollectiveAlgo::nvls_tree;
   const bool ok = a2a ? (requested == CollectiveAlgo::direct || requested == CollectiveAlgo::hierarchical ||
-                         requested == CollectiveAlgo::deepep || requested == CollectiveAlgo::deepep_ll)
+                         requested == CollectiveAlgo::deepep || requested == CollectiveAlgo::deepep_ll ||
+                         requested == CollectiveAlgo::copy_engine)
                       : (requested == CollectiveAlgo::automatic || requested == CollectiveAlgo::ring ||
-                         (all_reduce_only && op == CollectiveOp::all_reduce));
+                         (all_reduce_only && op == CollectiveOp::all_reduce) ||
+                         (requested == CollectiveAlgo::copy_engine && op == CollectiveOp::all_gather));
   if (!ok)
     throw std::invalid_argument(std::string("algorithm '") + core::to_string(requested) + "' does not implement " +
                                 to_string(op) + " (valid: " +
-                                (a2a                              ? "auto, direct, hierarchical, deepep, deepep-ll"
+                                (a2a                              ? "auto, direct, hierarchical, deepep, deepep-ll, ce"
                                  : op == CollectiveOp::all_reduce ? "auto, ring, tree, nvls, nvlstree"
+                                 : op == CollectiveOp::all_gather ? "auto, ring, ce"
                                                                   : "auto, ring") +
                                 ")");
   return requested;
@@ -134,6 +137,8 @@ CollectivePlan plan_fixed(const core::ClusterSpec& spec, const core::Calibration
       return plan_deepep(spec, cal, call);
     case core::CollectiveAlgo::deepep_ll:
       return plan_deepep_low_latency(spec, cal, call);
+    case core::CollectiveAlgo::copy_engine:
+      return plan_copy_engine(spec, cal, call);
     case core::CollectiveAlgo::automatic:
       break;
   }

@@ -77,6 +77,14 @@ moesys_cli_test(calibration_point_unknown_harness 2
 moesys_cli_test(calibration_point_gpus_per_thread 2
                 "points[0].software.gpus_per_thread: point ar-test-1n8g-8b: expected the GPUs one host thread drives, 1..8, got 16"
                 calibration --points ${points}/gpus-per-thread.json)
+moesys_cli_test(collective_ce_one_node 0 "" collective --gpu h100 --nodes 1 --op allgather --algo ce -b 1K -e 1G -f 32)
+moesys_cli_test(collective_ce_across_nodes 2 "--algo: algorithm 'ce' serves a group inside one node"
+                collective --gpu h100 --nodes 2 --op allgather --algo ce -b 1M -e 1M)
+moesys_cli_test(collective_ce_not_for_allreduce 2 "--algo: algorithm 'ce' does not implement allreduce"
+                collective --gpu h100 --nodes 1 --algo ce -b 1M -e 1M)
+moesys_cli_test(calibration_point_ce_across_nodes 2
+                "points[0].software.algorithm: point ag-test-2n8g-ce: algorithm 'ce' serves a group inside one node"
+                calibration --points ${points}/ce-across-nodes.json)
 moesys_cli_test(calibration_overlap_unknown_schedule 2
                 "points[0].software.schedule: point overlap-test: expected \"overlapped\""
                 calibration --points ${points}/overlap-unknown-schedule.json)

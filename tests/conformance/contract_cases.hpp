@@ -23,6 +23,7 @@
   X(AllToAllEqualSizes)               \
   X(AllToAllvUnequalSizes)            \
   X(AllToAllvDeepEpDeliversTheSameBytes) \
+  X(CopyEngineCollectivesDeliverTheSameBytes) \
   X(AllToAllWithWrongSizeCountThrows) \
   X(MessagesMatchInIssueOrder)        \
   X(LedgerCountsEachTierAndPeak)      \

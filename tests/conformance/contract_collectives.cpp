@@ -99,7 +99,8 @@ void ReduceScatterSumsEachBlock(core::Runtime& rt) {
   rt.free(in), rt.free(out);
 }
 
-void AllGatherConcatenates(core::Runtime& rt) {
+namespace {
+void all_gather_case(core::Runtime& rt, core::CollectiveAlgo algo) {
   const int P = rt.world_size(), r = rt.rank();
   const std::int64_t n = kM * P;
   auto in = rt.alloc(core::Tier::hbm, floats(kM), "conformance"),
@@ -107,7 +108,7 @@ void AllGatherConcatenates(core::Runtime& rt) {
   std::vector<float> v(static_cast<std::size_t>(kM));
   for (std::int64_t j = 0; j < kM; ++j) v[std::size_t(j)] = float(100 * r + j);
   put(rt, in, v);
-  const core::Event e = rt.all_gather(kComm, core::Group::world(P), in, out, floats(n));
+  const core::Event e = rt.all_gather(kComm, core::Group::world(P), in, out, floats(n), algo);
   rt.wait(e);
   const double t = rt.now_s();
   const std::vector<float> got = read(rt, out, n, e);
@@ -117,6 +118,11 @@ void AllGatherConcatenates(core::Runtime& rt) {
   EXPECT_EQ(bad, 0u) << "block s of the output must be member s's input";
   expect_collective_span(rt, "all_gather", floats(n), t);
   rt.free(in), rt.free(out);
+}
+}  // namespace
+
+void AllGatherConcatenates(core::Runtime& rt) {
+  all_gather_case(rt, core::CollectiveAlgo::automatic);
 }
 
 void AllToAllEqualSizes(core::Runtime& rt) {
@@ -131,6 +137,12 @@ void AllToAllvUnequalSizes(core::Runtime& rt) {
 void AllToAllvDeepEpDeliversTheSameBytes(core::Runtime& rt) {
   all_to_all_case(rt, false, core::CollectiveAlgo::deepep);
   all_to_all_case(rt, false, core::CollectiveAlgo::deepep_ll);
+}
+
+// NCCL's copy-engine collectives move the same bytes with DMA copies: every runtime delivers what the kernels do.
+void CopyEngineCollectivesDeliverTheSameBytes(core::Runtime& rt) {
+  all_gather_case(rt, core::CollectiveAlgo::copy_engine);
+  all_to_all_case(rt, false, core::CollectiveAlgo::copy_engine);
 }
 
 // Sizes are checked at the call: one entry per member or std::invalid_argument, on every rank, before anything
