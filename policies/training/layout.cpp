@@ -34,9 +34,9 @@ void check_all_gather_dispatcher(const TrainingConfig& c, const Layout& l) {
   if (c.policy.overlap_chunks > 1)
     throw core::InfeasibleError("overlap_chunks " + str(c.policy.overlap_chunks) + " pipelines the all-to-all " +
                                 "dispatcher's chunks; " + with + " set \"overlap_chunks\": 1");
-  if (c.policy.all_to_all == AllToAll::hierarchical)
-    throw core::InfeasibleError("\"all_to_all\": \"hierarchical\" is an algorithm of the all-to-all dispatcher; " +
-                                with + " set \"all_to_all\": \"flat\"");
+  if (c.policy.all_to_all != AllToAll::flat)
+    throw core::InfeasibleError(std::string("\"all_to_all\": \"") + to_string(c.policy.all_to_all) +
+                                "\" is an algorithm of the all-to-all dispatcher; " + with + " set \"all_to_all\": \"flat\"");
   if (c.multitask())
     throw core::InfeasibleError("the all-gather dispatcher gathers equal token shards from every member of an "
                                 "expert-parallel group; a multi-task workload gives ranks different token counts");
@@ -48,9 +48,9 @@ void check_deepep_dispatcher(const TrainingConfig& c, const Layout& l) {
   if (c.policy.dispatch != Dispatch::counts)
     throw core::InfeasibleError("DeepEP's dispatch is dropless and sends the routed rows only; " + with +
                                 " set \"dispatch\": \"counts\"");
-  if (c.policy.all_to_all == AllToAll::hierarchical)
-    throw core::InfeasibleError("\"all_to_all\": \"hierarchical\" is another all-to-all algorithm; " + with +
-                                " set \"all_to_all\": \"flat\"");
+  if (c.policy.all_to_all != AllToAll::flat)
+    throw core::InfeasibleError(std::string("\"all_to_all\": \"") + to_string(c.policy.all_to_all) +
+                                "\" is another all-to-all algorithm; " + with + " set \"all_to_all\": \"flat\"");
   if (l.replica_slots > 0)
     throw core::InfeasibleError("expert replicas with the DeepEP dispatcher are not modelled (its per-node token "
                                 "estimate assumes the gate's layout of experts); " + with + " set \"replicas\": "
@@ -62,6 +62,18 @@ void check_deepep_dispatcher(const TrainingConfig& c, const Layout& l) {
     throw core::InfeasibleError("DeepEP forwards a token from the GPU of the sender's local index on each node, so an "
                                 "expert-parallel group must lie inside one node or hold whole nodes (expert-parallel "
                                 "size " + str(l.ep) + ", " + str(l.gpus_per_node) + " GPUs per node)");
+}
+
+/// The expert all-to-all by NCCL's copy engines: intra-node only, over NVLink, so every expert group (contiguous
+/// ranks) must lie inside one NVLink node.
+void check_copy_engine_all_to_all(const TrainingConfig& c, const Layout& l) {
+  if (c.cluster.node.intra_node.kind != core::IntraNodeKind::nvswitch)
+    throw core::InfeasibleError("\"all_to_all\": \"copy_engine\" copies over NVLink; the nodes of " + c.cluster.name +
+                                " connect their GPUs through PCIe only");
+  if (l.gpus_per_node % l.expert_group() != 0)
+    throw core::InfeasibleError("\"all_to_all\": \"copy_engine\" is NCCL's intra-node all-to-all, so an expert group (" +
+                                str(l.expert_group()) + " ranks) must lie inside one node of " + str(l.gpus_per_node) +
+                                " GPUs");
 }
 
 /// Expert tensor parallelism: its groups must divide the stage and the experts' width; only the all-gather
@@ -187,6 +199,7 @@ Layout make_layout(const TrainingConfig& c) {
                                 str(l.gpus_per_node) + " GPU per node");
   if (c.policy.dispatcher == Dispatcher::all_gather) check_all_gather_dispatcher(c, l);
   if (c.policy.dispatcher == Dispatcher::deepep) check_deepep_dispatcher(c, l);
+  if (c.policy.all_to_all == AllToAll::copy_engine) check_copy_engine_all_to_all(c, l);
   if (l.replica_slots > 0 && c.policy.replicas.node_scope && l.ep_members_per_node() == 0)
     throw core::InfeasibleError("node-scoped expert replicas need expert-parallel groups that split into whole node "
                                 "groups (expert-parallel size " + str(l.ep) + ", " + str(l.gpus_per_node) +

@@ -20,7 +20,8 @@ using Names = std::vector<std::pair<E, const char*>>;
 
 const Names<Gate> kGate = {{Gate::gshard, "gshard"}, {Gate::dropless, "dropless"}};
 const Names<Dispatch> kDispatch = {{Dispatch::padded, "padded"}, {Dispatch::counts, "counts"}};
-const Names<AllToAll> kAllToAll = {{AllToAll::flat, "flat"}, {AllToAll::hierarchical, "hierarchical"}};
+const Names<AllToAll> kAllToAll = {
+    {AllToAll::flat, "flat"}, {AllToAll::hierarchical, "hierarchical"}, {AllToAll::copy_engine, "copy_engine"}};
 const Names<Dispatcher> kDispatcher = {
     {Dispatcher::all_to_all, "all_to_all"}, {Dispatcher::all_gather, "all_gather"}, {Dispatcher::deepep, "deepep"}};
 const Names<DenseSharding> kDense = {

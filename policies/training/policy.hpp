@@ -20,8 +20,10 @@ enum class Gate { gshard, dropless };
 /// tensor per rank, so the all-to-all and the expert GEMMs always cover `capacity` rows per expert. `counts`:
 /// Paddle's global_scatter, an all-to-all of token counts followed by an all-to-all(v) of exactly the kept rows.
 enum class Dispatch { padded, counts };
-/// Expert all-to-all: one flat all-to-all over the expert-parallel group, or the two-step resource-aware one.
-enum class AllToAll { flat, hierarchical };
+/// Expert all-to-all: one flat all-to-all over the expert-parallel group, the two-step resource-aware one, or the
+/// flat one by NCCL's copy engines (no SMs held beside the expert GEMMs; expert-parallel groups inside one NVLink
+/// node, CollectiveAlgo::copy_engine).
+enum class AllToAll { flat, hierarchical, copy_engine };
 /// How routed rows reach their experts (Megatron-Core's token dispatchers). `all_to_all`: each row travels to the
 /// rank of its expert (all-to-all(v), with `dispatch`, `all_to_all` and `overlap_chunks`). `all_gather`: every
 /// member of the expert-parallel group gathers the group's tokens, slots and weights (the host reads the slots back

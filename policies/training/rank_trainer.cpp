@@ -123,6 +123,7 @@ RankTrainer::RankTrainer(const TrainingPlan& plan, core::Runtime& rt, RankCounte
       embedding_group_(plan.layout.embedding_group(rank_)),
       a2a_algo_(policy_.dispatcher == Dispatcher::deepep        ? core::CollectiveAlgo::deepep
                 : policy_.all_to_all == AllToAll::hierarchical ? core::CollectiveAlgo::hierarchical
+                : policy_.all_to_all == AllToAll::copy_engine  ? core::CollectiveAlgo::copy_engine
                                                                : core::CollectiveAlgo::direct) {
   exchanges_.resize(static_cast<std::size_t>(model_.moe_layers()));
 }

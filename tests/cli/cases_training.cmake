@@ -182,5 +182,13 @@ moesys_cli_test(train_replicas_node_scope_one_gpu_per_node 2 "node-scoped expert
                 train --config @SRC@/tests/data/bad-input/train-replicas-node-one-gpu.json)
 moesys_cli_test(train_deepep_needs_nvlink 2 "DeepEP's kernels share a node's rows over NVLink; the nodes of pcie-h100"
                 train --config @SRC@/tests/data/bad-input/train-deepep-pcie-only.json)
+moesys_cli_test(train_copy_engine_one_node 0 "" train --gpus 8 --experts 8 --steps 1
+                --policy "{\"preset\": \"moesys\", \"all_to_all\": \"copy_engine\"}")
+moesys_cli_test(train_copy_engine_needs_nvlink 2 "\"all_to_all\": \"copy_engine\" copies over NVLink; the nodes of pcie-h100"
+                train --config @SRC@/tests/data/bad-input/train-copy-engine-pcie-only.json)
+moesys_cli_test(train_copy_engine_inside_a_node 2 "is NCCL's intra-node all-to-all, so an expert group (16 ranks) must lie inside one node of 8 GPUs"
+                train --gpus 16 --experts 16 --policy "{\"preset\": \"moesys\", \"all_to_all\": \"copy_engine\"}")
+moesys_cli_test(train_copy_engine_with_deepep 2 "\"all_to_all\": \"copy_engine\" is another all-to-all algorithm"
+                train --policy "{\"preset\": \"deepspeed\", \"dispatch\": \"counts\", \"dispatcher\": \"deepep\", \"all_to_all\": \"copy_engine\"}")
 moesys_cli_test(train_deepep_replicas 2 "expert replicas with the DeepEP dispatcher are not modelled"
                 train --policy "{\"preset\": \"deepspeed\", \"dispatch\": \"counts\", \"dispatcher\": \"deepep\", \"replicas\": {\"kind\": \"eplb\", \"slots\": 1}}")
