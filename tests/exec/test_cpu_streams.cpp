@@ -156,8 +156,9 @@ TEST(CpuStreams, WorkerCpuTimeCountsItsOwnStreamOnly) {
   EXPECT_EQ(rt->stream_cpu_s(kComm2), 0.0) << "a stream never used has no worker";
 }
 
-// A kernel that fails on its worker: the host sees std::invalid_argument at its next wait, the operation queued
-// behind it is skipped, and once reported the runtime runs new work again.
+// A kernel that fails on its worker: the host sees std::invalid_argument at its next call into the runtime (the
+// issue of the next operation if the worker failed first, else the wait), the operation queued behind it is
+// skipped, and once reported the runtime runs new work again.
 TEST(CpuStreams, FailureOnAWorkerComesBackWithItsType) {
   auto rt = testing::make_runtime();
   auto x = rt->alloc(core::Tier::hbm, 4096, "t");
@@ -165,8 +166,7 @@ TEST(CpuStreams, FailureOnAWorkerComesBackWithItsType) {
   no_operands.m = no_operands.n = no_operands.k = 8;
   no_operands.dtype = core::Dtype::fp32;
   rt->compute(kCompute, no_operands, "bad");
-  const core::Event behind = rt->compute(kCompute, ops::fill(x, 1024, 1.0), "fill");
-  EXPECT_THROW(rt->wait(behind), std::invalid_argument);
+  EXPECT_THROW(rt->wait(rt->compute(kCompute, ops::fill(x, 1024, 1.0), "fill")), std::invalid_argument);
   rt->synchronize();  // reported once
   EXPECT_EQ(x.as<float>()[0], 0.0f) << "work queued behind the failure ran";
   rt->wait(rt->compute(kCompute, ops::fill(x, 1024, 2.0), "fill"));
@@ -331,12 +331,14 @@ TEST(StreamEngine, AnOperationSkippedAfterAFailureIsNeverReadyAndReleasesItsHook
   cpu::StreamEngine engine(Clock::now());
   auto held = std::make_shared<int>(0);
   bool ready = false;
-  const core::Event fail = engine.submit(kCompute, [] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::atomic<bool> issued{false};
+  const core::Event fail = engine.submit(kCompute, [&issued] {
+    while (!issued) std::this_thread::yield();  // fails only once the dependent operation is queued
     throw std::runtime_error("kernel failed");
   });
   engine.stream_wait(kComm, fail);
   engine.submit(kComm, [] {}, [&ready, held] { ready = true; });
+  issued = true;
   EXPECT_THROW(engine.synchronize(), std::runtime_error);
   engine.quiesce();
   EXPECT_FALSE(ready);
