@@ -77,6 +77,7 @@ const std::map<std::string, Field>& fields() {
       // would not be held against a running GEMM.
       {"comm_sm_share", {&Calibration::comm_sm_share, false, 0.5}},
       {"comm_kernel_sms", {&Calibration::comm_kernel_sms, false, 1e4}},
+      {"comm_waits_behind_kernels", {&Calibration::comm_waits_behind_kernels, false, 1.0}},
       {"comm_hbm_traffic", {&Calibration::comm_hbm_traffic, false, 10.0}},
       {"ce_hbm_traffic", {&Calibration::ce_hbm_traffic, false, 10.0}},
       {"hbm_efficiency", {&Calibration::hbm_efficiency, true}},

@@ -81,6 +81,13 @@ struct Calibration {
   /// > 0: every communication operation takes this fixed share of its GPU instead (at most 0.5); 0: the share
   /// above. Turning interference off is {"comm_kernel_sms": 0, "comm_hbm_traffic": 0, "ce_hbm_traffic": 0}.
   double comm_sm_share = 0;
+  /// 1: a communication kernel (one that holds SMs: not a copy-engine collective) issued while a kernel issued
+  /// before it runs on another stream of its GPU starts when that kernel ends. The block scheduler places the blocks
+  /// of kernels of one stream priority in the order they reach it, and a kernel that fills the GPU (a GEMM, with
+  /// split-K) leaves no SM to the communication kernel's blocks until its own are all placed and retire; CUDA
+  /// streams are of one priority unless asked (torch.distributed's NCCL streams are, unless created high-priority).
+  /// 0 (the default): communication streams of higher priority, whose kernels take their SMs at once.
+  double comm_waits_behind_kernels = 0;
   double hbm_efficiency = 0.8;  // fraction of HBM bandwidth for memory-bound kernels (uncalibrated)
   /// Per-step latency of each of NCCL's protocols over NVLink/PCIe (see sim/collectives/protocol.hpp): Simple
   /// (full bandwidth, a fence and flag per step; also one point-to-point message), LL128 and LL (flags inside

@@ -127,6 +127,33 @@ bool SimRuntime::wait_for(std::uint64_t event, Waiter& self) {
   return blocked;
 }
 
+std::uint64_t SimRuntime::kernel_running_on(const Stream& s) const {
+  if (s.kernel_in_flight) return s.kernel_in_flight;
+  if (!s.running || s.running->next >= s.running->events.size()) return 0;
+  return s.running->events[s.running->next];
+}
+
+bool SimRuntime::wait_behind_kernels(const Op& op, Stream& s) {
+  // The block scheduler places the thread blocks of kernels of one priority in the order they reach it: a kernel
+  // that fills the GPU (every GEMM does, split-K included: sim/compute_model.cpp) leaves the communication kernel
+  // issued after it no SM until its own blocks are all placed and the ones before them retire. The kernels queued
+  // behind it on its stream reach the scheduler after the communication kernel, so only the one running now counts.
+  bool blocked = false;
+  for (Stream* other : by_index_) {
+    if (other == &s) continue;
+    for (;;) {
+      const std::uint64_t kernel = kernel_running_on(*other);
+      if (kernel == 0 || kernel > op.event) break;
+      if (wait_for(kernel, s.worker)) {
+        blocked = true;
+        break;  // it ended now: the next kernel of that stream comes after the communication kernel
+      }
+      // It had ended by its run's progress (now marked done): look at the next.
+    }
+  }
+  return blocked;
+}
+
 SimRuntime::RunPosition SimRuntime::locate_in_run(Stream& s, std::uint64_t event) {
   KernelRun& r = *s.running;
   double progress = r.cancelled ? r.cancelled_at : r.done_work;
@@ -268,6 +295,7 @@ void SimRuntime::stream_loop(Stream& s) {
     Op op = std::move(s.queue.front());
     s.queue.pop_front();
     for (auto dep : op.deps) slept = wait_for(dep, s.worker) || slept;
+    if (op.holds_sms && world_.calibration().comm_waits_behind_kernels > 0) slept = wait_behind_kernels(op, s) || slept;
     if (const double wait = op.not_before - sg4::Engine::get_clock(); wait > 0) {  // the host is still issuing it
       profile::InSimgrid in;
       sg4::this_actor::sleep_for(wait);
@@ -295,6 +323,7 @@ void SimRuntime::stream_loop(Stream& s) {
       run_kernels(s, std::move(op), start);
       continue;
     }
+    if (op.gpu_work >= 0) s.kernel_in_flight = op.event;
     try {
       op.body();
     } catch (const simgrid::ForcefulKillException&) {
@@ -304,6 +333,7 @@ void SimRuntime::stream_loop(Stream& s) {
       sg4::Actor::kill_all();
       return;
     }
+    s.kernel_in_flight = 0;
     {
       profile::Scope in(profile::Phase::bookkeeping);
       spans_.push_back(
@@ -471,6 +501,7 @@ core::Event SimRuntime::collective(core::StreamId stream, CollectiveOp opcode, c
   const double share = resolved == core::CollectiveAlgo::copy_engine
                            ? copy_engine_share(world_.spec(), world_.calibration())
                            : g.comm_share;
+  op.holds_sms = resolved != core::CollectiveAlgo::copy_engine && progress_gpu() != nullptr;
   op.body = [this, key, opcode, bytes, algo, idx = g.index, share, row = std::move(row)]() mutable {
     const ProgressLoad polling(progress_slots(), progress_gpu(), world_.calibration(), share);
     world_.join(key, opcode, world_.group_members(key.a), bytes, algo, idx, std::move(row));
@@ -520,6 +551,7 @@ core::Event SimRuntime::point_to_point(core::StreamId stream, int src, int dst, 
   op.bytes = bytes;
   op.written = written_extents(written);
   const double share = communication_share(world_.spec(), world_.calibration(), {src, dst}, rank_);
+  op.holds_sms = progress_gpu() != nullptr;
   op.body = [this, key, b, sending, share] {
     const ProgressLoad polling(progress_slots(), progress_gpu(), world_.calibration(), share);
     world_.join(key, CollectiveOp::all_to_all, {key.a, key.b}, b, core::CollectiveAlgo::direct, sending ? 0 : 1,

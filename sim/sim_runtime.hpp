@@ -71,6 +71,9 @@ class SimRuntime final : public core::Runtime {
     double flop = 0;
     double gpu_work = -1;  // a kernel on the rank's GPU: its work (GPU speed units); -1 for any other operation
     double not_before = 0;  // the end of its issue on the host (Calibration::host_op_s): it starts no earlier
+    /// A communication kernel on the rank's GPU (it holds SMs): with Calibration::comm_waits_behind_kernels it
+    /// starts only once the kernels that run on the GPU's other streams and were issued before it have ended.
+    bool holds_sms = false;
     /// A kernel of a CPU rank: the node's compute slots, which the stream's worker takes before the body runs
     /// (and the body releases).
     sg::sg4::Semaphore* slots = nullptr;
@@ -122,6 +125,7 @@ class SimRuntime final : public core::Runtime {
     bool worker_idle = false;       // blocked on an empty queue
     std::vector<Waiter*> waiters;   // actors blocked until an event of this stream completes
     KernelRun* running = nullptr;         // the coalesced kernels in execution, if any
+    std::uint64_t kernel_in_flight = 0;   // the GPU kernel its actor runs now, outside a KernelRun (0: none)
     std::uint64_t exec_generation = 0;    // changes whenever the running execution starts or ends
   };
 
@@ -134,6 +138,12 @@ class SimRuntime final : public core::Runtime {
   /// Locates `event` in `s`'s running KernelRun for a waiter, marking its kernels done if its progress has passed it.
   RunPosition locate_in_run(Stream& s, std::uint64_t event);
   bool done(std::uint64_t event) const;
+  /// The first kernel of `s` not yet known to have ended, if `s` runs GPU kernels now (0: none). Inside a KernelRun
+  /// it may have ended by the run's progress: waiting for it then returns at once and marks it done.
+  std::uint64_t kernel_running_on(const Stream& s) const;
+  /// Blocks `op`'s stream `s` until the GPU kernels that other streams of the rank run now and issued before `op`
+  /// have ended (Calibration::comm_waits_behind_kernels); true if it had to block.
+  bool wait_behind_kernels(const Op& op, Stream& s);
   /// Blocks the calling actor (`self` is its waiter) until `event` has completed.
   /// Blocks `self` until `event` has completed; true if it had to block.
   bool wait_for(std::uint64_t event, Waiter& self);
