@@ -10,13 +10,19 @@
 
 namespace moesys::cli {
 
-double fit_loss(const std::vector<CalibrationPoint>& points) {
+FitLoss parse_fit_loss(const std::string& name) {
+  if (name == "squared") return FitLoss::squared;
+  if (name == "abs") return FitLoss::absolute;
+  throw core::ConfigError("", "--loss", "expected squared or abs, got \"" + name + "\"");
+}
+
+double fit_loss(const std::vector<CalibrationPoint>& points, FitLoss loss) {
   double sum = 0;
   int n = 0;
   for (const auto& p : points)
     if (p.evaluated()) {
       const double e = std::log(p.model / p.measured);
-      sum += e * e;
+      sum += loss == FitLoss::squared ? e * e : std::fabs(e);
       ++n;
     }
   return n ? sum / n : 0;
@@ -58,7 +64,7 @@ void scale(core::Calibration& c, const Param& p, double factor) {
 namespace {
 // The fit's objective on points whose model is already evaluated under `cal`.
 double loss_of(const std::vector<CalibrationPoint>& points, const core::Calibration& cal,
-               const core::Calibration& start, const std::vector<Param>& params) {
+               const core::Calibration& start, const std::vector<Param>& params, FitLoss loss) {
   double hinge = 0;
   int evaluated = 0;
   for (const auto& p : points)
@@ -70,7 +76,7 @@ double loss_of(const std::vector<CalibrationPoint>& points, const core::Calibrat
   for (const auto& p : params)
     if (start.*(p.member) > 0 && cal.*(p.member) > 0)
       prior += std::pow(std::log(cal.*(p.member) / start.*(p.member)), 2);
-  return fit_loss(points) + kHingeWeight * hinge / std::max(1, evaluated) + kPriorWeight * prior;
+  return fit_loss(points, loss) + kHingeWeight * hinge / std::max(1, evaluated) + kPriorWeight * prior;
 }
 
 // `points` with the model of the machines in `machines` evaluated under `cal` and every other point's model kept:
@@ -99,7 +105,8 @@ std::set<std::string> machines_moved(const std::vector<CalibrationPoint>& a, con
 }  // namespace
 
 core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, const core::Calibration& start,
-                                  bool progress, double first_step, const std::vector<std::string>& free) {
+                                  bool progress, double first_step, const std::vector<std::string>& free,
+                                  FitLoss loss) {
   // The CPU-rank parameters have no published GPU point; they stay as given.
   using C = core::Calibration;
   const std::vector<Param> all = {{"nvlink_efficiency", &C::nvlink_efficiency, true, 0},
@@ -174,7 +181,7 @@ core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, c
     for (const auto& p : params) std::fprintf(stderr, " %s", p.name);
     std::fprintf(stderr, "\n");
   }
-  double best_loss = loss_of(current, best, start, params);
+  double best_loss = loss_of(current, best, start, params, loss);
   for (double step = first_step; step > 1.004; step = 1 + (step - 1) / 2) {
     bool improved = true;
     while (improved) {
@@ -184,10 +191,10 @@ core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, c
           core::Calibration trial = best;
           scale(trial, params[q], f);
           auto trial_points = reevaluated(current, trial, moves[q]);
-          const double loss = loss_of(trial_points, trial, start, params);
-          if (loss < best_loss - 1e-12) {
+          const double trial_loss = loss_of(trial_points, trial, start, params, loss);
+          if (trial_loss < best_loss - 1e-12) {
             best = trial;
-            best_loss = loss;
+            best_loss = trial_loss;
             current = std::move(trial_points);
             improved = true;
           }
@@ -197,8 +204,8 @@ core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, c
     // A parameter can come to move a machine its probes did not (another parameter moved an algorithm's choice):
     // every machine again, so that the next step starts from the true loss.
     evaluate_calibration_points(current, best);
-    best_loss = loss_of(current, best, start, params);
-    if (progress) std::fprintf(stderr, "[fit] step %.4f: rms log error %.4f\n", step, std::sqrt(best_loss));
+    best_loss = loss_of(current, best, start, params, loss);
+    if (progress) std::fprintf(stderr, "[fit] step %.4f: loss %.5f\n", step, best_loss);
   }
   return best;
 }

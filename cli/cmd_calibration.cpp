@@ -100,7 +100,7 @@ void print_family(const FamilyPoints& f, const core::Calibration& cal, double to
 
 // Leave-one-source-out: fit without a source's points, predict them.
 nlohmann::json cross_validate(const FamilyPoints& f, const core::Calibration& start,
-                              const std::vector<std::string>& free) {
+                              const std::vector<std::string>& free, FitLoss loss) {
   std::map<std::string, std::vector<std::size_t>> by_source;
   for (std::size_t i = 0; i < f.points.size(); ++i)
     if (f.points[i].evaluated()) by_source[f.points[i].source].push_back(i);
@@ -115,7 +115,7 @@ nlohmann::json cross_validate(const FamilyPoints& f, const core::Calibration& st
       train[i].excluded = "held out";
       test.push_back(f.points[i]);
     }
-    const core::Calibration fitted = fit_calibration(train, start, false, 1.5, free);
+    const core::Calibration fitted = fit_calibration(train, start, false, 1.5, free, loss);
     evaluate_calibration_points(test, fitted);
     std::vector<double> errors;
     for (const auto& p : test) errors.push_back(std::fabs(p.error()));
@@ -138,17 +138,20 @@ void print_cross_validation(const nlohmann::json& cv) {
 }
 
 int run_calibration(int argc, char** argv) {
-  Args args(argc, argv, 1, {"--points", "--family", "--source", "--calibration", "--tolerance", "--free"},
+  Args args(argc, argv, 1, {"--points", "--family", "--source", "--calibration", "--tolerance", "--free", "--loss"},
             {"--check", "--fit", "--cross-validate", "--json", "--help"});
   if (args.has("--help")) {
     std::printf(
         "usage: moesys calibration [--family a100|h100|h200 | --points FILE] [--source TEXT] [--calibration FILE]\n"
-        "                          [--fit [--free P1,P2]] [--cross-validate] [--check [--tolerance 0.15]] [--json]\n"
+        "                          [--fit [--free P1,P2]] [--cross-validate] [--loss squared|abs]\n"
+        "                          [--check [--tolerance 0.15]] [--json]\n"
         "  default: every family's calibration/<family>-measured.json with the family's built-in parameters\n"
         "  --source TEXT    only the points whose source contains TEXT (one table, one page)\n"
         "  --calibration    parameters over the family's built-in ones\n"
         "  --fit            refit the parameters the points move and print the fitted table\n"
         "  --free P1,P2     fit only these parameters, the others held at the table's values\n"
+        "  --loss squared|abs  the fit's loss on log(model / measured): its square (default, the tables') or its\n"
+        "                   absolute value (robust to points the model cannot express); with --fit or --cross-validate\n"
         "  --cross-validate fit without each source in turn and predict its points\n"
         "  --check          exit 1 if an evaluated point is off by more than the tolerance\n");
     return 0;
@@ -163,6 +166,12 @@ int run_calibration(int argc, char** argv) {
       free.push_back(list->substr(at, comma - at));
       at = comma + 1;
     }
+  }
+  FitLoss loss = FitLoss::squared;
+  if (auto name = args.get("--loss")) {
+    if (!args.has("--fit") && !args.has("--cross-validate"))
+      throw core::ConfigError("", "--loss", "only applies with --fit or --cross-validate");
+    loss = parse_fit_loss(*name);
   }
   std::vector<std::string> files;
   if (auto file = args.get("--points")) {
@@ -205,9 +214,9 @@ int run_calibration(int argc, char** argv) {
       const core::Calibration start = recipe.base_family.empty() ? core::prior_calibration()
                                                                  : core::default_calibration_for(recipe.base_family);
       cv = cross_validate(f, core::parse_calibration(overrides, override_file.value_or("--calibration"), start),
-                          recipe.own_parameters);
+                          recipe.own_parameters, loss);
     }
-    if (args.has("--fit")) cal = fit_calibration(f.points, cal, !args.has("--json"), 1.5, free);
+    if (args.has("--fit")) cal = fit_calibration(f.points, cal, !args.has("--json"), 1.5, free, loss);
     evaluate_calibration_points(f.points, cal);
     for (const auto& p : f.points) all_ok = all_ok && (!p.evaluated() || std::fabs(p.error()) <= tolerance);
     if (args.has("--json")) {

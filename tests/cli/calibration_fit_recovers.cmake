@@ -1,4 +1,4 @@
-# `moesys calibration --fit` recovers the parameters that produced its points: the points of
+# `moesys calibration --fit` recovers the parameters that produced its points, under either loss: the points of
 # tests/data/calibration-points/self-generated.json get the model's own values under TRUTH (a calibration file),
 # and a fit from the A100 table (0.78, 0.89 us, 0.96: outside the bounds), with the parameters of TRUTH free, must
 # land within 2% of each. Two machines (one
@@ -29,8 +29,13 @@ foreach(i RANGE ${last})
 endforeach()
 file(WRITE ${WORK_DIR}/points.json "${fixture}")
 
+# LOSS (optional): the fit's --loss.
+set(loss_flags "")
+if(DEFINED LOSS)
+  set(loss_flags --loss ${LOSS})
+endif()
 run_moesys(fitted calibration --points ${WORK_DIR}/points.json --fit
-           --free nvlink_efficiency,ll_step_latency_s,nic_efficiency --json)
+           --free nvlink_efficiency,ll_step_latency_s,nic_efficiency ${loss_flags} --json)
 # Each parameter with the bounds 2% either side of TRUTH's value (CMake compares decimals but cannot multiply them).
 foreach(check "nvlink_efficiency;0.686;0.714" "ll_step_latency_s;0.686e-6;0.714e-6" "nic_efficiency;0.882;0.918")
   list(GET check 0 parameter)

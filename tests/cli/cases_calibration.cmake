@@ -61,6 +61,10 @@ moesys_cli_test(calibration_fit_free_unknown 2 "--free: \"nope\" is not a fitted
                 calibration --points ${points}/ep-good.json --fit --free nope)
 moesys_cli_test(calibration_free_without_fit 2 "--free: only applies with --fit"
                 calibration --points ${points}/ep-good.json --free ep_ll_latency_s)
+moesys_cli_test(calibration_loss_without_fit 2 "--loss: only applies with --fit or --cross-validate"
+                calibration --points ${points}/ep-good.json --loss abs)
+moesys_cli_test(calibration_loss_unknown 2 "--loss: expected squared or abs, got \"l2\""
+                calibration --points ${points}/ep-good.json --fit --loss l2)
 # The benchmark harness: nccl-tests' loop of launches runs at max(GPU time, host launch x GPUs per thread), a CUDA
 # graph at the GPU time. Closed form: 8 GPUs from one thread at 10 us each is 80 us per call.
 moesys_cli_test(calibration_launch_loop_floor 0 "" calibration --points ${points}/launch-loop-floor.json
@@ -103,3 +107,8 @@ add_test(NAME cli.calibration_fit_recovers_its_parameters
                  -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/cli-work/calibration-fit-recovers
                  -P ${CMAKE_CURRENT_SOURCE_DIR}/cli/calibration_fit_recovers.cmake)
 set_tests_properties(cli.calibration_fit_recovers_its_parameters PROPERTIES LABELS cli)
+add_test(NAME cli.calibration_fit_abs_loss_recovers_its_parameters
+         COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -DSOURCE_DIR=${PROJECT_SOURCE_DIR} -DLOSS=abs
+                 -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/cli-work/calibration-fit-abs-recovers
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/cli/calibration_fit_recovers.cmake)
+set_tests_properties(cli.calibration_fit_abs_loss_recovers_its_parameters PROPERTIES LABELS cli)
