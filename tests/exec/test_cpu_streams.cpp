@@ -108,6 +108,9 @@ TEST(CpuStreams, CopyBesideAGemmTakesLessTimeThanInSequence) {
       in_sequence * 1e3, overlapped * 1e3, in_sequence / overlapped);
   RecordProperty("in_sequence_ms", std::to_string(in_sequence * 1e3));
   RecordProperty("overlapped_ms", std::to_string(overlapped * 1e3));
+  // Other work may have taken a core after the first probe: a run without overlap then says nothing about the runtime.
+  if (overlapped >= in_sequence && !two_cores_free())
+    GTEST_SKIP() << "a core was taken by other work during the measurement: overlap cannot show";
   EXPECT_LT(overlapped, in_sequence);
   EXPECT_EQ(static_cast<unsigned char*>(dst.data)[copy_bytes - 1], 1);
 }
