@@ -86,7 +86,9 @@ struct Calibration {
   /// of kernels of one stream priority in the order they reach it, and a kernel that fills the GPU (a GEMM, with
   /// split-K) leaves no SM to the communication kernel's blocks until its own are all placed and retire; CUDA
   /// streams are of one priority unless asked (torch.distributed's NCCL streams are, unless created high-priority).
-  /// 0 (the default): communication streams of higher priority, whose kernels take their SMs at once.
+  /// 0 (the default): communication streams of higher priority, whose kernels take their SMs at once. Seen on real
+  /// GPUs: NVIDIA/nccl#1431 (a send/recv kernel behind a long GEMM waits for its end), NVIDIA/TransformerEngine#1522
+  /// (a bulk overlap 4x slower with the GEMM launched first).
   double comm_waits_behind_kernels = 0;
   double hbm_efficiency = 0.8;  // fraction of HBM bandwidth for memory-bound kernels (uncalibrated)
   /// Per-step latency of each of NCCL's protocols over NVLink/PCIe (see sim/collectives/protocol.hpp): Simple
