@@ -15,7 +15,8 @@ enum class FitLoss { squared, absolute };
 FitLoss parse_fit_loss(const std::string& name);
 
 /// The parameters the points constrain (those whose change moves some point), refitted by coordinate descent on
-/// `loss` over the evaluated points plus a hinge on errors past 13.5%, from `start`. Parameters no point moves keep their value.
+/// `loss` over the evaluated points plus a hinge on errors past 13.5%, from `start`. Parameters no point moves keep
+/// their value.
 /// `first_step`: the largest factor tried (smaller when starting near the optimum, as cross-validation does).
 /// `free`: fit only these parameters, holding the others at `start` (a new category of points refits what it
 /// brings without moving the rest of a table); empty: every parameter the points move. An unknown name throws

@@ -150,8 +150,9 @@ int run_calibration(int argc, char** argv) {
         "  --calibration    parameters over the family's built-in ones\n"
         "  --fit            refit the parameters the points move and print the fitted table\n"
         "  --free P1,P2     fit only these parameters, the others held at the table's values\n"
-        "  --loss squared|abs  the fit's loss on log(model / measured): its square (default, the tables') or its\n"
-        "                   absolute value (robust to points the model cannot express); with --fit or --cross-validate\n"
+        "  --loss squared|abs  the fit's loss on log(model / measured): its square (default, the tables') or\n"
+        "                   its absolute value (robust to points the model cannot express); with --fit or\n"
+        "                   --cross-validate\n"
         "  --cross-validate fit without each source in turn and predict its points\n"
         "  --check          exit 1 if an evaluated point is off by more than the tolerance\n");
     return 0;
