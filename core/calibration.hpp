@@ -115,13 +115,14 @@ struct Calibration {
   /// the node: their loads and stores run on the few SMs the kernel is given (20-24), not NCCL's channels.
   double ep_nvlink_efficiency = 0.8;
   /// On an EFA network (NicSpec::transport) instead of net_step_latency_s and nic_half_bandwidth_bytes. A100: AWS
-  /// p4d's, EFA's first generation under NCCL 2.8.3 (the H100's p5 takes 35 us).
-  double efa_step_latency_s = 89.1e-6;
-  double efa_half_bandwidth_bytes = 3.72e5;
+  /// p4d's, EFA's first generation, fitted on two ring all-reduce sweeps (NCCL 2.7.8 and 2.8.3); the H100's p5
+  /// takes 37 us.
+  double efa_step_latency_s = 38.4e-6;
+  double efa_half_bandwidth_bytes = 4.06e5;
   /// On an EFA network, instead of nic_efficiency: the fraction of line rate NCCL reaches through the
   /// aws-ofi-nccl plugin and EFA's SRD transport (a proxy thread drives the NIC; no GPUDirect RDMA write with
   /// immediate data on the first generation), not through InfiniBand verbs.
-  double efa_efficiency = 0.621;
+  double efa_efficiency = 0.64;
   double half_bandwidth_bytes = 1.13e5;      // message size at which an NVLink/PCIe transfer reaches half its rate
   /// The same for NCCL's point-to-point path (send/receive, all-to-all) inside a node, on the bytes a sender has in
   /// flight to all its peers: a peer's message moves in chunks (512 KiB over NVLink) on a few channels of its own,
