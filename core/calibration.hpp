@@ -42,9 +42,10 @@ struct Calibration {
   /// A tree's transfers ramp on the call's size, not on their messages: tree_efficiency x 1 / (1 + sqrt(this /
   /// bytes)). NCCL's own tuner corrects its trees by 0.4 to 0.9 between 4 KiB and 64 MiB ("trees are not perfectly
   /// sticking to the model for medium sizes", treeCorrectionFactor): a tree's pipeline over the chain and the
-  /// depth fills only with enough chunks. 0: the messages' ramp, as a ring's. A100: the H100's (uncalibrated: its
-  /// only points where NCCL runs trees are p4d's EFA ones).
-  double tree_half_bandwidth_bytes = 9.5e6;
+  /// depth fills only with enough chunks. 0: the messages' ramp, as a ring's. A100: fitted with the rest held on ALCF
+  /// Sophia's all-reduce on 2 DGX A100 nodes (NCCL 2.22), the one A100 table whose middle sizes (64 KiB to 16 MiB)
+  /// run as trees; the H100 fits 9.5 MB on its own 2- and 4-node sweeps.
+  double tree_half_bandwidth_bytes = 5.53e6;
   /// NCCL gives one send/recv peer a few channels of its own, not all of them: a point-to-point message reaches
   /// this fraction of the rate a collective's transfers do.
   double p2p_efficiency = 0.846;
