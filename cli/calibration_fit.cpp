@@ -136,6 +136,7 @@ core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, c
                                   {"host_p2p_op_s", &C::host_p2p_op_s, false, 1e-7},
                                   {"half_bandwidth_bytes", &C::half_bandwidth_bytes, false, 1e4},
                                   {"p2p_half_bandwidth_bytes", &C::p2p_half_bandwidth_bytes, false, 1e4},
+                                  {"p2p_channel_bytes_per_s", &C::p2p_channel_bytes_per_s, false, 1e9},
                                   {"tree_half_bandwidth_bytes", &C::tree_half_bandwidth_bytes, false, 1e4},
                                   {"nic_half_bandwidth_bytes", &C::nic_half_bandwidth_bytes, false, 1e4},
                                   {"efa_step_latency_s", &C::efa_step_latency_s, false, 1e-6},

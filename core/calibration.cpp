@@ -92,6 +92,7 @@ const std::map<std::string, Field>& fields() {
       {"ep_nvlink_efficiency", {&Calibration::ep_nvlink_efficiency, true}},
       {"half_bandwidth_bytes", {&Calibration::half_bandwidth_bytes, false, 1e12}},
       {"p2p_half_bandwidth_bytes", {&Calibration::p2p_half_bandwidth_bytes, false, 1e12}},
+      {"p2p_channel_bytes_per_s", {&Calibration::p2p_channel_bytes_per_s, false, 1e13}},
       {"tree_half_bandwidth_bytes", {&Calibration::tree_half_bandwidth_bytes, false, 1e12}},
       {"nic_half_bandwidth_bytes", {&Calibration::nic_half_bandwidth_bytes, false, 1e12}},
       {"efa_step_latency_s", {&Calibration::efa_step_latency_s, false, 1.0}},

@@ -130,7 +130,12 @@ struct Calibration {
   /// more as it grows, each chunk handed over with its own flag, so the exchange reaches the link's rate only once
   /// the chunks in flight fill the channels; a ring's steps are pipelined over every channel. 0: half_bandwidth_bytes.
   /// A100: uncalibrated, the H100's (no A100 table of a current NCCL has all-to-all or sendrecv between 1 and 256 MiB).
-  double p2p_half_bandwidth_bytes = 8.08e5;
+  double p2p_half_bandwidth_bytes = 9.87e5;
+  /// The most one of NCCL's point-to-point channels moves between two GPUs of a node (bytes/s): a channel is one
+  /// thread block copying through a FIFO, and NCCL gives a message a few channels by its size and its
+  /// communicator's ranks (sim/collectives/p2p_channels.cpp), so a message moves at most channels x this. 0: no
+  /// bound. A100: uncalibrated, the H100's (its one sendrecv point, 1 GiB, runs on 32 channels and fills the link).
+  double p2p_channel_bytes_per_s = 20e9;
   double nic_half_bandwidth_bytes = 8.81e4;  // the same for a message that crosses the network
   double kernel_launch_s = 4e-6;             // fixed cost per GPU kernel (uncalibrated)
   /// A copy engine's fixed cost per copy (host copies, GPU-to-GPU copies): its descriptor and the DMA's first reads

@@ -13,7 +13,8 @@ namespace {
 // parameters (pcie_, ce_) on an H800 nvbandwidth run the same way; alltoall_net_peer_latency_s and
 // framework_call_latency_s on pplx-kernels' torch all-to-all on 1 to 16 nodes (a proxy posts a network peer in
 // 0.6 us there; the A100 value, 2.7 us, comes from two NDv4 points of an older NCCL); the point-to-point path's ramp
-// and rate (p2p_half_bandwidth_bytes, p2p_efficiency) on a 2026 single-node all-to-all and sendrecv sweep (NCCL 2.29),
+// and rate (p2p_half_bandwidth_bytes, p2p_efficiency, p2p_channel_bytes_per_s) on two 2026 single-node all-to-all and
+// sendrecv sweeps (NCCL 2.28 and 2.29),
 // host_launch_s on the -g 8 floors of Together's sweeps, each with the rest held.
 Calibration h100_table() {
   Calibration c;
@@ -39,8 +40,9 @@ Calibration h100_table() {
   c.net_step_latency_s = 4.08e-6;
   c.nvls_latency_s = 89.1e-6;
   c.half_bandwidth_bytes = 1.41e5;
-  c.p2p_half_bandwidth_bytes = 8.08e5;
-  c.p2p_efficiency = 0.985;
+  c.p2p_half_bandwidth_bytes = 9.87e5;
+  c.p2p_efficiency = 1;
+  c.p2p_channel_bytes_per_s = 20e9;
   c.nic_half_bandwidth_bytes = 8.07e4;
   c.efa_step_latency_s = 37.1e-6;
   c.ep_ll_latency_s = 15.9e-6;
@@ -100,6 +102,7 @@ Calibration prior_calibration() {
   c.ep_ll_latency_s = 20e-6;
   c.half_bandwidth_bytes = c.nic_half_bandwidth_bytes = c.efa_half_bandwidth_bytes = 1e5;
   c.p2p_half_bandwidth_bytes = 1e6;  // two of NCCL's 512 KiB point-to-point chunks
+  c.p2p_channel_bytes_per_s = 14e9;   // what NCCL assumes of one channel (NCCL_P2P_PER_CHANNEL_NET_BW)
   c.tree_half_bandwidth_bytes = 1e6;
   c.tree_efficiency = Calibration{}.tree_efficiency;  // not fitted (NCCL's rating of its trees)
   return c;

@@ -34,7 +34,25 @@ struct CollectiveCall {
   /// 0 for a dispatch (append_node_traffic), so that the plan cache keys on them too.
   std::vector<std::vector<double>> matrix;
   bool point_to_point = false;              // a send/recv pair, planned as a two-member all-to-all
+  /// The NCCL communicator the call runs on, for its point-to-point channels (p2p_channel_rule): its ranks and the
+  /// nodes they span. 0: the members (a group's collective); a send/recv runs on the world's.
+  int communicator_ranks = 0;
+  int communicator_nodes = 0;
 };
+
+/// How NCCL splits one point-to-point message over channels (sim/collectives/p2p_channels.cpp): a message starts on
+/// up to min_channels, parts no smaller than min_part_bytes, and doubles its channels while a part is larger than
+/// max_part_bytes and the peer has channels left (max_channels).
+struct P2pChannelRule {
+  int min_channels = 1;
+  int max_channels = 1;
+  double min_part_bytes = 1;
+  double max_part_bytes = 1;
+  /// The channels a message of `bytes` to one peer runs on.
+  int channels(double bytes) const;
+};
+/// The rule of a communicator of `communicator_ranks` ranks over `communicator_nodes` nodes of `spec`.
+P2pChannelRule p2p_channel_rule(const core::ClusterSpec& spec, int communicator_ranks, int communicator_nodes);
 
 /// NCCL's protocols: Simple moves whole buffers and synchronises each step with a fence and a flag; LL128 and LL
 /// put a flag in every 128-byte line or 8-byte word, so a step costs less latency and carries less data.
@@ -56,10 +74,21 @@ struct DenseAllToAll {
   std::vector<double> node_bytes;    // bytes each member sends to members of its own node
   std::vector<double> network_bytes; // ... and to members on other nodes
   int most_network_peers = 0;        // the most peers on other nodes that one member sends to
+  /// NCCL's channels per message (p2p_channel_rule) and one channel's rate: a message between two GPUs of a node
+  /// moves at most channels x rate (Transfer::rate_cap). Rate 0: no bound.
+  P2pChannelRule channel_rule;
+  double channel_bytes_per_s = 0;
+  /// The bound of a message of `bytes` between members i and j.
+  double rate_cap(std::size_t i, std::size_t j, double bytes) const {
+    return channel_bytes_per_s > 0 && node[i] == node[j] ? channel_rule.channels(bytes) * channel_bytes_per_s : 0.0;
+  }
 };
-/// Builds a direct all-to-all's transfers with the per-member totals the ramp needs.
+/// Builds a direct all-to-all's transfers with the per-member totals the ramp needs, its messages inside a node
+/// bounded by NCCL's channels (channel_bytes_per_s 0: unbounded).
 std::shared_ptr<const DenseAllToAll> make_dense_all_to_all(const core::ClusterSpec& spec, std::vector<int> members,
-                                                           std::vector<std::vector<double>> matrix, double fraction);
+                                                           std::vector<std::vector<double>> matrix, double fraction,
+                                                           const P2pChannelRule& channel_rule = {},
+                                                           double channel_bytes_per_s = 0);
 
 struct Stage {
   std::vector<Transfer> transfers;
@@ -86,7 +115,7 @@ struct Stage {
         if (const double b = dense->matrix[i][j]; i != j && b > 0)
           f(Transfer{dense->members[i], dense->members[j], b,
                      dense->node[i] == dense->node[j] ? dense->node_bytes[i] : dense->network_bytes[i],
-                     dense->fraction, false, true});
+                     dense->fraction, false, true, 0, false, dense->rate_cap(i, j, b)});
   }
   /// Bytes the stage holds (for caches).
   std::size_t held_bytes() const;

@@ -22,6 +22,17 @@ struct FlowCarriers::Carrier {
 
 namespace {
 int g_token;  // the payload every flow carries (SimGrid moves only its simulated size)
+
+// Posts the send side of a flow, with its rate bound if it has one (SimGrid keeps the sender's bound when a
+// receive makes the match).
+sg4::CommPtr post_send(sg4::Mailbox& mailbox, const Flow& f) {
+  const auto bytes = static_cast<std::uint64_t>(std::ceil(f.bytes));
+  if (f.rate_cap <= 0) return mailbox.put_async(&g_token, bytes);
+  sg4::CommPtr comm = mailbox.put_init(&g_token, bytes);
+  comm->set_rate(f.rate_cap);
+  comm->start();
+  return comm;
+}
 }  // namespace
 
 FlowCarriers::FlowCarriers(sg4::Host* home) : home_(home) {}
@@ -80,8 +91,7 @@ FlowCarriers::Carrier* FlowCarriers::take() {
       comms.reserve(c->count);
       if (c->shared == Shared::source) {
         sg4::this_actor::set_host(c->flows[0].from);
-        for (std::size_t i = 0; i < c->count; ++i)
-          comms.push_back(c->mailbox->put_async(&g_token, static_cast<std::uint64_t>(std::ceil(c->flows[i].bytes))));
+        for (std::size_t i = 0; i < c->count; ++i) comms.push_back(post_send(*c->mailbox, c->flows[i]));
         c->receiver_turn->release();
       } else {
         if (c->shared == Shared::destination) c->sender_turn->acquire();  // every receive is posted
@@ -89,9 +99,8 @@ FlowCarriers::Carrier* FlowCarriers::take() {
           if (c->shared == Shared::none) c->sender_turn->acquire();
           const Flow& f = c->flows[i];
           sg4::this_actor::set_host(f.from);
-          const auto bytes = static_cast<std::uint64_t>(std::ceil(f.bytes));
-          sg::register_flow_efficiency(f.from, f.to, bytes, f.efficiency);
-          comms.push_back(c->mailbox->put_async(&g_token, bytes));  // matches a posted receive: the transfer starts
+          sg::register_flow_efficiency(f.from, f.to, static_cast<std::uint64_t>(std::ceil(f.bytes)), f.efficiency);
+          comms.push_back(post_send(*c->mailbox, f));  // matches a posted receive: the transfer starts
           if (c->shared == Shared::none) c->receiver_turn->release();
         }
       }

@@ -31,6 +31,7 @@ struct Flow {
   sg4::Host* to;
   double bytes;
   double efficiency;
+  double rate_cap = 0;  // > 0: at most this many bytes/s (SimGrid's Comm::set_rate)
 };
 
 class FlowCarriers {

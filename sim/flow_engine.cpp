@@ -29,7 +29,10 @@ void FlowEngine::start_and_wait(const std::vector<Flow>& flows) {
   // in flight the scan costs more. A carrier's two actors wait on its flows, and each completion scans their own
   // list of activities: a few dozen flows per carrier keep it short. Both sizes (SimOptions, defaults 600 and 32)
   // were swept on the 207.2B step at 512 GPUs with moesys_sim_profile (docs/simulator-speed.md).
-  if (direct_in_flight_ + flows.size() > direct_flow_limit_) {
+  // A rate bound (Flow::rate_cap) holds only on a mailbox communication: SimGrid 3.32 does not pass an s4u
+  // Comm's rate to a host-to-host one.
+  const bool capped = std::any_of(flows.begin(), flows.end(), [](const Flow& f) { return f.rate_cap > 0; });
+  if (capped || direct_in_flight_ + flows.size() > direct_flow_limit_) {
     profile::InSimgrid in;
     carriers_.run(flows, flows_per_carrier_);
     return;
@@ -170,7 +173,7 @@ void FlowEngine::plan_detailed(const Stage& stage, std::vector<Flow>& flows) con
     if (t.bytes <= 0 || t.src_gpu == t.dst_gpu) return;
     const bool network = t.network_message || platform_.classify(t.src_gpu, t.dst_gpu) != PathClass::intra_node;
     flows.push_back({platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes,
-                     transfer_efficiency(cal_, t, network)});
+                     transfer_efficiency(cal_, t, network), t.rate_cap});
   });
 }
 
@@ -180,6 +183,7 @@ void FlowEngine::plan_aggregated(const Stage& stage, std::vector<Flow>& flows) c
   struct Merged {
     double bytes = 0;
     double link_bytes = 0;  // link capacity the transfers use: sum of bytes / efficiency
+    double rate_cap = 0;    // the sum of the transfers' caps while every one has a cap; -1 once one has none
   };
   std::unordered_map<std::uint64_t, Merged> out, in;
   auto key = [](int gpu, PathClass c) {
@@ -191,12 +195,14 @@ void FlowEngine::plan_aggregated(const Stage& stage, std::vector<Flow>& flows) c
     const bool network = t.network_message || c != PathClass::intra_node;
     const double eff = transfer_efficiency(cal_, t, network);
     if (c == PathClass::intra_node && !platform_.intra_node_split()) {
-      flows.push_back({platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes, eff});
+      flows.push_back({platform_.gpu(t.src_gpu), platform_.gpu(t.dst_gpu), t.bytes, eff, t.rate_cap});
       return;
     }
     for (auto* m : {&out[key(t.src_gpu, c)], &in[key(t.dst_gpu, c)]}) {
       m->bytes += t.bytes;
       m->link_bytes += t.bytes / eff;
+      // Merged messages move side by side, so their caps add up; one without a cap leaves the merged flow none.
+      m->rate_cap = t.rate_cap > 0 && m->rate_cap >= 0 ? m->rate_cap + t.rate_cap : -1;
     }
   });
   // Emit in a fixed order so that runs are deterministic whatever the hash map's iteration order.
@@ -209,7 +215,7 @@ void FlowEngine::plan_aggregated(const Stage& stage, std::vector<Flow>& flows) c
       int gpu = static_cast<int>(k / kPathClassCount);
       auto c = static_cast<PathClass>(k % kPathClassCount);
       const auto& h = egress ? platform_.egress(gpu, c) : platform_.ingress(gpu, c);
-      flows.push_back({h.from, h.to, m[k].bytes, m[k].bytes / m[k].link_bytes});
+      flows.push_back({h.from, h.to, m[k].bytes, m[k].bytes / m[k].link_bytes, std::max(m[k].rate_cap, 0.0)});
     }
   };
   emit(out, true);

@@ -26,6 +26,7 @@ struct Transfer {
   bool point_to_point = false;    // NCCL's send/receive path (all-to-all): inside a node, the point-to-point ramp
   double ramp_half_bytes = 0;     // > 0: the transfer's own ramp on message_bytes instead of its path class's
   bool copy_engine = false;       // a copy engine's DMA: no protocol ramp, the bandwidth fraction alone
+  double rate_cap = 0;            // > 0: at most this many bytes/s whatever the links offer (NCCL's channels)
 };
 
 /// The share of its links' (efficiency-scaled) rate a transfer gets: its message's ramp

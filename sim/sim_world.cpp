@@ -14,9 +14,11 @@ std::size_t RendezvousKeyHash::operator()(const RendezvousKey& k) const {
   return static_cast<std::size_t>(h ^ (h >> 29));
 }
 
-SimWorld::SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, const FlowOptions& flow_options)
+SimWorld::SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, const FlowOptions& flow_options,
+                   int world_ranks)
     : graph_(spec, core::for_network(cal, spec.node.nics.transport == core::NicTransport::efa)),
-      cal_(core::for_network(cal, spec.node.nics.transport == core::NicTransport::efa)) {
+      cal_(core::for_network(cal, spec.node.nics.transport == core::NicTransport::efa)),
+      world_ranks_(world_ranks > 0 ? world_ranks : spec.total_gpus()) {
   gpu_load_levels_ = communication_share_levels(graph_.spec(), cal_);
   platform_ = std::make_unique<Platform>(graph_, flow_options.mode == FlowMode::detailed, gpu_load_levels_);
   flows_ = std::make_unique<FlowEngine>(*platform_, cal_, flow_options);
@@ -57,6 +59,11 @@ void SimWorld::join(const RendezvousKey& key, CollectiveOp op, const std::vector
     slot->call.members = members;
     slot->call.bytes = bytes;
     slot->call.point_to_point = key.kind == RendezvousKey::kPointToPoint;
+    if (slot->call.point_to_point) {
+      // A send/recv runs on the world's communicator (as the CUDA runtime's does): ranks are GPUs 0..world-1.
+      slot->call.communicator_ranks = world_ranks_;
+      slot->call.communicator_nodes = spec().node_of(world_ranks_ - 1) + 1;
+    }
     slot->algo = algo;
     if (op == CollectiveOp::all_to_all) slot->call.matrix.assign(members.size(), {});
     profile::InSimgrid in;

@@ -44,7 +44,9 @@ struct Rendezvous {
 
 class SimWorld {
 public:
-  SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, const FlowOptions& flow_options = {});
+  /// `world_ranks`: the ranks of the job (GPUs 0..world_ranks-1; 0: every GPU of the cluster).
+  SimWorld(const core::ClusterSpec& spec, const core::Calibration& cal, const FlowOptions& flow_options = {},
+           int world_ranks = 0);
 
   const core::ClusterSpec& spec() const { return graph_.spec(); }
   const core::Calibration& calibration() const { return cal_; }
@@ -83,6 +85,7 @@ private:
 
   core::ClusterGraph graph_;
   core::Calibration cal_;
+  int world_ranks_;
   std::vector<double> gpu_load_levels_;  // computed once: the platform and every rank's GpuLoad use them
   std::unique_ptr<Platform> platform_;
   std::unique_ptr<FlowEngine> flows_;

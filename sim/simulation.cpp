@@ -35,7 +35,8 @@ SimResult simulate(const core::ClusterSpec& spec, int ranks, const RankProgram& 
 
   SimWorld world(spec, options.calibration,
                  {options.flow_mode, options.direct_flow_limit, options.flows_per_carrier, options.solo_flows,
-                  options.max_solo_component});
+                  options.max_solo_component},
+                 ranks);
   std::vector<std::unique_ptr<SimRuntime>> runtimes;
   std::vector<bool> finished(static_cast<std::size_t>(ranks), false);
   SimResult result;

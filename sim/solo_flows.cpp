@@ -17,6 +17,11 @@ constexpr double kNever = std::numeric_limits<double>::infinity();
 struct SoloFlows::SoloFlow {
   Flow flow;
   const Route* route = nullptr;
+  // The most its variable u may reach: the route's slowest link, and its rate cap over its factor (SimGrid's
+  // comm_action_set_bounds divides a user rate by the bandwidth factor the same way).
+  double bound() const {
+    return flow.rate_cap > 0 ? std::min(route->bottleneck, flow.rate_cap / flow.efficiency) : route->bottleneck;
+  }
   Batch* owner = nullptr;
   // Bytes left at each instant the flow's rate changes, from its start to its end (bytes 0).
   std::vector<Point> points;
@@ -112,12 +117,12 @@ void SoloFlows::to_simgrid(Component& c) {
     if (b.actor_busy) {  // its actor waits for other SimGrid flows: a helper starts these now
       auto h = std::find_if(helped.begin(), helped.end(), [&](const Helper& x) { return x.batch == &b; });
       if (h == helped.end()) h = helped.insert(helped.end(), Helper{&b, b.wake, {}, {}});
-      h->flows.push_back({f->flow.from, f->flow.to, bytes, f->flow.efficiency});
+      h->flows.push_back({f->flow.from, f->flow.to, bytes, f->flow.efficiency, f->flow.rate_cap});
       h->routes.push_back(f->route);
       continue;
     }
     if (b.pending.empty()) woken.push_back(&b);
-    b.pending.push_back({f->flow.from, f->flow.to, bytes, f->flow.efficiency});
+    b.pending.push_back({f->flow.from, f->flow.to, bytes, f->flow.efficiency, f->flow.rate_cap});
     b.pending_routes.push_back(f->route);
   }
   for (SoloFlow* f : flows) f->component.reset();
@@ -146,7 +151,7 @@ void SoloFlows::flush() {
 
 void SoloFlows::solve(double now, Component& c) {
   // SimGrid's CM02 sharing (network_cm02.cpp and its lmm solver): a flow is a variable u that counts once on
-  // every link of its route and is bounded by the route's slowest link; max-min fairness raises all u not yet
+  // every link of its route and is bounded by the route's slowest link (and its rate cap); max-min fairness raises all u not yet
   // fixed together until a link is full, fixes the flows crossing it at that level, and goes on with the rest. A
   // flow moves e x u bytes per second (e: its bandwidth factor). Rates change only when a flow of the component
   // ends.
@@ -168,14 +173,14 @@ void SoloFlows::solve(double now, Component& c) {
       double level = kNever;
       for (std::size_t m = 0; m < n; ++m) {
         if (fixed[m]) continue;
-        level = std::min(level, c.flows[m]->route->bottleneck);
+        level = std::min(level, c.flows[m]->bound());
         for (const LinkState* l : c.flows[m]->route->links)
           level = std::min(level, (l->capacity - l->fill_used) / l->fill_unfixed);
       }
       std::vector<std::size_t> now_fixed;
       for (std::size_t m = 0; m < n; ++m) {
         if (fixed[m]) continue;
-        bool full = c.flows[m]->route->bottleneck <= level;
+        bool full = c.flows[m]->bound() <= level;
         for (const LinkState* l : c.flows[m]->route->links)
           full = full || (l->capacity - l->fill_used) / l->fill_unfixed <= level;
         if (full) now_fixed.push_back(m);
@@ -314,10 +319,10 @@ void SoloFlows::run(const std::vector<Flow>& flows) {
   }
   for (auto& [r, g] : groups) {
     if (g->flows.size() == 1) {
-      // Alone on its route: SimGrid's rate is its bandwidth factor times the slowest link.
+      // Alone on its route: SimGrid's rate is its bandwidth factor times the slowest link, or its cap.
       SoloFlow& f = *g->flows.front();
       const double bytes = f.points.back().bytes;
-      f.points.push_back({now + bytes / (f.flow.efficiency * f.route->bottleneck), 0});
+      f.points.push_back({now + bytes / (f.flow.efficiency * f.bound()), 0});
     } else {
       solve(now, *g);
     }

@@ -2,7 +2,8 @@
 // point-to-point), one algorithm step. A call with a peer on another node waits for the network's latency, and its
 // latency grows with those peers: the kernel moves NVLink peers' data in parallel, but each network peer's send and
 // receive are posted by NCCL's proxy thread in turn (Calibration::alltoall_net_peer_latency_s). Its messages
-// between rails may be forwarded through the destination's rail (PXN).
+// between rails may be forwarded through the destination's rail (PXN). A message inside a node runs on a few of
+// NCCL's channels, as many as its size earns (p2p_channels.cpp), and moves no faster than they do.
 #include <algorithm>
 #include <unordered_map>
 #include <utility>
@@ -13,8 +14,10 @@
 namespace moesys::sim {
 
 std::shared_ptr<const DenseAllToAll> make_dense_all_to_all(const core::ClusterSpec& spec, std::vector<int> members,
-                                                           std::vector<std::vector<double>> matrix, double fraction) {
-  DenseAllToAll d{std::move(members), std::move(matrix), fraction, {}, {}, {}, 0};
+                                                           std::vector<std::vector<double>> matrix, double fraction,
+                                                           const P2pChannelRule& channel_rule,
+                                                           double channel_bytes_per_s) {
+  DenseAllToAll d{std::move(members), std::move(matrix), fraction, {}, {}, {}, 0, channel_rule, channel_bytes_per_s};
   const std::size_t n = d.members.size();
   d.node.resize(n);
   for (std::size_t i = 0; i < n; ++i) d.node[i] = spec.node_of(d.members[i]);
@@ -72,8 +75,11 @@ CollectivePlan plan_direct_all_to_all(const core::ClusterSpec& spec, const core:
                                       const CollectiveCall& call) {
   Stage stage;
   stage.pxn = true;
-  stage.dense =
-      make_dense_all_to_all(spec, call.members, call.matrix, call.point_to_point ? cal.p2p_efficiency : 1.0);
+  // NCCL's communicator: the group's for an all-to-all, the world's for a send/recv (CollectiveCall).
+  const int ranks = call.communicator_ranks > 0 ? call.communicator_ranks : static_cast<int>(call.members.size());
+  const int nodes = call.communicator_nodes > 0 ? call.communicator_nodes : nodes_spanned(spec, call.members);
+  stage.dense = make_dense_all_to_all(spec, call.members, call.matrix, call.point_to_point ? cal.p2p_efficiency : 1.0,
+                                      p2p_channel_rule(spec, ranks, nodes), cal.p2p_channel_bytes_per_s);
   return {all_to_all_stage(spec, cal, std::move(stage))};
 }
 

@@ -78,7 +78,12 @@ TEST(Pxn, NvlinkLegSharesTheSourcePortWithIntraNodeTraffic) {
   // GPU 0 sends 256 MiB to GPU 3 (through GPU 1) and, at once, 2 GiB to GPU 1 over NVLink: GPU 0's NVLink port and
   // GPU 1's ingress port carry both. Without PXN the two messages share no link.
   const core::ClusterSpec spec = two_rails();
-  const core::Calibration cal = core::default_calibration();
+  // Messages without NCCL's channel bound: in a communicator across nodes a send inside a node gets the few
+  // channels a network peer needs (p2p_channels.cpp) and would leave the port half idle; this test is about the port.
+  core::Calibration cal = core::default_calibration();
+  cal.p2p_channel_bytes_per_s = 0;
+  sim::SimOptions options;
+  options.calibration = cal;
   auto both = [&](bool pxn) {
     core::ClusterSpec machine = spec;
     machine.node.nics.pxn = pxn;
@@ -101,7 +106,8 @@ TEST(Pxn, NvlinkLegSharesTheSourcePortWithIntraNodeTraffic) {
                      rt.wait(rt.recv(core::streams::kComm2, 0, none, near, 1));
                      local = rt.now_s() - t0;
                    }
-                 });
+                 },
+                 options);
              return std::vector<double>{local};
            })
         .at(0);

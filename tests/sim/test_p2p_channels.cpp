@@ -1,0 +1,128 @@
+// NCCL's point-to-point channels (sim/collectives/p2p_channels.cpp) against the rule's closed form, and a message's
+// rate bound (channels x Calibration::p2p_channel_bytes_per_s) against the time it gives. Every simulation runs in
+// its own process.
+#include <gtest/gtest.h>
+
+#include "fork_run.hpp"
+#include "sim/collectives.hpp"
+#include "sim/simulation.hpp"
+
+using namespace moesys;
+
+namespace {
+
+core::ClusterSpec cluster(int nodes, const std::string& gpu, double nic_gbits = 0) {
+  core::ClusterGeneratorOptions o;
+  o.nodes = nodes;
+  o.gpu = gpu;
+  if (nic_gbits > 0) o.nic_gbits_per_s = nic_gbits;
+  return core::generate_cluster(o);
+}
+
+constexpr double kMiB = 1024.0 * 1024;
+
+// Seconds rank 0 waits for nccl-tests' sendrecv_perf on every GPU of one node: each GPU sends `bytes` to the next
+// and receives as many from the previous.
+double sendrecv_s(const core::ClusterSpec& spec, const core::Calibration& cal, double bytes) {
+  return test::run_in_child([&] {
+           sim::SimOptions opt;
+           opt.calibration = cal;
+           double elapsed = 0;
+           sim::simulate(
+               spec, spec.total_gpus(),
+               [&](core::Runtime& rt) {
+                 const int n = rt.world_size(), r = rt.rank();
+                 const auto b = static_cast<std::uint64_t>(bytes);
+                 const double t0 = rt.now_s();
+                 const core::Event s = rt.send(core::streams::kComm, (r + 1) % n, {}, b, 0);
+                 const core::Event v = rt.recv(core::streams::kComm2, (r + n - 1) % n, {}, b, 0);
+                 rt.wait(s);
+                 rt.wait(v);
+                 if (r == 0) elapsed = rt.now_s() - t0;
+               },
+               opt);
+           return std::vector<double>{elapsed};
+         })
+      .at(0);
+}
+
+}  // namespace
+
+TEST(P2pChannels, OneNodeOfEightStartsOnFourAndDoublesPastSixteenMiBAPart) {
+  // 32 channels, every one a peer may use; 8 ranks leave each 4. Parts of 64 KiB at least, 16 MiB at most.
+  const sim::P2pChannelRule rule = sim::p2p_channel_rule(cluster(1, "h100"), 8, 1);
+  EXPECT_EQ(rule.max_channels, 32);
+  EXPECT_EQ(rule.min_channels, 4);
+  EXPECT_EQ(rule.channels(64 * 1024), 1);
+  EXPECT_EQ(rule.channels(128 * 1024 + 1), 3);
+  EXPECT_EQ(rule.channels(32 * kMiB), 4);
+  EXPECT_EQ(rule.channels(64 * kMiB), 4);   // 16 MiB a part: not past the limit
+  EXPECT_EQ(rule.channels(128 * kMiB), 8);  // the step the sendrecv sweeps show between 64 and 128 MiB
+  EXPECT_EQ(rule.channels(256 * kMiB), 16);
+  EXPECT_EQ(rule.channels(512 * kMiB), 32);
+  EXPECT_EQ(rule.channels(16 * 1024 * kMiB), 32);  // no more than the peer may use
+}
+
+TEST(P2pChannels, FewerRanksLeaveEachPeerMoreChannels) {
+  const core::ClusterSpec node = cluster(1, "a100-80g");
+  EXPECT_EQ(sim::p2p_channel_rule(node, 2, 1).min_channels, 16);
+  EXPECT_EQ(sim::p2p_channel_rule(node, 4, 1).min_channels, 8);
+  EXPECT_EQ(sim::p2p_channel_rule(node, 64, 1).min_channels, 1);
+}
+
+TEST(P2pChannels, ACommunicatorAcrossNodesGivesEachPeerWhatItsNicNeeds) {
+  // 400 Gb/s (50 GB/s) over NCCL's assumed 14 GB/s a channel: 4, a power of two; 200 Gb/s: 2. Parts of NCCL's
+  // 128 KiB network chunk, at least half of one.
+  const sim::P2pChannelRule fast = sim::p2p_channel_rule(cluster(2, "h100", 400), 16, 2);
+  EXPECT_EQ(fast.max_channels, 4);
+  EXPECT_EQ(fast.min_channels, 2);  // 4 x 16 ranks would need 64 channels
+  EXPECT_EQ(fast.channels(64 * 1024), 1);
+  EXPECT_EQ(fast.channels(200 * 1024), 2);
+  EXPECT_EQ(fast.channels(64 * kMiB), 4);
+  EXPECT_EQ(sim::p2p_channel_rule(cluster(2, "a100-80g", 200), 16, 2).max_channels, 2);
+  // 256 ranks: 32 rounds of 8 peers would need 4 x 32 channels, so a peer gets one.
+  EXPECT_EQ(sim::p2p_channel_rule(cluster(2, "h100", 400), 256, 32).max_channels, 1);
+}
+
+TEST(P2pChannels, AMessageMovesNoFasterThanItsChannels) {
+  // On one node, a 64 MiB send runs on 4 channels: its time is the call's latency and 64 MiB at 4 x the channel
+  // rate, far below NVLink's. At 512 MiB it runs on all 32 and the link is the limit again.
+  const core::ClusterSpec spec = cluster(1, "h100");
+  core::Calibration cal;
+  cal.p2p_channel_bytes_per_s = 10e9;
+  const double bytes = 64 * kMiB;
+  core::Calibration unbounded = cal;
+  unbounded.p2p_channel_bytes_per_s = 0;
+  const double latency = sendrecv_s(spec, cal, 1);  // the same call with next to no bytes
+  EXPECT_NEAR(sendrecv_s(spec, cal, bytes) - latency, bytes / (4 * cal.p2p_channel_bytes_per_s), 1e-6);
+  const double big = 512 * kMiB;
+  EXPECT_NEAR(sendrecv_s(spec, cal, big), sendrecv_s(spec, unbounded, big), 1e-9);
+}
+
+TEST(P2pChannels, AnAllToAllsPeersTogetherFillTheLink) {
+  // Seven peers on 4 channels each move 28 channels' worth: with 20 GB/s a channel, more than an H100's NVLink
+  // port, so the bound leaves a one-node all-to-all as it was.
+  const core::ClusterSpec spec = cluster(1, "h100");
+  core::Calibration cal = core::default_calibration_for("h100");
+  core::Calibration unbounded = cal;
+  unbounded.p2p_channel_bytes_per_s = 0;
+  auto a2a = [&](const core::Calibration& c) {
+    return test::run_in_child([&] {
+             sim::SimOptions opt;
+             opt.calibration = c;
+             double elapsed = 0;
+             sim::simulate(
+                 spec, 8,
+                 [&](core::Runtime& rt) {
+                   const std::vector<std::uint64_t> row(8, 8 << 20);
+                   const double t0 = rt.now_s();
+                   rt.wait(rt.all_to_all(core::streams::kComm, core::Group::world(8), {}, row, {}, row));
+                   if (rt.rank() == 0) elapsed = rt.now_s() - t0;
+                 },
+                 opt);
+             return std::vector<double>{elapsed};
+           })
+        .at(0);
+  };
+  EXPECT_NEAR(a2a(cal), a2a(unbounded), 1e-9);
+}
