@@ -70,18 +70,19 @@ TEST(P2pChannels, FewerRanksLeaveEachPeerMoreChannels) {
   EXPECT_EQ(sim::p2p_channel_rule(node, 64, 1).min_channels, 1);
 }
 
-TEST(P2pChannels, ACommunicatorAcrossNodesGivesEachPeerWhatItsNicNeeds) {
-  // 400 Gb/s (50 GB/s) over NCCL's assumed 14 GB/s a channel: 4, a power of two; 200 Gb/s: 2. Parts of NCCL's
-  // 128 KiB network chunk, at least half of one.
-  const sim::P2pChannelRule fast = sim::p2p_channel_rule(cluster(2, "h100", 400), 16, 2);
-  EXPECT_EQ(fast.max_channels, 4);
-  EXPECT_EQ(fast.min_channels, 2);  // 4 x 16 ranks would need 64 channels
-  EXPECT_EQ(fast.channels(64 * 1024), 1);
-  EXPECT_EQ(fast.channels(200 * 1024), 2);
-  EXPECT_EQ(fast.channels(64 * kMiB), 4);
-  EXPECT_EQ(sim::p2p_channel_rule(cluster(2, "a100-80g", 200), 16, 2).max_channels, 2);
-  // 256 ranks: 32 rounds of 8 peers would need 4 x 32 channels, so a peer gets one.
-  EXPECT_EQ(sim::p2p_channel_rule(cluster(2, "h100", 400), 256, 32).max_channels, 1);
+TEST(P2pChannels, ACommunicatorAcrossNodesGivesEveryPeerANetworkPeersTwo) {
+  // NCCL 2.21-2.28: 2 channels a network peer, which every peer gets (the fewest any peer gets), 1 once 2 x ranks
+  // would exceed 4 operations on each of the 32 channels. Parts of NCCL's 128 KiB network chunk, at least half of one.
+  const sim::P2pChannelRule two_nodes = sim::p2p_channel_rule(cluster(2, "h100", 400), 16, 2);
+  EXPECT_EQ(two_nodes.max_channels, 2);
+  EXPECT_EQ(two_nodes.min_channels, 2);  // 2 x 16 ranks fit the 32 channels
+  EXPECT_EQ(two_nodes.channels(64 * 1024), 1);
+  EXPECT_EQ(two_nodes.channels(200 * 1024), 2);
+  EXPECT_EQ(two_nodes.channels(64 * kMiB), 2);
+  EXPECT_EQ(sim::p2p_channel_rule(cluster(2, "a100-80g", 200), 64, 8).max_channels, 2);
+  const sim::P2pChannelRule many = sim::p2p_channel_rule(cluster(2, "h100", 400), 65, 9);
+  EXPECT_EQ(many.max_channels, 1);
+  EXPECT_EQ(many.channels(64 * kMiB), 1);
 }
 
 TEST(P2pChannels, AMessageMovesNoFasterThanItsChannels) {
