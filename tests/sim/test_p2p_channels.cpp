@@ -3,6 +3,8 @@
 // its own process.
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "fork_run.hpp"
 #include "sim/collectives.hpp"
 #include "sim/simulation.hpp"
@@ -21,29 +23,36 @@ core::ClusterSpec cluster(int nodes, const std::string& gpu, double nic_gbits = 
 
 constexpr double kMiB = 1024.0 * 1024;
 
-// Seconds rank 0 waits for nccl-tests' sendrecv_perf on every GPU of one node: each GPU sends `bytes` to the next
-// and receives as many from the previous.
-double sendrecv_s(const core::ClusterSpec& spec, const core::Calibration& cal, double bytes) {
+// Seconds rank 0 spends in `body` on `ranks` GPUs of `spec`, in a child process.
+double elapsed_s(const core::ClusterSpec& spec, int ranks, const core::Calibration& cal,
+                 const std::function<void(core::Runtime&)>& body) {
   return test::run_in_child([&] {
            sim::SimOptions opt;
            opt.calibration = cal;
            double elapsed = 0;
            sim::simulate(
-               spec, spec.total_gpus(),
+               spec, ranks,
                [&](core::Runtime& rt) {
-                 const int n = rt.world_size(), r = rt.rank();
-                 const auto b = static_cast<std::uint64_t>(bytes);
                  const double t0 = rt.now_s();
-                 const core::Event s = rt.send(core::streams::kComm, (r + 1) % n, {}, b, 0);
-                 const core::Event v = rt.recv(core::streams::kComm2, (r + n - 1) % n, {}, b, 0);
-                 rt.wait(s);
-                 rt.wait(v);
-                 if (r == 0) elapsed = rt.now_s() - t0;
+                 body(rt);
+                 if (rt.rank() == 0) elapsed = rt.now_s() - t0;
                },
                opt);
            return std::vector<double>{elapsed};
          })
       .at(0);
+}
+
+// nccl-tests' sendrecv_perf on every GPU of one node: each sends `bytes` to the next and receives from the previous.
+double sendrecv_s(const core::ClusterSpec& spec, const core::Calibration& cal, double bytes) {
+  return elapsed_s(spec, spec.total_gpus(), cal, [bytes](core::Runtime& rt) {
+    const int n = rt.world_size(), r = rt.rank();
+    const auto b = static_cast<std::uint64_t>(bytes);
+    const core::Event s = rt.send(core::streams::kComm, (r + 1) % n, {}, b, 0);
+    const core::Event v = rt.recv(core::streams::kComm2, (r + n - 1) % n, {}, b, 0);
+    rt.wait(s);
+    rt.wait(v);
+  });
 }
 
 }  // namespace
@@ -108,22 +117,10 @@ TEST(P2pChannels, AnAllToAllsPeersTogetherFillTheLink) {
   core::Calibration unbounded = cal;
   unbounded.p2p_channel_bytes_per_s = 0;
   auto a2a = [&](const core::Calibration& c) {
-    return test::run_in_child([&] {
-             sim::SimOptions opt;
-             opt.calibration = c;
-             double elapsed = 0;
-             sim::simulate(
-                 spec, 8,
-                 [&](core::Runtime& rt) {
-                   const std::vector<std::uint64_t> row(8, 8 << 20);
-                   const double t0 = rt.now_s();
-                   rt.wait(rt.all_to_all(core::streams::kComm, core::Group::world(8), {}, row, {}, row));
-                   if (rt.rank() == 0) elapsed = rt.now_s() - t0;
-                 },
-                 opt);
-             return std::vector<double>{elapsed};
-           })
-        .at(0);
+    return elapsed_s(spec, 8, c, [](core::Runtime& rt) {
+      const std::vector<std::uint64_t> row(8, 8 << 20);
+      rt.wait(rt.all_to_all(core::streams::kComm, core::Group::world(8), {}, row, {}, row));
+    });
   };
   EXPECT_NEAR(a2a(cal), a2a(unbounded), 1e-9);
 }
