@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "cli/cluster_options.hpp"
@@ -24,18 +25,21 @@ struct Row {
   double time_s = 0;
 };
 
-sim::CollectiveOp parse_op(const std::string& s) {
+// An operation of nccl-tests: a collective, or sendrecv_perf's ring of messages (no collective: nullopt).
+std::optional<sim::CollectiveOp> parse_op(const std::string& s) {
   if (s == "allreduce") return sim::CollectiveOp::all_reduce;
   if (s == "reducescatter") return sim::CollectiveOp::reduce_scatter;
   if (s == "allgather") return sim::CollectiveOp::all_gather;
   if (s == "alltoall") return sim::CollectiveOp::all_to_all;
-  throw core::ConfigError("", "--op",
-                          "unknown operation '" + s + "' (known: allreduce, reducescatter, allgather, alltoall)");
+  if (s == "sendrecv") return std::nullopt;
+  throw core::ConfigError(
+      "", "--op", "unknown operation '" + s + "' (known: allreduce, reducescatter, allgather, alltoall, sendrecv)");
 }
 
 // nccl-tests' bus bandwidth factors: what each rank's links must carry relative to the algorithm bandwidth.
-double busbw_factor(sim::CollectiveOp op, int n) {
-  if (op == sim::CollectiveOp::all_reduce) return 2.0 * (n - 1) / n;
+double busbw_factor(std::optional<sim::CollectiveOp> op, int n) {
+  if (!op) return 1;  // sendrecv: each rank sends the whole buffer once
+  if (*op == sim::CollectiveOp::all_reduce) return 2.0 * (n - 1) / n;
   return static_cast<double>(n - 1) / n;
 }
 
@@ -59,6 +63,23 @@ core::Event issue(core::Runtime& rt, sim::CollectiveOp op, const core::Group& wo
   return {};
 }
 
+// Runs one call and waits for it.
+void run_op(core::Runtime& rt, std::optional<sim::CollectiveOp> op, const core::Group& world, double size,
+            core::CollectiveAlgo algo) {
+  const auto bytes = static_cast<std::uint64_t>(size);
+  core::Buffer none;
+  if (!op) {
+    // sendrecv_perf: every rank sends to the next and receives from the previous at once.
+    const int n = rt.world_size(), r = rt.rank();
+    const core::Event sent = rt.send(core::streams::kComm, (r + 1) % n, none, bytes, 0);
+    const core::Event received = rt.recv(core::streams::kComm2, (r + n - 1) % n, none, bytes, 0);
+    rt.wait(sent);
+    rt.wait(received);
+    return;
+  }
+  rt.wait(issue(rt, *op, world, size, algo));
+}
+
 int run_collective(int argc, char** argv) {
   std::set<std::string> valued = cluster_flags();
   valued.insert({"--op", "--algo", "-b", "-e", "-f", "--ranks", "--flows", "-g", "-G"});
@@ -67,7 +88,7 @@ int run_collective(int argc, char** argv) {
     std::printf(
         "usage: moesys collective [--cluster FILE | --nodes N --gpus-per-node G --nics-per-node K --nic-gbps B\n"
         "                          --gpu a100-80g|a100-40g|h100|h200|h800]\n"
-        "                         [--op allreduce|reducescatter|allgather|alltoall]\n"
+        "                         [--op allreduce|reducescatter|allgather|alltoall|sendrecv]\n"
         "                         [--algo auto|ring|tree|nvls|nvlstree|direct|hierarchical|deepep|deepep-ll|ce]\n"
         "                         [-b 8] [-e 1G] [-f 2]\n"
         "                         [--ranks N] [-g 1] [-G 0]\n"
@@ -78,13 +99,16 @@ int run_collective(int argc, char** argv) {
   core::ClusterSpec spec = cluster_from_args(args);
   if (args.has("--no-pxn")) spec.node.nics.pxn = false;  // NCCL_PXN_DISABLE=1
   const core::Calibration cal = calibration_from_args(args, spec);
-  const sim::CollectiveOp op = parse_op(args.get_or("--op", "allreduce"));
+  const std::optional<sim::CollectiveOp> op = parse_op(args.get_or("--op", "allreduce"));
   core::CollectiveAlgo algo;
   try {
-    algo = sim::resolve_algo(op, core::parse_collective_algo(args.get_or("--algo", "auto")));
+    algo = core::parse_collective_algo(args.get_or("--algo", "auto"));
+    if (op) algo = sim::resolve_algo(*op, algo);
   } catch (const std::invalid_argument& e) {
     throw core::ConfigError("", "--algo", e.what());
   }
+  if (!op && algo != core::CollectiveAlgo::automatic)
+    throw core::ConfigError("", "--algo", "sendrecv takes NCCL's point-to-point path only (auto)");
   if ((algo == core::CollectiveAlgo::nvls || algo == core::CollectiveAlgo::nvls_tree) && !sim::has_nvlink_sharp(spec))
     throw core::ConfigError("", "--algo",
                             std::string(core::to_string(algo)) +
@@ -134,8 +158,8 @@ int run_collective(int argc, char** argv) {
     throw core::ConfigError("", "-g", "expected 1.." + std::to_string(ranks) + " GPUs per host thread");
   const int graph_iterations = args.get_int("-G", 0);
   if (graph_iterations < 0) throw core::ConfigError("", "-G", "expected 0 (no CUDA graph) or more iterations");
-  // alltoall_perf posts a send and a receive to every rank (its own included) per call.
-  const int p2p_ops = op == sim::CollectiveOp::all_to_all ? 2 * ranks : 0;
+  // alltoall_perf posts a send and a receive to every rank (its own included) per call; sendrecv_perf one of each.
+  const int p2p_ops = !op ? 2 : *op == sim::CollectiveOp::all_to_all ? 2 * ranks : 0;
   auto timed = [&](double gpu_s) {
     return graph_iterations > 0 ? gpu_s : cal.launch_loop_time(gpu_s, gpus_per_thread, p2p_ops);
   };
@@ -161,7 +185,7 @@ int run_collective(int argc, char** argv) {
         const core::Group world = core::Group::world(rt.world_size());
         for (std::size_t i = 0; i < sizes.size(); ++i) {
           const double t0 = rt.now_s();
-          rt.wait(issue(rt, op, world, sizes[i], algo));
+          run_op(rt, op, world, sizes[i], algo);
           if (rt.rank() == 0) {
             rows.push_back({sizes[i], timed(rt.now_s() - t0)});
             if (progress) std::fprintf(stderr, "\r[%zu/%zu sizes simulated]", i + 1, sizes.size());
@@ -176,9 +200,10 @@ int run_collective(int argc, char** argv) {
   const double peak_mb = static_cast<double>(usage.ru_maxrss) / 1024.0;
 
   const double bus = busbw_factor(op, ranks);
+  const char* op_name = op ? sim::to_string(*op) : "sendrecv";
   if (args.has("--json")) {
     nlohmann::json out = {{"cluster", spec.name},
-                          {"op", sim::to_string(op)},
+                          {"op", op_name},
                           {"algo", core::to_string(algo)},
                           {"ranks", ranks},
                           {"flows", flows},
@@ -200,7 +225,7 @@ int run_collective(int argc, char** argv) {
     std::printf("%s\n", out.dump(1).c_str());
     return 0;
   }
-  std::printf("# moesys collective: %s on %s, %d ranks, algorithm %s, %s flows, %s\n#\n", sim::to_string(op),
+  std::printf("# moesys collective: %s on %s, %d ranks, algorithm %s, %s flows, %s\n#\n", op_name,
               describe(spec).c_str(), ranks, core::to_string(algo), flows.c_str(),
               graph_iterations > 0 ? "CUDA graph (-G)"
                                    : ("launch loop, " + std::to_string(gpus_per_thread) + " GPU(s) per thread").c_str());

@@ -42,6 +42,7 @@ MACHINES = [
     ("a100", "a100-40g", 2, 8, 8, 200, "alltoall", "alltoall"),
     ("h100", "h100", 1, 8, 8, 400, "alltoall", "alltoall"),
     ("h100", "h100", 1, 8, 8, 400, "allgather", "allgather"),
+    ("h100", "h100", 1, 8, 8, 400, "sendrecv", "p2p_nvlink"),
 ]
 
 
@@ -53,6 +54,9 @@ def measured_points(family, gpu, nodes, gpus, category):
         hw = p["hardware"]
         # NCCL's default choice over RDMA, timed by nccl-tests: what `moesys collective` simulates.
         if p["category"] != category or p.get("excluded") or p["software"].get("algorithm"):
+            continue
+        # Of the GPU-to-GPU points, nccl-tests' sendrecv (not nvbandwidth's copies).
+        if category == "p2p_nvlink" and "sendrecv" not in p["software"].get("tool", ""):
             continue
         harness = p["software"].get("harness")
         if hw.get("nic_transport") == "efa" or harness not in (None, "cuda_graph"):
@@ -69,6 +73,8 @@ def measured_points(family, gpu, nodes, gpus, category):
 
 
 def busbw_factor(op, n):
+    if op == "sendrecv":
+        return 1
     return 2 * (n - 1) / n if op == "allreduce" else (n - 1) / n
 
 

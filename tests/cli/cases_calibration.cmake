@@ -37,6 +37,10 @@ moesys_cli_test(collective_nvls_needs_sharp 2 "--algo: nvls needs NVLink SHARP" 
 moesys_cli_test(collective_nvls_on_h100 0 "" collective --gpu h100 --nodes 1 --algo nvls -b 1M -e 1M)
 moesys_cli_test(collective_tree_two_nodes 0 "" collective --nodes 2 --algo tree -b 8 -e 1M -f 32)
 moesys_cli_test(collective_tree_not_for_alltoall 2 "does not implement" collective --op alltoall --algo tree)
+# sendrecv_perf's ring of messages (tests/sim/test_p2p_channels.cpp checks its times).
+moesys_cli_test(collective_sendrecv 0 "" collective --gpu h100 --op sendrecv -b 64M -e 512M --json)
+moesys_cli_test(collective_sendrecv_no_algo 2 "--algo: sendrecv takes NCCL's point-to-point path only"
+                collective --op sendrecv --algo ring)
 moesys_cli_test(calibration_point_nvls_on_a100 2 "software.algorithm: point ar-test-1n8g-1m: NVLS needs NVLink SHARP"
                 calibration --points ${points}/nvls-on-a100.json)
 moesys_cli_test(calibration_point_algorithm_for_operation 2 "software.algorithm: point ar-test-1n8g-1m: algorithm 'tree' does not implement reducescatter"
