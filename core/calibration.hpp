@@ -134,8 +134,9 @@ struct Calibration {
   /// The most one of NCCL's point-to-point channels moves between two GPUs of a node (bytes/s): a channel is one
   /// thread block copying through a FIFO, and NCCL gives a message a few channels by its size and its
   /// communicator's ranks (sim/collectives/p2p_channels.cpp), so a message moves at most channels x this. 0: no
-  /// bound. A100: uncalibrated, the H100's (its one sendrecv point, 1 GiB, runs on 32 channels and fills the link).
-  double p2p_channel_bytes_per_s = 20e9;
+  /// bound. A100: fitted with the rest held on li-plus's sendrecv sweep of 8 A100s (128 MiB on 8 channels: 111 GB/s);
+  /// an A100 pair of Leonardo (NVIDIA/nccl-tests#331, not a preset's topology) moves 55 GB/s on 4, the same rate.
+  double p2p_channel_bytes_per_s = 14.5e9;
   double nic_half_bandwidth_bytes = 8.81e4;  // the same for a message that crosses the network
   double kernel_launch_s = 4e-6;             // fixed cost per GPU kernel (uncalibrated)
   /// A copy engine's fixed cost per copy (host copies, GPU-to-GPU copies): its descriptor and the DMA's first reads
