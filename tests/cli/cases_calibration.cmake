@@ -9,6 +9,8 @@ moesys_cli_test(calibration_every_family_loads 0 "" calibration)
 moesys_cli_test(calibration_a100_within_tolerance 0 "" calibration --family a100 --source mscclpp --check --tolerance 0.2)
 moesys_cli_test(calibration_a100_efa_within_tolerance 0 "" calibration --family a100 --source aws --check --tolerance 0.2)
 moesys_cli_test(calibration_h200_within_tolerance 0 "" calibration --family h200 --check --tolerance 0.2)
+# li-plus's sendrecv sweep of 8 A100s: 128 MiB on NCCL's 8 point-to-point channels, then the link.
+moesys_cli_test(calibration_a100_sendrecv_channels 0 "" calibration --family a100 --source li-plus --check --tolerance 0.1)
 moesys_cli_test(calibration_source_matches_nothing 2 "--source: no point's source contains \"nowhere\""
                 calibration --family a100 --source nowhere)
 moesys_cli_test(calibration_points_file 0 "" calibration --points ${points}/good.json --json)
