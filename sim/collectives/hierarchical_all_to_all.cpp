@@ -1,6 +1,8 @@
 // Resource-aware (hierarchical) all-to-all of the MoESys paper: first inside each node over NVLink, moving every
 // byte to the member of its node whose position matches its destination's; then among members of the same position
 // across nodes, i.e. along one rail. Every member's steps are the real runtimes' (core/hierarchical_all_to_all.hpp);
+// the CUDA runtime runs the first step on a communicator of the node's members, so its messages move on the
+// point-to-point channels NCCL gives such a communicator (p2p_channels.cpp), and the second on one of a rail's;
 // the plan's two stages are what all members move in each. A group that is not equal node blocks in node order has
 // no such steps: it runs the direct all-to-all, as on the real runtimes.
 #include <algorithm>
@@ -37,13 +39,20 @@ CollectivePlan plan_hierarchical_all_to_all(const core::ClusterSpec& spec, const
     for (const auto& b : steps.inter_send)
       if (const std::size_t to = static_cast<std::size_t>(b.peer) * Pz + l; to != k) inter[k * n + to] += b.bytes;
   }
+  // The node's communicator: P ranks on one node. The rail's crosses nodes only, where no channel bound applies
+  // (Transfer::rate_cap bounds messages inside a node).
+  const P2pChannelRule node_rule = p2p_channel_rule(spec, P, 1);
   CollectivePlan plan;
   for (const auto* step : {&intra, &inter}) {
     Stage stage;
     for (std::size_t a = 0; a < n; ++a)
       for (std::size_t b = 0; b < n; ++b)
-        if (const double moved = (*step)[a * n + b]; moved > 0)
-          stage.transfers.push_back({call.members[a], call.members[b], moved, moved});
+        if (const double moved = (*step)[a * n + b]; moved > 0) {
+          Transfer t{call.members[a], call.members[b], moved, moved};
+          // A pair's bytes are N messages, one per destination node, sent in turn on the channels each one earns.
+          if (step == &intra) t.rate_cap = node_rule.channels(moved / N) * cal.p2p_channel_bytes_per_s;
+          stage.transfers.push_back(t);
+        }
     if (!stage.transfers.empty())
       plan.push_back(all_to_all_stage(spec, cal, std::move(stage)));
   }

@@ -124,3 +124,29 @@ TEST(P2pChannels, AnAllToAllsPeersTogetherFillTheLink) {
   };
   EXPECT_NEAR(a2a(cal), a2a(unbounded), 1e-9);
 }
+
+TEST(P2pChannels, TheHierarchicalAllToAllsNodeStepRunsOnTheNodesCommunicator) {
+  // Two nodes of 8: the first step runs on a communicator of the node's 8 GPUs (the CUDA runtime's), so a message
+  // of 64 KiB or less gets 1 of NCCL's channels and 4 MiB gets 4; a pair sends one message per destination node.
+  // The second step crosses nodes only and has no bound.
+  const core::ClusterSpec spec = cluster(2, "h100", 400);
+  core::Calibration cal = core::default_calibration_for("h100");
+  const sim::P2pChannelRule node_rule = sim::p2p_channel_rule(spec, 8, 1);
+  for (const double per_pair : {64.0 * 1024, 4 * kMiB}) {
+    sim::CollectiveCall call;
+    call.op = sim::CollectiveOp::all_to_all;
+    for (int g = 0; g < 16; ++g) call.members.push_back(g);
+    call.matrix.assign(16, std::vector<double>(16, per_pair));
+    const sim::CollectivePlan plan = sim::plan_hierarchical_all_to_all(spec, cal, call);
+    ASSERT_EQ(plan.size(), 2U);
+    ASSERT_FALSE(plan[0].transfers.empty());
+    for (const sim::Transfer& t : plan[0].transfers) {
+      ASSERT_EQ(spec.node_of(t.src_gpu), spec.node_of(t.dst_gpu));
+      EXPECT_DOUBLE_EQ(t.bytes, 2 * per_pair);  // its own and the other node's block for the peer's position
+      EXPECT_DOUBLE_EQ(t.rate_cap, node_rule.channels(per_pair) * cal.p2p_channel_bytes_per_s);
+    }
+    for (const sim::Transfer& t : plan[1].transfers) EXPECT_EQ(t.rate_cap, 0);
+  }
+  EXPECT_EQ(node_rule.channels(64 * 1024), 1);
+  EXPECT_EQ(node_rule.channels(4 * kMiB), 4);
+}
