@@ -7,6 +7,7 @@
 #include <set>
 
 #include "cli/args.hpp"
+#include "cli/nccl_tests_ops.hpp"
 #include "core/error.hpp"
 #include "core/json_input.hpp"
 #include "sim/collectives.hpp"
@@ -296,12 +297,7 @@ nlohmann::json simulate_machine(const std::vector<const CalibrationPoint*>& poin
               rt.wait(collective(p.overlap_collective));
             }
           } else if (p.category == "p2p_nvlink" && p.tool.find("sendrecv_perf") != std::string::npos) {
-            // sendrecv_perf: every GPU sends to the next and receives from the previous at once.
-            const int g = p.gpus_per_node;
-            auto s = rt.send(streams::kComm, (r + 1) % g, none, bytes, 0);
-            auto v = rt.recv(streams::kComm2, (r + g - 1) % g, none, bytes, 0);
-            rt.wait(s);
-            rt.wait(v);
+            sendrecv_ring(rt, p.gpus_per_node, bytes);  // the GPUs of one node
           } else if (p.category == "p2p_nvlink" && p.tool.find("_ce") != std::string::npos && r < 2) {
             // nvbandwidth's copy-engine device-to-device copy (GPU 0 to GPU 1; bidirectional: both ways at once).
             auto& sim_rt = dynamic_cast<sim::SimRuntime&>(rt);

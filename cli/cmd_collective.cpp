@@ -11,6 +11,7 @@
 
 #include "cli/cluster_options.hpp"
 #include "cli/command.hpp"
+#include "cli/nccl_tests_ops.hpp"
 #include "core/error.hpp"
 #include "sim/collectives.hpp"
 #include "sim/simulation.hpp"
@@ -66,15 +67,8 @@ core::Event issue(core::Runtime& rt, sim::CollectiveOp op, const core::Group& wo
 // Runs one call and waits for it.
 void run_op(core::Runtime& rt, std::optional<sim::CollectiveOp> op, const core::Group& world, double size,
             core::CollectiveAlgo algo) {
-  const auto bytes = static_cast<std::uint64_t>(size);
-  core::Buffer none;
   if (!op) {
-    // sendrecv_perf: every rank sends to the next and receives from the previous at once.
-    const int n = rt.world_size(), r = rt.rank();
-    const core::Event sent = rt.send(core::streams::kComm, (r + 1) % n, none, bytes, 0);
-    const core::Event received = rt.recv(core::streams::kComm2, (r + n - 1) % n, none, bytes, 0);
-    rt.wait(sent);
-    rt.wait(received);
+    sendrecv_ring(rt, rt.world_size(), static_cast<std::uint64_t>(size));
     return;
   }
   rt.wait(issue(rt, *op, world, size, algo));
