@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -15,6 +16,7 @@
 #include "cli/command.hpp"
 #include "core/error.hpp"
 #include "core/json_input.hpp"
+#include "sim/isolated_run.hpp"
 
 namespace moesys::cli {
 namespace {
@@ -98,30 +100,54 @@ void print_family(const FamilyPoints& f, const core::Calibration& cal, double to
   std::printf("\n");
 }
 
-// Leave-one-source-out: fit without a source's points, predict them.
+// Leave-one-source-out: fit without a source's points, predict them. The folds are independent, so `jobs` of them
+// run at once, each in its own process (a fit forks its simulations from there); the table is the same for any
+// `jobs`.
 nlohmann::json cross_validate(const FamilyPoints& f, const core::Calibration& start,
-                              const std::vector<std::string>& free, FitLoss loss) {
+                              const std::vector<std::string>& free, FitLoss loss, int jobs) {
   std::map<std::string, std::vector<std::size_t>> by_source;
   for (std::size_t i = 0; i < f.points.size(); ++i)
     if (f.points[i].evaluated()) by_source[f.points[i].source].push_back(i);
+  const std::vector<std::pair<std::string, std::vector<std::size_t>>> folds(by_source.begin(), by_source.end());
+  std::vector<std::vector<double>> fold_errors(folds.size());
+  std::exception_ptr failure;
+  std::size_t started = 0, finished = 0;
+  sim::run_isolated_each(
+      folds.size(), jobs,
+      [&](std::size_t k) {
+        const auto& held = folds[k].second;
+        std::vector<CalibrationPoint> train = f.points, test;
+        for (std::size_t i : held) {
+          train[i].excluded = "held out";
+          test.push_back(f.points[i]);
+        }
+        const core::Calibration fitted = fit_calibration(train, start, false, 1.5, free, loss);
+        evaluate_calibration_points(test, fitted);
+        nlohmann::json errors = nlohmann::json::array();
+        for (const auto& p : test) errors.push_back(std::fabs(p.error()));
+        return errors;
+      },
+      [&](std::size_t k, sim::IsolatedOutcome&& o) {
+        ++finished;
+        if (o.error) {
+          if (!failure) failure = o.error;
+          return;
+        }
+        fold_errors[k] = o.value.get<std::vector<double>>();
+        std::fprintf(stderr, "[cross-validate %s] %zu/%zu done: without %s\n", f.family.c_str(), finished,
+                     folds.size(), folds[k].first.c_str());
+      },
+      [&](std::size_t k) {
+        std::fprintf(stderr, "[cross-validate %s] %zu/%zu: without %s\n", f.family.c_str(), ++started, folds.size(),
+                     folds[k].first.c_str());
+      });
+  if (failure) std::rethrow_exception(failure);
   nlohmann::json rows = nlohmann::json::array();
   std::vector<double> all;
-  std::size_t done = 0;
-  for (const auto& [source, held] : by_source) {
-    std::fprintf(stderr, "[cross-validate %s] %zu/%zu: without %s\n", f.family.c_str(), ++done, by_source.size(),
-                 source.c_str());
-    std::vector<CalibrationPoint> train = f.points, test;
-    for (std::size_t i : held) {
-      train[i].excluded = "held out";
-      test.push_back(f.points[i]);
-    }
-    const core::Calibration fitted = fit_calibration(train, start, false, 1.5, free, loss);
-    evaluate_calibration_points(test, fitted);
-    std::vector<double> errors;
-    for (const auto& p : test) errors.push_back(std::fabs(p.error()));
-    all.insert(all.end(), errors.begin(), errors.end());
-    const Summary s = summarize(errors);
-    rows.push_back({{"source", source}, {"points", s.points}, {"median", s.median}, {"max", s.max}});
+  for (std::size_t k = 0; k < folds.size(); ++k) {
+    all.insert(all.end(), fold_errors[k].begin(), fold_errors[k].end());
+    const Summary s = summarize(fold_errors[k]);
+    rows.push_back({{"source", folds[k].first}, {"points", s.points}, {"median", s.median}, {"max", s.max}});
   }
   const Summary s = summarize(all);
   return {{"family", f.family}, {"sources", rows}, {"points", s.points}, {"median", s.median}, {"max", s.max}};
@@ -138,12 +164,12 @@ void print_cross_validation(const nlohmann::json& cv) {
 }
 
 int run_calibration(int argc, char** argv) {
-  Args args(argc, argv, 1, {"--points", "--family", "--source", "--calibration", "--tolerance", "--free", "--loss"},
+  Args args(argc, argv, 1, {"--points", "--family", "--source", "--calibration", "--tolerance", "--free", "--loss", "-j"},
             {"--check", "--fit", "--cross-validate", "--json", "--help"});
   if (args.has("--help")) {
     std::printf(
         "usage: moesys calibration [--family a100|h100|h200 | --points FILE] [--source TEXT] [--calibration FILE]\n"
-        "                          [--fit [--free P1,P2]] [--cross-validate] [--loss squared|abs]\n"
+        "                          [--fit [--free P1,P2]] [--cross-validate [-j 1]] [--loss squared|abs]\n"
         "                          [--check [--tolerance 0.15]] [--json]\n"
         "  default: every family's calibration/<family>-measured.json with the family's built-in parameters\n"
         "  --source TEXT    only the points whose source contains TEXT (one table, one page)\n"
@@ -154,6 +180,7 @@ int run_calibration(int argc, char** argv) {
         "                   its absolute value (robust to points the model cannot express); with --fit or\n"
         "                   --cross-validate\n"
         "  --cross-validate fit without each source in turn and predict its points\n"
+        "  -j N             with --cross-validate: N sources' fits at once (each also runs 2 simulations at once)\n"
         "  --check          exit 1 if an evaluated point is off by more than the tolerance\n");
     return 0;
   }
@@ -168,6 +195,10 @@ int run_calibration(int argc, char** argv) {
       at = comma + 1;
     }
   }
+  const int jobs = args.get_int("-j", 1);
+  if (args.get("-j") && !args.has("--cross-validate"))
+    throw core::ConfigError("", "-j", "only applies with --cross-validate");
+  if (jobs < 1 || jobs > 256) throw core::ConfigError("", "-j", "expected 1..256 fits at once");
   FitLoss loss = FitLoss::squared;
   if (auto name = args.get("--loss")) {
     if (!args.has("--fit") && !args.has("--cross-validate"))
@@ -215,7 +246,7 @@ int run_calibration(int argc, char** argv) {
       const core::Calibration start = recipe.base_family.empty() ? core::prior_calibration()
                                                                  : core::default_calibration_for(recipe.base_family);
       cv = cross_validate(f, core::parse_calibration(overrides, override_file.value_or("--calibration"), start),
-                          recipe.own_parameters, loss);
+                          recipe.own_parameters, loss, jobs);
     }
     if (args.has("--fit")) cal = fit_calibration(f.points, cal, !args.has("--json"), 1.5, free, loss);
     evaluate_calibration_points(f.points, cal);

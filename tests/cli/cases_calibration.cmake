@@ -71,6 +71,10 @@ moesys_cli_test(calibration_free_without_fit 2 "--free: only applies with --fit"
                 calibration --points ${points}/ep-good.json --free ep_ll_latency_s)
 moesys_cli_test(calibration_loss_without_fit 2 "--loss: only applies with --fit or --cross-validate"
                 calibration --points ${points}/ep-good.json --loss abs)
+moesys_cli_test(calibration_jobs_without_cross_validate 2 "-j: only applies with --cross-validate"
+                calibration --points ${points}/ep-good.json -j 2)
+moesys_cli_test(calibration_jobs_zero 2 "-j: expected 1..256 fits at once"
+                calibration --points ${points}/ep-good.json --cross-validate -j 0)
 moesys_cli_test(calibration_loss_unknown 2 "--loss: expected squared or abs, got \"l2\""
                 calibration --points ${points}/ep-good.json --fit --loss l2)
 # The benchmark harness: nccl-tests' loop of launches runs at max(GPU time, host launch x GPUs per thread), a CUDA
@@ -109,6 +113,12 @@ add_test(NAME cli.calibration_overlap_closed_form
                  -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/cli-work/calibration_overlap_closed_form
                  -P ${CMAKE_CURRENT_SOURCE_DIR}/cli/calibration_overlap_closed_form.cmake)
 set_tests_properties(cli.calibration_overlap_closed_form PROPERTIES LABELS cli)
+# Cross-validation's folds run in parallel with the same result (tests/cli/calibration_cross_validate_parallel.cmake).
+add_test(NAME cli.calibration_cross_validate_parallel_identical
+         COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -DSOURCE_DIR=${PROJECT_SOURCE_DIR}
+                 -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/cli-work/calibration-cross-validate-parallel
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/cli/calibration_cross_validate_parallel.cmake)
+set_tests_properties(cli.calibration_cross_validate_parallel_identical PROPERTIES LABELS cli)
 # The fit recovers the parameters that produced its points (tests/cli/calibration_fit_recovers.cmake).
 add_test(NAME cli.calibration_fit_recovers_its_parameters
          COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -DSOURCE_DIR=${PROJECT_SOURCE_DIR}
