@@ -577,6 +577,7 @@ core::ClusterSpec cluster_from_rates(const MachineRates& r, const ProbeShape& sh
   cal.alltoall_net_peer_latency_s = 0;
   cal.p2p_efficiency = 1;
   cal.p2p_half_bandwidth_bytes = 0;
+  cal.p2p_channel_bytes_per_s = 0;  // no NCCL channels: a message may take the whole link
   cal.progress_spin_s = r.progress_spin_s;
   cal.progress_core_share = r.progress_core_share;
   // The simulator's rate for a message is link rate * message_efficiency(size): choose the link rate that

@@ -283,6 +283,9 @@ TEST(CpuKernels, ProbeMeasuresEveryClassColdAndHotAndTheMachineCarriesBoth) {
   core::Calibration cal;
   const core::ClusterSpec c = cluster_from_rates(r, ProbeShape{}, cal);
   EXPECT_NEAR(c.node.gpu.kernel_cache_bytes, k.cache_bytes, 1.0);
+  // MPI moves a message between ranks as one: none of NCCL's per-peer channel bounds or chunk ramps.
+  EXPECT_EQ(cal.p2p_channel_bytes_per_s, 0);
+  EXPECT_EQ(cal.p2p_half_bandwidth_bytes, 0);
   for (const auto& [name, curve] : k.hot_rates)
     for (const auto& [work, rate] : curve)
       EXPECT_NEAR(core::rate_at(c.node.gpu.kernel_hot_rates.at(name), work), rate, rate * 1e-9) << name;
