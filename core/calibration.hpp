@@ -28,12 +28,13 @@ struct Calibration {
   /// nvbandwidth's *_memcpy_*_ce): DMA engines, not NCCL's SM channels (nvlink_efficiency). A100: uncalibrated.
   double ce_nvlink_efficiency = 0.8;
   double nic_efficiency = 0.960;       // fraction of NIC line rate reached by RDMA collectives
-  double gemm_efficiency = 0.936;      // fraction of tensor-core peak for large GEMMs (16-bit, tf32, fp32)
+  double gemm_efficiency = 0.894;      // fraction of tensor-core peak for large GEMMs (16-bit, tf32, fp32)
   double gemm_fp8_efficiency = 0.936;  // the same for fp8 GEMMs (their own kernels, scaling included)
   /// A GEMM's output tile pays a fixed cost (loading its first operands, writing the result) worth this many
   /// steps of K: a K-deep GEMM reaches K / (K + gemm_tile_overhead_k) of the efficiency. Its tiles run in waves
-  /// of one per SM (GpuSpec::sms), so a partial last wave idles the rest.
-  double gemm_tile_overhead_k = 0;
+  /// of one per SM (GpuSpec::sms), so a partial last wave idles the rest; fewer tiles than SMs are split in K,
+  /// each slice paying this cost again (sim/compute_model.hpp).
+  double gemm_tile_overhead_k = 193;
   /// A large tree all-reduce's transfers reach this fraction of the rate a ring's do. Not fitted: NCCL's tuner rates
   /// a tree's bus bandwidth at 0.92 (0.9 before 2.12) of the ring's on the same channels and applies no correction to it from
   /// 128 MiB up (src/graph/tuning.cc), while the points cannot tell: NCCL keeps the ring at large sizes on the 2
@@ -91,7 +92,7 @@ struct Calibration {
   /// GPUs: NVIDIA/nccl#1431 (a send/recv kernel behind a long GEMM waits for its end), NVIDIA/TransformerEngine#1522
   /// (a bulk overlap 4x slower with the GEMM launched first).
   double comm_waits_behind_kernels = 0;
-  double hbm_efficiency = 0.8;  // fraction of HBM bandwidth for memory-bound kernels (uncalibrated)
+  double hbm_efficiency = 0.759;  // fraction of HBM bandwidth for memory-bound kernels (fitted on small-M GEMMs)
   /// Per-step latency of each of NCCL's protocols over NVLink/PCIe (see sim/collectives/protocol.hpp): Simple
   /// (full bandwidth, a fence and flag per step; also one point-to-point message), LL128 and LL (flags inside
   /// the data: lower latency, 120/128 and 1/2 of the bandwidth).

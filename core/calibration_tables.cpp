@@ -26,10 +26,10 @@ Calibration h100_table() {
   c.pcie_efficiency = 0.865;
   c.pcie_duplex_efficiency = 0.8;
   c.ce_nvlink_efficiency = 0.873;
-  c.gemm_efficiency = 0.877;
-  c.gemm_fp8_efficiency = 0.697;
-  c.gemm_tile_overhead_k = 400;
-  c.hbm_efficiency = 0.884;
+  c.gemm_efficiency = 0.786;
+  c.gemm_fp8_efficiency = 0.718;
+  c.gemm_tile_overhead_k = 233;
+  c.hbm_efficiency = 0.822;
   c.kernel_launch_s = 3.2e-6;
   c.nvls_efficiency = 0.743;
   c.tree_half_bandwidth_bytes = 9.5e6;
@@ -65,7 +65,8 @@ Calibration h200_table() {
   c.efa_efficiency = 0.887;
   c.pcie_efficiency = 0.879;
   c.ce_nvlink_efficiency = 0.88;
-  c.gemm_fp8_efficiency = 0.972;
+  c.gemm_fp8_efficiency = 0.965;
+  c.hbm_efficiency = 0.614;
   c.nvls_efficiency = 0.731;
   c.framework_call_latency_s = 18.1e-6;
   c.ep_nvlink_efficiency = 0.678;
@@ -78,7 +79,7 @@ FamilyRecipe family_recipe(const std::string& family) {
   if (family == "h200")
     return {"h100",
             {"nvlink_efficiency", "efa_efficiency", "pcie_efficiency", "ce_nvlink_efficiency", "gemm_fp8_efficiency",
-             "nvls_efficiency", "framework_call_latency_s", "ep_nvlink_efficiency"}};
+             "nvls_efficiency", "framework_call_latency_s", "ep_nvlink_efficiency", "hbm_efficiency"}};
   return {};
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <type_traits>
 
 #include "core/kernel_class.hpp"
@@ -9,7 +10,8 @@
 namespace moesys::sim {
 
 namespace {
-constexpr double kGemmTile = 128;  // output tile edge of cuBLAS's and CUTLASS's large tensor-core kernels
+constexpr double kGemmTile = 128;   // output tile edge of cuBLAS's and CUTLASS's large tensor-core kernels
+constexpr double kMinSliceK = 64;   // K depth of one pipeline stage of such a tile: the thinnest K slice worth making
 double peak_or_fp32(const core::GpuSpec& gpu, core::Dtype d) {
   auto it = gpu.peak_flop_per_s.find(d);
   if (it != gpu.peak_flop_per_s.end()) return it->second;
@@ -17,19 +19,39 @@ double peak_or_fp32(const core::GpuSpec& gpu, core::Dtype d) {
 }
 }  // namespace
 
-double gemm_efficiency(const core::GemmOp& g, const core::GpuSpec& gpu, const core::Calibration& cal) {
-  double e = g.dtype == core::Dtype::fp8 ? cal.gemm_fp8_efficiency : cal.gemm_efficiency;
-  const double k = static_cast<double>(g.k);
-  if (cal.gemm_tile_overhead_k > 0 && k > 0) e *= k / (k + cal.gemm_tile_overhead_k);
-  if (gpu.sms > 0) {
-    // One output tile per SM at a time: the last wave may leave SMs idle. Fewer tiles than SMs do not leave the
-    // machine idle: libraries split K (split-K, stream-K) to give every SM work.
-    const double tiles = std::ceil(static_cast<double>(g.m) / kGemmTile) *
-                         std::ceil(static_cast<double>(g.n) / kGemmTile) * static_cast<double>(g.batch);
-    const double waves = std::ceil(tiles / gpu.sms);
-    if (tiles > gpu.sms) e *= tiles / (waves * gpu.sms);
+double gemm_math_seconds(const core::GemmOp& g, const core::GpuSpec& gpu, const core::Calibration& cal) {
+  const double efficiency = g.dtype == core::Dtype::fp8 ? cal.gemm_fp8_efficiency : cal.gemm_efficiency;
+  const double rate = peak_or_fp32(gpu, g.dtype) * efficiency;
+  if (rate <= 0) return 0;
+  const double k = static_cast<double>(g.k), k0 = std::max(0.0, cal.gemm_tile_overhead_k);
+  if (gpu.sms <= 0 || k <= 0) return g.flop() / (rate * (k > 0 ? k / (k + k0) : 1));
+  // One output tile per SM at a time, K steps plus the tile's fixed cost (k0) each, in waves over the SMs.
+  const double sms = gpu.sms;
+  const double tiles = std::ceil(static_cast<double>(g.m) / kGemmTile) *
+                       std::ceil(static_cast<double>(g.n) / kGemmTile) * static_cast<double>(g.batch);
+  if (tiles <= 0) return 0;
+  const double tile_step_s = 2 * kGemmTile * kGemmTile / (rate / sms);  // one K step of one tile on one SM
+  const double partial_tile_bytes = kGemmTile * kGemmTile * core::dtype_bytes(core::Dtype::fp32);
+  const double hbm = gpu.hbm_bytes_per_s * cal.hbm_efficiency;
+  // Fewer tiles than SMs: the library splits K into s slices (split-K, stream-K) so that more SMs work, each slice
+  // paying the tile's fixed cost again and its fp32 partial tile written and read back for the sum. It picks the
+  // fastest s that keeps one wave; slices shallower than one K block of a tile are not made.
+  const int most_slices = tiles < sms ? static_cast<int>(sms / tiles) : 1;
+  double best = std::numeric_limits<double>::infinity();
+  for (int s = 1; s <= most_slices; ++s) {
+    const double slice_k = std::ceil(k / s);
+    if (s > 1 && slice_k < kMinSliceK) break;
+    const double waves = std::ceil(tiles * s / sms);
+    const double reduce_s = hbm > 0 ? (s - 1) * tiles * partial_tile_bytes * 2 / hbm : 0;
+    best = std::min(best, waves * (slice_k + k0) * tile_step_s + reduce_s);
   }
-  return e;
+  return best;
+}
+
+double gemm_efficiency(const core::GemmOp& g, const core::GpuSpec& gpu, const core::Calibration& cal) {
+  const double seconds = gemm_math_seconds(g, gpu, cal);
+  const double peak = peak_or_fp32(gpu, g.dtype);
+  return seconds > 0 && peak > 0 ? g.flop() / (peak * seconds) : 0;
 }
 
 KernelCost kernel_cost(const core::Kernel& kernel, const core::GpuSpec& gpu, const core::Calibration& cal) {
@@ -77,9 +99,8 @@ KernelCost kernel_cost(const core::Kernel& kernel, const core::GpuSpec& gpu, con
                                                       : work / core::rate_at(hot->second, work) + cal.kernel_launch_s;
     return c;
   }
-  double efficiency = cal.gemm_efficiency;
-  if (const auto* g = std::get_if<core::GemmOp>(&kernel)) efficiency = gemm_efficiency(*g, gpu, cal);
-  const double math_s = math_rate > 0 ? c.flop / (math_rate * efficiency) : 0;
+  double math_s = math_rate > 0 ? c.flop / (math_rate * cal.gemm_efficiency) : 0;
+  if (const auto* g = std::get_if<core::GemmOp>(&kernel)) math_s = gemm_math_seconds(*g, gpu, cal);
   const double mem_s = c.bytes / (gpu.hbm_bytes_per_s * cal.hbm_efficiency);
   c.seconds = std::max(math_s, mem_s) + cal.kernel_launch_s;
   c.hot_seconds = c.seconds;

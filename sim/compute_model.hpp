@@ -15,8 +15,12 @@ struct KernelCost {
   double bytes = 0;
 };
 
-/// Fraction of tensor-core peak a GEMM reaches: the dtype's calibrated efficiency, less for shallow K (the tile's
-/// fixed cost) and for a partial last wave of tiles (beyond the first wave: fewer tiles than SMs are split in K).
+/// Math time of a GEMM: 128 x 128 output tiles, one per SM at a time in waves, each K steps deep plus the tile's
+/// fixed cost (Calibration::gemm_tile_overhead_k) at the dtype's calibrated fraction of tensor-core peak; fewer tiles
+/// than SMs are split in K where that is faster, each slice paying the fixed cost and an fp32 partial sum through HBM.
+/// Without SMs (GpuSpec::sms = 0) the flops at the efficiency, less for shallow K.
+double gemm_math_seconds(const core::GemmOp& g, const core::GpuSpec& gpu, const core::Calibration& cal);
+/// Fraction of tensor-core peak a GEMM reaches: its flops over peak x gemm_math_seconds.
 double gemm_efficiency(const core::GemmOp& g, const core::GpuSpec& gpu, const core::Calibration& cal);
 KernelCost kernel_cost(const core::Kernel& kernel, const core::GpuSpec& gpu, const core::Calibration& cal);
 
