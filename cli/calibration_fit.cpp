@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <set>
 #include <string>
 
@@ -79,19 +80,75 @@ double loss_of(const std::vector<CalibrationPoint>& points, const core::Calibrat
   return fit_loss(points, loss) + kHingeWeight * hinge / std::max(1, evaluated) + kPriorWeight * prior;
 }
 
+// The models of each machine's points, kept for every setting of the parameters that move that machine. Within a
+// step the fit takes a parameter to move only the machines its probes moved (that is why a trial re-simulates no
+// other), so a machine's models are the same under two trials that agree on its parameters: a pass that improves none
+// of them tries those settings again, and gets them from here instead of a forked simulation.
+class TrialModels {
+ public:
+  TrialModels(const std::vector<Param>& params, const std::vector<std::set<std::string>>& moves) {
+    for (std::size_t q = 0; q < params.size(); ++q)
+      for (const std::string& m : moves[q]) depends_on_[m].push_back(params[q].member);
+  }
+
+  // Looks up the models of machine `machine`'s points (in `points` order) under `cal`; false if not kept.
+  bool find(const std::string& machine, const core::Calibration& cal, std::vector<double>& models) const {
+    const auto it = kept_.find(key(machine, cal));
+    if (it == kept_.end()) return false;
+    models = it->second;
+    return true;
+  }
+  void keep(const std::string& machine, const core::Calibration& cal, std::vector<double> models) {
+    kept_[key(machine, cal)] = std::move(models);
+  }
+  // Keeps every machine of `points`, all evaluated under `cal` (replacing what a trial kept under the same setting:
+  // this is the simulation of the whole calibration).
+  void keep_all(const std::vector<CalibrationPoint>& points, const core::Calibration& cal) {
+    std::map<std::string, std::vector<double>> models;
+    for (const auto& p : points)
+      if (p.evaluated()) models[p.machine()].push_back(p.model);
+    for (auto& [machine, m] : models) keep(machine, cal, std::move(m));
+  }
+
+ private:
+  std::string key(const std::string& machine, const core::Calibration& cal) const {
+    std::string k = machine;
+    if (const auto it = depends_on_.find(machine); it != depends_on_.end())
+      for (double core::Calibration::*member : it->second) {
+        char value[32];
+        std::snprintf(value, sizeof value, "|%.17g", cal.*member);
+        k += value;
+      }
+    return k;
+  }
+  std::map<std::string, std::vector<double core::Calibration::*>> depends_on_;
+  std::map<std::string, std::vector<double>> kept_;
+};
+
 // `points` with the model of the machines in `machines` evaluated under `cal` and every other point's model kept:
 // a parameter moves only the machines whose points depend on it, and the others need no simulation.
 std::vector<CalibrationPoint> reevaluated(const std::vector<CalibrationPoint>& points, const core::Calibration& cal,
-                                          const std::set<std::string>& machines) {
+                                          const std::set<std::string>& machines, TrialModels& trials) {
   std::vector<CalibrationPoint> out = points, some;
-  std::vector<std::size_t> at;
+  std::map<std::string, std::vector<std::size_t>> at;  // machine -> its points' indices
   for (std::size_t i = 0; i < points.size(); ++i)
-    if (points[i].evaluated() && machines.count(points[i].machine())) {
-      some.push_back(points[i]);
-      at.push_back(i);
+    if (points[i].evaluated() && machines.count(points[i].machine())) at[points[i].machine()].push_back(i);
+  std::vector<std::size_t> simulated;
+  for (const auto& [machine, idx] : at) {
+    std::vector<double> models;
+    if (trials.find(machine, cal, models)) {
+      for (std::size_t j = 0; j < idx.size(); ++j) out[idx[j]].model = models[j];
+      continue;
     }
+    for (std::size_t i : idx) some.push_back(points[i]), simulated.push_back(i);
+  }
   evaluate_calibration_points(some, cal);
-  for (std::size_t j = 0; j < at.size(); ++j) out[at[j]].model = some[j].model;
+  for (std::size_t j = 0; j < simulated.size(); ++j) out[simulated[j]].model = some[j].model;
+  for (const auto& [machine, idx] : at) {
+    std::vector<double> models;
+    for (std::size_t i : idx) models.push_back(out[i].model);
+    trials.keep(machine, cal, std::move(models));
+  }
   return out;
 }
 
@@ -182,6 +239,7 @@ core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, c
     for (const auto& p : params) std::fprintf(stderr, " %s", p.name);
     std::fprintf(stderr, "\n");
   }
+  TrialModels trials(params, moves);
   double best_loss = loss_of(current, best, start, params, loss);
   for (double step = first_step; step > 1.004; step = 1 + (step - 1) / 2) {
     bool improved = true;
@@ -191,7 +249,7 @@ core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, c
         for (double f : {step, 1 / step}) {
           core::Calibration trial = best;
           scale(trial, params[q], f);
-          auto trial_points = reevaluated(current, trial, moves[q]);
+          auto trial_points = reevaluated(current, trial, moves[q], trials);
           const double trial_loss = loss_of(trial_points, trial, start, params, loss);
           if (trial_loss < best_loss - 1e-12) {
             best = trial;
@@ -205,6 +263,7 @@ core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, c
     // A parameter can come to move a machine its probes did not (another parameter moved an algorithm's choice):
     // every machine again, so that the next step starts from the true loss.
     evaluate_calibration_points(current, best);
+    trials.keep_all(current, best);
     best_loss = loss_of(current, best, start, params, loss);
     if (progress) std::fprintf(stderr, "[fit] step %.4f: loss %.5f\n", step, best_loss);
   }
