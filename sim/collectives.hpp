@@ -123,6 +123,14 @@ struct Stage {
 
 using CollectivePlan = std::vector<Stage>;
 
+/// A plan of one stage, moved in: `return {stage}` would copy it (an initializer list's elements are const), and an
+/// all-to-all's stage over hundreds of GPUs holds tens of thousands of transfers.
+inline CollectivePlan single_stage(Stage&& stage) {
+  CollectivePlan plan;
+  plan.push_back(std::move(stage));
+  return plan;
+}
+
 /// Plans for each algorithm (one file each under sim/collectives/). Ring and tree take the protocol; NVLS and
 /// all-to-all use Simple.
 CollectivePlan plan_ring(const core::ClusterSpec& spec, const CollectiveCall& call, Protocol protocol);

@@ -43,7 +43,7 @@ CollectivePlan plan_copy_engine(const core::ClusterSpec& spec, const core::Calib
   for (std::size_t i = 0; i < n; ++i)
     for (std::size_t j = 0; j < n; ++j)
       copy(i, j, call.op == CollectiveOp::all_to_all ? call.matrix[i][j] : call.bytes / static_cast<double>(n));
-  return {stage};
+  return single_stage(std::move(stage));
 }
 
 }  // namespace moesys::sim

@@ -116,6 +116,7 @@ CollectivePlan plan_deepep(const core::ClusterSpec& spec, const core::Calibratio
         }
   }
   Stage stage;
+  stage.transfers.reserve(static_cast<std::size_t>(std::count_if(bytes.begin(), bytes.end(), [](double b) { return b > 0; })));
   bool network = false;
   for (std::size_t k = 0; k < bytes.size(); ++k) {
     if (bytes[k] <= 0) continue;
@@ -126,7 +127,7 @@ CollectivePlan plan_deepep(const core::ClusterSpec& spec, const core::Calibratio
   }
   if (stage.transfers.empty()) return {};
   (network ? stage.net_latency_steps : stage.latency_steps) = 1;
-  return {std::move(stage)};
+  return single_stage(std::move(stage));
 }
 
 CollectivePlan plan_deepep_low_latency(const core::ClusterSpec& spec, const core::Calibration& cal,
@@ -134,6 +135,7 @@ CollectivePlan plan_deepep_low_latency(const core::ClusterSpec& spec, const core
   const std::size_t n = call.members.size();
   if (n > 0) require_nvlink(spec, "deepep-ll");
   Stage stage;
+  stage.transfers.reserve(n * (n > 0 ? n - 1 : 0));
   bool network = false;
   for (std::size_t i = 0; i < n; ++i) {
     double sent = 0;
@@ -150,7 +152,7 @@ CollectivePlan plan_deepep_low_latency(const core::ClusterSpec& spec, const core
   if (stage.transfers.empty()) return {};
   (network ? stage.net_latency_steps : stage.latency_steps) = 1;
   stage.fixed_latency_s = cal.ep_ll_latency_s;
-  return {std::move(stage)};
+  return single_stage(std::move(stage));
 }
 
 }  // namespace moesys::sim

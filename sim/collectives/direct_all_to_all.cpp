@@ -80,7 +80,7 @@ CollectivePlan plan_direct_all_to_all(const core::ClusterSpec& spec, const core:
   const int nodes = call.communicator_nodes > 0 ? call.communicator_nodes : nodes_spanned(spec, call.members);
   stage.dense = make_dense_all_to_all(spec, call.members, call.matrix, call.point_to_point ? cal.p2p_efficiency : 1.0,
                                       p2p_channel_rule(spec, ranks, nodes), cal.p2p_channel_bytes_per_s);
-  return {all_to_all_stage(spec, cal, std::move(stage))};
+  return single_stage(all_to_all_stage(spec, cal, std::move(stage)));
 }
 
 }  // namespace moesys::sim

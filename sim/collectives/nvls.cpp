@@ -47,7 +47,7 @@ CollectivePlan plan_nvls(const core::ClusterSpec& spec, const core::Calibration&
       }
     stage.net_latency_steps = 2 * static_cast<int>(std::floor(std::log2(static_cast<double>(nodes.size()))));
   }
-  return {stage};
+  return single_stage(std::move(stage));
 }
 
 }  // namespace moesys::sim

@@ -79,7 +79,7 @@ CollectivePlan plan_ring(const core::ClusterSpec& spec, const CollectiveCall& ca
   for (const auto& ring : rings)
     for (std::size_t i = 0; i < ring.size(); ++i)
       stage.transfers.push_back({ring[i], ring[(i + 1) % ring.size()], per_channel * steps, chunk, fraction});
-  return {stage};
+  return single_stage(std::move(stage));
 }
 
 }  // namespace moesys::sim

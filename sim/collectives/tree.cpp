@@ -86,7 +86,7 @@ CollectivePlan plan_tree(const core::ClusterSpec& spec, const core::Calibration&
   const int depth = static_cast<int>(std::floor(std::log2(static_cast<double>(nodes))));
   stage.latency_steps = 2 * (longest_chain - 1);
   stage.net_latency_steps = 2 * depth;
-  return {stage};
+  return single_stage(std::move(stage));
 }
 
 }  // namespace moesys::sim
