@@ -83,7 +83,7 @@ double loss_of(const std::vector<CalibrationPoint>& points, const core::Calibrat
 // The models of each machine's points, kept for every setting of the parameters that move that machine. Within a
 // step the fit takes a parameter to move only the machines its probes moved (that is why a trial re-simulates no
 // other), so a machine's models are the same under two trials that agree on its parameters: a pass that improves none
-// of them tries those settings again, and gets them from here instead of a forked simulation.
+// of them tries those settings again, and gets them from here instead of a forked simulation. Kept for one step.
 class TrialModels {
  public:
   TrialModels(const std::vector<Param>& params, const std::vector<std::set<std::string>>& moves) {
@@ -101,9 +101,11 @@ class TrialModels {
   void keep(const std::string& machine, const core::Calibration& cal, std::vector<double> models) {
     kept_[key(machine, cal)] = std::move(models);
   }
-  // Keeps every machine of `points`, all evaluated under `cal` (replacing what a trial kept under the same setting:
-  // this is the simulation of the whole calibration).
-  void keep_all(const std::vector<CalibrationPoint>& points, const core::Calibration& cal) {
+  // Starts again from every machine of `points`, all simulated under `cal`. A parameter can come to move a machine
+  // its probes did not (another one changed an algorithm's choice); the fit re-simulates every machine after each
+  // step to catch that, so what trials kept before is dropped rather than served in the next step.
+  void restart_from(const std::vector<CalibrationPoint>& points, const core::Calibration& cal) {
+    kept_.clear();
     std::map<std::string, std::vector<double>> models;
     for (const auto& p : points)
       if (p.evaluated()) models[p.machine()].push_back(p.model);
@@ -263,7 +265,7 @@ core::Calibration fit_calibration(const std::vector<CalibrationPoint>& points, c
     // A parameter can come to move a machine its probes did not (another parameter moved an algorithm's choice):
     // every machine again, so that the next step starts from the true loss.
     evaluate_calibration_points(current, best);
-    trials.keep_all(current, best);
+    trials.restart_from(current, best);
     best_loss = loss_of(current, best, start, params, loss);
     if (progress) std::fprintf(stderr, "[fit] step %.4f: loss %.5f\n", step, best_loss);
   }

@@ -116,7 +116,8 @@ CollectivePlan plan_deepep(const core::ClusterSpec& spec, const core::Calibratio
         }
   }
   Stage stage;
-  stage.transfers.reserve(static_cast<std::size_t>(std::count_if(bytes.begin(), bytes.end(), [](double b) { return b > 0; })));
+  const auto messages = std::count_if(bytes.begin(), bytes.end(), [](double b) { return b > 0; });
+  stage.transfers.reserve(static_cast<std::size_t>(messages));
   bool network = false;
   for (std::size_t k = 0; k < bytes.size(); ++k) {
     if (bytes[k] <= 0) continue;
@@ -135,7 +136,10 @@ CollectivePlan plan_deepep_low_latency(const core::ClusterSpec& spec, const core
   const std::size_t n = call.members.size();
   if (n > 0) require_nvlink(spec, "deepep-ll");
   Stage stage;
-  stage.transfers.reserve(n * (n > 0 ? n - 1 : 0));
+  std::size_t messages = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j < n; ++j) messages += i != j && call.matrix[i][j] > 0;
+  stage.transfers.reserve(messages);
   bool network = false;
   for (std::size_t i = 0; i < n; ++i) {
     double sent = 0;
