@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdint>
 #include <exception>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -16,6 +18,7 @@
 #include "cli/command.hpp"
 #include "core/error.hpp"
 #include "core/json_input.hpp"
+#include "core/output_files.hpp"
 #include "sim/isolated_run.hpp"
 
 namespace moesys::cli {
@@ -100,22 +103,104 @@ void print_family(const FamilyPoints& f, const core::Calibration& cal, double to
   std::printf("\n");
 }
 
+// A stable digest of `text` (FNV-1a, 64 bits), for telling whether a checkpoint was written for these inputs.
+std::string digest(const std::string& text) {
+  std::uint64_t h = 14695981039346656037ull;
+  for (const unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return hex;
+}
+
+// What a fold's errors depend on: the points (ids, sources, measurements), where the fit starts, what it frees and
+// its loss, and the model itself, seen through its value of every point at the start. A change to any of them gives
+// another digest, and a checkpoint's folds of another digest are not reused.
+std::string cross_validation_digest(const FamilyPoints& f, const core::Calibration& start,
+                                    const std::vector<std::string>& free, FitLoss loss) {
+  std::vector<CalibrationPoint> at_start = f.points;
+  evaluate_calibration_points(at_start, start);
+  nlohmann::json inputs = {{"start", core::calibration_to_json(start)},
+                           {"free", free},
+                           {"loss", loss == FitLoss::squared ? "squared" : "abs"},
+                           {"points", nlohmann::json::array()}};
+  for (const auto& p : at_start)
+    if (p.evaluated()) inputs["points"].push_back({p.id, p.source, p.measured, p.model});
+  return digest(inputs.dump());
+}
+
+// The folds a checkpoint file holds for `family` under `fingerprint` (source -> held-out errors); the file's other
+// families are kept as they are. A file that is not a checkpoint is a ConfigError.
+struct Checkpoint {
+  std::string path;  // empty: no checkpoint
+  nlohmann::json doc = {{"about", "moesys calibration --cross-validate: the folds finished so far"},
+                        {"families", nlohmann::json::object()}};
+};
+
+Checkpoint load_checkpoint(const std::string& path) {
+  Checkpoint c;
+  c.path = path;
+  if (!std::filesystem::exists(path)) return c;
+  c.doc = core::read_json_file(path);
+  if (!c.doc.is_object() || !c.doc.contains("families") || !c.doc["families"].is_object())
+    throw core::ConfigError(path, "families", "expected an object of families (a --checkpoint file of moesys)");
+  for (const auto& [family, entry] : c.doc["families"].items()) {
+    const std::string at = "families." + family;
+    if (!entry.is_object() || !entry.contains("fingerprint") || !entry["fingerprint"].is_string() ||
+        !entry.contains("folds") || !entry["folds"].is_object())
+      throw core::ConfigError(path, at, "expected {\"fingerprint\": string, \"folds\": {source: [errors]}}");
+    for (const auto& [source, errors] : entry["folds"].items()) {
+      bool numbers = errors.is_array() && !errors.empty();
+      for (const auto& e : errors) numbers = numbers && e.is_number() && e.get<double>() >= 0;
+      if (!numbers) throw core::ConfigError(path, at + ".folds[\"" + source + "\"]", "expected an array of |errors|");
+    }
+  }
+  return c;
+}
+
 // Leave-one-source-out: fit without a source's points, predict them. The folds are independent, so `jobs` of them
 // run at once, each in its own process (a fit forks its simulations from there); the table is the same for any
-// `jobs`.
+// `jobs`. With a checkpoint, each fold's errors are written to it as the fold ends, and folds it already holds for
+// the same inputs are not run again: a run of hours can be stopped and resumed.
 nlohmann::json cross_validate(const FamilyPoints& f, const core::Calibration& start,
-                              const std::vector<std::string>& free, FitLoss loss, int jobs) {
+                              const std::vector<std::string>& free, FitLoss loss, int jobs, Checkpoint& checkpoint) {
   std::map<std::string, std::vector<std::size_t>> by_source;
   for (std::size_t i = 0; i < f.points.size(); ++i)
     if (f.points[i].evaluated()) by_source[f.points[i].source].push_back(i);
   const std::vector<std::pair<std::string, std::vector<std::size_t>>> folds(by_source.begin(), by_source.end());
   std::vector<std::vector<double>> fold_errors(folds.size());
+  std::vector<std::size_t> to_run;
+  nlohmann::json* kept = nullptr;
+  if (!checkpoint.path.empty()) {
+    const std::string fingerprint = cross_validation_digest(f, start, free, loss);
+    nlohmann::json& entry = checkpoint.doc["families"][f.family];
+    if (entry.is_object() && entry["fingerprint"] != fingerprint && !entry["folds"].empty())
+      std::fprintf(stderr,
+                   "[cross-validate %s] %s holds folds of other points, another start or another model: not reused\n",
+                   f.family.c_str(), checkpoint.path.c_str());
+    if (!entry.is_object() || entry["fingerprint"] != fingerprint)
+      entry = {{"fingerprint", fingerprint}, {"folds", nlohmann::json::object()}};
+    kept = &entry["folds"];
+  }
+  for (std::size_t k = 0; k < folds.size(); ++k) {
+    const auto& [source, held] = folds[k];
+    if (kept && kept->contains(source)) {
+      const auto errors = (*kept)[source].get<std::vector<double>>();
+      if (errors.size() != held.size())
+        throw core::ConfigError(checkpoint.path, "families." + f.family + ".folds[\"" + source + "\"]",
+                                "expected " + std::to_string(held.size()) + " errors, one per held-out point");
+      fold_errors[k] = errors;
+      std::fprintf(stderr, "[cross-validate %s] without %s: from %s\n", f.family.c_str(), source.c_str(),
+                   checkpoint.path.c_str());
+    } else {
+      to_run.push_back(k);
+    }
+  }
   std::exception_ptr failure;
   std::size_t started = 0, finished = 0;
   sim::run_isolated_each(
-      folds.size(), jobs,
-      [&](std::size_t k) {
-        const auto& held = folds[k].second;
+      to_run.size(), jobs,
+      [&](std::size_t r) {
+        const auto& held = folds[to_run[r]].second;
         std::vector<CalibrationPoint> train = f.points, test;
         for (std::size_t i : held) {
           train[i].excluded = "held out";
@@ -127,19 +212,24 @@ nlohmann::json cross_validate(const FamilyPoints& f, const core::Calibration& st
         for (const auto& p : test) errors.push_back(std::fabs(p.error()));
         return errors;
       },
-      [&](std::size_t k, sim::IsolatedOutcome&& o) {
+      [&](std::size_t r, sim::IsolatedOutcome&& o) {
+        const std::size_t k = to_run[r];
         ++finished;
         if (o.error) {
           if (!failure) failure = o.error;
           return;
         }
         fold_errors[k] = o.value.get<std::vector<double>>();
+        if (kept) {
+          (*kept)[folds[k].first] = o.value;
+          core::write_file_atomically(checkpoint.path, checkpoint.doc.dump(1) + "\n");
+        }
         std::fprintf(stderr, "[cross-validate %s] %zu/%zu done: without %s\n", f.family.c_str(), finished,
-                     folds.size(), folds[k].first.c_str());
+                     to_run.size(), folds[k].first.c_str());
       },
-      [&](std::size_t k) {
-        std::fprintf(stderr, "[cross-validate %s] %zu/%zu: without %s\n", f.family.c_str(), ++started, folds.size(),
-                     folds[k].first.c_str());
+      [&](std::size_t r) {
+        std::fprintf(stderr, "[cross-validate %s] %zu/%zu: without %s\n", f.family.c_str(), ++started, to_run.size(),
+                     folds[to_run[r]].first.c_str());
       });
   if (failure) std::rethrow_exception(failure);
   nlohmann::json rows = nlohmann::json::array();
@@ -164,12 +254,14 @@ void print_cross_validation(const nlohmann::json& cv) {
 }
 
 int run_calibration(int argc, char** argv) {
-  Args args(argc, argv, 1, {"--points", "--family", "--source", "--calibration", "--tolerance", "--free", "--loss", "-j"},
+  Args args(argc, argv, 1,
+            {"--points", "--family", "--source", "--calibration", "--tolerance", "--free", "--loss", "-j", "--checkpoint"},
             {"--check", "--fit", "--cross-validate", "--json", "--help"});
   if (args.has("--help")) {
     std::printf(
         "usage: moesys calibration [--family a100|h100|h200 | --points FILE] [--source TEXT] [--calibration FILE]\n"
-        "                          [--fit [--free P1,P2]] [--cross-validate [-j 1]] [--loss squared|abs]\n"
+        "                          [--fit [--free P1,P2]] [--cross-validate [-j 1] [--checkpoint FILE]]\n"
+        "                          [--loss squared|abs]\n"
         "                          [--check [--tolerance 0.15]] [--json]\n"
         "  default: every family's calibration/<family>-measured.json with the family's built-in parameters\n"
         "  --source TEXT    only the points whose source contains TEXT (one table, one page)\n"
@@ -181,6 +273,8 @@ int run_calibration(int argc, char** argv) {
         "                   --cross-validate\n"
         "  --cross-validate fit without each source in turn and predict its points\n"
         "  -j N             with --cross-validate: N sources' fits at once (each also runs 2 simulations at once)\n"
+        "  --checkpoint FILE  with --cross-validate: write each fold's errors to FILE as it ends and reuse the folds\n"
+        "                   FILE holds for the same points, start and model (stop and resume a run of hours)\n"
         "  --check          exit 1 if an evaluated point is off by more than the tolerance\n");
     return 0;
   }
@@ -199,6 +293,12 @@ int run_calibration(int argc, char** argv) {
   if (args.get("-j") && !args.has("--cross-validate"))
     throw core::ConfigError("", "-j", "only applies with --cross-validate");
   if (jobs < 1 || jobs > 256) throw core::ConfigError("", "-j", "expected 1..256 fits at once");
+  Checkpoint checkpoint;
+  if (auto path = args.get("--checkpoint")) {
+    if (!args.has("--cross-validate")) throw core::ConfigError("", "--checkpoint", "only applies with --cross-validate");
+    core::check_output_file(*path, "--checkpoint");
+    checkpoint = load_checkpoint(*path);
+  }
   FitLoss loss = FitLoss::squared;
   if (auto name = args.get("--loss")) {
     if (!args.has("--fit") && !args.has("--cross-validate"))
@@ -246,7 +346,7 @@ int run_calibration(int argc, char** argv) {
       const core::Calibration start = recipe.base_family.empty() ? core::prior_calibration()
                                                                  : core::default_calibration_for(recipe.base_family);
       cv = cross_validate(f, core::parse_calibration(overrides, override_file.value_or("--calibration"), start),
-                          recipe.own_parameters, loss, jobs);
+                          recipe.own_parameters, loss, jobs, checkpoint);
     }
     if (args.has("--fit")) cal = fit_calibration(f.points, cal, !args.has("--json"), 1.5, free, loss);
     evaluate_calibration_points(f.points, cal);

@@ -121,6 +121,24 @@ add_test(NAME cli.calibration_cross_validate_parallel_identical
                  -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/cli-work/calibration-cross-validate-parallel
                  -P ${CMAKE_CURRENT_SOURCE_DIR}/cli/calibration_cross_validate_parallel.cmake)
 set_tests_properties(cli.calibration_cross_validate_parallel_identical PROPERTIES LABELS calibration-fit)
+# A checkpoint of cross-validation's folds is reused, resumed and redone for other inputs
+# (tests/cli/calibration_cross_validate_checkpoint.cmake); seven fits from the prior, so the same label as above.
+add_test(NAME cli.calibration_cross_validate_checkpoint
+         COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -DSOURCE_DIR=${PROJECT_SOURCE_DIR}
+                 -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/cli-work/calibration-cross-validate-checkpoint
+                 -P ${CMAKE_CURRENT_SOURCE_DIR}/cli/calibration_cross_validate_checkpoint.cmake)
+set_tests_properties(cli.calibration_cross_validate_checkpoint PROPERTIES LABELS calibration-fit)
+set(checkpoints @SRC@/tests/data/calibration-checkpoints)
+moesys_cli_test(calibration_checkpoint_not_a_checkpoint 2
+                "not-a-checkpoint.json: families: expected an object of families"
+                calibration --points ${points}/good.json --cross-validate --checkpoint ${checkpoints}/not-a-checkpoint.json)
+moesys_cli_test(calibration_checkpoint_fold_not_errors 2
+                "expected an array of |errors|"
+                calibration --points ${points}/good.json --cross-validate --checkpoint ${checkpoints}/fold-not-errors.json)
+moesys_cli_test(calibration_checkpoint_without_cross_validate 2 "--checkpoint: only applies with --cross-validate"
+                calibration --points ${points}/good.json --checkpoint ${checkpoints}/unused.json)
+moesys_cli_test(calibration_checkpoint_is_a_folder 2 "is a folder; expected a file name"
+                calibration --points ${points}/good.json --cross-validate --checkpoint @SRC@/tests/data)
 # The fit recovers the parameters that produced its points (tests/cli/calibration_fit_recovers.cmake).
 add_test(NAME cli.calibration_fit_recovers_its_parameters
          COMMAND ${CMAKE_COMMAND} -DMOESYS=$<TARGET_FILE:moesys> -DSOURCE_DIR=${PROJECT_SOURCE_DIR}
