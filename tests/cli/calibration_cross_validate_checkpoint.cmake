@@ -2,16 +2,7 @@
 # the folds FILE holds instead of fitting them again: the table is the same, a fold removed from the file is the
 # only one fitted, a file written for other points is not reused, and a fold with the wrong number of errors is an
 # exit-2 line. Three sources of tests/data/calibration-points/self-generated.json, as in the parallel test.
-file(REMOVE_RECURSE ${WORK_DIR})
-file(MAKE_DIRECTORY ${WORK_DIR})
-file(READ ${SOURCE_DIR}/tests/data/calibration-points/self-generated.json fixture)
-string(JSON n LENGTH "${fixture}" points)
-math(EXPR last "${n} - 1")
-foreach(i RANGE ${last})
-  math(EXPR part "${i} % 3")
-  string(JSON fixture SET "${fixture}" points ${i} source "\"https://example.org/self-generated/part-${part}\"")
-endforeach()
-file(WRITE ${WORK_DIR}/points.json "${fixture}")
+include(${CMAKE_CURRENT_LIST_DIR}/three_source_points.cmake)
 set(checkpoint ${WORK_DIR}/folds.json)
 
 function(cross_validate out_var err_var expected_rc)

@@ -2,16 +2,7 @@
 # their own processes and finish in another order, but each fold's fit is the same and the rows keep the sources'
 # order. The six points of tests/data/calibration-points/self-generated.json are split over three sources, so that
 # every fold fits on two of them and predicts the third.
-file(REMOVE_RECURSE ${WORK_DIR})
-file(MAKE_DIRECTORY ${WORK_DIR})
-file(READ ${SOURCE_DIR}/tests/data/calibration-points/self-generated.json fixture)
-string(JSON n LENGTH "${fixture}" points)
-math(EXPR last "${n} - 1")
-foreach(i RANGE ${last})
-  math(EXPR part "${i} % 3")
-  string(JSON fixture SET "${fixture}" points ${i} source "\"https://example.org/self-generated/part-${part}\"")
-endforeach()
-file(WRITE ${WORK_DIR}/points.json "${fixture}")
+include(${CMAKE_CURRENT_LIST_DIR}/three_source_points.cmake)
 foreach(jobs 1 3)
   execute_process(COMMAND ${MOESYS} calibration --points ${WORK_DIR}/points.json --cross-validate --json -j ${jobs}
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out_${jobs} ERROR_VARIABLE err)
