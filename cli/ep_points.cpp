@@ -2,10 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <mutex>
 #include <numeric>
 #include <random>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
+#include <tuple>
+#include <utility>
 
 #include "core/routing_odds.hpp"
 
@@ -76,6 +80,17 @@ void ep_routing_probabilities(EpSetting& s) {
     s.rank_probability = 1 - core::chance_to_miss_all(pool, s.experts / s.ranks, s.topk);
     return;
   }
+  // The chances depend on the routing shape alone (not on tokens or hidden size), and a calibration file holds many
+  // points of each shape: sample each shape once.
+  using Shape = std::tuple<int, int, int, int, int>;
+  static std::mutex sampled_mutex;
+  static std::map<Shape, std::pair<double, double>> sampled;
+  const Shape shape{s.experts, s.nodes, s.ranks, s.topk, groups};
+  const std::lock_guard<std::mutex> lock(sampled_mutex);
+  if (const auto it = sampled.find(shape); it != sampled.end()) {
+    std::tie(s.node_probability, s.rank_probability) = it->second;
+    return;
+  }
   // DeepEP's tests/test_internode.py: scores i.i.d. per (token, expert); the `groups` nodes whose best score is
   // highest; the top-k scores among those nodes' experts. Only the order of the scores matters, so uniform ones
   // from a 64-bit generator serve (fixed seed: the same chances on every machine).
@@ -110,6 +125,7 @@ void ep_routing_probabilities(EpSetting& s) {
   // Every node (rank) is alike: each receives its share of the tokens' distinct nodes (ranks).
   s.node_probability = static_cast<double>(node_hits) / kTokens / s.nodes;
   s.rank_probability = static_cast<double>(rank_hits) / kTokens / s.ranks;
+  sampled[shape] = {s.node_probability, s.rank_probability};
 }
 
 EpTraffic ep_traffic(const EpSetting& s) {
