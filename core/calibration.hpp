@@ -131,7 +131,7 @@ struct Calibration {
   /// more as it grows, each chunk handed over with its own flag, so the exchange reaches the link's rate only once
   /// the chunks in flight fill the channels; a ring's steps are pipelined over every channel. 0: half_bandwidth_bytes.
   /// A100: uncalibrated, the H100's (no A100 table of a current NCCL has all-to-all or sendrecv between 1 and 256 MiB).
-  double p2p_half_bandwidth_bytes = 9.87e5;
+  double p2p_half_bandwidth_bytes = 3.64e5;
   /// The most one of NCCL's point-to-point channels moves between two GPUs of a node (bytes/s): a channel is one
   /// thread block copying through a FIFO, and NCCL gives a message a few channels by its size and its
   /// communicator's ranks (sim/collectives/p2p_channels.cpp), so a message moves at most channels x this. 0: no

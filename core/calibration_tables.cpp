@@ -40,7 +40,7 @@ Calibration h100_table() {
   c.net_step_latency_s = 4.08e-6;
   c.nvls_latency_s = 89.1e-6;
   c.half_bandwidth_bytes = 1.41e5;
-  c.p2p_half_bandwidth_bytes = 9.87e5;
+  c.p2p_half_bandwidth_bytes = 3.64e5;
   c.p2p_efficiency = 1;
   c.p2p_channel_bytes_per_s = 20e9;
   c.nic_half_bandwidth_bytes = 8.07e4;

@@ -65,14 +65,14 @@ double protocol_step_latency(Protocol p, const core::Calibration& cal);
 
 /// A direct all-to-all's transfers kept as its matrix: one transfer per positive off-diagonal entry, member i to
 /// member j, at `fraction` of the rate. Listed, they take 32 bytes per pair (2 GB at 8192 members); the matrix
-/// takes 8. Its messages ramp as what their sender moves over the same class of path (see all_to_all_stage).
+/// takes 8. Its messages ramp as all_to_all_stage says: on their own size inside a node, on what their sender moves
+/// over the network across it.
 struct DenseAllToAll {
   std::vector<int> members;
   std::vector<std::vector<double>> matrix;
   double fraction = 1;
   std::vector<int> node;             // node of each member
-  std::vector<double> node_bytes;    // bytes each member sends to members of its own node
-  std::vector<double> network_bytes; // ... and to members on other nodes
+  std::vector<double> network_bytes; // bytes each member sends to members on other nodes
   int most_network_peers = 0;        // the most peers on other nodes that one member sends to
   /// NCCL's channels per message (p2p_channel_rule) and one channel's rate: a message between two GPUs of a node
   /// moves at most channels x rate (Transfer::rate_cap). Rate 0: no bound.
@@ -114,7 +114,7 @@ struct Stage {
       for (std::size_t j = 0; j < n; ++j)
         if (const double b = dense->matrix[i][j]; i != j && b > 0)
           f(Transfer{dense->members[i], dense->members[j], b,
-                     dense->node[i] == dense->node[j] ? dense->node_bytes[i] : dense->network_bytes[i],
+                     dense->node[i] == dense->node[j] ? b : dense->network_bytes[i],
                      dense->fraction, false, true, 0, false, dense->rate_cap(i, j, b)});
   }
   /// Bytes the stage holds (for caches).
@@ -161,10 +161,10 @@ void append_node_traffic(const core::ClusterSpec& spec, const std::vector<int>& 
 std::vector<std::vector<int>> ring_orders(const core::ClusterSpec& spec, const std::vector<int>& members);
 
 /// One all-to-all step: the stage's transfers, one (network) step of Simple latency and a network peer latency for
-/// each peer on another node of the member with most. A member's messages to its peers are in flight together, so
-/// each ramps (Calibration::message_efficiency) as the sum its sender moves over the same class of path (inside the
-/// node or across the network) in the stage: the pipeline that a lone message leaves idle while it fills, the
-/// others' messages keep busy.
+/// each peer on another node of the member with most. Each message ramps (Calibration::message_efficiency) on what
+/// fills its pipeline: inside the node its own size (a peer's chunks move on channels of their own, each handed over
+/// with its own flag), across the network the sum its sender moves over the network in the stage (one proxy feeds
+/// the NIC every peer's chunks).
 Stage all_to_all_stage(const core::ClusterSpec& spec, const core::Calibration& cal, Stage transfers);
 
 /// True when the node's NVSwitches reduce in the switch (NVLink SHARP: NVSwitch gen3 of the Hopper nodes).

@@ -3,7 +3,10 @@
 // latency grows with those peers: the kernel moves NVLink peers' data in parallel, but each network peer's send and
 // receive are posted by NCCL's proxy thread in turn (Calibration::alltoall_net_peer_latency_s). Its messages
 // between rails may be forwarded through the destination's rail (PXN). A message inside a node runs on a few of
-// NCCL's channels, as many as its size earns (p2p_channels.cpp), and moves no faster than they do.
+// NCCL's channels of its own, as many as its size earns (p2p_channels.cpp), moves no faster than they do, and ramps
+// on its own size: its chunks are handed over with their own flags on those channels, whatever the other peers'
+// messages do. A message across the network ramps on all its sender sends over the network: one proxy thread
+// feeds the NIC every peer's chunks, and the NIC's pipeline fills with the sum.
 #include <algorithm>
 #include <unordered_map>
 #include <utility>
@@ -17,23 +20,18 @@ std::shared_ptr<const DenseAllToAll> make_dense_all_to_all(const core::ClusterSp
                                                            std::vector<std::vector<double>> matrix, double fraction,
                                                            const P2pChannelRule& channel_rule,
                                                            double channel_bytes_per_s) {
-  DenseAllToAll d{std::move(members), std::move(matrix), fraction, {}, {}, {}, 0, channel_rule, channel_bytes_per_s};
+  DenseAllToAll d{std::move(members), std::move(matrix), fraction, {}, {}, 0, channel_rule, channel_bytes_per_s};
   const std::size_t n = d.members.size();
   d.node.resize(n);
   for (std::size_t i = 0; i < n; ++i) d.node[i] = spec.node_of(d.members[i]);
-  d.node_bytes.assign(n, 0.0);
   d.network_bytes.assign(n, 0.0);
   for (std::size_t i = 0; i < n; ++i) {
     int network_peers = 0;
     for (std::size_t j = 0; j < n; ++j) {
       const double b = d.matrix[i][j];
-      if (i == j || b <= 0) continue;
-      if (d.node[i] == d.node[j]) {
-        d.node_bytes[i] += b;
-      } else {
-        d.network_bytes[i] += b;
-        ++network_peers;
-      }
+      if (i == j || b <= 0 || d.node[i] == d.node[j]) continue;
+      d.network_bytes[i] += b;
+      ++network_peers;
     }
     d.most_network_peers = std::max(d.most_network_peers, network_peers);
   }
@@ -42,10 +40,10 @@ std::shared_ptr<const DenseAllToAll> make_dense_all_to_all(const core::ClusterSp
 
 Stage all_to_all_stage(const core::ClusterSpec& spec, const core::Calibration& cal, Stage stage) {
   // Per sender of the listed transfers (a dense all-to-all counts its own): network peers (the call waits for the
-  // busiest proxy) and the bytes in flight per path class.
+  // busiest proxy) and the bytes in flight to them.
   struct Sender {
     int net_peers = 0;
-    double node_bytes = 0, network_bytes = 0;
+    double network_bytes = 0;
   };
   std::unordered_map<int, Sender> senders;
   int most = stage.dense ? stage.dense->most_network_peers : 0;
@@ -54,13 +52,10 @@ Stage all_to_all_stage(const core::ClusterSpec& spec, const core::Calibration& c
     if (spec.node_of(t.src_gpu) != spec.node_of(t.dst_gpu)) {
       most = std::max(most, ++s.net_peers);
       s.network_bytes += t.bytes;
-    } else {
-      s.node_bytes += t.bytes;
     }
   }
   for (Transfer& t : stage.transfers) {
-    const Sender& s = senders[t.src_gpu];
-    t.message_bytes = spec.node_of(t.src_gpu) != spec.node_of(t.dst_gpu) ? s.network_bytes : s.node_bytes;
+    t.message_bytes = spec.node_of(t.src_gpu) != spec.node_of(t.dst_gpu) ? senders[t.src_gpu].network_bytes : t.bytes;
     t.point_to_point = true;
   }
   (most > 0 ? stage.net_latency_steps : stage.latency_steps) = 1;

@@ -48,7 +48,7 @@ std::size_t Stage::held_bytes() const {
   std::size_t bytes = transfers.capacity() * sizeof(Transfer);  // what the vector holds, its growth slack included
   if (dense) {
     for (const auto& row : dense->matrix) bytes += row.size() * sizeof(double);
-    bytes += dense->node.size() * sizeof(int) + (dense->node_bytes.size() + dense->network_bytes.size()) * sizeof(double);
+    bytes += dense->node.size() * sizeof(int) + dense->network_bytes.size() * sizeof(double);
   }
   return bytes;
 }

@@ -82,11 +82,11 @@ TEST(Collectives, DirectAllToAllOnOneNodeIsBoundByTheNvlinkPorts) {
   for (const double bytes : {1024.0 * 1024 * 1024, 64.0 * 1024}) {
     const double t = all_to_all_in_child(spec, bytes, core::CollectiveAlgo::direct, sim::FlowMode::aggregated);
     // Seven messages of bytes/8 leave every GPU at once and share its NVLink port, in one step (no network peer);
-    // in flight together, they ramp as one of 7/8 of the bytes, not as seven of 1/8, and on the point-to-point
-    // path's ramp (p2p_half_bandwidth_bytes), not a ring's.
+    // each runs on channels of its own and ramps on its own size, bytes/8, on the point-to-point path's ramp
+    // (p2p_half_bandwidth_bytes), not a ring's.
     const double expected =
         cal.collective_latency_s + cal.step_latency_s +
-        (bytes * 7 / 8) / (300e9 * cal.nvlink_efficiency * cal.message_efficiency(bytes * 7 / 8, false, true));
+        (bytes * 7 / 8) / (300e9 * cal.nvlink_efficiency * cal.message_efficiency(bytes / 8, false, true));
     EXPECT_NEAR(t, expected, expected * 1e-3) << bytes << " bytes";
   }
 }

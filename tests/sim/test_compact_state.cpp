@@ -61,8 +61,8 @@ TEST(CompactState, RootZoneReturnsEveryDeclaredRouteAsDeclared) {
 }
 
 // A direct all-to-all's plan keeps the matrix, and walks it as the transfers an explicit list would hold: every
-// positive off-diagonal entry in row order, point-to-point at p2p efficiency, its message (the ramp's size) what its
-// sender moves to all its peers over the same class of path: inside its node, or across the network.
+// positive off-diagonal entry in row order, point-to-point at p2p efficiency, its message (the ramp's size) its own
+// bytes inside its node and what its sender moves to all its peers across the network.
 TEST(CompactState, DenseAllToAllListsTheExplicitTransfers) {
   const core::ClusterSpec spec = two_leaves();
   core::Calibration cal;
@@ -76,17 +76,18 @@ TEST(CompactState, DenseAllToAllListsTheExplicitTransfers) {
     auto same_node = [&](std::size_t i, std::size_t j) {
       return spec.node_of(call.members[i]) == spec.node_of(call.members[j]);
     };
-    auto in_flight = [&](std::size_t i, bool node) {
+    auto to_network = [&](std::size_t i) {
       double sum = 0;
       for (std::size_t j = 0; j < 4; ++j)
-        if (j != i && same_node(i, j) == node) sum += call.matrix[i][j];
+        if (j != i && !same_node(i, j)) sum += call.matrix[i][j];
       return sum;
     };
     std::vector<sim::Transfer> want;
     for (std::size_t i = 0; i < 4; ++i)
       for (std::size_t j = 0; j < 4; ++j)
         if (i != j && call.matrix[i][j] > 0)
-          want.push_back({call.members[i], call.members[j], call.matrix[i][j], in_flight(i, same_node(i, j)),
+          want.push_back({call.members[i], call.members[j], call.matrix[i][j],
+                          same_node(i, j) ? call.matrix[i][j] : to_network(i),
                           p2p ? cal.p2p_efficiency : 1.0});
     const sim::CollectivePlan plan = sim::plan_direct_all_to_all(spec, cal, call);
     ASSERT_EQ(plan.size(), 1u);
@@ -103,7 +104,7 @@ TEST(CompactState, DenseAllToAllListsTheExplicitTransfers) {
     EXPECT_EQ(plan[0].net_latency_steps, 1) << "members on several nodes: one network step";
     EXPECT_EQ(plan[0].fixed_latency_s, 2 * cal.alltoall_net_peer_latency_s + cal.net_step_latency_s)
         << "at most 2 network peers per member, and the receivers' buffer posts";
-    EXPECT_EQ(plan[0].held_bytes(), 16 * sizeof(double) + 4 * (sizeof(int) + 2 * sizeof(double)));
+    EXPECT_EQ(plan[0].held_bytes(), 16 * sizeof(double) + 4 * (sizeof(int) + sizeof(double)));
   }
 }
 
