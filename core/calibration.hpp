@@ -126,11 +126,12 @@ struct Calibration {
   /// immediate data on the first generation), not through InfiniBand verbs.
   double efa_efficiency = 0.64;
   double half_bandwidth_bytes = 1.13e5;      // message size at which an NVLink/PCIe transfer reaches half its rate
-  /// The same for NCCL's point-to-point path (send/receive, all-to-all) inside a node, on the bytes a sender has in
-  /// flight to all its peers: a peer's message moves in chunks (512 KiB over NVLink) on a few channels of its own,
-  /// more as it grows, each chunk handed over with its own flag, so the exchange reaches the link's rate only once
-  /// the chunks in flight fill the channels; a ring's steps are pipelined over every channel. 0: half_bandwidth_bytes.
-  /// A100: uncalibrated, the H100's (no A100 table of a current NCCL has all-to-all or sendrecv between 1 and 256 MiB).
+  /// The same for NCCL's point-to-point path (send/receive, all-to-all) inside a node, on each peer's message: it
+  /// moves in chunks (512 KiB over NVLink) on a few channels of its own, more as it grows, each chunk handed over with
+  /// its own flag, so it reaches its channels' rate only once its chunks fill them, whatever the other peers' messages
+  /// do; a ring's steps are pipelined over every channel. 0: half_bandwidth_bytes. H100: fitted with the rest held on
+  /// two one-node all-to-all and sendrecv sweeps and pplx-kernels' torch all-to-all. A100: uncalibrated, the H100's
+  /// (no A100 table of a current NCCL has all-to-all or sendrecv between 1 and 256 MiB).
   double p2p_half_bandwidth_bytes = 3.64e5;
   /// The most one of NCCL's point-to-point channels moves between two GPUs of a node (bytes/s): a channel is one
   /// thread block copying through a FIFO, and NCCL gives a message a few channels by its size and its
